@@ -1,0 +1,29 @@
+# Two commands on a fresh machine with Python 3.11+ and make:
+#   make train   create .venv, install numbamlp, train on the built-in digits set
+#   make test    same set-up, run the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: train test gradcheck clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall whenever the project's metadata changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+train: $(VENV)/.installed
+	$(BIN)/numbamlp train
+
+gradcheck: $(VENV)/.installed
+	$(BIN)/numbamlp gradcheck
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info

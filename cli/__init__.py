@@ -1,0 +1,1 @@
+"""numbamlp's command line (``numbamlp ...``): thin click commands over the library."""

@@ -1,0 +1,119 @@
+"""Compute backends for numbamlp, all with one set of kernel names.
+
+Symbols: B batch size, D input features, H hidden width, C classes.
+
+Backends (``get_backend``):
+  - ``"numpy"``: plain batched numpy, the baseline and the fallback without Numba.
+  - ``"cpu"``:   Numba-compiled kernels (``numbamlp.kernels.cpu_backend``).
+  - ``"auto"``:  ``"cpu"`` when Numba imports, else ``"numpy"``.
+
+Every backend module defines, with outputs first, then inputs, then options:
+
+  affine_forward(out, X, W, b)                  out (B, out)  = X (B, in) @ W (out, in).T + b (out,)
+  affine_backward(dX, dW, db, dout, X, W)       dW = doutᵀ X, db = Σ_rows dout, dX = dout W (dX may be None)
+  <act>_forward(Hout, A, alpha)                 Hout = φ(A), elementwise, Hout may alias A
+  <act>_backward(dA, dH, cache, alpha)          dA = dH ⊙ φ'(·); ``cache`` is A or Hout, see ACTIVATIONS
+  softmax_crossentropy_forward(P, row_loss, S, y) -> mean loss
+  softmax_crossentropy_backward(dS, P, y)       dS = (P − onehot(y)) / B
+  sgd_update(param, grad, lr)                   param −= lr·grad
+  momentum_update(param, velocity, grad, lr, momentum)
+
+Gradient outputs are always overwritten (``=``), never accumulated.
+
+This module imports neither Numba nor anything above it, so listing the
+activations (for config validation, CLI choices, docs) costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+__all__ = [
+    "ACTIVATIONS",
+    "ACTIVATION_NAMES",
+    "ActivationSpec",
+    "BACKEND_NAMES",
+    "BackendUnavailable",
+    "activation_kernels",
+    "activation_spec",
+    "get_backend",
+]
+
+
+@dataclass(frozen=True)
+class ActivationSpec:
+    """One row of the activation table.
+
+    backward_uses: "input" when the derivative needs the pre-activation A,
+                   "output" when it can be computed from φ(A) alone.
+    init:          "he" (ReLU family) or "glorot" (saturating activations).
+    alpha:         the activation's parameter (negative slope / ELU scale), 0 if none.
+    """
+
+    name: str
+    backward_uses: str
+    init: str
+    alpha: float = 0.0
+    formula: str = ""
+
+
+# The one place the seven activations are listed.
+ACTIVATIONS: dict[str, ActivationSpec] = {
+    spec.name: spec
+    for spec in (
+        ActivationSpec("relu", "input", "he", 0.0, "max(0, a); derivative 0 at 0"),
+        ActivationSpec("leaky_relu", "input", "he", 0.1, "a if a > 0 else 0.1·a"),
+        ActivationSpec("elu", "input", "he", 1.0, "a if a > 0 else 1.0·(eᵃ − 1)"),
+        ActivationSpec("sigmoid", "output", "glorot", 0.0, "1 / (1 + e⁻ᵃ)"),
+        ActivationSpec("gelu", "input", "he", 0.0, "a·Φ(a), exact (erf)"),
+        ActivationSpec("silu", "input", "he", 0.0, "a·sigmoid(a)"),
+        ActivationSpec("tanh", "output", "glorot", 0.0, "tanh(a)"),
+    )
+}
+ACTIVATION_NAMES: tuple[str, ...] = tuple(ACTIVATIONS)
+
+
+def activation_spec(name: str) -> ActivationSpec:
+    """Return the table row for ``name``; ValueError listing the valid names otherwise."""
+    try:
+        return ACTIVATIONS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown activation {name!r}; valid activations: {', '.join(ACTIVATION_NAMES)}"
+        ) from None
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend was asked for but cannot run here (e.g. Numba is not installed)."""
+
+
+_BACKEND_MODULES = {"cpu": "cpu_backend", "numpy": "numpy_backend"}
+BACKEND_NAMES: tuple[str, ...] = tuple(_BACKEND_MODULES)
+
+
+def get_backend(name: str = "cpu") -> ModuleType:
+    """Return the kernel module for ``name`` ("cpu", "numpy" or "auto")."""
+    if name == "auto":
+        try:
+            return get_backend("cpu")
+        except BackendUnavailable:
+            return get_backend("numpy")
+    if name not in _BACKEND_MODULES:
+        raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(BACKEND_NAMES)}")
+    try:
+        return importlib.import_module(f"{__name__}.{_BACKEND_MODULES[name]}")
+    except ImportError as err:
+        if name == "cpu" and getattr(err, "name", "") in ("numba", "llvmlite"):
+            raise BackendUnavailable(
+                "the 'cpu' backend needs Numba, which is not installed: "
+                "`pip install numba` or use backend 'numpy'"
+            ) from None
+        raise
+
+
+def activation_kernels(backend: ModuleType, name: str):
+    """(forward, backward) kernels of activation ``name`` on ``backend``."""
+    spec = activation_spec(name)
+    return getattr(backend, f"{spec.name}_forward"), getattr(backend, f"{spec.name}_backward")

@@ -1,0 +1,230 @@
+"""Numba-compiled batched CPU kernels.
+
+Symbols: B batch size, D input features, H hidden width, C classes.
+
+Same names, argument order and conventions as every backend (see ``numbamlp.kernels``):
+outputs first, then inputs, then options; outputs are overwritten (``=``).
+Arrays are float32 or float64, C-contiguous, all of one dtype (row slices of a
+C-contiguous array qualify); ``y`` is an integer vector with values in [0, C).
+The kernels trust their inputs: the Python layer above validates shapes and labels.
+
+Threading: GEMMs go to BLAS through ``np.dot`` outside any ``prange``; elementwise
+and per-row work is Numba's ``prange``.  Reductions that feed the weights (the bias
+gradient, the mean loss) run in a fixed order, so results do not depend on the
+number of threads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+# One project-wide set of compiler options.  No fastmath: NaN/Inf must stay visible.
+_SERIAL = dict(cache=True, nogil=True)
+_PARALLEL = dict(cache=True, nogil=True, parallel=True)
+
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+# ---------------------------------------------------------------- affine
+@njit(**_SERIAL)
+def affine_forward(out, X, W, b):
+    """out (B, out) = X (B, in) @ W (out, in).T + b (out,).  ``out`` overwritten."""
+    np.dot(X, W.T, out)
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] += b[j]
+
+
+@njit(**_SERIAL)
+def affine_backward(dX, dW, db, dout, X, W):
+    """Gradients of out = X Wᵀ + b given dout (B, out).  All outputs overwritten.
+
+    dW (out, in) = doutᵀ X;  db (out,) = Σ_rows dout (rows added in order);
+    dX (B, in) = dout W, or skipped when dX is None (the first layer needs no dX).
+    """
+    np.dot(dout.T, X, dW)
+    db[:] = 0
+    for i in range(dout.shape[0]):
+        for j in range(dout.shape[1]):
+            db[j] += dout[i, j]
+    if dX is not None:
+        np.dot(dout, W, dX)
+
+
+# ---------------------------------------------------------------- activations
+# Scalar φ and φ' first; each kernel is a flat parallel loop over one of them.
+# forward(Hout, A, alpha): Hout = φ(A).   backward(dA, dH, cache, alpha): dA = dH ⊙ φ'.
+# Kernels flatten with reshape(-1), a view for C-contiguous arrays; outputs may alias inputs.
+
+
+@njit(**_SERIAL)
+def _sigmoid(a):
+    if a >= 0:
+        return 1.0 / (1.0 + math.exp(-a))
+    e = math.exp(a)
+    return e / (1.0 + e)
+
+
+@njit(**_SERIAL)
+def _gelu_cdf(a):
+    return 0.5 * (1.0 + math.erf(a * _SQRT_HALF))
+
+
+@njit(**_PARALLEL)
+def relu_forward(Hout, A, alpha):
+    h, a = Hout.reshape(-1), A.reshape(-1)
+    for k in prange(a.size):
+        # written so that NaN passes through, as np.maximum does
+        h[k] = 0.0 if a[k] <= 0 else a[k]
+
+
+@njit(**_PARALLEL)
+def relu_backward(dA, dH, A, alpha):
+    da, dh, a = dA.reshape(-1), dH.reshape(-1), A.reshape(-1)
+    for k in prange(a.size):
+        da[k] = dh[k] if a[k] > 0 else 0.0
+
+
+@njit(**_PARALLEL)
+def leaky_relu_forward(Hout, A, alpha):
+    h, a = Hout.reshape(-1), A.reshape(-1)
+    for k in prange(a.size):
+        h[k] = a[k] if a[k] > 0 else alpha * a[k]
+
+
+@njit(**_PARALLEL)
+def leaky_relu_backward(dA, dH, A, alpha):
+    da, dh, a = dA.reshape(-1), dH.reshape(-1), A.reshape(-1)
+    for k in prange(a.size):
+        da[k] = dh[k] if a[k] > 0 else alpha * dh[k]
+
+
+@njit(**_PARALLEL)
+def elu_forward(Hout, A, alpha):
+    h, a = Hout.reshape(-1), A.reshape(-1)
+    for k in prange(a.size):
+        h[k] = a[k] if a[k] > 0 else alpha * math.expm1(a[k])
+
+
+@njit(**_PARALLEL)
+def elu_backward(dA, dH, A, alpha):
+    da, dh, a = dA.reshape(-1), dH.reshape(-1), A.reshape(-1)
+    for k in prange(a.size):
+        da[k] = dh[k] if a[k] > 0 else dh[k] * alpha * math.exp(a[k])
+
+
+@njit(**_PARALLEL)
+def sigmoid_forward(Hout, A, alpha):
+    h, a = Hout.reshape(-1), A.reshape(-1)
+    for k in prange(a.size):
+        h[k] = _sigmoid(a[k])
+
+
+@njit(**_PARALLEL)
+def sigmoid_backward(dA, dH, Hout, alpha):
+    da, dh, h = dA.reshape(-1), dH.reshape(-1), Hout.reshape(-1)
+    for k in prange(h.size):
+        da[k] = dh[k] * h[k] * (1.0 - h[k])
+
+
+@njit(**_PARALLEL)
+def gelu_forward(Hout, A, alpha):
+    h, a = Hout.reshape(-1), A.reshape(-1)
+    for k in prange(a.size):
+        h[k] = a[k] * _gelu_cdf(a[k])
+
+
+@njit(**_PARALLEL)
+def gelu_backward(dA, dH, A, alpha):
+    da, dh, a = dA.reshape(-1), dH.reshape(-1), A.reshape(-1)
+    for k in prange(a.size):
+        x = a[k]
+        da[k] = dh[k] * (_gelu_cdf(x) + x * _INV_SQRT_2PI * math.exp(-0.5 * x * x))
+
+
+@njit(**_PARALLEL)
+def silu_forward(Hout, A, alpha):
+    h, a = Hout.reshape(-1), A.reshape(-1)
+    for k in prange(a.size):
+        h[k] = a[k] * _sigmoid(a[k])
+
+
+@njit(**_PARALLEL)
+def silu_backward(dA, dH, A, alpha):
+    da, dh, a = dA.reshape(-1), dH.reshape(-1), A.reshape(-1)
+    for k in prange(a.size):
+        s = _sigmoid(a[k])
+        da[k] = dh[k] * s * (1.0 + a[k] * (1.0 - s))
+
+
+@njit(**_PARALLEL)
+def tanh_forward(Hout, A, alpha):
+    h, a = Hout.reshape(-1), A.reshape(-1)
+    for k in prange(a.size):
+        h[k] = math.tanh(a[k])
+
+
+@njit(**_PARALLEL)
+def tanh_backward(dA, dH, Hout, alpha):
+    da, dh, h = dA.reshape(-1), dH.reshape(-1), Hout.reshape(-1)
+    for k in prange(h.size):
+        da[k] = dh[k] * (1.0 - h[k] * h[k])
+
+
+# ---------------------------------------------------------------- loss
+@njit(**_PARALLEL)
+def softmax_crossentropy_forward(P, row_loss, S, y):
+    """P (B, C) = softmax(S) row-wise; row_loss (B,) = logsumexp(S_i) − S_i,y_i.
+
+    Returns the mean loss (float64), summed over rows in order.  Stable for any
+    finite logits: the row maximum is subtracted before exponentiating.
+    """
+    B, C = S.shape
+    for i in prange(B):
+        m = S[i, 0]
+        for j in range(1, C):
+            if S[i, j] > m:
+                m = S[i, j]
+        total = 0.0
+        for j in range(C):
+            e = math.exp(S[i, j] - m)
+            P[i, j] = e
+            total += e
+        for j in range(C):
+            P[i, j] /= total
+        row_loss[i] = (m + math.log(total)) - S[i, y[i]]
+    loss = 0.0
+    for i in range(B):
+        loss += row_loss[i]
+    return loss / B
+
+
+@njit(**_PARALLEL)
+def softmax_crossentropy_backward(dS, P, y):
+    """dS (B, C) = (P − onehot(y)) / B: the gradient of the mean loss."""
+    B, C = P.shape
+    inv_b = 1.0 / B
+    for i in prange(B):
+        for j in range(C):
+            dS[i, j] = P[i, j] * inv_b
+        dS[i, y[i]] -= inv_b
+
+
+# ---------------------------------------------------------------- optimizers
+@njit(**_PARALLEL)
+def sgd_update(param, grad, lr):
+    """param −= lr · grad  (flat arrays of one dtype)."""
+    for k in prange(param.size):
+        param[k] -= lr * grad[k]
+
+
+@njit(**_PARALLEL)
+def momentum_update(param, velocity, grad, lr, momentum):
+    """velocity = momentum·velocity − lr·grad;  param += velocity  (flat arrays)."""
+    for k in prange(param.size):
+        velocity[k] = momentum * velocity[k] - lr * grad[k]
+        param[k] += velocity[k]

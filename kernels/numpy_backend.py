@@ -1,0 +1,136 @@
+"""Plain batched numpy kernels: the baseline, and the fallback where Numba is unavailable.
+
+Symbols: B batch size, D input features, H hidden width, C classes.
+
+Same names, argument order and conventions as every backend (see ``numbamlp.kernels``):
+outputs first, then inputs, then options; outputs are overwritten (``=``).
+Arrays are float32 or float64, C-contiguous, all of one dtype; ``y`` is an integer
+vector with values in [0, C).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import erf
+
+_SQRT_HALF = np.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+
+
+# ---------------------------------------------------------------- affine
+def affine_forward(out, X, W, b):
+    """out (B, out) = X (B, in) @ W (out, in).T + b (out,)."""
+    np.matmul(X, W.T, out=out)
+    out += b
+
+
+def affine_backward(dX, dW, db, dout, X, W):
+    """dW (out, in) = doutᵀ X;  db (out,) = Σ_rows dout;  dX (B, in) = dout W (skipped if None)."""
+    np.matmul(dout.T, X, out=dW)
+    np.sum(dout, axis=0, out=db)
+    if dX is not None:
+        np.matmul(dout, W, out=dX)
+
+
+# ---------------------------------------------------------------- activations
+# forward(Hout, A, alpha): Hout = φ(A).   backward(dA, dH, cache, alpha): dA = dH ⊙ φ'.
+def relu_forward(Hout, A, alpha):
+    np.maximum(A, 0, out=Hout)
+
+
+def relu_backward(dA, dH, A, alpha):
+    np.multiply(dH, A > 0, out=dA)
+
+
+def leaky_relu_forward(Hout, A, alpha):
+    np.copyto(Hout, np.where(A > 0, A, alpha * A))
+
+
+def leaky_relu_backward(dA, dH, A, alpha):
+    np.copyto(dA, np.where(A > 0, dH, alpha * dH))
+
+
+def elu_forward(Hout, A, alpha):
+    np.copyto(Hout, np.where(A > 0, A, alpha * np.expm1(np.minimum(A, 0))))
+
+
+def elu_backward(dA, dH, A, alpha):
+    np.copyto(dA, np.where(A > 0, dH, dH * alpha * np.exp(np.minimum(A, 0))))
+
+
+def _sigmoid(A):
+    # exp of −|a| never overflows; fold the sign back in.
+    e = np.exp(-np.abs(A))
+    return np.where(A >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def sigmoid_forward(Hout, A, alpha):
+    np.copyto(Hout, _sigmoid(A))
+
+
+def sigmoid_backward(dA, dH, Hout, alpha):
+    np.multiply(dH, Hout * (1 - Hout), out=dA)
+
+
+def gelu_forward(Hout, A, alpha):
+    np.copyto(Hout, 0.5 * A * (1 + erf(A * _SQRT_HALF)))
+
+
+def gelu_backward(dA, dH, A, alpha):
+    cdf = 0.5 * (1 + erf(A * _SQRT_HALF))
+    pdf = _INV_SQRT_2PI * np.exp(-0.5 * A * A)
+    np.multiply(dH, cdf + A * pdf, out=dA)
+
+
+def silu_forward(Hout, A, alpha):
+    np.multiply(A, _sigmoid(A), out=Hout)
+
+
+def silu_backward(dA, dH, A, alpha):
+    s = _sigmoid(A)
+    np.multiply(dH, s * (1 + A * (1 - s)), out=dA)
+
+
+def tanh_forward(Hout, A, alpha):
+    np.tanh(A, out=Hout)
+
+
+def tanh_backward(dA, dH, Hout, alpha):
+    np.multiply(dH, 1 - Hout * Hout, out=dA)
+
+
+# ---------------------------------------------------------------- loss
+def softmax_crossentropy_forward(P, row_loss, S, y):
+    """P (B, C) = softmax(S) row-wise; row_loss (B,) = logsumexp(S_i) − S_i,y_i.
+
+    Returns the mean loss as a Python float.
+    """
+    rows = np.arange(S.shape[0])
+    m = S.max(axis=1, keepdims=True)
+    np.subtract(S, m, out=P)
+    np.exp(P, out=P)
+    total = P.sum(axis=1, keepdims=True)
+    row_loss[:] = (m[:, 0] + np.log(total[:, 0])) - S[rows, y]
+    P /= total
+    return float(row_loss.mean(dtype=np.float64))
+
+
+def softmax_crossentropy_backward(dS, P, y):
+    """dS (B, C) = (P − onehot(y)) / B: the gradient of the mean loss."""
+    B = P.shape[0]
+    np.copyto(dS, P)
+    dS[np.arange(B), y] -= 1
+    dS /= B
+
+
+# ---------------------------------------------------------------- optimizers
+def sgd_update(param, grad, lr):
+    """param −= lr · grad  (flat arrays of one dtype)."""
+    param -= param.dtype.type(lr) * grad
+
+
+def momentum_update(param, velocity, grad, lr, momentum):
+    """velocity = momentum·velocity − lr·grad;  param += velocity."""
+    velocity *= velocity.dtype.type(momentum)
+    velocity -= velocity.dtype.type(lr) * grad
+    param += velocity

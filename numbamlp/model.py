@@ -1,0 +1,261 @@
+"""The MLP model, its buffers, and the batched forward/backward pass over any backend.
+
+Symbols: B batch size, D input features, H hidden width, C classes, L number of affine layers.
+
+Shapes: X (B, D), hidden pre-activations A_l and outputs H_l (B, H_l), scores S (B, C),
+y (B,) int; weights W_l (out, in), b_l (out,), so A = X Wᵀ + b.
+Parameters live in one flat buffer with per-layer (W, b) views; gradient and optimizer
+buffers use the same layout, so an optimizer update is one call over a flat array.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from numbamlp.kernels import activation_kernels, activation_spec, get_backend
+
+FLOAT_DTYPES = ("float32", "float64")
+
+
+# ---------------------------------------------------------------- input checks
+def as_float_dtype(dtype) -> np.dtype:
+    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if name not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(FLOAT_DTYPES)}, not {dtype!r}")
+    return np.dtype(name)
+
+
+def as_features(X, n_features: int | None, dtype) -> np.ndarray:
+    """X as a C-contiguous (B, D) array of ``dtype``; any real dtype and memory order accepted."""
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"X must hold real numbers, not dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (samples, features), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError("X has no rows")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"X has {X.shape[1]} features but the model expects {n_features}")
+    X = np.ascontiguousarray(X, dtype=dtype)
+    if not np.isfinite(X).all():
+        raise ValueError("X contains NaN or infinite values")
+    return X
+
+
+def as_class_indices(y, n_rows: int, n_classes: int) -> np.ndarray:
+    """y as a C-contiguous int64 vector of class indices in [0, n_classes)."""
+    y = np.asarray(y)
+    if y.ndim != 1 or y.shape[0] != n_rows:
+        raise ValueError(f"y must be a vector of {n_rows} labels, got shape {y.shape}")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all() or not np.array_equal(y, np.round(y)):
+            raise ValueError("y must hold integer class indices (found NaN or non-integral values)")
+    elif y.dtype.kind not in "biu":
+        raise ValueError(f"y must hold integer class indices, not dtype {y.dtype}")
+    y = np.ascontiguousarray(y, dtype=np.int64)
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"class indices must lie in [0, {n_classes}), found {y.min()}..{y.max()}")
+    return y
+
+
+# ---------------------------------------------------------------- parameter layout
+def layer_views(flat: np.ndarray, layers: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Split a flat buffer into per-layer (W (out, in), b (out,)) views, in layer order."""
+    views, offset = [], 0
+    for n_in, n_out in zip(layers[:-1], layers[1:]):
+        W = flat[offset : offset + n_out * n_in].reshape(n_out, n_in)
+        offset += n_out * n_in
+        b = flat[offset : offset + n_out]
+        offset += n_out
+        views.append((W, b))
+    return views
+
+
+def n_parameters(layers: Sequence[int]) -> int:
+    return sum(n_out * (n_in + 1) for n_in, n_out in zip(layers[:-1], layers[1:]))
+
+
+def _check_layers(layers) -> list[int]:
+    layers = [int(n) for n in layers]
+    if len(layers) < 2 or min(layers) < 1:
+        raise ValueError(f"layers must list at least 2 positive sizes [D, ..., C], got {layers}")
+    return layers
+
+
+class MLP:
+    """A multi-layer perceptron: Affine → φ → … → Affine, with softmax cross-entropy on top.
+
+    layers: [D, H1, ..., C].  Initialisation: He normal for the ReLU family, Glorot
+    uniform for sigmoid and tanh, zero biases; drawn from ``numpy.random.default_rng(seed)``.
+    """
+
+    def __init__(self, layers, activation: str = "relu", dtype="float32", seed: int | None = 0):
+        self.layers = _check_layers(layers)
+        self.activation = activation_spec(activation).name
+        self.dtype = as_float_dtype(dtype)
+        self.flat_params = np.zeros(n_parameters(self.layers), dtype=self.dtype)
+        self._params = layer_views(self.flat_params, self.layers)
+        rng = np.random.default_rng(seed)
+        scheme = activation_spec(activation).init
+        for W, _ in self._params:
+            n_out, n_in = W.shape
+            if scheme == "he":
+                W[...] = rng.normal(0.0, np.sqrt(2.0 / n_in), size=W.shape)
+            else:
+                limit = np.sqrt(6.0 / (n_in + n_out))
+                W[...] = rng.uniform(-limit, limit, size=W.shape)
+
+    @classmethod
+    def from_params(cls, params, activation: str = "relu", dtype=None) -> "MLP":
+        """Build from [(W1, b1), ...] with W (out, in), b (out,); arrays are copied.
+
+        dtype defaults to the first W's dtype when it is float32/float64, else float64.
+        """
+        params = [(np.asarray(W), np.asarray(b)) for W, b in params]
+        if not params:
+            raise ValueError("params must hold at least one (W, b) pair")
+        if dtype is None:
+            dtype = params[0][0].dtype if params[0][0].dtype.name in FLOAT_DTYPES else "float64"
+        layers = [params[0][0].shape[1] if params[0][0].ndim == 2 else -1]
+        for i, (W, b) in enumerate(params):
+            if W.ndim != 2 or W.shape[1] != layers[-1]:
+                raise ValueError(f"layer {i}: W must have shape (out, {layers[-1]}), got {W.shape}")
+            if b.shape != (W.shape[0],):
+                raise ValueError(f"layer {i}: b must have shape ({W.shape[0]},), got {b.shape}")
+            layers.append(W.shape[0])
+        model = cls(layers, activation=activation, dtype=dtype, seed=None)
+        for (W, b), (W_src, b_src) in zip(model._params, params):
+            W[...] = W_src
+            b[...] = b_src
+        return model
+
+    @property
+    def params(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """[(W (out, in), b (out,)), ...]: live views into ``flat_params``."""
+        return list(self._params)
+
+    @property
+    def n_features(self) -> int:
+        return self.layers[0]
+
+    @property
+    def n_classes(self) -> int:
+        return self.layers[-1]
+
+    def __repr__(self) -> str:
+        return f"MLP(layers={self.layers}, activation={self.activation!r}, dtype={self.dtype.name!r})"
+
+    # ------------------------------------------------------------ inference
+    def scores(self, X, backend: str = "auto") -> np.ndarray:
+        """Logits (B, C) for X (B, D)."""
+        X = as_features(X, self.n_features, self.dtype)
+        workspace = Workspace(self, X.shape[0])
+        return forward(get_backend(backend), self, X, workspace).copy()
+
+    def predict_proba(self, X, backend: str = "auto") -> np.ndarray:
+        """Class probabilities (B, C); each row sums to 1."""
+        S = self.scores(X, backend)
+        P = np.exp(S - S.max(axis=1, keepdims=True))
+        return P / P.sum(axis=1, keepdims=True)
+
+    def predict(self, X, backend: str = "auto") -> np.ndarray:
+        """Class indices (B,) of the highest score."""
+        return np.argmax(self.scores(X, backend), axis=1)
+
+
+# ---------------------------------------------------------------- batched passes
+class Workspace:
+    """Buffers for one model at batch sizes up to ``capacity``, allocated once.
+
+    Per hidden layer l: A[l] pre-activations, Hout[l] = φ(A[l]), delta[l] (dH, then dA
+    in place), all (capacity, H_l).  Output layer: S scores, P probabilities, dS, (capacity, C);
+    row_loss (capacity,).  ``rows(B)`` gives row-slice views for a batch of B ≤ capacity, so
+    the short last batch of an epoch reuses the same memory.
+    """
+
+    def __init__(self, model: MLP, capacity: int):
+        self.capacity = capacity
+        widths = model.layers[1:-1]
+        alloc = lambda *shape: np.zeros(shape, dtype=model.dtype)  # noqa: E731
+        self.A = [alloc(capacity, h) for h in widths]
+        self.Hout = [alloc(capacity, h) for h in widths]
+        self.delta = [alloc(capacity, h) for h in widths]
+        C = model.n_classes
+        self.S, self.P, self.dS = alloc(capacity, C), alloc(capacity, C), alloc(capacity, C)
+        self.row_loss = alloc(capacity)
+
+    def rows(self, B: int) -> "_Rows":
+        if B > self.capacity:
+            raise ValueError(f"batch of {B} rows exceeds workspace capacity {self.capacity}")
+        return _Rows(self, B)
+
+
+class _Rows:
+    """Views of the first B rows of every workspace buffer."""
+
+    def __init__(self, ws: Workspace, B: int):
+        self.A = [a[:B] for a in ws.A]
+        self.Hout = [h[:B] for h in ws.Hout]
+        self.delta = [d[:B] for d in ws.delta]
+        self.S, self.P, self.dS, self.row_loss = ws.S[:B], ws.P[:B], ws.dS[:B], ws.row_loss[:B]
+
+
+def forward(backend, model: MLP, X: np.ndarray, workspace: Workspace) -> np.ndarray:
+    """Scores S (B, C) for a validated X (B, D), into the workspace (returned as a view)."""
+    buf = workspace.rows(X.shape[0])
+    act_forward, _ = activation_kernels(backend, model.activation)
+    alpha = activation_spec(model.activation).alpha
+    h = X
+    for (W, b), A, Hout in zip(model._params[:-1], buf.A, buf.Hout):
+        backend.affine_forward(A, h, W, b)
+        act_forward(Hout, A, alpha)
+        h = Hout
+    W, b = model._params[-1]
+    backend.affine_forward(buf.S, h, W, b)
+    return buf.S
+
+
+def backward_into(backend, model: MLP, X, y, workspace: Workspace, grads) -> float:
+    """Mean loss over (X (B, D), y (B,)); writes per-layer (dW, db) into ``grads`` views.
+
+    X and y must be validated (see ``as_features`` / ``as_class_indices``).
+    """
+    buf = workspace.rows(X.shape[0])
+    S = forward(backend, model, X, workspace)
+    loss = backend.softmax_crossentropy_forward(buf.P, buf.row_loss, S, y)
+    backend.softmax_crossentropy_backward(buf.dS, buf.P, y)
+    _, act_backward = activation_kernels(backend, model.activation)
+    spec = activation_spec(model.activation)
+    caches = buf.A if spec.backward_uses == "input" else buf.Hout
+    inputs = [X] + buf.Hout  # the input of layer l
+    dout = buf.dS
+    for layer in range(len(model._params) - 1, -1, -1):
+        W, _ = model._params[layer]
+        dW, db = grads[layer]
+        dX = buf.delta[layer - 1] if layer > 0 else None
+        backend.affine_backward(dX, dW, db, dout, inputs[layer], W)
+        if layer > 0:
+            act_backward(dX, dX, caches[layer - 1], spec.alpha)
+            dout = dX
+    return float(loss)
+
+
+def loss_and_grads(model: MLP, X, y, backend: str = "cpu"):
+    """(mean cross-entropy, [(dW (out, in), db (out,)), ...]) for one batch.
+
+    backend: "cpu", "numpy", "auto", or "reference" (the single-example float64 path).
+    The batched gradients equal the mean of the reference path's per-example gradients.
+    """
+    X = as_features(X, model.n_features, model.dtype)
+    y = as_class_indices(y, X.shape[0], model.n_classes)
+    if backend == "reference":
+        from numbamlp import reference
+
+        return reference.mean_loss_and_grads(model.params, model.activation, X, y)
+    kernels = get_backend(backend)
+    grad_flat = np.zeros_like(model.flat_params)
+    grads = layer_views(grad_flat, model.layers)
+    loss = backward_into(kernels, model, X, y, Workspace(model, X.shape[0]), grads)
+    return loss, grads
