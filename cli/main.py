@@ -105,7 +105,7 @@ def gradcheck(seed):
     from numbamlp.gradcheck import NUMERICAL_TOLERANCE, REFERENCE_TOLERANCE, gradcheck as run
 
     rows = run(seed=seed)
-    click.echo(f"{'activation':<11} {'layers':<12} {'backend':<7} {'dtype':<8} {'vs reference':>13} {'vs central diff':>16}  ok")
+    click.echo(f"{'activation':<11} {'layers':<12} {'backend':<7} {'dtype':<8} {'vs reference':>13} {'vs central diff':>16}  result")
     for row in rows:
         click.echo(
             f"{row.activation:<11} {'-'.join(map(str, row.layers)):<12} {row.backend:<7} {row.dtype:<8} "

@@ -1,0 +1,35 @@
+"""Shared test helpers: tolerances and a comparison that shows the worst element."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Relative tolerance of a batched kernel against the float64 reference, per dtype.
+RTOL = {np.dtype("float64"): 1e-10, np.dtype("float32"): 1e-4}
+DTYPES = (np.float64, np.float32)
+BACKENDS = ("cpu", "numpy")
+
+
+def assert_close(actual, expected, dtype, what: str = "") -> None:
+    """|actual − expected| ≤ atol + rtol·|expected| elementwise, atol = rtol·max|expected|.
+
+    The absolute floor scales with the array so that entries that cancel to ~0 are
+    judged against the array's magnitude, not their own.
+    """
+    rtol = RTOL[np.dtype(dtype)]
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    atol = rtol * max(np.abs(expected).max(initial=0.0), 1e-30)
+    excess = np.abs(actual - expected) - (atol + rtol * np.abs(expected))
+    if excess.size and excess.max() > 0:
+        worst = np.unravel_index(np.argmax(excess), excess.shape)
+        raise AssertionError(
+            f"{what}: worst element {worst}: got {actual[worst]!r}, expected {expected[worst]!r} "
+            f"(rtol {rtol:g}, atol {atol:.3g})"
+        )
+
+
+def col(v):
+    """A row of a batch as the reference path's column vector (n, 1), float64."""
+    return np.asarray(v, dtype=np.float64).reshape(-1, 1)

@@ -1,0 +1,134 @@
+"""The public model API: construction, initialisation, parameters and inference."""
+
+import numpy as np
+import pytest
+
+import numbamlp
+from naive import assert_close
+from numbamlp import MLP, loss_and_grads, reference
+from numbamlp.kernels import ACTIVATION_NAMES, BackendUnavailable, get_backend
+
+
+def test_public_names():
+    for name in ("MLP", "loss_and_grads", "ACTIVATION_NAMES"):
+        assert hasattr(numbamlp, name)
+    assert numbamlp.ACTIVATION_NAMES == ("relu", "leaky_relu", "elu", "sigmoid", "gelu", "silu", "tanh")
+
+
+def test_unknown_activation_lists_the_valid_ones():
+    with pytest.raises(ValueError) as err:
+        MLP([3, 4, 2], activation="swish")
+    for name in ACTIVATION_NAMES:
+        assert name in str(err.value)
+
+
+@pytest.mark.parametrize("bad", [[3], [3, 0, 2], []])
+def test_bad_layers_rejected(bad):
+    with pytest.raises(ValueError, match="layers"):
+        MLP(bad)
+
+
+def test_bad_dtype_and_backend_rejected():
+    with pytest.raises(ValueError, match="dtype"):
+        MLP([2, 2], dtype="float16")
+    with pytest.raises(ValueError, match="valid backends"):
+        get_backend("gpu")
+
+
+def test_params_are_live_views_of_one_flat_buffer():
+    model = MLP([4, 3, 2], seed=0)
+    assert [(W.shape, b.shape) for W, b in model.params] == [((3, 4), (3,)), ((2, 3), (2,))]
+    assert model.flat_params.size == 3 * 4 + 3 + 2 * 3 + 2
+    model.params[1][1][...] = 7.0
+    assert (model.flat_params[-2:] == 7.0).all()
+
+
+@pytest.mark.parametrize("activation,scheme", [("relu", "he"), ("gelu", "he"), ("tanh", "glorot"), ("sigmoid", "glorot")])
+def test_initialisation_scale(activation, scheme):
+    W, b = MLP([400, 300, 2], activation=activation, dtype="float64", seed=3).params[0]
+    expected_std = np.sqrt(2 / 400) if scheme == "he" else np.sqrt(6 / 700) / np.sqrt(3)
+    assert W.std() == pytest.approx(expected_std, rel=0.02)
+    assert (b == 0).all()
+
+
+def test_same_seed_same_weights_different_seed_different():
+    a, b, c = MLP([5, 4, 3], seed=1), MLP([5, 4, 3], seed=1), MLP([5, 4, 3], seed=2)
+    np.testing.assert_array_equal(a.flat_params, b.flat_params)
+    assert not np.array_equal(a.flat_params, c.flat_params)
+
+
+def test_from_params_copies_and_checks_shapes():
+    W1, b1 = np.ones((3, 2)), np.zeros(3)
+    model = MLP.from_params([(W1, b1), (np.ones((2, 3)), np.zeros(2))], activation="tanh")
+    assert model.layers == [2, 3, 2] and model.dtype == np.float64 and model.activation == "tanh"
+    W1[...] = 5.0
+    assert (model.params[0][0] == 1.0).all()
+    with pytest.raises(ValueError, match="layer 1"):
+        MLP.from_params([(np.ones((3, 2)), np.zeros(3)), (np.ones((2, 4)), np.zeros(2))])
+    with pytest.raises(ValueError, match="b must have shape"):
+        MLP.from_params([(np.ones((3, 2)), np.zeros((3, 1)))])
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
+def test_scores_proba_predict(backend, activation):
+    rng = np.random.default_rng(0)
+    model = MLP([6, 8, 5, 4], activation=activation, dtype="float64", seed=4)
+    X = rng.normal(size=(9, 6))
+    S = model.scores(X, backend=backend)
+    assert S.shape == (9, 4)
+    assert_close(S, reference.scores(model.params, activation, X), np.float64, "scores")
+    P = model.predict_proba(X, backend=backend)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(model.predict(X, backend=backend), np.argmax(S, axis=1))
+
+
+def test_inputs_of_any_real_dtype_and_layout_are_converted():
+    rng = np.random.default_rng(1)
+    model = MLP([5, 7, 3], dtype="float32", seed=0)
+    X = rng.normal(size=(5, 11))  # we use its transpose: (11, 5), not C-contiguous
+    X_t = X.T
+    assert not X_t.flags.c_contiguous
+    expected = model.scores(np.ascontiguousarray(X_t, dtype=np.float32))
+    np.testing.assert_array_equal(model.scores(X_t), expected)
+    np.testing.assert_array_equal(model.scores(X_t[::1, :]), expected)
+    ints = rng.integers(-3, 3, size=(4, 5))
+    np.testing.assert_array_equal(model.scores(ints), model.scores(ints.astype(np.float32)))
+    y = np.array([0, 2, 1, 1, 0, 2, 1, 0, 0, 1, 2], dtype=np.int8)
+    loss_t, _ = loss_and_grads(model, X_t, y)
+    loss_c, _ = loss_and_grads(model, np.ascontiguousarray(X_t), y.astype(np.int64))
+    assert loss_t == loss_c
+
+
+@pytest.mark.parametrize(
+    "X,y,message",
+    [
+        (np.ones((3, 5)), [0, 1], "vector of 3 labels"),
+        (np.ones((2, 4)), [0, 1], "4 features but the model expects 5"),
+        (np.ones(5), [0], "2-D"),
+        (np.full((2, 5), np.nan), [0, 1], "NaN"),
+        (np.ones((2, 5)), [0, 3], r"\[0, 3\)"),
+        (np.ones((2, 5)), [0.5, 1], "non-integral"),
+        (np.array([["a"] * 5] * 2), [0, 1], "real numbers"),
+        (np.ones((0, 5)), [], "no rows"),
+    ],
+)
+def test_bad_inputs_are_clear_value_errors(X, y, message):
+    with pytest.raises(ValueError, match=message):
+        loss_and_grads(MLP([5, 4, 3]), X, y)
+
+
+def test_auto_backend_falls_back_to_numpy_without_numba(monkeypatch):
+    import numbamlp.kernels as kernels
+
+    real_import = kernels.importlib.import_module
+
+    def no_numba(name):
+        if name.endswith("cpu_backend"):
+            raise ModuleNotFoundError("No module named 'numba'", name="numba")
+        return real_import(name)
+
+    monkeypatch.setattr(kernels.importlib, "import_module", no_numba)
+    with pytest.raises(BackendUnavailable, match="pip install numba"):
+        get_backend("cpu")
+    assert get_backend("auto").__name__.endswith("numpy_backend")
