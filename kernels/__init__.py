@@ -13,10 +13,10 @@ Every backend module defines, with outputs first, then inputs, then options:
   affine_backward(dX, dW, db, dout, X, W)       dW = doutᵀ X, db = Σ_rows dout, dX = dout W (dX may be None)
   <act>_forward(Hout, A, alpha)                 Hout = φ(A), elementwise, Hout may alias A
   <act>_backward(dA, dH, cache, alpha)          dA = dH ⊙ φ'(·); ``cache`` is A or Hout, see ACTIVATIONS
-  softmax_crossentropy_forward(P, row_loss, S, y) -> mean loss
-  softmax_crossentropy_backward(dS, P, y)       dS = (P − onehot(y)) / B
-  sgd_update(param, grad, lr)                   param −= lr·grad
-  momentum_update(param, velocity, grad, lr, momentum)
+  softmax_crossentropy_forward(P, row_loss, S, y, weights=None) -> (weighted) mean loss
+  softmax_crossentropy_backward(dS, P, y, weights=None)  dS = (P − onehot(y)) / B  (or wᵢ/Σw)
+  sgd_update(param, velocity, grad, lr, momentum, weight_decay, nesterov)   PyTorch's SGD
+  adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decoupled, step)
 
 Gradient outputs are always overwritten (``=``), never accumulated.
 

@@ -177,11 +177,12 @@ def tanh_backward(dA, dH, Hout, alpha):
 
 # ---------------------------------------------------------------- loss
 @njit(**_PARALLEL)
-def softmax_crossentropy_forward(P, row_loss, S, y):
+def softmax_crossentropy_forward(P, row_loss, S, y, weights=None):
     """P (B, C) = softmax(S) row-wise; row_loss (B,) = logsumexp(S_i) − S_i,y_i.
 
-    Returns the mean loss (float64), summed over rows in order.  Stable for any
-    finite logits: the row maximum is subtracted before exponentiating.
+    Returns the mean loss (float64), or Σ wᵢ·lossᵢ / Σ wᵢ with ``weights`` (B,), summed
+    over rows in order.  Stable for any finite logits: the row maximum is subtracted
+    before exponentiating.
     """
     B, C = S.shape
     for i in prange(B):
@@ -198,33 +199,68 @@ def softmax_crossentropy_forward(P, row_loss, S, y):
             P[i, j] /= total
         row_loss[i] = (m + math.log(total)) - S[i, y[i]]
     loss = 0.0
+    if weights is None:
+        for i in range(B):
+            loss += row_loss[i]
+        return loss / B
+    weight_sum = 0.0
     for i in range(B):
-        loss += row_loss[i]
-    return loss / B
+        loss += weights[i] * row_loss[i]
+        weight_sum += weights[i]
+    return loss / weight_sum
 
 
 @njit(**_PARALLEL)
-def softmax_crossentropy_backward(dS, P, y):
-    """dS (B, C) = (P − onehot(y)) / B: the gradient of the mean loss."""
+def softmax_crossentropy_backward(dS, P, y, weights=None):
+    """dS (B, C) = (P − onehot(y)) / B, or wᵢ (P − onehot(y)) / Σ w with ``weights`` (B,)."""
     B, C = P.shape
-    inv_b = 1.0 / B
+    if weights is None:
+        inv_b = 1.0 / B
+        for i in prange(B):
+            for j in range(C):
+                dS[i, j] = P[i, j] * inv_b
+            dS[i, y[i]] -= inv_b
+        return
+    weight_sum = 0.0
+    for i in range(B):
+        weight_sum += weights[i]
     for i in prange(B):
+        scale = weights[i] / weight_sum
         for j in range(C):
-            dS[i, j] = P[i, j] * inv_b
-        dS[i, y[i]] -= inv_b
+            dS[i, j] = P[i, j] * scale
+        dS[i, y[i]] -= scale
 
 
 # ---------------------------------------------------------------- optimizers
 @njit(**_PARALLEL)
-def sgd_update(param, grad, lr):
-    """param −= lr · grad  (flat arrays of one dtype)."""
+def sgd_update(param, velocity, grad, lr, momentum, weight_decay, nesterov):
+    """SGD as in PyTorch, over flat arrays; ``param`` and ``velocity`` updated in place.
+
+    g = grad + weight_decay·param;  with momentum μ > 0: velocity = μ·velocity + g and
+    g = g + μ·velocity (nesterov) or velocity;  param −= lr·g.  μ = 0 is the seed's SGD.
+    """
     for k in prange(param.size):
-        param[k] -= lr * grad[k]
+        g = grad[k] + weight_decay * param[k]
+        if momentum != 0.0:
+            velocity[k] = momentum * velocity[k] + g
+            g = g + momentum * velocity[k] if nesterov else velocity[k]
+        param[k] -= lr * g
 
 
 @njit(**_PARALLEL)
-def momentum_update(param, velocity, grad, lr, momentum):
-    """velocity = momentum·velocity − lr·grad;  param += velocity  (flat arrays)."""
+def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+    """Adam (decoupled=False, L2 added to the gradient) or AdamW (decoupled weight decay).
+
+    Flat arrays; ``param``, ``m``, ``v`` updated in place; ``step`` counts from 1.
+    """
+    bias1 = 1.0 - beta1**step
+    bias2 = 1.0 - beta2**step
     for k in prange(param.size):
-        velocity[k] = momentum * velocity[k] - lr * grad[k]
-        param[k] += velocity[k]
+        g = grad[k]
+        if decoupled:
+            param[k] -= lr * weight_decay * param[k]
+        else:
+            g += weight_decay * param[k]
+        m[k] = beta1 * m[k] + (1.0 - beta1) * g
+        v[k] = beta2 * v[k] + (1.0 - beta2) * g * g
+        param[k] -= lr * (m[k] / bias1) / (math.sqrt(v[k] / bias2) + eps)

@@ -100,10 +100,10 @@ def tanh_backward(dA, dH, Hout, alpha):
 
 
 # ---------------------------------------------------------------- loss
-def softmax_crossentropy_forward(P, row_loss, S, y):
+def softmax_crossentropy_forward(P, row_loss, S, y, weights=None):
     """P (B, C) = softmax(S) row-wise; row_loss (B,) = logsumexp(S_i) − S_i,y_i.
 
-    Returns the mean loss as a Python float.
+    Returns the mean loss as a Python float, or Σ wᵢ·lossᵢ / Σ wᵢ with ``weights`` (B,).
     """
     rows = np.arange(S.shape[0])
     m = S.max(axis=1, keepdims=True)
@@ -112,25 +112,44 @@ def softmax_crossentropy_forward(P, row_loss, S, y):
     total = P.sum(axis=1, keepdims=True)
     row_loss[:] = (m[:, 0] + np.log(total[:, 0])) - S[rows, y]
     P /= total
-    return float(row_loss.mean(dtype=np.float64))
+    if weights is None:
+        return float(row_loss.mean(dtype=np.float64))
+    return float(np.dot(weights, row_loss.astype(np.float64)) / np.sum(weights, dtype=np.float64))
 
 
-def softmax_crossentropy_backward(dS, P, y):
-    """dS (B, C) = (P − onehot(y)) / B: the gradient of the mean loss."""
+def softmax_crossentropy_backward(dS, P, y, weights=None):
+    """dS (B, C) = (P − onehot(y)) / B, or wᵢ (P − onehot(y)) / Σ w with ``weights`` (B,)."""
     B = P.shape[0]
     np.copyto(dS, P)
     dS[np.arange(B), y] -= 1
-    dS /= B
+    if weights is None:
+        dS /= B
+    else:
+        dS *= (weights / np.sum(weights, dtype=np.float64))[:, None]
 
 
 # ---------------------------------------------------------------- optimizers
-def sgd_update(param, grad, lr):
-    """param −= lr · grad  (flat arrays of one dtype)."""
-    param -= param.dtype.type(lr) * grad
+def sgd_update(param, velocity, grad, lr, momentum, weight_decay, nesterov):
+    """SGD as in PyTorch (see the cpu backend): param, velocity updated in place."""
+    g = grad + weight_decay * param if weight_decay else grad.copy()
+    if momentum:
+        velocity *= momentum
+        velocity += g
+        g = g + momentum * velocity if nesterov else velocity
+    param -= (lr * g).astype(param.dtype)
 
 
-def momentum_update(param, velocity, grad, lr, momentum):
-    """velocity = momentum·velocity − lr·grad;  param += velocity."""
-    velocity *= velocity.dtype.type(momentum)
-    velocity -= velocity.dtype.type(lr) * grad
-    param += velocity
+def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+    """Adam / AdamW (decoupled weight decay) over flat arrays, in place; step counts from 1."""
+    g = grad
+    if decoupled:
+        param *= 1 - lr * weight_decay
+    elif weight_decay:
+        g = grad + weight_decay * param
+    m *= beta1
+    m += (1 - beta1) * g
+    v *= beta2
+    v += (1 - beta2) * g * g
+    m_hat = m / (1 - beta1**step)
+    v_hat = v / (1 - beta2**step)
+    param -= (lr * m_hat / (np.sqrt(v_hat) + eps)).astype(param.dtype)

@@ -1,7 +1,7 @@
 """numbamlp: a Numba-JIT, batched training engine for multi-layer perceptrons.
 
-Importing numbamlp is cheap: Numba and scikit-learn load only when a kernel or a
-built-in data set is first used.
+Importing numbamlp is cheap: Numba, pydantic and scikit-learn load only when a kernel,
+the trainer or the estimator is first used.
 """
 
 from numbamlp.kernels import ACTIVATION_NAMES
@@ -9,4 +9,20 @@ from numbamlp.model import MLP, loss_and_grads
 
 __version__ = "0.1.0"
 
-__all__ = ["ACTIVATION_NAMES", "MLP", "loss_and_grads", "__version__"]
+# name → module, imported on first attribute access
+_LAZY = {
+    "TrainConfig": "numbamlp.config",
+    "Trainer": "numbamlp.trainer",
+    "load_model": "numbamlp.io",
+    "MLPClassifier": "numbamlp.estimator",
+}
+
+__all__ = ["ACTIVATION_NAMES", "MLP", "loss_and_grads", "__version__", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'numbamlp' has no attribute {name!r}")

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from numbamlp.kernels import ACTIVATION_NAMES, activation_spec
 
 TRAIN_BACKENDS = ("cpu", "numpy", "reference")
-OPTIMIZERS = ("sgd",)
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+SCHEDULES = ("constant", "step", "cosine")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
 
 class ModelConfig(_Strict):
@@ -52,24 +53,51 @@ class ModelConfig(_Strict):
 
 
 class OptimizerConfig(_Strict):
-    name: str = Field("sgd", description=f"Optimizer: one of {', '.join(OPTIMIZERS)}.")
-    lr: float = Field(0.05, gt=0, description="Learning rate (> 0).")
-    momentum: float = Field(
-        0.9, ge=0, lt=1, description="Momentum in [0, 1); 0 is the seed notes' plain SGD."
+    name: Literal["sgd", "momentum", "nesterov", "adam", "adamw"] = Field(
+        "sgd",
+        description="Optimizer: sgd (PyTorch's; momentum 0 is the seed notes' plain SGD), "
+        "momentum, nesterov, adam, adamw (decoupled weight decay).",
     )
-    weight_decay: float = Field(1e-3, ge=0, description="L2 penalty: weight_decay·θ is added to every gradient.")
+    lr: float = Field(0.05, gt=0, description="Learning rate (> 0).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="Momentum in [0, 1) for sgd, momentum and nesterov.")
+    weight_decay: float = Field(
+        1e-3, ge=0, description="L2 penalty: weight_decay·θ added to the gradient (decoupled for adamw)."
+    )
+    beta1: float = Field(0.9, ge=0, lt=1, description="Adam's first-moment decay.")
+    beta2: float = Field(0.999, ge=0, lt=1, description="Adam's second-moment decay.")
+    eps: float = Field(1e-8, gt=0, description="Adam's denominator guard.")
 
-    @field_validator("name")
-    @classmethod
-    def _known_optimizer(cls, name: str) -> str:
-        if name not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
-        return name
+    @model_validator(mode="after")
+    def _momentum_needed(self):
+        if self.name in ("momentum", "nesterov") and self.momentum == 0:
+            raise ValueError(f"optimizer {self.name!r} needs momentum > 0")
+        return self
+
+
+class ScheduleConfig(_Strict):
+    name: Literal["constant", "step", "cosine"] = Field(
+        "constant", description="Learning-rate schedule: constant, step or cosine (per epoch)."
+    )
+    warmup_epochs: int = Field(0, ge=0, description="Epochs of linear warm-up before the schedule.")
+    step_size: int = Field(10, ge=1, description="step: epochs between decays.")
+    gamma: float = Field(0.1, gt=0, le=1, description="step: decay factor.")
+    min_lr: float = Field(0.0, ge=0, description="cosine: final learning rate.")
+
+
+class EarlyStoppingConfig(_Strict):
+    patience: int | None = Field(
+        None, ge=1,
+        description="Stop after this many epochs without validation-loss improvement and restore "
+        "the best weights; unset: train all epochs.",
+    )
+    min_delta: float = Field(0.0, ge=0, description="Smallest decrease of validation loss that counts.")
 
 
 class DataConfig(_Strict):
     train: str = Field(
-        "builtin:digits", description="Training data: builtin:NAME or a .npz file with X, y."
+        "builtin:digits",
+        description="Training data: builtin:NAME (digits, iris, wine, breast_cancer, spiral), "
+        "a .npz file with X, y (optional X_test, y_test) or a .csv file.",
     )
     test: str | None = Field(
         None, description="Test data; default: the file's X_test/y_test, else a held-out split."
@@ -83,16 +111,34 @@ class DataConfig(_Strict):
     standardize: bool = Field(
         True, description="Standardise features with statistics of the training split."
     )
+    label_column: str | int | None = Field(
+        None, description="CSV label column, by header name or 0-based index; default: the last."
+    )
 
 
 class TrainConfig(_Strict):
     seed: int = Field(0, description="Seed for initialisation, splits and shuffling.")
     backend: Literal["cpu", "numpy", "reference"] = Field(
-        "cpu", description=f"Compute backend: one of {', '.join(TRAIN_BACKENDS)}."
+        "cpu", description=f"Compute backend: one of {', '.join(TRAIN_BACKENDS)} (reference: slow, for validation)."
     )
     dtype: Literal["float32", "float64"] = Field("float32", description="Floating-point type.")
     epochs: int = Field(30, ge=0, description="Passes over the training data (≥ 0).")
     batch_size: int = Field(32, ge=1, description="Minibatch size (≥ 1); the last short batch is kept.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Network shape.")
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig, description="Optimizer.")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="Learning-rate schedule.")
+    early_stopping: EarlyStoppingConfig = Field(
+        default_factory=EarlyStoppingConfig, description="Early stopping on validation loss."
+    )
+    class_weight: Literal["balanced"] | dict[str, float] | None = Field(
+        None,
+        description="Per-class loss weights: 'balanced' (n_samples / (n_classes · count)) or "
+        "{label: weight}; unset: all 1.",
+    )
+    validate_gradients: bool = Field(
+        False,
+        alias="validate",
+        description="Before training, compare the backend's gradients with the reference path on a "
+        "few real batches and stop if they disagree beyond the dtype's tolerance.",
+    )
     data: DataConfig = Field(default_factory=DataConfig, description="Data sources and splits.")

@@ -4,12 +4,17 @@ Symbols: N rows, D features.  X (N, D) float, y (N,) labels.
 
 Sources: ``builtin:digits`` (default), ``builtin:iris``, ``builtin:wine``,
 ``builtin:breast_cancer`` (scikit-learn's bundled copies, no network), ``builtin:spiral``
-(the classic 3-class spiral, generated from the seed), and ``.npz`` files with arrays
-``X``, ``y`` and optionally ``X_test``, ``y_test`` (loaded without pickle).
+(the classic 3-class spiral, generated from the seed), ``.npz`` files with arrays
+``X``, ``y`` and optionally ``X_test``, ``y_test`` (loaded without pickle), and ``.csv``
+files (header optional; the label column is the last unless named or numbered).
+
+Labels may be integers or class names (strings); features must be finite numbers.
+Every problem is a DataError whose message names the file and, for CSV, the row and column.
 """
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,8 +48,8 @@ def spiral(n_per_class: int = 100, n_classes: int = 3, noise: float = 0.2, seed:
     return np.concatenate(X), np.concatenate(y)
 
 
-def load_dataset(source: str, seed: int = 0) -> Dataset:
-    """Load ``builtin:NAME`` or an ``.npz`` path; DataError with a clear message otherwise."""
+def load_dataset(source: str, seed: int = 0, label_column: str | int | None = None) -> Dataset:
+    """Load ``builtin:NAME``, a ``.npz`` or a ``.csv`` path, checked; DataError otherwise."""
     if source.startswith("builtin:"):
         name = source.split(":", 1)[1]
         if name not in BUILTIN_SETS:
@@ -59,17 +64,133 @@ def load_dataset(source: str, seed: int = 0) -> Dataset:
     path = Path(source)
     if not path.exists():
         raise DataError(f"data file not found: {source}")
-    if path.suffix != ".npz":
-        raise DataError(f"unsupported data file {source}: expected builtin:NAME or a .npz file")
+    if path.is_dir():
+        raise DataError(f"{source} is a directory, not a data file")
+    if path.suffix == ".npz":
+        data = _read_npz(path)
+    elif path.suffix == ".csv":
+        data = _read_csv(path, label_column)
+    else:
+        raise DataError(f"unsupported data file {source}: expected builtin:NAME, a .npz or a .csv file")
+    data.X, data.y = check_arrays(data.X, data.y, source)
+    if data.X_test is not None:
+        data.X_test, data.y_test = check_arrays(data.X_test, data.y_test, f"{source} (X_test, y_test)")
+    return data
+
+
+def _read_npz(path: Path) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except Exception as err:  # a corrupt or non-npz file: say so in one line
-        raise DataError(f"cannot read {source} as .npz: {err}") from None
+    except Exception as err:  # corrupt, truncated, not a zip, or object arrays (pickle refused)
+        raise DataError(f"cannot read {path} as .npz ({_reason(err)})") from None
     for key in ("X", "y"):
         if key not in arrays:
-            raise DataError(f"{source} has no array {key!r} (found: {', '.join(arrays) or 'none'})")
-    return Dataset(arrays["X"], arrays["y"], arrays.get("X_test"), arrays.get("y_test"), name=source)
+            raise DataError(f"{path} has no array {key!r} (found: {', '.join(arrays) or 'none'})")
+    if ("X_test" in arrays) != ("y_test" in arrays):
+        raise DataError(f"{path} has only one of X_test and y_test")
+    return Dataset(arrays["X"], arrays["y"], arrays.get("X_test"), arrays.get("y_test"), name=str(path))
+
+
+def _reason(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False
+
+
+def _read_csv(path: Path, label_column) -> Dataset:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = [(n, row) for n, row in enumerate(csv.reader(f), start=1) if any(c.strip() for c in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"cannot read {path} as CSV ({_reason(err)})") from None
+    if not rows:
+        raise DataError(f"{path} has no rows")
+    width = len(rows[0][1])
+    header = None
+    if not all(_is_number(c) for c in rows[0][1]):
+        # a first row with non-numbers is a header unless only the label column is non-numeric
+        label_guess = _label_index(label_column, None, width, path) if not isinstance(label_column, str) else None
+        cells = [c for i, c in enumerate(rows[0][1]) if i != label_guess]
+        if label_guess is None or not all(_is_number(c) for c in cells):
+            header, rows = [c.strip() for c in rows[0][1]], rows[1:]
+    if not rows:
+        raise DataError(f"{path} has a header but no data rows")
+    if width < 2:
+        raise DataError(f"{path} needs at least one feature column and a label column")
+    label = _label_index(label_column, header, width, path)
+    names = header or [str(i) for i in range(width)]
+    X = np.empty((len(rows), width - 1))
+    labels = []
+    for r, (line, row) in enumerate(rows):
+        if len(row) != width:
+            raise DataError(f"{path}: row {line} has {len(row)} columns, expected {width}")
+        features = [c for i, c in enumerate(row) if i != label]
+        columns = [i for i in range(width) if i != label]
+        for k, (cell, column) in enumerate(zip(features, columns)):
+            try:
+                X[r, k] = float(cell)
+            except ValueError:
+                raise DataError(
+                    f"{path}: row {line}, column {column + 1} ({names[column]!r}): {cell!r} is not a number"
+                ) from None
+        labels.append(row[label].strip())
+    y = np.asarray(labels)
+    if all(_is_number(v) for v in labels):
+        y = np.asarray([float(v) for v in labels])
+    return Dataset(X, y, name=str(path))
+
+
+def _label_index(label_column, header, width: int, path) -> int:
+    if label_column is None:
+        return width - 1
+    if isinstance(label_column, int) or str(label_column).lstrip("-").isdigit():
+        index = int(label_column)
+        if not -width <= index < width:
+            raise DataError(f"{path}: label column {index} is out of range for {width} columns")
+        return index % width
+    if header is None or label_column not in header:
+        raise DataError(f"{path}: no column named {label_column!r} (the file has no such header)")
+    return header.index(label_column)
+
+
+def check_arrays(X, y, source: str = "data"):
+    """Validate features and labels at the boundary; returns (X float64 (N, D), y (N,)).
+
+    Labels: integers (integral floats are converted), or strings/bools as class names.
+    """
+    X, y = np.asarray(X), np.asarray(y)
+    if X.dtype.kind not in "biuf":
+        raise DataError(f"{source}: X must hold numbers, not {X.dtype}")
+    if X.ndim != 2:
+        raise DataError(f"{source}: X must be 2-D (rows, features), got shape {X.shape}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise DataError(f"{source}: X is empty (shape {X.shape})")
+    if y.ndim != 1:
+        raise DataError(f"{source}: y must be 1-D, got shape {y.shape}")
+    if y.shape[0] != X.shape[0]:
+        raise DataError(f"{source}: X has {X.shape[0]} rows but y has {y.shape[0]} labels")
+    X = X.astype(np.float64)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        raise DataError(f"{source}: X has {int(bad.sum())} NaN or infinite values (first at row {row}, column {column})")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all():
+            raise DataError(f"{source}: y contains NaN or infinite labels")
+        if not np.array_equal(y, np.round(y)):
+            raise DataError(f"{source}: y has non-integral numeric labels; use integers or class names")
+        y = y.astype(np.int64)
+    elif y.dtype.kind not in "biuUS":
+        raise DataError(f"{source}: y must hold integers or class names, not {y.dtype}")
+    return X, y
 
 
 def stratified_split(X, y, fraction: float, seed: int):
@@ -117,10 +238,12 @@ def prepare(data_config, seed: int) -> Splits:
     with ``seed``; the validation split comes out of the training rows; standardisation
     statistics are fitted on the training rows only.
     """
-    data = load_dataset(data_config.train, seed)
+    data = load_dataset(data_config.train, seed, data_config.label_column)
     X, y = data.X, data.y
+    if len(np.unique(y)) < 2:
+        raise DataError(f"{data_config.train}: y has a single class; classification needs at least 2")
     if data_config.test is not None:
-        test = load_dataset(data_config.test, seed)
+        test = load_dataset(data_config.test, seed, data_config.label_column)
         X_test, y_test = test.X, test.y
     elif data.X_test is not None and data.y_test is not None:
         X_test, y_test = data.X_test, data.y_test

@@ -89,6 +89,11 @@ class MLP:
 
     layers: [D, H1, ..., C].  Initialisation: He normal for the ReLU family, Glorot
     uniform for sigmoid and tanh, zero biases; drawn from ``numpy.random.default_rng(seed)``.
+
+    Two optional attributes make a trained model self-contained (both are saved with it):
+    ``classes`` (C,) maps class indices back to the user's labels in ``predict``, and
+    ``input_transform`` (a fitted ``numbamlp.data.Standardizer``) is applied to X by
+    ``scores``, ``predict_proba`` and ``predict``, so they take raw features.
     """
 
     def __init__(self, layers, activation: str = "relu", dtype="float32", seed: int | None = 0):
@@ -97,6 +102,9 @@ class MLP:
         self.dtype = as_float_dtype(dtype)
         self.flat_params = np.zeros(n_parameters(self.layers), dtype=self.dtype)
         self._params = layer_views(self.flat_params, self.layers)
+        self.classes: np.ndarray | None = None
+        self.input_transform = None
+        self.metadata: dict | None = None  # what load_model read from the file
         rng = np.random.default_rng(seed)
         scheme = activation_spec(activation).init
         for W, _ in self._params:
@@ -149,8 +157,12 @@ class MLP:
 
     # ------------------------------------------------------------ inference
     def scores(self, X, backend: str = "auto") -> np.ndarray:
-        """Logits (B, C) for X (B, D)."""
-        X = as_features(X, self.n_features, self.dtype)
+        """Logits (B, C) for X (B, D) (after ``input_transform``, when the model has one)."""
+        if self.input_transform is None:
+            X = as_features(X, self.n_features, self.dtype)
+        else:
+            X = as_features(X, self.n_features, np.float64)
+            X = np.ascontiguousarray(self.input_transform.transform(X), dtype=self.dtype)
         workspace = Workspace(self, X.shape[0])
         return forward(get_backend(backend), self, X, workspace).copy()
 
@@ -161,8 +173,15 @@ class MLP:
         return P / P.sum(axis=1, keepdims=True)
 
     def predict(self, X, backend: str = "auto") -> np.ndarray:
-        """Class indices (B,) of the highest score."""
-        return np.argmax(self.scores(X, backend), axis=1)
+        """Class indices (B,) of the highest score, as the user's labels when ``classes`` is set."""
+        indices = np.argmax(self.scores(X, backend), axis=1)
+        return indices if self.classes is None else self.classes[indices]
+
+    def save(self, path) -> None:
+        """Write the model to ``path`` (safetensors + JSON metadata; atomic)."""
+        from numbamlp.io import save_model
+
+        save_model(self, path)
 
 
 # ---------------------------------------------------------------- batched passes
@@ -217,15 +236,16 @@ def forward(backend, model: MLP, X: np.ndarray, workspace: Workspace) -> np.ndar
     return buf.S
 
 
-def backward_into(backend, model: MLP, X, y, workspace: Workspace, grads) -> float:
+def backward_into(backend, model: MLP, X, y, workspace: Workspace, grads, weights=None) -> float:
     """Mean loss over (X (B, D), y (B,)); writes per-layer (dW, db) into ``grads`` views.
 
-    X and y must be validated (see ``as_features`` / ``as_class_indices``).
+    X and y must be validated (see ``as_features`` / ``as_class_indices``); ``weights``
+    (B,), if given, makes the loss the weighted mean Σ wᵢ·Lᵢ / Σ wᵢ.
     """
     buf = workspace.rows(X.shape[0])
     S = forward(backend, model, X, workspace)
-    loss = backend.softmax_crossentropy_forward(buf.P, buf.row_loss, S, y)
-    backend.softmax_crossentropy_backward(buf.dS, buf.P, y)
+    loss = backend.softmax_crossentropy_forward(buf.P, buf.row_loss, S, y, weights)
+    backend.softmax_crossentropy_backward(buf.dS, buf.P, y, weights)
     _, act_backward = activation_kernels(backend, model.activation)
     spec = activation_spec(model.activation)
     caches = buf.A if spec.backward_uses == "input" else buf.Hout
@@ -242,20 +262,36 @@ def backward_into(backend, model: MLP, X, y, workspace: Workspace, grads) -> flo
     return float(loss)
 
 
-def loss_and_grads(model: MLP, X, y, backend: str = "cpu"):
+def as_sample_weights(sample_weight, n_rows: int, dtype) -> np.ndarray | None:
+    """None, or a C-contiguous (n_rows,) vector of finite, non-negative weights with a positive sum."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight)
+    if w.dtype.kind not in "biuf" or w.shape != (n_rows,):
+        raise ValueError(f"sample_weight must be {n_rows} real numbers, got shape {w.shape} dtype {w.dtype}")
+    w = np.ascontiguousarray(w, dtype=dtype)
+    if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError("sample_weight must be finite and non-negative with a positive sum")
+    return w
+
+
+def loss_and_grads(model: MLP, X, y, backend: str = "cpu", sample_weight=None):
     """(mean cross-entropy, [(dW (out, in), db (out,)), ...]) for one batch.
 
     backend: "cpu", "numpy", "auto", or "reference" (the single-example float64 path).
-    The batched gradients equal the mean of the reference path's per-example gradients.
+    The batched gradients equal the mean of the reference path's per-example gradients;
+    with ``sample_weight`` (B,), the weighted mean Σ wᵢ·Lᵢ / Σ wᵢ and its gradients.
+    Inputs are used as given: the model's ``input_transform`` is not applied here.
     """
     X = as_features(X, model.n_features, model.dtype)
     y = as_class_indices(y, X.shape[0], model.n_classes)
+    weights = as_sample_weights(sample_weight, X.shape[0], model.dtype)
     if backend == "reference":
         from numbamlp import reference
 
-        return reference.mean_loss_and_grads(model.params, model.activation, X, y)
+        return reference.mean_loss_and_grads(model.params, model.activation, X, y, weights)
     kernels = get_backend(backend)
     grad_flat = np.zeros_like(model.flat_params)
     grads = layer_views(grad_flat, model.layers)
-    loss = backward_into(kernels, model, X, y, Workspace(model, X.shape[0]), grads)
+    loss = backward_into(kernels, model, X, y, Workspace(model, X.shape[0]), grads, weights)
     return loss, grads

@@ -236,31 +236,33 @@ class ReferenceMLP:
         return loss, grads, dx
 
 
-def mean_loss_and_grads(params, activation, X, y):
+def mean_loss_and_grads(params, activation, X, y, sample_weight=None):
     """Mean loss and mean gradients over a batch, one example at a time.
 
-    X (B, D), y (B,).  Returns (loss, [(dW (out, in), db (out,))]) in float64:
-    the quantity every batched backend must reproduce.
+    X (B, D), y (B,), optional sample_weight (B,) for the weighted mean Σ wᵢ·Lᵢ / Σ wᵢ.
+    Returns (loss, [(dW (out, in), db (out,))]) in float64: the quantity every batched
+    backend must reproduce.
     """
     net = ReferenceMLP(params, activation)
     X = np.asarray(X, dtype=np.float64)
+    weights = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     total_loss = 0.0
     totals = [(np.zeros_like(a.W), np.zeros(a.W.shape[0])) for a in net.affines]
-    for x, label in zip(X, np.asarray(y)):
+    for x, label, w in zip(X, np.asarray(y), weights):
         loss, grads, _ = net.loss_and_grads(x, label)
-        total_loss += loss
+        total_loss += w * loss
         for (sum_W, sum_b), (dW, db) in zip(totals, grads):
-            sum_W += dW
-            sum_b += db[:, 0]
-    B = X.shape[0]
-    return total_loss / B, [(sum_W / B, sum_b / B) for sum_W, sum_b in totals]
+            sum_W += w * dW
+            sum_b += w * db[:, 0]
+    weight_sum = weights.sum()
+    return total_loss / weight_sum, [(sum_W / weight_sum, sum_b / weight_sum) for sum_W, sum_b in totals]
 
 
-def mean_loss(params, activation, X, y) -> float:
-    """Mean cross-entropy over a batch by the reference forward pass only."""
+def mean_loss(params, activation, X, y, sample_weight=None) -> float:
+    """(Weighted) mean cross-entropy over a batch by the reference forward pass only."""
     net = ReferenceMLP(params, activation)
     losses = [net.loss.forward(net.forward(_column(x)), int(label)) for x, label in zip(X, y)]
-    return float(np.mean(losses))
+    return float(np.average(losses, weights=sample_weight))
 
 
 def scores(params, activation, X):

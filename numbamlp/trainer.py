@@ -1,6 +1,9 @@
 """Minibatch training of an MLP on any backend.
 
 Symbols: N rows, B batch size, D features, C classes.
+
+The trainer sees prepared arrays: features already standardised (if wanted), labels of
+any sortable kind.  It never applies ``model.input_transform`` itself.
 """
 
 from __future__ import annotations
@@ -17,23 +20,32 @@ from numbamlp.model import (
     Workspace,
     as_class_indices,
     as_features,
+    as_sample_weights,
     backward_into,
     forward,
     layer_views,
 )
+from numbamlp.optim import Optimizer, learning_rate
 
 
 class Callback(Protocol):
+    """Called after every epoch with that epoch's metrics (epoch, loss, lr, seconds, val_*)."""
+
     def on_epoch_end(self, epoch: int, metrics: dict) -> None: ...
+
+
+class GradientMismatch(ValueError):
+    """validate=True found the backend's gradients too far from the reference path's."""
 
 
 class Trainer:
     """Trains an MLP as the config says.
 
-    ``fit(X, y)`` builds the model from the data (unless ``model.layers`` fixes it) and
-    runs the epochs; ``step(Xb, yb)`` is one minibatch update and returns its loss.
-    Labels may be any sortable values; they are encoded to indices 0..C−1 and
-    ``classes_`` maps them back.
+    ``fit(X, y)`` builds the model from the data (unless ``model.layers`` fixes it) and runs
+    the epochs; ``step(Xb, yb)`` is one minibatch update and returns its loss;
+    ``evaluate(X, y)`` gives loss and accuracy.  Labels may be any sortable values; they
+    are encoded to indices 0..C−1 and ``classes_`` (also ``model.classes``) maps them back.
+    A trainer resumes where it stopped: ``fit`` runs the epochs after ``self.epoch``.
     """
 
     def __init__(self, config: TrainConfig | dict | None = None, **overrides):
@@ -42,11 +54,18 @@ class Trainer:
         elif isinstance(config, dict):
             config = TrainConfig.model_validate(config)
         if overrides:
-            config = TrainConfig.model_validate({**config.model_dump(), **overrides})
+            config = TrainConfig.model_validate({**config.model_dump(by_alias=True), **overrides})
         self.config = config
         self.model: MLP | None = None
         self.classes_: np.ndarray | None = None
         self.history: list[dict] = []
+        self.epoch = 0  # epochs completed
+        self.best_val_loss = np.inf
+        self.bad_epochs = 0  # epochs since the best validation loss
+        self.stopped_early = False
+        self.validation_error: float | None = None
+        self._best_params: np.ndarray | None = None
+        self._rng = np.random.default_rng(config.seed)
         self._workspace: Workspace | None = None
 
     # ------------------------------------------------------------ set-up
@@ -62,12 +81,12 @@ class Trainer:
         return self.model
 
     def set_model(self, model: MLP) -> None:
-        """Train ``model`` (its weights are updated in place)."""
+        """Train ``model`` (its weights are updated in place); resets the optimizer state."""
         self.model = model
         self._kernels = None if self.config.backend == "reference" else get_backend(self.config.backend)
         self._grad_flat = np.zeros_like(model.flat_params)
         self._grads = layer_views(self._grad_flat, model.layers)
-        self._velocity = np.zeros_like(model.flat_params)
+        self.optimizer = Optimizer(self.config.optimizer, model.flat_params.size, model.dtype)
         self._workspace = None
 
     def _workspace_for(self, rows: int) -> Workspace:
@@ -75,84 +94,165 @@ class Trainer:
             self._workspace = Workspace(self.model, max(rows, self.config.batch_size))
         return self._workspace
 
+    @property
+    def lr(self) -> float:
+        """The learning rate of the current (next) epoch."""
+        return learning_rate(self.config.schedule, self.config.optimizer.lr, self.epoch, self.config.epochs)
+
     # ------------------------------------------------------------ one update
-    def step(self, Xb, yb) -> float:
+    def step(self, Xb, yb, sample_weight=None) -> float:
         """One minibatch update: forward, loss, backward, optimizer.  Returns the batch loss.
 
-        Xb (B, D) features, yb (B,) class indices.  Builds the model on first use.
+        Xb (B, D) features, yb (B,) class indices 0..C−1.  Builds the model on first use.
         """
         Xb = as_features(Xb, self.model.n_features if self.model else None, self.config.dtype)
         if self.model is None:
             self.build(Xb.shape[1], int(np.max(yb)) + 1)
         yb = as_class_indices(yb, Xb.shape[0], self.model.n_classes)
-        return self._step(Xb, yb)
+        return self._step(Xb, yb, as_sample_weights(sample_weight, Xb.shape[0], self.model.dtype), self.lr)
 
-    def _step(self, Xb: np.ndarray, yb: np.ndarray) -> float:
-        if self._kernels is None:
-            loss = self._reference_grads(Xb, yb)
+    def _step(self, Xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None, lr: float) -> float:
+        kernels = self._kernels
+        if kernels is None:
+            loss = self._reference_grads(Xb, yb, wb)
             kernels = get_backend("numpy")
         else:
-            kernels = self._kernels
-            loss = backward_into(kernels, self.model, Xb, yb, self._workspace_for(Xb.shape[0]), self._grads)
-        opt = self.config.optimizer
-        if opt.weight_decay:
-            self._grad_flat += opt.weight_decay * self.model.flat_params
-        if opt.momentum:
-            kernels.momentum_update(self.model.flat_params, self._velocity, self._grad_flat, opt.lr, opt.momentum)
-        else:
-            kernels.sgd_update(self.model.flat_params, self._grad_flat, opt.lr)
+            loss = backward_into(kernels, self.model, Xb, yb, self._workspace_for(Xb.shape[0]), self._grads, wb)
+        self.optimizer.update(kernels, self.model.flat_params, self._grad_flat, lr)
         return loss
 
-    def _reference_grads(self, Xb, yb) -> float:
+    def _reference_grads(self, Xb, yb, wb) -> float:
         from numbamlp import reference
 
-        loss, grads = reference.mean_loss_and_grads(self.model.params, self.model.activation, Xb, yb)
+        loss, grads = reference.mean_loss_and_grads(self.model.params, self.model.activation, Xb, yb, wb)
         for (dW, db), (rW, rb) in zip(self._grads, grads):
             dW[...] = rW
             db[...] = rb
         return loss
 
     # ------------------------------------------------------------ epochs
-    def fit(self, X, y, X_val=None, y_val=None, callbacks=()) -> list[dict]:
-        """Train for ``config.epochs`` epochs; returns the history (one dict per epoch).
+    def fit(self, X, y, X_val=None, y_val=None, sample_weight=None, callbacks=()) -> list[dict]:
+        """Train until ``config.epochs`` epochs are done; returns the history (one dict per epoch).
 
-        Each epoch shuffles the rows with a generator seeded from ``config.seed`` and
-        visits every row once: the last, shorter batch is trained on, not dropped.
+        Each epoch shuffles the rows with the trainer's generator (seeded from
+        ``config.seed``) and visits every row once: the last, shorter batch is trained on.
+        With early stopping and no (X_val, y_val), a stratified ``data.val_fraction`` (0.1
+        if unset) of the rows is held out for validation.
         """
         X = as_features(X, None, self.config.dtype)
-        self.classes_, y_idx = np.unique(np.asarray(y), return_inverse=True)
+        y = np.asarray(y)
+        weights = as_sample_weights(sample_weight, X.shape[0], np.float64)
+        if len(y) != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)} labels")
+        if self.classes_ is None:
+            self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
             raise ValueError("y has a single class; classification needs at least 2")
         if self.model is None:
             self.build(X.shape[1], len(self.classes_))
-        y_idx = as_class_indices(y_idx, X.shape[0], self.model.n_classes)
+        self.model.classes = self.classes_
+        if self.config.early_stopping.patience and X_val is None:
+            from numbamlp.data import stratified_split
+
+            rows = np.arange(X.shape[0])
+            fit_rows, val_rows = stratified_split(rows, y, self.config.data.val_fraction or 0.1, self.config.seed)
+            X_val, y_val, X, y = X[val_rows], y[val_rows], X[fit_rows], y[fit_rows]
+            weights = None if weights is None else weights[fit_rows]
+        y_idx = as_class_indices(self.encode(y), X.shape[0], self.model.n_classes)
         X = as_features(X, self.model.n_features, self.model.dtype)
-        rng = np.random.default_rng(self.config.seed)
+        weights = self._row_weights(y, weights)
+        if self.config.validate_gradients and self.epoch == 0:
+            self.validate_gradients(X, y_idx, weights)
         batch = self.config.batch_size
-        self.history = []
-        for epoch in range(1, self.config.epochs + 1):
+        while self.epoch < self.config.epochs and not self.stopped_early:
             start = time.perf_counter()
-            order = rng.permutation(X.shape[0])
+            lr = self.lr
+            order = self._rng.permutation(X.shape[0])
             X_epoch, y_epoch = X[order], y_idx[order]
-            total = 0.0
+            w_epoch = None if weights is None else weights[order]
+            total, weight_total = 0.0, 0.0
             for lo in range(0, X.shape[0], batch):
-                Xb, yb = X_epoch[lo : lo + batch], y_epoch[lo : lo + batch]
-                total += self._step(Xb, yb) * Xb.shape[0]
-            metrics = {"epoch": epoch, "loss": total / X.shape[0]}
+                wb = None if w_epoch is None else w_epoch[lo : lo + batch]
+                loss = self._step(X_epoch[lo : lo + batch], y_epoch[lo : lo + batch], wb, lr)
+                rows = min(batch, X.shape[0] - lo) if wb is None else float(wb.sum())
+                total += loss * rows
+                weight_total += rows
+            self.epoch += 1
+            metrics = {"epoch": self.epoch, "loss": total / weight_total, "lr": lr}
             if X_val is not None:
                 val = self.evaluate(X_val, y_val)
                 metrics.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+                self._track_best(val["loss"])
             metrics["seconds"] = time.perf_counter() - start
             self.history.append(metrics)
             for callback in callbacks:
-                callback.on_epoch_end(epoch, metrics)
+                callback.on_epoch_end(self.epoch, metrics)
+        if self._best_params is not None:
+            self.model.flat_params[...] = self._best_params
         return self.history
 
+    def _track_best(self, val_loss: float) -> None:
+        stopping = self.config.early_stopping
+        if stopping.patience is None:
+            return
+        if val_loss < self.best_val_loss - stopping.min_delta:
+            self.best_val_loss = val_loss
+            self.bad_epochs = 0
+            self._best_params = self.model.flat_params.copy()
+        else:
+            self.bad_epochs += 1
+            self.stopped_early = self.bad_epochs >= stopping.patience
+
+    def _row_weights(self, y, sample_weight) -> np.ndarray | None:
+        """Per-row loss weights: sample_weight × class_weight[label] (None when all 1)."""
+        class_weight = self.config.class_weight
+        if class_weight is None:
+            return None if sample_weight is None else sample_weight.astype(self.model.dtype)
+        if class_weight == "balanced":
+            counts = np.array([np.sum(y == c) for c in self.classes_])
+            per_class = len(y) / (len(self.classes_) * np.maximum(counts, 1))
+        else:
+            unknown = set(class_weight) - {str(c) for c in self.classes_}
+            if unknown:
+                raise ValueError(f"class_weight names unknown classes: {', '.join(sorted(unknown))}")
+            per_class = np.array([class_weight.get(str(c), 1.0) for c in self.classes_])
+        weights = per_class[self.encode(y)]
+        if sample_weight is not None:
+            weights = weights * sample_weight
+        return as_sample_weights(weights, len(y), self.model.dtype)
+
+    def validate_gradients(self, X, y_idx, weights=None, batches: int = 3) -> float:
+        """Compare this backend's gradients with the reference path on up to ``batches``
+        real minibatches; raises GradientMismatch beyond the dtype's tolerance.
+
+        Returns (and stores as ``validation_error``) the largest relative error.
+        """
+        from numbamlp import reference
+        from numbamlp.gradcheck import REFERENCE_TOLERANCE, grads_error
+
+        batch = self.config.batch_size
+        worst = 0.0
+        for lo in range(0, min(X.shape[0], batches * batch), batch):
+            Xb, yb = X[lo : lo + batch], y_idx[lo : lo + batch]
+            wb = None if weights is None else weights[lo : lo + batch]
+            kernels = self._kernels or get_backend("numpy")
+            backward_into(kernels, self.model, Xb, yb, self._workspace_for(len(yb)), self._grads, wb)
+            _, ref = reference.mean_loss_and_grads(self.model.params, self.model.activation, Xb, yb, wb)
+            worst = max(worst, grads_error(self._grads, ref))
+        self.validation_error = worst
+        tolerance = REFERENCE_TOLERANCE[self.model.dtype.name]
+        if not worst <= tolerance:
+            raise GradientMismatch(
+                f"backend {self.config.backend!r} gradients differ from the reference path by "
+                f"{worst:.2e} (tolerance {tolerance:g} for {self.model.dtype.name})"
+            )
+        return worst
+
     # ------------------------------------------------------------ evaluation
-    def _encode(self, y) -> np.ndarray:
+    def encode(self, y) -> np.ndarray:
+        """Labels → class indices; ValueError for labels not seen in training."""
         y = np.asarray(y)
-        positions = np.searchsorted(self.classes_, y)
-        positions = np.clip(positions, 0, len(self.classes_) - 1)
+        positions = np.clip(np.searchsorted(self.classes_, y), 0, len(self.classes_) - 1)
         if not np.array_equal(self.classes_[positions], y):
             raise ValueError("y holds labels that were not seen in training")
         return positions
@@ -174,8 +274,47 @@ class Trainer:
     def evaluate(self, X, y) -> dict:
         """{"loss": mean cross-entropy, "accuracy": fraction correct} on (X, y)."""
         S = self.scores(X).astype(np.float64)
-        y_idx = self._encode(y)
+        y_idx = self.encode(y)
+        if len(y_idx) != S.shape[0]:
+            raise ValueError(f"X has {S.shape[0]} rows but y has {len(y_idx)} labels")
         P, row_loss = np.empty_like(S), np.empty(S.shape[0])
         loss = get_backend("numpy").softmax_crossentropy_forward(P, row_loss, S, y_idx)
         accuracy = float(np.mean(np.argmax(S, axis=1) == y_idx))
         return {"loss": loss, "accuracy": accuracy}
+
+    # ------------------------------------------------------------ checkpoints
+    def state(self) -> tuple[dict, dict]:
+        """(arrays, metadata) that let a new Trainer continue exactly where this one is."""
+        arrays = {"params": self.model.flat_params}
+        arrays.update({f"optimizer.{k}": v for k, v in self.optimizer.state.items()})
+        if self._best_params is not None:
+            arrays["best_params"] = self._best_params
+        meta = {
+            "epoch": self.epoch,
+            "optimizer_steps": self.optimizer.step_count,
+            "rng_state": self._rng.bit_generator.state,
+            "best_val_loss": None if np.isinf(self.best_val_loss) else self.best_val_loss,
+            "bad_epochs": self.bad_epochs,
+            "stopped_early": self.stopped_early,
+            "history": self.history,
+            "layers": self.model.layers,
+        }
+        return arrays, meta
+
+    def restore(self, arrays: dict, meta: dict, classes) -> None:
+        """Load what ``state`` produced (the model must already have the saved layers)."""
+        if list(meta["layers"]) != self.model.layers:
+            raise ValueError(f"checkpoint is for layers {meta['layers']}, the model has {self.model.layers}")
+        self.model.flat_params[...] = arrays["params"]
+        for key, buffer in self.optimizer.state.items():
+            buffer[...] = arrays[f"optimizer.{key}"]
+        self._best_params = arrays.get("best_params")
+        self.optimizer.step_count = int(meta["optimizer_steps"])
+        self._rng.bit_generator.state = meta["rng_state"]
+        self.epoch = int(meta["epoch"])
+        self.best_val_loss = np.inf if meta["best_val_loss"] is None else float(meta["best_val_loss"])
+        self.bad_epochs = int(meta["bad_epochs"])
+        self.stopped_early = bool(meta["stopped_early"])
+        self.history = list(meta["history"])
+        self.classes_ = np.asarray(classes)
+        self.model.classes = self.classes_

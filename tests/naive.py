@@ -10,17 +10,20 @@ DTYPES = (np.float64, np.float32)
 BACKENDS = ("cpu", "numpy")
 
 
-def assert_close(actual, expected, dtype, what: str = "") -> None:
-    """|actual − expected| ≤ atol + rtol·|expected| elementwise, atol = rtol·max|expected|.
+def assert_close(actual, expected, dtype, what: str = "", scale: float | None = None) -> None:
+    """|actual − expected| ≤ atol + rtol·|expected| elementwise, atol = rtol·scale.
 
-    The absolute floor scales with the array so that entries that cancel to ~0 are
-    judged against the array's magnitude, not their own.
+    ``scale`` defaults to max|expected|: entries that cancel to ~0 are judged against the
+    array's magnitude, not their own.  Pass the operands' magnitude when the whole array
+    is the result of a cancellation (e.g. p − onehot with p ≈ 1).
     """
     rtol = RTOL[np.dtype(dtype)]
     actual = np.asarray(actual, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    atol = rtol * max(np.abs(expected).max(initial=0.0), 1e-30)
+    if scale is None:
+        scale = np.abs(expected).max(initial=0.0)
+    atol = rtol * max(scale, 1e-30)
     excess = np.abs(actual - expected) - (atol + rtol * np.abs(expected))
     if excess.size and excess.max() > 0:
         worst = np.unravel_index(np.argmax(excess), excess.shape)

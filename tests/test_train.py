@@ -61,7 +61,7 @@ def test_last_short_batch_is_trained_not_dropped():
     trainer = Trainer({"epochs": 1, "batch_size": 10, "dtype": "float64"})
     seen = []
     step = trainer._step
-    trainer._step = lambda Xb, yb: seen.append(len(yb)) or step(Xb, yb)
+    trainer._step = lambda Xb, yb, *rest: seen.append(len(yb)) or step(Xb, yb, *rest)
     trainer.fit(X, y)
     assert seen == [10, 10, 10, 3]
 

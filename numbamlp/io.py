@@ -1,0 +1,195 @@
+"""Files numbamlp writes: models, checkpoints, JSON.  Arrays are safetensors, never pickle.
+
+Every write goes to a temporary file in the same directory, is flushed and fsynced, then
+renamed into place, so a reader sees the old file or the new one, never half of one.
+
+A model file is one ``.safetensors`` file: tensors ``layers.{i}.W`` (out, in),
+``layers.{i}.b`` (out,), optionally ``input_transform.mean`` / ``.scale`` (D,), and under
+the header's metadata key ``numbamlp`` a JSON document with the layer sizes, activation
+and its parameter, dtype, class labels, versions and the training config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from numbamlp.kernels import ACTIVATION_NAMES, activation_spec
+
+MODEL_FORMAT = "numbamlp-model"
+CHECKPOINT_FORMAT = "numbamlp-checkpoint"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model or checkpoint file that cannot be used, with a message for the user."""
+
+
+# ---------------------------------------------------------------- atomic writes
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a fsynced temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_json(path, document) -> None:
+    atomic_write_bytes(path, (json.dumps(document, indent=1, default=_json_default) + "\n").encode())
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def write_safetensors(path, tensors: dict, metadata: dict) -> None:
+    from safetensors.numpy import save
+
+    blob = save({k: np.ascontiguousarray(v) for k, v in tensors.items()},
+                metadata={"numbamlp": json.dumps(metadata, default=_json_default)})
+    atomic_write_bytes(path, blob)
+
+
+def read_safetensors(path, expected_format: str) -> tuple[dict, dict]:
+    """(tensors, metadata) from a numbamlp safetensors file; ModelFileError if unusable."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"file not found: {path}")
+    try:
+        with safe_open(str(path), framework="np") as f:
+            raw = (f.metadata() or {}).get("numbamlp")
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelFileError(f"{path} is not a valid safetensors file ({_first_line(err)})") from None
+    try:
+        meta = json.loads(raw) if raw is not None else None
+    except json.JSONDecodeError:
+        meta = None
+    if not isinstance(meta, dict) or meta.get("format") != expected_format:
+        raise ModelFileError(f"{path} is not a {expected_format} file (metadata missing or of another kind)")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: unsupported format_version {meta.get('format_version')!r}")
+    return tensors, meta
+
+
+def _first_line(err) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+# ---------------------------------------------------------------- models
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("numbamlp", "numba", "numpy"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def save_model(model, path, config: dict | None = None) -> None:
+    """Write ``model`` (weights, classes, input transform) and optional training config."""
+    tensors = {}
+    for i, (W, b) in enumerate(model.params):
+        tensors[f"layers.{i}.W"], tensors[f"layers.{i}.b"] = W, b
+    transform = model.input_transform
+    if transform is not None:
+        tensors["input_transform.mean"] = np.asarray(transform.mean, dtype=np.float64)
+        tensors["input_transform.scale"] = np.asarray(transform.scale, dtype=np.float64)
+    meta = {
+        "format": MODEL_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "layers": model.layers,
+        "activation": model.activation,
+        "activation_alpha": activation_spec(model.activation).alpha,
+        "dtype": model.dtype.name,
+        "classes": None if model.classes is None else np.asarray(model.classes).tolist(),
+        "versions": _versions(),
+        "config": config,
+    }
+    write_safetensors(path, tensors, meta)
+
+
+def load_model(path):
+    """Read a model written by ``MLP.save`` / ``numbamlp train``; checks everything before use."""
+    from numbamlp.data import Standardizer
+    from numbamlp.model import MLP
+
+    tensors, meta = read_safetensors(path, MODEL_FORMAT)
+    layers, activation, dtype = meta.get("layers"), meta.get("activation"), meta.get("dtype")
+    if not (isinstance(layers, list) and len(layers) >= 2 and all(isinstance(n, int) and n >= 1 for n in layers)):
+        raise ModelFileError(f"{path}: invalid layer sizes {layers!r}")
+    if activation not in ACTIVATION_NAMES:
+        raise ModelFileError(f"{path}: unknown activation {activation!r}")
+    if dtype not in ("float32", "float64"):
+        raise ModelFileError(f"{path}: unsupported dtype {dtype!r}")
+    params = []
+    for i, (n_in, n_out) in enumerate(zip(layers[:-1], layers[1:])):
+        for name, shape in ((f"layers.{i}.W", (n_out, n_in)), (f"layers.{i}.b", (n_out,))):
+            array = tensors.get(name)
+            if array is None or array.shape != shape or array.dtype.name != dtype:
+                got = "missing" if array is None else f"{array.dtype.name} {array.shape}"
+                raise ModelFileError(f"{path}: tensor {name} should be {dtype} {shape}, found {got}")
+        params.append((tensors[f"layers.{i}.W"], tensors[f"layers.{i}.b"]))
+    model = MLP.from_params(params, activation=activation, dtype=dtype)
+    classes = meta.get("classes")
+    if classes is not None:
+        if not isinstance(classes, list) or len(classes) > layers[-1]:
+            raise ModelFileError(f"{path}: class labels do not match {layers[-1]} outputs")
+        model.classes = np.asarray(classes)
+    if "input_transform.mean" in tensors:
+        mean, scale = tensors["input_transform.mean"], tensors.get("input_transform.scale")
+        if mean.shape != (layers[0],) or scale is None or scale.shape != (layers[0],):
+            raise ModelFileError(f"{path}: input transform does not match {layers[0]} features")
+        model.input_transform = Standardizer(mean, scale)
+    model.metadata = meta
+    return model
+
+
+# ---------------------------------------------------------------- checkpoints
+def save_checkpoint(directory, trainer, config: dict) -> None:
+    """Everything ``Trainer.restore`` needs, in ``directory/state.safetensors``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays, meta = trainer.state()
+    meta.update(format=CHECKPOINT_FORMAT, format_version=FORMAT_VERSION, config=config,
+                classes=np.asarray(trainer.classes_).tolist(), activation=trainer.model.activation,
+                dtype=trainer.model.dtype.name)
+    write_safetensors(directory / "state.safetensors", arrays, meta)
+
+
+def load_checkpoint(directory) -> tuple[dict, dict]:
+    """(arrays, metadata) of a checkpoint directory."""
+    return read_safetensors(Path(directory) / "state.safetensors", CHECKPOINT_FORMAT)

@@ -1,0 +1,59 @@
+"""Optimizers and learning-rate schedules over flat parameter buffers.
+
+All state lives in flat arrays with the parameters' layout, so one kernel call updates
+every layer.  The update rules follow PyTorch's SGD, Adam and AdamW.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class Optimizer:
+    """Optimizer state for one model: ``update`` applies one step in place.
+
+    sgd / momentum / nesterov: velocity buffer (momentum μ; μ = 0 is the seed's SGD).
+    adam / adamw: first and second moment buffers; adamw decouples weight decay.
+    """
+
+    def __init__(self, config, n_params: int, dtype):
+        self.config = config
+        self.step_count = 0
+        if config.name in ("adam", "adamw"):
+            self.state = {"m": np.zeros(n_params, dtype), "v": np.zeros(n_params, dtype)}
+        else:
+            self.state = {"velocity": np.zeros(n_params, dtype)}
+
+    def update(self, kernels, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
+        """One step: params (flat) updated from grads (flat) at learning rate ``lr``."""
+        cfg = self.config
+        self.step_count += 1
+        if cfg.name in ("adam", "adamw"):
+            kernels.adam_update(
+                params, self.state["m"], self.state["v"], grads, lr, cfg.beta1, cfg.beta2, cfg.eps,
+                cfg.weight_decay, cfg.name == "adamw", self.step_count,
+            )
+        else:
+            kernels.sgd_update(
+                params, self.state["velocity"], grads, lr, cfg.momentum, cfg.weight_decay,
+                cfg.name == "nesterov",
+            )
+
+
+def learning_rate(schedule, base_lr: float, epoch: int, epochs: int) -> float:
+    """Learning rate for 0-based ``epoch`` of ``epochs``.
+
+    Linear warm-up over ``warmup_epochs`` (base·(e+1)/(warmup+1)), then: constant; step
+    (×gamma every step_size epochs); or cosine from base to min_lr over the remaining epochs.
+    """
+    warmup = schedule.warmup_epochs
+    if epoch < warmup:
+        return base_lr * (epoch + 1) / (warmup + 1)
+    e, span = epoch - warmup, max(epochs - warmup, 1)
+    if schedule.name == "step":
+        return base_lr * schedule.gamma ** (e // schedule.step_size)
+    if schedule.name == "cosine":
+        return schedule.min_lr + 0.5 * (base_lr - schedule.min_lr) * (1 + math.cos(math.pi * e / span))
+    return base_lr
