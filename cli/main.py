@@ -1,9 +1,14 @@
-"""The ``numbamlp`` command.  Commands import the library inside their bodies so that
-``numbamlp --help`` stays instant; every user error is one line on stderr and exit code 2."""
+"""The ``numbamlp`` command: train, eval, predict, gradcheck, info, plot.
+
+Commands import the library inside their bodies so that ``numbamlp --help`` stays
+instant.  Every user error is one line on stderr and exit code 2, never a traceback.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -14,11 +19,45 @@ class CliError(click.ClickException):
     exit_code = 2
 
 
-def _field_help(model_name: str, field: str) -> str:
-    """The config schema's description of a field: the single source of option help."""
-    from numbamlp import config
+# ---------------------------------------------------------------- config ↔ flags
+# (flag, config path, click type, extra help).  Help text comes from the schema's field
+# description; tests check that every path names a real field.
+_STR_OR_INT = click.STRING
+TRAIN_FLAGS = [
+    ("--data", "data.train", str, ""),
+    ("--test", "data.test", str, ""),
+    ("--label-column", "data.label_column", _STR_OR_INT, ""),
+    ("--val-fraction", "data.val_fraction", float, ""),
+    ("--test-fraction", "data.test_fraction", float, ""),
+    ("--hidden", "model.hidden", "int_list", " Comma-separated, e.g. 256,128."),
+    ("--layers", "model.layers", "int_list", " Comma-separated, e.g. 64,128,10."),
+    ("--activation", "model.activation", str, ""),
+    ("--optimizer", "optimizer.name", str, ""),
+    ("--lr", "optimizer.lr", float, ""),
+    ("--momentum", "optimizer.momentum", float, ""),
+    ("--weight-decay", "optimizer.weight_decay", float, ""),
+    ("--schedule", "schedule.name", str, ""),
+    ("--warmup-epochs", "schedule.warmup_epochs", int, ""),
+    ("--patience", "early_stopping.patience", int, ""),
+    ("--class-weight", "class_weight", str, " Only 'balanced' on the command line; a mapping in a config file."),
+    ("--epochs", "epochs", int, ""),
+    ("--batch-size", "batch_size", int, ""),
+    ("--backend", "backend", str, ""),
+    ("--dtype", "dtype", str, ""),
+    ("--seed", "seed", int, ""),
+]
 
-    return getattr(config, model_name).model_fields[field].description
+
+def _schema_field(path: str):
+    """The pydantic FieldInfo at a dotted config path, e.g. "optimizer.lr"."""
+    from numbamlp.config import TrainConfig
+
+    model, field = TrainConfig, None
+    for part in path.split("."):
+        if field is not None:
+            model = field.annotation
+        field = model.model_fields[part]
+    return field
 
 
 def _int_list(ctx, param, value):
@@ -27,9 +66,95 @@ def _int_list(ctx, param, value):
     try:
         return [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers like 256,128, got {value!r}")
+        raise click.BadParameter(f"expected comma-separated integers like 256,128, got {value!r}") from None
 
 
+def _train_flags(command):
+    for flag, path, kind, extra in reversed(TRAIN_FLAGS):
+        help_text = _schema_field(path).description + extra
+        name = path.replace(".", "__")
+        if kind == "int_list":
+            command = click.option(flag, name, callback=_int_list, help=help_text)(command)
+        else:
+            command = click.option(flag, name, type=kind, help=help_text)(command)
+    return command
+
+
+def _set_path(tree: dict, path: str, value) -> None:
+    *parents, leaf = path.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read_config_file(path: str) -> dict:
+    file = Path(path)
+    if not file.is_file():
+        raise CliError(f"config file not found: {path}")
+    try:
+        if file.suffix == ".toml":
+            import tomllib
+
+            return tomllib.loads(file.read_text())
+        if file.suffix == ".json":
+            document = json.loads(file.read_text())
+            if not isinstance(document, dict):
+                raise ValueError("the top level must be an object")
+            return document
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+        raise CliError(f"cannot parse config file {path}: {str(err).splitlines()[0]}") from None
+    raise CliError(f"config file {path} must be .toml or .json")
+
+
+def _validation_message(err) -> str:
+    """A pydantic ValidationError as one line naming each field."""
+    parts = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "config"
+        parts.append(f"{field}: {e['msg']}")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def _as_flags(config) -> dict:
+    """A config as {dotted path: value} for every leaf, so build_config can take it back."""
+    out = {}
+
+    def walk(prefix, tree):
+        for key, value in tree.items():
+            if isinstance(value, dict) and key != "class_weight":
+                walk(f"{prefix}{key}.", value)
+            else:
+                out[prefix + key] = value
+
+    walk("", config.model_dump(mode="json", by_alias=True))
+    return out
+
+
+def build_config(config_file: str | None, flags: dict):
+    """defaults < config file < the flags the user actually passed (None = not passed)."""
+    from pydantic import ValidationError
+
+    from numbamlp.config import TrainConfig
+
+    document = _read_config_file(config_file) if config_file else {}
+    passed = {}
+    for path, value in flags.items():
+        if value is not None:
+            _set_path(passed, path, value)
+    try:
+        return TrainConfig.model_validate(_merge(document, passed))
+    except ValidationError as err:
+        raise CliError(_validation_message(err)) from None
+
+
+# ---------------------------------------------------------------- commands
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="numbamlp")
 def main():
@@ -37,61 +162,199 @@ def main():
 
 
 @main.command()
-@click.option("--data", help=_field_help("DataConfig", "train"))
-@click.option("--hidden", callback=_int_list, help=_field_help("ModelConfig", "hidden") + " Comma-separated.")
-@click.option("--activation", help=_field_help("ModelConfig", "activation"))
-@click.option("--lr", type=float, help=_field_help("OptimizerConfig", "lr"))
-@click.option("--momentum", type=float, help=_field_help("OptimizerConfig", "momentum"))
-@click.option("--epochs", type=int, help=_field_help("TrainConfig", "epochs"))
-@click.option("--batch-size", type=int, help=_field_help("TrainConfig", "batch_size"))
-@click.option("--backend", help=_field_help("TrainConfig", "backend"))
-@click.option("--dtype", help=_field_help("TrainConfig", "dtype"))
-@click.option("--seed", type=int, help=_field_help("TrainConfig", "seed"))
-@click.option("--quiet", is_flag=True, help="Print only the final test accuracy.")
-def train(data, hidden, activation, lr, momentum, epochs, batch_size, backend, dtype, seed, quiet):
-    """Train an MLP (default: the built-in digits set) and report test accuracy."""
-    from pydantic import ValidationError
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="TOML or JSON config file (the TrainConfig schema); flags override it.")
+@_train_flags
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory to create (default: runs/<UTC timestamp>).")
+@click.option("--resume", type=click.Path(file_okay=False),
+              help="Continue the run in this directory from its last checkpoint (its config is used; --epochs may extend it).")
+@click.option("--overwrite", is_flag=True, help="Allow --out to name a directory that already holds a run.")
+@click.option("--validate", is_flag=True, default=None,
+              help="Check the backend's gradients against the reference path on real batches first.")
+@click.option("--json", "as_json", is_flag=True, help="Print only the summary, as JSON (the last line of stdout).")
+@click.option("--quiet", is_flag=True, help="Print only the summary line.")
+def train(config_file, out, resume, overwrite, validate, as_json, quiet, **flags):
+    """Train an MLP (default: the built-in digits set) and write a run directory."""
+    from numbamlp.data import DataError
+    from numbamlp.io import ModelFileError
+    from numbamlp.run import RunError, read_run_config, train_run
+    from numbamlp.trainer import GradientMismatch
 
-    from numbamlp.config import TrainConfig
-    from numbamlp.data import DataError, prepare
-    from numbamlp.trainer import Trainer
-
-    passed = {
-        "seed": seed, "backend": backend, "dtype": dtype, "epochs": epochs, "batch_size": batch_size,
-        "model": {"hidden": hidden, "activation": activation},
-        "optimizer": {"lr": lr, "momentum": momentum},
-        "data": {"train": data},
-    }
+    flags = {name.replace("__", "."): value for name, value in flags.items()}
+    flags["validate"] = validate
+    if resume is not None:
+        others = [f"--{p.split('.')[-1].replace('_', '-')}" for p, v in flags.items() if v is not None and p != "epochs"]
+        if others or config_file or out:
+            raise CliError("--resume continues a run with its own config; only --epochs may change "
+                           f"(got {', '.join(others + (['--config'] if config_file else []) + (['--out'] if out else []))})")
+        try:
+            saved = read_run_config(resume)
+        except RunError as err:
+            raise CliError(str(err)) from None
+        config = saved if flags["epochs"] is None else build_config(None, {**_as_flags(saved), "epochs": flags["epochs"]})
+    else:
+        config = build_config(config_file, flags)
+    callbacks = [] if (as_json or quiet) else [_progress(config.epochs)]
     try:
-        config = TrainConfig.model_validate(_without_none(passed))
-    except ValidationError as err:
-        raise CliError(_one_line(err)) from None
-    try:
-        splits = prepare(config.data, config.seed)
-        trainer = Trainer(config)
-        trainer.fit(splits.X_train, splits.y_train, splits.X_val, splits.y_val,
-                    callbacks=[] if quiet else [_EpochPrinter(config.epochs)])
-        result = trainer.evaluate(splits.X_test, splits.y_test)
-    except ValueError as err:  # DataError included: bad data or shapes, said in one line
+        summary = train_run(config, out=out, resume=resume, overwrite=overwrite, callbacks=callbacks)
+    except GradientMismatch as err:
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(1)
+    except (DataError, RunError, ModelFileError, ValueError) as err:
         raise CliError(str(err)) from None
-    model = trainer.model
+    finally:
+        for callback in callbacks:
+            callback.close()
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    if summary["gradient_check_error"] is not None and not quiet:
+        click.echo(f"gradient check: max relative error vs reference {summary['gradient_check_error']:.2e}")
     click.echo(
-        f"test accuracy: {result['accuracy']:.4f}  test loss: {result['loss']:.4f}  "
-        f"({len(splits.y_test)} test rows, layers {model.layers}, {model.activation}, "
-        f"{config.backend}/{config.dtype})"
+        f"test accuracy: {summary['test_accuracy']:.4f}  test loss: {summary['test_loss']:.4f}  "
+        f"({summary['test_rows']} test rows, layers {summary['layers']}, {summary['activation']}, "
+        f"{summary['backend']}/{summary['dtype']}, {summary['epochs_run']} epochs"
+        f"{', stopped early' if summary['stopped_early'] else ''})"
     )
+    if not quiet:
+        click.echo(f"run directory: {summary['run_dir']}")
 
 
-class _EpochPrinter:
+def _progress(epochs: int):
+    return _ProgressBar(epochs) if sys.stdout.isatty() else _EpochLines(epochs)
+
+
+class _EpochLines:
+    """One plain line per epoch (when stdout is not a terminal)."""
+
     def __init__(self, epochs: int):
-        self.width = len(str(epochs))
-        self.epochs = epochs
+        self.width, self.epochs = len(str(epochs)), epochs
 
     def on_epoch_end(self, epoch: int, metrics: dict) -> None:
-        line = f"epoch {epoch:>{self.width}}/{self.epochs}  loss {metrics['loss']:.4f}"
-        if "val_accuracy" in metrics:
-            line += f"  val_loss {metrics['val_loss']:.4f}  val_acc {metrics['val_accuracy']:.4f}"
-        click.echo(line + f"  ({metrics['seconds']:.2f}s)")
+        click.echo(_epoch_text(metrics, self.width, self.epochs))
+
+    def close(self) -> None:
+        pass
+
+
+class _ProgressBar:
+    """A click progress bar over epochs, showing the latest metrics (on a terminal)."""
+
+    def __init__(self, epochs: int):
+        self.text = ""
+        self.bar = click.progressbar(length=epochs, label="training", item_show_func=lambda _: self.text)
+        self.bar.__enter__()
+
+    def on_epoch_end(self, epoch: int, metrics: dict) -> None:
+        self.text = _epoch_text(metrics, 1, self.bar.length)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.__exit__(None, None, None)
+
+
+def _epoch_text(metrics: dict, width: int, epochs: int) -> str:
+    line = f"epoch {metrics['epoch']:>{width}}/{epochs}  loss {metrics['loss']:.4f}"
+    if "val_accuracy" in metrics:
+        line += f"  val_loss {metrics['val_loss']:.4f}  val_acc {metrics['val_accuracy']:.4f}"
+    return line + f"  ({metrics['seconds']:.2f}s)"
+
+
+def _load_model(path: str):
+    from numbamlp.io import ModelFileError, load_model
+
+    try:
+        return load_model(path)
+    except ModelFileError as err:
+        raise CliError(str(err)) from None
+
+
+@main.command("eval")
+@click.argument("model_path", metavar="MODEL")
+@click.option("--data", required=True, help="builtin:NAME, .npz (X, y) or .csv with labels.")
+@click.option("--label-column", help="CSV label column by name or 0-based index (default: last).")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+def evaluate(model_path, data, label_column, as_json):
+    """Loss, accuracy, per-class precision/recall and the confusion matrix of MODEL on --data."""
+    import numpy as np
+
+    from numbamlp.data import DataError, load_dataset
+
+    model = _load_model(model_path)
+    try:
+        dataset = load_dataset(data, label_column=label_column)
+        P = model.predict_proba(dataset.X)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    classes = model.classes if model.classes is not None else np.arange(model.n_classes)
+    lookup = {label: i for i, label in enumerate(classes.tolist())}
+    unknown = sorted({str(v) for v in dataset.y.tolist() if v not in lookup})
+    if unknown:
+        raise CliError(f"{data} has labels the model does not know: {', '.join(unknown[:5])}")
+    y = np.array([lookup[v] for v in dataset.y.tolist()])
+    predicted = np.argmax(P, axis=1)
+    loss = float(np.mean(-np.log(np.maximum(P[np.arange(len(y)), y], np.finfo(np.float64).tiny))))
+    C = len(classes)
+    confusion = np.zeros((C, C), dtype=int)
+    np.add.at(confusion, (y, predicted), 1)
+    per_class = []
+    for k, label in enumerate(classes.tolist()):
+        predicted_k, actual_k = confusion[:, k].sum(), confusion[k, :].sum()
+        per_class.append({
+            "class": label, "support": int(actual_k),
+            "precision": float(confusion[k, k] / predicted_k) if predicted_k else 0.0,
+            "recall": float(confusion[k, k] / actual_k) if actual_k else 0.0,
+        })
+    result = {"loss": loss, "accuracy": float(np.mean(predicted == y)), "rows": int(len(y)),
+              "per_class": per_class, "confusion_matrix": confusion.tolist()}
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"accuracy {result['accuracy']:.4f}  loss {loss:.4f}  ({len(y)} rows)")
+    click.echo(f"{'class':>12} {'precision':>9} {'recall':>7} {'support':>8}")
+    for row in per_class:
+        click.echo(f"{str(row['class']):>12} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['support']:>8}")
+    click.echo("confusion matrix (rows: true class, columns: predicted)")
+    cell = max(len(str(confusion.max())), max(len(str(c)) for c in classes.tolist()))
+    click.echo(" " * (cell + 1) + " ".join(f"{str(c):>{cell}}" for c in classes.tolist()))
+    for label, row in zip(classes.tolist(), confusion):
+        click.echo(f"{str(label):>{cell}} " + " ".join(f"{v:>{cell}}" for v in row))
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL")
+@click.option("--data", required=True, help="builtin:NAME, .npz (X) or .csv (a label column, if present, is ignored).")
+@click.option("--label-column", help="CSV column to ignore, by name or 0-based index.")
+@click.option("--proba", is_flag=True, help="Also write the probability of every class.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write CSV here instead of stdout.")
+def predict(model_path, data, label_column, proba, out_file):
+    """Predict labels (and probabilities) for the rows of --data with MODEL, as CSV."""
+    import io as text_io
+
+    import numpy as np
+
+    from numbamlp.data import read_features
+
+    model = _load_model(model_path)
+    try:
+        X = read_features(data, model.n_features, label_column)
+        P = model.predict_proba(X)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    classes = model.classes if model.classes is not None else np.arange(model.n_classes)
+    buffer = text_io.StringIO()
+    header = ["prediction"] + ([f"p_{c}" for c in classes.tolist()] if proba else [])
+    buffer.write(",".join(header) + "\n")
+    for label, row in zip(classes[np.argmax(P, axis=1)].tolist(), P):
+        cells = [str(label)] + ([f"{p:.6g}" for p in row] if proba else [])
+        buffer.write(",".join(cells) + "\n")
+    if out_file:
+        from numbamlp.io import atomic_write_bytes
+
+        atomic_write_bytes(out_file, buffer.getvalue().encode())
+        click.echo(f"wrote {len(P)} predictions to {out_file}", err=True)
+    else:
+        click.echo(buffer.getvalue(), nl=False)
 
 
 @main.command()
@@ -120,26 +383,37 @@ def gradcheck(seed):
     click.echo(f"all {len(rows)} checks passed")
 
 
-def _without_none(tree: dict) -> dict:
-    """Drop unset flags (None) so that only what the user passed overrides defaults."""
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            value = _without_none(value)
-            if value:
-                out[key] = value
-        elif value is not None:
-            out[key] = value
-    return out
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def info(as_json):
+    """Versions, backends, threads, threading layer, BLAS and the compile cache."""
+    from numbamlp.diagnostics import environment_info
+
+    report = environment_info()
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    for key, value in report.items():
+        if isinstance(value, list):
+            click.echo(f"{key}:")
+            for item in value:
+                click.echo(f"  - {item}")
+        else:
+            click.echo(f"{key}: {value}")
 
 
-def _one_line(err) -> str:
-    """A pydantic ValidationError as one line naming each field."""
-    parts = []
-    for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "config"
-        parts.append(f"{field}: {e['msg']}")
-    return "invalid configuration: " + "; ".join(parts)
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="PNG file (default: RUN_DIR/curves.png).")
+def plot(run_dir, out_file):
+    """Loss and accuracy curves of a run (metrics.jsonl) as a PNG; needs matplotlib."""
+    from numbamlp.plots import PlotError, plot_run
+
+    try:
+        path = plot_run(run_dir, out_file)
+    except PlotError as err:
+        raise CliError(str(err)) from None
+    click.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -105,7 +105,11 @@ def _is_number(cell: str) -> bool:
         return False
 
 
-def _read_csv(path: Path, label_column) -> Dataset:
+def _csv_rows(path: Path, label_column):
+    """(header or None, [(line number, cells)]) of a CSV file, blank lines skipped.
+
+    The first row is a header when it holds a non-number outside the label column.
+    """
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = [(n, row) for n, row in enumerate(csv.reader(f), start=1) if any(c.strip() for c in row)]
@@ -116,36 +120,69 @@ def _read_csv(path: Path, label_column) -> Dataset:
     width = len(rows[0][1])
     header = None
     if not all(_is_number(c) for c in rows[0][1]):
-        # a first row with non-numbers is a header unless only the label column is non-numeric
-        label_guess = _label_index(label_column, None, width, path) if not isinstance(label_column, str) else None
+        label_guess = None if isinstance(label_column, str) else _label_index(label_column, None, width, path)
         cells = [c for i, c in enumerate(rows[0][1]) if i != label_guess]
-        if label_guess is None or not all(_is_number(c) for c in cells):
+        if not all(_is_number(c) for c in cells):
             header, rows = [c.strip() for c in rows[0][1]], rows[1:]
     if not rows:
         raise DataError(f"{path} has a header but no data rows")
+    for line, row in rows:
+        if len(row) != width:
+            raise DataError(f"{path}: row {line} has {len(row)} columns, expected {width}")
+    return header, rows
+
+
+def _csv_features(path: Path, header, rows, label: int | None) -> np.ndarray:
+    """The numeric cells of every column but ``label``, (rows, features) float64."""
+    width = len(rows[0][1])
+    names = header or [str(i + 1) for i in range(width)]
+    columns = [i for i in range(width) if i != label]
+    X = np.empty((len(rows), len(columns)))
+    for r, (line, row) in enumerate(rows):
+        for k, column in enumerate(columns):
+            try:
+                X[r, k] = float(row[column])
+            except ValueError:
+                raise DataError(
+                    f"{path}: row {line}, column {column + 1} ({names[column]!r}): {row[column]!r} is not a number"
+                ) from None
+    return X
+
+
+def _read_csv(path: Path, label_column) -> Dataset:
+    header, rows = _csv_rows(path, label_column)
+    width = len(rows[0][1])
     if width < 2:
         raise DataError(f"{path} needs at least one feature column and a label column")
     label = _label_index(label_column, header, width, path)
-    names = header or [str(i) for i in range(width)]
-    X = np.empty((len(rows), width - 1))
-    labels = []
-    for r, (line, row) in enumerate(rows):
-        if len(row) != width:
-            raise DataError(f"{path}: row {line} has {len(row)} columns, expected {width}")
-        features = [c for i, c in enumerate(row) if i != label]
-        columns = [i for i in range(width) if i != label]
-        for k, (cell, column) in enumerate(zip(features, columns)):
-            try:
-                X[r, k] = float(cell)
-            except ValueError:
-                raise DataError(
-                    f"{path}: row {line}, column {column + 1} ({names[column]!r}): {cell!r} is not a number"
-                ) from None
-        labels.append(row[label].strip())
-    y = np.asarray(labels)
-    if all(_is_number(v) for v in labels):
-        y = np.asarray([float(v) for v in labels])
+    X = _csv_features(path, header, rows, label)
+    labels = [row[label].strip() for _, row in rows]
+    y = np.asarray([float(v) for v in labels]) if all(_is_number(v) for v in labels) else np.asarray(labels)
     return Dataset(X, y, name=str(path))
+
+
+def read_features(source: str, n_features: int, label_column=None, seed: int = 0) -> np.ndarray:
+    """Features (N, n_features) for prediction.
+
+    builtin and .npz: the X array.  CSV: every column, or every column but the label
+    column when the file has n_features + 1 columns (the last, or ``label_column``).
+    """
+    path = Path(source)
+    if source.startswith("builtin:") or path.suffix != ".csv":
+        X = load_dataset(source, seed, label_column).X
+    else:
+        if not path.is_file():
+            raise DataError(f"data file not found: {source}")
+        header, rows = _csv_rows(path, label_column)
+        width = len(rows[0][1])
+        if width == n_features + 1 or label_column is not None:
+            X = _csv_features(path, header, rows, _label_index(label_column, header, width, path))
+        else:
+            X = _csv_features(path, header, rows, None)
+        X, _ = check_arrays(X, np.zeros(len(X), dtype=np.int64), source)
+    if X.shape[1] != n_features:
+        raise DataError(f"{source} has {X.shape[1]} features but the model expects {n_features}")
+    return X
 
 
 def _label_index(label_column, header, width: int, path) -> int:

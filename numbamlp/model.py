@@ -60,6 +60,13 @@ def as_class_indices(y, n_rows: int, n_classes: int) -> np.ndarray:
     return y
 
 
+def softmax(S) -> np.ndarray:
+    """Row-wise softmax of scores S (B, C), computed stably in float64."""
+    S = np.asarray(S, dtype=np.float64)
+    P = np.exp(S - S.max(axis=1, keepdims=True))
+    return P / P.sum(axis=1, keepdims=True)
+
+
 # ---------------------------------------------------------------- parameter layout
 def layer_views(flat: np.ndarray, layers: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Split a flat buffer into per-layer (W (out, in), b (out,)) views, in layer order."""
@@ -152,6 +159,16 @@ class MLP:
     def n_classes(self) -> int:
         return self.layers[-1]
 
+    def __getstate__(self):
+        # the per-layer views would be pickled as copies; rebuild them from the flat buffer
+        state = self.__dict__.copy()
+        del state["_params"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._params = layer_views(self.flat_params, self.layers)
+
     def __repr__(self) -> str:
         return f"MLP(layers={self.layers}, activation={self.activation!r}, dtype={self.dtype.name!r})"
 
@@ -168,9 +185,7 @@ class MLP:
 
     def predict_proba(self, X, backend: str = "auto") -> np.ndarray:
         """Class probabilities (B, C); each row sums to 1."""
-        S = self.scores(X, backend)
-        P = np.exp(S - S.max(axis=1, keepdims=True))
-        return P / P.sum(axis=1, keepdims=True)
+        return softmax(self.scores(X, backend))
 
     def predict(self, X, backend: str = "auto") -> np.ndarray:
         """Class indices (B,) of the highest score, as the user's labels when ``classes`` is set."""
@@ -270,8 +285,10 @@ def as_sample_weights(sample_weight, n_rows: int, dtype) -> np.ndarray | None:
     if w.dtype.kind not in "biuf" or w.shape != (n_rows,):
         raise ValueError(f"sample_weight must be {n_rows} real numbers, got shape {w.shape} dtype {w.dtype}")
     w = np.ascontiguousarray(w, dtype=dtype)
-    if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
-        raise ValueError("sample_weight must be finite and non-negative with a positive sum")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("sample_weight must be finite and non-negative")
+    if w.sum() <= 0:
+        raise ValueError("sample_weight must not be all zero")
     return w
 
 

@@ -68,6 +68,20 @@ class Trainer:
         self._rng = np.random.default_rng(config.seed)
         self._workspace: Workspace | None = None
 
+    def __getstate__(self):
+        # modules and views do not pickle: drop them and rebuild on load
+        state = self.__dict__.copy()
+        for name in ("_kernels", "_grads", "_workspace"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._workspace = None
+        if self.model is not None:
+            self._kernels = None if self.config.backend == "reference" else get_backend(self.config.backend)
+            self._grads = layer_views(self._grad_flat, self.model.layers)
+
     # ------------------------------------------------------------ set-up
     def build(self, n_features: int, n_classes: int) -> MLP:
         """Create the model (and its gradient/optimizer buffers) for this data shape."""
@@ -147,7 +161,7 @@ class Trainer:
         if self.classes_ is None:
             self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
-            raise ValueError("y has a single class; classification needs at least 2")
+            raise ValueError("y has 1 class; classification needs at least 2")
         if self.model is None:
             self.build(X.shape[1], len(self.classes_))
         self.model.classes = self.classes_
@@ -207,7 +221,9 @@ class Trainer:
         """Per-row loss weights: sample_weight × class_weight[label] (None when all 1)."""
         class_weight = self.config.class_weight
         if class_weight is None:
-            return None if sample_weight is None else sample_weight.astype(self.model.dtype)
+            if sample_weight is None or np.all(sample_weight == sample_weight[0]):
+                return None  # equal weights: the plain mean, bit for bit
+            return sample_weight.astype(self.model.dtype)
         if class_weight == "balanced":
             counts = np.array([np.sum(y == c) for c in self.classes_])
             per_class = len(y) / (len(self.classes_) * np.maximum(counts, 1))

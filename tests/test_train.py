@@ -16,21 +16,25 @@ from numbamlp.trainer import Trainer
 NUMBAMLP = [sys.executable, "-m", "numbamlp.cli.main"]
 
 
-def test_default_train_command_reaches_97_percent_on_digits():
+def test_default_train_command_reaches_97_percent_on_digits(tmp_path):
     """The README's `make train`: defaults, real subprocess, real output."""
-    run = subprocess.run([*NUMBAMLP, "train"], capture_output=True, text=True, timeout=300)
+    run = subprocess.run([*NUMBAMLP, "train"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.strip().splitlines()
     assert lines[0].startswith("epoch  1/30  loss")
     assert len([line for line in lines if line.startswith("epoch")]) == 30
-    accuracy = float(lines[-1].split()[2])
-    assert accuracy >= 0.97, lines[-1]
-    assert "450 test rows" in lines[-1]
+    summary = lines[-2]
+    accuracy = float(summary.split()[2])
+    assert accuracy >= 0.97, summary
+    assert "450 test rows" in summary
+    assert lines[-1].startswith("run directory: runs/")
+    assert len(list((tmp_path / "runs").iterdir())) == 1
 
 
 @pytest.mark.parametrize("backend", ["numpy", "cpu"])
-def test_reduced_budget_still_reaches_97_percent(backend):
-    result = CliRunner().invoke(main, ["train", "--quiet", "--epochs", "15", "--backend", backend])
+def test_reduced_budget_still_reaches_97_percent(backend, tmp_path):
+    result = CliRunner().invoke(main, ["train", "--quiet", "--epochs", "15", "--backend", backend,
+                                       "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert float(result.output.split()[2]) >= 0.97
 

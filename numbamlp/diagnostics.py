@@ -1,0 +1,72 @@
+"""What `numbamlp info` reports: versions, backends, threads, BLAS and the compile cache."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def cuda_status() -> str:
+    """present / simulator / absent, without failing when numba.cuda is missing."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return "simulator (NUMBA_ENABLE_CUDASIM=1)"
+    try:
+        from numba import cuda
+    except Exception as err:  # numba-cuda not installed or broken
+        return f"absent ({type(err).__name__})"
+    try:
+        return "present" if cuda.is_available() else "absent (no GPU or driver)"
+    except Exception as err:
+        return f"absent ({type(err).__name__})"
+
+
+def environment_info() -> dict:
+    import numpy as np
+
+    report = {
+        "numbamlp": _version("numbamlp"),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": _version("numba"),
+        "scipy": _version("scipy"),
+        "scikit-learn": _version("scikit-learn"),
+        "cores": os.cpu_count(),
+    }
+    backends = ["numpy: available", "reference: available"]
+    try:
+        import numba
+
+        from numbamlp.kernels import get_backend
+
+        cpu = get_backend("cpu")
+        probe = np.zeros((1, 1))
+        cpu.relu_forward(probe, probe, 0.0)  # runs one parallel region so the layer is chosen
+        backends.insert(0, "cpu: available (Numba)")
+        report["numba_threads"] = numba.get_num_threads()
+        report["threading_layer"] = numba.threading_layer()
+        cache = numba.config.CACHE_DIR or str(Path(cpu.__file__).parent / "__pycache__")
+        report["compile_cache"] = cache
+    except Exception as err:
+        backends.insert(0, f"cpu: unavailable ({err})")
+    backends.append(f"cuda: {cuda_status()}")
+    report["backends"] = backends
+    try:
+        from threadpoolctl import threadpool_info
+
+        report["blas"] = [
+            f"{pool.get('internal_api')} {pool.get('version')} ({pool.get('num_threads')} threads, "
+            f"{pool.get('threading_layer', 'n/a')})"
+            for pool in threadpool_info() if pool.get("user_api") == "blas"
+        ] or ["none found"]
+    except ImportError:
+        report["blas"] = ["unknown (threadpoolctl not installed)"]
+    return report

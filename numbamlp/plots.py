@@ -1,0 +1,57 @@
+"""Training curves of a run directory (matplotlib, an optional extra)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+
+class PlotError(ValueError):
+    """The plot cannot be made, with a message for the user."""
+
+
+def read_metrics(run_dir) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise PlotError(f"{run_dir} has no metrics.jsonl (is it a numbamlp run directory?)")
+    try:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except json.JSONDecodeError as err:
+        raise PlotError(f"{path} is not valid JSON lines ({err.msg} at line {err.lineno})") from None
+    if not rows:
+        raise PlotError(f"{path} holds no epochs yet")
+    return rows
+
+
+def plot_run(run_dir, out=None) -> Path:
+    """Loss (train, validation) and validation accuracy per epoch, written as a PNG."""
+    rows = read_metrics(run_dir)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PlotError("plot needs matplotlib: pip install 'numbamlp[plot]'") from None
+    from numbamlp.io import atomic_write_bytes
+
+    epochs = [r["epoch"] for r in rows]
+    has_val = all("val_loss" in r for r in rows)
+    fig, axes = plt.subplots(1, 2 if has_val else 1, figsize=(10 if has_val else 5, 4), squeeze=False)
+    loss_ax = axes[0][0]
+    loss_ax.plot(epochs, [r["loss"] for r in rows], label="train loss")
+    if has_val:
+        loss_ax.plot(epochs, [r["val_loss"] for r in rows], label="validation loss")
+        acc_ax = axes[0][1]
+        acc_ax.plot(epochs, [r["val_accuracy"] for r in rows], color="tab:green")
+        acc_ax.set(xlabel="epoch", ylabel="validation accuracy", title="accuracy")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss", yscale="log")
+    loss_ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    path = Path(out) if out else Path(run_dir) / "curves.png"
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
