@@ -169,7 +169,7 @@ class Trainer:
             from numbamlp.data import stratified_split
 
             rows = np.arange(X.shape[0])
-            fit_rows, val_rows = stratified_split(rows, y, self.config.data.val_fraction or 0.1, self.config.seed)
+            fit_rows, val_rows, _, _ = stratified_split(rows, y, self.config.data.val_fraction or 0.1, self.config.seed)
             X_val, y_val, X, y = X[val_rows], y[val_rows], X[fit_rows], y[fit_rows]
             weights = None if weights is None else weights[fit_rows]
         y_idx = as_class_indices(self.encode(y), X.shape[0], self.model.n_classes)
@@ -266,8 +266,13 @@ class Trainer:
 
     # ------------------------------------------------------------ evaluation
     def encode(self, y) -> np.ndarray:
-        """Labels → class indices; ValueError for labels not seen in training."""
+        """Labels → class indices; ValueError for labels not seen in training.
+
+        Before ``fit`` has seen labels, y must already be class indices 0..C−1.
+        """
         y = np.asarray(y)
+        if self.classes_ is None:
+            return as_class_indices(y, len(y), self.model.n_classes)
         positions = np.clip(np.searchsorted(self.classes_, y), 0, len(self.classes_) - 1)
         if not np.array_equal(self.classes_[positions], y):
             raise ValueError("y holds labels that were not seen in training")

@@ -1,0 +1,218 @@
+"""The command line: precedence, run directories, eval, predict, info, plot, clean errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from numbamlp import load_model
+from numbamlp.cli.main import main
+from numbamlp.data import spiral
+
+NUMBAMLP = [sys.executable, "-m", "numbamlp.cli.main"]
+FAST = ["--epochs", "3", "--hidden", "16"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A short real run on digits, shared by the read-only tests below."""
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    result = CliRunner().invoke(main, ["train", "--out", str(out), "--val-fraction", "0.1", "--epochs", "8"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_run_directory_contents(trained_run):
+    names = {p.name for p in trained_run.iterdir()}
+    assert {"config.json", "metrics.jsonl", "summary.json", "model.safetensors", "checkpoint"} <= names
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["epochs"] == 8 and config["data"]["val_fraction"] == 0.1
+    metrics = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == list(range(1, 9))
+    assert {"loss", "val_loss", "val_accuracy", "lr", "seconds"} <= set(metrics[0])
+    summary = json.loads((trained_run / "summary.json").read_text())
+    for key in ("test_accuracy", "test_loss", "val_accuracy", "epochs_run", "wall_s", "model_path"):
+        assert key in summary
+    assert summary["test_accuracy"] > 0.9 and summary["epochs_run"] == 8
+
+
+def test_flags_override_the_config_file_and_only_passed_flags_do(tmp_path):
+    (tmp_path / "c.toml").write_text('epochs = 2\nbatch_size = 16\n[model]\nhidden = [8]\nactivation = "tanh"\n'
+                                     '[optimizer]\nlr = 0.02\n')
+    result = invoke("train", "--config", tmp_path / "c.toml", "--activation", "gelu", "--out", tmp_path / "r", "--quiet")
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["model"]["activation"] == "gelu"  # flag beats file
+    assert config["model"]["hidden"] == [8] and config["epochs"] == 2 and config["optimizer"]["lr"] == 0.02  # file beats default
+    assert config["optimizer"]["momentum"] == 0.9  # default where neither says
+
+
+def test_json_config_file_and_json_output(tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps({"epochs": 2, "model": {"hidden": [8]}}))
+    result = invoke("train", "--config", tmp_path / "c.json", "--json", "--out", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["epochs_run"] == 2 and len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [('epochs = "many"', "epochs"), ("[optimizer]\nname = 'lbfgs'", "optimizer.name"),
+     ("surprise = 1", "surprise"), ("epochs = ", "cannot parse config file")],
+)
+def test_bad_config_files_are_one_line_errors(tmp_path, content, message):
+    (tmp_path / "c.toml").write_text(content)
+    result = invoke("train", "--config", tmp_path / "c.toml", "--out", tmp_path / "r")
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_existing_run_is_not_overwritten_without_flag(trained_run):
+    before = (trained_run / "model.safetensors").read_bytes()
+    result = invoke("train", "--out", trained_run, *FAST)
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert (trained_run / "model.safetensors").read_bytes() == before
+
+
+def test_resume_continues_to_the_same_weights(tmp_path):
+    common = ["--optimizer", "adam", "--lr", "0.003", "--hidden", "32", "--patience", "20", "--val-fraction", "0.1"]
+    assert invoke("train", *common, "--epochs", "5", "--out", tmp_path / "straight", "--quiet").exit_code == 0
+    assert invoke("train", *common, "--epochs", "2", "--out", tmp_path / "split", "--quiet").exit_code == 0
+    result = invoke("train", "--resume", tmp_path / "split", "--epochs", "5", "--quiet")
+    assert result.exit_code == 0, result.output
+    straight = load_model(tmp_path / "straight" / "model.safetensors")
+    resumed = load_model(tmp_path / "split" / "model.safetensors")
+    np.testing.assert_array_equal(straight.flat_params, resumed.flat_params)
+    assert len((tmp_path / "split" / "metrics.jsonl").read_text().splitlines()) == 5
+
+
+def test_resume_refuses_other_changes(trained_run):
+    result = invoke("train", "--resume", trained_run, "--lr", "0.5")
+    assert result.exit_code == 2 and "only --epochs may change" in result.output
+
+
+def test_eval_reports_metrics_and_confusion_matrix(trained_run):
+    model = trained_run / "model.safetensors"
+    human = invoke("eval", model, "--data", "builtin:digits")
+    assert human.exit_code == 0, human.output
+    assert "confusion matrix" in human.output and "precision" in human.output
+    report = json.loads(invoke("eval", model, "--data", "builtin:digits", "--json").output)
+    assert report["rows"] == 1797 and report["accuracy"] > 0.9
+    assert np.array(report["confusion_matrix"]).sum() == 1797
+    assert len(report["per_class"]) == 10
+
+
+def test_predict_writes_csv_with_probabilities(trained_run, tmp_path):
+    model = load_model(trained_run / "model.safetensors")
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data[:20]
+    np.savez(tmp_path / "x.npz", X=X, y=np.zeros(20, dtype=int))
+    out = tmp_path / "pred.csv"
+    result = invoke("predict", trained_run / "model.safetensors", "--data", tmp_path / "x.npz", "--proba", "--out", out)
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert lines[0].split(",")[:2] == ["prediction", "p_0"] and len(lines) == 21
+    predicted = [int(line.split(",")[0]) for line in lines[1:]]
+    np.testing.assert_array_equal(predicted, model.predict(X))  # the model standardises raw X itself
+    probabilities = np.array([[float(v) for v in line.split(",")[1:]] for line in lines[1:]])
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+
+
+def test_predict_and_eval_reject_the_wrong_feature_count(trained_run, tmp_path):
+    np.savez(tmp_path / "bad.npz", X=np.ones((3, 5)), y=np.zeros(3, dtype=int))
+    for command in ("predict", "eval"):
+        result = invoke(command, trained_run / "model.safetensors", "--data", tmp_path / "bad.npz")
+        assert result.exit_code == 2 and "5 features but the model expects 64" in result.output
+
+
+def test_csv_string_labels_train_eval_predict(tmp_path):
+    X, y = spiral(n_per_class=40)
+    names = np.array(["red", "green", "blue"])[y]
+    rows = ["x1,x2,colour"] + [f"{a:.6f},{b:.6f},{c}" for (a, b), c in zip(X, names)]
+    (tmp_path / "s.csv").write_text("\n".join(rows) + "\n")
+    result = invoke("train", "--data", tmp_path / "s.csv", "--epochs", "60", "--hidden", "32",
+                    "--out", tmp_path / "r", "--quiet")
+    assert result.exit_code == 0, result.output
+    model_path = tmp_path / "r" / "model.safetensors"
+    report = json.loads(invoke("eval", model_path, "--data", tmp_path / "s.csv", "--json").output)
+    assert {row["class"] for row in report["per_class"]} == {"red", "green", "blue"}
+    predicted = invoke("predict", model_path, "--data", tmp_path / "s.csv").output.split()
+    assert predicted[0] == "prediction" and set(predicted[1:]) <= {"red", "green", "blue"}
+    assert np.mean(np.array(predicted[1:]) == names) == pytest.approx(report["accuracy"])
+
+
+def test_info_reports_backends_threads_and_blas():
+    result = invoke("info", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["backends"][0].startswith("cpu: available")
+    assert any(b.startswith("cuda: ") for b in report["backends"])
+    assert report["numba_threads"] >= 1 and report["threading_layer"]
+    assert report["blas"] and report["compile_cache"]
+
+
+def test_plot_without_matplotlib_says_how_to_install(trained_run, tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    result = invoke("plot", trained_run, "--out", tmp_path / "c.png")
+    assert result.exit_code == 2 and "pip install 'numbamlp[plot]'" in result.output
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_plot_writes_a_png(trained_run, tmp_path):
+    pytest.importorskip("matplotlib", reason="plot is an optional extra (pip install '.[plot]')")
+    result = invoke("plot", trained_run, "--out", tmp_path / "c.png")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_of_a_directory_without_metrics(tmp_path):
+    result = invoke("plot", tmp_path)
+    assert result.exit_code == 2 and "no metrics.jsonl" in result.output
+
+
+def test_validate_flag_reports_the_gradient_error(tmp_path):
+    result = invoke("train", "--validate", *FAST, "--out", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("gradient check"))
+    assert float(line.split()[-1]) < 1e-4
+
+
+def test_help_documents_every_option():
+    result = subprocess.run([*NUMBAMLP, "train", "--help"], capture_output=True, text=True)
+    for flag in ("--config", "--data", "--hidden", "--activation", "--optimizer", "--lr", "--epochs",
+                 "--batch-size", "--backend", "--dtype", "--seed", "--out", "--resume", "--validate",
+                 "--json", "--quiet", "--test", "--label-column"):
+        assert flag in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["eval", "missing.safetensors", "--data", "builtin:iris"], "file not found: missing.safetensors"),
+        (["predict", "missing.safetensors", "--data", "builtin:iris"], "file not found"),
+        (["train", "--config", "nope.toml"], "config file not found"),
+        (["train", "--resume", "nowhere"], "nowhere is not a run directory"),
+        (["plot", "nowhere"], "no metrics.jsonl"),
+    ],
+)
+def test_subprocess_errors_are_one_line_without_traceback(args, message, tmp_path):
+    run = subprocess.run([*NUMBAMLP, *args], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert message in run.stderr and "Traceback" not in run.stderr

@@ -1,0 +1,115 @@
+"""Model files and checkpoints: round trips, labels, and refusal of anything that is not ours."""
+
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from numbamlp import MLP, load_model
+from numbamlp.data import Standardizer, spiral
+from numbamlp.io import ModelFileError, read_safetensors, save_model, write_safetensors
+from numbamlp.trainer import Trainer
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh"])
+def test_save_load_round_trip_gives_identical_predictions(tmp_path, dtype, activation):
+    model = MLP([5, 7, 4, 3], activation=activation, dtype=dtype, seed=2)
+    model.classes = np.array(["a", "b", "c"])
+    model.input_transform = Standardizer(np.arange(5.0), np.full(5, 2.0))
+    model.save(tmp_path / "m.safetensors")
+    loaded = load_model(tmp_path / "m.safetensors")
+    X = np.random.default_rng(0).normal(size=(9, 5))
+    assert loaded.layers == model.layers and loaded.activation == activation and loaded.dtype == model.dtype
+    np.testing.assert_array_equal(loaded.flat_params, model.flat_params)
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert set(loaded.predict(X)) <= {"a", "b", "c"}
+    assert loaded.metadata["versions"]["numba"] and loaded.metadata["activation_alpha"] == model_alpha(activation)
+
+
+def model_alpha(activation):
+    return {"relu": 0.0, "leaky_relu": 0.1, "tanh": 0.0}[activation]
+
+
+def test_trained_string_labels_round_trip(tmp_path):
+    X, y = spiral(n_per_class=30)
+    names = np.array(["red", "green", "blue"])[y]
+    trainer = Trainer({"epochs": 20, "model": {"hidden": [16]}})
+    trainer.fit(X, names)
+    trainer.model.save(tmp_path / "m.safetensors")
+    loaded = load_model(tmp_path / "m.safetensors")
+    np.testing.assert_array_equal(loaded.predict(X), trainer.predict(X))
+
+
+def test_integer_labels_that_are_not_0_to_C_round_trip(tmp_path):
+    X, y = spiral(n_per_class=30)
+    labels = np.array([10, 20, 30])[y]
+    trainer = Trainer({"epochs": 20, "model": {"hidden": [16]}})
+    trainer.fit(X, labels)
+    trainer.model.save(tmp_path / "m.safetensors")
+    loaded = load_model(tmp_path / "m.safetensors")
+    assert set(loaded.predict(X)) <= {10, 20, 30}
+    np.testing.assert_array_equal(loaded.predict(X), trainer.predict(X))
+
+
+def test_a_pickle_is_refused_and_never_executed(tmp_path):
+    marker = tmp_path / "executed"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    for name in ("evil.safetensors", "evil.npz"):
+        (tmp_path / name).write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(ModelFileError, match="not a valid safetensors file"):
+        load_model(tmp_path / "evil.safetensors")
+    from numbamlp.data import DataError, load_dataset
+
+    with pytest.raises(DataError, match="cannot read"):
+        load_dataset(str(tmp_path / "evil.npz"))
+    assert not marker.exists()
+
+
+def test_truncated_and_foreign_files_are_reported(tmp_path):
+    MLP([3, 4, 2]).save(tmp_path / "m.safetensors")
+    blob = (tmp_path / "m.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(ModelFileError, match="not a valid safetensors"):
+        load_model(tmp_path / "cut.safetensors")
+    write_safetensors(tmp_path / "other.safetensors", {"x": np.zeros(2)}, {"format": "something-else"})
+    with pytest.raises(ModelFileError, match="not a numbamlp-model file"):
+        load_model(tmp_path / "other.safetensors")
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda meta, t: meta.update(activation="swish"), "unknown activation"),
+        (lambda meta, t: meta.update(layers=[3, 5, 2]), "layers.0.W should be"),
+        (lambda meta, t: meta.update(dtype="float16"), "unsupported dtype"),
+        (lambda meta, t: meta.update(layers="3,4,2"), "invalid layer sizes"),
+        (lambda meta, t: t.pop("layers.1.b"), "layers.1.b should be"),
+        (lambda meta, t: meta.update(classes=["a", "b", "c"]), "class labels do not match"),
+    ],
+)
+def test_tampered_metadata_is_caught_before_use(tmp_path, change, message):
+    MLP([3, 4, 2]).save(tmp_path / "m.safetensors")
+    tensors, meta = read_safetensors(tmp_path / "m.safetensors", "numbamlp-model")
+    change(meta, tensors)
+    write_safetensors(tmp_path / "t.safetensors", tensors, meta)
+    with pytest.raises(ModelFileError, match=message):
+        load_model(tmp_path / "t.safetensors")
+
+
+def test_model_file_holds_json_metadata_and_no_pickle(tmp_path):
+    save_model(MLP([3, 4, 2], activation="gelu"), tmp_path / "m.safetensors", config={"epochs": 3})
+    blob = (tmp_path / "m.safetensors").read_bytes()
+    header_len = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + header_len])
+    meta = json.loads(header["__metadata__"]["numbamlp"])
+    assert meta["activation"] == "gelu" and meta["config"] == {"epochs": 3} and meta["layers"] == [3, 4, 2]
+    assert not (tmp_path / ".m.safetensors.tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary left behind

@@ -1,0 +1,138 @@
+"""Trainer features: optimizers, schedules, early stopping, weights, validation, pickling."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from numbamlp.config import ScheduleConfig, TrainConfig
+from numbamlp.data import spiral
+from numbamlp.optim import learning_rate
+from numbamlp.trainer import GradientMismatch, Trainer
+
+OPTIMIZERS = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 0.01, "adamw": 0.01}
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_every_optimizer_decreases_the_loss(name, backend):
+    X, y = spiral()
+    trainer = Trainer({"backend": backend, "epochs": 25, "batch_size": 32, "model": {"hidden": [32]},
+                       "optimizer": {"name": name, "lr": OPTIMIZERS[name], "weight_decay": 1e-4}})
+    trainer.build(2, 3)
+    initial = trainer.evaluate(X, y)["loss"]
+    trainer.fit(X, y)
+    assert trainer.evaluate(X, y)["loss"] < 0.6 * initial
+
+
+def test_schedules():
+    constant = ScheduleConfig()
+    assert [learning_rate(constant, 0.1, e, 5) for e in range(5)] == [0.1] * 5
+    step = ScheduleConfig(name="step", step_size=2, gamma=0.5)
+    assert [learning_rate(step, 0.1, e, 6) for e in range(6)] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
+    cosine = ScheduleConfig(name="cosine", min_lr=0.0)
+    rates = [learning_rate(cosine, 0.1, e, 4) for e in range(4)]
+    assert rates[0] == 0.1 and rates == sorted(rates, reverse=True) and rates[2] == pytest.approx(0.05)
+    warm = ScheduleConfig(warmup_epochs=3)
+    assert [learning_rate(warm, 0.1, e, 6) for e in range(5)] == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1])
+
+
+def test_epoch_metrics_record_the_scheduled_rate():
+    X, y = spiral(n_per_class=20)
+    trainer = Trainer({"epochs": 4, "schedule": {"name": "step", "step_size": 2, "gamma": 0.5},
+                       "optimizer": {"lr": 0.08}})
+    history = trainer.fit(X, y)
+    assert [m["lr"] for m in history] == pytest.approx([0.08, 0.08, 0.04, 0.04])
+
+
+def test_early_stopping_restores_the_best_weights():
+    X, y = spiral(n_per_class=60, noise=0.6)
+    rng = np.random.default_rng(0)
+    X_val, y_val = X[::3] + rng.normal(0, 0.3, size=X[::3].shape), y[::3]
+    snapshots = {}
+
+    class Snapshot:
+        def on_epoch_end(self, epoch, metrics):
+            snapshots[epoch] = (metrics["val_loss"], trainer.model.flat_params.copy())
+
+    trainer = Trainer({"epochs": 300, "batch_size": 8, "model": {"hidden": [64, 64]},
+                       "optimizer": {"lr": 0.1, "weight_decay": 0.0}, "early_stopping": {"patience": 5}})
+    trainer.fit(X, y, X_val, y_val, callbacks=[Snapshot()])
+    assert trainer.stopped_early and trainer.epoch < 300
+    best_epoch = min(snapshots, key=lambda e: snapshots[e][0])
+    assert trainer.epoch == best_epoch + 5
+    np.testing.assert_array_equal(trainer.model.flat_params, snapshots[best_epoch][1])
+    assert trainer.evaluate(X_val, y_val)["loss"] == pytest.approx(snapshots[best_epoch][0], rel=1e-6)
+
+
+def test_early_stopping_without_validation_data_holds_some_out():
+    X, y = spiral(n_per_class=30)
+    trainer = Trainer({"epochs": 5, "early_stopping": {"patience": 2}})
+    history = trainer.fit(X, y)
+    assert "val_loss" in history[0]
+
+
+def test_sample_weights_equal_repeated_rows_in_one_batch():
+    """With one full batch per epoch, weight 2 on a row is that row twice."""
+    X, y = spiral(n_per_class=10)
+    weights = np.ones(len(y))
+    weights[:5] = 2.0
+    X_rep, y_rep = np.concatenate([X, X[:5]]), np.concatenate([y, y[:5]])
+    common = {"dtype": "float64", "epochs": 5, "batch_size": 100, "model": {"hidden": [8]}}
+    weighted, repeated = Trainer(common), Trainer(common)
+    weighted.fit(X, y, sample_weight=weights)
+    repeated.fit(X_rep, y_rep)
+    np.testing.assert_allclose(weighted.model.flat_params, repeated.model.flat_params, rtol=1e-10, atol=1e-12)
+
+
+def test_class_weights_balanced_and_explicit():
+    X, y = spiral(n_per_class=30)
+    keep = np.r_[0:30, 30:40, 60:90]  # class 1 is rare
+    X, y = X[keep], y[keep]
+    balanced = Trainer({"epochs": 1, "class_weight": "balanced"})
+    balanced.fit(X, y)
+    w = balanced._row_weights(y, None)
+    assert w[y == 1][0] == pytest.approx(len(y) / (3 * 10)) and w[y == 0][0] == pytest.approx(len(y) / (3 * 30))
+    explicit = Trainer({"epochs": 1, "class_weight": {"1": 5.0}})
+    explicit.fit(X, y)
+    assert set(explicit._row_weights(y, None)) == {1.0, 5.0}
+    with pytest.raises(ValueError, match="unknown classes: 7"):
+        Trainer({"epochs": 1, "class_weight": {"7": 2.0}}).fit(X, y)
+
+
+def test_validate_passes_on_good_kernels_and_stops_on_bad(monkeypatch):
+    X, y = spiral(n_per_class=20)
+    good = Trainer({"epochs": 1, "validate": True, "model": {"hidden": [8]}})
+    good.fit(X, y)
+    assert 0 <= good.validation_error < 1e-4
+    from numbamlp.kernels import get_backend
+
+    monkeypatch.setattr(get_backend("numpy"), "relu_backward", lambda dA, dH, A, alpha: np.copyto(dA, dH))
+    bad = Trainer({"epochs": 1, "validate": True, "backend": "numpy", "model": {"hidden": [8]}})
+    with pytest.raises(GradientMismatch, match="differ from the reference path"):
+        bad.fit(X, y)
+
+
+def test_same_seed_same_weights_and_trainer_pickles():
+    X, y = spiral(n_per_class=20)
+    a, b = Trainer({"epochs": 3, "seed": 5}), Trainer({"epochs": 3, "seed": 5})
+    a.fit(X, y)
+    b.fit(X, y)
+    np.testing.assert_array_equal(a.model.flat_params, b.model.flat_params)
+    copy = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(copy.predict(X), a.predict(X))
+    copy.model.params[0][0][0, 0] = 123.0  # views still share the flat buffer after unpickling
+    assert 123.0 in copy.model.flat_params
+
+
+def test_fit_rejects_a_single_class_and_mismatched_lengths():
+    X, y = spiral(n_per_class=5)
+    with pytest.raises(ValueError, match="1 class"):
+        Trainer({"epochs": 1}).fit(X, np.zeros(len(X)))
+    with pytest.raises(ValueError, match="rows but y has"):
+        Trainer({"epochs": 1}).fit(X, y[:-1])
+
+
+def test_config_object_is_the_source_of_truth():
+    trainer = Trainer(TrainConfig(epochs=2), batch_size=7)
+    assert trainer.config.batch_size == 7 and trainer.config.epochs == 2
