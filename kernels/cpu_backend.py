@@ -8,10 +8,13 @@ Arrays are float32 or float64, C-contiguous, all of one dtype (row slices of a
 C-contiguous array qualify); ``y`` is an integer vector with values in [0, C).
 The kernels trust their inputs: the Python layer above validates shapes and labels.
 
-Threading: GEMMs go to BLAS through ``np.dot`` outside any ``prange``; elementwise
-and per-row work is Numba's ``prange``.  Reductions that feed the weights (the bias
-gradient, the mean loss) run in a fixed order, so results do not depend on the
-number of threads.
+Threading: GEMMs go to BLAS through ``np.dot`` (never inside a ``prange``), which uses
+every core.  The elementwise and per-row kernels are written with ``prange`` but compiled
+serial (``_ELEMENTWISE``): measured on the 2-core development machine, letting Numba's
+OpenMP threads and OpenBLAS's threads share the cores made a training step 25-300×
+slower (spinning threads), while serial elementwise kernels were the fastest split at
+every size tried (see bench/README.md).  Reductions that feed the weights (the bias
+gradient, the mean loss) run in a fixed order, so results do not depend on threads.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from numba import njit, prange
 
 # One project-wide set of compiler options.  No fastmath: NaN/Inf must stay visible.
 _SERIAL = dict(cache=True, nogil=True)
-_PARALLEL = dict(cache=True, nogil=True, parallel=True)
+# Elementwise kernels: serial for now (see the module docstring); switching on
+# parallel=True here is the one change that makes every prange loop multi-threaded.
+_ELEMENTWISE = dict(cache=True, nogil=True)
 
 _SQRT_HALF = math.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -74,7 +79,7 @@ def _gelu_cdf(a):
     return 0.5 * (1.0 + math.erf(a * _SQRT_HALF))
 
 
-@njit(**_PARALLEL)
+@njit(**_ELEMENTWISE)
 def relu_forward(Hout, A, alpha):
     h, a = Hout.reshape(-1), A.reshape(-1)
     for k in prange(a.size):
@@ -82,63 +87,63 @@ def relu_forward(Hout, A, alpha):
         h[k] = 0.0 if a[k] <= 0 else a[k]
 
 
-@njit(**_PARALLEL)
+@njit(**_ELEMENTWISE)
 def relu_backward(dA, dH, A, alpha):
     da, dh, a = dA.reshape(-1), dH.reshape(-1), A.reshape(-1)
     for k in prange(a.size):
         da[k] = dh[k] if a[k] > 0 else 0.0
 
 
-@njit(**_PARALLEL)
+@njit(**_ELEMENTWISE)
 def leaky_relu_forward(Hout, A, alpha):
     h, a = Hout.reshape(-1), A.reshape(-1)
     for k in prange(a.size):
         h[k] = a[k] if a[k] > 0 else alpha * a[k]
 
 
-@njit(**_PARALLEL)
+@njit(**_ELEMENTWISE)
 def leaky_relu_backward(dA, dH, A, alpha):
     da, dh, a = dA.reshape(-1), dH.reshape(-1), A.reshape(-1)
     for k in prange(a.size):
         da[k] = dh[k] if a[k] > 0 else alpha * dh[k]
 
 
-@njit(**_PARALLEL)
+@njit(**_ELEMENTWISE)
 def elu_forward(Hout, A, alpha):
     h, a = Hout.reshape(-1), A.reshape(-1)
     for k in prange(a.size):
         h[k] = a[k] if a[k] > 0 else alpha * math.expm1(a[k])
 
 
-@njit(**_PARALLEL)
+@njit(**_ELEMENTWISE)
 def elu_backward(dA, dH, A, alpha):
     da, dh, a = dA.reshape(-1), dH.reshape(-1), A.reshape(-1)
     for k in prange(a.size):
         da[k] = dh[k] if a[k] > 0 else dh[k] * alpha * math.exp(a[k])
 
 
-@njit(**_PARALLEL)
+@njit(**_ELEMENTWISE)
 def sigmoid_forward(Hout, A, alpha):
     h, a = Hout.reshape(-1), A.reshape(-1)
     for k in prange(a.size):
         h[k] = _sigmoid(a[k])
 
 
-@njit(**_PARALLEL)
+@njit(**_ELEMENTWISE)
 def sigmoid_backward(dA, dH, Hout, alpha):
     da, dh, h = dA.reshape(-1), dH.reshape(-1), Hout.reshape(-1)
     for k in prange(h.size):
         da[k] = dh[k] * h[k] * (1.0 - h[k])
 
 
-@njit(**_PARALLEL)
+@njit(**_ELEMENTWISE)
 def gelu_forward(Hout, A, alpha):
     h, a = Hout.reshape(-1), A.reshape(-1)
     for k in prange(a.size):
         h[k] = a[k] * _gelu_cdf(a[k])
 
 
-@njit(**_PARALLEL)
+@njit(**_ELEMENTWISE)
 def gelu_backward(dA, dH, A, alpha):
     da, dh, a = dA.reshape(-1), dH.reshape(-1), A.reshape(-1)
     for k in prange(a.size):
@@ -146,14 +151,14 @@ def gelu_backward(dA, dH, A, alpha):
         da[k] = dh[k] * (_gelu_cdf(x) + x * _INV_SQRT_2PI * math.exp(-0.5 * x * x))
 
 
-@njit(**_PARALLEL)
+@njit(**_ELEMENTWISE)
 def silu_forward(Hout, A, alpha):
     h, a = Hout.reshape(-1), A.reshape(-1)
     for k in prange(a.size):
         h[k] = a[k] * _sigmoid(a[k])
 
 
-@njit(**_PARALLEL)
+@njit(**_ELEMENTWISE)
 def silu_backward(dA, dH, A, alpha):
     da, dh, a = dA.reshape(-1), dH.reshape(-1), A.reshape(-1)
     for k in prange(a.size):
@@ -161,14 +166,14 @@ def silu_backward(dA, dH, A, alpha):
         da[k] = dh[k] * s * (1.0 + a[k] * (1.0 - s))
 
 
-@njit(**_PARALLEL)
+@njit(**_ELEMENTWISE)
 def tanh_forward(Hout, A, alpha):
     h, a = Hout.reshape(-1), A.reshape(-1)
     for k in prange(a.size):
         h[k] = math.tanh(a[k])
 
 
-@njit(**_PARALLEL)
+@njit(**_ELEMENTWISE)
 def tanh_backward(dA, dH, Hout, alpha):
     da, dh, h = dA.reshape(-1), dH.reshape(-1), Hout.reshape(-1)
     for k in prange(h.size):
@@ -176,7 +181,7 @@ def tanh_backward(dA, dH, Hout, alpha):
 
 
 # ---------------------------------------------------------------- loss
-@njit(**_PARALLEL)
+@njit(**_ELEMENTWISE)
 def softmax_crossentropy_forward(P, row_loss, S, y, weights=None):
     """P (B, C) = softmax(S) row-wise; row_loss (B,) = logsumexp(S_i) − S_i,y_i.
 
@@ -210,7 +215,7 @@ def softmax_crossentropy_forward(P, row_loss, S, y, weights=None):
     return loss / weight_sum
 
 
-@njit(**_PARALLEL)
+@njit(**_ELEMENTWISE)
 def softmax_crossentropy_backward(dS, P, y, weights=None):
     """dS (B, C) = (P − onehot(y)) / B, or wᵢ (P − onehot(y)) / Σ w with ``weights`` (B,)."""
     B, C = P.shape
@@ -232,7 +237,7 @@ def softmax_crossentropy_backward(dS, P, y, weights=None):
 
 
 # ---------------------------------------------------------------- optimizers
-@njit(**_PARALLEL)
+@njit(**_ELEMENTWISE)
 def sgd_update(param, velocity, grad, lr, momentum, weight_decay, nesterov):
     """SGD as in PyTorch, over flat arrays; ``param`` and ``velocity`` updated in place.
 
@@ -247,7 +252,7 @@ def sgd_update(param, velocity, grad, lr, momentum, weight_decay, nesterov):
         param[k] -= lr * g
 
 
-@njit(**_PARALLEL)
+@njit(**_ELEMENTWISE)
 def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decoupled, step):
     """Adam (decoupled=False, L2 added to the gradient) or AdamW (decoupled weight decay).
 
