@@ -178,7 +178,7 @@ def train(config_file, out, resume, overwrite, validate, as_json, quiet, **flags
     from numbamlp.data import DataError
     from numbamlp.io import ModelFileError
     from numbamlp.run import RunError, read_run_config, train_run
-    from numbamlp.trainer import GradientMismatch
+    from numbamlp.trainer import GradientMismatch, TrainingDiverged
 
     flags = {name.replace("__", "."): value for name, value in flags.items()}
     flags["validate"] = validate
@@ -197,7 +197,7 @@ def train(config_file, out, resume, overwrite, validate, as_json, quiet, **flags
     callbacks = [] if (as_json or quiet) else [_progress(config.epochs)]
     try:
         summary = train_run(config, out=out, resume=resume, overwrite=overwrite, callbacks=callbacks)
-    except GradientMismatch as err:
+    except (GradientMismatch, TrainingDiverged) as err:  # not the user's input: exit 1
         click.echo(f"Error: {err}", err=True)
         sys.exit(1)
     except (DataError, RunError, ModelFileError, ValueError) as err:

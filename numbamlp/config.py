@@ -122,6 +122,9 @@ class TrainConfig(_Strict):
         "cpu", description=f"Compute backend: one of {', '.join(TRAIN_BACKENDS)} (reference: slow, for validation)."
     )
     dtype: Literal["float32", "float64"] = Field("float32", description="Floating-point type.")
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads for BLAS (the GEMMs); default: all cores."
+    )
     epochs: int = Field(30, ge=0, description="Passes over the training data (≥ 0).")
     batch_size: int = Field(32, ge=1, description="Minibatch size (≥ 1); the last short batch is kept.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Network shape.")

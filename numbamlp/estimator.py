@@ -142,13 +142,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _train(self, X, y, sample_weight) -> None:
+        from numbamlp.trainer import TrainingDiverged
+
         trainer = self._trainer
-        trainer.fit(X, y, sample_weight=sample_weight)
-        if not np.isfinite(trainer.model.flat_params).all():
-            raise ValueError(
-                f"training diverged (non-finite weights after epoch {trainer.epoch}); "
-                "lower learning_rate_init"
-            )
+        try:
+            trainer.fit(X, y, sample_weight=sample_weight)
+        except TrainingDiverged as err:
+            raise ValueError(f"{err} (learning_rate_init={self.learning_rate_init:g}); "
+                             "lower learning_rate_init") from None
         self.n_iter_ = trainer.epoch
         self.loss_curve_ = [m["loss"] for m in trainer.history]
         self.validation_scores_ = [m["val_accuracy"] for m in trainer.history if "val_accuracy" in m]

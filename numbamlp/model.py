@@ -201,39 +201,61 @@ class MLP:
 
 # ---------------------------------------------------------------- batched passes
 class Workspace:
-    """Buffers for one model at batch sizes up to ``capacity``, allocated once.
+    """Buffers for one model at batch sizes up to ``capacity``: one flat array, allocated once.
 
-    Per hidden layer l: A[l] pre-activations, Hout[l] = φ(A[l]), delta[l] (dH, then dA
-    in place), all (capacity, H_l).  Output layer: S scores, P probabilities, dS, (capacity, C);
-    row_loss (capacity,).  ``rows(B)`` gives row-slice views for a batch of B ≤ capacity, so
-    the short last batch of an epoch reuses the same memory.
+    Per hidden layer l, each (capacity, H_l): A[l] pre-activations, Hout[l] = φ(A[l]),
+    dH[l] the gradient arriving at Hout[l], dA[l] the gradient at A[l] (dH and dA are
+    separate: an in-place activation backward measured 40× slower).  Output layer, each
+    (capacity, C): S scores, P probabilities, dS; and row_loss (capacity,).  ``rows(B)``
+    gives views of the first B rows of everything (cached per B), so the short last batch
+    of an epoch reuses the same memory.
     """
 
     def __init__(self, model: MLP, capacity: int):
         self.capacity = capacity
         widths = model.layers[1:-1]
-        alloc = lambda *shape: np.zeros(shape, dtype=model.dtype)  # noqa: E731
-        self.A = [alloc(capacity, h) for h in widths]
-        self.Hout = [alloc(capacity, h) for h in widths]
-        self.delta = [alloc(capacity, h) for h in widths]
         C = model.n_classes
-        self.S, self.P, self.dS = alloc(capacity, C), alloc(capacity, C), alloc(capacity, C)
-        self.row_loss = alloc(capacity)
+        self.flat = np.zeros(capacity * (4 * sum(widths) + 3 * C + 1), dtype=model.dtype)
+        offset = 0
+
+        def take(*shape):
+            nonlocal offset
+            size = int(np.prod(shape))
+            view = self.flat[offset : offset + size].reshape(shape)
+            offset += size
+            return view
+
+        self.A = [take(capacity, h) for h in widths]
+        self.Hout = [take(capacity, h) for h in widths]
+        self.dH = [take(capacity, h) for h in widths]
+        self.dA = [take(capacity, h) for h in widths]
+        self.S, self.P, self.dS = take(capacity, C), take(capacity, C), take(capacity, C)
+        self.row_loss = take(capacity)
+        self._rows: dict[int, _Rows] = {}
 
     def rows(self, B: int) -> "_Rows":
         if B > self.capacity:
             raise ValueError(f"batch of {B} rows exceeds workspace capacity {self.capacity}")
-        return _Rows(self, B)
+        if B not in self._rows:
+            self._rows[B] = _Rows(self, B)
+        return self._rows[B]
 
 
 class _Rows:
-    """Views of the first B rows of every workspace buffer."""
+    """Views of the first B rows of every workspace buffer (row slices stay C-contiguous)."""
 
     def __init__(self, ws: Workspace, B: int):
+        self.B = B
         self.A = [a[:B] for a in ws.A]
         self.Hout = [h[:B] for h in ws.Hout]
-        self.delta = [d[:B] for d in ws.delta]
+        self.dH = [d[:B] for d in ws.dH]
+        self.dA = [d[:B] for d in ws.dA]
         self.S, self.P, self.dS, self.row_loss = ws.S[:B], ws.P[:B], ws.dS[:B], ws.row_loss[:B]
+        # feature-major (H_l, B) views of the same memory, for the cpu backend's fused step
+        feature_major = lambda buffers: [buf.reshape(-1)[: buf.shape[1] * B].reshape(buf.shape[1], B)  # noqa: E731
+                                         for buf in buffers]
+        self.AT, self.HT, self.dHT, self.dAT = (feature_major(b) for b in (ws.A, ws.Hout, ws.dH, ws.dA))
+        self.packed = None  # the fused step's typed lists, built once (see Trainer)
 
 
 def forward(backend, model: MLP, X: np.ndarray, workspace: Workspace) -> np.ndarray:
@@ -269,11 +291,11 @@ def backward_into(backend, model: MLP, X, y, workspace: Workspace, grads, weight
     for layer in range(len(model._params) - 1, -1, -1):
         W, _ = model._params[layer]
         dW, db = grads[layer]
-        dX = buf.delta[layer - 1] if layer > 0 else None
+        dX = buf.dH[layer - 1] if layer > 0 else None
         backend.affine_backward(dX, dW, db, dout, inputs[layer], W)
         if layer > 0:
-            act_backward(dX, dX, caches[layer - 1], spec.alpha)
-            dout = dX
+            act_backward(buf.dA[layer - 1], dX, caches[layer - 1], spec.alpha)
+            dout = buf.dA[layer - 1]
     return float(loss)
 
 

@@ -26,20 +26,31 @@ class Optimizer:
         else:
             self.state = {"velocity": np.zeros(n_params, dtype)}
 
+    def arguments(self, lr: float) -> tuple:
+        """The optimizer's arguments for the next step, in the fused train_step's order:
+        (adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2, eps, step)."""
+        cfg = self.config
+        adam = cfg.name in ("adam", "adamw")
+        flag = cfg.name == "adamw" if adam else cfg.name == "nesterov"
+        return (adam, float(lr), float(cfg.momentum), float(cfg.weight_decay), flag,
+                float(cfg.beta1), float(cfg.beta2), float(cfg.eps), self.step_count + 1)
+
+    @property
+    def buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """(state_a, state_b): velocity twice for SGD (the second unused), m and v for Adam."""
+        if "m" in self.state:
+            return self.state["m"], self.state["v"]
+        return self.state["velocity"], self.state["velocity"]
+
     def update(self, kernels, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
         """One step: params (flat) updated from grads (flat) at learning rate ``lr``."""
-        cfg = self.config
-        self.step_count += 1
-        if cfg.name in ("adam", "adamw"):
-            kernels.adam_update(
-                params, self.state["m"], self.state["v"], grads, lr, cfg.beta1, cfg.beta2, cfg.eps,
-                cfg.weight_decay, cfg.name == "adamw", self.step_count,
-            )
+        adam, lr, momentum, weight_decay, flag, beta1, beta2, eps, step = self.arguments(lr)
+        state_a, state_b = self.buffers
+        if adam:
+            kernels.adam_update(params, state_a, state_b, grads, lr, beta1, beta2, eps, weight_decay, flag, step)
         else:
-            kernels.sgd_update(
-                params, self.state["velocity"], grads, lr, cfg.momentum, cfg.weight_decay,
-                cfg.name == "nesterov",
-            )
+            kernels.sgd_update(params, state_a, grads, lr, momentum, weight_decay, flag)
+        self.step_count = step
 
 
 def learning_rate(schedule, base_lr: float, epoch: int, epochs: int) -> float:

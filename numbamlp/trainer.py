@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from numbamlp.config import TrainConfig
-from numbamlp.kernels import get_backend
+from numbamlp.kernels import ACTIVATION_NAMES, activation_spec, get_backend
 from numbamlp.model import (
     MLP,
     Workspace,
@@ -32,6 +32,11 @@ class Callback(Protocol):
     """Called after every epoch with that epoch's metrics (epoch, loss, lr, seconds, val_*)."""
 
     def on_epoch_end(self, epoch: int, metrics: dict) -> None: ...
+
+
+class TrainingDiverged(ValueError):
+    """The loss or the weights stopped being finite: the weights are left as they were
+    before the offending step (a non-finite loss never updates them)."""
 
 
 class GradientMismatch(ValueError):
@@ -71,13 +76,14 @@ class Trainer:
     def __getstate__(self):
         # modules and views do not pickle: drop them and rebuild on load
         state = self.__dict__.copy()
-        for name in ("_kernels", "_grads", "_workspace"):
+        for name in ("_kernels", "_grads", "_workspace", "_packed_params"):
             state.pop(name, None)
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._workspace = None
+        self._packed_params = None
         if self.model is not None:
             self._kernels = None if self.config.backend == "reference" else get_backend(self.config.backend)
             self._grads = layer_views(self._grad_flat, self.model.layers)
@@ -102,6 +108,7 @@ class Trainer:
         self._grads = layer_views(self._grad_flat, model.layers)
         self.optimizer = Optimizer(self.config.optimizer, model.flat_params.size, model.dtype)
         self._workspace = None
+        self._packed_params = None  # typed lists of the parameter views, for the fused step
 
     def _workspace_for(self, rows: int) -> Workspace:
         if self._workspace is None or self._workspace.capacity < rows:
@@ -126,13 +133,38 @@ class Trainer:
         return self._step(Xb, yb, as_sample_weights(sample_weight, Xb.shape[0], self.model.dtype), self.lr)
 
     def _step(self, Xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None, lr: float) -> float:
+        """One update on validated arrays; a non-finite loss is returned without an update."""
         kernels = self._kernels
+        if kernels is not None and hasattr(kernels, "train_step"):
+            return self._fused_step(kernels, Xb, yb, wb, lr)
         if kernels is None:
             loss = self._reference_grads(Xb, yb, wb)
             kernels = get_backend("numpy")
         else:
             loss = backward_into(kernels, self.model, Xb, yb, self._workspace_for(Xb.shape[0]), self._grads, wb)
-        self.optimizer.update(kernels, self.model.flat_params, self._grad_flat, lr)
+        if np.isfinite(loss):
+            self.optimizer.update(kernels, self.model.flat_params, self._grad_flat, lr)
+        return loss
+
+    def _fused_step(self, kernels, Xb, yb, wb, lr) -> float:
+        """The cpu backend's train_step: the whole update in one compiled call."""
+        rows = self._workspace_for(Xb.shape[0]).rows(Xb.shape[0])
+        if rows.packed is None:
+            pack = kernels.typed_list
+            rows.packed = (pack(rows.AT, rows.S), pack(rows.HT, rows.S), pack(rows.dHT, rows.S),
+                           pack(rows.dAT, rows.S), rows.S, rows.P, rows.dS, rows.row_loss)
+        if self._packed_params is None:
+            pack, (W0, b0) = kernels.typed_list, self.model.params[0]
+            self._packed_params = (pack([W for W, _ in self.model.params], W0), pack([b for _, b in self.model.params], b0),
+                                   pack([dW for dW, _ in self._grads], W0), pack([db for _, db in self._grads], b0))
+        spec = activation_spec(self.model.activation)
+        arguments = self.optimizer.arguments(lr)
+        loss = kernels.train_step(
+            self.model.flat_params, self._grad_flat, *self.optimizer.buffers, *self._packed_params, *rows.packed,
+            Xb, yb, wb, ACTIVATION_NAMES.index(spec.name), spec.backward_uses == "output", spec.alpha, *arguments,
+        )
+        if np.isfinite(loss):
+            self.optimizer.step_count = arguments[-1]
         return loss
 
     def _reference_grads(self, Xb, yb, wb) -> float:
@@ -185,12 +217,22 @@ class Trainer:
             X_epoch, y_epoch = X[order], y_idx[order]
             w_epoch = None if weights is None else weights[order]
             total, weight_total = 0.0, 0.0
-            for lo in range(0, X.shape[0], batch):
+            for step, lo in enumerate(range(0, X.shape[0], batch), start=1):
                 wb = None if w_epoch is None else w_epoch[lo : lo + batch]
                 loss = self._step(X_epoch[lo : lo + batch], y_epoch[lo : lo + batch], wb, lr)
+                if not np.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"training diverged: the loss became {loss} at epoch {self.epoch + 1}, step {step} "
+                        f"(learning rate {lr:g}); try a lower learning rate"
+                    )
                 rows = min(batch, X.shape[0] - lo) if wb is None else float(wb.sum())
                 total += loss * rows
                 weight_total += rows
+            if not np.isfinite(self.model.flat_params).all():
+                raise TrainingDiverged(
+                    f"training diverged: weights became non-finite during epoch {self.epoch + 1} "
+                    f"(learning rate {lr:g}); try a lower learning rate"
+                )
             self.epoch += 1
             metrics = {"epoch": self.epoch, "loss": total / weight_total, "lr": lr}
             if X_val is not None:
