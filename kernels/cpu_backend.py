@@ -191,18 +191,22 @@ def softmax_crossentropy_forward(P, row_loss, S, y, weights=None):
     """
     B, C = S.shape
     for i in prange(B):
-        m = S[i, 0]
+        top = 0
         for j in range(1, C):
-            if S[i, j] > m:
-                m = S[i, j]
-        total = 0.0
+            if S[i, j] > S[i, top]:
+                top = j
+        m = S[i, top]
+        rest = 0.0  # Σ over the non-maximal entries: logsumexp = m + log1p(rest)
         for j in range(C):
-            e = math.exp(S[i, j] - m)
-            P[i, j] = e
-            total += e
+            if j != top:
+                e = math.exp(S[i, j] - m)
+                P[i, j] = e
+                rest += e
+        P[i, top] = 1.0
         for j in range(C):
-            P[i, j] /= total
-        row_loss[i] = (m + math.log(total)) - S[i, y[i]]
+            P[i, j] /= 1.0 + rest
+        # (max − s_y) + log1p(rest): no cancellation, so tiny losses keep their digits
+        row_loss[i] = (m - S[i, y[i]]) + math.log1p(rest)
     loss = 0.0
     if weights is None:
         for i in range(B):
@@ -329,72 +333,89 @@ def _sum_rows(db, dAT):
 
 
 @njit(**_SERIAL)
-def train_step(params, grads, state_a, state_b, Ws, bs, dWs, dbs, ATs, HTs, dHTs, dATs, S, P, dS, row_loss,
-               X, y, weights, act_code, backward_uses_output, alpha,
+def _matrix(flat, offset, rows, cols):
+    """The (rows, cols) C-contiguous view of flat[offset : offset + rows·cols]."""
+    return flat[offset : offset + rows * cols].reshape(rows, cols)
+
+
+@njit(**_SERIAL)
+def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets,
+               S, P, dS, row_loss, X, y, weights, act_code, backward_uses_output, alpha,
                adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2, eps, step):
     """One minibatch update in one compiled call: forward, loss, backward, optimizer.
 
-    params, grads, state_a, state_b: flat (P,) buffers (the optimizer's velocity, or
-    Adam's m and v); Ws, bs, dWs, dbs: typed lists of their per-layer views (W (out, in)).
+    params, grads, state_a, state_b: flat (P,) buffers (the optimizer's velocity, or Adam's
+    m and v); layers (L+1,) int64 sizes; param_offsets (L,) int64: where layer l's W (out, in)
+    starts, its b (out,) following (the layout of numbamlp.model.layer_views).
+    workspace: flat buffer; hidden_offsets (L−1, 4) int64: where each hidden layer's A, Hout,
+    dH, dA blocks start.  Hidden buffers are used feature-major, (H_l, B): OpenBLAS runs
+    Aᵀ = W Xᵀ 20-25 % faster than A = X Wᵀ at the mnist and deep shapes (bench/README.md).
     X (B, D), y (B,) int64, weights (B,) or None; S, P, dS (B, C); row_loss (B,).
-    Hidden-layer buffers are feature-major, ATs, HTs, dHTs, dATs: typed lists of (H_l, B)
-    arrays, because OpenBLAS runs Aᵀ = W Xᵀ 20-25 % faster than A = X Wᵀ at the mnist and
-    deep shapes (bench/README.md).  Returns the (weighted) mean loss; when it is not
-    finite, returns it without touching the weights, so a bad batch loses nothing.
+    Only arrays and scalars are passed: typed lists cost ~0.5 µs each to unbox per call.
+    Returns the (weighted) mean loss; when it is not finite, returns it without touching
+    the weights, so a bad batch loses nothing.
     """
-    L = len(Ws)
-    if L > 1:
-        np.dot(Ws[0], X.T, ATs[0])
-        for layer in range(L - 1):
-            if layer > 0:
-                np.dot(Ws[layer], HTs[layer - 1], ATs[layer])
-            _add_bias_rows(ATs[layer], bs[layer])
-            _activation_forward(act_code, HTs[layer], ATs[layer], alpha)
-        np.dot(HTs[L - 2].T, Ws[L - 1].T, S)
-        b_out = bs[L - 1]  # typed-list items are hoisted: indexing one in a loop costs a refcount
-        for i in range(S.shape[0]):
-            for c in range(S.shape[1]):
-                S[i, c] += b_out[c]
+    L = layers.shape[0] - 1
+    B = X.shape[0]
+    # ---- forward: Aᵀ_l = W_l Hᵀ_(l−1) + b_l, Hᵀ_l = φ(Aᵀ_l); S = H_(L−1) W_Lᵀ + b_L
+    for layer in range(L - 1):
+        n_in, n_out = layers[layer], layers[layer + 1]
+        W = _matrix(params, param_offsets[layer], n_out, n_in)
+        b = params[param_offsets[layer] + n_out * n_in : param_offsets[layer] + n_out * (n_in + 1)]
+        AT = _matrix(workspace, hidden_offsets[layer, 0], n_out, B)
+        HT = _matrix(workspace, hidden_offsets[layer, 1], n_out, B)
+        if layer == 0:
+            np.dot(W, X.T, AT)
+        else:
+            np.dot(W, _matrix(workspace, hidden_offsets[layer - 1, 1], n_in, B), AT)
+        _add_bias_rows(AT, b)
+        _activation_forward(act_code, HT, AT, alpha)
+    n_in, n_out = layers[L - 1], layers[L]
+    W_out = _matrix(params, param_offsets[L - 1], n_out, n_in)
+    b_out = params[param_offsets[L - 1] + n_out * n_in : param_offsets[L - 1] + n_out * (n_in + 1)]
+    if L == 1:
+        affine_forward(S, X, W_out, b_out)
     else:
-        affine_forward(S, X, Ws[0], bs[0])
+        np.dot(_matrix(workspace, hidden_offsets[L - 2, 1], n_in, B).T, W_out.T, S)
+        for i in range(B):
+            for c in range(n_out):
+                S[i, c] += b_out[c]
     loss = softmax_crossentropy_forward(P, row_loss, S, y, weights)
     if not math.isfinite(loss):
         return loss
+    # ---- backward
     softmax_crossentropy_backward(dS, P, y, weights)
+    dW_out = _matrix(grads, param_offsets[L - 1], n_out, n_in)
+    db_out = grads[param_offsets[L - 1] + n_out * n_in : param_offsets[L - 1] + n_out * (n_in + 1)]
     if L == 1:
-        affine_backward(None, dWs[0], dbs[0], dS, X, Ws[0])
+        affine_backward(None, dW_out, db_out, dS, X, W_out)
     else:
-        # output layer: dW = dSᵀ H, db = Σ dS, dHᵀ = Wᵀ dSᵀ
-        np.dot(dS.T, HTs[L - 2].T, dWs[L - 1])
-        db_out = dbs[L - 1]
+        HT_last = _matrix(workspace, hidden_offsets[L - 2, 1], n_in, B)
+        np.dot(dS.T, HT_last.T, dW_out)
         db_out[:] = 0
-        for i in range(dS.shape[0]):
-            for c in range(dS.shape[1]):
+        for i in range(B):
+            for c in range(n_out):
                 db_out[c] += dS[i, c]
-        np.dot(Ws[L - 1].T, dS.T, dHTs[L - 2])
+        np.dot(W_out.T, dS.T, _matrix(workspace, hidden_offsets[L - 2, 2], n_in, B))
         for layer in range(L - 2, -1, -1):
-            cache = HTs[layer] if backward_uses_output else ATs[layer]
-            _activation_backward(act_code, dATs[layer], dHTs[layer], cache, alpha)
-            _sum_rows(dbs[layer], dATs[layer])
-            if layer > 0:
-                np.dot(dATs[layer], HTs[layer - 1].T, dWs[layer])
-                np.dot(Ws[layer].T, dATs[layer], dHTs[layer - 1])
+            n_in, n_out = layers[layer], layers[layer + 1]
+            AT = _matrix(workspace, hidden_offsets[layer, 0], n_out, B)
+            HT = _matrix(workspace, hidden_offsets[layer, 1], n_out, B)
+            dHT = _matrix(workspace, hidden_offsets[layer, 2], n_out, B)
+            dAT = _matrix(workspace, hidden_offsets[layer, 3], n_out, B)
+            _activation_backward(act_code, dAT, dHT, HT if backward_uses_output else AT, alpha)
+            dW = _matrix(grads, param_offsets[layer], n_out, n_in)
+            _sum_rows(grads[param_offsets[layer] + n_out * n_in : param_offsets[layer] + n_out * (n_in + 1)], dAT)
+            if layer == 0:
+                np.dot(dAT, X, dW)
             else:
-                np.dot(dATs[0], X, dWs[0])
+                np.dot(dAT, _matrix(workspace, hidden_offsets[layer - 1, 1], n_in, B).T, dW)
+                W = _matrix(params, param_offsets[layer], n_out, n_in)
+                np.dot(W.T, dAT, _matrix(workspace, hidden_offsets[layer - 1, 2], n_in, B))
+    # ---- update
     if adam:
         adam_update(params, state_a, state_b, grads, lr, beta1, beta2, eps, weight_decay,
                     nesterov_or_decoupled, step)
     else:
         sgd_update(params, state_a, grads, lr, momentum, weight_decay, nesterov_or_decoupled)
     return loss
-
-
-def typed_list(arrays, like):
-    """A numba typed List of ``arrays`` (each typed like ``like``) for train_step's layer lists."""
-    from numba import typeof
-    from numba.typed import List
-
-    out = List.empty_list(typeof(like))
-    for array in arrays:
-        out.append(array)
-    return out

@@ -106,12 +106,16 @@ def softmax_crossentropy_forward(P, row_loss, S, y, weights=None):
     Returns the mean loss as a Python float, or Σ wᵢ·lossᵢ / Σ wᵢ with ``weights`` (B,).
     """
     rows = np.arange(S.shape[0])
-    m = S.max(axis=1, keepdims=True)
-    np.subtract(S, m, out=P)
-    np.exp(P, out=P)
-    total = P.sum(axis=1, keepdims=True)
-    row_loss[:] = (m[:, 0] + np.log(total[:, 0])) - S[rows, y]
-    P /= total
+    S64 = S.astype(np.float64)  # accumulate in float64, as the cpu backend does
+    top = S64.argmax(axis=1)
+    m = S64[rows, top][:, None]
+    E = np.exp(S64 - m)
+    E[rows, top] = 0.0
+    rest = E.sum(axis=1)  # Σ over the non-maximal entries: logsumexp = m + log1p(rest)
+    E[rows, top] = 1.0
+    # (max − s_y) + log1p(rest): no cancellation, so tiny losses keep their digits
+    row_loss[:] = (m[:, 0] - S64[rows, y]) + np.log1p(rest)
+    np.divide(E, (1.0 + rest)[:, None], out=P, casting="same_kind")
     if weights is None:
         return float(row_loss.mean(dtype=np.float64))
     return float(np.dot(weights, row_loss.astype(np.float64)) / np.sum(weights, dtype=np.float64))

@@ -80,6 +80,12 @@ def layer_views(flat: np.ndarray, layers: Sequence[int]) -> list[tuple[np.ndarra
     return views
 
 
+def layer_offsets(layers: Sequence[int]) -> np.ndarray:
+    """(L,) int64: where each layer's W starts in the flat layout of ``layer_views``."""
+    sizes = [n_out * (n_in + 1) for n_in, n_out in zip(layers[:-1], layers[1:])]
+    return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+
 def n_parameters(layers: Sequence[int]) -> int:
     return sum(n_out * (n_in + 1) for n_in, n_out in zip(layers[:-1], layers[1:]))
 
@@ -216,6 +222,9 @@ class Workspace:
         widths = model.layers[1:-1]
         C = model.n_classes
         self.flat = np.zeros(capacity * (4 * sum(widths) + 3 * C + 1), dtype=model.dtype)
+        # hidden_offsets[l] = flat offsets of layer l's A, Hout, dH, dA blocks (the fused
+        # cpu step addresses the buffers through these)
+        self.hidden_offsets = np.zeros((len(widths), 4), dtype=np.int64)
         offset = 0
 
         def take(*shape):
@@ -225,10 +234,14 @@ class Workspace:
             offset += size
             return view
 
-        self.A = [take(capacity, h) for h in widths]
-        self.Hout = [take(capacity, h) for h in widths]
-        self.dH = [take(capacity, h) for h in widths]
-        self.dA = [take(capacity, h) for h in widths]
+        blocks = []
+        for kind in range(4):  # A, Hout, dH, dA
+            layer_blocks = []
+            for layer, h in enumerate(widths):
+                self.hidden_offsets[layer, kind] = offset
+                layer_blocks.append(take(capacity, h))
+            blocks.append(layer_blocks)
+        self.A, self.Hout, self.dH, self.dA = blocks
         self.S, self.P, self.dS = take(capacity, C), take(capacity, C), take(capacity, C)
         self.row_loss = take(capacity)
         self._rows: dict[int, _Rows] = {}
@@ -251,11 +264,6 @@ class _Rows:
         self.dH = [d[:B] for d in ws.dH]
         self.dA = [d[:B] for d in ws.dA]
         self.S, self.P, self.dS, self.row_loss = ws.S[:B], ws.P[:B], ws.dS[:B], ws.row_loss[:B]
-        # feature-major (H_l, B) views of the same memory, for the cpu backend's fused step
-        feature_major = lambda buffers: [buf.reshape(-1)[: buf.shape[1] * B].reshape(buf.shape[1], B)  # noqa: E731
-                                         for buf in buffers]
-        self.AT, self.HT, self.dHT, self.dAT = (feature_major(b) for b in (ws.A, ws.Hout, ws.dH, ws.dA))
-        self.packed = None  # the fused step's typed lists, built once (see Trainer)
 
 
 def forward(backend, model: MLP, X: np.ndarray, workspace: Workspace) -> np.ndarray:

@@ -180,20 +180,31 @@ def make_activation(name: str):
     return cls(alpha=spec.alpha) if spec.alpha else cls()
 
 
+def logsumexp_parts(s) -> tuple[float, float]:
+    """(m, r) with logsumexp(s) = m + log1p(r): m the largest score, r = Σ_(j≠argmax) e^(s_j − m).
+
+    Keeping log1p(r) apart from m is what lets a loss of 1e-12 keep its digits.
+    """
+    values = [float(v) for v in np.ravel(s)]
+    top = int(np.argmax(values))
+    m = values[top]
+    return m, sum(math.exp(v - m) for j, v in enumerate(values) if j != top)
+
+
 def logsumexp(s) -> float:
-    m = float(np.max(s))
-    return m + math.log(float(np.sum(np.exp(s - m))))
+    m, rest = logsumexp_parts(s)
+    return m + math.log1p(rest)
 
 
 class SoftmaxCrossEntropy:
     """L = −log softmax(s)_y = logsumexp(s) − s_y;  ds = p − onehot(y)."""
 
     def forward(self, s, y):
-        lse = logsumexp(s)
-        self.p = np.exp(s - lse)
+        m, rest = logsumexp_parts(s)
+        self.p = np.exp(s - m) / (1.0 + rest)
         self.y_onehot = np.zeros_like(self.p)
         self.y_onehot[y] = 1.0
-        return lse - float(s[y, 0])
+        return (m - float(s[y, 0])) + math.log1p(rest)
 
     def backward(self):
         return self.p - self.y_onehot

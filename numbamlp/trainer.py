@@ -23,6 +23,7 @@ from numbamlp.model import (
     as_sample_weights,
     backward_into,
     forward,
+    layer_offsets,
     layer_views,
 )
 from numbamlp.optim import Optimizer, learning_rate
@@ -76,14 +77,13 @@ class Trainer:
     def __getstate__(self):
         # modules and views do not pickle: drop them and rebuild on load
         state = self.__dict__.copy()
-        for name in ("_kernels", "_grads", "_workspace", "_packed_params"):
+        for name in ("_kernels", "_grads", "_workspace"):
             state.pop(name, None)
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._workspace = None
-        self._packed_params = None
         if self.model is not None:
             self._kernels = None if self.config.backend == "reference" else get_backend(self.config.backend)
             self._grads = layer_views(self._grad_flat, self.model.layers)
@@ -108,7 +108,11 @@ class Trainer:
         self._grads = layer_views(self._grad_flat, model.layers)
         self.optimizer = Optimizer(self.config.optimizer, model.flat_params.size, model.dtype)
         self._workspace = None
-        self._packed_params = None  # typed lists of the parameter views, for the fused step
+        # constant arguments of the fused step, computed once per model
+        spec = activation_spec(model.activation)
+        self._activation_arguments = (ACTIVATION_NAMES.index(spec.name), spec.backward_uses == "output", spec.alpha)
+        self._layers = np.asarray(model.layers, dtype=np.int64)
+        self._offsets = layer_offsets(model.layers)
 
     def _workspace_for(self, rows: int) -> Workspace:
         if self._workspace is None or self._workspace.capacity < rows:
@@ -148,22 +152,15 @@ class Trainer:
 
     def _fused_step(self, kernels, Xb, yb, wb, lr) -> float:
         """The cpu backend's train_step: the whole update in one compiled call."""
-        rows = self._workspace_for(Xb.shape[0]).rows(Xb.shape[0])
-        if rows.packed is None:
-            pack = kernels.typed_list
-            rows.packed = (pack(rows.AT, rows.S), pack(rows.HT, rows.S), pack(rows.dHT, rows.S),
-                           pack(rows.dAT, rows.S), rows.S, rows.P, rows.dS, rows.row_loss)
-        if self._packed_params is None:
-            pack, (W0, b0) = kernels.typed_list, self.model.params[0]
-            self._packed_params = (pack([W for W, _ in self.model.params], W0), pack([b for _, b in self.model.params], b0),
-                                   pack([dW for dW, _ in self._grads], W0), pack([db for _, db in self._grads], b0))
-        spec = activation_spec(self.model.activation)
+        workspace = self._workspace_for(Xb.shape[0])
+        rows = workspace.rows(Xb.shape[0])
         arguments = self.optimizer.arguments(lr)
         loss = kernels.train_step(
-            self.model.flat_params, self._grad_flat, *self.optimizer.buffers, *self._packed_params, *rows.packed,
-            Xb, yb, wb, ACTIVATION_NAMES.index(spec.name), spec.backward_uses == "output", spec.alpha, *arguments,
+            self.model.flat_params, self._grad_flat, *self.optimizer.buffers, self._layers, self._offsets,
+            workspace.flat, workspace.hidden_offsets, rows.S, rows.P, rows.dS, rows.row_loss,
+            Xb, yb, wb, *self._activation_arguments, *arguments,
         )
-        if np.isfinite(loss):
+        if loss == loss and abs(loss) != float("inf"):  # finite; cheaper than np.isfinite on a float
             self.optimizer.step_count = arguments[-1]
         return loss
 

@@ -87,7 +87,9 @@ def test_activation_forward_backward_match_reference(activation, shape, dtype, b
         ref_H.append(module.forward(col(a))[:, 0])
         ref_dA.append(module.backward(col(d))[:, 0])
     assert_close(Hout, np.stack(ref_H), dtype, f"{backend} {activation}_forward")
-    assert_close(dA, np.stack(ref_dA), dtype, f"{backend} {activation}_backward")
+    # φ' ∈ [0, 1.13]: dA is accurate to rounding on the scale of dH.  (For tanh and sigmoid in
+    # float32 the derivative is computed from the rounded output, 1 − h² with h ≈ 1 cancels.)
+    assert_close(dA, np.stack(ref_dA), dtype, f"{backend} {activation}_backward", scale=np.abs(dH).max())
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
