@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
 
 # One project-wide set of compiler options.  No fastmath: NaN/Inf must stay visible.
 _SERIAL = dict(cache=True, nogil=True)
@@ -332,6 +332,67 @@ def _sum_rows(db, dAT):
         db[j] = total
 
 
+# BLAS GEMM with alpha and beta, which np.dot does not expose: the helper Numba's own np.dot
+# calls (numba_xxgemm, scipy's cython BLAS underneath).  It lets plain SGD and momentum write
+# the update straight into the weights (W ← βW + α·dY·X) instead of writing the gradient
+# and reading it back (bench/README.md).
+_xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
+    types.char, types.char, types.char, types.intp, types.intp, types.intp,
+    types.voidptr, types.voidptr, types.intp, types.voidptr, types.intp,
+    types.voidptr, types.voidptr, types.intp))
+
+
+@njit(**_SERIAL)
+def _gemm(C, A, B, alpha, beta, scalars):
+    """C (m, n) = alpha·A (m, k) @ B (k, n) + beta·C.  C C-contiguous; A, B C- or F-contiguous
+    (transposed views of C-contiguous arrays); scalars (2,) of C's dtype, scratch."""
+    m, k = A.shape
+    n = B.shape[1]
+    scalars[0] = alpha
+    scalars[1] = beta
+    kind = np.int8(ord("s")) if C.itemsize == 4 else np.int8(ord("d"))
+    # row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ
+    if B.flags.c_contiguous:
+        trans_b, ld_b = np.int8(ord("n")), n
+    else:
+        trans_b, ld_b = np.int8(ord("t")), k
+    if A.flags.c_contiguous:
+        trans_a, ld_a = np.int8(ord("n")), k
+    else:
+        trans_a, ld_a = np.int8(ord("t")), m
+    _xxgemm(kind, trans_b, trans_a, n, m, k, scalars[0:1].ctypes, B.ctypes, ld_b, A.ctypes, ld_a,
+            scalars[1:2].ctypes, C.ctypes, n)
+
+
+# How the fused step applies the optimizer (chosen in Python, see Trainer):
+UPDATE_AFTER = 0     # write the gradients, then one sgd_update / adam_update over all of them
+UPDATE_SGD = 1       # plain SGD: W ← (1 − lr·wd)·W − lr·dY·X in the GEMM itself
+UPDATE_MOMENTUM = 2  # heavy-ball momentum: V ← μV + dY·X in the GEMM, then V += wd·W; W −= lr·V
+
+
+@njit(**_SERIAL)
+def _layer_update(mode, params, grads, velocity, offset, n_out, n_in, dY, X_in, lr, momentum, weight_decay,
+                  scalars):
+    """Gradient of one layer, dW = dY (n_out, B) @ X_in (B, n_in), with db already in
+    grads[offset + n_out·n_in :]: stored (UPDATE_AFTER) or applied to the weights now."""
+    end_W, end_b = offset + n_out * n_in, offset + n_out * (n_in + 1)
+    if mode == UPDATE_AFTER:
+        np.dot(dY, X_in, _matrix(grads, offset, n_out, n_in))
+        return
+    if mode == UPDATE_SGD:
+        _gemm(_matrix(params, offset, n_out, n_in), dY, X_in, -lr, 1.0 - lr * weight_decay, scalars)
+        for k in range(end_W, end_b):
+            params[k] = (1.0 - lr * weight_decay) * params[k] - lr * grads[k]
+        return
+    _gemm(_matrix(velocity, offset, n_out, n_in), dY, X_in, 1.0, momentum, scalars)
+    for k in range(offset, end_W):
+        velocity[k] += weight_decay * params[k]
+        params[k] -= lr * velocity[k]
+    for k in range(end_W, end_b):
+        velocity[k] = momentum * velocity[k] + grads[k] + weight_decay * params[k]
+        params[k] -= lr * velocity[k]
+
+
 @njit(**_SERIAL)
 def _matrix(flat, offset, rows, cols):
     """The (rows, cols) C-contiguous view of flat[offset : offset + rows·cols]."""
@@ -340,8 +401,8 @@ def _matrix(flat, offset, rows, cols):
 
 @njit(**_SERIAL)
 def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets,
-               S, P, dS, row_loss, X, y, weights, act_code, backward_uses_output, alpha,
-               adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2, eps, step):
+               S, P, dS, row_loss, scalars, X, y, weights, act_code, backward_uses_output, alpha,
+               update_mode, adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2, eps, step):
     """One minibatch update in one compiled call: forward, loss, backward, optimizer.
 
     params, grads, state_a, state_b: flat (P,) buffers (the optimizer's velocity, or Adam's
@@ -350,7 +411,8 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
     workspace: flat buffer; hidden_offsets (L−1, 4) int64: where each hidden layer's A, Hout,
     dH, dA blocks start.  Hidden buffers are used feature-major, (H_l, B): OpenBLAS runs
     Aᵀ = W Xᵀ 20-25 % faster than A = X Wᵀ at the mnist and deep shapes (bench/README.md).
-    X (B, D), y (B,) int64, weights (B,) or None; S, P, dS (B, C); row_loss (B,).
+    X (B, D), y (B,) int64, weights (B,) or None; S, P, dS (B, C); row_loss (B,);
+    scalars (2,) scratch.  update_mode: UPDATE_AFTER, UPDATE_SGD or UPDATE_MOMENTUM.
     Only arrays and scalars are passed: typed lists cost ~0.5 µs each to unbox per call.
     Returns the (weighted) mean loss; when it is not finite, returns it without touching
     the weights, so a bad batch loses nothing.
@@ -371,8 +433,9 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
         _add_bias_rows(AT, b)
         _activation_forward(act_code, HT, AT, alpha)
     n_in, n_out = layers[L - 1], layers[L]
-    W_out = _matrix(params, param_offsets[L - 1], n_out, n_in)
-    b_out = params[param_offsets[L - 1] + n_out * n_in : param_offsets[L - 1] + n_out * (n_in + 1)]
+    out_offset = param_offsets[L - 1]
+    W_out = _matrix(params, out_offset, n_out, n_in)
+    b_out = params[out_offset + n_out * n_in : out_offset + n_out * (n_in + 1)]
     if L == 1:
         affine_forward(S, X, W_out, b_out)
     else:
@@ -383,39 +446,44 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
     loss = softmax_crossentropy_forward(P, row_loss, S, y, weights)
     if not math.isfinite(loss):
         return loss
-    # ---- backward
+    # ---- backward; each layer's dH goes down before its weights may be updated in place
     softmax_crossentropy_backward(dS, P, y, weights)
-    dW_out = _matrix(grads, param_offsets[L - 1], n_out, n_in)
-    db_out = grads[param_offsets[L - 1] + n_out * n_in : param_offsets[L - 1] + n_out * (n_in + 1)]
+    db_out = grads[out_offset + n_out * n_in : out_offset + n_out * (n_in + 1)]
+    db_out[:] = 0
+    for i in range(B):
+        for c in range(n_out):
+            db_out[c] += dS[i, c]
     if L == 1:
-        affine_backward(None, dW_out, db_out, dS, X, W_out)
+        _layer_update(update_mode, params, grads, state_a, out_offset, n_out, n_in, dS.T, X,
+                      lr, momentum, weight_decay, scalars)
     else:
         HT_last = _matrix(workspace, hidden_offsets[L - 2, 1], n_in, B)
-        np.dot(dS.T, HT_last.T, dW_out)
-        db_out[:] = 0
-        for i in range(B):
-            for c in range(n_out):
-                db_out[c] += dS[i, c]
         np.dot(W_out.T, dS.T, _matrix(workspace, hidden_offsets[L - 2, 2], n_in, B))
+        _layer_update(update_mode, params, grads, state_a, out_offset, n_out, n_in, dS.T, HT_last.T,
+                      lr, momentum, weight_decay, scalars)
         for layer in range(L - 2, -1, -1):
             n_in, n_out = layers[layer], layers[layer + 1]
+            offset = param_offsets[layer]
             AT = _matrix(workspace, hidden_offsets[layer, 0], n_out, B)
             HT = _matrix(workspace, hidden_offsets[layer, 1], n_out, B)
             dHT = _matrix(workspace, hidden_offsets[layer, 2], n_out, B)
             dAT = _matrix(workspace, hidden_offsets[layer, 3], n_out, B)
             _activation_backward(act_code, dAT, dHT, HT if backward_uses_output else AT, alpha)
-            dW = _matrix(grads, param_offsets[layer], n_out, n_in)
-            _sum_rows(grads[param_offsets[layer] + n_out * n_in : param_offsets[layer] + n_out * (n_in + 1)], dAT)
+            _sum_rows(grads[offset + n_out * n_in : offset + n_out * (n_in + 1)], dAT)
             if layer == 0:
-                np.dot(dAT, X, dW)
+                _layer_update(update_mode, params, grads, state_a, offset, n_out, n_in, dAT, X,
+                              lr, momentum, weight_decay, scalars)
             else:
-                np.dot(dAT, _matrix(workspace, hidden_offsets[layer - 1, 1], n_in, B).T, dW)
-                W = _matrix(params, param_offsets[layer], n_out, n_in)
+                W = _matrix(params, offset, n_out, n_in)
                 np.dot(W.T, dAT, _matrix(workspace, hidden_offsets[layer - 1, 2], n_in, B))
-    # ---- update
-    if adam:
-        adam_update(params, state_a, state_b, grads, lr, beta1, beta2, eps, weight_decay,
-                    nesterov_or_decoupled, step)
-    else:
-        sgd_update(params, state_a, grads, lr, momentum, weight_decay, nesterov_or_decoupled)
+                H_below = _matrix(workspace, hidden_offsets[layer - 1, 1], n_in, B)
+                _layer_update(update_mode, params, grads, state_a, offset, n_out, n_in, dAT, H_below.T,
+                              lr, momentum, weight_decay, scalars)
+    # ---- optimizers that need every gradient first
+    if update_mode == UPDATE_AFTER:
+        if adam:
+            adam_update(params, state_a, state_b, grads, lr, beta1, beta2, eps, weight_decay,
+                        nesterov_or_decoupled, step)
+        else:
+            sgd_update(params, state_a, grads, lr, momentum, weight_decay, nesterov_or_decoupled)
     return loss

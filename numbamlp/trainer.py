@@ -113,6 +113,7 @@ class Trainer:
         self._activation_arguments = (ACTIVATION_NAMES.index(spec.name), spec.backward_uses == "output", spec.alpha)
         self._layers = np.asarray(model.layers, dtype=np.int64)
         self._offsets = layer_offsets(model.layers)
+        self._scalars = np.zeros(2, dtype=model.dtype)  # the fused step's BLAS alpha/beta slots
 
     def _workspace_for(self, rows: int) -> Workspace:
         if self._workspace is None or self._workspace.capacity < rows:
@@ -155,10 +156,15 @@ class Trainer:
         workspace = self._workspace_for(Xb.shape[0])
         rows = workspace.rows(Xb.shape[0])
         arguments = self.optimizer.arguments(lr)
+        adam, _, momentum, _, nesterov, *_ = arguments
+        if adam or nesterov:
+            mode = kernels.UPDATE_AFTER
+        else:
+            mode = kernels.UPDATE_MOMENTUM if momentum else kernels.UPDATE_SGD
         loss = kernels.train_step(
             self.model.flat_params, self._grad_flat, *self.optimizer.buffers, self._layers, self._offsets,
-            workspace.flat, workspace.hidden_offsets, rows.S, rows.P, rows.dS, rows.row_loss,
-            Xb, yb, wb, *self._activation_arguments, *arguments,
+            workspace.flat, workspace.hidden_offsets, rows.S, rows.P, rows.dS, rows.row_loss, self._scalars,
+            Xb, yb, wb, *self._activation_arguments, mode, *arguments,
         )
         if loss == loss and abs(loss) != float("inf"):  # finite; cheaper than np.isfinite on a float
             self.optimizer.step_count = arguments[-1]

@@ -1,0 +1,70 @@
+"""The cpu backend's fused train_step against the step-by-step numpy path, every family."""
+
+import numpy as np
+import pytest
+
+from numbamlp import MLP
+from numbamlp.kernels import ACTIVATION_NAMES
+from numbamlp.trainer import Trainer
+
+OPTIMIZERS = {
+    "sgd": {"name": "sgd", "momentum": 0.0, "weight_decay": 0.0},
+    "sgd+decay": {"name": "sgd", "momentum": 0.0, "weight_decay": 0.01},
+    "momentum+decay": {"name": "momentum", "momentum": 0.9, "weight_decay": 0.01},
+    "nesterov": {"name": "nesterov", "momentum": 0.9, "weight_decay": 0.01},
+    "adam": {"name": "adam", "weight_decay": 0.01},
+    "adamw": {"name": "adamw", "weight_decay": 0.01},
+}
+
+
+def run(backend, layers, activation, optimizer, steps=4, batches=(7, 7, 3), weights=None):
+    rng = np.random.default_rng(0)
+    trainer = Trainer({"backend": backend, "dtype": "float64", "batch_size": 7,
+                       "model": {"layers": layers, "activation": activation},
+                       "optimizer": {**optimizer, "lr": 0.05}})
+    trainer.set_model(MLP(layers, activation=activation, dtype="float64", seed=3))
+    losses = []
+    for step in range(steps):
+        B = batches[step % len(batches)]
+        X = rng.normal(size=(B, layers[0]))
+        y = rng.integers(0, layers[-1], size=B)
+        w = None if weights is None else rng.uniform(0.5, 2.0, size=B)
+        losses.append(trainer.step(X, y, sample_weight=w))
+    return np.array(losses), trainer.model.flat_params
+
+
+@pytest.mark.parametrize("layers", [[5, 3], [5, 6, 3], [5, 6, 4, 3]], ids=["depth1", "depth2", "depth3"])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_fused_step_equals_stepwise_path_for_every_optimizer(layers, optimizer):
+    fused_losses, fused = run("cpu", layers, "relu", OPTIMIZERS[optimizer])
+    plain_losses, plain = run("numpy", layers, "relu", OPTIMIZERS[optimizer])
+    np.testing.assert_allclose(fused_losses, plain_losses, rtol=1e-12)
+    np.testing.assert_allclose(fused, plain, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
+def test_fused_step_dispatches_every_activation(activation):
+    """The fused step's activation codes follow the table's order."""
+    fused_losses, fused = run("cpu", [4, 5, 6, 3], activation, OPTIMIZERS["momentum+decay"])
+    plain_losses, plain = run("numpy", [4, 5, 6, 3], activation, OPTIMIZERS["momentum+decay"])
+    np.testing.assert_allclose(fused_losses, plain_losses, rtol=1e-12)
+    np.testing.assert_allclose(fused, plain, rtol=1e-10, atol=1e-13)
+
+
+def test_fused_step_with_sample_weights():
+    fused_losses, fused = run("cpu", [4, 6, 3], "tanh", OPTIMIZERS["adam"], weights=True)
+    plain_losses, plain = run("numpy", [4, 6, 3], "tanh", OPTIMIZERS["adam"], weights=True)
+    np.testing.assert_allclose(fused_losses, plain_losses, rtol=1e-12)
+    np.testing.assert_allclose(fused, plain, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_a_non_finite_loss_leaves_the_weights_untouched(backend):
+    trainer = Trainer({"backend": backend, "model": {"layers": [3, 4, 2]}})
+    trainer.build(3, 2)
+    before = trainer.model.flat_params.copy()
+    loss = trainer._step(np.array([[np.inf, 0.0, 1.0]], dtype=np.float32), np.array([0]), None, 0.1)
+    assert not np.isfinite(loss)
+    np.testing.assert_array_equal(trainer.model.flat_params, before)
+    assert trainer.optimizer.step_count == 0
