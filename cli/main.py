@@ -45,6 +45,7 @@ TRAIN_FLAGS = [
     ("--backend", "backend", str, ""),
     ("--dtype", "dtype", str, ""),
     ("--seed", "seed", int, ""),
+    ("--threads", "threads", int, ""),
 ]
 
 

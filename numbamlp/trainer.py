@@ -29,6 +29,13 @@ from numbamlp.model import (
 from numbamlp.optim import Optimizer, learning_rate
 
 
+def set_blas_threads(threads: int) -> None:
+    """Limit every BLAS library in the process (numpy's and scipy's OpenBLAS) to ``threads``."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")
+
+
 class Callback(Protocol):
     """Called after every epoch with that epoch's metrics (epoch, loss, lr, seconds, val_*)."""
 
@@ -62,6 +69,8 @@ class Trainer:
         if overrides:
             config = TrainConfig.model_validate({**config.model_dump(by_alias=True), **overrides})
         self.config = config
+        if config.threads is not None:
+            set_blas_threads(config.threads)
         self.model: MLP | None = None
         self.classes_: np.ndarray | None = None
         self.history: list[dict] = []

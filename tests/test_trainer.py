@@ -136,3 +136,30 @@ def test_fit_rejects_a_single_class_and_mismatched_lengths():
 def test_config_object_is_the_source_of_truth():
     trainer = Trainer(TrainConfig(epochs=2), batch_size=7)
     assert trainer.config.batch_size == 7 and trainer.config.epochs == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("threads", [1, 2])
+def test_same_seed_and_threads_give_bit_identical_weights_across_processes(tmp_path, threads):
+    """Run-to-run determinism: our reductions run in a fixed order and nothing else varies.
+    (Across *different* BLAS thread counts OpenBLAS itself rounds differently for many
+    GEMM shapes: bench/blas_determinism.py measures it.)"""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from numbamlp.trainer import Trainer\n"
+        "from numbamlp.data import load_dataset\n"
+        "d = load_dataset('builtin:digits')\n"
+        "t = Trainer({'epochs': 2, 'threads': int(sys.argv[1]), 'batch_size': 64,\n"
+        "             'model': {'hidden': [256, 128]}, 'optimizer': {'name': sys.argv[2]}})\n"
+        "t.fit(d.X / 16.0, d.y)\n"
+        "np.save(sys.argv[3], t.model.flat_params)\n"
+    )
+    for optimizer in ("sgd", "adam"):
+        paths = [tmp_path / f"{optimizer}-{run}.npy" for run in range(2)]
+        for path in paths:
+            subprocess.run([sys.executable, "-c", code, str(threads), optimizer, str(path)], check=True)
+        first, second = (np.load(p) for p in paths)
+        assert first.tobytes() == second.tobytes(), optimizer
