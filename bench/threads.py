@@ -6,7 +6,8 @@ Thread settings only take effect before the libraries start, so each setting run
 own subprocess (settings alternate, round by round, so that machine noise hits all of
 them alike); each reports the median seconds per ``Trainer.step`` (float32, SGD with
 momentum, ReLU) at four shapes.  Used to choose how the cpu backend compiles its
-elementwise kernels (see kernels/cpu_backend.py).
+elementwise kernels (see kernels/cpu_backend.py).  Run it with OPENBLAS_CORETYPE unset to
+let OpenBLAS use this machine's own kernels.
 """
 
 from __future__ import annotations
@@ -33,13 +34,18 @@ import json, os, sys, time
 import numpy as np
 from numbamlp.trainer import Trainer
 if os.environ.get("BENCH_PARALLEL_ELEMENTWISE"):
-    # recompile the elementwise kernels with parallel=True (uncached) for comparison
+    # Recompile (uncached) the elementwise kernels with parallel=True, and everything that
+    # calls them (the fused step resolves its callees when it is compiled), for comparison.
     import numba
     from numbamlp.kernels import cpu_backend
-    for name in dir(cpu_backend):
-        kernel = getattr(cpu_backend, name)
-        if name.endswith(("_forward", "_backward", "_update")) and not name.startswith("affine") and hasattr(kernel, "py_func"):
-            setattr(cpu_backend, name, numba.njit(parallel=True, nogil=True)(kernel.py_func))
+    names = [n for n in dir(cpu_backend) if hasattr(getattr(cpu_backend, n), "py_func")]
+    elementwise = [n for n in names if n.endswith(("_forward", "_backward", "_update"))
+                   and not n.startswith(("affine", "_"))]
+    for name in elementwise:
+        setattr(cpu_backend, name, numba.njit(parallel=True, nogil=True)(getattr(cpu_backend, name).py_func))
+    for name in names:
+        if name not in elementwise:
+            setattr(cpu_backend, name, numba.njit(nogil=True)(getattr(cpu_backend, name).py_func))
 shapes = json.loads(sys.argv[1])
 rng = np.random.default_rng(0)
 result = {}

@@ -158,6 +158,9 @@ class JaxStep:
 
     def __init__(self, params, layers, batch, dtype, activation, optimizer, threads):
         import jax
+
+        if dtype == "float64":
+            jax.config.update("jax_enable_x64", True)  # JAX computes in float32 otherwise
         import jax.numpy as jnp
 
         if optimizer != "sgd":
@@ -288,7 +291,8 @@ def machine_info(threads) -> dict:
     try:
         from threadpoolctl import threadpool_info
 
-        info["blas"] = sorted({f"{p['internal_api']} {p['version']}" for p in threadpool_info() if p["user_api"] == "blas"})
+        info["blas"] = sorted({f"{p['internal_api']} {p['version']} ({p.get('architecture')} kernels)"
+                               for p in threadpool_info() if p["user_api"] == "blas"})
     except ImportError:
         pass
     return info

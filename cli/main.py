@@ -403,6 +403,26 @@ def info(as_json):
             click.echo(f"{key}: {value}")
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def bench(ctx):
+    """Run bench/train.py (the training-step benchmark against numpy, PyTorch and JAX).
+
+    Arguments pass through, e.g. `numbamlp bench --configs small,mnist --rounds 5 --json`.
+    Needs a source checkout: bench/ is not part of an installed wheel.
+    """
+    import runpy
+
+    import numbamlp
+
+    script = Path(numbamlp.__file__).resolve().parents[1] / "bench" / "train.py"
+    if not script.is_file():
+        raise CliError("numbamlp bench runs bench/train.py from a source checkout; none was found "
+                       f"next to {Path(numbamlp.__file__).parent}")
+    sys.argv = [str(script), *ctx.args]
+    runpy.run_path(str(script), run_name="__main__")
+
+
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="PNG file (default: RUN_DIR/curves.png).")

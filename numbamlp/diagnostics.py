@@ -29,6 +29,22 @@ def cuda_status() -> str:
         return f"absent ({type(err).__name__})"
 
 
+def compile_cache_location(cpu_backend) -> str:
+    """Where Numba keeps the compiled kernels: beside the package, or, when that directory is
+    read-only, a user-wide cache directory (Numba's own fallback), or NUMBA_CACHE_DIR."""
+    try:
+        cache = cpu_backend.train_step._cache
+        locator = type(cache._impl.locator).__name__
+        kind = {"InTreeCacheLocator": "beside the package",
+                "UserWideCacheLocator": "user cache: the package directory is not writable",
+                "UserProvidedCacheLocator": "NUMBA_CACHE_DIR"}.get(locator, locator)
+        return f"{cache._cache_path} ({kind})"
+    except AttributeError:  # Numba internals moved: say what the configuration says
+        import numba
+
+        return numba.config.CACHE_DIR or str(Path(cpu_backend.__file__).parent / "__pycache__")
+
+
 def environment_info() -> dict:
     import numpy as np
 
@@ -53,8 +69,7 @@ def environment_info() -> dict:
         backends.insert(0, "cpu: available (Numba)")
         report["numba_threads"] = numba.get_num_threads()
         report["threading_layer"] = numba.threading_layer()
-        cache = numba.config.CACHE_DIR or str(Path(cpu.__file__).parent / "__pycache__")
-        report["compile_cache"] = cache
+        report["compile_cache"] = compile_cache_location(cpu)
     except Exception as err:
         backends.insert(0, f"cpu: unavailable ({err})")
     backends.append(f"cuda: {cuda_status()}")

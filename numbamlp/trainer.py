@@ -333,9 +333,11 @@ class Trainer:
         return positions
 
     def scores(self, X) -> np.ndarray:
-        """Logits (N, C), computed in batches through the training backend's kernels."""
+        """Logits (N, C), computed in batches with the numpy backend: inference is GEMM-bound,
+        and loading the cpu backend's batch-major kernels from Numba's cache cost ~50 ms of
+        `numbamlp train`'s start-up for nothing (bench/README.md)."""
         X = as_features(X, self.model.n_features, self.model.dtype)
-        kernels = self._kernels or get_backend("numpy")
+        kernels = get_backend("numpy")
         out = np.empty((X.shape[0], self.model.n_classes), dtype=self.model.dtype)
         ws = self._workspace_for(min(X.shape[0], 1024))
         for lo in range(0, X.shape[0], ws.capacity):
