@@ -247,13 +247,21 @@ def sgd_update(param, velocity, grad, lr, momentum, weight_decay, nesterov):
 
     g = grad + weight_decay·param;  with momentum μ > 0: velocity = μ·velocity + g and
     g = g + μ·velocity (nesterov) or velocity;  param −= lr·g.  μ = 0 is the seed's SGD.
+    Branches are hoisted and the loops run in the arrays' dtype, so they vectorise.
     """
-    for k in prange(param.size):
-        g = grad[k] + weight_decay * param[k]
-        if momentum != 0.0:
-            velocity[k] = momentum * velocity[k] + g
-            g = g + momentum * velocity[k] if nesterov else velocity[k]
-        param[k] -= lr * g
+    step, mu, decay = param.dtype.type(lr), param.dtype.type(momentum), param.dtype.type(weight_decay)
+    if momentum == 0.0:
+        for k in prange(param.size):
+            param[k] -= step * (grad[k] + decay * param[k])
+    elif nesterov:
+        for k in prange(param.size):
+            g = grad[k] + decay * param[k]
+            velocity[k] = mu * velocity[k] + g
+            param[k] -= step * (g + mu * velocity[k])
+    else:
+        for k in prange(param.size):
+            velocity[k] = mu * velocity[k] + grad[k] + decay * param[k]
+            param[k] -= step * velocity[k]
 
 
 @njit(**_ELEMENTWISE)
@@ -374,32 +382,22 @@ def _gemm(C, A, B, alpha, beta, scalars):
 
 
 # How the fused step applies the optimizer (chosen in Python, see Trainer):
-UPDATE_AFTER = 0     # write the gradients, then one sgd_update / adam_update over all of them
-UPDATE_SGD = 1       # plain SGD: W ← (1 − lr·wd)·W − lr·dY·X in the GEMM itself
-UPDATE_MOMENTUM = 2  # heavy-ball momentum: V ← μV + dY·X in the GEMM, then V += wd·W; W −= lr·V
+UPDATE_AFTER = 0  # write the gradients, then one sgd_update / adam_update over all of them
+UPDATE_SGD = 1    # plain SGD (no momentum): W ← (1 − lr·wd)·W − lr·dY·X in the GEMM itself
+# (Momentum through the GEMM, V ← μV + dY·X, measured 2.3× slower at mnist than writing the
+# gradient and updating after: OpenBLAS is slow with β ∉ {0, 1}.  So momentum updates after.)
 
 
 @njit(**_SERIAL)
-def _layer_update(mode, params, grads, velocity, offset, n_out, n_in, dY, X_in, lr, momentum, weight_decay,
-                  scalars):
+def _layer_update(mode, params, grads, offset, n_out, n_in, dY, X_in, lr, weight_decay, scalars):
     """Gradient of one layer, dW = dY (n_out, B) @ X_in (B, n_in), with db already in
     grads[offset + n_out·n_in :]: stored (UPDATE_AFTER) or applied to the weights now."""
-    end_W, end_b = offset + n_out * n_in, offset + n_out * (n_in + 1)
     if mode == UPDATE_AFTER:
         np.dot(dY, X_in, _matrix(grads, offset, n_out, n_in))
         return
-    if mode == UPDATE_SGD:
-        _gemm(_matrix(params, offset, n_out, n_in), dY, X_in, -lr, 1.0 - lr * weight_decay, scalars)
-        for k in range(end_W, end_b):
-            params[k] = (1.0 - lr * weight_decay) * params[k] - lr * grads[k]
-        return
-    _gemm(_matrix(velocity, offset, n_out, n_in), dY, X_in, 1.0, momentum, scalars)
-    for k in range(offset, end_W):
-        velocity[k] += weight_decay * params[k]
-        params[k] -= lr * velocity[k]
-    for k in range(end_W, end_b):
-        velocity[k] = momentum * velocity[k] + grads[k] + weight_decay * params[k]
-        params[k] -= lr * velocity[k]
+    _gemm(_matrix(params, offset, n_out, n_in), dY, X_in, -lr, 1.0 - lr * weight_decay, scalars)
+    for k in range(offset + n_out * n_in, offset + n_out * (n_in + 1)):
+        params[k] = (1.0 - lr * weight_decay) * params[k] - lr * grads[k]
 
 
 @njit(**_SERIAL)
@@ -421,7 +419,7 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
     dH, dA blocks start.  Hidden buffers are used feature-major, (H_l, B): OpenBLAS runs
     Aᵀ = W Xᵀ 20-25 % faster than A = X Wᵀ at the mnist and deep shapes (bench/README.md).
     X (B, D), y (B,) int64, weights (B,) or None; S, P, dS (B, C); row_loss (B,);
-    scalars (2,) scratch.  update_mode: UPDATE_AFTER, UPDATE_SGD or UPDATE_MOMENTUM.
+    scalars (2,) scratch.  update_mode: UPDATE_AFTER or UPDATE_SGD.
     Only arrays and scalars are passed: typed lists cost ~0.5 µs each to unbox per call.
     Returns the (weighted) mean loss; when it is not finite, returns it without touching
     the weights, so a bad batch loses nothing.
@@ -463,13 +461,13 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
         for c in range(n_out):
             db_out[c] += dS[i, c]
     if L == 1:
-        _layer_update(update_mode, params, grads, state_a, out_offset, n_out, n_in, dS.T, X,
-                      lr, momentum, weight_decay, scalars)
+        _layer_update(update_mode, params, grads, out_offset, n_out, n_in, dS.T, X,
+                      lr, weight_decay, scalars)
     else:
         HT_last = _matrix(workspace, hidden_offsets[L - 2, 1], n_in, B)
         np.dot(W_out.T, dS.T, _matrix(workspace, hidden_offsets[L - 2, 2], n_in, B))
-        _layer_update(update_mode, params, grads, state_a, out_offset, n_out, n_in, dS.T, HT_last.T,
-                      lr, momentum, weight_decay, scalars)
+        _layer_update(update_mode, params, grads, out_offset, n_out, n_in, dS.T, HT_last.T,
+                      lr, weight_decay, scalars)
         for layer in range(L - 2, -1, -1):
             n_in, n_out = layers[layer], layers[layer + 1]
             offset = param_offsets[layer]
@@ -480,14 +478,14 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
             _activation_backward(act_code, dAT, dHT, HT if backward_uses_output else AT, alpha)
             _sum_rows(grads[offset + n_out * n_in : offset + n_out * (n_in + 1)], dAT)
             if layer == 0:
-                _layer_update(update_mode, params, grads, state_a, offset, n_out, n_in, dAT, X,
-                              lr, momentum, weight_decay, scalars)
+                _layer_update(update_mode, params, grads, offset, n_out, n_in, dAT, X,
+                      lr, weight_decay, scalars)
             else:
                 W = _matrix(params, offset, n_out, n_in)
                 np.dot(W.T, dAT, _matrix(workspace, hidden_offsets[layer - 1, 2], n_in, B))
                 H_below = _matrix(workspace, hidden_offsets[layer - 1, 1], n_in, B)
-                _layer_update(update_mode, params, grads, state_a, offset, n_out, n_in, dAT, H_below.T,
-                              lr, momentum, weight_decay, scalars)
+                _layer_update(update_mode, params, grads, offset, n_out, n_in, dAT, H_below.T,
+                      lr, weight_decay, scalars)
     # ---- optimizers that need every gradient first
     if update_mode == UPDATE_AFTER:
         if adam:

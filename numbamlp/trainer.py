@@ -165,11 +165,8 @@ class Trainer:
         workspace = self._workspace_for(Xb.shape[0])
         rows = workspace.rows(Xb.shape[0])
         arguments = self.optimizer.arguments(lr)
-        adam, _, momentum, _, nesterov, *_ = arguments
-        if adam or nesterov:
-            mode = kernels.UPDATE_AFTER
-        else:
-            mode = kernels.UPDATE_MOMENTUM if momentum else kernels.UPDATE_SGD
+        adam, _, momentum, *_ = arguments
+        mode = kernels.UPDATE_AFTER if adam or momentum else kernels.UPDATE_SGD
         loss = kernels.train_step(
             self.model.flat_params, self._grad_flat, *self.optimizer.buffers, self._layers, self._offsets,
             workspace.flat, workspace.hidden_offsets, rows.S, rows.P, rows.dS, rows.row_loss, self._scalars,

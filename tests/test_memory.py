@@ -44,9 +44,8 @@ def allocation_counts(optimizer) -> list[int]:
     trainer, X, y = prepared_trainer(CONFIGS[optimizer])
     rows = trainer._workspace.rows(len(y))
     arguments = trainer.optimizer.arguments(0.01)
-    adam, _, momentum, _, nesterov, *_ = arguments
-    mode = (cpu_backend.UPDATE_AFTER if adam or nesterov
-            else cpu_backend.UPDATE_MOMENTUM if momentum else cpu_backend.UPDATE_SGD)
+    adam, _, momentum, *_ = arguments
+    mode = cpu_backend.UPDATE_AFTER if adam or momentum else cpu_backend.UPDATE_SGD
     args = (trainer.model.flat_params, trainer._grad_flat, *trainer.optimizer.buffers, trainer._layers,
             trainer._offsets, trainer._workspace.flat, trainer._workspace.hidden_offsets, rows.S, rows.P,
             rows.dS, rows.row_loss, trainer._scalars, X, y, *trainer._activation_arguments, mode, *arguments)
