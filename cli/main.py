@@ -178,7 +178,7 @@ def train(config_file, out, resume, overwrite, validate, as_json, quiet, **flags
     """Train an MLP (default: the built-in digits set) and write a run directory."""
     from numbamlp.data import DataError
     from numbamlp.io import ModelFileError
-    from numbamlp.run import RunError, read_run_config, train_run
+    from numbamlp.run import RunError, RunInterrupted, read_run_config, train_run
     from numbamlp.trainer import GradientMismatch, TrainingDiverged
 
     flags = {name.replace("__", "."): value for name, value in flags.items()}
@@ -201,6 +201,12 @@ def train(config_file, out, resume, overwrite, validate, as_json, quiet, **flags
     except (GradientMismatch, TrainingDiverged) as err:  # not the user's input: exit 1
         click.echo(f"Error: {err}", err=True)
         sys.exit(1)
+    except RunInterrupted as stop:  # 128 + the signal's number: 130 for SIGINT, 143 for SIGTERM
+        click.echo(f"{stop}\ncontinue with: numbamlp train --resume {stop.directory}", err=True)
+        sys.exit(128 + int(stop.signal_number))
+    except KeyboardInterrupt:  # before training started: nothing was written yet
+        click.echo("interrupted before training started; nothing was written", err=True)
+        sys.exit(130)
     except (DataError, RunError, ModelFileError, ValueError) as err:
         raise CliError(str(err)) from None
     finally:

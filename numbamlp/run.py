@@ -11,7 +11,9 @@ Every file is written atomically (numbamlp.io).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,9 +62,41 @@ class RunWriter:
         self.directory, self.trainer, self.config_dump = directory, trainer, config_dump
 
     def on_epoch_end(self, epoch: int, metrics: dict) -> None:
+        self.save()
+
+    def save(self) -> None:
         lines = "".join(json.dumps(m) + "\n" for m in self.trainer.history)
         atomic_write_bytes(self.directory / "metrics.jsonl", lines.encode())
         save_checkpoint(self.directory / "checkpoint", self.trainer, self.config_dump)
+
+
+class RunInterrupted(Exception):
+    """SIGINT or SIGTERM stopped a run after a complete step; its checkpoint is saved."""
+
+    def __init__(self, directory: Path, signal_number: int, epoch: int, step):
+        where = "at the end of the epoch" if step == "end" else f"after step {step}"
+        super().__init__(f"interrupted in epoch {epoch} {where}; checkpoint saved in {directory}")
+        self.directory, self.signal_number = directory, signal_number
+
+
+@contextlib.contextmanager
+def stop_on_signals(trainer):
+    """While inside, SIGINT and SIGTERM ask the trainer to stop after its current step
+    (a second one of either stops the process at once, as usual)."""
+    previous = {}
+
+    def handler(signal_number, frame):
+        for number, old in previous.items():  # a second signal gets the default behaviour
+            signal.signal(number, old)
+        trainer.request_stop(signal_number)
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        previous[number] = signal.signal(number, handler)
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
 
 
 def train_run(config: TrainConfig, out=None, resume=None, overwrite: bool = False, callbacks=()) -> dict:
@@ -73,7 +107,7 @@ def train_run(config: TrainConfig, out=None, resume=None, overwrite: bool = Fals
     already holds a run is refused unless ``overwrite``.
     """
     from numbamlp.data import prepare
-    from numbamlp.trainer import Trainer
+    from numbamlp.trainer import Trainer, TrainingInterrupted
 
     start = time.perf_counter()
     if resume is not None:
@@ -97,7 +131,12 @@ def train_run(config: TrainConfig, out=None, resume=None, overwrite: bool = Fals
     config_dump = config.model_dump(mode="json", by_alias=True)
     atomic_write_json(directory / "config.json", config_dump)
     writer = RunWriter(directory, trainer, config_dump)
-    trainer.fit(splits.X_train, splits.y_train, splits.X_val, splits.y_val, callbacks=[*callbacks, writer])
+    try:
+        with stop_on_signals(trainer):
+            trainer.fit(splits.X_train, splits.y_train, splits.X_val, splits.y_val, callbacks=[*callbacks, writer])
+    except TrainingInterrupted as stop:
+        writer.save()
+        raise RunInterrupted(directory, stop.reason, stop.epoch, stop.step) from None
     if trainer.epoch == 0:  # zero epochs: still leave a loadable checkpoint
         writer.on_epoch_end(0, {})
     test = trainer.evaluate(splits.X_test, splits.y_test)

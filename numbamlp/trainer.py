@@ -47,6 +47,16 @@ class TrainingDiverged(ValueError):
     before the offending step (a non-finite loss never updates them)."""
 
 
+class TrainingInterrupted(Exception):
+    """``request_stop`` was called (e.g. by a signal handler): training stopped after a
+    complete step, with its position in the epoch kept, so ``state`` can checkpoint it and a
+    restored trainer continues exactly there."""
+
+    def __init__(self, epoch: int, step: int, reason):
+        super().__init__(f"training interrupted in epoch {epoch} after step {step}")
+        self.epoch, self.step, self.reason = epoch, step, reason
+
+
 class GradientMismatch(ValueError):
     """validate=True found the backend's gradients too far from the reference path's."""
 
@@ -81,6 +91,8 @@ class Trainer:
         self.validation_error: float | None = None
         self._best_params: np.ndarray | None = None
         self._rng = np.random.default_rng(config.seed)
+        self._progress: dict | None = None  # position inside an interrupted epoch
+        self._stop_reason = None
         self._workspace: Workspace | None = None
 
     def __getstate__(self):
@@ -221,12 +233,15 @@ class Trainer:
         batch = self.config.batch_size
         while self.epoch < self.config.epochs and not self.stopped_early:
             start = time.perf_counter()
-            lr = self.lr
-            order = self._rng.permutation(X.shape[0])
+            if self._progress is None:  # a new epoch: its order and rate
+                self._progress = {"order": self._rng.permutation(X.shape[0]), "next_row": 0,
+                                  "total": 0.0, "weight_total": 0.0, "lr": self.lr, "seconds": 0.0}
+            progress = self._progress
+            order, lr = progress["order"], progress["lr"]
             X_epoch, y_epoch = X[order], y_idx[order]
             w_epoch = None if weights is None else weights[order]
-            total, weight_total = 0.0, 0.0
-            for step, lo in enumerate(range(0, X.shape[0], batch), start=1):
+            for lo in range(progress["next_row"], X.shape[0], batch):
+                step = lo // batch + 1
                 wb = None if w_epoch is None else w_epoch[lo : lo + batch]
                 loss = self._step(X_epoch[lo : lo + batch], y_epoch[lo : lo + batch], wb, lr)
                 if not np.isfinite(loss):
@@ -235,26 +250,37 @@ class Trainer:
                         f"(learning rate {lr:g}); try a lower learning rate"
                     )
                 rows = min(batch, X.shape[0] - lo) if wb is None else float(wb.sum())
-                total += loss * rows
-                weight_total += rows
+                progress["total"] += loss * rows
+                progress["weight_total"] += rows
+                progress["next_row"] = lo + batch
+                if self._stop_reason is not None and progress["next_row"] < X.shape[0]:
+                    progress["seconds"] += time.perf_counter() - start
+                    raise TrainingInterrupted(self.epoch + 1, step, self._stop_reason)
             if not np.isfinite(self.model.flat_params).all():
                 raise TrainingDiverged(
                     f"training diverged: weights became non-finite during epoch {self.epoch + 1} "
                     f"(learning rate {lr:g}); try a lower learning rate"
                 )
+            self._progress = None
             self.epoch += 1
-            metrics = {"epoch": self.epoch, "loss": total / weight_total, "lr": lr}
+            metrics = {"epoch": self.epoch, "loss": progress["total"] / progress["weight_total"], "lr": lr}
             if X_val is not None:
                 val = self.evaluate(X_val, y_val)
                 metrics.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
                 self._track_best(val["loss"])
-            metrics["seconds"] = time.perf_counter() - start
+            metrics["seconds"] = progress["seconds"] + time.perf_counter() - start
             self.history.append(metrics)
             for callback in callbacks:
                 callback.on_epoch_end(self.epoch, metrics)
+            if self._stop_reason is not None and self.epoch < self.config.epochs and not self.stopped_early:
+                raise TrainingInterrupted(self.epoch, "end", self._stop_reason)
         if self._best_params is not None:
             self.model.flat_params[...] = self._best_params
         return self.history
+
+    def request_stop(self, reason=None) -> None:
+        """Ask ``fit`` to stop after the step in progress (safe to call from a signal handler)."""
+        self._stop_reason = reason if reason is not None else "stop requested"
 
     def _track_best(self, val_loss: float) -> None:
         stopping = self.config.early_stopping
@@ -372,7 +398,11 @@ class Trainer:
             "stopped_early": self.stopped_early,
             "history": self.history,
             "layers": self.model.layers,
+            "progress": None,
         }
+        if self._progress is not None:
+            arrays["progress.order"] = self._progress["order"]
+            meta["progress"] = {k: v for k, v in self._progress.items() if k != "order"}
         return arrays, meta
 
     def restore(self, arrays: dict, meta: dict, classes) -> None:
@@ -390,5 +420,8 @@ class Trainer:
         self.bad_epochs = int(meta["bad_epochs"])
         self.stopped_early = bool(meta["stopped_early"])
         self.history = list(meta["history"])
+        self._progress = None
+        if meta.get("progress") is not None:
+            self._progress = {**meta["progress"], "order": np.asarray(arrays["progress.order"])}
         self.classes_ = np.asarray(classes)
         self.model.classes = self.classes_

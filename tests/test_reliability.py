@@ -1,0 +1,153 @@
+"""Interruption, crash safety, concurrent runs and hostile files, with real processes."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from numbamlp import load_model
+from numbamlp.data import DataError, load_dataset
+from numbamlp.io import ModelFileError, load_checkpoint
+
+NUMBAMLP = [sys.executable, "-m", "numbamlp.cli.main"]
+# slow enough per epoch (~0.1 s) that signals land mid-training, small enough for CI
+RUN = ["train", "--hidden", "512,512", "--batch-size", "8", "--epochs", "12", "--quiet"]
+
+
+def start(args, **kwargs):
+    return subprocess.Popen([*NUMBAMLP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def wait_for_epochs(directory: Path, epochs: int, process, timeout=120):
+    metrics = directory / "metrics.jsonl"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= epochs:
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"run ended before epoch {epochs}: {process.stderr.read()}")
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for epochs")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight") / "run"
+    run = subprocess.run([*NUMBAMLP, *RUN, "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    return load_model(out / "model.safetensors").flat_params
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_number,exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_a_checkpoint_and_resume_is_bit_identical(tmp_path, uninterrupted, signal_number, exit_code):
+    out = tmp_path / "run"
+    process = start([*RUN, "--out", str(out)])
+    wait_for_epochs(out, 2, process)
+    time.sleep(random.uniform(0.0, 0.08))  # land anywhere inside the next epoch
+    process.send_signal(signal_number)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == exit_code, stderr
+    assert "Traceback" not in stderr
+    assert f"continue with: numbamlp train --resume {out}" in stderr
+    _, meta = load_checkpoint(out / "checkpoint")
+    assert meta["epoch"] < 12
+    resumed = subprocess.run([*NUMBAMLP, "train", "--resume", str(out), "--quiet"], capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    final = load_model(out / "model.safetensors").flat_params
+    assert final.tobytes() == uninterrupted.tobytes()
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_always_leaves_loadable_files(tmp_path):
+    """Kill -9 while training and writing checkpoints, again and again, resuming each time:
+    every file left behind loads, every time."""
+    rng = random.Random(0)
+    out = tmp_path / "run"
+    kills = checked = 0
+    for _ in range(12):
+        if (out / "checkpoint" / "state.safetensors").exists():
+            process = start(["train", "--resume", str(out), "--quiet"])
+        else:
+            process = start([*RUN, "--epochs", "400", "--out", str(out), "--overwrite"])  # outlives the kills
+        time.sleep(rng.uniform(0.3, 1.5))
+        if process.poll() is None:
+            process.kill()
+            kills += 1
+        process.communicate(timeout=120)
+        if (out / "checkpoint" / "state.safetensors").exists():
+            load_checkpoint(out / "checkpoint")
+            checked += 1
+        if (out / "model.safetensors").exists():
+            load_model(out / "model.safetensors")
+        if (out / "config.json").exists():
+            json.loads((out / "config.json").read_text())
+        if (out / "metrics.jsonl").exists():
+            [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert kills >= 6 and checked >= 6, (kills, checked)
+
+
+@pytest.mark.slow
+def test_two_runs_sharing_an_empty_compile_cache_both_succeed(tmp_path):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    processes = [start(["train", "--epochs", "3", "--quiet", "--out", str(tmp_path / f"run{i}")], env=env)
+                 for i in range(2)]
+    for process in processes:
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr
+    for i in range(2):
+        assert json.loads((tmp_path / f"run{i}" / "summary.json").read_text())["test_accuracy"] > 0.9
+
+
+fuzz = settings(max_examples=60, deadline=None)
+
+
+@fuzz
+@given(blob=st.binary(max_size=2048), suffix=st.sampled_from([".npz", ".csv"]))
+def test_random_bytes_into_data_loaders_give_a_clean_error(tmp_path_factory, blob, suffix):
+    path = tmp_path_factory.mktemp("fuzz") / f"data{suffix}"
+    path.write_bytes(blob)
+    try:
+        data = load_dataset(str(path))
+    except DataError:
+        return
+    assert data.X.ndim == 2 and np.isfinite(data.X).all() and len(data.X) == len(data.y)
+
+
+@fuzz
+@given(blob=st.binary(max_size=4096))
+def test_random_bytes_into_the_model_loader_give_a_clean_error(tmp_path_factory, blob):
+    path = tmp_path_factory.mktemp("fuzz") / "model.safetensors"
+    path.write_bytes(blob)
+    with pytest.raises(ModelFileError):
+        load_model(path)
+
+
+@fuzz
+@given(
+    X=st.lists(st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 5)),
+                        min_size=0, max_size=4), max_size=5),
+    y=st.lists(st.one_of(st.integers(-2, 3), st.floats(allow_nan=True), st.text(max_size=3)), max_size=6),
+)
+def test_malformed_arrays_into_npz_give_a_clean_error(tmp_path_factory, X, y):
+    path = tmp_path_factory.mktemp("fuzz") / "d.npz"
+    try:
+        X_array, y_array = np.array(X), np.array(y)
+    except ValueError:  # ragged lists: numpy itself refuses, nothing to save
+        return
+    np.savez(path, X=X_array, y=y_array)
+    try:
+        data = load_dataset(str(path))
+    except DataError:
+        return
+    assert data.X.ndim == 2 and np.isfinite(data.X).all() and len(data.X) == len(data.y)
