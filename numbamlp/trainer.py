@@ -163,30 +163,42 @@ class Trainer:
         kernels = self._kernels
         if kernels is not None and hasattr(kernels, "train_step"):
             return self._fused_step(kernels, Xb, yb, wb, lr)
-        if kernels is None:
-            loss = self._reference_grads(Xb, yb, wb)
-            kernels = get_backend("numpy")
-        else:
-            loss = backward_into(kernels, self.model, Xb, yb, self._workspace_for(Xb.shape[0]), self._grads, wb)
+        loss = self._gradients(Xb, yb, wb)
         if np.isfinite(loss):
-            self.optimizer.update(kernels, self.model.flat_params, self._grad_flat, lr)
+            self.optimizer.update(kernels or get_backend("numpy"), self.model.flat_params, self._grad_flat, lr)
         return loss
 
-    def _fused_step(self, kernels, Xb, yb, wb, lr) -> float:
-        """The cpu backend's train_step: the whole update in one compiled call."""
+    def _fused_step(self, kernels, Xb, yb, wb, lr, gradients_only: bool = False) -> float:
+        """The cpu backend's train_step: the whole update in one compiled call.
+
+        gradients_only: fill the gradient buffer and leave the weights and the optimizer as
+        they are (plain SGD at learning rate 0), for validation.
+        """
         workspace = self._workspace_for(Xb.shape[0])
         rows = workspace.rows(Xb.shape[0])
         arguments = self.optimizer.arguments(lr)
+        if gradients_only:
+            arguments = (False, 0.0, 0.0, 0.0, False, *arguments[5:])
         adam, _, momentum, *_ = arguments
-        mode = kernels.UPDATE_AFTER if adam or momentum else kernels.UPDATE_SGD
+        mode = kernels.UPDATE_AFTER if adam or momentum or gradients_only else kernels.UPDATE_SGD
         loss = kernels.train_step(
             self.model.flat_params, self._grad_flat, *self.optimizer.buffers, self._layers, self._offsets,
             workspace.flat, workspace.hidden_offsets, rows.S, rows.P, rows.dS, rows.row_loss, self._scalars,
             Xb, yb, wb, *self._activation_arguments, mode, *arguments,
         )
-        if loss == loss and abs(loss) != float("inf"):  # finite; cheaper than np.isfinite on a float
+        if loss == loss and abs(loss) != float("inf") and not gradients_only:  # finite (cheaper than np.isfinite)
             self.optimizer.step_count = arguments[-1]
         return loss
+
+    def _gradients(self, Xb, yb, wb) -> float:
+        """The batch loss, with this backend's gradients in ``self._grads``, computed the way
+        a training step computes them; the weights are left untouched."""
+        kernels = self._kernels
+        if kernels is None:
+            return self._reference_grads(Xb, yb, wb)
+        if hasattr(kernels, "train_step"):
+            return self._fused_step(kernels, Xb, yb, wb, 0.0, gradients_only=True)
+        return backward_into(kernels, self.model, Xb, yb, self._workspace_for(Xb.shape[0]), self._grads, wb)
 
     def _reference_grads(self, Xb, yb, wb) -> float:
         from numbamlp import reference
@@ -315,8 +327,9 @@ class Trainer:
         return as_sample_weights(weights, len(y), self.model.dtype)
 
     def validate_gradients(self, X, y_idx, weights=None, batches: int = 3) -> float:
-        """Compare this backend's gradients with the reference path on up to ``batches``
-        real minibatches; raises GradientMismatch beyond the dtype's tolerance.
+        """Compare this backend's gradients, computed as training computes them (the fused
+        step on cpu), with the reference path on up to ``batches`` real minibatches; raises
+        GradientMismatch beyond the dtype's tolerance.
 
         Returns (and stores as ``validation_error``) the largest relative error.
         """
@@ -328,8 +341,7 @@ class Trainer:
         for lo in range(0, min(X.shape[0], batches * batch), batch):
             Xb, yb = X[lo : lo + batch], y_idx[lo : lo + batch]
             wb = None if weights is None else weights[lo : lo + batch]
-            kernels = self._kernels or get_backend("numpy")
-            backward_into(kernels, self.model, Xb, yb, self._workspace_for(len(yb)), self._grads, wb)
+            self._gradients(Xb, yb, wb)
             _, ref = reference.mean_loss_and_grads(self.model.params, self.model.activation, Xb, yb, wb)
             worst = max(worst, grads_error(self._grads, ref))
         self.validation_error = worst

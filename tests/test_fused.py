@@ -68,3 +68,18 @@ def test_a_non_finite_loss_leaves_the_weights_untouched(backend):
     assert not np.isfinite(loss)
     np.testing.assert_array_equal(trainer.model.flat_params, before)
     assert trainer.optimizer.step_count == 0
+
+
+def test_validation_checks_the_fused_path_and_leaves_the_weights_alone():
+    """--validate compares the gradients training actually uses (the fused step) with the
+    reference path, without moving the weights or the optimizer."""
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(40, 6)), rng.integers(0, 3, 40)
+    trainer = Trainer({"dtype": "float64", "batch_size": 8, "model": {"layers": [6, 7, 3]},
+                       "optimizer": {"name": "adam"}})
+    trainer.build(6, 3)
+    before = trainer.model.flat_params.copy()
+    error = trainer.validate_gradients(X, y)
+    assert error < 1e-10
+    np.testing.assert_array_equal(trainer.model.flat_params, before)
+    assert trainer.optimizer.step_count == 0
