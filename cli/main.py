@@ -156,7 +156,28 @@ def build_config(config_file: str | None, flags: dict):
 
 
 # ---------------------------------------------------------------- commands
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineErrors(click.Group):
+    """click, except that a usage error is one line (with where to look), not three."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as err:
+            hint = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
+            click.echo(f"Error: {err.format_message()}{hint}", err=True)
+            sys.exit(err.exit_code)
+        except click.ClickException as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="numbamlp")
 def main():
     """numbamlp: train multi-layer perceptrons with Numba-compiled kernels."""
@@ -178,6 +199,7 @@ def train(config_file, out, resume, overwrite, validate, as_json, quiet, **flags
     """Train an MLP (default: the built-in digits set) and write a run directory."""
     from numbamlp.data import DataError
     from numbamlp.io import ModelFileError
+    from numbamlp.kernels import BackendUnavailable
     from numbamlp.run import RunError, RunInterrupted, read_run_config, train_run
     from numbamlp.trainer import GradientMismatch, TrainingDiverged
 
@@ -195,6 +217,12 @@ def train(config_file, out, resume, overwrite, validate, as_json, quiet, **flags
         config = saved if flags["epochs"] is None else build_config(None, {**_as_flags(saved), "epochs": flags["epochs"]})
     else:
         config = build_config(config_file, flags)
+    if config.backend == "cpu":
+        from numbamlp.diagnostics import cache_notice
+
+        notice = cache_notice()
+        if notice:
+            click.echo(notice, err=True)
     callbacks = [] if (as_json or quiet) else [_progress(config.epochs)]
     try:
         summary = train_run(config, out=out, resume=resume, overwrite=overwrite, callbacks=callbacks)
@@ -207,7 +235,7 @@ def train(config_file, out, resume, overwrite, validate, as_json, quiet, **flags
     except KeyboardInterrupt:  # before training started: nothing was written yet
         click.echo("interrupted before training started; nothing was written", err=True)
         sys.exit(130)
-    except (DataError, RunError, ModelFileError, ValueError) as err:
+    except (DataError, RunError, ModelFileError, BackendUnavailable, ValueError) as err:
         raise CliError(str(err)) from None
     finally:
         for callback in callbacks:

@@ -100,6 +100,11 @@ def get_backend(name: str = "cpu") -> ModuleType:
             return get_backend("cpu")
         except BackendUnavailable:
             return get_backend("numpy")
+    if name == "cuda":
+        raise BackendUnavailable(
+            "the cuda backend is not part of this numbamlp yet (no CUDA kernels); "
+            "use backend 'cpu', the fastest on this machine"
+        )
     if name not in _BACKEND_MODULES:
         raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(BACKEND_NAMES)}")
     try:

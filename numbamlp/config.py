@@ -118,8 +118,10 @@ class DataConfig(_Strict):
 
 class TrainConfig(_Strict):
     seed: int = Field(0, description="Seed for initialisation, splits and shuffling.")
-    backend: Literal["cpu", "numpy", "reference"] = Field(
-        "cpu", description=f"Compute backend: one of {', '.join(TRAIN_BACKENDS)} (reference: slow, for validation)."
+    backend: Literal["cpu", "numpy", "reference", "cuda"] = Field(
+        "cpu",
+        description=f"Compute backend: one of {', '.join(TRAIN_BACKENDS)} (reference: slow, for validation); "
+        "cuda is reserved and reports that it is unavailable.",
     )
     dtype: Literal["float32", "float64"] = Field("float32", description="Floating-point type.")
     threads: int | None = Field(

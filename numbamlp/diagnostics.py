@@ -45,6 +45,19 @@ def compile_cache_location(cpu_backend) -> str:
         return numba.config.CACHE_DIR or str(Path(cpu_backend.__file__).parent / "__pycache__")
 
 
+def cache_notice() -> str | None:
+    """A one-line notice when Numba could not cache beside the package (a read-only install)
+    and fell back to a user-wide cache directory; None otherwise."""
+    from numbamlp.kernels import get_backend
+
+    cache = getattr(get_backend("cpu").train_step, "_cache", None)
+    locator = getattr(getattr(cache, "_impl", None), "locator", None)
+    if type(locator).__name__ != "UserWideCacheLocator":
+        return None
+    return (f"note: the package directory is read-only; compiled kernels are cached in "
+            f"{cache._cache_path} instead")
+
+
 def environment_info() -> dict:
     import numpy as np
 

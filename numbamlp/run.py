@@ -122,11 +122,14 @@ def train_run(config: TrainConfig, out=None, resume=None, overwrite: bool = Fals
             raise RunError(f"{directory} already holds a run; choose another --out or pass --overwrite")
     splits = prepare(config.data, config.seed)
     trainer = Trainer(config)
+    # everything that can refuse (data, model shape, backend) does so before a file is written
     if resume is not None:
         arrays, meta = load_checkpoint(directory / "checkpoint")
         classes = np.asarray(meta["classes"])
         trainer.build(splits.X_train.shape[1], len(classes))
         trainer.restore(arrays, meta, classes)
+    else:
+        trainer.build(splits.X_train.shape[1], len(np.unique(splits.y_train)))
     directory.mkdir(parents=True, exist_ok=True)
     config_dump = config.model_dump(mode="json", by_alias=True)
     atomic_write_json(directory / "config.json", config_dump)

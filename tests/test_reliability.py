@@ -151,3 +151,33 @@ def test_malformed_arrays_into_npz_give_a_clean_error(tmp_path_factory, X, y):
     except DataError:
         return
     assert data.X.ndim == 2 and np.isfinite(data.X).all() and len(data.X) == len(data.y)
+
+
+@pytest.mark.slow
+def test_read_only_install_falls_back_to_a_user_cache_with_a_notice(tmp_path):
+    """Install into a directory, bind-mount it read-only, and train from there."""
+    root = Path(__file__).resolve().parents[1]
+    target, mounted = tmp_path / "site", tmp_path / "ro"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--target", str(target), str(root)], check=True, capture_output=True, timeout=600)
+    mounted.mkdir()
+    mount = subprocess.run(["mount", "--bind", str(target), str(mounted)], capture_output=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {mount.stderr.decode().strip()}")
+    try:
+        remount = subprocess.run(["mount", "-o", "remount,ro,bind", str(mounted)], capture_output=True)
+        if remount.returncode != 0:
+            pytest.skip(f"cannot remount read-only here: {remount.stderr.decode().strip()}")
+        env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "PYTHONPATH")}
+        env.update(PYTHONPATH=str(mounted), HOME=str(tmp_path / "home"))
+        run = subprocess.run([sys.executable, "-m", "numbamlp.cli.main", "train", "--epochs", "2", "--quiet",
+                              "--out", str(tmp_path / "run")], capture_output=True, text=True, env=env,
+                             cwd=tmp_path, timeout=600)
+        assert run.returncode == 0, run.stderr
+        notices = [line for line in run.stderr.splitlines() if line.startswith("note: ")]
+        assert len(notices) == 1 and "read-only" in notices[0] and str(tmp_path / "home") in notices[0]
+        imported = subprocess.run([sys.executable, "-c", "import numbamlp.kernels as k; print(k.__file__)"],
+                                  capture_output=True, text=True, env=env, cwd=tmp_path).stdout.strip()
+        assert imported.startswith(str(mounted)), imported  # the run used the read-only copy
+    finally:
+        subprocess.run(["umount", str(mounted)], capture_output=True)

@@ -1,0 +1,95 @@
+"""Every bad input through the real command line: exit 2, one clear line, no traceback, and
+not one byte of the existing files changed (checksums before and after)."""
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+NUMBAMLP = [sys.executable, "-m", "numbamlp.cli.main"]
+
+
+def checksums(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A directory holding a finished run and a collection of bad data files."""
+    root = tmp_path_factory.mktemp("bad")
+    run = subprocess.run([*NUMBAMLP, "train", "--epochs", "2", "--hidden", "16", "--quiet", "--out", str(root / "run")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 64)), rng.integers(0, 3, 30)
+    np.savez(root / "nan.npz", X=np.where(X > 2, np.nan, X), y=y)
+    np.savez(root / "inf.npz", X=np.where(X > 2, np.inf, X), y=y)
+    np.savez(root / "noy.npz", X=X)
+    np.savez(root / "nanlabels.npz", X=X, y=np.where(y == 1, np.nan, y))
+    np.savez(root / "fraclabels.npz", X=X, y=y + 0.5)
+    np.savez(root / "mismatch.npz", X=X, y=y[:-1])
+    np.savez(root / "empty.npz", X=np.empty((0, 64)), y=np.empty(0))
+    np.savez(root / "oneclass.npz", X=X, y=np.zeros(30, dtype=int))
+    np.savez(root / "narrow.npz", X=X[:, :5], y=y)
+    np.savez(root / "rank3.npz", X=X.reshape(30, 8, 8), y=y)
+    (root / "corrupt.npz").write_bytes(b"PK\x03\x04 definitely not a zip")
+    (root / "cells.csv").write_text("a,b,label\n1,2,x\n3,four,y\n")
+    (root / "unknown.toml").write_text("epochs = 3\nlearning_rate = 0.1\n")
+    (root / "broken.toml").write_text("epochs = [\n")
+    return root
+
+
+CASES = {
+    "missing data file": (["train", "--data", "missing.npz"], "data file not found: missing.npz"),
+    "corrupt npz": (["train", "--data", "corrupt.npz"], "cannot read corrupt.npz as .npz"),
+    "npz without y": (["train", "--data", "noy.npz"], "has no array 'y'"),
+    "NaN in X": (["train", "--data", "nan.npz"], "NaN or infinite values"),
+    "Inf in X": (["train", "--data", "inf.npz"], "NaN or infinite values"),
+    "NaN labels": (["train", "--data", "nanlabels.npz"], "NaN or infinite labels"),
+    "non-integral labels": (["train", "--data", "fraclabels.npz"], "non-integral numeric labels"),
+    "length mismatch": (["train", "--data", "mismatch.npz"], "30 rows but y has 29 labels"),
+    "no rows": (["train", "--data", "empty.npz"], "X is empty"),
+    "one class": (["train", "--data", "oneclass.npz"], "single class"),
+    "X of rank 3": (["train", "--data", "rank3.npz"], "must be 2-D"),
+    "CSV cell": (["train", "--data", "cells.csv"], "row 3, column 2 ('b'): 'four' is not a number"),
+    "unknown config key": (["train", "--config", "unknown.toml"], "learning_rate: Extra inputs are not permitted"),
+    "unparsable config": (["train", "--config", "broken.toml"], "cannot parse config file broken.toml"),
+    "lr 0": (["train", "--lr", "0"], "optimizer.lr: Input should be greater than 0"),
+    "negative lr": (["train", "--lr", "-1"], "optimizer.lr"),
+    "batch size 0": (["train", "--batch-size", "0"], "batch_size: Input should be greater than or equal to 1"),
+    "unknown activation": (["train", "--activation", "swish"], "valid activations: relu"),
+    "unknown optimizer": (["train", "--optimizer", "lbfgs"], "optimizer.name"),
+    "unknown backend": (["train", "--backend", "tpu"], "backend"),
+    "cuda without CUDA": (["train", "--backend", "cuda"], "use backend 'cpu'"),
+    "existing run": (["train", "--out", "run"], "already holds a run; choose another --out or pass --overwrite"),
+    "eval: wrong feature count": (["eval", "run/model.safetensors", "--data", "narrow.npz"], "5 features but the model expects 64"),
+    "predict: wrong feature count": (["predict", "run/model.safetensors", "--data", "narrow.npz"], "5 features but the model expects 64"),
+    "eval: missing model": (["eval", "nothere.safetensors", "--data", "nan.npz"], "file not found: nothere.safetensors"),
+    "predict: not a model": (["predict", "corrupt.npz", "--data", "narrow.npz"], "not a valid safetensors file"),
+    "predict --out onto a directory": (["predict", "run/model.safetensors", "--data", "builtin:digits", "--out", "run"], "run"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_line_exit_2_and_touches_nothing(workdir, case):
+    args, message = CASES[case]
+    before = checksums(workdir)
+    run = subprocess.run([*NUMBAMLP, *args], capture_output=True, text=True, cwd=workdir, timeout=300)
+    assert run.returncode == 2, (run.returncode, run.stderr)
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), run.stderr
+    assert message in lines[0]
+    assert "Traceback" not in run.stderr + run.stdout
+    assert checksums(workdir) == before
+
+
+def test_divergence_stops_at_the_step_and_exits_1(workdir, tmp_path):
+    run = subprocess.run([*NUMBAMLP, "train", "--lr", "1e30", "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1
+    assert "epoch 1, step 2" in run.stderr and "lower learning rate" in run.stderr
+    assert "Traceback" not in run.stderr
