@@ -22,8 +22,11 @@ train: $(VENV)/.installed
 gradcheck: $(VENV)/.installed
 	$(BIN)/numbamlp gradcheck
 
+# The CUDA kernels run under Numba's CUDA simulator in a second pytest process: the
+# simulator has to be switched on before Numba is imported.
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --ignore=tests/cuda
+	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q tests/cuda
 
 clean:
 	rm -rf $(VENV) build *.egg-info

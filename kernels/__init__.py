@@ -5,6 +5,8 @@ Symbols: B batch size, D input features, H hidden width, C classes.
 Backends (``get_backend``):
   - ``"numpy"``: plain batched numpy, the baseline and the fallback without Numba.
   - ``"cpu"``:   Numba-compiled kernels (``numbamlp.kernels.cpu_backend``).
+  - ``"cuda"``:  CUDA kernels through numba.cuda (``numbamlp.kernels.cuda_backend``): the
+                 kernels and their simulator tests exist; training on them does not yet.
   - ``"auto"``:  ``"cpu"`` when Numba imports, else ``"numpy"``.
 
 Every backend module defines, with outputs first, then inputs, then options:
@@ -101,10 +103,7 @@ def get_backend(name: str = "cpu") -> ModuleType:
         except BackendUnavailable:
             return get_backend("numpy")
     if name == "cuda":
-        raise BackendUnavailable(
-            "the cuda backend is not part of this numbamlp yet (no CUDA kernels); "
-            "use backend 'cpu', the fastest on this machine"
-        )
+        return _cuda_backend()
     if name not in _BACKEND_MODULES:
         raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(BACKEND_NAMES)}")
     try:
@@ -116,6 +115,21 @@ def get_backend(name: str = "cpu") -> ModuleType:
                 "`pip install numba` or use backend 'numpy'"
             ) from None
         raise
+
+
+def _cuda_backend() -> ModuleType:
+    """The CUDA kernels, when numba.cuda imports and a GPU (or the simulator) is there."""
+    import os
+
+    try:
+        from numba import cuda
+    except ImportError:
+        raise BackendUnavailable(
+            "the cuda backend needs numba-cuda: pip install 'numbamlp[cuda]', or use backend 'cpu'"
+        ) from None
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1" and not cuda.is_available():
+        raise BackendUnavailable("the cuda backend found no NVIDIA GPU here; use backend 'cpu'")
+    return importlib.import_module(f"{__name__}.cuda_backend")
 
 
 def activation_kernels(backend: ModuleType, name: str):

@@ -120,8 +120,8 @@ class TrainConfig(_Strict):
     seed: int = Field(0, description="Seed for initialisation, splits and shuffling.")
     backend: Literal["cpu", "numpy", "reference", "cuda"] = Field(
         "cpu",
-        description=f"Compute backend: one of {', '.join(TRAIN_BACKENDS)} (reference: slow, for validation); "
-        "cuda is reserved and reports that it is unavailable.",
+        description=f"Compute backend: one of {', '.join(TRAIN_BACKENDS)} (reference: slow, for validation), "
+        "or cuda (NVIDIA GPU; its kernels are tested in the simulator, training is not yet device-resident).",
     )
     dtype: Literal["float32", "float64"] = Field("float32", description="Floating-point type.")
     threads: int | None = Field(

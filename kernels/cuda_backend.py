@@ -1,0 +1,347 @@
+"""CUDA kernels through numba.cuda: the same names and argument order as the CPU backends.
+
+Symbols: B batch size, D input features, H hidden width, C classes.
+
+Each operation is a ``@cuda.jit`` kernel ``<name>_kernel`` and a launcher ``<name>`` that
+takes device arrays (or host arrays, which Numba copies — fine for tests, slow for
+training), outputs first, then inputs, then options; outputs are overwritten (``=``).
+Arrays are float32 or float64 and may be transposed views.
+
+- The affine kernels are one tiled GEMM: TILE×TILE shared-memory tiles, each thread
+  computing a 2×2 block of outputs, bounds-checked so any size works; the forward
+  epilogue adds the bias and can apply the activation (``affine_activation_forward``).
+- Reductions (bias gradient, mean loss) are two-pass and deterministic: fixed chunks of
+  REDUCE_CHUNK rows are summed in order into partials, then the partials in order; no
+  float atomics, so results do not depend on scheduling.
+
+Importing this module needs numba.cuda (built into Numba, or NVIDIA's numba-cuda, the
+``cuda`` extra); running it needs a GPU, or NUMBA_ENABLE_CUDASIM=1 (the simulator, for tests).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda, float32, float64
+
+from numbamlp.kernels import ACTIVATION_NAMES
+
+TILE = 16           # output tile edge; a block is (TILE/2)² threads, 2×2 outputs each
+REDUCE_CHUNK = 32   # rows per partial sum in the two-pass reductions
+THREADS_1D = 128    # threads per block for elementwise kernels
+
+
+
+# ---------------------------------------------------------------- scalar φ and φ'
+@cuda.jit(device=True)
+def _sigmoid(a):
+    if a >= 0:
+        return 1.0 / (1.0 + math.exp(-a))
+    e = math.exp(a)
+    return e / (1.0 + e)
+
+
+# Activation codes are positions in ACTIVATION_NAMES; _phi and _dphi follow that order.
+@cuda.jit(device=True)
+def _phi(code, a, alpha):
+    if code == 0:
+        return a if a > 0 else 0.0
+    if code == 1:
+        return a if a > 0 else alpha * a
+    if code == 2:
+        return a if a > 0 else alpha * math.expm1(a)
+    if code == 3:
+        return _sigmoid(a)
+    if code == 4:
+        return a * 0.5 * (1.0 + math.erf(a * 0.7071067811865476))
+    if code == 5:
+        return a * _sigmoid(a)
+    return math.tanh(a)
+
+
+@cuda.jit(device=True)
+def _dphi(code, cache, alpha):
+    """φ' from the cache the activation table names: A for most, φ(A) for sigmoid and tanh."""
+    if code == 0:
+        return 1.0 if cache > 0 else 0.0
+    if code == 1:
+        return 1.0 if cache > 0 else alpha
+    if code == 2:
+        return 1.0 if cache > 0 else alpha * math.exp(cache)
+    if code == 3:
+        return cache * (1.0 - cache)
+    if code == 4:
+        return 0.5 * (1.0 + math.erf(cache * 0.7071067811865476)) + cache * 0.3989422804014327 * math.exp(
+            -0.5 * cache * cache)
+    if code == 5:
+        s = _sigmoid(cache)
+        return s * (1.0 + cache * (1.0 - s))
+    return 1.0 - cache * cache
+
+
+# ---------------------------------------------------------------- tiled GEMM
+def _make_gemm(dtype):
+    @cuda.jit
+    def gemm_kernel(C, A, B, bias, act_code, alpha, H, epilogue):
+        """C (M, N) = A (M, K) @ B (K, N); epilogue 1: + bias (N,); 2: also H = φ(C)."""
+        A_tile = cuda.shared.array((TILE, TILE), dtype)
+        B_tile = cuda.shared.array((TILE, TILE), dtype)
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        row0 = cuda.blockIdx.y * TILE + 2 * ty
+        col0 = cuda.blockIdx.x * TILE + 2 * tx
+        M, K = A.shape
+        N = B.shape[1]
+        acc00 = acc01 = acc10 = acc11 = dtype(0)
+        for k0 in range(0, K, TILE):
+            for di in range(2):  # each thread loads 2×2 elements of each tile
+                for dj in range(2):
+                    r, c = 2 * ty + di, 2 * tx + dj
+                    gr, gk = cuda.blockIdx.y * TILE + r, k0 + c
+                    A_tile[r, c] = A[gr, gk] if gr < M and gk < K else dtype(0)
+                    gk2, gc = k0 + r, cuda.blockIdx.x * TILE + c
+                    B_tile[r, c] = B[gk2, gc] if gk2 < K and gc < N else dtype(0)
+            cuda.syncthreads()
+            for kk in range(TILE):
+                a0, a1 = A_tile[2 * ty, kk], A_tile[2 * ty + 1, kk]
+                b0, b1 = B_tile[kk, 2 * tx], B_tile[kk, 2 * tx + 1]
+                acc00 += a0 * b0
+                acc01 += a0 * b1
+                acc10 += a1 * b0
+                acc11 += a1 * b1
+            cuda.syncthreads()
+        for di in range(2):
+            for dj in range(2):
+                i, j = row0 + di, col0 + dj
+                if i < M and j < N:
+                    value = (acc00 if dj == 0 else acc01) if di == 0 else (acc10 if dj == 0 else acc11)
+                    if epilogue >= 1:
+                        value += bias[j]
+                    C[i, j] = value
+                    if epilogue == 2:
+                        H[i, j] = _phi(act_code, value, alpha)
+
+    return gemm_kernel
+
+
+_GEMM = {np.dtype(np.float32): _make_gemm(float32), np.dtype(np.float64): _make_gemm(float64)}
+_PLACEHOLDERS: dict = {}
+
+
+def _placeholder(dtype, ndim: int):
+    """A small device array standing in for an unused argument.  Never pass a real argument
+    twice instead: Numba copies host arguments in and out one by one, so an alias would be
+    overwritten by its stale copy."""
+    key = (np.dtype(dtype), ndim)
+    if key not in _PLACEHOLDERS:
+        _PLACEHOLDERS[key] = cuda.device_array((1,) * ndim, dtype=dtype)
+    return _PLACEHOLDERS[key]
+
+
+def _gemm(C, A, B, bias=None, epilogue=0, act_code=0, alpha=0.0, H=None):
+    M, N = C.shape
+    grid = ((N + TILE - 1) // TILE, (M + TILE - 1) // TILE)
+    kernel = _GEMM[np.dtype(C.dtype)]
+    kernel[grid, (TILE // 2, TILE // 2)](C, A, B, _placeholder(C.dtype, 1) if bias is None else bias, act_code,
+                                         alpha, _placeholder(C.dtype, 2) if H is None else H, epilogue)
+
+
+# ---------------------------------------------------------------- two-pass reductions
+@cuda.jit
+def _column_partials_kernel(partials, X):
+    """partials[chunk, j] = Σ of X[chunk·REDUCE_CHUNK : (chunk+1)·REDUCE_CHUNK, j], in order."""
+    j = cuda.grid(1)
+    chunk = cuda.blockIdx.y
+    if j < X.shape[1]:
+        total = X[0, 0] * 0
+        for i in range(chunk * REDUCE_CHUNK, min((chunk + 1) * REDUCE_CHUNK, X.shape[0])):
+            total += X[i, j]
+        partials[chunk, j] = total
+
+
+@cuda.jit
+def _sum_partials_kernel(out, partials):
+    """out[j] = Σ_chunk partials[chunk, j], chunks in order."""
+    j = cuda.grid(1)
+    if j < out.shape[0]:
+        total = partials[0, j] * 0
+        for chunk in range(partials.shape[0]):
+            total += partials[chunk, j]
+        out[j] = total
+
+
+def column_sums(out, X):
+    """out (N,) = Σ_rows X (R, N): deterministic two-pass reduction."""
+    chunks = (X.shape[0] + REDUCE_CHUNK - 1) // REDUCE_CHUNK
+    partials = cuda.device_array((chunks, X.shape[1]), dtype=X.dtype)
+    blocks = (X.shape[1] + THREADS_1D - 1) // THREADS_1D
+    _column_partials_kernel[(blocks, chunks), THREADS_1D](partials, X)
+    _sum_partials_kernel[blocks, THREADS_1D](out, partials)
+
+
+# ---------------------------------------------------------------- affine
+def affine_forward(out, X, W, b):
+    """out (B, out) = X (B, in) @ W (out, in).T + b (out,)."""
+    _gemm(out, X, W.T, bias=b, epilogue=1)
+
+
+def affine_activation_forward(A, H, X, W, b, act_code, alpha):
+    """A = X Wᵀ + b and H = φ(A) in one GEMM epilogue (act_code: position in ACTIVATION_NAMES)."""
+    _gemm(A, X, W.T, bias=b, epilogue=2, act_code=act_code, alpha=alpha, H=H)
+
+
+def affine_backward(dX, dW, db, dout, X, W):
+    """dW (out, in) = doutᵀ X;  db (out,) = Σ_rows dout (two-pass);  dX (B, in) = dout W (if not None)."""
+    _gemm(dW, dout.T, X)
+    column_sums(db, dout)
+    if dX is not None:
+        _gemm(dX, dout, W)
+
+
+# ---------------------------------------------------------------- activations
+@cuda.jit
+def activation_forward_kernel(Hout, A, code, alpha):
+    i, j = cuda.grid(2)
+    if i < A.shape[0] and j < A.shape[1]:
+        Hout[i, j] = _phi(code, A[i, j], alpha)
+
+
+@cuda.jit
+def activation_backward_kernel(dA, dH, cache, code, alpha):
+    i, j = cuda.grid(2)
+    if i < cache.shape[0] and j < cache.shape[1]:
+        dA[i, j] = dH[i, j] * _dphi(code, cache[i, j], alpha)
+
+
+def _grid2(shape, block=(8, 8)):
+    return ((shape[0] + block[0] - 1) // block[0], (shape[1] + block[1] - 1) // block[1]), block
+
+
+def _make_activation(code):
+    def forward(Hout, A, alpha):
+        grid, block = _grid2(A.shape)
+        activation_forward_kernel[grid, block](Hout, A, code, alpha)
+
+    def backward(dA, dH, cache, alpha):
+        grid, block = _grid2(cache.shape)
+        activation_backward_kernel[grid, block](dA, dH, cache, code, alpha)
+
+    return forward, backward
+
+
+for _code, _name in enumerate(ACTIVATION_NAMES):
+    globals()[f"{_name}_forward"], globals()[f"{_name}_backward"] = _make_activation(_code)
+    globals()[f"{_name}_forward"].__doc__ = f"Hout = {_name}(A), elementwise."
+    globals()[f"{_name}_backward"].__doc__ = f"dA = dH ⊙ {_name}'(cache)."
+
+
+# ---------------------------------------------------------------- loss
+@cuda.jit
+def softmax_crossentropy_rows_kernel(P, row_loss, S, y):
+    """One thread per row: P = softmax(S_i), row_loss = (max − s_y) + log1p(Σ other exps)."""
+    i = cuda.grid(1)
+    if i < S.shape[0]:
+        C = S.shape[1]
+        top = 0
+        for j in range(1, C):
+            if S[i, j] > S[i, top]:
+                top = j
+        m = S[i, top]
+        rest = 0.0
+        for j in range(C):
+            if j != top:
+                e = math.exp(S[i, j] - m)
+                P[i, j] = e
+                rest += e
+        P[i, top] = 1.0
+        for j in range(C):
+            P[i, j] /= 1.0 + rest
+        row_loss[i] = (m - S[i, y[i]]) + math.log1p(rest)
+
+
+@cuda.jit
+def softmax_crossentropy_backward_kernel(dS, P, y, weights, weight_sum, has_weights):
+    i, j = cuda.grid(2)
+    if i < P.shape[0] and j < P.shape[1]:
+        scale = (weights[i] if has_weights else 1.0) / weight_sum[0]
+        dS[i, j] = (P[i, j] - (1.0 if j == y[i] else 0.0)) * scale
+
+
+@cuda.jit
+def _weighted_copy_kernel(out, values, weights, has_weights):
+    i = cuda.grid(1)
+    if i < values.shape[0]:
+        out[i, 0] = values[i] * (weights[i] if has_weights else 1.0)
+        out[i, 1] = weights[i] if has_weights else 1.0
+
+
+def _loss_sums(row_loss, weights):
+    """(Σ wᵢ·lossᵢ, Σ wᵢ) on the device, as a (2,) float64 array: two-pass, deterministic."""
+    pairs = cuda.device_array((row_loss.shape[0], 2), dtype=np.float64)
+    blocks = (row_loss.shape[0] + THREADS_1D - 1) // THREADS_1D
+    has_weights = weights is not None
+    _weighted_copy_kernel[blocks, THREADS_1D](pairs, row_loss, weights if has_weights else _placeholder(row_loss.dtype, 1),
+                                              has_weights)
+    sums = cuda.device_array(2, dtype=np.float64)
+    column_sums(sums, pairs)
+    return sums
+
+
+def softmax_crossentropy_forward(P, row_loss, S, y, weights=None):
+    """P (B, C) = softmax(S); row_loss (B,); returns the (weighted) mean loss as a float
+    (the only value copied to the host)."""
+    blocks = (S.shape[0] + THREADS_1D - 1) // THREADS_1D
+    softmax_crossentropy_rows_kernel[blocks, THREADS_1D](P, row_loss, S, y)
+    total, weight_sum = _loss_sums(row_loss, weights).copy_to_host()
+    return float(total / weight_sum)
+
+
+def softmax_crossentropy_backward(dS, P, y, weights=None):
+    """dS (B, C) = (P − onehot(y)) / B, or wᵢ (P − onehot(y)) / Σ w."""
+    if weights is None:
+        weight_sum = cuda.to_device(np.array([float(P.shape[0])]))
+    else:
+        weight_sum = cuda.device_array(1, dtype=np.float64)
+        column_sums(weight_sum, weights.reshape(weights.shape[0], 1))
+    grid, block = _grid2(P.shape)
+    softmax_crossentropy_backward_kernel[grid, block](
+        dS, P, y, weights if weights is not None else _placeholder(P.dtype, 1), weight_sum, weights is not None)
+
+
+# ---------------------------------------------------------------- optimizers
+@cuda.jit
+def sgd_update_kernel(param, velocity, grad, lr, momentum, weight_decay, nesterov):
+    k = cuda.grid(1)
+    if k < param.shape[0]:
+        g = grad[k] + weight_decay * param[k]
+        if momentum != 0.0:
+            velocity[k] = momentum * velocity[k] + g
+            g = g + momentum * velocity[k] if nesterov else velocity[k]
+        param[k] -= lr * g
+
+
+def sgd_update(param, velocity, grad, lr, momentum, weight_decay, nesterov):
+    """SGD as in PyTorch over flat device arrays (see the cpu backend)."""
+    blocks = (param.shape[0] + THREADS_1D - 1) // THREADS_1D
+    sgd_update_kernel[blocks, THREADS_1D](param, velocity, grad, lr, momentum, weight_decay, nesterov)
+
+
+@cuda.jit
+def adam_update_kernel(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decoupled, bias1, bias2):
+    k = cuda.grid(1)
+    if k < param.shape[0]:
+        g = grad[k]
+        if decoupled:
+            param[k] -= lr * weight_decay * param[k]
+        else:
+            g += weight_decay * param[k]
+        m[k] = beta1 * m[k] + (1.0 - beta1) * g
+        v[k] = beta2 * v[k] + (1.0 - beta2) * g * g
+        param[k] -= lr * (m[k] / bias1) / (math.sqrt(v[k] / bias2) + eps)
+
+
+def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+    """Adam / AdamW over flat device arrays; step counts from 1."""
+    blocks = (param.shape[0] + THREADS_1D - 1) // THREADS_1D
+    adam_update_kernel[blocks, THREADS_1D](param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decoupled,
+                                           1.0 - beta1**step, 1.0 - beta2**step)
