@@ -345,3 +345,127 @@ def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decouple
     blocks = (param.shape[0] + THREADS_1D - 1) // THREADS_1D
     adam_update_kernel[blocks, THREADS_1D](param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decoupled,
                                            1.0 - beta1**step, 1.0 - beta2**step)
+
+
+# ---------------------------------------------------------------- device-resident training
+UPDATE_AFTER = 0  # the GPU step always writes gradients, then updates (same codes as cpu)
+UPDATE_SGD = 1
+
+
+def _matrix(flat, offset, rows, cols):
+    return flat[offset : offset + rows * cols].reshape(rows, cols)
+
+
+def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets,
+               S, P, dS, row_loss, scalars, X, y, weights, act_code, backward_uses_output, alpha,
+               update_mode, adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2, eps, step):
+    """One minibatch update on the GPU, with the cpu backend's train_step signature.
+
+    Every array argument is a device array (host ``layers``, ``param_offsets`` and
+    ``hidden_offsets`` only describe the layout); hidden buffers are batch-major (B, H_l)
+    views of ``workspace``.  The forward GEMMs apply bias and activation in their epilogue.
+    Only the loss comes back to the host.  ``update_mode`` is accepted for the shared
+    signature; the GPU always writes the gradients and then updates.
+    """
+    L = len(layers) - 1
+    B = X.shape[0]
+    h = X
+    for layer in range(L - 1):
+        n_in, n_out = int(layers[layer]), int(layers[layer + 1])
+        offset = int(param_offsets[layer])
+        W, b = _matrix(params, offset, n_out, n_in), params[offset + n_out * n_in : offset + n_out * (n_in + 1)]
+        A = _matrix(workspace, int(hidden_offsets[layer][0]), B, n_out)
+        H = _matrix(workspace, int(hidden_offsets[layer][1]), B, n_out)
+        affine_activation_forward(A, H, h, W, b, act_code, alpha)
+        h = H
+    n_in, n_out = int(layers[L - 1]), int(layers[L])
+    offset = int(param_offsets[L - 1])
+    affine_forward(S, h, _matrix(params, offset, n_out, n_in), params[offset + n_out * n_in : offset + n_out * (n_in + 1)])
+    loss = softmax_crossentropy_forward(P, row_loss, S, y, weights)
+    if not math.isfinite(loss):
+        return loss
+    softmax_crossentropy_backward(dS, P, y, weights)
+    dout = dS
+    for layer in range(L - 1, -1, -1):
+        n_in, n_out = int(layers[layer]), int(layers[layer + 1])
+        offset = int(param_offsets[layer])
+        W = _matrix(params, offset, n_out, n_in)
+        dW, db = _matrix(grads, offset, n_out, n_in), grads[offset + n_out * n_in : offset + n_out * (n_in + 1)]
+        if layer == 0:
+            affine_backward(None, dW, db, dout, X, W)
+            break
+        below = layer - 1
+        H_below = _matrix(workspace, int(hidden_offsets[below][1]), B, n_in)
+        dH = _matrix(workspace, int(hidden_offsets[below][2]), B, n_in)
+        affine_backward(dH, dW, db, dout, H_below, W)
+        cache_kind = 1 if backward_uses_output else 0
+        dA = _matrix(workspace, int(hidden_offsets[below][3]), B, n_in)
+        cache = _matrix(workspace, int(hidden_offsets[below][cache_kind]), B, n_in)
+        grid, block = _grid2((B, n_in))
+        activation_backward_kernel[grid, block](dA, dH, cache, act_code, alpha)
+        dout = dA
+    if adam:
+        adam_update(params, state_a, state_b, grads, lr, beta1, beta2, eps, weight_decay, nesterov_or_decoupled, step)
+    else:
+        sgd_update(params, state_a, grads, lr, momentum, weight_decay, nesterov_or_decoupled)
+    return loss
+
+
+@cuda.jit
+def _gather_rows_kernel(out, X, order, start):
+    i, j = cuda.grid(2)
+    if i < out.shape[0] and j < out.shape[1]:
+        out[i, j] = X[order[start + i], j]
+
+
+@cuda.jit
+def _gather_kernel(out, values, order, start):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = values[order[start + i]]
+
+
+class DeviceMirror:
+    """A model's training state on the GPU: parameters, gradients, optimizer buffers and
+    workspaces, copied up once; ``pull`` copies parameters and optimizer state back into the
+    host arrays (at epoch ends and checkpoints), ``push`` after the host changed them."""
+
+    def __init__(self, params, grads, buffers):
+        self.host_params, self.host_buffers = params, buffers
+        self.params, self.grads = cuda.to_device(params), cuda.to_device(grads)
+        unique = {id(b): cuda.to_device(b) for b in buffers}
+        self.buffers = tuple(unique[id(b)] for b in buffers)
+        self._workspaces: dict = {}
+        self.scalars = cuda.device_array(2, dtype=params.dtype)
+
+    def workspace(self, host_workspace):
+        """The device twin of a host Workspace (same flat layout), made once."""
+        key = id(host_workspace)
+        if key not in self._workspaces:
+            self._workspaces = {key: cuda.device_array(host_workspace.flat.shape, dtype=host_workspace.flat.dtype)}
+        return self._workspaces[key]
+
+    def pull(self) -> None:
+        self.params.copy_to_host(self.host_params)
+        seen = set()
+        for device, host in zip(self.buffers, self.host_buffers):
+            if id(host) not in seen:
+                device.copy_to_host(host)
+                seen.add(id(host))
+
+    def push(self) -> None:
+        self.params.copy_to_device(self.host_params)
+        for device, host in zip(self.buffers, self.host_buffers):
+            device.copy_to_device(host)
+
+    def upload(self, array):
+        return cuda.to_device(np.ascontiguousarray(array))
+
+    @staticmethod
+    def gather(out, values, order, start):
+        """out[i] = values[order[start + i]] on the device, for 1-D or 2-D ``values``."""
+        if len(values.shape) == 2:
+            grid, block = _grid2(out.shape)
+            _gather_rows_kernel[grid, block](out, values, order, start)
+        else:
+            _gather_kernel[(out.shape[0] + THREADS_1D - 1) // THREADS_1D, THREADS_1D](out, values, order, start)

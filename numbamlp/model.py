@@ -242,8 +242,10 @@ class Workspace:
                 layer_blocks.append(take(capacity, h))
             blocks.append(layer_blocks)
         self.A, self.Hout, self.dH, self.dA = blocks
-        self.S, self.P, self.dS = take(capacity, C), take(capacity, C), take(capacity, C)
-        self.row_loss = take(capacity)
+        self.output_offsets = {}  # where S, P, dS, row_loss start (for a device twin of the buffer)
+        for name, shape in (("S", (capacity, C)), ("P", (capacity, C)), ("dS", (capacity, C)), ("row_loss", (capacity,))):
+            self.output_offsets[name] = offset
+            setattr(self, name, take(*shape))
         self._rows: dict[int, _Rows] = {}
 
     def rows(self, B: int) -> "_Rows":

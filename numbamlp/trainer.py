@@ -135,6 +135,12 @@ class Trainer:
         self._layers = np.asarray(model.layers, dtype=np.int64)
         self._offsets = layer_offsets(model.layers)
         self._scalars = np.zeros(2, dtype=model.dtype)  # the fused step's BLAS alpha/beta slots
+        # cuda: weights, gradients, optimizer state and workspaces live on the GPU; the host
+        # copies are refreshed by synchronize() (at epoch ends, before evaluation, checkpoints)
+        self._mirror = None
+        if self._kernels is not None and hasattr(self._kernels, "DeviceMirror"):
+            self._mirror = self._kernels.DeviceMirror(model.flat_params, self._grad_flat, self.optimizer.buffers)
+        self._host_stale = False
 
     def _workspace_for(self, rows: int) -> Workspace:
         if self._workspace is None or self._workspace.capacity < rows:
@@ -161,11 +167,49 @@ class Trainer:
     def _step(self, Xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None, lr: float) -> float:
         """One update on validated arrays; a non-finite loss is returned without an update."""
         kernels = self._kernels
+        if self._mirror is not None:
+            upload = self._mirror.upload
+            return self._device_step(upload(Xb), upload(yb), None if wb is None else upload(wb), lr)
         if kernels is not None and hasattr(kernels, "train_step"):
             return self._fused_step(kernels, Xb, yb, wb, lr)
         loss = self._gradients(Xb, yb, wb)
         if np.isfinite(loss):
             self.optimizer.update(kernels or get_backend("numpy"), self.model.flat_params, self._grad_flat, lr)
+        return loss
+
+    def synchronize(self) -> None:
+        """cuda: copy the weights and optimizer state from the GPU into ``model`` (a no-op
+        elsewhere).  fit, evaluate, predict and checkpoints call it; call it yourself after
+        ``step`` before reading ``trainer.model``'s arrays."""
+        if self._mirror is not None and self._host_stale:
+            self._mirror.pull()
+            self._host_stale = False
+
+    def _device_arguments(self, workspace, rows: int) -> tuple:
+        """The device twins of the step's buffers: (params, grads, state_a, state_b, workspace,
+        S, P, dS, row_loss, scalars) for a batch of ``rows``."""
+        mirror = self._mirror
+        flat = mirror.workspace(workspace)
+        C = self.model.n_classes
+        outputs = workspace.output_offsets
+        views = [flat[outputs[name] : outputs[name] + rows * C].reshape(rows, C) for name in ("S", "P", "dS")]
+        row_loss = flat[outputs["row_loss"] : outputs["row_loss"] + rows]
+        return (mirror.params, mirror.grads, *mirror.buffers, flat, *views, row_loss, mirror.scalars)
+
+    def _device_step(self, Xb, yb, wb, lr) -> float:
+        """One update on the GPU; Xb, yb (and wb) are device arrays."""
+        rows = Xb.shape[0]
+        workspace = self._workspace_for(rows)
+        params, grads, state_a, state_b, flat, S, P, dS, row_loss, scalars = self._device_arguments(workspace, rows)
+        arguments = self.optimizer.arguments(lr)
+        loss = self._kernels.train_step(
+            params, grads, state_a, state_b, self._layers, self._offsets, flat, workspace.hidden_offsets,
+            S, P, dS, row_loss, scalars, Xb, yb, wb, *self._activation_arguments, self._kernels.UPDATE_AFTER,
+            *arguments,
+        )
+        if loss == loss and abs(loss) != float("inf"):
+            self.optimizer.step_count = arguments[-1]
+            self._host_stale = True
         return loss
 
     def _fused_step(self, kernels, Xb, yb, wb, lr, gradients_only: bool = False) -> float:
@@ -196,7 +240,7 @@ class Trainer:
         kernels = self._kernels
         if kernels is None:
             return self._reference_grads(Xb, yb, wb)
-        if hasattr(kernels, "train_step"):
+        if hasattr(kernels, "train_step") and self._mirror is None:
             return self._fused_step(kernels, Xb, yb, wb, 0.0, gradients_only=True)
         return backward_into(kernels, self.model, Xb, yb, self._workspace_for(Xb.shape[0]), self._grads, wb)
 
@@ -243,6 +287,7 @@ class Trainer:
         if self.config.validate_gradients and self.epoch == 0:
             self.validate_gradients(X, y_idx, weights)
         batch = self.config.batch_size
+        device = self._device_data(X, y_idx, weights) if self._mirror is not None else None
         while self.epoch < self.config.epochs and not self.stopped_early:
             start = time.perf_counter()
             if self._progress is None:  # a new epoch: its order and rate
@@ -250,12 +295,19 @@ class Trainer:
                                   "total": 0.0, "weight_total": 0.0, "lr": self.lr, "seconds": 0.0}
             progress = self._progress
             order, lr = progress["order"], progress["lr"]
-            X_epoch, y_epoch = X[order], y_idx[order]
-            w_epoch = None if weights is None else weights[order]
+            if device is None:
+                X_epoch, y_epoch = X[order], y_idx[order]
+                w_epoch = None if weights is None else weights[order]
+            else:  # the data stays on the GPU; only the order goes up
+                device["order"] = self._mirror.upload(order)
+                w_epoch = None if weights is None else weights[order]
             for lo in range(progress["next_row"], X.shape[0], batch):
                 step = lo // batch + 1
                 wb = None if w_epoch is None else w_epoch[lo : lo + batch]
-                loss = self._step(X_epoch[lo : lo + batch], y_epoch[lo : lo + batch], wb, lr)
+                if device is None:
+                    loss = self._step(X_epoch[lo : lo + batch], y_epoch[lo : lo + batch], wb, lr)
+                else:
+                    loss = self._device_batch_step(device, lo, min(batch, X.shape[0] - lo), lr)
                 if not np.isfinite(loss):
                     raise TrainingDiverged(
                         f"training diverged: the loss became {loss} at epoch {self.epoch + 1}, step {step} "
@@ -275,6 +327,7 @@ class Trainer:
                 )
             self._progress = None
             self.epoch += 1
+            self.synchronize()
             metrics = {"epoch": self.epoch, "loss": progress["total"] / progress["weight_total"], "lr": lr}
             if X_val is not None:
                 val = self.evaluate(X_val, y_val)
@@ -288,7 +341,33 @@ class Trainer:
                 raise TrainingInterrupted(self.epoch, "end", self._stop_reason)
         if self._best_params is not None:
             self.model.flat_params[...] = self._best_params
+            if self._mirror is not None:
+                self._mirror.push()
         return self.history
+
+    def _device_data(self, X, y_idx, weights) -> dict:
+        """The training data on the GPU once, with batch buffers the gather kernel fills."""
+        upload, batch = self._mirror.upload, self.config.batch_size
+        from numba import cuda
+
+        data = {"X": upload(X), "y": upload(y_idx), "order": None,
+                "Xb": cuda.device_array((batch, X.shape[1]), dtype=X.dtype),
+                "yb": cuda.device_array(batch, dtype=y_idx.dtype), "w": None if weights is None else upload(weights)}
+        if weights is not None:
+            data["wb"] = cuda.device_array(batch, dtype=weights.dtype)
+        return data
+
+    def _device_batch_step(self, device, start: int, rows: int, lr: float) -> float:
+        """Gather this minibatch's rows on the GPU (by index: the data never moves) and step."""
+        gather, order = self._mirror.gather, device["order"]
+        Xb, yb = device["Xb"][:rows], device["yb"][:rows]
+        gather(Xb, device["X"], order, start)
+        gather(yb, device["y"], order, start)
+        wb = None
+        if device["w"] is not None:
+            wb = device["wb"][:rows]
+            gather(wb, device["w"], order, start)
+        return self._device_step(Xb, yb, wb, lr)
 
     def request_stop(self, reason=None) -> None:
         """Ask ``fit`` to stop after the step in progress (safe to call from a signal handler)."""
@@ -371,6 +450,7 @@ class Trainer:
         """Logits (N, C), computed in batches with the numpy backend: inference is GEMM-bound,
         and loading the cpu backend's batch-major kernels from Numba's cache cost ~50 ms of
         `numbamlp train`'s start-up for nothing (bench/README.md)."""
+        self.synchronize()
         X = as_features(X, self.model.n_features, self.model.dtype)
         kernels = get_backend("numpy")
         out = np.empty((X.shape[0], self.model.n_classes), dtype=self.model.dtype)
@@ -397,6 +477,7 @@ class Trainer:
     # ------------------------------------------------------------ checkpoints
     def state(self) -> tuple[dict, dict]:
         """(arrays, metadata) that let a new Trainer continue exactly where this one is."""
+        self.synchronize()
         arrays = {"params": self.model.flat_params}
         arrays.update({f"optimizer.{k}": v for k, v in self.optimizer.state.items()})
         if self._best_params is not None:
@@ -424,6 +505,8 @@ class Trainer:
         self.model.flat_params[...] = arrays["params"]
         for key, buffer in self.optimizer.state.items():
             buffer[...] = arrays[f"optimizer.{key}"]
+        if self._mirror is not None:
+            self._mirror.push()
         self._best_params = arrays.get("best_params")
         self.optimizer.step_count = int(meta["optimizer_steps"])
         self._rng.bit_generator.state = meta["rng_state"]

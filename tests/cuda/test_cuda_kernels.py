@@ -161,8 +161,8 @@ def test_a_two_layer_net_gradients_match_the_reference_on_device_arrays():
 
 
 def test_trainer_steps_on_the_cuda_backend_match_the_numpy_backend():
-    """The trainer drives the CUDA kernels through the same step-by-step path as numpy
-    (host arrays: correct, not yet device-resident)."""
+    """Trainer.step on cuda: the batch goes up, the update happens on the device, and
+    synchronize() brings the weights back."""
     from numbamlp import MLP
     from numbamlp.trainer import Trainer
 
@@ -176,5 +176,34 @@ def test_trainer_steps_on_the_cuda_backend_match_the_numpy_backend():
         trainer.set_model(MLP([5, 17, 3], activation="silu", dtype="float64", seed=1))
         for start in (0, 20, 0):
             trainer.step(X[start:start + 20], y[start:start + 20])
+        trainer.synchronize()  # cuda: the weights live on the device until asked for
         weights[backend] = trainer.model.flat_params
     np.testing.assert_allclose(weights["cuda"], weights["numpy"], rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("optimizer", [{"name": "sgd", "momentum": 0.9}, {"name": "adamw", "lr": 0.01}])
+def test_device_resident_fit_matches_the_numpy_backend(optimizer):
+    """fit on cuda keeps data, weights, optimizer state and workspaces on the device,
+    shuffles by index there, and ends with the numpy backend's weights; with weights,
+    a short last batch and a checkpoint round trip in the middle."""
+    from numbamlp import MLP
+    from numbamlp.trainer import Trainer
+
+    rng = np.random.default_rng(7)
+    X, y = rng.normal(size=(45, 6)), rng.integers(0, 3, 45)  # batches of 20, 20, 5
+    w = rng.uniform(0.5, 2.0, 45)
+    results = {}
+    for backend in ("cuda", "numpy"):
+        config = {"backend": backend, "dtype": "float64", "batch_size": 20, "epochs": 2,
+                  "model": {"layers": [6, 9, 7, 3], "activation": "gelu"}, "optimizer": optimizer}
+        trainer = Trainer(config)
+        trainer.set_model(MLP([6, 9, 7, 3], activation="gelu", dtype="float64", seed=2))
+        trainer.fit(X, y, sample_weight=w)
+        arrays, meta = trainer.state()
+        resumed = Trainer({**config, "epochs": 3})
+        resumed.set_model(MLP([6, 9, 7, 3], activation="gelu", dtype="float64", seed=9))
+        resumed.restore({k: v.copy() for k, v in arrays.items()}, meta, trainer.classes_)
+        resumed.fit(X, y, sample_weight=w)
+        results[backend] = (trainer.history[-1]["loss"], resumed.model.flat_params.copy())
+    assert results["cuda"][0] == pytest.approx(results["numpy"][0], rel=1e-10)
+    np.testing.assert_allclose(results["cuda"][1], results["numpy"][1], rtol=1e-9, atol=1e-12)
