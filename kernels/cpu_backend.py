@@ -66,17 +66,33 @@ def affine_backward(dX, dW, db, dout, X, W):
 # Kernels flatten with reshape(-1), a view for C-contiguous arrays; outputs may alias inputs.
 
 
-@njit(**_SERIAL)
-def _sigmoid(a):
-    if a >= 0:
-        return 1.0 / (1.0 + math.exp(-a))
-    e = math.exp(a)
-    return e / (1.0 + e)
+# The exp-based kernels compute in the arrays' own dtype (constants typed with
+# A.dtype.type): in float32 that calls expf instead of exp, ~3× faster per element here.
 
 
 @njit(**_SERIAL)
-def _gelu_cdf(a):
-    return 0.5 * (1.0 + math.erf(a * _SQRT_HALF))
+def _sigmoid(a, one):
+    # exp(−a) may overflow to inf for very negative a: 1 / inf = 0, still exact
+    return one / (one + math.exp(-a))
+
+
+@njit(**_SERIAL)
+def _tanh(a, one, two):
+    # float32 tanh to ~2e-6 relative.
+    # Near 0 the Taylor series (next term < 1e-11 relative below 1/16) keeps the relative
+    # accuracy that 1 − 2/(e²ᵃ + 1) loses; past 20 tanh is 1 in both dtypes; in between,
+    # one exp, which is ~5× cheaper than libm's tanh here
+    if abs(a) < 0.0625:
+        a2 = a * a
+        return a * (one - a2 * (one / 3 - a2 * (two / 15 - a2 * (one * 17 / 315))))
+    if a > 20:
+        return one
+    return one - two / (math.exp(two * a) + one)
+
+
+@njit(**_SERIAL)
+def _gelu_cdf(a, half, one, sqrt_half):
+    return half * (one + math.erf(a * sqrt_half))
 
 
 @njit(**_ELEMENTWISE)
@@ -111,73 +127,88 @@ def leaky_relu_backward(dA, dH, A, alpha):
 @njit(**_ELEMENTWISE)
 def elu_forward(Hout, A, alpha):
     h, a = Hout.reshape(-1), A.reshape(-1)
+    scale = A.dtype.type(alpha)
     for k in prange(a.size):
-        h[k] = a[k] if a[k] > 0 else alpha * math.expm1(a[k])
+        h[k] = a[k] if a[k] > 0 else scale * math.expm1(a[k])
 
 
 @njit(**_ELEMENTWISE)
 def elu_backward(dA, dH, A, alpha):
     da, dh, a = dA.reshape(-1), dH.reshape(-1), A.reshape(-1)
+    scale = A.dtype.type(alpha)
     for k in prange(a.size):
-        da[k] = dh[k] if a[k] > 0 else dh[k] * alpha * math.exp(a[k])
+        da[k] = dh[k] if a[k] > 0 else dh[k] * scale * math.exp(a[k])
 
 
 @njit(**_ELEMENTWISE)
 def sigmoid_forward(Hout, A, alpha):
     h, a = Hout.reshape(-1), A.reshape(-1)
+    one = A.dtype.type(1.0)
     for k in prange(a.size):
-        h[k] = _sigmoid(a[k])
+        h[k] = _sigmoid(a[k], one)
 
 
 @njit(**_ELEMENTWISE)
 def sigmoid_backward(dA, dH, Hout, alpha):
     da, dh, h = dA.reshape(-1), dH.reshape(-1), Hout.reshape(-1)
+    one = Hout.dtype.type(1.0)
     for k in prange(h.size):
-        da[k] = dh[k] * h[k] * (1.0 - h[k])
+        da[k] = dh[k] * h[k] * (one - h[k])
 
 
 @njit(**_ELEMENTWISE)
 def gelu_forward(Hout, A, alpha):
     h, a = Hout.reshape(-1), A.reshape(-1)
+    half, one, sqrt_half = A.dtype.type(0.5), A.dtype.type(1.0), A.dtype.type(_SQRT_HALF)
     for k in prange(a.size):
-        h[k] = a[k] * _gelu_cdf(a[k])
+        h[k] = a[k] * _gelu_cdf(a[k], half, one, sqrt_half)
 
 
 @njit(**_ELEMENTWISE)
 def gelu_backward(dA, dH, A, alpha):
     da, dh, a = dA.reshape(-1), dH.reshape(-1), A.reshape(-1)
+    half, one, sqrt_half = A.dtype.type(0.5), A.dtype.type(1.0), A.dtype.type(_SQRT_HALF)
+    inv_sqrt_2pi = A.dtype.type(_INV_SQRT_2PI)
     for k in prange(a.size):
         x = a[k]
-        da[k] = dh[k] * (_gelu_cdf(x) + x * _INV_SQRT_2PI * math.exp(-0.5 * x * x))
+        da[k] = dh[k] * (_gelu_cdf(x, half, one, sqrt_half) + x * inv_sqrt_2pi * math.exp(-half * x * x))
 
 
 @njit(**_ELEMENTWISE)
 def silu_forward(Hout, A, alpha):
     h, a = Hout.reshape(-1), A.reshape(-1)
+    one = A.dtype.type(1.0)
     for k in prange(a.size):
-        h[k] = a[k] * _sigmoid(a[k])
+        h[k] = a[k] * _sigmoid(a[k], one)
 
 
 @njit(**_ELEMENTWISE)
 def silu_backward(dA, dH, A, alpha):
     da, dh, a = dA.reshape(-1), dH.reshape(-1), A.reshape(-1)
+    one = A.dtype.type(1.0)
     for k in prange(a.size):
-        s = _sigmoid(a[k])
-        da[k] = dh[k] * s * (1.0 + a[k] * (1.0 - s))
+        s = _sigmoid(a[k], one)
+        da[k] = dh[k] * s * (one + a[k] * (one - s))
 
 
 @njit(**_ELEMENTWISE)
 def tanh_forward(Hout, A, alpha):
     h, a = Hout.reshape(-1), A.reshape(-1)
-    for k in prange(a.size):
-        h[k] = math.tanh(a[k])
+    one, two = A.dtype.type(1.0), A.dtype.type(2.0)
+    if A.itemsize == 8:  # float64 keeps libm's last-bit accuracy (_tanh is ~5e-12 relative)
+        for k in prange(a.size):
+            h[k] = math.tanh(a[k])
+    else:
+        for k in prange(a.size):
+            h[k] = _tanh(a[k], one, two)
 
 
 @njit(**_ELEMENTWISE)
 def tanh_backward(dA, dH, Hout, alpha):
     da, dh, h = dA.reshape(-1), dH.reshape(-1), Hout.reshape(-1)
+    one = Hout.dtype.type(1.0)
     for k in prange(h.size):
-        da[k] = dh[k] * (1.0 - h[k] * h[k])
+        da[k] = dh[k] * (one - h[k] * h[k])
 
 
 # ---------------------------------------------------------------- loss
