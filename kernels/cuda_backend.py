@@ -9,7 +9,8 @@ Arrays are float32 or float64 and may be transposed views.
 
 - The affine kernels are one tiled GEMM: TILE×TILE shared-memory tiles, each thread
   computing a 2×2 block of outputs, bounds-checked so any size works; the forward
-  epilogue adds the bias and can apply the activation (``affine_activation_forward``).
+  epilogue adds the bias and can apply the activation (``affine_activation_forward``), and
+  the backward one multiplies by the activation's derivative (``affine_activation_backward``).
 - Reductions (bias gradient, mean loss) are two-pass and deterministic: fixed chunks of
   REDUCE_CHUNK rows are summed in order into partials, then the partials in order; no
   float atomics, so results do not depend on scheduling.
@@ -84,7 +85,8 @@ def _dphi(code, cache, alpha):
 def _make_gemm(dtype):
     @cuda.jit
     def gemm_kernel(C, A, B, bias, act_code, alpha, H, epilogue):
-        """C (M, N) = A (M, K) @ B (K, N); epilogue 1: + bias (N,); 2: also H = φ(C)."""
+        """C (M, N) = A (M, K) @ B (K, N); epilogue 1: + bias (N,); 2: also H = φ(C);
+        3: C = (A @ B) ⊙ φ'(H), H being the activation's cache (backward through φ)."""
         A_tile = cuda.shared.array((TILE, TILE), dtype)
         B_tile = cuda.shared.array((TILE, TILE), dtype)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
@@ -115,8 +117,10 @@ def _make_gemm(dtype):
                 i, j = row0 + di, col0 + dj
                 if i < M and j < N:
                     value = (acc00 if dj == 0 else acc01) if di == 0 else (acc10 if dj == 0 else acc11)
-                    if epilogue >= 1:
+                    if epilogue == 1 or epilogue == 2:
                         value += bias[j]
+                    if epilogue == 3:
+                        value *= _dphi(act_code, H[i, j], alpha)
                     C[i, j] = value
                     if epilogue == 2:
                         H[i, j] = _phi(act_code, value, alpha)
@@ -188,6 +192,14 @@ def affine_forward(out, X, W, b):
 def affine_activation_forward(A, H, X, W, b, act_code, alpha):
     """A = X Wᵀ + b and H = φ(A) in one GEMM epilogue (act_code: position in ACTIVATION_NAMES)."""
     _gemm(A, X, W.T, bias=b, epilogue=2, act_code=act_code, alpha=alpha, H=H)
+
+
+def affine_activation_backward(dA_below, dW, db, dout, X, W, cache, act_code, alpha):
+    """affine_backward with the activation below fused into the dX GEMM's epilogue:
+    dA_below (B, in) = (dout W) ⊙ φ'(cache), so dH never goes to memory."""
+    _gemm(dW, dout.T, X)
+    column_sums(db, dout)
+    _gemm(dA_below, dout, W, epilogue=3, act_code=act_code, alpha=alpha, H=cache)
 
 
 def affine_backward(dX, dW, db, dout, X, W):
@@ -396,13 +408,9 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
             break
         below = layer - 1
         H_below = _matrix(workspace, int(hidden_offsets[below][1]), B, n_in)
-        dH = _matrix(workspace, int(hidden_offsets[below][2]), B, n_in)
-        affine_backward(dH, dW, db, dout, H_below, W)
-        cache_kind = 1 if backward_uses_output else 0
+        cache = _matrix(workspace, int(hidden_offsets[below][1 if backward_uses_output else 0]), B, n_in)
         dA = _matrix(workspace, int(hidden_offsets[below][3]), B, n_in)
-        cache = _matrix(workspace, int(hidden_offsets[below][cache_kind]), B, n_in)
-        grid, block = _grid2((B, n_in))
-        activation_backward_kernel[grid, block](dA, dH, cache, act_code, alpha)
+        affine_activation_backward(dA, dW, db, dout, H_below, W, cache, act_code, alpha)
         dout = dA
     if adam:
         adam_update(params, state_a, state_b, grads, lr, beta1, beta2, eps, weight_decay, nesterov_or_decoupled, step)

@@ -207,3 +207,57 @@ def test_device_resident_fit_matches_the_numpy_backend(optimizer):
         results[backend] = (trainer.history[-1]["loss"], resumed.model.flat_params.copy())
     assert results["cuda"][0] == pytest.approx(results["numpy"][0], rel=1e-10)
     np.testing.assert_allclose(results["cuda"][1], results["numpy"][1], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
+def test_fused_backward_epilogue_equals_the_two_pass_backward(activation):
+    rng = np.random.default_rng(8)
+    B, n_in, n_out = 37, 19, 21
+    X, W, dout = rng.normal(size=(B, n_in)), rng.normal(size=(n_out, n_in)), rng.normal(size=(B, n_out))
+    A = rng.normal(size=(B, n_in)) * 2
+    spec = ACTIVATIONS[activation]
+    Hout = np.empty_like(A)
+    getattr(cpu, f"{activation}_forward")(Hout, A, spec.alpha)
+    cache = A if spec.backward_uses == "input" else Hout
+    dA, dW, db = np.zeros((B, n_in)), np.zeros((n_out, n_in)), np.zeros(n_out)
+    gpu.affine_activation_backward(dA, dW, db, dout, X, W, cache, ACTIVATION_NAMES.index(activation), spec.alpha)
+    ref_dH, ref_dW, ref_db, ref_dA = np.empty((B, n_in)), np.empty_like(dW), np.empty_like(db), np.empty((B, n_in))
+    cpu.affine_backward(ref_dH, ref_dW, ref_db, dout, X, W)
+    getattr(cpu, f"{activation}_backward")(ref_dA, ref_dH, cache, spec.alpha)
+    close(dA, ref_dA, np.float64)
+    close(dW, ref_dW, np.float64)
+
+
+def test_a_cpu_trained_model_predicts_on_the_device():
+    from numbamlp import MLP
+
+    rng = np.random.default_rng(9)
+    model = MLP([6, 11, 4], activation="elu", dtype="float64", seed=3)
+    X = rng.normal(size=(23, 6))
+    np.testing.assert_allclose(model.scores(X, backend="cuda"), model.scores(X, backend="cpu"), rtol=1e-12, atol=1e-13)
+    np.testing.assert_array_equal(model.predict(X, backend="cuda"), model.predict(X, backend="cpu"))
+
+
+def test_estimator_and_command_line_run_on_cuda(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from numbamlp import MLPClassifier, load_model
+
+    rng = np.random.default_rng(10)
+    X, y = rng.normal(size=(48, 4)), rng.integers(0, 3, 48)
+    X[np.arange(48), y] += 2.0  # learnable
+    common = dict(hidden_layer_sizes=(8,), max_iter=3, batch_size=16, random_state=0, dtype="float64")
+    on_gpu = MLPClassifier(backend="cuda", **common).fit(X, y)
+    on_cpu = MLPClassifier(backend="numpy", **common).fit(X, y)
+    np.testing.assert_allclose(on_gpu.predict_proba(X), on_cpu.predict_proba(X), rtol=1e-9, atol=1e-12)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    run = subprocess.run([sys.executable, "-m", "numbamlp.cli.main", "train", "--backend", "cuda", "--data",
+                          str(tmp_path / "d.npz"), "--epochs", "2", "--hidden", "8", "--batch-size", "16",
+                          "--json", "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
+    assert summary["backend"] == "cuda" and summary["epochs_run"] == 2
+    model = load_model(tmp_path / "run" / "model.safetensors")  # trained on the device, loads anywhere
+    assert model.predict(X, backend="cpu").shape == (48,)
