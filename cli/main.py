@@ -313,12 +313,13 @@ def evaluate(model_path, data, label_column, as_json):
     """Loss, accuracy, per-class precision/recall and the confusion matrix of MODEL on --data."""
     import numpy as np
 
-    from numbamlp.data import DataError, load_dataset
+    from numbamlp.data import load_dataset
+    from numbamlp.model import mean_cross_entropy
 
     model = _load_model(model_path)
     try:
         dataset = load_dataset(data, label_column=label_column)
-        P = model.predict_proba(dataset.X)
+        S = model.scores(dataset.X)
     except ValueError as err:
         raise CliError(str(err)) from None
     classes = model.classes if model.classes is not None else np.arange(model.n_classes)
@@ -327,8 +328,8 @@ def evaluate(model_path, data, label_column, as_json):
     if unknown:
         raise CliError(f"{data} has labels the model does not know: {', '.join(unknown[:5])}")
     y = np.array([lookup[v] for v in dataset.y.tolist()])
-    predicted = np.argmax(P, axis=1)
-    loss = float(np.mean(-np.log(np.maximum(P[np.arange(len(y)), y], np.finfo(np.float64).tiny))))
+    predicted = np.argmax(S, axis=1)
+    loss = mean_cross_entropy(S, y)
     C = len(classes)
     confusion = np.zeros((C, C), dtype=int)
     np.add.at(confusion, (y, predicted), 1)

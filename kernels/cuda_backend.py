@@ -444,13 +444,13 @@ class DeviceMirror:
         unique = {id(b): cuda.to_device(b) for b in buffers}
         self.buffers = tuple(unique[id(b)] for b in buffers)
         self._workspaces: dict = {}
-        self.scalars = cuda.device_array(2, dtype=params.dtype)
+        self.scalars = self.empty(2, params.dtype)
 
     def workspace(self, host_workspace):
         """The device twin of a host Workspace (same flat layout), made once."""
         key = id(host_workspace)
         if key not in self._workspaces:
-            self._workspaces = {key: cuda.device_array(host_workspace.flat.shape, dtype=host_workspace.flat.dtype)}
+            self._workspaces = {key: self.empty(host_workspace.flat.shape, host_workspace.flat.dtype)}
         return self._workspaces[key]
 
     def pull(self) -> None:
@@ -466,8 +466,13 @@ class DeviceMirror:
         for device, host in zip(self.buffers, self.host_buffers):
             device.copy_to_device(host)
 
-    def upload(self, array):
+    @staticmethod
+    def upload(array):
         return cuda.to_device(np.ascontiguousarray(array))
+
+    @staticmethod
+    def empty(shape, dtype):
+        return cuda.device_array(shape, dtype=dtype)
 
     @staticmethod
     def gather(out, values, order, start):

@@ -67,6 +67,14 @@ def softmax(S) -> np.ndarray:
     return P / P.sum(axis=1, keepdims=True)
 
 
+def mean_cross_entropy(S, y) -> float:
+    """Mean softmax cross-entropy of scores S (B, C) for class indices y (B,), in float64
+    (the numpy backend's loss kernel: logsumexp − s_y, finite for any finite scores)."""
+    S = np.ascontiguousarray(S, dtype=np.float64)
+    P, row_loss = np.empty_like(S), np.empty(S.shape[0])
+    return get_backend("numpy").softmax_crossentropy_forward(P, row_loss, S, np.asarray(y))
+
+
 # ---------------------------------------------------------------- parameter layout
 def layer_views(flat: np.ndarray, layers: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Split a flat buffer into per-layer (W (out, in), b (out,)) views, in layer order."""

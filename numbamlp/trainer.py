@@ -8,6 +8,7 @@ any sortable kind.  It never applies ``model.input_transform`` itself.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Protocol
 
@@ -25,6 +26,7 @@ from numbamlp.model import (
     forward,
     layer_offsets,
     layer_views,
+    mean_cross_entropy,
 )
 from numbamlp.optim import Optimizer, learning_rate
 
@@ -173,7 +175,7 @@ class Trainer:
         if kernels is not None and hasattr(kernels, "train_step"):
             return self._fused_step(kernels, Xb, yb, wb, lr)
         loss = self._gradients(Xb, yb, wb)
-        if np.isfinite(loss):
+        if math.isfinite(loss):
             self.optimizer.update(kernels or get_backend("numpy"), self.model.flat_params, self._grad_flat, lr)
         return loss
 
@@ -207,7 +209,7 @@ class Trainer:
             S, P, dS, row_loss, scalars, Xb, yb, wb, *self._activation_arguments, self._kernels.UPDATE_AFTER,
             *arguments,
         )
-        if loss == loss and abs(loss) != float("inf"):
+        if math.isfinite(loss):
             self.optimizer.step_count = arguments[-1]
             self._host_stale = True
         return loss
@@ -230,7 +232,7 @@ class Trainer:
             workspace.flat, workspace.hidden_offsets, rows.S, rows.P, rows.dS, rows.row_loss, self._scalars,
             Xb, yb, wb, *self._activation_arguments, mode, *arguments,
         )
-        if loss == loss and abs(loss) != float("inf") and not gradients_only:  # finite (cheaper than np.isfinite)
+        if math.isfinite(loss) and not gradients_only:
             self.optimizer.step_count = arguments[-1]
         return loss
 
@@ -295,27 +297,26 @@ class Trainer:
                                   "total": 0.0, "weight_total": 0.0, "lr": self.lr, "seconds": 0.0}
             progress = self._progress
             order, lr = progress["order"], progress["lr"]
+            w_epoch = None if weights is None else weights[order]
             if device is None:
                 X_epoch, y_epoch = X[order], y_idx[order]
-                w_epoch = None if weights is None else weights[order]
             else:  # the data stays on the GPU; only the order goes up
                 device["order"] = self._mirror.upload(order)
-                w_epoch = None if weights is None else weights[order]
             for lo in range(progress["next_row"], X.shape[0], batch):
-                step = lo // batch + 1
-                wb = None if w_epoch is None else w_epoch[lo : lo + batch]
+                step, rows = lo // batch + 1, min(batch, X.shape[0] - lo)
+                wb = None if w_epoch is None else w_epoch[lo : lo + rows]
                 if device is None:
-                    loss = self._step(X_epoch[lo : lo + batch], y_epoch[lo : lo + batch], wb, lr)
+                    loss = self._step(X_epoch[lo : lo + rows], y_epoch[lo : lo + rows], wb, lr)
                 else:
-                    loss = self._device_batch_step(device, lo, min(batch, X.shape[0] - lo), lr)
-                if not np.isfinite(loss):
+                    loss = self._device_batch_step(device, lo, rows, lr)
+                if not math.isfinite(loss):
                     raise TrainingDiverged(
                         f"training diverged: the loss became {loss} at epoch {self.epoch + 1}, step {step} "
                         f"(learning rate {lr:g}); try a lower learning rate"
                     )
-                rows = min(batch, X.shape[0] - lo) if wb is None else float(wb.sum())
-                progress["total"] += loss * rows
-                progress["weight_total"] += rows
+                weight = rows if wb is None else float(wb.sum())
+                progress["total"] += loss * weight
+                progress["weight_total"] += weight
                 progress["next_row"] = lo + batch
                 if self._stop_reason is not None and progress["next_row"] < X.shape[0]:
                     progress["seconds"] += time.perf_counter() - start
@@ -347,14 +348,12 @@ class Trainer:
 
     def _device_data(self, X, y_idx, weights) -> dict:
         """The training data on the GPU once, with batch buffers the gather kernel fills."""
-        upload, batch = self._mirror.upload, self.config.batch_size
-        from numba import cuda
-
+        upload, empty, batch = self._mirror.upload, self._mirror.empty, self.config.batch_size
         data = {"X": upload(X), "y": upload(y_idx), "order": None,
-                "Xb": cuda.device_array((batch, X.shape[1]), dtype=X.dtype),
-                "yb": cuda.device_array(batch, dtype=y_idx.dtype), "w": None if weights is None else upload(weights)}
+                "Xb": empty((batch, X.shape[1]), X.dtype), "yb": empty(batch, y_idx.dtype),
+                "w": None if weights is None else upload(weights)}
         if weights is not None:
-            data["wb"] = cuda.device_array(batch, dtype=weights.dtype)
+            data["wb"] = empty(batch, weights.dtype)
         return data
 
     def _device_batch_step(self, device, start: int, rows: int, lr: float) -> float:
@@ -465,14 +464,12 @@ class Trainer:
 
     def evaluate(self, X, y) -> dict:
         """{"loss": mean cross-entropy, "accuracy": fraction correct} on (X, y)."""
-        S = self.scores(X).astype(np.float64)
+        S = self.scores(X)
         y_idx = self.encode(y)
         if len(y_idx) != S.shape[0]:
             raise ValueError(f"X has {S.shape[0]} rows but y has {len(y_idx)} labels")
-        P, row_loss = np.empty_like(S), np.empty(S.shape[0])
-        loss = get_backend("numpy").softmax_crossentropy_forward(P, row_loss, S, y_idx)
         accuracy = float(np.mean(np.argmax(S, axis=1) == y_idx))
-        return {"loss": loss, "accuracy": accuracy}
+        return {"loss": mean_cross_entropy(S, y_idx), "accuracy": accuracy}
 
     # ------------------------------------------------------------ checkpoints
     def state(self) -> tuple[dict, dict]:
