@@ -8,18 +8,20 @@ Arrays are float32 or float64, C-contiguous, all of one dtype (row slices of a
 C-contiguous array qualify); ``y`` is an integer vector with values in [0, C).
 The kernels trust their inputs: the Python layer above validates shapes and labels.
 
-Threading: GEMMs go to BLAS through ``np.dot`` (never inside a ``prange``), which uses
-every core.  The elementwise and per-row kernels are written with ``prange`` but compiled
-serial (``_ELEMENTWISE``): measured on the 2-core development machine, letting Numba's
-OpenMP threads and OpenBLAS's threads share the cores made a training step 25-300×
-slower (spinning threads), while serial elementwise kernels were the fastest split at
-every size tried (see bench/README.md).  Reductions that feed the weights (the bias
-gradient, the mean loss) run in a fixed order, so results do not depend on threads.
+Threading: Numba's thread pool does all of it.  Each GEMM is cut into blocks by its shape
+(never by the thread count) and the blocks run in a ``prange``, each one single-threaded
+BLAS call (see ``_gemm``), so the bits of every product, and of the weights, are the same
+on any number of threads.  BLAS itself is pinned to one thread when this module is
+imported: a multi-threaded BLAS inside Numba's threads would oversubscribe the cores
+(measured 7-300× slower, bench/README.md).  The elementwise and per-row kernels are written
+with ``prange`` but compiled serial (``_ELEMENTWISE``).  Reductions that feed the weights
+(the bias gradient, the mean loss) run in a fixed order.
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 from numba import njit, prange, types
@@ -34,11 +36,109 @@ _SQRT_HALF = math.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
+# ---------------------------------------------------------------- GEMM
+# Every matrix product goes through _gemm: BLAS (numba_xxgemm, the helper Numba's own np.dot
+# calls, scipy's OpenBLAS underneath) with alpha and beta, which np.dot does not expose (they
+# let plain SGD write the update straight into the weights, W ← βW + α·dY·X).
+#
+# Determinism: OpenBLAS rounds differently with 1 and 2 threads (it splits the work by
+# thread count; bench/blas_determinism.py counts the differing elements).  So _gemm cuts C
+# into blocks by its shape alone, never by the thread count, and runs each block as one
+# single-threaded BLAS call on Numba's threads: the same bits on 1 thread or 64.  BLAS
+# itself must then run on one thread (pin_blas_to_one_thread), or the two thread pools
+# would oversubscribe the cores.
+_xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
+    types.char, types.char, types.char, types.intp, types.intp, types.intp,
+    types.voidptr, types.voidptr, types.intp, types.voidptr, types.intp,
+    types.voidptr, types.voidptr, types.intp))
+
+GEMM_MIN_BLOCK = 256         # rows (or columns) of C per block, at least
+GEMM_MAX_BLOCKS = 4          # 2 blocks were fastest on 2 cores, 4 within 5 % (bench/README.md)
+GEMM_MIN_BLOCK_FLOPS = 4e6   # below ~10 µs of work a parallel launch costs more than it saves
+
+
+@njit(**_SERIAL)
+def gemm_blocks(m, n, k):
+    """How many blocks C (m, n) = A (m, k) @ B (k, n) is cut into along C's longer side: a
+    power of two that depends on the shape alone."""
+    longest = max(m, n)
+    blocks = 1
+    while (blocks * 2 <= GEMM_MAX_BLOCKS and longest >= blocks * 2 * GEMM_MIN_BLOCK
+           and 2.0 * m * n * k >= blocks * 2 * GEMM_MIN_BLOCK_FLOPS):
+        blocks *= 2
+    return blocks
+
+
+@njit(**_SERIAL)
+def _leading_dimension(M):
+    """(leading dimension in elements, "n" or "t") of a 2-D view with unit stride along one
+    axis: C-ordered rows ("n"), or the transposed view of a C-ordered matrix ("t").  A
+    single row or column has an arbitrary stride along its length-1 axis, hence the cases."""
+    rows, cols = M.shape
+    size = M.itemsize
+    if M.strides[1] == size and (rows == 1 or M.strides[0] // size >= cols):
+        return max(1, cols if rows == 1 else M.strides[0] // size), np.int8(ord("n"))
+    return max(1, rows if cols == 1 else M.strides[1] // size), np.int8(ord("t"))
+
+
+@njit(**_SERIAL)
+def _gemm_call(C, A, B, scalars):
+    """One BLAS call: C = scalars[0]·A @ B + scalars[1]·C (C's rows unit-stride)."""
+    m, k = A.shape
+    n = B.shape[1]
+    kind = np.int8(ord("s")) if C.itemsize == 4 else np.int8(ord("d"))
+    ld_a, trans_a = _leading_dimension(A)
+    ld_b, trans_b = _leading_dimension(B)
+    ld_c, _ = _leading_dimension(C)
+    # row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ
+    _xxgemm(kind, trans_b, trans_a, n, m, k, scalars[0:1].ctypes, B.ctypes, ld_b, A.ctypes, ld_a,
+            scalars[1:2].ctypes, C.ctypes, ld_c)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _gemm(C, A, B, alpha, beta, scalars):
+    """C (m, n) = alpha·A (m, k) @ B (k, n) + beta·C, in gemm_blocks(m, n, k) blocks run in
+    parallel.  C C-contiguous; A, B C-contiguous or transposed views of C-contiguous
+    arrays; scalars (2,) of C's dtype, scratch."""
+    m, k = A.shape
+    n = B.shape[1]
+    scalars[0] = alpha
+    scalars[1] = beta
+    blocks = gemm_blocks(m, n, k)
+    if blocks == 1:
+        _gemm_call(C, A, B, scalars)
+    elif m >= n:
+        size = (m + blocks - 1) // blocks
+        for block in prange(blocks):
+            start, stop = block * size, min(m, (block + 1) * size)
+            _gemm_call(C[start:stop], A[start:stop], B, scalars)
+    else:
+        size = (n + blocks - 1) // blocks
+        for block in prange(blocks):
+            start, stop = block * size, min(n, (block + 1) * size)
+            _gemm_call(C[:, start:stop], A, B[:, start:stop], scalars)
+
+
+def pin_blas_to_one_thread() -> None:
+    """Run the BLAS that _gemm calls (scipy's) on one thread, process-wide: the parallelism
+    is Numba's (see _gemm).  numpy's own BLAS is left alone when it is a separate library."""
+    import scipy
+    import scipy.linalg.cython_blas  # noqa: F401  (loads the library, so it can be limited)
+    from threadpoolctl import ThreadpoolController
+
+    blas = ThreadpoolController().select(user_api="blas")
+    scipy_home = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__)))
+    scipys = [lib for lib in blas.lib_controllers
+              if os.path.abspath(lib.filepath).startswith(os.path.join(scipy_home, "scipy"))]
+    for lib in scipys or blas.lib_controllers:
+        lib.set_num_threads(1)
+
+
 # ---------------------------------------------------------------- affine
 @njit(**_SERIAL)
 def affine_forward(out, X, W, b):
     """out (B, out) = X (B, in) @ W (out, in).T + b (out,).  ``out`` overwritten."""
-    np.dot(X, W.T, out)
+    _gemm(out, X, W.T, 1.0, 0.0, np.empty(2, out.dtype))
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
             out[i, j] += b[j]
@@ -51,13 +151,14 @@ def affine_backward(dX, dW, db, dout, X, W):
     dW (out, in) = doutᵀ X;  db (out,) = Σ_rows dout (rows added in order);
     dX (B, in) = dout W, or skipped when dX is None (the first layer needs no dX).
     """
-    np.dot(dout.T, X, dW)
+    scalars = np.empty(2, dW.dtype)
+    _gemm(dW, dout.T, X, 1.0, 0.0, scalars)
     db[:] = 0
     for i in range(dout.shape[0]):
         for j in range(dout.shape[1]):
             db[j] += dout[i, j]
     if dX is not None:
-        np.dot(dout, W, dX)
+        _gemm(dX, dout, W, 1.0, 0.0, scalars)
 
 
 # ---------------------------------------------------------------- activations
@@ -380,38 +481,6 @@ def _sum_rows(db, dAT):
         db[j] = total
 
 
-# BLAS GEMM with alpha and beta, which np.dot does not expose: the helper Numba's own np.dot
-# calls (numba_xxgemm, scipy's cython BLAS underneath).  It lets plain SGD and momentum write
-# the update straight into the weights (W ← βW + α·dY·X) instead of writing the gradient
-# and reading it back (bench/README.md).
-_xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
-    types.char, types.char, types.char, types.intp, types.intp, types.intp,
-    types.voidptr, types.voidptr, types.intp, types.voidptr, types.intp,
-    types.voidptr, types.voidptr, types.intp))
-
-
-@njit(**_SERIAL)
-def _gemm(C, A, B, alpha, beta, scalars):
-    """C (m, n) = alpha·A (m, k) @ B (k, n) + beta·C.  C C-contiguous; A, B C- or F-contiguous
-    (transposed views of C-contiguous arrays); scalars (2,) of C's dtype, scratch."""
-    m, k = A.shape
-    n = B.shape[1]
-    scalars[0] = alpha
-    scalars[1] = beta
-    kind = np.int8(ord("s")) if C.itemsize == 4 else np.int8(ord("d"))
-    # row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ
-    if B.flags.c_contiguous:
-        trans_b, ld_b = np.int8(ord("n")), n
-    else:
-        trans_b, ld_b = np.int8(ord("t")), k
-    if A.flags.c_contiguous:
-        trans_a, ld_a = np.int8(ord("n")), k
-    else:
-        trans_a, ld_a = np.int8(ord("t")), m
-    _xxgemm(kind, trans_b, trans_a, n, m, k, scalars[0:1].ctypes, B.ctypes, ld_b, A.ctypes, ld_a,
-            scalars[1:2].ctypes, C.ctypes, n)
-
-
 # How the fused step applies the optimizer (chosen in Python, see Trainer):
 UPDATE_AFTER = 0  # write the gradients, then one sgd_update / adam_update over all of them
 UPDATE_SGD = 1    # plain SGD (no momentum): W ← (1 − lr·wd)·W − lr·dY·X in the GEMM itself
@@ -424,7 +493,7 @@ def _layer_update(mode, params, grads, offset, n_out, n_in, dY, X_in, lr, weight
     """Gradient of one layer, dW = dY (n_out, B) @ X_in (B, n_in), with db already in
     grads[offset + n_out·n_in :]: stored (UPDATE_AFTER) or applied to the weights now."""
     if mode == UPDATE_AFTER:
-        np.dot(dY, X_in, _matrix(grads, offset, n_out, n_in))
+        _gemm(_matrix(grads, offset, n_out, n_in), dY, X_in, 1.0, 0.0, scalars)
         return
     _gemm(_matrix(params, offset, n_out, n_in), dY, X_in, -lr, 1.0 - lr * weight_decay, scalars)
     for k in range(offset + n_out * n_in, offset + n_out * (n_in + 1)):
@@ -464,23 +533,19 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
         b = params[param_offsets[layer] + n_out * n_in : param_offsets[layer] + n_out * (n_in + 1)]
         AT = _matrix(workspace, hidden_offsets[layer, 0], n_out, B)
         HT = _matrix(workspace, hidden_offsets[layer, 1], n_out, B)
-        if layer == 0:
-            np.dot(W, X.T, AT)
-        else:
-            np.dot(W, _matrix(workspace, hidden_offsets[layer - 1, 1], n_in, B), AT)
+        below = X.T if layer == 0 else _matrix(workspace, hidden_offsets[layer - 1, 1], n_in, B)
+        _gemm(AT, W, below, 1.0, 0.0, scalars)
         _add_bias_rows(AT, b)
         _activation_forward(act_code, HT, AT, alpha)
     n_in, n_out = layers[L - 1], layers[L]
     out_offset = param_offsets[L - 1]
     W_out = _matrix(params, out_offset, n_out, n_in)
     b_out = params[out_offset + n_out * n_in : out_offset + n_out * (n_in + 1)]
-    if L == 1:
-        affine_forward(S, X, W_out, b_out)
-    else:
-        np.dot(_matrix(workspace, hidden_offsets[L - 2, 1], n_in, B).T, W_out.T, S)
-        for i in range(B):
-            for c in range(n_out):
-                S[i, c] += b_out[c]
+    H_last = X if L == 1 else _matrix(workspace, hidden_offsets[L - 2, 1], n_in, B).T
+    _gemm(S, H_last, W_out.T, 1.0, 0.0, scalars)
+    for i in range(B):
+        for c in range(n_out):
+            S[i, c] += b_out[c]
     loss = softmax_crossentropy_forward(P, row_loss, S, y, weights)
     if not math.isfinite(loss):
         return loss
@@ -496,7 +561,7 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
                       lr, weight_decay, scalars)
     else:
         HT_last = _matrix(workspace, hidden_offsets[L - 2, 1], n_in, B)
-        np.dot(W_out.T, dS.T, _matrix(workspace, hidden_offsets[L - 2, 2], n_in, B))
+        _gemm(_matrix(workspace, hidden_offsets[L - 2, 2], n_in, B), W_out.T, dS.T, 1.0, 0.0, scalars)
         _layer_update(update_mode, params, grads, out_offset, n_out, n_in, dS.T, HT_last.T,
                       lr, weight_decay, scalars)
         for layer in range(L - 2, -1, -1):
@@ -513,7 +578,7 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
                       lr, weight_decay, scalars)
             else:
                 W = _matrix(params, offset, n_out, n_in)
-                np.dot(W.T, dAT, _matrix(workspace, hidden_offsets[layer - 1, 2], n_in, B))
+                _gemm(_matrix(workspace, hidden_offsets[layer - 1, 2], n_in, B), W.T, dAT, 1.0, 0.0, scalars)
                 H_below = _matrix(workspace, hidden_offsets[layer - 1, 1], n_in, B)
                 _layer_update(update_mode, params, grads, offset, n_out, n_in, dAT, H_below.T,
                       lr, weight_decay, scalars)
@@ -525,3 +590,7 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
         else:
             sgd_update(params, state_a, grads, lr, momentum, weight_decay, nesterov_or_decoupled)
     return loss
+
+
+# Importing this backend makes scipy's BLAS single-threaded: see _gemm.
+pin_blas_to_one_thread()

@@ -31,11 +31,21 @@ from numbamlp.model import (
 from numbamlp.optim import Optimizer, learning_rate
 
 
-def set_blas_threads(threads: int) -> None:
-    """Limit every BLAS library in the process (numpy's and scipy's OpenBLAS) to ``threads``."""
-    from threadpoolctl import threadpool_limits
+def set_threads(threads: int, backend: str) -> None:
+    """Run ``backend``'s kernels on ``threads`` CPU threads (at most the cores Numba sees).
 
-    threadpool_limits(limits=threads, user_api="blas")
+    cpu: Numba's thread pool (a per-thread setting of the calling thread; the GEMMs run in
+    it, scipy's BLAS on one thread, see kernels/cpu_backend.py).  numpy and reference:
+    numpy's BLAS, process-wide.
+    """
+    if backend == "cpu":
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    elif backend in ("numpy", "reference"):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads, user_api="blas")
 
 
 class Callback(Protocol):
@@ -82,7 +92,7 @@ class Trainer:
             config = TrainConfig.model_validate({**config.model_dump(by_alias=True), **overrides})
         self.config = config
         if config.threads is not None:
-            set_blas_threads(config.threads)
+            set_threads(config.threads, config.backend)
         self.model: MLP | None = None
         self.classes_: np.ndarray | None = None
         self.history: list[dict] = []

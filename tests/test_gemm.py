@@ -1,0 +1,78 @@
+"""The cpu backend's blocked GEMM: right against numpy, and the same bits on any thread count."""
+
+import numba
+import numpy as np
+import pytest
+
+from numbamlp.kernels import cpu_backend
+from numbamlp.kernels.cpu_backend import _gemm, gemm_blocks
+
+TWO_THREADS = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 CPU threads")
+
+
+def operand(rng, rows, cols, transposed, dtype):
+    """A (rows, cols) matrix, either C-ordered or the transposed view of a C-ordered one."""
+    if transposed:
+        return np.ascontiguousarray(rng.normal(size=(cols, rows)).astype(dtype)).T
+    return rng.normal(size=(rows, cols)).astype(dtype)
+
+
+# (m, k, n): one block; rows split in 2 and 4; columns split in 2; single rows and columns
+SHAPES = [(7, 5, 3), (600, 80, 96), (1100, 64, 300), (40, 300, 1500), (1, 40, 9), (9, 40, 1), (600, 1, 64)]
+
+
+@pytest.mark.parametrize("m, k, n", SHAPES)
+@pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (True, False), (False, True), (True, True)])
+def test_gemm_matches_numpy_with_alpha_beta_and_transposed_operands(m, k, n, transpose_a, transpose_b):
+    rng = np.random.default_rng(m * n + k)
+    A = operand(rng, m, k, transpose_a, np.float64)
+    B = operand(rng, k, n, transpose_b, np.float64)
+    C = rng.normal(size=(m, n))
+    expected = -0.5 * (A @ B) + 0.25 * C
+    _gemm(C, A, B, -0.5, 0.25, np.empty(2))
+    np.testing.assert_allclose(C, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_the_test_shapes_reach_every_blocking():
+    blocks = {(m, n): gemm_blocks(m, n, k) for m, k, n in SHAPES}
+    assert blocks[(7, 3)] == 1 and blocks[(600, 96)] == 2 and blocks[(1100, 300)] == 4
+    assert blocks[(40, 1500)] == 4  # the longer side, columns here, is cut
+
+
+def test_blocks_depend_on_the_shape_alone_and_grow_with_it():
+    assert gemm_blocks(128, 32, 64) == 1  # too little work for a parallel launch
+    assert gemm_blocks(512, 128, 784) == 2
+    assert gemm_blocks(2048, 1024, 2048) == cpu_backend.GEMM_MAX_BLOCKS
+
+
+@TWO_THREADS
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_gives_the_same_bits_on_one_and_two_threads(dtype):
+    rng = np.random.default_rng(0)
+    A = operand(rng, 1024, 784, False, dtype)
+    B = operand(rng, 784, 256, True, dtype)
+    assert gemm_blocks(1024, 256, 784) > 1
+    results = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2, 1):
+            numba.set_num_threads(threads)
+            C = np.empty((1024, 256), dtype)
+            _gemm(C, A, B, 1.0, 0.0, np.empty(2, dtype))
+            results.append(C)
+    finally:
+        numba.set_num_threads(before)
+    assert results[0].tobytes() == results[1].tobytes() == results[2].tobytes()
+    np.testing.assert_allclose(results[0], A.astype(np.float64) @ B, rtol=1e-3, atol=1e-3)
+
+
+def test_importing_the_cpu_backend_runs_scipys_blas_on_one_thread():
+    """Numba's threads run the GEMM blocks; a multi-threaded BLAS inside them would
+    oversubscribe the cores and make the bits depend on its thread count."""
+    import scipy
+    from threadpoolctl import threadpool_info
+
+    scipy_home = scipy.__file__.rsplit("scipy", 1)[0]
+    scipys = [lib for lib in threadpool_info()
+              if lib["user_api"] == "blas" and lib["filepath"].startswith(scipy_home + "scipy")]
+    assert scipys and all(lib["num_threads"] == 1 for lib in scipys)
