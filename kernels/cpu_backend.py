@@ -24,13 +24,19 @@ import math
 import os
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
+from numba.extending import intrinsic, overload
 
 # One project-wide set of compiler options.  No fastmath: NaN/Inf must stay visible.
-_SERIAL = dict(cache=True, nogil=True)
-# Elementwise kernels: serial for now (see the module docstring); switching on
-# parallel=True here is the one change that makes every prange loop multi-threaded.
-_ELEMENTWISE = dict(cache=True, nogil=True)
+# error_model="numpy": x / 0 gives inf or NaN (which the finiteness checks catch) instead
+# of a ZeroDivisionError branch in every division, which keeps LLVM from vectorising a
+# loop (the float32 sigmoid kernel ran 17× slower with it).
+_SERIAL = dict(cache=True, nogil=True, error_model="numpy")
+_PARALLEL = dict(_SERIAL, parallel=True)
+# Elementwise kernels: serial for now (see the module docstring); switching to _PARALLEL
+# here is the one change that makes every prange loop multi-threaded.
+_ELEMENTWISE = _SERIAL
 
 _SQRT_HALF = math.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -95,7 +101,7 @@ def _gemm_call(C, A, B, scalars):
             scalars[1:2].ctypes, C.ctypes, ld_c)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(**_PARALLEL)
 def _gemm(C, A, B, alpha, beta, scalars):
     """C (m, n) = alpha·A (m, k) @ B (k, n) + beta·C, in gemm_blocks(m, n, k) blocks run in
     parallel.  C C-contiguous; A, B C-contiguous or transposed views of C-contiguous
@@ -167,33 +173,129 @@ def affine_backward(dX, dW, db, dout, X, W):
 # Kernels flatten with reshape(-1), a view for C-contiguous arrays; outputs may alias inputs.
 
 
-# The exp-based kernels compute in the arrays' own dtype (constants typed with
-# A.dtype.type): in float32 that calls expf instead of exp, ~3× faster per element here.
+# ---------------------------------------------------------------- elementary functions
+# The activations call _exp, _expm1, _tanh and _normal_cdf, which pick their code by dtype
+# at compile time: float64 keeps libm's last-bit accuracy; float32 uses the polynomial
+# versions below.  A call into libm keeps LLVM from vectorising the loop around it; these
+# are plain arithmetic, so the loops become AVX2/AVX-512 code.  Every kernel computes in
+# its arrays' own dtype (constants typed with A.dtype.type): a float64 constant would turn
+# a float32 loop into a float64 one.
+_F32 = np.float32
+_LOG2E = _F32(1.4426950408889634)
+_LN2_HIGH, _LN2_LOW = _F32(0.693359375), _F32(-2.12194440e-4)  # ln 2 = high + low, high exact
+_EXP_LOWEST, _EXP_HIGHEST = _F32(-87.0), _F32(88.0)  # 2ⁿ stays a normal float32
+_TAYLOR_EXP = tuple(_F32(1.0 / math.factorial(i)) for i in range(8))
+# Abramowitz & Stegun 7.1.26: erfc(z) ≈ t·(a₁ + t(a₂ + …)) e^(−z²), t = 1/(1 + p z), z ≥ 0,
+# absolute error ≤ 1.5e-7
+_AS_P = _F32(0.3275911)
+_AS_A = (_F32(0.254829592), _F32(-0.284496736), _F32(1.421413741), _F32(-1.453152027), _F32(1.061405429))
+
+
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose IEEE-754 bit pattern is the int32 ``bits``."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+@njit(**_SERIAL)
+def _exp_float32(x):
+    """e^x in float32 within 1 ulp (tests/test_elementary.py): x = n ln 2 + r with
+    |r| ≤ ln2/2, e^x = 2ⁿ·(Taylor series of e^r to r⁷).
+    Below −87 it gives 0 (e^x < 1.7e−38 there), above 88 inf (float32 overflows at 88.7
+    exactly, e^88 = 1.7e38 is near enough); NaN stays NaN."""
+    t = min(max(x, _EXP_LOWEST), _EXP_HIGHEST)
+    n = np.floor(t * _LOG2E + _F32(0.5))
+    r = t - n * _LN2_HIGH - n * _LN2_LOW
+    c = _TAYLOR_EXP
+    p = c[0] + r * (c[1] + r * (c[2] + r * (c[3] + r * (c[4] + r * (c[5] + r * (c[6] + r * c[7]))))))
+    two_to_n = _float32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
+    y = p * two_to_n
+    y = y if x >= _EXP_LOWEST else _F32(0.0)
+    y = y if x <= _EXP_HIGHEST else _F32(np.inf)
+    return y if x == x else x
+
+
+@njit(**_SERIAL)
+def _expm1_float32(x):
+    """e^x − 1 in float32: the Taylor series below |x| = 1/4 (where e^x − 1 would lose
+    relative accuracy to cancellation), e^x − 1 above."""
+    c = _TAYLOR_EXP
+    series = x * (c[1] + x * (c[2] + x * (c[3] + x * (c[4] + x * (c[5] + x * c[6])))))
+    return series if abs(x) < _F32(0.25) else _exp_float32(x) - c[0]
+
+
+@njit(**_SERIAL)
+def _tanh_float32(a):
+    """tanh in float32 within 12 ulp (1.4e-6 relative): the Taylor series near 0 keeps
+    the relative accuracy that 1 − 2/(e^2a + 1) loses there (next term < 1e-11 below 1/16)."""
+    one, two = _F32(1.0), _F32(2.0)
+    a2 = a * a
+    series = a * (one - a2 * (one / 3 - a2 * (two / 15 - a2 * (one * 17 / 315))))
+    return series if abs(a) < _F32(0.0625) else one - two / (_exp_float32(two * a) + one)
+
+
+@njit(**_SERIAL)
+def _normal_cdf_float32(x):
+    """Φ(x), the standard normal CDF, in float32 to 2.5e-7 absolute (measured): the lower tail
+    Φ(−|x|) = erfc(|x|/√2)/2 directly (no 1 − erf cancellation), then reflected."""
+    z = abs(x) * _F32(_SQRT_HALF)
+    t = _F32(1.0) / (_F32(1.0) + _AS_P * z)
+    a = _AS_A
+    tail = _F32(0.5) * t * (a[0] + t * (a[1] + t * (a[2] + t * (a[3] + t * a[4])))) * _exp_float32(-z * z)
+    return tail if x < 0 else _F32(1.0) - tail
+
+
+def _exp(x):
+    """e^x in x's float type (the compiled versions are below)."""
+    return math.exp(x)
+
+
+def _expm1(x):
+    """e^x − 1 in x's float type."""
+    return math.expm1(x)
+
+
+def _tanh(x):
+    """tanh in x's float type."""
+    return math.tanh(x)
+
+
+def _normal_cdf(x):
+    """Φ(x) in x's float type."""
+    return _normal_cdf_float64(x)
+
+
+@njit(**_SERIAL)
+def _normal_cdf_float64(x):
+    return 0.5 * (1.0 + math.erf(x * _SQRT_HALF))
+
+
+@overload(_exp)
+def _exp_typed(x):
+    return (lambda x: _exp_float32(x)) if x == types.float32 else (lambda x: math.exp(x))
+
+
+@overload(_expm1)
+def _expm1_typed(x):
+    return (lambda x: _expm1_float32(x)) if x == types.float32 else (lambda x: math.expm1(x))
+
+
+@overload(_tanh)
+def _tanh_typed(x):
+    return (lambda x: _tanh_float32(x)) if x == types.float32 else (lambda x: math.tanh(x))
+
+
+@overload(_normal_cdf)
+def _normal_cdf_typed(x):
+    return (lambda x: _normal_cdf_float32(x)) if x == types.float32 else (lambda x: _normal_cdf_float64(x))
 
 
 @njit(**_SERIAL)
 def _sigmoid(a, one):
-    # exp(−a) may overflow to inf for very negative a: 1 / inf = 0, still exact
-    return one / (one + math.exp(-a))
-
-
-@njit(**_SERIAL)
-def _tanh(a, one, two):
-    # float32 tanh to ~2e-6 relative.
-    # Near 0 the Taylor series (next term < 1e-11 relative below 1/16) keeps the relative
-    # accuracy that 1 − 2/(e²ᵃ + 1) loses; past 20 tanh is 1 in both dtypes; in between,
-    # one exp, which is ~5× cheaper than libm's tanh here
-    if abs(a) < 0.0625:
-        a2 = a * a
-        return a * (one - a2 * (one / 3 - a2 * (two / 15 - a2 * (one * 17 / 315))))
-    if a > 20:
-        return one
-    return one - two / (math.exp(two * a) + one)
-
-
-@njit(**_SERIAL)
-def _gelu_cdf(a, half, one, sqrt_half):
-    return half * (one + math.erf(a * sqrt_half))
+    # e^(−a) may overflow to inf for very negative a: 1 / inf = 0, still exact
+    return one / (one + _exp(-a))
 
 
 @njit(**_ELEMENTWISE)
@@ -230,7 +332,7 @@ def elu_forward(Hout, A, alpha):
     h, a = Hout.reshape(-1), A.reshape(-1)
     scale = A.dtype.type(alpha)
     for k in prange(a.size):
-        h[k] = a[k] if a[k] > 0 else scale * math.expm1(a[k])
+        h[k] = a[k] if a[k] > 0 else scale * _expm1(a[k])
 
 
 @njit(**_ELEMENTWISE)
@@ -238,7 +340,7 @@ def elu_backward(dA, dH, A, alpha):
     da, dh, a = dA.reshape(-1), dH.reshape(-1), A.reshape(-1)
     scale = A.dtype.type(alpha)
     for k in prange(a.size):
-        da[k] = dh[k] if a[k] > 0 else dh[k] * scale * math.exp(a[k])
+        da[k] = dh[k] if a[k] > 0 else dh[k] * scale * _exp(a[k])
 
 
 @njit(**_ELEMENTWISE)
@@ -260,19 +362,18 @@ def sigmoid_backward(dA, dH, Hout, alpha):
 @njit(**_ELEMENTWISE)
 def gelu_forward(Hout, A, alpha):
     h, a = Hout.reshape(-1), A.reshape(-1)
-    half, one, sqrt_half = A.dtype.type(0.5), A.dtype.type(1.0), A.dtype.type(_SQRT_HALF)
     for k in prange(a.size):
-        h[k] = a[k] * _gelu_cdf(a[k], half, one, sqrt_half)
+        h[k] = a[k] * _normal_cdf(a[k])
 
 
 @njit(**_ELEMENTWISE)
 def gelu_backward(dA, dH, A, alpha):
+    """φ'(x) = Φ(x) + x·e^(−x²/2)/√(2π)."""
     da, dh, a = dA.reshape(-1), dH.reshape(-1), A.reshape(-1)
-    half, one, sqrt_half = A.dtype.type(0.5), A.dtype.type(1.0), A.dtype.type(_SQRT_HALF)
-    inv_sqrt_2pi = A.dtype.type(_INV_SQRT_2PI)
+    minus_half, inv_sqrt_2pi = A.dtype.type(-0.5), A.dtype.type(_INV_SQRT_2PI)
     for k in prange(a.size):
         x = a[k]
-        da[k] = dh[k] * (_gelu_cdf(x, half, one, sqrt_half) + x * inv_sqrt_2pi * math.exp(-half * x * x))
+        da[k] = dh[k] * (_normal_cdf(x) + x * inv_sqrt_2pi * _exp(minus_half * x * x))
 
 
 @njit(**_ELEMENTWISE)
@@ -295,13 +396,8 @@ def silu_backward(dA, dH, A, alpha):
 @njit(**_ELEMENTWISE)
 def tanh_forward(Hout, A, alpha):
     h, a = Hout.reshape(-1), A.reshape(-1)
-    one, two = A.dtype.type(1.0), A.dtype.type(2.0)
-    if A.itemsize == 8:  # float64 keeps libm's last-bit accuracy (_tanh is ~5e-12 relative)
-        for k in prange(a.size):
-            h[k] = math.tanh(a[k])
-    else:
-        for k in prange(a.size):
-            h[k] = _tanh(a[k], one, two)
+    for k in prange(a.size):
+        h[k] = _tanh(a[k])
 
 
 @njit(**_ELEMENTWISE)
@@ -373,30 +469,68 @@ def softmax_crossentropy_backward(dS, P, y, weights=None):
 
 
 # ---------------------------------------------------------------- optimizers
-@njit(**_ELEMENTWISE)
+# An update runs over every parameter at once: past PARALLEL_MIN_ELEMENTS it is worth
+# Numba's threads (a parallel launch costs ~1 µs here, so below that one thread is faster;
+# bench/README.md).  Each element is updated on its own, so the bits do not depend on the
+# thread count.  The loops live in *_loop functions, run on the whole arrays or on fixed
+# chunks of them (slices: a loop from 0 lets LLVM drop the negative-index checks and
+# vectorise, which a loop from an arbitrary start does not).
+PARALLEL_MIN_ELEMENTS = 65536
+PARALLEL_CHUNK = 16384
+
+
+@njit(**_SERIAL)
+def _chunk(index, n):
+    """The slice of chunk ``index`` of n elements."""
+    return slice(index * PARALLEL_CHUNK, min(n, (index + 1) * PARALLEL_CHUNK))
+
+
+@njit(**_SERIAL)
+def _sgd_loop(param, velocity, grad, step, mu, decay, nesterov):
+    # branches hoisted out of the loops, and everything in the arrays' dtype, so they vectorise
+    if mu == 0:
+        for k in range(param.size):
+            param[k] -= step * (grad[k] + decay * param[k])
+    elif nesterov:
+        for k in range(param.size):
+            g = grad[k] + decay * param[k]
+            velocity[k] = mu * velocity[k] + g
+            param[k] -= step * (g + mu * velocity[k])
+    else:
+        for k in range(param.size):
+            velocity[k] = mu * velocity[k] + grad[k] + decay * param[k]
+            param[k] -= step * velocity[k]
+
+
+@njit(**_PARALLEL)
 def sgd_update(param, velocity, grad, lr, momentum, weight_decay, nesterov):
     """SGD as in PyTorch, over flat arrays; ``param`` and ``velocity`` updated in place.
 
     g = grad + weight_decay·param;  with momentum μ > 0: velocity = μ·velocity + g and
     g = g + μ·velocity (nesterov) or velocity;  param −= lr·g.  μ = 0 is the seed's SGD.
-    Branches are hoisted and the loops run in the arrays' dtype, so they vectorise.
     """
     step, mu, decay = param.dtype.type(lr), param.dtype.type(momentum), param.dtype.type(weight_decay)
-    if momentum == 0.0:
-        for k in prange(param.size):
-            param[k] -= step * (grad[k] + decay * param[k])
-    elif nesterov:
-        for k in prange(param.size):
-            g = grad[k] + decay * param[k]
-            velocity[k] = mu * velocity[k] + g
-            param[k] -= step * (g + mu * velocity[k])
-    else:
-        for k in prange(param.size):
-            velocity[k] = mu * velocity[k] + grad[k] + decay * param[k]
-            param[k] -= step * velocity[k]
+    n = param.size
+    if n < PARALLEL_MIN_ELEMENTS:
+        _sgd_loop(param, velocity, grad, step, mu, decay, nesterov)
+        return
+    for index in prange((n + PARALLEL_CHUNK - 1) // PARALLEL_CHUNK):
+        part = _chunk(index, n)
+        _sgd_loop(param[part], velocity[part], grad[part], step, mu, decay, nesterov)
 
 
-@njit(**_ELEMENTWISE)
+@njit(**_SERIAL)
+def _adam_loop(param, m, v, grad, b1, b2, step_size, inv_sqrt_bias2, epsilon, decay, shrink):
+    one = param.dtype.type(1.0)
+    for k in range(param.size):
+        p = param[k] * shrink
+        g = grad[k] + decay * p
+        m[k] = b1 * m[k] + (one - b1) * g
+        v[k] = b2 * v[k] + (one - b2) * g * g
+        param[k] = p - step_size * m[k] / (math.sqrt(v[k]) * inv_sqrt_bias2 + epsilon)
+
+
+@njit(**_PARALLEL)
 def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decoupled, step):
     """Adam (decoupled=False, L2 added to the gradient) or AdamW (decoupled weight decay).
 
@@ -405,23 +539,20 @@ def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decouple
     corrections are folded into two scalars and the loop runs in the arrays' dtype, so it
     vectorises (measured 4× faster than the per-element float64 form at 400k parameters).
     """
-    one = param.dtype.type(1.0)
-    b1, b2 = param.dtype.type(beta1), param.dtype.type(beta2)
-    step_size = param.dtype.type(lr / (1.0 - beta1**step))
-    inv_sqrt_bias2 = param.dtype.type(1.0 / math.sqrt(1.0 - beta2**step))
-    epsilon = param.dtype.type(eps)
-    if decoupled:
-        shrink = param.dtype.type(1.0 - lr * weight_decay)
-        for k in prange(param.size):
-            param[k] *= shrink
-        decay = param.dtype.type(0.0)
-    else:
-        decay = param.dtype.type(weight_decay)
-    for k in prange(param.size):
-        g = grad[k] + decay * param[k]
-        m[k] = b1 * m[k] + (one - b1) * g
-        v[k] = b2 * v[k] + (one - b2) * g * g
-        param[k] -= step_size * m[k] / (math.sqrt(v[k]) * inv_sqrt_bias2 + epsilon)
+    dtype = param.dtype.type
+    step_size = dtype(lr / (1.0 - beta1**step))
+    inv_sqrt_bias2 = dtype(1.0 / math.sqrt(1.0 - beta2**step))
+    # AdamW shrinks the weights first; Adam adds the L2 term to the gradient
+    shrink = dtype(1.0 - lr * weight_decay) if decoupled else dtype(1.0)
+    decay = dtype(0.0) if decoupled else dtype(weight_decay)
+    scalars = (dtype(beta1), dtype(beta2), step_size, inv_sqrt_bias2, dtype(eps), decay, shrink)
+    n = param.size
+    if n < PARALLEL_MIN_ELEMENTS:
+        _adam_loop(param, m, v, grad, *scalars)
+        return
+    for index in prange((n + PARALLEL_CHUNK - 1) // PARALLEL_CHUNK):
+        part = _chunk(index, n)
+        _adam_loop(param[part], m[part], v[part], grad[part], *scalars)
 
 
 # ---------------------------------------------------------------- fused training step

@@ -192,36 +192,47 @@ def naive_adam(param, m, v, grad, lr, b1, b2, eps, weight_decay, decoupled, step
 
 SGD_CASES = {"plain": (0.0, 0.0, False), "momentum": (0.9, 0.0, False),
              "nesterov": (0.9, 0.01, True), "decay": (0.5, 0.1, False)}
+# a few parameters, and enough for the cpu backend's chunked parallel path (with a short last chunk)
+UPDATE_SIZES = [11, 70_001]
+
+
+def test_the_update_sizes_reach_the_parallel_path():
+    from numbamlp.kernels import cpu_backend
+
+    assert max(UPDATE_SIZES) > cpu_backend.PARALLEL_MIN_ELEMENTS
+    assert max(UPDATE_SIZES) % cpu_backend.PARALLEL_CHUNK != 0
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", SGD_CASES)
-def test_sgd_update_follows_the_rule_over_steps(backend, dtype, case):
+@pytest.mark.parametrize("size", UPDATE_SIZES)
+def test_sgd_update_follows_the_rule_over_steps(backend, dtype, case, size):
     momentum, weight_decay, nesterov = SGD_CASES[case]
     rng = np.random.default_rng(3)
-    param = random(rng, 11, dtype)
+    param = random(rng, size, dtype)
     velocity = np.zeros_like(param)
-    ref_param, ref_velocity = param.astype(np.float64), np.zeros(11)
+    ref_param, ref_velocity = param.astype(np.float64), np.zeros(size)
     for _ in range(4):
-        grad = random(rng, 11, dtype)
+        grad = random(rng, size, dtype)
         get_backend(backend).sgd_update(param, velocity, grad, 0.1, momentum, weight_decay, nesterov)
         ref_param, ref_velocity = naive_sgd(ref_param, ref_velocity, grad.astype(np.float64), 0.1,
                                             momentum, weight_decay, nesterov)
     assert_close(param, ref_param, dtype, f"{case} param")
-    assert_close(velocity, ref_velocity if momentum else np.zeros(11), dtype, f"{case} velocity")
+    assert_close(velocity, ref_velocity if momentum else np.zeros(size), dtype, f"{case} velocity")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("decoupled", [False, True])
-def test_adam_update_follows_the_rule_over_steps(backend, dtype, decoupled):
+@pytest.mark.parametrize("size", UPDATE_SIZES)
+def test_adam_update_follows_the_rule_over_steps(backend, dtype, decoupled, size):
     rng = np.random.default_rng(4)
-    param = random(rng, 13, dtype)
+    param = random(rng, size, dtype)
     m, v = np.zeros_like(param), np.zeros_like(param)
-    ref = (param.astype(np.float64), np.zeros(13), np.zeros(13))
+    ref = (param.astype(np.float64), np.zeros(size), np.zeros(size))
     for step in range(1, 5):
-        grad = random(rng, 13, dtype)
+        grad = random(rng, size, dtype)
         get_backend(backend).adam_update(param, m, v, grad, 0.01, 0.9, 0.999, 1e-8, 0.05, decoupled, step)
         ref = naive_adam(*ref, grad.astype(np.float64), 0.01, 0.9, 0.999, 1e-8, 0.05, decoupled, step)
     assert_close(param, ref[0], dtype, "param")
