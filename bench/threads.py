@@ -1,13 +1,23 @@
-"""How should Numba and BLAS share the cores?  Trainer.step under thread settings.
+"""How should numbamlp use the cores?  Trainer.step under thread settings.
 
-    python bench/threads.py [--rounds 7]
+    python bench/threads.py [--rounds 5]
 
 Thread settings only take effect before the libraries start, so each setting runs in its
 own subprocess (settings alternate, round by round, so that machine noise hits all of
 them alike); each reports the median seconds per ``Trainer.step`` (float32, SGD with
-momentum, ReLU) at four shapes.  Used to choose how the cpu backend compiles its
-elementwise kernels (see kernels/cpu_backend.py).  Run it with OPENBLAS_CORETYPE unset to
-let OpenBLAS use this machine's own kernels.
+momentum, ReLU) at five shapes.  Settings other than "as shipped" recompile the cpu
+backend (uncached) with one thing changed:
+
+- serial / parallel elementwise: every elementwise and per-row kernel compiled without /
+  with parallel=True (as shipped: only the optimizer updates, which go parallel past a
+  size, see kernels/cpu_backend.py);
+- 1 thread: NUMBA_NUM_THREADS=1;
+- BLAS on 2 threads in the blocks: scipy's OpenBLAS not pinned to one thread, so each
+  GEMM block's BLAS call starts its own threads inside Numba's;
+- previous design: one BLAS call per GEMM with OpenBLAS on every core, elementwise serial
+  (what numbamlp shipped before the GEMMs were blocked; its bits depend on the thread count).
+
+Run it with OPENBLAS_CORETYPE unset to let OpenBLAS use this machine's own kernels.
 """
 
 from __future__ import annotations
@@ -20,32 +30,40 @@ import subprocess
 import sys
 
 SHAPES = {"small": ([64, 128, 10], 32), "two-hidden": ([64, 256, 128, 10], 32),
-          "mnist": ([784, 512, 10], 128), "deep": ([784, 1024, 1024, 10], 256)}
+          "mnist": ([784, 512, 10], 128), "deep": ([784, 1024, 1024, 10], 256),
+          "large": ([784, 2048, 2048, 10], 1024)}
 SETTINGS = {
     "as shipped": {},
-    "parallel elementwise": {"BENCH_PARALLEL_ELEMENTWISE": "1"},
-    "as shipped, 1 BLAS thread": {"OPENBLAS_NUM_THREADS": "1"},
-    "parallel + OMP passive": {"BENCH_PARALLEL_ELEMENTWISE": "1", "OMP_WAIT_POLICY": "passive"},
-    "parallel + 1 BLAS thread": {"BENCH_PARALLEL_ELEMENTWISE": "1", "OPENBLAS_NUM_THREADS": "1"},
+    "serial elementwise": {"BENCH_ELEMENTWISE": "serial"},
+    "parallel elementwise": {"BENCH_ELEMENTWISE": "parallel"},
+    "1 thread": {"NUMBA_NUM_THREADS": "1"},
+    "BLAS on 2 threads in the blocks": {"BENCH_BLAS_THREADS": "2"},
+    "previous design": {"BENCH_ELEMENTWISE": "serial", "BENCH_GEMM_BLOCKS": "1", "BENCH_BLAS_THREADS": "2"},
 }
 
 WORKER = r"""
 import json, os, sys, time
 import numpy as np
 from numbamlp.trainer import Trainer
-if os.environ.get("BENCH_PARALLEL_ELEMENTWISE"):
-    # Recompile (uncached) the elementwise kernels with parallel=True, and everything that
-    # calls them (the fused step resolves its callees when it is compiled), for comparison.
+from numbamlp.kernels import cpu_backend
+if any(k.startswith("BENCH_") for k in os.environ):
+    # Recompile (uncached) every kernel with the setting's change.  A compiled function
+    # resolves its callees when it is compiled, so replacing them all first is enough.
     import numba
-    from numbamlp.kernels import cpu_backend
+    if os.environ.get("BENCH_GEMM_BLOCKS"):
+        cpu_backend.GEMM_MAX_BLOCKS = int(os.environ["BENCH_GEMM_BLOCKS"])
+    elementwise_setting = os.environ.get("BENCH_ELEMENTWISE")  # None: as shipped
     names = [n for n in dir(cpu_backend) if hasattr(getattr(cpu_backend, n), "py_func")]
-    elementwise = [n for n in names if n.endswith(("_forward", "_backward", "_update"))
-                   and not n.startswith(("affine", "_"))]
-    for name in elementwise:
-        setattr(cpu_backend, name, numba.njit(parallel=True, nogil=True)(getattr(cpu_backend, name).py_func))
     for name in names:
-        if name not in elementwise:
-            setattr(cpu_backend, name, numba.njit(nogil=True)(getattr(cpu_backend, name).py_func))
+        dispatcher = getattr(cpu_backend, name)
+        parallel = bool(dispatcher.targetoptions.get("parallel"))
+        elementwise = name.endswith(("_forward", "_backward", "_update")) and not name.startswith(("affine", "_"))
+        if elementwise and elementwise_setting:
+            parallel = elementwise_setting == "parallel"
+        setattr(cpu_backend, name, numba.njit(parallel=parallel, nogil=True, error_model="numpy")(dispatcher.py_func))
+if os.environ.get("BENCH_BLAS_THREADS"):
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(int(os.environ["BENCH_BLAS_THREADS"]), user_api="blas")
 shapes = json.loads(sys.argv[1])
 rng = np.random.default_rng(0)
 result = {}
@@ -83,9 +101,9 @@ def main(argv=None):
         print(json.dumps(medians))
         return
     print(f"cores={os.cpu_count()}  median µs per Trainer.step over {args.rounds} interleaved rounds")
-    print(f"{'setting':<26}" + "".join(f"{shape:>13}" for shape in SHAPES))
+    print(f"{'setting':<32}" + "".join(f"{shape:>13}" for shape in SHAPES))
     for setting, per in medians.items():
-        print(f"{setting:<26}" + "".join(f"{per[shape] * 1e6:>13.0f}" for shape in SHAPES))
+        print(f"{setting:<32}" + "".join(f"{per[shape] * 1e6:>13.0f}" for shape in SHAPES))
 
 
 if __name__ == "__main__":
