@@ -76,53 +76,54 @@ def gemm_blocks(m, n, k):
 
 
 @njit(**_SERIAL)
-def _leading_dimension(M):
-    """(leading dimension in elements, "n" or "t") of a 2-D view with unit stride along one
-    axis: C-ordered rows ("n"), or the transposed view of a C-ordered matrix ("t").  A
-    single row or column has an arbitrary stride along its length-1 axis, hence the cases."""
-    rows, cols = M.shape
-    size = M.itemsize
-    if M.strides[1] == size and (rows == 1 or M.strides[0] // size >= cols):
-        return max(1, cols if rows == 1 else M.strides[0] // size), np.int8(ord("n"))
-    return max(1, rows if cols == 1 else M.strides[1] // size), np.int8(ord("t"))
-
-
-@njit(**_SERIAL)
-def _gemm_call(C, A, B, scalars):
-    """One BLAS call: C = scalars[0]·A @ B + scalars[1]·C (C's rows unit-stride)."""
-    m, k = A.shape
-    n = B.shape[1]
-    kind = np.int8(ord("s")) if C.itemsize == 4 else np.int8(ord("d"))
-    ld_a, trans_a = _leading_dimension(A)
-    ld_b, trans_b = _leading_dimension(B)
-    ld_c, _ = _leading_dimension(C)
+def _gemm_call(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, scalars):
+    """One BLAS call on flat buffers that start with row-major matrices of row strides
+    lda, ldb, ldc: C (m, n) = scalars[0]·op(A) (m, k) @ op(B) (k, n) + scalars[1]·C, op(M)
+    = M or Mᵀ as trans ("n" or "t") says."""
+    kind = np.int8(ord("s")) if c.itemsize == 4 else np.int8(ord("d"))
     # row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ
-    _xxgemm(kind, trans_b, trans_a, n, m, k, scalars[0:1].ctypes, B.ctypes, ld_b, A.ctypes, ld_a,
-            scalars[1:2].ctypes, C.ctypes, ld_c)
+    _xxgemm(kind, trans_b, trans_a, n, m, k, scalars[0:1].ctypes, b.ctypes, ldb, a.ctypes, lda,
+            scalars[1:2].ctypes, c.ctypes, ldc)
 
 
 @njit(**_PARALLEL)
-def _gemm(C, A, B, alpha, beta, scalars):
-    """C (m, n) = alpha·A (m, k) @ B (k, n) + beta·C, in gemm_blocks(m, n, k) blocks run in
-    parallel.  C C-contiguous; A, B C-contiguous or transposed views of C-contiguous
-    arrays; scalars (2,) of C's dtype, scratch."""
-    m, k = A.shape
-    n = B.shape[1]
+def _gemm_in_blocks(blocks, m, n, k, a, lda, trans_a, b, ldb, trans_b, c, scalars):
+    """_gemm's product cut into ``blocks`` blocks along C's longer side, run in parallel:
+    row blocks of C and op(A), or column blocks of C and op(B).  (One prange loop: a
+    second one cost ~0.4 s more compile time on a cold start.)"""
+    by_rows = m >= n
+    longest = m if by_rows else n
+    size = (longest + blocks - 1) // blocks
+    for block in prange(blocks):
+        start, stop = block * size, min(longest, (block + 1) * size)
+        if by_rows:  # op(A)'s row i starts at A[i, 0], or at Aᵀ's A[0, i]
+            a_start = start if trans_a == ord("t") else start * lda
+            _gemm_call(stop - start, n, k, a[a_start:], lda, trans_a, b, ldb, trans_b, c[start * n:], n, scalars)
+        else:  # op(B)'s column j starts at B[0, j], or at Bᵀ's B[j, 0]
+            b_start = start * ldb if trans_b == ord("t") else start
+            _gemm_call(m, stop - start, k, a, lda, trans_a, b[b_start:], ldb, trans_b, c[start:], n, scalars)
+
+
+@njit(**_SERIAL)
+def _gemm(C, A, a_transposed, B, b_transposed, alpha, beta, scalars):
+    """C (m, n) = alpha·op(A) @ op(B) + beta·C, op(M) = Mᵀ when M's flag is set, in
+    gemm_blocks(m, n, k) blocks.  C, A, B C-contiguous; scalars (2,) of C's dtype, scratch.
+
+    The flags arrive as constants, so this small function compiles once per combination;
+    what it passes on is typed without them (int8 codes), so the parallel part and the
+    BLAS call compile once per dtype: a faster cold start (bench/README.md)."""
+    m, n = C.shape
+    k = A.shape[0] if a_transposed else A.shape[1]
+    trans_a = np.int8(ord("t") if a_transposed else ord("n"))
+    trans_b = np.int8(ord("t") if b_transposed else ord("n"))
     scalars[0] = alpha
     scalars[1] = beta
+    a, b, c = A.reshape(-1), B.reshape(-1), C.reshape(-1)
     blocks = gemm_blocks(m, n, k)
     if blocks == 1:
-        _gemm_call(C, A, B, scalars)
-    elif m >= n:
-        size = (m + blocks - 1) // blocks
-        for block in prange(blocks):
-            start, stop = block * size, min(m, (block + 1) * size)
-            _gemm_call(C[start:stop], A[start:stop], B, scalars)
+        _gemm_call(m, n, k, a, A.shape[1], trans_a, b, B.shape[1], trans_b, c, n, scalars)
     else:
-        size = (n + blocks - 1) // blocks
-        for block in prange(blocks):
-            start, stop = block * size, min(n, (block + 1) * size)
-            _gemm_call(C[:, start:stop], A, B[:, start:stop], scalars)
+        _gemm_in_blocks(blocks, m, n, k, a, A.shape[1], trans_a, b, B.shape[1], trans_b, c, scalars)
 
 
 def pin_blas_to_one_thread() -> None:
@@ -144,7 +145,7 @@ def pin_blas_to_one_thread() -> None:
 @njit(**_SERIAL)
 def affine_forward(out, X, W, b):
     """out (B, out) = X (B, in) @ W (out, in).T + b (out,).  ``out`` overwritten."""
-    _gemm(out, X, W.T, 1.0, 0.0, np.empty(2, out.dtype))
+    _gemm(out, X, False, W, True, 1.0, 0.0, np.empty(2, out.dtype))
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
             out[i, j] += b[j]
@@ -158,13 +159,13 @@ def affine_backward(dX, dW, db, dout, X, W):
     dX (B, in) = dout W, or skipped when dX is None (the first layer needs no dX).
     """
     scalars = np.empty(2, dW.dtype)
-    _gemm(dW, dout.T, X, 1.0, 0.0, scalars)
+    _gemm(dW, dout, True, X, False, 1.0, 0.0, scalars)
     db[:] = 0
     for i in range(dout.shape[0]):
         for j in range(dout.shape[1]):
             db[j] += dout[i, j]
     if dX is not None:
-        _gemm(dX, dout, W, 1.0, 0.0, scalars)
+        _gemm(dX, dout, False, W, False, 1.0, 0.0, scalars)
 
 
 # ---------------------------------------------------------------- activations
@@ -469,58 +470,42 @@ def softmax_crossentropy_backward(dS, P, y, weights=None):
 
 
 # ---------------------------------------------------------------- optimizers
-# An update runs over every parameter at once: past PARALLEL_MIN_ELEMENTS it is worth
-# Numba's threads (a parallel launch costs ~1 µs here, so below that one thread is faster;
-# bench/README.md).  Each element is updated on its own, so the bits do not depend on the
-# thread count.  The loops live in *_loop functions, run on the whole arrays or on fixed
-# chunks of them (slices: a loop from 0 lets LLVM drop the negative-index checks and
-# vectorise, which a loop from an arbitrary start does not).
-PARALLEL_MIN_ELEMENTS = 65536
-PARALLEL_CHUNK = 16384
-
-
-@njit(**_SERIAL)
-def _chunk(index, n):
-    """The slice of chunk ``index`` of n elements."""
-    return slice(index * PARALLEL_CHUNK, min(n, (index + 1) * PARALLEL_CHUNK))
-
-
-@njit(**_SERIAL)
-def _sgd_loop(param, velocity, grad, step, mu, decay, nesterov):
-    # branches hoisted out of the loops, and everything in the arrays' dtype, so they vectorise
-    if mu == 0:
-        for k in range(param.size):
-            param[k] -= step * (grad[k] + decay * param[k])
-    elif nesterov:
-        for k in range(param.size):
-            g = grad[k] + decay * param[k]
-            velocity[k] = mu * velocity[k] + g
-            param[k] -= step * (g + mu * velocity[k])
-    else:
-        for k in range(param.size):
-            velocity[k] = mu * velocity[k] + grad[k] + decay * param[k]
-            param[k] -= step * velocity[k]
-
-
-@njit(**_PARALLEL)
+@njit(**_ELEMENTWISE)
 def sgd_update(param, velocity, grad, lr, momentum, weight_decay, nesterov):
     """SGD as in PyTorch, over flat arrays; ``param`` and ``velocity`` updated in place.
 
     g = grad + weight_decay·param;  with momentum μ > 0: velocity = μ·velocity + g and
     g = g + μ·velocity (nesterov) or velocity;  param −= lr·g.  μ = 0 is the seed's SGD.
+    Branches are hoisted and the loops run in the arrays' dtype, so they vectorise.
     """
     step, mu, decay = param.dtype.type(lr), param.dtype.type(momentum), param.dtype.type(weight_decay)
-    n = param.size
-    if n < PARALLEL_MIN_ELEMENTS:
-        _sgd_loop(param, velocity, grad, step, mu, decay, nesterov)
-        return
-    for index in prange((n + PARALLEL_CHUNK - 1) // PARALLEL_CHUNK):
-        part = _chunk(index, n)
-        _sgd_loop(param[part], velocity[part], grad[part], step, mu, decay, nesterov)
+    if momentum == 0.0:
+        for k in prange(param.size):
+            param[k] -= step * (grad[k] + decay * param[k])
+    elif nesterov:
+        for k in prange(param.size):
+            g = grad[k] + decay * param[k]
+            velocity[k] = mu * velocity[k] + g
+            param[k] -= step * (g + mu * velocity[k])
+    else:
+        for k in prange(param.size):
+            velocity[k] = mu * velocity[k] + grad[k] + decay * param[k]
+            param[k] -= step * velocity[k]
+
+
+# Adam reads and writes four arrays over every parameter, and the mnist step spent ~15 % of
+# its time there on one thread: past ADAM_PARALLEL_MIN parameters it runs on Numba's
+# threads, in fixed chunks (each element on its own, so the bits do not depend on the
+# thread count).  Measured at mnist: 1.17× → 1.09× the relu + SGD step, for ~1 s more
+# compile time on a cold start.  (SGD with momentum touches three arrays and stays serial.)
+ADAM_PARALLEL_MIN = 65536
+ADAM_CHUNK = 16384
 
 
 @njit(**_SERIAL)
 def _adam_loop(param, m, v, grad, b1, b2, step_size, inv_sqrt_bias2, epsilon, decay, shrink):
+    # a loop from 0 over slices: with an arbitrary start LLVM keeps negative-index checks
+    # and does not vectorise
     one = param.dtype.type(1.0)
     for k in range(param.size):
         p = param[k] * shrink
@@ -547,11 +532,11 @@ def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decouple
     decay = dtype(0.0) if decoupled else dtype(weight_decay)
     scalars = (dtype(beta1), dtype(beta2), step_size, inv_sqrt_bias2, dtype(eps), decay, shrink)
     n = param.size
-    if n < PARALLEL_MIN_ELEMENTS:
+    if n < ADAM_PARALLEL_MIN:
         _adam_loop(param, m, v, grad, *scalars)
         return
-    for index in prange((n + PARALLEL_CHUNK - 1) // PARALLEL_CHUNK):
-        part = _chunk(index, n)
+    for chunk in prange((n + ADAM_CHUNK - 1) // ADAM_CHUNK):
+        part = slice(chunk * ADAM_CHUNK, min(n, (chunk + 1) * ADAM_CHUNK))
         _adam_loop(param[part], m[part], v[part], grad[part], *scalars)
 
 
@@ -620,13 +605,15 @@ UPDATE_SGD = 1    # plain SGD (no momentum): W ← (1 − lr·wd)·W − lr·dY�
 
 
 @njit(**_SERIAL)
-def _layer_update(mode, params, grads, offset, n_out, n_in, dY, X_in, lr, weight_decay, scalars):
-    """Gradient of one layer, dW = dY (n_out, B) @ X_in (B, n_in), with db already in
+def _layer_update(mode, params, grads, offset, n_out, n_in, dY, dY_transposed, X_in, X_transposed,
+                  lr, weight_decay, scalars):
+    """Gradient of one layer, dW = op(dY) (n_out, B) @ op(X_in) (B, n_in), with db already in
     grads[offset + n_out·n_in :]: stored (UPDATE_AFTER) or applied to the weights now."""
     if mode == UPDATE_AFTER:
-        _gemm(_matrix(grads, offset, n_out, n_in), dY, X_in, 1.0, 0.0, scalars)
+        _gemm(_matrix(grads, offset, n_out, n_in), dY, dY_transposed, X_in, X_transposed, 1.0, 0.0, scalars)
         return
-    _gemm(_matrix(params, offset, n_out, n_in), dY, X_in, -lr, 1.0 - lr * weight_decay, scalars)
+    _gemm(_matrix(params, offset, n_out, n_in), dY, dY_transposed, X_in, X_transposed,
+          -lr, 1.0 - lr * weight_decay, scalars)
     for k in range(offset + n_out * n_in, offset + n_out * (n_in + 1)):
         params[k] = (1.0 - lr * weight_decay) * params[k] - lr * grads[k]
 
@@ -664,16 +651,20 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
         b = params[param_offsets[layer] + n_out * n_in : param_offsets[layer] + n_out * (n_in + 1)]
         AT = _matrix(workspace, hidden_offsets[layer, 0], n_out, B)
         HT = _matrix(workspace, hidden_offsets[layer, 1], n_out, B)
-        below = X.T if layer == 0 else _matrix(workspace, hidden_offsets[layer - 1, 1], n_in, B)
-        _gemm(AT, W, below, 1.0, 0.0, scalars)
+        if layer == 0:
+            _gemm(AT, W, False, X, True, 1.0, 0.0, scalars)
+        else:
+            _gemm(AT, W, False, _matrix(workspace, hidden_offsets[layer - 1, 1], n_in, B), False, 1.0, 0.0, scalars)
         _add_bias_rows(AT, b)
         _activation_forward(act_code, HT, AT, alpha)
     n_in, n_out = layers[L - 1], layers[L]
     out_offset = param_offsets[L - 1]
     W_out = _matrix(params, out_offset, n_out, n_in)
     b_out = params[out_offset + n_out * n_in : out_offset + n_out * (n_in + 1)]
-    H_last = X if L == 1 else _matrix(workspace, hidden_offsets[L - 2, 1], n_in, B).T
-    _gemm(S, H_last, W_out.T, 1.0, 0.0, scalars)
+    if L == 1:
+        _gemm(S, X, False, W_out, True, 1.0, 0.0, scalars)
+    else:
+        _gemm(S, _matrix(workspace, hidden_offsets[L - 2, 1], n_in, B), True, W_out, True, 1.0, 0.0, scalars)
     for i in range(B):
         for c in range(n_out):
             S[i, c] += b_out[c]
@@ -688,12 +679,12 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
         for c in range(n_out):
             db_out[c] += dS[i, c]
     if L == 1:
-        _layer_update(update_mode, params, grads, out_offset, n_out, n_in, dS.T, X,
+        _layer_update(update_mode, params, grads, out_offset, n_out, n_in, dS, True, X, False,
                       lr, weight_decay, scalars)
     else:
         HT_last = _matrix(workspace, hidden_offsets[L - 2, 1], n_in, B)
-        _gemm(_matrix(workspace, hidden_offsets[L - 2, 2], n_in, B), W_out.T, dS.T, 1.0, 0.0, scalars)
-        _layer_update(update_mode, params, grads, out_offset, n_out, n_in, dS.T, HT_last.T,
+        _gemm(_matrix(workspace, hidden_offsets[L - 2, 2], n_in, B), W_out, True, dS, True, 1.0, 0.0, scalars)
+        _layer_update(update_mode, params, grads, out_offset, n_out, n_in, dS, True, HT_last, True,
                       lr, weight_decay, scalars)
         for layer in range(L - 2, -1, -1):
             n_in, n_out = layers[layer], layers[layer + 1]
@@ -705,14 +696,15 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
             _activation_backward(act_code, dAT, dHT, HT if backward_uses_output else AT, alpha)
             _sum_rows(grads[offset + n_out * n_in : offset + n_out * (n_in + 1)], dAT)
             if layer == 0:
-                _layer_update(update_mode, params, grads, offset, n_out, n_in, dAT, X,
-                      lr, weight_decay, scalars)
+                _layer_update(update_mode, params, grads, offset, n_out, n_in, dAT, False, X, False,
+                              lr, weight_decay, scalars)
             else:
                 W = _matrix(params, offset, n_out, n_in)
-                _gemm(_matrix(workspace, hidden_offsets[layer - 1, 2], n_in, B), W.T, dAT, 1.0, 0.0, scalars)
+                dH_below = _matrix(workspace, hidden_offsets[layer - 1, 2], n_in, B)
+                _gemm(dH_below, W, True, dAT, False, 1.0, 0.0, scalars)
                 H_below = _matrix(workspace, hidden_offsets[layer - 1, 1], n_in, B)
-                _layer_update(update_mode, params, grads, offset, n_out, n_in, dAT, H_below.T,
-                      lr, weight_decay, scalars)
+                _layer_update(update_mode, params, grads, offset, n_out, n_in, dAT, False, H_below, True,
+                              lr, weight_decay, scalars)
     # ---- optimizers that need every gradient first
     if update_mode == UPDATE_AFTER:
         if adam:

@@ -11,10 +11,14 @@ TWO_THREADS = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="nee
 
 
 def operand(rng, rows, cols, transposed, dtype):
-    """A (rows, cols) matrix, either C-ordered or the transposed view of a C-ordered one."""
-    if transposed:
-        return np.ascontiguousarray(rng.normal(size=(cols, rows)).astype(dtype)).T
-    return rng.normal(size=(rows, cols)).astype(dtype)
+    """(stored, transposed): a C-ordered matrix M whose op(M), M or Mᵀ, is (rows, cols)."""
+    shape = (cols, rows) if transposed else (rows, cols)
+    return rng.normal(size=shape).astype(dtype), transposed
+
+
+def as_numpy(operand):
+    stored, transposed = operand
+    return stored.T if transposed else stored
 
 
 # (m, k, n): one block; rows split in 2 and 4; columns split in 2; single rows and columns
@@ -28,8 +32,8 @@ def test_gemm_matches_numpy_with_alpha_beta_and_transposed_operands(m, k, n, tra
     A = operand(rng, m, k, transpose_a, np.float64)
     B = operand(rng, k, n, transpose_b, np.float64)
     C = rng.normal(size=(m, n))
-    expected = -0.5 * (A @ B) + 0.25 * C
-    _gemm(C, A, B, -0.5, 0.25, np.empty(2))
+    expected = -0.5 * (as_numpy(A) @ as_numpy(B)) + 0.25 * C
+    _gemm(C, *A, *B, -0.5, 0.25, np.empty(2))
     np.testing.assert_allclose(C, expected, rtol=1e-12, atol=1e-12)
 
 
@@ -58,12 +62,12 @@ def test_gemm_gives_the_same_bits_on_one_and_two_threads(dtype):
         for threads in (1, 2, 1):
             numba.set_num_threads(threads)
             C = np.empty((1024, 256), dtype)
-            _gemm(C, A, B, 1.0, 0.0, np.empty(2, dtype))
+            _gemm(C, *A, *B, 1.0, 0.0, np.empty(2, dtype))
             results.append(C)
     finally:
         numba.set_num_threads(before)
     assert results[0].tobytes() == results[1].tobytes() == results[2].tobytes()
-    np.testing.assert_allclose(results[0], A.astype(np.float64) @ B, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(results[0], as_numpy(A).astype(np.float64) @ as_numpy(B), rtol=1e-3, atol=1e-3)
 
 
 def test_importing_the_cpu_backend_runs_scipys_blas_on_one_thread():
