@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
@@ -717,3 +718,9 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
 
 # Importing this backend makes scipy's BLAS single-threaded: see _gemm.
 pin_blas_to_one_thread()
+# Start Numba's thread pool now.  A cached function that calls a parallel one is supposed
+# to start it when loaded, but Numba (0.68) loses that hook when the parallel callee was
+# itself loaded from the cache while the caller compiled: running such a caller from the
+# cache then crashed (segfault) until something else had started the pool.  Reproduced
+# and tested: tests/test_gemm.py::test_cached_kernels_load_in_any_order.
+numba.get_num_threads()

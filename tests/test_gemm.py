@@ -80,3 +80,35 @@ def test_importing_the_cpu_backend_runs_scipys_blas_on_one_thread():
     scipys = [lib for lib in threadpool_info()
               if lib["user_api"] == "blas" and lib["filepath"].startswith(scipy_home + "scipy")]
     assert scipys and all(lib["num_threads"] == 1 for lib in scipys)
+
+
+@pytest.mark.slow
+def test_cached_kernels_load_in_any_order(tmp_path):
+    """A Numba (0.68) caching bug: a caller compiled while its parallel callee came from the
+    cache is cached without the hook that starts the thread pool, and running it from the
+    cache in a fresh process crashed.  Three fresh processes on an empty cache: a training
+    step caches _gemm; affine_forward compiles against the cached _gemm; affine_forward runs
+    from the cache (a multi-block product, so the thread pool is used)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    train = (
+        "import numpy as np\n"
+        "from numbamlp.trainer import Trainer\n"
+        "t = Trainer({'model': {'hidden': [64]}})\n"
+        "t.step(np.ones((8, 16), np.float32), np.arange(8) % 2)\n"
+    )
+    affine = (
+        "import numpy as np\n"
+        "from numbamlp.kernels import cpu_backend\n"
+        "X, W, b = np.ones((256, 784), np.float32), np.ones((512, 784), np.float32), np.zeros(512, np.float32)\n"
+        "assert cpu_backend.gemm_blocks(256, 512, 784) > 1\n"
+        "out = np.empty((256, 512), np.float32)\n"
+        "cpu_backend.affine_forward(out, X, W, b)\n"
+        "assert (out == 784).all()\n"
+    )
+    for code in (train, affine, affine):
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
