@@ -76,11 +76,17 @@ def gemm_blocks(m, n, k):
     return blocks
 
 
+# How an operand enters a product: as stored, or transposed (BLAS's own codes).  numpy
+# int8 values, not Python bools: Numba compiles a separate copy of a function for every
+# combination of constant bool arguments, but types these as plain int8.
+AS_IS, TRANSPOSED = np.int8(ord("n")), np.int8(ord("t"))
+
+
 @njit(**_SERIAL)
 def _gemm_call(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, scalars):
     """One BLAS call on flat buffers that start with row-major matrices of row strides
     lda, ldb, ldc: C (m, n) = scalars[0]·op(A) (m, k) @ op(B) (k, n) + scalars[1]·C, op(M)
-    = M or Mᵀ as trans ("n" or "t") says."""
+    = M or Mᵀ as trans (AS_IS or TRANSPOSED) says."""
     kind = np.int8(ord("s")) if c.itemsize == 4 else np.int8(ord("d"))
     # row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ
     _xxgemm(kind, trans_b, trans_a, n, m, k, scalars[0:1].ctypes, b.ctypes, ldb, a.ctypes, lda,
@@ -98,25 +104,20 @@ def _gemm_in_blocks(blocks, m, n, k, a, lda, trans_a, b, ldb, trans_b, c, scalar
     for block in prange(blocks):
         start, stop = block * size, min(longest, (block + 1) * size)
         if by_rows:  # op(A)'s row i starts at A[i, 0], or at Aᵀ's A[0, i]
-            a_start = start if trans_a == ord("t") else start * lda
+            a_start = start if trans_a == TRANSPOSED else start * lda
             _gemm_call(stop - start, n, k, a[a_start:], lda, trans_a, b, ldb, trans_b, c[start * n:], n, scalars)
         else:  # op(B)'s column j starts at B[0, j], or at Bᵀ's B[j, 0]
-            b_start = start * ldb if trans_b == ord("t") else start
+            b_start = start * ldb if trans_b == TRANSPOSED else start
             _gemm_call(m, stop - start, k, a, lda, trans_a, b[b_start:], ldb, trans_b, c[start:], n, scalars)
 
 
 @njit(**_SERIAL)
-def _gemm(C, A, a_transposed, B, b_transposed, alpha, beta, scalars):
-    """C (m, n) = alpha·op(A) @ op(B) + beta·C, op(M) = Mᵀ when M's flag is set, in
-    gemm_blocks(m, n, k) blocks.  C, A, B C-contiguous; scalars (2,) of C's dtype, scratch.
-
-    The flags arrive as constants, so this small function compiles once per combination;
-    what it passes on is typed without them (int8 codes), so the parallel part and the
-    BLAS call compile once per dtype: a faster cold start (bench/README.md)."""
+def _gemm(C, A, trans_a, B, trans_b, alpha, beta, scalars):
+    """C (m, n) = alpha·op(A) @ op(B) + beta·C, op(M) = M (AS_IS) or Mᵀ (TRANSPOSED), in
+    gemm_blocks(m, n, k) blocks.  C, A, B C-contiguous (so that every call has one type and
+    this compiles once per dtype); scalars (2,) of C's dtype, scratch."""
     m, n = C.shape
-    k = A.shape[0] if a_transposed else A.shape[1]
-    trans_a = np.int8(ord("t") if a_transposed else ord("n"))
-    trans_b = np.int8(ord("t") if b_transposed else ord("n"))
+    k = A.shape[0] if trans_a == TRANSPOSED else A.shape[1]
     scalars[0] = alpha
     scalars[1] = beta
     a, b, c = A.reshape(-1), B.reshape(-1), C.reshape(-1)
@@ -146,7 +147,7 @@ def pin_blas_to_one_thread() -> None:
 @njit(**_SERIAL)
 def affine_forward(out, X, W, b):
     """out (B, out) = X (B, in) @ W (out, in).T + b (out,).  ``out`` overwritten."""
-    _gemm(out, X, False, W, True, 1.0, 0.0, np.empty(2, out.dtype))
+    _gemm(out, X, AS_IS, W, TRANSPOSED, 1.0, 0.0, np.empty(2, out.dtype))
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
             out[i, j] += b[j]
@@ -160,13 +161,13 @@ def affine_backward(dX, dW, db, dout, X, W):
     dX (B, in) = dout W, or skipped when dX is None (the first layer needs no dX).
     """
     scalars = np.empty(2, dW.dtype)
-    _gemm(dW, dout, True, X, False, 1.0, 0.0, scalars)
+    _gemm(dW, dout, TRANSPOSED, X, AS_IS, 1.0, 0.0, scalars)
     db[:] = 0
     for i in range(dout.shape[0]):
         for j in range(dout.shape[1]):
             db[j] += dout[i, j]
     if dX is not None:
-        _gemm(dX, dout, False, W, False, 1.0, 0.0, scalars)
+        _gemm(dX, dout, AS_IS, W, AS_IS, 1.0, 0.0, scalars)
 
 
 # ---------------------------------------------------------------- activations
@@ -606,14 +607,14 @@ UPDATE_SGD = 1    # plain SGD (no momentum): W ← (1 − lr·wd)·W − lr·dY�
 
 
 @njit(**_SERIAL)
-def _layer_update(mode, params, grads, offset, n_out, n_in, dY, dY_transposed, X_in, X_transposed,
+def _layer_update(mode, params, grads, offset, n_out, n_in, dY, trans_dY, X_in, trans_X,
                   lr, weight_decay, scalars):
     """Gradient of one layer, dW = op(dY) (n_out, B) @ op(X_in) (B, n_in), with db already in
     grads[offset + n_out·n_in :]: stored (UPDATE_AFTER) or applied to the weights now."""
     if mode == UPDATE_AFTER:
-        _gemm(_matrix(grads, offset, n_out, n_in), dY, dY_transposed, X_in, X_transposed, 1.0, 0.0, scalars)
+        _gemm(_matrix(grads, offset, n_out, n_in), dY, trans_dY, X_in, trans_X, 1.0, 0.0, scalars)
         return
-    _gemm(_matrix(params, offset, n_out, n_in), dY, dY_transposed, X_in, X_transposed,
+    _gemm(_matrix(params, offset, n_out, n_in), dY, trans_dY, X_in, trans_X,
           -lr, 1.0 - lr * weight_decay, scalars)
     for k in range(offset + n_out * n_in, offset + n_out * (n_in + 1)):
         params[k] = (1.0 - lr * weight_decay) * params[k] - lr * grads[k]
@@ -653,9 +654,10 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
         AT = _matrix(workspace, hidden_offsets[layer, 0], n_out, B)
         HT = _matrix(workspace, hidden_offsets[layer, 1], n_out, B)
         if layer == 0:
-            _gemm(AT, W, False, X, True, 1.0, 0.0, scalars)
+            _gemm(AT, W, AS_IS, X, TRANSPOSED, 1.0, 0.0, scalars)
         else:
-            _gemm(AT, W, False, _matrix(workspace, hidden_offsets[layer - 1, 1], n_in, B), False, 1.0, 0.0, scalars)
+            H_below = _matrix(workspace, hidden_offsets[layer - 1, 1], n_in, B)
+            _gemm(AT, W, AS_IS, H_below, AS_IS, 1.0, 0.0, scalars)
         _add_bias_rows(AT, b)
         _activation_forward(act_code, HT, AT, alpha)
     n_in, n_out = layers[L - 1], layers[L]
@@ -663,9 +665,10 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
     W_out = _matrix(params, out_offset, n_out, n_in)
     b_out = params[out_offset + n_out * n_in : out_offset + n_out * (n_in + 1)]
     if L == 1:
-        _gemm(S, X, False, W_out, True, 1.0, 0.0, scalars)
+        _gemm(S, X, AS_IS, W_out, TRANSPOSED, 1.0, 0.0, scalars)
     else:
-        _gemm(S, _matrix(workspace, hidden_offsets[L - 2, 1], n_in, B), True, W_out, True, 1.0, 0.0, scalars)
+        HT_last = _matrix(workspace, hidden_offsets[L - 2, 1], n_in, B)
+        _gemm(S, HT_last, TRANSPOSED, W_out, TRANSPOSED, 1.0, 0.0, scalars)
     for i in range(B):
         for c in range(n_out):
             S[i, c] += b_out[c]
@@ -680,13 +683,14 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
         for c in range(n_out):
             db_out[c] += dS[i, c]
     if L == 1:
-        _layer_update(update_mode, params, grads, out_offset, n_out, n_in, dS, True, X, False,
+        _layer_update(update_mode, params, grads, out_offset, n_out, n_in, dS, TRANSPOSED, X, AS_IS,
                       lr, weight_decay, scalars)
     else:
         HT_last = _matrix(workspace, hidden_offsets[L - 2, 1], n_in, B)
-        _gemm(_matrix(workspace, hidden_offsets[L - 2, 2], n_in, B), W_out, True, dS, True, 1.0, 0.0, scalars)
-        _layer_update(update_mode, params, grads, out_offset, n_out, n_in, dS, True, HT_last, True,
-                      lr, weight_decay, scalars)
+        dHT_last = _matrix(workspace, hidden_offsets[L - 2, 2], n_in, B)
+        _gemm(dHT_last, W_out, TRANSPOSED, dS, TRANSPOSED, 1.0, 0.0, scalars)
+        _layer_update(update_mode, params, grads, out_offset, n_out, n_in, dS, TRANSPOSED,
+                      HT_last, TRANSPOSED, lr, weight_decay, scalars)
         for layer in range(L - 2, -1, -1):
             n_in, n_out = layers[layer], layers[layer + 1]
             offset = param_offsets[layer]
@@ -697,15 +701,15 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
             _activation_backward(act_code, dAT, dHT, HT if backward_uses_output else AT, alpha)
             _sum_rows(grads[offset + n_out * n_in : offset + n_out * (n_in + 1)], dAT)
             if layer == 0:
-                _layer_update(update_mode, params, grads, offset, n_out, n_in, dAT, False, X, False,
+                _layer_update(update_mode, params, grads, offset, n_out, n_in, dAT, AS_IS, X, AS_IS,
                               lr, weight_decay, scalars)
             else:
                 W = _matrix(params, offset, n_out, n_in)
                 dH_below = _matrix(workspace, hidden_offsets[layer - 1, 2], n_in, B)
-                _gemm(dH_below, W, True, dAT, False, 1.0, 0.0, scalars)
+                _gemm(dH_below, W, TRANSPOSED, dAT, AS_IS, 1.0, 0.0, scalars)
                 H_below = _matrix(workspace, hidden_offsets[layer - 1, 1], n_in, B)
-                _layer_update(update_mode, params, grads, offset, n_out, n_in, dAT, False, H_below, True,
-                              lr, weight_decay, scalars)
+                _layer_update(update_mode, params, grads, offset, n_out, n_in, dAT, AS_IS,
+                              H_below, TRANSPOSED, lr, weight_decay, scalars)
     # ---- optimizers that need every gradient first
     if update_mode == UPDATE_AFTER:
         if adam:

@@ -5,20 +5,20 @@ import numpy as np
 import pytest
 
 from numbamlp.kernels import cpu_backend
-from numbamlp.kernels.cpu_backend import _gemm, gemm_blocks
+from numbamlp.kernels.cpu_backend import AS_IS, TRANSPOSED, _gemm, gemm_blocks
 
 TWO_THREADS = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 CPU threads")
 
 
 def operand(rng, rows, cols, transposed, dtype):
-    """(stored, transposed): a C-ordered matrix M whose op(M), M or Mᵀ, is (rows, cols)."""
+    """(M, code): a C-ordered matrix M whose op(M), M (AS_IS) or Mᵀ (TRANSPOSED), is (rows, cols)."""
     shape = (cols, rows) if transposed else (rows, cols)
-    return rng.normal(size=shape).astype(dtype), transposed
+    return rng.normal(size=shape).astype(dtype), TRANSPOSED if transposed else AS_IS
 
 
 def as_numpy(operand):
-    stored, transposed = operand
-    return stored.T if transposed else stored
+    stored, code = operand
+    return stored.T if code == TRANSPOSED else stored
 
 
 # (m, k, n): one block; rows split in 2 and 4; columns split in 2; single rows and columns
