@@ -11,6 +11,7 @@ and its parameter, dtype, class labels, versions and the training config.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from pathlib import Path
@@ -43,6 +44,26 @@ def atomic_write_bytes(path, data: bytes) -> None:
         if tmp.exists():
             tmp.unlink()
     _fsync_directory(path.parent)
+    _remove_stale_temporaries(path)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete ``path``'s temporary files left by writers that died mid-write (kill -9):
+    those whose process is gone.  A live writer's file is never touched."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but belongs to someone else (or cannot be asked)
+        return True
+    return True
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from numbamlp import MLP, load_model
 from numbamlp.data import Standardizer, spiral
-from numbamlp.io import ModelFileError, read_safetensors, save_model, write_safetensors
+from numbamlp.io import ModelFileError, atomic_write_bytes, read_safetensors, save_model, write_safetensors
 from numbamlp.trainer import Trainer
 
 
@@ -113,3 +113,24 @@ def test_model_file_holds_json_metadata_and_no_pickle(tmp_path):
     assert meta["activation"] == "gelu" and meta["config"] == {"epochs": 3} and meta["layers"] == [3, 4, 2]
     assert not (tmp_path / ".m.safetensors.tmp").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary left behind
+
+
+def test_temporaries_of_dead_writers_are_cleaned_and_live_ones_kept(tmp_path):
+    """A kill -9 mid-write leaves `.NAME.tmp-PID`; the next write of NAME removes it, but
+    never the temporary of a writer that is still running."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(dead.stdout)
+    target = tmp_path / "model.safetensors"
+    stale = tmp_path / f".model.safetensors.tmp-{dead_pid}"
+    live = tmp_path / f".model.safetensors.tmp-{os.getppid()}"
+    other = tmp_path / f".summary.json.tmp-{dead_pid}"
+    for path in (stale, live, other):
+        path.write_bytes(b"half a file")
+    atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert not stale.exists()
+    assert live.exists() and other.exists()  # a running writer's file; another target's
