@@ -28,6 +28,7 @@ activations (for config validation, CLI choices, docs) costs nothing.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
@@ -130,6 +131,16 @@ def _cuda_backend() -> ModuleType:
     if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1" and not cuda.is_available():
         raise BackendUnavailable("the cuda backend found no NVIDIA GPU here; use backend 'cpu'")
     return importlib.import_module(f"{__name__}.cuda_backend")
+
+
+_NO_GUARD = contextlib.nullcontext()
+
+
+def launch_guard(backend: ModuleType):
+    """The context to hold while calling ``backend``'s kernels from Python: a lock where
+    concurrent calls from several threads would crash (the cpu backend on Numba's
+    workqueue threading layer, see ``cpu_backend.LAUNCH_GUARD``), a no-op elsewhere."""
+    return getattr(backend, "LAUNCH_GUARD", _NO_GUARD)
 
 
 def activation_kernels(backend: ModuleType, name: str):

@@ -20,8 +20,10 @@ with ``prange`` but compiled serial (``_ELEMENTWISE``).  Reductions that feed th
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import threading
 
 import numba
 import numpy as np
@@ -728,3 +730,8 @@ pin_blas_to_one_thread()
 # cache then crashed (segfault) until something else had started the pool.  Reproduced
 # and tested: tests/test_gemm.py::test_cached_kernels_load_in_any_order.
 numba.get_num_threads()
+# Numba's workqueue threading layer (its fallback when neither OpenMP's libgomp nor TBB is
+# installed) aborts the whole process when two Python threads launch parallel work at the
+# same time (measured: two Trainers fitting in two threads).  There, callers take turns
+# through this lock (numbamlp.kernels.launch_guard); with OpenMP or TBB it is a no-op.
+LAUNCH_GUARD = threading.RLock() if numba.threading_layer() == "workqueue" else contextlib.nullcontext()

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from numbamlp.kernels import activation_kernels, activation_spec, get_backend
+from numbamlp.kernels import activation_kernels, activation_spec, get_backend, launch_guard
 
 FLOAT_DTYPES = ("float32", "float64")
 
@@ -282,12 +282,13 @@ def forward(backend, model: MLP, X: np.ndarray, workspace: Workspace) -> np.ndar
     act_forward, _ = activation_kernels(backend, model.activation)
     alpha = activation_spec(model.activation).alpha
     h = X
-    for (W, b), A, Hout in zip(model._params[:-1], buf.A, buf.Hout):
-        backend.affine_forward(A, h, W, b)
-        act_forward(Hout, A, alpha)
-        h = Hout
-    W, b = model._params[-1]
-    backend.affine_forward(buf.S, h, W, b)
+    with launch_guard(backend):
+        for (W, b), A, Hout in zip(model._params[:-1], buf.A, buf.Hout):
+            backend.affine_forward(A, h, W, b)
+            act_forward(Hout, A, alpha)
+            h = Hout
+        W, b = model._params[-1]
+        backend.affine_forward(buf.S, h, W, b)
     return buf.S
 
 
@@ -298,22 +299,23 @@ def backward_into(backend, model: MLP, X, y, workspace: Workspace, grads, weight
     (B,), if given, makes the loss the weighted mean Σ wᵢ·Lᵢ / Σ wᵢ.
     """
     buf = workspace.rows(X.shape[0])
-    S = forward(backend, model, X, workspace)
-    loss = backend.softmax_crossentropy_forward(buf.P, buf.row_loss, S, y, weights)
-    backend.softmax_crossentropy_backward(buf.dS, buf.P, y, weights)
     _, act_backward = activation_kernels(backend, model.activation)
     spec = activation_spec(model.activation)
     caches = buf.A if spec.backward_uses == "input" else buf.Hout
     inputs = [X] + buf.Hout  # the input of layer l
     dout = buf.dS
-    for layer in range(len(model._params) - 1, -1, -1):
-        W, _ = model._params[layer]
-        dW, db = grads[layer]
-        dX = buf.dH[layer - 1] if layer > 0 else None
-        backend.affine_backward(dX, dW, db, dout, inputs[layer], W)
-        if layer > 0:
-            act_backward(buf.dA[layer - 1], dX, caches[layer - 1], spec.alpha)
-            dout = buf.dA[layer - 1]
+    with launch_guard(backend):
+        S = forward(backend, model, X, workspace)
+        loss = backend.softmax_crossentropy_forward(buf.P, buf.row_loss, S, y, weights)
+        backend.softmax_crossentropy_backward(buf.dS, buf.P, y, weights)
+        for layer in range(len(model._params) - 1, -1, -1):
+            W, _ = model._params[layer]
+            dW, db = grads[layer]
+            dX = buf.dH[layer - 1] if layer > 0 else None
+            backend.affine_backward(dX, dW, db, dout, inputs[layer], W)
+            if layer > 0:
+                act_backward(buf.dA[layer - 1], dX, caches[layer - 1], spec.alpha)
+                dout = buf.dA[layer - 1]
     return float(loss)
 
 

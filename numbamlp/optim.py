@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from numbamlp.kernels import launch_guard
+
 
 class Optimizer:
     """Optimizer state for one model: ``update`` applies one step in place.
@@ -46,10 +48,11 @@ class Optimizer:
         """One step: params (flat) updated from grads (flat) at learning rate ``lr``."""
         adam, lr, momentum, weight_decay, flag, beta1, beta2, eps, step = self.arguments(lr)
         state_a, state_b = self.buffers
-        if adam:
-            kernels.adam_update(params, state_a, state_b, grads, lr, beta1, beta2, eps, weight_decay, flag, step)
-        else:
-            kernels.sgd_update(params, state_a, grads, lr, momentum, weight_decay, flag)
+        with launch_guard(kernels):
+            if adam:
+                kernels.adam_update(params, state_a, state_b, grads, lr, beta1, beta2, eps, weight_decay, flag, step)
+            else:
+                kernels.sgd_update(params, state_a, grads, lr, momentum, weight_decay, flag)
         self.step_count = step
 
 

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from numbamlp.config import TrainConfig
-from numbamlp.kernels import ACTIVATION_NAMES, activation_spec, get_backend
+from numbamlp.kernels import ACTIVATION_NAMES, activation_spec, get_backend, launch_guard
 from numbamlp.model import (
     MLP,
     Workspace,
@@ -237,11 +237,12 @@ class Trainer:
             arguments = (False, 0.0, 0.0, 0.0, False, *arguments[5:])
         adam, _, momentum, *_ = arguments
         mode = kernels.UPDATE_AFTER if adam or momentum or gradients_only else kernels.UPDATE_SGD
-        loss = kernels.train_step(
-            self.model.flat_params, self._grad_flat, *self.optimizer.buffers, self._layers, self._offsets,
-            workspace.flat, workspace.hidden_offsets, rows.S, rows.P, rows.dS, rows.row_loss, self._scalars,
-            Xb, yb, wb, *self._activation_arguments, mode, *arguments,
-        )
+        with launch_guard(kernels):
+            loss = kernels.train_step(
+                self.model.flat_params, self._grad_flat, *self.optimizer.buffers, self._layers, self._offsets,
+                workspace.flat, workspace.hidden_offsets, rows.S, rows.P, rows.dS, rows.row_loss, self._scalars,
+                Xb, yb, wb, *self._activation_arguments, mode, *arguments,
+            )
         if math.isfinite(loss) and not gradients_only:
             self.optimizer.step_count = arguments[-1]
         return loss

@@ -181,3 +181,27 @@ def test_read_only_install_falls_back_to_a_user_cache_with_a_notice(tmp_path):
         assert imported.startswith(str(mounted)), imported  # the run used the read-only copy
     finally:
         subprocess.run(["umount", str(mounted)], capture_output=True)
+
+
+@pytest.mark.slow
+def test_trainers_in_two_threads_on_numbas_workqueue_layer(tmp_path):
+    """Numba's fallback threading layer (no OpenMP, no TBB installed) aborts the process
+    when two threads launch parallel work at once; the cpu backend's calls take turns there."""
+    code = (
+        "import threading, numba, numpy as np\n"
+        "from numbamlp.trainer import Trainer\n"
+        "def work(seed):\n"
+        "    rng = np.random.default_rng(seed)\n"
+        "    t = Trainer({'epochs': 2, 'model': {'hidden': [512]}, 'batch_size': 128, 'seed': seed})\n"
+        "    X = rng.normal(size=(1000, 784)).astype(np.float32)\n"
+        "    t.fit(X, rng.integers(0, 10, 1000))\n"
+        "    t.predict(X)\n"
+        "threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]\n"
+        "[t.start() for t in threads]\n"
+        "[t.join() for t in threads]\n"
+        "print(numba.threading_layer())\n"
+    )
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["workqueue"]
