@@ -61,6 +61,11 @@ _xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
     types.voidptr, types.voidptr, types.intp, types.voidptr, types.intp,
     types.voidptr, types.voidptr, types.intp))
 
+# The calling thread's Numba thread count, read in compiled code through the symbol that
+# Numba's own parallel loops call (numba.get_num_threads() in compiled code would keep the
+# function out of the cache: it embeds a process-specific pointer).
+_thread_count = types.ExternalFunction("get_num_threads", types.intp())
+
 GEMM_MIN_BLOCK = 256         # rows (or columns) of C per block, at least
 GEMM_MAX_BLOCKS = 4          # 2 blocks were fastest on 2 cores, 4 within 5 % (bench/README.md)
 GEMM_MIN_BLOCK_FLOPS = 4e6   # below ~10 µs of work a parallel launch costs more than it saves
@@ -95,39 +100,45 @@ def _gemm_call(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, scalars):
             scalars[1:2].ctypes, c.ctypes, ldc)
 
 
-@njit(**_PARALLEL)
-def _gemm_in_blocks(blocks, m, n, k, a, lda, trans_a, b, ldb, trans_b, c, scalars):
-    """_gemm's product cut into ``blocks`` blocks along C's longer side, run in parallel:
-    row blocks of C and op(A), or column blocks of C and op(B).  (One prange loop: a
-    second one cost ~0.4 s more compile time on a cold start.)"""
+@njit(**_SERIAL)
+def _gemm_block(block, blocks, m, n, k, a, lda, trans_a, b, ldb, trans_b, c, scalars):
+    """Block ``block`` of _gemm's product cut into ``blocks`` along C's longer side: rows
+    of C and op(A), or columns of C and op(B)."""
     by_rows = m >= n
     longest = m if by_rows else n
     size = (longest + blocks - 1) // blocks
+    start, stop = block * size, min(longest, (block + 1) * size)
+    if by_rows:  # op(A)'s row i starts at A[i, 0], or at Aᵀ's A[0, i]
+        a_start = start if trans_a == TRANSPOSED else start * lda
+        _gemm_call(stop - start, n, k, a[a_start:], lda, trans_a, b, ldb, trans_b, c[start * n:], n, scalars)
+    else:  # op(B)'s column j starts at B[0, j], or at Bᵀ's B[j, 0]
+        b_start = start * ldb if trans_b == TRANSPOSED else start
+        _gemm_call(m, stop - start, k, a, lda, trans_a, b[b_start:], ldb, trans_b, c[start:], n, scalars)
+
+
+@njit(**_PARALLEL)
+def _gemm_in_parallel(blocks, m, n, k, a, lda, trans_a, b, ldb, trans_b, c, scalars):
     for block in prange(blocks):
-        start, stop = block * size, min(longest, (block + 1) * size)
-        if by_rows:  # op(A)'s row i starts at A[i, 0], or at Aᵀ's A[0, i]
-            a_start = start if trans_a == TRANSPOSED else start * lda
-            _gemm_call(stop - start, n, k, a[a_start:], lda, trans_a, b, ldb, trans_b, c[start * n:], n, scalars)
-        else:  # op(B)'s column j starts at B[0, j], or at Bᵀ's B[j, 0]
-            b_start = start * ldb if trans_b == TRANSPOSED else start
-            _gemm_call(m, stop - start, k, a, lda, trans_a, b[b_start:], ldb, trans_b, c[start:], n, scalars)
+        _gemm_block(block, blocks, m, n, k, a, lda, trans_a, b, ldb, trans_b, c, scalars)
 
 
 @njit(**_SERIAL)
 def _gemm(C, A, trans_a, B, trans_b, alpha, beta, scalars):
     """C (m, n) = alpha·op(A) @ op(B) + beta·C, op(M) = M (AS_IS) or Mᵀ (TRANSPOSED), in
-    gemm_blocks(m, n, k) blocks.  C, A, B C-contiguous (so that every call has one type and
-    this compiles once per dtype); scalars (2,) of C's dtype, scratch."""
+    gemm_blocks(m, n, k) blocks, on Numba's threads unless it has one (the same blocks
+    either way, so the same bits).  C, A, B C-contiguous (so that every call has one type
+    and this compiles once per dtype); scalars (2,) of C's dtype, scratch."""
     m, n = C.shape
     k = A.shape[0] if trans_a == TRANSPOSED else A.shape[1]
     scalars[0] = alpha
     scalars[1] = beta
     a, b, c = A.reshape(-1), B.reshape(-1), C.reshape(-1)
     blocks = gemm_blocks(m, n, k)
-    if blocks == 1:
-        _gemm_call(m, n, k, a, A.shape[1], trans_a, b, B.shape[1], trans_b, c, n, scalars)
-    else:
-        _gemm_in_blocks(blocks, m, n, k, a, A.shape[1], trans_a, b, B.shape[1], trans_b, c, scalars)
+    if blocks > 1 and _thread_count() > 1:
+        _gemm_in_parallel(blocks, m, n, k, a, A.shape[1], trans_a, b, B.shape[1], trans_b, c, scalars)
+        return
+    for block in range(blocks):
+        _gemm_block(block, blocks, m, n, k, a, A.shape[1], trans_a, b, B.shape[1], trans_b, c, scalars)
 
 
 def pin_blas_to_one_thread() -> None:
@@ -536,7 +547,7 @@ def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decouple
     decay = dtype(0.0) if decoupled else dtype(weight_decay)
     scalars = (dtype(beta1), dtype(beta2), step_size, inv_sqrt_bias2, dtype(eps), decay, shrink)
     n = param.size
-    if n < ADAM_PARALLEL_MIN:
+    if n < ADAM_PARALLEL_MIN or _thread_count() == 1:
         _adam_loop(param, m, v, grad, *scalars)
         return
     for chunk in prange((n + ADAM_CHUNK - 1) // ADAM_CHUNK):
@@ -735,3 +746,15 @@ numba.get_num_threads()
 # same time (measured: two Trainers fitting in two threads).  There, callers take turns
 # through this lock (numbamlp.kernels.launch_guard); with OpenMP or TBB it is a no-op.
 LAUNCH_GUARD = threading.RLock() if numba.threading_layer() == "workqueue" else contextlib.nullcontext()
+
+
+def _one_thread_after_fork() -> None:
+    # GNU OpenMP does not survive fork(): Numba terminates a child that starts parallel
+    # work after its parent used OpenMP (measured: a multiprocessing pool forked after a
+    # fit hung with its workers dead).  A forked child runs numbamlp on one thread, which
+    # takes the kernels' serial paths; the blocks are the same, so are the bits.
+    numba.set_num_threads(1)
+
+
+if numba.threading_layer() == "omp":
+    os.register_at_fork(after_in_child=_one_thread_after_fork)

@@ -205,3 +205,29 @@ def test_trainers_in_two_threads_on_numbas_workqueue_layer(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["workqueue"]
+
+
+@pytest.mark.slow
+def test_a_process_forked_after_training_trains_too_and_gets_the_same_bits():
+    """GNU OpenMP does not survive fork(): a forked child runs numbamlp on one thread
+    (the kernels' serial paths), and since the GEMM blocks depend on the shape alone, its
+    weights equal the parent's for the same seed."""
+    code = (
+        "import multiprocessing, numpy as np\n"
+        "from numbamlp.trainer import Trainer\n"
+        "def weights(seed):\n"
+        "    rng = np.random.default_rng(seed)\n"
+        "    t = Trainer({'epochs': 1, 'model': {'hidden': [512]}, 'batch_size': 128, 'seed': seed,\n"
+        "                 'optimizer': {'name': 'adam'}})\n"
+        "    t.fit(rng.normal(size=(600, 784)).astype(np.float32), rng.integers(0, 10, 600))\n"
+        "    return t.model.flat_params.tobytes()\n"
+        "if __name__ == '__main__':\n"
+        "    parent = weights(0)\n"
+        "    with multiprocessing.get_context('fork').Pool(2) as pool:\n"
+        "        children = pool.map(weights, [0, 0], chunksize=1)\n"
+        "    assert children[0] == parent and children[1] == parent\n"
+        "    print('same')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["same"]
