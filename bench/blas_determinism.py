@@ -49,7 +49,7 @@ def main():
         for threads in (1, 2):
             numba.set_num_threads(threads)
             C = np.empty((m, n), np.float32)
-            cpu_backend._gemm(C, A, False, B, False, 1.0, 0.0, np.empty(2, np.float32))
+            cpu_backend._gemm(C, A, cpu_backend.AS_IS, B, cpu_backend.AS_IS, 1.0, 0.0, np.empty(2, np.float32))
             results.append(C)
         ours = int(np.count_nonzero(results[0] != results[1]))
         print(f"{f'{m}, {k}, {n}':<20} {f'{blas_differing} of {m * n}':>26} {f'{ours} of {m * n}':>26} "

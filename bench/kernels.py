@@ -16,12 +16,17 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from numbamlp import reference
-from numbamlp.kernels import ACTIVATION_NAMES, ACTIVATIONS, activation_kernels, get_backend
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train import seconds_per_call  # noqa: E402
+
+from numbamlp import reference  # noqa: E402
+from numbamlp.kernels import ACTIVATION_NAMES, ACTIVATIONS, activation_kernels, get_backend  # noqa: E402
 
 BACKENDS = ("numpy", "cpu")
 CHECK_ROWS = 4  # rows validated against the (slow) reference path
@@ -115,18 +120,37 @@ def build_cases(B, D, H, C, dtype, rng):
 
     cases.append(("softmax_ce fwd+bwd", 4.0 * S.size * itemsize, "GB/s",
                   {be: (lambda be=be: run_ce(be)) for be in BACKENDS}, check_ce))
+
+    # optimizers over one layer's parameters (W and b), checked after their first call
+    # against one step written out in float64 (PyTorch's update rules)
+    P = H * D + H
+    start = {name: rng.normal(size=P).astype(dtype) for name in ("param", "grad")}
+    lr, momentum, beta1, beta2, eps = 0.01, 0.9, 0.9, 0.999, 1e-8
+    sgd_state = {be: (start["param"].copy(), np.zeros(P, dtype)) for be in BACKENDS}
+    adam_state = {be: (start["param"].copy(), np.zeros(P, dtype), np.zeros(P, dtype)) for be in BACKENDS}
+    adam_steps = {be: 0 for be in BACKENDS}
+
+    def run_adam(be):
+        adam_steps[be] += 1
+        get_backend(be).adam_update(*adam_state[be], start["grad"], lr, beta1, beta2, eps, 0.0, False, adam_steps[be])
+
+    def check_sgd(be):
+        param, velocity = sgd_state[be]
+        g = start["grad"].astype(np.float64)
+        return max_rel(param, start["param"].astype(np.float64) - lr * g)  # first step: velocity = g
+
+    def check_adam(be):
+        g = start["grad"].astype(np.float64)
+        m, v = (1 - beta1) * g, (1 - beta2) * g * g
+        expected = start["param"] - lr * (m / (1 - beta1)) / (np.sqrt(v / (1 - beta2)) + eps)
+        return max_rel(adam_state[be][0], expected)
+
+    cases.append(("sgd momentum update", 5.0 * P * itemsize, "GB/s",
+                  {be: (lambda be=be: get_backend(be).sgd_update(*sgd_state[be], start["grad"], lr, momentum, 0.0,
+                                                                 False)) for be in BACKENDS}, check_sgd))
+    cases.append(("adam update", 7.0 * P * itemsize, "GB/s",
+                  {be: (lambda be=be: run_adam(be)) for be in BACKENDS}, check_adam))
     return cases
-
-
-def time_call(fn, min_seconds=0.05):
-    """Seconds per call: repeat until min_seconds have passed."""
-    calls, start = 0, time.perf_counter()
-    while True:
-        fn()
-        calls += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds:
-            return elapsed / calls
 
 
 def main(argv=None):
@@ -158,7 +182,7 @@ def main(argv=None):
         samples = {be: [] for be in impls}
         for _ in range(args.rounds):  # interleaved rounds
             for be, fn in impls.items():
-                samples[be].append(time_call(fn))
+                samples[be].append(seconds_per_call(fn, min_seconds=0.05))
         median = {be: statistics.median(s) for be, s in samples.items()}
         results.append({
             "kernel": name, "unit": unit,

@@ -203,10 +203,21 @@ PEERS = [NumpyStep, TorchStep, JaxStep]
 
 
 # ---------------------------------------------------------------- measurement
-def seconds_per_call(fn, X, y, min_seconds=0.15, min_calls=3) -> float:
+SETTLE_SECONDS = 0.2
+
+
+def seconds_per_call(fn, *args, min_seconds=0.15, min_calls=3) -> float:
+    """Seconds per fn(*args), repeated for at least min_seconds.  First a pause and two
+    untimed calls: the thread pool of whatever ran before (OpenBLAS, OpenMP, PyTorch's,
+    XLA's) keeps its threads spinning for a while after its last call, and they would
+    take the cores from this one (measured: numbamlp's affine_backward 16× slower right
+    after numpy's multi-threaded matmul in bench/kernels.py)."""
+    time.sleep(SETTLE_SECONDS)
+    fn(*args)
+    fn(*args)
     calls, start = 0, time.perf_counter()
     while True:
-        fn(X, y)
+        fn(*args)
         calls += 1
         elapsed = time.perf_counter() - start
         if elapsed >= min_seconds and calls >= min_calls:

@@ -1,6 +1,7 @@
 """Every activation and optimizer against relu + SGD, numbamlp alone, interleaved.
 
     python bench/variants.py [--config mnist] [--rounds 7] [--dtype float32] [--threads N]
+                             [--activations relu,gelu,...]
 
 The issue's target: at the mnist config every activation, and Adam, within 15 % of the
 relu + SGD step.  One numbamlp Trainer per variant, all built first (compile time, mostly
@@ -31,13 +32,19 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--activations", default=",".join(ACTIVATION_NAMES),
+                        help="the activations to time (relu always runs: it is the baseline)")
     args = parser.parse_args(argv)
     layers, batch = CONFIGS[args.config]
     params = initial_params(layers, args.dtype)
     rng = np.random.default_rng(1)
     X = rng.normal(size=(batch, layers[0])).astype(args.dtype)
     y = rng.integers(0, layers[-1], size=batch)
-    variants = [(name, "sgd") for name in ACTIVATION_NAMES] + [("relu", opt) for opt in OPTIMIZERS[1:]]
+    chosen = ["relu"] + [name for name in args.activations.split(",") if name != "relu"]
+    unknown = sorted(set(chosen) - set(ACTIVATION_NAMES))
+    if unknown:
+        parser.error(f"unknown activation(s) {', '.join(unknown)}; valid: {', '.join(ACTIVATION_NAMES)}")
+    variants = [(name, "sgd") for name in chosen] + [("relu", opt) for opt in OPTIMIZERS[1:]]
     steps = {}
     for activation, optimizer in variants:
         step = NumbamlpStep(params, layers, batch, args.dtype, activation, optimizer, args.threads)

@@ -13,9 +13,12 @@ Threading: Numba's thread pool does all of it.  Each GEMM is cut into blocks by 
 BLAS call (see ``_gemm``), so the bits of every product, and of the weights, are the same
 on any number of threads.  BLAS itself is pinned to one thread when this module is
 imported: a multi-threaded BLAS inside Numba's threads would oversubscribe the cores
-(measured 7-300× slower, bench/README.md).  The elementwise and per-row kernels are written
+(measured 7-30× slower at the mnist and deep shapes, bench/README.md).  Adam's update runs
+in fixed chunks on the threads too; the other elementwise and per-row kernels are written
 with ``prange`` but compiled serial (``_ELEMENTWISE``).  Reductions that feed the weights
-(the bias gradient, the mean loss) run in a fixed order.
+(the bias gradient, the mean loss) run in a fixed order.  On one thread (``--threads 1``,
+or a process forked under OpenMP, see the end of this module) the same blocks run in a
+plain loop.
 """
 
 from __future__ import annotations
