@@ -34,6 +34,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
+from numbamlp.kernels.rowwise import softmax_crossentropy_row
+
 # One project-wide set of compiler options.  No fastmath: NaN/Inf must stay visible.
 # error_model="numpy": x / 0 gives inf or NaN (which the finiteness checks catch) instead
 # of a ZeroDivisionError branch in every division, which keeps LLVM from vectorising a
@@ -428,6 +430,9 @@ def tanh_backward(dA, dH, Hout, alpha):
 
 
 # ---------------------------------------------------------------- loss
+_softmax_crossentropy_row = njit(**_SERIAL)(softmax_crossentropy_row)  # shared with cuda
+
+
 @njit(**_ELEMENTWISE)
 def softmax_crossentropy_forward(P, row_loss, S, y, weights=None):
     """P (B, C) = softmax(S) row-wise; row_loss (B,) = logsumexp(S_i) − S_i,y_i.
@@ -436,24 +441,9 @@ def softmax_crossentropy_forward(P, row_loss, S, y, weights=None):
     over rows in order.  Stable for any finite logits: the row maximum is subtracted
     before exponentiating.
     """
-    B, C = S.shape
+    B = S.shape[0]
     for i in prange(B):
-        top = 0
-        for j in range(1, C):
-            if S[i, j] > S[i, top]:
-                top = j
-        m = S[i, top]
-        rest = 0.0  # Σ over the non-maximal entries: logsumexp = m + log1p(rest)
-        for j in range(C):
-            if j != top:
-                e = math.exp(S[i, j] - m)
-                P[i, j] = e
-                rest += e
-        P[i, top] = 1.0
-        for j in range(C):
-            P[i, j] /= 1.0 + rest
-        # (max − s_y) + log1p(rest): no cancellation, so tiny losses keep their digits
-        row_loss[i] = (m - S[i, y[i]]) + math.log1p(rest)
+        _softmax_crossentropy_row(P, row_loss, S, y, i)
     loss = 0.0
     if weights is None:
         for i in range(B):

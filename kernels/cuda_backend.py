@@ -27,6 +27,7 @@ import numpy as np
 from numba import cuda, float32, float64
 
 from numbamlp.kernels import ACTIVATION_NAMES
+from numbamlp.kernels.rowwise import softmax_crossentropy_row
 
 TILE = 16           # output tile edge; a block is (TILE/2)² threads, 2×2 outputs each
 REDUCE_CHUNK = 32   # rows per partial sum in the two-pass reductions
@@ -248,27 +249,15 @@ for _code, _name in enumerate(ACTIVATION_NAMES):
 
 
 # ---------------------------------------------------------------- loss
+_softmax_crossentropy_row = cuda.jit(device=True)(softmax_crossentropy_row)  # shared with cpu
+
+
 @cuda.jit
 def softmax_crossentropy_rows_kernel(P, row_loss, S, y):
     """One thread per row: P = softmax(S_i), row_loss = (max − s_y) + log1p(Σ other exps)."""
     i = cuda.grid(1)
     if i < S.shape[0]:
-        C = S.shape[1]
-        top = 0
-        for j in range(1, C):
-            if S[i, j] > S[i, top]:
-                top = j
-        m = S[i, top]
-        rest = 0.0
-        for j in range(C):
-            if j != top:
-                e = math.exp(S[i, j] - m)
-                P[i, j] = e
-                rest += e
-        P[i, top] = 1.0
-        for j in range(C):
-            P[i, j] /= 1.0 + rest
-        row_loss[i] = (m - S[i, y[i]]) + math.log1p(rest)
+        _softmax_crossentropy_row(P, row_loss, S, y, i)
 
 
 @cuda.jit
