@@ -126,8 +126,8 @@ class TrainConfig(_Strict):
     dtype: Literal["float32", "float64"] = Field("float32", description="Floating-point type.")
     threads: int | None = Field(
         None, ge=1,
-        description="CPU threads (default: all cores).  The weights do not depend on it: every "
-        "matrix product is cut into blocks by its shape, never by the thread count.",
+        description="CPU threads (default: all cores).  On the cpu backend the weights do not "
+        "depend on it: every matrix product is cut into blocks by its shape, never by the thread count.",
     )
     epochs: int = Field(30, ge=0, description="Passes over the training data (≥ 0).")
     batch_size: int = Field(32, ge=1, description="Minibatch size (≥ 1); the last short batch is kept.")
