@@ -430,7 +430,7 @@ def tanh_backward(dA, dH, Hout, alpha):
 
 
 # ---------------------------------------------------------------- loss
-_softmax_crossentropy_row = njit(**_SERIAL)(softmax_crossentropy_row)  # shared with cuda
+_softmax_crossentropy_row = njit(inline="always", **_SERIAL)(softmax_crossentropy_row)  # shared with cuda
 
 
 @njit(**_ELEMENTWISE)
