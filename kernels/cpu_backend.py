@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import threading
 
 import numba
@@ -146,17 +147,47 @@ def _gemm(C, A, trans_a, B, trans_b, alpha, beta, scalars):
         _gemm_block(block, blocks, m, n, k, a, A.shape[1], trans_a, b, B.shape[1], trans_b, c, scalars)
 
 
-def pin_blas_to_one_thread() -> None:
-    """Run the BLAS that _gemm calls (scipy's) on one thread, process-wide: the parallelism
-    is Numba's (see _gemm).  numpy's own BLAS is left alone when it is a separate library."""
-    import scipy
-    import scipy.linalg.cython_blas  # noqa: F401  (loads the library, so it can be limited)
+def load_scipy_blas() -> str:
+    """Load scipy.linalg.cython_blas, the module through which numba_xxgemm reaches scipy's
+    BLAS (Numba looks it up by that name), and return the folder scipy is installed in.
+
+    Imported the usual way it first runs the scipy.linalg package, ~0.15 s of a warm
+    `numbamlp train` that took ~0.85 s in all (python -X importtime), for functions this
+    backend never calls.  The extension module alone loads in ~0.02 s, so it is loaded
+    alone and registered under its own name; a later ``import scipy.linalg`` reuses it.
+    """
+    import importlib.machinery
+    import importlib.util
+
+    name = "scipy.linalg.cython_blas"
+    scipy_home = importlib.util.find_spec("scipy").submodule_search_locations[0]
+    if name in sys.modules:
+        return scipy_home
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = os.path.join(scipy_home, "linalg", "cython_blas" + suffix)
+        if os.path.isfile(path):
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+                return scipy_home
+            except ImportError:
+                del sys.modules[name]
+            break
+    importlib.import_module(name)  # an unusual layout: the usual, slower way
+    return scipy_home
+
+
+def pin_blas_to_one_thread(scipy_home: str) -> None:
+    """Run the BLAS that _gemm calls (scipy's, installed in ``scipy_home``) on one thread,
+    process-wide: the parallelism is Numba's (see _gemm).  numpy's own BLAS is left alone
+    when it is a separate library."""
     from threadpoolctl import ThreadpoolController
 
     blas = ThreadpoolController().select(user_api="blas")
-    scipy_home = os.path.dirname(os.path.dirname(os.path.abspath(scipy.__file__)))
     scipys = [lib for lib in blas.lib_controllers
-              if os.path.abspath(lib.filepath).startswith(os.path.join(scipy_home, "scipy"))]
+              if os.path.abspath(lib.filepath).startswith(os.path.dirname(scipy_home) + os.sep + "scipy")]
     for lib in scipys or blas.lib_controllers:
         lib.set_num_threads(1)
 
@@ -726,8 +757,8 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
     return loss
 
 
-# Importing this backend makes scipy's BLAS single-threaded: see _gemm.
-pin_blas_to_one_thread()
+# Importing this backend loads scipy's BLAS and makes it single-threaded: see _gemm.
+pin_blas_to_one_thread(load_scipy_blas())
 # Start Numba's thread pool now.  A cached function that calls a parallel one is supposed
 # to start it when loaded, but Numba (0.68) loses that hook when the parallel callee was
 # itself loaded from the cache while the caller compiled: running such a caller from the

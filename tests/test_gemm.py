@@ -1,5 +1,8 @@
 """The cpu backend's blocked GEMM: right against numpy, and the same bits on any thread count."""
 
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
@@ -80,6 +83,23 @@ def test_importing_the_cpu_backend_runs_scipys_blas_on_one_thread():
     scipys = [lib for lib in threadpool_info()
               if lib["user_api"] == "blas" and lib["filepath"].startswith(scipy_home + "scipy")]
     assert scipys and all(lib["num_threads"] == 1 for lib in scipys)
+
+
+def test_the_cpu_backend_loads_scipys_blas_without_importing_scipy_linalg():
+    """Start-up: the scipy.linalg package cost ~0.15 s of `numbamlp train`; the backend
+    loads only its BLAS module, which a later ``import scipy.linalg`` must reuse."""
+    code = ("import sys, numpy as np\n"
+            "import numbamlp.kernels.cpu_backend as cpu\n"
+            "print('scipy.linalg' in sys.modules, 'scipy.special' in sys.modules)\n"
+            "A = np.arange(6, dtype=np.float32).reshape(2, 3); C = np.zeros((2, 2), np.float32)\n"
+            "cpu._gemm(C, A, cpu.AS_IS, A, cpu.TRANSPOSED, 1.0, 0.0, np.empty(2, np.float32))\n"
+            "print(np.array_equal(C, A @ A.T))\n"
+            "import scipy.linalg\n"
+            "from scipy.linalg import cython_blas\n"
+            "print(cython_blas is sys.modules['scipy.linalg.cython_blas'], scipy.linalg.blas.sgemm(1.0, A, A.T).sum())\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["False", "False", "True", "True", "83.0"]
 
 
 @pytest.mark.slow
