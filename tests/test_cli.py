@@ -216,3 +216,17 @@ def test_subprocess_errors_are_one_line_without_traceback(args, message, tmp_pat
     run = subprocess.run([*NUMBAMLP, *args], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert run.returncode == 2, run.stderr
     assert message in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("command", [["train", *FAST, "--quiet"], ["info"]])
+def test_the_console_script_collects_garbage_again_once_started(command, tmp_path):
+    """command_line holds the garbage collector off through start-up (a speed-up); it must
+    come back on, or a long run would never free a reference cycle."""
+    code = ("import atexit, gc, sys\n"
+            "atexit.register(lambda: print('collector on:', gc.isenabled(), 'frozen:', gc.get_freeze_count() > 0))\n"
+            "from numbamlp.cli.main import command_line\n"
+            "command_line()\n")
+    run = subprocess.run([sys.executable, "-c", code, *command, *(["--out", tmp_path / "run"] if command[0] == "train" else [])],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "collector on: True frozen: True"

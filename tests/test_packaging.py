@@ -47,4 +47,4 @@ def test_wheel_installs_packages_only_under_numbamlp(tmp_path):
                      "numbamlp/cli/main.py", "numbamlp/reference.py"):
         assert expected in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "numbamlp = numbamlp.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "numbamlp = numbamlp.cli.main:command_line" in zipfile.ZipFile(wheel).read(entry_points).decode()
