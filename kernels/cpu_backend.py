@@ -539,7 +539,9 @@ def sgd_update(param, velocity, grad, lr, momentum, weight_decay, nesterov):
 # its time there on one thread: past ADAM_PARALLEL_MIN parameters it runs on Numba's
 # threads, in fixed chunks (each element on its own, so the bits do not depend on the
 # thread count).  Measured at mnist: 1.17× → 1.09× the relu + SGD step, for ~1 s more
-# compile time on a cold start.  (SGD with momentum touches three arrays and stays serial.)
+# compile time on a cold start.  SGD with momentum stays serial: the same chunks for it,
+# through one parallel function shared with Adam, added ~0.7 s to a cold `numbamlp train`
+# (9.4-9.9 s against 8.7-9.3 s, three interleaved runs each), too close to the 10 s target.
 ADAM_PARALLEL_MIN = 65536
 ADAM_CHUNK = 16384
 
