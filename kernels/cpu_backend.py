@@ -43,6 +43,11 @@ from numbamlp.kernels.rowwise import softmax_crossentropy_row
 # loop (the float32 sigmoid kernel ran 17× slower with it).
 _SERIAL = dict(cache=True, nogil=True, error_model="numpy")
 _PARALLEL = dict(_SERIAL, parallel=True)
+# Added to the options of the helpers that only other compiled functions call: no entry
+# point from Python (nor a C callback) is compiled for them, which saves ~0.6 s of a cold
+# `numbamlp train` (bench/README.md).  Such a helper cannot be called from Python (the
+# process would crash); call it from an @njit function, as tests/test_elementary.py does.
+_INTERNAL = dict(no_cpython_wrapper=True, no_cfunc_wrapper=True)
 # Elementwise kernels: serial for now (see the module docstring); switching to _PARALLEL
 # here is the one change that makes every prange loop multi-threaded.
 _ELEMENTWISE = _SERIAL
@@ -98,7 +103,7 @@ AS_IS, TRANSPOSED = np.int8(ord("n")), np.int8(ord("t"))
 SINGLE, DOUBLE = np.int8(ord("s")), np.int8(ord("d"))
 
 
-@njit(**_SERIAL)
+@njit(**_SERIAL, **_INTERNAL)
 def _gemm_call(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, scalars):
     """One BLAS call on flat buffers that start with row-major matrices of row strides
     lda, ldb, ldc: C (m, n) = scalars[0]·op(A) (m, k) @ op(B) (k, n) + scalars[1]·C, op(M)
@@ -109,7 +114,7 @@ def _gemm_call(m, n, k, a, lda, trans_a, b, ldb, trans_b, c, ldc, scalars):
             scalars[1:2].ctypes, c.ctypes, ldc)
 
 
-@njit(**_SERIAL)
+@njit(**_SERIAL, **_INTERNAL)
 def _gemm_block(block, blocks, m, n, k, a, lda, trans_a, b, ldb, trans_b, c, scalars):
     """Block ``block`` of _gemm's product cut into ``blocks`` along C's longer side: rows
     of C and op(A), or columns of C and op(B)."""
@@ -125,7 +130,7 @@ def _gemm_block(block, blocks, m, n, k, a, lda, trans_a, b, ldb, trans_b, c, sca
         _gemm_call(m, stop - start, k, a, lda, trans_a, b[b_start:], ldb, trans_b, c[start:], n, scalars)
 
 
-@njit(**_PARALLEL)
+@njit(**_PARALLEL, **_INTERNAL)
 def _gemm_in_parallel(blocks, m, n, k, a, lda, trans_a, b, ldb, trans_b, c, scalars):
     for block in prange(blocks):
         _gemm_block(block, blocks, m, n, k, a, lda, trans_a, b, ldb, trans_b, c, scalars)
@@ -254,7 +259,7 @@ def _float32_from_bits(typingctx, bits):
     return types.float32(types.int32), codegen
 
 
-@njit(**_SERIAL)
+@njit(**_SERIAL, **_INTERNAL)
 def _exp_float32(x):
     """e^x in float32 within 1 ulp (tests/test_elementary.py): x = n ln 2 + r with
     |r| ≤ ln2/2, e^x = 2ⁿ·(Taylor series of e^r to r⁷).
@@ -272,7 +277,7 @@ def _exp_float32(x):
     return y if x == x else x
 
 
-@njit(**_SERIAL)
+@njit(**_SERIAL, **_INTERNAL)
 def _expm1_float32(x):
     """e^x − 1 in float32: the Taylor series below |x| = 1/4 (where e^x − 1 would lose
     relative accuracy to cancellation), e^x − 1 above."""
@@ -281,7 +286,7 @@ def _expm1_float32(x):
     return series if abs(x) < _F32(0.25) else _exp_float32(x) - c[0]
 
 
-@njit(**_SERIAL)
+@njit(**_SERIAL, **_INTERNAL)
 def _tanh_float32(a):
     """tanh in float32 within 12 ulp (1.4e-6 relative): the Taylor series near 0 keeps
     the relative accuracy that 1 − 2/(e^2a + 1) loses there (next term < 1e-11 below 1/16)."""
@@ -291,7 +296,7 @@ def _tanh_float32(a):
     return series if abs(a) < _F32(0.0625) else one - two / (_exp_float32(two * a) + one)
 
 
-@njit(**_SERIAL)
+@njit(**_SERIAL, **_INTERNAL)
 def _normal_cdf_float32(x):
     """Φ(x), the standard normal CDF, in float32 to 2.5e-7 absolute (measured): the lower tail
     Φ(−|x|) = erfc(|x|/√2)/2 directly (no 1 − erf cancellation), then reflected."""
@@ -322,7 +327,7 @@ def _normal_cdf(x):
     return _normal_cdf_float64(x)
 
 
-@njit(**_SERIAL)
+@njit(**_SERIAL, **_INTERNAL)
 def _normal_cdf_float64(x):
     return 0.5 * (1.0 + math.erf(x * _SQRT_HALF))
 
@@ -347,7 +352,7 @@ def _normal_cdf_typed(x):
     return (lambda x: _normal_cdf_float32(x)) if x == types.float32 else (lambda x: _normal_cdf_float64(x))
 
 
-@njit(**_SERIAL)
+@njit(**_SERIAL, **_INTERNAL)
 def _sigmoid(a, one):
     # e^(−a) may overflow to inf for very negative a: 1 / inf = 0, still exact
     return one / (one + _exp(-a))
@@ -546,7 +551,7 @@ ADAM_PARALLEL_MIN = 65536
 ADAM_CHUNK = 16384
 
 
-@njit(**_SERIAL)
+@njit(**_SERIAL, **_INTERNAL)
 def _adam_loop(param, m, v, grad, b1, b2, step_size, inv_sqrt_bias2, epsilon, decay, shrink):
     # a loop from 0 over slices: with an arbitrary start LLVM keeps negative-index checks
     # and does not vectorise
@@ -587,7 +592,7 @@ def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decouple
 # ---------------------------------------------------------------- fused training step
 # The activation code is the activation's position in numbamlp.kernels.ACTIVATION_NAMES;
 # the two dispatchers below list the kernels in that order (a test checks every code).
-@njit(**_SERIAL)
+@njit(**_SERIAL, **_INTERNAL)
 def _activation_forward(code, Hout, A, alpha):
     if code == 0:
         relu_forward(Hout, A, alpha)
@@ -605,7 +610,7 @@ def _activation_forward(code, Hout, A, alpha):
         tanh_forward(Hout, A, alpha)
 
 
-@njit(**_SERIAL)
+@njit(**_SERIAL, **_INTERNAL)
 def _activation_backward(code, dA, dH, cache, alpha):
     if code == 0:
         relu_backward(dA, dH, cache, alpha)
@@ -623,7 +628,7 @@ def _activation_backward(code, dA, dH, cache, alpha):
         tanh_backward(dA, dH, cache, alpha)
 
 
-@njit(**_SERIAL)
+@njit(**_SERIAL, **_INTERNAL)
 def _add_bias_rows(AT, b):
     """AT (H, B) += b (H,) down each row: the bias of a feature-major pre-activation."""
     for j in range(AT.shape[0]):
@@ -631,7 +636,7 @@ def _add_bias_rows(AT, b):
             AT[j, k] += b[j]
 
 
-@njit(**_SERIAL)
+@njit(**_SERIAL, **_INTERNAL)
 def _sum_rows(db, dAT):
     """db (H,) = Σ_k dAT[j, k], each row summed in order (deterministic)."""
     for j in range(dAT.shape[0]):
@@ -648,7 +653,7 @@ UPDATE_SGD = 1    # plain SGD (no momentum): W ← (1 − lr·wd)·W − lr·dY�
 # gradient and updating after: OpenBLAS is slow with β ∉ {0, 1}.  So momentum updates after.)
 
 
-@njit(**_SERIAL)
+@njit(**_SERIAL, **_INTERNAL)
 def _layer_update(mode, params, grads, offset, n_out, n_in, dY, trans_dY, X_in, trans_X,
                   lr, weight_decay, scalars):
     """Gradient of one layer, dW = op(dY) (n_out, B) @ op(X_in) (B, n_in), with db already in
@@ -662,7 +667,7 @@ def _layer_update(mode, params, grads, offset, n_out, n_in, dY, trans_dY, X_in, 
         params[k] = (1.0 - lr * weight_decay) * params[k] - lr * grads[k]
 
 
-@njit(**_SERIAL)
+@njit(**_SERIAL, **_INTERNAL)
 def _matrix(flat, offset, rows, cols):
     """The (rows, cols) C-contiguous view of flat[offset : offset + rows·cols]."""
     return flat[offset : offset + rows * cols].reshape(rows, cols)
