@@ -8,9 +8,9 @@ them alike); each reports the median seconds per ``Trainer.step`` (float32, SGD 
 momentum, ReLU) at five shapes.  Settings other than "as shipped" recompile the cpu
 backend (uncached) with one thing changed:
 
-- serial / parallel elementwise: every elementwise and per-row kernel compiled without /
-  with parallel=True (as shipped: only the optimizer updates, which go parallel past a
-  size, see kernels/cpu_backend.py);
+- serial / parallel elementwise: every elementwise and per-row kernel, the optimizer
+  updates included, compiled without / with parallel=True (as shipped: only the optimizer
+  updates, which go parallel past a size, see kernels/cpu_backend.py);
 - 1 thread: NUMBA_NUM_THREADS=1;
 - BLAS on 2 threads in the blocks: scipy's OpenBLAS not pinned to one thread, so each
   GEMM block's BLAS call starts its own threads inside Numba's;
@@ -57,7 +57,8 @@ if any(k.startswith("BENCH_") for k in os.environ):
     for name in names:
         dispatcher = getattr(cpu_backend, name)
         parallel = bool(dispatcher.targetoptions.get("parallel"))
-        elementwise = name.endswith(("_forward", "_backward", "_update")) and not name.startswith(("affine", "_"))
+        elementwise = ((name.endswith(("_forward", "_backward", "_update")) and not name.startswith(("affine", "_")))
+                       or name == "_update_in_chunks")  # the optimizers' parallel part
         if elementwise and elementwise_setting:
             parallel = elementwise_setting == "parallel"
         setattr(cpu_backend, name, numba.njit(parallel=parallel, nogil=True, error_model="numpy")(dispatcher.py_func))

@@ -13,12 +13,12 @@ Threading: Numba's thread pool does all of it.  Each GEMM is cut into blocks by 
 BLAS call (see ``_gemm``), so the bits of every product, and of the weights, are the same
 on any number of threads.  BLAS itself is pinned to one thread when this module is
 imported: a multi-threaded BLAS inside Numba's threads would oversubscribe the cores
-(measured 7-30× slower at the mnist and deep shapes, bench/README.md).  Adam's update runs
-in fixed chunks on the threads too; the other elementwise and per-row kernels are written
-with ``prange`` but compiled serial (``_ELEMENTWISE``).  Reductions that feed the weights
-(the bias gradient, the mean loss) run in a fixed order.  On one thread (``--threads 1``,
-or a process forked under OpenMP, see the end of this module) the same blocks run in a
-plain loop.
+(measured 7-37× slower at the mnist and deep shapes, bench/README.md).  The optimizer
+updates (SGD with momentum, Adam) run in fixed chunks on the threads too, past a size;
+the other elementwise and per-row kernels are written with ``prange`` but compiled serial
+(``_ELEMENTWISE``).  Reductions that feed the weights (the bias gradient, the mean loss)
+run in a fixed order.  On one thread (``--threads 1``, or a process forked under OpenMP,
+see the end of this module) the same blocks run in a plain loop.
 """
 
 from __future__ import annotations
@@ -517,44 +517,38 @@ def softmax_crossentropy_backward(dS, P, y, weights=None):
 
 
 # ---------------------------------------------------------------- optimizers
-@njit(**_ELEMENTWISE)
-def sgd_update(param, velocity, grad, lr, momentum, weight_decay, nesterov):
-    """SGD as in PyTorch, over flat arrays; ``param`` and ``velocity`` updated in place.
+# An update reads and writes three (SGD with momentum) or four (Adam) arrays over every
+# parameter.  Past UPDATE_PARALLEL_MIN parameters it runs on Numba's threads, in fixed
+# chunks (each element on its own, so the bits do not depend on the thread count), through
+# one parallel function for both optimizers: each parallel function costs ~0.5 s of a cold
+# compile.  Measured: Adam at mnist 1.17× → 1.09× the relu + SGD step (bench/variants.py);
+# SGD with momentum in bench/kernels.py ("sgd momentum update").
+UPDATE_PARALLEL_MIN = 65536
+UPDATE_CHUNK = 16384
+# which update _update_in_chunks runs (int8 codes, not bools: see AS_IS)
+_SGD, _ADAM = np.int8(0), np.int8(1)
 
-    g = grad + weight_decay·param;  with momentum μ > 0: velocity = μ·velocity + g and
-    g = g + μ·velocity (nesterov) or velocity;  param −= lr·g.  μ = 0 is the seed's SGD.
-    Branches are hoisted and the loops run in the arrays' dtype, so they vectorise.
-    """
-    step, mu, decay = param.dtype.type(lr), param.dtype.type(momentum), param.dtype.type(weight_decay)
-    if momentum == 0.0:
-        for k in prange(param.size):
+
+# The loops run from 0 over whole arrays or slices (with an arbitrary start LLVM keeps
+# negative-index checks and does not vectorise), on scalars in the arrays' dtype.
+@njit(**_SERIAL, **_INTERNAL)
+def _sgd_loop(param, velocity, grad, step, mu, decay, nesterov):
+    if mu == 0.0:
+        for k in range(param.size):
             param[k] -= step * (grad[k] + decay * param[k])
     elif nesterov:
-        for k in prange(param.size):
+        for k in range(param.size):
             g = grad[k] + decay * param[k]
             velocity[k] = mu * velocity[k] + g
             param[k] -= step * (g + mu * velocity[k])
     else:
-        for k in prange(param.size):
+        for k in range(param.size):
             velocity[k] = mu * velocity[k] + grad[k] + decay * param[k]
             param[k] -= step * velocity[k]
 
 
-# Adam reads and writes four arrays over every parameter, and the mnist step spent ~15 % of
-# its time there on one thread: past ADAM_PARALLEL_MIN parameters it runs on Numba's
-# threads, in fixed chunks (each element on its own, so the bits do not depend on the
-# thread count).  Measured at mnist: 1.17× → 1.09× the relu + SGD step, for ~1 s more
-# compile time on a cold start.  SGD with momentum stays serial: the same chunks for it,
-# through one parallel function shared with Adam, added ~0.7 s to a cold `numbamlp train`
-# (9.4-9.9 s against 8.7-9.3 s, three interleaved runs each), too close to the 10 s target.
-ADAM_PARALLEL_MIN = 65536
-ADAM_CHUNK = 16384
-
-
 @njit(**_SERIAL, **_INTERNAL)
 def _adam_loop(param, m, v, grad, b1, b2, step_size, inv_sqrt_bias2, epsilon, decay, shrink):
-    # a loop from 0 over slices: with an arbitrary start LLVM keeps negative-index checks
-    # and does not vectorise
     one = param.dtype.type(1.0)
     for k in range(param.size):
         p = param[k] * shrink
@@ -564,7 +558,38 @@ def _adam_loop(param, m, v, grad, b1, b2, step_size, inv_sqrt_bias2, epsilon, de
         param[k] = p - step_size * m[k] / (math.sqrt(v[k]) * inv_sqrt_bias2 + epsilon)
 
 
-@njit(**_PARALLEL)
+@njit(**_PARALLEL, **_INTERNAL)
+def _update_in_chunks(optimizer, param, state_a, state_b, grad, scalars, flag):
+    """_sgd_loop (state_a the velocity, scalars[:3], flag nesterov) or _adam_loop (state_a,
+    state_b = m, v; all seven scalars) over UPDATE_CHUNK-sized slices on Numba's threads."""
+    n = param.size
+    for chunk in prange((n + UPDATE_CHUNK - 1) // UPDATE_CHUNK):
+        part = slice(chunk * UPDATE_CHUNK, min(n, (chunk + 1) * UPDATE_CHUNK))
+        if optimizer == _ADAM:
+            _adam_loop(param[part], state_a[part], state_b[part], grad[part], *scalars)
+        else:
+            _sgd_loop(param[part], state_a[part], grad[part], scalars[0], scalars[1], scalars[2], flag)
+
+
+@njit(**_SERIAL)
+def sgd_update(param, velocity, grad, lr, momentum, weight_decay, nesterov):
+    """SGD as in PyTorch, over flat arrays; ``param`` and ``velocity`` updated in place.
+
+    g = grad + weight_decay·param;  with momentum μ > 0: velocity = μ·velocity + g and
+    g = g + μ·velocity (nesterov) or velocity;  param −= lr·g.  μ = 0 is the seed's SGD.
+    Branches are hoisted and the loops run in the arrays' dtype, so they vectorise.
+    """
+    dtype = param.dtype.type
+    step, mu, decay = dtype(lr), dtype(momentum), dtype(weight_decay)
+    if param.size < UPDATE_PARALLEL_MIN or _thread_count() == 1:
+        _sgd_loop(param, velocity, grad, step, mu, decay, nesterov)
+        return
+    unused = dtype(0.0)
+    _update_in_chunks(_SGD, param, velocity, velocity, grad, (step, mu, decay, unused, unused, unused, unused),
+                      nesterov)
+
+
+@njit(**_SERIAL)
 def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decoupled, step):
     """Adam (decoupled=False, L2 added to the gradient) or AdamW (decoupled weight decay).
 
@@ -580,13 +605,10 @@ def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decouple
     shrink = dtype(1.0 - lr * weight_decay) if decoupled else dtype(1.0)
     decay = dtype(0.0) if decoupled else dtype(weight_decay)
     scalars = (dtype(beta1), dtype(beta2), step_size, inv_sqrt_bias2, dtype(eps), decay, shrink)
-    n = param.size
-    if n < ADAM_PARALLEL_MIN or _thread_count() == 1:
+    if param.size < UPDATE_PARALLEL_MIN or _thread_count() == 1:
         _adam_loop(param, m, v, grad, *scalars)
         return
-    for chunk in prange((n + ADAM_CHUNK - 1) // ADAM_CHUNK):
-        part = slice(chunk * ADAM_CHUNK, min(n, (chunk + 1) * ADAM_CHUNK))
-        _adam_loop(param[part], m[part], v[part], grad[part], *scalars)
+    _update_in_chunks(_ADAM, param, m, v, grad, scalars, decoupled)
 
 
 # ---------------------------------------------------------------- fused training step

@@ -192,15 +192,15 @@ def naive_adam(param, m, v, grad, lr, b1, b2, eps, weight_decay, decoupled, step
 
 SGD_CASES = {"plain": (0.0, 0.0, False), "momentum": (0.9, 0.0, False),
              "nesterov": (0.9, 0.01, True), "decay": (0.5, 0.1, False)}
-# a few parameters, and enough for the cpu backend's parallel Adam (with a short last chunk)
+# a few parameters, and enough for the cpu backend's parallel updates (with a short last chunk)
 UPDATE_SIZES = [11, 70_001]
 
 
-def test_the_update_sizes_reach_the_parallel_adam():
+def test_the_update_sizes_reach_the_parallel_updates():
     from numbamlp.kernels import cpu_backend
 
-    assert max(UPDATE_SIZES) > cpu_backend.ADAM_PARALLEL_MIN
-    assert max(UPDATE_SIZES) % cpu_backend.ADAM_CHUNK != 0
+    assert max(UPDATE_SIZES) > cpu_backend.UPDATE_PARALLEL_MIN
+    assert max(UPDATE_SIZES) % cpu_backend.UPDATE_CHUNK != 0
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
