@@ -300,10 +300,16 @@ def _tanh_float32(a):
 def _normal_cdf_float32(x):
     """Φ(x), the standard normal CDF, in float32 to 2.5e-7 absolute (measured): the lower tail
     Φ(−|x|) = erfc(|x|/√2)/2 directly (no 1 − erf cancellation), then reflected."""
+    return _normal_cdf_from_gaussian_float32(x, _exp_float32(_F32(-0.5) * x * x))
+
+
+@njit(**_SERIAL, **_INTERNAL)
+def _normal_cdf_from_gaussian_float32(x, gaussian):
+    """Φ(x) given gaussian = e^(−x²/2), the factor A&S 7.1.26 shares with the density."""
     z = abs(x) * _F32(_SQRT_HALF)
     t = _F32(1.0) / (_F32(1.0) + _AS_P * z)
     a = _AS_A
-    tail = _F32(0.5) * t * (a[0] + t * (a[1] + t * (a[2] + t * (a[3] + t * a[4])))) * _exp_float32(-z * z)
+    tail = _F32(0.5) * t * (a[0] + t * (a[1] + t * (a[2] + t * (a[3] + t * a[4])))) * gaussian
     return tail if x < 0 else _F32(1.0) - tail
 
 
@@ -324,6 +330,12 @@ def _tanh(x):
 
 def _normal_cdf(x):
     """Φ(x) in x's float type."""
+    return _normal_cdf_float64(x)
+
+
+def _normal_cdf_from_gaussian(x, gaussian):
+    """Φ(x) in x's float type, given gaussian = e^(−x²/2) (GELU's derivative needs both):
+    float32 reuses it and saves an exponential; float64 keeps erf."""
     return _normal_cdf_float64(x)
 
 
@@ -350,6 +362,13 @@ def _tanh_typed(x):
 @overload(_normal_cdf)
 def _normal_cdf_typed(x):
     return (lambda x: _normal_cdf_float32(x)) if x == types.float32 else (lambda x: _normal_cdf_float64(x))
+
+
+@overload(_normal_cdf_from_gaussian)
+def _normal_cdf_from_gaussian_typed(x, gaussian):
+    if x == types.float32:
+        return lambda x, gaussian: _normal_cdf_from_gaussian_float32(x, gaussian)
+    return lambda x, gaussian: _normal_cdf_float64(x)
 
 
 @njit(**_SERIAL, **_INTERNAL)
@@ -428,12 +447,13 @@ def gelu_forward(Hout, A, alpha):
 
 @njit(**_ELEMENTWISE)
 def gelu_backward(dA, dH, A, alpha):
-    """φ'(x) = Φ(x) + x·e^(−x²/2)/√(2π)."""
+    """φ'(x) = Φ(x) + x·e^(−x²/2)/√(2π), the exponential computed once for both terms."""
     da, dh, a = dA.reshape(-1), dH.reshape(-1), A.reshape(-1)
     minus_half, inv_sqrt_2pi = A.dtype.type(-0.5), A.dtype.type(_INV_SQRT_2PI)
     for k in prange(a.size):
         x = a[k]
-        da[k] = dh[k] * (_normal_cdf(x) + x * inv_sqrt_2pi * _exp(minus_half * x * x))
+        gaussian = _exp(minus_half * x * x)
+        da[k] = dh[k] * (_normal_cdf_from_gaussian(x, gaussian) + x * inv_sqrt_2pi * gaussian)
 
 
 @njit(**_ELEMENTWISE)
