@@ -102,6 +102,21 @@ def test_the_cpu_backend_loads_scipys_blas_without_importing_scipy_linalg():
     assert run.stdout.split() == ["False", "False", "True", "True", "83.0"]
 
 
+@pytest.mark.parametrize("before", ["import scipy.linalg",  # e.g. scikit-learn imported first
+                                    "import importlib.machinery; importlib.machinery.EXTENSION_SUFFIXES.clear()"])
+def test_scipys_blas_loads_the_usual_way_when_it_must(before):
+    """The usual import path: scipy.linalg already imported, or no extension file to load."""
+    code = (f"{before}\n"
+            "import sys, numpy as np\n"
+            "import numbamlp.kernels.cpu_backend as cpu\n"
+            "A = np.arange(6, dtype=np.float64).reshape(2, 3); C = np.zeros((2, 2))\n"
+            "cpu._gemm(C, A, cpu.AS_IS, A, cpu.TRANSPOSED, 1.0, 0.0, np.empty(2))\n"
+            "print(np.array_equal(C, A @ A.T), 'scipy.linalg' in sys.modules)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["True", "True"]
+
+
 @pytest.mark.slow
 def test_cached_kernels_load_in_any_order(tmp_path):
     """A Numba (0.68) caching bug: a caller compiled while its parallel callee came from the
