@@ -85,6 +85,14 @@ def test_importing_the_cpu_backend_runs_scipys_blas_on_one_thread():
     assert scipys and all(lib["num_threads"] == 1 for lib in scipys)
 
 
+def printed_by(code: str, env=None) -> list[str]:
+    """What ``python -c code`` prints in a fresh process, split on whitespace; the process
+    must exit 0."""
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
+    return run.stdout.split()
+
+
 def test_the_cpu_backend_loads_scipys_blas_without_importing_scipy_linalg():
     """Start-up: the scipy.linalg package cost ~0.15 s of `numbamlp train`; the backend
     loads only its BLAS module, which a later ``import scipy.linalg`` must reuse."""
@@ -97,9 +105,7 @@ def test_the_cpu_backend_loads_scipys_blas_without_importing_scipy_linalg():
             "import scipy.linalg\n"
             "from scipy.linalg import cython_blas\n"
             "print(cython_blas is sys.modules['scipy.linalg.cython_blas'], scipy.linalg.blas.sgemm(1.0, A, A.T).sum())\n")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["False", "False", "True", "True", "83.0"]
+    assert printed_by(code) == ["False", "False", "True", "True", "83.0"]
 
 
 @pytest.mark.parametrize("before", ["import scipy.linalg",  # e.g. scikit-learn imported first
@@ -112,9 +118,7 @@ def test_scipys_blas_loads_the_usual_way_when_it_must(before):
             "A = np.arange(6, dtype=np.float64).reshape(2, 3); C = np.zeros((2, 2))\n"
             "cpu._gemm(C, A, cpu.AS_IS, A, cpu.TRANSPOSED, 1.0, 0.0, np.empty(2))\n"
             "print(np.array_equal(C, A @ A.T), 'scipy.linalg' in sys.modules)\n")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["True", "True"]
+    assert printed_by(code) == ["True", "True"]
 
 
 @pytest.mark.slow
@@ -125,8 +129,6 @@ def test_cached_kernels_load_in_any_order(tmp_path):
     step caches _gemm; affine_forward compiles against the cached _gemm; affine_forward runs
     from the cache (a multi-block product, so the thread pool is used)."""
     import os
-    import subprocess
-    import sys
 
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     train = (
@@ -145,5 +147,4 @@ def test_cached_kernels_load_in_any_order(tmp_path):
         "assert (out == 784).all()\n"
     )
     for code in (train, affine, affine):
-        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-        assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+        printed_by(code, env)
