@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from naive import assert_close
 from numbamlp import MLP
 from numbamlp.kernels import ACTIVATION_NAMES
 from numbamlp.trainer import Trainer
@@ -83,3 +84,31 @@ def test_validation_checks_the_fused_path_and_leaves_the_weights_alone():
     assert error < 1e-10
     np.testing.assert_array_equal(trainer.model.flat_params, before)
     assert trainer.optimizer.step_count == 0
+
+
+# The fused step's GEMMs at these widths and batches (hidden buffers are feature-major,
+# (H, B)) are cut into blocks that do not divide their longer side: a short last block left
+# uncomputed would leave columns of activations or deltas, or rows of gradients or weights,
+# stale.  (m, n, k) of C (m, n) = op(A) (m, k) @ op(B) (k, n), for B = 601 and 257:
+# Aᵀ₁ = W₁ Xᵀ, Aᵀ₂ = W₂ Hᵀ₁, dHᵀ₁ = W₂ᵀ dAᵀ₂, dW₂ = dAᵀ₂ H₁, dW₁ = dAᵀ₁ X.
+WIDE_LAYERS, WIDE_BATCHES = [777, 513, 33, 10], (601, 257)
+WIDE_PRODUCTS = [(513, 601, 777), (33, 601, 513), (513, 601, 33), (33, 513, 601), (513, 777, 601),
+                 (513, 257, 777), (513, 257, 33), (33, 513, 257), (513, 777, 257)]
+
+
+def test_the_wide_net_reaches_uneven_multi_block_products():
+    from numbamlp.kernels.cpu_backend import gemm_blocks
+
+    for m, n, k in WIDE_PRODUCTS:
+        blocks = gemm_blocks(m, n, k)
+        assert blocks > 1 and max(m, n) % blocks != 0, ((m, n, k), blocks)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fused_step_on_uneven_multi_block_products_equals_stepwise_path(optimizer):
+    """Plain SGD writes the update straight into W through the blocked GEMM (β = 1); Adam
+    updates from the blocked gradient: both must cover every row and column."""
+    fused_losses, fused = run("cpu", WIDE_LAYERS, "relu", OPTIMIZERS[optimizer], steps=3, batches=WIDE_BATCHES)
+    plain_losses, plain = run("numpy", WIDE_LAYERS, "relu", OPTIMIZERS[optimizer], steps=3, batches=WIDE_BATCHES)
+    np.testing.assert_allclose(fused_losses, plain_losses, rtol=1e-12)
+    assert_close(fused, plain, np.float64, f"{optimizer} weights after 3 steps")

@@ -24,8 +24,13 @@ def as_numpy(operand):
     return stored.T if code == TRANSPOSED else stored
 
 
-# (m, k, n): one block; rows split in 2 and 4; columns split in 2; single rows and columns
-SHAPES = [(7, 5, 3), (600, 80, 96), (1100, 64, 300), (40, 300, 1500), (1, 40, 9), (9, 40, 1), (600, 1, 64)]
+# (m, k, n): one block; rows split in 2 and 4; columns split in 4; single rows and columns
+EVEN_SHAPES = [(7, 5, 3), (600, 80, 96), (1100, 64, 300), (40, 300, 1500), (1, 40, 9), (9, 40, 1), (600, 1, 64)]
+# Blocks that do not divide the cut side (rows in 2 and 4, columns in 2 and 4): a block size
+# rounded down instead of up leaves C's last rows (or columns) uncomputed, which no shape
+# above can show.
+UNEVEN_SHAPES = [(777, 64, 300), (1103, 64, 300), (40, 300, 777), (40, 300, 1501)]
+SHAPES = EVEN_SHAPES + UNEVEN_SHAPES
 
 
 @pytest.mark.parametrize("m, k, n", SHAPES)
@@ -44,6 +49,14 @@ def test_the_test_shapes_reach_every_blocking():
     blocks = {(m, n): gemm_blocks(m, n, k) for m, k, n in SHAPES}
     assert blocks[(7, 3)] == 1 and blocks[(600, 96)] == 2 and blocks[(1100, 300)] == 4
     assert blocks[(40, 1500)] == 4  # the longer side, columns here, is cut
+    assert blocks[(777, 300)] == 2 and blocks[(1103, 300)] == 4
+    assert blocks[(40, 777)] == 2 and blocks[(40, 1501)] == 4
+
+
+@pytest.mark.parametrize("m, k, n", UNEVEN_SHAPES)
+def test_the_uneven_shapes_leave_a_short_last_block(m, k, n):
+    blocks = gemm_blocks(m, n, k)
+    assert blocks > 1 and max(m, n) % blocks != 0
 
 
 def test_blocks_depend_on_the_shape_alone_and_grow_with_it():
