@@ -4,9 +4,11 @@ Every write goes to a temporary file in the same directory, is flushed and fsync
 renamed into place, so a reader sees the old file or the new one, never half of one.
 
 A model file is one ``.safetensors`` file: tensors ``layers.{i}.W`` (out, in),
-``layers.{i}.b`` (out,), optionally ``input_transform.mean`` / ``.scale`` (D,), and under
-the header's metadata key ``numbamlp`` a JSON document with the layer sizes, activation
-and its parameter, dtype, class labels, versions and the training config.
+``layers.{i}.b`` (out,) in the model's dtype, optionally ``input_transform.mean`` /
+``.scale`` (D,) in float64, and under the header's metadata key ``numbamlp`` a JSON
+document with the layer sizes, activation and its parameter, dtype, class labels, versions
+and the training config.  ``load_model`` checks every tensor's dtype and shape against that
+document and refuses tensors the format does not name.
 """
 
 from __future__ import annotations
@@ -163,6 +165,33 @@ def save_model(model, path, config: dict | None = None) -> None:
     write_safetensors(path, tensors, meta)
 
 
+# The standardisation a model file may carry: both or neither, float64 (D,) whatever the
+# model's dtype (it is applied to the raw features before they are cast to it).
+TRANSFORM_TENSORS = ("input_transform.mean", "input_transform.scale")
+
+
+def _check_model_tensors(path, tensors: dict, layers: list, dtype: str) -> None:
+    """Every tensor of a model file against what its metadata says: each layer's W (out, in)
+    and b (out,) in the model's dtype, the input transform's two float64 (D,) vectors, and
+    nothing else.  A tensor the format does not know is refused rather than ignored: it means
+    the metadata and the tensors disagree (e.g. layers cut from the metadata, whose weights
+    are still there), and a model built from half of a file is not the model that was saved."""
+    expected = {}
+    for i, (n_in, n_out) in enumerate(zip(layers[:-1], layers[1:])):
+        expected[f"layers.{i}.W"] = (dtype, (n_out, n_in))
+        expected[f"layers.{i}.b"] = (dtype, (n_out,))
+    if any(name in tensors for name in TRANSFORM_TENSORS):
+        expected.update({name: ("float64", (layers[0],)) for name in TRANSFORM_TENSORS})
+    for name, (want_dtype, shape) in expected.items():
+        array = tensors.get(name)
+        if array is None or array.shape != shape or array.dtype.name != want_dtype:
+            got = "missing" if array is None else f"{array.dtype.name} {array.shape}"
+            raise ModelFileError(f"{path}: tensor {name} should be {want_dtype} {shape}, found {got}")
+    unknown = sorted(set(tensors) - set(expected))
+    if unknown:
+        raise ModelFileError(f"{path}: unexpected tensors {', '.join(unknown)} for a model with layers {layers}")
+
+
 def load_model(path):
     """Read a model written by ``MLP.save`` / ``numbamlp train``; checks everything before use."""
     from numbamlp.data import Standardizer
@@ -176,25 +205,16 @@ def load_model(path):
         raise ModelFileError(f"{path}: unknown activation {activation!r}")
     if dtype not in ("float32", "float64"):
         raise ModelFileError(f"{path}: unsupported dtype {dtype!r}")
-    params = []
-    for i, (n_in, n_out) in enumerate(zip(layers[:-1], layers[1:])):
-        for name, shape in ((f"layers.{i}.W", (n_out, n_in)), (f"layers.{i}.b", (n_out,))):
-            array = tensors.get(name)
-            if array is None or array.shape != shape or array.dtype.name != dtype:
-                got = "missing" if array is None else f"{array.dtype.name} {array.shape}"
-                raise ModelFileError(f"{path}: tensor {name} should be {dtype} {shape}, found {got}")
-        params.append((tensors[f"layers.{i}.W"], tensors[f"layers.{i}.b"]))
+    _check_model_tensors(path, tensors, layers, dtype)
+    params = [(tensors[f"layers.{i}.W"], tensors[f"layers.{i}.b"]) for i in range(len(layers) - 1)]
     model = MLP.from_params(params, activation=activation, dtype=dtype)
     classes = meta.get("classes")
     if classes is not None:
         if not isinstance(classes, list) or len(classes) > layers[-1]:
             raise ModelFileError(f"{path}: class labels do not match {layers[-1]} outputs")
         model.classes = np.asarray(classes)
-    if "input_transform.mean" in tensors:
-        mean, scale = tensors["input_transform.mean"], tensors.get("input_transform.scale")
-        if mean.shape != (layers[0],) or scale is None or scale.shape != (layers[0],):
-            raise ModelFileError(f"{path}: input transform does not match {layers[0]} features")
-        model.input_transform = Standardizer(mean, scale)
+    if TRANSFORM_TENSORS[0] in tensors:
+        model.input_transform = Standardizer(*(tensors[name] for name in TRANSFORM_TENSORS))
     model.metadata = meta
     return model
 

@@ -3,6 +3,8 @@
 import json
 import os
 import pickle
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,6 +106,65 @@ def test_tampered_metadata_is_caught_before_use(tmp_path, change, message):
         load_model(tmp_path / "t.safetensors")
 
 
+def cast(tensors, names, dtype):
+    for name in names:
+        tensors[name] = tensors[name].astype(dtype)
+
+
+LAYER_TENSORS = ["layers.0.W", "layers.0.b", "layers.1.W", "layers.1.b"]
+
+
+@pytest.mark.parametrize(
+    "dtype,change,message",
+    [
+        # tensors of the other float width under the metadata's dtype, every one or a single one
+        ("float32", lambda t: cast(t, LAYER_TENSORS, np.float64),
+         "tensor layers.0.W should be float32 (4, 3), found float64 (4, 3)"),
+        ("float64", lambda t: cast(t, LAYER_TENSORS, np.float32),
+         "tensor layers.0.W should be float64 (4, 3), found float32 (4, 3)"),
+        ("float32", lambda t: cast(t, ["layers.1.b"], np.float64),
+         "tensor layers.1.b should be float32 (2,), found float64 (2,)"),
+        ("float64", lambda t: cast(t, ["layers.1.W"], np.float32),
+         "tensor layers.1.W should be float64 (2, 4), found float32 (2, 4)"),
+        # the input transform is float64 whatever the model's dtype
+        ("float32", lambda t: cast(t, ["input_transform.mean"], np.float32),
+         "tensor input_transform.mean should be float64 (3,), found float32 (3,)"),
+        ("float64", lambda t: cast(t, ["input_transform.scale"], np.float32),
+         "tensor input_transform.scale should be float64 (3,), found float32 (3,)"),
+        ("float64", lambda t: t.update({"input_transform.scale": np.ones(4)}),
+         "tensor input_transform.scale should be float64 (3,), found float64 (4,)"),
+        ("float32", lambda t: t.pop("input_transform.mean"),
+         "tensor input_transform.mean should be float64 (3,), found missing"),
+        # tensors the format does not name
+        ("float32", lambda t: t.update({"layers.2.W": np.zeros((2, 2), np.float32)}),
+         "unexpected tensors layers.2.W for a model with layers [3, 4, 2]"),
+        ("float64", lambda t: t.update({"x": np.zeros(1), "input_transform.bias": np.zeros(3)}),
+         "unexpected tensors input_transform.bias, x for a model with layers [3, 4, 2]"),
+    ],
+)
+def test_every_tensor_is_checked_against_the_metadata(tmp_path, dtype, change, message):
+    model = MLP([3, 4, 2], dtype=dtype, seed=1)
+    model.input_transform = Standardizer(np.arange(3.0), np.full(3, 2.0))
+    model.save(tmp_path / "m.safetensors")
+    tensors, meta = read_safetensors(tmp_path / "m.safetensors", "numbamlp-model")
+    assert meta["dtype"] == dtype and tensors["layers.0.W"].dtype == dtype
+    assert tensors["input_transform.mean"].dtype == np.float64
+    change(tensors)
+    write_safetensors(tmp_path / "t.safetensors", tensors, meta)
+    with pytest.raises(ModelFileError, match=re.escape(message)):
+        load_model(tmp_path / "t.safetensors")
+
+
+def test_metadata_that_drops_layers_whose_weights_are_still_there_is_refused(tmp_path):
+    """Cutting the last layer from the metadata would otherwise load a different, smaller model."""
+    MLP([3, 4, 4, 2], seed=1).save(tmp_path / "m.safetensors")
+    tensors, meta = read_safetensors(tmp_path / "m.safetensors", "numbamlp-model")
+    meta["layers"] = [3, 4, 4]
+    write_safetensors(tmp_path / "t.safetensors", tensors, meta)
+    with pytest.raises(ModelFileError, match=re.escape("unexpected tensors layers.2.W, layers.2.b")):
+        load_model(tmp_path / "t.safetensors")
+
+
 def test_model_file_holds_json_metadata_and_no_pickle(tmp_path):
     save_model(MLP([3, 4, 2], activation="gelu"), tmp_path / "m.safetensors", config={"epochs": 3})
     blob = (tmp_path / "m.safetensors").read_bytes()
@@ -111,8 +172,25 @@ def test_model_file_holds_json_metadata_and_no_pickle(tmp_path):
     header = json.loads(blob[8 : 8 + header_len])
     meta = json.loads(header["__metadata__"]["numbamlp"])
     assert meta["activation"] == "gelu" and meta["config"] == {"epochs": 3} and meta["layers"] == [3, 4, 2]
-    assert not (tmp_path / ".m.safetensors.tmp").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary left behind
+    # atomic_write_bytes writes .NAME.tmp-PID and renames it: nothing of it may be left
+    assert not (tmp_path / f".m.safetensors.tmp-{os.getpid()}").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_a_failed_rename_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    target = tmp_path / "model.safetensors"
+    atomic_write_bytes(target, b"old")
+
+    def refuse(src, dst):
+        assert Path(src) == tmp_path / f".model.safetensors.tmp-{os.getpid()}"  # the name checked above
+        assert Path(src).read_bytes() == b"new"
+        raise OSError("disk said no")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(OSError, match="disk said no"):
+        atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
 
 
 def test_temporaries_of_dead_writers_are_cleaned_and_live_ones_kept(tmp_path):
