@@ -226,6 +226,7 @@ def test_fused_backward_epilogue_equals_the_two_pass_backward(activation):
     getattr(cpu, f"{activation}_backward")(ref_dA, ref_dH, cache, spec.alpha)
     close(dA, ref_dA, np.float64)
     close(dW, ref_dW, np.float64)
+    close(db, ref_db, np.float64)
 
 
 def test_a_cpu_trained_model_predicts_on_the_device():
