@@ -5,8 +5,8 @@ Symbols: B batch size, D input features, H hidden width, C classes.
 Backends (``get_backend``):
   - ``"numpy"``: plain batched numpy, the baseline and the fallback without Numba.
   - ``"cpu"``:   Numba-compiled kernels (``numbamlp.kernels.cpu_backend``).
-  - ``"cuda"``:  CUDA kernels through numba.cuda (``numbamlp.kernels.cuda_backend``): the
-                 kernels and their simulator tests exist; training on them does not yet.
+  - ``"cuda"``:  CUDA kernels through numba.cuda (``numbamlp.kernels.cuda_backend``); see
+                 CUDA_STATUS for what is tested.
   - ``"auto"``:  ``"cpu"`` when Numba imports, else ``"numpy"``.
 
 Every backend module defines, with outputs first, then inputs, then options:
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 __all__ = [
+    "CUDA_STATUS",
     "ACTIVATIONS",
     "ACTIVATION_NAMES",
     "ActivationSpec",
@@ -86,6 +87,11 @@ def activation_spec(name: str) -> ActivationSpec:
         raise ValueError(
             f"unknown activation {name!r}; valid activations: {', '.join(ACTIVATION_NAMES)}"
         ) from None
+
+
+# The one statement of where the CUDA backend stands; help texts and `numbamlp info` use it.
+CUDA_STATUS = ("NVIDIA GPU through numba-cuda; device-resident training, tested in Numba's CUDA "
+               "simulator, not yet run on a real GPU")
 
 
 class BackendUnavailable(RuntimeError):

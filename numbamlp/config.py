@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from numbamlp.kernels import ACTIVATION_NAMES, activation_spec
+from numbamlp.kernels import ACTIVATION_NAMES, CUDA_STATUS, activation_spec
 
 TRAIN_BACKENDS = ("cpu", "numpy", "reference")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
@@ -52,20 +52,61 @@ class ModelConfig(_Strict):
         return hidden
 
 
+# The defaults that belong to the optimizer, as in the frameworks users know (PyTorch's SGD
+# has momentum 0; "momentum" and "nesterov" are SGD with momentum 0.9; Adam's lr is 1e-3).
+# A setting that does not apply to the chosen optimizer is refused, never silently ignored.
+OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {
+    "sgd": {"lr": 0.05, "momentum": 0.0},
+    "momentum": {"lr": 0.05, "momentum": 0.9},
+    "nesterov": {"lr": 0.05, "momentum": 0.9},
+    "adam": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+    "adamw": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+}
+DEFAULT_OPTIMIZER = "momentum"
+
+
 class OptimizerConfig(_Strict):
     name: Literal["sgd", "momentum", "nesterov", "adam", "adamw"] = Field(
-        "sgd",
-        description="Optimizer: sgd (PyTorch's; momentum 0 is the seed notes' plain SGD), "
-        "momentum, nesterov, adam, adamw (decoupled weight decay).",
+        DEFAULT_OPTIMIZER,
+        description="Optimizer: sgd (plain SGD unless momentum is set, as PyTorch's), momentum "
+        "(SGD with momentum 0.9), nesterov, adam, adamw (decoupled weight decay).",
     )
-    lr: float = Field(0.05, gt=0, description="Learning rate (> 0).")
-    momentum: float = Field(0.9, ge=0, lt=1, description="Momentum in [0, 1) for sgd, momentum and nesterov.")
+    lr: float | None = Field(
+        None, gt=0, description="Learning rate (> 0); default: the optimizer's (0.05 for sgd, momentum "
+        "and nesterov; 0.001 for adam and adamw)."
+    )
+    momentum: float | None = Field(
+        None, ge=0, lt=1,
+        description="Momentum in [0, 1), for sgd (default 0), momentum and nesterov (default 0.9) only.",
+    )
     weight_decay: float = Field(
         1e-3, ge=0, description="L2 penalty: weight_decay·θ added to the gradient (decoupled for adamw)."
     )
-    beta1: float = Field(0.9, ge=0, lt=1, description="Adam's first-moment decay.")
-    beta2: float = Field(0.999, ge=0, lt=1, description="Adam's second-moment decay.")
-    eps: float = Field(1e-8, gt=0, description="Adam's denominator guard.")
+    beta1: float | None = Field(None, ge=0, lt=1, description="Adam's first-moment decay (adam, adamw; default 0.9).")
+    beta2: float | None = Field(None, ge=0, lt=1, description="Adam's second-moment decay (adam, adamw; default 0.999).")
+    eps: float | None = Field(None, gt=0, description="Adam's denominator guard (adam, adamw; default 1e-8).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_of_the_optimizer(cls, data):
+        """Fill the settings the user left out with the chosen optimizer's defaults (the
+        settings it does not use stay None)."""
+        if not isinstance(data, dict) or data.get("name", DEFAULT_OPTIMIZER) not in OPTIMIZER_DEFAULTS:
+            return data  # an unknown name is reported by the field's own validation
+        filled = dict(data)
+        for key, value in OPTIMIZER_DEFAULTS[data.get("name", DEFAULT_OPTIMIZER)].items():
+            if filled.get(key) is None:
+                filled[key] = value
+        return filled
+
+    @field_validator("momentum", "beta1", "beta2", "eps")
+    @classmethod
+    def _used_by_the_optimizer(cls, value, info):
+        name = info.data.get("name")
+        if value is not None and name in OPTIMIZER_DEFAULTS and info.field_name not in OPTIMIZER_DEFAULTS[name]:
+            users = [n for n, defaults in OPTIMIZER_DEFAULTS.items() if info.field_name in defaults]
+            raise ValueError(f"{info.field_name} does not apply to optimizer {name!r} (only to {', '.join(users)})")
+        return value
 
     @model_validator(mode="after")
     def _momentum_needed(self):
@@ -102,11 +143,16 @@ class DataConfig(_Strict):
     test: str | None = Field(
         None, description="Test data; default: the file's X_test/y_test, else a held-out split."
     )
+    val: str | None = Field(
+        None, description="Validation data (same format as train); default: none, or a held-out "
+        "val_fraction of the training rows."
+    )
     test_fraction: float = Field(
         0.25, gt=0, lt=1, description="Stratified test fraction held out when there is no test set."
     )
     val_fraction: float = Field(
-        0.0, ge=0, lt=1, description="Stratified validation fraction of the training split."
+        0.0, ge=0, lt=1, description="Stratified validation fraction of the training split (early "
+        "stopping without validation data holds out 0.1 when this is 0)."
     )
     standardize: bool = Field(
         True, description="Standardise features with statistics of the training split."
@@ -115,13 +161,19 @@ class DataConfig(_Strict):
         None, description="CSV label column, by header name or 0-based index; default: the last."
     )
 
+    @model_validator(mode="after")
+    def _one_source_of_validation_rows(self):
+        if self.val is not None and self.val_fraction > 0:
+            raise ValueError("val and val_fraction are both set; give a validation file or a fraction, not both")
+        return self
+
 
 class TrainConfig(_Strict):
-    seed: int = Field(0, description="Seed for initialisation, splits and shuffling.")
+    seed: int = Field(0, ge=0, description="Seed for initialisation, splits and shuffling (≥ 0).")
     backend: Literal["cpu", "numpy", "reference", "cuda"] = Field(
         "cpu",
         description=f"Compute backend: one of {', '.join(TRAIN_BACKENDS)} (reference: slow, for validation), "
-        "or cuda (NVIDIA GPU; its kernels are tested in the simulator, training is not yet device-resident).",
+        f"or cuda ({CUDA_STATUS}).",
     )
     dtype: Literal["float32", "float64"] = Field("float32", description="Floating-point type.")
     threads: int | None = Field(

@@ -30,12 +30,15 @@ class Optimizer:
 
     def arguments(self, lr: float) -> tuple:
         """The optimizer's arguments for the next step, in the fused train_step's order:
-        (adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2, eps, step)."""
+        (adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2, eps, step);
+        the settings the optimizer does not use (None in the config) are passed as 0."""
         cfg = self.config
         adam = cfg.name in ("adam", "adamw")
         flag = cfg.name == "adamw" if adam else cfg.name == "nesterov"
-        return (adam, float(lr), float(cfg.momentum), float(cfg.weight_decay), flag,
-                float(cfg.beta1), float(cfg.beta2), float(cfg.eps), self.step_count + 1)
+        unused = 0.0
+        return (adam, float(lr), float(cfg.momentum or unused), float(cfg.weight_decay), flag,
+                float(cfg.beta1 or unused), float(cfg.beta2 or unused), float(cfg.eps or unused),
+                self.step_count + 1)
 
     @property
     def buffers(self) -> tuple[np.ndarray, np.ndarray]:
