@@ -1,13 +1,16 @@
 """The ``numbamlp`` command: train, eval, predict, gradcheck, info, plot.
 
 Commands import the library inside their bodies so that ``numbamlp --help`` stays
-instant.  Every user error is one line on stderr and exit code 2, never a traceback.
+instant.  Every user error is one line on stderr and exit code 2, never a traceback; any
+other exception is one line and exit code 1, with the traceback only under ``--debug``
+(or ``NUMBAMLP_DEBUG=1``).
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +30,7 @@ _STR_OR_INT = click.STRING
 TRAIN_FLAGS = [
     ("--data", "data.train", str, ""),
     ("--test", "data.test", str, ""),
+    ("--val", "data.val", str, ""),
     ("--label-column", "data.label_column", _STR_OR_INT, ""),
     ("--val-fraction", "data.val_fraction", float, ""),
     ("--test-fraction", "data.test_fraction", float, ""),
@@ -71,14 +75,24 @@ def _int_list(ctx, param, value):
         raise click.BadParameter(f"expected comma-separated integers like 256,128, got {value!r}") from None
 
 
+def _shown_default(field):
+    """What ``--help`` shows as a flag's default: the schema's (a list comma-separated);
+    nothing where the default is None (the description says what unset means)."""
+    default = field.get_default(call_default_factory=True)
+    if default is None:
+        return False
+    return ",".join(map(str, default)) if isinstance(default, list) else str(default)
+
+
 def _train_flags(command):
     for flag, path, kind, extra in reversed(TRAIN_FLAGS):
-        help_text = _schema_field(path).description + extra
+        field = _schema_field(path)
+        options = {"help": field.description + extra, "show_default": _shown_default(field)}
         name = path.replace(".", "__")
         if kind == "int_list":
-            command = click.option(flag, name, callback=_int_list, help=help_text)(command)
+            command = click.option(flag, name, callback=_int_list, **options)(command)
         else:
-            command = click.option(flag, name, type=kind, help=help_text)(command)
+            command = click.option(flag, name, type=kind, **options)(command)
     return command
 
 
@@ -115,12 +129,20 @@ def _read_config_file(path: str) -> dict:
     raise CliError(f"config file {path} must be .toml or .json")
 
 
-def _validation_message(err) -> str:
-    """A pydantic ValidationError as one line naming each field."""
+_FLAG_OF_PATH = {path: flag for flag, path, _, _ in TRAIN_FLAGS}
+
+
+def _validation_message(err, passed: set = frozenset()) -> str:
+    """A pydantic ValidationError as one line naming each field: the flag, where the value
+    came from one the user passed (``--seed``), else the config key (``optimizer.lr``)."""
     parts = []
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "config"
-        parts.append(f"{field}: {e['msg']}")
+        name = field
+        if field in passed and field in _FLAG_OF_PATH:
+            flag = _FLAG_OF_PATH[field]
+            name = flag if flag[2:].replace("-", "_") == field else f"{flag} ({field})"
+        parts.append(f"{name}: {e['msg'].removeprefix('Value error, ')}")
     return "invalid configuration: " + "; ".join(parts)
 
 
@@ -153,14 +175,25 @@ def build_config(config_file: str | None, flags: dict):
     try:
         return TrainConfig.model_validate(_merge(document, passed))
     except ValidationError as err:
-        raise CliError(_validation_message(err)) from None
+        given = {path for path, value in flags.items() if value is not None}
+        raise CliError(_validation_message(err, given)) from None
 
 
 # ---------------------------------------------------------------- commands
+_debug_flag = False  # --debug on this invocation
+
+
+def _debugging() -> bool:
+    return _debug_flag or os.environ.get("NUMBAMLP_DEBUG", "") not in ("", "0")
+
+
 class _OneLineErrors(click.Group):
-    """click, except that a usage error is one line (with where to look), not three."""
+    """click, except that a usage error is one line (with where to look), not three, and an
+    unexpected exception is one line and exit 1 (the traceback only when debugging)."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        global _debug_flag
+        _debug_flag = False
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
@@ -175,14 +208,27 @@ class _OneLineErrors(click.Group):
         except click.Abort:
             click.echo("Aborted!", err=True)
             sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as err:  # a bug or an environment problem, not the user's input
+            if _debugging():
+                raise
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            click.echo(f"Error: unexpected {type(err).__name__}{': ' + reason if reason else ''} "
+                       "(run with --debug or NUMBAMLP_DEBUG=1 for the traceback)", err=True)
+            sys.exit(1)
         sys.exit(result if isinstance(result, int) else 0)
 
 
 @click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="numbamlp")
+@click.option("--debug", is_flag=True, help="Show the full traceback of an unexpected error (also NUMBAMLP_DEBUG=1).")
 @click.pass_context
-def main(ctx):
+def main(ctx, debug):
     """numbamlp: train multi-layer perceptrons with Numba-compiled kernels."""
+    global _debug_flag
+    _debug_flag = debug
     if ctx.invoked_subcommand != "train":  # train ends its start-up after the first epoch
         _end_of_startup()
 
@@ -204,7 +250,7 @@ def train(config_file, out, resume, overwrite, validate, as_json, quiet, **flags
     from numbamlp.data import DataError
     from numbamlp.io import ModelFileError
     from numbamlp.kernels import BackendUnavailable
-    from numbamlp.run import RunError, RunInterrupted, read_run_config, train_run
+    from numbamlp.run import RunAborted, RunError, RunInterrupted, read_run_config, train_run
     from numbamlp.trainer import GradientMismatch, TrainingDiverged
 
     flags = {name.replace("__", "."): value for name, value in flags.items()}
@@ -227,36 +273,64 @@ def train(config_file, out, resume, overwrite, validate, as_json, quiet, **flags
         notice = cache_notice()
         if notice:
             click.echo(notice, err=True)
-    callbacks = [_StartupEnds()] + ([] if (as_json or quiet) else [_progress(config.epochs)])
+    callbacks = [_StartupEnds()]
+    if not as_json:
+        callbacks.append(_GradientCheckLine())
+    if not (as_json or quiet):
+        callbacks.append(_progress(config.epochs))
     try:
         summary = train_run(config, out=out, resume=resume, overwrite=overwrite, callbacks=callbacks)
     except (GradientMismatch, TrainingDiverged) as err:  # not the user's input: exit 1
+        _close(callbacks)
         click.echo(f"Error: {err}", err=True)
         sys.exit(1)
     except RunInterrupted as stop:  # 128 + the signal's number: 130 for SIGINT, 143 for SIGTERM
+        _close(callbacks)
         click.echo(f"{stop}\ncontinue with: numbamlp train --resume {stop.directory}", err=True)
         sys.exit(128 + int(stop.signal_number))
-    except KeyboardInterrupt:  # before training started: nothing was written yet
-        click.echo("interrupted before training started; nothing was written", err=True)
+    except (RunAborted, KeyboardInterrupt) as stop:  # a second interrupt, or one before training
+        _close(callbacks)
+        if isinstance(stop, KeyboardInterrupt):
+            stop = RunAborted(None, resumed=resume is not None)
+        hint = f"\ncontinue with: numbamlp train --resume {stop.directory}" if stop.directory else ""
+        click.echo(f"{stop}{hint}", err=True)
         sys.exit(130)
     except (DataError, RunError, ModelFileError, BackendUnavailable, ValueError) as err:
+        _close(callbacks)
         raise CliError(str(err)) from None
-    finally:
-        for callback in callbacks:
-            callback.close()
+    _close(callbacks)
     if as_json:
         click.echo(json.dumps(summary))
         return
-    if summary["gradient_check_error"] is not None and not quiet:
-        click.echo(f"gradient check: max relative error vs reference {summary['gradient_check_error']:.2e}")
+    from numbamlp.text import counted
+
+    best = f", weights of epoch {summary['best_epoch']}" if summary["best_epoch"] is not None else ""
     click.echo(
         f"test accuracy: {summary['test_accuracy']:.4f}  test loss: {summary['test_loss']:.4f}  "
         f"({summary['test_rows']} test rows, layers {summary['layers']}, {summary['activation']}, "
-        f"{summary['backend']}/{summary['dtype']}, {summary['epochs_run']} epochs"
-        f"{', stopped early' if summary['stopped_early'] else ''})"
+        f"{summary['backend']}/{summary['dtype']}, {counted(summary['epochs_run'], 'epoch')}"
+        f"{', stopped early' if summary['stopped_early'] else ''}{best})"
     )
     if not quiet:
         click.echo(f"run directory: {summary['run_dir']}")
+
+
+def _close(callbacks) -> None:
+    for callback in callbacks:
+        callback.close()
+
+
+class _GradientCheckLine:
+    """--validate's result, printed when the check has run: before the first epoch."""
+
+    def on_gradients_checked(self, error: float) -> None:
+        click.echo(f"gradient check: max relative error vs reference {error:.2e}")
+
+    def on_epoch_end(self, epoch: int, metrics: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _progress(epochs: int):
@@ -277,19 +351,49 @@ class _EpochLines:
 
 
 class _ProgressBar:
-    """A click progress bar over epochs, showing the latest metrics (on a terminal)."""
+    """One line on the terminal, redrawn as training goes (the trainer reports within each
+    epoch, at most ~10 times a second): epoch, a bar over all epochs, the running loss of
+    the epoch, the last epoch's validation metrics and the time left."""
+
+    WIDTH = 24
 
     def __init__(self, epochs: int):
-        self.text = ""
-        self.bar = click.progressbar(length=epochs, label="training", item_show_func=lambda _: self.text)
-        self.bar.__enter__()
+        import time
+
+        self.epochs, self.clock = epochs, time.perf_counter
+        self.first = None  # (time, fraction done) at the first report: a resumed run starts late
+        self.last_epoch_text = ""
+
+    def _draw(self, epoch: int, done: float, loss: float) -> None:
+        """done: the fraction of all epochs finished, in [0, 1]."""
+        now = self.clock()
+        if self.first is None:
+            self.first = (now, done)
+        start, done_at_start = self.first
+        eta = (now - start) / (done - done_at_start) * (1.0 - done) if done > done_at_start else None
+        filled = int(round(self.WIDTH * done))
+        line = (f"epoch {epoch}/{self.epochs} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {100 * done:3.0f}%"
+                f"  loss {loss:.4f}{self.last_epoch_text}  eta {_clock_text(eta)}")
+        click.echo(f"\r{line}\x1b[K", nl=False)
+
+    def on_progress(self, epoch: int, rows_done: int, rows_total: int, loss: float) -> None:
+        self._draw(epoch, (epoch - 1 + rows_done / rows_total) / max(self.epochs, 1), loss)
 
     def on_epoch_end(self, epoch: int, metrics: dict) -> None:
-        self.text = _epoch_text(metrics, 1, self.bar.length)
-        self.bar.update(1)
+        if "val_accuracy" in metrics:
+            self.last_epoch_text = f"  val_loss {metrics['val_loss']:.4f}  val_acc {metrics['val_accuracy']:.4f}"
+        self._draw(epoch, epoch / max(self.epochs, 1), metrics["loss"])
 
     def close(self) -> None:
-        self.bar.__exit__(None, None, None)
+        if self.first is not None:
+            click.echo()
+
+
+def _clock_text(seconds) -> str:
+    if seconds is None:
+        return "--:--"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes:02d}:{secs:02d}"
 
 
 def _epoch_text(metrics: dict, width: int, epochs: int) -> str:
@@ -300,38 +404,54 @@ def _epoch_text(metrics: dict, width: int, epochs: int) -> str:
 
 
 def _load_model(path: str):
+    """A model file, or the model of a run directory."""
     from numbamlp.io import ModelFileError, load_model
+    from numbamlp.run import model_path_of
 
     try:
-        return load_model(path)
+        return load_model(model_path_of(path))
     except ModelFileError as err:
         raise CliError(str(err)) from None
 
 
 @main.command("eval")
 @click.argument("model_path", metavar="MODEL")
-@click.option("--data", required=True, help="builtin:NAME, .npz (X, y) or .csv with labels.")
+@click.option("--data", help="builtin:NAME, .npz (X, y) or .csv with labels; default for a run "
+              "directory: the test rows that run held out.")
 @click.option("--label-column", help="CSV label column by name or 0-based index (default: last).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 def evaluate(model_path, data, label_column, as_json):
-    """Loss, accuracy, per-class precision/recall and the confusion matrix of MODEL on --data."""
+    """Loss, accuracy, balanced accuracy, macro F1, per-class precision/recall and the
+    confusion matrix of MODEL on --data (a run directory: on its held-out test rows).
+
+    MODEL is a .safetensors model file or a run directory (its model.safetensors).
+    """
     import numpy as np
+    from sklearn.metrics import balanced_accuracy_score, f1_score
 
     from numbamlp.data import load_dataset
     from numbamlp.model import mean_cross_entropy
+    from numbamlp.run import held_out_test_split
 
     model = _load_model(model_path)
     try:
-        dataset = load_dataset(data, label_column=label_column)
-        S = model.scores(dataset.X)
+        if data is not None:
+            dataset = load_dataset(data, label_column=label_column)
+            X, labels, source = dataset.X, dataset.y, data
+        elif Path(model_path).is_dir():
+            X, labels = held_out_test_split(model_path)
+            source = f"the test rows {model_path} held out"
+        else:
+            raise CliError("--data is needed with a model file (a run directory defaults to its held-out test rows)")
+        S = model.scores(X)
     except ValueError as err:
         raise CliError(str(err)) from None
     classes = model.classes if model.classes is not None else np.arange(model.n_classes)
     lookup = {label: i for i, label in enumerate(classes.tolist())}
-    unknown = sorted({str(v) for v in dataset.y.tolist() if v not in lookup})
+    unknown = sorted({str(v) for v in labels.tolist() if v not in lookup})
     if unknown:
-        raise CliError(f"{data} has labels the model does not know: {', '.join(unknown[:5])}")
-    y = np.array([lookup[v] for v in dataset.y.tolist()])
+        raise CliError(f"{source} has labels the model does not know: {', '.join(unknown[:5])}")
+    y = np.array([lookup[v] for v in labels.tolist()])
     predicted = np.argmax(S, axis=1)
     loss = mean_cross_entropy(S, y)
     C = len(classes)
@@ -345,12 +465,15 @@ def evaluate(model_path, data, label_column, as_json):
             "precision": float(confusion[k, k] / predicted_k) if predicted_k else 0.0,
             "recall": float(confusion[k, k] / actual_k) if actual_k else 0.0,
         })
-    result = {"loss": loss, "accuracy": float(np.mean(predicted == y)), "rows": int(len(y)),
-              "per_class": per_class, "confusion_matrix": confusion.tolist()}
+    result = {"loss": loss, "accuracy": float(np.mean(predicted == y)),
+              "balanced_accuracy": float(balanced_accuracy_score(y, predicted)),
+              "macro_f1": float(f1_score(y, predicted, average="macro", zero_division=0)),
+              "rows": int(len(y)), "data": source, "per_class": per_class, "confusion_matrix": confusion.tolist()}
     if as_json:
         click.echo(json.dumps(result))
         return
-    click.echo(f"accuracy {result['accuracy']:.4f}  loss {loss:.4f}  ({len(y)} rows)")
+    click.echo(f"accuracy {result['accuracy']:.4f}  balanced accuracy {result['balanced_accuracy']:.4f}  "
+               f"macro F1 {result['macro_f1']:.4f}  loss {loss:.4f}  ({len(y)} rows: {source})")
     click.echo(f"{'class':>12} {'precision':>9} {'recall':>7} {'support':>8}")
     for row in per_class:
         click.echo(f"{str(row['class']):>12} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['support']:>8}")
@@ -361,20 +484,36 @@ def evaluate(model_path, data, label_column, as_json):
         click.echo(f"{str(label):>{cell}} " + " ".join(f"{v:>{cell}}" for v in row))
 
 
+def _check_output_file(path, overwrite: bool):
+    from numbamlp.paths import OutputPathError, check_output_file
+
+    try:
+        return check_output_file(path, overwrite)
+    except OutputPathError as err:
+        raise CliError(str(err)) from None
+
+
 @main.command()
 @click.argument("model_path", metavar="MODEL")
 @click.option("--data", required=True, help="builtin:NAME, .npz (X) or .csv (a label column, if present, is ignored).")
 @click.option("--label-column", help="CSV column to ignore, by name or 0-based index.")
 @click.option("--proba", is_flag=True, help="Also write the probability of every class.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write CSV here instead of stdout.")
-def predict(model_path, data, label_column, proba, out_file):
-    """Predict labels (and probabilities) for the rows of --data with MODEL, as CSV."""
+@click.option("--overwrite", is_flag=True, help="Allow --out to replace an existing file.")
+def predict(model_path, data, label_column, proba, out_file, overwrite):
+    """Predict labels (and probabilities) for the rows of --data with MODEL, as CSV.
+
+    MODEL is a .safetensors model file or a run directory (its model.safetensors).
+    """
+    import csv
     import io as text_io
 
     import numpy as np
 
     from numbamlp.data import read_features
 
+    if out_file:
+        _check_output_file(out_file, overwrite)
     model = _load_model(model_path)
     try:
         X = read_features(data, model.n_features, label_column)
@@ -383,11 +522,10 @@ def predict(model_path, data, label_column, proba, out_file):
         raise CliError(str(err)) from None
     classes = model.classes if model.classes is not None else np.arange(model.n_classes)
     buffer = text_io.StringIO()
-    header = ["prediction"] + ([f"p_{c}" for c in classes.tolist()] if proba else [])
-    buffer.write(",".join(header) + "\n")
+    table = csv.writer(buffer, lineterminator="\n")  # quotes class names that hold commas or quotes
+    table.writerow(["prediction"] + ([f"p_{c}" for c in classes.tolist()] if proba else []))
     for label, row in zip(classes[np.argmax(P, axis=1)].tolist(), P):
-        cells = [str(label)] + ([f"{p:.6g}" for p in row] if proba else [])
-        buffer.write(",".join(cells) + "\n")
+        table.writerow([label] + ([f"{p:.6g}" for p in row] if proba else []))
     if out_file:
         from numbamlp.io import atomic_write_bytes
 
@@ -464,11 +602,15 @@ def bench(ctx):
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="PNG file (default: RUN_DIR/curves.png).")
-def plot(run_dir, out_file):
-    """Loss and accuracy curves of a run (metrics.jsonl) as a PNG; needs matplotlib."""
+@click.option("--out", "out_file", type=click.Path(dir_okay=False),
+              help="Image file; its suffix picks the format (.png, .pdf, .svg, .jpg, ...; default: RUN_DIR/curves.png).")
+@click.option("--overwrite", is_flag=True, help="Allow --out to replace an existing file.")
+def plot(run_dir, out_file, overwrite):
+    """Loss and accuracy curves of a run (metrics.jsonl) as an image; needs matplotlib."""
     from numbamlp.plots import PlotError, plot_run
 
+    if out_file:
+        _check_output_file(out_file, overwrite)
     try:
         path = plot_run(run_dir, out_file)
     except PlotError as err:

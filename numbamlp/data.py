@@ -101,10 +101,19 @@ def _read_digits(path: Path):
 
 
 def _read_npz(path: Path) -> Dataset:
+    import zipfile
+
+    # numpy reads a file that is not a zip archive as a pickle (and then says so): look first
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path} is not a valid .npz archive (not a zip file)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except Exception as err:  # corrupt, truncated, not a zip, or object arrays (pickle refused)
+    except ValueError as err:
+        if "pickle" in str(err):
+            raise DataError(f"{path} holds object arrays (pickled data), which numbamlp never loads") from None
+        raise DataError(f"cannot read {path} as .npz ({_reason(err)})") from None
+    except Exception as err:  # a corrupt or truncated archive or member
         raise DataError(f"cannot read {path} as .npz ({_reason(err)})") from None
     for key in ("X", "y"):
         if key not in arrays:
@@ -180,6 +189,13 @@ def _read_csv(path: Path, label_column) -> Dataset:
     X = _csv_features(path, header, rows, label)
     labels = [row[label].strip() for _, row in rows]
     y = np.asarray([float(v) for v in labels]) if all(_is_number(v) for v in labels) else np.asarray(labels)
+    if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):
+        name = f"{header[label]!r}" if header else f"{label + 1} of {width}"
+        raise DataError(
+            f"{path}: the label column (column {name}{', the last' if label == width - 1 else ''}) holds "
+            "non-integral numbers, so it looks like a feature; choose the label column with "
+            "--label-column NAME|INDEX (0-based)"
+        )
     return Dataset(X, y, name=str(path))
 
 
@@ -301,11 +317,13 @@ class Splits:
 
 
 def prepare(data_config, seed: int) -> Splits:
-    """Load ``data_config.train`` (and ``.test``), split and standardise as configured.
+    """Load ``data_config.train`` (and ``.test``, ``.val``), split and standardise as configured.
 
     Without a separate test set, a stratified ``test_fraction`` of the rows is held out
-    with ``seed``; the validation split comes out of the training rows; standardisation
-    statistics are fitted on the training rows only.
+    with ``seed``; without a validation file, the validation split (``val_fraction``) comes
+    out of the training rows; standardisation statistics are fitted on the training rows
+    only.  Test and validation data are checked against the training data here, before any
+    training: the same feature count, and no label that training never sees.
     """
     data = load_dataset(data_config.train, seed, data_config.label_column)
     X, y = data.X, data.y
@@ -313,16 +331,40 @@ def prepare(data_config, seed: int) -> Splits:
         raise DataError(f"{data_config.train}: y has a single class; classification needs at least 2")
     if data_config.test is not None:
         test = load_dataset(data_config.test, seed, data_config.label_column)
-        X_test, y_test = test.X, test.y
+        X_test, y_test, test_source = test.X, test.y, data_config.test
     elif data.X_test is not None and data.y_test is not None:
-        X_test, y_test = data.X_test, data.y_test
+        X_test, y_test, test_source = data.X_test, data.y_test, f"{data_config.train} (X_test, y_test)"
     else:
         X, X_test, y, y_test = stratified_split(X, y, data_config.test_fraction, seed)
+        test_source = None
     X_val = y_val = None
-    if data_config.val_fraction > 0:
+    if data_config.val is not None:
+        val = load_dataset(data_config.val, seed, data_config.label_column)
+        X_val, y_val = val.X, val.y
+        check_like_training(X_val, y_val, X, y, data_config.val, data_config.train)
+    elif data_config.val_fraction > 0:
         X, X_val, y, y_val = stratified_split(X, y, data_config.val_fraction, seed)
+    if test_source is not None:
+        check_like_training(X_test, y_test, X, y, test_source, data_config.train)
     scaler = Standardizer.fit(X) if data_config.standardize else None
     if scaler is not None:
         X, X_test = scaler.transform(X), scaler.transform(X_test)
         X_val = scaler.transform(X_val) if X_val is not None else None
     return Splits(X, y, X_val, y_val, X_test, y_test, scaler)
+
+
+def check_like_training(X, y, X_train, y_train, source: str, train_source: str) -> None:
+    """DataError unless (X, y) can be scored by a model trained on (X_train, y_train): the
+    same number of features, and only labels that occur in training."""
+    if X.shape[1] != X_train.shape[1]:
+        raise DataError(f"{source} has {X.shape[1]} features but the training data {train_source} has {X_train.shape[1]}")
+    def kind(labels):
+        return "class names" if labels.dtype.kind in "US" else "numeric labels"
+
+    if kind(y) != kind(y_train):
+        raise DataError(f"{source} has {kind(y)} but the training data {train_source} has {kind(y_train)}")
+    unseen = np.setdiff1d(np.unique(y), np.unique(y_train))
+    if unseen.size:
+        shown = ", ".join(str(v) for v in unseen[:5].tolist()) + (", ..." if unseen.size > 5 else "")
+        raise DataError(f"{source} has {unseen.size} label{'s' if unseen.size > 1 else ''} that the training "
+                        f"data never shows: {shown}")

@@ -7,6 +7,8 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from numbamlp.text import counted
+
 
 def _version(package: str) -> str:
     try:
@@ -91,7 +93,7 @@ def environment_info() -> dict:
         from threadpoolctl import threadpool_info
 
         report["blas"] = [
-            f"{pool.get('internal_api')} {pool.get('version')} ({pool.get('num_threads')} threads, "
+            f"{pool.get('internal_api')} {pool.get('version')} ({counted(pool.get('num_threads'), 'thread')}, "
             f"{pool.get('threading_layer', 'n/a')})"
             for pool in threadpool_info() if pool.get("user_api") == "blas"
         ] or ["none found"]

@@ -25,7 +25,8 @@ def read_metrics(run_dir) -> list[dict]:
 
 
 def plot_run(run_dir, out=None) -> Path:
-    """Loss (train, validation) and validation accuracy per epoch, written as a PNG."""
+    """Loss (train, validation) and validation accuracy per epoch, written as an image in
+    the format ``out``'s suffix names (default RUN_DIR/curves.png)."""
     rows = read_metrics(run_dir)
     try:
         import matplotlib
@@ -36,6 +37,13 @@ def plot_run(run_dir, out=None) -> Path:
         raise PlotError("plot needs matplotlib: pip install 'numbamlp[plot]'") from None
     from numbamlp.io import atomic_write_bytes
 
+    path = Path(out) if out else Path(run_dir) / "curves.png"
+    fig, image_format = plt.figure(), path.suffix.lower().lstrip(".")
+    formats = fig.canvas.get_supported_filetypes()
+    plt.close(fig)
+    if image_format not in formats:
+        raise PlotError(f"cannot write {path}: {path.suffix or 'no suffix'} is not an image format matplotlib "
+                        f"writes; use one of {', '.join('.' + f for f in sorted(formats))}")
     epochs = [r["epoch"] for r in rows]
     has_val = all("val_loss" in r for r in rows)
     fig, axes = plt.subplots(1, 2 if has_val else 1, figsize=(10 if has_val else 5, 4), squeeze=False)
@@ -50,8 +58,7 @@ def plot_run(run_dir, out=None) -> Path:
     loss_ax.legend()
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    fig.savefig(buffer, format=image_format, dpi=100)
     plt.close(fig)
-    path = Path(out) if out else Path(run_dir) / "curves.png"
     atomic_write_bytes(path, buffer.getvalue())
     return path

@@ -5,7 +5,8 @@ A run directory holds:
   metrics.jsonl      one JSON line per epoch (epoch, loss, lr, val_loss, val_accuracy, seconds)
   checkpoint/        state.safetensors: weights, optimizer state, step count, RNG state
   model.safetensors  the trained model (with its label mapping and standardisation)
-  summary.json       test_accuracy, test_loss, val_accuracy, epochs_run, wall_s, model_path
+  summary.json       test_accuracy, test_loss, val_accuracy/val_loss of the saved weights,
+                     best_epoch, epochs_run, interrupted, wall_s, model_path
 Every file is written atomically (numbamlp.io).
 """
 
@@ -15,7 +16,6 @@ import contextlib
 import json
 import signal
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +28,6 @@ RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "model.safetensors"
 
 class RunError(ValueError):
     """A run directory that cannot be used as asked (exists, missing, incomplete)."""
-
-
-def default_run_dir() -> Path:
-    """runs/<UTC timestamp>, with a -2, -3, ... suffix if that name is taken."""
-    base = Path("runs") / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
 
 
 def holds_run(directory: Path) -> bool:
@@ -53,6 +43,22 @@ def read_run_config(directory) -> TrainConfig:
         return TrainConfig.model_validate(json.loads(path.read_text()))
     except (json.JSONDecodeError, ValueError) as err:
         raise RunError(f"{path} is not a valid numbamlp config: {str(err).splitlines()[0]}") from None
+
+
+def held_out_test_split(directory):
+    """(X_test, y_test) of a run directory's config as the run held it out: raw features
+    (the saved model standardises them itself) and labels."""
+    from numbamlp.data import prepare
+
+    config = read_run_config(directory)
+    splits = prepare(config.data.model_copy(update={"standardize": False}), config.seed)
+    return splits.X_test, splits.y_test
+
+
+def model_path_of(path) -> Path:
+    """A model file, or a run directory's model.safetensors."""
+    path = Path(path)
+    return path / "model.safetensors" if path.is_dir() else path
 
 
 class RunWriter:
@@ -71,12 +77,29 @@ class RunWriter:
 
 
 class RunInterrupted(Exception):
-    """SIGINT or SIGTERM stopped a run after a complete step; its checkpoint is saved."""
+    """SIGINT or SIGTERM stopped a run after a complete step; its checkpoint is saved, and
+    the weights of that step are the run's model."""
 
     def __init__(self, directory: Path, signal_number: int, epoch: int, step):
         where = "at the end of the epoch" if step == "end" else f"after step {step}"
-        super().__init__(f"interrupted in epoch {epoch} {where}; checkpoint saved in {directory}")
+        super().__init__(f"interrupted in epoch {epoch} {where}; checkpoint and model saved in {directory}")
         self.directory, self.signal_number = directory, signal_number
+
+
+class RunAborted(Exception):
+    """A second interrupt stopped a run at once (KeyboardInterrupt): what is on disk is the
+    last checkpoint that was completely written, if any (every write is atomic)."""
+
+    def __init__(self, directory: Path | None, resumed: bool):
+        if directory is None:
+            message = "interrupted before training started; nothing was written"
+        elif (directory / "checkpoint" / "state.safetensors").is_file():
+            message = (f"interrupted; {directory} keeps its last complete checkpoint"
+                       f"{'' if resumed else ' (the model file may be older or missing)'}")
+        else:
+            message = f"interrupted before the first checkpoint; {directory} holds no checkpoint yet"
+        super().__init__(message)
+        self.directory = directory if directory is not None and (directory / "checkpoint").is_dir() else None
 
 
 @contextlib.contextmanager
@@ -104,9 +127,11 @@ def train_run(config: TrainConfig, out=None, resume=None, overwrite: bool = Fals
 
     ``resume``: an existing run directory to continue (its config is used; ``config.epochs``
     may extend it).  ``out``: a new directory (default runs/<UTC timestamp>); one that
-    already holds a run is refused unless ``overwrite``.
+    already holds a run is refused unless ``overwrite``.  Everything that can be refused
+    (the output path, the data, the model's shape, the backend) is, before a file is written.
     """
     from numbamlp.data import prepare
+    from numbamlp.paths import RunDirectoryTaken, check_output_directory, claim_run_directory
     from numbamlp.trainer import Trainer, TrainingInterrupted
 
     start = time.perf_counter()
@@ -114,15 +139,13 @@ def train_run(config: TrainConfig, out=None, resume=None, overwrite: bool = Fals
         directory = Path(resume)
         if not (directory / "checkpoint" / "state.safetensors").is_file():
             raise RunError(f"{directory} has no checkpoint to resume from")
-    else:
-        directory = Path(out) if out is not None else default_run_dir()
-        if directory.exists() and not directory.is_dir():
-            raise RunError(f"{directory} exists and is not a directory")
-        if holds_run(directory) and not overwrite:
-            raise RunError(f"{directory} already holds a run; choose another --out or pass --overwrite")
+        check_output_directory(directory)
+    elif out is not None:
+        check_output_directory(out)
+        if holds_run(Path(out)) and not overwrite:
+            raise RunDirectoryTaken(out)
     splits = prepare(config.data, config.seed)
     trainer = Trainer(config)
-    # everything that can refuse (data, model shape, backend) does so before a file is written
     if resume is not None:
         arrays, meta = load_checkpoint(directory / "checkpoint")
         classes = np.asarray(meta["classes"])
@@ -130,30 +153,53 @@ def train_run(config: TrainConfig, out=None, resume=None, overwrite: bool = Fals
         trainer.restore(arrays, meta, classes)
     else:
         trainer.build(splits.X_train.shape[1], len(np.unique(splits.y_train)))
-    directory.mkdir(parents=True, exist_ok=True)
-    config_dump = config.model_dump(mode="json", by_alias=True)
-    atomic_write_json(directory / "config.json", config_dump)
-    writer = RunWriter(directory, trainer, config_dump)
+    claimed = None
     try:
-        with stop_on_signals(trainer):
-            trainer.fit(splits.X_train, splits.y_train, splits.X_val, splits.y_val, callbacks=[*callbacks, writer])
-    except TrainingInterrupted as stop:
-        writer.save()
-        raise RunInterrupted(directory, stop.reason, stop.epoch, stop.step) from None
-    if trainer.epoch == 0:  # zero epochs: still leave a loadable checkpoint
-        writer.on_epoch_end(0, {})
-    test = trainer.evaluate(splits.X_test, splits.y_test)
+        if resume is None:
+            directory = claimed = claim_run_directory(out, "config.json", overwrite)
+        config_dump = config.model_dump(mode="json", by_alias=True)
+        atomic_write_json(directory / "config.json", config_dump)
+        writer = RunWriter(directory, trainer, config_dump)
+        try:
+            with stop_on_signals(trainer):
+                trainer.fit(splits.X_train, splits.y_train, splits.X_val, splits.y_val,
+                            callbacks=[*callbacks, writer], warm_start=resume is not None)
+        except TrainingInterrupted as stop:
+            writer.save()
+            _finish(trainer, splits, directory, config, config_dump, start, interrupted=True)
+            raise RunInterrupted(directory, stop.reason, stop.epoch, stop.step) from None
+        if trainer.epoch == 0:  # zero epochs: still leave a loadable checkpoint
+            writer.on_epoch_end(0, {})
+        return _finish(trainer, splits, directory, config, config_dump, start, interrupted=False)
+    except KeyboardInterrupt:  # a second interrupt, while the first one's checkpoint was written
+        raise RunAborted(directory if (resume is not None or claimed is not None) else None,
+                         resumed=resume is not None) from None
+
+
+def _finish(trainer, splits, directory: Path, config: TrainConfig, config_dump: dict, start: float,
+            interrupted: bool) -> dict:
+    """Write the run's model and summary.json, and return the summary.
+
+    The summary describes the saved weights: with early stopping those of ``best_epoch``
+    (its validation metrics), otherwise the last epoch's.  An interrupted run saves the
+    weights of its last complete step and is not scored on the test set.
+    """
     model = trainer.model
     model.input_transform = splits.standardizer
     model_path = directory / "model.safetensors"
     save_model(model, model_path, config=config_dump)
-    val_accuracy = next((m["val_accuracy"] for m in reversed(trainer.history) if "val_accuracy" in m), None)
+    test = None if interrupted else trainer.evaluate(splits.X_test, splits.y_test)
+    saved_epoch = trainer.best_epoch if trainer.best_epoch is not None else trainer.epoch
+    saved = next((m for m in trainer.history if m.get("epoch") == saved_epoch), {})
     summary = {
-        "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"],
-        "val_accuracy": val_accuracy,
+        "test_accuracy": None if test is None else test["accuracy"],
+        "test_loss": None if test is None else test["loss"],
+        "val_accuracy": saved.get("val_accuracy"),
+        "val_loss": saved.get("val_loss"),
+        "best_epoch": trainer.best_epoch,
         "epochs_run": trainer.epoch,
         "stopped_early": trainer.stopped_early,
+        "interrupted": interrupted,
         "gradient_check_error": trainer.validation_error,
         "wall_s": time.perf_counter() - start,
         "model_path": str(model_path),

@@ -49,9 +49,19 @@ def set_threads(threads: int, backend: str) -> None:
 
 
 class Callback(Protocol):
-    """Called after every epoch with that epoch's metrics (epoch, loss, lr, seconds, val_*)."""
+    """Called after every epoch with that epoch's metrics (epoch, loss, lr, seconds, val_*).
+
+    Two optional methods are called when a callback has them:
+    ``on_progress(epoch, rows_done, rows_total, loss)`` within an epoch, at most every
+    PROGRESS_INTERVAL_S seconds (epoch is the 1-based epoch in progress, loss the running
+    mean of the epoch so far), and ``on_gradients_checked(error)`` once ``validate``'s
+    check has passed, before the first epoch.
+    """
 
     def on_epoch_end(self, epoch: int, metrics: dict) -> None: ...
+
+
+PROGRESS_INTERVAL_S = 0.1
 
 
 class TrainingDiverged(ValueError):
@@ -80,7 +90,10 @@ class Trainer:
     the epochs; ``step(Xb, yb)`` is one minibatch update and returns its loss;
     ``evaluate(X, y)`` gives loss and accuracy.  Labels may be any sortable values; they
     are encoded to indices 0..C−1 and ``classes_`` (also ``model.classes``) maps them back.
-    A trainer resumes where it stopped: ``fit`` runs the epochs after ``self.epoch``.
+    A second ``fit`` trains again from scratch on the data it is given (new weights from
+    the seed, new optimizer state, history and shuffles), as scikit-learn does;
+    ``fit(..., warm_start=True)`` continues instead, running the epochs after
+    ``self.epoch`` (what resuming a checkpoint and ``partial_fit`` use).
     """
 
     def __init__(self, config: TrainConfig | dict | None = None, **overrides):
@@ -94,18 +107,28 @@ class Trainer:
         if config.threads is not None:
             set_threads(config.threads, config.backend)
         self.model: MLP | None = None
+        self._workspace: Workspace | None = None
+        self._start_over()
+
+    def _start_over(self) -> None:
+        """Forget everything a fit learned (the model is rebuilt by the next fit)."""
         self.classes_: np.ndarray | None = None
         self.history: list[dict] = []
         self.epoch = 0  # epochs completed
         self.best_val_loss = np.inf
+        self.best_epoch: int | None = None  # the epoch whose weights early stopping keeps
         self.bad_epochs = 0  # epochs since the best validation loss
         self.stopped_early = False
         self.validation_error: float | None = None
         self._best_params: np.ndarray | None = None
-        self._rng = np.random.default_rng(config.seed)
+        self._rng = np.random.default_rng(self.config.seed)
         self._progress: dict | None = None  # position inside an interrupted epoch
         self._stop_reason = None
-        self._workspace: Workspace | None = None
+
+    @property
+    def fitted(self) -> bool:
+        """Whether a fit has trained (or been restored) past its start."""
+        return self.epoch > 0 or self._progress is not None
 
     def __getstate__(self):
         # modules and views do not pickle: drop them and rebuild on load
@@ -267,14 +290,19 @@ class Trainer:
         return loss
 
     # ------------------------------------------------------------ epochs
-    def fit(self, X, y, X_val=None, y_val=None, sample_weight=None, callbacks=()) -> list[dict]:
+    def fit(self, X, y, X_val=None, y_val=None, sample_weight=None, callbacks=(),
+            warm_start: bool = False) -> list[dict]:
         """Train until ``config.epochs`` epochs are done; returns the history (one dict per epoch).
 
         Each epoch shuffles the rows with the trainer's generator (seeded from
         ``config.seed``) and visits every row once: the last, shorter batch is trained on.
         With early stopping and no (X_val, y_val), a stratified ``data.val_fraction`` (0.1
-        if unset) of the rows is held out for validation.
+        if unset) of the rows is held out for validation.  A trainer that has already
+        trained starts over unless ``warm_start`` (see the class docstring).
         """
+        if self.fitted and not warm_start:
+            self.model = None
+            self._start_over()
         X = as_features(X, None, self.config.dtype)
         y = np.asarray(y)
         weights = as_sample_weights(sample_weight, X.shape[0], np.float64)
@@ -298,7 +326,10 @@ class Trainer:
         X = as_features(X, self.model.n_features, self.model.dtype)
         weights = self._row_weights(y, weights)
         if self.config.validate_gradients and self.epoch == 0:
-            self.validate_gradients(X, y_idx, weights)
+            error = self.validate_gradients(X, y_idx, weights)
+            for callback in callbacks:
+                getattr(callback, "on_gradients_checked", lambda error: None)(error)
+        watchers = [callback.on_progress for callback in callbacks if hasattr(callback, "on_progress")]
         batch = self.config.batch_size
         device = self._device_data(X, y_idx, weights) if self._mirror is not None else None
         while self.epoch < self.config.epochs and not self.stopped_early:
@@ -313,6 +344,7 @@ class Trainer:
                 X_epoch, y_epoch = X[order], y_idx[order]
             else:  # the data stays on the GPU; only the order goes up
                 device["order"] = self._mirror.upload(order)
+            shown = time.perf_counter()
             for lo in range(progress["next_row"], X.shape[0], batch):
                 step, rows = lo // batch + 1, min(batch, X.shape[0] - lo)
                 wb = None if w_epoch is None else w_epoch[lo : lo + rows]
@@ -329,6 +361,10 @@ class Trainer:
                 progress["total"] += loss * weight
                 progress["weight_total"] += weight
                 progress["next_row"] = lo + batch
+                if watchers and time.perf_counter() - shown >= PROGRESS_INTERVAL_S:
+                    shown = time.perf_counter()
+                    for watch in watchers:
+                        watch(self.epoch + 1, lo + rows, X.shape[0], progress["total"] / progress["weight_total"])
                 if self._stop_reason is not None and progress["next_row"] < X.shape[0]:
                     progress["seconds"] += time.perf_counter() - start
                     raise TrainingInterrupted(self.epoch + 1, step, self._stop_reason)
@@ -389,6 +425,7 @@ class Trainer:
             return
         if val_loss < self.best_val_loss - stopping.min_delta:
             self.best_val_loss = val_loss
+            self.best_epoch = self.epoch
             self.bad_epochs = 0
             self._best_params = self.model.flat_params.copy()
         else:
@@ -495,6 +532,7 @@ class Trainer:
             "optimizer_steps": self.optimizer.step_count,
             "rng_state": self._rng.bit_generator.state,
             "best_val_loss": None if np.isinf(self.best_val_loss) else self.best_val_loss,
+            "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
             "stopped_early": self.stopped_early,
             "history": self.history,
@@ -520,6 +558,7 @@ class Trainer:
         self._rng.bit_generator.state = meta["rng_state"]
         self.epoch = int(meta["epoch"])
         self.best_val_loss = np.inf if meta["best_val_loss"] is None else float(meta["best_val_loss"])
+        self.best_epoch = meta.get("best_epoch")  # absent from checkpoints written before it existed
         self.bad_epochs = int(meta["bad_epochs"])
         self.stopped_early = bool(meta["stopped_early"])
         self.history = list(meta["history"])
