@@ -75,24 +75,25 @@ def _int_list(ctx, param, value):
         raise click.BadParameter(f"expected comma-separated integers like 256,128, got {value!r}") from None
 
 
-def _shown_default(field):
-    """What ``--help`` shows as a flag's default: the schema's (a list comma-separated);
-    nothing where the default is None (the description says what unset means)."""
+def _shown_default(field) -> str:
+    """The schema's default as ``--help`` shows it (a list comma-separated); nothing where the
+    default is None: the description says what unset means.  (The flags' click default is
+    None, which is how build_config tells a passed flag from one left out.)"""
     default = field.get_default(call_default_factory=True)
     if default is None:
-        return False
-    return ",".join(map(str, default)) if isinstance(default, list) else str(default)
+        return ""
+    return f"  [default: {','.join(map(str, default)) if isinstance(default, list) else default}]"
 
 
 def _train_flags(command):
     for flag, path, kind, extra in reversed(TRAIN_FLAGS):
         field = _schema_field(path)
-        options = {"help": field.description + extra, "show_default": _shown_default(field)}
+        help_text = field.description + extra + _shown_default(field)
         name = path.replace(".", "__")
         if kind == "int_list":
-            command = click.option(flag, name, callback=_int_list, **options)(command)
+            command = click.option(flag, name, callback=_int_list, help=help_text)(command)
         else:
-            command = click.option(flag, name, type=kind, **options)(command)
+            command = click.option(flag, name, type=kind, help=help_text)(command)
     return command
 
 
