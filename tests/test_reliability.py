@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from numbamlp import load_model
 from numbamlp.data import DataError, load_dataset
-from numbamlp.io import ModelFileError, load_checkpoint
+from numbamlp.io import ModelFileError, load_checkpoint, save_checkpoint
+from numbamlp.trainer import Trainer, TrainingInterrupted
 
 NUMBAMLP = [sys.executable, "-m", "numbamlp.cli.main"]
 # slow enough per epoch (~0.1 s) that signals land mid-training, small enough for CI
@@ -53,7 +54,9 @@ def test_signal_saves_a_checkpoint_and_resume_is_bit_identical(tmp_path, uninter
     out = tmp_path / "run"
     process = start([*RUN, "--out", str(out)])
     wait_for_epochs(out, 2, process)
-    time.sleep(random.uniform(0.0, 0.08))  # land anywhere inside the next epoch
+    # land somewhere inside the next epoch (seeded; where exactly still depends on timing,
+    # the in-process tests below interrupt at chosen steps)
+    time.sleep(random.Random(int(signal_number)).uniform(0.0, 0.08))
     process.send_signal(signal_number)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == exit_code, stderr
@@ -66,6 +69,163 @@ def test_signal_saves_a_checkpoint_and_resume_is_bit_identical(tmp_path, uninter
     assert resumed.returncode == 0, resumed.stderr
     final = load_model(out / "model.safetensors").flat_params
     assert final.tobytes() == uninterrupted.tobytes()
+
+
+# ---------------------------------------------------------------- interrupts at chosen steps
+# In process: request_stop at exactly the k-th step, checkpoint through the file as
+# `numbamlp train` does, a new Trainer restores it and finishes; its weights must be the
+# uninterrupted run's, bit for bit.
+INTERRUPT_EPOCHS = 3
+INTERRUPT_CONFIGS = {
+    # 70 rows, batches of 16: 5 steps per epoch, the last one of 6 rows; lr falls every epoch
+    "momentum, cosine, float32": {"optimizer": {"name": "momentum", "lr": 0.05}, "schedule": {"name": "cosine"}},
+    # 63 training rows (7 held out for validation), 4 steps, the last of 15 rows; per-row
+    # weights; Adam's moments and step count, the best weights so far and their loss
+    "adam, early stopping, class weights, float64": {
+        "dtype": "float64", "optimizer": {"name": "adam", "lr": 0.01}, "class_weight": "balanced",
+        "early_stopping": {"patience": 10}},
+}
+STEPS_PER_EPOCH = {"momentum, cosine, float32": 5, "adam, early stopping, class weights, float64": 4}
+# where to stop, given the steps per epoch: the first step, a middle one, the last of the
+# first epoch (the epoch completes, then it stops at its end), the first of the second
+# epoch, and the second to last of the whole run
+STOPS = {"step 1": lambda n: 1, "middle of epoch 1": lambda n: n // 2 + 1, "last step of epoch 1": lambda n: n,
+         "first step of epoch 2": lambda n: n + 1, "second to last step": lambda n: INTERRUPT_EPOCHS * n - 1}
+
+
+def interrupt_problem():
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(70, 6))
+    y = rng.choice(3, size=70, p=[0.5, 0.3, 0.2])
+    X[np.arange(70), y] += 1.0
+    return X, y
+
+
+def interrupt_config(name):
+    return {"seed": 5, "epochs": INTERRUPT_EPOCHS, "batch_size": 16, "model": {"hidden": [12, 7]},
+            **INTERRUPT_CONFIGS[name]}
+
+
+def count_steps(trainer, stop_after=None):
+    """Count ``trainer``'s optimizer steps (a list that grows by one per step); with
+    ``stop_after`` = k, call request_stop right after the k-th, as a signal handler would."""
+    steps, real_step = [], trainer._step
+
+    def step(*args):
+        loss = real_step(*args)
+        steps.append(loss)
+        if len(steps) == stop_after:
+            trainer.request_stop("test")
+        return loss
+
+    trainer._step = step
+    return steps
+
+
+class StopAtEpochEnd:
+    def __init__(self, trainer, epoch):
+        self.trainer, self.epoch = trainer, epoch
+
+    def on_epoch_end(self, epoch, metrics):
+        if epoch == self.epoch:
+            self.trainer.request_stop("test")
+
+
+@pytest.fixture(scope="module")
+def straight_runs():
+    X, y = interrupt_problem()
+    runs = {}
+    for name in INTERRUPT_CONFIGS:
+        trainer = Trainer(interrupt_config(name))
+        steps = count_steps(trainer)
+        trainer.fit(X, y)
+        assert len(steps) == INTERRUPT_EPOCHS * STEPS_PER_EPOCH[name]
+        runs[name] = trainer
+    return runs
+
+
+def resume_and_finish(tmp_path, trainer, config, X, y):
+    """Checkpoint ``trainer`` to a file and finish the run in a new Trainer, as
+    `numbamlp train --resume` does (numbamlp.run.train_run)."""
+    save_checkpoint(tmp_path / "checkpoint", trainer, config)
+    arrays, meta = load_checkpoint(tmp_path / "checkpoint")
+    resumed = Trainer(config)
+    classes = np.asarray(meta["classes"])
+    resumed.build(X.shape[1], len(classes))
+    resumed.restore(arrays, meta, classes)
+    steps = count_steps(resumed)
+    resumed.fit(X, y, warm_start=True)
+    return resumed, steps
+
+
+def assert_same_run(resumed, straight):
+    assert resumed.epoch == straight.epoch == INTERRUPT_EPOCHS
+    assert resumed.model.flat_params.tobytes() == straight.model.flat_params.tobytes()
+    assert resumed.optimizer.step_count == straight.optimizer.step_count
+    for key, buffer in straight.optimizer.state.items():
+        assert resumed.optimizer.state[key].tobytes() == buffer.tobytes(), key
+    same = ("epoch", "loss", "lr", "val_loss", "val_accuracy")  # all but the seconds
+    assert [{k: m.get(k) for k in same} for m in resumed.history] == [{k: m.get(k) for k in same}
+                                                                       for m in straight.history]
+
+
+@pytest.mark.parametrize("stop", STOPS)
+@pytest.mark.parametrize("name", INTERRUPT_CONFIGS)
+def test_an_interrupt_at_a_chosen_step_resumes_bit_identically(tmp_path, straight_runs, name, stop):
+    X, y = interrupt_problem()
+    config, per_epoch = interrupt_config(name), STEPS_PER_EPOCH[name]
+    k = STOPS[stop](per_epoch)
+    trainer = Trainer(config)
+    before = count_steps(trainer, stop_after=k)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        trainer.fit(X, y)
+    assert len(before) == k  # stopped right after the step it was asked in
+    epoch, step_in_epoch = divmod(k - 1, per_epoch)
+    if step_in_epoch == per_epoch - 1:  # the epoch's last step: the epoch is finished first
+        assert (stopped.value.epoch, stopped.value.step) == (epoch + 1, "end")
+    else:
+        assert (stopped.value.epoch, stopped.value.step) == (epoch + 1, step_in_epoch + 1)
+    resumed, after = resume_and_finish(tmp_path, trainer, config, X, y)
+    assert len(before) + len(after) == INTERRUPT_EPOCHS * per_epoch  # no step repeated or skipped
+    assert_same_run(resumed, straight_runs[name])
+
+
+@pytest.mark.parametrize("name", INTERRUPT_CONFIGS)
+def test_an_interrupt_between_epochs_resumes_bit_identically(tmp_path, straight_runs, name):
+    """request_stop from an epoch-end callback (e.g. a signal while metrics are written)."""
+    X, y = interrupt_problem()
+    config = interrupt_config(name)
+    trainer = Trainer(config)
+    before = count_steps(trainer)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        trainer.fit(X, y, callbacks=[StopAtEpochEnd(trainer, 2)])
+    assert (stopped.value.epoch, stopped.value.step) == (2, "end")
+    assert len(before) == 2 * STEPS_PER_EPOCH[name]
+    resumed, after = resume_and_finish(tmp_path, trainer, config, X, y)
+    assert len(after) == STEPS_PER_EPOCH[name]
+    assert_same_run(resumed, straight_runs[name])
+
+
+def test_two_interrupts_in_one_run_resume_bit_identically(tmp_path, straight_runs):
+    """Interrupted, resumed, interrupted again mid-epoch, resumed again."""
+    name = "adam, early stopping, class weights, float64"
+    X, y = interrupt_problem()
+    config = interrupt_config(name)
+    trainer = Trainer(config)
+    count_steps(trainer, stop_after=2)
+    with pytest.raises(TrainingInterrupted):
+        trainer.fit(X, y)
+    save_checkpoint(tmp_path / "first", trainer, config)
+    arrays, meta = load_checkpoint(tmp_path / "first")
+    middle = Trainer(config)
+    middle.build(X.shape[1], len(meta["classes"]))
+    middle.restore(arrays, meta, np.asarray(meta["classes"]))
+    count_steps(middle, stop_after=STEPS_PER_EPOCH[name] + 1)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        middle.fit(X, y, warm_start=True)
+    assert (stopped.value.epoch, stopped.value.step) == (2, 3)
+    resumed, _ = resume_and_finish(tmp_path, middle, config, X, y)
+    assert_same_run(resumed, straight_runs[name])
 
 
 @pytest.mark.slow
