@@ -7,14 +7,27 @@ Parameters follow scikit-learn's own ``MLPClassifier`` where they mean the same 
 (``alpha`` is the L2 weight decay added to the gradient, as numbamlp applies it).  Like
 scikit-learn's, it does not standardise features: put a ``StandardScaler`` before it in a
 ``Pipeline``.
+
+Parameters are checked the way scikit-learn checks its own: ``_parameter_constraints``
+(sklearn.utils._param_validation) at the start of ``fit``, raising ``InvalidParameterError``
+(a ``ValueError``) that names the parameter and its valid values; the rules that tie two
+parameters together are checked next, and anything the training config still refuses is
+reported under the estimator's parameter name, never as pydantic's ValidationError.
 """
 
 from __future__ import annotations
 
+import typing
+from numbers import Integral, Real
+
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from numbamlp.config import OPTIMIZER_DEFAULTS, OPTIMIZERS, SCHEDULES, TrainConfig
+from numbamlp.kernels import ACTIVATION_NAMES
 
 # The scikit-learn checks that float32 cannot pass, with the reasons, for check_estimator's
 # expected_failed_checks (scikit-learn's own mechanism).  The float64 default passes them all.
@@ -29,32 +42,134 @@ FLOAT32_EXPECTED_FAILURES = {
     ),
 }
 
+# scikit-learn's activation names that mean one of numbamlp's ("identity" has no counterpart
+# and is refused with the valid choices).
+ACTIVATION_ALIASES = {"logistic": "sigmoid"}
+
+# The estimator's parameter → the config field it sets; every optimizer setting is passed only
+# when the user set it (None: the chosen optimizer's own default, from numbamlp.config).
+_OPTIMIZER_FIELDS = {"learning_rate_init": "lr", "momentum": "momentum", "beta_1": "beta1",
+                     "beta_2": "beta2", "epsilon": "eps"}
+
+# config location → estimator parameter, to report what the config refuses in the user's terms
+_CONFIG_NAMES = {
+    ("seed",): "random_state", ("backend",): "backend", ("dtype",): "dtype", ("epochs",): "max_iter",
+    ("batch_size",): "batch_size", ("model", "hidden"): "hidden_layer_sizes", ("model", "activation"): "activation",
+    ("optimizer",): "solver", ("optimizer", "name"): "solver", ("optimizer", "weight_decay"): "alpha",
+    **{("optimizer", field): name for name, field in _OPTIMIZER_FIELDS.items()},
+    ("schedule", "name"): "learning_rate", ("early_stopping", "patience"): "n_iter_no_change",
+    ("class_weight",): "class_weight", ("data", "val_fraction"): "validation_fraction",
+}
+
 
 def expected_failed_checks(estimator) -> dict:
     """What ``check_estimator(..., expected_failed_checks=...)`` should expect for ``estimator``."""
     return dict(FLOAT32_EXPECTED_FAILURES) if estimator.dtype == "float32" else {}
 
 
+def _choices(field: str) -> set[str]:
+    """The values a Literal field of TrainConfig allows (the schema stays the one source)."""
+    return set(typing.get_args(TrainConfig.model_fields[field].annotation))
+
+
+def _parameter_error(name: str, message: str) -> ValueError:
+    return ValueError(f"MLPClassifier parameter {name!r}: {message}")
+
+
+class _PrintEpochs:
+    """verbose: one line per epoch on stdout, as scikit-learn's MLPClassifier prints them."""
+
+    def on_epoch_end(self, epoch: int, metrics: dict) -> None:
+        print(f"Iteration {epoch}, loss = {metrics['loss']:.8f}")
+        if "val_accuracy" in metrics:
+            print(f"Validation score: {metrics['val_accuracy']:f}")
+
+
 class MLPClassifier(ClassifierMixin, BaseEstimator):
     """Multi-layer perceptron classifier trained with numbamlp's kernels.
 
-    hidden_layer_sizes: widths of the hidden layers.  activation: one of
-    numbamlp.ACTIVATION_NAMES.  solver: sgd, momentum, nesterov, adam or adamw.
-    max_iter: epochs.  early_stopping: hold out ``validation_fraction`` and stop after
-    ``n_iter_no_change`` epochs without improvement, restoring the best weights.
-    backend: cpu, numpy or reference.  dtype: float64 (the default, as in scikit-learn) or
-    float32, which is faster but, because BLAS's float32 GEMM rounds differently for
-    different row counts, gives probabilities that vary by ~1e-7 with how rows are batched
-    (so it fails check_methods_subset_invariance's 1e-7 tolerance).
+    Parameters shared with scikit-learn's ``MLPClassifier`` (same names, same meaning):
+
+    hidden_layer_sizes: an int or a sequence of ints ≥ 1, the hidden widths (``()``: none).
+    activation: one of numbamlp.ACTIVATION_NAMES, or scikit-learn's "logistic" (= "sigmoid");
+        numbamlp has no "identity".
+    solver: sgd, momentum, nesterov, adam or adamw (not scikit-learn's lbfgs).  The default is
+        "momentum" (SGD with momentum 0.9), which is what this estimator trained with before
+        the optimizers got their own defaults (it was solver="sgd", momentum=0.9); "sgd" is
+        now plain SGD unless ``momentum`` is set, as in PyTorch.
+    learning_rate_init: None (default) means the solver's default learning rate (0.05 for
+        sgd, momentum and nesterov; 1e-3 for adam and adamw).
+    momentum: None (default) means the solver's default (sgd 0, momentum and nesterov 0.9);
+        refused with adam and adamw.  In [0, 1).
+    beta_1, beta_2, epsilon: Adam's moment decays and denominator guard; None (default) means
+        0.9, 0.999, 1e-8; refused with the sgd family.
+    alpha: L2 penalty (weight decay added to the gradient; decoupled for adamw).
+    batch_size: rows per minibatch, or "auto" = min(200, training rows) as in scikit-learn.
+        The default stays 32.
+    max_iter: epochs per ``fit``.
+    learning_rate: the schedule, constant, step or cosine (not scikit-learn's invscaling or
+        adaptive).
+    early_stopping: hold out a stratified ``validation_fraction`` and stop after
+        ``n_iter_no_change`` epochs without a lower validation loss, restoring the weights
+        of the best epoch.  Not with ``partial_fit`` (refused, as in scikit-learn).
+    verbose: print "Iteration N, loss = X" after every epoch (and "Validation score: S" with
+        early stopping), as scikit-learn does.
+    warm_start: a second ``fit`` continues for ``max_iter`` more epochs from the current
+        weights, optimizer state and shuffling stream instead of starting over (so two fits
+        of 5 epochs equal one of 10).  scikit-learn keeps the weights but restarts its
+        optimizer; numbamlp keeps the optimizer too.  The network and the solver cannot change
+        between warm fits (hidden_layer_sizes, activation, solver, backend, dtype).
+    random_state: None, an int or a RandomState (None: a fresh draw per cold fit).
+
+    numbamlp's own: class_weight (None, "balanced" or {label: weight}); backend: cpu, numpy,
+    reference or cuda; dtype: float64 (the default, as in scikit-learn) or float32, which is
+    faster but, because BLAS's float32 GEMM rounds differently for different row counts, gives
+    probabilities that vary by ~1e-7 with how rows are batched (so it fails
+    check_methods_subset_invariance's 1e-7 tolerance).
+
+    Fitted attributes, as scikit-learn names and shapes them: classes_, coefs_ (coefs_[i] is
+    (in, out): numbamlp's W (out, in) transposed, a view of the live weights), intercepts_
+    (intercepts_[i] (out,)), n_layers_ (hidden layers + 2), n_outputs_ (one softmax output per
+    class, also for two classes, where scikit-learn uses one logistic unit), out_activation_
+    ("softmax"), loss_curve_ (mean training cross-entropy per epoch, without the L2 term that
+    scikit-learn's includes), loss_ (its last value), n_iter_ (epochs the network has trained,
+    counting every warm-started fit and partial_fit; scikit-learn counts only the last call's),
+    t_ (training rows seen), best_loss_ (min of loss_curve_; None when early stopping ran),
+    validation_scores_ (validation accuracy per epoch, only when early stopping ran, else
+    None) and best_validation_score_ (their maximum, else None), model_ (the numbamlp MLP).
     """
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATION_NAMES) | set(ACTIVATION_ALIASES))],
+        "solver": [StrOptions(set(OPTIMIZERS))],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither"), None],
+        "momentum": [Interval(Real, 0, 1, closed="left"), None],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions(set(SCHEDULES))],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+        "random_state": ["random_state"],
+        "backend": [StrOptions(_choices("backend"))],
+        "dtype": [StrOptions(_choices("dtype"))],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "beta_1": [Interval(Real, 0, 1, closed="left"), None],
+        "beta_2": [Interval(Real, 0, 1, closed="left"), None],
+        "epsilon": [Interval(Real, 0, None, closed="neither"), None],
+    }
 
     def __init__(
         self,
         hidden_layer_sizes=(128,),
         activation="relu",
-        solver="sgd",
-        learning_rate_init=0.05,
-        momentum=0.9,
+        solver="momentum",
+        learning_rate_init=None,
+        momentum=None,
         alpha=1e-3,
         batch_size=32,
         max_iter=30,
@@ -66,6 +181,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         random_state=None,
         backend="cpu",
         dtype="float64",
+        verbose=False,
+        warm_start=False,
+        beta_1=None,
+        beta_2=None,
+        epsilon=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -83,47 +203,152 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.backend = backend
         self.dtype = dtype
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
 
-    def _config(self, epochs: int):
-        from numbamlp.config import TrainConfig
+    # ------------------------------------------------------------ parameters
+    def _hidden(self) -> list[int]:
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
+        if not all(isinstance(h, Integral) and not isinstance(h, bool) and h >= 1 for h in sizes):
+            raise _parameter_error("hidden_layer_sizes", f"got {self.hidden_layer_sizes!r} "
+                                   "(valid: an int >= 1 or a sequence of ints >= 1)")
+        return [int(h) for h in sizes]
 
+    def _check_combinations(self) -> None:
+        """The rules that tie parameters together (each alone was checked by _validate_params)."""
+        self._hidden()
+        uses = OPTIMIZER_DEFAULTS.get(self.solver)  # None: an unknown solver, reported by _config
+        for name, field in _OPTIMIZER_FIELDS.items():
+            if uses is not None and getattr(self, name) is not None and field not in uses:
+                users = [solver for solver, defaults in OPTIMIZER_DEFAULTS.items() if field in defaults]
+                raise _parameter_error(name, f"solver {self.solver!r} does not use it; leave it None "
+                                       f"(valid: None, or set it with solver in {', '.join(users)})")
+        if self.solver in ("momentum", "nesterov") and self.momentum == 0:
+            raise _parameter_error("momentum", f"solver {self.solver!r} needs momentum > 0 "
+                                   "(valid: None for its default 0.9, or a value in (0, 1); momentum 0 is solver 'sgd')")
+        if self.early_stopping and self.validation_fraction == 0:
+            raise _parameter_error("validation_fraction", "early_stopping=True needs validation rows "
+                                   "(valid: a fraction in (0, 1))")
+
+    def _seed(self) -> int:
         seed = self.random_state
         if seed is None or isinstance(seed, np.random.RandomState):
             rng = seed if seed is not None else np.random.mtrand._rand
-            seed = int(rng.randint(np.iinfo(np.int32).max))
+            seed = rng.randint(np.iinfo(np.int32).max)
+        return int(seed)
+
+    def _batch_size(self, n_rows: int) -> int:
+        return min(200, n_rows) if self.batch_size == "auto" else int(self.batch_size)
+
+    def _config(self, epochs: int, seed: int, batch_size: int, early_stopping: bool) -> TrainConfig:
+        """The TrainConfig these parameters mean; what it refuses is reported by parameter name."""
+        from pydantic import ValidationError
+
         class_weight = self.class_weight
         if isinstance(class_weight, dict):
-            class_weight = {str(k): float(v) for k, v in class_weight.items()}
-        return TrainConfig.model_validate({
-            "seed": int(seed), "backend": self.backend, "dtype": self.dtype, "epochs": epochs,
-            "batch_size": self.batch_size,
-            "model": {"hidden": list(self.hidden_layer_sizes), "activation": self.activation},
-            "optimizer": {"name": self.solver, "lr": self.learning_rate_init, "momentum": self.momentum,
-                          "weight_decay": self.alpha},
-            "schedule": {"name": self.learning_rate},
-            "early_stopping": {"patience": self.n_iter_no_change if self.early_stopping else None},
-            "class_weight": class_weight,
-            "data": {"val_fraction": self.validation_fraction if self.early_stopping else 0.0},
-        })
+            try:
+                class_weight = {str(k): float(v) for k, v in class_weight.items()}
+            except (TypeError, ValueError):
+                raise _parameter_error("class_weight", f"got {self.class_weight!r} "
+                                       "(valid: None, 'balanced' or {label: number})") from None
+        optimizer = {"name": self.solver, "weight_decay": self.alpha}
+        optimizer.update({field: getattr(self, name) for name, field in _OPTIMIZER_FIELDS.items()
+                          if getattr(self, name) is not None})
+        activation = ACTIVATION_ALIASES.get(self.activation, self.activation)
+        try:
+            return TrainConfig.model_validate({
+                "seed": seed, "backend": self.backend, "dtype": self.dtype, "epochs": epochs,
+                "batch_size": batch_size,
+                "model": {"hidden": self._hidden(), "activation": activation},
+                "optimizer": optimizer,
+                "schedule": {"name": self.learning_rate},
+                "early_stopping": {"patience": self.n_iter_no_change if early_stopping else None},
+                "class_weight": class_weight,
+                "data": {"val_fraction": self.validation_fraction if early_stopping else 0.0},
+            })
+        except ValidationError as err:
+            first = err.errors(include_url=False)[0]
+            loc = tuple(part for part in first["loc"] if isinstance(part, str))
+            prefixes = [loc[:n] for n in range(len(loc), 0, -1) if loc[:n] in _CONFIG_NAMES]
+            name = _CONFIG_NAMES[prefixes[0]] if prefixes else ".".join(loc)
+            message = first["msg"].removeprefix("Value error, ")
+            raise _parameter_error(name, f"{message} (got {first['input']!r})") from None
 
+    # ------------------------------------------------------------ training
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
-        """Train from scratch for ``max_iter`` epochs.  X (N, D), y (N,), sample_weight (N,)."""
+        """Train for ``max_iter`` epochs: from scratch, or, with ``warm_start=True`` and a
+        fitted estimator, on from where the last fit or partial_fit stopped.
+        X (N, D), y (N,), sample_weight (N,)."""
+        from numbamlp.data import stratified_split
+        from numbamlp.model import as_sample_weights
         from numbamlp.trainer import Trainer
 
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        self._check_combinations()
+        warm = self.warm_start and hasattr(self, "_trainer")
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], reset=not warm)
         check_classification_targets(y)
-        self.classes_ = unique_labels(y)
-        if len(self.classes_) < 2:
-            raise ValueError(f"y has 1 class ({self.classes_[0]!r}); classification needs at least 2")
-        self._trainer = Trainer(self._config(self.max_iter))
-        self._train(X, y, sample_weight)
+        classes = unique_labels(y)
+        if warm and not np.array_equal(classes, self.classes_):
+            raise ValueError("warm_start can only be used where y has the same classes as in the previous "
+                             f"call to fit: previously {self.classes_}, y has {classes}")
+        if len(classes) < 2:
+            raise ValueError(f"y has 1 class ({classes[0]!r}); classification needs at least 2")
+        seed = self._trainer.config.seed if warm else self._seed()
+        X_val = y_val = None
+        if self.early_stopping:  # held out here, as the trainer would, to know the training rows
+            fit_rows, val_rows, _, _ = stratified_split(np.arange(X.shape[0]), y, self.validation_fraction, seed)
+            if sample_weight is not None:
+                sample_weight = as_sample_weights(sample_weight, X.shape[0], np.float64)[fit_rows]
+            X_val, y_val, X, y = X[val_rows], y[val_rows], X[fit_rows], y[fit_rows]
+        if warm:
+            trainer = self._trainer
+            config = self._config(trainer.epoch + self.max_iter, seed, self._batch_size(X.shape[0]),
+                                  self.early_stopping)
+            self._check_same_network(config)
+            trainer.config = config
+            trainer.optimizer.config = config.optimizer  # the state is kept; new settings apply
+            trainer.stopped_early, trainer.bad_epochs = False, 0
+        else:
+            self.classes_ = classes
+            self.t_ = 0
+            self._trainer = Trainer(self._config(self.max_iter, seed, self._batch_size(X.shape[0]),
+                                                 self.early_stopping))
+        self._train(X, y, sample_weight, X_val, y_val)
+        self._early_stopping_ran = self.early_stopping
+        self._set_results()
         return self
 
+    def _check_same_network(self, config: TrainConfig) -> None:
+        """warm_start continues the fitted network and optimizer: they cannot change shape."""
+        fitted = self._trainer.config
+        for name, old, new in [
+            ("hidden_layer_sizes", fitted.model.hidden, config.model.hidden),
+            ("activation", fitted.model.activation, config.model.activation),
+            ("solver", fitted.optimizer.name, config.optimizer.name),
+            ("backend", fitted.backend, config.backend),
+            ("dtype", fitted.dtype, config.dtype),
+        ]:
+            if old != new:
+                raise _parameter_error(name, f"warm_start=True continues the fitted network, which has "
+                                       f"{old!r}; got {new!r} (valid: {old!r}, or warm_start=False to start over)")
+
+    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One more epoch over (X, y).  The first call must list every class in ``classes``."""
+        from numbamlp.config import EarlyStoppingConfig
         from numbamlp.trainer import Trainer
 
+        if self.early_stopping:
+            raise _parameter_error("early_stopping", "partial_fit does not support early_stopping=True "
+                                   "(valid: False), as in scikit-learn")
         first = not hasattr(self, "_trainer")
+        if first:
+            self._check_combinations()
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], reset=first)
         check_classification_targets(y)
         if first:
@@ -132,29 +357,73 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self.classes_ = unique_labels(classes)
             if len(self.classes_) < 2:
                 raise ValueError("classes must list at least 2 labels")
-            self._trainer = Trainer(self._config(0))
+            self.t_ = 0
+            self._trainer = Trainer(self._config(0, self._seed(), self._batch_size(X.shape[0]), False))
             self._trainer.classes_ = self.classes_
         elif not np.isin(y, self.classes_).all():
             raise ValueError("y holds labels that were not in classes on the first partial_fit call")
         trainer = self._trainer
-        trainer.config = trainer.config.model_copy(update={"epochs": trainer.epoch + 1})
+        trainer.config = trainer.config.model_copy(update={
+            "epochs": trainer.epoch + 1, "batch_size": self._batch_size(X.shape[0]),
+            "early_stopping": EarlyStoppingConfig(),
+        })
+        # after an early-stopped fit: train this epoch and keep its weights (without this, the
+        # trainer would stop at once, or put the earlier best weights back at the end)
+        trainer.stopped_early, trainer.bad_epochs, trainer._best_params = False, 0, None
         self._train(X, y, sample_weight)
+        self._early_stopping_ran = False
+        self._set_results()
         return self
 
-    def _train(self, X, y, sample_weight) -> None:
+    def _train(self, X, y, sample_weight, X_val=None, y_val=None) -> None:
         from numbamlp.trainer import TrainingDiverged
 
         trainer = self._trainer
+        before = trainer.epoch
+        callbacks = [_PrintEpochs()] if self.verbose else []
         try:
-            trainer.fit(X, y, sample_weight=sample_weight)
+            trainer.fit(X, y, X_val, y_val, sample_weight=sample_weight, callbacks=callbacks,
+                        warm_start=before > 0)
         except TrainingDiverged as err:
-            raise ValueError(f"{err} (learning_rate_init={self.learning_rate_init:g}); "
+            raise ValueError(f"{err} (learning_rate_init={trainer.config.optimizer.lr:g}); "
                              "lower learning_rate_init") from None
-        self.n_iter_ = trainer.epoch
-        self.loss_curve_ = [m["loss"] for m in trainer.history]
-        self.validation_scores_ = [m["val_accuracy"] for m in trainer.history if "val_accuracy" in m]
-        self.model_ = trainer.model
+        self.t_ += (trainer.epoch - before) * X.shape[0]
 
+    def _set_results(self) -> None:
+        trainer = self._trainer
+        self.model_ = trainer.model
+        self.n_iter_ = trainer.epoch
+        self.n_layers_ = len(trainer.model.layers)
+        self.n_outputs_ = trainer.model.layers[-1]
+        self.out_activation_ = "softmax"
+        self.loss_curve_ = [m["loss"] for m in trainer.history]
+        self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else None
+        if self._early_stopping_ran:
+            self.validation_scores_ = [m["val_accuracy"] for m in trainer.history if "val_accuracy" in m]
+            self.best_validation_score_ = max(self.validation_scores_)
+            self.best_loss_ = None
+        else:
+            self.validation_scores_ = self.best_validation_score_ = None
+            self.best_loss_ = min(self.loss_curve_) if self.loss_curve_ else None
+
+    # ------------------------------------------------------------ fitted weights
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """[W_i.T (in, out), ...]: views of the trained weights in scikit-learn's layout."""
+        if "model_" not in self.__dict__:
+            raise AttributeError("'MLPClassifier' object has no attribute 'coefs_' (not fitted yet)")
+        self._trainer.synchronize()
+        return [W.T for W, _ in self.model_.params]
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """[b_i (out,), ...]: views of the trained biases."""
+        if "model_" not in self.__dict__:
+            raise AttributeError("'MLPClassifier' object has no attribute 'intercepts_' (not fitted yet)")
+        self._trainer.synchronize()
+        return [b for _, b in self.model_.params]
+
+    # ------------------------------------------------------------ prediction
     def predict_proba(self, X):
         """Class probabilities (N, C), columns in the order of ``classes_``."""
         check_is_fitted(self)

@@ -64,3 +64,284 @@ def test_early_stopping_option():
     clf = MLPClassifier(early_stopping=True, n_iter_no_change=3, max_iter=500, random_state=0)
     clf.fit(StandardScaler().fit_transform(X), y)
     assert clf.n_iter_ < 500 and len(clf.validation_scores_) == clf.n_iter_
+
+
+# ------------------------------------------------ scikit-learn's parameters and fitted attributes
+
+@pytest.fixture(scope="module")
+def iris():
+    X, y = load_iris(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+def _sklearn_mlp(**params):
+    from sklearn.neural_network import MLPClassifier as SklearnMLP
+
+    return SklearnMLP(**params)
+
+
+def _quiet_fit(estimator, X, y):
+    """Fit with scikit-learn's ConvergenceWarning (few epochs on purpose) silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return estimator.fit(X, y)
+
+
+SHARED_WITH_SKLEARN = {"activation", "alpha", "batch_size", "beta_1", "beta_2", "early_stopping", "epsilon",
+                       "hidden_layer_sizes", "learning_rate", "learning_rate_init", "max_iter", "momentum",
+                       "n_iter_no_change", "random_state", "solver", "validation_fraction", "verbose", "warm_start"}
+
+
+def test_parameter_names_shared_with_sklearn_as_documented():
+    ours, theirs = set(MLPClassifier().get_params()), set(_sklearn_mlp().get_params())
+    assert ours & theirs == SHARED_WITH_SKLEARN
+    assert theirs - ours == {"max_fun", "nesterovs_momentum", "power_t", "shuffle", "tol"}
+    assert ours - theirs == {"backend", "class_weight", "dtype"}
+
+
+def test_sklearn_spellings_are_accepted_and_give_sklearns_attributes(iris):
+    """The values a scikit-learn user writes fit both estimators; the fitted attributes have
+    scikit-learn's names, shapes and bookkeeping (iris has 3 classes: softmax in both)."""
+    X, y = iris
+    params = dict(hidden_layer_sizes=5, activation="logistic", batch_size="auto", verbose=0, max_iter=3,
+                  random_state=0, alpha=1e-4, learning_rate="constant", solver="adam", learning_rate_init=1e-3,
+                  beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    ours, theirs = MLPClassifier(**params).fit(X, y), _quiet_fit(_sklearn_mlp(**params), X, y)
+    for name in ["n_layers_", "n_outputs_", "out_activation_", "n_iter_", "t_", "best_validation_score_",
+                 "validation_scores_", "n_features_in_"]:
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert [c.shape for c in ours.coefs_] == [c.shape for c in theirs.coefs_] == [(4, 5), (5, 3)]
+    assert [b.shape for b in ours.intercepts_] == [b.shape for b in theirs.intercepts_] == [(5,), (3,)]
+    for fitted in (ours, theirs):
+        assert len(fitted.loss_curve_) == fitted.n_iter_ and fitted.best_loss_ == min(fitted.loss_curve_)
+
+
+def test_int_hidden_layer_sizes_is_one_layer(iris):
+    X, y = iris
+    as_int = MLPClassifier(hidden_layer_sizes=7, max_iter=2, random_state=0).fit(X, y)
+    as_tuple = MLPClassifier(hidden_layer_sizes=(7,), max_iter=2, random_state=0).fit(X, y)
+    assert as_int.get_params()["hidden_layer_sizes"] == 7  # stored as given, for clone
+    assert as_int.model_.layers == [4, 7, 3]
+    np.testing.assert_array_equal(as_int.predict_proba(X), as_tuple.predict_proba(X))
+
+
+def test_logistic_is_sigmoid(iris):
+    X, y = iris
+    logistic = MLPClassifier(activation="logistic", hidden_layer_sizes=6, max_iter=3, random_state=1).fit(X, y)
+    sigmoid = MLPClassifier(activation="sigmoid", hidden_layer_sizes=6, max_iter=3, random_state=1).fit(X, y)
+    assert logistic.model_.activation == "sigmoid"
+    np.testing.assert_array_equal(logistic.predict_proba(X), sigmoid.predict_proba(X))
+
+
+@pytest.mark.parametrize("n_rows", [150, 260])
+def test_batch_size_auto_is_min_200_rows(n_rows):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(n_rows, 3)), np.arange(n_rows) % 2
+    auto = MLPClassifier(batch_size="auto", hidden_layer_sizes=4, max_iter=2, random_state=0).fit(X, y)
+    explicit = MLPClassifier(batch_size=min(200, n_rows), hidden_layer_sizes=4, max_iter=2, random_state=0).fit(X, y)
+    assert auto._trainer.config.batch_size == min(200, n_rows)
+    np.testing.assert_array_equal(auto.predict_proba(X), explicit.predict_proba(X))
+
+
+def test_verbose_prints_one_line_per_epoch(iris, capsys):
+    X, y = iris
+    clf = MLPClassifier(verbose=True, hidden_layer_sizes=4, max_iter=3, random_state=0).fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"Iteration {i + 1}, loss = {loss:.8f}" for i, loss in enumerate(clf.loss_curve_)]
+    MLPClassifier(hidden_layer_sizes=4, max_iter=3, random_state=0).fit(X, y)
+    assert capsys.readouterr().out == ""
+    stopping = MLPClassifier(verbose=1, early_stopping=True, hidden_layer_sizes=4, max_iter=2, random_state=0)
+    stopping.fit(X, y)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[1] == f"Validation score: {stopping.validation_scores_[0]:f}"
+
+
+@pytest.mark.parametrize("solver", ["momentum", "adam"])
+def test_warm_start_two_fits_of_5_equal_one_fit_of_10(iris, solver):
+    """The trainer keeps weights, optimizer state and its shuffling stream, so the second fit
+    continues exactly where the first stopped (constant learning rate)."""
+    X, y = iris
+    common = dict(solver=solver, hidden_layer_sizes=6, random_state=0)
+    ten = MLPClassifier(max_iter=10, **common).fit(X, y)
+    warm = MLPClassifier(max_iter=5, warm_start=True, **common).fit(X, y)
+    assert warm.n_iter_ == 5
+    warm.fit(X, y)
+    assert warm.n_iter_ == 10 and warm.t_ == ten.t_ == 10 * 150
+    assert warm.loss_curve_ == ten.loss_curve_
+    for ours, theirs in zip(warm.coefs_ + warm.intercepts_, ten.coefs_ + ten.intercepts_):
+        np.testing.assert_array_equal(ours, theirs)
+    # without warm_start a second fit starts over (scikit-learn's rule)
+    cold = MLPClassifier(max_iter=5, **common).fit(X, y).fit(X, y)
+    five = MLPClassifier(max_iter=5, **common).fit(X, y)
+    assert cold.n_iter_ == 5 and cold.loss_curve_ == five.loss_curve_
+    np.testing.assert_array_equal(cold.predict_proba(X), five.predict_proba(X))
+
+
+def test_warm_start_loss_curve_grows_as_in_sklearn(iris):
+    X, y = iris
+    for make in (MLPClassifier, _sklearn_mlp):
+        clf = make(hidden_layer_sizes=4, max_iter=3, warm_start=True, random_state=0)
+        _quiet_fit(_quiet_fit(clf, X, y), X, y)
+        assert len(clf.loss_curve_) == 6 and clf.t_ == 6 * 150, make
+
+
+def test_warm_start_refuses_a_different_network_or_classes(iris):
+    X, y = iris
+    clf = MLPClassifier(hidden_layer_sizes=4, max_iter=1, warm_start=True, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="'hidden_layer_sizes'.*warm_start=False"):
+        clf.set_params(hidden_layer_sizes=5).fit(X, y)
+    with pytest.raises(ValueError, match="'solver'"):
+        clf.set_params(hidden_layer_sizes=4, solver="adam").fit(X, y)
+    with pytest.raises(ValueError, match="same classes"):
+        clf.set_params(solver="momentum").fit(X[y < 2], y[y < 2])
+    clf.set_params(learning_rate_init=0.01).fit(X, y)  # settings that keep the network may change
+    assert clf.n_iter_ == 2 and clf._trainer.optimizer.config.lr == 0.01
+
+
+def test_coefs_and_intercepts_in_sklearns_layout(iris):
+    """coefs_[i] is W_i.T (in, out): X @ coefs_[0] + intercepts_[0] is the first layer's
+    pre-activation as the reference path (W x + b) computes it, and scikit-learn's own forward
+    pass, given these arrays, reproduces our probabilities."""
+    from numbamlp import reference
+
+    X, y = iris
+    clf = MLPClassifier(hidden_layer_sizes=(6, 5), max_iter=3, random_state=0).fit(X, y)
+    assert [c.shape for c in clf.coefs_] == [(4, 6), (6, 5), (5, 3)]
+    assert [b.shape for b in clf.intercepts_] == [(6,), (5,), (3,)]
+    assert (clf.n_layers_, clf.n_outputs_, clf.out_activation_) == (4, 3, "softmax")
+    A = X @ clf.coefs_[0] + clf.intercepts_[0]
+    W, b = clf.model_.params[0]
+    for row in (0, 77, 149):
+        expected = reference.Affine(W, b).forward(X[row].reshape(-1, 1))
+        np.testing.assert_allclose(A[row], expected[:, 0], rtol=1e-13, atol=1e-13)
+    theirs = _quiet_fit(_sklearn_mlp(hidden_layer_sizes=(6, 5), max_iter=1, random_state=0), X, y)
+    theirs.coefs_, theirs.intercepts_ = clf.coefs_, clf.intercepts_
+    np.testing.assert_allclose(theirs.predict_proba(X), clf.predict_proba(X), rtol=1e-12, atol=1e-15)
+
+
+def test_loss_curve_best_loss_and_validation_scores(iris):
+    X, y = iris
+    plain = MLPClassifier(hidden_layer_sizes=4, max_iter=4, random_state=0).fit(X, y)
+    assert len(plain.loss_curve_) == 4 and plain.loss_ == plain.loss_curve_[-1]
+    assert plain.best_loss_ == min(plain.loss_curve_)
+    assert plain.validation_scores_ is None and plain.best_validation_score_ is None
+    stopping = MLPClassifier(early_stopping=True, hidden_layer_sizes=4, max_iter=4, random_state=0).fit(X, y)
+    assert stopping.best_loss_ is None and len(stopping.validation_scores_) == stopping.n_iter_ == 4
+    assert stopping.best_validation_score_ == max(stopping.validation_scores_)
+    assert stopping.t_ == 4 * 135  # 5 of each class's 50 rows held out
+    # the same semantics in scikit-learn's own estimator
+    theirs = _quiet_fit(_sklearn_mlp(early_stopping=True, hidden_layer_sizes=4, max_iter=4, random_state=0), X, y)
+    assert theirs.best_loss_ is None and len(theirs.validation_scores_) == theirs.n_iter_
+    assert theirs.best_validation_score_ == max(theirs.validation_scores_) and theirs.t_ == 4 * 135
+    # partial_fit never early-stops: in both estimators it refuses early_stopping=True
+    for make in (MLPClassifier, _sklearn_mlp):
+        with pytest.raises(ValueError, match="early_stopping"):
+            make(early_stopping=True).partial_fit(X, y, classes=[0, 1, 2])
+
+
+def test_partial_fit_after_an_early_stopped_fit_keeps_its_epoch(iris):
+    X, y = iris
+    clf = MLPClassifier(early_stopping=True, n_iter_no_change=1, hidden_layer_sizes=4, max_iter=50,
+                        random_state=0).fit(X, y)
+    assert clf._trainer.stopped_early
+    before = clf.coefs_[0].copy()
+    clf.set_params(early_stopping=False).partial_fit(X, y)
+    assert clf.validation_scores_ is None and clf.best_loss_ == min(clf.loss_curve_)
+    assert not np.array_equal(clf.coefs_[0], before)  # trained, not put back to the best epoch
+
+
+BAD_VALUES = [  # (parameter, bad value, text the message must show: a valid choice or range)
+    ("hidden_layer_sizes", 0, "[1, inf)"), ("hidden_layer_sizes", (4, 0), ">= 1"),
+    ("hidden_layer_sizes", (4, 2.5), ">= 1"), ("activation", "identity", "logistic"),
+    ("solver", "lbfgs", "adamw"), ("learning_rate_init", -1, "(0.0, inf)"), ("momentum", 1.0, "[0.0, 1.0)"),
+    ("alpha", -1.0, "[0.0, inf)"), ("batch_size", "big", "auto"), ("batch_size", 0, "[1, inf)"),
+    ("max_iter", 0, "[1, inf)"), ("learning_rate", "adaptive", "cosine"), ("early_stopping", "yes", "bool"),
+    ("validation_fraction", 1.0, "[0.0, 1.0)"), ("n_iter_no_change", 0, "[1, inf)"),
+    ("class_weight", "auto", "balanced"), ("class_weight", {0: "x"}, "balanced"), ("random_state", -1, "None"),
+    ("backend", "tpu", "numpy"), ("dtype", "float16", "float32"), ("verbose", -1, "[0, inf)"),
+    ("warm_start", "yes", "bool"), ("beta_1", 1.0, "[0.0, 1.0)"), ("beta_2", -0.1, "[0.0, 1.0)"),
+    ("epsilon", 0.0, "(0.0, inf)"),
+]
+BAD_COMBINATIONS = [  # (parameters, the one named, text the message must show)
+    ({"solver": "adam", "momentum": 0.9}, "momentum", "sgd, momentum, nesterov"),
+    ({"solver": "sgd", "beta_1": 0.9}, "beta_1", "adam, adamw"),
+    ({"solver": "momentum", "epsilon": 1e-8}, "epsilon", "adam, adamw"),
+    ({"solver": "nesterov", "momentum": 0.0}, "momentum", "(0, 1)"),
+    ({"early_stopping": True, "validation_fraction": 0.0}, "validation_fraction", "(0, 1)"),
+]
+
+
+def _assert_plain_error(err, parameter, shows):
+    from pydantic import ValidationError
+
+    message = str(err.value)
+    assert not isinstance(err.value, ValidationError)
+    assert "pydantic" not in message and f"'{parameter}'" in message and shows in message, message
+
+
+@pytest.mark.parametrize("parameter,value,shows", BAD_VALUES, ids=[f"{p}={v!r}" for p, v, _ in BAD_VALUES])
+def test_a_bad_value_is_a_plain_error_naming_the_parameter(iris, parameter, value, shows):
+    X, y = iris
+    with pytest.raises(ValueError) as err:
+        MLPClassifier(**{"max_iter": 1, parameter: value}).fit(X, y)
+    _assert_plain_error(err, parameter, shows)
+
+
+@pytest.mark.parametrize("params,parameter,shows", BAD_COMBINATIONS, ids=[str(p) for p, _, _ in BAD_COMBINATIONS])
+def test_a_bad_combination_is_a_plain_error_naming_the_parameter(iris, params, parameter, shows):
+    X, y = iris
+    with pytest.raises(ValueError) as err:
+        MLPClassifier(max_iter=1, **params).fit(X, y)
+    _assert_plain_error(err, parameter, shows)
+
+
+@pytest.mark.parametrize("parameter,value,shows", [("solver", "lbfgs", "adamw"), ("activation", "identity", "sigmoid"),
+                                                   ("learning_rate_init", -1, "greater than 0")])
+def test_what_the_config_refuses_is_reported_by_parameter_name(iris, parameter, value, shows):
+    """With scikit-learn's parameter validation switched off, the training config still refuses
+    the value, and its pydantic error is rewritten in the estimator's terms."""
+    import sklearn
+
+    X, y = iris
+    with sklearn.config_context(skip_parameter_validation=True), pytest.raises(ValueError) as err:
+        MLPClassifier(max_iter=1, **{parameter: value}).fit(X, y)
+    _assert_plain_error(err, parameter, shows)
+
+
+def test_sklearns_parameter_validation_check():
+    """scikit-learn's own check: a constraint per parameter, and its message for each bad type/value."""
+    from sklearn.utils.estimator_checks import check_param_validation
+
+    check_param_validation("MLPClassifier", MLPClassifier(hidden_layer_sizes=3, max_iter=1, random_state=0))
+
+
+def test_optimizer_defaults_and_todays_default_behaviour(iris):
+    X, y = iris
+    default = MLPClassifier(hidden_layer_sizes=4, max_iter=2, random_state=0).fit(X, y)
+    before = MLPClassifier(solver="sgd", momentum=0.9, learning_rate_init=0.05, hidden_layer_sizes=4, max_iter=2,
+                           random_state=0).fit(X, y)  # the estimator's default until now
+    np.testing.assert_array_equal(default.predict_proba(X), before.predict_proba(X))
+    optimizer = default._trainer.config.optimizer
+    assert (optimizer.name, optimizer.lr, optimizer.momentum) == ("momentum", 0.05, 0.9)
+    adam = MLPClassifier(solver="adam", hidden_layer_sizes=4, max_iter=1, random_state=0).fit(X, y)
+    assert adam._trainer.config.optimizer.lr == 1e-3
+    sgd = MLPClassifier(solver="sgd", hidden_layer_sizes=4, max_iter=1, random_state=0).fit(X, y)
+    assert sgd._trainer.config.optimizer.momentum == 0.0
+
+
+def test_clone_pickle_and_warm_start_after_loading(iris):
+    import pickle
+
+    from sklearn.base import clone
+
+    X, y = iris
+    clf = MLPClassifier(hidden_layer_sizes=5, activation="logistic", batch_size="auto", warm_start=True,
+                        beta_1=0.8, solver="adam", max_iter=2, random_state=0)
+    assert clone(clf).get_params() == clf.get_params()
+    clf.fit(X, y)
+    loaded = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    loaded.fit(X, y), clf.fit(X, y)  # both continue the same way
+    assert loaded.n_iter_ == clf.n_iter_ == 4
+    for ours, theirs in zip(loaded.coefs_, clf.coefs_):
+        np.testing.assert_array_equal(ours, theirs)
