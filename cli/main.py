@@ -430,7 +430,7 @@ def evaluate(model_path, data, label_column, as_json):
     import numpy as np
     from sklearn.metrics import balanced_accuracy_score, f1_score
 
-    from numbamlp.data import load_dataset
+    from numbamlp.data import check_feature_count, load_dataset
     from numbamlp.model import mean_cross_entropy
     from numbamlp.run import held_out_test_split
 
@@ -444,6 +444,7 @@ def evaluate(model_path, data, label_column, as_json):
             source = f"the test rows {model_path} held out"
         else:
             raise CliError("--data is needed with a model file (a run directory defaults to its held-out test rows)")
+        check_feature_count(X, model.n_features, source)
         S = model.scores(X)
     except ValueError as err:
         raise CliError(str(err)) from None

@@ -218,9 +218,14 @@ def read_features(source: str, n_features: int, label_column=None, seed: int = 0
         else:
             X = _csv_features(path, header, rows, None)
         X, _ = check_arrays(X, np.zeros(len(X), dtype=np.int64), source)
+    check_feature_count(X, n_features, source)
+    return X
+
+
+def check_feature_count(X, n_features: int, source: str) -> None:
+    """DataError unless X (N, D) has the model's ``n_features`` columns."""
     if X.shape[1] != n_features:
         raise DataError(f"{source} has {X.shape[1]} features but the model expects {n_features}")
-    return X
 
 
 def _label_index(label_column, header, width: int, path) -> int:

@@ -190,6 +190,11 @@ def _check_model_tensors(path, tensors: dict, layers: list, dtype: str) -> None:
     unknown = sorted(set(tensors) - set(expected))
     if unknown:
         raise ModelFileError(f"{path}: unexpected tensors {', '.join(unknown)} for a model with layers {layers}")
+    for name in expected:
+        if not np.isfinite(tensors[name]).all():
+            raise ModelFileError(f"{path}: tensor {name} holds NaN or infinite values")
+    if TRANSFORM_TENSORS[1] in tensors and not (tensors[TRANSFORM_TENSORS[1]] > 0).all():
+        raise ModelFileError(f"{path}: tensor {TRANSFORM_TENSORS[1]} must be positive (it divides the features)")
 
 
 def load_model(path):

@@ -86,7 +86,7 @@ CASES = {
                           "the cuda backend found no NVIDIA GPU here; use backend 'cpu'"),
     "existing run": (["train", "--out", "run"], "run already holds a run; choose another --out or pass --overwrite"),
     "eval: wrong feature count": (["eval", "run/model.safetensors", "--data", "narrow.npz"],
-                                  "X has 5 features but the model expects 64"),
+                                  "narrow.npz has 5 features but the model expects 64"),
     "predict: wrong feature count": (["predict", "run/model.safetensors", "--data", "narrow.npz"],
                                      "narrow.npz has 5 features but the model expects 64"),
     "eval: missing model": (["eval", "nothere.safetensors", "--data", "nan.npz"], "file not found: nothere.safetensors"),

@@ -212,3 +212,26 @@ def test_temporaries_of_dead_writers_are_cleaned_and_live_ones_kept(tmp_path):
     assert target.read_bytes() == b"new"
     assert not stale.exists()
     assert live.exists() and other.exists()  # a running writer's file; another target's
+
+
+@pytest.mark.parametrize("tamper,message", [
+    ({"layers.0.W": np.nan}, "tensor layers.0.W holds NaN or infinite values"),
+    ({"layers.1.b": np.inf}, "tensor layers.1.b holds NaN or infinite values"),
+    ({"input_transform.scale": 0.0}, "tensor input_transform.scale must be positive"),
+])
+def test_non_finite_weights_and_a_zero_scale_are_refused(tmp_path, tamper, message):
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    model = MLP([3, 4, 2], seed=0)
+    model.input_transform = Standardizer(np.zeros(3), np.ones(3))
+    model.save(tmp_path / "m.safetensors")
+    with safe_open(str(tmp_path / "m.safetensors"), framework="np") as f:
+        metadata = f.metadata()
+    tensors = load_file(tmp_path / "m.safetensors")
+    for name, value in tamper.items():
+        tensors[name] = tensors[name].copy()
+        tensors[name].flat[0] = value
+    save_file(tensors, tmp_path / "m.safetensors", metadata=metadata)
+    with pytest.raises(ModelFileError, match=message):
+        load_model(tmp_path / "m.safetensors")
