@@ -310,9 +310,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             config = self._config(trainer.epoch + self.max_iter, seed, self._batch_size(X.shape[0]),
                                   self.early_stopping)
             self._check_same_network(config)
-            trainer.config = config
-            trainer.optimizer.config = config.optimizer  # the state is kept; new settings apply
-            trainer.stopped_early, trainer.bad_epochs = False, 0
+            trainer.continue_with(config)
         else:
             self.classes_ = classes
             self.t_ = 0
@@ -363,13 +361,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         elif not np.isin(y, self.classes_).all():
             raise ValueError("y holds labels that were not in classes on the first partial_fit call")
         trainer = self._trainer
-        trainer.config = trainer.config.model_copy(update={
+        # after an early-stopped fit too: train this epoch and keep its weights
+        trainer.continue_with(trainer.config.model_copy(update={
             "epochs": trainer.epoch + 1, "batch_size": self._batch_size(X.shape[0]),
             "early_stopping": EarlyStoppingConfig(),
-        })
-        # after an early-stopped fit: train this epoch and keep its weights (without this, the
-        # trainer would stop at once, or put the earlier best weights back at the end)
-        trainer.stopped_early, trainer.bad_epochs, trainer._best_params = False, 0, None
+        }))
         self._train(X, y, sample_weight)
         self._early_stopping_ran = False
         self._set_results()

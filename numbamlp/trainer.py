@@ -125,6 +125,17 @@ class Trainer:
         self._progress: dict | None = None  # position inside an interrupted epoch
         self._stop_reason = None
 
+    def continue_with(self, config: TrainConfig) -> None:
+        """Go on training under ``config`` from where this trainer is (the next
+        ``fit(..., warm_start=True)``): the same network and optimizer, whose state is kept;
+        new settings (more epochs, another learning rate or batch size) apply from the next
+        epoch.  Early stopping starts afresh: its patience and its best weights so far."""
+        self.config = config
+        if self.model is not None:  # (the optimizer is made with the model)
+            self.optimizer.config = config.optimizer
+        self.stopped_early, self.bad_epochs = False, 0
+        self.best_val_loss, self.best_epoch, self._best_params = np.inf, None, None
+
     @property
     def fitted(self) -> bool:
         """Whether a fit has trained (or been restored) past its start."""
