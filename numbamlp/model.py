@@ -214,6 +214,32 @@ class MLP:
 
 
 # ---------------------------------------------------------------- batched passes
+def workspace_layout(layers: Sequence[int], capacity: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """Where a model's step buffers sit in one flat workspace, for batches of up to ``capacity``
+    rows: (size, hidden_offsets (L−1, 4) int64, output_offsets (4,) int64).
+
+    hidden_offsets[l] = the offsets of hidden layer l's A, Hout, dH, dA blocks, each
+    capacity·H_l long; output_offsets = those of S, P, dS (each capacity·C) and row_loss
+    (capacity).  The one place this layout is computed: Workspace, the step plan and the
+    compiled steps all read it from here.
+    """
+    widths, C = list(layers[1:-1]), layers[-1]
+    hidden_offsets = np.zeros((len(widths), 4), dtype=np.int64)
+    offset = 0
+    for kind in range(4):  # A, Hout, dH, dA
+        for layer, h in enumerate(widths):
+            hidden_offsets[layer, kind] = offset
+            offset += capacity * h
+    output_offsets = np.zeros(4, dtype=np.int64)
+    for k, size in enumerate((capacity * C, capacity * C, capacity * C, capacity)):  # S, P, dS, row_loss
+        output_offsets[k] = offset
+        offset += size
+    return offset, hidden_offsets, output_offsets
+
+
+OUTPUT_NAMES = ("S", "P", "dS", "row_loss")
+
+
 class Workspace:
     """Buffers for one model at batch sizes up to ``capacity``: one flat array, allocated once.
 
@@ -222,38 +248,23 @@ class Workspace:
     separate: an in-place activation backward measured 40× slower).  Output layer, each
     (capacity, C): S scores, P probabilities, dS; and row_loss (capacity,).  ``rows(B)``
     gives views of the first B rows of everything (cached per B), so the short last batch
-    of an epoch reuses the same memory.
+    of an epoch reuses the same memory.  The layout is ``workspace_layout``'s.
     """
 
     def __init__(self, model: MLP, capacity: int):
         self.capacity = capacity
         widths = model.layers[1:-1]
         C = model.n_classes
-        self.flat = np.zeros(capacity * (4 * sum(widths) + 3 * C + 1), dtype=model.dtype)
-        # hidden_offsets[l] = flat offsets of layer l's A, Hout, dH, dA blocks (the fused
-        # cpu step addresses the buffers through these)
-        self.hidden_offsets = np.zeros((len(widths), 4), dtype=np.int64)
-        offset = 0
-
-        def take(*shape):
-            nonlocal offset
-            size = int(np.prod(shape))
-            view = self.flat[offset : offset + size].reshape(shape)
-            offset += size
-            return view
-
-        blocks = []
-        for kind in range(4):  # A, Hout, dH, dA
-            layer_blocks = []
-            for layer, h in enumerate(widths):
-                self.hidden_offsets[layer, kind] = offset
-                layer_blocks.append(take(capacity, h))
-            blocks.append(layer_blocks)
-        self.A, self.Hout, self.dH, self.dA = blocks
-        self.output_offsets = {}  # where S, P, dS, row_loss start (for a device twin of the buffer)
-        for name, shape in (("S", (capacity, C)), ("P", (capacity, C)), ("dS", (capacity, C)), ("row_loss", (capacity,))):
-            self.output_offsets[name] = offset
-            setattr(self, name, take(*shape))
+        size, self.hidden_offsets, outputs = workspace_layout(model.layers, capacity)
+        self.flat = np.zeros(size, dtype=model.dtype)
+        self.A, self.Hout, self.dH, self.dA = (
+            [self.flat[o : o + capacity * h].reshape(capacity, h) for o, h in zip(self.hidden_offsets[:, kind], widths)]
+            for kind in range(4)
+        )
+        # where S, P, dS, row_loss start (for a device twin of the buffer)
+        self.output_offsets = dict(zip(OUTPUT_NAMES, outputs.tolist()))
+        self.S, self.P, self.dS = (self.flat[o : o + capacity * C].reshape(capacity, C) for o in outputs[:3])
+        self.row_loss = self.flat[outputs[3] : outputs[3] + capacity]
         self._rows: dict[int, _Rows] = {}
 
     def rows(self, B: int) -> "_Rows":
