@@ -35,6 +35,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
+from numbamlp.kernels import ACTIVATION_NAMES
 from numbamlp.kernels.rowwise import softmax_crossentropy_row
 
 # One project-wide set of compiler options.  No fastmath: NaN/Inf must stay visible.
@@ -591,6 +592,25 @@ def _update_in_chunks(optimizer, param, state_a, state_b, grad, scalars, flag):
             _sgd_loop(param[part], state_a[part], grad[part], scalars[0], scalars[1], scalars[2], flag)
 
 
+@njit(inline="always", **_SERIAL, **_INTERNAL)
+def _sgd_scalars(param, lr, momentum, weight_decay):
+    """sgd_update's settings in the arrays' dtype: (step, mu, decay)."""
+    dtype = param.dtype.type
+    return dtype(lr), dtype(momentum), dtype(weight_decay)
+
+
+@njit(inline="always", **_SERIAL, **_INTERNAL)
+def _adam_scalars(param, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+    """adam_update's settings in the arrays' dtype, in _adam_loop's order."""
+    dtype = param.dtype.type
+    step_size = dtype(lr / (1.0 - beta1**step))
+    inv_sqrt_bias2 = dtype(1.0 / math.sqrt(1.0 - beta2**step))
+    # AdamW shrinks the weights first; Adam adds the L2 term to the gradient
+    shrink = dtype(1.0 - lr * weight_decay) if decoupled else dtype(1.0)
+    decay = dtype(0.0) if decoupled else dtype(weight_decay)
+    return (dtype(beta1), dtype(beta2), step_size, inv_sqrt_bias2, dtype(eps), decay, shrink)
+
+
 @njit(**_SERIAL)
 def sgd_update(param, velocity, grad, lr, momentum, weight_decay, nesterov):
     """SGD as in PyTorch, over flat arrays; ``param`` and ``velocity`` updated in place.
@@ -599,12 +619,11 @@ def sgd_update(param, velocity, grad, lr, momentum, weight_decay, nesterov):
     g = g + μ·velocity (nesterov) or velocity;  param −= lr·g.  μ = 0 is the seed's SGD.
     Branches are hoisted and the loops run in the arrays' dtype, so they vectorise.
     """
-    dtype = param.dtype.type
-    step, mu, decay = dtype(lr), dtype(momentum), dtype(weight_decay)
+    step, mu, decay = _sgd_scalars(param, lr, momentum, weight_decay)
     if param.size < UPDATE_PARALLEL_MIN or _thread_count() == 1:
         _sgd_loop(param, velocity, grad, step, mu, decay, nesterov)
         return
-    unused = dtype(0.0)
+    unused = param.dtype.type(0.0)
     _update_in_chunks(_SGD, param, velocity, velocity, grad, (step, mu, decay, unused, unused, unused, unused),
                       nesterov)
 
@@ -618,13 +637,7 @@ def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decouple
     corrections are folded into two scalars and the loop runs in the arrays' dtype, so it
     vectorises (measured 4× faster than the per-element float64 form at 400k parameters).
     """
-    dtype = param.dtype.type
-    step_size = dtype(lr / (1.0 - beta1**step))
-    inv_sqrt_bias2 = dtype(1.0 / math.sqrt(1.0 - beta2**step))
-    # AdamW shrinks the weights first; Adam adds the L2 term to the gradient
-    shrink = dtype(1.0 - lr * weight_decay) if decoupled else dtype(1.0)
-    decay = dtype(0.0) if decoupled else dtype(weight_decay)
-    scalars = (dtype(beta1), dtype(beta2), step_size, inv_sqrt_bias2, dtype(eps), decay, shrink)
+    scalars = _adam_scalars(param, lr, beta1, beta2, eps, weight_decay, decoupled, step)
     if param.size < UPDATE_PARALLEL_MIN or _thread_count() == 1:
         _adam_loop(param, m, v, grad, *scalars)
         return
@@ -632,42 +645,74 @@ def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decouple
 
 
 # ---------------------------------------------------------------- fused training step
+# What a run compiles.  The trainer passes the activation code, the update mode and Adam's
+# flag as plain Python values.  Compiled with them as run-time values, the step holds every
+# activation's kernels and both optimizers, since Numba compiles every branch: most of a cold
+# `numbamlp train`'s compile time (bench/README.md, bench/e2e.py).  So train_step (Python)
+# hands each combination to a step compiled for it (_specialised_step), in which the three
+# are constants (Numba literals), and the dispatchers below, resolved while Numba types the
+# step, keep only the kernels the run uses.  The same source, so the same arithmetic.
+#
 # The activation code is the activation's position in numbamlp.kernels.ACTIVATION_NAMES;
-# the two dispatchers below list the kernels in that order (a test checks every code).
-@njit(**_SERIAL, **_INTERNAL)
+# the dispatchers find the kernels by name from that list, when the step is compiled.
+
+
 def _activation_forward(code, Hout, A, alpha):
-    if code == 0:
-        relu_forward(Hout, A, alpha)
-    elif code == 1:
-        leaky_relu_forward(Hout, A, alpha)
-    elif code == 2:
-        elu_forward(Hout, A, alpha)
-    elif code == 3:
-        sigmoid_forward(Hout, A, alpha)
-    elif code == 4:
-        gelu_forward(Hout, A, alpha)
-    elif code == 5:
-        silu_forward(Hout, A, alpha)
-    else:
-        tanh_forward(Hout, A, alpha)
+    """Hout = φ(A), φ the activation number ``code`` (compiled code only)."""
 
 
-@njit(**_SERIAL, **_INTERNAL)
 def _activation_backward(code, dA, dH, cache, alpha):
-    if code == 0:
-        relu_backward(dA, dH, cache, alpha)
-    elif code == 1:
-        leaky_relu_backward(dA, dH, cache, alpha)
-    elif code == 2:
-        elu_backward(dA, dH, cache, alpha)
-    elif code == 3:
-        sigmoid_backward(dA, dH, cache, alpha)
-    elif code == 4:
-        gelu_backward(dA, dH, cache, alpha)
-    elif code == 5:
-        silu_backward(dA, dH, cache, alpha)
-    else:
-        tanh_backward(dA, dH, cache, alpha)
+    """dA = dH ⊙ φ'(cache), φ the activation number ``code`` (compiled code only)."""
+
+
+@overload(_activation_forward, prefer_literal=True)
+def _activation_forward_typed(code, Hout, A, alpha):
+    if isinstance(code, types.IntegerLiteral):  # a constant: that kernel alone
+        kernel = globals()[f"{ACTIVATION_NAMES[code.literal_value]}_forward"]
+        return lambda code, Hout, A, alpha: kernel(Hout, A, alpha)
+    f0, f1, f2, f3, f4, f5, f6 = (globals()[f"{name}_forward"] for name in ACTIVATION_NAMES)  # every kernel
+
+    def dispatch(code, Hout, A, alpha):
+        if code == 0:
+            f0(Hout, A, alpha)
+        elif code == 1:
+            f1(Hout, A, alpha)
+        elif code == 2:
+            f2(Hout, A, alpha)
+        elif code == 3:
+            f3(Hout, A, alpha)
+        elif code == 4:
+            f4(Hout, A, alpha)
+        elif code == 5:
+            f5(Hout, A, alpha)
+        else:
+            f6(Hout, A, alpha)
+    return dispatch
+
+
+@overload(_activation_backward, prefer_literal=True)
+def _activation_backward_typed(code, dA, dH, cache, alpha):
+    if isinstance(code, types.IntegerLiteral):
+        kernel = globals()[f"{ACTIVATION_NAMES[code.literal_value]}_backward"]
+        return lambda code, dA, dH, cache, alpha: kernel(dA, dH, cache, alpha)
+    b0, b1, b2, b3, b4, b5, b6 = (globals()[f"{name}_backward"] for name in ACTIVATION_NAMES)
+
+    def dispatch(code, dA, dH, cache, alpha):
+        if code == 0:
+            b0(dA, dH, cache, alpha)
+        elif code == 1:
+            b1(dA, dH, cache, alpha)
+        elif code == 2:
+            b2(dA, dH, cache, alpha)
+        elif code == 3:
+            b3(dA, dH, cache, alpha)
+        elif code == 4:
+            b4(dA, dH, cache, alpha)
+        elif code == 5:
+            b5(dA, dH, cache, alpha)
+        else:
+            b6(dA, dH, cache, alpha)
+    return dispatch
 
 
 @njit(**_SERIAL, **_INTERNAL)
@@ -695,7 +740,9 @@ UPDATE_SGD = 1    # plain SGD (no momentum): W ← (1 − lr·wd)·W − lr·dY�
 # gradient and updating after: OpenBLAS is slow with β ∉ {0, 1}.  So momentum updates after.)
 
 
-@njit(**_SERIAL, **_INTERNAL)
+# Inlined into the step (Numba IR): it receives the update mode as a constant in a
+# specialised step, and a cached function of its own would keep one entry per constant.
+@njit(inline="always", **_SERIAL, **_INTERNAL)
 def _layer_update(mode, params, grads, offset, n_out, n_in, dY, trans_dY, X_in, trans_X,
                   lr, weight_decay, scalars):
     """Gradient of one layer, dW = op(dY) (n_out, B) @ op(X_in) (B, n_in), with db already in
@@ -715,10 +762,66 @@ def _matrix(flat, offset, rows, cols):
     return flat[offset : offset + rows * cols].reshape(rows, cols)
 
 
-@njit(**_SERIAL)
-def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets,
-               S, P, dS, row_loss, scalars, X, y, weights, act_code, backward_uses_output, alpha,
-               update_mode, adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2, eps, step):
+def _optimizer_after(update_mode, adam, chunked, params, state_a, state_b, grads, lr, momentum, weight_decay,
+                     nesterov_or_decoupled, beta1, beta2, eps, step):
+    """The optimizers that need every gradient first, over all parameters: adam_update or
+    sgd_update in UPDATE_AFTER mode, nothing in UPDATE_SGD.  chunked False: the parameters
+    are too few for update chunks on threads, so the serial loop alone is compiled
+    (compiled code only)."""
+
+
+@overload(_optimizer_after, prefer_literal=True)
+def _optimizer_after_typed(update_mode, adam, chunked, params, state_a, state_b, grads, lr, momentum,
+                           weight_decay, nesterov_or_decoupled, beta1, beta2, eps, step):
+    constant = all(isinstance(a, types.Literal) for a in (update_mode, adam, chunked))
+    if not constant:  # run-time settings: both optimizers, both ways
+        def either(update_mode, adam, chunked, params, state_a, state_b, grads, lr, momentum, weight_decay,
+                   nesterov_or_decoupled, beta1, beta2, eps, step):
+            if update_mode == UPDATE_AFTER:
+                if adam:
+                    adam_update(params, state_a, state_b, grads, lr, beta1, beta2, eps, weight_decay,
+                                nesterov_or_decoupled, step)
+                else:
+                    sgd_update(params, state_a, grads, lr, momentum, weight_decay, nesterov_or_decoupled)
+        return either
+    if update_mode.literal_value == UPDATE_SGD:
+        def nothing(update_mode, adam, chunked, params, state_a, state_b, grads, lr, momentum, weight_decay,
+                    nesterov_or_decoupled, beta1, beta2, eps, step):
+            pass
+        return nothing
+    if adam.literal_value and chunked.literal_value:
+        def adam_any(update_mode, adam, chunked, params, state_a, state_b, grads, lr, momentum, weight_decay,
+                     nesterov_or_decoupled, beta1, beta2, eps, step):
+            adam_update(params, state_a, state_b, grads, lr, beta1, beta2, eps, weight_decay,
+                        nesterov_or_decoupled, step)
+        return adam_any
+    if adam.literal_value:
+        def adam_serial(update_mode, adam, chunked, params, state_a, state_b, grads, lr, momentum, weight_decay,
+                        nesterov_or_decoupled, beta1, beta2, eps, step):
+            _adam_loop(params, state_a, state_b, grads,
+                       *_adam_scalars(params, lr, beta1, beta2, eps, weight_decay, nesterov_or_decoupled, step))
+        return adam_serial
+    if chunked.literal_value:
+        def sgd_any(update_mode, adam, chunked, params, state_a, state_b, grads, lr, momentum, weight_decay,
+                    nesterov_or_decoupled, beta1, beta2, eps, step):
+            sgd_update(params, state_a, grads, lr, momentum, weight_decay, nesterov_or_decoupled)
+        return sgd_any
+
+    def sgd_serial(update_mode, adam, chunked, params, state_a, state_b, grads, lr, momentum, weight_decay,
+                   nesterov_or_decoupled, beta1, beta2, eps, step):
+        step_, mu, decay = _sgd_scalars(params, lr, momentum, weight_decay)
+        _sgd_loop(params, state_a, grads, step_, mu, decay, nesterov_or_decoupled)
+    return sgd_serial
+
+
+# Inlined (Numba IR) into each specialised step, which is compiled and cached as one
+# function: every separately compiled function re-optimises the code of all it calls when
+# it is finalised, so each level of calls costs compile time.
+@njit(inline="always", **_SERIAL)
+def _train_step(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets,
+                S, P, dS, row_loss, scalars, X, y, weights, act_code, backward_uses_output, alpha,
+                update_mode, adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2, eps, step,
+                chunked):
     """One minibatch update in one compiled call: forward, loss, backward, optimizer.
 
     params, grads, state_a, state_b: flat (P,) buffers (the optimizer's velocity, or Adam's
@@ -728,7 +831,8 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
     dH, dA blocks start.  Hidden buffers are used feature-major, (H_l, B): OpenBLAS runs
     Aᵀ = W Xᵀ 20-25 % faster than A = X Wᵀ at the mnist and deep shapes (bench/README.md).
     X (B, D), y (B,) int64, weights (B,) or None; S, P, dS (B, C); row_loss (B,);
-    scalars (2,) scratch.  update_mode: UPDATE_AFTER or UPDATE_SGD.
+    scalars (2,) scratch.  update_mode: UPDATE_AFTER or UPDATE_SGD.  chunked: whether the
+    optimizer may update in chunks on threads (params.size ≥ UPDATE_PARALLEL_MIN).
     Only arrays and scalars are passed: typed lists cost ~0.5 µs each to unbox per call.
     Returns the (weighted) mean loss; when it is not finite, returns it without touching
     the weights, so a bad batch loses nothing.
@@ -800,13 +904,77 @@ def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace
                 _layer_update(update_mode, params, grads, offset, n_out, n_in, dAT, AS_IS,
                               H_below, TRANSPOSED, lr, weight_decay, scalars)
     # ---- optimizers that need every gradient first
-    if update_mode == UPDATE_AFTER:
-        if adam:
-            adam_update(params, state_a, state_b, grads, lr, beta1, beta2, eps, weight_decay,
-                        nesterov_or_decoupled, step)
-        else:
-            sgd_update(params, state_a, grads, lr, momentum, weight_decay, nesterov_or_decoupled)
+    _optimizer_after(update_mode, adam, chunked, params, state_a, state_b, grads, lr, momentum, weight_decay,
+                     nesterov_or_decoupled, beta1, beta2, eps, step)
     return loss
+
+
+_UPDATE_NAMES = {(UPDATE_SGD, False): "sgd_in_gemm", (UPDATE_AFTER, False): "sgd", (UPDATE_AFTER, True): "adam"}
+
+
+def _specialised_step(act_code: int, update_mode: int, adam: bool, chunked: bool):
+    """_train_step compiled with act_code, update_mode, adam and chunked (whether the
+    parameters are many enough for update chunks on threads, UPDATE_PARALLEL_MIN) as
+    constants: only that activation's kernels and that optimizer are compiled in."""
+
+    def step_function(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets,
+                      S, P, dS, row_loss, scalars, X, y, weights, _act_code, backward_uses_output, alpha,
+                      _update_mode, _adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2,
+                      eps, step):
+        return _train_step(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets,
+                           S, P, dS, row_loss, scalars, X, y, weights, act_code, backward_uses_output, alpha,
+                           update_mode, adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2,
+                           eps, step, chunked)
+
+    # Numba names a function's cache files after its qualified name.  One name per
+    # specialisation gives each its own index: with one index for all, two processes that
+    # compile different ones on an empty cache could each write it without the other's
+    # entry, and the later one's data file over the earlier one's, under the earlier key.
+    name = f"train_step_{ACTIVATION_NAMES[act_code]}_{_UPDATE_NAMES[update_mode, adam]}"
+    step_function.__name__ = step_function.__qualname__ = name + ("_chunked" if chunked else "")
+    return njit(**_SERIAL)(step_function)
+
+
+_SPECIALISED: dict = {}
+
+
+def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets,
+               S, P, dS, row_loss, scalars, X, y, weights, act_code, backward_uses_output, alpha,
+               update_mode, adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2, eps, step):
+    """One minibatch update in one compiled call: forward, loss, backward, optimizer (the
+    arguments: see _train_step).  From Python it runs the step specialised for this
+    activation, update mode, optimizer and size class, compiled (or loaded from the cache)
+    on first use; from compiled code, the general step, with every activation and both
+    optimizers compiled in."""
+    key = (act_code, update_mode, adam, params.size >= UPDATE_PARALLEL_MIN)
+    try:
+        compiled = _SPECIALISED[key]
+    except KeyError:
+        compiled = _SPECIALISED.setdefault(key, _specialised_step(int(act_code), int(update_mode), bool(adam),
+                                                                  bool(key[3])))
+    return compiled(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets,
+                    S, P, dS, row_loss, scalars, X, y, weights, act_code, backward_uses_output, alpha,
+                    update_mode, adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2, eps, step)
+
+
+@overload(train_step)
+def _train_step_in_compiled_code(params, grads, state_a, state_b, layers, param_offsets, workspace,
+                                 hidden_offsets, S, P, dS, row_loss, scalars, X, y, weights, act_code,
+                                 backward_uses_output, alpha, update_mode, adam, lr, momentum, weight_decay,
+                                 nesterov_or_decoupled, beta1, beta2, eps, step):
+    def general(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets, S, P, dS,
+                row_loss, scalars, X, y, weights, act_code, backward_uses_output, alpha, update_mode, adam, lr,
+                momentum, weight_decay, nesterov_or_decoupled, beta1, beta2, eps, step):
+        return _train_step(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets,
+                           S, P, dS, row_loss, scalars, X, y, weights, act_code, backward_uses_output, alpha,
+                           update_mode, adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2,
+                           eps, step, params.size >= UPDATE_PARALLEL_MIN)
+    return general
+
+
+# numbamlp.diagnostics reads where the kernels are cached from train_step._cache (every
+# function of this module is cached in the same place).
+train_step._cache = _gemm._cache
 
 
 # Importing this backend loads scipy's BLAS and makes it single-threaded: see _gemm.
