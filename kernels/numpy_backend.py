@@ -164,3 +164,83 @@ def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decouple
     m_hat = m / (1 - beta1**step)
     v_hat = v / (1 - beta2**step)
     param -= (lr * m_hat / (np.sqrt(v_hat) + eps)).astype(param.dtype)
+
+
+# ---------------------------------------------------------------- a step of a stack of models
+_ACTIVATION_KERNELS = None  # (forward, backward) per activation code, looked up on first use
+
+
+def _activation_kernels(code):
+    global _ACTIVATION_KERNELS
+    if _ACTIVATION_KERNELS is None:
+        from numbamlp.kernels import ACTIVATION_NAMES
+
+        module = globals()
+        _ACTIVATION_KERNELS = [(module[f"{n}_forward"], module[f"{n}_backward"]) for n in ACTIVATION_NAMES]
+    return _ACTIVATION_KERNELS[code]
+
+
+def _member_views(flat, layers, param_offsets, layer):
+    """Every member's W (M, out, in) and b (M, out) of ``layer``: views of flat (M, P)."""
+    n_in, n_out = int(layers[layer]), int(layers[layer + 1])
+    start = int(param_offsets[layer])
+    W = flat[:, start : start + n_out * n_in].reshape(flat.shape[0], n_out, n_in)
+    b = flat[:, start + n_out * n_in : start + n_out * (n_in + 1)]
+    return W, b
+
+
+def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses_output, alpha, adam, flag, mode):
+    """One step of every active member of a stack (numbamlp.plan), batched over the member
+    axis with np.matmul.  buffers, layout, settings: the plan's named tuples (params,
+    grads, state (M, P); the workspace is not used: numpy allocates its temporaries).
+    X (M or 1, B, D), y (M or 1, B) int64, weights None or (M or 1, B): a leading 1 is one
+    batch shared by every member.  mode 0 trains, 1 writes the gradients only.
+    losses (M,) = each member's loss (NaN for an inactive one); a member whose loss is not
+    finite, or that is inactive, keeps its weights and optimizer state."""
+    act_forward, act_backward = _activation_kernels(act_code)
+    layers, offsets = layout.layers, layout.param_offsets
+    L = len(layers) - 1
+    inputs, caches, h = [], [], X
+    for layer in range(L):  # A = h Wᵀ + b for every member at once
+        W, b = _member_views(buffers.params, layers, offsets, layer)
+        A = np.matmul(h, W.transpose(0, 2, 1)) + b[:, None, :]
+        inputs.append(h)
+        if layer == L - 1:
+            S = A
+            break
+        H = np.empty_like(A)
+        act_forward(H, A, alpha)
+        caches.append(H if backward_uses_output else A)
+        h = H
+    M, B = buffers.params.shape[0], S.shape[1]
+    shared = X.shape[0] == 1
+    P, dS, row_loss = np.empty_like(S), np.empty_like(S), np.empty((M, B), S.dtype)
+    losses = buffers.losses
+    for m in range(M):
+        row = 0 if shared else m
+        w = None if weights is None else weights[row]
+        losses[m] = softmax_crossentropy_forward(P[m], row_loss[m], S[m], y[row], w)
+        softmax_crossentropy_backward(dS[m], P[m], y[row], w)
+    update = settings.active & np.isfinite(losses)
+    losses[~settings.active] = np.nan
+    dout = dS
+    for layer in range(L - 1, -1, -1):
+        W, _ = _member_views(buffers.params, layers, offsets, layer)
+        dW, db = _member_views(buffers.grads, layers, offsets, layer)
+        dW[update] = np.matmul(dout.transpose(0, 2, 1), np.broadcast_to(inputs[layer], (M, *inputs[layer].shape[1:])))[update]
+        db[update] = dout.sum(axis=1)[update]
+        if layer > 0:
+            dA = np.empty_like(caches[layer - 1])
+            act_backward(dA, np.matmul(dout, W), caches[layer - 1], alpha)
+            dout = dA
+    if mode != 0:
+        return
+    s = settings
+    for m in np.flatnonzero(update):
+        s.steps[m] += 1
+        if adam:
+            adam_update(buffers.params[m], buffers.state_a[m], buffers.state_b[m], buffers.grads[m], s.lr[m],
+                        s.beta1[m], s.beta2[m], s.eps[m], s.weight_decay[m], flag, s.steps[m])
+        else:
+            sgd_update(buffers.params[m], buffers.state_a[m], buffers.grads[m], s.lr[m], s.momentum[m],
+                       s.weight_decay[m], flag)

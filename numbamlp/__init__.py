@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "TrainConfig": "numbamlp.config",
     "Trainer": "numbamlp.trainer",
+    "StackTrainer": "numbamlp.stack",
     "load_model": "numbamlp.io",
     "MLPClassifier": "numbamlp.estimator",
 }

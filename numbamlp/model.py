@@ -160,6 +160,13 @@ class MLP:
             b[...] = b_src
         return model
 
+    def use_storage(self, flat: np.ndarray) -> None:
+        """Move the parameters into ``flat`` (P,) of the model's dtype (e.g. a row of a step
+        plan's (M, P) buffer): from now on the model reads and writes them there."""
+        flat[...] = self.flat_params
+        self.flat_params = flat
+        self._params = layer_views(flat, self.layers)
+
     @property
     def params(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """[(W (out, in), b (out,)), ...]: live views into ``flat_params``."""

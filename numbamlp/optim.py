@@ -22,11 +22,28 @@ class Optimizer:
 
     def __init__(self, config, n_params: int, dtype):
         self.config = config
-        self.step_count = 0
+        self._steps = np.zeros(1, np.int64)  # the step count, in an array a step plan can share
         if config.name in ("adam", "adamw"):
             self.state = {"m": np.zeros(n_params, dtype), "v": np.zeros(n_params, dtype)}
         else:
             self.state = {"velocity": np.zeros(n_params, dtype)}
+
+    @property
+    def step_count(self) -> int:
+        """Steps taken (Adam's bias correction counts them)."""
+        return int(self._steps[0])
+
+    @step_count.setter
+    def step_count(self, value: int) -> None:
+        self._steps[0] = value
+
+    def use_storage(self, state: dict[str, np.ndarray], steps: np.ndarray) -> None:
+        """Move the state into ``state`` (same names, e.g. a step plan's rows) and the step
+        count into ``steps`` (1,) int64; the optimizer reads and writes them there from now on."""
+        for name, buffer in state.items():
+            buffer[...] = self.state[name]
+        steps[...] = self._steps
+        self.state, self._steps = dict(state), steps
 
     def arguments(self, lr: float) -> tuple:
         """The optimizer's arguments for the next step, in the fused train_step's order:

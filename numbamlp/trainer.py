@@ -188,6 +188,16 @@ class Trainer:
             self._mirror = self._kernels.DeviceMirror(model.flat_params, self._grad_flat, self.optimizer.buffers)
         self._host_stale = False
 
+    def use_plan(self, plan, member: int) -> None:
+        """Train as member ``member`` of a step plan (numbamlp.plan): the model's parameters,
+        the gradients and the optimizer's state and step count move into that member's rows,
+        and the plan takes this trainer's optimizer settings."""
+        self.model.use_storage(plan.buffers.params[member])
+        self._grad_flat = plan.buffers.grads[member]
+        self._grads = layer_views(self._grad_flat, self.model.layers)
+        self.optimizer.use_storage(plan.optimizer_state(member), plan.settings.steps[member : member + 1])
+        plan.set_member(member, self.config.optimizer)
+
     def _workspace_for(self, rows: int) -> Workspace:
         if self._workspace is None or self._workspace.capacity < rows:
             self._workspace = Workspace(self.model, max(rows, self.config.batch_size))
