@@ -9,10 +9,10 @@ weights updated in place, loss returned as a Python float).  All implementations
 from the same weights and are validated against each other on the first step before any
 timing.  Compile / warm-up time is excluded from the steady-state numbers and reported
 separately.  Rounds are interleaved (every implementation once per round) and the table
-shows medians, the ratio numbamlp ÷ best peer (> 1: numbamlp faster), GFLOP/s with
-FLOPs of a step = 6 × batch × Σ in·out, and the machine's float32 GEMM rate (numpy
-matmul, 2048³) as the roofline.  PyTorch and JAX are optional (`pip install -e '.[bench]'`);
-a missing peer is skipped with a note.
+shows medians, the ratio numbamlp ÷ best peer (> 1: numbamlp faster), GFLOP/s of the
+matrix products a step actually computes (see step_flops), and the machine's GEMM rate in
+the benchmark's dtype (numpy matmul, 2048³) as the roofline.  PyTorch and JAX are
+optional (`pip install -e '.[bench]'`); a missing peer is skipped with a note.
 """
 
 from __future__ import annotations
@@ -38,7 +38,13 @@ LR = 0.01
 
 
 def step_flops(layers, batch) -> float:
-    return 6.0 * batch * sum(a * b for a, b in zip(layers[:-1], layers[1:]))
+    """FLOPs of the matrix products one step computes: per layer (in → out) 2·batch·in·out
+    forward and 2·batch·in·out for dW; 2·batch·in·out for dX in every layer but the first,
+    whose input gradient nobody needs (numbamlp, the numpy peer, PyTorch and JAX all skip
+    it).  So 6·batch·Σ in·out − 2·batch·in₀·out₀.  The elementwise work (bias, activation,
+    softmax, the update) is left out: a few FLOPs per element against the GEMMs' 2·in."""
+    pairs = [a * b for a, b in zip(layers[:-1], layers[1:])]
+    return 6.0 * batch * sum(pairs) - 2.0 * batch * pairs[0]
 
 
 def initial_params(layers, dtype, seed=0):
@@ -328,7 +334,8 @@ def main(argv=None):
         return
     print(" ".join(f"{k}={v}" for k, v in info.items()))
     print(f"dtype={args.dtype} activation={args.activation} optimizer={args.optimizer} rounds={args.rounds} "
-          f"(medians of interleaved rounds); {args.dtype} GEMM roofline {roofline:.1f} GFLOP/s (numpy matmul 2048³)")
+          f"(medians of interleaved rounds); {args.dtype} GEMM roofline {roofline:.1f} GFLOP/s (numpy matmul 2048³); "
+          f"GFLOP/s count the GEMMs a step computes: 6·batch·Σ in·out − 2·batch·in₀·out₀ (no dX for the first layer)")
     names = ["numbamlp"] + [cls.name for cls in PEERS]
     print(f"{'config':<7} {'layers':<18} {'batch':>5} " + " ".join(f"{n + ' µs':>12}" for n in names)
           + f" {'ratio':>7} {'target':>6} {'numbamlp GFLOP/s':>17} {'% roofline':>10} {'compile s':>9}")
