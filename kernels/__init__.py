@@ -35,6 +35,8 @@ from types import ModuleType
 
 __all__ = [
     "CUDA_STATUS",
+    "STEP_GRADIENTS",
+    "STEP_TRAIN",
     "ACTIVATIONS",
     "ACTIVATION_NAMES",
     "ActivationSpec",
@@ -88,6 +90,10 @@ def activation_spec(name: str) -> ActivationSpec:
             f"unknown activation {name!r}; valid activations: {', '.join(ACTIVATION_NAMES)}"
         ) from None
 
+
+# What a backend's stack_step does (its ``mode``; see numbamlp.plan)
+STEP_TRAIN = 0  # forward, loss, backward and each member's optimizer update
+STEP_GRADIENTS = 1  # forward, loss and backward: the gradients only, weights and state untouched
 
 # The one statement of where the CUDA backend stands; help texts and `numbamlp info` use it.
 CUDA_STATUS = ("NVIDIA GPU through numba-cuda; device-resident training, tested in Numba's CUDA "

@@ -35,7 +35,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
-from numbamlp.kernels import ACTIVATION_NAMES
+from numbamlp.kernels import ACTIVATION_NAMES, STEP_GRADIENTS
 from numbamlp.kernels.rowwise import softmax_crossentropy_row
 
 # One project-wide set of compiler options.  No fastmath: NaN/Inf must stay visible.
@@ -138,18 +138,19 @@ def _gemm_in_parallel(blocks, m, n, k, a, lda, trans_a, b, ldb, trans_b, c, scal
 
 
 @njit(**_SERIAL)
-def _gemm(C, A, trans_a, B, trans_b, alpha, beta, scalars):
+def _gemm(C, A, trans_a, B, trans_b, alpha, beta, scalars, threads=True):
     """C (m, n) = alpha·op(A) @ op(B) + beta·C, op(M) = M (AS_IS) or Mᵀ (TRANSPOSED), in
-    gemm_blocks(m, n, k) blocks, on Numba's threads unless it has one (the same blocks
-    either way, so the same bits).  C, A, B C-contiguous (so that every call has one type
-    and this compiles once per dtype); scalars (2,) of C's dtype, scratch."""
+    gemm_blocks(m, n, k) blocks, on Numba's threads unless it has one or ``threads`` is
+    False (the caller already runs on them, e.g. one member of a stack per thread): the
+    same blocks either way, so the same bits.  C, A, B C-contiguous (so that every call has
+    one type and this compiles once per dtype); scalars (2,) of C's dtype, scratch."""
     m, n = C.shape
     k = A.shape[0] if trans_a == TRANSPOSED else A.shape[1]
     scalars[0] = alpha
     scalars[1] = beta
     a, b, c = A.reshape(-1), B.reshape(-1), C.reshape(-1)
     blocks = gemm_blocks(m, n, k)
-    if blocks > 1 and _thread_count() > 1:
+    if blocks > 1 and threads and _thread_count() > 1:
         _gemm_in_parallel(blocks, m, n, k, a, A.shape[1], trans_a, b, B.shape[1], trans_b, c, scalars)
         return
     for block in range(blocks):
@@ -648,13 +649,13 @@ def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decouple
 # What a run compiles.  The trainer passes the activation code, the update mode and Adam's
 # flag as plain Python values.  Compiled with them as run-time values, the step holds every
 # activation's kernels and both optimizers, since Numba compiles every branch: most of a cold
-# `numbamlp train`'s compile time (bench/README.md, bench/e2e.py).  So train_step (Python)
-# hands each combination to a step compiled for it (_specialised_step), in which the three
-# are constants (Numba literals), and the dispatchers below, resolved while Numba types the
+# `numbamlp train`'s compile time (bench/README.md, bench/e2e.py).  So stack_step (Python)
+# hands each combination to a step compiled for it (stack_function), in which they are
+# constants (Numba literals), and the dispatchers below, resolved while Numba types the
 # step, keep only the kernels the run uses.  The same source, so the same arithmetic.
 #
 # The activation code is the activation's position in numbamlp.kernels.ACTIVATION_NAMES;
-# the dispatchers find the kernels by name from that list, when the step is compiled.
+# the dispatchers find the kernel by name from that list, when the step is compiled.
 
 
 def _activation_forward(code, Hout, A, alpha):
@@ -667,27 +668,10 @@ def _activation_backward(code, dA, dH, cache, alpha):
 
 @overload(_activation_forward, prefer_literal=True)
 def _activation_forward_typed(code, Hout, A, alpha):
-    if isinstance(code, types.IntegerLiteral):  # a constant: that kernel alone
+    if isinstance(code, types.IntegerLiteral):  # a constant (every step passes one): that kernel alone
         kernel = globals()[f"{ACTIVATION_NAMES[code.literal_value]}_forward"]
         return lambda code, Hout, A, alpha: kernel(Hout, A, alpha)
-    f0, f1, f2, f3, f4, f5, f6 = (globals()[f"{name}_forward"] for name in ACTIVATION_NAMES)  # every kernel
-
-    def dispatch(code, Hout, A, alpha):
-        if code == 0:
-            f0(Hout, A, alpha)
-        elif code == 1:
-            f1(Hout, A, alpha)
-        elif code == 2:
-            f2(Hout, A, alpha)
-        elif code == 3:
-            f3(Hout, A, alpha)
-        elif code == 4:
-            f4(Hout, A, alpha)
-        elif code == 5:
-            f5(Hout, A, alpha)
-        else:
-            f6(Hout, A, alpha)
-    return dispatch
+    return None  # a run-time code: not supported (it would compile all seven activations)
 
 
 @overload(_activation_backward, prefer_literal=True)
@@ -695,24 +679,7 @@ def _activation_backward_typed(code, dA, dH, cache, alpha):
     if isinstance(code, types.IntegerLiteral):
         kernel = globals()[f"{ACTIVATION_NAMES[code.literal_value]}_backward"]
         return lambda code, dA, dH, cache, alpha: kernel(dA, dH, cache, alpha)
-    b0, b1, b2, b3, b4, b5, b6 = (globals()[f"{name}_backward"] for name in ACTIVATION_NAMES)
-
-    def dispatch(code, dA, dH, cache, alpha):
-        if code == 0:
-            b0(dA, dH, cache, alpha)
-        elif code == 1:
-            b1(dA, dH, cache, alpha)
-        elif code == 2:
-            b2(dA, dH, cache, alpha)
-        elif code == 3:
-            b3(dA, dH, cache, alpha)
-        elif code == 4:
-            b4(dA, dH, cache, alpha)
-        elif code == 5:
-            b5(dA, dH, cache, alpha)
-        else:
-            b6(dA, dH, cache, alpha)
-    return dispatch
+    return None
 
 
 @njit(**_SERIAL, **_INTERNAL)
@@ -744,14 +711,14 @@ UPDATE_SGD = 1    # plain SGD (no momentum): W ← (1 − lr·wd)·W − lr·dY�
 # specialised step, and a cached function of its own would keep one entry per constant.
 @njit(inline="always", **_SERIAL, **_INTERNAL)
 def _layer_update(mode, params, grads, offset, n_out, n_in, dY, trans_dY, X_in, trans_X,
-                  lr, weight_decay, scalars):
+                  lr, weight_decay, scalars, threads):
     """Gradient of one layer, dW = op(dY) (n_out, B) @ op(X_in) (B, n_in), with db already in
     grads[offset + n_out·n_in :]: stored (UPDATE_AFTER) or applied to the weights now."""
     if mode == UPDATE_AFTER:
-        _gemm(_matrix(grads, offset, n_out, n_in), dY, trans_dY, X_in, trans_X, 1.0, 0.0, scalars)
+        _gemm(_matrix(grads, offset, n_out, n_in), dY, trans_dY, X_in, trans_X, 1.0, 0.0, scalars, threads)
         return
     _gemm(_matrix(params, offset, n_out, n_in), dY, trans_dY, X_in, trans_X,
-          -lr, 1.0 - lr * weight_decay, scalars)
+          -lr, 1.0 - lr * weight_decay, scalars, threads)
     for k in range(offset + n_out * n_in, offset + n_out * (n_in + 1)):
         params[k] = (1.0 - lr * weight_decay) * params[k] - lr * grads[k]
 
@@ -773,17 +740,8 @@ def _optimizer_after(update_mode, adam, chunked, params, state_a, state_b, grads
 @overload(_optimizer_after, prefer_literal=True)
 def _optimizer_after_typed(update_mode, adam, chunked, params, state_a, state_b, grads, lr, momentum,
                            weight_decay, nesterov_or_decoupled, beta1, beta2, eps, step):
-    constant = all(isinstance(a, types.Literal) for a in (update_mode, adam, chunked))
-    if not constant:  # run-time settings: both optimizers, both ways
-        def either(update_mode, adam, chunked, params, state_a, state_b, grads, lr, momentum, weight_decay,
-                   nesterov_or_decoupled, beta1, beta2, eps, step):
-            if update_mode == UPDATE_AFTER:
-                if adam:
-                    adam_update(params, state_a, state_b, grads, lr, beta1, beta2, eps, weight_decay,
-                                nesterov_or_decoupled, step)
-                else:
-                    sgd_update(params, state_a, grads, lr, momentum, weight_decay, nesterov_or_decoupled)
-        return either
+    if not all(isinstance(a, types.Literal) for a in (update_mode, adam, chunked)):
+        return None  # run-time settings: not supported (every step passes constants)
     if update_mode.literal_value == UPDATE_SGD:
         def nothing(update_mode, adam, chunked, params, state_a, state_b, grads, lr, momentum, weight_decay,
                     nesterov_or_decoupled, beta1, beta2, eps, step):
@@ -820,8 +778,8 @@ def _optimizer_after_typed(update_mode, adam, chunked, params, state_a, state_b,
 @njit(inline="always", **_SERIAL)
 def _train_step(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets,
                 S, P, dS, row_loss, scalars, X, y, weights, act_code, backward_uses_output, alpha,
-                update_mode, adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2, eps, step,
-                chunked):
+                update_mode, adam, lr, momentum, weight_decay, nesterov_or_decoupled, adam_settings, step,
+                chunked, threads):
     """One minibatch update in one compiled call: forward, loss, backward, optimizer.
 
     params, grads, state_a, state_b: flat (P,) buffers (the optimizer's velocity, or Adam's
@@ -831,8 +789,12 @@ def _train_step(params, grads, state_a, state_b, layers, param_offsets, workspac
     dH, dA blocks start.  Hidden buffers are used feature-major, (H_l, B): OpenBLAS runs
     Aᵀ = W Xᵀ 20-25 % faster than A = X Wᵀ at the mnist and deep shapes (bench/README.md).
     X (B, D), y (B,) int64, weights (B,) or None; S, P, dS (B, C); row_loss (B,);
-    scalars (2,) scratch.  update_mode: UPDATE_AFTER or UPDATE_SGD.  chunked: whether the
-    optimizer may update in chunks on threads (params.size ≥ UPDATE_PARALLEL_MIN).
+    scalars (2,) scratch.  update_mode: UPDATE_AFTER or UPDATE_SGD.  adam_settings: (beta1,
+    beta2, eps), one argument for three (a call of more than 30 arguments is compiled by
+    Python as a call with *args, which Numba cannot inline).  chunked: whether the
+    optimizer may update in chunks on threads (params.size ≥ UPDATE_PARALLEL_MIN); threads:
+    whether the GEMMs' blocks may run on Numba's threads (False when the caller runs one
+    step per thread).
     Only arrays and scalars are passed: typed lists cost ~0.5 µs each to unbox per call.
     Returns the (weighted) mean loss; when it is not finite, returns it without touching
     the weights, so a bad batch loses nothing.
@@ -847,10 +809,10 @@ def _train_step(params, grads, state_a, state_b, layers, param_offsets, workspac
         AT = _matrix(workspace, hidden_offsets[layer, 0], n_out, B)
         HT = _matrix(workspace, hidden_offsets[layer, 1], n_out, B)
         if layer == 0:
-            _gemm(AT, W, AS_IS, X, TRANSPOSED, 1.0, 0.0, scalars)
+            _gemm(AT, W, AS_IS, X, TRANSPOSED, 1.0, 0.0, scalars, threads)
         else:
             H_below = _matrix(workspace, hidden_offsets[layer - 1, 1], n_in, B)
-            _gemm(AT, W, AS_IS, H_below, AS_IS, 1.0, 0.0, scalars)
+            _gemm(AT, W, AS_IS, H_below, AS_IS, 1.0, 0.0, scalars, threads)
         _add_bias_rows(AT, b)
         _activation_forward(act_code, HT, AT, alpha)
     n_in, n_out = layers[L - 1], layers[L]
@@ -858,10 +820,10 @@ def _train_step(params, grads, state_a, state_b, layers, param_offsets, workspac
     W_out = _matrix(params, out_offset, n_out, n_in)
     b_out = params[out_offset + n_out * n_in : out_offset + n_out * (n_in + 1)]
     if L == 1:
-        _gemm(S, X, AS_IS, W_out, TRANSPOSED, 1.0, 0.0, scalars)
+        _gemm(S, X, AS_IS, W_out, TRANSPOSED, 1.0, 0.0, scalars, threads)
     else:
         HT_last = _matrix(workspace, hidden_offsets[L - 2, 1], n_in, B)
-        _gemm(S, HT_last, TRANSPOSED, W_out, TRANSPOSED, 1.0, 0.0, scalars)
+        _gemm(S, HT_last, TRANSPOSED, W_out, TRANSPOSED, 1.0, 0.0, scalars, threads)
     for i in range(B):
         for c in range(n_out):
             S[i, c] += b_out[c]
@@ -877,13 +839,13 @@ def _train_step(params, grads, state_a, state_b, layers, param_offsets, workspac
             db_out[c] += dS[i, c]
     if L == 1:
         _layer_update(update_mode, params, grads, out_offset, n_out, n_in, dS, TRANSPOSED, X, AS_IS,
-                      lr, weight_decay, scalars)
+                      lr, weight_decay, scalars, threads)
     else:
         HT_last = _matrix(workspace, hidden_offsets[L - 2, 1], n_in, B)
         dHT_last = _matrix(workspace, hidden_offsets[L - 2, 2], n_in, B)
-        _gemm(dHT_last, W_out, TRANSPOSED, dS, TRANSPOSED, 1.0, 0.0, scalars)
+        _gemm(dHT_last, W_out, TRANSPOSED, dS, TRANSPOSED, 1.0, 0.0, scalars, threads)
         _layer_update(update_mode, params, grads, out_offset, n_out, n_in, dS, TRANSPOSED,
-                      HT_last, TRANSPOSED, lr, weight_decay, scalars)
+                      HT_last, TRANSPOSED, lr, weight_decay, scalars, threads)
         for layer in range(L - 2, -1, -1):
             n_in, n_out = layers[layer], layers[layer + 1]
             offset = param_offsets[layer]
@@ -895,15 +857,16 @@ def _train_step(params, grads, state_a, state_b, layers, param_offsets, workspac
             _sum_rows(grads[offset + n_out * n_in : offset + n_out * (n_in + 1)], dAT)
             if layer == 0:
                 _layer_update(update_mode, params, grads, offset, n_out, n_in, dAT, AS_IS, X, AS_IS,
-                              lr, weight_decay, scalars)
+                              lr, weight_decay, scalars, threads)
             else:
                 W = _matrix(params, offset, n_out, n_in)
                 dH_below = _matrix(workspace, hidden_offsets[layer - 1, 2], n_in, B)
-                _gemm(dH_below, W, TRANSPOSED, dAT, AS_IS, 1.0, 0.0, scalars)
+                _gemm(dH_below, W, TRANSPOSED, dAT, AS_IS, 1.0, 0.0, scalars, threads)
                 H_below = _matrix(workspace, hidden_offsets[layer - 1, 1], n_in, B)
                 _layer_update(update_mode, params, grads, offset, n_out, n_in, dAT, AS_IS,
-                              H_below, TRANSPOSED, lr, weight_decay, scalars)
+                              H_below, TRANSPOSED, lr, weight_decay, scalars, threads)
     # ---- optimizers that need every gradient first
+    beta1, beta2, eps = adam_settings
     _optimizer_after(update_mode, adam, chunked, params, state_a, state_b, grads, lr, momentum, weight_decay,
                      nesterov_or_decoupled, beta1, beta2, eps, step)
     return loss
@@ -912,69 +875,127 @@ def _train_step(params, grads, state_a, state_b, layers, param_offsets, workspac
 _UPDATE_NAMES = {(UPDATE_SGD, False): "sgd_in_gemm", (UPDATE_AFTER, False): "sgd", (UPDATE_AFTER, True): "adam"}
 
 
-def _specialised_step(act_code: int, update_mode: int, adam: bool, chunked: bool):
-    """_train_step compiled with act_code, update_mode, adam and chunked (whether the
-    parameters are many enough for update chunks on threads, UPDATE_PARALLEL_MIN) as
-    constants: only that activation's kernels and that optimizer are compiled in."""
+# ---------------------------------------------------------------- a step of a stack of models
+# numbamlp.plan's StepPlan calls stack_step: every member m of the stack runs _train_step on
+# its rows of the plan's buffers.  One member, or one thread: the members in turn, each with
+# its GEMM blocks (and update chunks) on Numba's threads, as a model alone.  Several members
+# on several threads: one member per thread, its blocks and updates in a plain loop.  The
+# blocks are cut by shape either way and the updates go element by element, so member m
+# computes the bits it computes alone, in any position, in a stack of any size.
 
-    def step_function(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets,
-                      S, P, dS, row_loss, scalars, X, y, weights, _act_code, backward_uses_output, alpha,
-                      _update_mode, _adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2,
-                      eps, step):
-        return _train_step(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets,
-                           S, P, dS, row_loss, scalars, X, y, weights, act_code, backward_uses_output, alpha,
-                           update_mode, adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2,
-                           eps, step, chunked)
+
+def _row(array, row):
+    """array[row], or None for None (a stack without loss weights); compiled code only."""
+
+
+@overload(_row)
+def _row_typed(array, row):
+    if isinstance(array, types.NoneType):
+        return lambda array, row: None
+    return lambda array, row: array[row]
+
+
+def _specialised_stack_step(act_code: int, update_mode: int, adam: bool, chunked: bool, by_member: bool,
+                            gradients: bool):
+    """A stack step compiled with these as constants, _train_step inlined: the members in
+    turn, each with its blocks on threads (by_member False: prange runs as range), or one
+    member per thread (by_member True, compiled parallel).
+    gradients: the gradients only (plain SGD at rate 0, momentum 0 and decay 0, so the
+    weights stay the same bits)."""
+    threads = not by_member
+    chunks = chunked and threads
+    off = 0.0 if gradients else 1.0
+
+    def stack_function(buffers, layout, settings, X, y, weights, backward_uses_output, alpha, flag):
+        """Every active member m steps on its rows of the plan (numbamlp.plan)."""
+        # The arrays leave their named tuples before the loop: Numba (0.68) drops what a
+        # parallel loop writes into an array reached through a tuple's attribute.
+        params, grads, state_a, state_b = buffers.params, buffers.grads, buffers.state_a, buffers.state_b
+        workspaces, scalars, losses = buffers.workspace, buffers.scalars, buffers.losses
+        layers, param_offsets, hidden_offsets, outputs = (layout.layers, layout.param_offsets,
+                                                           layout.hidden_offsets, layout.output_offsets)
+        lr, momentum, weight_decay = settings.lr, settings.momentum, settings.weight_decay
+        beta1, beta2, eps, steps, active = settings.beta1, settings.beta2, settings.eps, settings.steps, settings.active
+        C = layers[layers.shape[0] - 1]
+        for member in prange(params.shape[0]):
+            m = np.int64(member)  # (a parallel loop's index may be unsigned)
+            if not active[m]:
+                continue
+            row = 0 if X.shape[0] == 1 else m  # a leading 1: one batch for every member
+            Xm = X[row]
+            B, workspace = Xm.shape[0], workspaces[m]
+            step = steps[m] + 1
+            loss = _train_step(
+                params[m], grads[m], state_a[m], state_b[m], layers, param_offsets, workspace, hidden_offsets,
+                _matrix(workspace, outputs[0], B, C), _matrix(workspace, outputs[1], B, C),
+                _matrix(workspace, outputs[2], B, C), workspace[outputs[3] : outputs[3] + B], scalars[m], Xm,
+                y[row], _row(weights, row), act_code, backward_uses_output, alpha, update_mode, adam,
+                off * lr[m], off * momentum[m], off * weight_decay[m], flag, (beta1[m], beta2[m], eps[m]), step,
+                chunks, threads)
+            losses[m] = loss
+            if math.isfinite(loss) and not gradients:
+                steps[m] = step
 
     # Numba names a function's cache files after its qualified name.  One name per
     # specialisation gives each its own index: with one index for all, two processes that
     # compile different ones on an empty cache could each write it without the other's
     # entry, and the later one's data file over the earlier one's, under the earlier key.
-    name = f"train_step_{ACTIVATION_NAMES[act_code]}_{_UPDATE_NAMES[update_mode, adam]}"
-    step_function.__name__ = step_function.__qualname__ = name + ("_chunked" if chunked else "")
-    return njit(**_SERIAL)(step_function)
+    name = (f"stack_step_{ACTIVATION_NAMES[act_code]}_{_UPDATE_NAMES[update_mode, adam]}"
+            f"{'_chunked' if chunked else ''}{'_by_member' if by_member else ''}{'_gradients' if gradients else ''}")
+    stack_function.__name__ = stack_function.__qualname__ = name
+    return njit(**(_PARALLEL if by_member else _SERIAL))(stack_function)
 
 
-_SPECIALISED: dict = {}
+_SPECIALISED_STACK: dict = {}
 
 
-def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets,
-               S, P, dS, row_loss, scalars, X, y, weights, act_code, backward_uses_output, alpha,
-               update_mode, adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2, eps, step):
-    """One minibatch update in one compiled call: forward, loss, backward, optimizer (the
-    arguments: see _train_step).  From Python it runs the step specialised for this
-    activation, update mode, optimizer and size class, compiled (or loaded from the cache)
-    on first use; from compiled code, the general step, with every activation and both
-    optimizers compiled in."""
-    key = (act_code, update_mode, adam, params.size >= UPDATE_PARALLEL_MIN)
-    try:
-        compiled = _SPECIALISED[key]
-    except KeyError:
-        compiled = _SPECIALISED.setdefault(key, _specialised_step(int(act_code), int(update_mode), bool(adam),
-                                                                  bool(key[3])))
-    return compiled(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets,
-                    S, P, dS, row_loss, scalars, X, y, weights, act_code, backward_uses_output, alpha,
-                    update_mode, adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2, eps, step)
+def stack_function(act_code, update_mode, adam, chunked, by_member, gradients):
+    """The compiled stack step for these settings (see stack_step), made on first use (then
+    loaded from the cache); compiled callers, such as a loop of steps, can call it."""
+    key = (int(act_code), int(update_mode), bool(adam), bool(chunked), bool(by_member), bool(gradients))
+    compiled = _SPECIALISED_STACK.get(key)
+    if compiled is None:
+        compiled = _SPECIALISED_STACK.setdefault(key, _specialised_stack_step(*key))
+    return compiled
 
 
-@overload(train_step)
-def _train_step_in_compiled_code(params, grads, state_a, state_b, layers, param_offsets, workspace,
-                                 hidden_offsets, S, P, dS, row_loss, scalars, X, y, weights, act_code,
-                                 backward_uses_output, alpha, update_mode, adam, lr, momentum, weight_decay,
-                                 nesterov_or_decoupled, beta1, beta2, eps, step):
-    def general(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets, S, P, dS,
-                row_loss, scalars, X, y, weights, act_code, backward_uses_output, alpha, update_mode, adam, lr,
-                momentum, weight_decay, nesterov_or_decoupled, beta1, beta2, eps, step):
-        return _train_step(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets,
-                           S, P, dS, row_loss, scalars, X, y, weights, act_code, backward_uses_output, alpha,
-                           update_mode, adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2,
-                           eps, step, params.size >= UPDATE_PARALLEL_MIN)
-    return general
+def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses_output, alpha, adam, flag, mode):
+    """One step of every active member of a stack (numbamlp.plan): forward, loss, backward
+    and, in mode STEP_TRAIN, each member's optimizer update with its own settings (mode
+    STEP_GRADIENTS: the gradients only).  buffers, layout, settings: the plan's named tuples;
+    X (M or 1, B, D), y (M or 1, B) int64, weights None or (M or 1, B), C-contiguous, of the
+    buffers' dtype.  losses (M,) = each member's loss, NaN for an inactive one; a member
+    whose loss is not finite keeps its weights and optimizer state, as does an inactive one.
+
+    Plain SGD (momentum 0) updates inside the GEMMs, the others after them (see
+    UPDATE_SGD); members of both kinds step in two calls, each member in its own kind, so
+    that each does what it does alone."""
+    M = buffers.params.shape[0]
+    by_member = M > 1 and numba.get_num_threads() > 1
+    chunked = not by_member and buffers.params.shape[1] >= UPDATE_PARALLEL_MIN
+    gradients = mode == STEP_GRADIENTS
+    active = settings.active
+    if gradients or adam:
+        groups = [(UPDATE_AFTER, None)]
+    else:
+        plain = settings.momentum == 0.0
+        groups = [(UPDATE_SGD, plain), (UPDATE_AFTER, ~plain)]
+    was_active = active.copy() if len(groups) > 1 else active
+    for update_mode, members in groups:
+        if members is not None:
+            active[:] = was_active & members
+            if not active.any():
+                continue
+        compiled = stack_function(act_code, update_mode, adam and not gradients, chunked, by_member, gradients)
+        compiled(buffers, layout, settings, X, y, weights, backward_uses_output, alpha, flag)
+    if len(groups) > 1:
+        active[:] = was_active
+    buffers.losses[~active] = np.nan
 
 
-# numbamlp.diagnostics reads where the kernels are cached from train_step._cache (every
+# numbamlp.diagnostics reads where the kernels are cached from stack_step._cache (every
 # function of this module is cached in the same place).
-train_step._cache = _gemm._cache
+stack_step._cache = _gemm._cache
 
 
 # Importing this backend loads scipy's BLAS and makes it single-threaded: see _gemm.

@@ -10,7 +10,11 @@ vector with values in [0, C).
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
+
+from numbamlp.kernels import ACTIVATION_NAMES, STEP_GRADIENTS, activation_kernels
 
 _SQRT_HALF = np.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
@@ -167,19 +171,6 @@ def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decouple
 
 
 # ---------------------------------------------------------------- a step of a stack of models
-_ACTIVATION_KERNELS = None  # (forward, backward) per activation code, looked up on first use
-
-
-def _activation_kernels(code):
-    global _ACTIVATION_KERNELS
-    if _ACTIVATION_KERNELS is None:
-        from numbamlp.kernels import ACTIVATION_NAMES
-
-        module = globals()
-        _ACTIVATION_KERNELS = [(module[f"{n}_forward"], module[f"{n}_backward"]) for n in ACTIVATION_NAMES]
-    return _ACTIVATION_KERNELS[code]
-
-
 def _member_views(flat, layers, param_offsets, layer):
     """Every member's W (M, out, in) and b (M, out) of ``layer``: views of flat (M, P)."""
     n_in, n_out = int(layers[layer]), int(layers[layer + 1])
@@ -197,7 +188,7 @@ def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses
     batch shared by every member.  mode 0 trains, 1 writes the gradients only.
     losses (M,) = each member's loss (NaN for an inactive one); a member whose loss is not
     finite, or that is inactive, keeps its weights and optimizer state."""
-    act_forward, act_backward = _activation_kernels(act_code)
+    act_forward, act_backward = activation_kernels(sys.modules[__name__], ACTIVATION_NAMES[act_code])
     layers, offsets = layout.layers, layout.param_offsets
     L = len(layers) - 1
     inputs, caches, h = [], [], X
@@ -233,7 +224,7 @@ def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses
             dA = np.empty_like(caches[layer - 1])
             act_backward(dA, np.matmul(dout, W), caches[layer - 1], alpha)
             dout = dA
-    if mode != 0:
+    if mode == STEP_GRADIENTS:
         return
     s = settings
     for m in np.flatnonzero(update):

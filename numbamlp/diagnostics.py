@@ -35,7 +35,7 @@ def compile_cache_location(cpu_backend) -> str:
     """Where Numba keeps the compiled kernels: beside the package, or, when that directory is
     read-only, a user-wide cache directory (Numba's own fallback), or NUMBA_CACHE_DIR."""
     try:
-        cache = cpu_backend.train_step._cache
+        cache = cpu_backend.stack_step._cache
         locator = type(cache._impl.locator).__name__
         kind = {"InTreeCacheLocator": "beside the package",
                 "UserWideCacheLocator": "user cache: the package directory is not writable",
@@ -52,7 +52,7 @@ def cache_notice() -> str | None:
     and fell back to a user-wide cache directory; None otherwise."""
     from numbamlp.kernels import get_backend
 
-    cache = getattr(get_backend("cpu").train_step, "_cache", None)
+    cache = getattr(get_backend("cpu").stack_step, "_cache", None)
     locator = getattr(getattr(cache, "_impl", None), "locator", None)
     if type(locator).__name__ != "UserWideCacheLocator":
         return None

@@ -21,7 +21,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from numbamlp.kernels import ACTIVATION_NAMES, activation_spec, get_backend, launch_guard
+from numbamlp.kernels import ACTIVATION_NAMES, STEP_GRADIENTS, STEP_TRAIN, activation_spec, get_backend, launch_guard
 from numbamlp.model import layer_offsets, n_parameters, workspace_layout
 
 
@@ -59,9 +59,7 @@ class MemberSettings(NamedTuple):
     active: np.ndarray  # bool: an inactive member is left exactly as it is
 
 
-# What a step does (the ``mode`` option of every backend's stack_step)
-STEP_TRAIN = 0  # forward, loss, backward and the optimizer's update
-STEP_GRADIENTS = 1  # forward, loss and backward: gradients into grads, weights and state untouched
+__all__ = ["MemberSettings", "STEP_GRADIENTS", "STEP_TRAIN", "StepBuffers", "StepLayout", "StepPlan"]
 
 
 class StepPlan:

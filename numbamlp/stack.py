@@ -35,7 +35,7 @@ from numbamlp.trainer import Trainer, TrainingDiverged
 # The settings every member of a stack shares (dotted config paths): what the step plan is
 # built from, and the data every member sees.
 STACK_KEY = ("model", "batch_size", "dtype", "backend", "optimizer.name", "data", "threads", "validate_gradients")
-STACK_BACKENDS = ("numpy",)  # cpu: its stack_step comes next
+STACK_BACKENDS = ("cpu", "numpy")
 
 
 def _leaves(config: TrainConfig, path: str) -> dict:

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from numbamlp.config import TrainConfig
-from numbamlp.kernels import ACTIVATION_NAMES, activation_spec, get_backend, launch_guard
+from numbamlp.kernels import STEP_GRADIENTS, STEP_TRAIN, ACTIVATION_NAMES, activation_spec, get_backend
 from numbamlp.model import (
     MLP,
     Workspace,
@@ -46,6 +46,11 @@ def set_threads(threads: int, backend: str) -> None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=threads, user_api="blas")
+
+
+# The backends whose training step runs on a step plan (numbamlp.plan); cuda keeps its own
+# device-resident step for now, and the reference path computes gradients one example at a time.
+STEP_PLAN_BACKENDS = ("cpu", "numpy")
 
 
 class Callback(Protocol):
@@ -133,6 +138,8 @@ class Trainer:
         self.config = config
         if self.model is not None:  # (the optimizer is made with the model)
             self.optimizer.config = config.optimizer
+            if self._plan is not None:
+                self._plan.set_member(0, config.optimizer)
         self.stopped_early, self.bad_epochs = False, 0
         self.best_val_loss, self.best_epoch, self._best_params = np.inf, None, None
 
@@ -142,18 +149,20 @@ class Trainer:
         return self.epoch > 0 or self._progress is not None
 
     def __getstate__(self):
-        # modules and views do not pickle: drop them and rebuild on load
+        # modules, views and the step plan do not pickle: drop them and rebuild on load (the
+        # model's parameters and the optimizer's state pickle as copies of their rows)
         state = self.__dict__.copy()
-        for name in ("_kernels", "_grads", "_workspace"):
+        for name in ("_kernels", "_grads", "_workspace", "_plan"):
             state.pop(name, None)
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._workspace = None
+        self._workspace = self._plan = None
         if self.model is not None:
             self._kernels = None if self.config.backend == "reference" else get_backend(self.config.backend)
             self._grads = layer_views(self._grad_flat, self.model.layers)
+            self._make_plan(self.config.batch_size)
 
     # ------------------------------------------------------------ set-up
     def build(self, n_features: int, n_classes: int) -> MLP:
@@ -174,19 +183,32 @@ class Trainer:
         self._grad_flat = np.zeros_like(model.flat_params)
         self._grads = layer_views(self._grad_flat, model.layers)
         self.optimizer = Optimizer(self.config.optimizer, model.flat_params.size, model.dtype)
-        self._workspace = None
-        # constant arguments of the fused step, computed once per model
-        spec = activation_spec(model.activation)
-        self._activation_arguments = (ACTIVATION_NAMES.index(spec.name), spec.backward_uses == "output", spec.alpha)
-        self._layers = np.asarray(model.layers, dtype=np.int64)
-        self._offsets = layer_offsets(model.layers)
-        self._scalars = np.zeros(2, dtype=model.dtype)  # the fused step's BLAS alpha/beta slots
+        self._workspace = self._plan = None
+        # cpu and numpy: the step plan of a stack of one (numbamlp.plan), the same step a
+        # StackTrainer runs; the model's parameters and the optimizer's state move into it
+        self._make_plan(self.config.batch_size)
         # cuda: weights, gradients, optimizer state and workspaces live on the GPU; the host
         # copies are refreshed by synchronize() (at epoch ends, before evaluation, checkpoints)
         self._mirror = None
         if self._kernels is not None and hasattr(self._kernels, "DeviceMirror"):
+            spec = activation_spec(model.activation)  # constant arguments of the GPU step
+            self._activation_arguments = (ACTIVATION_NAMES.index(spec.name), spec.backward_uses == "output", spec.alpha)
+            self._layers = np.asarray(model.layers, dtype=np.int64)
+            self._offsets = layer_offsets(model.layers)
             self._mirror = self._kernels.DeviceMirror(model.flat_params, self._grad_flat, self.optimizer.buffers)
         self._host_stale = False
+
+    def _make_plan(self, capacity: int) -> None:
+        """A step plan of one member for batches of up to ``capacity`` rows (cpu and numpy;
+        a bigger batch than planned for makes a new plan, which takes the state along)."""
+        from numbamlp.plan import StepPlan
+
+        if self.config.backend not in STEP_PLAN_BACKENDS:
+            return
+        model = self.model
+        self._plan = StepPlan(model.layers, model.activation, self.config.optimizer.name, 1, capacity,
+                              model.dtype, self.config.backend)
+        self.use_plan(self._plan, 0)
 
     def use_plan(self, plan, member: int) -> None:
         """Train as member ``member`` of a step plan (numbamlp.plan): the model's parameters,
@@ -222,16 +244,23 @@ class Trainer:
 
     def _step(self, Xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None, lr: float) -> float:
         """One update on validated arrays; a non-finite loss is returned without an update."""
-        kernels = self._kernels
+        if self._plan is not None:
+            return self._plan_step(Xb, yb, wb, lr, STEP_TRAIN)
         if self._mirror is not None:
             upload = self._mirror.upload
             return self._device_step(upload(Xb), upload(yb), None if wb is None else upload(wb), lr)
-        if kernels is not None and hasattr(kernels, "train_step"):
-            return self._fused_step(kernels, Xb, yb, wb, lr)
-        loss = self._gradients(Xb, yb, wb)
+        loss = self._reference_grads(Xb, yb, wb)
         if math.isfinite(loss):
-            self.optimizer.update(kernels or get_backend("numpy"), self.model.flat_params, self._grad_flat, lr)
+            self.optimizer.update(get_backend("numpy"), self.model.flat_params, self._grad_flat, lr)
         return loss
+
+    def _plan_step(self, Xb, yb, wb, lr: float, mode: int) -> float:
+        """The step plan's step for this one model (mode STEP_GRADIENTS: the gradients only)."""
+        if Xb.shape[0] > self._plan.capacity:
+            self._make_plan(Xb.shape[0])
+        self._plan.settings.lr[0] = lr
+        losses = self._plan.step(Xb[None], yb[None], None if wb is None else wb[None], mode)
+        return float(losses[0])
 
     def synchronize(self) -> None:
         """cuda: copy the weights and optimizer state from the GPU into ``model`` (a no-op
@@ -268,38 +297,14 @@ class Trainer:
             self._host_stale = True
         return loss
 
-    def _fused_step(self, kernels, Xb, yb, wb, lr, gradients_only: bool = False) -> float:
-        """The cpu backend's train_step: the whole update in one compiled call.
-
-        gradients_only: fill the gradient buffer and leave the weights and the optimizer as
-        they are (plain SGD at learning rate 0), for validation.
-        """
-        workspace = self._workspace_for(Xb.shape[0])
-        rows = workspace.rows(Xb.shape[0])
-        arguments = self.optimizer.arguments(lr)
-        if gradients_only:
-            arguments = (False, 0.0, 0.0, 0.0, False, *arguments[5:])
-        adam, _, momentum, *_ = arguments
-        mode = kernels.UPDATE_AFTER if adam or momentum or gradients_only else kernels.UPDATE_SGD
-        with launch_guard(kernels):
-            loss = kernels.train_step(
-                self.model.flat_params, self._grad_flat, *self.optimizer.buffers, self._layers, self._offsets,
-                workspace.flat, workspace.hidden_offsets, rows.S, rows.P, rows.dS, rows.row_loss, self._scalars,
-                Xb, yb, wb, *self._activation_arguments, mode, *arguments,
-            )
-        if math.isfinite(loss) and not gradients_only:
-            self.optimizer.step_count = arguments[-1]
-        return loss
-
     def _gradients(self, Xb, yb, wb) -> float:
         """The batch loss, with this backend's gradients in ``self._grads``, computed the way
         a training step computes them; the weights are left untouched."""
-        kernels = self._kernels
-        if kernels is None:
+        if self._plan is not None:
+            return self._plan_step(Xb, yb, wb, 0.0, STEP_GRADIENTS)
+        if self._kernels is None:
             return self._reference_grads(Xb, yb, wb)
-        if hasattr(kernels, "train_step") and self._mirror is None:
-            return self._fused_step(kernels, Xb, yb, wb, 0.0, gradients_only=True)
-        return backward_into(kernels, self.model, Xb, yb, self._workspace_for(Xb.shape[0]), self._grads, wb)
+        return backward_into(self._kernels, self.model, Xb, yb, self._workspace_for(Xb.shape[0]), self._grads, wb)
 
     def _reference_grads(self, Xb, yb, wb) -> float:
         from numbamlp import reference

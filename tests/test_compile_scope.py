@@ -1,4 +1,4 @@
-"""What a run compiles: the cpu backend's train_step compiles a step specialised for the run's
+"""What a run compiles: the cpu backend compiles a step specialised for the run's
 activation and optimizer (kernels/cpu_backend.py, "What a run compiles"), and a second
 process loads it from Numba's cache without compiling anything."""
 
@@ -47,7 +47,7 @@ def run_step(env, activation, optimizer, hidden=32) -> dict[str, list[str]]:
 def test_a_run_compiles_its_own_activation_and_optimizer_and_a_second_process_compiles_nothing(tmp_path):
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     first = run_step(env, "tanh", "momentum")
-    assert "train_step_tanh_sgd" in first["compiled"], first
+    assert "stack_step_tanh_sgd" in first["compiled"], first
     kernels = set(first["kernels"])
     # the run's own kernels were compiled, no other activation's, not Adam, and no update
     # chunks for a model this small (9,000 parameters < UPDATE_PARALLEL_MIN)
@@ -59,7 +59,7 @@ def test_a_run_compiles_its_own_activation_and_optimizer_and_a_second_process_co
     assert second["compiled"] == [], second  # everything came from the cache
     # another activation and optimizer: its own step; the shared kernels (the GEMM) from the cache
     third = run_step(env, "gelu", "adam")
-    assert "train_step_gelu_adam" in third["compiled"] and "_gemm" not in third["compiled"], third
+    assert "stack_step_gelu_adam" in third["compiled"] and "_gemm" not in third["compiled"], third
     assert run_step(env, "gelu", "adam")["compiled"] == []
 
 
@@ -67,6 +67,6 @@ def test_a_run_compiles_its_own_activation_and_optimizer_and_a_second_process_co
 def test_past_update_parallel_min_the_step_with_update_chunks_is_cached_too(tmp_path):
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     first = run_step(env, "relu", "adam", hidden=5000)  # 16·5000 + 5000·3 + … > 65,536 parameters
-    assert "train_step_relu_adam_chunked" in first["compiled"], first
+    assert "stack_step_relu_adam_chunked" in first["compiled"], first
     assert "_update_in_chunks" in first["kernels"], first
     assert run_step(env, "relu", "adam", hidden=5000)["compiled"] == []

@@ -27,36 +27,43 @@ def prepared_trainer(optimizer, layers=(64, 128, 96, 10), batch=32):
     return trainer, X, y
 
 
-@njit
-def repeat_step(n, params, grads, a, b, layers, offsets, ws, hidden, S, P, dS, row_loss, scalars, X, y,
-                act, uses_output, alpha, mode, adam, lr, momentum, wd, flag, b1, b2, eps, step):
-    loss = 0.0
-    for _ in range(n):
-        loss = cpu_backend.train_step(params, grads, a, b, layers, offsets, ws, hidden, S, P, dS, row_loss,
-                                      scalars, X, y, None, act, uses_output, alpha, mode, adam, lr, momentum,
-                                      wd, flag, b1, b2, eps, step)
-    return loss
+def repeat(step_function):
+    """A compiled loop of ``n`` calls of a compiled stack step (Python's own call wrappers
+    allocate, so the steps must be called from compiled code to count only theirs)."""
+
+    @njit
+    def steps(n, buffers, layout, settings, X, y, uses_output, alpha, flag):
+        for _ in range(n):
+            step_function(buffers, layout, settings, X, y, None, uses_output, alpha, flag)
+
+    return steps
 
 
 def allocation_counts(optimizer) -> list[int]:
-    """Numba allocations for 1 and for 2000 steps run inside one compiled loop (needs
+    """Numba allocations for 1 and for 2000 steps run inside one compiled loop, for a model
+    alone (its trainer's plan) and for a stack of 3 one member per thread (needs
     NUMBA_NRT_STATS=1 in the environment before Numba is imported)."""
+    from numbamlp.plan import StepPlan
+
     trainer, X, y = prepared_trainer(CONFIGS[optimizer])
-    rows = trainer._workspace.rows(len(y))
-    arguments = trainer.optimizer.arguments(0.01)
-    adam, _, momentum, *_ = arguments
-    mode = cpu_backend.UPDATE_AFTER if adam or momentum else cpu_backend.UPDATE_SGD
-    args = (trainer.model.flat_params, trainer._grad_flat, *trainer.optimizer.buffers, trainer._layers,
-            trainer._offsets, trainer._workspace.flat, trainer._workspace.hidden_offsets, rows.S, rows.P,
-            rows.dS, rows.row_loss, trainer._scalars, X, y, *trainer._activation_arguments, mode, *arguments)
-    repeat_step(1, *args)
+    stack = StepPlan(trainer.model.layers, "relu", CONFIGS[optimizer]["name"], 3, len(y), np.float32, "cpu")
+    for m in range(3):
+        stack.buffers.params[m] = trainer.model.flat_params
+        stack.set_member(m, trainer.config.optimizer)
     counts = []
-    for n in (1, 2000):
-        before = rtsys.get_allocation_stats()
-        repeat_step(n, *args)
-        after = rtsys.get_allocation_stats()
-        assert after.alloc - before.alloc == after.free - before.free  # nothing leaks
-        counts.append(after.alloc - before.alloc)
+    for plan, by_member in ((trainer._plan, False), (stack, True)):
+        act_code, uses_output, alpha, adam, flag = plan.options
+        plain = not adam and plan.settings.momentum[0] == 0
+        mode = cpu_backend.UPDATE_SGD if plain else cpu_backend.UPDATE_AFTER
+        loop = repeat(cpu_backend.stack_function(act_code, mode, adam, False, by_member, False))
+        args = (plan.buffers, plan.layout, plan.settings, X[None], y[None], uses_output, alpha, flag)
+        loop(1, *args)
+        for n in (1, 2000):
+            before = rtsys.get_allocation_stats()
+            loop(n, *args)
+            after = rtsys.get_allocation_stats()
+            assert after.alloc - before.alloc == after.free - before.free  # nothing leaks
+            counts.append(after.alloc - before.alloc)
     return counts
 
 
@@ -71,9 +78,10 @@ def test_compiled_step_allocates_nothing(optimizer):
     run = subprocess.run([sys.executable, __file__, optimizer], capture_output=True, text=True,
                          env={**os.environ, "NUMBA_NRT_STATS": "1"}, timeout=300)
     assert run.returncode == 0, run.stderr
-    one, many = map(int, run.stdout.split())
-    assert one > 0, "allocation statistics were not collected"
+    one, many, stack_one, stack_many = map(int, run.stdout.split())
+    assert one > 0 and stack_one > 0, "allocation statistics were not collected"
     assert one == many, f"allocations grew with steps: 1 step {one}, 2000 steps {many}"
+    assert stack_one == stack_many, f"a stack's allocations grew with steps: 1 step {stack_one}, 2000 steps {stack_many}"
 
 
 @pytest.mark.parametrize("optimizer", CONFIGS)

@@ -1,0 +1,205 @@
+"""StackTrainer and the step plan: each member of a stack trains as it would alone.
+
+On the cpu backend the contract is bit for bit (any position, any stack size, any thread
+count); the numpy backend batches np.matmul over the member axis and is held to float64
+round-off.
+"""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from numbamlp import StackTrainer, Trainer
+from numbamlp.stack import STACK_BACKENDS
+from numbamlp.trainer import TrainingDiverged
+
+
+def data(n=120, d=6, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    X = rng.normal(size=(n, d)) + y[:, None] * 0.7
+    return X, y
+
+
+def alone(config, X, y, X_val=None, y_val=None):
+    """Trainer(config).fit, and what it left when it diverged (its weights before the bad step)."""
+    trainer = Trainer(config)
+    try:
+        trainer.fit(X, y, X_val, y_val)
+        status = "stopped early" if trainer.stopped_early else "done"
+    except TrainingDiverged:
+        status = "diverged"
+    return trainer, status
+
+
+def assert_same(stack_params, alone_params, backend, what):
+    if backend == "cpu":
+        assert np.array_equal(stack_params, alone_params), f"{what}: max diff {np.abs(stack_params - alone_params).max()}"
+    else:
+        np.testing.assert_allclose(stack_params, alone_params, rtol=1e-12, atol=1e-12, err_msg=what)
+
+
+def mixed_configs(backend, dtype="float64", optimizer="momentum", activation="relu"):
+    """Seeds, learning rates, epochs, early stopping and one divergence, side by side."""
+    base = {"backend": backend, "dtype": dtype, "batch_size": 16, "model": {"hidden": [7], "activation": activation},
+            "data": {"val_fraction": 0.2}}
+    rates = {"sgd": 0.05, "momentum": 0.05, "nesterov": 0.05, "adam": 0.01, "adamw": 0.01}
+    lr = rates[optimizer]
+    return [
+        {**base, "seed": 0, "epochs": 5, "optimizer": {"name": optimizer, "lr": lr}},
+        {**base, "seed": 1, "epochs": 3, "optimizer": {"name": optimizer, "lr": 2 * lr}},
+        {**base, "seed": 2, "epochs": 30, "optimizer": {"name": optimizer, "lr": lr}, "early_stopping": {"patience": 2}},
+        {**base, "seed": 3, "epochs": 5, "optimizer": {"name": optimizer, "lr": 1e6}},  # diverges
+        {**base, "seed": 4, "epochs": 4, "optimizer": {"name": optimizer, "lr": lr, "weight_decay": 0.0},
+         "class_weight": "balanced"},
+    ]
+
+
+@pytest.mark.parametrize("backend", STACK_BACKENDS)
+def test_every_member_trains_as_it_would_alone(backend):
+    X, y = data()
+    configs = mixed_configs(backend)
+    stack = StackTrainer(configs)
+    stack.fit(X, y)
+    statuses = [r["status"] for r in stack.results]
+    assert statuses[3] == "diverged" and "training diverged" in stack.results[3]["error"]
+    for m, config in enumerate(configs):
+        trainer, status = alone(config, X, y)
+        assert statuses[m] == status
+        assert_same(stack.models[m].flat_params, trainer.model.flat_params, backend, f"member {m}")
+        assert [h["loss"] for h in stack.histories[m]] == pytest.approx([h["loss"] for h in trainer.history], rel=1e-12)
+        assert stack.results[m]["epochs_run"] == trainer.epoch
+        assert stack.results[m]["best_epoch"] == trainer.best_epoch
+    assert stack.results[2]["stopped_early"] and stack.results[2]["epochs_run"] < 30
+
+
+@pytest.mark.parametrize("backend", STACK_BACKENDS)
+def test_member_order_does_not_matter(backend):
+    X, y = data(seed=1)
+    configs = mixed_configs(backend)
+    forward = StackTrainer(configs)
+    forward.fit(X, y)
+    order = [3, 0, 4, 2, 1]
+    shuffled = StackTrainer([configs[m] for m in order])
+    shuffled.fit(X, y)
+    for position, m in enumerate(order):
+        assert_same(shuffled.models[position].flat_params, forward.models[m].flat_params, backend, f"member {m}")
+
+
+@pytest.mark.parametrize("backend", STACK_BACKENDS)
+@pytest.mark.parametrize("members", [1, 3, 32])
+def test_stacks_of_any_size(backend, members):
+    X, y = data(n=64)
+    configs = [{"backend": backend, "dtype": "float64", "epochs": 2, "batch_size": 10, "seed": s,
+                "model": {"hidden": [5]}, "optimizer": {"name": "sgd", "lr": 0.01 * (1 + s % 4)}}
+               for s in range(members)]
+    stack = StackTrainer(configs)
+    stack.fit(X, y)
+    for m in (0, members // 2, members - 1):
+        trainer, _ = alone(configs[m], X, y)
+        assert_same(stack.models[m].flat_params, trainer.model.flat_params, backend, f"member {m} of {members}")
+
+
+def test_configs_that_cannot_share_a_step_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"model.activation differs \(members 0, 2: 'relu'; member 1: 'gelu'\)"):
+        StackTrainer([{"model": {"activation": "relu"}}, {"model": {"activation": "gelu"}}, {}])
+    with pytest.raises(ValueError, match=r"batch_size differs"):
+        StackTrainer([{"batch_size": 16}, {"batch_size": 32}])
+    with pytest.raises(ValueError, match=r"optimizer.name differs"):
+        StackTrainer([{"optimizer": {"name": "adam"}}, {"optimizer": {"name": "sgd"}}])
+    with pytest.raises(ValueError, match="StackTrainer runs on"):
+        StackTrainer([{"backend": "reference"}])
+    with pytest.raises(ValueError, match="at least one config"):
+        StackTrainer([])
+    # what may differ: seeds, learning rates, schedules, epochs, early stopping, class weights
+    StackTrainer([{"seed": 1, "optimizer": {"lr": 0.1}, "schedule": {"name": "cosine"}, "epochs": 3},
+                  {"seed": 2, "early_stopping": {"patience": 2}, "class_weight": "balanced"}])
+
+
+@pytest.mark.parametrize("backend", STACK_BACKENDS)
+def test_step_returns_one_loss_per_member(backend):
+    X, y = data(n=16)
+    configs = [{"backend": backend, "dtype": "float64", "seed": s, "model": {"hidden": [4]}} for s in range(3)]
+    stack = StackTrainer(configs)
+    losses = stack.step(X, y)  # one batch shared by all members
+    assert losses.shape == (3,) and np.isfinite(losses).all()
+    for m, config in enumerate(configs):
+        trainer = Trainer(config)
+        assert trainer.step(X, y) == pytest.approx(losses[m], rel=1e-12)
+        assert_same(stack.models[m].flat_params, trainer.model.flat_params, backend, f"member {m}")
+    per_member = stack.step(np.stack([X, X[::-1], X]), np.stack([y, y[::-1], y]))
+    assert per_member.shape == (3,)
+    with pytest.raises(ValueError, match=r"X must be \(B, D\) or \(3, B, D\)"):
+        stack.step(np.zeros((2, 16, 6)), np.zeros((2, 16), int))
+
+
+@pytest.mark.parametrize("backend", STACK_BACKENDS)
+def test_nothing_grows_with_the_step_count(backend):
+    X, y = data(n=32)
+    stack = StackTrainer([{"backend": backend, "seed": s, "model": {"hidden": [8]}} for s in range(4)])
+    Xs, ys = np.stack([X] * 4), np.stack([y] * 4)
+    for _ in range(20):  # warm up: compile, build the buffers
+        stack.step(Xs, ys)
+    tracemalloc.start()
+    for _ in range(50):
+        stack.step(Xs, ys)
+    before = tracemalloc.take_snapshot()
+    for _ in range(500):
+        stack.step(Xs, ys)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    growth = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert growth < 64 * 1024, f"memory grew by {growth} bytes over 500 steps"
+
+
+# ---------------------------------------------------------------- the cpu contract, family by family
+# Each activation (with momentum) and each optimizer (with relu): every activation's kernels
+# and every update path (plain SGD inside the GEMMs, SGD after them, Adam after them).
+FAMILIES = [(activation, "momentum") for activation in
+            ("relu", "leaky_relu", "elu", "sigmoid", "gelu", "silu", "tanh")] + \
+           [("relu", optimizer) for optimizer in ("sgd", "nesterov", "adam", "adamw")]
+
+
+@pytest.mark.parametrize("activation,optimizer", FAMILIES)
+def test_cpu_members_are_bit_identical_for_every_activation_and_optimizer(activation, optimizer):
+    X, y = data(n=90, seed=2)
+    configs = mixed_configs("cpu", dtype="float32", optimizer=optimizer, activation=activation)
+    stack = StackTrainer(configs)
+    stack.fit(X, y)
+    for m, config in enumerate(configs):
+        trainer, status = alone(config, X, y)
+        assert stack.results[m]["status"] == status
+        assert_same(stack.models[m].flat_params, trainer.model.flat_params, "cpu", f"{activation}/{optimizer} member {m}")
+
+
+def test_plain_sgd_and_momentum_members_side_by_side():
+    """Plain SGD updates inside the GEMMs, momentum after them: a stack holding both runs
+    each member its own way, as it runs alone."""
+    X, y = data(seed=3)
+    configs = [{"seed": s, "epochs": 3, "batch_size": 16, "model": {"hidden": [9]},
+                "optimizer": {"name": "sgd", "momentum": momentum}}
+               for s, momentum in enumerate((0.0, 0.9, 0.0, 0.5))]
+    stack = StackTrainer(configs)
+    stack.fit(X, y)
+    for m, config in enumerate(configs):
+        trainer, _ = alone(config, X, y)
+        assert_same(stack.models[m].flat_params, trainer.model.flat_params, "cpu", f"member {m}")
+
+
+def test_cpu_stack_bits_do_not_depend_on_the_thread_count():
+    import numba
+
+    X, y = data(seed=4)
+    configs = mixed_configs("cpu", dtype="float32")
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)  # members in turn, every block in a plain loop
+        one = StackTrainer(configs)
+        one.fit(X, y)
+    finally:
+        numba.set_num_threads(threads)
+    many = StackTrainer(configs)  # one member per thread (when there are several)
+    many.fit(X, y)
+    for m in range(len(configs)):
+        assert_same(one.models[m].flat_params, many.models[m].flat_params, "cpu", f"member {m}")
