@@ -974,23 +974,21 @@ def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses
     by_member = M > 1 and numba.get_num_threads() > 1
     chunked = not by_member and buffers.params.shape[1] >= UPDATE_PARALLEL_MIN
     gradients = mode == STEP_GRADIENTS
-    active = settings.active
-    if gradients or adam:
-        groups = [(UPDATE_AFTER, None)]
-    else:
-        plain = settings.momentum == 0.0
-        groups = [(UPDATE_SGD, plain), (UPDATE_AFTER, ~plain)]
-    was_active = active.copy() if len(groups) > 1 else active
-    for update_mode, members in groups:
-        if members is not None:
-            active[:] = was_active & members
-            if not active.any():
-                continue
-        compiled = stack_function(act_code, update_mode, adam and not gradients, chunked, by_member, gradients)
-        compiled(buffers, layout, settings, X, y, weights, backward_uses_output, alpha, flag)
-    if len(groups) > 1:
+    arguments = (buffers, layout, settings, X, y, weights, backward_uses_output, alpha, flag)
+    momentum, active = settings.momentum, settings.active
+    if gradients or adam or momentum.all():
+        stack_function(act_code, UPDATE_AFTER, adam and not gradients, chunked, by_member, gradients)(*arguments)
+    elif not momentum.any():
+        stack_function(act_code, UPDATE_SGD, False, chunked, by_member, False)(*arguments)
+    else:  # plain SGD beside momentum: each kind in its own call
+        was_active = active.copy()
+        plain = momentum == 0.0
+        for update_mode, members in ((UPDATE_SGD, plain), (UPDATE_AFTER, ~plain)):
+            np.logical_and(was_active, members, out=active)
+            stack_function(act_code, update_mode, False, chunked, by_member, False)(*arguments)
         active[:] = was_active
-    buffers.losses[~active] = np.nan
+    if not active.all():
+        buffers.losses[~active] = np.nan
 
 
 # numbamlp.diagnostics reads where the kernels are cached from stack_step._cache (every

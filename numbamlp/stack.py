@@ -141,28 +141,26 @@ class StackTrainer:
     # ------------------------------------------------------------ one update
     def step(self, X, y, sample_weight=None) -> np.ndarray:
         """One update of every member: X (B, D) shared by all, or (M, B, D) one batch each;
-        y (B,) or (M, B) class indices 0..C−1.  Returns the losses (M,) (a copy)."""
-        X = np.asarray(X)
-        shared = X.ndim == 2
-        batches = X[None] if shared else X
-        if batches.ndim != 3 or batches.shape[0] not in (1, self.members):
-            raise ValueError(f"X must be (B, D) or ({self.members}, B, D), got shape {X.shape}")
-        y = np.asarray(y)
-        labels = y[None] if y.ndim == 1 else y
-        if self.plan is None:
-            self.build(batches.shape[2], int(np.max(labels)) + 1)
+        y (B,) or (M, B) class indices 0..C−1; sample_weight None or (B,).  Returns the
+        losses (M,) (a copy).  The learning rate is each member's for its current epoch."""
         from numbamlp.model import as_class_indices
 
-        Xc = np.stack([as_features(b, self.plan.layers[0], self.plan.dtype) for b in batches])
-        yc = np.stack([as_class_indices(v, Xc.shape[1], self.plan.layers[-1]) for v in labels])
-        if yc.shape[0] != Xc.shape[0]:
-            raise ValueError(f"y has {yc.shape[0]} label rows for {Xc.shape[0]} batches")
+        X, y = np.asarray(X), np.asarray(y)
+        batches, labels = (X[None] if X.ndim == 2 else X), (y[None] if y.ndim == 1 else y)
+        if batches.ndim != 3 or batches.shape[0] not in (1, self.members) or labels.shape != batches.shape[:2]:
+            raise ValueError(f"X must be (B, D) or ({self.members}, B, D) and y (B,) or ({self.members}, B) "
+                             f"to match, got shapes {X.shape} and {y.shape}")
+        if self.plan is None:
+            self.build(batches.shape[2], int(np.max(labels)) + 1)
+        batches = as_features(batches.reshape(-1, batches.shape[2]), self.plan.layers[0],
+                              self.plan.dtype).reshape(batches.shape)
+        labels = as_class_indices(labels.reshape(-1), labels.size, self.plan.layers[-1]).reshape(labels.shape)
         weights = None
         if sample_weight is not None:
-            weights = as_sample_weights(sample_weight, Xc.shape[1], self.plan.dtype)[None]
+            weights = as_sample_weights(sample_weight, batches.shape[1], self.plan.dtype)[None]
         for m, trainer in enumerate(self.trainers):
             self.plan.settings.lr[m] = trainer.lr
-        return self.plan.step(Xc, yc, weights).copy()
+        return self.plan.step(batches, labels, weights).copy()
 
     # ------------------------------------------------------------ epochs
     def fit(self, X, y, X_val=None, y_val=None, sample_weight=None, callbacks=()) -> list[list[dict]]:

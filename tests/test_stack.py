@@ -164,7 +164,9 @@ FAMILIES = [(activation, "momentum") for activation in
 @pytest.mark.parametrize("activation,optimizer", FAMILIES)
 def test_cpu_members_are_bit_identical_for_every_activation_and_optimizer(activation, optimizer):
     X, y = data(n=90, seed=2)
-    configs = mixed_configs("cpu", dtype="float32", optimizer=optimizer, activation=activation)
+    # without the class-weighted member: loss weights compile every step again (the main
+    # test above has them), and each family's steps compile once each in a cold CI run
+    configs = mixed_configs("cpu", dtype="float32", optimizer=optimizer, activation=activation)[:4]
     stack = StackTrainer(configs)
     stack.fit(X, y)
     for m, config in enumerate(configs):
