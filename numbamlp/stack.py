@@ -247,9 +247,8 @@ class StackTrainer:
             trainer = member.trainer
             if not math.isfinite(loss):
                 member.status = "diverged"
-                member.error = str(TrainingDiverged(
-                    f"training diverged: the loss became {loss} at epoch {trainer.epoch + 1}, step "
-                    f"{lo // self.configs[0].batch_size + 1} (learning rate {member.lr:g}); try a lower learning rate"))
+                member.error = str(TrainingDiverged.at_step(loss, trainer.epoch + 1,
+                                                            lo // self.configs[0].batch_size + 1, member.lr))
                 continue
             weight = rows if member.weights is None else float(wb[index].sum())
             member.total += loss * weight
@@ -259,8 +258,7 @@ class StackTrainer:
         trainer = member.trainer
         if not np.isfinite(trainer.model.flat_params).all():
             member.status = "diverged"
-            member.error = (f"training diverged: weights became non-finite during epoch {trainer.epoch + 1} "
-                            f"(learning rate {member.lr:g}); try a lower learning rate")
+            member.error = str(TrainingDiverged.in_epoch(trainer.epoch + 1, member.lr))
             return
         trainer.epoch += 1
         metrics = {"epoch": trainer.epoch, "loss": member.total / member.weight_total, "lr": member.lr}

@@ -73,6 +73,16 @@ class TrainingDiverged(ValueError):
     """The loss or the weights stopped being finite: the weights are left as they were
     before the offending step (a non-finite loss never updates them)."""
 
+    @classmethod
+    def at_step(cls, loss: float, epoch: int, step: int, lr: float) -> "TrainingDiverged":
+        return cls(f"training diverged: the loss became {loss} at epoch {epoch}, step {step} "
+                   f"(learning rate {lr:g}); try a lower learning rate")
+
+    @classmethod
+    def in_epoch(cls, epoch: int, lr: float) -> "TrainingDiverged":
+        return cls(f"training diverged: weights became non-finite during epoch {epoch} "
+                   f"(learning rate {lr:g}); try a lower learning rate")
+
 
 class TrainingInterrupted(Exception):
     """``request_stop`` was called (e.g. by a signal handler): training stopped after a
@@ -379,10 +389,7 @@ class Trainer:
                 else:
                     loss = self._device_batch_step(device, lo, rows, lr)
                 if not math.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"training diverged: the loss became {loss} at epoch {self.epoch + 1}, step {step} "
-                        f"(learning rate {lr:g}); try a lower learning rate"
-                    )
+                    raise TrainingDiverged.at_step(loss, self.epoch + 1, step, lr)
                 weight = rows if wb is None else float(wb.sum())
                 progress["total"] += loss * weight
                 progress["weight_total"] += weight
@@ -394,14 +401,11 @@ class Trainer:
                 if self._stop_reason is not None and progress["next_row"] < X.shape[0]:
                     progress["seconds"] += time.perf_counter() - start
                     raise TrainingInterrupted(self.epoch + 1, step, self._stop_reason)
+            self.synchronize()  # (cuda: the host weights are stale until now)
             if not np.isfinite(self.model.flat_params).all():
-                raise TrainingDiverged(
-                    f"training diverged: weights became non-finite during epoch {self.epoch + 1} "
-                    f"(learning rate {lr:g}); try a lower learning rate"
-                )
+                raise TrainingDiverged.in_epoch(self.epoch + 1, lr)
             self._progress = None
             self.epoch += 1
-            self.synchronize()
             metrics = {"epoch": self.epoch, "loss": progress["total"] / progress["weight_total"], "lr": lr}
             if X_val is not None:
                 val = self.evaluate(X_val, y_val)
