@@ -10,7 +10,7 @@ medians (and every run) printed:
    (numbamlp.cli.main.command_line) with perf_counter marks around: importing the CLI,
    preparing the data (numbamlp.data.prepare), the first get_backend call (importing the
    cpu backend: Numba and scipy's BLAS), the training (Trainer.fit), within it the first
-   train_step call (loading the compiled step from Numba's cache, or compiling it with
+   stack_step call (loading the compiled step from Numba's cache, or compiling it with
    --cold) and the remaining steps, and evaluation on the test rows.  "process start + exit"
    is the process's wall time less everything measured inside it (the interpreter's start,
    site imports, the exit).  With an empty cache (--cold), Numba's compile events give the
@@ -93,7 +93,7 @@ def get_backend(name="cpu"):
     if name == "cpu" and not getattr(backend, "_bench_wrapped", False):
         backend._bench_wrapped = True
         listen_to_compiles()
-        timed(backend, "train_step", "  of which the first step (cache load or compile)", first_only=True)
+        timed(backend, "stack_step", "  of which the first step (cache load or compile)", first_only=True)
     return backend
 kernels.get_backend = get_backend
 sys.argv = ["numbamlp", "train", "--quiet", "--out", sys.argv[1]]

@@ -62,10 +62,11 @@ if any(k.startswith("BENCH_") for k in os.environ):
         if elementwise and elementwise_setting:
             parallel = elementwise_setting == "parallel"
         setattr(cpu_backend, name, numba.njit(parallel=parallel, nogil=True, error_model="numpy")(dispatcher.py_func))
-    # The step a run calls is compiled for it on first use (cpu_backend._specialised_step,
+    # The step a run calls is compiled for it on first use (cpu_backend.stack_function,
     # with the module's options): uncached here, or this setting's code would be saved
     # under the key from which a normal run loads its step.
     cpu_backend._SERIAL = {**cpu_backend._SERIAL, "cache": False}
+    cpu_backend._PARALLEL = {**cpu_backend._PARALLEL, "cache": False}
 if os.environ.get("BENCH_BLAS_THREADS"):
     from threadpoolctl import threadpool_limits
     threadpool_limits(int(os.environ["BENCH_BLAS_THREADS"]), user_api="blas")
