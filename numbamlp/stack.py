@@ -30,7 +30,7 @@ import numpy as np
 from numbamlp.config import TrainConfig
 from numbamlp.model import as_features, as_sample_weights
 from numbamlp.plan import StepPlan
-from numbamlp.trainer import Trainer, TrainingDiverged
+from numbamlp.trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
 # The settings every member of a stack shares (dotted config paths): what the step plan is
 # built from, and the data every member sees.
@@ -69,15 +69,16 @@ def check_stack_key(configs: list[TrainConfig]) -> None:
 
 class _Member:
     """One member's data for a fit: its training rows (after its own validation split), the
-    class index and loss weight of every row of X (N,), its validation set, and where it is
-    in the epoch."""
+    class index and loss weight of every row of X (N,), its validation set, and its status.
+    Where it is in an epoch is its trainer's ``_progress`` (the same record a Trainer keeps,
+    so checkpoints hold it alike): the epoch's order (a permutation of ``rows``), next_row,
+    the loss totals, the epoch's learning rate and seconds."""
 
-    def __init__(self, trainer: Trainer, rows, y_idx, weights, X_val, y_val):
+    def __init__(self, trainer: Trainer, rows, y_idx, weights, X_val, y_val, status: str, error=None):
         self.trainer, self.rows, self.y_idx, self.weights = trainer, rows, y_idx, weights
         self.X_val, self.y_val = X_val, y_val
-        self.status = "training"
-        self.order = None  # this epoch's rows, shuffled
-        self.total = self.weight_total = 0.0
+        self.status, self.error = status, error
+        self.order = None  # this epoch's rows of X, shuffled
         self.started = 0.0
 
     @property
@@ -103,6 +104,8 @@ class StackTrainer:
         self.trainers = [Trainer(c) for c in configs]
         self.plan: StepPlan | None = None
         self.results: list[dict] = []
+        self.statuses: list[tuple] = [("training", None)] * len(configs)  # (status, error) per member
+        self._stop_reason = None
 
     @property
     def members(self) -> int:
@@ -163,11 +166,14 @@ class StackTrainer:
         return self.plan.step(batches, labels, weights).copy()
 
     # ------------------------------------------------------------ epochs
-    def fit(self, X, y, X_val=None, y_val=None, sample_weight=None, callbacks=()) -> list[list[dict]]:
+    def fit(self, X, y, X_val=None, y_val=None, sample_weight=None, callbacks=(),
+            warm_start: bool = False) -> list[list[dict]]:
         """Train every member as ``Trainer(config_m).fit(X, y, X_val, y_val, sample_weight)``
         would; returns the histories.  A member that stops early is frozen with its best
         weights back in place while the others go on; one that diverges is marked
-        ``"diverged"`` in ``results`` and frozen (its weights as before the bad step)."""
+        ``"diverged"`` in ``results`` and frozen (its weights as before the bad step).
+        ``warm_start``: go on from where the stack is (after ``request_stop`` or
+        ``from_checkpoint``) instead of starting over."""
         from numbamlp.data import stratified_split
 
         dtype = self.configs[0].dtype
@@ -179,13 +185,17 @@ class StackTrainer:
         classes = np.unique(y)
         if len(classes) < 2:
             raise ValueError("y has 1 class; classification needs at least 2")
-        for trainer in self.trainers:
-            trainer.model = None
-            trainer._start_over()
-            trainer.classes_ = classes
-        self.build(X.shape[1], len(classes))
+        if not warm_start or self.plan is None:
+            for trainer in self.trainers:
+                trainer.model = None
+                trainer._start_over()
+                trainer.classes_ = classes
+            self.statuses = [("training", None)] * self.members
+            self.build(X.shape[1], len(classes))
+        elif not np.array_equal(classes, self.trainers[0].classes_):
+            raise ValueError("warm_start continues the stack's training: y must have the classes it was trained on")
         members = []
-        for trainer in self.trainers:
+        for trainer, (status, error) in zip(self.trainers, self.statuses):
             trainer.model.classes = classes
             rows, Xv, yv = np.arange(X.shape[0]), X_val, y_val
             if trainer.config.early_stopping.patience and X_val is None:  # as Trainer.fit holds out
@@ -197,37 +207,62 @@ class StackTrainer:
                 by_row = np.zeros(X.shape[0], weights.dtype)
                 by_row[rows] = weights
                 weights = by_row
-            members.append(_Member(trainer, rows, trainer.encode(y), weights, Xv, yv))
+            if status == "training" and (trainer.stopped_early or trainer.epoch >= trainer.config.epochs):
+                status = "stopped early" if trainer.stopped_early else "done"
+            members.append(_Member(trainer, rows, trainer.encode(y), weights, Xv, yv, status, error))
+        self._stop_reason = None
         any_weights = any(m.weights is not None for m in members)
-        while any(m.running for m in members):
-            self._epoch(X, members, any_weights, callbacks)
-        self.results = [self._result(m) for m in members]
+        try:
+            while any(m.running for m in members):
+                self._epoch(X, members, any_weights, callbacks)
+        finally:
+            self.statuses = [(m.status, m.error) for m in members]
+            self.results = [self._result(m) for m in members]
         return self.histories
+
+    def request_stop(self, reason=None) -> None:
+        """Ask ``fit`` to stop after the step in progress (safe from a signal handler); the
+        stack can then be checkpointed and ``fit(..., warm_start=True)`` goes on exactly there."""
+        self._stop_reason = reason if reason is not None else "stop requested"
 
     def _epoch(self, X, members: list[_Member], any_weights: bool, callbacks) -> None:
         """One epoch of every running member: their steps side by side, then each member's
-        end of epoch (validation, early stopping, callbacks)."""
+        end of epoch (validation, early stopping, callbacks).  A member whose epoch was
+        interrupted goes on from where it stopped."""
         plan, batch = self.plan, self.configs[0].batch_size
         running = [m for m in members if m.running]
         for index, member in enumerate(members):
             if member.running:
                 trainer = member.trainer
-                member.order = member.rows[trainer._rng.permutation(len(member.rows))]
-                member.total = member.weight_total = 0.0
+                if trainer._progress is None:  # a new epoch: its order and rate
+                    trainer._progress = {"order": trainer._rng.permutation(len(member.rows)), "next_row": 0,
+                                         "total": 0.0, "weight_total": 0.0, "lr": trainer.lr, "seconds": 0.0}
+                member.order = member.rows[trainer._progress["order"]]
                 member.started = time.perf_counter()
-                member.lr = plan.settings.lr[index] = trainer.lr
-        longest = max(len(m.rows) for m in running)
-        for lo in range(0, longest, batch):
+                plan.settings.lr[index] = trainer._progress["lr"]
+        first = min(m.trainer._progress["next_row"] for m in running)
+        for lo in range(first, max(len(m.rows) for m in running), batch):
             # members whose batch has the same number of rows step together
             sizes: dict[int, list[int]] = {}
             for index, member in enumerate(members):
-                if member.running and lo < len(member.rows):
+                if member.running and member.trainer._progress["next_row"] <= lo < len(member.rows):
                     sizes.setdefault(min(batch, len(member.rows) - lo), []).append(index)
             for rows, indices in sizes.items():
                 self._step_members(X, members, indices, lo, rows, any_weights)
+            if self._stop_reason is not None and any(m.running and lo + batch < len(m.rows) for m in running):
+                self._interrupt(running, lo // batch + 1)
         for index, member in enumerate(members):
             if member in running and member.running:
                 self._end_epoch(index, member, callbacks)
+        if self._stop_reason is not None and any(m.running for m in members):
+            raise TrainingInterrupted(max(m.trainer.epoch for m in running), "end", self._stop_reason)
+
+    def _interrupt(self, running: list[_Member], step: int) -> None:
+        for member in running:
+            progress = member.trainer._progress
+            if progress is not None:
+                progress["seconds"] += time.perf_counter() - member.started
+        raise TrainingInterrupted(max(m.trainer.epoch for m in running) + 1, step, self._stop_reason)
 
     def _step_members(self, X, members, indices, lo, rows, any_weights) -> None:
         Xb, yb, wb = self._batch_buffers(rows)
@@ -245,28 +280,31 @@ class StackTrainer:
         for index in indices:
             member, loss = members[index], float(losses[index])
             trainer = member.trainer
+            progress = trainer._progress
             if not math.isfinite(loss):
                 member.status = "diverged"
                 member.error = str(TrainingDiverged.at_step(loss, trainer.epoch + 1,
-                                                            lo // self.configs[0].batch_size + 1, member.lr))
+                                                            lo // self.configs[0].batch_size + 1, progress["lr"]))
                 continue
             weight = rows if member.weights is None else float(wb[index].sum())
-            member.total += loss * weight
-            member.weight_total += weight
+            progress["total"] += loss * weight
+            progress["weight_total"] += weight
+            progress["next_row"] = lo + self.configs[0].batch_size
 
     def _end_epoch(self, index: int, member: _Member, callbacks) -> None:
         trainer = member.trainer
+        progress, trainer._progress = trainer._progress, None
         if not np.isfinite(trainer.model.flat_params).all():
             member.status = "diverged"
-            member.error = str(TrainingDiverged.in_epoch(trainer.epoch + 1, member.lr))
+            member.error = str(TrainingDiverged.in_epoch(trainer.epoch + 1, progress["lr"]))
             return
         trainer.epoch += 1
-        metrics = {"epoch": trainer.epoch, "loss": member.total / member.weight_total, "lr": member.lr}
+        metrics = {"epoch": trainer.epoch, "loss": progress["total"] / progress["weight_total"], "lr": progress["lr"]}
         if member.X_val is not None:
             val = trainer.evaluate(member.X_val, member.y_val)
             metrics.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
             trainer._track_best(val["loss"])
-        metrics["seconds"] = time.perf_counter() - member.started
+        metrics["seconds"] = progress["seconds"] + time.perf_counter() - member.started
         trainer.history.append(metrics)
         for callback in callbacks:
             callback.on_epoch_end(trainer.epoch, {**metrics, "member": index})
@@ -276,6 +314,40 @@ class StackTrainer:
             member.status = "done"
         if not member.running and trainer._best_params is not None:
             trainer.model.flat_params[...] = trainer._best_params
+
+    # ------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, directory) -> None:
+        """Everything ``from_checkpoint`` needs to go on exactly here: one checkpoint per
+        member (``member-000/``, ... as a Trainer's) and ``stack.json`` (their statuses)."""
+        from pathlib import Path
+
+        from numbamlp.io import atomic_write_json, save_checkpoint
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for m, trainer in enumerate(self.trainers):
+            save_checkpoint(directory / f"member-{m:03d}", trainer, trainer.config.model_dump(mode="json", by_alias=True))
+        atomic_write_json(directory / "stack.json", {"members": self.members, "statuses": self.statuses})
+
+    @classmethod
+    def from_checkpoint(cls, directory) -> "StackTrainer":
+        """A stack restored from ``save_checkpoint``; ``fit(X, y, warm_start=True)`` on the
+        same data continues it bit for bit."""
+        import json
+        from pathlib import Path
+
+        from numbamlp.io import load_checkpoint
+
+        directory = Path(directory)
+        saved = json.loads((directory / "stack.json").read_text())
+        checkpoints = [load_checkpoint(directory / f"member-{m:03d}") for m in range(saved["members"])]
+        stack = cls([meta["config"] for _, meta in checkpoints])
+        layers = checkpoints[0][1]["layers"]
+        stack.build(layers[0], layers[-1])
+        for trainer, (arrays, meta) in zip(stack.trainers, checkpoints):
+            trainer.restore(arrays, meta, np.asarray(meta["classes"]))
+        stack.statuses = [tuple(entry) for entry in saved["statuses"]]
+        return stack
 
     @staticmethod
     def _result(member: _Member) -> dict:

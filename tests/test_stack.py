@@ -205,3 +205,48 @@ def test_cpu_stack_bits_do_not_depend_on_the_thread_count():
     many.fit(X, y)
     for m in range(len(configs)):
         assert_same(one.models[m].flat_params, many.models[m].flat_params, "cpu", f"member {m}")
+
+
+@pytest.mark.parametrize("stop_after_calls", [1, 4, 9, 13])
+def test_an_interrupted_stack_resumes_from_its_checkpoint_bit_for_bit(tmp_path, stop_after_calls):
+    """request_stop after a chosen number of steps (mid-epoch, at an epoch's end, with a
+    member already done), a checkpoint on disk, a new StackTrainer from it, and the members
+    end as the uninterrupted stack's members do."""
+    from numbamlp.trainer import TrainingInterrupted
+
+    X, y = data(n=70, seed=5)
+    configs = mixed_configs("cpu", dtype="float32")
+    straight = StackTrainer(configs)
+    straight.fit(X, y)
+    stack = StackTrainer(configs)
+    calls = [0]
+
+    def build_and_count(n_features, n_classes, build=stack.build):
+        build(n_features, n_classes)
+        step = stack.plan.step
+
+        def counted(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] == stop_after_calls:
+                stack.request_stop()
+            return step(*args, **kwargs)
+        stack.plan.step = counted
+
+    stack.build = build_and_count
+    with pytest.raises(TrainingInterrupted):
+        stack.fit(X, y)
+    stack.save_checkpoint(tmp_path / "stack")
+    resumed = StackTrainer.from_checkpoint(tmp_path / "stack")
+    resumed.fit(X, y, warm_start=True)
+    for m in range(len(configs)):
+        assert_same(resumed.models[m].flat_params, straight.models[m].flat_params, "cpu", f"member {m}")
+        assert resumed.results[m]["status"] == straight.results[m]["status"]
+        assert [h["loss"] for h in resumed.histories[m]] == [h["loss"] for h in straight.histories[m]]
+
+
+def test_a_member_with_zero_epochs_trains_none():
+    X, y = data(n=40)
+    stack = StackTrainer([{"epochs": 0, "seed": 1}, {"epochs": 2, "seed": 2}])
+    stack.fit(X, y)
+    assert [r["epochs_run"] for r in stack.results] == [0, 2]
+    assert np.array_equal(stack.models[0].flat_params, Trainer({"epochs": 0, "seed": 1}).build(6, 3).flat_params)
