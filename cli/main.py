@@ -280,26 +280,25 @@ def train(config_file, out, resume, overwrite, validate, as_json, quiet, **flags
     if not (as_json or quiet):
         callbacks.append(_progress(config.epochs))
     try:
-        summary = train_run(config, out=out, resume=resume, overwrite=overwrite, callbacks=callbacks)
+        try:
+            summary = train_run(config, out=out, resume=resume, overwrite=overwrite, callbacks=callbacks)
+        finally:  # the progress line ends before any message
+            for callback in callbacks:
+                callback.close()
     except (GradientMismatch, TrainingDiverged) as err:  # not the user's input: exit 1
-        _close(callbacks)
         click.echo(f"Error: {err}", err=True)
         sys.exit(1)
     except RunInterrupted as stop:  # 128 + the signal's number: 130 for SIGINT, 143 for SIGTERM
-        _close(callbacks)
         click.echo(f"{stop}\ncontinue with: numbamlp train --resume {stop.directory}", err=True)
         sys.exit(128 + int(stop.signal_number))
     except (RunAborted, KeyboardInterrupt) as stop:  # a second interrupt, or one before training
-        _close(callbacks)
         if isinstance(stop, KeyboardInterrupt):
             stop = RunAborted(None, resumed=resume is not None)
         hint = f"\ncontinue with: numbamlp train --resume {stop.directory}" if stop.directory else ""
         click.echo(f"{stop}{hint}", err=True)
         sys.exit(130)
     except (DataError, RunError, ModelFileError, BackendUnavailable, ValueError) as err:
-        _close(callbacks)
         raise CliError(str(err)) from None
-    _close(callbacks)
     if as_json:
         click.echo(json.dumps(summary))
         return
@@ -314,11 +313,6 @@ def train(config_file, out, resume, overwrite, validate, as_json, quiet, **flags
     )
     if not quiet:
         click.echo(f"run directory: {summary['run_dir']}")
-
-
-def _close(callbacks) -> None:
-    for callback in callbacks:
-        callback.close()
 
 
 class _GradientCheckLine:
