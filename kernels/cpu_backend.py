@@ -31,11 +31,13 @@ import threading
 
 import numba
 import numpy as np
-from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
 from numbamlp.kernels import ACTIVATION_NAMES, STEP_GRADIENTS
+from numbamlp.kernels.native import float32_from_bits as _float32_from_bits
+from numbamlp.kernels.native import thread_count as _thread_count
+from numbamlp.kernels.native import xxgemm as _xxgemm
 from numbamlp.kernels.rowwise import softmax_crossentropy_row
 
 # One project-wide set of compiler options.  No fastmath: NaN/Inf must stay visible.
@@ -68,15 +70,7 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 # single-threaded BLAS call on Numba's threads: the same bits on 1 thread or 64.  BLAS
 # itself must then run on one thread (pin_blas_to_one_thread), or the two thread pools
 # would oversubscribe the cores.
-_xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
-    types.char, types.char, types.char, types.intp, types.intp, types.intp,
-    types.voidptr, types.voidptr, types.intp, types.voidptr, types.intp,
-    types.voidptr, types.voidptr, types.intp))
-
-# The calling thread's Numba thread count, read in compiled code through the symbol that
-# Numba's own parallel loops call (numba.get_num_threads() in compiled code would keep the
-# function out of the cache: it embeds a process-specific pointer).
-_thread_count = types.ExternalFunction("get_num_threads", types.intp())
+# (numba_xxgemm and the thread count are bound in kernels/native.py, with the reasons.)
 
 GEMM_MIN_BLOCK = 256         # rows (or columns) of C per block, at least
 GEMM_MAX_BLOCKS = 4          # 2 blocks were fastest on 2 cores, 4 within 5 % (bench/README.md)
@@ -251,14 +245,6 @@ _TAYLOR_EXP = tuple(_F32(1.0 / math.factorial(i)) for i in range(8))
 # absolute error ≤ 1.5e-7
 _AS_P = _F32(0.3275911)
 _AS_A = (_F32(0.254829592), _F32(-0.284496736), _F32(1.421413741), _F32(-1.453152027), _F32(1.061405429))
-
-
-@intrinsic
-def _float32_from_bits(typingctx, bits):
-    """The float32 whose IEEE-754 bit pattern is the int32 ``bits``."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
 
 
 @njit(**_SERIAL, **_INTERNAL)
