@@ -26,6 +26,7 @@ import math
 import time
 
 import numpy as np
+from pydantic import BaseModel
 
 from numbamlp.config import TrainConfig
 from numbamlp.model import as_features, as_sample_weights
@@ -43,7 +44,7 @@ def _leaves(config: TrainConfig, path: str) -> dict:
     value = config
     for part in path.split("."):
         value = getattr(value, part)
-    if not hasattr(value, "model_fields"):
+    if not isinstance(value, BaseModel):
         return {path: value}
     return {leaf: v for name in type(value).model_fields for leaf, v in _leaves(config, f"{path}.{name}").items()}
 
@@ -174,8 +175,6 @@ class StackTrainer:
         ``"diverged"`` in ``results`` and frozen (its weights as before the bad step).
         ``warm_start``: go on from where the stack is (after ``request_stop`` or
         ``from_checkpoint``) instead of starting over."""
-        from numbamlp.data import stratified_split
-
         dtype = self.configs[0].dtype
         X = as_features(X, None, dtype)
         y = np.asarray(y)
@@ -197,11 +196,7 @@ class StackTrainer:
         members = []
         for trainer, (status, error) in zip(self.trainers, self.statuses):
             trainer.model.classes = classes
-            rows, Xv, yv = np.arange(X.shape[0]), X_val, y_val
-            if trainer.config.early_stopping.patience and X_val is None:  # as Trainer.fit holds out
-                rows, val_rows, _, _ = stratified_split(rows, y, trainer.config.data.val_fraction or 0.1,
-                                                        trainer.config.seed)
-                Xv, yv = X[val_rows], y[val_rows]
+            rows, Xv, yv = trainer.validation_split(X, y, X_val, y_val)
             weights = trainer._row_weights(y[rows], None if sample_weight is None else sample_weight[rows])
             if weights is not None:  # by row of X, as the labels are
                 by_row = np.zeros(X.shape[0], weights.dtype)

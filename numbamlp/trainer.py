@@ -339,6 +339,28 @@ class Trainer:
         if self.fitted and not warm_start:
             self.model = None
             self._start_over()
+        X, y_idx, weights, X_val, y_val = self._fit_data(X, y, X_val, y_val, sample_weight)
+        if self.config.validate_gradients and self.epoch == 0:
+            error = self.validate_gradients(X, y_idx, weights)
+            for callback in callbacks:
+                getattr(callback, "on_gradients_checked", lambda error: None)(error)
+        device = self._device_data(X, y_idx, weights) if self._mirror is not None else None
+        while self.epoch < self.config.epochs and not self.stopped_early:
+            start = time.perf_counter()
+            progress = self._run_epoch(X, y_idx, weights, device, callbacks, start)
+            self._end_epoch(progress, start, X_val, y_val, callbacks)
+            if self._stop_reason is not None and self.epoch < self.config.epochs and not self.stopped_early:
+                raise TrainingInterrupted(self.epoch, "end", self._stop_reason)
+        if self._best_params is not None:
+            self.model.flat_params[...] = self._best_params
+            if self._mirror is not None:
+                self._mirror.push()
+        return self.history
+
+    def _fit_data(self, X, y, X_val, y_val, sample_weight):
+        """What fit trains on: (X (N, D) of the model's dtype, class indices (N,), row weights
+        (N,) or None, X_val, y_val), after the validation hold-out; builds the model (and
+        learns the classes) on the first fit."""
         X = as_features(X, None, self.config.dtype)
         y = np.asarray(y)
         weights = as_sample_weights(sample_weight, X.shape[0], np.float64)
@@ -351,77 +373,79 @@ class Trainer:
         if self.model is None:
             self.build(X.shape[1], len(self.classes_))
         self.model.classes = self.classes_
+        rows, X_val, y_val = self.validation_split(X, y, X_val, y_val)
+        if len(rows) < len(y):
+            X, y, weights = X[rows], y[rows], None if weights is None else weights[rows]
+        y_idx = as_class_indices(self.encode(y), X.shape[0], self.model.n_classes)
+        X = as_features(X, self.model.n_features, self.model.dtype)
+        return X, y_idx, self._row_weights(y, weights), X_val, y_val
+
+    def validation_split(self, X, y, X_val, y_val):
+        """(the rows to train on, X_val, y_val): with early stopping and no validation data, a
+        stratified ``data.val_fraction`` (0.1 if unset) of the rows is held out, drawn with
+        the config's seed; otherwise every row trains."""
+        rows = np.arange(len(y))
         if self.config.early_stopping.patience and X_val is None:
             from numbamlp.data import stratified_split
 
-            rows = np.arange(X.shape[0])
-            fit_rows, val_rows, _, _ = stratified_split(rows, y, self.config.data.val_fraction or 0.1, self.config.seed)
-            X_val, y_val, X, y = X[val_rows], y[val_rows], X[fit_rows], y[fit_rows]
-            weights = None if weights is None else weights[fit_rows]
-        y_idx = as_class_indices(self.encode(y), X.shape[0], self.model.n_classes)
-        X = as_features(X, self.model.n_features, self.model.dtype)
-        weights = self._row_weights(y, weights)
-        if self.config.validate_gradients and self.epoch == 0:
-            error = self.validate_gradients(X, y_idx, weights)
-            for callback in callbacks:
-                getattr(callback, "on_gradients_checked", lambda error: None)(error)
+            rows, val_rows, _, _ = stratified_split(rows, y, self.config.data.val_fraction or 0.1, self.config.seed)
+            X_val, y_val = X[val_rows], y[val_rows]
+        return rows, X_val, y_val
+
+    def _run_epoch(self, X, y_idx, weights, device, callbacks, start: float) -> dict:
+        """The steps of one epoch (from where an interrupted one stopped); returns its
+        progress record: the order, next row, loss totals, learning rate and seconds."""
+        if self._progress is None:  # a new epoch: its order and rate
+            self._progress = {"order": self._rng.permutation(X.shape[0]), "next_row": 0,
+                              "total": 0.0, "weight_total": 0.0, "lr": self.lr, "seconds": 0.0}
+        progress = self._progress
+        order, lr, batch = progress["order"], progress["lr"], self.config.batch_size
         watchers = [callback.on_progress for callback in callbacks if hasattr(callback, "on_progress")]
-        batch = self.config.batch_size
-        device = self._device_data(X, y_idx, weights) if self._mirror is not None else None
-        while self.epoch < self.config.epochs and not self.stopped_early:
-            start = time.perf_counter()
-            if self._progress is None:  # a new epoch: its order and rate
-                self._progress = {"order": self._rng.permutation(X.shape[0]), "next_row": 0,
-                                  "total": 0.0, "weight_total": 0.0, "lr": self.lr, "seconds": 0.0}
-            progress = self._progress
-            order, lr = progress["order"], progress["lr"]
-            w_epoch = None if weights is None else weights[order]
+        w_epoch = None if weights is None else weights[order]
+        if device is None:
+            X_epoch, y_epoch = X[order], y_idx[order]
+        else:  # the data stays on the GPU; only the order goes up
+            device["order"] = self._mirror.upload(order)
+        shown = time.perf_counter()
+        for lo in range(progress["next_row"], X.shape[0], batch):
+            step, rows = lo // batch + 1, min(batch, X.shape[0] - lo)
+            wb = None if w_epoch is None else w_epoch[lo : lo + rows]
             if device is None:
-                X_epoch, y_epoch = X[order], y_idx[order]
-            else:  # the data stays on the GPU; only the order goes up
-                device["order"] = self._mirror.upload(order)
-            shown = time.perf_counter()
-            for lo in range(progress["next_row"], X.shape[0], batch):
-                step, rows = lo // batch + 1, min(batch, X.shape[0] - lo)
-                wb = None if w_epoch is None else w_epoch[lo : lo + rows]
-                if device is None:
-                    loss = self._step(X_epoch[lo : lo + rows], y_epoch[lo : lo + rows], wb, lr)
-                else:
-                    loss = self._device_batch_step(device, lo, rows, lr)
-                if not math.isfinite(loss):
-                    raise TrainingDiverged.at_step(loss, self.epoch + 1, step, lr)
-                weight = rows if wb is None else float(wb.sum())
-                progress["total"] += loss * weight
-                progress["weight_total"] += weight
-                progress["next_row"] = lo + batch
-                if watchers and time.perf_counter() - shown >= PROGRESS_INTERVAL_S:
-                    shown = time.perf_counter()
-                    for watch in watchers:
-                        watch(self.epoch + 1, lo + rows, X.shape[0], progress["total"] / progress["weight_total"])
-                if self._stop_reason is not None and progress["next_row"] < X.shape[0]:
-                    progress["seconds"] += time.perf_counter() - start
-                    raise TrainingInterrupted(self.epoch + 1, step, self._stop_reason)
-            self.synchronize()  # (cuda: the host weights are stale until now)
-            if not np.isfinite(self.model.flat_params).all():
-                raise TrainingDiverged.in_epoch(self.epoch + 1, lr)
-            self._progress = None
-            self.epoch += 1
-            metrics = {"epoch": self.epoch, "loss": progress["total"] / progress["weight_total"], "lr": lr}
-            if X_val is not None:
-                val = self.evaluate(X_val, y_val)
-                metrics.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
-                self._track_best(val["loss"])
-            metrics["seconds"] = progress["seconds"] + time.perf_counter() - start
-            self.history.append(metrics)
-            for callback in callbacks:
-                callback.on_epoch_end(self.epoch, metrics)
-            if self._stop_reason is not None and self.epoch < self.config.epochs and not self.stopped_early:
-                raise TrainingInterrupted(self.epoch, "end", self._stop_reason)
-        if self._best_params is not None:
-            self.model.flat_params[...] = self._best_params
-            if self._mirror is not None:
-                self._mirror.push()
-        return self.history
+                loss = self._step(X_epoch[lo : lo + rows], y_epoch[lo : lo + rows], wb, lr)
+            else:
+                loss = self._device_batch_step(device, lo, rows, lr)
+            if not math.isfinite(loss):
+                raise TrainingDiverged.at_step(loss, self.epoch + 1, step, lr)
+            weight = rows if wb is None else float(wb.sum())
+            progress["total"] += loss * weight
+            progress["weight_total"] += weight
+            progress["next_row"] = lo + batch
+            if watchers and time.perf_counter() - shown >= PROGRESS_INTERVAL_S:
+                shown = time.perf_counter()
+                for watch in watchers:
+                    watch(self.epoch + 1, lo + rows, X.shape[0], progress["total"] / progress["weight_total"])
+            if self._stop_reason is not None and progress["next_row"] < X.shape[0]:
+                progress["seconds"] += time.perf_counter() - start
+                raise TrainingInterrupted(self.epoch + 1, step, self._stop_reason)
+        return progress
+
+    def _end_epoch(self, progress: dict, start: float, X_val, y_val, callbacks) -> None:
+        """An epoch's end: the divergence check, its metrics (validation, early stopping)
+        into the history, the callbacks."""
+        self.synchronize()  # (cuda: the host weights are stale until now)
+        if not np.isfinite(self.model.flat_params).all():
+            raise TrainingDiverged.in_epoch(self.epoch + 1, progress["lr"])
+        self._progress = None
+        self.epoch += 1
+        metrics = {"epoch": self.epoch, "loss": progress["total"] / progress["weight_total"], "lr": progress["lr"]}
+        if X_val is not None:
+            val = self.evaluate(X_val, y_val)
+            metrics.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+            self._track_best(val["loss"])
+        metrics["seconds"] = progress["seconds"] + time.perf_counter() - start
+        self.history.append(metrics)
+        for callback in callbacks:
+            callback.on_epoch_end(self.epoch, metrics)
 
     def _device_data(self, X, y_idx, weights) -> dict:
         """The training data on the GPU once, with batch buffers the gather kernel fills."""

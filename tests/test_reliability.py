@@ -240,6 +240,9 @@ def test_kill_9_at_random_moments_always_leaves_loadable_files(tmp_path):
             process = start(["train", "--resume", str(out), "--quiet"])
         else:
             process = start([*RUN, "--epochs", "400", "--out", str(out), "--overwrite"])  # outlives the kills
+            # a first checkpoint before any kill: on a loaded machine, start-up alone can
+            # outlast the random delays, and then no kill would land on a checkpoint write
+            wait_for_epochs(out, 1, process)
         time.sleep(rng.uniform(0.3, 1.5))
         if process.poll() is None:
             process.kill()
