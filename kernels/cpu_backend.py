@@ -938,10 +938,11 @@ _SPECIALISED_STACK: dict = {}
 def stack_function(act_code, update_mode, adam, chunked, by_member, gradients):
     """The compiled stack step for these settings (see stack_step), made on first use (then
     loaded from the cache); compiled callers, such as a loop of steps, can call it."""
-    key = (int(act_code), int(update_mode), bool(adam), bool(chunked), bool(by_member), bool(gradients))
+    key = (act_code, update_mode, adam, chunked, by_member, gradients)
     compiled = _SPECIALISED_STACK.get(key)
     if compiled is None:
-        compiled = _SPECIALISED_STACK.setdefault(key, _specialised_stack_step(*key))
+        compiled = _SPECIALISED_STACK.setdefault(key, _specialised_stack_step(
+            int(act_code), int(update_mode), bool(adam), bool(chunked), bool(by_member), bool(gradients)))
     return compiled
 
 
@@ -956,13 +957,20 @@ def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses
     Plain SGD (momentum 0) updates inside the GEMMs, the others after them (see
     UPDATE_SGD); members of both kinds step in two calls, each member in its own kind, so
     that each does what it does alone."""
-    M = buffers.params.shape[0]
-    by_member = M > 1 and numba.get_num_threads() > 1
-    chunked = not by_member and buffers.params.shape[1] >= UPDATE_PARALLEL_MIN
-    gradients = mode == STEP_GRADIENTS
     arguments = (buffers, layout, settings, X, y, weights, backward_uses_output, alpha, flag)
+    gradients = mode == STEP_GRADIENTS
+    update_after = gradients or adam
+    if buffers.params.shape[0] == 1:  # a model alone (Trainer): no masks, no reductions
+        chunked = buffers.params.shape[1] >= UPDATE_PARALLEL_MIN
+        update_mode = UPDATE_AFTER if update_after or settings.momentum[0] != 0.0 else UPDATE_SGD
+        stack_function(act_code, update_mode, adam and not gradients, chunked, False, gradients)(*arguments)
+        if not settings.active[0]:
+            buffers.losses[0] = np.nan
+        return
+    by_member = numba.get_num_threads() > 1
+    chunked = not by_member and buffers.params.shape[1] >= UPDATE_PARALLEL_MIN
     momentum, active = settings.momentum, settings.active
-    if gradients or adam or momentum.all():
+    if update_after or momentum.all():
         stack_function(act_code, UPDATE_AFTER, adam and not gradients, chunked, by_member, gradients)(*arguments)
     elif not momentum.any():
         stack_function(act_code, UPDATE_SGD, False, chunked, by_member, False)(*arguments)
