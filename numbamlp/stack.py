@@ -131,7 +131,14 @@ class StackTrainer:
                              shared.batch_size, shared.dtype, shared.backend)
         for m, trainer in enumerate(self.trainers):
             trainer.use_plan(self.plan, m)
+        self._set_learning_rates()
         self._batches: dict[int, tuple] = {}
+
+    def _set_learning_rates(self) -> None:
+        """Each member's learning rate for its current epoch, as ``step`` uses them (fit sets
+        them at each epoch's start; ``step`` does not move the epochs)."""
+        for m, trainer in enumerate(self.trainers):
+            self.plan.settings.lr[m] = trainer.lr
 
     def _batch_buffers(self, rows: int) -> tuple:
         """(X (M, rows, D), y (M, rows), weights (M, rows)) gather buffers, C-contiguous,
@@ -146,7 +153,8 @@ class StackTrainer:
     def step(self, X, y, sample_weight=None) -> np.ndarray:
         """One update of every member: X (B, D) shared by all, or (M, B, D) one batch each;
         y (B,) or (M, B) class indices 0..C−1; sample_weight None or (B,).  Returns the
-        losses (M,) (a copy).  The learning rate is each member's for its current epoch."""
+        losses (M,) (a copy).  The learning rate is each member's for its current epoch (set
+        when the stack is built and after each fit)."""
         from numbamlp.model import as_class_indices
 
         X, y = np.asarray(X), np.asarray(y)
@@ -162,8 +170,6 @@ class StackTrainer:
         weights = None
         if sample_weight is not None:
             weights = as_sample_weights(sample_weight, batches.shape[1], self.plan.dtype)[None]
-        for m, trainer in enumerate(self.trainers):
-            self.plan.settings.lr[m] = trainer.lr
         return self.plan.step(batches, labels, weights).copy()
 
     # ------------------------------------------------------------ epochs
@@ -213,6 +219,7 @@ class StackTrainer:
         finally:
             self.statuses = [(m.status, m.error) for m in members]
             self.results = [self._result(m) for m in members]
+            self._set_learning_rates()
         return self.histories
 
     def request_stop(self, reason=None) -> None:
