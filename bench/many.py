@@ -68,7 +68,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train import SETTLE_SECONDS, machine_info  # noqa: E402
+from train import SETTLE_SECONDS, machine_info, numpy_sgd_step  # noqa: E402
 
 DTYPE = "float32"
 # name: (members M, layers, batch B)
@@ -169,35 +169,8 @@ class NumpyLoop(Peer):
     def __call__(self, X, y):
         losses = np.empty(len(self.params))
         for m, (member, lr) in enumerate(zip(self.params, self.lrs)):
-            losses[m] = self._step(member, lr, X[m], y[m])
+            losses[m] = numpy_sgd_step(member, lr, X[m], y[m])
         return losses
-
-    @staticmethod
-    def _step(params, lr, X, y) -> float:
-        inputs, pre, h = [X], [], X
-        for W, b in params[:-1]:
-            a = h @ W.T + b
-            pre.append(a)
-            h = np.maximum(a, 0)
-            inputs.append(h)
-        W, b = params[-1]
-        s = h @ W.T + b
-        s = s - s.max(axis=1, keepdims=True)
-        e = np.exp(s)
-        total = e.sum(axis=1, keepdims=True)
-        rows = np.arange(len(y))
-        loss = float(np.mean(np.log(total[:, 0]) - s[rows, y]))
-        d = e / total
-        d[rows, y] -= 1
-        d /= len(y)
-        for layer in range(len(params) - 1, -1, -1):
-            W, b = params[layer]
-            dW, db = d.T @ inputs[layer], d.sum(axis=0)
-            if layer > 0:
-                d = (d @ W) * (pre[layer - 1] > 0)
-            W -= lr * dW
-            b -= lr * db
-        return loss
 
     def member_weights(self, m):
         return [(W.copy(), b.copy()) for W, b in self.params[m]]

@@ -74,6 +74,36 @@ class NumbamlpStep:
         return [W.copy() for W, _ in self.trainer.model.params]
 
 
+def numpy_sgd_step(params, lr, X, y) -> float:
+    """One plain-SGD step of a ReLU MLP in straightforward batched numpy, params
+    [(W (out, in), b (out,)), ...] updated in place; returns the mean loss.  The numpy peer
+    here and bench/many.py's numpy loop over members."""
+    inputs, pre, h = [X], [], X
+    for W, b in params[:-1]:
+        a = h @ W.T + b
+        pre.append(a)
+        h = np.maximum(a, 0)
+        inputs.append(h)
+    W, b = params[-1]
+    s = h @ W.T + b
+    s = s - s.max(axis=1, keepdims=True)
+    e = np.exp(s)
+    total = e.sum(axis=1, keepdims=True)
+    rows = np.arange(len(y))
+    loss = float(np.mean(np.log(total[:, 0]) - s[rows, y]))
+    d = e / total
+    d[rows, y] -= 1
+    d /= len(y)
+    for layer in range(len(params) - 1, -1, -1):
+        W, b = params[layer]
+        dW, db = d.T @ inputs[layer], d.sum(axis=0)
+        if layer > 0:
+            d = (d @ W) * (pre[layer - 1] > 0)
+        W -= lr * dW
+        b -= lr * db
+    return loss
+
+
 class NumpyStep:
     """A straightforward batched numpy implementation (ReLU, SGD only)."""
 
@@ -85,31 +115,7 @@ class NumpyStep:
         self.params = [(W.copy(), b.copy()) for W, b in params]
 
     def __call__(self, X, y) -> float:
-        inputs, pre = [X], []
-        h = X
-        for W, b in self.params[:-1]:
-            a = h @ W.T + b
-            pre.append(a)
-            h = np.maximum(a, 0)
-            inputs.append(h)
-        W, b = self.params[-1]
-        s = h @ W.T + b
-        s = s - s.max(axis=1, keepdims=True)
-        e = np.exp(s)
-        total = e.sum(axis=1, keepdims=True)
-        rows = np.arange(len(y))
-        loss = float(np.mean(np.log(total[:, 0]) - s[rows, y]))
-        d = e / total
-        d[rows, y] -= 1
-        d /= len(y)
-        for layer in range(len(self.params) - 1, -1, -1):
-            W, b = self.params[layer]
-            dW, db = d.T @ inputs[layer], d.sum(axis=0)
-            if layer > 0:
-                d = (d @ W) * (pre[layer - 1] > 0)
-            W -= LR * dW
-            b -= LR * db
-        return loss
+        return numpy_sgd_step(self.params, LR, X, y)
 
     def weights(self):
         return [W.copy() for W, _ in self.params]
