@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from numbamlp.config import TrainConfig
-from numbamlp.kernels import STEP_GRADIENTS, STEP_TRAIN, ACTIVATION_NAMES, activation_spec, get_backend
+from numbamlp.kernels import ACTIVATION_NAMES, STEP_GRADIENTS, STEP_TRAIN, activation_spec, get_backend
 from numbamlp.model import (
     MLP,
     Workspace,

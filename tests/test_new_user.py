@@ -7,7 +7,6 @@ command's own behaviour matters.
 import csv
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
