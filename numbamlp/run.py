@@ -190,7 +190,7 @@ def _finish(trainer, splits, directory: Path, config: TrainConfig, config_dump: 
     save_model(model, model_path, config=config_dump)
     test = None if interrupted else trainer.evaluate(splits.X_test, splits.y_test)
     saved_epoch = trainer.best_epoch if trainer.best_epoch is not None else trainer.epoch
-    saved = next((m for m in trainer.history if m.get("epoch") == saved_epoch), {})
+    saved = trainer.epoch_metrics(saved_epoch)
     summary = {
         "test_accuracy": None if test is None else test["accuracy"],
         "test_loss": None if test is None else test["loss"],

@@ -87,6 +87,16 @@ class _Member:
         return self.status == "training"
 
 
+class _ForMember:
+    """A stack's callback as one member's trainer calls it: its metrics carry ``"member"``."""
+
+    def __init__(self, callback, member: int):
+        self.callback, self.member = callback, member
+
+    def on_epoch_end(self, epoch: int, metrics: dict) -> None:
+        self.callback.on_epoch_end(epoch, {**metrics, "member": self.member})
+
+
 class StackTrainer:
     """Trains a stack of same-shaped MLPs, one per config; see the module docstring.
 
@@ -235,13 +245,10 @@ class StackTrainer:
         running = [m for m in members if m.running]
         for index, member in enumerate(members):
             if member.running:
-                trainer = member.trainer
-                if trainer._progress is None:  # a new epoch: its order and rate
-                    trainer._progress = {"order": trainer._rng.permutation(len(member.rows)), "next_row": 0,
-                                         "total": 0.0, "weight_total": 0.0, "lr": trainer.lr, "seconds": 0.0}
-                member.order = member.rows[trainer._progress["order"]]
+                progress = member.trainer._epoch_progress(len(member.rows))  # new, or interrupted
+                member.order = member.rows[progress["order"]]
                 member.started = time.perf_counter()
-                plan.settings.lr[index] = trainer._progress["lr"]
+                plan.settings.lr[index] = progress["lr"]
         first = min(m.trainer._progress["next_row"] for m in running)
         for lo in range(first, max(len(m.rows) for m in running), batch):
             # members whose batch has the same number of rows step together
@@ -294,22 +301,15 @@ class StackTrainer:
             progress["next_row"] = lo + self.configs[0].batch_size
 
     def _end_epoch(self, index: int, member: _Member, callbacks) -> None:
+        """The member's end of epoch, as its trainer ends one (Trainer._end_epoch); a
+        divergence marks the member instead of ending the fit."""
         trainer = member.trainer
-        progress, trainer._progress = trainer._progress, None
-        if not np.isfinite(trainer.model.flat_params).all():
-            member.status = "diverged"
-            member.error = str(TrainingDiverged.in_epoch(trainer.epoch + 1, progress["lr"]))
+        try:
+            trainer._end_epoch(trainer._progress, member.started, member.X_val, member.y_val,
+                               [_ForMember(callback, index) for callback in callbacks])
+        except TrainingDiverged as err:
+            member.status, member.error = "diverged", str(err)
             return
-        trainer.epoch += 1
-        metrics = {"epoch": trainer.epoch, "loss": progress["total"] / progress["weight_total"], "lr": progress["lr"]}
-        if member.X_val is not None:
-            val = trainer.evaluate(member.X_val, member.y_val)
-            metrics.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
-            trainer._track_best(val["loss"])
-        metrics["seconds"] = progress["seconds"] + time.perf_counter() - member.started
-        trainer.history.append(metrics)
-        for callback in callbacks:
-            callback.on_epoch_end(trainer.epoch, {**metrics, "member": index})
         if trainer.stopped_early:
             member.status = "stopped early"
         elif trainer.epoch >= trainer.config.epochs:
@@ -354,8 +354,7 @@ class StackTrainer:
     @staticmethod
     def _result(member: _Member) -> dict:
         trainer = member.trainer
-        last = trainer.history[-1] if trainer.history else {}
-        best = next((m for m in trainer.history if m["epoch"] == trainer.best_epoch), {})
+        last, best = trainer.epoch_metrics(trainer.epoch), trainer.epoch_metrics(trainer.best_epoch)
         return {
             "status": member.status,
             "epochs_run": trainer.epoch,
@@ -365,5 +364,5 @@ class StackTrainer:
             "final_val_accuracy": last.get("val_accuracy"),
             "best_val_loss": best.get("val_loss"),
             "best_val_accuracy": best.get("val_accuracy"),
-            "error": getattr(member, "error", None),
+            "error": member.error,
         }

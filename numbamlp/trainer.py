@@ -395,10 +395,7 @@ class Trainer:
     def _run_epoch(self, X, y_idx, weights, device, callbacks, start: float) -> dict:
         """The steps of one epoch (from where an interrupted one stopped); returns its
         progress record: the order, next row, loss totals, learning rate and seconds."""
-        if self._progress is None:  # a new epoch: its order and rate
-            self._progress = {"order": self._rng.permutation(X.shape[0]), "next_row": 0,
-                              "total": 0.0, "weight_total": 0.0, "lr": self.lr, "seconds": 0.0}
-        progress = self._progress
+        progress = self._epoch_progress(X.shape[0])
         order, lr, batch = progress["order"], progress["lr"], self.config.batch_size
         watchers = [callback.on_progress for callback in callbacks if hasattr(callback, "on_progress")]
         w_epoch = None if weights is None else weights[order]
@@ -428,6 +425,18 @@ class Trainer:
                 progress["seconds"] += time.perf_counter() - start
                 raise TrainingInterrupted(self.epoch + 1, step, self._stop_reason)
         return progress
+
+    def _epoch_progress(self, n_rows: int) -> dict:
+        """The progress record of the epoch under way, a new one (its shuffle of ``n_rows``
+        rows and its learning rate) when the last one ended."""
+        if self._progress is None:
+            self._progress = {"order": self._rng.permutation(n_rows), "next_row": 0,
+                              "total": 0.0, "weight_total": 0.0, "lr": self.lr, "seconds": 0.0}
+        return self._progress
+
+    def epoch_metrics(self, epoch: int | None) -> dict:
+        """The history's metrics of ``epoch`` (1-based; {} for None or an epoch not run)."""
+        return next((m for m in self.history if m.get("epoch") == epoch), {})
 
     def _end_epoch(self, progress: dict, start: float, X_val, y_val, callbacks) -> None:
         """An epoch's end: the divergence check, its metrics (validation, early stopping)

@@ -247,6 +247,15 @@ def test_an_interrupted_stack_resumes_from_its_checkpoint_bit_for_bit(tmp_path, 
 def test_a_member_with_zero_epochs_trains_none():
     X, y = data(n=40)
     stack = StackTrainer([{"epochs": 0, "seed": 1}, {"epochs": 2, "seed": 2}])
-    stack.fit(X, y)
+
+    class Seen:
+        calls = []
+
+        def on_epoch_end(self, epoch, metrics):
+            self.calls.append((metrics["member"], epoch, metrics["epoch"]))
+
+    stack.fit(X, y, callbacks=[Seen()])
+    assert Seen.calls == [(1, 1, 1), (1, 2, 2)]  # each member's epochs, named by member
+    assert "member" not in stack.histories[1][0]  # the history holds the trainer's own metrics
     assert [r["epochs_run"] for r in stack.results] == [0, 2]
     assert np.array_equal(stack.models[0].flat_params, Trainer({"epochs": 0, "seed": 1}).build(6, 3).flat_params)
