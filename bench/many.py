@@ -152,6 +152,13 @@ class TrainerSteps:
 
 
 # ---------------------------------------------------------------- peers
+def stacked_layers(params) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The members' weights layer by layer, [(W (M, out, in), b (M, out)), ...], from
+    params[m] = [(W (out, in), b (out,)), ...] (new arrays)."""
+    return [(np.stack([member[l][0] for member in params]), np.stack([member[l][1] for member in params]))
+            for l in range(len(params[0]))]
+
+
 class Peer:
     """A peer built from the members' initial weights: params[m] = [(W (out, in), b (out,)), ...]."""
 
@@ -180,8 +187,7 @@ class NumpyBatched(Peer):
     name = "numpy batched"
 
     def __init__(self, params, lrs):
-        self.W = [np.stack([member[l][0] for member in params]) for l in range(len(params[0]))]  # (M, out, in)
-        self.b = [np.stack([member[l][1] for member in params]) for l in range(len(params[0]))]  # (M, out)
+        self.W, self.b = map(list, zip(*stacked_layers(params)))  # (M, out, in), (M, out) per layer
         self.lr = np.asarray(lrs, DTYPE)[:, None, None]  # (M, 1, 1)
 
     def stacked(self):
@@ -222,9 +228,9 @@ class TorchBmm(Peer):
 
         torch.set_num_threads(threads)
         self.torch = torch
-        L = len(params[0])
-        self.W = [torch.from_numpy(np.stack([m[l][0] for m in params])).requires_grad_() for l in range(L)]
-        self.b = [torch.from_numpy(np.stack([m[l][1] for m in params])).requires_grad_() for l in range(L)]
+        layers = stacked_layers(params)
+        self.W = [torch.from_numpy(W).requires_grad_() for W, _ in layers]
+        self.b = [torch.from_numpy(b).requires_grad_() for _, b in layers]
         self.lr = torch.from_numpy(np.asarray(lrs, DTYPE))[:, None, None]
         self._cache = {}
 
@@ -265,9 +271,7 @@ class TorchVmap(Peer):
 
         torch.set_num_threads(threads)
         self.torch = torch
-        L = len(params[0])
-        self.params = tuple((torch.from_numpy(np.stack([m[l][0] for m in params])),
-                             torch.from_numpy(np.stack([m[l][1] for m in params]))) for l in range(L))
+        self.params = tuple((torch.from_numpy(W), torch.from_numpy(b)) for W, b in stacked_layers(params))
         self.lr = torch.from_numpy(np.asarray(lrs, DTYPE))
 
         def loss(p, X, y):  # one member: X (B, D), y (B,)
@@ -317,9 +321,7 @@ class JaxVmap(Peer):
 
         self.jnp = jnp
         self.update = jax.jit(update, donate_argnums=0)
-        L = len(params[0])
-        self.params = [(jnp.asarray(np.stack([m[l][0] for m in params])),
-                        jnp.asarray(np.stack([m[l][1] for m in params]))) for l in range(L)]
+        self.params = [(jnp.asarray(W), jnp.asarray(b)) for W, b in stacked_layers(params)]
         self.lr = jnp.asarray(np.asarray(lrs, DTYPE))
         self._cache = {}
 
