@@ -160,6 +160,10 @@ class DataConfig(_Strict):
     label_column: str | int | None = Field(
         None, description="CSV label column, by header name or 0-based index; default: the last."
     )
+    seed: int | None = Field(
+        None, ge=0, description="Seed of the held-out test and validation rows (and of builtin:spiral's "
+        "points); default: the run's seed.  A sweep fixes it so that every member sees the same split."
+    )
 
     @model_validator(mode="after")
     def _one_source_of_validation_rows(self):
@@ -201,3 +205,11 @@ class TrainConfig(_Strict):
         "few real batches and stop if they disagree beyond the dtype's tolerance.",
     )
     data: DataConfig = Field(default_factory=DataConfig, description="Data sources and splits.")
+
+
+def set_setting(document: dict, path: str, value) -> None:
+    """Set the dotted ``path`` (``optimizer.lr``) in a config document (nested dicts)."""
+    *parents, leaf = path.split(".")
+    for part in parents:
+        document = document.setdefault(part, {})
+    document[leaf] = value

@@ -324,33 +324,50 @@ class Splits:
 def prepare(data_config, seed: int) -> Splits:
     """Load ``data_config.train`` (and ``.test``, ``.val``), split and standardise as configured.
 
-    Without a separate test set, a stratified ``test_fraction`` of the rows is held out
-    with ``seed``; without a validation file, the validation split (``val_fraction``) comes
-    out of the training rows; standardisation statistics are fitted on the training rows
-    only.  Test and validation data are checked against the training data here, before any
-    training: the same feature count, and no label that training never sees.
+    Without a separate test set, a stratified ``test_fraction`` of the rows is held out;
+    without a validation file, the validation split (``val_fraction``) comes out of the
+    training rows; both are drawn with ``data_config.seed`` (the run's ``seed`` when unset);
+    standardisation statistics are fitted on the training rows only.  Test and validation
+    data are checked against the training data here, before any training: the same feature
+    count, and no label that training never sees.
     """
+    seed = data_seed(data_config, seed)
     data = load_dataset(data_config.train, seed, data_config.label_column)
-    X, y = data.X, data.y
-    if len(np.unique(y)) < 2:
-        raise DataError(f"{data_config.train}: y has a single class; classification needs at least 2")
+    test = val = None
     if data_config.test is not None:
-        test = load_dataset(data_config.test, seed, data_config.label_column)
-        X_test, y_test, test_source = test.X, test.y, data_config.test
+        loaded = load_dataset(data_config.test, seed, data_config.label_column)
+        test = (loaded.X, loaded.y, data_config.test)
     elif data.X_test is not None and data.y_test is not None:
-        X_test, y_test, test_source = data.X_test, data.y_test, f"{data_config.train} (X_test, y_test)"
-    else:
-        X, X_test, y, y_test = stratified_split(X, y, data_config.test_fraction, seed)
-        test_source = None
-    X_val = y_val = None
+        test = (data.X_test, data.y_test, f"{data_config.train} (X_test, y_test)")
     if data_config.val is not None:
-        val = load_dataset(data_config.val, seed, data_config.label_column)
-        X_val, y_val = val.X, val.y
-        check_like_training(X_val, y_val, X, y, data_config.val, data_config.train)
+        loaded = load_dataset(data_config.val, seed, data_config.label_column)
+        val = (loaded.X, loaded.y, data_config.val)
+    return split_arrays(data.X, data.y, data_config, seed, test=test, val=val)
+
+
+def data_seed(data_config, seed: int) -> int:
+    """The seed of the data's splits: ``data.seed``, else the run's."""
+    return seed if data_config.seed is None else data_config.seed
+
+
+def split_arrays(X, y, data_config, seed: int, test=None, val=None, source: str | None = None) -> Splits:
+    """``prepare``'s splits and standardisation of arrays already loaded: ``test`` and ``val``
+    are None or (X, y, where they came from); ``seed`` draws the held-out rows."""
+    source = source or data_config.train
+    if len(np.unique(y)) < 2:
+        raise DataError(f"{source}: y has a single class; classification needs at least 2")
+    if test is None:
+        X, X_test, y, y_test = stratified_split(X, y, data_config.test_fraction, seed)
+    else:
+        X_test, y_test, test_source = test
+    X_val = y_val = None
+    if val is not None:
+        X_val, y_val, val_source = val
+        check_like_training(X_val, y_val, X, y, val_source, source)
     elif data_config.val_fraction > 0:
         X, X_val, y, y_val = stratified_split(X, y, data_config.val_fraction, seed)
-    if test_source is not None:
-        check_like_training(X_test, y_test, X, y, test_source, data_config.train)
+    if test is not None:  # (against the rows that train)
+        check_like_training(X_test, y_test, X, y, test_source, source)
     scaler = Standardizer.fit(X) if data_config.standardize else None
     if scaler is not None:
         X, X_test = scaler.transform(X), scaler.transform(X_test)
