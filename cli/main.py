@@ -1,4 +1,4 @@
-"""The ``numbamlp`` command: train, eval, predict, gradcheck, info, plot.
+"""The ``numbamlp`` command: train, sweep, eval, predict, gradcheck, info, plot.
 
 Commands import the library inside their bodies so that ``numbamlp --help`` stays
 instant.  Every user error is one line on stderr and exit code 2, never a traceback; any
@@ -34,6 +34,7 @@ TRAIN_FLAGS = [
     ("--label-column", "data.label_column", _STR_OR_INT, ""),
     ("--val-fraction", "data.val_fraction", float, ""),
     ("--test-fraction", "data.test_fraction", float, ""),
+    ("--data-seed", "data.seed", int, ""),
     ("--hidden", "model.hidden", "int_list", " Comma-separated, e.g. 256,128."),
     ("--layers", "model.layers", "int_list", " Comma-separated, e.g. 64,128,10."),
     ("--activation", "model.activation", str, ""),
@@ -97,13 +98,6 @@ def _train_flags(command):
     return command
 
 
-def _set_path(tree: dict, path: str, value) -> None:
-    *parents, leaf = path.split(".")
-    for part in parents:
-        tree = tree.setdefault(part, {})
-    tree[leaf] = value
-
-
 def _merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
@@ -164,17 +158,29 @@ def _as_flags(config) -> dict:
 
 def build_config(config_file: str | None, flags: dict):
     """defaults < config file < the flags the user actually passed (None = not passed)."""
+    document = _read_config_file(config_file) if config_file else {}
+    return _validated(_with_flags(document, flags), flags)
+
+
+def _with_flags(document: dict, flags: dict) -> dict:
+    """A config document with the flags the user passed (None = not passed) set in it."""
+    from numbamlp.config import set_setting
+
+    passed = {}
+    for path, value in flags.items():
+        if value is not None:
+            set_setting(passed, path, value)
+    return _merge(document, passed)
+
+
+def _validated(document: dict, flags: dict):
+    """The TrainConfig of ``document``; a CliError naming the flag or key otherwise."""
     from pydantic import ValidationError
 
     from numbamlp.config import TrainConfig
 
-    document = _read_config_file(config_file) if config_file else {}
-    passed = {}
-    for path, value in flags.items():
-        if value is not None:
-            _set_path(passed, path, value)
     try:
-        return TrainConfig.model_validate(_merge(document, passed))
+        return TrainConfig.model_validate(document)
     except ValidationError as err:
         given = {path for path, value in flags.items() if value is not None}
         raise CliError(_validation_message(err, given)) from None
@@ -313,6 +319,133 @@ def train(config_file, out, resume, overwrite, validate, as_json, quiet, **flags
     )
     if not quiet:
         click.echo(f"run directory: {summary['run_dir']}")
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="TOML or JSON base config (the TrainConfig schema); a [grid] table in it adds grid keys.")
+@_train_flags
+@click.option("--grid", "grid_options", multiple=True, metavar="KEY=V1,V2,...",
+              help="A setting (dotted path, e.g. optimizer.lr, model.hidden, seed) and its values; a list "
+              "value in brackets: model.hidden=[64],[128,64]; with --random also uniform:A:B, "
+              "loguniform:A:B, int:A:B.  Repeat for more settings: the members are every combination.")
+@click.option("--random", "random_members", type=int, metavar="N",
+              help="Draw N members from the grid's lists and ranges (with --seed) instead of every combination.")
+@click.option("--workers", type=int, metavar="N",
+              help="Train on a Dask LocalCluster of N worker processes (needs numbamlp[dask]).")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Train on the running Dask cluster at ADDRESS, e.g. tcp://10.0.0.5:8786 (needs numbamlp[dask]).")
+@click.option("--stack-size", type=int, default=32, show_default=True,
+              help="Most members trained together in one stack (one task).")
+@click.option("--metric", type=click.Choice(["val_accuracy", "val_loss"]), default="val_accuracy",
+              show_default=True, help="What picks the best member, on the validation rows.")
+@click.option("--max-members", type=int, default=10_000, show_default=True, help="Refuse grids larger than this.")
+@click.option("--out", type=click.Path(file_okay=False), help="Sweep directory to create (default: sweeps/<UTC timestamp>).")
+@click.option("--resume", type=click.Path(file_okay=False),
+              help="Go on with the sweep in this directory: train the members it has no results for.")
+@click.option("--json", "as_json", is_flag=True, help="Print only the summary, as JSON (the last line of stdout).")
+@click.option("--quiet", is_flag=True, help="Print only the best member and where the results are.")
+def sweep(config_file, grid_options, random_members, workers, scheduler, stack_size, metric, max_members, out,
+          resume, as_json, quiet, **flags):
+    """Train every combination of a grid of settings, as stacks, and pick the best on validation data."""
+    from numbamlp.data import DataError
+    from numbamlp.kernels import BackendUnavailable
+    from numbamlp.paths import OutputPathError
+    from numbamlp.sweeps import NEW_DIRECTORY, SweepError, SweepInterrupted, grid_from_table, parse_grid_option
+    from numbamlp.sweeps import sweep as run_sweep
+
+    flags = {name.replace("__", "."): value for name, value in flags.items()}
+    try:
+        if resume is not None:
+            given = [f"--{p.split('.')[-1].replace('_', '-')}" for p, v in flags.items() if v is not None]
+            given += [name for name, v in (("--config", config_file), ("--grid", grid_options),
+                                            ("--random", random_members), ("--out", out)) if v]
+            if given:
+                raise CliError(f"--resume goes on with the sweep's own settings; only --workers, --scheduler, "
+                               f"--json and --quiet may be given (got {', '.join(given)})")
+            document, grid = None, None
+        else:
+            document = _read_config_file(config_file) if config_file else {}
+            grid = grid_from_table(document.pop("grid", None) or {})
+            document = _with_flags(document, flags)
+            _validated(document, flags)  # (to name the flag that is wrong)
+            for option in grid_options:
+                key, values = parse_grid_option(option)
+                grid[key] = values
+        if not (as_json or quiet):
+            _cache_notice(document or {})
+        show = None if as_json or quiet else _sweep_progress
+        result = run_sweep(document, grid, random=random_members, workers=workers, scheduler=scheduler,
+                           stack_size=stack_size, metric=metric, max_members=max_members,
+                           out=out if out is not None else (None if resume else NEW_DIRECTORY),
+                           resume=resume, progress=show)
+    except SweepInterrupted as stop:
+        click.echo(f"\n{stop}" + (f"\ncontinue with: numbamlp sweep --resume {stop.directory}"
+                                  if stop.directory else ""), err=True)
+        sys.exit(130)
+    except (SweepError, DataError, OutputPathError, BackendUnavailable, ValueError) as err:
+        raise CliError(str(err)) from None
+    if as_json:
+        click.echo(json.dumps(result.summary))
+        return
+    _sweep_report(result, quiet)
+
+
+def _cache_notice(document: dict) -> None:
+    if document.get("backend", "cpu") == "cpu":
+        from numbamlp.diagnostics import cache_notice
+
+        notice = cache_notice()
+        if notice:
+            click.echo(notice, err=True)
+
+
+def _member_text(row: dict, keys: list[str]) -> str:
+    return ", ".join(f"{key}={json.dumps(row[key]) if isinstance(row[key], list) else row[key]}" for key in keys)
+
+
+def _sweep_progress(done: int, total: int, best: dict | None) -> None:
+    width = len(str(total))
+    line = f"[{done:>{width}}/{total}] members done"
+    if best is not None:
+        from numbamlp.sweeps import grid_keys
+
+        line += (f"; best so far: member {best['member']} ({_member_text(best, grid_keys(best))}) "
+                 f"val_accuracy {best['val_accuracy']:.4f} val_loss {best['val_loss']:.4f}")
+    click.echo(line)
+
+
+def _sweep_report(result, quiet: bool, top: int = 5) -> None:
+    """The best rows as a table, the best member, and where everything is."""
+    from numbamlp.sweeps import grid_keys, ranked
+
+    summary, table = result.summary, result.table
+    keys = grid_keys(table[0]) if table else []
+    if not quiet:
+        columns = ["member", *keys, "val_accuracy", "val_loss", "test_accuracy", "epochs", "status"]
+        cells = [[_cell(row.get(c)) for c in columns] for row in ranked(table, result.metric)[:top]]
+        widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+        click.echo(f"top {min(top, len(table))} of {len(table)} by {result.metric}:")
+        click.echo("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
+        for row in cells:
+            click.echo("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+    counts = ", ".join(f"{n} {status}" for status, n in summary["statuses"].items())
+    best = result.best
+    if best is None:
+        click.echo(f"no member finished ({counts})")
+    else:
+        click.echo(f"best: member {best['member']} ({_member_text(best, keys)}): val_accuracy "
+                   f"{best['val_accuracy']:.4f}, test_accuracy {best['test_accuracy']:.4f} ({counts})")
+        click.echo(f"best model: {best['model_path']}")
+    click.echo(f"results: {summary['results_path']}")
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3g}"
+    return json.dumps(value) if isinstance(value, list) else str(value)
 
 
 class _GradientCheckLine:

@@ -75,22 +75,22 @@ def check_output_directory(path, what: str = "the run directory") -> Path:
     return path
 
 
-def default_run_name() -> Path:
-    """runs/<UTC timestamp>: the first candidate ``claim_run_directory`` tries."""
-    return Path("runs") / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+def default_run_name(parent: str = "runs") -> Path:
+    """runs/<UTC timestamp> (or sweeps/...): the first candidate ``claim_run_directory`` tries."""
+    return Path(parent) / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
 
 
-def claim_run_directory(path, claim_file: str, overwrite: bool = False) -> Path:
+def claim_run_directory(path, claim_file: str, overwrite: bool = False, parent: str = "runs") -> Path:
     """Create the run directory and claim it for this run; returns it.
 
-    ``path`` None: runs/<UTC timestamp>, created exclusively, or the next free name
+    ``path`` None: <parent>/<UTC timestamp>, created exclusively, or the next free name
     (``-2``, ``-3``, ...) when another run has it.  A named ``path`` may exist (empty, or
     holding a run when ``overwrite``); the claim is ``claim_file`` created exclusively in it,
     so of two runs started together on the same directory, one is refused.
     """
     try:
         if path is None:
-            base = default_run_name()
+            base = default_run_name(parent)
             base.parent.mkdir(parents=True, exist_ok=True)
             n = 1
             while True:

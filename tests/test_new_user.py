@@ -112,7 +112,7 @@ def test_default_run_directories_are_claimed_atomically(tmp_path, monkeypatch):
     import numbamlp.paths as paths
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(paths, "default_run_name", lambda: Path("runs") / "20261130-000000")
+    monkeypatch.setattr(paths, "default_run_name", lambda parent="runs": Path(parent) / "20261130-000000")
     first = paths.claim_run_directory(None, "config.json")
     second = paths.claim_run_directory(None, "config.json")
     assert (first.name, second.name) == ("20261130-000000", "20261130-000000-2")

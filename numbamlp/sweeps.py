@@ -1,0 +1,743 @@
+"""Sweeps: every member of a hyperparameter grid trained, as stacks, in-process or on Dask.
+
+Symbols: K members, N rows, D features.
+
+    from numbamlp import sweep
+    result = sweep({"epochs": 30}, {"optimizer.lr": [0.01, 0.1], "seed": [0, 1, 2]})
+    result.best, result.best_model, result.table
+
+A grid maps dotted ``TrainConfig`` paths (``optimizer.lr``, ``model.hidden``, ``seed``, ...)
+to lists of values; the members are their cartesian product, or, with ``random=N``, N
+draws from the lists and from ranges (``uniform:A:B``, ``loguniform:A:B``, ``int:A:B``)
+with the sweep's seed.  Every member sees the same data split — held out with the base
+config's seed, which each member's config records as ``data.seed`` — and a validation set
+(``data.val_fraction`` 0.1 unless the base sets one, or ``data.val``): the best member is
+the one with the best validation metric, never chosen on the test rows.
+
+Members that can share a step (``numbamlp.stack.STACK_KEY``) are trained together as a
+``StackTrainer`` of at most ``stack_size``; each stack is one task.  Tasks run one after
+another in this process (all cores; no Dask import), or on Dask: ``workers=N`` starts a
+``LocalCluster`` of N processes, ``scheduler=ADDRESS`` or ``client=`` uses a running one.
+A member's results are exactly those of ``numbamlp train`` with its config (the cpu
+backend computes the same bits in a stack as alone, on any thread count), so a task that
+Dask reruns after losing a worker gives the same results.
+
+With ``out``, the sweep writes, as each stack finishes: ``sweep.json`` (what to train),
+``results.jsonl`` and ``results.csv`` (a row per finished member), ``members/<k>/`` (the
+run files of member k: config.json, metrics.jsonl, model.safetensors, summary.json) and at
+the end ``summary.json`` (the best row and its config, counts by status).  ``resume=DIR``
+trains only the members that ``DIR`` has no row for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import difflib
+import io
+import itertools
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from numbamlp.config import OPTIMIZER_DEFAULTS, TrainConfig, set_setting
+
+METRICS = ("val_accuracy", "val_loss")
+RANGE_KINDS = ("uniform", "loguniform", "int")
+DEFAULT_VAL_FRACTION = 0.1  # of the training rows, when the base config holds out none
+DEFAULT_STACK_SIZE = 32
+DEFAULT_MAX_MEMBERS = 10_000
+NEW_DIRECTORY = "<new sweeps/ directory>"  # out=NEW_DIRECTORY: sweeps/<UTC timestamp>, as the CLI's default
+RESULT_COLUMNS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "epochs", "best_epoch", "status",
+                  "error", "seconds", "model_path")
+FINISHED = ("done", "stopped early")  # the statuses whose members can be the best
+
+
+class SweepError(ValueError):
+    """A sweep that cannot run as asked; the message is one line for the user."""
+
+
+class SweepInterrupted(Exception):
+    """Ctrl-C (or SIGTERM) stopped the sweep: the members finished before it are kept."""
+
+    def __init__(self, directory: Path | None, done: int, total: int):
+        kept = f"; their results are in {directory}" if directory is not None else ""
+        super().__init__(f"sweep interrupted with {done} of {total} members done{kept}")
+        self.directory = directory
+
+
+# ---------------------------------------------------------------- the grid
+@dataclass(frozen=True)
+class Range:
+    """A range to draw from (``random`` sweeps only): uniform, log-uniform, or integers A..B."""
+
+    kind: str
+    low: float
+    high: float
+
+    def draw(self, rng: np.random.Generator):
+        if self.kind == "int":
+            return int(rng.integers(int(self.low), int(self.high) + 1))
+        if self.kind == "loguniform":
+            return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+        return float(rng.uniform(self.low, self.high))
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.low:g}:{self.high:g}"
+
+
+def setting_paths() -> list[str]:
+    """Every dotted path of a single setting in TrainConfig (``optimizer.lr``, ``seed``, ...)."""
+    from pydantic import BaseModel
+
+    def walk(model, prefix):
+        for name, field in model.model_fields.items():
+            key = field.alias or name
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                yield from walk(field.annotation, f"{prefix}{key}.")
+            else:
+                yield prefix + key
+
+    return list(walk(TrainConfig, ""))
+
+
+def resolve_key(key: str) -> str:
+    """The setting a grid key names: a dotted path, or a leaf name that only one setting has
+    (``lr`` → ``optimizer.lr``); SweepError otherwise, with the closest names."""
+    paths = setting_paths()
+    if key in paths:
+        return key
+    by_leaf = [p for p in paths if p.rsplit(".", 1)[-1] == key]
+    if len(by_leaf) == 1:
+        return by_leaf[0]
+    if len(by_leaf) > 1:
+        raise SweepError(f"grid key {key!r} is ambiguous: write {' or '.join(by_leaf)}")
+    close = difflib.get_close_matches(key, paths, n=3)
+    hint = f"; did you mean {' or '.join(close)}?" if close else " (see numbamlp train --help)"
+    raise SweepError(f"grid key {key!r} is not a setting{hint}")
+
+
+def _split_top_level(text: str) -> list[str]:
+    """'a,[1,2],b' → ['a', '[1,2]', 'b']: commas inside brackets belong to the value."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+            if depth < 0:
+                raise SweepError(f"unbalanced ']' in {text!r}")
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    if depth != 0:
+        raise SweepError(f"unbalanced '[' in {text!r}")
+    return [*parts, current]
+
+
+def parse_value(text: str):
+    """One value as written on the command line: a range (``loguniform:1e-4:1e-1``), a
+    number, true/false/null, a bracketed list (``[128,64]``), or else the text itself."""
+    text = text.strip()
+    kind, _, bounds = text.partition(":")
+    if kind in RANGE_KINDS and bounds:
+        return parse_range(kind, bounds, text)
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)  # .5, 1e-3 and the like that JSON does not take
+    except ValueError:
+        pass
+    if text.startswith("["):
+        return [parse_value(item) for item in _split_top_level(text[1:-1]) if item.strip()]
+    return text
+
+
+def parse_range(kind: str, bounds: str, text: str) -> Range:
+    low, _, high = bounds.partition(":")
+    try:
+        low_value, high_value = float(low), float(high)
+    except ValueError:
+        raise SweepError(f"range {text!r} must be {kind}:LOW:HIGH with two numbers") from None
+    if not low_value <= high_value:
+        raise SweepError(f"range {text!r} has LOW above HIGH")
+    if kind == "loguniform" and low_value <= 0:
+        raise SweepError(f"range {text!r}: loguniform needs LOW > 0")
+    if kind == "int" and (low_value != int(low_value) or high_value != int(high_value)):
+        raise SweepError(f"range {text!r}: int needs whole numbers")
+    return Range(kind, low_value, high_value)
+
+
+def parse_grid_option(text: str) -> tuple[str, list]:
+    """``KEY=V1,V2,...`` (one ``--grid``) → (the setting's dotted path, its values)."""
+    key, equals, values = text.partition("=")
+    if not equals or not key.strip():
+        raise SweepError(f"--grid {text!r} must be KEY=V1,V2,... (e.g. optimizer.lr=0.01,0.1)")
+    items = [item for item in _split_top_level(values) if item.strip()]
+    if not items:
+        raise SweepError(f"--grid {text!r} gives no values for {key.strip()}")
+    return resolve_key(key.strip()), [parse_value(item) for item in items]
+
+
+def grid_from_table(table: dict) -> dict[str, list]:
+    """A config file's ``[grid]`` table (nested tables for dotted keys) → {path: values}; a
+    value is a list of values or one range string."""
+    grid: dict[str, list] = {}
+
+    def walk(prefix, tree):
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                walk(f"{prefix}{key}.", value)
+                continue
+            path = resolve_key(prefix + key)
+            if isinstance(value, str):
+                value = [parse_value(value)]
+            if not isinstance(value, list) or not value:
+                raise SweepError(f"grid.{prefix}{key} must be a non-empty list of values (or a range string)")
+            grid[path] = [parse_value(v) if isinstance(v, str) else v for v in value]
+
+    walk("", table)
+    return grid
+
+
+def normalise_grid(grid: dict) -> dict[str, list]:
+    """A grid from Python: keys resolved, a single value or Range made a list of one."""
+    if not grid:
+        raise SweepError("the grid is empty: give at least one setting and its values")
+    out: dict[str, list] = {}
+    for key, values in grid.items():
+        path = resolve_key(key)
+        if path in out:
+            raise SweepError(f"grid sets {path} twice")
+        values = list(values) if isinstance(values, (list, tuple)) else [values]
+        if not values:
+            raise SweepError(f"grid gives no values for {path}")
+        out[path] = values
+    return out
+
+
+def member_settings(grid: dict[str, list], random: int | None, seed: int) -> list[dict]:
+    """Each member's grid values {path: value}: the cartesian product, or ``random`` draws
+    (a list is drawn from uniformly, a Range by its kind) with ``seed``."""
+    if random is None:
+        for path, values in grid.items():
+            ranges = [str(v) for v in values if isinstance(v, Range)]
+            if ranges:
+                raise SweepError(f"grid {path}={ranges[0]} is a range: ranges need --random N")
+        return [dict(zip(grid, combination)) for combination in itertools.product(*grid.values())]
+    if random < 1:
+        raise SweepError(f"--random must be at least 1, got {random}")
+    rng = np.random.default_rng(seed)
+    members = []
+    for _ in range(random):
+        member = {}
+        for path, values in grid.items():
+            pick = values[int(rng.integers(len(values)))] if len(values) > 1 else values[0]
+            member[path] = pick.draw(rng) if isinstance(pick, Range) else pick
+        members.append(member)
+    return members
+
+
+# ---------------------------------------------------------------- members' configs
+def base_document(base) -> dict:
+    """The base config as a document that members override.  From a TrainConfig, the
+    optimizer settings that are only its optimizer's defaults are left out, so that a grid
+    over ``optimizer.name`` gets each optimizer's own defaults."""
+    if base is None:
+        return {}
+    if isinstance(base, dict):
+        return json.loads(json.dumps(base))  # a deep copy the sweep may edit
+    document = base.model_dump(mode="json", by_alias=True)
+    defaults = OPTIMIZER_DEFAULTS[base.optimizer.name]
+    document["optimizer"] = {k: v for k, v in document["optimizer"].items()
+                             if v is not None and defaults.get(k) != v}
+    return document
+
+
+def member_configs(document: dict, settings: list[dict]) -> list[TrainConfig]:
+    """Each member's TrainConfig: the base document with the member's values,
+    the data split fixed to the base's seed, and a validation set (``data.val_fraction``
+    0.1 unless the base has one).  SweepError naming the member's values when the schema
+    refuses them."""
+    from pydantic import ValidationError
+
+    base = validate_base(document)
+    data = document.setdefault("data", {})
+    data["seed"] = base.data.seed if base.data.seed is not None else base.seed
+    if base.data.val is None and base.data.val_fraction == 0:
+        data["val_fraction"] = DEFAULT_VAL_FRACTION
+    configs = []
+    for member in settings:
+        tree = json.loads(json.dumps(document))
+        for path, value in member.items():
+            set_setting(tree, path, value)
+        try:
+            configs.append(TrainConfig.model_validate(tree))
+        except ValidationError as err:
+            shown = ", ".join(f"{p}={v!r}" for p, v in member.items())
+            raise SweepError(f"the member {shown} is not a valid configuration: {_first_problem(err)}") from None
+    return configs
+
+
+def validate_base(document: dict) -> TrainConfig:
+    from pydantic import ValidationError
+
+    try:
+        return TrainConfig.model_validate(document)
+    except ValidationError as err:
+        raise SweepError(f"invalid base configuration: {_first_problem(err)}") from None
+
+
+def _first_problem(err) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where}: {first['msg'].removeprefix('Value error, ')}" if where else first["msg"]
+
+
+def stack_groups(configs: list[TrainConfig], stack_size: int, parallel: int = 1) -> list[list[int]]:
+    """The tasks: lists of member indices that share a step (numbamlp.stack.STACK_KEY), at
+    most ``stack_size`` each, and cut into at least ``parallel`` tasks where a group has the
+    members for it, so that every worker has one."""
+    groups: dict[str, list[int]] = {}
+    for index, config in enumerate(configs):
+        groups.setdefault(json.dumps(_stack_key(config), sort_keys=True, default=str), []).append(index)
+    tasks = []
+    for members in groups.values():
+        count = max(math.ceil(len(members) / stack_size), min(parallel, len(members)))
+        size = math.ceil(len(members) / count)
+        tasks.extend(members[lo : lo + size] for lo in range(0, len(members), size))
+    return tasks
+
+
+def _stack_key(config: TrainConfig) -> dict:
+    from numbamlp.stack import STACK_KEY, _leaves
+
+    return {leaf: value for path in STACK_KEY for leaf, value in _leaves(config, path).items()}
+
+
+# ---------------------------------------------------------------- one task: a stack
+@dataclass
+class SweepData:
+    """The arrays every member trains and is scored on (sent to Dask workers once)."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+
+
+def train_stack(configs: list[dict], data: SweepData, threads: int | None = None) -> list[dict]:
+    """Train one stack (configs as dicts) and return each member's outcome: its metrics,
+    status, history, model (MLP) and seconds.  A stack that fails as a whole gives every
+    member the status "failed" and the error.  ``threads``: Numba's threads for this task
+    (on a Dask worker, its share of the machine's cores)."""
+    from numbamlp.stack import StackTrainer
+
+    if threads is not None:
+        import numba
+
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    start = time.perf_counter()
+    try:
+        stack = StackTrainer(configs)
+        with _stop_on_signals(stack):
+            stack.fit(data.X_train, data.y_train, data.X_val, data.y_val)
+    except (KeyboardInterrupt, _Stopped):
+        raise
+    except Exception as err:  # noqa: BLE001 — a failed stack is a row per member, not a failed sweep
+        from numbamlp.trainer import TrainingInterrupted
+
+        if isinstance(err, TrainingInterrupted):
+            raise _Stopped() from None
+        message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        return [{"status": "failed", "error": message, "seconds": time.perf_counter() - start}
+                for _ in configs]
+    outcomes = []
+    for trainer, result in zip(stack.trainers, stack.results):
+        saved_epoch = trainer.best_epoch if trainer.best_epoch is not None else trainer.epoch
+        saved = trainer.epoch_metrics(saved_epoch)
+        outcome = {"status": result["status"], "error": result["error"], "epochs": trainer.epoch,
+                   "best_epoch": trainer.best_epoch, "val_accuracy": saved.get("val_accuracy"),
+                   "val_loss": saved.get("val_loss"), "test_accuracy": None, "test_loss": None,
+                   "seconds": sum(m.get("seconds", 0.0) for m in trainer.history),
+                   "history": trainer.history, "model": trainer.model}
+        if result["status"] in FINISHED:
+            test = trainer.evaluate(data.X_test, data.y_test)
+            outcome.update(test_accuracy=test["accuracy"], test_loss=test["loss"])
+        outcomes.append(outcome)
+    return outcomes
+
+
+class _Stopped(Exception):
+    """A signal stopped the stack in this process (in-process sweeps)."""
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stack):
+    """In the main thread of the sweep's own process: SIGINT and SIGTERM stop the stack after
+    its current step.  Elsewhere (a Dask worker's thread) signals are not ours to handle."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not _SIGNALS_ARE_OURS[0]:
+        yield
+        return
+    from numbamlp.run import stop_on_signals
+
+    with stop_on_signals(stack):
+        yield
+
+
+_SIGNALS_ARE_OURS = [False]  # set while an in-process sweep runs
+
+
+def _worker_threads() -> int:
+    """Numba threads for a task on this Dask worker: the cores over the worker's task slots
+    (the nanny pins OpenMP's and MKL's threads, not Numba's)."""
+    from distributed import get_worker
+
+    return max(1, (os.cpu_count() or 1) // max(1, get_worker().state.nthreads))
+
+
+def _dask_train_stack(configs: list[dict], data: SweepData) -> list[dict]:
+    return train_stack(configs, data, threads=_worker_threads())
+
+
+# ---------------------------------------------------------------- running the tasks
+class _InProcess:
+    """Tasks one after another in this process."""
+
+    def run(self, tasks: list[list[dict]], data: SweepData):
+        _SIGNALS_ARE_OURS[0] = True
+        try:
+            for index, configs in enumerate(tasks):
+                yield index, train_stack(configs, data)
+        finally:
+            _SIGNALS_ARE_OURS[0] = False
+
+    def close(self) -> None:
+        pass
+
+
+class _OnDask:
+    """Tasks on a Dask cluster: the data scattered to every worker once, one task per stack,
+    results taken as they complete.  Dask reruns a task whose worker was lost."""
+
+    def __init__(self, workers: int | None, scheduler: str | None, client):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise SweepError("running a sweep on Dask needs the dask extra: pip install 'numbamlp[dask]'") from None
+        self.cluster = None
+        self.own_client = client is None
+        if client is not None:
+            self.client = client
+        elif scheduler is not None:
+            try:
+                self.client = Client(scheduler, timeout="10s")
+            except (OSError, TimeoutError, ValueError) as err:
+                raise SweepError(f"cannot reach the Dask scheduler at {scheduler}: {str(err).splitlines()[0]}") from None
+        else:
+            cores = os.cpu_count() or 1
+            # one task at a time per worker process, with its share of the cores for Numba
+            self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                        dashboard_address=None,
+                                        env={"NUMBA_NUM_THREADS": str(max(1, cores // workers))})
+            self.client = Client(self.cluster)
+
+    @property
+    def parallel(self) -> int:
+        return max(1, sum(self.client.nthreads().values()))
+
+    def run(self, tasks: list[list[dict]], data: SweepData):
+        from distributed import as_completed
+
+        shared = self.client.scatter(data, broadcast=True)
+        futures = {self.client.submit(_dask_train_stack, configs, shared, pure=False): index
+                   for index, configs in enumerate(tasks)}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        finally:
+            self.client.cancel(list(futures))
+
+    def close(self) -> None:
+        if self.own_client:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+# ---------------------------------------------------------------- results on disk
+class SweepResult:
+    """What a sweep produced: ``table`` (one row per member, in member order), ``best``
+    (the best finished member's row by the metric, None when none finished), ``models``
+    (each member's MLP, None where it failed), ``best_model`` and ``summary``."""
+
+    def __init__(self, table: list[dict], models: list, metric: str, summary: dict):
+        self.table, self.models, self.metric, self.summary = table, models, metric, summary
+        self.best = best_row(table, metric)
+
+    @property
+    def best_model(self):
+        if self.best is None:
+            return None
+        model = self.models[self.best["member"]]
+        if model is None and self.best.get("model_path"):
+            from numbamlp.io import load_model
+
+            model = load_model(self.best["model_path"])
+        return model
+
+    def to_csv(self, path) -> None:
+        from numbamlp.io import atomic_write_bytes
+
+        atomic_write_bytes(Path(path), table_csv(self.table).encode())
+
+
+def ranked(table: list[dict], metric: str) -> list[dict]:
+    """The rows best first: finished members by ``metric`` (higher accuracy, lower loss),
+    ties to the lower validation loss, then the lower member number; the others last."""
+    def order(row):
+        loss = row.get("val_loss")
+        loss = math.inf if loss is None else loss
+        if row["status"] not in FINISHED or row.get(metric) is None:
+            return (1, 0.0, loss, row["member"])
+        return (0, -row["val_accuracy"] if metric == "val_accuracy" else loss, loss, row["member"])
+
+    return sorted(table, key=order)
+
+
+def best_row(table: list[dict], metric: str) -> dict | None:
+    """The best finished row (see ``ranked``); None when no member finished."""
+    first = next(iter(ranked(table, metric)), None)
+    return first if first is not None and first["status"] in FINISHED and first.get(metric) is not None else None
+
+
+def grid_keys(row: dict) -> list[str]:
+    """The grid's settings among a row's columns."""
+    return [key for key in row if key != "member" and key not in RESULT_COLUMNS]
+
+
+def table_csv(table: list[dict]) -> str:
+    if not table:
+        return ""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(table[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in table:
+        writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()})
+    return text.getvalue()
+
+
+class _Writer:
+    """The sweep's directory, written as each stack finishes (every file atomically)."""
+
+    def __init__(self, directory: Path | None):
+        self.directory = directory
+
+    def member_directory(self, member: int) -> Path:
+        return self.directory / "members" / str(member)
+
+    def member(self, member: int, config: TrainConfig, outcome: dict, standardizer) -> str | None:
+        """Member ``member``'s run files; returns its model path (None without a model)."""
+        if self.directory is None:
+            return None
+        from numbamlp.io import atomic_write_bytes, atomic_write_json, save_model
+
+        folder = self.member_directory(member)
+        folder.mkdir(parents=True, exist_ok=True)
+        config_dump = config.model_dump(mode="json", by_alias=True)
+        atomic_write_json(folder / "config.json", config_dump)
+        lines = "".join(json.dumps(m) + "\n" for m in outcome.get("history", []))
+        atomic_write_bytes(folder / "metrics.jsonl", lines.encode())
+        model_path = None
+        if outcome.get("model") is not None:
+            model = outcome["model"]
+            model.input_transform = standardizer
+            model_path = folder / "model.safetensors"
+            save_model(model, model_path, config=config_dump)
+        summary = {k: outcome.get(k) for k in RESULT_COLUMNS if k != "model_path"}
+        summary.update(model_path=None if model_path is None else str(model_path), run_dir=str(folder))
+        atomic_write_json(folder / "summary.json", summary)
+        return None if model_path is None else str(model_path)
+
+    def rows(self, table: list[dict]) -> None:
+        if self.directory is None:
+            return
+        from numbamlp.io import atomic_write_bytes
+
+        lines = "".join(json.dumps(row) + "\n" for row in table)
+        atomic_write_bytes(self.directory / "results.jsonl", lines.encode())
+        atomic_write_bytes(self.directory / "results.csv", table_csv(table).encode())
+
+
+def read_finished_rows(directory: Path) -> list[dict]:
+    """The rows a sweep directory's results.jsonl holds (an interrupted sweep's)."""
+    path = directory / "results.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise SweepError(f"{path} line {number} is not JSON; the sweep directory is damaged") from None
+    return rows
+
+
+def read_sweep_plan(directory) -> dict:
+    """The sweep.json of an existing sweep directory (what ``resume`` trains)."""
+    path = Path(directory) / "sweep.json"
+    if not path.is_file():
+        raise SweepError(f"{directory} is not a sweep directory (no sweep.json)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise SweepError(f"{path} is not valid JSON: {err}") from None
+
+
+# ---------------------------------------------------------------- the sweep
+def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers: int | None = None,
+          scheduler: str | None = None, client=None, stack_size: int = DEFAULT_STACK_SIZE,
+          metric: str = "val_accuracy", out=None, resume=None, max_members: int = DEFAULT_MAX_MEMBERS,
+          progress=None) -> SweepResult:
+    """Train every member of ``grid`` over ``base`` (a TrainConfig, a dict, or None for the
+    defaults) and return a SweepResult; see the module docstring.
+
+    data: None (the base config's data settings), or (X, y) arrays, split and standardised
+    as the base config says (to resume such a sweep, give the same arrays again).  progress(done, total, best_row) is called as stacks finish.
+    Everything is checked before anything trains or is written: SweepError otherwise.
+    """
+    if metric not in METRICS:
+        raise SweepError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    if stack_size < 1:
+        raise SweepError(f"stack size must be at least 1, got {stack_size}")
+    if sum(x is not None for x in (workers, scheduler, client)) > 1:
+        raise SweepError("give one of workers, scheduler and client")
+    if workers is not None and workers < 1:
+        raise SweepError(f"workers must be at least 1, got {workers}")
+    directory = None
+    if resume is not None:
+        directory = Path(resume)
+        plan = read_sweep_plan(directory)
+        document, settings = plan["base"], plan["members"]
+        keys, metric, stack_size = plan["keys"], plan["metric"], plan["stack_size"]
+        if out is not None:
+            raise SweepError("resume goes on in the sweep's own directory; give no out")
+    else:
+        document = base_document(base)
+        grid = normalise_grid(grid or {})
+        keys = list(grid)
+        settings = member_settings(grid, random, validate_base(document).seed)
+        if len(settings) > max_members:
+            raise SweepError(f"the grid has {len(settings)} members, more than the limit of {max_members} "
+                             f"(raise --max-members, or use --random N)")
+    configs = member_configs(json.loads(json.dumps(document)), settings)
+    splits = _prepare_data(configs[0], data)
+    if out is not None and out is not NEW_DIRECTORY:
+        from numbamlp.paths import check_output_directory
+
+        check_output_directory(out, "the sweep directory")
+        if (Path(out) / "sweep.json").exists():
+            raise SweepError(f"{out} already holds a sweep; choose another --out, or --resume it")
+    on_dask = workers is not None or scheduler is not None or client is not None
+    runner = _OnDask(workers, scheduler, client) if on_dask else _InProcess()
+    try:
+        if out is not None and resume is None:
+            directory = _claim(out, {"base": document, "keys": keys, "members": settings, "metric": metric,
+                                     "stack_size": stack_size})
+        return _run(runner, directory, configs, settings, keys, splits, stack_size, metric, progress,
+                    resumed=resume is not None)
+    finally:
+        runner.close()
+
+
+def _claim(out, plan: dict) -> Path:
+    """Create the sweep's directory (NEW_DIRECTORY: sweeps/<UTC timestamp>) and its sweep.json,
+    which claims it: of two sweeps started on one directory, the second is refused."""
+    from numbamlp.io import atomic_write_json
+    from numbamlp.paths import RunDirectoryTaken, claim_run_directory
+
+    try:
+        directory = claim_run_directory(None if out is NEW_DIRECTORY else out, "sweep.json", parent="sweeps")
+    except RunDirectoryTaken:
+        raise SweepError(f"{out} already holds a sweep; choose another --out, or --resume it") from None
+    atomic_write_json(directory / "sweep.json", plan)
+    return directory
+
+
+def _prepare_data(member: TrainConfig, data):
+    """The splits every member trains on (member's data settings: the split's seed fixed)."""
+    from numbamlp.data import prepare, split_arrays
+
+    if data is None:
+        return prepare(member.data, member.seed)
+    X, y = data
+    return split_arrays(np.asarray(X), np.asarray(y), member.data, member.data.seed, source="data")
+
+
+def _run(runner, directory, configs, settings, keys, splits, stack_size, metric, progress, resumed) -> SweepResult:
+    writer = _Writer(directory)
+    table: list[dict | None] = [None] * len(configs)
+    models: list = [None] * len(configs)
+    if resumed:
+        for row in read_finished_rows(directory):
+            table[row["member"]] = row
+    todo = [k for k in range(len(configs)) if table[k] is None]
+    tasks = [[todo[i] for i in group]
+             for group in stack_groups([configs[k] for k in todo], stack_size, getattr(runner, "parallel", 1))]
+    data = SweepData(splits.X_train, splits.y_train, splits.X_val, splits.y_val, splits.X_test, splits.y_test)
+    task_configs = [[configs[k].model_dump(mode="json", by_alias=True) for k in task] for task in tasks]
+    done = sum(row is not None for row in table)
+    try:
+        for index, outcomes in runner.run(task_configs, data):
+            for member, outcome in zip(tasks[index], outcomes):
+                model_path = writer.member(member, configs[member], outcome, splits.standardizer)
+                models[member] = outcome.get("model")
+                if models[member] is not None:
+                    models[member].input_transform = splits.standardizer
+                row = {"member": member, **{key: settings[member].get(key) for key in keys}}
+                row.update({k: outcome.get(k) for k in RESULT_COLUMNS})
+                row["model_path"] = model_path
+                table[member] = row
+            done += len(tasks[index])
+            finished = [row for row in table if row is not None]
+            writer.rows(finished)
+            if progress is not None:
+                progress(done, len(configs), best_row(finished, metric))
+    except (_Stopped, KeyboardInterrupt):
+        raise SweepInterrupted(directory, done, len(configs)) from None
+    summary = _summary(table, metric, directory, configs)
+    if directory is not None:
+        from numbamlp.io import atomic_write_json
+
+        atomic_write_json(directory / "summary.json", summary)
+    return SweepResult(table, models, metric, summary)
+
+
+def _summary(table: list[dict], metric: str, directory: Path | None, configs: list[TrainConfig]) -> dict[str, Any]:
+    best = best_row(table, metric)
+    counts: dict[str, int] = {}
+    for row in table:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return {
+        "members": len(table),
+        "metric": metric,
+        "best": None if best is None else {
+            "row": best, "config": configs[best["member"]].model_dump(mode="json", by_alias=True)},
+        "statuses": counts,
+        "results_path": None if directory is None else str(directory / "results.csv"),
+        "sweep_dir": None if directory is None else str(directory),
+    }
