@@ -16,6 +16,7 @@ _LAZY = {
     "StackTrainer": "numbamlp.stack",
     "load_model": "numbamlp.io",
     "MLPClassifier": "numbamlp.estimator",
+    "sweep": "numbamlp.sweeps",
 }
 
 __all__ = ["ACTIVATION_NAMES", "MLP", "loss_and_grads", "__version__", *_LAZY]

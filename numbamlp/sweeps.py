@@ -445,7 +445,7 @@ class _OnDask:
             self.client = client
         elif scheduler is not None:
             try:
-                self.client = Client(scheduler, timeout="10s")
+                self.client = Client(scheduler, timeout="5s")
             except (OSError, TimeoutError, ValueError) as err:
                 raise SweepError(f"cannot reach the Dask scheduler at {scheduler}: {str(err).splitlines()[0]}") from None
         else:

@@ -1,0 +1,326 @@
+"""Sweeps (numbamlp.sweeps, `numbamlp sweep`): grid parsing, member-equals-train, resume,
+Ctrl-C, bad input, and a real Dask LocalCluster — with a worker killed mid-sweep."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from numbamlp.config import TrainConfig
+from numbamlp.io import load_model
+from numbamlp.run import read_run_config, train_run
+from numbamlp.sweeps import (
+    Range,
+    SweepError,
+    grid_from_table,
+    member_configs,
+    member_settings,
+    parse_grid_option,
+    parse_value,
+    resolve_key,
+    stack_groups,
+    sweep,
+)
+
+NUMBAMLP = [sys.executable, "-m", "numbamlp.cli.main"]
+IRIS = {"epochs": 4, "data": {"train": "builtin:iris"}, "model": {"hidden": [8]}}
+# the parts of a row that depend on the run, not on the member
+TIMING = ("seconds", "model_path")
+
+
+def _without_timing(table):
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in table]
+
+
+# ---------------------------------------------------------------- the grid
+def test_grid_options_parse_values_lists_and_ranges():
+    assert parse_grid_option("optimizer.lr=0.01,.1,1e-3") == ("optimizer.lr", [0.01, 0.1, 0.001])
+    assert parse_grid_option("model.hidden=[64],[128,64]") == ("model.hidden", [[64], [128, 64]])
+    assert parse_grid_option("model.activation=relu,tanh") == ("model.activation", ["relu", "tanh"])
+    assert parse_grid_option("lr=loguniform:1e-4:1e-1") == ("optimizer.lr", [Range("loguniform", 1e-4, 1e-1)])
+    assert parse_grid_option("early_stopping.patience=null,3") == ("early_stopping.patience", [None, 3])
+    assert parse_value("int:2:5") == Range("int", 2, 5)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("optimizer.lrr=0.1", "not a setting; did you mean optimizer.lr"),
+    ("name=adam", "ambiguous: write optimizer.name or schedule.name"),
+    ("lr", "must be KEY=V1,V2"),
+    ("lr=", "gives no values"),
+    ("model.hidden=[64", "unbalanced '['"),
+    ("lr=loguniform:0:1", "loguniform needs LOW > 0"),
+    ("lr=uniform:2:1", "LOW above HIGH"),
+    ("seed=int:1.5:3", "whole numbers"),
+])
+def test_malformed_grid_options_are_named(text, message):
+    with pytest.raises(SweepError) as error:
+        parse_grid_option(text)
+    assert message in str(error.value)
+
+
+def test_a_config_files_grid_table_names_settings_by_path_or_unique_leaf():
+    table = {"optimizer": {"lr": [0.01, 0.1]}, "seed": [0, 1], "hidden": [[8], [4, 4]]}
+    assert grid_from_table(table) == {"optimizer.lr": [0.01, 0.1], "seed": [0, 1], "model.hidden": [[8], [4, 4]]}
+    with pytest.raises(SweepError, match="grid.seed must be a non-empty list"):
+        grid_from_table({"seed": 3})
+
+
+def test_members_are_the_cartesian_product_or_seeded_random_draws():
+    grid = {"optimizer.lr": [0.1, 0.2], "seed": [0, 1, 2]}
+    members = member_settings(grid, None, 0)
+    assert len(members) == 6 and members[0] == {"optimizer.lr": 0.1, "seed": 0}
+    assert members[-1] == {"optimizer.lr": 0.2, "seed": 2}
+    ranges = {"optimizer.lr": [Range("loguniform", 1e-3, 1e-1)], "seed": [Range("int", 0, 9)],
+              "model.activation": ["relu", "tanh"]}
+    drawn = member_settings(ranges, 50, 7)
+    assert drawn == member_settings(ranges, 50, 7) and drawn != member_settings(ranges, 50, 8)
+    lrs = [m["optimizer.lr"] for m in drawn]
+    assert 1e-3 <= min(lrs) and max(lrs) <= 1e-1 and len(set(lrs)) == 50
+    assert {m["seed"] for m in drawn} <= set(range(10)) and {m["model.activation"] for m in drawn} == {"relu", "tanh"}
+    with pytest.raises(SweepError, match="ranges need --random N"):
+        member_settings(ranges, None, 0)
+
+
+def test_member_configs_share_one_data_split_and_a_validation_set():
+    configs = member_configs({"seed": 5}, [{"seed": 0}, {"seed": 1, "optimizer.name": "adam"}])
+    assert [c.seed for c in configs] == [0, 1]
+    assert all(c.data.seed == 5 and c.data.val_fraction == 0.1 for c in configs)
+    assert configs[1].optimizer.lr == 1e-3 and configs[1].optimizer.momentum is None  # adam's own defaults
+    with pytest.raises(SweepError, match="the member optimizer.lr=-1 is not a valid configuration"):
+        member_configs({}, [{"optimizer.lr": -1}])
+
+
+def test_members_that_cannot_share_a_step_go_to_different_stacks_and_big_groups_are_cut():
+    settings = [{"model.hidden": h, "seed": s} for h in ([8], [4]) for s in range(5)]
+    configs = member_configs({}, settings)
+    assert stack_groups(configs, 32) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert stack_groups(configs, 2) == [[0, 1], [2, 3], [4], [5, 6], [7, 8], [9]]
+    # at least one task per worker where a group has the members for it
+    assert stack_groups(configs, 32, parallel=2) == [[0, 1, 2], [3, 4], [5, 6, 7], [8, 9]]
+
+
+# ---------------------------------------------------------------- results
+def test_each_member_equals_numbamlp_train_with_its_config_bit_for_bit(tmp_path):
+    grid = {"optimizer.lr": [0.02, 0.2], "seed": [0, 3], "model.activation": ["relu", "tanh"]}
+    base = {**IRIS, "early_stopping": {"patience": 2}, "epochs": 6}
+    result = sweep(base, grid, out=tmp_path / "sweep")
+    assert len(result.table) == 8 and all(row["status"] in ("done", "stopped early") for row in result.table)
+    for member in (1, 6):  # a relu and a tanh member, different stacks
+        row = result.table[member]
+        config = read_run_config(tmp_path / "sweep" / "members" / str(member))
+        assert config.data.seed == 0 and config.seed == row["seed"]
+        alone = train_run(config, out=tmp_path / f"alone{member}")
+        np.testing.assert_array_equal(load_model(row["model_path"]).flat_params,
+                                      load_model(alone["model_path"]).flat_params)
+        for key in ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "best_epoch"):
+            assert row[key] == alone[key], key
+        np.testing.assert_array_equal(result.models[member].flat_params, load_model(alone["model_path"]).flat_params)
+
+
+def test_the_directory_holds_the_results_table_members_and_summary(tmp_path):
+    result = sweep(IRIS, {"lr": [0.01, 0.1], "seed": [0, 1]}, out=tmp_path / "s")
+    rows = [json.loads(line) for line in (tmp_path / "s" / "results.jsonl").read_text().splitlines()]
+    assert _without_timing(rows) == _without_timing(result.table)
+    header = (tmp_path / "s" / "results.csv").read_text().splitlines()[0].split(",")
+    assert header[:3] == ["member", "optimizer.lr", "seed"]
+    assert {"val_accuracy", "val_loss", "test_accuracy", "test_loss", "epochs", "best_epoch", "status",
+            "seconds", "model_path"} <= set(header)
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["best"]["row"]["member"] == result.best["member"] and summary["statuses"] == {"done": 4}
+    assert summary["best"]["config"]["optimizer"]["lr"] == result.best["optimizer.lr"]
+    for k in range(4):
+        assert {"config.json", "metrics.jsonl", "model.safetensors", "summary.json"} <= {
+            p.name for p in (tmp_path / "s" / "members" / str(k)).iterdir()}
+    # the best is the highest validation accuracy (ties: lower validation loss), not the test's
+    best = max(result.table, key=lambda r: (r["val_accuracy"], -r["val_loss"]))
+    assert result.best["member"] == best["member"]
+    assert result.best_model.predict(np.zeros((1, 4))).shape == (1,)  # standardises raw features itself
+
+
+def test_a_diverging_member_is_a_row_not_a_failed_sweep():
+    result = sweep({**IRIS, "optimizer": {"name": "sgd"}}, {"lr": [0.05, 1e12]})
+    assert [row["status"] for row in result.table] == ["done", "diverged"]
+    assert "diverged" in result.table[1]["error"] and result.table[1]["test_accuracy"] is None
+    assert result.best["member"] == 0
+
+
+def test_sweep_on_arrays_and_to_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    y = (X[:, 0] > 0).astype(int)
+    result = sweep({"epochs": 3}, {"seed": [0, 1]}, data=(X, y))
+    assert [row["status"] for row in result.table] == ["done", "done"] and result.best is not None
+    result.to_csv(tmp_path / "t.csv")
+    assert (tmp_path / "t.csv").read_text().splitlines()[0].startswith("member,seed,val_accuracy")
+
+
+def test_resume_trains_only_the_members_without_results(tmp_path):
+    full = sweep(IRIS, {"lr": [0.01, 0.1], "seed": [0, 1, 2]}, stack_size=2, out=tmp_path / "full")
+    # a sweep that stopped after its first stack: keep that stack's rows only
+    partial = tmp_path / "partial"
+    sweep(IRIS, {"lr": [0.01, 0.1], "seed": [0, 1, 2]}, stack_size=2, out=partial)
+    lines = (partial / "results.jsonl").read_text().splitlines()
+    kept = [json.loads(line) for line in lines[:2]]
+    (partial / "results.jsonl").write_text("".join(line + "\n" for line in lines[:2]))
+    (partial / "summary.json").unlink()
+    calls = []
+    resumed = sweep(resume=partial, progress=lambda done, total, best: calls.append(done))
+    assert calls == [4, 6]  # two stacks were left
+    assert _without_timing(resumed.table) == _without_timing(full.table)
+    assert resumed.table[:2] == kept  # untouched
+    assert (partial / "summary.json").exists()
+
+
+# ---------------------------------------------------------------- the command
+def _sweep_command(*args, cwd=None, **kwargs):
+    return subprocess.run([*NUMBAMLP, "sweep", *args], capture_output=True, text=True, timeout=300, cwd=cwd, **kwargs)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--grid", "optimizer.lrr=0.1"], "grid key 'optimizer.lrr' is not a setting; did you mean optimizer.lr"),
+    (["--grid", "lr=abc"], "the member optimizer.lr='abc' is not a valid configuration"),
+    (["--grid", "lr=0.1", "--lr", "-1"], "--lr (optimizer.lr): Input should be greater than 0"),
+    (["--grid", "lr=0.1,0.2", "--grid", "seed=0,1,2", "--max-members", "5"], "6 members, more than the limit of 5"),
+    ([], "the grid is empty"),
+    (["--grid", "lr=loguniform:0.01:0.1"], "ranges need --random N"),
+    (["--grid", "lr=0.1", "--scheduler", "tcp://127.0.0.1:9"], "cannot reach the Dask scheduler at tcp://127.0.0.1:9"),
+    (["--grid", "lr=0.1", "--workers", "2", "--scheduler", "tcp://127.0.0.1:9"], "give one of workers, scheduler"),
+])
+def test_bad_sweeps_are_one_line_exit_2_and_write_nothing(tmp_path, args, message):
+    run = _sweep_command("--data", "builtin:iris", *args, "--out", str(tmp_path / "s"), cwd=tmp_path)
+    assert run.returncode == 2, run.stderr
+    assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert not (tmp_path / "s").exists() and not (tmp_path / "sweeps").exists()
+
+
+def test_a_sweep_directory_is_not_reused_and_resume_takes_no_new_settings(tmp_path):
+    sweep(IRIS, {"seed": [0]}, out=tmp_path / "s")
+    again = _sweep_command("--data", "builtin:iris", "--grid", "seed=1", "--out", str(tmp_path / "s"))
+    assert again.returncode == 2 and "already holds a sweep" in again.stderr
+    mixed = _sweep_command("--resume", str(tmp_path / "s"), "--lr", "0.1")
+    assert mixed.returncode == 2 and "only --workers, --scheduler" in mixed.stderr and "--lr" in mixed.stderr
+
+
+def test_the_command_reports_progress_the_top_rows_and_json(tmp_path):
+    run = _sweep_command("--data", "builtin:iris", "--epochs", "3", "--hidden", "8", "--grid", "lr=0.01,0.1",
+                         "--grid", "model.hidden=[8],[4,4]", "--out", str(tmp_path / "s"))
+    assert run.returncode == 0, run.stderr
+    assert "[4/4] members done; best so far: member" in run.stdout
+    assert "top 4 of 4 by val_accuracy:" in run.stdout and "best model: " in run.stdout
+    header = next(line for line in run.stdout.splitlines() if line.lstrip().startswith("member "))
+    assert header.split()[:3] == ["member", "optimizer.lr", "model.hidden"]
+    as_json = _sweep_command("--data", "builtin:iris", "--epochs", "2", "--grid", "seed=0,1", "--json", cwd=tmp_path)
+    summary = json.loads(as_json.stdout.strip().splitlines()[-1])
+    assert summary["members"] == 2 and Path(tmp_path, summary["results_path"]).is_file()
+    assert summary["sweep_dir"].startswith("sweeps/")  # the default directory
+    config = tmp_path / "base.toml"
+    config.write_text('epochs = 2\n[data]\ntrain = "builtin:iris"\n[grid]\nseed = [0, 1]\n[grid.optimizer]\nlr = [0.01, 0.1]\n')
+    from_file = _sweep_command("--config", str(config), "--json", cwd=tmp_path)
+    assert json.loads(from_file.stdout.strip().splitlines()[-1])["members"] == 4, from_file.stderr
+
+
+def test_ctrl_c_keeps_the_finished_members_and_resume_completes_the_sweep(tmp_path):
+    """A real SIGINT to `numbamlp sweep` once its first stack is written: exit 130, the
+    finished rows kept; --resume trains the rest and gives what an uninterrupted sweep gives."""
+    args = ["--epochs", "40", "--hidden", "256", "--grid", "seed=0,1,2,3,4,5", "--stack-size", "1",
+            "--data", "builtin:digits"]
+    process = subprocess.Popen([*NUMBAMLP, "sweep", *args, "--out", str(tmp_path / "s")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = tmp_path / "s" / "results.jsonl"
+    deadline = time.monotonic() + 120
+    while not results.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "continue with: numbamlp sweep --resume" in err
+    done = len(results.read_text().splitlines())
+    assert 1 <= done < 6
+    resumed = _sweep_command("--resume", str(tmp_path / "s"), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    whole = sweep({"epochs": 40, "model": {"hidden": [256]}}, {"seed": [0, 1, 2, 3, 4, 5]}, stack_size=1)
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert _without_timing(sorted(rows, key=lambda r: r["member"])) == _without_timing(whole.table)
+
+
+# ---------------------------------------------------------------- on Dask
+dask_distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A real LocalCluster of two single-threaded worker processes (as --workers 2 makes)."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      env={"NUMBA_NUM_THREADS": "1"}) as local, Client(local) as client:
+        yield client
+
+
+def test_a_sweep_on_a_local_cluster_gives_the_in_process_results(cluster, tmp_path):
+    grid = {"lr": [0.01, 0.1], "seed": [0, 1], "model.hidden": [[8], [4, 4]]}
+    on_dask = sweep(IRIS, grid, client=cluster, out=tmp_path / "d")
+    here = sweep(IRIS, grid)
+    assert _without_timing(on_dask.table) == _without_timing(here.table)
+    for a, b in zip(on_dask.models, here.models):
+        np.testing.assert_array_equal(a.flat_params, b.flat_params)
+
+
+def test_a_worker_killed_mid_sweep_is_rerun_elsewhere_with_the_same_results(cluster):
+    """SIGKILL one worker process while it trains a stack: Dask reruns the task on a worker
+    that lives, and every member's result is the same as in-process."""
+    base = {"epochs": 20, "model": {"hidden": [512, 512]}}  # ~1 s a member on one thread
+    grid = {"seed": [0, 1, 2, 3]}
+    pids = cluster.run(os.getpid)
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(result=sweep(base, grid, stack_size=1, client=cluster)))
+    runner.start()
+    victim = None
+    deadline = time.monotonic() + 60
+    while victim is None and time.monotonic() < deadline:
+        busy = [address for address, keys in cluster.processing().items() if keys]
+        victim = busy[0] if busy else None
+        time.sleep(0.02)
+    assert victim is not None, "no task started"
+    time.sleep(0.3)  # into the task's training
+    assert cluster.processing()[victim], "the task ended before the kill"
+    os.kill(pids[victim], signal.SIGKILL)
+    runner.join(timeout=240)
+    assert not runner.is_alive()
+    here = sweep(base, grid, stack_size=1)
+    assert _without_timing(outcome["result"].table) == _without_timing(here.table)
+    assert all(row["status"] == "done" for row in here.table)
+    assert pids[victim] not in cluster.run(os.getpid).values()  # that process did die
+
+
+def test_the_command_runs_on_its_own_local_cluster(tmp_path):
+    run = _sweep_command("--data", "builtin:iris", "--epochs", "3", "--grid", "seed=0,1,2", "--workers", "2",
+                         "--out", str(tmp_path / "d"), "--json")
+    assert run.returncode == 0, run.stderr
+    here = sweep({"epochs": 3, "data": {"train": "builtin:iris"}}, {"seed": [0, 1, 2]})
+    rows = [json.loads(line) for line in (tmp_path / "d" / "results.jsonl").read_text().splitlines()]
+    assert _without_timing(sorted(rows, key=lambda r: r["member"])) == _without_timing(here.table)
+
+
+def test_without_dask_asking_for_workers_names_the_extra(tmp_path):
+    """A Python without distributed (blocked by a meta-path finder) gets the install line."""
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('distributed', 'dask'):\n"
+            "            raise ImportError('blocked')\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from numbamlp.cli.main import command_line\n"
+            "sys.argv = ['numbamlp', 'sweep', '--data', 'builtin:iris', '--grid', 'seed=0', '--workers', '2',"
+            f" '--out', {str(tmp_path / 's')!r}]\n"
+            "command_line()\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert "needs the dask extra: pip install 'numbamlp[dask]'" in run.stderr and not (tmp_path / "s").exists()
