@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from numbamlp.data import Standardizer
 from numbamlp.kernels import ACTIVATION_NAMES, activation_spec
+from numbamlp.model import MLP
 
 MODEL_FORMAT = "numbamlp-model"
 CHECKPOINT_FORMAT = "numbamlp-checkpoint"
@@ -142,7 +144,7 @@ def _versions() -> dict:
     return out
 
 
-def save_model(model, path, config: dict | None = None) -> None:
+def save_model(model: MLP, path, config: dict | None = None) -> None:
     """Write ``model`` (weights, classes, input transform) and optional training config."""
     tensors = {}
     for i, (W, b) in enumerate(model.params):
@@ -198,10 +200,8 @@ def _check_model_tensors(path, tensors: dict, layers: list, dtype: str) -> None:
 
 
 def load_model(path):
-    """Read a model written by ``MLP.save`` / ``numbamlp train``; checks everything before use."""
-    from numbamlp.data import Standardizer
-    from numbamlp.model import MLP
-
+    """Read a model written by ``save_model`` (``MLP.save``, ``numbamlp train``); checks
+    everything before use."""
     tensors, meta = read_safetensors(path, MODEL_FORMAT)
     layers, activation, dtype = meta.get("layers"), meta.get("activation"), meta.get("dtype")
     if not (isinstance(layers, list) and len(layers) >= 2 and all(isinstance(n, int) and n >= 1 for n in layers)):

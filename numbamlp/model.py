@@ -214,7 +214,9 @@ class MLP:
         return indices if self.classes is None else self.classes[indices]
 
     def save(self, path) -> None:
-        """Write the model to ``path`` (safetensors + JSON metadata; atomic)."""
+        """Write the model to ``path`` (safetensors + JSON metadata; atomic): the documented
+        shortcut for ``numbamlp.io.save_model(model, path)``, which writes every model file."""
+        # numbamlp.io imports this module (it builds models); this call is the only way back
         from numbamlp.io import save_model
 
         save_model(self, path)

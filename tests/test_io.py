@@ -36,6 +36,21 @@ def model_alpha(activation):
     return {"relu": 0.0, "leaky_relu": 0.1, "tanh": 0.0}[activation]
 
 
+def test_io_writes_every_model_file_and_the_model_module_does_not_import_it(tmp_path):
+    """numbamlp.io depends on numbamlp.model, not the reverse: MLP.save is a shortcut for
+    save_model (the same bytes), and importing the model leaves io unimported."""
+    import subprocess
+    import sys
+
+    model = MLP([3, 4, 2], seed=1)
+    model.save(tmp_path / "a.safetensors")
+    save_model(model, tmp_path / "b.safetensors")
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    alone = subprocess.run([sys.executable, "-c", "import sys, numbamlp.model; print('numbamlp.io' in sys.modules)"],
+                           capture_output=True, text=True, check=True)
+    assert alone.stdout.strip() == "False"
+
+
 def test_trained_string_labels_round_trip(tmp_path):
     X, y = spiral(n_per_class=30)
     names = np.array(["red", "green", "blue"])[y]
