@@ -28,6 +28,7 @@ import math
 import os
 import sys
 import threading
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -35,8 +36,10 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from numbamlp.kernels import ACTIVATION_NAMES, STEP_GRADIENTS
+from numbamlp.kernels.native import entry_point as _entry_point
 from numbamlp.kernels.native import float32_from_bits as _float32_from_bits
 from numbamlp.kernels.native import thread_count as _thread_count
+from numbamlp.kernels.native import type_fingerprint as _type_fingerprint
 from numbamlp.kernels.native import xxgemm as _xxgemm
 from numbamlp.kernels.rowwise import softmax_crossentropy_row
 
@@ -963,7 +966,7 @@ def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses
     if buffers.params.shape[0] == 1:  # a model alone (Trainer): no masks, no reductions
         chunked = buffers.params.shape[1] >= UPDATE_PARALLEL_MIN
         update_mode = UPDATE_AFTER if update_after or settings.momentum[0] != 0.0 else UPDATE_SGD
-        stack_function(act_code, update_mode, adam and not gradients, chunked, False, gradients)(*arguments)
+        _step_alone((act_code, update_mode, adam and not gradients, chunked, False, gradients), arguments)
         if not settings.active[0]:
             buffers.losses[0] = np.nan
         return
@@ -983,6 +986,54 @@ def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses
         active[:] = was_active
     if not active.all():
         buffers.losses[~active] = np.nan
+
+
+# ---------------------------------------------------------------- a model alone, past the dispatcher
+# Numba's dispatcher types the plan's named tuples element by element in Python at every
+# call, ~2-3 µs of a ~20 µs step at bench/train.py's small config (bench/README.md, "M = 1").
+# A plan's tuples never change, so a model alone stepping again calls the compiled entry
+# point it resolved on its previous step.
+
+
+class _Resolved(NamedTuple):
+    """The last step of a model alone: the plan's tuples (held, so that no other tuple can
+    take their ids), the specialisation and the other arguments' types, the entry point."""
+
+    buffers: tuple
+    layout: tuple
+    settings: tuple
+    key: tuple
+    entry: object  # None until the plan steps again; the dispatcher if it has no exact overload
+
+
+_last_alone: _Resolved | None = None
+
+
+def _step_alone(specialisation, arguments) -> None:
+    """stack_function(*specialisation)(*arguments) for a stack of one.  The entry point is
+    used only for the previous call's tuples (by identity) with the same specialisation and
+    argument types (Numba's type fingerprint, and alignment); anything else goes through the
+    dispatcher, which types and checks everything.  Holding one plan's tuples keeps its
+    arrays alive until another model alone steps."""
+    global _last_alone
+    buffers, layout, settings, X, y, weights = arguments[:6]
+    try:
+        key = (specialisation, _type_fingerprint(arguments[3:]), X.flags.aligned, y.flags.aligned,
+               weights is None or weights.flags.aligned)
+    except (AttributeError, ValueError):  # not arrays: the dispatcher says what is wrong
+        key = None
+    last = _last_alone
+    same = (key is not None and last is not None and last.buffers is buffers and last.layout is layout
+            and last.settings is settings and last.key == key)
+    if same and last.entry is not None:
+        last.entry(*arguments)
+        return
+    compiled = stack_function(*specialisation)
+    compiled(*arguments)
+    if same:
+        _last_alone = last._replace(entry=_entry_point(compiled, arguments) or compiled)
+    elif key is not None:  # resolved on its next step: models stepping in turn never pay for it
+        _last_alone = _Resolved(buffers, layout, settings, key, None)
 
 
 # numbamlp.diagnostics reads where the kernels are cached from stack_step._cache (every

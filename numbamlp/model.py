@@ -55,7 +55,8 @@ def as_class_indices(y, n_rows: int, n_classes: int) -> np.ndarray:
     elif y.dtype.kind not in "biu":
         raise ValueError(f"y must hold integer class indices, not dtype {y.dtype}")
     y = np.ascontiguousarray(y, dtype=np.int64)
-    if y.size and (y.min() < 0 or y.max() >= n_classes):
+    # one reduction for both bounds: viewed as unsigned, a negative index is ≥ 2**63
+    if y.size and y.view(np.uint64).max() >= n_classes:
         raise ValueError(f"class indices must lie in [0, {n_classes}), found {y.min()}..{y.max()}")
     return y
 

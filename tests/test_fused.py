@@ -112,3 +112,49 @@ def test_fused_step_on_uneven_multi_block_products_equals_stepwise_path(optimize
     plain_losses, plain = run("numpy", WIDE_LAYERS, "relu", OPTIMIZERS[optimizer], steps=3, batches=WIDE_BATCHES)
     np.testing.assert_allclose(fused_losses, plain_losses, rtol=1e-12)
     assert_close(fused, plain, np.float64, f"{optimizer} weights after 3 steps")
+
+
+def stepped_trainer(optimizer, layers=(6, 8, 3), seed=5):
+    trainer = Trainer({"batch_size": 4, "model": {"layers": list(layers)}, "seed": seed,
+                       "optimizer": {**OPTIMIZERS[optimizer], "lr": 0.05}})
+    trainer.build(layers[0], layers[-1])
+    return trainer
+
+
+def batches(layers=(6, 8, 3), steps=5):
+    rng = np.random.default_rng(2)
+    return [(rng.normal(size=(4, layers[0])).astype(np.float32), rng.integers(0, layers[-1], size=4))
+            for _ in range(steps)]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_model_alone_steps_past_the_dispatcher_with_the_same_bits(optimizer):
+    """A model stepping again calls its compiled step directly (cpu_backend._step_alone);
+    models stepping in turn go through Numba's dispatcher: the same bits either way."""
+    import numba
+
+    from numbamlp.kernels import cpu_backend
+
+    alone, in_turn, other = stepped_trainer(optimizer), stepped_trainer(optimizer), stepped_trainer(optimizer, (5, 3))
+    alone_losses = [alone.step(X, y) for X, y in batches()]
+    resolved = cpu_backend._last_alone
+    assert resolved.buffers is alone._plan.buffers
+    assert resolved.entry is not None and not isinstance(resolved.entry, numba.core.dispatcher.Dispatcher)
+    in_turn_losses = []
+    for (X, y), (X_other, y_other) in zip(batches(), batches((5, 3))):
+        in_turn_losses.append(in_turn.step(X, y))
+        other.step(X_other, y_other)
+    assert alone_losses == in_turn_losses
+    assert np.array_equal(alone.model.flat_params, in_turn.model.flat_params)
+
+
+def test_a_model_alone_with_other_argument_types_goes_through_the_dispatcher():
+    """After the direct calls, an argument of another type is typed (and refused) by Numba,
+    never handed to the compiled step (whose unboxing would read a 2-D X as 3-D: a crash)."""
+    from numba.core.errors import TypingError
+
+    trainer = stepped_trainer("sgd")
+    for X, y in batches():
+        trainer.step(X, y)
+    with pytest.raises(TypingError):
+        trainer._plan.step(X, y[None])  # X (B, D) where (1, B, D) is due

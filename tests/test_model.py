@@ -108,6 +108,8 @@ def test_inputs_of_any_real_dtype_and_layout_are_converted():
         (np.ones(5), [0], "2-D"),
         (np.full((2, 5), np.nan), [0, 1], "NaN"),
         (np.ones((2, 5)), [0, 3], r"\[0, 3\)"),
+        (np.ones((2, 5)), [-1, 1], r"\[0, 3\), found -1\.\.1"),
+        (np.ones((2, 5)), np.array([1, -128], dtype=np.int8), r"found -128\.\.1"),
         (np.ones((2, 5)), [0.5, 1], "non-integral"),
         (np.array([["a"] * 5] * 2), [0, 1], "real numbers"),
         (np.ones((0, 5)), [], "no rows"),

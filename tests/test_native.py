@@ -31,3 +31,25 @@ def test_the_bindings_compute_what_the_backend_assumes():
 
     assert threads == numba.get_num_threads()
     assert one == np.float32(1.0)
+
+
+def test_the_dispatcher_internals_a_model_alone_steps_through():
+    """cpu_backend's model alone calls its compiled step's entry point (native.entry_point)
+    while native.type_fingerprint of the other arguments stays the same: the fingerprint must
+    tell apart every type the entry point's unboxing would not (it checks item sizes only)."""
+    @njit
+    def total(x, flag):
+        return x.sum() if flag else 0.0
+
+    x = np.arange(6.0).reshape(2, 3)
+    total(x, True)
+    entry = native.entry_point(total, (x, True))
+    assert entry is not None and entry(x, True) == 15.0
+    assert native.entry_point(total, (x.astype(np.float32), True)) is None  # never compiled for it
+    fingerprint = native.type_fingerprint((x, True))
+    assert native.type_fingerprint((x.copy(), False)) == fingerprint
+    readonly = x.copy()
+    readonly.flags.writeable = False
+    for other in (x.astype(np.float32), x.astype(np.int64), x[None], x.T, x[:, ::2], readonly):
+        assert native.type_fingerprint((other, True)) != fingerprint, other
+    assert native.type_fingerprint((x, 1.0)) != fingerprint
