@@ -13,7 +13,7 @@ Threading: Numba's thread pool does all of it.  Each GEMM is cut into blocks by 
 BLAS call (see ``_gemm``), so the bits of every product, and of the weights, are the same
 on any number of threads.  BLAS itself is pinned to one thread when this module is
 imported: a multi-threaded BLAS inside Numba's threads would oversubscribe the cores
-(measured 7-37× slower at the mnist and deep shapes, bench/README.md).  The optimizer
+(bench/README.md, bench/threads.py).  The optimizer
 updates (SGD with momentum, Adam) run in fixed chunks on the threads too, past a size;
 the other elementwise and per-row kernels are written with ``prange`` but compiled serial
 (``_ELEMENTWISE``).  Reductions that feed the weights (the bias gradient, the mean loss)
@@ -45,8 +45,8 @@ from numbamlp.kernels.rowwise import softmax_crossentropy_row
 
 # One project-wide set of compiler options.  No fastmath: NaN/Inf must stay visible.
 # error_model="numpy": x / 0 gives inf or NaN (which the finiteness checks catch) instead
-# of a ZeroDivisionError branch in every division, which keeps LLVM from vectorising a
-# loop (the float32 sigmoid kernel ran 17× slower with it).
+# of a ZeroDivisionError branch in every division, which keeps LLVM from vectorising
+# (bench/README.md, "Numba's error model").
 _SERIAL = dict(cache=True, nogil=True, error_model="numpy")
 _PARALLEL = dict(_SERIAL, parallel=True)
 # Added to the options of the helpers that only other compiled functions call: no entry
@@ -157,11 +157,9 @@ def _gemm(C, A, trans_a, B, trans_b, alpha, beta, scalars, threads=True):
 def load_scipy_blas() -> str:
     """Load scipy.linalg.cython_blas, the module through which numba_xxgemm reaches scipy's
     BLAS (Numba looks it up by that name), and return the folder scipy is installed in.
-
-    Imported the usual way it first runs the scipy.linalg package, ~0.15 s of a warm
-    `numbamlp train` that took ~0.85 s in all (python -X importtime), for functions this
-    backend never calls.  The extension module alone loads in ~0.02 s, so it is loaded
-    alone and registered under its own name; a later ``import scipy.linalg`` reuses it.
+    It is loaded alone from its file and registered under its name (a later ``import
+    scipy.linalg`` reuses it): the usual import runs the whole scipy.linalg package first,
+    ~0.15 s of a warm start (bench/README.md, "The warm start").
     """
     import importlib.machinery
     import importlib.util
@@ -531,9 +529,8 @@ def softmax_crossentropy_backward(dS, P, y, weights=None):
 # An update reads and writes three (SGD with momentum) or four (Adam) arrays over every
 # parameter.  Past UPDATE_PARALLEL_MIN parameters it runs on Numba's threads, in fixed
 # chunks (each element on its own, so the bits do not depend on the thread count), through
-# one parallel function for both optimizers: each parallel function costs ~0.5 s of a cold
-# compile.  Measured: Adam at mnist 1.17× → 1.09× the relu + SGD step (bench/variants.py);
-# SGD with momentum in bench/kernels.py ("sgd momentum update").
+# one parallel function for both optimizers, since each parallel function adds to a cold
+# compile (bench/README.md, "Adam on Numba's threads" and bench/threads.py).
 UPDATE_PARALLEL_MIN = 65536
 UPDATE_CHUNK = 16384
 # which update _update_in_chunks runs (int8 codes, not bools: see AS_IS)
@@ -625,7 +622,7 @@ def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decouple
     Flat arrays; ``param``, ``m``, ``v`` updated in place; ``step`` counts from 1.
     param −= lr · m̂ / (√v̂ + eps) with m̂ = m / (1 − β₁ᵗ), v̂ = v / (1 − β₂ᵗ); the bias
     corrections are folded into two scalars and the loop runs in the arrays' dtype, so it
-    vectorises (measured 4× faster than the per-element float64 form at 400k parameters).
+    vectorises (~4× faster than per element in float64, bench/README.md).
     """
     scalars = _adam_scalars(param, lr, beta1, beta2, eps, weight_decay, decoupled, step)
     if param.size < UPDATE_PARALLEL_MIN or _thread_count() == 1:
@@ -635,16 +632,11 @@ def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decouple
 
 
 # ---------------------------------------------------------------- fused training step
-# What a run compiles.  The trainer passes the activation code, the update mode and Adam's
-# flag as plain Python values.  Compiled with them as run-time values, the step holds every
-# activation's kernels and both optimizers, since Numba compiles every branch: most of a cold
-# `numbamlp train`'s compile time (bench/README.md, bench/e2e.py).  So stack_step (Python)
-# hands each combination to a step compiled for it (stack_function), in which they are
-# constants (Numba literals), and the dispatchers below, resolved while Numba types the
-# step, keep only the kernels the run uses.  The same source, so the same arithmetic.
-#
-# The activation code is the activation's position in numbamlp.kernels.ACTIVATION_NAMES;
-# the dispatchers find the kernel by name from that list, when the step is compiled.
+# The activation, update mode, optimizer and size class are constants (Numba literals) in a
+# step compiled for each combination (stack_function), and the dispatchers below, resolved
+# while Numba types it, keep only the kernels a run uses: as run-time values, every branch
+# would compile (bench/README.md, "Cold start").  The activation code is the activation's
+# position in numbamlp.kernels.ACTIVATION_NAMES; the dispatchers find the kernel by name.
 
 
 def _activation_forward(code, Hout, A, alpha):
@@ -692,8 +684,8 @@ def _sum_rows(db, dAT):
 # How the fused step applies the optimizer (chosen in Python, see Trainer):
 UPDATE_AFTER = 0  # write the gradients, then one sgd_update / adam_update over all of them
 UPDATE_SGD = 1    # plain SGD (no momentum): W ← (1 − lr·wd)·W − lr·dY·X in the GEMM itself
-# (Momentum through the GEMM, V ← μV + dY·X, measured 2.3× slower at mnist than writing the
-# gradient and updating after: OpenBLAS is slow with β ∉ {0, 1}.  So momentum updates after.)
+# Momentum updates after, not in the GEMM (V ← μV + dY·X): OpenBLAS is slow with β ∉ {0, 1}
+# (bench/README.md, "Measured reasons").
 
 
 # Inlined into the step (Numba IR): it receives the update mode as a constant in a
