@@ -9,7 +9,8 @@ weights updated in place, loss returned as a Python float).  All implementations
 from the same weights and are validated against each other on the first step before any
 timing.  Compile / warm-up time is excluded from the steady-state numbers and reported
 separately.  Rounds are interleaved (every implementation once per round) and the table
-shows medians, the ratio numbamlp ÷ best peer (> 1: numbamlp faster), GFLOP/s of the
+shows medians, the ratio numbamlp ÷ best peer and numbamlp ÷ batched numpy in speed
+(> 1: numbamlp faster; numbamlp is called as a user calls it, Trainer.step), GFLOP/s of the
 matrix products a step actually computes (see step_flops), and the machine's GEMM rate in
 the benchmark's dtype (numpy matmul, 2048³) as the roofline.  PyTorch and JAX are
 optional (`pip install -e '.[bench]'`); a missing peer is skipped with a note.
@@ -297,6 +298,8 @@ def run_config(name, layers, batch, args, notes):
         "gflops": {k: flops / v / 1e9 for k, v in median.items()},
         "best_peer": best_peer,
         "ratio": (median[best_peer] / median["numbamlp"]) if best_peer else None,
+        # the yardstick at small: numbamlp.Trainer.step against batched numpy
+        "vs_numpy": (median["numpy"] / median["numbamlp"]) if "numpy" in median else None,
         "target": TARGETS.get(name),
     }
 
@@ -344,12 +347,13 @@ def main(argv=None):
           f"GFLOP/s count the GEMMs a step computes: 6·batch·Σ in·out − 2·batch·in₀·out₀ (no dX for the first layer)")
     names = ["numbamlp"] + [cls.name for cls in PEERS]
     print(f"{'config':<7} {'layers':<18} {'batch':>5} " + " ".join(f"{n + ' µs':>12}" for n in names)
-          + f" {'ratio':>7} {'target':>6} {'numbamlp GFLOP/s':>17} {'% roofline':>10} {'compile s':>9}")
+          + f" {'ratio':>7} {'target':>6} {'÷ numpy':>7} {'numbamlp GFLOP/s':>17} {'% roofline':>10} {'compile s':>9}")
     for r in results:
         cells = " ".join(f"{r['median_us'][n]:>12.1f}" if n in r["median_us"] else f"{'—':>12}" for n in names)
         ratio = f"{r['ratio']:.2f}×" if r["ratio"] else "—"
+        vs_numpy = f"{r['vs_numpy']:.2f}×" if r["vs_numpy"] else "—"
         print(f"{r['config']:<7} {'-'.join(map(str, r['layers'])):<18} {r['batch']:>5} {cells} {ratio:>7} "
-              f"{r['target'] or '':>6} {r['gflops']['numbamlp']:>17.1f} {100 * r['gflops']['numbamlp'] / roofline:>9.0f}% "
+              f"{r['target'] or '':>6} {vs_numpy:>7} {r['gflops']['numbamlp']:>17.1f} {100 * r['gflops']['numbamlp'] / roofline:>9.0f}% "
               f"{r['first_call_s']['numbamlp']:>9.2f}")
     for note in sorted(notes):
         print("note:", note)
