@@ -338,12 +338,17 @@ class SweepData:
     y_test: np.ndarray
 
 
-def train_stack(configs: list[dict], data: SweepData, threads: int | None = None) -> list[dict]:
+def train_stack(configs: list[dict], data: SweepData, threads: int | None = None, callbacks=(),
+                on_start=None, stack=None) -> list[dict]:
     """Train one stack (configs as dicts) and return each member's outcome: its metrics,
     status, history, model (MLP) and seconds.  A stack that fails as a whole gives every
     member the status "failed" and the error.  ``threads``: Numba's threads for this task
-    (on a Dask worker, its share of the machine's cores)."""
+    (on a Dask worker, its share of the machine's cores).  ``callbacks``: StackTrainer
+    callbacks; ``on_start(stack)`` is called before training (to cancel members or stop it
+    from another thread); ``stack``: a StackTrainer restored from a checkpoint, to go on
+    with.  A stack stopped by ``request_stop`` raises StackStopped."""
     from numbamlp.stack import StackTrainer
+    from numbamlp.trainer import TrainingInterrupted
 
     if threads is not None:
         import numba
@@ -351,16 +356,15 @@ def train_stack(configs: list[dict], data: SweepData, threads: int | None = None
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     start = time.perf_counter()
     try:
-        stack = StackTrainer(configs)
+        warm_start = stack is not None
+        stack = stack if warm_start else StackTrainer(configs)
+        if on_start is not None:
+            on_start(stack)
         with _stop_on_signals(stack):
-            stack.fit(data.X_train, data.y_train, data.X_val, data.y_val)
-    except (KeyboardInterrupt, _Stopped):
-        raise
+            stack.fit(data.X_train, data.y_train, data.X_val, data.y_val, callbacks=callbacks, warm_start=warm_start)
+    except TrainingInterrupted:
+        raise StackStopped(stack) from None
     except Exception as err:  # noqa: BLE001 — a failed stack is a row per member, not a failed sweep
-        from numbamlp.trainer import TrainingInterrupted
-
-        if isinstance(err, TrainingInterrupted):
-            raise _Stopped() from None
         message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         return [{"status": "failed", "error": message, "seconds": time.perf_counter() - start}
                 for _ in configs]
@@ -380,8 +384,36 @@ def train_stack(configs: list[dict], data: SweepData, threads: int | None = None
     return outcomes
 
 
-class _Stopped(Exception):
-    """A signal stopped the stack in this process (in-process sweeps)."""
+class StackStopped(Exception):
+    """``request_stop`` (a signal, a server's shutdown) stopped a stack after a complete step;
+    ``stack`` can be checkpointed and continued."""
+
+    def __init__(self, stack):
+        super().__init__("the stack was stopped")
+        self.stack = stack
+
+
+def write_run_files(folder: Path, config: TrainConfig, outcome: dict, standardizer) -> str | None:
+    """A member's run directory (config.json, metrics.jsonl, model.safetensors with the
+    data's standardisation, summary.json), every file atomically; returns the model's path
+    (None without a model)."""
+    from numbamlp.io import atomic_write_bytes, atomic_write_json, save_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config_dump = config.model_dump(mode="json", by_alias=True)
+    atomic_write_json(folder / "config.json", config_dump)
+    lines = "".join(json.dumps(m) + "\n" for m in outcome.get("history", []))
+    atomic_write_bytes(folder / "metrics.jsonl", lines.encode())
+    model_path = None
+    if outcome.get("model") is not None:
+        model = outcome["model"]
+        model.input_transform = standardizer
+        model_path = folder / "model.safetensors"
+        save_model(model, model_path, config=config_dump)
+    summary = {k: outcome.get(k) for k in RESULT_COLUMNS if k != "model_path"}
+    summary.update(model_path=None if model_path is None else str(model_path), run_dir=str(folder))
+    atomic_write_json(folder / "summary.json", summary)
+    return None if model_path is None else str(model_path)
 
 
 @contextlib.contextmanager
@@ -554,24 +586,7 @@ class _Writer:
         """Member ``member``'s run files; returns its model path (None without a model)."""
         if self.directory is None:
             return None
-        from numbamlp.io import atomic_write_bytes, atomic_write_json, save_model
-
-        folder = self.member_directory(member)
-        folder.mkdir(parents=True, exist_ok=True)
-        config_dump = config.model_dump(mode="json", by_alias=True)
-        atomic_write_json(folder / "config.json", config_dump)
-        lines = "".join(json.dumps(m) + "\n" for m in outcome.get("history", []))
-        atomic_write_bytes(folder / "metrics.jsonl", lines.encode())
-        model_path = None
-        if outcome.get("model") is not None:
-            model = outcome["model"]
-            model.input_transform = standardizer
-            model_path = folder / "model.safetensors"
-            save_model(model, model_path, config=config_dump)
-        summary = {k: outcome.get(k) for k in RESULT_COLUMNS if k != "model_path"}
-        summary.update(model_path=None if model_path is None else str(model_path), run_dir=str(folder))
-        atomic_write_json(folder / "summary.json", summary)
-        return None if model_path is None else str(model_path)
+        return write_run_files(self.member_directory(member), config, outcome, standardizer)
 
     def rows(self, table: list[dict]) -> None:
         if self.directory is None:
@@ -717,7 +732,7 @@ def _run(runner, directory, configs, settings, keys, splits, stack_size, metric,
             writer.rows(finished)
             if progress is not None:
                 progress(done, len(configs), best_row(finished, metric))
-    except (_Stopped, KeyboardInterrupt):
+    except (StackStopped, KeyboardInterrupt):
         raise SweepInterrupted(directory, done, len(configs)) from None
     summary = _summary(table, metric, directory, configs)
     if directory is not None:
