@@ -4,12 +4,27 @@ Symbols: N rows, D features.  X (N, D) float, y (N,) labels.
 
 Sources: ``builtin:digits`` (default), ``builtin:iris``, ``builtin:wine``,
 ``builtin:breast_cancer`` (scikit-learn's bundled copies, no network), ``builtin:spiral``
-(the classic 3-class spiral, generated from the seed), ``.npz`` files with arrays
-``X``, ``y`` and optionally ``X_test``, ``y_test`` (loaded without pickle), and ``.csv``
-files (header optional; the label column is the last unless named or numbered).
+(the classic 3-class spiral, generated from the seed), and files:
+
+- ``.csv``: header optional; the label column is the last unless named or numbered.  Read
+  by pyarrow's streaming CSV reader, block by block into one preallocated array; a file
+  pyarrow refuses (or any file, without pyarrow) is read by the csv module, whose messages
+  name the row, column and value of a bad cell.
+- ``.parquet``: feature columns of numbers (or booleans); the label column as for CSV.
+- ``.npz``: arrays ``X``, ``y`` and optionally ``X_test``, ``y_test`` (never unpickled);
+  X is streamed out of the archive into the array it ends up in.
+- a folder holding ``X.npy`` and ``y.npy`` (optionally ``X_test.npy``, ``y_test.npy``):
+  X is memory-mapped, read through the map, never loaded whole.
 
 Labels may be integers or class names (strings); features must be finite numbers.
 Every problem is a DataError whose message names the file and, for CSV, the row and column.
+
+Memory (what ``prepare`` costs above the arrays it returns): a reader fills one
+preallocated (N, D) array of the training dtype, column by column or block by block;
+``split_arrays`` partitions those rows in place into [train | validation | test] (copying
+out only the held-out rows) and standardises them in place, chunk by chunk, so the splits
+are views of one buffer.  Arrays it was given (or a memory map) are never written: they
+are gathered by index into one new buffer instead.
 """
 
 from __future__ import annotations
@@ -34,6 +49,7 @@ class Dataset:
     X_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
     name: str = ""
+    owned: bool = False  # X and X_test are arrays the reader made, which prepare may overwrite
 
 
 def spiral(n_per_class: int = 100, n_classes: int = 3, noise: float = 0.2, seed: int = 0):
@@ -48,8 +64,14 @@ def spiral(n_per_class: int = 100, n_classes: int = 3, noise: float = 0.2, seed:
     return np.concatenate(X), np.concatenate(y)
 
 
-def load_dataset(source: str, seed: int = 0, label_column: str | int | None = None) -> Dataset:
-    """Load ``builtin:NAME``, a ``.npz`` or a ``.csv`` path, checked; DataError otherwise."""
+def load_dataset(source: str, seed: int = 0, label_column: str | int | None = None,
+                 dtype=np.float64) -> Dataset:
+    """Load ``builtin:NAME``, a .csv, .parquet or .npz file, or a folder of .npy files,
+    checked; DataError otherwise.
+
+    X (N, D) is of ``dtype`` (a memory map of the file's own dtype for an .npy folder), y (N,)
+    integers or class names.  ``Dataset.owned`` says whether X may be overwritten in place.
+    """
     if source.startswith("builtin:"):
         name = source.split(":", 1)[1]
         if name not in BUILTIN_SETS:
@@ -62,21 +84,24 @@ def load_dataset(source: str, seed: int = 0, label_column: str | int | None = No
             from sklearn import datasets  # imported here: scikit-learn is slow to import
 
             X, y = getattr(datasets, f"load_{name}")(return_X_y=True)
-        return Dataset(np.asarray(X, dtype=np.float64), np.asarray(y), name=source)
+        return Dataset(np.array(X, dtype=dtype), np.asarray(y), name=source, owned=True)
     path = Path(source)
     if not path.exists():
         raise DataError(f"data file not found: {source}")
     if path.is_dir():
-        raise DataError(f"{source} is a directory, not a data file")
-    if path.suffix == ".npz":
-        data = _read_npz(path)
-    elif path.suffix == ".csv":
-        data = _read_csv(path, label_column)
-    else:
-        raise DataError(f"unsupported data file {source}: expected builtin:NAME, a .npz or a .csv file")
-    data.X, data.y = check_arrays(data.X, data.y, source)
+        if not (path / "X.npy").exists() and not (path / "y.npy").exists():
+            raise DataError(f"{source} is a directory without X.npy and y.npy; expected a data file "
+                            "or a folder holding X.npy and y.npy")
+        return _read_npy_folder(path)
+    readers = {".npz": lambda: _read_npz(path, dtype), ".csv": lambda: _read_csv(path, label_column, dtype),
+               ".parquet": lambda: _read_parquet(path, label_column, dtype)}
+    if path.suffix not in readers:
+        raise DataError(f"unsupported data file {source}: expected builtin:NAME, a .csv, .parquet or .npz "
+                        "file, or a folder holding X.npy and y.npy")
+    data = readers[path.suffix]()
+    data.X, data.y = check_arrays(data.X, data.y, source, dtype)
     if data.X_test is not None:
-        data.X_test, data.y_test = check_arrays(data.X_test, data.y_test, f"{source} (X_test, y_test)")
+        data.X_test, data.y_test = check_arrays(data.X_test, data.y_test, f"{source} (X_test, y_test)", dtype)
     return data
 
 
@@ -100,27 +125,141 @@ def _read_digits(path: Path):
     return table[:, :-1], table[:, -1].astype(np.int64)
 
 
-def _read_npz(path: Path) -> Dataset:
+# Rows per chunk of the chunked passes (conversion, finiteness, statistics, gathers): a
+# chunk of float64 temporaries stays near CHUNK_BYTES whatever the width.
+CHUNK_BYTES = 1 << 24
+
+
+def _chunks(n_rows: int, n_columns: int):
+    """(lo, hi) row ranges covering n_rows, each about CHUNK_BYTES of float64."""
+    step = max(1, CHUNK_BYTES // (8 * max(n_columns, 1)))
+    for lo in range(0, n_rows, step):
+        yield lo, min(lo + step, n_rows)
+
+
+def allocate_features(n_rows: int, n_features: int, dtype, source: str) -> np.ndarray:
+    """np.empty((n_rows, n_features), dtype), or a DataError saying what to do when that is more
+    memory than the machine has available (a MemoryError would come later, or the OOM killer)."""
+    need = n_rows * n_features * np.dtype(dtype).itemsize
+    available = _available_memory()
+    if available is not None and need > available:
+        raise DataError(
+            f"{source}: {n_rows} rows x {n_features} features need {need / 1e9:.1f} GB as "
+            f"{np.dtype(dtype).name} but only {available / 1e9:.1f} GB of memory is available; train on a "
+            "sample of the rows, or on a machine with more memory")
+    return np.empty((n_rows, n_features), dtype=dtype)
+
+
+def _available_memory() -> int | None:
+    """Bytes the kernel says can be allocated without swapping (Linux MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _read_npz(path: Path, dtype) -> Dataset:
+    """An .npz archive: X and X_test streamed into arrays of ``dtype``, y and y_test loaded."""
     import zipfile
 
     # numpy reads a file that is not a zip archive as a pickle (and then says so): look first
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path} is not a valid .npz archive (not a zip file)")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
+        with zipfile.ZipFile(path) as archive, np.load(path, allow_pickle=False) as lazy:
+            keys = lazy.files
+            for key in ("X", "y"):
+                if key not in keys:
+                    raise DataError(f"{path} has no array {key!r} (found: {', '.join(keys) or 'none'})")
+            if ("X_test" in keys) != ("y_test" in keys):
+                raise DataError(f"{path} has only one of X_test and y_test")
+            arrays = {}
+            for key in ("X", "y", "X_test", "y_test"):
+                if key in keys:
+                    streamed = _stream_npy(archive, f"{key}.npy", dtype, str(path)) if key.startswith("X") else None
+                    arrays[key] = streamed if streamed is not None else lazy[key]
+    except DataError:
+        raise
     except ValueError as err:
         if "pickle" in str(err):
             raise DataError(f"{path} holds object arrays (pickled data), which numbamlp never loads") from None
         raise DataError(f"cannot read {path} as .npz ({_reason(err)})") from None
     except Exception as err:  # a corrupt or truncated archive or member
         raise DataError(f"cannot read {path} as .npz ({_reason(err)})") from None
+    return Dataset(arrays["X"], arrays["y"], arrays.get("X_test"), arrays.get("y_test"), name=str(path),
+                   owned=True)
+
+
+def _stream_npy(archive, member: str, dtype, source: str) -> np.ndarray | None:
+    """A 2-D numeric .npy member of a zip archive read in chunks into a new (N, D) array of
+    ``dtype`` (never a whole copy in the file's dtype); None for anything else (the caller
+    loads it as numpy would, and check_arrays says what is wrong with it)."""
+    from numpy.lib import format as npy
+
+    with archive.open(member) as f:
+        version = npy.read_magic(f)
+        readers = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
+        if version not in readers:
+            return None
+        shape, fortran_order, file_dtype = readers[version](f)
+        if len(shape) != 2 or 0 in shape or file_dtype.kind not in "biuf" or file_dtype.hasobject:
+            return None
+        n, d = shape
+        X = allocate_features(n, d, dtype, source)
+        if fortran_order:  # column after column
+            for j in range(d):
+                X[:, j] = _read_exactly(f, n, file_dtype, member)
+        else:
+            for lo, hi in _chunks(n, d):
+                X[lo:hi] = _read_exactly(f, (hi - lo) * d, file_dtype, member).reshape(hi - lo, d)
+    return X
+
+
+def _read_exactly(f, count: int, dtype, member: str) -> np.ndarray:
+    data = f.read(count * dtype.itemsize)
+    if len(data) != count * dtype.itemsize:
+        raise ValueError(f"{member} is truncated")
+    return np.frombuffer(data, dtype=dtype)
+
+
+NPY_FOLDER_FILES = ("X.npy", "y.npy", "X_test.npy", "y_test.npy")
+
+
+def _read_npy_folder(path: Path) -> Dataset:
+    """A folder holding X.npy and y.npy (optionally X_test.npy and y_test.npy): the X arrays
+    memory-mapped read-only (their pages are read as they are used), the labels loaded."""
+    present = {name[:-4]: path / name for name in NPY_FOLDER_FILES if (path / name).exists()}
     for key in ("X", "y"):
-        if key not in arrays:
-            raise DataError(f"{path} has no array {key!r} (found: {', '.join(arrays) or 'none'})")
-    if ("X_test" in arrays) != ("y_test" in arrays):
-        raise DataError(f"{path} has only one of X_test and y_test")
-    return Dataset(arrays["X"], arrays["y"], arrays.get("X_test"), arrays.get("y_test"), name=str(path))
+        if key not in present:
+            raise DataError(f"{path} holds no {key}.npy (found: {', '.join(sorted(p.name for p in path.glob('*.npy'))) or 'no .npy files'})")
+    if ("X_test" in present) != ("y_test" in present):
+        raise DataError(f"{path} holds only one of X_test.npy and y_test.npy")
+    arrays = {}
+    for key, file in present.items():
+        try:
+            arrays[key] = np.load(file, mmap_mode="r" if key.startswith("X") else None, allow_pickle=False)
+        except ValueError as err:
+            if "pickle" in str(err):
+                raise DataError(f"{file} holds object arrays (pickled data), which numbamlp never loads") from None
+            raise DataError(f"cannot read {file} as .npy ({_reason(err)}; a file shorter than its header "
+                            "says is truncated)") from None
+        except OSError as err:  # e.g. mmap failing for lack of address space
+            raise DataError(f"cannot map {file} into memory ({_reason(err)}); check `ulimit -v`, or "
+                            "convert it to a smaller dtype (float32)") from None
+    for X_key, y_key in (("X", "y"), ("X_test", "y_test")):
+        if X_key in arrays and np.ndim(arrays[X_key]) >= 1 and np.ndim(arrays[y_key]) >= 1 \
+                and len(arrays[X_key]) != len(arrays[y_key]):
+            raise DataError(f"{path}: {X_key}.npy has {len(arrays[X_key])} rows but {y_key}.npy has "
+                            f"{len(arrays[y_key])} labels")
+    data = Dataset(arrays["X"], arrays["y"], arrays.get("X_test"), arrays.get("y_test"), name=str(path))
+    data.X, data.y = check_arrays(data.X, data.y, str(path), None)
+    if data.X_test is not None:
+        data.X_test, data.y_test = check_arrays(data.X_test, data.y_test, f"{path} (X_test, y_test)", None)
+    return data
 
 
 def _reason(err: Exception) -> str:
@@ -149,18 +288,26 @@ def _csv_rows(path: Path, label_column):
     if not rows:
         raise DataError(f"{path} has no rows")
     width = len(rows[0][1])
-    header = None
-    if not all(_is_number(c) for c in rows[0][1]):
-        label_guess = None if isinstance(label_column, str) else _label_index(label_column, None, width, path)
-        cells = [c for i, c in enumerate(rows[0][1]) if i != label_guess]
-        if not all(_is_number(c) for c in cells):
-            header, rows = [c.strip() for c in rows[0][1]], rows[1:]
+    header = _csv_header(rows[0][1], label_column, path)
+    if header is not None:
+        rows = rows[1:]
     if not rows:
         raise DataError(f"{path} has a header but no data rows")
     for line, row in rows:
         if len(row) != width:
             raise DataError(f"{path}: row {line} has {len(row)} columns, expected {width}")
     return header, rows
+
+
+def _csv_header(first_row: list[str], label_column, path) -> list[str] | None:
+    """The first row's cells (stripped) when it is a header: when it holds a non-number
+    outside the label column; else None."""
+    if all(_is_number(c) for c in first_row):
+        return None
+    label_guess = None if isinstance(label_column, str) else _label_index(label_column, None, len(first_row), path)
+    if all(_is_number(c) for i, c in enumerate(first_row) if i != label_guess):
+        return None
+    return [c.strip() for c in first_row]
 
 
 def _csv_features(path: Path, header, rows, label: int | None) -> np.ndarray:
@@ -180,7 +327,20 @@ def _csv_features(path: Path, header, rows, label: int | None) -> np.ndarray:
     return X
 
 
-def _read_csv(path: Path, label_column) -> Dataset:
+def _read_csv(path: Path, label_column, dtype) -> Dataset:
+    """A CSV file: pyarrow's streaming reader when it is installed and takes the file, else
+    the csv module, which also names the row, column and value of whatever pyarrow refused."""
+    data = _read_csv_arrow(path, label_column, dtype)
+    if data is None:
+        data = _read_csv_python(path, label_column)
+        data.X = data.X.astype(dtype, copy=False)
+    _check_csv_labels(data.y, path, data.header, data.label, data.width)
+    return data
+
+
+def _read_csv_python(path: Path, label_column) -> Dataset:
+    """The csv module's reading, row by row into Python lists (X float64): slow, but the
+    one whose errors are the file's own rows, columns and values."""
     header, rows = _csv_rows(path, label_column)
     width = len(rows[0][1])
     if width < 2:
@@ -189,6 +349,19 @@ def _read_csv(path: Path, label_column) -> Dataset:
     X = _csv_features(path, header, rows, label)
     labels = [row[label].strip() for _, row in rows]
     y = np.asarray([float(v) for v in labels]) if all(_is_number(v) for v in labels) else np.asarray(labels)
+    return _CsvData(X, y, name=str(path), owned=True, header=header, label=label, width=width)
+
+
+@dataclass
+class _CsvData(Dataset):
+    """A Dataset read from CSV, with the layout the label check names."""
+
+    header: list[str] | None = None
+    label: int = 0
+    width: int = 0
+
+
+def _check_csv_labels(y, path, header, label: int, width: int) -> None:
     if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):
         name = f"{header[label]!r}" if header else f"{label + 1} of {width}"
         raise DataError(
@@ -196,7 +369,135 @@ def _read_csv(path: Path, label_column) -> Dataset:
             "non-integral numbers, so it looks like a feature; choose the label column with "
             "--label-column NAME|INDEX (0-based)"
         )
-    return Dataset(X, y, name=str(path))
+
+
+def _read_csv_arrow(path: Path, label_column, dtype) -> _CsvData | None:
+    """pyarrow's streaming CSV reader, block by block into one preallocated (N, D) array of
+    ``dtype`` (features parsed as float64, as Python's float() parses them, then cast); None
+    when pyarrow is missing or refuses the file (a bad cell, a ragged row, a blank-looking
+    row, a leading blank line): the csv module then reads it and says what is wrong."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pa_csv
+    except ImportError:
+        return None
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            first = next(csv.reader(f), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    if first is None or len(first) < 2 or not all(c.strip() for c in first):
+        return None
+    header = _csv_header(first, label_column, path)
+    width = len(first)
+    label = _label_index(label_column, header, width, path)
+    features = [j for j in range(width) if j != label]
+    names = [f"c{j}" for j in range(width)]
+    types = {names[j]: pa.float64() for j in features} | {names[label]: pa.string()}
+    read_options = pa_csv.ReadOptions(column_names=names, skip_rows=1 if header else 0, block_size=1 << 24)
+    convert_options = pa_csv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False,
+                                            quoted_strings_can_be_null=False)
+    capacity = _count_lines(path)  # at least the data rows: X's pages beyond them are never touched
+    X = allocate_features(capacity, len(features), dtype, str(path))
+    labels, n = [], 0
+    try:
+        for batch in pa_csv.open_csv(path, read_options, convert_options=convert_options):
+            m = batch.num_rows
+            if n + m > capacity:
+                return None
+            for k, j in enumerate(features):
+                X[n : n + m, k] = batch.column(j).to_numpy()
+            labels.append(batch.column(label))
+            n += m
+    except (pa.ArrowException, OSError, ValueError):
+        return None
+    if n == 0:
+        return None
+    y = _arrow_labels(pa.chunked_array(labels, type=pa.string()), str(path), text_numbers=True)
+    return _CsvData(X[:n], y, name=str(path), owned=True, header=header, label=label, width=width)
+
+
+def _count_lines(path: Path) -> int:
+    """Line breaks in a file, plus one for a last line without one."""
+    lines, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return lines + (last != b"\n")
+
+
+def _arrow_labels(column, source: str, text_numbers: bool) -> np.ndarray:
+    """Labels (N,) from an arrow column: numbers (or booleans) as numpy numbers, text as
+    class names (stripped), without a Python object per row.  ``text_numbers``: text
+    that is all numbers is numbers (a CSV's cells are all text)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if column.null_count:
+        first = pc.index(pc.is_null(column), True).as_py()
+        raise DataError(f"{source}: the label column has {column.null_count} missing labels (first at row {first})")
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return column.to_numpy()
+    column = pc.utf8_trim_whitespace(column)
+    if text_numbers:
+        try:
+            return pc.cast(column, pa.float64()).to_numpy()
+        except pa.ArrowInvalid:
+            pass
+    classes = pc.unique(column)
+    indices = pc.index_in(column, value_set=classes).to_numpy()
+    return np.asarray(classes.to_pylist(), dtype=str)[indices]
+
+
+def _read_parquet(path: Path, label_column, dtype) -> Dataset:
+    """A Parquet file, record batch by record batch into one preallocated (N, D) array of
+    ``dtype``; the label column as for CSV (default the last), numbers or class names."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(f"reading {path} needs pyarrow: pip install pyarrow") from None
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(f"cannot read {path} as Parquet ({_reason(err)})") from None
+    schema = parquet.schema_arrow
+    names, width = schema.names, len(schema.names)
+    if width < 2:
+        raise DataError(f"{path} needs at least one feature column and a label column")
+    label = _label_index(label_column, names, width, path)
+    features = [j for j in range(width) if j != label]
+    for j in features:
+        kind = schema.field(j).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+                or pa.types.is_decimal(kind)):
+            raise DataError(f"{path}: feature column {names[j]!r} holds {kind}, not numbers; convert it, or "
+                            "name it as the label column with --label-column")
+    n = parquet.metadata.num_rows
+    if n == 0:
+        raise DataError(f"{path} has no rows")
+    X = allocate_features(n, len(features), dtype, str(path))
+    try:
+        lo = 0
+        for batch in parquet.iter_batches(batch_size=1 << 16, columns=[names[j] for j in features]):
+            m = batch.num_rows
+            for k, j in enumerate(features):
+                column = batch.column(k)
+                if column.null_count:
+                    first = lo + pc.index(pc.is_null(column), True).as_py()
+                    raise DataError(f"{path}: feature column {names[j]!r} has a missing value at row {first}")
+                if not pa.types.is_floating(column.type):
+                    column = column.cast(pa.float64())
+                X[lo : lo + m, k] = column.to_numpy()
+            lo += m
+        y = _arrow_labels(parquet.read(columns=[names[label]]).column(0), str(path), text_numbers=False)
+    except pa.ArrowException as err:
+        raise DataError(f"cannot read {path} as Parquet ({_reason(err)})") from None
+    return Dataset(X, y, name=str(path), owned=True)
 
 
 def read_features(source: str, n_features: int, label_column=None, seed: int = 0) -> np.ndarray:
@@ -241,12 +542,15 @@ def _label_index(label_column, header, width: int, path) -> int:
     return header.index(label_column)
 
 
-def check_arrays(X, y, source: str = "data"):
-    """Validate features and labels at the boundary; returns (X float64 (N, D), y (N,)).
+def check_arrays(X, y, source: str = "data", dtype=np.float64):
+    """Validate features and labels at the boundary; returns (X (N, D) of ``dtype``, y (N,)).
 
-    Labels: integers (integral floats are converted), or strings/bools as class names.
+    ``dtype`` None keeps X's own (a memory map stays one).  X is checked chunk by chunk,
+    without a temporary of its size.  Labels: integers (integral floats are converted), or
+    strings/bools as class names.
     """
-    X, y = np.asarray(X), np.asarray(y)
+    X = X if isinstance(X, np.memmap) else np.asarray(X)
+    y = np.asarray(y)
     if X.dtype.kind not in "biuf":
         raise DataError(f"{source}: X must hold numbers, not {X.dtype}")
     if X.ndim != 2:
@@ -257,11 +561,9 @@ def check_arrays(X, y, source: str = "data"):
         raise DataError(f"{source}: y must be 1-D, got shape {y.shape}")
     if y.shape[0] != X.shape[0]:
         raise DataError(f"{source}: X has {X.shape[0]} rows but y has {y.shape[0]} labels")
-    X = X.astype(np.float64)
-    bad = ~np.isfinite(X)
-    if bad.any():
-        row, column = np.argwhere(bad)[0]
-        raise DataError(f"{source}: X has {int(bad.sum())} NaN or infinite values (first at row {row}, column {column})")
+    if dtype is not None:
+        X = X.astype(dtype, copy=False)
+    check_finite(X, source)
     if y.dtype.kind == "f":
         if not np.isfinite(y).all():
             raise DataError(f"{source}: y contains NaN or infinite labels")
@@ -271,6 +573,22 @@ def check_arrays(X, y, source: str = "data"):
     elif y.dtype.kind not in "biuUS":
         raise DataError(f"{source}: y must hold integers or class names, not {y.dtype}")
     return X, y
+
+
+def check_finite(X, source: str) -> None:
+    """DataError unless every value of X (N, D) is finite; checked in row chunks."""
+    if X.dtype.kind not in "fc":
+        return
+    count, first = 0, None
+    for lo, hi in _chunks(X.shape[0], X.shape[1]):
+        bad = ~np.isfinite(X[lo:hi])
+        if bad.any():
+            count += int(bad.sum())
+            if first is None:
+                row, column = np.argwhere(bad)[0]
+                first = (lo + int(row), int(column))
+    if count:
+        raise DataError(f"{source}: X has {count} NaN or infinite values (first at row {first[0]}, column {first[1]})")
 
 
 def stratified_split(X, y, fraction: float, seed: int):
@@ -292,20 +610,43 @@ def stratified_split(X, y, fraction: float, seed: int):
 
 @dataclass
 class Standardizer:
-    """x ↦ (x − mean) / scale, statistics fitted on training rows only (scale 1 for constant features)."""
+    """x ↦ (x − mean) / scale, statistics fitted on training rows only (scale 1 for constant features).
+
+    mean, scale: (D,) float64.  Statistics are accumulated in float64 over row chunks, so an
+    X (N, D) of float32 is never copied whole.
+    """
 
     mean: np.ndarray
     scale: np.ndarray
 
     @classmethod
     def fit(cls, X) -> "Standardizer":
-        X = np.asarray(X, dtype=np.float64)
-        scale = X.std(axis=0)
-        scale[scale == 0] = 1.0
-        return cls(X.mean(axis=0), scale)
+        X = np.asarray(X)
+        n, d = X.shape
+        total = np.zeros(d)
+        low, high = np.full(d, np.inf), np.full(d, -np.inf)
+        for lo, hi in _chunks(n, d):
+            chunk = X[lo:hi]
+            total += chunk.sum(axis=0, dtype=np.float64)
+            low, high = np.minimum(low, chunk.min(axis=0)), np.maximum(high, chunk.max(axis=0))
+        mean = total / n
+        squares = np.zeros(d)
+        for lo, hi in _chunks(n, d):
+            centred = X[lo:hi] - mean  # (rows, D) float64
+            squares += np.einsum("ij,ij->j", centred, centred)
+        scale = np.sqrt(squares / n)
+        scale[(low == high) | (scale == 0)] = 1.0
+        return cls(mean, scale)
 
     def transform(self, X) -> np.ndarray:
+        """A new float64 array (N, D) of standardised rows."""
         return (np.asarray(X, dtype=np.float64) - self.mean) / self.scale
+
+    def inplace_transform(self, X: np.ndarray) -> None:
+        """Standardise X (N, D) in place, row chunk by row chunk (computed in float64, stored
+        in X's dtype: the same values as ``transform(X).astype(X.dtype)``)."""
+        for lo, hi in _chunks(X.shape[0], X.shape[1]):
+            X[lo:hi] = (X[lo:hi] - self.mean) / self.scale
 
 
 @dataclass
@@ -321,7 +662,7 @@ class Splits:
     standardizer: Standardizer | None
 
 
-def prepare(data_config, seed: int) -> Splits:
+def prepare(data_config, seed: int, dtype=np.float64) -> Splits:
     """Load ``data_config.train`` (and ``.test``, ``.val``), split and standardise as configured.
 
     Without a separate test set, a stratified ``test_fraction`` of the rows is held out;
@@ -329,20 +670,23 @@ def prepare(data_config, seed: int) -> Splits:
     training rows; both are drawn with ``data_config.seed`` (the run's ``seed`` when unset);
     standardisation statistics are fitted on the training rows only.  Test and validation
     data are checked against the training data here, before any training: the same feature
-    count, and no label that training never sees.
+    count, and no label that training never sees.  The splits' features are of ``dtype``
+    (the training dtype): for float32, what the files hold costs at most about 2x its
+    float32 size at the peak of reading (see the module docstring).
     """
     seed = data_seed(data_config, seed)
-    data = load_dataset(data_config.train, seed, data_config.label_column)
+    data = load_dataset(data_config.train, seed, data_config.label_column, dtype)
     test = val = None
     if data_config.test is not None:
-        loaded = load_dataset(data_config.test, seed, data_config.label_column)
+        loaded = load_dataset(data_config.test, seed, data_config.label_column, dtype)
         test = (loaded.X, loaded.y, data_config.test)
     elif data.X_test is not None and data.y_test is not None:
         test = (data.X_test, data.y_test, f"{data_config.train} (X_test, y_test)")
     if data_config.val is not None:
-        loaded = load_dataset(data_config.val, seed, data_config.label_column)
+        loaded = load_dataset(data_config.val, seed, data_config.label_column, dtype)
         val = (loaded.X, loaded.y, data_config.val)
-    return split_arrays(data.X, data.y, data_config, seed, test=test, val=val)
+    return split_arrays(data.X, data.y, data_config, seed, test=test, val=val, dtype=dtype,
+                        overwrite=data.owned)
 
 
 def data_seed(data_config, seed: int) -> int:
@@ -350,29 +694,104 @@ def data_seed(data_config, seed: int) -> int:
     return seed if data_config.seed is None else data_config.seed
 
 
-def split_arrays(X, y, data_config, seed: int, test=None, val=None, source: str | None = None) -> Splits:
+def split_arrays(X, y, data_config, seed: int, test=None, val=None, source: str | None = None,
+                 dtype=np.float64, overwrite: bool = False) -> Splits:
     """``prepare``'s splits and standardisation of arrays already loaded: ``test`` and ``val``
-    are None or (X, y, where they came from); ``seed`` draws the held-out rows."""
+    are None or (X, y, where they came from); ``seed`` draws the held-out rows.
+
+    The rows are split by index and laid out as [train | validation | test] in one (N, D)
+    buffer of ``dtype``: X itself when ``overwrite`` (X is then reordered and standardised in
+    place; only the held-out rows are copied out meanwhile), else a new buffer gathered from
+    X by index chunk by chunk (X, which may be a memory map, is only read).  The splits are
+    views of that buffer; given test and validation arrays are standardised in place when
+    ``overwrite``, else copied.
+    """
     source = source or data_config.train
+    y = np.asarray(y)
     if len(np.unique(y)) < 2:
         raise DataError(f"{source}: y has a single class; classification needs at least 2")
+    rows = np.arange(len(y))
     if test is None:
-        X, X_test, y, y_test = stratified_split(X, y, data_config.test_fraction, seed)
+        rows, test_rows, _, _ = stratified_split(rows, y, data_config.test_fraction, seed)
     else:
         X_test, y_test, test_source = test
-    X_val = y_val = None
+    val_rows = None
     if val is not None:
         X_val, y_val, val_source = val
-        check_like_training(X_val, y_val, X, y, val_source, source)
+        check_like_training(X_val, y_val, X, y[rows], val_source, source)
     elif data_config.val_fraction > 0:
-        X, X_val, y, y_val = stratified_split(X, y, data_config.val_fraction, seed)
+        rows, val_rows, _, _ = stratified_split(rows, y[rows], data_config.val_fraction, seed)
     if test is not None:  # (against the rows that train)
-        check_like_training(X_test, y_test, X, y, test_source, source)
-    scaler = Standardizer.fit(X) if data_config.standardize else None
+        check_like_training(X_test, y_test, X, y[rows], test_source, source)
+    parts = [part for part in (rows, val_rows, None if test is not None else test_rows) if part is not None]
+    whole = len(rows) == len(y)  # every row trains, in order: nothing to reorder
+    if whole and X.dtype == dtype and X.flags.c_contiguous and (overwrite or not data_config.standardize):
+        buffer = X  # (a memory map or a caller's array is used as it is when nothing writes to it)
+    elif overwrite and X.dtype == dtype and X.flags.c_contiguous and X.flags.writeable:
+        buffer = _partition_rows(X, parts)
+    else:
+        buffer = _gather_rows(X, parts, dtype, source)
+    bounds = np.cumsum([0] + [len(part) for part in parts])
+    X_train, y_train = buffer[: bounds[1]], y[rows]
+    if val_rows is not None:
+        X_val, y_val = buffer[bounds[1] : bounds[2]], y[val_rows]
+    elif val is not None:
+        X_val = _own_copy(X_val, dtype, overwrite, data_config.standardize)
+    else:
+        X_val = y_val = None
+    if test is None:
+        X_test, y_test = buffer[bounds[-2] : bounds[-1]], y[test_rows]
+    else:
+        X_test = _own_copy(X_test, dtype, overwrite, data_config.standardize)
+    scaler = Standardizer.fit(X_train) if data_config.standardize else None
     if scaler is not None:
-        X, X_test = scaler.transform(X), scaler.transform(X_test)
-        X_val = scaler.transform(X_val) if X_val is not None else None
-    return Splits(X, y, X_val, y_val, X_test, y_test, scaler)
+        scaler.inplace_transform(buffer[: bounds[-1]])
+        for extra in (X_val if val is not None else None, X_test if test is not None else None):
+            if extra is not None:
+                scaler.inplace_transform(extra)
+    return Splits(X_train, y_train, X_val, y_val, X_test, y_test, scaler)
+
+
+def _own_copy(X, dtype, overwrite: bool, writes: bool) -> np.ndarray:
+    """X as a C-contiguous array of ``dtype`` that may be standardised in place: X itself
+    when it may be overwritten (or nothing will write to it), else a copy."""
+    if (not writes or (overwrite and X.flags.writeable)) and X.dtype == dtype and X.flags.c_contiguous:
+        return X
+    return np.array(X, dtype=dtype, order="C")
+
+
+def _partition_rows(X: np.ndarray, parts: list[np.ndarray]) -> np.ndarray:
+    """Reorder the rows of X (N, D) in place into parts[0] | parts[1] | ... (each part's
+    rows ascending, as ``stratified_split`` gives them); returns X.  Only the rows of
+    parts[1:] (the held-out ones) are copied out meanwhile."""
+    held = [X[part] for part in parts[1:]]
+    _compact_rows(X, parts[0])
+    lo = len(parts[0])
+    for rows in held:
+        X[lo : lo + len(rows)] = rows
+        lo += len(rows)
+    return X
+
+
+def _compact_rows(X: np.ndarray, rows: np.ndarray) -> None:
+    """X[:len(rows)] = X[rows] in place, for ascending rows (rows[i] ≥ i): chunk by chunk,
+    each chunk gathered before it is written, and a chunk writes only rows that later
+    chunks no longer read."""
+    for lo, hi in _chunks(len(rows), X.shape[1]):
+        if rows[lo] != lo or rows[hi - 1] != hi - 1:  # (rows already in place stay)
+            X[lo:hi] = X[rows[lo:hi]]
+
+
+def _gather_rows(X, parts: list[np.ndarray], dtype, source: str) -> np.ndarray:
+    """A new (Σ len(part), D) array of ``dtype``: the rows of each part in turn, gathered
+    from X (which is only read; a memory map is read through the map) chunk by chunk."""
+    out = allocate_features(sum(len(part) for part in parts), X.shape[1], dtype, source)
+    lo = 0
+    for part in parts:
+        for a, b in _chunks(len(part), X.shape[1]):
+            out[lo + a : lo + b] = X[part[a:b]]
+        lo += len(part)
+    return out
 
 
 def check_like_training(X, y, X_train, y_train, source: str, train_source: str) -> None:
