@@ -1,19 +1,32 @@
-"""CUDA kernels through numba.cuda: the same names and argument order as the CPU backends.
+"""CUDA kernels through numba.cuda: the CPU backends' kernel names and argument order, and the
+step of a stack of M ≥ 1 models (numbamlp.plan) on device-resident buffers.
 
-Symbols: B batch size, D input features, H hidden width, C classes.
+Symbols: M members, B batch rows, D input features, H hidden width, C classes, P parameters
+per member.
 
-Each operation is a ``@cuda.jit`` kernel ``<name>_kernel`` and a launcher ``<name>`` that
-takes device arrays (or host arrays, which Numba copies — fine for tests, slow for
-training), outputs first, then inputs, then options; outputs are overwritten (``=``).
-Arrays are float32 or float64 and may be transposed views.
+The member axis is the grid's third dimension (blockIdx.z) in every kernel: block (x, y, m)
+does its tile, rows or elements of member m, and a member the step leaves alone (inactive, or
+its loss not finite: ``members[m, RUN] == 0``) returns at once.  The step's matrices live in
+flat (M, ·) buffers (parameters, gradients, workspace; the batch as (M or 1, B·D)), so a
+kernel reads each through an *operand* ``(flat, offset, row_stride, col_stride)``: element
+(i, j) of member m is ``flat[m, offset + i·row_stride + j·col_stride]``, read from row 0 when
+flat has one row (one batch shared by every member).  A transpose is the same operand with
+its strides swapped; nothing is reshaped on the device (a reshape there calls a C helper the
+GPU does not have).
 
-- The affine kernels are one tiled GEMM: TILE×TILE shared-memory tiles, each thread
-  computing a 2×2 block of outputs, bounds-checked so any size works; the forward
-  epilogue adds the bias and can apply the activation (``affine_activation_forward``), and
-  the backward one multiplies by the activation's derivative (``affine_activation_backward``).
-- Reductions (bias gradient, mean loss) are two-pass and deterministic: fixed chunks of
-  REDUCE_CHUNK rows are summed in order into partials, then the partials in order; no
-  float atomics, so results do not depend on scheduling.
+- GEMM: TILE×TILE shared-memory tiles, each thread 2×2 outputs, bounds-checked so any size
+  works.  Epilogues: + bias and φ (forward), ⊙ φ' (backward dX), and db beside dW: the batch
+  gains a column of ones, so db = doutᵀ·1 is one more column of the dW product.
+- The loss sums are deterministic: each thread adds its rows in order, then the block adds
+  the threads' partials in a fixed tree (``_block_sum``); no float atomics, so the bits do not
+  depend on scheduling.  (The GEMMs' sums, db included, run in a fixed order per output.)
+- The 2-D launchers (affine_forward, …, sgd_update, adam_update) are the M = 1 case of the
+  same kernels.  They take device arrays, or host arrays, which Numba copies in and out at
+  every launch (fine for tests, slow for training); a 2-D operand must be C-contiguous or
+  the transpose of a C-contiguous array.
+
+Per step one small host array goes up (the members' settings, MEMBER_FIELDS columns) and the
+losses (M,) come down; nothing else crosses the bus.
 
 Importing this module needs numba.cuda (built into Numba, or NVIDIA's numba-cuda, the
 ``cuda`` extra); running it needs a GPU, or NUMBA_ENABLE_CUDASIM=1 (the simulator, for tests).
@@ -26,13 +39,21 @@ import math
 import numpy as np
 from numba import cuda, float32, float64
 
-from numbamlp.kernels import ACTIVATION_NAMES
-from numbamlp.kernels.rowwise import softmax_crossentropy_row
+from numbamlp.kernels import ACTIVATION_NAMES, STEP_TRAIN
 
-TILE = 16           # output tile edge; a block is (TILE/2)² threads, 2×2 outputs each
-REDUCE_CHUNK = 32   # rows per partial sum in the two-pass reductions
-THREADS_1D = 128    # threads per block for elementwise kernels
+TILE = 16            # output tile edge; a block is (TILE/2)² threads, 2×2 outputs each
+THREADS_1D = 128     # threads per block for elementwise kernels
+REDUCE_THREADS = 32  # threads (one warp) per member in the loss kernels; a power of two (the tree halves it)
 
+# The members table: one step's per-member settings, (M, MEMBER_FIELDS) float64 on the device
+# (a plan's buffers.scalars), uploaded once per step.  BIAS1, BIAS2: Adam's bias corrections
+# 1 − β^t for the step t the member would take.  RUN: 1 while the member takes part in the
+# step; the loss kernel clears it when the member's loss is not finite.
+LR, MOMENTUM, WEIGHT_DECAY, BETA1, BETA2, EPS, BIAS1, BIAS2, RUN = range(9)
+MEMBER_FIELDS = 9
+
+# GEMM epilogues
+PLAIN, BIAS, BIAS_ACTIVATION, ACTIVATION_GRADIENT, WITH_BIAS_GRADIENT = range(5)
 
 
 # ---------------------------------------------------------------- scalar φ and φ'
@@ -82,28 +103,105 @@ def _dphi(code, cache, alpha):
     return 1.0 - cache * cache
 
 
+# ---------------------------------------------------------------- operands
+@cuda.jit(device=True)
+def _get(operand, m, i, j):
+    """Element (i, j) of member m's matrix (row 0's for a one-row flat: a shared batch)."""
+    flat, offset, row_stride, col_stride = operand
+    return flat[m if flat.shape[0] > 1 else 0, offset + i * row_stride + j * col_stride]
+
+
+@cuda.jit(device=True)
+def _set(operand, m, i, j, value):
+    flat, offset, row_stride, col_stride = operand
+    flat[m, offset + i * row_stride + j * col_stride] = value
+
+
+def _transpose(operand):
+    flat, offset, row_stride, col_stride = operand
+    return flat, offset, col_stride, row_stride
+
+
+def _operand(array):
+    """A 2-D array (host or device) as a one-member operand: C-contiguous, or the transpose of
+    a C-contiguous array (e.g. W.T).  A 1-D array is a row: (1, n)."""
+    if len(array.shape) == 1:
+        return array.reshape(1, array.shape[0]), 0, 0, 1
+    rows, cols = array.shape
+    if array.flags["C_CONTIGUOUS"]:
+        return array.reshape(1, rows * cols), 0, cols, 1
+    if array.T.flags["C_CONTIGUOUS"]:
+        return array.T.reshape(1, rows * cols), 0, 1, rows
+    raise ValueError("a CUDA kernel operand must be C-contiguous or the transpose of a C-contiguous array")
+
+
+_PLACEHOLDERS: dict = {}
+
+
+def _placeholder(dtype, ndim: int = 2):
+    """A small device array standing in for an unused argument.  Never pass a real argument
+    twice instead: Numba copies host arguments in and out one by one, so an alias would be
+    overwritten by its stale copy."""
+    key = (np.dtype(dtype), ndim)
+    if key not in _PLACEHOLDERS:
+        _PLACEHOLDERS[key] = cuda.device_array((1,) * ndim, dtype=dtype)
+    return _PLACEHOLDERS[key]
+
+
+def _no_operand(dtype):
+    return _placeholder(dtype), 0, 0, 0
+
+
+def _one_member(**settings):
+    """The members table of a 2-D launch: one member that runs, with these settings
+    (lr=…, momentum=…, …, by the column names in lower case)."""
+    table = np.zeros((1, MEMBER_FIELDS))
+    table[0, RUN] = 1.0
+    for name, value in settings.items():
+        table[0, globals()[name.upper()]] = value
+    return cuda.to_device(table)
+
+
+_RUN_ONE: dict = {}
+
+
+def _run_one():
+    """A cached one-member table for launches that read only RUN."""
+    if "table" not in _RUN_ONE:
+        _RUN_ONE["table"] = _one_member()
+    return _RUN_ONE["table"]
+
+
 # ---------------------------------------------------------------- tiled GEMM
 def _make_gemm(dtype):
     @cuda.jit
-    def gemm_kernel(C, A, B, bias, act_code, alpha, H, epilogue):
-        """C (M, N) = A (M, K) @ B (K, N); epilogue 1: + bias (N,); 2: also H = φ(C);
-        3: C = (A @ B) ⊙ φ'(H), H being the activation's cache (backward through φ)."""
+    def gemm_kernel(C, A, B, bias, cache, shape, epilogue, act_code, alpha, members):
+        """Member m = blockIdx.z, if members[m, RUN]: C (R, N) = A (R, K) @ B (K, N), all
+        operands, shape = (R, N, K); outputs overwritten (=).  Epilogue BIAS: + bias (N,) (an
+        operand with row stride 0); BIAS_ACTIVATION: also cache = φ(C); ACTIVATION_GRADIENT:
+        C = (A @ B) ⊙ φ'(cache); WITH_BIAS_GRADIENT: B gains a column of ones, whose column of
+        the product, Σ_k A[i, k], goes to bias[i] (db = doutᵀ·1 beside dW = doutᵀ X)."""
         A_tile = cuda.shared.array((TILE, TILE), dtype)
         B_tile = cuda.shared.array((TILE, TILE), dtype)
+        m = cuda.blockIdx.z
+        if members[m, RUN] == 0.0:
+            return
+        R, N, K = shape
+        cols = N + 1 if epilogue == WITH_BIAS_GRADIENT else N
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-        row0 = cuda.blockIdx.y * TILE + 2 * ty
-        col0 = cuda.blockIdx.x * TILE + 2 * tx
-        M, K = A.shape
-        N = B.shape[1]
+        row_base, col_base = cuda.blockIdx.y * TILE, cuda.blockIdx.x * TILE
         acc00 = acc01 = acc10 = acc11 = dtype(0)
         for k0 in range(0, K, TILE):
             for di in range(2):  # each thread loads 2×2 elements of each tile
                 for dj in range(2):
                     r, c = 2 * ty + di, 2 * tx + dj
-                    gr, gk = cuda.blockIdx.y * TILE + r, k0 + c
-                    A_tile[r, c] = A[gr, gk] if gr < M and gk < K else dtype(0)
-                    gk2, gc = k0 + r, cuda.blockIdx.x * TILE + c
-                    B_tile[r, c] = B[gk2, gc] if gk2 < K and gc < N else dtype(0)
+                    i, k = row_base + r, k0 + c
+                    A_tile[r, c] = _get(A, m, i, k) if i < R and k < K else dtype(0)
+                    k, j = k0 + r, col_base + c
+                    if k < K and j < N:
+                        B_tile[r, c] = _get(B, m, k, j)
+                    else:  # the column of ones (WITH_BIAS_GRADIENT), or padding
+                        B_tile[r, c] = dtype(1) if k < K and j < cols else dtype(0)
             cuda.syncthreads()
             for kk in range(TILE):
                 a0, a1 = A_tile[2 * ty, kk], A_tile[2 * ty + 1, kk]
@@ -115,98 +213,68 @@ def _make_gemm(dtype):
             cuda.syncthreads()
         for di in range(2):
             for dj in range(2):
-                i, j = row0 + di, col0 + dj
-                if i < M and j < N:
+                i, j = row_base + 2 * ty + di, col_base + 2 * tx + dj
+                if i < R and j < cols:
                     value = (acc00 if dj == 0 else acc01) if di == 0 else (acc10 if dj == 0 else acc11)
-                    if epilogue == 1 or epilogue == 2:
-                        value += bias[j]
-                    if epilogue == 3:
-                        value *= _dphi(act_code, H[i, j], alpha)
-                    C[i, j] = value
-                    if epilogue == 2:
-                        H[i, j] = _phi(act_code, value, alpha)
+                    if j == N:  # (WITH_BIAS_GRADIENT only) db[i]
+                        _set(bias, m, 0, i, value)
+                        continue
+                    if epilogue == BIAS or epilogue == BIAS_ACTIVATION:
+                        value += _get(bias, m, 0, j)
+                    if epilogue == ACTIVATION_GRADIENT:
+                        value *= _dphi(act_code, _get(cache, m, i, j), alpha)
+                    _set(C, m, i, j, value)
+                    if epilogue == BIAS_ACTIVATION:
+                        _set(cache, m, i, j, _phi(act_code, value, alpha))
 
     return gemm_kernel
 
 
 _GEMM = {np.dtype(np.float32): _make_gemm(float32), np.dtype(np.float64): _make_gemm(float64)}
-_PLACEHOLDERS: dict = {}
 
 
-def _placeholder(dtype, ndim: int):
-    """A small device array standing in for an unused argument.  Never pass a real argument
-    twice instead: Numba copies host arguments in and out one by one, so an alias would be
-    overwritten by its stale copy."""
-    key = (np.dtype(dtype), ndim)
-    if key not in _PLACEHOLDERS:
-        _PLACEHOLDERS[key] = cuda.device_array((1,) * ndim, dtype=dtype)
-    return _PLACEHOLDERS[key]
+def _launch_gemm(C, A, B, shape, members, epilogue=PLAIN, bias=None, cache=None, act_code=0, alpha=0.0):
+    """The GEMM kernel over members.shape[0] members; operands as in gemm_kernel."""
+    R, N, _ = shape
+    cols = N + 1 if epilogue == WITH_BIAS_GRADIENT else N
+    grid = ((cols + TILE - 1) // TILE, (R + TILE - 1) // TILE, members.shape[0])
+    dtype = np.dtype(C[0].dtype)
+    unused = _no_operand(dtype)
+    _GEMM[dtype][grid, (TILE // 2, TILE // 2)](C, A, B, unused if bias is None else bias,
+                                               unused if cache is None else cache, shape, epilogue,
+                                               act_code, alpha, members)
 
 
-def _gemm(C, A, B, bias=None, epilogue=0, act_code=0, alpha=0.0, H=None):
-    M, N = C.shape
-    grid = ((N + TILE - 1) // TILE, (M + TILE - 1) // TILE)
-    kernel = _GEMM[np.dtype(C.dtype)]
-    kernel[grid, (TILE // 2, TILE // 2)](C, A, B, _placeholder(C.dtype, 1) if bias is None else bias, act_code,
-                                         alpha, _placeholder(C.dtype, 2) if H is None else H, epilogue)
-
-
-# ---------------------------------------------------------------- two-pass reductions
-@cuda.jit
-def _column_partials_kernel(partials, X):
-    """partials[chunk, j] = Σ of X[chunk·REDUCE_CHUNK : (chunk+1)·REDUCE_CHUNK, j], in order."""
-    j = cuda.grid(1)
-    chunk = cuda.blockIdx.y
-    if j < X.shape[1]:
-        total = X[0, 0] * 0
-        for i in range(chunk * REDUCE_CHUNK, min((chunk + 1) * REDUCE_CHUNK, X.shape[0])):
-            total += X[i, j]
-        partials[chunk, j] = total
-
-
-@cuda.jit
-def _sum_partials_kernel(out, partials):
-    """out[j] = Σ_chunk partials[chunk, j], chunks in order."""
-    j = cuda.grid(1)
-    if j < out.shape[0]:
-        total = partials[0, j] * 0
-        for chunk in range(partials.shape[0]):
-            total += partials[chunk, j]
-        out[j] = total
-
-
-def column_sums(out, X):
-    """out (N,) = Σ_rows X (R, N): deterministic two-pass reduction."""
-    chunks = (X.shape[0] + REDUCE_CHUNK - 1) // REDUCE_CHUNK
-    partials = cuda.device_array((chunks, X.shape[1]), dtype=X.dtype)
-    blocks = (X.shape[1] + THREADS_1D - 1) // THREADS_1D
-    _column_partials_kernel[(blocks, chunks), THREADS_1D](partials, X)
-    _sum_partials_kernel[blocks, THREADS_1D](out, partials)
+def _gemm(C, A, B, bias=None, epilogue=PLAIN, act_code=0, alpha=0.0, cache=None):
+    """C (R, N) = A (R, K) @ B (K, N) for 2-D arrays (one member), with an epilogue."""
+    R, N = C.shape
+    _launch_gemm(_operand(C), _operand(A), _operand(B), (R, N, A.shape[1]), _run_one(), epilogue,
+                 None if bias is None else _operand(bias), None if cache is None else _operand(cache),
+                 act_code, alpha)
 
 
 # ---------------------------------------------------------------- affine
 def affine_forward(out, X, W, b):
     """out (B, out) = X (B, in) @ W (out, in).T + b (out,)."""
-    _gemm(out, X, W.T, bias=b, epilogue=1)
+    _gemm(out, X, W.T, bias=b, epilogue=BIAS)
 
 
 def affine_activation_forward(A, H, X, W, b, act_code, alpha):
     """A = X Wᵀ + b and H = φ(A) in one GEMM epilogue (act_code: position in ACTIVATION_NAMES)."""
-    _gemm(A, X, W.T, bias=b, epilogue=2, act_code=act_code, alpha=alpha, H=H)
+    _gemm(A, X, W.T, bias=b, epilogue=BIAS_ACTIVATION, act_code=act_code, alpha=alpha, cache=H)
 
 
 def affine_activation_backward(dA_below, dW, db, dout, X, W, cache, act_code, alpha):
     """affine_backward with the activation below fused into the dX GEMM's epilogue:
     dA_below (B, in) = (dout W) ⊙ φ'(cache), so dH never goes to memory."""
-    _gemm(dW, dout.T, X)
-    column_sums(db, dout)
-    _gemm(dA_below, dout, W, epilogue=3, act_code=act_code, alpha=alpha, H=cache)
+    _gemm(dW, dout.T, X, bias=db, epilogue=WITH_BIAS_GRADIENT)
+    _gemm(dA_below, dout, W, epilogue=ACTIVATION_GRADIENT, act_code=act_code, alpha=alpha, cache=cache)
 
 
 def affine_backward(dX, dW, db, dout, X, W):
-    """dW (out, in) = doutᵀ X;  db (out,) = Σ_rows dout (two-pass);  dX (B, in) = dout W (if not None)."""
-    _gemm(dW, dout.T, X)
-    column_sums(db, dout)
+    """dW (out, in) = doutᵀ X and db (out,) = Σ_rows dout in one GEMM;  dX (B, in) = dout W
+    (if not None)."""
+    _gemm(dW, dout.T, X, bias=db, epilogue=WITH_BIAS_GRADIENT)
     if dX is not None:
         _gemm(dX, dout, W)
 
@@ -249,225 +317,303 @@ for _code, _name in enumerate(ACTIVATION_NAMES):
 
 
 # ---------------------------------------------------------------- loss
-_softmax_crossentropy_row = cuda.jit(device=True)(softmax_crossentropy_row)  # shared with cpu
+@cuda.jit(device=True)
+def _block_sum(shared, value):
+    """Σ of every thread's ``value`` over the block (blockDim.x a power of two), added in a
+    fixed tree order, so the same bits every run; every thread gets the sum.  Every thread
+    of the block must call it."""
+    t = cuda.threadIdx.x
+    shared[t] = value
+    cuda.syncthreads()
+    half = cuda.blockDim.x // 2
+    while half > 0:
+        if t < half:
+            shared[t] += shared[t + half]
+        cuda.syncthreads()
+        half //= 2
+    total = shared[0]
+    cuda.syncthreads()  # everyone has read it before shared is reused
+    return total
 
 
 @cuda.jit
-def softmax_crossentropy_rows_kernel(P, row_loss, S, y):
-    """One thread per row: P = softmax(S_i), row_loss = (max − s_y) + log1p(Σ other exps)."""
-    i = cuda.grid(1)
-    if i < S.shape[0]:
-        _softmax_crossentropy_row(P, row_loss, S, y, i)
+def softmax_crossentropy_kernel(P, row_loss, S, y, weights, weighted, losses, members, rows, classes):
+    """Member m = blockIdx.z, its rows i < rows spread over the block's threads:
+    P[i] = softmax(S[i]); row_loss[i] = (max − s_y) + log1p(Σ of the other exps), in float64
+    (so tiny losses keep their digits); P, row_loss (B, 1), S operands; y (M or 1, B) int64;
+    weights (M or 1, B) if ``weighted``.  losses[m] (float64) = Σ wᵢ·row_lossᵢ / Σ wᵢ over the
+    stored row losses, NaN for a member not in the step; a loss that is not finite takes the
+    member out of the rest of the step (members[m, RUN] = 0)."""
+    shared = cuda.shared.array(REDUCE_THREADS, float64)
+    m, t = cuda.blockIdx.z, cuda.threadIdx.x
+    if members[m, RUN] == 0.0:
+        if t == 0:
+            losses[m] = math.nan
+        return
+    label_row = m if y.shape[0] > 1 else 0
+    weight_row = m if weights.shape[0] > 1 else 0
+    total = weight_total = 0.0
+    for i in range(t, rows, cuda.blockDim.x):
+        top = 0
+        for j in range(1, classes):
+            if _get(S, m, i, j) > _get(S, m, i, top):
+                top = j
+        high = float64(_get(S, m, i, top))
+        rest = 0.0  # Σ over the non-maximal entries: logsumexp = high + log1p(rest)
+        for j in range(classes):
+            if j != top:
+                rest += math.exp(float64(_get(S, m, i, j)) - high)
+        for j in range(classes):
+            e = 1.0 if j == top else math.exp(float64(_get(S, m, i, j)) - high)
+            _set(P, m, i, j, e / (1.0 + rest))
+        _set(row_loss, m, i, 0, (high - float64(_get(S, m, i, y[label_row, i]))) + math.log1p(rest))
+        w = float64(weights[weight_row, i]) if weighted else 1.0
+        total += w * float64(_get(row_loss, m, i, 0))  # the stored value, as the other backends sum
+        weight_total += w
+    total = _block_sum(shared, total)
+    weight_total = _block_sum(shared, weight_total)
+    if t == 0:
+        loss = total / weight_total
+        losses[m] = loss
+        if not math.isfinite(loss):
+            members[m, RUN] = 0.0
 
 
 @cuda.jit
-def softmax_crossentropy_backward_kernel(dS, P, y, weights, weight_sum, has_weights):
-    i, j = cuda.grid(2)
-    if i < P.shape[0] and j < P.shape[1]:
-        scale = (weights[i] if has_weights else 1.0) / weight_sum[0]
-        dS[i, j] = (P[i, j] - (1.0 if j == y[i] else 0.0)) * scale
+def softmax_crossentropy_backward_kernel(dS, P, y, weights, weighted, members, rows, classes):
+    """Member m = blockIdx.z: dS (B, C) = (P − onehot(y)) / B, or wᵢ (P − onehot(y)) / Σ w
+    (Σ w in a fixed tree, see _block_sum); operands and y, weights as in the forward kernel."""
+    shared = cuda.shared.array(REDUCE_THREADS, float64)
+    m, t = cuda.blockIdx.z, cuda.threadIdx.x
+    if members[m, RUN] == 0.0:
+        return
+    label_row = m if y.shape[0] > 1 else 0
+    weight_row = m if weights.shape[0] > 1 else 0
+    weight_total = 0.0
+    if weighted:
+        for i in range(t, rows, cuda.blockDim.x):
+            weight_total += float64(weights[weight_row, i])
+        weight_total = _block_sum(shared, weight_total)
+    for i in range(t, rows, cuda.blockDim.x):
+        label = y[label_row, i]
+        for j in range(classes):
+            g = _get(P, m, i, j) - (1.0 if j == label else 0.0)
+            _set(dS, m, i, j, g * (weights[weight_row, i] / weight_total) if weighted else g / rows)
 
 
-@cuda.jit
-def _weighted_copy_kernel(out, values, weights, has_weights):
-    i = cuda.grid(1)
-    if i < values.shape[0]:
-        out[i, 0] = values[i] * (weights[i] if has_weights else 1.0)
-        out[i, 1] = weights[i] if has_weights else 1.0
-
-
-def _loss_sums(row_loss, weights):
-    """(Σ wᵢ·lossᵢ, Σ wᵢ) on the device, as a (2,) float64 array: two-pass, deterministic."""
-    pairs = cuda.device_array((row_loss.shape[0], 2), dtype=np.float64)
-    blocks = (row_loss.shape[0] + THREADS_1D - 1) // THREADS_1D
-    has_weights = weights is not None
-    _weighted_copy_kernel[blocks, THREADS_1D](pairs, row_loss, weights if has_weights else _placeholder(row_loss.dtype, 1),
-                                              has_weights)
-    sums = cuda.device_array(2, dtype=np.float64)
-    column_sums(sums, pairs)
-    return sums
+def _launch_loss(P, row_loss, dS, S, y, weights, losses, members, rows, classes):
+    """The loss kernels over members.shape[0] members: P, row_loss, losses, then dS."""
+    weighted = weights is not None
+    if not weighted:
+        weights = _placeholder(P[0].dtype)
+    grid = (1, 1, members.shape[0])
+    softmax_crossentropy_kernel[grid, REDUCE_THREADS](P, row_loss, S, y, weights, weighted, losses, members,
+                                                      rows, classes)
+    if dS is not None:
+        softmax_crossentropy_backward_kernel[grid, REDUCE_THREADS](dS, P, y, weights, weighted, members, rows,
+                                                                   classes)
 
 
 def softmax_crossentropy_forward(P, row_loss, S, y, weights=None):
     """P (B, C) = softmax(S); row_loss (B,); returns the (weighted) mean loss as a float
     (the only value copied to the host)."""
-    blocks = (S.shape[0] + THREADS_1D - 1) // THREADS_1D
-    softmax_crossentropy_rows_kernel[blocks, THREADS_1D](P, row_loss, S, y)
-    total, weight_sum = _loss_sums(row_loss, weights).copy_to_host()
-    return float(total / weight_sum)
+    B, C = S.shape
+    losses = cuda.device_array(1, np.float64)
+    _launch_loss(_operand(P), (row_loss.reshape(1, B), 0, 1, 0), None, _operand(S), y.reshape(1, B),
+                 None if weights is None else weights.reshape(1, B), losses, _run_one(), B, C)
+    return float(losses.copy_to_host()[0])
 
 
 def softmax_crossentropy_backward(dS, P, y, weights=None):
     """dS (B, C) = (P − onehot(y)) / B, or wᵢ (P − onehot(y)) / Σ w."""
-    if weights is None:
-        weight_sum = cuda.to_device(np.array([float(P.shape[0])]))
-    else:
-        weight_sum = cuda.device_array(1, dtype=np.float64)
-        column_sums(weight_sum, weights.reshape(weights.shape[0], 1))
-    grid, block = _grid2(P.shape)
-    softmax_crossentropy_backward_kernel[grid, block](
-        dS, P, y, weights if weights is not None else _placeholder(P.dtype, 1), weight_sum, weights is not None)
+    B, C = P.shape
+    weighted = weights is not None
+    grid = (1, 1, 1)
+    softmax_crossentropy_backward_kernel[grid, REDUCE_THREADS](
+        _operand(dS), _operand(P), y.reshape(1, B), weights.reshape(1, B) if weighted else _placeholder(P.dtype),
+        weighted, _run_one(), B, C)
 
 
 # ---------------------------------------------------------------- optimizers
 @cuda.jit
-def sgd_update_kernel(param, velocity, grad, lr, momentum, weight_decay, nesterov):
+def update_kernel(params, grads, state_a, state_b, members, adam, flag):
+    """Member m = blockIdx.z, if members[m, RUN]: its optimizer step over its row of params,
+    grads, state_a, state_b (M, P), in place, with its settings from the members table, as
+    PyTorch and the other backends do it (each stored value rounded where theirs is).  SGD:
+    state_a the velocity, flag nesterov.  Adam: state_a, state_b the moments, flag decoupled
+    weight decay (AdamW)."""
     k = cuda.grid(1)
-    if k < param.shape[0]:
-        g = grad[k] + weight_decay * param[k]
-        if momentum != 0.0:
-            velocity[k] = momentum * velocity[k] + g
-            g = g + momentum * velocity[k] if nesterov else velocity[k]
-        param[k] -= lr * g
+    m = cuda.blockIdx.z
+    if k >= params.shape[1] or members[m, RUN] == 0.0:
+        return
+    lr, weight_decay = members[m, LR], members[m, WEIGHT_DECAY]
+    g = grads[m, k] * 1.0
+    if adam:
+        if flag:
+            params[m, k] = params[m, k] * (1.0 - lr * weight_decay)
+        elif weight_decay != 0.0:
+            g = g + weight_decay * params[m, k]
+        beta1, beta2 = members[m, BETA1], members[m, BETA2]
+        state_a[m, k] = state_a[m, k] * beta1
+        state_a[m, k] = state_a[m, k] + (1.0 - beta1) * g
+        state_b[m, k] = state_b[m, k] * beta2
+        state_b[m, k] = state_b[m, k] + (1.0 - beta2) * g * g
+        m_hat, v_hat = state_a[m, k] / members[m, BIAS1], state_b[m, k] / members[m, BIAS2]
+        params[m, k] = params[m, k] - lr * m_hat / (math.sqrt(v_hat) + members[m, EPS])
+        return
+    if weight_decay != 0.0:
+        g = g + weight_decay * params[m, k]
+    momentum = members[m, MOMENTUM]
+    if momentum != 0.0:
+        state_a[m, k] = state_a[m, k] * momentum
+        state_a[m, k] = state_a[m, k] + g
+        g = g + momentum * state_a[m, k] if flag else state_a[m, k] * 1.0
+    params[m, k] = params[m, k] - lr * g
+
+
+def _launch_update(params, grads, state_a, state_b, members, adam, flag):
+    grid = ((params.shape[1] + THREADS_1D - 1) // THREADS_1D, 1, members.shape[0])
+    update_kernel[grid, THREADS_1D](params, grads, state_a, state_b, members, adam, flag)
 
 
 def sgd_update(param, velocity, grad, lr, momentum, weight_decay, nesterov):
-    """SGD as in PyTorch over flat device arrays (see the cpu backend)."""
-    blocks = (param.shape[0] + THREADS_1D - 1) // THREADS_1D
-    sgd_update_kernel[blocks, THREADS_1D](param, velocity, grad, lr, momentum, weight_decay, nesterov)
-
-
-@cuda.jit
-def adam_update_kernel(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decoupled, bias1, bias2):
-    k = cuda.grid(1)
-    if k < param.shape[0]:
-        g = grad[k]
-        if decoupled:
-            param[k] -= lr * weight_decay * param[k]
-        else:
-            g += weight_decay * param[k]
-        m[k] = beta1 * m[k] + (1.0 - beta1) * g
-        v[k] = beta2 * v[k] + (1.0 - beta2) * g * g
-        param[k] -= lr * (m[k] / bias1) / (math.sqrt(v[k] / bias2) + eps)
+    """SGD as in PyTorch over flat arrays (see the cpu backend): param, velocity updated in place."""
+    members = _one_member(lr=lr, momentum=momentum, weight_decay=weight_decay)
+    _launch_update(param.reshape(1, -1), grad.reshape(1, -1), velocity.reshape(1, -1),
+                   _placeholder(param.dtype), members, False, nesterov)
 
 
 def adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decoupled, step):
-    """Adam / AdamW over flat device arrays; step counts from 1."""
-    blocks = (param.shape[0] + THREADS_1D - 1) // THREADS_1D
-    adam_update_kernel[blocks, THREADS_1D](param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decoupled,
-                                           1.0 - beta1**step, 1.0 - beta2**step)
+    """Adam / AdamW over flat arrays, in place; step counts from 1."""
+    members = _one_member(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                          bias1=1.0 - beta1**step, bias2=1.0 - beta2**step)
+    _launch_update(param.reshape(1, -1), grad.reshape(1, -1), m.reshape(1, -1), v.reshape(1, -1), members,
+                   True, decoupled)
 
 
-# ---------------------------------------------------------------- device-resident training
-UPDATE_AFTER = 0  # the GPU step always writes gradients, then updates (same codes as cpu)
-UPDATE_SGD = 1
+# ---------------------------------------------------------------- a step of a stack of models
+def members_table(settings, training: bool) -> np.ndarray:
+    """(M, MEMBER_FIELDS) float64: the step's per-member settings from a plan's MemberSettings;
+    Adam's bias corrections are for the step each member would take (steps + 1)."""
+    table = np.zeros((len(settings.lr), MEMBER_FIELDS))
+    for column, values in ((LR, settings.lr), (MOMENTUM, settings.momentum), (WEIGHT_DECAY, settings.weight_decay),
+                           (BETA1, settings.beta1), (BETA2, settings.beta2), (EPS, settings.eps),
+                           (RUN, settings.active)):
+        table[:, column] = values
+    if training:
+        step = settings.steps + 1
+        table[:, BIAS1] = 1.0 - settings.beta1**step
+        table[:, BIAS2] = 1.0 - settings.beta2**step
+    return table
 
 
-def _matrix(flat, offset, rows, cols):
-    return flat[offset : offset + rows * cols].reshape(rows, cols)
+def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses_output, alpha, adam, flag, mode):
+    """One step of every active member of a stack (numbamlp.plan), on the device: forward,
+    loss, backward and, in mode STEP_TRAIN, each member's optimizer update with its own
+    settings (STEP_GRADIENTS: the gradients only).  Returns the losses (M,) float64, copied
+    down: each member's loss, NaN for an inactive one.
 
+    buffers: the plan's StepBuffers of device arrays (params, grads, state (M, P); workspace
+    (M, W) in model.workspace_layout, batch-major (B, width) blocks; scalars the (M,
+    MEMBER_FIELDS) members table; losses (M,)); layout, settings: host arrays.  X (M or 1,
+    B, D), y (M or 1, B) int64, weights None or (M or 1, B): C-contiguous device arrays, a
+    leading 1 one batch shared by every member.
 
-def train_step(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets,
-               S, P, dS, row_loss, scalars, X, y, weights, act_code, backward_uses_output, alpha,
-               update_mode, adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2, eps, step):
-    """One minibatch update on the GPU, with the cpu backend's train_step signature.
-
-    Every array argument is a device array (host ``layers``, ``param_offsets`` and
-    ``hidden_offsets`` only describe the layout); hidden buffers are batch-major (B, H_l)
-    views of ``workspace``.  The forward GEMMs apply bias and activation in their epilogue.
-    Only the loss comes back to the host.  ``update_mode`` is accepted for the shared
-    signature; the GPU always writes the gradients and then updates.
-    """
-    L = len(layers) - 1
-    B = X.shape[0]
-    h = X
-    for layer in range(L - 1):
-        n_in, n_out = int(layers[layer]), int(layers[layer + 1])
-        offset = int(param_offsets[layer])
-        W, b = _matrix(params, offset, n_out, n_in), params[offset + n_out * n_in : offset + n_out * (n_in + 1)]
-        A = _matrix(workspace, int(hidden_offsets[layer][0]), B, n_out)
-        H = _matrix(workspace, int(hidden_offsets[layer][1]), B, n_out)
-        affine_activation_forward(A, H, h, W, b, act_code, alpha)
-        h = H
-    n_in, n_out = int(layers[L - 1]), int(layers[L])
-    offset = int(param_offsets[L - 1])
-    affine_forward(S, h, _matrix(params, offset, n_out, n_in), params[offset + n_out * n_in : offset + n_out * (n_in + 1)])
-    loss = softmax_crossentropy_forward(P, row_loss, S, y, weights)
-    if not math.isfinite(loss):
-        return loss
-    softmax_crossentropy_backward(dS, P, y, weights)
-    dout = dS
-    for layer in range(L - 1, -1, -1):
-        n_in, n_out = int(layers[layer]), int(layers[layer + 1])
-        offset = int(param_offsets[layer])
-        W = _matrix(params, offset, n_out, n_in)
-        dW, db = _matrix(grads, offset, n_out, n_in), grads[offset + n_out * n_in : offset + n_out * (n_in + 1)]
-        if layer == 0:
-            affine_backward(None, dW, db, dout, X, W)
+    The host uploads the members table (RUN = active); the loss kernel takes out a member
+    whose loss is not finite, and every later kernel skips it, so it keeps its gradients,
+    weights and optimizer state, as an inactive member does.  The host then counts a step
+    for each member whose loss came down finite: the same members the device updated."""
+    training = mode == STEP_TRAIN
+    members = buffers.scalars
+    members.copy_to_device(members_table(settings, training))
+    params, grads, workspace = buffers.params, buffers.grads, buffers.workspace
+    layers, offsets, hidden = layout.layers, layout.param_offsets, layout.hidden_offsets
+    L, B, D = len(layers) - 1, X.shape[1], X.shape[2]
+    C = int(layers[L])
+    S, P, dS = ((workspace, int(layout.output_offsets[k]), C, 1) for k in range(3))
+    row_loss = (workspace, int(layout.output_offsets[3]), 1, 0)
+    inputs = [(X.reshape(X.shape[0], B * D), 0, D, 1)]  # each layer's input (B, in)
+    for layer in range(L):
+        n_in, n_out, offset = int(layers[layer]), int(layers[layer + 1]), int(offsets[layer])
+        W_t, b = (params, offset, 1, n_in), (params, offset + n_out * n_in, 0, 1)  # Wᵀ (in, out), b (out,)
+        if layer == L - 1:
+            _launch_gemm(S, inputs[layer], W_t, (B, n_out, n_in), members, BIAS, bias=b)
             break
-        below = layer - 1
-        H_below = _matrix(workspace, int(hidden_offsets[below][1]), B, n_in)
-        cache = _matrix(workspace, int(hidden_offsets[below][1 if backward_uses_output else 0]), B, n_in)
-        dA = _matrix(workspace, int(hidden_offsets[below][3]), B, n_in)
-        affine_activation_backward(dA, dW, db, dout, H_below, W, cache, act_code, alpha)
+        A, H = (workspace, int(hidden[layer, 0]), n_out, 1), (workspace, int(hidden[layer, 1]), n_out, 1)
+        _launch_gemm(A, inputs[layer], W_t, (B, n_out, n_in), members, BIAS_ACTIVATION, bias=b, cache=H,
+                     act_code=act_code, alpha=alpha)
+        inputs.append(H)
+    _launch_loss(P, row_loss, dS, S, y, weights, buffers.losses, members, B, C)
+    dout = dS  # (B, out) of the layer being differentiated
+    for layer in range(L - 1, -1, -1):
+        n_in, n_out, offset = int(layers[layer]), int(layers[layer + 1]), int(offsets[layer])
+        dW, db = (grads, offset, n_in, 1), (grads, offset + n_out * n_in, 0, 1)
+        _launch_gemm(dW, _transpose(dout), inputs[layer], (n_out, n_in, B), members, WITH_BIAS_GRADIENT, bias=db)
+        if layer == 0:
+            break
+        dA = (workspace, int(hidden[layer - 1, 3]), n_in, 1)
+        cache = (workspace, int(hidden[layer - 1, 1 if backward_uses_output else 0]), n_in, 1)
+        _launch_gemm(dA, dout, (params, offset, n_in, 1), (B, n_in, n_out), members, ACTIVATION_GRADIENT,
+                     cache=cache, act_code=act_code, alpha=alpha)
         dout = dA
-    if adam:
-        adam_update(params, state_a, state_b, grads, lr, beta1, beta2, eps, weight_decay, nesterov_or_decoupled, step)
-    else:
-        sgd_update(params, state_a, grads, lr, momentum, weight_decay, nesterov_or_decoupled)
-    return loss
+    if training:
+        _launch_update(params, grads, buffers.state_a, buffers.state_b, members, adam, flag)
+    losses = buffers.losses.copy_to_host()
+    if training:
+        settings.steps[np.isfinite(losses)] += 1
+    return losses
+
+
+def device_buffers(host):
+    """The device twin of a plan's StepBuffers of host arrays (numbamlp.plan), made once:
+    parameters, gradients and optimizer state copied up (state_b stays state_a's alias where
+    it is one), a workspace and losses, and scalars as the (M, MEMBER_FIELDS) members table."""
+    M = host.params.shape[0]
+    state_a = cuda.to_device(host.state_a)
+    return host._replace(params=cuda.to_device(host.params), grads=cuda.to_device(host.grads), state_a=state_a,
+                         state_b=state_a if host.state_b is host.state_a else cuda.to_device(host.state_b),
+                         workspace=cuda.device_array(host.workspace.shape, host.workspace.dtype),
+                         scalars=cuda.device_array((M, MEMBER_FIELDS), np.float64),
+                         losses=cuda.device_array(M, np.float64))
+
+
+# ---------------------------------------------------------------- data on the device
+def to_device(array):
+    """A device array: ``array`` itself if it is one, else a C-contiguous copy of it."""
+    if isinstance(array, np.ndarray):
+        return cuda.to_device(np.ascontiguousarray(array))
+    return array
+
+
+def device_array(shape, dtype):
+    return cuda.device_array(shape, dtype=dtype)
 
 
 @cuda.jit
-def _gather_rows_kernel(out, X, order, start):
-    i, j = cuda.grid(2)
-    if i < out.shape[0] and j < out.shape[1]:
-        out[i, j] = X[order[start + i], j]
+def _gather_rows_kernel(out, values, order, start):
+    """out[m, i, j] = values[order[m, start + i], j]: member m = blockIdx.z."""
+    j, i = cuda.grid(2)
+    m = cuda.blockIdx.z
+    if i < out.shape[1] and j < out.shape[2]:
+        out[m, i, j] = values[order[m, start + i], j]
 
 
 @cuda.jit
 def _gather_kernel(out, values, order, start):
+    """out[m, i] = values[m (or 0 for one row), order[m, start + i]]: member m = blockIdx.z."""
     i = cuda.grid(1)
-    if i < out.shape[0]:
-        out[i] = values[order[start + i]]
+    m = cuda.blockIdx.z
+    if i < out.shape[1]:
+        out[m, i] = values[m if values.shape[0] > 1 else 0, order[m, start + i]]
 
 
-class DeviceMirror:
-    """A model's training state on the GPU: parameters, gradients, optimizer buffers and
-    workspaces, copied up once; ``pull`` copies parameters and optimizer state back into the
-    host arrays (at epoch ends and checkpoints), ``push`` after the host changed them."""
-
-    def __init__(self, params, grads, buffers):
-        self.host_params, self.host_buffers = params, buffers
-        self.params, self.grads = cuda.to_device(params), cuda.to_device(grads)
-        unique = {id(b): cuda.to_device(b) for b in buffers}
-        self.buffers = tuple(unique[id(b)] for b in buffers)
-        self._workspaces: dict = {}
-        self.scalars = self.empty(2, params.dtype)
-
-    def workspace(self, host_workspace):
-        """The device twin of a host Workspace (same flat layout), made once."""
-        key = id(host_workspace)
-        if key not in self._workspaces:
-            self._workspaces = {key: self.empty(host_workspace.flat.shape, host_workspace.flat.dtype)}
-        return self._workspaces[key]
-
-    def pull(self) -> None:
-        self.params.copy_to_host(self.host_params)
-        seen = set()
-        for device, host in zip(self.buffers, self.host_buffers):
-            if id(host) not in seen:
-                device.copy_to_host(host)
-                seen.add(id(host))
-
-    def push(self) -> None:
-        self.params.copy_to_device(self.host_params)
-        for device, host in zip(self.buffers, self.host_buffers):
-            device.copy_to_device(host)
-
-    @staticmethod
-    def upload(array):
-        return cuda.to_device(np.ascontiguousarray(array))
-
-    @staticmethod
-    def empty(shape, dtype):
-        return cuda.device_array(shape, dtype=dtype)
-
-    @staticmethod
-    def gather(out, values, order, start):
-        """out[i] = values[order[start + i]] on the device, for 1-D or 2-D ``values``."""
-        if len(values.shape) == 2:
-            grid, block = _grid2(out.shape)
-            _gather_rows_kernel[grid, block](out, values, order, start)
-        else:
-            _gather_kernel[(out.shape[0] + THREADS_1D - 1) // THREADS_1D, THREADS_1D](out, values, order, start)
+def gather(out, values, order, start: int) -> None:
+    """Each member's rows of a data set, by index, on the device: out (k, B, D) from values
+    (N, D), or out (k, B) from values (k or 1, N); row i of member m is order[m, start + i]
+    (order (k, ·) int64)."""
+    k = out.shape[0]
+    if len(out.shape) == 3:
+        grid = ((out.shape[2] + 7) // 8, (out.shape[1] + 7) // 8, k)
+        _gather_rows_kernel[grid, (8, 8)](out, values, order, start)
+    else:
+        _gather_kernel[((out.shape[1] + THREADS_1D - 1) // THREADS_1D, 1, k), THREADS_1D](out, values, order, start)

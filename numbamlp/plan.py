@@ -11,6 +11,11 @@ Adam's betas and eps, step count, active flag).  A backend's ``stack_step`` rece
 three named tuples (StepBuffers, StepLayout, MemberSettings) and a few options, never as
 dozens of positional arguments.  One model is the M = 1 case of the same step.
 
+On cuda the buffers live on the device (``buffers``, device arrays) and ``host`` holds their
+host copies: ``pull()`` copies parameters, gradients and optimizer state down (after steps),
+``push()`` copies what the host changed up.  Elsewhere ``host`` is ``buffers`` and both are
+no-ops.  Layout and settings stay on the host everywhere.
+
 The contract every test holds the cpu backend to: member m of a stack computes exactly the
 bits it computes alone, in any position, in a stack of any size, on any thread count.
 """
@@ -42,7 +47,8 @@ class StepBuffers(NamedTuple):
     state_a: np.ndarray  # (M, P): the velocity (SGD family) or Adam's first moment
     state_b: np.ndarray  # (M, P): Adam's second moment (the SGD family leaves it unused)
     workspace: np.ndarray  # (M, W): activations and their gradients (model.workspace_layout)
-    scalars: np.ndarray  # (M, 2): scratch for BLAS's alpha and beta, one pair per member
+    scalars: np.ndarray  # (M, 2): scratch for BLAS's alpha and beta, one pair per member (cuda:
+    #                      (M, cuda_backend.MEMBER_FIELDS) float64, the step's members table)
     losses: np.ndarray  # (M,) float64: each member's loss in the last step
 
 
@@ -59,7 +65,7 @@ class MemberSettings(NamedTuple):
     active: np.ndarray  # bool: an inactive member is left exactly as it is
 
 
-__all__ = ["MemberSettings", "STEP_GRADIENTS", "STEP_TRAIN", "StepBuffers", "StepLayout", "StepPlan"]
+__all__ = ["DeviceData", "MemberSettings", "STEP_GRADIENTS", "STEP_TRAIN", "StepBuffers", "StepLayout", "StepPlan"]
 
 
 class StepPlan:
@@ -70,6 +76,8 @@ class StepPlan:
     (1, B, D) for one batch shared by all members, y (M, B) or (1, B) int64 class indices,
     weights None or (M, B) / (1, B).  It returns the losses (M,) (a view, overwritten by the
     next step); a member whose loss is not finite is not updated, nor is an inactive one.
+    On cuda the arrays are device arrays (host arrays are copied up for the step: fine for
+    ``Trainer.step``, slow for training, which gathers its batches there, see DeviceData).
     """
 
     def __init__(self, layers: Sequence[int], activation: str, optimizer: str, members: int,
@@ -91,18 +99,21 @@ class StepPlan:
         self.layout = StepLayout(np.asarray(self.layers, dtype=np.int64), layer_offsets(self.layers),
                                  hidden_offsets, output_offsets)
         state_a = np.zeros((M, P), self.dtype)
-        self.buffers = StepBuffers(
+        self.host = StepBuffers(
             params=np.zeros((M, P), self.dtype), grads=np.zeros((M, P), self.dtype), state_a=state_a,
             state_b=np.zeros((M, P), self.dtype) if self.adam else state_a,
             workspace=np.zeros((M, size), self.dtype), scalars=np.zeros((M, 2), self.dtype),
             losses=np.zeros(M, np.float64),
         )
+        self.on_device = backend == "cuda"
+        self.buffers = self.kernels.device_buffers(self.host) if self.on_device else self.host
+        self._stale = False  # (cuda) the device has stepped since the last pull
         self.settings = MemberSettings(*(np.zeros(M, np.float64) for _ in range(6)),
                                        steps=np.zeros(M, np.int64), active=np.ones(M, np.bool_))
 
     @property
     def n_parameters(self) -> int:
-        return self.buffers.params.shape[1]
+        return self.host.params.shape[1]
 
     def set_member(self, m: int, optimizer_config) -> None:
         """Member m's constant optimizer settings from an OptimizerConfig (the learning rate
@@ -116,15 +127,94 @@ class StepPlan:
         s.eps[m] = optimizer_config.eps or 0.0
 
     def optimizer_state(self, m: int) -> dict[str, np.ndarray]:
-        """Member m's optimizer buffers by name (live views), as checkpoints store them."""
+        """Member m's optimizer buffers by name (live views of the host copies), as checkpoints
+        store them."""
         if self.adam:
-            return {"m": self.buffers.state_a[m], "v": self.buffers.state_b[m]}
-        return {"velocity": self.buffers.state_a[m]}
+            return {"m": self.host.state_a[m], "v": self.host.state_b[m]}
+        return {"velocity": self.host.state_a[m]}
+
+    def pull(self) -> None:
+        """cuda: copy the parameters, gradients and optimizer state from the device into
+        ``host`` if a step ran since the last pull (a no-op elsewhere)."""
+        if not self._stale:
+            return
+        for device, host in self._device_and_host(("params", "grads", "state_a", "state_b")):
+            device.copy_to_host(host)
+        self._stale = False
+
+    def push(self, member: int | None = None) -> None:
+        """cuda: copy the host's parameters and optimizer state (all members' or one member's
+        rows) up to the device, after the host changed them (a no-op elsewhere).  Pull first
+        where the device may be ahead: a push overwrites what it copies."""
+        if not self.on_device:
+            return
+        for device, host in self._device_and_host(("params", "state_a", "state_b")):
+            if member is None:
+                device.copy_to_device(host)
+            else:
+                device[member].copy_to_device(host[member])
+
+    def _device_and_host(self, names):
+        """(device, host) array pairs of these buffers; state_b only where it is not state_a
+        under another name (the SGD family)."""
+        if self.host.state_b is self.host.state_a:
+            names = [name for name in names if name != "state_b"]
+        return [(getattr(self.buffers, name), getattr(self.host, name)) for name in names]
 
     def step(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None,
              mode: int = STEP_TRAIN) -> np.ndarray:
         """One step of every active member; see the class docstring.  Arrays must be
         validated and C-contiguous: X of the plan's dtype, y int64, weights of the dtype."""
+        if self.on_device:
+            to_device = self.kernels.to_device
+            X, y, weights = to_device(X), to_device(y), None if weights is None else to_device(weights)
+            self.host.losses[...] = self._stack_step(self.buffers, self.layout, self.settings, X, y, weights,
+                                                     *self.options, mode)  # (the step copies them down)
+            self._stale = True
+            return self.host.losses
         with launch_guard(self.kernels):
             self._stack_step(self.buffers, self.layout, self.settings, X, y, weights, *self.options, mode)
         return self.buffers.losses
+
+
+class DeviceData:
+    """A data set on the device (cuda), copied up once, and minibatches gathered from it there
+    by index, so that per step only indices travel, if anything.
+
+    X (N, D) of the plan's dtype; y (N,) int64 class indices (the members of a stack encode
+    labels alike); weights None, (N,) or (k, N) loss weights by row of X, k members' own.
+    ``batch(order, start, rows)`` gathers member m's rows order[m, start : start + rows] into
+    device buffers (k, rows, D), (k, rows), (k, rows), made once per batch size (the short
+    last batch of an epoch has its own).
+    """
+
+    def __init__(self, kernels, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None):
+        self.kernels = kernels
+        self.X, self.y = kernels.to_device(X), kernels.to_device(y.reshape(1, -1))
+        self.weights = None if weights is None else kernels.to_device(np.atleast_2d(weights))
+        self._batches: dict[int, tuple] = {}
+
+    def upload(self, order: np.ndarray):
+        """order (k, n) int64 on the device, e.g. a Trainer's epoch order, once per epoch."""
+        return self.kernels.to_device(np.ascontiguousarray(order, np.int64))
+
+    def batch(self, order, start: int, rows: int) -> tuple:
+        """(X (k, rows, D), y (k, rows), weights (k, rows) or None) on the device.  ``order``
+        (k, ·) int64: a device array (see ``upload``), or a host array of exactly (k, rows)
+        indices (start 0), copied up into the batch's own index buffer."""
+        k = order.shape[0]
+        if rows not in self._batches:
+            empty = self.kernels.device_array
+            self._batches[rows] = (empty((k, rows), np.int64), empty((k, rows, self.X.shape[1]), self.X.dtype),
+                                   empty((k, rows), np.int64),
+                                   None if self.weights is None else empty((k, rows), self.weights.dtype))
+        index, Xb, yb, wb = self._batches[rows]
+        if isinstance(order, np.ndarray):
+            index.copy_to_device(np.ascontiguousarray(order, np.int64))
+            order = index
+        gather = self.kernels.gather
+        gather(Xb, self.X, order, start)
+        gather(yb, self.y, order, start)
+        if wb is not None:
+            gather(wb, self.weights, order, start)
+        return Xb, yb, wb

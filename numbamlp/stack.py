@@ -17,7 +17,8 @@ weight decay, Adam's betas and eps, early stopping, class weights) may differ pe
 
 Memory: the parameters, gradients and optimizer state of M members, (M, P) each, plus one
 workspace per member for a batch — M times one model's, and nothing that grows with the
-step count.
+step count.  On cuda these live on the device (with host copies), and so does the data,
+copied up once per fit: each step gathers every member's batch there by index.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from numbamlp.trainer import Trainer, TrainingDiverged, TrainingInterrupted
 # The settings every member of a stack shares (dotted config paths): what the step plan is
 # built from, and the data every member sees.
 STACK_KEY = ("model", "batch_size", "dtype", "backend", "optimizer.name", "data", "threads", "validate_gradients")
-STACK_BACKENDS = ("cpu", "numpy")
+STACK_BACKENDS = ("cpu", "numpy", "cuda")
 
 
 def _leaves(config: TrainConfig, path: str) -> dict:
@@ -64,8 +65,8 @@ def check_stack_key(configs: list[TrainConfig]) -> None:
                                for value, ms in groups.items())
             raise ValueError(f"the configs cannot share a step: {leaf} differs ({listed})")
     if configs[0].backend not in STACK_BACKENDS:
-        raise ValueError(f"StackTrainer runs on the {' or '.join(STACK_BACKENDS)} backend, not "
-                         f"{configs[0].backend!r} (a stack on cuda is not built yet)")
+        raise ValueError(f"StackTrainer runs on the {', '.join(STACK_BACKENDS)} backends, "
+                         f"not {configs[0].backend!r}")
 
 
 class _Member:
@@ -143,6 +144,7 @@ class StackTrainer:
             trainer.use_plan(self.plan, m)
         self._set_learning_rates()
         self._batches: dict[int, tuple] = {}
+        self._device = None  # cuda: the data of the fit under way on the device (plan.DeviceData)
 
     def _set_learning_rates(self) -> None:
         """Each member's learning rate for its current epoch, as ``step`` uses them (fit sets
@@ -150,14 +152,34 @@ class StackTrainer:
         for m, trainer in enumerate(self.trainers):
             self.plan.settings.lr[m] = trainer.lr
 
-    def _batch_buffers(self, rows: int) -> tuple:
-        """(X (M, rows, D), y (M, rows), weights (M, rows)) gather buffers, C-contiguous,
-        made once per batch size (the short last batch of an epoch has its own)."""
+    def _batch(self, X, members, picks: dict, rows: int, any_weights: bool) -> tuple:
+        """This step's (X (M, rows, D), y (M, rows), weights (M, rows) or None) for plan.step,
+        member m's rows of X being picks[m] (members not stepping keep what they had).  On cuda
+        the batch is gathered on the device from the data copied up once per fit: only the
+        (M, rows) indices go up, D times less than the batch itself.  Elsewhere it is gathered
+        here into host buffers.  The buffers are made once per batch size (the short last
+        batch of an epoch has its own), C-contiguous."""
+        M = self.members
         if rows not in self._batches:
-            M, D, dtype = self.members, self.plan.layers[0], self.plan.dtype
-            self._batches[rows] = (np.zeros((M, rows, D), dtype), np.zeros((M, rows), np.int64),
-                                   np.ones((M, rows), dtype))
-        return self._batches[rows]
+            if self._device is not None:
+                self._batches[rows] = (np.zeros((M, rows), np.int64),)
+            else:
+                D, dtype = self.plan.layers[0], self.plan.dtype
+                self._batches[rows] = (np.zeros((M, rows, D), dtype), np.zeros((M, rows), np.int64),
+                                       np.ones((M, rows), dtype))
+        if self._device is not None:
+            (order,) = self._batches[rows]
+            for index, picked in picks.items():
+                order[index] = picked
+            return self._device.batch(order, 0, rows)
+        Xb, yb, wb = self._batches[rows]
+        for index, picked in picks.items():
+            member = members[index]
+            np.take(X, picked, axis=0, out=Xb[index])
+            np.take(member.y_idx, picked, out=yb[index])
+            if any_weights:  # unit weights give the plain mean's bits (loss and gradients)
+                wb[index] = 1.0 if member.weights is None else member.weights[picked]
+        return Xb, yb, wb if any_weights else None
 
     # ------------------------------------------------------------ one update
     def step(self, X, y, sample_weight=None) -> np.ndarray:
@@ -223,10 +245,19 @@ class StackTrainer:
             members.append(_Member(trainer, rows, trainer.encode(y), weights, Xv, yv, status, error))
         self._stop_reason = None
         any_weights = any(m.weights is not None for m in members)
+        if self.plan.on_device:  # the data goes up once (every member encodes y alike)
+            from numbamlp.plan import DeviceData
+
+            weights = None
+            if any_weights:
+                weights = np.stack([np.ones(X.shape[0], self.plan.dtype) if m.weights is None else m.weights
+                                    for m in members])
+            self._device = DeviceData(self.plan.kernels, X, members[0].y_idx, weights)
         try:
             while any(m.running for m in members):
                 self._epoch(X, members, any_weights, callbacks)
         finally:
+            self._device = None
             self.statuses = [(m.status, m.error) for m in members]
             self.results = [self._result(m) for m in members]
             self._set_learning_rates()
@@ -274,18 +305,11 @@ class StackTrainer:
         raise TrainingInterrupted(max(m.trainer.epoch for m in running) + 1, step, self._stop_reason)
 
     def _step_members(self, X, members, indices, lo, rows, any_weights) -> None:
-        Xb, yb, wb = self._batch_buffers(rows)
         active = self.plan.settings.active
         active[:] = False
-        for index in indices:
-            member = members[index]
-            picked = member.order[lo : lo + rows]
-            np.take(X, picked, axis=0, out=Xb[index])
-            np.take(member.y_idx, picked, out=yb[index])
-            if any_weights:  # unit weights give the plain mean's bits (loss and gradients)
-                wb[index] = 1.0 if member.weights is None else member.weights[picked]
-            active[index] = True
-        losses = self.plan.step(Xb, yb, wb if any_weights else None)
+        active[indices] = True
+        picks = {index: members[index].order[lo : lo + rows] for index in indices}
+        losses = self.plan.step(*self._batch(X, members, picks, rows, any_weights))
         for index in indices:
             member, loss = members[index], float(losses[index])
             trainer = member.trainer
@@ -295,7 +319,7 @@ class StackTrainer:
                 member.error = str(TrainingDiverged.at_step(loss, trainer.epoch + 1,
                                                             lo // self.configs[0].batch_size + 1, progress["lr"]))
                 continue
-            weight = rows if member.weights is None else float(wb[index].sum())
+            weight = rows if member.weights is None else float(member.weights[picks[index]].sum())
             progress["total"] += loss * weight
             progress["weight_total"] += weight
             progress["next_row"] = lo + self.configs[0].batch_size
@@ -316,6 +340,7 @@ class StackTrainer:
             member.status = "done"
         if not member.running and trainer._best_params is not None:
             trainer.model.flat_params[...] = trainer._best_params
+            trainer.host_changed()
 
     # ------------------------------------------------------------ checkpoints
     def save_checkpoint(self, directory) -> None:

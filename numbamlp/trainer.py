@@ -15,16 +15,14 @@ from typing import Protocol
 import numpy as np
 
 from numbamlp.config import TrainConfig
-from numbamlp.kernels import ACTIVATION_NAMES, STEP_GRADIENTS, STEP_TRAIN, activation_spec, get_backend
+from numbamlp.kernels import STEP_GRADIENTS, STEP_TRAIN, get_backend
 from numbamlp.model import (
     MLP,
     Workspace,
     as_class_indices,
     as_features,
     as_sample_weights,
-    backward_into,
     forward,
-    layer_offsets,
     layer_views,
     mean_cross_entropy,
 )
@@ -48,9 +46,9 @@ def set_threads(threads: int, backend: str) -> None:
         threadpool_limits(limits=threads, user_api="blas")
 
 
-# The backends whose training step runs on a step plan (numbamlp.plan); cuda keeps its own
-# device-resident step for now, and the reference path computes gradients one example at a time.
-STEP_PLAN_BACKENDS = ("cpu", "numpy")
+# The backends whose training step runs on a step plan (numbamlp.plan); the reference path
+# computes gradients one example at a time.
+STEP_PLAN_BACKENDS = ("cpu", "numpy", "cuda")
 
 
 class Callback(Protocol):
@@ -123,6 +121,7 @@ class Trainer:
             set_threads(config.threads, config.backend)
         self.model: MLP | None = None
         self._workspace: Workspace | None = None
+        self._plan, self._member = None, 0  # the step plan this trainer's model is member _member of
         self._start_over()
 
     def _start_over(self) -> None:
@@ -149,7 +148,7 @@ class Trainer:
         if self.model is not None:  # (the optimizer is made with the model)
             self.optimizer.config = config.optimizer
             if self._plan is not None:
-                self._plan.set_member(0, config.optimizer)
+                self._plan.set_member(self._member, config.optimizer)
         self.stopped_early, self.bad_epochs = False, 0
         self.best_val_loss, self.best_epoch, self._best_params = np.inf, None, None
 
@@ -161,6 +160,7 @@ class Trainer:
     def __getstate__(self):
         # modules, views and the step plan do not pickle: drop them and rebuild on load (the
         # model's parameters and the optimizer's state pickle as copies of their rows)
+        self.synchronize()
         state = self.__dict__.copy()
         for name in ("_kernels", "_grads", "_workspace", "_plan"):
             state.pop(name, None)
@@ -194,27 +194,19 @@ class Trainer:
         self._grads = layer_views(self._grad_flat, model.layers)
         self.optimizer = Optimizer(self.config.optimizer, model.flat_params.size, model.dtype)
         self._workspace = self._plan = None
-        # cpu and numpy: the step plan of a stack of one (numbamlp.plan), the same step a
-        # StackTrainer runs; the model's parameters and the optimizer's state move into it
+        # the step plan of a stack of one (numbamlp.plan), the same step a StackTrainer runs;
+        # the model's parameters and the optimizer's state move into it.  On cuda they live
+        # on the device, and synchronize() refreshes the model's host copies.
         self._make_plan(self.config.batch_size)
-        # cuda: weights, gradients, optimizer state and workspaces live on the GPU; the host
-        # copies are refreshed by synchronize() (at epoch ends, before evaluation, checkpoints)
-        self._mirror = None
-        if self._kernels is not None and hasattr(self._kernels, "DeviceMirror"):
-            spec = activation_spec(model.activation)  # constant arguments of the GPU step
-            self._activation_arguments = (ACTIVATION_NAMES.index(spec.name), spec.backward_uses == "output", spec.alpha)
-            self._layers = np.asarray(model.layers, dtype=np.int64)
-            self._offsets = layer_offsets(model.layers)
-            self._mirror = self._kernels.DeviceMirror(model.flat_params, self._grad_flat, self.optimizer.buffers)
-        self._host_stale = False
 
     def _make_plan(self, capacity: int) -> None:
-        """A step plan of one member for batches of up to ``capacity`` rows (cpu and numpy;
-        a bigger batch than planned for makes a new plan, which takes the state along)."""
+        """A step plan of one member for batches of up to ``capacity`` rows (a bigger batch
+        than planned for makes a new plan, which takes the state along)."""
         from numbamlp.plan import StepPlan
 
         if self.config.backend not in STEP_PLAN_BACKENDS:
             return
+        self.synchronize()  # (cuda: the state the new plan takes is the device's)
         model = self.model
         self._plan = StepPlan(model.layers, model.activation, self.config.optimizer.name, 1, capacity,
                               model.dtype, self.config.backend)
@@ -223,12 +215,15 @@ class Trainer:
     def use_plan(self, plan, member: int) -> None:
         """Train as member ``member`` of a step plan (numbamlp.plan): the model's parameters,
         the gradients and the optimizer's state and step count move into that member's rows,
-        and the plan takes this trainer's optimizer settings."""
-        self.model.use_storage(plan.buffers.params[member])
-        self._grad_flat = plan.buffers.grads[member]
+        and the plan takes this trainer's optimizer settings.  (On cuda the rows are the
+        plan's host copies, which go up to the device here.)"""
+        self._plan, self._member = plan, member
+        self.model.use_storage(plan.host.params[member])
+        self._grad_flat = plan.host.grads[member]
         self._grads = layer_views(self._grad_flat, self.model.layers)
         self.optimizer.use_storage(plan.optimizer_state(member), plan.settings.steps[member : member + 1])
         plan.set_member(member, self.config.optimizer)
+        plan.push(member)
 
     def _workspace_for(self, rows: int) -> Workspace:
         if self._workspace is None or self._workspace.capacity < rows:
@@ -256,65 +251,44 @@ class Trainer:
         """One update on validated arrays; a non-finite loss is returned without an update."""
         if self._plan is not None:
             return self._plan_step(Xb, yb, wb, lr, STEP_TRAIN)
-        if self._mirror is not None:
-            upload = self._mirror.upload
-            return self._device_step(upload(Xb), upload(yb), None if wb is None else upload(wb), lr)
         loss = self._reference_grads(Xb, yb, wb)
         if math.isfinite(loss):
             self.optimizer.update(get_backend("numpy"), self.model.flat_params, self._grad_flat, lr)
         return loss
 
+    def host_changed(self) -> None:
+        """Say that the model's weights or the optimizer's state were changed on the host
+        (restored, best weights put back): cuda copies them up to the device."""
+        if self._plan is not None:
+            self._plan.push(self._member)
+
     def _plan_step(self, Xb, yb, wb, lr: float, mode: int) -> float:
-        """The step plan's step for this one model (mode STEP_GRADIENTS: the gradients only)."""
-        if Xb.shape[0] > self._plan.capacity:
-            self._make_plan(Xb.shape[0])
+        """The step plan's step for this one model (mode STEP_GRADIENTS: the gradients only).
+        Xb (B, D), yb (B,), wb (B,) or None; or, on cuda, device arrays (1, B, ·) already."""
+        rows = Xb.shape[len(Xb.shape) - 2]
+        if rows > self._plan.capacity:
+            self._make_plan(rows)
         self._plan.settings.lr[0] = lr
-        losses = self._plan.step(Xb[None], yb[None], None if wb is None else wb[None], mode)
-        return float(losses[0])
+        if len(Xb.shape) == 2:
+            Xb, yb, wb = Xb[None], yb[None], None if wb is None else wb[None]
+        return float(self._plan.step(Xb, yb, wb, mode)[0])
 
     def synchronize(self) -> None:
-        """cuda: copy the weights and optimizer state from the GPU into ``model`` (a no-op
-        elsewhere).  fit, evaluate, predict and checkpoints call it; call it yourself after
-        ``step`` before reading ``trainer.model``'s arrays."""
-        if self._mirror is not None and self._host_stale:
-            self._mirror.pull()
-            self._host_stale = False
-
-    def _device_arguments(self, workspace, rows: int) -> tuple:
-        """The device twins of the step's buffers: (params, grads, state_a, state_b, workspace,
-        S, P, dS, row_loss, scalars) for a batch of ``rows``."""
-        mirror = self._mirror
-        flat = mirror.workspace(workspace)
-        C = self.model.n_classes
-        outputs = workspace.output_offsets
-        views = [flat[outputs[name] : outputs[name] + rows * C].reshape(rows, C) for name in ("S", "P", "dS")]
-        row_loss = flat[outputs["row_loss"] : outputs["row_loss"] + rows]
-        return (mirror.params, mirror.grads, *mirror.buffers, flat, *views, row_loss, mirror.scalars)
-
-    def _device_step(self, Xb, yb, wb, lr) -> float:
-        """One update on the GPU; Xb, yb (and wb) are device arrays."""
-        rows = Xb.shape[0]
-        workspace = self._workspace_for(rows)
-        params, grads, state_a, state_b, flat, S, P, dS, row_loss, scalars = self._device_arguments(workspace, rows)
-        arguments = self.optimizer.arguments(lr)
-        loss = self._kernels.train_step(
-            params, grads, state_a, state_b, self._layers, self._offsets, flat, workspace.hidden_offsets,
-            S, P, dS, row_loss, scalars, Xb, yb, wb, *self._activation_arguments, self._kernels.UPDATE_AFTER,
-            *arguments,
-        )
-        if math.isfinite(loss):
-            self.optimizer.step_count = arguments[-1]
-            self._host_stale = True
-        return loss
+        """cuda: copy the weights, gradients and optimizer state from the GPU into ``model``
+        and the optimizer (a no-op elsewhere, and when no step ran since).  fit, evaluate,
+        predict and checkpoints call it; call it yourself after ``step`` before reading
+        ``trainer.model``'s arrays."""
+        if self._plan is not None:
+            self._plan.pull()
 
     def _gradients(self, Xb, yb, wb) -> float:
         """The batch loss, with this backend's gradients in ``self._grads``, computed the way
         a training step computes them; the weights are left untouched."""
-        if self._plan is not None:
-            return self._plan_step(Xb, yb, wb, 0.0, STEP_GRADIENTS)
-        if self._kernels is None:
+        if self._plan is None:
             return self._reference_grads(Xb, yb, wb)
-        return backward_into(self._kernels, self.model, Xb, yb, self._workspace_for(Xb.shape[0]), self._grads, wb)
+        loss = self._plan_step(Xb, yb, wb, 0.0, STEP_GRADIENTS)
+        self.synchronize()  # (cuda: the gradients come down)
+        return loss
 
     def _reference_grads(self, Xb, yb, wb) -> float:
         from numbamlp import reference
@@ -344,7 +318,7 @@ class Trainer:
             error = self.validate_gradients(X, y_idx, weights)
             for callback in callbacks:
                 getattr(callback, "on_gradients_checked", lambda error: None)(error)
-        device = self._device_data(X, y_idx, weights) if self._mirror is not None else None
+        device = self._device_data(X, y_idx, weights)
         while self.epoch < self.config.epochs and not self.stopped_early:
             start = time.perf_counter()
             progress = self._run_epoch(X, y_idx, weights, device, callbacks, start)
@@ -353,8 +327,7 @@ class Trainer:
                 raise TrainingInterrupted(self.epoch, "end", self._stop_reason)
         if self._best_params is not None:
             self.model.flat_params[...] = self._best_params
-            if self._mirror is not None:
-                self._mirror.push()
+            self.host_changed()
         return self.history
 
     def _fit_data(self, X, y, X_val, y_val, sample_weight):
@@ -402,15 +375,15 @@ class Trainer:
         if device is None:
             X_epoch, y_epoch = X[order], y_idx[order]
         else:  # the data stays on the GPU; only the order goes up
-            device["order"] = self._mirror.upload(order)
+            device_order = device.upload(order[None])
         shown = time.perf_counter()
         for lo in range(progress["next_row"], X.shape[0], batch):
             step, rows = lo // batch + 1, min(batch, X.shape[0] - lo)
             wb = None if w_epoch is None else w_epoch[lo : lo + rows]
             if device is None:
                 loss = self._step(X_epoch[lo : lo + rows], y_epoch[lo : lo + rows], wb, lr)
-            else:
-                loss = self._device_batch_step(device, lo, rows, lr)
+            else:  # this batch's rows gathered on the device, by index
+                loss = self._plan_step(*device.batch(device_order, lo, rows), lr, STEP_TRAIN)
             if not math.isfinite(loss):
                 raise TrainingDiverged.at_step(loss, self.epoch + 1, step, lr)
             weight = rows if wb is None else float(wb.sum())
@@ -456,27 +429,13 @@ class Trainer:
         for callback in callbacks:
             callback.on_epoch_end(self.epoch, metrics)
 
-    def _device_data(self, X, y_idx, weights) -> dict:
-        """The training data on the GPU once, with batch buffers the gather kernel fills."""
-        upload, empty, batch = self._mirror.upload, self._mirror.empty, self.config.batch_size
-        data = {"X": upload(X), "y": upload(y_idx), "order": None,
-                "Xb": empty((batch, X.shape[1]), X.dtype), "yb": empty(batch, y_idx.dtype),
-                "w": None if weights is None else upload(weights)}
-        if weights is not None:
-            data["wb"] = empty(batch, weights.dtype)
-        return data
+    def _device_data(self, X, y_idx, weights):
+        """cuda: the training data on the GPU once (numbamlp.plan.DeviceData); None elsewhere."""
+        if self._plan is None or not self._plan.on_device:
+            return None
+        from numbamlp.plan import DeviceData
 
-    def _device_batch_step(self, device, start: int, rows: int, lr: float) -> float:
-        """Gather this minibatch's rows on the GPU (by index: the data never moves) and step."""
-        gather, order = self._mirror.gather, device["order"]
-        Xb, yb = device["Xb"][:rows], device["yb"][:rows]
-        gather(Xb, device["X"], order, start)
-        gather(yb, device["y"], order, start)
-        wb = None
-        if device["w"] is not None:
-            wb = device["wb"][:rows]
-            gather(wb, device["w"], order, start)
-        return self._device_step(Xb, yb, wb, lr)
+        return DeviceData(self._kernels, X, y_idx, weights)
 
     def request_stop(self, reason=None) -> None:
         """Ask ``fit`` to stop after the step in progress (safe to call from a signal handler)."""
@@ -614,8 +573,7 @@ class Trainer:
         self.model.flat_params[...] = arrays["params"]
         for key, buffer in self.optimizer.state.items():
             buffer[...] = arrays[f"optimizer.{key}"]
-        if self._mirror is not None:
-            self._mirror.push()
+        self.host_changed()
         self._best_params = arrays.get("best_params")
         self.optimizer.step_count = int(meta["optimizer_steps"])
         self._rng.bit_generator.state = meta["rng_state"]

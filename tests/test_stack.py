@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from numbamlp import StackTrainer, Trainer
-from numbamlp.stack import STACK_BACKENDS
 from numbamlp.trainer import TrainingDiverged
+
+# The host backends; the cuda stack is tested under the simulator (tests/cuda/test_cuda_stack.py).
+STACK_BACKENDS = ("cpu", "numpy")
 
 
 def data(n=120, d=6, classes=3, seed=0):

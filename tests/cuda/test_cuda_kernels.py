@@ -3,7 +3,8 @@
 Runs in its own pytest process under the simulator (`make test` does
 NUMBA_ENABLE_CUDASIM=1 pytest tests/cuda), or on a real GPU; skips itself otherwise.
 Shapes are odd and larger than one 16×16 tile so every GEMM spans several blocks, and
-batches are longer than one 32-row reduction chunk so the two-pass sums have partials.
+batches are longer than the 32 threads that share a member's loss rows, so each thread sums
+several before the block's tree adds them.  (The step of a stack: test_cuda_stack.py.)
 """
 
 import os
@@ -55,9 +56,9 @@ def test_affine_forward_and_fused_epilogue(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_affine_backward_with_transposed_operands_and_two_pass_bias(dtype):
+def test_affine_backward_with_transposed_operands_and_the_bias_gradient_in_the_gemm(dtype):
     rng = np.random.default_rng(1)
-    B, n_in, n_out = 70, 17, 23  # 70 rows: three reduction chunks of 32
+    B, n_in, n_out = 70, 17, 23  # db is the dW GEMM's extra column: 70 rows, five tiles of its inner loop
     X, W, dout = random(rng, (B, n_in), dtype), random(rng, (n_out, n_in), dtype), random(rng, (B, n_out), dtype)
     dX, dW, db = np.zeros((B, n_in), dtype), np.zeros((n_out, n_in), dtype), np.zeros(n_out, dtype)
     gpu.affine_backward(dX, dW, db, dout, X, W)
@@ -181,26 +182,27 @@ def test_trainer_steps_on_the_cuda_backend_match_the_numpy_backend():
     np.testing.assert_allclose(weights["cuda"], weights["numpy"], rtol=1e-10, atol=1e-13)
 
 
-@pytest.mark.parametrize("optimizer", [{"name": "sgd", "momentum": 0.9}, {"name": "adamw", "lr": 0.01}])
-def test_device_resident_fit_matches_the_numpy_backend(optimizer):
+def test_device_resident_fit_validates_checkpoints_and_resumes_as_the_numpy_backend():
     """fit on cuda keeps data, weights, optimizer state and workspaces on the device,
-    shuffles by index there, and ends with the numpy backend's weights; with weights,
-    a short last batch and a checkpoint round trip in the middle."""
+    shuffles by index there, and ends with the numpy backend's weights; with the gradient
+    check (the device's gradients come down), weights, a short last batch and a checkpoint
+    round trip in the middle (the restored state goes up)."""
     from numbamlp import MLP
     from numbamlp.trainer import Trainer
 
     rng = np.random.default_rng(7)
-    X, y = rng.normal(size=(45, 6)), rng.integers(0, 3, 45)  # batches of 20, 20, 5
-    w = rng.uniform(0.5, 2.0, 45)
+    X, y = rng.normal(size=(15, 6)), rng.integers(0, 3, 15)  # batches of 10 and 5
+    w = rng.uniform(0.5, 2.0, 15)
     results = {}
     for backend in ("cuda", "numpy"):
-        config = {"backend": backend, "dtype": "float64", "batch_size": 20, "epochs": 2,
-                  "model": {"layers": [6, 9, 7, 3], "activation": "gelu"}, "optimizer": optimizer}
+        config = {"backend": backend, "dtype": "float64", "batch_size": 10, "epochs": 1, "validate_gradients": True,
+                  "model": {"layers": [6, 9, 7, 3], "activation": "gelu"}, "optimizer": {"name": "adamw", "lr": 0.01}}
         trainer = Trainer(config)
         trainer.set_model(MLP([6, 9, 7, 3], activation="gelu", dtype="float64", seed=2))
         trainer.fit(X, y, sample_weight=w)
+        assert trainer.validation_error < 1e-9
         arrays, meta = trainer.state()
-        resumed = Trainer({**config, "epochs": 3})
+        resumed = Trainer({**config, "epochs": 2})
         resumed.set_model(MLP([6, 9, 7, 3], activation="gelu", dtype="float64", seed=9))
         resumed.restore({k: v.copy() for k, v in arrays.items()}, meta, trainer.classes_)
         resumed.fit(X, y, sample_weight=w)
