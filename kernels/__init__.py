@@ -96,8 +96,8 @@ STEP_TRAIN = 0  # forward, loss, backward and each member's optimizer update
 STEP_GRADIENTS = 1  # forward, loss and backward: the gradients only, weights and state untouched
 
 # The one statement of where the CUDA backend stands; help texts and `numbamlp info` use it.
-CUDA_STATUS = ("NVIDIA GPU through numba-cuda; device-resident training, tested in Numba's CUDA "
-               "simulator, not yet run on a real GPU")
+CUDA_STATUS = ("NVIDIA GPU through numba-cuda; device-resident training of one model or a stack "
+               "(StackTrainer), tested in Numba's CUDA simulator, not yet run on a real GPU")
 
 
 class BackendUnavailable(RuntimeError):
