@@ -118,6 +118,8 @@ class StackTrainer:
         self.results: list[dict] = []
         self.statuses: list[tuple] = [("training", None)] * len(configs)  # (status, error) per member
         self._stop_reason = None
+        self._cancelled: set[int] = set()  # members asked to stop (cancel_member), from any thread
+        self._step_hooks: list = []
 
     @property
     def members(self) -> int:
@@ -263,6 +265,15 @@ class StackTrainer:
             self._set_learning_rates()
         return self.histories
 
+    def cancel_member(self, member: int) -> None:
+        """Stop member ``member`` after the step in progress (safe from another thread): it
+        is frozen as it is, its status "cancelled", and the others go on."""
+        self._cancelled.add(member)
+
+    def add_step_hook(self, hook) -> None:
+        """Call ``hook()`` after every step of the stack (e.g. to look for cancelled jobs)."""
+        self._step_hooks.append(hook)
+
     def request_stop(self, reason=None) -> None:
         """Ask ``fit`` to stop after the step in progress (safe from a signal handler); the
         stack can then be checkpointed and ``fit(..., warm_start=True)`` goes on exactly there."""
@@ -289,6 +300,7 @@ class StackTrainer:
                     sizes.setdefault(min(batch, len(member.rows) - lo), []).append(index)
             for rows, indices in sizes.items():
                 self._step_members(X, members, indices, lo, rows, any_weights)
+            self._after_step(members)
             if self._stop_reason is not None and any(m.running and lo + batch < len(m.rows) for m in running):
                 self._interrupt(running, lo // batch + 1)
         for index, member in enumerate(members):
@@ -296,6 +308,14 @@ class StackTrainer:
                 self._end_epoch(index, member, callbacks)
         if self._stop_reason is not None and any(m.running for m in members):
             raise TrainingInterrupted(max(m.trainer.epoch for m in running), "end", self._stop_reason)
+
+    def _after_step(self, members: list[_Member]) -> None:
+        """The step hooks, then the cancels they (or anyone) asked for."""
+        for hook in self._step_hooks:
+            hook()
+        for index in list(self._cancelled):
+            if members[index].running:
+                members[index].status = "cancelled"
 
     def _interrupt(self, running: list[_Member], step: int) -> None:
         for member in running:

@@ -261,3 +261,25 @@ def test_a_member_with_zero_epochs_trains_none():
     assert "member" not in stack.histories[1][0]  # the history holds the trainer's own metrics
     assert [r["epochs_run"] for r in stack.results] == [0, 2]
     assert np.array_equal(stack.models[0].flat_params, Trainer({"epochs": 0, "seed": 1}).build(6, 3).flat_params)
+
+
+def test_a_cancelled_member_stops_after_the_step_and_the_others_go_on():
+    """cancel_member from a step hook (as the service's cancel watcher calls it): the member
+    stops at once, frozen, status "cancelled"; every other member ends as it would alone."""
+    X, y = data()
+    configs = mixed_configs("cpu")[:3]
+    stack = StackTrainer(configs)
+    steps = []
+
+    def hook():
+        steps.append(len(steps))
+        if len(steps) == 9:  # in epoch 2 (96 training rows at batch 16: 6 steps an epoch)
+            stack.cancel_member(1)
+
+    stack.add_step_hook(hook)
+    stack.fit(X, y)
+    assert [r["status"] for r in stack.results] == ["done", "cancelled", "stopped early"]
+    assert stack.results[1]["epochs_run"] == 1  # its second epoch never ended
+    for m in (0, 2):
+        trainer, _ = alone(configs[m], X, y)
+        assert_same(stack.models[m].flat_params, trainer.model.flat_params, "cpu", f"member {m}")
