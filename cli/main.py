@@ -1,4 +1,4 @@
-"""The ``numbamlp`` command: train, sweep, eval, predict, gradcheck, info, plot.
+"""The ``numbamlp`` command: train, sweep, eval, predict, gradcheck, info, plot, serve, jobs.
 
 Commands import the library inside their bodies so that ``numbamlp --help`` stays
 instant.  Every user error is one line on stderr and exit code 2, never a traceback; any
@@ -446,6 +446,142 @@ def _cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3g}"
     return json.dumps(value) if isinstance(value, list) else str(value)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (localhost unless told otherwise).")
+@click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default="numbamlp-service", show_default=True,
+              help="Where the jobs database, uploaded data, run directories and the token live.")
+@click.option("--workers", type=int, metavar="N", help="Train on a Dask LocalCluster of N worker processes.")
+@click.option("--scheduler", metavar="ADDRESS", help="Train on the running Dask cluster at ADDRESS.")
+@click.option("--batch-window", type=float, default=0.5, show_default=True,
+              help="Seconds a queued job waits for others that can share its stack (0: none).")
+@click.option("--max-request-mb", type=float, default=64, show_default=True, help="Largest request body accepted.")
+def serve(host, port, data_dir, workers, scheduler, batch_window, max_request_mb):
+    """Run the training service: jobs over HTTP, batched into stacks, with a dashboard at /."""
+    from numbamlp.paths import OutputPathError, check_output_directory
+    from numbamlp.sweeps import SweepError
+
+    if workers is not None and scheduler is not None:
+        raise CliError("give --workers or --scheduler, not both")
+    if batch_window < 0:
+        raise CliError("--batch-window must be 0 or more")
+    try:
+        check_output_directory(data_dir, "the data directory")
+        from numbamlp.service import serve as run_server
+
+        run_server(data_dir, host=host, port=port, batch_window=batch_window, max_request_mb=max_request_mb,
+                   workers=workers, scheduler=scheduler, announce=lambda line: click.echo(line, err=False))
+    except (OutputPathError, SweepError) as err:
+        raise CliError(str(err)) from None
+    except RuntimeError as err:  # the serve extra is missing
+        raise CliError(str(err)) from None
+
+
+@main.group()
+@click.option("--url", envvar="NUMBAMLP_URL", default="http://127.0.0.1:8000", show_default=True,
+              help="The service's address (also NUMBAMLP_URL).")
+@click.option("--token-file", type=click.Path(dir_okay=False), help="File holding the token (default: NUMBAMLP_TOKEN).")
+@click.pass_context
+def jobs(ctx, url, token_file):
+    """Submit, list, watch, cancel and download training jobs of a numbamlp service."""
+    token = os.environ.get("NUMBAMLP_TOKEN")
+    if token_file is not None:
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError as err:
+            raise CliError(f"cannot read the token file {token_file}: {err.strerror}") from None
+    from numbamlp.client import Client
+
+    ctx.obj = Client(url, token)
+
+
+def _service_call(call):
+    from numbamlp.client import ServiceError
+
+    try:
+        return call()
+    except ServiceError as err:
+        raise CliError(str(err)) from None
+
+
+@jobs.command("submit")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML or JSON config file.")
+@_train_flags
+@click.option("--idempotency-key", help="Retrying with the same key returns the same job.")
+@click.pass_obj
+def jobs_submit(client, config_file, idempotency_key, **flags):
+    """Submit a job (train's flags and config file); prints its id."""
+    flags = {name.replace("__", "."): value for name, value in flags.items()}
+    document = _read_config_file(config_file) if config_file else {}
+    document = _with_flags(document, flags)
+    _validated(document, flags)
+    job = _service_call(lambda: client.submit(document, idempotency_key))
+    click.echo(job["id"])
+
+
+@jobs.command("list")
+@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]))
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the page as JSON.")
+@click.pass_obj
+def jobs_list(client, status, limit, as_json):
+    """The newest jobs: id, status, stack, test accuracy."""
+    page = _service_call(lambda: client.jobs(status, limit))
+    if as_json:
+        click.echo(json.dumps(page))
+        return
+    for job in page["jobs"]:
+        stack = f"stack {job['stack']['id']} ({job['stack']['size']})" if job["stack"] else ""
+        accuracy = f"test_accuracy {job['test_accuracy']:.4f}" if job["test_accuracy"] is not None else ""
+        click.echo(f"{job['id']}  {job['status']:<9}  {stack:<20}  {accuracy}".rstrip())
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@click.pass_obj
+def jobs_show(client, job_id):
+    """One job as JSON."""
+    click.echo(json.dumps(_service_call(lambda: client.job(job_id)), indent=1))
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+@click.pass_obj
+def jobs_cancel(client, job_id):
+    """Cancel a queued or running job."""
+    job = _service_call(lambda: client.cancel(job_id))
+    click.echo(f"{job['id']}  {job['status']}{' (cancelling)' if job['cancel_requested'] and job['status'] == 'running' else ''}")
+
+
+@jobs.command("logs")
+@click.argument("job_id")
+@click.pass_obj
+def jobs_logs(client, job_id):
+    """Follow a job's epochs until it ends (a finished job's history at once)."""
+    def follow():
+        epochs = client.job(job_id)["config"]["epochs"]
+        for epoch, metrics in client.events(job_id):
+            if epoch != "end":
+                click.echo(_epoch_text(metrics, len(str(epochs)), epochs))
+                continue
+            accuracy = metrics.get("test_accuracy")
+            click.echo(f"{metrics['status']}" + (f"  test accuracy {accuracy:.4f}" if accuracy is not None else "")
+                       + (f"  {metrics['error']}" if metrics.get("error") else ""))
+
+    _service_call(follow)
+
+
+@jobs.command("download")
+@click.argument("job_id")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), required=True, help="Where to write the model.")
+@click.option("--overwrite", is_flag=True, help="Allow --out to replace an existing file.")
+@click.pass_obj
+def jobs_download(client, job_id, out_file, overwrite):
+    """Download a succeeded job's model file."""
+    _check_output_file(out_file, overwrite)
+    click.echo(str(_service_call(lambda: client.download(job_id, out_file))))
 
 
 class _GradientCheckLine:

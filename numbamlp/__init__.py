@@ -17,6 +17,7 @@ _LAZY = {
     "load_model": "numbamlp.io",
     "MLPClassifier": "numbamlp.estimator",
     "sweep": "numbamlp.sweeps",
+    "Client": "numbamlp.client",
 }
 
 __all__ = ["ACTIVATION_NAMES", "MLP", "loss_and_grads", "__version__", *_LAZY]

@@ -1,0 +1,149 @@
+"""A client of the training service (`numbamlp serve`), on the standard library alone.
+
+    from numbamlp import Client
+    client = Client("http://127.0.0.1:8000", token)
+    job = client.submit({"epochs": 20, "optimizer": {"lr": 0.1}})
+    for epoch, metrics in client.events(job["id"]): ...
+    client.wait(job["id"]); client.download(job["id"], "model.safetensors")
+
+Every method returns the server's JSON (dicts); an HTTP error is a ServiceError carrying
+the status code and the server's one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+class ServiceError(RuntimeError):
+    """The service answered with an error (``status``: the HTTP code), or could not be reached
+    (``status`` None)."""
+
+    def __init__(self, status: int | None, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class Client:
+    def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None, timeout: float = 30.0):
+        self.url, self.token, self.timeout = url.rstrip("/"), token, timeout
+
+    # ------------------------------------------------------------ transport
+    def _request(self, method: str, path: str, body=None, headers=None, raw: bool = False, timeout=None):
+        headers = dict(headers or {})
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        data = None
+        if body is not None:
+            if isinstance(body, (bytes, bytearray)):
+                data = bytes(body)
+                headers.setdefault("Content-Type", "application/octet-stream")
+            else:
+                data = json.dumps(body).encode()
+                headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            response = urllib.request.urlopen(request, timeout=timeout or self.timeout)
+        except urllib.error.HTTPError as err:
+            raise ServiceError(err.code, f"{err.code}: {_detail(err.read())}") from None
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise ServiceError(None, f"cannot reach {self.url}: {reason}") from None
+        if raw:
+            return response
+        with response:
+            return json.loads(response.read() or b"null")
+
+    # ------------------------------------------------------------ jobs
+    def submit(self, config: dict | None = None, idempotency_key: str | None = None) -> dict:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self._request("POST", "/v1/jobs", {"config": config or {}}, headers)
+
+    def sweep(self, config: dict | None, grid: dict, random: int | None = None) -> dict:
+        return self._request("POST", "/v1/sweeps", {"config": config or {}, "grid": grid, "random": random})
+
+    def job(self, job_id: str) -> dict:
+        return self._request("GET", f"/v1/jobs/{job_id}")
+
+    def jobs(self, status: str | None = None, limit: int = 50, page_token: str | None = None) -> dict:
+        """One page: {"jobs": [...], "next_page_token": ...}, newest first."""
+        query = {k: v for k, v in (("status", status), ("limit", limit), ("page_token", page_token)) if v is not None}
+        return self._request("GET", "/v1/jobs?" + urllib.parse.urlencode(query))
+
+    def all_jobs(self, status: str | None = None, page_size: int = 200):
+        """Every job, newest first, page after page."""
+        token = None
+        while True:
+            page = self.jobs(status, page_size, token)
+            yield from page["jobs"]
+            token = page["next_page_token"]
+            if token is None:
+                return
+
+    def cancel(self, job_id: str) -> dict:
+        return self._request("POST", f"/v1/jobs/{job_id}/cancel")
+
+    def events(self, job_id: str, last_event_id: int | None = None):
+        """(epoch, metrics) for each epoch as it ends (a finished job's history at once), then
+        ("end", {status, ...}).  ``last_event_id`` resumes after that epoch."""
+        headers = {"Last-Event-ID": str(last_event_id)} if last_event_id else None
+        with self._request("GET", f"/v1/jobs/{job_id}/events", headers=headers, raw=True, timeout=3600) as stream:
+            fields: dict[str, str] = {}
+            for raw_line in stream:
+                line = raw_line.decode().rstrip("\n")
+                if line:
+                    name, _, value = line.partition(": ")
+                    fields[name] = value
+                    continue
+                if fields.get("event") == "epoch":
+                    yield int(fields["id"]), json.loads(fields["data"])
+                elif fields.get("event") == "end":
+                    yield "end", json.loads(fields["data"])
+                    return
+                fields = {}
+
+    def wait(self, job_id: str, timeout: float = 3600.0, poll: float = 0.2) -> dict:
+        """The job once it is succeeded, failed or cancelled."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["status"] in FINAL:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout:g} s")
+            time.sleep(poll)
+
+    def download(self, job_id: str, path) -> Path:
+        """The job's model file, written to ``path``."""
+        from numbamlp.io import atomic_write_bytes
+
+        with self._request("GET", f"/v1/jobs/{job_id}/model", raw=True) as response:
+            atomic_write_bytes(Path(path), response.read())
+        return Path(path)
+
+    def predict(self, job_id: str, X, proba: bool = False) -> dict:
+        rows = [[float(v) for v in row] for row in X]
+        return self._request("POST", f"/v1/jobs/{job_id}/predict", {"X": rows, "proba": proba})
+
+    # ------------------------------------------------------------ data
+    def upload_dataset(self, path) -> dict:
+        """Send an .npz or .csv file; returns {"id", ...}: name it in configs as dataset:<id>."""
+        return self._request("POST", "/v1/datasets", Path(path).read_bytes())
+
+    def health(self) -> dict:
+        return self._request("GET", "/healthz")
+
+
+def _detail(body: bytes) -> str:
+    try:
+        detail = json.loads(body)["detail"]
+    except (ValueError, KeyError, TypeError):
+        return body.decode(errors="replace").strip()[:200]
+    return detail if isinstance(detail, str) else json.dumps(detail)

@@ -1,0 +1,57 @@
+"""The training service (`numbamlp serve`): jobs over HTTP, batched into stacks, kept in
+SQLite, with a dashboard.  Needs the ``serve`` extra (FastAPI, uvicorn)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+SERVE_EXTRA = "the service needs the serve extra: pip install 'numbamlp[serve]'"
+
+
+def read_or_create_token(data_dir) -> tuple[str, bool]:
+    """The service's bearer token from ``data_dir/token`` (mode 0600), created on first
+    start; returns (token, created)."""
+    path = Path(data_dir) / "token"
+    try:
+        return path.read_text().strip(), False
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(token + "\n")
+    return token, True
+
+
+def serve(data_dir, host: str = "127.0.0.1", port: int = 8000, batch_window: float = 0.5,
+          max_request_mb: float = 64, workers: int | None = None, scheduler: str | None = None,
+          announce=print) -> None:
+    """Run the service until SIGINT or SIGTERM (which checkpoint running stacks first)."""
+    try:
+        import uvicorn
+
+        from numbamlp.service.app import create_app
+    except ImportError as err:
+        if getattr(err, "name", "") and err.name.split(".")[0] in ("fastapi", "uvicorn", "starlette"):
+            raise RuntimeError(SERVE_EXTRA) from None
+        raise
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token, created = read_or_create_token(data_dir)
+    app = create_app(data_dir, token, batch_window=batch_window, max_request_mb=max_request_mb,
+                     workers=workers, scheduler_address=scheduler)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets)
+            if self.should_exit:  # (the port was taken: uvicorn has said so)
+                return
+            bound = self.servers[0].sockets[0].getsockname()[1] if self.servers else port
+            announce(f"numbamlp serving on http://{host}:{bound} (data in {data_dir})")
+            announce(f"token (shown once; kept in {data_dir / 'token'}, mode 0600): {token}" if created
+                     else f"token: in {data_dir / 'token'}")
+
+    Server(config).run()

@@ -1,0 +1,403 @@
+"""The HTTP face of the training service: a FastAPI app over the store and the scheduler.
+
+    POST /v1/datasets                 an .npz or .csv body → {id, ...}; jobs name it dataset:<id>
+    POST /v1/jobs                     {config} (+ Idempotency-Key) → 201 the job
+    GET  /v1/jobs?status=&limit=&page_token=   newest first → {jobs, next_page_token}
+    GET  /v1/jobs/{id}                the job
+    POST /v1/jobs/{id}/cancel         queued: never starts; running: stops within a step batch
+    GET  /v1/jobs/{id}/events         Server-Sent Events, one per epoch (id: = epoch), then "end"
+    GET  /v1/jobs/{id}/model          the safetensors file (ETag = its sha256)
+    POST /v1/jobs/{id}/predict        {X, proba} → {labels, proba}
+    POST /v1/sweeps                   {config, grid, random} → the member jobs
+    GET  /healthz, GET /              no token: liveness, and the dashboard page
+
+Every other route needs ``Authorization: Bearer <token>`` (401 otherwise).  Bodies larger
+than ``max_request_mb`` get 413 before they are read whole.  Bad input is 422 with one
+line naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from numbamlp.service.scheduler import DATASET_PREFIX, Scheduler
+from numbamlp.service.store import STATUSES, Store
+
+STATIC = Path(__file__).with_name("static")
+SSE_POLL_S = 0.1
+
+
+# ---------------------------------------------------------------- request and response shapes
+class JobRequest(BaseModel):
+    config: dict[str, Any] = Field(default_factory=dict, description="A TrainConfig (partial: defaults fill the rest).")
+
+
+class SweepRequest(BaseModel):
+    config: dict[str, Any] = Field(default_factory=dict, description="The base TrainConfig.")
+    grid: dict[str, list[Any] | str] = Field(description="Setting → values (lists; range strings with random).")
+    random: int | None = Field(None, ge=1, description="Draw this many members instead of every combination.")
+
+
+class PredictRequest(BaseModel):
+    X: list[list[float]] = Field(description="Rows of raw features (N, D).")
+    proba: bool = Field(False, description="Also return the probability of every class.")
+
+
+class Stack(BaseModel):
+    id: str
+    size: int
+
+
+class Job(BaseModel):
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    config: dict[str, Any]
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    stack: Stack | None = Field(description="The stack that trained (trains) the job, and its size.")
+    sweep_id: str | None
+    cancel_requested: bool
+    test_accuracy: float | None
+    test_loss: float | None
+    val_accuracy: float | None
+    val_loss: float | None
+    model_sha256: str | None
+    error: str | None
+
+
+class JobList(BaseModel):
+    jobs: list[Job]
+    next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last.")
+
+
+class SweepJobs(BaseModel):
+    id: str
+    jobs: list[Job]
+
+
+class Dataset(BaseModel):
+    id: str = Field(description="sha256 of the file; name it in a config as dataset:<id>.")
+    format: Literal["npz", "csv"]
+    size: int
+    rows: int
+    features: int
+
+
+class Prediction(BaseModel):
+    labels: list[Any]
+    proba: list[list[float]] | None
+
+
+def job_view(job: dict) -> dict:
+    """A stored job as the API shows it."""
+    stack = {"id": job["stack_id"], "size": job["stack_size"]} if job["stack_id"] else None
+    return {k: job[k] for k in Job.model_fields if k != "stack"} | {"stack": stack}
+
+
+# ---------------------------------------------------------------- the body limit
+class _BodyLimit:
+    """ASGI middleware: 413 for a body over ``limit`` bytes — at once by its Content-Length,
+    or as soon as a streamed body passes the limit — so no handler reads it whole."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await self._refuse(send)
+        seen = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge()
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send):
+        body = json.dumps({"detail": f"request body larger than {self.limit // (1 << 20)} MB"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- the app
+def create_app(data_dir, token: str, batch_window: float = 0.5, max_request_mb: float = 64,
+               workers: int | None = None, scheduler_address: str | None = None, max_stack: int = 32) -> FastAPI:
+    data_dir = Path(data_dir)
+    (data_dir / "datasets").mkdir(parents=True, exist_ok=True)
+    store = Store(data_dir / "numbamlp.sqlite")
+    scheduler = Scheduler(store, data_dir, batch_window=batch_window, max_stack=max_stack, workers=workers,
+                          scheduler_address=scheduler_address)
+    models: dict[str, Any] = {}  # job id → loaded MLP, for predict
+
+    @asynccontextmanager
+    async def lifespan(app):
+        scheduler.start()
+        yield
+        await asyncio.to_thread(scheduler.stop)
+        store.close()
+
+    app = FastAPI(title="numbamlp", version=_version(), lifespan=lifespan,
+                  description="Training jobs over HTTP, batched into stacks.")
+    app.state.store, app.state.scheduler = store, scheduler
+
+    @app.exception_handler(RequestValidationError)
+    async def one_line_422(request: Request, err: RequestValidationError) -> JSONResponse:
+        """A malformed request body as one line naming where, like every other 422."""
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
+                             for e in err.errors())
+        return JSONResponse({"detail": f"invalid request: {problems}"}, status_code=422)
+
+    def authorized(authorization: str | None = Header(None, include_in_schema=False)) -> None:
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    def existing_job(job_id: str) -> dict:
+        job = store.job(job_id)
+        if job is None:
+            raise HTTPException(404, f"no job {job_id}")
+        return job
+
+    secured = [Depends(authorized)]
+
+    @app.get("/healthz", tags=["service"])
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard() -> HTMLResponse:
+        return HTMLResponse((STATIC / "index.html").read_text())
+
+    @app.post("/v1/datasets", response_model=Dataset, status_code=201, dependencies=secured, tags=["data"],
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                  "text/csv": {"schema": {"type": "string"}}}}})
+    async def upload_dataset(request: Request) -> dict:
+        """The body is the file: an .npz (X, y) or a .csv with a label column (the last)."""
+        body = await request.body()
+        return await asyncio.to_thread(_store_dataset, store, data_dir, body)
+
+    @app.post("/v1/jobs", response_model=Job, status_code=201, dependencies=secured, tags=["jobs"])
+    def submit_job(request: JobRequest, response: Response,
+                   idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict:
+        config = _job_config(request.config, store)
+        job = store.add_jobs([config], idempotency_key=idempotency_key)[0]
+        if idempotency_key is not None and job["config"] != config:
+            raise HTTPException(422, "Idempotency-Key was used for a different job")
+        return job_view(job)
+
+    @app.get("/v1/jobs", response_model=JobList, dependencies=secured, tags=["jobs"])
+    def list_jobs(status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
+                  limit: int = Query(50, ge=1, le=1000), page_token: str | None = None) -> dict:
+        before = _page_position(page_token) if page_token else None
+        jobs = store.jobs(status=status, limit=limit + 1, before_seq=before)
+        more = len(jobs) > limit
+        jobs = jobs[:limit]
+        token_next = _page_token(jobs[-1]["seq"]) if more else None
+        return {"jobs": [job_view(j) for j in jobs], "next_page_token": token_next}
+
+    @app.get("/v1/jobs/{job_id}", response_model=Job, dependencies=secured, tags=["jobs"])
+    def show_job(job_id: str) -> dict:
+        return job_view(existing_job(job_id))
+
+    @app.post("/v1/jobs/{job_id}/cancel", response_model=Job, dependencies=secured, tags=["jobs"])
+    def cancel_job(job_id: str) -> dict:
+        job = existing_job(job_id)
+        if job["status"] in ("succeeded", "failed"):
+            raise HTTPException(409, f"job {job_id} already {job['status']}")
+        return job_view(store.request_cancel(job_id))
+
+    @app.get("/v1/jobs/{job_id}/events", dependencies=secured, tags=["jobs"],
+             responses={200: {"content": {"text/event-stream": {}}, "description": "one event per epoch, then end"}})
+    async def job_events(job_id: str, request: Request,
+                         last_event_id: str | None = Header(None, alias="Last-Event-ID")):
+        existing_job(job_id)
+        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+        return StreamingResponse(_event_stream(store, job_id, after, request), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.get("/v1/jobs/{job_id}/model", dependencies=secured, tags=["jobs"],
+             responses={200: {"content": {"application/octet-stream": {}}}, 304: {"description": "not modified"}})
+    def download_model(job_id: str, if_none_match: str | None = Header(None, alias="If-None-Match")):
+        job = existing_job(job_id)
+        path = data_dir / "jobs" / job_id / "model.safetensors"
+        if job["status"] != "succeeded" or not path.is_file():
+            raise HTTPException(404, f"job {job_id} has no model ({job['status']})")
+        etag = f'"{job["model_sha256"]}"'
+        if if_none_match == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        return FileResponse(path, media_type="application/octet-stream", filename=f"{job_id}.safetensors",
+                            headers={"ETag": etag})
+
+    @app.post("/v1/jobs/{job_id}/predict", response_model=Prediction, dependencies=secured, tags=["jobs"])
+    def predict(job_id: str, request: PredictRequest) -> dict:
+        import numpy as np
+
+        job = existing_job(job_id)
+        if job["status"] != "succeeded":
+            raise HTTPException(409, f"job {job_id} has no model to predict with ({job['status']})")
+        if job_id not in models:
+            from numbamlp.io import load_model
+
+            models[job_id] = load_model(data_dir / "jobs" / job_id / "model.safetensors")
+        model = models[job_id]
+        X = np.asarray(request.X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != model.n_features:
+            raise HTTPException(422, f"X must have rows of {model.n_features} features, got shape {list(X.shape)}")
+        probabilities = model.predict_proba(X)
+        labels = model.classes[np.argmax(probabilities, axis=1)] if model.classes is not None else \
+            np.argmax(probabilities, axis=1)
+        return {"labels": labels.tolist(), "proba": probabilities.tolist() if request.proba else None}
+
+    @app.post("/v1/sweeps", response_model=SweepJobs, status_code=201, dependencies=secured, tags=["jobs"])
+    def submit_sweep(request: SweepRequest) -> dict:
+        import secrets
+
+        from numbamlp.sweeps import (SweepError, base_document, member_configs, member_settings, normalise_grid,
+                                     parse_value, validate_base)
+
+        try:
+            grid = normalise_grid({k: [parse_value(v) if isinstance(v, str) else v for v in values]
+                                   if isinstance(values, list) else [parse_value(values)]
+                                   for k, values in request.grid.items()})
+            document = base_document(_job_config(request.config, store))
+            settings = member_settings(grid, request.random, validate_base(document).seed)
+            if len(settings) > 10_000:
+                raise SweepError(f"the grid has {len(settings)} members, more than 10000")
+            configs = [c.model_dump(mode="json", by_alias=True) for c in member_configs(document, settings)]
+        except SweepError as err:
+            raise HTTPException(422, str(err)) from None
+        sweep_id = secrets.token_hex(6)
+        return {"id": sweep_id, "jobs": [job_view(j) for j in store.add_jobs(configs, sweep_id=sweep_id)]}
+
+    app.add_middleware(_BodyLimit, limit=int(max_request_mb * (1 << 20)))
+    return app
+
+
+async def _event_stream(store: Store, job_id: str, after: int, request: Request):
+    """SSE: the job's epochs after ``after`` (the history of a finished job too), as they
+    come, then an ``end`` event with the final status."""
+    from numbamlp.service.store import FINAL
+
+    last = after
+    while True:
+        # the status first: every epoch of a job that was final then is already stored
+        job = await asyncio.to_thread(store.job, job_id)
+        for epoch, metrics in await asyncio.to_thread(store.events, job_id, last):
+            yield f"id: {epoch}\nevent: epoch\ndata: {json.dumps(metrics)}\n\n"
+            last = epoch
+        if job["status"] in FINAL:
+            end = {"status": job["status"], "test_accuracy": job["test_accuracy"], "error": job["error"]}
+            yield f"event: end\ndata: {json.dumps(end)}\n\n"
+            return
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(SSE_POLL_S)
+
+
+def _page_token(seq: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"before": seq}).encode()).decode().rstrip("=")
+
+
+def _page_position(page_token: str) -> int:
+    try:
+        padded = page_token + "=" * (-len(page_token) % 4)
+        return int(json.loads(base64.urlsafe_b64decode(padded))["before"])
+    except (ValueError, KeyError, TypeError):
+        raise HTTPException(422, "page_token is not one this server gave") from None
+
+
+def _job_config(document: dict, store: Store) -> dict:
+    """A submitted config, validated (422 naming the field), its data sources checked
+    (builtin:NAME or a stored dataset:<id>; the server reads no other path), the data
+    split's seed fixed (0 unless given: jobs that differ only in seed share a split, and so
+    can share a stack)."""
+    from pydantic import ValidationError
+
+    from numbamlp.config import TrainConfig
+
+    try:
+        config = TrainConfig.model_validate(document)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in err.errors())
+        raise HTTPException(422, f"invalid configuration: {problems}") from None
+    for key in ("train", "test", "val"):
+        source = getattr(config.data, key)
+        if source is None or source.startswith("builtin:"):
+            continue
+        if not source.startswith(DATASET_PREFIX) or store.dataset(source[len(DATASET_PREFIX):]) is None:
+            raise HTTPException(422, f"data.{key}: {source!r} is not builtin:NAME or an uploaded dataset:<id>")
+    if config.data.seed is None:
+        config = config.model_copy(update={"data": config.data.model_copy(update={"seed": 0})})
+    return config.model_dump(mode="json", by_alias=True)
+
+
+def _store_dataset(store: Store, data_dir: Path, body: bytes) -> dict:
+    """Keep an uploaded file by content hash after checking that it loads (422 if not)."""
+    from numbamlp.data import DataError, load_dataset
+    from numbamlp.io import atomic_write_bytes
+
+    if not body:
+        raise HTTPException(422, "the body is empty: send an .npz or .csv file")
+    digest = hashlib.sha256(body).hexdigest()
+    existing = store.dataset(digest)
+    if existing is not None:
+        return existing
+    kind = "npz" if body[:4] == b"PK\x03\x04" else "csv"
+    path = data_dir / "datasets" / f"{digest}.{kind}"
+    atomic_write_bytes(path, body)
+    try:
+        data = load_dataset(str(path))
+    except DataError as err:
+        path.unlink(missing_ok=True)
+        raise HTTPException(422, str(err).replace(str(path), f"the uploaded {kind} file")) from None
+    return store.add_dataset(digest, kind, len(body), int(data.X.shape[0]), int(data.X.shape[1]))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("numbamlp")
+    except PackageNotFoundError:
+        return "0"
+
+
+__all__ = ["STATUSES", "create_app"]

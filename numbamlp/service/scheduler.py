@@ -1,0 +1,258 @@
+"""The service's scheduler: queued jobs that can share a step are trained together.
+
+Every queued job waits at most ``batch_window`` seconds for company: when the oldest
+queued job is that old (at once with a window of 0), every queued job is grouped by stack
+key (numbamlp.stack.STACK_KEY) into stacks of at most ``max_stack`` members, and each
+stack is one task — a thread of this process (``slots`` at a time), or a Dask task with
+``workers``/``scheduler`` (numbamlp.sweeps' executor).  In-process stacks report each epoch
+as it ends (the jobs' event streams) and stop a cancelled member within a step; on Dask the
+epochs are reported when the stack returns, and cancelling a running job takes effect
+then (its result is dropped).
+
+Shutdown (SIGTERM) stops in-process stacks after their current step and checkpoints them
+under ``stacks/<stack id>/``; the next start continues them from there.  After a kill -9,
+the jobs that were running train again from the start, to the same results (training is
+deterministic per member), and are listed once, as before.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import secrets
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from numbamlp.config import TrainConfig
+from numbamlp.service.store import Store
+
+DATASET_PREFIX = "dataset:"
+
+
+class Scheduler:
+    """Runs the queued jobs of ``store``; files go under ``data_dir`` (jobs/<id>/ run
+    directories, stacks/<id>/ checkpoints, datasets/<id>.<ext>)."""
+
+    def __init__(self, store: Store, data_dir: Path, batch_window: float = 0.5, max_stack: int = 32,
+                 slots: int = 1, workers: int | None = None, scheduler_address: str | None = None):
+        self.store, self.data_dir = store, Path(data_dir)
+        self.batch_window, self.max_stack, self.slots = batch_window, max_stack, slots
+        self.dask = None
+        if workers is not None or scheduler_address is not None:
+            from numbamlp.sweeps import _OnDask
+
+            self.dask = _OnDask(workers, scheduler_address, None)
+            self.slots = self.dask.parallel
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="stack")
+        self._running: dict[str, dict] = {}  # stack id → {"jobs": [...], "stack": StackTrainer | None}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ life cycle
+    def start(self) -> None:
+        """Continue the stacks a graceful shutdown checkpointed, requeue the jobs a crash left
+        running, then start scheduling."""
+        self._recover()
+        self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop scheduling; stop running in-process stacks after their current step and
+        checkpoint them (their jobs stay "running" and continue at the next start)."""
+        self._stopping.set()
+        with self._lock:
+            for entry in self._running.values():
+                if entry.get("stack") is not None:
+                    entry["stack"].request_stop("server shutdown")
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self.dask is not None:
+            self.dask.close()
+
+    def _recover(self) -> None:
+        checkpoints = self.data_dir / "stacks"
+        resumable: dict[str, list[dict]] = {}
+        for job in self.store.jobs(status="running", limit=1_000_000):
+            stack_id = job["stack_id"]
+            if stack_id and (checkpoints / stack_id / "stack.json").is_file():
+                resumable.setdefault(stack_id, []).append(job)
+        for stack_id, jobs in resumable.items():
+            jobs.sort(key=lambda job: job["seq"])
+            if len(jobs) != json.loads((checkpoints / stack_id / "stack.json").read_text())["members"]:
+                continue  # not the whole stack: train its jobs again instead
+            self._launch(stack_id, jobs, resume=checkpoints / stack_id)
+        # every other running job was cut off by a crash: from the start again
+        with self._lock:
+            continuing = [j["id"] for entry in self._running.values() for j in entry["jobs"]]
+        self.store.requeue_running(keep=continuing)
+
+    # ------------------------------------------------------------ scheduling
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._schedule()
+            except Exception:  # noqa: BLE001 — the loop must survive a bad tick
+                import traceback
+
+                traceback.print_exc()
+            self._stopping.wait(0.02)
+
+    def _schedule(self) -> None:
+        with self._lock:
+            free = self.slots - len(self._running)
+        if free <= 0:
+            return
+        queued = self.store.queued()
+        if not queued or time.time() - queued[0]["created_at"] < self.batch_window:
+            return
+        for group in self._stacks(queued)[:free]:
+            stack_id = secrets.token_hex(6)
+            moved = set(self.store.set_status([j["id"] for j in group], "running", expected=("queued",),
+                                              stack_id=stack_id, stack_size=len(group)))
+            jobs = [j for j in group if j["id"] in moved]  # (a job cancelled meanwhile stays so)
+            if len(jobs) != len(group):
+                self.store.set_status([j["id"] for j in jobs], "running", stack_size=len(jobs))
+            if jobs:
+                self._launch(stack_id, jobs)
+
+    def _stacks(self, queued: list[dict]) -> list[list[dict]]:
+        """Queued jobs grouped by stack key, oldest first, at most max_stack each."""
+        from numbamlp.sweeps import stack_groups
+
+        configs = [TrainConfig.model_validate(job["config"]) for job in queued]
+        return [[queued[k] for k in group] for group in stack_groups(configs, self.max_stack)]
+
+    def _launch(self, stack_id: str, jobs: list[dict], resume: Path | None = None) -> None:
+        with self._lock:
+            self._running[stack_id] = {"jobs": jobs, "stack": None}
+        future = self._pool.submit(self._train, stack_id, jobs, resume)
+        future.add_done_callback(lambda f: self._finished(stack_id, f))
+
+    def _finished(self, stack_id: str, future) -> None:
+        with self._lock:
+            self._running.pop(stack_id, None)
+        error = future.exception() if not future.cancelled() else None
+        if error is not None:  # a bug in the service itself: the jobs fail, the server goes on
+            message = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            self.store.set_status([j["id"] for j in self._jobs_of(stack_id)], "failed",
+                                  expected=("running",), error=message)
+
+    def _jobs_of(self, stack_id: str) -> list[dict]:
+        return [j for j in self.store.jobs(status="running", limit=1_000_000) if j["stack_id"] == stack_id]
+
+    # ------------------------------------------------------------ one stack
+    def _train(self, stack_id: str, jobs: list[dict], resume: Path | None) -> None:
+        from numbamlp.sweeps import StackStopped, SweepData, train_stack, write_run_files
+
+        configs = [TrainConfig.model_validate(job["config"]) for job in jobs]
+        splits = prepare_job_data(configs[0], self.data_dir)
+        data = SweepData(splits.X_train, splits.y_train, splits.X_val, splits.y_val, splits.X_test, splits.y_test)
+        dumps = [c.model_dump(mode="json", by_alias=True) for c in configs]
+        ids = [job["id"] for job in jobs]
+        if self.dask is not None:
+            from numbamlp.sweeps import _dask_train_stack
+
+            outcomes = self.dask.client.submit(_dask_train_stack, dumps, data, pure=False).result()
+            for job_id, outcome in zip(ids, outcomes):
+                for metrics in outcome.get("history", []):
+                    self.store.add_event(job_id, metrics["epoch"], metrics)
+        else:
+            stack = None
+            if resume is not None:
+                from numbamlp.stack import StackTrainer
+
+                stack = StackTrainer.from_checkpoint(resume)
+            try:
+                outcomes = train_stack(dumps, data, callbacks=[_Events(self.store, ids)],
+                                       on_start=lambda s: self._started(stack_id, ids, s), stack=stack)
+            except StackStopped as stop:  # shutdown: checkpoint, go on at the next start
+                stop.stack.save_checkpoint(self.data_dir / "stacks" / stack_id)
+                return
+        cancelled = self.store.cancel_requested(ids)
+        for job_id, config, outcome in zip(ids, configs, outcomes):
+            if job_id in cancelled or outcome["status"] == "cancelled":
+                self.store.set_status([job_id], "cancelled", expected=("running",))
+            elif outcome["status"] in ("done", "stopped early"):
+                folder = self.data_dir / "jobs" / job_id
+                model_path = write_run_files(folder, config, outcome, splits.standardizer)
+                self.store.set_status([job_id], "succeeded", expected=("running",),
+                                      test_accuracy=outcome["test_accuracy"], test_loss=outcome["test_loss"],
+                                      val_accuracy=outcome["val_accuracy"], val_loss=outcome["val_loss"],
+                                      model_sha256=_sha256(model_path))
+            else:
+                self.store.set_status([job_id], "failed", expected=("running",), error=outcome["error"])
+        shutil.rmtree(self.data_dir / "stacks" / stack_id, ignore_errors=True)
+
+    def _started(self, stack_id: str, ids: list[str], stack) -> None:
+        """The stack is built: register it for shutdown, and watch its jobs for cancels."""
+        with self._lock:
+            self._running[stack_id]["stack"] = stack
+        stack.add_step_hook(_CancelWatch(self.store, ids, stack))
+
+
+class _Events:
+    """StackTrainer callback: each member's epoch metrics become its job's events."""
+
+    def __init__(self, store: Store, ids: list[str]):
+        self.store, self.ids = store, ids
+
+    def on_epoch_end(self, epoch: int, metrics: dict) -> None:
+        member = metrics["member"]
+        self.store.add_event(self.ids[member], epoch, {k: v for k, v in metrics.items() if k != "member"})
+
+
+class _CancelWatch:
+    """Called after every step of the stack: stops the members whose jobs were cancelled
+    (reading the store at most every 0.2 s), and marks those jobs cancelled at once."""
+
+    INTERVAL_S = 0.2
+
+    def __init__(self, store: Store, ids: list[str], stack):
+        self.store, self.ids, self.stack = store, ids, stack
+        self.checked = 0.0
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self.checked < self.INTERVAL_S:
+            return
+        self.checked = now
+        for job_id in self.store.cancel_requested(self.ids):
+            self.stack.cancel_member(self.ids.index(job_id))  # stops after this step
+            self.store.set_status([job_id], "cancelled", expected=("running",))
+
+
+def _sha256(path) -> str | None:
+    if path is None:
+        return None
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dataset_path(data_dir: Path, source: str) -> str:
+    """The file behind ``dataset:<id>`` (other sources as they are)."""
+    if not source.startswith(DATASET_PREFIX):
+        return source
+    dataset_id = source[len(DATASET_PREFIX):]
+    matches = sorted((Path(data_dir) / "datasets").glob(f"{dataset_id}.*"))
+    if not matches:
+        raise ValueError(f"unknown data set {source!r}")
+    return str(matches[0])
+
+
+def prepare_job_data(config: TrainConfig, data_dir: Path):
+    """The splits of a job's data, its ``dataset:<id>`` sources read from the data directory."""
+    from numbamlp.data import prepare
+
+    data = config.data
+    resolved = data.model_copy(update={k: dataset_path(data_dir, getattr(data, k))
+                                       for k in ("train", "test", "val") if getattr(data, k) is not None})
+    return prepare(resolved, config.seed)

@@ -1,0 +1,419 @@
+"""The training service against a real `numbamlp serve` process on a free 127.0.0.1 port:
+auth, 401/413/422, idempotency, pagination, batching into stacks, SSE resume, cancel,
+predict equals local, kill -9 and SIGTERM with a restart, the OpenAPI snapshot, the
+`numbamlp jobs` client, and the dashboard in a real headless Chromium."""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+from numbamlp.client import Client, ServiceError  # noqa: E402
+
+NUMBAMLP = [sys.executable, "-m", "numbamlp.cli.main"]
+SNAPSHOT = Path(__file__).with_name("service_openapi.json")
+IRIS = {"data": {"train": "builtin:iris"}, "model": {"hidden": [8]}}
+SLOW = {"epochs": 400, "model": {"hidden": [256, 256]}}  # digits: ~40 ms an epoch, to cancel or kill mid-way
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """A `numbamlp serve` child process and a client for it."""
+
+    def __init__(self, data_dir: Path, *flags: str):
+        self.data_dir, self.flags, self.port = data_dir, flags, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = None
+
+    def start(self, timeout: float = 60) -> "Server":
+        self.log = open(self.data_dir.parent / f"server-{self.port}.log", "a")
+        self.process = subprocess.Popen([*NUMBAMLP, "serve", "--port", str(self.port), "--data-dir",
+                                         str(self.data_dir), *self.flags], stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                Client(self.url).health()
+                break
+            except ServiceError:
+                assert self.process.poll() is None, Path(self.log.name).read_text()
+                time.sleep(0.1)
+        else:
+            raise AssertionError("the server did not come up: " + Path(self.log.name).read_text())
+        self.token = (self.data_dir / "token").read_text().strip()
+        self.client = Client(self.url, self.token)
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 60) -> int:
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout)
+        self.log.close()
+        return code
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    running = Server(tmp_path_factory.mktemp("service") / "data", "--batch-window", "0.3",
+                     "--max-request-mb", "1").start()
+    yield running
+    running.stop()
+
+
+def wait_for(predicate, timeout: float = 60, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def raw(server, method, path, body=None, headers=None):
+    """(status, headers, body bytes) of one request, without the client's conveniences."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.request(method, path, body=body, headers=headers or {})
+    response = connection.getresponse()
+    return response.status, dict(response.getheaders()), response.read()
+
+
+# ---------------------------------------------------------------- auth and bad requests
+def test_every_route_but_health_and_the_page_needs_the_token(server):
+    assert raw(server, "GET", "/healthz")[0] == 200
+    status, _, page = raw(server, "GET", "/")
+    assert status == 200 and b"<title>numbamlp</title>" in page
+    for method, path in (("GET", "/v1/jobs"), ("POST", "/v1/jobs"), ("GET", "/v1/jobs/x"), ("POST", "/v1/datasets"),
+                         ("GET", "/v1/jobs/x/events"), ("POST", "/v1/jobs/x/predict"), ("POST", "/v1/sweeps")):
+        assert raw(server, method, path)[0] == 401
+        status, headers, _ = raw(server, method, path, headers={"Authorization": "Bearer wrong"})
+        assert status == 401 and headers.get("www-authenticate") == "Bearer"
+    assert (server.data_dir / "token").stat().st_mode & 0o777 == 0o600
+
+
+def test_invalid_configs_are_422_naming_the_field(server):
+    with pytest.raises(ServiceError) as error:
+        server.client.submit({"optimizer": {"lr": -1}})
+    assert error.value.status == 422 and "optimizer.lr: Input should be greater than 0" in str(error.value)
+    with pytest.raises(ServiceError) as error:
+        server.client.submit({"data": {"train": "/etc/passwd"}})
+    assert error.value.status == 422 and "data.train: '/etc/passwd' is not builtin:NAME" in str(error.value)
+    with pytest.raises(ServiceError) as error:
+        server.client.submit({"epochs": 1, "nonsense": 3})
+    assert error.value.status == 422 and "nonsense" in str(error.value)
+
+
+def post_streaming(server, headers: dict, chunks) -> tuple[int, bytes]:
+    """POST /v1/datasets over a raw socket, sending ``chunks`` until the server answers or
+    closes; (status, what came back).  A server that refuses early stops reading, so the
+    client's sending may break off: that is the point."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": "127.0.0.1", **headers}.items())
+        sock.sendall(f"POST /v1/datasets HTTP/1.1\r\n{head}\r\n".encode())
+        try:
+            for chunk in chunks:
+                sock.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = b""
+        try:
+            while not answer.endswith(b"}") and (part := sock.recv(65536)):
+                answer += part
+        except ConnectionResetError:
+            pass
+    return int(answer.split(b" ", 2)[1]), answer
+
+
+def test_bodies_over_the_limit_are_413_before_they_are_read(server):
+    auth = {"Authorization": f"Bearer {server.token}"}
+    # a Content-Length over the limit: refused on the headers, the body never sent
+    status, answer = post_streaming(server, {**auth, "Content-Length": str(2 << 20)}, [])
+    assert status == 413 and b"larger than 1 MB" in answer
+    # a streamed body without Content-Length is cut off as soon as it passes the limit
+    chunk = b"10000\r\n" + b"y" * 65536 + b"\r\n"
+    status, answer = post_streaming(server, {**auth, "Transfer-Encoding": "chunked"}, [chunk] * 64)
+    assert status == 413 and b"larger than 1 MB" in answer
+
+
+def test_datasets_upload_by_content_hash_and_train(server, tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(90, 3))
+    y = np.where(X[:, 0] > 0, "pos", "neg")
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    first = server.client.upload_dataset(tmp_path / "d.npz")
+    assert first["rows"] == 90 and first["features"] == 3 and first["format"] == "npz"
+    assert server.client.upload_dataset(tmp_path / "d.npz")["id"] == first["id"]  # same bytes, same id
+    job = server.client.submit({"epochs": 5, "data": {"train": f"dataset:{first['id']}"}})
+    done = server.client.wait(job["id"], timeout=120)
+    assert done["status"] == "succeeded", done["error"]
+    assert server.client.predict(job["id"], X[:3])["labels"][0] in ("pos", "neg")
+    (tmp_path / "bad.csv").write_text("a,b,label\n1,x,0\n")
+    with pytest.raises(ServiceError) as error:
+        server.client.upload_dataset(tmp_path / "bad.csv")
+    assert error.value.status == 422 and "row 2" in str(error.value)
+
+
+# ---------------------------------------------------------------- jobs
+def test_idempotency_key_returns_the_same_job(server):
+    before = len(list(server.client.all_jobs()))
+    first = server.client.submit({**IRIS, "epochs": 1}, idempotency_key="retry-me")
+    second = server.client.submit({**IRIS, "epochs": 1}, idempotency_key="retry-me")
+    assert first["id"] == second["id"] and len(list(server.client.all_jobs())) == before + 1
+    with pytest.raises(ServiceError) as error:
+        server.client.submit({**IRIS, "epochs": 2}, idempotency_key="retry-me")
+    assert error.value.status == 422
+
+
+def test_jobs_submitted_together_train_as_one_stack_and_list_page_by_page(server):
+    # (a batch size of their own: no other test's job can join their stack)
+    ids = [server.client.submit({**IRIS, "epochs": 3, "seed": s, "batch_size": 11})["id"] for s in range(5)]
+    jobs = [server.client.wait(i, timeout=120) for i in ids]
+    assert all(j["status"] == "succeeded" for j in jobs)
+    stacks = {j["stack"]["id"] for j in jobs}
+    assert len(stacks) == 1 and jobs[0]["stack"]["size"] == 5  # within the batch window: one stack
+    seen, token, pages = [], None, 0
+    while True:
+        page = server.client.jobs(limit=2, page_token=token)
+        seen += [j["id"] for j in page["jobs"]]
+        pages += 1
+        token = page["next_page_token"]
+        if token is None:
+            break
+    assert len(seen) == len(set(seen)) == len(list(server.client.all_jobs(page_size=1000)))
+    assert pages >= 3 and seen.index(ids[-1]) < seen.index(ids[0])  # newest first
+    assert server.client.jobs(status="succeeded", limit=1000)["jobs"]
+    with pytest.raises(ServiceError) as error:
+        server.client.jobs(page_token="garbage!")
+    assert error.value.status == 422
+
+
+def test_events_stream_each_epoch_and_resume_without_gaps_or_duplicates(server):
+    job = server.client.submit({"epochs": 40, "model": {"hidden": [128]}})
+    stream = server.client.events(job["id"])
+    first = [next(stream) for _ in range(2)]
+    stream.close()  # the connection drops after epoch 2
+    assert [epoch for epoch, _ in first] == [1, 2]
+    rest = list(server.client.events(job["id"], last_event_id=2))
+    epochs = [epoch for epoch, _ in rest[:-1]]
+    assert epochs == list(range(3, 41)) and rest[-1][0] == "end" and rest[-1][1]["status"] == "succeeded"
+    # a finished job replays its history; every epoch's metrics as the run's metrics.jsonl has them
+    replay = list(server.client.events(job["id"]))
+    assert [e for e, _ in replay[:-1]] == list(range(1, 41))
+    lines = (server.data_dir / "jobs" / job["id"] / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["loss"] for line in lines] == [m["loss"] for _, m in replay[:-1]]
+
+
+def test_cancel_a_queued_job_and_a_running_one_whose_stack_mate_goes_on(server):
+    long_jobs = [server.client.submit({**SLOW, "seed": s})["id"] for s in (0, 1)]
+    wait_for(lambda: all(server.client.job(i)["status"] == "running" for i in long_jobs), what="running")
+    assert server.client.job(long_jobs[0])["stack"] == server.client.job(long_jobs[1])["stack"]
+    next(server.client.events(long_jobs[0]))  # an epoch has ended
+    asked = time.monotonic()
+    server.client.cancel(long_jobs[0])
+    wait_for(lambda: server.client.job(long_jobs[0])["status"] == "cancelled", timeout=3, what="cancelled")
+    assert time.monotonic() - asked < 3
+    mate = server.client.job(long_jobs[1])
+    assert mate["status"] == "running"
+    queued = server.client.submit({**IRIS, "epochs": 1, "batch_size": 7})  # (another stack key: waits)
+    assert server.client.cancel(queued["id"])["status"] == "cancelled"
+    server.client.cancel(long_jobs[1])
+    wait_for(lambda: server.client.job(long_jobs[1])["status"] == "cancelled", timeout=5, what="the mate")
+    time.sleep(0.5)
+    assert server.client.job(queued["id"])["started_at"] is None  # never started
+    with pytest.raises(ServiceError) as error:
+        server.client.cancel("no-such-job")
+    assert error.value.status == 404
+
+
+def test_predict_equals_numbamlp_predict_and_the_model_has_an_etag(server, tmp_path):
+    job = server.client.wait(server.client.submit({**IRIS, "epochs": 6})["id"], timeout=120)
+    model_file = server.client.download(job["id"], tmp_path / "m.safetensors")
+    import hashlib
+
+    assert hashlib.sha256(model_file.read_bytes()).hexdigest() == job["model_sha256"]
+    status, headers, _ = raw(server, "GET", f"/v1/jobs/{job['id']}/model",
+                             headers={"Authorization": f"Bearer {server.token}",
+                                      "If-None-Match": f'"{job["model_sha256"]}"'})
+    assert status == 304
+    from sklearn.datasets import load_iris
+
+    X = load_iris().data
+    served = server.client.predict(job["id"], X, proba=True)
+    local = subprocess.run([*NUMBAMLP, "predict", str(model_file), "--data", "builtin:iris", "--proba"],
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    header = local[0].split(",")
+    assert [int(line.split(",")[0]) for line in local[1:]] == served["labels"]
+    np.testing.assert_allclose(np.array([[float(v) for v in line.split(",")[1:]] for line in local[1:]]),
+                               np.array(served["proba"]), rtol=0, atol=1e-6)
+    assert header[0] == "prediction"
+    with pytest.raises(ServiceError) as error:
+        server.client.predict(job["id"], [[1.0, 2.0]])
+    assert error.value.status == 422 and "4 features" in str(error.value)
+
+
+def test_a_sweep_makes_member_jobs_that_train_as_one_stack(server):
+    sweep = server.client.sweep({**IRIS, "epochs": 2}, {"optimizer.lr": [0.01, 0.1], "seed": [0, 1]})
+    ids = [job["id"] for job in sweep["jobs"]]
+    jobs = [server.client.wait(i, timeout=120) for i in ids]
+    assert [j["config"]["optimizer"]["lr"] for j in jobs] == [0.01, 0.01, 0.1, 0.1]
+    assert {j["sweep_id"] for j in jobs} == {sweep["id"]} and {j["stack"]["size"] for j in jobs} == {4}
+    with pytest.raises(ServiceError) as error:
+        server.client.sweep({}, {"optimizer.lrr": [1]})
+    assert error.value.status == 422 and "did you mean optimizer.lr" in str(error.value)
+
+
+def test_the_jobs_command_submits_lists_follows_and_downloads(server, tmp_path):
+    env = {**os.environ, "NUMBAMLP_URL": server.url, "NUMBAMLP_TOKEN": server.token}
+
+    def jobs(*args):
+        return subprocess.run([*NUMBAMLP, "jobs", *args], capture_output=True, text=True, env=env, timeout=120)
+
+    submitted = jobs("submit", "--data", "builtin:iris", "--epochs", "3", "--hidden", "8")
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    logs = jobs("logs", job_id)
+    assert logs.returncode == 0 and logs.stdout.splitlines()[0].startswith("epoch 1/3")
+    assert logs.stdout.splitlines()[-1].startswith("succeeded  test accuracy")
+    assert job_id in jobs("list").stdout
+    assert json.loads(jobs("show", job_id).stdout)["status"] == "succeeded"
+    assert jobs("download", job_id, "--out", str(tmp_path / "m.safetensors")).returncode == 0
+    bad = jobs("submit", "--lr", "-1")
+    assert bad.returncode == 2 and "--lr (optimizer.lr)" in bad.stderr
+    wrong = subprocess.run([*NUMBAMLP, "jobs", "list"], capture_output=True, text=True, timeout=60,
+                           env={**env, "NUMBAMLP_TOKEN": "wrong"})
+    assert wrong.returncode == 2 and "401" in wrong.stderr and len(wrong.stderr.splitlines()) == 1
+
+
+def test_the_openapi_document_matches_its_snapshot(tmp_path):
+    """The API's shape cannot drift silently: regenerate the snapshot on purpose with
+    NUMBAMLP_UPDATE_SNAPSHOT=1 and review the diff."""
+    from numbamlp.service.app import create_app
+
+    document = create_app(tmp_path, "t").openapi()
+    document["info"]["version"] = "any"
+    text = json.dumps(document, indent=1, sort_keys=True) + "\n"
+    if os.environ.get("NUMBAMLP_UPDATE_SNAPSHOT") == "1":
+        SNAPSHOT.write_text(text)
+    assert text == SNAPSHOT.read_text()
+
+
+# ---------------------------------------------------------------- durability
+def test_kill_9_then_restart_loses_nothing_and_reruns_to_the_same_results(tmp_path):
+    server = Server(tmp_path / "data", "--batch-window", "0.2").start()
+    ids = [server.client.submit({**SLOW, "epochs": 20, "seed": s})["id"] for s in range(2)]
+    ids += [server.client.submit({**IRIS, "epochs": 3, "batch_size": 9, "seed": s})["id"] for s in range(3)]
+    wait_for(lambda: any(server.client.job(i)["status"] == "running" for i in ids), what="a running job")
+    server.stop(signal.SIGKILL)
+    server.start()
+    listed = [job["id"] for job in server.client.all_jobs()]
+    assert sorted(listed) == sorted(ids)  # each exactly once
+    jobs = [server.client.wait(i, timeout=240) for i in ids]
+    assert [j["status"] for j in jobs] == ["succeeded"] * 5
+    from numbamlp.config import TrainConfig
+    from numbamlp.io import load_model
+    from numbamlp.run import train_run
+
+    alone = train_run(TrainConfig.model_validate(jobs[0]["config"]), out=tmp_path / "alone")
+    np.testing.assert_array_equal(load_model(server.data_dir / "jobs" / ids[0] / "model.safetensors").flat_params,
+                                  load_model(alone["model_path"]).flat_params)
+    assert jobs[0]["test_accuracy"] == alone["test_accuracy"]
+    server.stop()
+
+
+def test_sigterm_checkpoints_the_running_stack_and_a_restart_continues_it_bit_for_bit(tmp_path):
+    server = Server(tmp_path / "data", "--batch-window", "0.2").start()
+    ids = [server.client.submit({**SLOW, "epochs": 60, "seed": s})["id"] for s in range(2)]
+    next(server.client.events(ids[0]))  # an epoch has ended
+    # a graceful exit (uvicorn re-raises the signal once it has shut down: -15 from it)
+    assert server.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
+    assert any((server.data_dir / "stacks").iterdir())  # the checkpoint
+    server.start()
+    jobs = [server.client.wait(i, timeout=240) for i in ids]
+    assert [j["status"] for j in jobs] == ["succeeded", "succeeded"]
+    assert jobs[0]["stack"]["id"] == jobs[1]["stack"]["id"]  # the same stack went on
+    epochs = [e for e, _ in server.client.events(ids[0])][:-1]
+    assert epochs == list(range(1, 61))
+    from numbamlp.config import TrainConfig
+    from numbamlp.io import load_model
+    from numbamlp.run import train_run
+
+    alone = train_run(TrainConfig.model_validate(jobs[1]["config"]), out=tmp_path / "alone")
+    np.testing.assert_array_equal(load_model(server.data_dir / "jobs" / ids[1] / "model.safetensors").flat_params,
+                                  load_model(alone["model_path"]).flat_params)
+    server.stop()
+
+
+# ---------------------------------------------------------------- the dashboard, in a browser
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (.ci/run installs Debian's chromium)")
+def test_the_dashboard_submits_a_job_draws_its_curve_and_cancels_one(server, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page()
+        page.goto(server.url + "/")
+        page.fill("#token", server.token)
+        page.click("#save-token")
+        page.reload()  # the token was kept in the browser's storage
+        assert page.input_value("#token") == server.token
+        page.fill("#config", json.dumps({**SLOW, "seed": 11}))
+        page.click("#submit")
+        row = page.locator("#jobs tr[data-status=running]").first
+        row.wait_for(timeout=30_000)
+        job_id = row.locator(".id").inner_text()
+        assert server.client.job(job_id)["config"]["seed"] == 11
+
+        def points():
+            text = page.locator(f"#job-{job_id} polyline").get_attribute("points") or ""
+            return len(text.split())
+
+        wait_for(lambda: points() >= 2, timeout=30, what="the curve")
+        grown = points()
+        wait_for(lambda: points() > grown, timeout=30, what="the curve to grow")
+        page.screenshot(path=str(tmp_path / "dashboard.png"))
+        page.locator(f"#job-{job_id} button.cancel").click()
+        wait_for(lambda: server.client.job(job_id)["status"] == "cancelled", timeout=5, what="the cancel")
+        page.locator(f"#job-{job_id}[data-status=cancelled]").wait_for(timeout=10_000)
+        page.fill("#config", "{not json")
+        page.click("#submit")
+        assert "not JSON" in page.inner_text("#error")
+        page.fill("#config", json.dumps({"optimizer": {"lr": -1}}))
+        page.click("#submit")
+        page.wait_for_function("document.getElementById('error').textContent.includes('optimizer.lr')")
+        browser.close()
+
+
+def test_serve_without_the_extra_names_the_install(tmp_path):
+    """A Python where FastAPI cannot be imported (blocked by a meta-path finder)."""
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('fastapi', 'uvicorn', 'starlette'):\n"
+            "            raise ImportError('blocked', name=name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from numbamlp.cli.main import command_line\n"
+            f"sys.argv = ['numbamlp', 'serve', '--data-dir', {str(tmp_path / 'd')!r}]\n"
+            "command_line()\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip() == "Error: the service needs the serve extra: pip install 'numbamlp[serve]'"
