@@ -1,6 +1,6 @@
-"""Per-row code that the cpu and the cuda backend both compile (``njit`` there,
-``cuda.jit(device=True)`` here), so that the two run the same arithmetic.  Plain Python
-with ``math`` only: this module imports nothing heavy."""
+"""Per-row code of the cpu backend's loss (compiled with ``njit`` there).  Plain Python with
+``math`` only: this module imports nothing heavy.  The cuda backend's loss kernel computes
+the same formula on rows of its flat (M, ·) buffers, which these 2-D signatures cannot take."""
 
 import math
 

@@ -46,8 +46,9 @@ class Optimizer:
         self.state, self._steps = dict(state), steps
 
     def arguments(self, lr: float) -> tuple:
-        """The optimizer's arguments for the next step, in the order of the cuda backend's train_step:
-        (adam, lr, momentum, weight_decay, nesterov_or_decoupled, beta1, beta2, eps, step);
+        """The optimizer's settings for the next step (``update`` passes them to a backend's
+        sgd_update or adam_update): (adam, lr, momentum, weight_decay, nesterov_or_decoupled,
+        beta1, beta2, eps, step);
         the settings the optimizer does not use (None in the config) are passed as 0."""
         cfg = self.config
         adam = cfg.name in ("adam", "adamw")

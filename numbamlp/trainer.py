@@ -356,12 +356,13 @@ class Trainer:
     def validation_split(self, X, y, X_val, y_val):
         """(the rows to train on, X_val, y_val): with early stopping and no validation data, a
         stratified ``data.val_fraction`` (0.1 if unset) of the rows is held out, drawn with
-        the config's seed; otherwise every row trains."""
+        the data's seed (``data.seed``, else the config's); otherwise every row trains."""
         rows = np.arange(len(y))
         if self.config.early_stopping.patience and X_val is None:
-            from numbamlp.data import stratified_split
+            from numbamlp.data import data_seed, stratified_split
 
-            rows, val_rows, _, _ = stratified_split(rows, y, self.config.data.val_fraction or 0.1, self.config.seed)
+            rows, val_rows, _, _ = stratified_split(rows, y, self.config.data.val_fraction or 0.1,
+                                                    data_seed(self.config.data, self.config.seed))
             X_val, y_val = X[val_rows], y[val_rows]
         return rows, X_val, y_val
 
