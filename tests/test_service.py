@@ -359,6 +359,24 @@ def test_sigterm_checkpoints_the_running_stack_and_a_restart_continues_it_bit_fo
     server.stop()
 
 
+def test_a_server_on_a_dask_local_cluster_trains_stacks_there(tmp_path):
+    pytest.importorskip("distributed")
+    server = Server(tmp_path / "data", "--workers", "2", "--batch-window", "0.3").start()
+    try:
+        ids = [server.client.submit({**IRIS, "epochs": 4, "seed": s})["id"] for s in range(3)]
+        jobs = [server.client.wait(i, timeout=120) for i in ids]
+        assert [j["status"] for j in jobs] == ["succeeded"] * 3
+        assert {j["stack"]["size"] for j in jobs} == {3}
+        assert [e for e, _ in server.client.events(ids[0])] == [1, 2, 3, 4, "end"]
+        from numbamlp.config import TrainConfig
+        from numbamlp.run import train_run
+
+        alone = train_run(TrainConfig.model_validate(jobs[2]["config"]), out=tmp_path / "alone")
+        assert jobs[2]["test_accuracy"] == alone["test_accuracy"]
+    finally:
+        server.stop()
+
+
 # ---------------------------------------------------------------- the dashboard, in a browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
