@@ -21,49 +21,21 @@ import argparse
 import concurrent.futures
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from numbamlp.client import Client, ServiceError
+from numbamlp.service.local import LocalServer
 
-NUMBAMLP = [sys.executable, "-m", "numbamlp.cli.main"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
-    def __init__(self, data_dir: Path, *flags: str):
-        self.port = free_port()
-        self.process = subprocess.Popen([*NUMBAMLP, "serve", "--port", str(self.port), "--data-dir", str(data_dir),
-                                         *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{self.port}"
-        for _ in range(600):
-            try:
-                Client(url).health()
-                break
-            except ServiceError:
-                time.sleep(0.1)
-        self.client = Client(url, (data_dir / "token").read_text().strip(), timeout=120)
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(60)
 
 
 def job_config(seed: int, epochs: int) -> dict:
     return {"epochs": epochs, "seed": seed, "model": {"hidden": [32]}}
 
 
-def batched(server: Server, jobs: int, threads: int, epochs: int) -> tuple[float, list[dict]]:
+def batched(server: LocalServer, jobs: int, threads: int, epochs: int) -> tuple[float, list[dict]]:
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         ids = list(pool.map(lambda s: server.client.submit(job_config(s, epochs))["id"], range(jobs)))
@@ -71,7 +43,7 @@ def batched(server: Server, jobs: int, threads: int, epochs: int) -> tuple[float
     return time.perf_counter() - start, finished
 
 
-def one_at_a_time(server: Server, jobs: int, epochs: int) -> tuple[float, list[dict]]:
+def one_at_a_time(server: LocalServer, jobs: int, epochs: int) -> tuple[float, list[dict]]:
     start = time.perf_counter()
     finished = []
     for seed in range(jobs):
@@ -80,7 +52,7 @@ def one_at_a_time(server: Server, jobs: int, epochs: int) -> tuple[float, list[d
     return time.perf_counter() - start, finished
 
 
-def check(finished: list[dict], server: Server, stored: int) -> None:
+def check(finished: list[dict], server: LocalServer, stored: int) -> None:
     """Every job succeeded, and the server lists ``stored`` jobs, each once."""
     statuses = [job["status"] for job in finished]
     assert statuses == ["succeeded"] * len(finished), statuses
@@ -97,7 +69,7 @@ def listing_latency(work: Path, stored: int = 10_000, calls: int = 300) -> dict:
     for lo in range(0, stored, 1000):
         store.add_jobs([job_config(s, 1) for s in range(lo, lo + 1000)])
     store.close()
-    server = Server(data_dir, "--batch-window", "3600")  # (they stay queued: nothing trains)
+    server = LocalServer(data_dir, "--batch-window", "3600").start()  # (they stay queued: nothing trains)
     try:
         times = []
         for _ in range(calls):
@@ -106,7 +78,7 @@ def listing_latency(work: Path, stored: int = 10_000, calls: int = 300) -> dict:
             times.append(time.perf_counter() - start)
             assert len(page["jobs"]) == 50
     finally:
-        server.close()
+        server.stop()
     times.sort()
     return {"p50_ms": 1000 * statistics.median(times), "p95_ms": 1000 * times[int(0.95 * len(times)) - 1]}
 
@@ -120,21 +92,21 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        on = Server(work / "on")
+        on = LocalServer(work / "on").start()
         try:
             on.client.wait(on.client.submit(job_config(10_000, 1))["id"])  # warm the server's process
             seconds_on, finished = batched(on, args.jobs, args.threads, args.epochs)
             stacks = sorted({job["stack"]["size"] for job in finished})
             check(finished, on, args.jobs + 1)  # (+ the warm-up job)
         finally:
-            on.close()
-        off = Server(work / "off", "--batch-window", "0")
+            on.stop()
+        off = LocalServer(work / "off", "--batch-window", "0").start()
         try:
             off.client.wait(off.client.submit(job_config(10_000, 1))["id"])
             seconds_off, finished_off = one_at_a_time(off, args.jobs, args.epochs)
             check(finished_off, off, args.jobs + 1)
         finally:
-            off.close()
+            off.stop()
         latency = listing_latency(work)
     results = {"jobs": args.jobs, "threads": args.threads, "epochs": args.epochs,
                "batched_s": seconds_on, "batched_jobs_per_s": args.jobs / seconds_on, "stack_sizes": stacks,

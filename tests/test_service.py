@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -21,51 +20,13 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from numbamlp.client import Client, ServiceError  # noqa: E402
+from numbamlp.client import ServiceError  # noqa: E402
+from numbamlp.service.local import LocalServer as Server  # noqa: E402
 
 NUMBAMLP = [sys.executable, "-m", "numbamlp.cli.main"]
 SNAPSHOT = Path(__file__).with_name("service_openapi.json")
 IRIS = {"data": {"train": "builtin:iris"}, "model": {"hidden": [8]}}
 SLOW = {"epochs": 400, "model": {"hidden": [256, 256]}}  # digits: ~40 ms an epoch, to cancel or kill mid-way
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
-    """A `numbamlp serve` child process and a client for it."""
-
-    def __init__(self, data_dir: Path, *flags: str):
-        self.data_dir, self.flags, self.port = data_dir, flags, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = None
-
-    def start(self, timeout: float = 60) -> "Server":
-        self.log = open(self.data_dir.parent / f"server-{self.port}.log", "a")
-        self.process = subprocess.Popen([*NUMBAMLP, "serve", "--port", str(self.port), "--data-dir",
-                                         str(self.data_dir), *self.flags], stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                Client(self.url).health()
-                break
-            except ServiceError:
-                assert self.process.poll() is None, Path(self.log.name).read_text()
-                time.sleep(0.1)
-        else:
-            raise AssertionError("the server did not come up: " + Path(self.log.name).read_text())
-        self.token = (self.data_dir / "token").read_text().strip()
-        self.client = Client(self.url, self.token)
-        return self
-
-    def stop(self, sig=signal.SIGTERM, timeout: float = 60) -> int:
-        self.process.send_signal(sig)
-        code = self.process.wait(timeout)
-        self.log.close()
-        return code
 
 
 @pytest.fixture(scope="module")
