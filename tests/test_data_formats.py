@@ -1,0 +1,287 @@
+"""Data formats (issue 16): .csv, .parquet, .npz and a folder of .npy files read to the same
+arrays, split, standardised and trained on alike; bad files are one clear DataError (and,
+through the command line, one line and exit 2); a folder's X is read through a memory map;
+the in-place split and the chunked passes give what the plain numpy computations give."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import numbamlp.data as data
+from numbamlp.config import DataConfig
+from numbamlp.data import DataError, Standardizer, load_dataset, prepare, split_arrays
+from numbamlp.trainer import Trainer
+
+FORMATS = ("csv", "parquet", "npz", "npy")
+
+
+def table(rows=200, features=4, seed=0):
+    """X (rows, features) float64 rounded to 5 decimals (a CSV holds them exactly), y (rows,)
+    in 3 classes from a linear teacher."""
+    rng = np.random.default_rng(seed)
+    X = np.round(rng.normal(size=(rows, features)), 5)
+    y = np.argmax(X @ rng.normal(size=(features, 3)), axis=1)
+    return X, y
+
+
+def write(folder, fmt, X, y, X_test=None, y_test=None):
+    """(X, y) as a file (or folder) of format ``fmt``; the label column last (csv, parquet).
+    For npy, X.npy is float32, as a user writes a file meant to be mapped."""
+    if fmt == "csv":
+        path = folder / "d.csv"
+        lines = [",".join([f"f{j}" for j in range(X.shape[1])] + ["label"])]
+        lines += [",".join([repr(float(v)) for v in row] + [str(label)]) for row, label in zip(X, y)]
+        path.write_text("\n".join(lines) + "\n")
+    elif fmt == "parquet":
+        path = folder / "d.parquet"
+        pq.write_table(pa.table({**{f"f{j}": X[:, j] for j in range(X.shape[1])}, "label": y}), path)
+    elif fmt == "npz":
+        path = folder / "d.npz"
+        extra = {} if X_test is None else {"X_test": X_test, "y_test": y_test}
+        np.savez(path, X=X, y=y, **extra)
+    else:
+        path = folder / "npy"
+        path.mkdir()
+        np.save(path / "X.npy", X.astype(np.float32))
+        np.save(path / "y.npy", y)
+        if X_test is not None:
+            np.save(path / "X_test.npy", X_test.astype(np.float32))
+            np.save(path / "y_test.npy", y_test)
+    return str(path)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_each_reader_gives_the_table(tmp_path, fmt):
+    X, y = table()
+    loaded = load_dataset(write(tmp_path, fmt, X, y), dtype=np.float32)
+    np.testing.assert_array_equal(loaded.X, X.astype(np.float32))
+    np.testing.assert_array_equal(loaded.y, y)
+    assert loaded.y.dtype.kind == "i"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_string_labels_in_every_format(tmp_path, fmt):
+    X, y = table(rows=60)
+    names = np.array(["cat", "dog", "eel"])[y]
+    source = write(tmp_path, fmt, X, names)
+    loaded = load_dataset(source)
+    assert loaded.y.dtype.kind == "U" and list(loaded.y) == list(names)
+    splits = prepare(DataConfig(train=source), seed=0, dtype=np.float32)
+    assert set(splits.y_train) == set(splits.y_test) == {"cat", "dog", "eel"}
+
+
+def test_every_format_splits_standardises_and_trains_alike(tmp_path):
+    """The same rows held out, the same standardisation and, trained on, the same weights
+    bit for bit, whichever file holds the table (the CSV holds the numbers exactly)."""
+    X, y = table(rows=300)
+    config = {"epochs": 2, "batch_size": 32, "model": {"hidden": [8]}, "seed": 3}
+    results = {}
+    for fmt in FORMATS:
+        (tmp_path / fmt).mkdir()
+        splits = prepare(DataConfig(train=write(tmp_path / fmt, fmt, X, y), val_fraction=0.1), seed=1,
+                         dtype=np.float32)
+        trainer = Trainer(config)
+        trainer.fit(splits.X_train, splits.y_train, splits.X_val, splits.y_val)
+        results[fmt] = (splits, trainer.model.flat_params.copy(), trainer.evaluate(splits.X_test, splits.y_test))
+    first, params, scores = results["csv"]
+    for fmt in FORMATS[1:]:
+        other, other_params, other_scores = results[fmt]
+        for name in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test"):
+            np.testing.assert_array_equal(getattr(other, name), getattr(first, name), err_msg=f"{fmt} {name}")
+        np.testing.assert_array_equal(other.standardizer.mean, first.standardizer.mean)
+        np.testing.assert_array_equal(other.standardizer.scale, first.standardizer.scale)
+        np.testing.assert_array_equal(other_params, params, err_msg=fmt)
+        assert other_scores == scores
+
+
+def test_the_split_is_the_old_split(tmp_path):
+    """split_arrays by index gives the rows and the standardisation of the copies it
+    replaced: stratified_split on the arrays, then Standardizer on the training rows."""
+    X, y = table(rows=150)
+    config = DataConfig(val_fraction=0.2)
+    splits = split_arrays(X.copy(), y, config, seed=5)
+    X_rest, X_test, y_rest, y_test = data.stratified_split(X, y, config.test_fraction, 5)
+    X_train, X_val, y_train, y_val = data.stratified_split(X_rest, y_rest, config.val_fraction, 5)
+    mean, scale = X_train.mean(axis=0), X_train.std(axis=0)
+    np.testing.assert_allclose(splits.standardizer.mean, mean, rtol=1e-13)
+    np.testing.assert_allclose(splits.standardizer.scale, scale, rtol=1e-13)
+    for got, want in ((splits.X_train, X_train), (splits.X_val, X_val), (splits.X_test, X_test)):
+        np.testing.assert_allclose(got, (want - mean) / scale, rtol=1e-12, atol=1e-12)
+    for got, want in ((splits.y_train, y_train), (splits.y_val, y_val), (splits.y_test, y_test)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_in_place_split_matches_the_copying_one_and_leaves_a_callers_array(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "CHUNK_BYTES", 8 * 4 * 7)  # chunks of 7 rows: many of them
+    X, y = table(rows=100)
+    config = DataConfig(val_fraction=0.15)
+    given = X.astype(np.float32)
+    before = given.copy()
+    copied = split_arrays(given, y, config, seed=2, dtype=np.float32)
+    np.testing.assert_array_equal(given, before)  # a caller's array is only read
+    in_place = split_arrays(given, y, config, seed=2, dtype=np.float32, overwrite=True)
+    for name in ("X_train", "X_val", "X_test"):
+        np.testing.assert_array_equal(getattr(in_place, name), getattr(copied, name))
+        assert np.shares_memory(getattr(in_place, name), given)  # views of the one buffer
+
+
+def test_chunked_standardizer_matches_numpy(monkeypatch):
+    monkeypatch.setattr(data, "CHUNK_BYTES", 8 * 3 * 5)
+    X = np.random.default_rng(0).normal(3.0, 2.0, size=(53, 3)).astype(np.float32)
+    X[:, 1] = 0.1  # constant: scale 1
+    scaler = Standardizer.fit(X)
+    np.testing.assert_allclose(scaler.mean, X.astype(np.float64).mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(scaler.scale[[0, 2]], X.astype(np.float64).std(axis=0)[[0, 2]], rtol=1e-12)
+    assert scaler.scale[1] == 1.0
+    inplace = X.copy()
+    scaler.inplace_transform(inplace)
+    np.testing.assert_array_equal(inplace, scaler.transform(X).astype(np.float32))
+
+
+def test_npy_folder_is_memory_mapped_and_used_through_the_map(tmp_path):
+    X, y = table(rows=80)
+    folder = write(tmp_path, "npy", X, y, X_test=X[:20], y_test=y[:20])
+    loaded = load_dataset(folder)
+    assert isinstance(loaded.X, np.memmap) and not loaded.X.flags.writeable
+    # float32 rows that are neither split nor standardised train from the map itself
+    splits = prepare(DataConfig(train=folder, standardize=False), seed=0, dtype=np.float32)
+    assert isinstance(splits.X_train, np.memmap) or isinstance(splits.X_train.base, np.memmap)
+    # standardised, the rows are gathered from the map once; the file is left as it was
+    standardised = prepare(DataConfig(train=folder), seed=0, dtype=np.float32)
+    assert not np.shares_memory(standardised.X_train, loaded.X)
+    np.testing.assert_array_equal(np.load(tmp_path / "npy" / "X.npy"), X.astype(np.float32))
+
+
+def test_csv_rows_beyond_the_first_blocks_estimate_grow_the_array(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "CSV_BLOCK_BYTES", 4096)
+    long_rows = [f"{1 / 3:.15f},{2 / 3:.15f},0" for _ in range(200)]  # ~38 bytes a row
+    short_rows = [f"{i % 7},{i % 5},{i % 2}" for i in range(3000)]  # ~6 bytes a row
+    path = tmp_path / "g.csv"
+    path.write_text("\n".join(long_rows + short_rows) + "\n")
+    assert data._read_csv_arrow(path, None, np.float32) is not None  # pyarrow read it
+    loaded = load_dataset(str(path), dtype=np.float32)
+    assert loaded.X.shape == (3200, 2)
+    np.testing.assert_array_equal(loaded.X[-1], [2999 % 7, 2999 % 5])
+
+
+def test_csv_that_pyarrow_refuses_is_read_by_the_csv_module(tmp_path):
+    path = tmp_path / "u.csv"
+    path.write_text("\n1_000,2,a\n3,4,b\n")  # a leading blank line, a number with an underscore
+    assert data._read_csv_arrow(path, None, np.float64) is None
+    loaded = load_dataset(str(path))
+    np.testing.assert_array_equal(loaded.X, [[1000, 2], [3, 4]])
+
+
+def test_without_pyarrow_csv_still_reads_and_parquet_says_what_to_install(tmp_path, monkeypatch):
+    X, y = table(rows=30)
+    csv_path, parquet_path = write(tmp_path, "csv", X, y), write(tmp_path, "parquet", X, y)
+    with_pyarrow = load_dataset(csv_path)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
+    without = load_dataset(csv_path)
+    np.testing.assert_array_equal(without.X, with_pyarrow.X)
+    np.testing.assert_array_equal(without.y, with_pyarrow.y)
+    with pytest.raises(DataError, match="needs pyarrow: pip install pyarrow"):
+        load_dataset(parquet_path)
+
+
+def test_more_than_the_memory_available_says_what_to_do(tmp_path, monkeypatch):
+    X, y = table(rows=50)
+    monkeypatch.setattr(data, "_available_memory", lambda: 100)  # bytes
+    for fmt in FORMATS:
+        (tmp_path / fmt).mkdir()
+        source = write(tmp_path / fmt, fmt, X, y)
+        with pytest.raises(DataError, match="only 0.0 GB of memory is available; train on a sample of the rows"):
+            prepare(DataConfig(train=source), seed=0, dtype=np.float32)
+
+
+def bad_files(root):
+    """{case: (source, the exact message)} of files each reader must refuse."""
+    X, y = table(rows=20)
+    cases = {}
+    path = root / "text.parquet"
+    pq.write_table(pa.table({"a": X[:, 0], "colour": ["red"] * 20, "label": y}), path)
+    cases["parquet text feature"] = (str(path), f"{path}: feature column 'colour' holds string, not numbers; "
+                                     "convert it, or name it as the label column with --label-column")
+    path = root / "gap.parquet"
+    pq.write_table(pa.table({"a": [1.0, None, 3.0], "label": [0, 1, 0]}), path)
+    cases["parquet missing value"] = (str(path), f"{path}: feature column 'a' has a missing value at row 1")
+    path = root / "nolabel.parquet"
+    pq.write_table(pa.table({"a": [1.0, 2.0], "label": [0, None]}), path)
+    cases["parquet missing label"] = (str(path), f"{path}: the label column has 1 missing labels (first at row 1)")
+    path = root / "junk.parquet"
+    path.write_bytes(b"not parquet at all")
+    cases["not parquet"] = (str(path), None)
+    folder = root / "short"
+    folder.mkdir()
+    np.save(folder / "X.npy", X)
+    np.save(folder / "y.npy", y[:-1])
+    cases["npy lengths"] = (str(folder), f"{folder}: X.npy has 20 rows but y.npy has 19 labels")
+    folder = root / "noy"
+    folder.mkdir()
+    np.save(folder / "X.npy", X)
+    cases["npy without y"] = (str(folder), f"{folder} holds no y.npy (found: X.npy)")
+    folder = root / "nan"
+    folder.mkdir()
+    np.save(folder / "X.npy", np.where(X > 1.5, np.nan, X).astype(np.float32))
+    np.save(folder / "y.npy", y)
+    first = tuple(int(i) for i in np.argwhere(X > 1.5)[0])
+    cases["npy NaN"] = (str(folder), f"{folder}: X has {int((X > 1.5).sum())} NaN or infinite values (first at "
+                        f"row {first[0]}, column {first[1]})")
+    folder = root / "cut"
+    folder.mkdir()
+    np.save(folder / "X.npy", X)
+    np.save(folder / "y.npy", y)
+    (folder / "X.npy").write_bytes((folder / "X.npy").read_bytes()[:-8])
+    cases["npy truncated"] = (str(folder), None)
+    folder = root / "empty"
+    folder.mkdir()
+    cases["folder without npy"] = (str(folder), f"{folder} is a directory without X.npy and y.npy; expected a data "
+                                   "file or a folder holding X.npy and y.npy")
+    return cases
+
+
+@pytest.mark.parametrize("case", ["parquet text feature", "parquet missing value", "parquet missing label",
+                                  "not parquet", "npy lengths", "npy without y", "npy NaN", "npy truncated",
+                                  "folder without npy"])
+def test_bad_files_are_one_clear_data_error(tmp_path, case):
+    source, message = bad_files(tmp_path)[case]
+    with pytest.raises(DataError) as error:
+        prepare(DataConfig(train=source), seed=0, dtype=np.float32)
+    text = str(error.value)
+    assert "\n" not in text and source in text
+    if message is not None:
+        assert text == message
+
+
+def test_bad_files_through_the_command_line_are_one_line_and_exit_2(tmp_path):
+    cases = bad_files(tmp_path)
+    # an .npy folder whose X claims ~1 TB (a sparse file: no disk used): mapped, then refused
+    # before the copy that would not fit, with what to do
+    folder = tmp_path / "huge"
+    folder.mkdir()
+    rows, columns = 1000, 250_000_000
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 1), np.float32))
+    header["shape"] = (rows, columns)
+    try:
+        with open(folder / "X.npy", "wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            f.truncate(f.tell() + rows * columns * 4)
+    except OSError:
+        pytest.skip("no sparse 1 TB file here")
+    np.save(folder / "y.npy", np.arange(rows) % 2)
+    cases["npy larger than memory"] = (str(folder), None)
+    for case in ("parquet text feature", "npy lengths", "npy larger than memory"):
+        source, message = cases[case]
+        run = subprocess.run([sys.executable, "-m", "numbamlp.cli.main", "train", "--data", source, "--out",
+                              str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+        lines = run.stderr.strip().splitlines()
+        assert run.returncode == 2 and len(lines) == 1, (case, run.stderr)
+        if message is not None:
+            assert lines[0] == f"Error: {message}"
+        else:
+            assert "GB of memory is available; train on a sample of the rows" in lines[0]
+        assert not (tmp_path / "run").exists()
