@@ -137,8 +137,10 @@ class EarlyStoppingConfig(_Strict):
 class DataConfig(_Strict):
     train: str = Field(
         "builtin:digits",
-        description="Training data: builtin:NAME (digits, iris, wine, breast_cancer, spiral), "
-        "a .npz file with X, y (optional X_test, y_test) or a .csv file.",
+        description="Training data: builtin:NAME (digits, iris, wine, breast_cancer, spiral), a .csv "
+        "or .parquet file (label column: label_column, default the last), a .npz file with X, y "
+        "(optional X_test, y_test), or a folder holding X.npy and y.npy (optional X_test.npy, "
+        "y_test.npy; X is memory-mapped).",
     )
     test: str | None = Field(
         None, description="Test data; default: the file's X_test/y_test, else a held-out split."
