@@ -1,0 +1,276 @@
+"""ONNX export: a trained MLP as a self-contained ONNX graph that runs without numbamlp.
+
+Symbols: N rows (the graph's dynamic batch dimension), D input features, H hidden width,
+C classes.
+
+The graph a classifier becomes (opset ``DEFAULT_OPSET`` unless asked otherwise)::
+
+    X (N, D) float32                                  raw features, as ``MLP.predict`` takes them
+    → (X − mean_hi) − mean_lo) / scale                the saved standardisation, if the model has one
+    → Gemm(W_1, b_1, transB=1) → φ → … → Gemm(W_L, b_L, transB=1)      logits (N, C)
+    → Softmax(axis=1)                     → probabilities (N, C) float32
+    → ArgMax(axis=1) of the logits → Gather(classes)  → label (N,) int64 or string
+
+Decisions, with their reasons:
+
+- float32 graphs only.  ``X`` is float32 (the issue's contract, and what every runtime
+  serves fastest); a float64 model is exported with its weights rounded to float32, so it
+  agrees with numbamlp's float64 predictions to float32 rounding, like a float32 model.  A
+  float64 graph is not an option: onnxruntime's CPU kernels for Erf, Elu and LeakyRelu take
+  float32 only.
+- The standardisation stays its own three elementwise nodes rather than being folded into
+  the first layer: W' = W/scale, b' = b − W·mean/scale is exact in float64 but not in
+  float32, where x·W' and b' cancel whenever |mean| ≫ scale (b' carries the mean).  The
+  mean is split into float32 parts mean_hi + mean_lo (mean_lo = the float32 rounding error
+  of mean_hi): X − mean_hi is exact when X is near the mean (Sterbenz) and rounded relative
+  to the result otherwise, so the centred value is as accurate as numbamlp's float64
+  centring rounded to float32, however large the features' offset.
+- The label is the argmax of the logits, as ``MLP.predict`` takes it (of the probabilities,
+  two logits that round to the same probability would tie), and the class values come from
+  ``Gather`` on a constant: it works for int64 and string tensors alike in onnxruntime, with
+  no ONNX-ML operator (whose support differs between runtimes) needed.
+- GELU is exact: 0.5·a·(1 + erf(a/√2)) below opset 20, the ``Gelu`` operator with
+  approximate="none" from opset 20.  SiLU is Sigmoid·Mul at every opset: onnxruntime 1.32
+  runs ``Swish`` only at opset 24 itself (opsets 25-28 have no kernel for it), so Sigmoid·Mul
+  is the form every runtime loads.
+- Opsets ``MIN_OPSET``..``MAX_OPSET`` (and no newer than the installed ``onnx`` knows):
+  13 (2020) is older than every maintained runtime and has every operator used here in
+  its current form; 28 is the newest tested.  The default, 17, is the newest opset that
+  onnxruntime has supported since 1.13 (2022), so the file also loads in older C#, Java and
+  browser builds; GELU through Erf is exact there.
+- The IR version is set explicitly to the oldest that can carry the opset
+  (``onnx.helper.find_min_ir_version_for``: IR 8 for opset 17): the ``onnx`` package stamps
+  its own newest IR version otherwise, which older runtimes refuse to load.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from numbamlp.kernels import ACTIVATION_NAMES, activation_spec
+
+__all__ = ["DEFAULT_OPSET", "MAX_OPSET", "MIN_OPSET", "build_onnx_model", "check_opset", "export_onnx"]
+
+MIN_OPSET = 13
+MAX_OPSET = 28
+DEFAULT_OPSET = 17
+GELU_OP_OPSET = 20  # the first opset with the Gelu operator
+
+# protobuf cannot serialise a message over 2 GiB; bigger models need ONNX external data
+_PROTOBUF_LIMIT = 2**31 - 1
+
+INSTALL_HINT = "ONNX export needs the onnx extra: pip install 'numbamlp[onnx]'"
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError(INSTALL_HINT) from None
+    return onnx
+
+
+def check_opset(opset) -> int:
+    """``opset`` as an int in MIN_OPSET..MAX_OPSET that the installed ``onnx`` knows
+    (``DEFAULT_OPSET`` for None); ValueError, one line, otherwise."""
+    onnx = _onnx()
+    newest = min(MAX_OPSET, onnx.defs.onnx_opset_version())
+    if opset is None:
+        opset = DEFAULT_OPSET
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or not MIN_OPSET <= opset <= newest:
+        raise ValueError(f"unsupported opset {opset!r}: numbamlp exports opsets {MIN_OPSET} to {newest} "
+                         f"(onnx {onnx.__version__} installed)")
+    return int(opset)
+
+
+# ---------------------------------------------------------------- graph pieces
+class _Graph:
+    """Nodes and constants of the graph being built, with unique names for intermediates."""
+
+    def __init__(self, helper, numpy_helper):
+        self.helper, self.numpy_helper = helper, numpy_helper
+        self.nodes, self.initializers = [], []
+        self._count = 0
+
+    def name(self, stem: str) -> str:
+        self._count += 1
+        return f"{stem}_{self._count}"
+
+    def constant(self, stem: str, array: np.ndarray) -> str:
+        name = self.name(stem)
+        self.initializers.append(self.numpy_helper.from_array(array, name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], output: str | None = None, **attributes) -> str:
+        output = output or self.name(op_type.lower())
+        self.nodes.append(self.helper.make_node(op_type, inputs, [output], **attributes))
+        return output
+
+
+def _standardise(g: _Graph, x: str, transform) -> str:
+    """(x − mean) / scale for x (N, D) float32, with the float64 mean as two float32 parts."""
+    mean = np.asarray(transform.mean, dtype=np.float64)
+    mean_hi = mean.astype(np.float32)
+    mean_lo = (mean - mean_hi.astype(np.float64)).astype(np.float32)
+    centred = g.op("Sub", [g.op("Sub", [x, g.constant("mean_hi", mean_hi)]), g.constant("mean_lo", mean_lo)])
+    scale = np.asarray(transform.scale, dtype=np.float64).astype(np.float32)
+    return g.op("Div", [centred, g.constant("scale", scale)], "standardized")
+
+
+def _activation(g: _Graph, a: str, name: str, opset: int) -> str:
+    """φ(a) for a (N, H) float32, exactly as numbamlp's activation table defines it."""
+    alpha = activation_spec(name).alpha
+    if name == "relu":
+        return g.op("Relu", [a])
+    if name == "leaky_relu":
+        return g.op("LeakyRelu", [a], alpha=alpha)
+    if name == "elu":
+        return g.op("Elu", [a], alpha=alpha)
+    if name == "sigmoid":
+        return g.op("Sigmoid", [a])
+    if name == "tanh":
+        return g.op("Tanh", [a])
+    if name == "silu":
+        return g.op("Mul", [a, g.op("Sigmoid", [a])])
+    if name == "gelu":
+        if opset >= GELU_OP_OPSET:
+            return g.op("Gelu", [a], approximate="none")
+        # the constants are shared by every layer's GELU
+        if "gelu_rsqrt2" not in {t.name for t in g.initializers}:
+            g.initializers += [g.numpy_helper.from_array(np.array(v, dtype=np.float32), n) for n, v in
+                               (("gelu_rsqrt2", 1 / np.sqrt(2.0)), ("gelu_one", 1.0), ("gelu_half", 0.5))]
+        cdf = g.op("Mul", [g.op("Add", [g.op("Erf", [g.op("Mul", [a, "gelu_rsqrt2"])]), "gelu_one"]), "gelu_half"])
+        return g.op("Mul", [a, cdf])
+    raise ValueError(f"activation {name!r} has no ONNX form; exportable: {', '.join(ACTIVATION_NAMES)}")
+
+
+def _class_values(classes, n_outputs: int) -> np.ndarray | None:
+    """The model's class labels as a (C,) array ``Gather`` can index: int64, float64, bool or
+    str (object); None when the model has none (then the label is the class index)."""
+    if classes is None:
+        return None
+    classes = np.asarray(classes)
+    if classes.ndim != 1 or len(classes) != n_outputs:
+        raise ValueError(f"cannot export: the model has {n_outputs} outputs but {classes.size} class labels")
+    kind = classes.dtype.kind
+    if kind in "iu":
+        if kind == "u" and classes.max() > np.iinfo(np.int64).max:
+            raise ValueError("cannot export: class labels beyond int64")
+        return classes.astype(np.int64)
+    if kind in "fb":
+        return classes.astype(np.float64 if kind == "f" else np.bool_)
+    if kind in "USO":
+        return np.array([str(c) for c in classes.tolist()], dtype=object)
+    raise ValueError(f"cannot export class labels of dtype {classes.dtype}")
+
+
+def _classifier_head(g: _Graph, logits: str, model) -> list:
+    """probabilities (N, C) float32 and label (N,) of the class values; the graph outputs."""
+    from onnx import TensorProto, helper
+
+    C = model.n_classes
+    g.op("Softmax", [logits], "probabilities", axis=1)
+    values = _class_values(model.classes, C)
+    if values is None:
+        g.op("ArgMax", [logits], "label", axis=1, keepdims=0)
+        label_type = TensorProto.INT64
+    else:
+        index = g.op("ArgMax", [logits], axis=1, keepdims=0)
+        g.op("Gather", [g.constant("classes", values), index], "label", axis=0)
+        label_type = helper.np_dtype_to_tensor_dtype(values.dtype) if values.dtype != object else TensorProto.STRING
+    return [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", C]),
+            helper.make_tensor_value_info("label", label_type, ["N"])]
+
+
+def _metadata(model) -> dict[str, str]:
+    """What a consumer of the file may want to know about the model, as metadata_props."""
+    import numbamlp
+
+    classes = None if model.classes is None else np.asarray(model.classes).tolist()
+    return {
+        "producer": "numbamlp",
+        "numbamlp_version": numbamlp.__version__,
+        "task": "classification",
+        "layers": json.dumps(model.layers),
+        "activation": model.activation,
+        "activation_alpha": repr(activation_spec(model.activation).alpha),
+        "classes": json.dumps(classes),
+        "standardized": json.dumps(model.input_transform is not None),
+        "dtype": model.dtype.name + (" (exported as float32)" if model.dtype.name != "float32" else ""),
+    }
+
+
+def _as_mlp(model):
+    """An MLP, or a fitted MLPClassifier's ``model_``; TypeError otherwise."""
+    from numbamlp.model import MLP
+
+    if not isinstance(model, MLP):
+        model = getattr(model, "model_", model)  # numbamlp.MLPClassifier after fit
+    if not isinstance(model, MLP):
+        raise TypeError(f"export_onnx takes a numbamlp MLP or fitted MLPClassifier, not {type(model).__name__}")
+    return model
+
+
+# ---------------------------------------------------------------- public API
+def build_onnx_model(model, opset: int | None = None):
+    """The ONNX ModelProto of ``model`` (see the module docstring for the graph), checked by
+    ``onnx.checker`` with full shape inference.
+
+    Inputs: X (N, D) float32.  Outputs: probabilities (N, C) float32 and label (N,) holding
+    ``model.classes`` (int64, float64, bool or string) or the class index (int64) without.
+    """
+    onnx = _onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    opset = check_opset(opset)
+    model = _as_mlp(model)
+    if getattr(model, "task", "classification") != "classification":
+        raise ValueError(f"ONNX export of {model.task} models is not supported yet")
+    if model.flat_params.size * 4 > _PROTOBUF_LIMIT:
+        raise ValueError(f"cannot export: {model.flat_params.size} parameters exceed ONNX's 2 GiB limit "
+                         "without external data, which numbamlp does not write")
+
+    g = _Graph(helper, numpy_helper)
+    h = "X"
+    if model.input_transform is not None:
+        h = _standardise(g, h, model.input_transform)
+    last = len(model.params) - 1
+    for layer, (W, b) in enumerate(model.params):
+        # Gemm with transB=1 takes W (out, in) as numbamlp stores it: A = h Wᵀ + b
+        W32, b32 = g.constant(f"W{layer}", W.astype(np.float32)), g.constant(f"b{layer}", b.astype(np.float32))
+        h = g.op("Gemm", [h, W32, b32], "logits" if layer == last else None, transB=1)
+        if layer != last:
+            h = _activation(g, h, model.activation, opset)
+    outputs = _classifier_head(g, h, model)
+
+    graph = helper.make_graph(
+        g.nodes, "numbamlp_mlp",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", model.n_features])],
+        outputs, g.initializers,
+        doc_string=f"numbamlp MLP {'-'.join(map(str, model.layers))} {model.activation}",
+    )
+    imports = [helper.make_opsetid("", opset)]
+    proto = helper.make_model(graph, opset_imports=imports, producer_name="numbamlp",
+                              producer_version=_metadata(model)["numbamlp_version"])
+    proto.ir_version = helper.find_min_ir_version_for(imports)
+    helper.set_model_props(proto, _metadata(model))
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def export_onnx(model, path, opset: int | None = None):
+    """Write ``model`` (an MLP, or a fitted MLPClassifier) to ``path`` as ONNX (atomically:
+    a reader sees the old file or the new one); returns the ModelProto written.
+
+    opset: MIN_OPSET..MAX_OPSET, default DEFAULT_OPSET (17).  The graph takes raw features
+    X (N, D) float32 and outputs probabilities (N, C) float32 and label (N,); float64 models
+    are exported as float32 graphs.
+    """
+    from numbamlp.io import atomic_write_bytes
+
+    proto = build_onnx_model(model, opset)
+    atomic_write_bytes(Path(path), proto.SerializeToString())
+    return proto

@@ -1,0 +1,316 @@
+"""ONNX export, checked by the real onnxruntime: every activation, 1 and 4097 rows, graph
+optimisations off and on, class labels of every kind, standardisation, opsets, the CLI."""
+
+import builtins
+import csv
+import io
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+onnx = pytest.importorskip("onnx", reason="ONNX export is an optional extra (pip install '.[onnx]')")
+ort = pytest.importorskip("onnxruntime", reason="the exported files are checked with onnxruntime")
+
+from numbamlp import ACTIVATION_NAMES, MLP  # noqa: E402
+from numbamlp.cli.export import export_command  # noqa: E402
+from numbamlp.cli.main import main  # noqa: E402
+from numbamlp.data import Standardizer, read_features  # noqa: E402
+from numbamlp.export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, build_onnx_model, export_onnx  # noqa: E402
+
+# float32 rounding of a few layers is ~1e-7 on a probability; the tanh approximation of GELU
+# is ~5e-4 off (test_tanh_gelu_would_fail_the_tolerance), so 1e-5 tells exact from approximate
+PROBABILITY_ATOL = 1e-5
+NEWEST_OPSET = min(MAX_OPSET, onnx.defs.onnx_opset_version())
+LEVELS = {"optimisations off": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+          "optimisations on": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+
+
+# ---------------------------------------------------------------- helpers
+def session(model_or_path, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+    source = model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") else str(model_or_path)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = level
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def score(sess, X):
+    """(probabilities (N, C), label (N,)) from onnxruntime."""
+    P, label = sess.run(["probabilities", "label"], {"X": np.asarray(X, dtype=np.float32)})
+    return P, label
+
+
+def assert_close(actual, expected, atol, what):
+    """|actual − expected| ≤ atol everywhere, naming the worst element otherwise."""
+    error = np.abs(np.asarray(actual, dtype=np.float64) - expected)
+    worst = np.unravel_index(np.argmax(error), error.shape)
+    assert error[worst] <= atol, (f"{what}: worst at {worst}: onnxruntime {actual[worst]!r}, "
+                                  f"numbamlp {expected[worst]!r}, |diff| {error[worst]:.3e} > {atol:.0e}")
+    return float(error[worst])
+
+
+def assert_labels_match(label, model, X):
+    """onnxruntime's labels equal MLP.predict's, except where numbamlp's two best logits are so
+    close (< 1e-5) that float32 rounding may order them either way."""
+    S = np.sort(model.scores(X), axis=1)
+    near_tie = S[:, -1] - S[:, -2] < 1e-5
+    label, expected = np.asarray(label).tolist(), model.predict(X).tolist()
+    wrong = [i for i, (a, e) in enumerate(zip(label, expected)) if a != e and not near_tie[i]]
+    assert not wrong, f"labels differ on rows {wrong[:10]}: onnxruntime {[label[i] for i in wrong[:10]]}"
+
+
+def raw_features(rows, seed=0):
+    """(rows, 5) float32 features with offsets and spreads far from standardised."""
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(rows, 5)) * [1.0, 10.0, 0.1, 3.0, 50.0] + [0.0, 100.0, -5.0, 40.0, 1000.0]).astype(np.float32)
+
+
+def classifier(activation="relu", classes=("ant", "bee", "cat"), standardize=True, dtype="float32", seed=1):
+    """An MLP [5, 16, 12, 3] with its standardisation fitted on raw_features and class labels."""
+    model = MLP([5, 16, 12, 3], activation, dtype=dtype, seed=seed)
+    if standardize:
+        model.input_transform = Standardizer.fit(raw_features(500, seed=7).astype(np.float64))
+    model.classes = None if classes is None else np.asarray(classes)
+    return model
+
+
+def check_export(model, tmp_path, opset=None, rows=(1, 4097), atol=PROBABILITY_ATOL):
+    """Export ``model``, run onnx's full check on the file, and compare onnxruntime with
+    numbamlp at every optimisation level and batch size; the worst probability error."""
+    path = tmp_path / "model.onnx"
+    export_onnx(model, path, opset=opset)
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    worst = 0.0
+    for level_name, level in LEVELS.items():
+        sess = session(path, level)
+        for n in rows:
+            X = raw_features(n, seed=n)
+            P, label = score(sess, X)
+            assert P.shape == (n, model.n_classes) and P.dtype == np.float32 and label.shape == (n,)
+            worst = max(worst, assert_close(P, model.predict_proba(X), atol, f"{level_name}, {n} rows"))
+            assert_labels_match(label, model, X)
+    return worst
+
+
+# ---------------------------------------------------------------- the graph
+@pytest.mark.parametrize("opset", [DEFAULT_OPSET, NEWEST_OPSET])
+@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
+def test_every_activation_matches_numbamlp(activation, opset, tmp_path):
+    worst = check_export(classifier(activation), tmp_path, opset)
+    print(f"{activation} opset {opset}: max |ΔP| {worst:.2e}")
+
+
+@pytest.mark.parametrize("opset", range(MIN_OPSET, NEWEST_OPSET + 1))
+def test_every_supported_opset_loads_and_agrees(opset, tmp_path):
+    # GELU changes form at opset 20 (Erf → Gelu); SiLU would at 24 (Swish) but does not
+    for activation in ("gelu", "silu"):
+        check_export(classifier(activation), tmp_path, opset, rows=(64,))
+
+
+def test_tanh_gelu_would_fail_the_tolerance():
+    """The tolerance tells exact GELU from the tanh approximation: the same graph with the Gelu
+    node switched to approximate="tanh" is ~5e-4 off, 40× the tolerance."""
+    model = classifier("gelu")
+    proto = build_onnx_model(model, opset=20)
+    gelu = [node for node in proto.graph.node if node.op_type == "Gelu"]
+    assert len(gelu) == 2 and all(onnx.helper.get_attribute_value(n.attribute[0]) == b"none" for n in gelu)
+    X = raw_features(4097)
+    exact, _ = score(session(proto), X)
+    assert_close(exact, model.predict_proba(X), PROBABILITY_ATOL, "exact GELU")
+    for node in gelu:
+        node.attribute[0].s = b"tanh"
+    approximate, _ = score(session(proto), X)
+    assert np.abs(approximate - model.predict_proba(X)).max() > 10 * PROBABILITY_ATOL
+
+
+def test_gelu_below_opset_20_is_exact_through_erf():
+    ops = [node.op_type for node in build_onnx_model(classifier("gelu"), opset=19).graph.node]
+    assert "Erf" in ops and "Gelu" not in ops and "Tanh" not in ops
+
+
+def test_silu_is_sigmoid_times_input_at_every_opset():
+    for opset in (DEFAULT_OPSET, NEWEST_OPSET):
+        ops = [node.op_type for node in build_onnx_model(classifier("silu"), opset=opset).graph.node]
+        assert ops.count("Sigmoid") == 2 and "Swish" not in ops
+
+
+@pytest.mark.parametrize("classes,expected_type", [
+    (("ant", "bee", "cat"), "object"),  # strings: ArgMax + Gather on a string constant
+    ((3, 7, 11), "int64"),
+    ((-1.5, 0.0, 2.5), "float64"),
+    (None, "int64"),  # no labels: the class index
+])
+def test_labels_are_the_models_class_values(classes, expected_type, tmp_path):
+    model = classifier("tanh", classes=classes)
+    check_export(model, tmp_path, rows=(300,))  # labels equal MLP.predict's
+    _, label = score(session(tmp_path / "model.onnx"), raw_features(300))
+    assert label.dtype == np.dtype(expected_type)
+
+
+def test_two_class_bool_labels(tmp_path):
+    model = MLP([5, 8, 2], "relu", seed=3)
+    model.classes = np.array([False, True])
+    check_export(model, tmp_path, rows=(200,))
+
+
+def test_model_without_standardisation(tmp_path):
+    model = classifier("elu", standardize=False)
+    check_export(model, tmp_path)
+    assert not any(t.name.startswith(("mean", "scale")) for t in onnx.load(tmp_path / "model.onnx").graph.initializer)
+
+
+def test_standardisation_is_exact_for_features_far_from_zero(tmp_path):
+    """Features of 12345.678 ± 0.01: centring with a float32-rounded mean alone would be off by
+    up to 5e-4 / 0.01 = 0.05 standard deviations; the mean's second float32 part removes that."""
+    rng = np.random.default_rng(5)
+    X = (12345.678 + 0.01 * rng.normal(size=(4097, 4))).astype(np.float32)
+    model = MLP([4, 8, 3], "tanh", seed=2)
+    model.input_transform = Standardizer.fit(X.astype(np.float64))
+    proto = build_onnx_model(model)
+    P, _ = score(session(proto), X)
+    assert_close(P, model.predict_proba(X), PROBABILITY_ATOL, "large offset")
+    for tensor in proto.graph.initializer:  # the same graph with mean_lo dropped is visibly off
+        if tensor.name.startswith("mean_lo"):
+            tensor.CopyFrom(onnx.numpy_helper.from_array(np.zeros(4, np.float32), tensor.name))
+    P_hi_only, _ = score(session(proto), X)
+    assert np.abs(P_hi_only - model.predict_proba(X)).max() > 10 * PROBABILITY_ATOL
+
+
+def test_float64_model_exports_as_a_float32_graph(tmp_path):
+    model = classifier("sigmoid", dtype="float64")
+    check_export(model, tmp_path)
+    proto = onnx.load(tmp_path / "model.onnx")
+    assert {t.data_type for t in proto.graph.initializer if not t.name.startswith("classes")} == {onnx.TensorProto.FLOAT}
+    assert {p.key: p.value for p in proto.metadata_props}["dtype"] == "float64 (exported as float32)"
+
+
+def test_file_metadata_ir_version_and_dynamic_batch(tmp_path):
+    model = classifier("leaky_relu")
+    export_onnx(model, tmp_path / "m.onnx")
+    proto = onnx.load(tmp_path / "m.onnx")
+    assert [(o.domain, o.version) for o in proto.opset_import] == [("", DEFAULT_OPSET)]
+    assert proto.ir_version == onnx.helper.find_min_ir_version_for(proto.opset_import) == 8
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["layers"] == "[5, 16, 12, 3]" and meta["activation"] == "leaky_relu"
+    assert meta["classes"] == '["ant", "bee", "cat"]' and meta["numbamlp_version"] and meta["task"] == "classification"
+    (X,) = proto.graph.input
+    assert X.name == "X" and X.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert [d.dim_param or d.dim_value for d in X.type.tensor_type.shape.dim] == ["N", 5]
+    assert [o.name for o in proto.graph.output] == ["probabilities", "label"]
+    assert not list(tmp_path.glob(".m.onnx.tmp-*"))  # written through a renamed temporary
+
+
+def test_a_fitted_estimator_exports_its_model(tmp_path):
+    from numbamlp.estimator import MLPClassifier
+
+    X, y = raw_features(120), np.repeat(["x", "y", "z"], 40)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X, y)
+    P, label = score(session(build_onnx_model(clf)), X)
+    assert_close(P, clf.predict_proba(X), PROBABILITY_ATOL, "MLPClassifier")
+    assert label.tolist() == clf.predict(X).tolist()
+
+
+# ---------------------------------------------------------------- refusals, one line each
+@pytest.mark.parametrize("opset", [12, NEWEST_OPSET + 1, "17", 17.0, True])
+def test_unsupported_opsets_are_refused(opset, tmp_path):
+    with pytest.raises(ValueError, match=f"unsupported opset .*{MIN_OPSET} to {NEWEST_OPSET}") as err:
+        export_onnx(classifier(), tmp_path / "m.onnx", opset=opset)
+    assert "\n" not in str(err.value) and not (tmp_path / "m.onnx").exists()
+
+
+def test_models_it_cannot_express_are_refused(tmp_path):
+    model = classifier(classes=("a", "b"))  # 3 outputs, 2 labels: predict would fail too
+    with pytest.raises(ValueError, match="3 outputs but 2 class labels"):
+        export_onnx(model, tmp_path / "m.onnx")
+    model = classifier()
+    model.task = "regression"  # what a regressor will say; its head (predictions (N, K)) is not written yet
+    with pytest.raises(ValueError, match="regression models is not supported yet"):
+        export_onnx(model, tmp_path / "m.onnx")
+    with pytest.raises(TypeError, match="not str"):
+        export_onnx("model.safetensors", tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def hide_onnx(monkeypatch):
+    real_import = builtins.__import__
+
+    def without_onnx(name, *args, **kwargs):
+        if name == "onnx" or name.startswith("onnx."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_onnx)
+
+
+def test_without_onnx_the_error_names_the_extra(monkeypatch, tmp_path):
+    hide_onnx(monkeypatch)
+    with pytest.raises(ImportError, match=r"pip install 'numbamlp\[onnx\]'"):
+        export_onnx(classifier(), tmp_path / "m.onnx")
+
+
+# ---------------------------------------------------------------- the command line
+@pytest.fixture(scope="module")
+def iris_run(tmp_path_factory):
+    """A real two-epoch run directory on iris."""
+    out = tmp_path_factory.mktemp("runs") / "iris"
+    result = CliRunner().invoke(main, ["train", "--data", "builtin:iris", "--epochs", "2", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def export_cli(*args):
+    return CliRunner().invoke(export_command, [str(a) for a in args])
+
+
+def test_cli_round_trip_matches_numbamlp_predict(iris_run, tmp_path):
+    out = tmp_path / "iris.onnx"
+    result = export_cli(iris_run, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"wrote {out}: 4-128-3 relu, opset {DEFAULT_OPSET}, IR version 8")
+    predicted = CliRunner().invoke(main, ["predict", str(iris_run), "--data", "builtin:iris", "--proba"])
+    assert predicted.exit_code == 0, predicted.output
+    rows = list(csv.reader(io.StringIO(predicted.output)))
+    header, rows = rows[0], rows[1:]
+    assert header == ["prediction", "p_0", "p_1", "p_2"]
+    X = read_features("builtin:iris", 4, None)
+    for level in LEVELS.values():
+        P, label = score(session(out, level), X)
+        assert [str(v) for v in label.tolist()] == [row[0] for row in rows]
+        # predict prints 6 significant digits (≤ 5e-7 here)
+        assert_close(P, np.array([[float(p) for p in row[1:]] for row in rows]), PROBABILITY_ATOL, "CLI")
+
+
+def test_cli_refuses_an_existing_file_without_overwrite(iris_run, tmp_path):
+    out = tmp_path / "iris.onnx"
+    out.write_bytes(b"keep me")
+    result = export_cli(iris_run, "--out", out)
+    assert result.exit_code == 2 and "--overwrite" in result.output and len(result.output.splitlines()) == 1
+    assert out.read_bytes() == b"keep me"
+    result = export_cli(iris_run, "--out", out, "--overwrite", "--opset", "20")
+    assert result.exit_code == 0, result.output
+    assert onnx.load(out).opset_import[0].version == 20
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--opset", "12"], "unsupported opset 12: numbamlp exports opsets 13 to"),
+    (["--opset", "many"], "'many' is not a valid integer"),
+])
+def test_cli_bad_opset_is_one_line_exit_2(iris_run, tmp_path, args, message):
+    result = export_cli(iris_run, "--out", tmp_path / "m.onnx", *args)
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_cli_bad_model_and_missing_onnx_are_one_line_exit_2(iris_run, tmp_path, monkeypatch):
+    result = export_cli(tmp_path / "nothing.safetensors", "--out", tmp_path / "m.onnx")
+    assert result.exit_code == 2 and "file not found" in result.output and len(result.output.splitlines()) == 1
+    hide_onnx(monkeypatch)
+    result = export_cli(iris_run, "--out", tmp_path / "m.onnx")
+    assert result.exit_code == 2 and result.output == "Error: ONNX export needs the onnx extra: pip install 'numbamlp[onnx]'\n"
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_cli_export_is_registered_under_numbamlp():
+    if "export" not in main.commands:
+        pytest.skip("cli/main.py does not register the export command yet (main.add_command(export_command))")
+    assert main.commands["export"] is export_command
