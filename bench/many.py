@@ -5,6 +5,7 @@ numbamlp's stack step against M sequential Trainer.step calls and the peers, int
     python bench/many.py [--configs m32,m8,small,mnist,deep,large] [--rounds 7]
                          [--backend cpu|numpy] [--threads N] [--impls name,...]
                          [--against REV] [--json]
+    python bench/many.py --layers small      (where one Trainer.step's time goes)
 
 Symbols: M members, B batch rows, D features, C classes.  float32, ReLU, plain SGD
 (momentum 0, weight decay 0); member m has its own seed (its initial weights) and learning
@@ -585,6 +586,55 @@ class OtherProcess:
             return self._run(os.path.join(folder, "first.npz"))["seconds"]
 
 
+def layers_of_one_step(name, threads, repeats=7, calls=3000) -> None:
+    """(--layers CONFIG.)  Where the time of one Trainer.step goes at an M = 1 config, in this
+    process: each layer from the compiled step up to Trainer.step, and the input checks, timed
+    as loops of ``calls`` single calls, the layers interleaved, ``repeats`` times; prints the
+    median and best µs per call of each.  The layers' differences are the Python each adds."""
+    from numbamlp.kernels import cpu_backend
+    from numbamlp.model import as_class_indices, as_features
+    from numbamlp.trainer import Trainer
+
+    M, layers, batch = CONFIGS[name]
+    if M != 1:
+        raise SystemExit(f"--layers takes an M = 1 config, not {name}")
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(batch, layers[0])).astype(DTYPE)
+    y = rng.integers(0, layers[-1], size=batch)
+    trainer = Trainer(member_configs(1, layers, batch, "cpu", threads)[0])
+    for _ in range(3):
+        trainer.step(X, y)
+    plan, lr = trainer._plan, trainer.lr
+    act_code, uses_output, alpha, adam, flag = plan.options
+    X3, y2 = X[None], y[None]
+    arguments = (plan.buffers, plan.layout, plan.settings, X3, y2, None, uses_output, alpha, flag)
+    dispatcher = cpu_backend.stack_function(act_code, cpu_backend.UPDATE_SGD, False, False, False, False)
+    entry = dispatcher.overloads[tuple(dispatcher.typeof_pyval(a) for a in arguments)].entry_point
+    timed = {
+        "compiled step, entry point": lambda: entry(*arguments),
+        "compiled step, Numba's dispatcher": lambda: dispatcher(*arguments),
+        "cpu_backend.stack_step": lambda: cpu_backend.stack_step(*arguments[:6], *plan.options, 0),
+        "StepPlan.step": lambda: plan.step(X3, y2, None),
+        "Trainer._step (checked arrays)": lambda: trainer._step(X, y, None, lr),
+        "Trainer.step": lambda: trainer.step(X, y),
+        "  as_features": lambda: as_features(X, layers[0], DTYPE),
+        "  as_class_indices": lambda: as_class_indices(y, batch, layers[-1]),
+        "  Trainer.lr": lambda: trainer.lr,
+    }
+    times = {key: [] for key in timed}
+    for _ in range(repeats):
+        for key, call in timed.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                call()
+            times[key].append((time.perf_counter() - start) / calls * 1e6)
+    print(f"config {name}: {'-'.join(map(str, layers))}, batch {batch}, {DTYPE}, relu, sgd; in-process loops of "
+          f"{calls} calls, {repeats} interleaved repeats; load {'%.2f,%.2f,%.2f' % os.getloadavg()}")
+    print(f"{'layer':<36} {'median µs':>10} {'best µs':>8}")
+    for key, values in times.items():
+        print(f"{key:<36} {statistics.median(values):>10.2f} {min(values):>8.2f}")
+
+
 def source_state() -> str:
     """The commit measured, and the library files that differ from it (a shared checkout)."""
     root = Path(__file__).resolve().parent.parent
@@ -642,11 +692,16 @@ def main(argv=None):
                         help="M = 1 configs: also time Trainer.step of the library at git revision REV and of "
                              "the working tree, each in processes of its own (cpu backend)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--layers", default=None, metavar="CONFIG",
+                        help="instead: where one Trainer.step's time goes at an M = 1 config, layer by layer, "
+                             "in this process (cpu backend)")
     parser.add_argument("--child-trainer-step", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_trainer_step:
         return child_trainer_step(args.child_trainer_step, args.threads, args.child_out)
+    if args.layers:
+        return layers_of_one_step(args.layers, args.threads)
     args.impls = [s.strip() for s in args.impls.split(",") if s.strip()]
     names = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = sorted(set(names) - set(CONFIGS))
