@@ -6,7 +6,7 @@ C classes.
 The graph a classifier becomes (opset ``DEFAULT_OPSET`` unless asked otherwise)::
 
     X (N, D) float32                                  raw features, as ``MLP.predict`` takes them
-    → (X − mean_hi) − mean_lo) / scale                the saved standardisation, if the model has one
+    → ((X − mean_hi) − mean_lo) / scale               the saved standardisation, if the model has one
     → Gemm(W_1, b_1, transB=1) → φ → … → Gemm(W_L, b_L, transB=1)      logits (N, C)
     → Softmax(axis=1)                     → probabilities (N, C) float32
     → ArgMax(axis=1) of the logits → Gather(classes)  → label (N,) int64 or string
@@ -34,8 +34,8 @@ Decisions, with their reasons:
   runs ``Swish`` only at opset 24 itself (opsets 25-28 have no kernel for it), so Sigmoid·Mul
   is the form every runtime loads.
 - Opsets ``MIN_OPSET``..``MAX_OPSET`` (and no newer than the installed ``onnx`` knows):
-  13 (2020) is older than every maintained runtime and has every operator used here in
-  its current form; 28 is the newest tested.  The default, 17, is the newest opset that
+  13 (2020) is the first with Softmax in its per-axis form and every other operator used
+  here in its current one, and every maintained runtime loads it; 28 is the newest tested.  The default, 17, is the newest opset that
   onnxruntime has supported since 1.13 (2022), so the file also loads in older C#, Java and
   browser builds; GELU through Erf is exact there.
 - The IR version is set explicitly to the oldest that can carry the opset
@@ -94,6 +94,7 @@ class _Graph:
         self.helper, self.numpy_helper = helper, numpy_helper
         self.nodes, self.initializers = [], []
         self._count = 0
+        self._shared: dict[float, str] = {}
 
     def name(self, stem: str) -> str:
         self._count += 1
@@ -103,6 +104,12 @@ class _Graph:
         name = self.name(stem)
         self.initializers.append(self.numpy_helper.from_array(array, name))
         return name
+
+    def scalar(self, value: float) -> str:
+        """A float32 scalar constant, one per value however often it is used."""
+        if value not in self._shared:
+            self._shared[value] = self.constant("c", np.array(value, dtype=np.float32))
+        return self._shared[value]
 
     def op(self, op_type: str, inputs: list[str], output: str | None = None, **attributes) -> str:
         output = output or self.name(op_type.lower())
@@ -138,11 +145,9 @@ def _activation(g: _Graph, a: str, name: str, opset: int) -> str:
     if name == "gelu":
         if opset >= GELU_OP_OPSET:
             return g.op("Gelu", [a], approximate="none")
-        # the constants are shared by every layer's GELU
-        if "gelu_rsqrt2" not in {t.name for t in g.initializers}:
-            g.initializers += [g.numpy_helper.from_array(np.array(v, dtype=np.float32), n) for n, v in
-                               (("gelu_rsqrt2", 1 / np.sqrt(2.0)), ("gelu_one", 1.0), ("gelu_half", 0.5))]
-        cdf = g.op("Mul", [g.op("Add", [g.op("Erf", [g.op("Mul", [a, "gelu_rsqrt2"])]), "gelu_one"]), "gelu_half"])
+        # Φ(a) = 0.5·(1 + erf(a/√2)), as numbamlp computes it
+        erf = g.op("Erf", [g.op("Mul", [a, g.scalar(float(np.sqrt(0.5)))])])
+        cdf = g.op("Mul", [g.op("Add", [erf, g.scalar(1.0)]), g.scalar(0.5)])
         return g.op("Mul", [a, cdf])
     raise ValueError(f"activation {name!r} has no ONNX form; exportable: {', '.join(ACTIVATION_NAMES)}")
 
@@ -185,7 +190,13 @@ def _classifier_head(g: _Graph, logits: str, model) -> list:
             helper.make_tensor_value_info("label", label_type, ["N"])]
 
 
-def _metadata(model) -> dict[str, str]:
+# The graph's last part per task, after the logits (N, K): its nodes, and the outputs it
+# declares.  A regressor's head will be its own small function here, ``predictions`` (N, K)
+# = logits·y_scale + y_mean when its targets were standardised.
+_HEADS = {"classification": _classifier_head}
+
+
+def _metadata(model, task: str) -> dict[str, str]:
     """What a consumer of the file may want to know about the model, as metadata_props."""
     import numbamlp
 
@@ -193,7 +204,7 @@ def _metadata(model) -> dict[str, str]:
     return {
         "producer": "numbamlp",
         "numbamlp_version": numbamlp.__version__,
-        "task": "classification",
+        "task": task,
         "layers": json.dumps(model.layers),
         "activation": model.activation,
         "activation_alpha": repr(activation_spec(model.activation).alpha),
@@ -227,8 +238,9 @@ def build_onnx_model(model, opset: int | None = None):
 
     opset = check_opset(opset)
     model = _as_mlp(model)
-    if getattr(model, "task", "classification") != "classification":
-        raise ValueError(f"ONNX export of {model.task} models is not supported yet")
+    task = getattr(model, "task", "classification")  # numbamlp's models are classifiers so far
+    if task not in _HEADS:
+        raise ValueError(f"ONNX export of {task} models is not supported yet")
     if model.flat_params.size * 4 > _PROTOBUF_LIMIT:
         raise ValueError(f"cannot export: {model.flat_params.size} parameters exceed ONNX's 2 GiB limit "
                          "without external data, which numbamlp does not write")
@@ -244,7 +256,7 @@ def build_onnx_model(model, opset: int | None = None):
         h = g.op("Gemm", [h, W32, b32], "logits" if layer == last else None, transB=1)
         if layer != last:
             h = _activation(g, h, model.activation, opset)
-    outputs = _classifier_head(g, h, model)
+    outputs = _HEADS[task](g, h, model)
 
     graph = helper.make_graph(
         g.nodes, "numbamlp_mlp",
@@ -253,10 +265,11 @@ def build_onnx_model(model, opset: int | None = None):
         doc_string=f"numbamlp MLP {'-'.join(map(str, model.layers))} {model.activation}",
     )
     imports = [helper.make_opsetid("", opset)]
+    metadata = _metadata(model, task)
     proto = helper.make_model(graph, opset_imports=imports, producer_name="numbamlp",
-                              producer_version=_metadata(model)["numbamlp_version"])
+                              producer_version=metadata["numbamlp_version"])
     proto.ir_version = helper.find_min_ir_version_for(imports)
-    helper.set_model_props(proto, _metadata(model))
+    helper.set_model_props(proto, metadata)
     onnx.checker.check_model(proto, full_check=True)
     return proto
 

@@ -43,9 +43,9 @@ def score(sess, X):
 def assert_close(actual, expected, atol, what):
     """|actual − expected| ≤ atol everywhere, naming the worst element otherwise."""
     error = np.abs(np.asarray(actual, dtype=np.float64) - expected)
-    worst = np.unravel_index(np.argmax(error), error.shape)
-    assert error[worst] <= atol, (f"{what}: worst at {worst}: onnxruntime {actual[worst]!r}, "
-                                  f"numbamlp {expected[worst]!r}, |diff| {error[worst]:.3e} > {atol:.0e}")
+    worst = tuple(int(i) for i in np.unravel_index(np.argmax(error), error.shape))
+    assert error[worst] <= atol, (f"{what}: worst at {worst}: onnxruntime {float(actual[worst])!r}, "
+                                  f"numbamlp {float(expected[worst])!r}, |diff| {error[worst]:.3e} > {atol:.0e}")
     return float(error[worst])
 
 
