@@ -314,3 +314,9 @@ def test_cli_export_is_registered_under_numbamlp():
     if "export" not in main.commands:
         pytest.skip("cli/main.py does not register the export command yet (main.add_command(export_command))")
     assert main.commands["export"] is export_command
+
+
+def test_cli_help_states_the_library_opsets():
+    # the help is a literal (cli/ imports no library module at its top, for a fast --help)
+    (opset,) = [p for p in export_command.params if p.name == "opset"]
+    assert f"{MIN_OPSET} to {MAX_OPSET}" in opset.help and f"default: {DEFAULT_OPSET}" in opset.help
