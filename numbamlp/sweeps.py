@@ -704,6 +704,8 @@ def _prepare_data(member: TrainConfig, data):
 
 
 def _run(runner, directory, configs, settings, keys, splits, stack_size, metric, progress, resumed) -> SweepResult:
+    from numbamlp.io import one_sync
+
     writer = _Writer(directory)
     table: list[dict | None] = [None] * len(configs)
     models: list = [None] * len(configs)
@@ -718,8 +720,10 @@ def _run(runner, directory, configs, settings, keys, splits, stack_size, metric,
     done = sum(row is not None for row in table)
     try:
         for index, outcomes in runner.run(task_configs, data):
-            for member, outcome in zip(tasks[index], outcomes):
-                model_path = writer.member(member, configs[member], outcome, splits.standardizer)
+            with one_sync():  # the stack's run files, then one flush; the results rows commit them
+                model_paths = [writer.member(member, configs[member], outcome, splits.standardizer)
+                               for member, outcome in zip(tasks[index], outcomes)]
+            for member, outcome, model_path in zip(tasks[index], outcomes, model_paths):
                 models[member] = outcome.get("model")
                 if models[member] is not None:
                     models[member].input_transform = splits.standardizer

@@ -146,6 +146,7 @@ class Scheduler:
 
     # ------------------------------------------------------------ one stack
     def _train(self, stack_id: str, jobs: list[dict], resume: Path | None) -> None:
+        from numbamlp.io import one_sync
         from numbamlp.sweeps import StackStopped, SweepData, train_stack, write_run_files
 
         configs = [TrainConfig.model_validate(job["config"]) for job in jobs]
@@ -173,16 +174,22 @@ class Scheduler:
                 stop.stack.save_checkpoint(self.data_dir / "stacks" / stack_id)
                 return
         cancelled = self.store.cancel_requested(ids)
-        for job_id, config, outcome in zip(ids, configs, outcomes):
-            if job_id in cancelled or outcome["status"] == "cancelled":
-                self.store.set_status([job_id], "cancelled", expected=("running",))
-            elif outcome["status"] in ("done", "stopped early"):
-                folder = self.data_dir / "jobs" / job_id
-                model_path = write_run_files(folder, config, outcome, splits.standardizer)
+        succeeded = {job_id: outcome for job_id, outcome in zip(ids, outcomes)
+                     if job_id not in cancelled and outcome["status"] in ("done", "stopped early")}
+        model_paths = {}
+        with one_sync():  # the run files of the whole stack, then one flush (a job's status commits it)
+            for job_id, config in zip(ids, configs):
+                if job_id in succeeded:
+                    model_paths[job_id] = write_run_files(self.data_dir / "jobs" / job_id, config,
+                                                          succeeded[job_id], splits.standardizer)
+        for job_id, outcome in zip(ids, outcomes):
+            if job_id in succeeded:
                 self.store.set_status([job_id], "succeeded", expected=("running",),
                                       test_accuracy=outcome["test_accuracy"], test_loss=outcome["test_loss"],
                                       val_accuracy=outcome["val_accuracy"], val_loss=outcome["val_loss"],
-                                      model_sha256=_sha256(model_path))
+                                      model_sha256=_sha256(model_paths[job_id]))
+            elif job_id in cancelled or outcome["status"] == "cancelled":
+                self.store.set_status([job_id], "cancelled", expected=("running",))
             else:
                 self.store.set_status([job_id], "failed", expected=("running",), error=outcome["error"])
         shutil.rmtree(self.data_dir / "stacks" / stack_id, ignore_errors=True)
