@@ -1,4 +1,4 @@
-"""The ``numbamlp`` command: train, sweep, eval, predict, gradcheck, info, plot, serve, jobs.
+"""The ``numbamlp`` command: train, sweep, eval, predict, export, gradcheck, info, plot, serve, jobs.
 
 Commands import the library inside their bodies so that ``numbamlp --help`` stays
 instant.  Every user error is one line on stderr and exit code 2, never a traceback; any
@@ -890,6 +890,11 @@ def plot(run_dir, out_file, overwrite):
 # (bench/README.md).  When start-up is over they are frozen (left out of every later
 # collection) and the collector runs as usual.
 _collector_held_off = False
+
+
+from numbamlp.cli.export import export_command  # noqa: E402  (its own module: ONNX export)
+
+main.add_command(export_command)
 
 
 def _end_of_startup() -> None:

@@ -18,6 +18,7 @@ _LAZY = {
     "MLPClassifier": "numbamlp.estimator",
     "sweep": "numbamlp.sweeps",
     "Client": "numbamlp.client",
+    "export_onnx": "numbamlp.export",
 }
 
 __all__ = ["ACTIVATION_NAMES", "MLP", "loss_and_grads", "__version__", *_LAZY]

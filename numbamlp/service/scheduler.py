@@ -29,6 +29,7 @@ from numbamlp.config import TrainConfig
 from numbamlp.service.store import Store
 
 DATASET_PREFIX = "dataset:"
+DATA_CACHE_SIZE = 4
 
 
 class Scheduler:
@@ -47,6 +48,7 @@ class Scheduler:
             self.slots = self.dask.parallel
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="stack")
         self._running: dict[str, dict] = {}  # stack id → {"jobs": [...], "stack": StackTrainer | None}
+        self._data: dict[str, object] = {}  # the last DATA_CACHE_SIZE data sets' splits, oldest first
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -150,7 +152,7 @@ class Scheduler:
         from numbamlp.sweeps import StackStopped, SweepData, train_stack, write_run_files
 
         configs = [TrainConfig.model_validate(job["config"]) for job in jobs]
-        splits = prepare_job_data(configs[0], self.data_dir)
+        splits = self._splits(configs[0])
         data = SweepData(splits.X_train, splits.y_train, splits.X_val, splits.y_val, splits.X_test, splits.y_test)
         dumps = [c.model_dump(mode="json", by_alias=True) for c in configs]
         ids = [job["id"] for job in jobs]
@@ -193,6 +195,20 @@ class Scheduler:
             else:
                 self.store.set_status([job_id], "failed", expected=("running",), error=outcome["error"])
         shutil.rmtree(self.data_dir / "stacks" / stack_id, ignore_errors=True)
+
+    def _splits(self, config: TrainConfig):
+        """The data splits of a stack's jobs, kept for the next stacks on the same data (the
+        sources a job can name, builtin:NAME and content-addressed dataset:<id>, never change)."""
+        key = json.dumps([config.data.model_dump(mode="json"), config.seed])
+        with self._lock:
+            if key in self._data:
+                return self._data[key]
+        splits = prepare_job_data(config, self.data_dir)
+        with self._lock:
+            self._data[key] = splits
+            while len(self._data) > DATA_CACHE_SIZE:
+                self._data.pop(next(iter(self._data)))
+        return splits
 
     def _started(self, stack_id: str, ids: list[str], stack) -> None:
         """The stack is built: register it for shutdown, and watch its jobs for cancels."""
