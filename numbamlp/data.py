@@ -464,8 +464,9 @@ def _arrow_labels(column, source: str, text_numbers: bool) -> np.ndarray:
     return np.asarray(classes.to_pylist(), dtype=str)[indices]
 
 
-# Columns of a Parquet file are read in groups of about this many bytes (float64), two groups
-# at a time at most; rows are copied into X in blocks of PARQUET_BLOCK_ROWS, so a block of X
+# Columns of a Parquet file are read in groups of about this many bytes as float64 (at most
+# 1/4 of X: pyarrow holds a group's pages and its decoded columns, and two groups are in
+# flight); rows are copied into X in blocks of PARQUET_BLOCK_ROWS, so a block of X
 # stays in cache while each column's slice goes in (column by column down all of X measured
 # ~4x pyarrow's own read at 3M x 50: every value a cache miss).
 PARQUET_GROUP_BYTES = 1 << 26
@@ -523,7 +524,7 @@ def _read_parquet(path: Path, label_column, dtype) -> Dataset:
     if n == 0:
         raise DataError(f"{path} has no rows")
     X = allocate_features(n, len(features), dtype, str(path))
-    per_group = max(1, PARQUET_GROUP_BYTES // (8 * n))
+    per_group = max(1, min(PARQUET_GROUP_BYTES, X.nbytes // 4) // (8 * n))
     groups = [[names[j] for j in features[k : k + per_group]] for k in range(0, len(features), per_group)]
     try:  # pyarrow decodes the next group of columns (releasing the GIL) while this one is copied
         with ThreadPoolExecutor(1) as decoder:
