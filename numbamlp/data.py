@@ -464,26 +464,27 @@ def _arrow_labels(column, source: str, text_numbers: bool) -> np.ndarray:
     return np.asarray(classes.to_pylist(), dtype=str)[indices]
 
 
-# Columns of a Parquet file are read in groups of about this many bytes as float64 (at most
-# 1/4 of X: pyarrow holds a group's pages and its decoded columns, and two groups are in
-# flight); rows are copied into X in blocks of PARQUET_BLOCK_ROWS, so a block of X
-# stays in cache while each column's slice goes in (column by column down all of X measured
-# ~4x pyarrow's own read at 3M x 50: every value a cache miss).
-PARQUET_GROUP_BYTES = 1 << 26
+# A Parquet file is read row group by row group, each in groups of columns of at most this
+# many bytes as float64 and 1/4 of X (what pyarrow holds at once); rows go into X in blocks of
+# PARQUET_BLOCK_ROWS, so a block of X stays in cache while each column's slice goes in.  Every
+# group of columns is a pass over its rows of X: column by column down all of X measured ~4x
+# pyarrow's own read at 3M x 50 (a cache miss per value), 64 MB groups of whole columns ~2x.
+PARQUET_GROUP_BYTES = 1 << 28
 PARQUET_BLOCK_ROWS = 1 << 14
 
 
-def _copy_parquet_columns(table, X: np.ndarray, first: int, path: Path) -> None:
+def _copy_parquet_columns(table, X: np.ndarray, first: int, path: Path, row: int) -> None:
     """X[:, first : first + table.num_columns] = table's columns (as numbers), record batch by
-    record batch (zero-copy views of what pyarrow decoded) and block of rows by block."""
+    record batch (zero-copy views of what pyarrow decoded) and block of rows by block; X (rows,
+    D) are the file's rows from ``row`` on (for messages)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     for k, name in enumerate(table.column_names):
         column = table.column(k)
         if column.null_count:
-            row = pc.index(pc.is_null(column), True).as_py()
-            raise DataError(f"{path}: feature column {name!r} has a missing value at row {row}")
+            at = row + pc.index(pc.is_null(column), True).as_py()
+            raise DataError(f"{path}: feature column {name!r} has a missing value at row {at}")
     lo = 0
     for batch in table.to_batches():
         columns = [c.to_numpy() if pa.types.is_floating(c.type) else c.cast(pa.float64()).to_numpy()
@@ -497,8 +498,6 @@ def _copy_parquet_columns(table, X: np.ndarray, first: int, path: Path) -> None:
 def _read_parquet(path: Path, label_column, dtype) -> Dataset:
     """A Parquet file, record batch by record batch into one preallocated (N, D) array of
     ``dtype``; the label column as for CSV (default the last), numbers or class names."""
-    from concurrent.futures import ThreadPoolExecutor
-
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -524,17 +523,16 @@ def _read_parquet(path: Path, label_column, dtype) -> Dataset:
     if n == 0:
         raise DataError(f"{path} has no rows")
     X = allocate_features(n, len(features), dtype, str(path))
-    per_group = max(1, min(PARQUET_GROUP_BYTES, X.nbytes // 4) // (8 * n))
-    groups = [[names[j] for j in features[k : k + per_group]] for k in range(0, len(features), per_group)]
-    try:  # pyarrow decodes the next group of columns (releasing the GIL) while this one is copied
-        with ThreadPoolExecutor(1) as decoder:
-            pending = decoder.submit(parquet.read, columns=groups[0])
-            for index, group in enumerate(groups):
-                columns = pending.result()
-                if index + 1 < len(groups):
-                    pending = decoder.submit(parquet.read, columns=groups[index + 1])
-                _copy_parquet_columns(columns, X, index * per_group, path)
+    try:
+        row = 0
+        for index in range(parquet.metadata.num_row_groups):
+            rows = parquet.metadata.row_group(index).num_rows
+            per_group = max(1, min(PARQUET_GROUP_BYTES, X.nbytes // 4) // (8 * max(rows, 1)))
+            for k in range(0, len(features), per_group):
+                columns = parquet.read_row_group(index, columns=[names[j] for j in features[k : k + per_group]])
+                _copy_parquet_columns(columns, X[row : row + rows], k, path, row)
                 del columns
+            row += rows
         y = _arrow_labels(parquet.read(columns=[names[label]]).column(0), str(path), text_numbers=False)
     except pa.ArrowException as err:
         raise DataError(f"cannot read {path} as Parquet ({_reason(err)})") from None
