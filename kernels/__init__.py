@@ -1,6 +1,6 @@
 """Compute backends for numbamlp, all with one set of kernel names.
 
-Symbols: B batch size, D input features, H hidden width, C classes.
+Symbols: B batch size, D input features, H hidden width, C classes, K regression outputs.
 
 Backends (``get_backend``):
   - ``"numpy"``: plain batched numpy, the baseline and the fallback without Numba.
@@ -17,10 +17,17 @@ Every backend module defines, with outputs first, then inputs, then options:
   <act>_backward(dA, dH, cache, alpha)          dA = dH ⊙ φ'(·); ``cache`` is A or Hout, see ACTIVATIONS
   softmax_crossentropy_forward(P, row_loss, S, y, weights=None) -> (weighted) mean loss
   softmax_crossentropy_backward(dS, P, y, weights=None)  dS = (P − onehot(y)) / B  (or wᵢ/Σw)
+  mse_forward(row_loss, S, Y, weights=None) -> (weighted) mean loss;  row_loss (B,) = ½ Σ_k (S − Y)²
+  mse_backward(dS, S, Y, weights=None)      dS (B, K) = (S − Y) / B  (or wᵢ (S − Y) / Σw)
   sgd_update(param, velocity, grad, lr, momentum, weight_decay, nesterov)   PyTorch's SGD
   adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decoupled, step)
 
 Gradient outputs are always overwritten (``=``), never accumulated.
+
+The squared-error loss is scikit-learn's MLPRegressor's: ½·(mean over rows of Σ_k (s − y)²),
+whose gradient is (s − y)/B.  (scikit-learn's reported ``loss_`` also divides by K, the
+outputs, but trains with this gradient; the two agree for one output.)  Y (B, K) float, of
+the scores' dtype.
 
 This module imports neither Numba nor anything above it, so listing the
 activations (for config validation, CLI choices, docs) costs nothing.
@@ -37,6 +44,9 @@ __all__ = [
     "CUDA_STATUS",
     "STEP_GRADIENTS",
     "STEP_TRAIN",
+    "CROSS_ENTROPY",
+    "LOSS_NAMES",
+    "SQUARED_ERROR",
     "ACTIVATIONS",
     "ACTIVATION_NAMES",
     "ActivationSpec",
@@ -94,6 +104,11 @@ def activation_spec(name: str) -> ActivationSpec:
 # What a backend's stack_step does (its ``mode``; see numbamlp.plan)
 STEP_TRAIN = 0  # forward, loss, backward and each member's optimizer update
 STEP_GRADIENTS = 1  # forward, loss and backward: the gradients only, weights and state untouched
+
+# The loss a step ends in (a step's ``loss`` option): its position in LOSS_NAMES.  Like the
+# activation, a compile-time constant of the cpu backend's fused step.
+LOSS_NAMES: tuple[str, ...] = ("cross_entropy", "squared_error")
+CROSS_ENTROPY, SQUARED_ERROR = 0, 1  # class indices y (B,) int64; targets Y (B, K) float
 
 # The one statement of where the CUDA backend stands; help texts and `numbamlp info` use it.
 CUDA_STATUS = ("NVIDIA GPU through numba-cuda; device-resident training of one model or a stack "

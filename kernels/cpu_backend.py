@@ -1,11 +1,12 @@
 """Numba-compiled batched CPU kernels.
 
-Symbols: B batch size, D input features, H hidden width, C classes.
+Symbols: B batch size, D input features, H hidden width, C classes, K regression outputs.
 
 Same names, argument order and conventions as every backend (see ``numbamlp.kernels``):
 outputs first, then inputs, then options; outputs are overwritten (``=``).
 Arrays are float32 or float64, C-contiguous, all of one dtype (row slices of a
-C-contiguous array qualify); ``y`` is an integer vector with values in [0, C).
+C-contiguous array qualify); ``y`` is an integer vector with values in [0, C); regression
+targets ``Y`` are (B, K) of the scores' dtype.
 The kernels trust their inputs: the Python layer above validates shapes and labels.
 
 Threading: Numba's thread pool does all of it.  Each GEMM is cut into blocks by its shape
@@ -35,7 +36,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from numbamlp.kernels import ACTIVATION_NAMES, STEP_GRADIENTS
+from numbamlp.kernels import ACTIVATION_NAMES, CROSS_ENTROPY, LOSS_NAMES, SQUARED_ERROR, STEP_GRADIENTS
 from numbamlp.kernels.native import entry_point as _entry_point
 from numbamlp.kernels.native import float32_from_bits as _float32_from_bits
 from numbamlp.kernels.native import thread_count as _thread_count
@@ -525,6 +526,79 @@ def softmax_crossentropy_backward(dS, P, y, weights=None):
         dS[i, y[i]] -= scale
 
 
+@njit(**_ELEMENTWISE)
+def mse_forward(row_loss, S, Y, weights=None):
+    """row_loss (B,) = ½ Σ_k (S_ik − Y_ik)², each row summed in float64, for S, Y (B, K).
+
+    Returns the mean loss (float64), or Σ wᵢ·lossᵢ / Σ wᵢ with ``weights`` (B,), summed
+    over rows in order.
+    """
+    B, K = S.shape
+    for i in prange(B):
+        total = 0.0
+        for k in range(K):
+            d = np.float64(S[i, k]) - np.float64(Y[i, k])
+            total += d * d
+        row_loss[i] = 0.5 * total
+    loss = 0.0
+    if weights is None:
+        for i in range(B):
+            loss += row_loss[i]
+        return loss / B
+    weight_sum = 0.0
+    for i in range(B):
+        loss += weights[i] * row_loss[i]
+        weight_sum += weights[i]
+    return loss / weight_sum
+
+
+@njit(**_ELEMENTWISE)
+def mse_backward(dS, S, Y, weights=None):
+    """dS (B, K) = (S − Y) / B, or wᵢ (S − Y) / Σ w with ``weights`` (B,)."""
+    B, K = S.shape
+    if weights is None:
+        inv_b = 1.0 / B
+        for i in prange(B):
+            for k in range(K):
+                dS[i, k] = (S[i, k] - Y[i, k]) * inv_b
+        return
+    weight_sum = 0.0
+    for i in range(B):
+        weight_sum += weights[i]
+    for i in prange(B):
+        scale = weights[i] / weight_sum
+        for k in range(K):
+            dS[i, k] = (S[i, k] - Y[i, k]) * scale
+
+
+# The fused step's loss by code (CROSS_ENTROPY, SQUARED_ERROR), a constant of each
+# specialised step as the activation is: only that loss's kernels are compiled into it.
+def _loss_forward(code, P, row_loss, S, y, weights):
+    """The (weighted) mean loss of scores S against y (compiled code only)."""
+
+
+def _loss_backward(code, dS, P, S, y, weights):
+    """dS, the loss's gradient with respect to S (compiled code only)."""
+
+
+@overload(_loss_forward, prefer_literal=True)
+def _loss_forward_typed(code, P, row_loss, S, y, weights):
+    if not isinstance(code, types.IntegerLiteral):
+        return None  # a run-time code: not supported (every step passes a constant)
+    if code.literal_value == SQUARED_ERROR:
+        return lambda code, P, row_loss, S, y, weights: mse_forward(row_loss, S, y, weights)
+    return lambda code, P, row_loss, S, y, weights: softmax_crossentropy_forward(P, row_loss, S, y, weights)
+
+
+@overload(_loss_backward, prefer_literal=True)
+def _loss_backward_typed(code, dS, P, S, y, weights):
+    if not isinstance(code, types.IntegerLiteral):
+        return None
+    if code.literal_value == SQUARED_ERROR:
+        return lambda code, dS, P, S, y, weights: mse_backward(dS, S, y, weights)
+    return lambda code, dS, P, S, y, weights: softmax_crossentropy_backward(dS, P, y, weights)
+
+
 # ---------------------------------------------------------------- optimizers
 # An update reads and writes three (SGD with momentum) or four (Adam) arrays over every
 # parameter.  Past UPDATE_PARALLEL_MIN parameters it runs on Numba's threads, in fixed
@@ -760,7 +834,7 @@ def _optimizer_after_typed(update_mode, adam, chunked, params, state_a, state_b,
 def _train_step(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets,
                 S, P, dS, row_loss, scalars, X, y, weights, act_code, backward_uses_output, alpha,
                 update_mode, adam, lr, momentum, weight_decay, nesterov_or_decoupled, adam_settings, step,
-                chunked, threads):
+                chunked, threads, loss_code):
     """One minibatch update in one compiled call: forward, loss, backward, optimizer.
 
     params, grads, state_a, state_b: flat (P,) buffers (the optimizer's velocity, or Adam's
@@ -769,7 +843,8 @@ def _train_step(params, grads, state_a, state_b, layers, param_offsets, workspac
     workspace: flat buffer; hidden_offsets (L−1, 4) int64: where each hidden layer's A, Hout,
     dH, dA blocks start.  Hidden buffers are used feature-major, (H_l, B): OpenBLAS runs
     Aᵀ = W Xᵀ 20-25 % faster than A = X Wᵀ at the mnist and deep shapes (bench/README.md).
-    X (B, D), y (B,) int64, weights (B,) or None; S, P, dS (B, C); row_loss (B,);
+    X (B, D), y (B,) int64 (loss_code CROSS_ENTROPY) or Y (B, C) targets (SQUARED_ERROR),
+    weights (B,) or None; S, P, dS (B, C); row_loss (B,);
     scalars (2,) scratch.  update_mode: UPDATE_AFTER or UPDATE_SGD.  adam_settings: (beta1,
     beta2, eps), one argument for three (a call of more than 30 arguments is compiled by
     Python as a call with *args, which Numba cannot inline).  chunked: whether the
@@ -808,11 +883,11 @@ def _train_step(params, grads, state_a, state_b, layers, param_offsets, workspac
     for i in range(B):
         for c in range(n_out):
             S[i, c] += b_out[c]
-    loss = softmax_crossentropy_forward(P, row_loss, S, y, weights)
+    loss = _loss_forward(loss_code, P, row_loss, S, y, weights)
     if not math.isfinite(loss):
         return loss
     # ---- backward; each layer's dH goes down before its weights may be updated in place
-    softmax_crossentropy_backward(dS, P, y, weights)
+    _loss_backward(loss_code, dS, P, S, y, weights)
     db_out = grads[out_offset + n_out * n_in : out_offset + n_out * (n_in + 1)]
     db_out[:] = 0
     for i in range(B):
@@ -877,12 +952,13 @@ def _row_typed(array, row):
 
 
 def _specialised_stack_step(act_code: int, update_mode: int, adam: bool, chunked: bool, by_member: bool,
-                            gradients: bool):
+                            gradients: bool, loss_code: int):
     """A stack step compiled with these as constants, _train_step inlined: the members in
     turn, each with its blocks on threads (by_member False: prange runs as range), or one
     member per thread (by_member True, compiled parallel).
     gradients: the gradients only (plain SGD at rate 0, momentum 0 and decay 0, so the
-    weights stay the same bits)."""
+    weights stay the same bits).  loss_code: CROSS_ENTROPY (y (M or 1, B) int64) or
+    SQUARED_ERROR (y (M or 1, B, C) float targets)."""
     threads = not by_member
     chunks = chunked and threads
     off = 0.0 if gradients else 1.0
@@ -912,7 +988,7 @@ def _specialised_stack_step(act_code: int, update_mode: int, adam: bool, chunked
                 _matrix(workspace, outputs[2], B, C), workspace[outputs[3] : outputs[3] + B], scalars[m], Xm,
                 y[row], _row(weights, row), act_code, backward_uses_output, alpha, update_mode, adam,
                 off * lr[m], off * momentum[m], off * weight_decay[m], flag, (beta1[m], beta2[m], eps[m]), step,
-                chunks, threads)
+                chunks, threads, loss_code)
             losses[m] = loss
             if math.isfinite(loss) and not gradients:
                 steps[m] = step
@@ -922,7 +998,8 @@ def _specialised_stack_step(act_code: int, update_mode: int, adam: bool, chunked
     # compile different ones on an empty cache could each write it without the other's
     # entry, and the later one's data file over the earlier one's, under the earlier key.
     name = (f"stack_step_{ACTIVATION_NAMES[act_code]}_{_UPDATE_NAMES[update_mode, adam]}"
-            f"{'_chunked' if chunked else ''}{'_by_member' if by_member else ''}{'_gradients' if gradients else ''}")
+            f"{'_chunked' if chunked else ''}{'_by_member' if by_member else ''}{'_gradients' if gradients else ''}"
+            f"{'' if loss_code == CROSS_ENTROPY else '_' + LOSS_NAMES[loss_code]}")
     stack_function.__name__ = stack_function.__qualname__ = name
     return njit(**(_PARALLEL if by_member else _SERIAL))(stack_function)
 
@@ -930,23 +1007,26 @@ def _specialised_stack_step(act_code: int, update_mode: int, adam: bool, chunked
 _SPECIALISED_STACK: dict = {}
 
 
-def stack_function(act_code, update_mode, adam, chunked, by_member, gradients):
+def stack_function(act_code, update_mode, adam, chunked, by_member, gradients, loss_code=CROSS_ENTROPY):
     """The compiled stack step for these settings (see stack_step), made on first use (then
     loaded from the cache); compiled callers, such as a loop of steps, can call it."""
-    key = (act_code, update_mode, adam, chunked, by_member, gradients)
+    key = (act_code, update_mode, adam, chunked, by_member, gradients, loss_code)
     compiled = _SPECIALISED_STACK.get(key)
     if compiled is None:
         compiled = _SPECIALISED_STACK.setdefault(key, _specialised_stack_step(
-            int(act_code), int(update_mode), bool(adam), bool(chunked), bool(by_member), bool(gradients)))
+            int(act_code), int(update_mode), bool(adam), bool(chunked), bool(by_member), bool(gradients),
+            int(loss_code)))
     return compiled
 
 
-def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses_output, alpha, adam, flag, mode):
+def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses_output, alpha, adam, flag, mode,
+               loss=CROSS_ENTROPY):
     """One step of every active member of a stack (numbamlp.plan): forward, loss, backward
     and, in mode STEP_TRAIN, each member's optimizer update with its own settings (mode
     STEP_GRADIENTS: the gradients only).  buffers, layout, settings: the plan's named tuples;
-    X (M or 1, B, D), y (M or 1, B) int64, weights None or (M or 1, B), C-contiguous, of the
-    buffers' dtype.  losses (M,) = each member's loss, NaN for an inactive one; a member
+    X (M or 1, B, D); y (M or 1, B) int64 class indices (loss CROSS_ENTROPY) or (M or 1, B, K)
+    targets of the buffers' dtype (SQUARED_ERROR); weights None or (M or 1, B); C-contiguous,
+    X and weights of the buffers' dtype.  losses (M,) = each member's loss, NaN for an inactive one; a member
     whose loss is not finite keeps its weights and optimizer state, as does an inactive one.
 
     Plain SGD (momentum 0) updates inside the GEMMs, the others after them (see
@@ -958,7 +1038,7 @@ def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses
     if buffers.params.shape[0] == 1:  # a model alone (Trainer): no masks, no reductions
         chunked = buffers.params.shape[1] >= UPDATE_PARALLEL_MIN
         update_mode = UPDATE_AFTER if update_after or settings.momentum[0] != 0.0 else UPDATE_SGD
-        _step_alone((act_code, update_mode, adam and not gradients, chunked, False, gradients), arguments)
+        _step_alone((act_code, update_mode, adam and not gradients, chunked, False, gradients, loss), arguments)
         if not settings.active[0]:
             buffers.losses[0] = np.nan
         return
@@ -966,15 +1046,15 @@ def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses
     chunked = not by_member and buffers.params.shape[1] >= UPDATE_PARALLEL_MIN
     momentum, active = settings.momentum, settings.active
     if update_after or momentum.all():
-        stack_function(act_code, UPDATE_AFTER, adam and not gradients, chunked, by_member, gradients)(*arguments)
+        stack_function(act_code, UPDATE_AFTER, adam and not gradients, chunked, by_member, gradients, loss)(*arguments)
     elif not momentum.any():
-        stack_function(act_code, UPDATE_SGD, False, chunked, by_member, False)(*arguments)
+        stack_function(act_code, UPDATE_SGD, False, chunked, by_member, False, loss)(*arguments)
     else:  # plain SGD beside momentum: each kind in its own call
         was_active = active.copy()
         plain = momentum == 0.0
         for update_mode, members in ((UPDATE_SGD, plain), (UPDATE_AFTER, ~plain)):
             np.logical_and(was_active, members, out=active)
-            stack_function(act_code, update_mode, False, chunked, by_member, False)(*arguments)
+            stack_function(act_code, update_mode, False, chunked, by_member, False, loss)(*arguments)
         active[:] = was_active
     if not active.all():
         buffers.losses[~active] = np.nan

@@ -1,8 +1,8 @@
 """CUDA kernels through numba.cuda: the CPU backends' kernel names and argument order, and the
 step of a stack of M ≥ 1 models (numbamlp.plan) on device-resident buffers.
 
-Symbols: M members, B batch rows, D input features, H hidden width, C classes, P parameters
-per member.
+Symbols: M members, B batch rows, D input features, H hidden width, C classes (or K regression
+outputs), P parameters per member.
 
 The member axis is the grid's third dimension (blockIdx.z) in every kernel: block (x, y, m)
 does its tile, rows or elements of member m, and a member the step leaves alone (inactive, or
@@ -39,7 +39,7 @@ import math
 import numpy as np
 from numba import cuda, float32, float64
 
-from numbamlp.kernels import ACTIVATION_NAMES, STEP_TRAIN
+from numbamlp.kernels import ACTIVATION_NAMES, CROSS_ENTROPY, STEP_TRAIN
 
 TILE = 16            # output tile edge; a block is (TILE/2)² threads, 2×2 outputs each
 THREADS_1D = 128     # threads per block for elementwise kernels
@@ -434,6 +434,92 @@ def softmax_crossentropy_backward(dS, P, y, weights=None):
         weighted, _run_one(), B, C)
 
 
+@cuda.jit
+def squared_error_kernel(row_loss, S, Y, weights, weighted, losses, members, rows, outputs):
+    """Member m = blockIdx.z, its rows i < rows spread over the block's threads:
+    row_loss[i] = ½ Σ_k (S[i, k] − Y[i, k])² in float64; row_loss (B, 1), S operands; Y
+    (M or 1, B·K) the targets, row i at i·K; weights (M or 1, B) if ``weighted``.  losses[m]
+    (float64) = Σ wᵢ·row_lossᵢ / Σ wᵢ over the stored row losses (fixed tree order), NaN for
+    a member not in the step; a loss that is not finite takes the member out of the step."""
+    shared = cuda.shared.array(REDUCE_THREADS, float64)
+    m, t = cuda.blockIdx.z, cuda.threadIdx.x
+    if members[m, RUN] == 0.0:
+        if t == 0:
+            losses[m] = math.nan
+        return
+    target_row = m if Y.shape[0] > 1 else 0
+    weight_row = m if weights.shape[0] > 1 else 0
+    total = weight_total = 0.0
+    for i in range(t, rows, cuda.blockDim.x):
+        row = 0.0
+        for k in range(outputs):
+            d = float64(_get(S, m, i, k)) - float64(Y[target_row, i * outputs + k])
+            row += d * d
+        _set(row_loss, m, i, 0, 0.5 * row)
+        w = float64(weights[weight_row, i]) if weighted else 1.0
+        total += w * float64(_get(row_loss, m, i, 0))
+        weight_total += w
+    total = _block_sum(shared, total)
+    weight_total = _block_sum(shared, weight_total)
+    if t == 0:
+        loss = total / weight_total
+        losses[m] = loss
+        if not math.isfinite(loss):
+            members[m, RUN] = 0.0
+
+
+@cuda.jit
+def squared_error_backward_kernel(dS, S, Y, weights, weighted, members, rows, outputs):
+    """Member m = blockIdx.z: dS (B, K) = (S − Y) / B, or wᵢ (S − Y) / Σ w (Σ w in a fixed
+    tree); operands, Y and weights as in squared_error_kernel."""
+    shared = cuda.shared.array(REDUCE_THREADS, float64)
+    m, t = cuda.blockIdx.z, cuda.threadIdx.x
+    if members[m, RUN] == 0.0:
+        return
+    target_row = m if Y.shape[0] > 1 else 0
+    weight_row = m if weights.shape[0] > 1 else 0
+    weight_total = 0.0
+    if weighted:
+        for i in range(t, rows, cuda.blockDim.x):
+            weight_total += float64(weights[weight_row, i])
+        weight_total = _block_sum(shared, weight_total)
+    for i in range(t, rows, cuda.blockDim.x):
+        for k in range(outputs):
+            g = _get(S, m, i, k) - Y[target_row, i * outputs + k]
+            _set(dS, m, i, k, g * (weights[weight_row, i] / weight_total) if weighted else g / rows)
+
+
+def _launch_squared_error(row_loss, dS, S, Y, weights, losses, members, rows, outputs):
+    """The squared-error kernels over members.shape[0] members: row_loss and losses, then dS
+    (if not None).  Y (M or 1, B·K)."""
+    weighted = weights is not None
+    if not weighted:
+        weights = _placeholder(S[0].dtype)
+    grid = (1, 1, members.shape[0])
+    squared_error_kernel[grid, REDUCE_THREADS](row_loss, S, Y, weights, weighted, losses, members, rows, outputs)
+    if dS is not None:
+        squared_error_backward_kernel[grid, REDUCE_THREADS](dS, S, Y, weights, weighted, members, rows, outputs)
+
+
+def mse_forward(row_loss, S, Y, weights=None):
+    """row_loss (B,) = ½ Σ_k (S − Y)² for S, Y (B, K); returns the (weighted) mean loss as a
+    float (the only value copied to the host)."""
+    B, K = S.shape
+    losses = cuda.device_array(1, np.float64)
+    _launch_squared_error((row_loss.reshape(1, B), 0, 1, 0), None, _operand(S), Y.reshape(1, B * K),
+                          None if weights is None else weights.reshape(1, B), losses, _run_one(), B, K)
+    return float(losses.copy_to_host()[0])
+
+
+def mse_backward(dS, S, Y, weights=None):
+    """dS (B, K) = (S − Y) / B, or wᵢ (S − Y) / Σ w."""
+    B, K = S.shape
+    weighted = weights is not None
+    squared_error_backward_kernel[(1, 1, 1), REDUCE_THREADS](
+        _operand(dS), _operand(S), Y.reshape(1, B * K),
+        weights.reshape(1, B) if weighted else _placeholder(S.dtype), weighted, _run_one(), B, K)
+
+
 # ---------------------------------------------------------------- optimizers
 @cuda.jit
 def update_kernel(params, grads, state_a, state_b, members, adam, flag):
@@ -507,7 +593,8 @@ def members_table(settings, training: bool) -> np.ndarray:
     return table
 
 
-def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses_output, alpha, adam, flag, mode):
+def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses_output, alpha, adam, flag, mode,
+               loss=CROSS_ENTROPY):
     """One step of every active member of a stack (numbamlp.plan), on the device: forward,
     loss, backward and, in mode STEP_TRAIN, each member's optimizer update with its own
     settings (STEP_GRADIENTS: the gradients only).  Returns the losses (M,) float64, copied
@@ -516,8 +603,9 @@ def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses
     buffers: the plan's StepBuffers of device arrays (params, grads, state (M, P); workspace
     (M, W) in model.workspace_layout, batch-major (B, width) blocks; scalars the (M,
     MEMBER_FIELDS) members table; losses (M,)); layout, settings: host arrays.  X (M or 1,
-    B, D), y (M or 1, B) int64, weights None or (M or 1, B): C-contiguous device arrays, a
-    leading 1 one batch shared by every member.
+    B, D), y (M or 1, B) int64 (loss CROSS_ENTROPY) or (M or 1, B, K) targets of the dtype
+    (SQUARED_ERROR), weights None or (M or 1, B): C-contiguous device arrays, a leading 1 one
+    batch shared by every member.
 
     The host uploads the members table (RUN = active); the loss kernel takes out a member
     whose loss is not finite, and every later kernel skips it, so it keeps its gradients,
@@ -543,7 +631,10 @@ def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses
         _launch_gemm(A, inputs[layer], W_t, (B, n_out, n_in), members, BIAS_ACTIVATION, bias=b, cache=H,
                      act_code=act_code, alpha=alpha)
         inputs.append(H)
-    _launch_loss(P, row_loss, dS, S, y, weights, buffers.losses, members, B, C)
+    if loss == CROSS_ENTROPY:
+        _launch_loss(P, row_loss, dS, S, y, weights, buffers.losses, members, B, C)
+    else:
+        _launch_squared_error(row_loss, dS, S, y.reshape(y.shape[0], B * C), weights, buffers.losses, members, B, C)
     dout = dS  # (B, out) of the layer being differentiated
     for layer in range(L - 1, -1, -1):
         n_in, n_out, offset = int(layers[layer]), int(layers[layer + 1]), int(offsets[layer])

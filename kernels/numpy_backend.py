@@ -1,11 +1,11 @@
 """Plain batched numpy kernels: the baseline, and the fallback where Numba is unavailable.
 
-Symbols: B batch size, D input features, H hidden width, C classes.
+Symbols: B batch size, D input features, H hidden width, C classes, K regression outputs.
 
 Same names, argument order and conventions as every backend (see ``numbamlp.kernels``):
 outputs first, then inputs, then options; outputs are overwritten (``=``).
 Arrays are float32 or float64, C-contiguous, all of one dtype; ``y`` is an integer
-vector with values in [0, C).
+vector with values in [0, C); regression targets ``Y`` are (B, K) of the scores' dtype.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from numbamlp.kernels import ACTIVATION_NAMES, STEP_GRADIENTS, activation_kernels
+from numbamlp.kernels import ACTIVATION_NAMES, CROSS_ENTROPY, STEP_GRADIENTS, activation_kernels
 
 _SQRT_HALF = np.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
@@ -143,6 +143,40 @@ def softmax_crossentropy_backward(dS, P, y, weights=None):
         dS *= (weights / np.sum(weights, dtype=np.float64))[:, None]
 
 
+def mse_forward(row_loss, S, Y, weights=None):
+    """row_loss (B,) = ½ Σ_k (S − Y)² (accumulated in float64, as the cpu backend does) for
+    scores S (B, K) and targets Y (B, K).
+
+    Returns the mean loss as a Python float, or Σ wᵢ·lossᵢ / Σ wᵢ with ``weights`` (B,).
+    """
+    diff = S.astype(np.float64) - Y
+    row_loss[:] = 0.5 * np.einsum("ik,ik->i", diff, diff)
+    if weights is None:
+        return float(row_loss.mean(dtype=np.float64))
+    return float(np.dot(weights, row_loss.astype(np.float64)) / np.sum(weights, dtype=np.float64))
+
+
+def mse_backward(dS, S, Y, weights=None):
+    """dS (B, K) = (S − Y) / B, or wᵢ (S − Y) / Σ w with ``weights`` (B,)."""
+    np.subtract(S, Y, out=dS)
+    if weights is None:
+        dS /= S.shape[0]
+    else:
+        dS *= (weights / np.sum(weights, dtype=np.float64))[:, None]
+
+
+def _loss(loss, dS, P, row_loss, S, y, weights):
+    """Both passes of loss ``loss`` (CROSS_ENTROPY or SQUARED_ERROR) for one member: dS
+    written, the (weighted) mean loss returned (P is cross-entropy's probabilities)."""
+    if loss == CROSS_ENTROPY:
+        value = softmax_crossentropy_forward(P, row_loss, S, y, weights)
+        softmax_crossentropy_backward(dS, P, y, weights)
+        return value
+    value = mse_forward(row_loss, S, y, weights)
+    mse_backward(dS, S, y, weights)
+    return value
+
+
 # ---------------------------------------------------------------- optimizers
 def sgd_update(param, velocity, grad, lr, momentum, weight_decay, nesterov):
     """SGD as in PyTorch (see the cpu backend): param, velocity updated in place."""
@@ -180,12 +214,14 @@ def _member_views(flat, layers, param_offsets, layer):
     return W, b
 
 
-def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses_output, alpha, adam, flag, mode):
+def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses_output, alpha, adam, flag, mode,
+               loss=CROSS_ENTROPY):
     """One step of every active member of a stack (numbamlp.plan), batched over the member
     axis with np.matmul.  buffers, layout, settings: the plan's named tuples (params,
     grads, state (M, P); the workspace is not used: numpy allocates its temporaries).
-    X (M or 1, B, D), y (M or 1, B) int64, weights None or (M or 1, B): a leading 1 is one
-    batch shared by every member.  mode 0 trains, 1 writes the gradients only.
+    X (M or 1, B, D), y (M or 1, B) int64 (loss CROSS_ENTROPY) or (M or 1, B, K) float
+    targets (SQUARED_ERROR), weights None or (M or 1, B): a leading 1 is one batch shared by
+    every member.  mode 0 trains, 1 writes the gradients only.
     losses (M,) = each member's loss (NaN for an inactive one); a member whose loss is not
     finite, or that is inactive, keeps its weights and optimizer state."""
     act_forward, act_backward = activation_kernels(sys.modules[__name__], ACTIVATION_NAMES[act_code])
@@ -210,8 +246,7 @@ def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses
     for m in range(M):
         row = 0 if shared else m
         w = None if weights is None else weights[row]
-        losses[m] = softmax_crossentropy_forward(P[m], row_loss[m], S[m], y[row], w)
-        softmax_crossentropy_backward(dS[m], P[m], y[row], w)
+        losses[m] = _loss(loss, dS[m], P[m], row_loss[m], S[m], y[row], w)
     update = settings.active & np.isfinite(losses)
     losses[~settings.active] = np.nan
     dout = dS

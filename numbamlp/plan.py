@@ -2,9 +2,11 @@
 built once.
 
 Symbols: M members, P parameters per member, L affine layers, B batch rows (≤ capacity),
-D features, C classes.
+D features, C classes (or K regression outputs).
 
-A plan is made once per (layers, activation, optimizer, M, batch capacity, dtype, backend).
+A plan is made once per (layers, activation, optimizer, M, batch capacity, dtype, backend,
+loss).  The loss ("cross_entropy" over class indices, or "squared_error" against float
+targets, kernels.LOSS_NAMES) is, like the activation, a constant of the compiled step.
 It owns the flat buffers — parameters, gradients and optimizer state, each (M, P), and one
 workspace per member — and the per-member settings (learning rate, momentum, weight decay,
 Adam's betas and eps, step count, active flag).  A backend's ``stack_step`` receives it as
@@ -26,7 +28,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from numbamlp.kernels import ACTIVATION_NAMES, STEP_GRADIENTS, STEP_TRAIN, activation_spec, get_backend, launch_guard
+from numbamlp.kernels import (ACTIVATION_NAMES, LOSS_NAMES, STEP_GRADIENTS, STEP_TRAIN, activation_spec, get_backend,
+                              launch_guard)
 from numbamlp.model import layer_offsets, n_parameters, workspace_layout
 
 
@@ -73,15 +76,16 @@ class StepPlan:
     step over them.
 
     ``step(X, y, weights)`` trains every active member on its batch: X (M, B, D) or
-    (1, B, D) for one batch shared by all members, y (M, B) or (1, B) int64 class indices,
-    weights None or (M, B) / (1, B).  It returns the losses (M,) (a view, overwritten by the
+    (1, B, D) for one batch shared by all members, y (M, B) or (1, B) int64 class indices
+    (loss "cross_entropy") or (M, B, K) / (1, B, K) targets of the plan's dtype
+    ("squared_error"), weights None or (M, B) / (1, B).  It returns the losses (M,) (a view, overwritten by the
     next step); a member whose loss is not finite is not updated, nor is an inactive one.
     On cuda the arrays are device arrays (host arrays are copied up for the step: fine for
     ``Trainer.step``, slow for training, which gathers its batches there, see DeviceData).
     """
 
     def __init__(self, layers: Sequence[int], activation: str, optimizer: str, members: int,
-                 capacity: int, dtype, backend: str):
+                 capacity: int, dtype, backend: str, loss: str = "cross_entropy"):
         self.layers = [int(n) for n in layers]
         self.members, self.capacity, self.dtype = int(members), int(capacity), np.dtype(dtype)
         self.backend = backend
@@ -94,6 +98,9 @@ class StepPlan:
         self.flag = optimizer in ("nesterov", "adamw")
         self.options = (ACTIVATION_NAMES.index(spec.name), spec.backward_uses == "output", spec.alpha,
                         self.adam, self.flag)
+        if loss not in LOSS_NAMES:
+            raise ValueError(f"unknown loss {loss!r}; valid losses: {', '.join(LOSS_NAMES)}")
+        self.loss, self.loss_code = loss, LOSS_NAMES.index(loss)
         P, M = n_parameters(self.layers), self.members
         size, hidden_offsets, output_offsets = workspace_layout(self.layers, self.capacity)
         self.layout = StepLayout(np.asarray(self.layers, dtype=np.int64), layer_offsets(self.layers),
@@ -164,16 +171,18 @@ class StepPlan:
     def step(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None,
              mode: int = STEP_TRAIN) -> np.ndarray:
         """One step of every active member; see the class docstring.  Arrays must be
-        validated and C-contiguous: X of the plan's dtype, y int64, weights of the dtype."""
+        validated and C-contiguous: X of the plan's dtype, y int64 (cross-entropy) or of the
+        dtype (squared error), weights of the dtype."""
         if self.on_device:
             to_device = self.kernels.to_device
             X, y, weights = to_device(X), to_device(y), None if weights is None else to_device(weights)
             self.host.losses[...] = self._stack_step(self.buffers, self.layout, self.settings, X, y, weights,
-                                                     *self.options, mode)  # (the step copies them down)
+                                                     *self.options, mode, self.loss_code)  # (copied down)
             self._stale = True
             return self.host.losses
         with launch_guard(self.kernels):
-            self._stack_step(self.buffers, self.layout, self.settings, X, y, weights, *self.options, mode)
+            self._stack_step(self.buffers, self.layout, self.settings, X, y, weights, *self.options, mode,
+                             self.loss_code)
         return self.buffers.losses
 
 
@@ -182,15 +191,17 @@ class DeviceData:
     by index, so that per step only indices travel, if anything.
 
     X (N, D) of the plan's dtype; y (N,) int64 class indices (the members of a stack encode
-    labels alike); weights None, (N,) or (k, N) loss weights by row of X, k members' own.
-    ``batch(order, start, rows)`` gathers member m's rows order[m, start : start + rows] into
-    device buffers (k, rows, D), (k, rows), (k, rows), made once per batch size (the short
-    last batch of an epoch has its own).
+    labels alike) or (N, K) regression targets of the dtype; weights None, (N,) or (k, N) loss
+    weights by row of X, k members' own.  ``batch(order, start, rows)`` gathers member m's
+    rows order[m, start : start + rows] into device buffers (k, rows, D), (k, rows) or
+    (k, rows, K), (k, rows), made once per batch size (the short last batch of an epoch has
+    its own).
     """
 
     def __init__(self, kernels, X: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None):
         self.kernels = kernels
-        self.X, self.y = kernels.to_device(X), kernels.to_device(y.reshape(1, -1))
+        self.X = kernels.to_device(X)
+        self.y = kernels.to_device(y if y.ndim == 2 else y.reshape(1, -1))  # targets (N, K) gather as rows
         self.weights = None if weights is None else kernels.to_device(np.atleast_2d(weights))
         self._batches: dict[int, tuple] = {}
 
@@ -199,14 +210,15 @@ class DeviceData:
         return self.kernels.to_device(np.ascontiguousarray(order, np.int64))
 
     def batch(self, order, start: int, rows: int) -> tuple:
-        """(X (k, rows, D), y (k, rows), weights (k, rows) or None) on the device.  ``order``
+        """(X (k, rows, D), y (k, rows) or (k, rows, K), weights (k, rows) or None) on the device.  ``order``
         (k, ·) int64: a device array (see ``upload``), or a host array of exactly (k, rows)
         indices (start 0), copied up into the batch's own index buffer."""
         k = order.shape[0]
         if rows not in self._batches:
             empty = self.kernels.device_array
             self._batches[rows] = (empty((k, rows), np.int64), empty((k, rows, self.X.shape[1]), self.X.dtype),
-                                   empty((k, rows), np.int64),
+                                   empty((k, rows), np.int64) if self.y.dtype == np.int64
+                                   else empty((k, rows, self.y.shape[1]), self.y.dtype),
                                    None if self.weights is None else empty((k, rows), self.weights.dtype))
         index, Xb, yb, wb = self._batches[rows]
         if isinstance(order, np.ndarray):

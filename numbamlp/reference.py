@@ -3,7 +3,8 @@
 Deliberately slow and obvious, in the style of the seed notes on backpropagation.
 Plain numpy, float64, one example at a time as a column vector:
 
-    x (D, 1),  W (out, in),  b (out, 1),  scores s (C, 1),  label y an int in [0, C).
+    x (D, 1),  W (out, in),  b (out, 1),  scores s (C, 1),  label y an int in [0, C);
+    for regression, outputs s (K, 1) and a target y (K, 1) of floats.
 
 Every module has ``forward`` (caches what ``backward`` needs) and ``backward``
 (upstream gradient × local Jacobian).  Every fast kernel is tested against this file;
@@ -210,17 +211,39 @@ class SoftmaxCrossEntropy:
         return self.p - self.y_onehot
 
 
+class SquaredError:
+    """L = ½ ‖s − y‖² = ½ Σ_k (s_k − y_k)²;  ds = s − y.  s, y (K, 1).
+
+    Averaged over a batch this is scikit-learn's MLPRegressor loss, ½·mean over rows of
+    Σ_k (s − y)², the one whose gradient it trains with (numbamlp.kernels' docstring).
+    """
+
+    def forward(self, s, y):
+        self.diff = s - _column(y)
+        return 0.5 * float(np.sum(self.diff**2))
+
+    def backward(self):
+        return self.diff
+
+
+# The reference module of each loss in numbamlp.kernels.LOSS_NAMES, and how one example's
+# target enters it (a class index, or a column of K floats).
+REFERENCE_LOSSES = {"cross_entropy": (SoftmaxCrossEntropy, int), "squared_error": (SquaredError, _column)}
+
+
 class ReferenceMLP:
-    """Affine → φ → … → Affine, any depth, one example at a time.
+    """Affine → φ → … → Affine, any depth, one example at a time, then the loss
+    ("cross_entropy" over C scores, or "squared_error" against K targets).
 
     params: [(W1, b1), …, (WL, bL)] with W (out, in) and b (out,) or (out, 1).
     The seed's 2-layer net is ``len(params) == 2``; its 3-layer net is 3.
     """
 
-    def __init__(self, params, activation: str = "relu"):
+    def __init__(self, params, activation: str = "relu", loss: str = "cross_entropy"):
         self.affines = [Affine(W, b) for W, b in params]
         self.activations = [make_activation(activation) for _ in self.affines[:-1]]
-        self.loss = SoftmaxCrossEntropy()
+        loss_class, self.target = REFERENCE_LOSSES[loss]
+        self.loss = loss_class()
 
     def forward(self, x):
         """x (D, 1) → scores s (C, 1)."""
@@ -240,28 +263,29 @@ class ReferenceMLP:
         return grads[::-1], dh
 
     def loss_and_grads(self, x, y):
-        """One example: (loss, [(dW, db)], dx)."""
+        """One example: (loss, [(dW, db)], dx); y a class index or K targets."""
         s = self.forward(_column(x))
-        loss = self.loss.forward(s, int(y))
+        loss = self.loss.forward(s, self.target(y))
         grads, dx = self.backward(self.loss.backward())
         return loss, grads, dx
 
 
-def mean_loss_and_grads(params, activation, X, y, sample_weight=None):
+def mean_loss_and_grads(params, activation, X, y, sample_weight=None, loss: str = "cross_entropy"):
     """Mean loss and mean gradients over a batch, one example at a time.
 
-    X (B, D), y (B,), optional sample_weight (B,) for the weighted mean Σ wᵢ·Lᵢ / Σ wᵢ.
+    X (B, D), y (B,) class indices or, for loss "squared_error", (B, K) targets; optional
+    sample_weight (B,) for the weighted mean Σ wᵢ·Lᵢ / Σ wᵢ.
     Returns (loss, [(dW (out, in), db (out,))]) in float64: the quantity every batched
     backend must reproduce.
     """
-    net = ReferenceMLP(params, activation)
+    net = ReferenceMLP(params, activation, loss)
     X = np.asarray(X, dtype=np.float64)
     weights = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     total_loss = 0.0
     totals = [(np.zeros_like(a.W), np.zeros(a.W.shape[0])) for a in net.affines]
-    for x, label, w in zip(X, np.asarray(y), weights):
-        loss, grads, _ = net.loss_and_grads(x, label)
-        total_loss += w * loss
+    for x, target, w in zip(X, np.asarray(y), weights):
+        value, grads, _ = net.loss_and_grads(x, target)
+        total_loss += w * value
         for (sum_W, sum_b), (dW, db) in zip(totals, grads):
             sum_W += w * dW
             sum_b += w * db[:, 0]
@@ -269,10 +293,11 @@ def mean_loss_and_grads(params, activation, X, y, sample_weight=None):
     return total_loss / weight_sum, [(sum_W / weight_sum, sum_b / weight_sum) for sum_W, sum_b in totals]
 
 
-def mean_loss(params, activation, X, y, sample_weight=None) -> float:
-    """(Weighted) mean cross-entropy over a batch by the reference forward pass only."""
-    net = ReferenceMLP(params, activation)
-    losses = [net.loss.forward(net.forward(_column(x)), int(label)) for x, label in zip(X, y)]
+def mean_loss(params, activation, X, y, sample_weight=None, loss: str = "cross_entropy") -> float:
+    """(Weighted) mean loss (cross-entropy, or squared error against y (B, K)) over a batch by
+    the reference forward pass only."""
+    net = ReferenceMLP(params, activation, loss)
+    losses = [net.loss.forward(net.forward(_column(x)), net.target(target)) for x, target in zip(X, y)]
     return float(np.average(losses, weights=sample_weight))
 
 
