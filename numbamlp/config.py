@@ -175,6 +175,12 @@ class DataConfig(_Strict):
 
 
 class TrainConfig(_Strict):
+    task: Literal["classification", "regression"] = Field(
+        "classification",
+        description="classification (softmax cross-entropy over class labels) or regression (squared "
+        "error against float targets, one or more outputs; the targets are standardised with the "
+        "training split's statistics when data.standardize is on, and predictions are in their units).",
+    )
     seed: int = Field(0, ge=0, description="Seed for initialisation, splits and shuffling (≥ 0).")
     backend: Literal["cpu", "numpy", "reference", "cuda"] = Field(
         "cpu",
@@ -207,6 +213,12 @@ class TrainConfig(_Strict):
         "few real batches and stop if they disagree beyond the dtype's tolerance.",
     )
     data: DataConfig = Field(default_factory=DataConfig, description="Data sources and splits.")
+
+    @model_validator(mode="after")
+    def _class_weight_is_for_classes(self):
+        if self.task == "regression" and self.class_weight is not None:
+            raise ValueError("class_weight is for classification; task 'regression' has no classes")
+        return self
 
 
 def set_setting(document: dict, path: str, value) -> None:

@@ -667,6 +667,24 @@ def stratified_split(X, y, fraction: float, seed: int):
     return X[~in_b], X[in_b], y[~in_b], y[in_b]
 
 
+def shuffle_split(X, y, fraction: float, seed: int):
+    """Split rows into (X_a, X_b, y_a, y_b) for regression targets: round(fraction × N) rows (at
+    least one, at least one left in a), drawn with ``numpy.random.default_rng(seed)``, in the b
+    part.  Rows keep their order within each part."""
+    y = np.asarray(y)
+    n = len(y)
+    n_b = min(max(int(round(fraction * n)), 1), n - 1)
+    in_b = np.zeros(n, dtype=bool)
+    in_b[np.random.default_rng(seed).permutation(n)[:n_b]] = True
+    return X[~in_b], X[in_b], y[~in_b], y[in_b]
+
+
+def holdout_split(X, y, fraction: float, seed: int, task: str = "classification"):
+    """stratified_split for a classification task, shuffle_split for regression."""
+    split = shuffle_split if task == "regression" else stratified_split
+    return split(X, y, fraction, seed)
+
+
 @dataclass
 class Standardizer:
     """x ↦ (x − mean) / scale, statistics fitted on training rows only (scale 1 for constant features).

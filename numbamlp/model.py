@@ -1,9 +1,11 @@
 """The MLP model, its buffers, and the batched forward/backward pass over any backend.
 
-Symbols: B batch size, D input features, H hidden width, C classes, L number of affine layers.
+Symbols: B batch size, D input features, H hidden width, C classes, K regression outputs,
+L number of affine layers.
 
 Shapes: X (B, D), hidden pre-activations A_l and outputs H_l (B, H_l), scores S (B, C),
-y (B,) int; weights W_l (out, in), b_l (out,), so A = X Wᵀ + b.
+y (B,) int (classification) or Y (B, K) float targets (regression, where S is (B, K));
+weights W_l (out, in), b_l (out,), so A = X Wᵀ + b.
 Parameters live in one flat buffer with per-layer (W, b) views; gradient and optimizer
 buffers use the same layout, so an optimizer update is one call over a flat array.
 """
@@ -17,6 +19,14 @@ import numpy as np
 from numbamlp.kernels import activation_kernels, activation_spec, get_backend, launch_guard
 
 FLOAT_DTYPES = ("float32", "float64")
+# A model's task → the loss it trains with (numbamlp.kernels.LOSS_NAMES).
+TASK_LOSSES = {"classification": "cross_entropy", "regression": "squared_error"}
+
+
+def check_task(task: str) -> str:
+    if task not in TASK_LOSSES:
+        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASK_LOSSES)}")
+    return task
 
 
 # ---------------------------------------------------------------- input checks
@@ -58,6 +68,25 @@ def as_class_indices(y, n_rows: int, n_classes: int) -> np.ndarray:
     # one reduction for both bounds: viewed as unsigned, a negative index is ≥ 2**63
     if y.size and y.view(np.uint64).max() >= n_classes:
         raise ValueError(f"class indices must lie in [0, {n_classes}), found {y.min()}..{y.max()}")
+    return y
+
+
+def as_targets(y, n_rows: int, n_outputs: int | None, dtype) -> np.ndarray:
+    """Regression targets as a C-contiguous (n_rows, K) array of ``dtype``: y (n_rows,) is one
+    output, y (n_rows, K) K of them; numbers only, finite."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise ValueError(f"regression targets must be numbers, not dtype {y.dtype} (e.g. {y.flat[0]!r})"
+                         if y.size else f"regression targets must be numbers, not dtype {y.dtype}")
+    if y.ndim == 1:
+        y = y.reshape(-1, 1)
+    if y.ndim != 2 or y.shape[0] != n_rows:
+        raise ValueError(f"y must hold {n_rows} targets, (N,) or (N, K), got shape {y.shape}")
+    if n_outputs is not None and y.shape[1] != n_outputs:
+        raise ValueError(f"y has {y.shape[1]} outputs but the model has {n_outputs}")
+    y = np.ascontiguousarray(y, dtype=dtype)
+    if not np.isfinite(y).all():
+        raise ValueError("y contains NaN or infinite values")
     return y
 
 
@@ -107,19 +136,25 @@ def _check_layers(layers) -> list[int]:
 
 
 class MLP:
-    """A multi-layer perceptron: Affine → φ → … → Affine, with softmax cross-entropy on top.
+    """A multi-layer perceptron: Affine → φ → … → Affine, with softmax cross-entropy on top
+    (task "classification") or K linear outputs under squared error ("regression").
 
     layers: [D, H1, ..., C].  Initialisation: He normal for the ReLU family, Glorot
     uniform for sigmoid and tanh, zero biases; drawn from ``numpy.random.default_rng(seed)``.
 
-    Two optional attributes make a trained model self-contained (both are saved with it):
-    ``classes`` (C,) maps class indices back to the user's labels in ``predict``, and
+    Optional attributes make a trained model self-contained (all are saved with it):
+    ``classes`` (C,) maps class indices back to the user's labels in ``predict``,
     ``input_transform`` (a fitted ``numbamlp.data.Standardizer``) is applied to X by
-    ``scores``, ``predict_proba`` and ``predict``, so they take raw features.
+    ``scores``, ``predict_proba`` and ``predict``, so they take raw features, and, for
+    regression, ``target_transform`` (a Standardizer of the K targets, fitted on the training
+    rows) maps the outputs back to the targets' units in ``predict``.
     """
 
-    def __init__(self, layers, activation: str = "relu", dtype="float32", seed: int | None = 0):
+    def __init__(self, layers, activation: str = "relu", dtype="float32", seed: int | None = 0,
+                 task: str = "classification"):
         self.layers = _check_layers(layers)
+        self.task = check_task(task)
+        self.target_transform = None
         self.activation = activation_spec(activation).name
         self.dtype = as_float_dtype(dtype)
         self.flat_params = np.zeros(n_parameters(self.layers), dtype=self.dtype)
@@ -138,7 +173,7 @@ class MLP:
                 W[...] = rng.uniform(-limit, limit, size=W.shape)
 
     @classmethod
-    def from_params(cls, params, activation: str = "relu", dtype=None) -> "MLP":
+    def from_params(cls, params, activation: str = "relu", dtype=None, task: str = "classification") -> "MLP":
         """Build from [(W1, b1), ...] with W (out, in), b (out,); arrays are copied.
 
         dtype defaults to the first W's dtype when it is float32/float64, else float64.
@@ -155,7 +190,7 @@ class MLP:
             if b.shape != (W.shape[0],):
                 raise ValueError(f"layer {i}: b must have shape ({W.shape[0]},), got {b.shape}")
             layers.append(W.shape[0])
-        model = cls(layers, activation=activation, dtype=dtype, seed=None)
+        model = cls(layers, activation=activation, dtype=dtype, seed=None, task=task)
         for (W, b), (W_src, b_src) in zip(model._params, params):
             W[...] = W_src
             b[...] = b_src
@@ -192,7 +227,13 @@ class MLP:
         self._params = layer_views(self.flat_params, self.layers)
 
     def __repr__(self) -> str:
-        return f"MLP(layers={self.layers}, activation={self.activation!r}, dtype={self.dtype.name!r})"
+        task = "" if self.task == "classification" else f", task={self.task!r}"
+        return f"MLP(layers={self.layers}, activation={self.activation!r}, dtype={self.dtype.name!r}{task})"
+
+    @property
+    def loss(self) -> str:
+        """The loss this model trains with (numbamlp.kernels.LOSS_NAMES), from its task."""
+        return TASK_LOSSES[self.task]
 
     # ------------------------------------------------------------ inference
     def scores(self, X, backend: str = "auto") -> np.ndarray:
@@ -207,12 +248,26 @@ class MLP:
 
     def predict_proba(self, X, backend: str = "auto") -> np.ndarray:
         """Class probabilities (B, C); each row sums to 1."""
+        if self.task != "classification":
+            raise ValueError("predict_proba is for classifiers; this model is a regressor (use predict)")
         return softmax(self.scores(X, backend))
 
     def predict(self, X, backend: str = "auto") -> np.ndarray:
-        """Class indices (B,) of the highest score, as the user's labels when ``classes`` is set."""
+        """Classification: class indices (B,) of the highest score, as the user's labels when
+        ``classes`` is set.  Regression: the predicted values in the targets' units, (B,) for
+        one output (as scikit-learn returns them), else (B, K)."""
+        if self.task == "regression":
+            return self.values(self.scores(X, backend))
         indices = np.argmax(self.scores(X, backend), axis=1)
         return indices if self.classes is None else self.classes[indices]
+
+    def values(self, S) -> np.ndarray:
+        """Regression outputs S (B, K) → predictions in the targets' units (float64; the
+        target standardisation undone), (B,) when K = 1."""
+        values = np.asarray(S, dtype=np.float64)
+        if self.target_transform is not None:
+            values = values * self.target_transform.scale + self.target_transform.mean
+        return values[:, 0] if values.shape[1] == 1 else values
 
     def save(self, path) -> None:
         """Write the model to ``path`` (safetensors + JSON metadata; atomic): the documented
@@ -314,10 +369,11 @@ def forward(backend, model: MLP, X: np.ndarray, workspace: Workspace) -> np.ndar
 
 
 def backward_into(backend, model: MLP, X, y, workspace: Workspace, grads, weights=None) -> float:
-    """Mean loss over (X (B, D), y (B,)); writes per-layer (dW, db) into ``grads`` views.
+    """Mean loss over (X (B, D), y (B,) class indices or Y (B, K) targets, as the model's task
+    says); writes per-layer (dW, db) into ``grads`` views.
 
-    X and y must be validated (see ``as_features`` / ``as_class_indices``); ``weights``
-    (B,), if given, makes the loss the weighted mean Σ wᵢ·Lᵢ / Σ wᵢ.
+    X and y must be validated (see ``as_features`` / ``as_class_indices`` / ``as_targets``);
+    ``weights`` (B,), if given, makes the loss the weighted mean Σ wᵢ·Lᵢ / Σ wᵢ.
     """
     buf = workspace.rows(X.shape[0])
     _, act_backward = activation_kernels(backend, model.activation)
@@ -327,8 +383,12 @@ def backward_into(backend, model: MLP, X, y, workspace: Workspace, grads, weight
     dout = buf.dS
     with launch_guard(backend):
         S = forward(backend, model, X, workspace)
-        loss = backend.softmax_crossentropy_forward(buf.P, buf.row_loss, S, y, weights)
-        backend.softmax_crossentropy_backward(buf.dS, buf.P, y, weights)
+        if model.task == "regression":
+            loss = backend.mse_forward(buf.row_loss, S, y, weights)
+            backend.mse_backward(buf.dS, S, y, weights)
+        else:
+            loss = backend.softmax_crossentropy_forward(buf.P, buf.row_loss, S, y, weights)
+            backend.softmax_crossentropy_backward(buf.dS, buf.P, y, weights)
         for layer in range(len(model._params) - 1, -1, -1):
             W, _ = model._params[layer]
             dW, db = grads[layer]
@@ -356,7 +416,8 @@ def as_sample_weights(sample_weight, n_rows: int, dtype) -> np.ndarray | None:
 
 
 def loss_and_grads(model: MLP, X, y, backend: str = "cpu", sample_weight=None):
-    """(mean cross-entropy, [(dW (out, in), db (out,)), ...]) for one batch.
+    """(mean loss, [(dW (out, in), db (out,)), ...]) for one batch: cross-entropy over class
+    indices y (B,), or, for a regressor, squared error against y (B,) or (B, K).
 
     backend: "cpu", "numpy", "auto", or "reference" (the single-example float64 path).
     The batched gradients equal the mean of the reference path's per-example gradients;
@@ -364,12 +425,15 @@ def loss_and_grads(model: MLP, X, y, backend: str = "cpu", sample_weight=None):
     Inputs are used as given: the model's ``input_transform`` is not applied here.
     """
     X = as_features(X, model.n_features, model.dtype)
-    y = as_class_indices(y, X.shape[0], model.n_classes)
+    if model.task == "regression":
+        y = as_targets(y, X.shape[0], model.n_classes, model.dtype)
+    else:
+        y = as_class_indices(y, X.shape[0], model.n_classes)
     weights = as_sample_weights(sample_weight, X.shape[0], model.dtype)
     if backend == "reference":
         from numbamlp import reference
 
-        return reference.mean_loss_and_grads(model.params, model.activation, X, y, weights)
+        return reference.mean_loss_and_grads(model.params, model.activation, X, y, weights, model.loss)
     kernels = get_backend(backend)
     grad_flat = np.zeros_like(model.flat_params)
     grads = layer_views(grad_flat, model.layers)

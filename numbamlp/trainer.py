@@ -1,9 +1,11 @@
 """Minibatch training of an MLP on any backend.
 
-Symbols: N rows, B batch size, D features, C classes.
+Symbols: N rows, B batch size, D features, C classes, K regression outputs.
 
 The trainer sees prepared arrays: features already standardised (if wanted), labels of
-any sortable kind.  It never applies ``model.input_transform`` itself.
+any sortable kind (classification) or float targets (N,) / (N, K) (regression).  It never
+applies ``model.input_transform`` itself; a regressor's targets it standardises itself
+(``data.standardize``), with the training rows' statistics, kept as ``model.target_transform``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from numbamlp.model import (
     as_class_indices,
     as_features,
     as_sample_weights,
+    as_targets,
     forward,
     layer_views,
     mean_cross_entropy,
@@ -101,8 +104,10 @@ class Trainer:
 
     ``fit(X, y)`` builds the model from the data (unless ``model.layers`` fixes it) and runs
     the epochs; ``step(Xb, yb)`` is one minibatch update and returns its loss;
-    ``evaluate(X, y)`` gives loss and accuracy.  Labels may be any sortable values; they
-    are encoded to indices 0..C−1 and ``classes_`` (also ``model.classes``) maps them back.
+    ``evaluate(X, y)`` gives loss and accuracy (regression: loss, mse, mae, r2).  Labels may
+    be any sortable values; they are encoded to indices 0..C−1 and ``classes_`` (also
+    ``model.classes``) maps them back.  Regression targets are encoded by standardising them
+    (``model.target_transform``) and decoded in ``predict``.
     A second ``fit`` trains again from scratch on the data it is given (new weights from
     the seed, new optimizer state, history and shuffles), as scikit-learn does;
     ``fit(..., warm_start=True)`` continues instead, running the epochs after
@@ -175,15 +180,22 @@ class Trainer:
             self._make_plan(self.config.batch_size)
 
     # ------------------------------------------------------------ set-up
+    @property
+    def regression(self) -> bool:
+        return self.config.task == "regression"
+
     def build(self, n_features: int, n_classes: int) -> MLP:
-        """Create the model (and its gradient/optimizer buffers) for this data shape."""
+        """Create the model (and its gradient/optimizer buffers) for this data shape
+        (n_classes: the classes, or a regressor's K outputs)."""
         cfg = self.config
         layers = cfg.model.layers or [n_features, *cfg.model.hidden, n_classes]
         if layers[0] != n_features:
             raise ValueError(f"model.layers starts with {layers[0]} inputs but the data has {n_features} features")
+        if self.regression and layers[-1] != n_classes:
+            raise ValueError(f"model.layers ends with {layers[-1]} outputs but the targets have {n_classes}")
         if layers[-1] < n_classes:
             raise ValueError(f"model.layers ends with {layers[-1]} outputs but the data has {n_classes} classes")
-        self.set_model(MLP(layers, activation=cfg.model.activation, dtype=cfg.dtype, seed=cfg.seed))
+        self.set_model(MLP(layers, activation=cfg.model.activation, dtype=cfg.dtype, seed=cfg.seed, task=cfg.task))
         return self.model
 
     def set_model(self, model: MLP) -> None:
@@ -209,7 +221,7 @@ class Trainer:
         self.synchronize()  # (cuda: the state the new plan takes is the device's)
         model = self.model
         self._plan = StepPlan(model.layers, model.activation, self.config.optimizer.name, 1, capacity,
-                              model.dtype, self.config.backend)
+                              model.dtype, self.config.backend, model.loss)
         self.use_plan(self._plan, 0)
 
     def use_plan(self, plan, member: int) -> None:
@@ -239,12 +251,18 @@ class Trainer:
     def step(self, Xb, yb, sample_weight=None) -> float:
         """One minibatch update: forward, loss, backward, optimizer.  Returns the batch loss.
 
-        Xb (B, D) features, yb (B,) class indices 0..C−1.  Builds the model on first use.
+        Xb (B, D) features, yb (B,) class indices 0..C−1 (regression: targets (B,) or (B, K),
+        used as given).  Builds the model on first use.
         """
         Xb = as_features(Xb, self.model.n_features if self.model else None, self.config.dtype)
-        if self.model is None:
-            self.build(Xb.shape[1], int(np.max(yb)) + 1)
-        yb = as_class_indices(yb, Xb.shape[0], self.model.n_classes)
+        if self.regression:
+            yb = as_targets(yb, Xb.shape[0], self.model.n_classes if self.model else None, self.config.dtype)
+            if self.model is None:
+                self.build(Xb.shape[1], yb.shape[1])
+        else:
+            if self.model is None:
+                self.build(Xb.shape[1], int(np.max(yb)) + 1)
+            yb = as_class_indices(yb, Xb.shape[0], self.model.n_classes)
         return self._step(Xb, yb, as_sample_weights(sample_weight, Xb.shape[0], self.model.dtype), self.lr)
 
     def _step(self, Xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None, lr: float) -> float:
@@ -264,12 +282,13 @@ class Trainer:
 
     def _plan_step(self, Xb, yb, wb, lr: float, mode: int) -> float:
         """The step plan's step for this one model (mode STEP_GRADIENTS: the gradients only).
-        Xb (B, D), yb (B,), wb (B,) or None; or, on cuda, device arrays (1, B, ·) already."""
+        Xb (B, D), yb (B,) or (B, K), wb (B,) or None; or, on cuda, device arrays (1, B, ·)
+        already (targets (1, B, K))."""
         rows = Xb.shape[len(Xb.shape) - 2]
         if rows > self._plan.capacity:
             self._make_plan(rows)
         self._plan.settings.lr[0] = lr
-        if len(Xb.shape) == 2:
+        if len(Xb.shape) == 2:  # one model's batch → a stack of one's
             Xb, yb, wb = Xb[None], yb[None], None if wb is None else wb[None]
         return float(self._plan.step(Xb, yb, wb, mode)[0])
 
@@ -293,7 +312,8 @@ class Trainer:
     def _reference_grads(self, Xb, yb, wb) -> float:
         from numbamlp import reference
 
-        loss, grads = reference.mean_loss_and_grads(self.model.params, self.model.activation, Xb, yb, wb)
+        loss, grads = reference.mean_loss_and_grads(self.model.params, self.model.activation, Xb, yb, wb,
+                                                    self.model.loss)
         for (dW, db), (rW, rb) in zip(self._grads, grads):
             dW[...] = rW
             db[...] = rb
@@ -331,14 +351,16 @@ class Trainer:
         return self.history
 
     def _fit_data(self, X, y, X_val, y_val, sample_weight):
-        """What fit trains on: (X (N, D) of the model's dtype, class indices (N,), row weights
-        (N,) or None, X_val, y_val), after the validation hold-out; builds the model (and
-        learns the classes) on the first fit."""
+        """What fit trains on: (X (N, D) of the model's dtype, class indices (N,) or encoded
+        targets (N, K), row weights (N,) or None, X_val, y_val), after the validation
+        hold-out; builds the model (and learns the classes) on the first fit."""
         X = as_features(X, None, self.config.dtype)
         y = np.asarray(y)
         weights = as_sample_weights(sample_weight, X.shape[0], np.float64)
         if len(y) != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)} labels")
+        if self.regression:
+            return self._regression_data(X, y, X_val, y_val, weights)
         if self.classes_ is None:
             self.classes_ = np.unique(y)
         if len(self.classes_) < 2:
@@ -353,16 +375,34 @@ class Trainer:
         X = as_features(X, self.model.n_features, self.model.dtype)
         return X, y_idx, self._row_weights(y, weights), X_val, y_val
 
+    def _regression_data(self, X, y, X_val, y_val, weights):
+        """_fit_data for a regressor: the targets (N, K) float64, the hold-out, the target
+        standardisation fitted on the training rows (first fit only, when data.standardize),
+        the targets encoded with it in the model's dtype."""
+        y = as_targets(y, X.shape[0], self.model.n_classes if self.model else None, np.float64)
+        if self.model is None:
+            self.build(X.shape[1], y.shape[1])
+        rows, X_val, y_val = self.validation_split(X, y, X_val, y_val)
+        if len(rows) < len(y):
+            X, y, weights = X[rows], y[rows], None if weights is None else weights[rows]
+        if self.model.target_transform is None and self.config.data.standardize and not self.fitted:
+            from numbamlp.data import Standardizer
+
+            self.model.target_transform = Standardizer.fit(y)
+        X = as_features(X, self.model.n_features, self.model.dtype)
+        return X, self.encode(y), self._row_weights(y, weights), X_val, y_val
+
     def validation_split(self, X, y, X_val, y_val):
         """(the rows to train on, X_val, y_val): with early stopping and no validation data, a
-        stratified ``data.val_fraction`` (0.1 if unset) of the rows is held out, drawn with
-        the data's seed (``data.seed``, else the config's); otherwise every row trains."""
+        ``data.val_fraction`` (0.1 if unset) of the rows is held out (stratified by class, or
+        a plain shuffle for regression), drawn with the data's seed (``data.seed``, else the
+        config's); otherwise every row trains."""
         rows = np.arange(len(y))
         if self.config.early_stopping.patience and X_val is None:
-            from numbamlp.data import data_seed, stratified_split
+            from numbamlp.data import data_seed, holdout_split
 
-            rows, val_rows, _, _ = stratified_split(rows, y, self.config.data.val_fraction or 0.1,
-                                                    data_seed(self.config.data, self.config.seed))
+            rows, val_rows, _, _ = holdout_split(rows, y, self.config.data.val_fraction or 0.1,
+                                                 data_seed(self.config.data, self.config.seed), self.config.task)
             X_val, y_val = X[val_rows], y[val_rows]
         return rows, X_val, y_val
 
@@ -423,7 +463,7 @@ class Trainer:
         metrics = {"epoch": self.epoch, "loss": progress["total"] / progress["weight_total"], "lr": progress["lr"]}
         if X_val is not None:
             val = self.evaluate(X_val, y_val)
-            metrics.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+            metrics.update({f"val_{name}": value for name, value in val.items()})
             self._track_best(val["loss"])
         metrics["seconds"] = progress["seconds"] + time.perf_counter() - start
         self.history.append(metrics)
@@ -457,7 +497,7 @@ class Trainer:
 
     def _row_weights(self, y, sample_weight) -> np.ndarray | None:
         """Per-row loss weights: sample_weight × class_weight[label] (None when all 1)."""
-        class_weight = self.config.class_weight
+        class_weight = self.config.class_weight  # (None for regression: TrainConfig refuses it)
         if class_weight is None:
             if sample_weight is None or np.all(sample_weight == sample_weight[0]):
                 return None  # equal weights: the plain mean, bit for bit
@@ -491,7 +531,8 @@ class Trainer:
             Xb, yb = X[lo : lo + batch], y_idx[lo : lo + batch]
             wb = None if weights is None else weights[lo : lo + batch]
             self._gradients(Xb, yb, wb)
-            _, ref = reference.mean_loss_and_grads(self.model.params, self.model.activation, Xb, yb, wb)
+            _, ref = reference.mean_loss_and_grads(self.model.params, self.model.activation, Xb, yb, wb,
+                                                   self.model.loss)
             worst = max(worst, grads_error(self._grads, ref))
         self.validation_error = worst
         tolerance = REFERENCE_TOLERANCE[self.model.dtype.name]
@@ -504,10 +545,18 @@ class Trainer:
 
     # ------------------------------------------------------------ evaluation
     def encode(self, y) -> np.ndarray:
-        """Labels → class indices; ValueError for labels not seen in training.
+        """Labels → class indices; ValueError for labels not seen in training.  Regression:
+        targets (N,) or (N, K) → (N, K) in the model's dtype, standardised by
+        ``model.target_transform`` when it has one.
 
         Before ``fit`` has seen labels, y must already be class indices 0..C−1.
         """
+        if self.regression:
+            y = as_targets(y, len(y), self.model.n_classes, np.float64)
+            transform = self.model.target_transform
+            if transform is not None:
+                y = transform.transform(y)
+            return np.ascontiguousarray(y, dtype=self.model.dtype)
         y = np.asarray(y)
         if self.classes_ is None:
             return as_class_indices(y, len(y), self.model.n_classes)
@@ -530,11 +579,21 @@ class Trainer:
         return out
 
     def predict(self, X) -> np.ndarray:
-        """Predicted labels, in the values ``fit`` was given."""
+        """Predicted labels, in the values ``fit`` was given (regression: values in the
+        targets' units, (N,) for one output, else (N, K))."""
+        if self.regression:
+            return self.model.values(self.scores(X))
         return self.classes_[np.argmax(self.scores(X), axis=1)]
 
     def evaluate(self, X, y) -> dict:
-        """{"loss": mean cross-entropy, "accuracy": fraction correct} on (X, y)."""
+        """{"loss": mean cross-entropy, "accuracy": fraction correct} on (X, y); regression:
+        {"loss": the training loss (½ mean squared error in the standardised units), "mse",
+        "mae", "r2"} (regression_metrics, in the targets' units)."""
+        if self.regression:
+            S = self.scores(X)
+            encoded = self.encode(y)
+            loss = float(0.5 * np.mean(np.sum((S.astype(np.float64) - encoded) ** 2, axis=1)))
+            return {"loss": loss, **regression_metrics(y, self.model.values(S))}
         S = self.scores(X)
         y_idx = self.encode(y)
         if len(y_idx) != S.shape[0]:
@@ -547,6 +606,9 @@ class Trainer:
         """(arrays, metadata) that let a new Trainer continue exactly where this one is."""
         self.synchronize()
         arrays = {"params": self.model.flat_params}
+        if self.model.target_transform is not None:
+            arrays["target_transform.mean"] = self.model.target_transform.mean
+            arrays["target_transform.scale"] = self.model.target_transform.scale
         arrays.update({f"optimizer.{k}": v for k, v in self.optimizer.state.items()})
         if self._best_params is not None:
             arrays["best_params"] = self._best_params
@@ -587,5 +649,22 @@ class Trainer:
         self._progress = None
         if meta.get("progress") is not None:
             self._progress = {**meta["progress"], "order": np.asarray(arrays["progress.order"])}
-        self.classes_ = np.asarray(classes)
+        if "target_transform.mean" in arrays:
+            from numbamlp.data import Standardizer
+
+            self.model.target_transform = Standardizer(np.asarray(arrays["target_transform.mean"]),
+                                                       np.asarray(arrays["target_transform.scale"]))
+        self.classes_ = None if classes is None else np.asarray(classes)
         self.model.classes = self.classes_
+
+
+def regression_metrics(y, predictions) -> dict:
+    """{"mse", "mae", "r2"} of predictions against targets y, (N,) or (N, K), in the targets'
+    units, float64; with K outputs each is the mean over the outputs (R² as scikit-learn's
+    r2_score, uniform average: 1 − Σ(y − ŷ)² / Σ(y − ȳ)² per output)."""
+    y = np.asarray(y, dtype=np.float64).reshape(len(predictions), -1)
+    error = np.asarray(predictions, dtype=np.float64).reshape(y.shape) - y
+    spread = np.sum((y - y.mean(axis=0)) ** 2, axis=0)
+    residual = np.sum(error**2, axis=0)
+    r2 = np.where(spread > 0, 1.0 - residual / np.where(spread > 0, spread, 1.0), np.where(residual == 0, 1.0, 0.0))
+    return {"mse": float(np.mean(error**2)), "mae": float(np.mean(np.abs(error))), "r2": float(np.mean(r2))}
