@@ -16,6 +16,7 @@ _LAZY = {
     "StackTrainer": "numbamlp.stack",
     "load_model": "numbamlp.io",
     "MLPClassifier": "numbamlp.estimator",
+    "MLPRegressor": "numbamlp.estimator",
     "sweep": "numbamlp.sweeps",
     "Client": "numbamlp.client",
     "export_onnx": "numbamlp.export",

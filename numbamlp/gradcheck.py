@@ -39,8 +39,9 @@ def grads_error(grads, ref_grads) -> float:
     )
 
 
-def numerical_grads(params, activation: str, X, y, step: float = 1e-5):
-    """Central differences (L(θ+h) − L(θ−h)) / 2h of the reference mean loss, float64."""
+def numerical_grads(params, activation: str, X, y, step: float = 1e-5, loss: str = "cross_entropy"):
+    """Central differences (L(θ+h) − L(θ−h)) / 2h of the reference mean loss, float64
+    (cross-entropy over class indices y (B,), or squared error against y (B, K))."""
     theta = [(np.array(W, dtype=np.float64), np.array(b, dtype=np.float64)) for W, b in params]
     grads = []
     for W, b in theta:
@@ -50,9 +51,9 @@ def numerical_grads(params, activation: str, X, y, step: float = 1e-5):
             for idx in np.ndindex(array.shape):
                 saved = array[idx]
                 array[idx] = saved + step
-                up = reference.mean_loss(theta, activation, X, y)
+                up = reference.mean_loss(theta, activation, X, y, loss=loss)
                 array[idx] = saved - step
-                down = reference.mean_loss(theta, activation, X, y)
+                down = reference.mean_loss(theta, activation, X, y, loss=loss)
                 array[idx] = saved
                 g[idx] = (up - down) / (2 * step)
             layer_grads.append(g)

@@ -30,13 +30,14 @@ import numpy as np
 from pydantic import BaseModel
 
 from numbamlp.config import TrainConfig
-from numbamlp.model import as_features, as_sample_weights
+from numbamlp.model import as_features, as_sample_weights, as_targets
 from numbamlp.plan import StepPlan
 from numbamlp.trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
 # The settings every member of a stack shares (dotted config paths): what the step plan is
 # built from, and the data every member sees.
-STACK_KEY = ("model", "batch_size", "dtype", "backend", "optimizer.name", "data", "threads", "validate_gradients")
+STACK_KEY = ("task", "model", "batch_size", "dtype", "backend", "optimizer.name", "data", "threads",
+             "validate_gradients")
 STACK_BACKENDS = ("cpu", "numpy", "cuda")
 
 
@@ -141,7 +142,7 @@ class StackTrainer:
             trainer.build(n_features, n_classes)
         model = self.trainers[0].model
         self.plan = StepPlan(model.layers, model.activation, shared.optimizer.name, self.members,
-                             shared.batch_size, shared.dtype, shared.backend)
+                             shared.batch_size, shared.dtype, shared.backend, model.loss)
         for m, trainer in enumerate(self.trainers):
             trainer.use_plan(self.plan, m)
         self._set_learning_rates()
@@ -155,7 +156,8 @@ class StackTrainer:
             self.plan.settings.lr[m] = trainer.lr
 
     def _batch(self, X, members, picks: dict, rows: int, any_weights: bool) -> tuple:
-        """This step's (X (M, rows, D), y (M, rows), weights (M, rows) or None) for plan.step,
+        """This step's (X (M, rows, D), y (M, rows) or targets (M, rows, K), weights (M, rows) or
+        None) for plan.step,
         member m's rows of X being picks[m] (members not stepping keep what they had).  On cuda
         the batch is gathered on the device from the data copied up once per fit: only the
         (M, rows) indices go up, D times less than the batch itself.  Elsewhere it is gathered
@@ -167,8 +169,9 @@ class StackTrainer:
                 self._batches[rows] = (np.zeros((M, rows), np.int64),)
             else:
                 D, dtype = self.plan.layers[0], self.plan.dtype
-                self._batches[rows] = (np.zeros((M, rows, D), dtype), np.zeros((M, rows), np.int64),
-                                       np.ones((M, rows), dtype))
+                targets = (np.zeros((M, rows, self.plan.layers[-1]), dtype) if self.regression
+                           else np.zeros((M, rows), np.int64))
+                self._batches[rows] = (np.zeros((M, rows, D), dtype), targets, np.ones((M, rows), dtype))
         if self._device is not None:
             (order,) = self._batches[rows]
             for index, picked in picks.items():
@@ -178,10 +181,14 @@ class StackTrainer:
         for index, picked in picks.items():
             member = members[index]
             np.take(X, picked, axis=0, out=Xb[index])
-            np.take(member.y_idx, picked, out=yb[index])
+            np.take(member.y_idx, picked, axis=0, out=yb[index])
             if any_weights:  # unit weights give the plain mean's bits (loss and gradients)
                 wb[index] = 1.0 if member.weights is None else member.weights[picked]
         return Xb, yb, wb if any_weights else None
+
+    @property
+    def regression(self) -> bool:
+        return self.configs[0].task == "regression"
 
     # ------------------------------------------------------------ one update
     def step(self, X, y, sample_weight=None) -> np.ndarray:
@@ -192,6 +199,8 @@ class StackTrainer:
         from numbamlp.model import as_class_indices
 
         X, y = np.asarray(X), np.asarray(y)
+        if self.regression:
+            return self._regression_step(X, y, sample_weight)
         batches, labels = (X[None] if X.ndim == 2 else X), (y[None] if y.ndim == 1 else y)
         if batches.ndim != 3 or batches.shape[0] not in (1, self.members) or labels.shape != batches.shape[:2]:
             raise ValueError(f"X must be (B, D) or ({self.members}, B, D) and y (B,) or ({self.members}, B) "
@@ -205,6 +214,18 @@ class StackTrainer:
         if sample_weight is not None:
             weights = as_sample_weights(sample_weight, batches.shape[1], self.plan.dtype)[None]
         return self.plan.step(batches, labels, weights).copy()
+
+    def _regression_step(self, X, y, sample_weight) -> np.ndarray:
+        """step for regressors: X (B, D) and targets y (B,) / (B, K), shared by every member,
+        used as given (no standardisation)."""
+        if X.ndim != 2:
+            raise ValueError(f"a regression stack steps on one shared batch X (B, D), got shape {X.shape}")
+        X = as_features(X, None if self.plan is None else self.plan.layers[0], self.configs[0].dtype)
+        targets = as_targets(y, X.shape[0], None if self.plan is None else self.plan.layers[-1], self.configs[0].dtype)
+        if self.plan is None:
+            self.build(X.shape[1], targets.shape[1])
+        weights = None if sample_weight is None else as_sample_weights(sample_weight, X.shape[0], self.plan.dtype)[None]
+        return self.plan.step(X[None], targets[None], weights).copy()
 
     # ------------------------------------------------------------ epochs
     def fit(self, X, y, X_val=None, y_val=None, sample_weight=None, callbacks=(),
@@ -221,22 +242,29 @@ class StackTrainer:
         if len(y) != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)} labels")
         sample_weight = as_sample_weights(sample_weight, X.shape[0], np.float64)
-        classes = np.unique(y)
-        if len(classes) < 2:
-            raise ValueError("y has 1 class; classification needs at least 2")
+        if self.regression:  # targets (N, K), no classes
+            y = as_targets(y, X.shape[0], None if self.plan is None else self.plan.layers[-1], np.float64)
+            classes, outputs = None, y.shape[1]
+        else:
+            classes = np.unique(y)
+            outputs = len(classes)
+            if len(classes) < 2:
+                raise ValueError("y has 1 class; classification needs at least 2")
         if not warm_start or self.plan is None:
             for trainer in self.trainers:
                 trainer.model = None
                 trainer._start_over()
                 trainer.classes_ = classes
             self.statuses = [("training", None)] * self.members
-            self.build(X.shape[1], len(classes))
-        elif not np.array_equal(classes, self.trainers[0].classes_):
+            self.build(X.shape[1], outputs)
+        elif not self.regression and not np.array_equal(classes, self.trainers[0].classes_):
             raise ValueError("warm_start continues the stack's training: y must have the classes it was trained on")
         members = []
         for trainer, (status, error) in zip(self.trainers, self.statuses):
             trainer.model.classes = classes
             rows, Xv, yv = trainer.validation_split(X, y, X_val, y_val)
+            if self.regression:
+                trainer.fit_target_transform(y[rows])
             weights = trainer._row_weights(y[rows], None if sample_weight is None else sample_weight[rows])
             if weights is not None:  # by row of X, as the labels are
                 by_row = np.zeros(X.shape[0], weights.dtype)
@@ -249,6 +277,10 @@ class StackTrainer:
         any_weights = any(m.weights is not None for m in members)
         if self.plan.on_device:  # the data goes up once (every member encodes y alike)
             from numbamlp.plan import DeviceData
+
+            if any(not np.array_equal(m.y_idx, members[0].y_idx) for m in members[1:]):
+                raise ValueError("a cuda stack of regressors needs every member to standardise its targets "
+                                 "alike: give them the same early stopping and validation settings")
 
             weights = None
             if any_weights:
@@ -392,7 +424,7 @@ class StackTrainer:
         layers = checkpoints[0][1]["layers"]
         stack.build(layers[0], layers[-1])
         for trainer, (arrays, meta) in zip(stack.trainers, checkpoints):
-            trainer.restore(arrays, meta, np.asarray(meta["classes"]))
+            trainer.restore(arrays, meta, meta["classes"])
         stack.statuses = [tuple(entry) for entry in saved["statuses"]]
         return stack
 
@@ -409,5 +441,7 @@ class StackTrainer:
             "final_val_accuracy": last.get("val_accuracy"),
             "best_val_loss": best.get("val_loss"),
             "best_val_accuracy": best.get("val_accuracy"),
+            **({f"{when}_val_{name}": metrics.get(f"val_{name}") for when, metrics in (("final", last), ("best", best))
+                for name in ("mse", "r2")} if trainer.regression else {}),
             "error": member.error,
         }

@@ -385,12 +385,18 @@ class Trainer:
         rows, X_val, y_val = self.validation_split(X, y, X_val, y_val)
         if len(rows) < len(y):
             X, y, weights = X[rows], y[rows], None if weights is None else weights[rows]
+        self.fit_target_transform(y)
+        X = as_features(X, self.model.n_features, self.model.dtype)
+        return X, self.encode(y), self._row_weights(y, weights), X_val, y_val
+
+    def fit_target_transform(self, y_train: np.ndarray) -> None:
+        """Regression: standardise the targets with the training rows' statistics (y_train
+        (N, K) float64), on a fit from scratch when ``data.standardize`` is on; a warm fit
+        keeps the first fit's."""
         if self.model.target_transform is None and self.config.data.standardize and not self.fitted:
             from numbamlp.data import Standardizer
 
-            self.model.target_transform = Standardizer.fit(y)
-        X = as_features(X, self.model.n_features, self.model.dtype)
-        return X, self.encode(y), self._row_weights(y, weights), X_val, y_val
+            self.model.target_transform = Standardizer.fit(y_train)
 
     def validation_split(self, X, y, X_val, y_val):
         """(the rows to train on, X_val, y_val): with early stopping and no validation data, a
@@ -654,7 +660,7 @@ class Trainer:
 
             self.model.target_transform = Standardizer(np.asarray(arrays["target_transform.mean"]),
                                                        np.asarray(arrays["target_transform.scale"]))
-        self.classes_ = None if classes is None else np.asarray(classes)
+        self.classes_ = None if classes is None or np.ndim(classes) == 0 else np.asarray(classes)  # (a regressor: none)
         self.model.classes = self.classes_
 
 

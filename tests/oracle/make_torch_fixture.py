@@ -21,6 +21,10 @@ What it holds (np.savez_compressed, no pickle: load with allow_pickle=False):
   {activation}.{mean|weighted}.dW{l}     (out, in)
   {activation}.{mean|weighted}.db{l}     (out,)
   {activation}.{mean|weighted}.dX        (B, D)  gradient of the loss with respect to X
+  Y (B, 3) float regression targets (their own generator: the arrays above are unchanged),
+  {activation}.squared_error.{mean|weighted}.{loss|dW{l}|db{l}|dX}: the same for the squared
+      error ½ Σ_k (s − y)², averaged over rows (weighted: Σ wᵢLᵢ / Σ wᵢ), scikit-learn's
+      MLPRegressor loss
   metadata                               ()      str, JSON: torch and numpy versions, the
                                                  command, the activations and their torch calls
 for the seven activations: relu, leaky_relu (slope 0.1), elu (α 1), sigmoid, gelu (exact,
@@ -65,10 +69,11 @@ def problem() -> dict:
         arrays[f"W{layer}"][unit] = 0.0
         arrays[f"b{layer}"][unit] = 0.0
     arrays["y"] = arrays["y"].astype(np.int64)
+    arrays["Y"] = np.random.default_rng(20240612).normal(size=(BATCH, LAYERS[-1]))
     return arrays
 
 
-def gradients(arrays: dict, activation, weighted: bool) -> dict:
+def gradients(arrays: dict, activation, weighted: bool, loss_name: str = "cross_entropy") -> dict:
     """Loss and gradients by autograd: A = H Wᵀ + b per layer, φ between layers."""
     X = torch.tensor(arrays["X"], requires_grad=True)
     params = [(torch.tensor(arrays[f"W{l}"], requires_grad=True), torch.tensor(arrays[f"b{l}"], requires_grad=True))
@@ -78,12 +83,17 @@ def gradients(arrays: dict, activation, weighted: bool) -> dict:
         h = h @ W.T + b
         if layer < len(params) - 1:
             h = activation(h)
-    y = torch.tensor(arrays["y"])
+    if loss_name == "squared_error":
+        rows = 0.5 * ((h - torch.tensor(arrays["Y"])) ** 2).sum(dim=1)
+    else:
+        rows = F.cross_entropy(h, torch.tensor(arrays["y"]), reduction="none")
     if weighted:
         w = torch.tensor(arrays["sample_weight"])
-        loss = (w * F.cross_entropy(h, y, reduction="none")).sum() / w.sum()
+        loss = (w * rows).sum() / w.sum()
+    elif loss_name == "squared_error":
+        loss = rows.mean()
     else:
-        loss = F.cross_entropy(h, y)  # the mean over the batch
+        loss = F.cross_entropy(h, torch.tensor(arrays["y"]))  # the mean over the batch
     loss.backward()
     out = {"loss": np.array(loss.item()), "dX": X.grad.numpy().copy()}
     for layer, (W, b) in enumerate(params):
@@ -98,6 +108,8 @@ def main() -> None:
         for case in ("mean", "weighted"):
             for key, value in gradients(arrays, function, case == "weighted").items():
                 arrays[f"{name}.{case}.{key}"] = value
+            for key, value in gradients(arrays, function, case == "weighted", "squared_error").items():
+                arrays[f"{name}.squared_error.{case}.{key}"] = value
     script = Path(__file__).resolve()
     command = " ".join([sys.executable, str(script.relative_to(script.parents[2])), *sys.argv[1:]])
     metadata = {
@@ -110,6 +122,7 @@ def main() -> None:
         "batch": BATCH,
         "activations": {name: call for name, (_, call) in ACTIVATIONS.items()},
         "loss": "F.cross_entropy(S, y) (mean); weighted: sum(w * F.cross_entropy(S, y, reduction='none')) / sum(w)",
+        "squared_error": "0.5 * ((S - Y) ** 2).sum(dim=1), mean over rows; weighted: sum(w * rows) / sum(w)",
     }
     arrays["metadata"] = np.array(json.dumps(metadata, sort_keys=True))
     np.savez_compressed(OUT, **arrays)
