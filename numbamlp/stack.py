@@ -264,7 +264,7 @@ class StackTrainer:
             trainer.model.classes = classes
             rows, Xv, yv = trainer.validation_split(X, y, X_val, y_val)
             if self.regression:
-                trainer.fit_target_transform(y[rows])
+                trainer.fit_target_transform(y[rows], None if sample_weight is None else sample_weight[rows])
             weights = trainer._row_weights(y[rows], None if sample_weight is None else sample_weight[rows])
             if weights is not None:  # by row of X, as the labels are
                 by_row = np.zeros(X.shape[0], weights.dtype)

@@ -385,18 +385,23 @@ class Trainer:
         rows, X_val, y_val = self.validation_split(X, y, X_val, y_val)
         if len(rows) < len(y):
             X, y, weights = X[rows], y[rows], None if weights is None else weights[rows]
-        self.fit_target_transform(y)
+        self.fit_target_transform(y, weights)
         X = as_features(X, self.model.n_features, self.model.dtype)
         return X, self.encode(y), self._row_weights(y, weights), X_val, y_val
 
-    def fit_target_transform(self, y_train: np.ndarray) -> None:
-        """Regression: standardise the targets with the training rows' statistics (y_train
-        (N, K) float64), on a fit from scratch when ``data.standardize`` is on; a warm fit
-        keeps the first fit's."""
+    def fit_target_transform(self, y_train: np.ndarray, sample_weight: np.ndarray | None = None) -> None:
+        """Regression: standardise the targets with the training rows' (weighted) mean and
+        standard deviation (y_train (N, K) float64, sample_weight (N,) or None; a constant
+        target keeps scale 1), on a fit from scratch when ``data.standardize`` is on; a warm
+        fit keeps the first fit's.  Weighted, so that weight 2 on a row means what the row
+        twice means (scikit-learn's check_sample_weight_equivalence)."""
         if self.model.target_transform is None and self.config.data.standardize and not self.fitted:
             from numbamlp.data import Standardizer
 
-            self.model.target_transform = Standardizer.fit(y_train)
+            mean = np.average(y_train, axis=0, weights=sample_weight)
+            scale = np.sqrt(np.average((y_train - mean) ** 2, axis=0, weights=sample_weight))
+            scale[scale == 0] = 1.0
+            self.model.target_transform = Standardizer(mean, scale)
 
     def validation_split(self, X, y, X_val, y_val):
         """(the rows to train on, X_val, y_val): with early stopping and no validation data, a

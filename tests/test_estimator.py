@@ -10,7 +10,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
-from numbamlp import MLPClassifier
+from numbamlp import MLPClassifier, MLPRegressor
 from numbamlp.estimator import expected_failed_checks
 
 
@@ -25,6 +25,37 @@ def test_check_estimator(params):
     statuses = {r["check_name"]: r["status"] for r in results}
     assert "failed" not in statuses.values()
     assert sum(s == "passed" for s in statuses.values()) >= 50
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("params", [{}, {"random_state": 0}, {"random_state": 0, "dtype": "float32"}])
+def test_check_estimator_regressor(params):
+    """MLPRegressor: 0 failures; float32's expected failures are the classifier's, for the
+    same reasons (FLOAT32_EXPECTED_FAILURES)."""
+    estimator = MLPRegressor(**params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(estimator, expected_failed_checks=expected_failed_checks(estimator))
+    statuses = {r["check_name"]: r["status"] for r in results}
+    assert "failed" not in statuses.values()
+    assert sum(s == "passed" for s in statuses.values()) >= 50
+
+
+def test_regressor_api_and_a_loose_r2_on_diabetes():
+    """The defaults behind a StandardScaler (bench/regression.py measures them against
+    scikit-learn's, 5-fold); here only a sanity bound on one split, and the API."""
+    from sklearn.datasets import load_diabetes
+
+    X, y = load_diabetes(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(), MLPRegressor(random_state=0)).fit(X[:350], y[:350])
+    assert pipe.score(X[350:], y[350:]) > 0.3
+    reg = pipe[-1]
+    assert reg.out_activation_ == "identity" and reg.n_outputs_ == 1 and reg.n_iter_ == 100
+    assert pipe.predict(X[350:]).shape == (92,)
+    two = MLPRegressor(random_state=0, max_iter=5).fit(X, np.column_stack([y, -y]))
+    assert two.predict(X).shape == (442, 2) and two.n_outputs_ == 2
+    with pytest.raises(ValueError):
+        MLPRegressor().fit(X, np.array(["a"] * len(X)))
 
 
 def test_pipeline_and_grid_search():

@@ -177,7 +177,8 @@ def test_stack_members_compute_the_bits_they_compute_alone():
     X, y = rng.normal(size=(90, 5)), rng.normal(size=90)
     configs = [{"task": "regression", "dtype": "float64", "epochs": 3, "batch_size": 16, "seed": seed,
                 "model": {"hidden": [7]}, "optimizer": optimizer}
-               for seed, optimizer in ((0, {"name": "adam"}), (1, {"name": "momentum", "lr": 0.01}), (2, {"name": "adam", "lr": 0.003}))]
+               for seed, optimizer in ((0, {"name": "adam"}), (1, {"name": "adam", "lr": 0.01}),
+                                       (2, {"name": "adam", "lr": 0.003, "weight_decay": 0.0}))]
     stack = StackTrainer(configs)
     stack.fit(X, y)
     for m, config in enumerate(configs):
