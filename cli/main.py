@@ -28,6 +28,7 @@ class CliError(click.ClickException):
 # description; tests check that every path names a real field.
 _STR_OR_INT = click.STRING
 TRAIN_FLAGS = [
+    ("--task", "task", str, ""),
     ("--data", "data.train", str, ""),
     ("--test", "data.test", str, ""),
     ("--val", "data.val", str, ""),
@@ -311,8 +312,11 @@ def train(config_file, out, resume, overwrite, validate, as_json, quiet, **flags
     from numbamlp.text import counted
 
     best = f", weights of epoch {summary['best_epoch']}" if summary["best_epoch"] is not None else ""
+    score = (f"test R²: {summary['test_r2']:.4f}  test MSE: {summary['test_mse']:.6g}  test MAE: {summary['test_mae']:.6g}"
+             if summary["task"] == "regression" else
+             f"test accuracy: {summary['test_accuracy']:.4f}  test loss: {summary['test_loss']:.4f}")
     click.echo(
-        f"test accuracy: {summary['test_accuracy']:.4f}  test loss: {summary['test_loss']:.4f}  "
+        f"{score}  "
         f"({summary['test_rows']} test rows, layers {summary['layers']}, {summary['activation']}, "
         f"{summary['backend']}/{summary['dtype']}, {counted(summary['epochs_run'], 'epoch')}"
         f"{', stopped early' if summary['stopped_early'] else ''}{best})"

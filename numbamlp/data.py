@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-BUILTIN_SETS = ("digits", "iris", "wine", "breast_cancer", "spiral")
+BUILTIN_SETS = ("digits", "iris", "wine", "breast_cancer", "spiral", "diabetes")
+REGRESSION_SETS = ("diabetes",)  # scikit-learn's bundled copy: float targets, for task regression
 
 
 class DataError(ValueError):
@@ -65,17 +66,21 @@ def spiral(n_per_class: int = 100, n_classes: int = 3, noise: float = 0.2, seed:
 
 
 def load_dataset(source: str, seed: int = 0, label_column: str | int | None = None,
-                 dtype=np.float64) -> Dataset:
+                 dtype=np.float64, task: str = "classification") -> Dataset:
     """Load ``builtin:NAME``, a .csv, .parquet or .npz file, or a folder of .npy files,
     checked; DataError otherwise.
 
     X (N, D) is of ``dtype`` (a memory map of the file's own dtype for an .npy folder), y (N,)
-    integers or class names.  ``Dataset.owned`` says whether X may be overwritten in place.
+    integers or class names, or, for task "regression", float64 targets.  ``Dataset.owned``
+    says whether X may be overwritten in place.
     """
     if source.startswith("builtin:"):
         name = source.split(":", 1)[1]
         if name not in BUILTIN_SETS:
             raise DataError(f"unknown built-in data set {name!r}; choose one of {', '.join(BUILTIN_SETS)}")
+        if (name in REGRESSION_SETS) != (task == "regression"):
+            kind = "regression" if name in REGRESSION_SETS else "classification"
+            raise DataError(f"builtin:{name} is a {kind} data set; use it with --task {kind}")
         if name == "spiral":
             X, y = spiral(seed=seed)
         elif name == "digits" and _bundled_file("digits.csv.gz") is not None:
@@ -92,16 +97,16 @@ def load_dataset(source: str, seed: int = 0, label_column: str | int | None = No
         if not (path / "X.npy").exists() and not (path / "y.npy").exists():
             raise DataError(f"{source} is a directory without X.npy and y.npy; expected a data file "
                             "or a folder holding X.npy and y.npy")
-        return _read_npy_folder(path)
-    readers = {".npz": lambda: _read_npz(path, dtype), ".csv": lambda: _read_csv(path, label_column, dtype),
+        return _read_npy_folder(path, task)
+    readers = {".npz": lambda: _read_npz(path, dtype), ".csv": lambda: _read_csv(path, label_column, dtype, task),
                ".parquet": lambda: _read_parquet(path, label_column, dtype)}
     if path.suffix not in readers:
         raise DataError(f"unsupported data file {source}: expected builtin:NAME, a .csv, .parquet or .npz "
                         "file, or a folder holding X.npy and y.npy")
     data = readers[path.suffix]()
-    data.X, data.y = check_arrays(data.X, data.y, source, dtype)
+    data.X, data.y = check_arrays(data.X, data.y, source, dtype, task)
     if data.X_test is not None:
-        data.X_test, data.y_test = check_arrays(data.X_test, data.y_test, f"{source} (X_test, y_test)", dtype)
+        data.X_test, data.y_test = check_arrays(data.X_test, data.y_test, f"{source} (X_test, y_test)", dtype, task)
     return data
 
 
@@ -229,7 +234,7 @@ def _read_exactly(f, count: int, dtype, member: str) -> np.ndarray:
 NPY_FOLDER_FILES = ("X.npy", "y.npy", "X_test.npy", "y_test.npy")
 
 
-def _read_npy_folder(path: Path) -> Dataset:
+def _read_npy_folder(path: Path, task: str = "classification") -> Dataset:
     """A folder holding X.npy and y.npy (optionally X_test.npy and y_test.npy): the X arrays
     memory-mapped read-only (their pages are read as they are used), the labels loaded."""
     present = {name[:-4]: path / name for name in NPY_FOLDER_FILES if (path / name).exists()}
@@ -256,9 +261,9 @@ def _read_npy_folder(path: Path) -> Dataset:
             raise DataError(f"{path}: {X_key}.npy has {len(arrays[X_key])} rows but {y_key}.npy has "
                             f"{len(arrays[y_key])} labels")
     data = Dataset(arrays["X"], arrays["y"], arrays.get("X_test"), arrays.get("y_test"), name=str(path))
-    data.X, data.y = check_arrays(data.X, data.y, str(path), None)
+    data.X, data.y = check_arrays(data.X, data.y, str(path), None, task)
     if data.X_test is not None:
-        data.X_test, data.y_test = check_arrays(data.X_test, data.y_test, f"{path} (X_test, y_test)", None)
+        data.X_test, data.y_test = check_arrays(data.X_test, data.y_test, f"{path} (X_test, y_test)", None, task)
     return data
 
 
@@ -327,14 +332,15 @@ def _csv_features(path: Path, header, rows, label: int | None) -> np.ndarray:
     return X
 
 
-def _read_csv(path: Path, label_column, dtype) -> Dataset:
+def _read_csv(path: Path, label_column, dtype, task: str = "classification") -> Dataset:
     """A CSV file: pyarrow's streaming reader when it is installed and takes the file, else
     the csv module, which also names the row, column and value of whatever pyarrow refused."""
     data = _read_csv_arrow(path, label_column, dtype)
     if data is None:
         data = _read_csv_python(path, label_column)
         data.X = data.X.astype(dtype, copy=False)
-    _check_csv_labels(data.y, path, data.header, data.label, data.width)
+    if task != "regression":  # (a regressor's targets are non-integral numbers)
+        _check_csv_labels(data.y, path, data.header, data.label, data.width)
     return data
 
 
@@ -583,7 +589,7 @@ def _label_index(label_column, header, width: int, path) -> int:
     return header.index(label_column)
 
 
-def check_arrays(X, y, source: str = "data", dtype=np.float64):
+def check_arrays(X, y, source: str = "data", dtype=np.float64, task: str = "classification"):
     """Validate features and labels at the boundary; returns (X (N, D) of ``dtype``, y (N,)).
 
     ``dtype`` None keeps X's own: a memory map stays one, and its values are checked as
@@ -607,6 +613,12 @@ def check_arrays(X, y, source: str = "data", dtype=np.float64):
         X = X.astype(dtype, copy=False)
     if not isinstance(X, np.memmap):  # (a map's values are checked as split_arrays reads them)
         check_finite(X, source)
+    if task == "regression":
+        if y.dtype.kind not in "biuf":
+            raise DataError(f"{source}: regression targets must be numbers, not {y.dtype} (e.g. {y[0]!r})")
+        if not np.isfinite(y).all():
+            raise DataError(f"{source}: y contains NaN or infinite targets")
+        return X, y.astype(np.float64)
     if y.dtype.kind == "f":
         if not np.isfinite(y).all():
             raise DataError(f"{source}: y contains NaN or infinite labels")
@@ -739,7 +751,7 @@ class Splits:
     standardizer: Standardizer | None
 
 
-def prepare(data_config, seed: int, dtype=np.float64) -> Splits:
+def prepare(data_config, seed: int, dtype=np.float64, task: str = "classification") -> Splits:
     """Load ``data_config.train`` (and ``.test``, ``.val``), split and standardise as configured.
 
     Without a separate test set, a stratified ``test_fraction`` of the rows is held out;
@@ -752,18 +764,18 @@ def prepare(data_config, seed: int, dtype=np.float64) -> Splits:
     float32 size at the peak of reading (see the module docstring).
     """
     seed = data_seed(data_config, seed)
-    data = load_dataset(data_config.train, seed, data_config.label_column, dtype)
+    data = load_dataset(data_config.train, seed, data_config.label_column, dtype, task)
     test = val = None
     if data_config.test is not None:
-        loaded = load_dataset(data_config.test, seed, data_config.label_column, dtype)
+        loaded = load_dataset(data_config.test, seed, data_config.label_column, dtype, task)
         test = (loaded.X, loaded.y, data_config.test)
     elif data.X_test is not None and data.y_test is not None:
         test = (data.X_test, data.y_test, f"{data_config.train} (X_test, y_test)")
     if data_config.val is not None:
-        loaded = load_dataset(data_config.val, seed, data_config.label_column, dtype)
+        loaded = load_dataset(data_config.val, seed, data_config.label_column, dtype, task)
         val = (loaded.X, loaded.y, data_config.val)
     return split_arrays(data.X, data.y, data_config, seed, test=test, val=val, dtype=dtype,
-                        overwrite=data.owned)
+                        overwrite=data.owned, task=task)
 
 
 def data_seed(data_config, seed: int) -> int:
@@ -772,7 +784,7 @@ def data_seed(data_config, seed: int) -> int:
 
 
 def split_arrays(X, y, data_config, seed: int, test=None, val=None, source: str | None = None,
-                 dtype=np.float64, overwrite: bool = False) -> Splits:
+                 dtype=np.float64, overwrite: bool = False, task: str = "classification") -> Splits:
     """``prepare``'s splits and standardisation of arrays already loaded: ``test`` and ``val``
     are None or (X, y, where they came from); ``seed`` draws the held-out rows.
 
@@ -781,25 +793,27 @@ def split_arrays(X, y, data_config, seed: int, test=None, val=None, source: str 
     place; only the held-out rows are copied out meanwhile), else a new buffer gathered from
     X by index chunk by chunk (X, which may be a memory map, is only read).  The splits are
     views of that buffer; given test and validation arrays are standardised in place when
-    ``overwrite``, else copied.
+    ``overwrite``, else copied.  Held-out rows are drawn stratified by class, or, for task
+    "regression", by a plain seeded shuffle (holdout_split).
     """
     source = source or data_config.train
     y = np.asarray(y)
-    if len(np.unique(y)) < 2:
+    regression = task == "regression"
+    if not regression and len(np.unique(y)) < 2:
         raise DataError(f"{source}: y has a single class; classification needs at least 2")
     rows = np.arange(len(y))
     if test is None:
-        rows, test_rows, _, _ = stratified_split(rows, y, data_config.test_fraction, seed)
+        rows, test_rows, _, _ = holdout_split(rows, y, data_config.test_fraction, seed, task)
     else:
         X_test, y_test, test_source = test
     val_rows = None
     if val is not None:
         X_val, y_val, val_source = val
-        check_like_training(X_val, y_val, X, y[rows], val_source, source)
+        check_like_training(X_val, y_val, X, y[rows], val_source, source, regression)
     elif data_config.val_fraction > 0:
-        rows, val_rows, _, _ = stratified_split(rows, y[rows], data_config.val_fraction, seed)
+        rows, val_rows, _, _ = holdout_split(rows, y[rows], data_config.val_fraction, seed, task)
     if test is not None:  # (against the rows that train)
-        check_like_training(X_test, y_test, X, y[rows], test_source, source)
+        check_like_training(X_test, y_test, X, y[rows], test_source, source, regression)
     parts = [part for part in (rows, val_rows, None if test is not None else test_rows) if part is not None]
     whole = len(rows) == len(y)  # every row trains, in order: nothing to reorder
     if whole and X.dtype == dtype and X.flags.c_contiguous and (overwrite or not data_config.standardize):
@@ -882,11 +896,13 @@ def _gather_rows(X, parts: list[np.ndarray], dtype, source: str) -> np.ndarray:
     return out
 
 
-def check_like_training(X, y, X_train, y_train, source: str, train_source: str) -> None:
+def check_like_training(X, y, X_train, y_train, source: str, train_source: str, regression: bool = False) -> None:
     """DataError unless (X, y) can be scored by a model trained on (X_train, y_train): the
-    same number of features, and only labels that occur in training."""
+    same number of features, and (classification) only labels that occur in training."""
     if X.shape[1] != X_train.shape[1]:
         raise DataError(f"{source} has {X.shape[1]} features but the training data {train_source} has {X_train.shape[1]}")
+    if regression:
+        return
     def kind(labels):
         return "class names" if labels.dtype.kind in "US" else "numeric labels"
 

@@ -5,9 +5,11 @@ renamed into place, so a reader sees the old file or the new one, never half of 
 
 A model file is one ``.safetensors`` file: tensors ``layers.{i}.W`` (out, in),
 ``layers.{i}.b`` (out,) in the model's dtype, optionally ``input_transform.mean`` /
-``.scale`` (D,) in float64, and under the header's metadata key ``numbamlp`` a JSON
-document with the layer sizes, activation and its parameter, dtype, class labels, versions
-and the training config.  ``load_model`` checks every tensor's dtype and shape against that
+``.scale`` (D,) in float64, for a regressor optionally ``target_transform.mean`` / ``.scale``
+(K,) in float64 (the target standardisation predictions undo), and under the header's
+metadata key ``numbamlp`` a JSON document with the task, layer sizes, activation and its
+parameter, dtype, class labels, versions and the training config.  A file without a task
+(written before regression existed) is a classifier.  ``load_model`` checks every tensor's dtype and shape against that
 document and refuses tensors the format does not name.
 """
 
@@ -25,7 +27,7 @@ import numpy as np
 
 from numbamlp.data import Standardizer
 from numbamlp.kernels import ACTIVATION_NAMES, activation_spec
-from numbamlp.model import MLP
+from numbamlp.model import MLP, TASK_LOSSES
 
 MODEL_FORMAT = "numbamlp-model"
 CHECKPOINT_FORMAT = "numbamlp-checkpoint"
@@ -176,13 +178,14 @@ def save_model(model: MLP, path, config: dict | None = None) -> None:
     tensors = {}
     for i, (W, b) in enumerate(model.params):
         tensors[f"layers.{i}.W"], tensors[f"layers.{i}.b"] = W, b
-    transform = model.input_transform
-    if transform is not None:
-        tensors["input_transform.mean"] = np.asarray(transform.mean, dtype=np.float64)
-        tensors["input_transform.scale"] = np.asarray(transform.scale, dtype=np.float64)
+    for kind, transform in (("input_transform", model.input_transform), ("target_transform", model.target_transform)):
+        if transform is not None:
+            tensors[f"{kind}.mean"] = np.asarray(transform.mean, dtype=np.float64)
+            tensors[f"{kind}.scale"] = np.asarray(transform.scale, dtype=np.float64)
     meta = {
         "format": MODEL_FORMAT,
         "format_version": FORMAT_VERSION,
+        "task": model.task,
         "layers": model.layers,
         "activation": model.activation,
         "activation_alpha": activation_spec(model.activation).alpha,
@@ -197,6 +200,8 @@ def save_model(model: MLP, path, config: dict | None = None) -> None:
 # The standardisation a model file may carry: both or neither, float64 (D,) whatever the
 # model's dtype (it is applied to the raw features before they are cast to it).
 TRANSFORM_TENSORS = ("input_transform.mean", "input_transform.scale")
+# A regressor's target standardisation: both or neither, float64 (K,).
+TARGET_TENSORS = ("target_transform.mean", "target_transform.scale")
 
 
 def _check_model_tensors(path, tensors: dict, layers: list, dtype: str) -> None:
@@ -211,6 +216,8 @@ def _check_model_tensors(path, tensors: dict, layers: list, dtype: str) -> None:
         expected[f"layers.{i}.b"] = (dtype, (n_out,))
     if any(name in tensors for name in TRANSFORM_TENSORS):
         expected.update({name: ("float64", (layers[0],)) for name in TRANSFORM_TENSORS})
+    if any(name in tensors for name in TARGET_TENSORS):
+        expected.update({name: ("float64", (layers[-1],)) for name in TARGET_TENSORS})
     for name, (want_dtype, shape) in expected.items():
         array = tensors.get(name)
         if array is None or array.shape != shape or array.dtype.name != want_dtype:
@@ -224,6 +231,8 @@ def _check_model_tensors(path, tensors: dict, layers: list, dtype: str) -> None:
             raise ModelFileError(f"{path}: tensor {name} holds NaN or infinite values")
     if TRANSFORM_TENSORS[1] in tensors and not (tensors[TRANSFORM_TENSORS[1]] > 0).all():
         raise ModelFileError(f"{path}: tensor {TRANSFORM_TENSORS[1]} must be positive (it divides the features)")
+    if TARGET_TENSORS[1] in tensors and not (tensors[TARGET_TENSORS[1]] > 0).all():
+        raise ModelFileError(f"{path}: tensor {TARGET_TENSORS[1]} must be positive (it scales the targets)")
 
 
 def load_model(path):
@@ -237,9 +246,14 @@ def load_model(path):
         raise ModelFileError(f"{path}: unknown activation {activation!r}")
     if dtype not in ("float32", "float64"):
         raise ModelFileError(f"{path}: unsupported dtype {dtype!r}")
+    task = meta.get("task", "classification")  # files from before regression: classifiers
+    if task not in TASK_LOSSES:
+        raise ModelFileError(f"{path}: unknown task {task!r}")
+    if task == "classification" and TARGET_TENSORS[0] in tensors:
+        raise ModelFileError(f"{path}: a classifier's file holds a target standardisation")
     _check_model_tensors(path, tensors, layers, dtype)
     params = [(tensors[f"layers.{i}.W"], tensors[f"layers.{i}.b"]) for i in range(len(layers) - 1)]
-    model = MLP.from_params(params, activation=activation, dtype=dtype)
+    model = MLP.from_params(params, activation=activation, dtype=dtype, task=task)
     classes = meta.get("classes")
     if classes is not None:
         if not isinstance(classes, list) or len(classes) > layers[-1]:
@@ -247,6 +261,8 @@ def load_model(path):
         model.classes = np.asarray(classes)
     if TRANSFORM_TENSORS[0] in tensors:
         model.input_transform = Standardizer(*(tensors[name] for name in TRANSFORM_TENSORS))
+    if TARGET_TENSORS[0] in tensors:
+        model.target_transform = Standardizer(*(tensors[name] for name in TARGET_TENSORS))
     model.metadata = meta
     return model
 

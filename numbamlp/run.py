@@ -51,7 +51,7 @@ def held_out_test_split(directory):
     from numbamlp.data import prepare
 
     config = read_run_config(directory)
-    splits = prepare(config.data.model_copy(update={"standardize": False}), config.seed)
+    splits = prepare(config.data.model_copy(update={"standardize": False}), config.seed, task=config.task)
     return splits.X_test, splits.y_test
 
 
@@ -144,15 +144,17 @@ def train_run(config: TrainConfig, out=None, resume=None, overwrite: bool = Fals
         check_output_directory(out)
         if holds_run(Path(out)) and not overwrite:
             raise RunDirectoryTaken(out)
-    splits = prepare(config.data, config.seed)
+    splits = prepare(config.data, config.seed, task=config.task)
     trainer = Trainer(config)
+    # a regressor's outputs: its targets (N,) or (N, K); a classifier's: its classes
+    outputs = (1 if splits.y_train.ndim == 1 else splits.y_train.shape[1]) if trainer.regression else None
     if resume is not None:
         arrays, meta = load_checkpoint(directory / "checkpoint")
-        classes = np.asarray(meta["classes"])
-        trainer.build(splits.X_train.shape[1], len(classes))
+        classes = meta["classes"]
+        trainer.build(splits.X_train.shape[1], outputs or len(classes))
         trainer.restore(arrays, meta, classes)
     else:
-        trainer.build(splits.X_train.shape[1], len(np.unique(splits.y_train)))
+        trainer.build(splits.X_train.shape[1], outputs or len(np.unique(splits.y_train)))
     claimed = None
     try:
         if resume is None:
@@ -192,10 +194,13 @@ def _finish(trainer, splits, directory: Path, config: TrainConfig, config_dump: 
     saved_epoch = trainer.best_epoch if trainer.best_epoch is not None else trainer.epoch
     saved = trainer.epoch_metrics(saved_epoch)
     summary = {
-        "test_accuracy": None if test is None else test["accuracy"],
+        "test_accuracy": None if test is None or trainer.regression else test["accuracy"],
         "test_loss": None if test is None else test["loss"],
         "val_accuracy": saved.get("val_accuracy"),
         "val_loss": saved.get("val_loss"),
+        **({f"test_{name}": None if test is None else test[name] for name in ("r2", "mse", "mae")}
+           | {f"val_{name}": saved.get(f"val_{name}") for name in ("r2", "mse")} if trainer.regression else {}),
+        "task": config.task,
         "best_epoch": trainer.best_epoch,
         "epochs_run": trainer.epoch,
         "stopped_early": trainer.stopped_early,
