@@ -690,7 +690,8 @@ def _load_model(path: str):
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 def evaluate(model_path, data, label_column, as_json):
     """Loss, accuracy, balanced accuracy, macro F1, per-class precision/recall and the
-    confusion matrix of MODEL on --data (a run directory: on its held-out test rows).
+    confusion matrix of MODEL on --data (a run directory: on its held-out test rows); for a
+    regressor, R², MSE and MAE in the targets' units.
 
     MODEL is a .safetensors model file or a run directory (its model.safetensors).
     """
@@ -704,7 +705,7 @@ def evaluate(model_path, data, label_column, as_json):
     model = _load_model(model_path)
     try:
         if data is not None:
-            dataset = load_dataset(data, label_column=label_column)
+            dataset = load_dataset(data, label_column=label_column, task=model.task)
             X, labels, source = dataset.X, dataset.y, data
         elif Path(model_path).is_dir():
             X, labels = held_out_test_split(model_path)
@@ -715,6 +716,9 @@ def evaluate(model_path, data, label_column, as_json):
         S = model.scores(X)
     except ValueError as err:
         raise CliError(str(err)) from None
+    if model.task == "regression":
+        _evaluate_regressor(model, S, labels, as_json)
+        return
     classes = model.classes if model.classes is not None else np.arange(model.n_classes)
     lookup = {label: i for i, label in enumerate(classes.tolist())}
     unknown = sorted({str(v) for v in labels.tolist() if v not in lookup})
@@ -784,24 +788,51 @@ def predict(model_path, data, label_column, proba, out_file, overwrite):
     if out_file:
         _check_output_file(out_file, overwrite)
     model = _load_model(model_path)
+    if proba and model.task == "regression":
+        raise CliError("--proba is for classifiers; this model is a regressor (its predictions are values)")
     try:
-        X = read_features(data, model.n_features, label_column)
-        P = model.predict_proba(X)
+        X = read_features(data, model.n_features, label_column, task=model.task)
+        P = model.predict(X) if model.task == "regression" else model.predict_proba(X)
     except ValueError as err:
         raise CliError(str(err)) from None
+    if model.task == "regression":  # one column of values per output
+        values = P.reshape(len(P), -1)
+        buffer = text_io.StringIO()
+        table = csv.writer(buffer, lineterminator="\n")
+        table.writerow(["prediction"] if values.shape[1] == 1 else [f"prediction_{k}" for k in range(values.shape[1])])
+        table.writerows([[f"{v:.9g}" for v in row] for row in values])
+        _write_predictions(buffer.getvalue(), len(values), out_file)
+        return
     classes = model.classes if model.classes is not None else np.arange(model.n_classes)
     buffer = text_io.StringIO()
     table = csv.writer(buffer, lineterminator="\n")  # quotes class names that hold commas or quotes
     table.writerow(["prediction"] + ([f"p_{c}" for c in classes.tolist()] if proba else []))
     for label, row in zip(classes[np.argmax(P, axis=1)].tolist(), P):
         table.writerow([label] + ([f"{p:.6g}" for p in row] if proba else []))
+    _write_predictions(buffer.getvalue(), len(P), out_file)
+
+
+def _write_predictions(text: str, rows: int, out_file) -> None:
+    """predict's CSV to ``out_file`` (atomically) or stdout."""
     if out_file:
         from numbamlp.io import atomic_write_bytes
 
-        atomic_write_bytes(out_file, buffer.getvalue().encode())
-        click.echo(f"wrote {len(P)} predictions to {out_file}", err=True)
+        atomic_write_bytes(out_file, text.encode())
+        click.echo(f"wrote {rows} predictions to {out_file}", err=True)
     else:
-        click.echo(buffer.getvalue(), nl=False)
+        click.echo(text, nl=False)
+
+
+def _evaluate_regressor(model, S, targets, as_json: bool) -> None:
+    """eval's report for a regressor: R², MSE, MAE (numbamlp.trainer.regression_metrics) of
+    its predictions from outputs S (N, K) against the targets."""
+    from numbamlp.trainer import regression_metrics
+
+    result = {"rows": len(S), **regression_metrics(targets, model.values(S))}
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"R² {result['r2']:.4f}  MSE {result['mse']:.6g}  MAE {result['mae']:.6g}  ({result['rows']} rows)")
 
 
 @main.command()

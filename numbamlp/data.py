@@ -545,7 +545,8 @@ def _read_parquet(path: Path, label_column, dtype) -> Dataset:
     return Dataset(X, y, name=str(path), owned=True)
 
 
-def read_features(source: str, n_features: int, label_column=None, seed: int = 0) -> np.ndarray:
+def read_features(source: str, n_features: int, label_column=None, seed: int = 0,
+                  task: str = "classification") -> np.ndarray:
     """Features (N, n_features) for prediction.
 
     builtin and .npz: the X array.  CSV: every column, or every column but the label
@@ -553,7 +554,7 @@ def read_features(source: str, n_features: int, label_column=None, seed: int = 0
     """
     path = Path(source)
     if source.startswith("builtin:") or path.suffix != ".csv":
-        X = load_dataset(source, seed, label_column).X
+        X = load_dataset(source, seed, label_column, task=task).X
         if isinstance(X, np.memmap):  # (check_arrays leaves a map's values to their first read)
             check_finite(X, source)
     else:
