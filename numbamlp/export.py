@@ -190,10 +190,23 @@ def _classifier_head(g: _Graph, logits: str, model) -> list:
             helper.make_tensor_value_info("label", label_type, ["N"])]
 
 
-# The graph's last part per task, after the logits (N, K): its nodes, and the outputs it
-# declares.  A regressor's head will be its own small function here, ``predictions`` (N, K)
-# = logits·y_scale + y_mean when its targets were standardised.
-_HEADS = {"classification": _classifier_head}
+def _regressor_head(g: _Graph, outputs: str, model) -> list:
+    """predictions (N, K) float32 in the targets' units: outputs·scale + mean when the targets
+    were standardised (model.target_transform), else the outputs; the graph's output."""
+    from onnx import TensorProto, helper
+
+    transform = model.target_transform
+    if transform is None:
+        g.op("Identity", [outputs], "predictions")
+    else:
+        scale = np.asarray(transform.scale, dtype=np.float32)
+        mean = np.asarray(transform.mean, dtype=np.float32)
+        g.op("Add", [g.op("Mul", [outputs, g.constant("y_scale", scale)]), g.constant("y_mean", mean)], "predictions")
+    return [helper.make_tensor_value_info("predictions", TensorProto.FLOAT, ["N", model.n_classes])]
+
+
+# The graph's last part per task, after the logits (N, K): its nodes, and the outputs it declares.
+_HEADS = {"classification": _classifier_head, "regression": _regressor_head}
 
 
 def _metadata(model, task: str) -> dict[str, str]:
@@ -238,7 +251,7 @@ def build_onnx_model(model, opset: int | None = None):
 
     opset = check_opset(opset)
     model = _as_mlp(model)
-    task = getattr(model, "task", "classification")  # numbamlp's models are classifiers so far
+    task = getattr(model, "task", "classification")
     if task not in _HEADS:
         raise ValueError(f"ONNX export of {task} models is not supported yet")
     if model.flat_params.size * 4 > _PROTOBUF_LIMIT:

@@ -218,13 +218,48 @@ def test_unsupported_opsets_are_refused(opset, tmp_path):
     assert "\n" not in str(err.value) and not (tmp_path / "m.onnx").exists()
 
 
+def regressor(activation="relu", outputs=2, standardize_targets=True, seed=1):
+    """A regressor MLP [5, 16, 12, K]: features standardised as classifier's, and targets far
+    from standardised (means ~1000, spreads ~50), as a fitted one holds them."""
+    model = MLP([5, 16, 12, outputs], activation, dtype="float32", seed=seed, task="regression")
+    model.input_transform = Standardizer.fit(raw_features(500, seed=7).astype(np.float64))
+    if standardize_targets:
+        model.target_transform = Standardizer(np.linspace(1000.0, -300.0, outputs), np.linspace(50.0, 3.0, outputs))
+    return model
+
+
+@pytest.mark.parametrize("activation", ACTIVATION_NAMES)
+def test_a_regressors_predictions_match_numbamlp(activation, tmp_path):
+    """predictions (N, K) float32, in the targets' units, within 1e-4 of their scale."""
+    model = regressor(activation)
+    path = tmp_path / "model.onnx"
+    export_onnx(model, path)
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+    for level_name, level in LEVELS.items():
+        sess = session(path, level)
+        assert [o.name for o in sess.get_outputs()] == ["predictions"]
+        for n in (1, 4097):
+            X = raw_features(n, seed=n)
+            (predictions,) = sess.run(["predictions"], {"X": X})
+            expected = model.predict(X)
+            assert predictions.shape == (n, 2) and predictions.dtype == np.float32
+            assert_close(predictions, expected, 1e-4 * np.abs(expected).max(), f"{level_name}, {n} rows")
+
+
+def test_a_regressor_without_target_standardisation_and_one_output(tmp_path):
+    model = regressor(outputs=1, standardize_targets=False)
+    path = tmp_path / "model.onnx"
+    export_onnx(model, path)
+    X = raw_features(33)
+    (predictions,) = session(path).run(["predictions"], {"X": X})
+    expected = model.predict(X)
+    assert predictions.shape == (33, 1)
+    assert_close(predictions[:, 0], expected, 1e-4 * np.abs(expected).max(), "one output")
+
+
 def test_models_it_cannot_express_are_refused(tmp_path):
     model = classifier(classes=("a", "b"))  # 3 outputs, 2 labels: predict would fail too
     with pytest.raises(ValueError, match="3 outputs but 2 class labels"):
-        export_onnx(model, tmp_path / "m.onnx")
-    model = classifier()
-    model.task = "regression"  # what a regressor will say; its head (predictions (N, K)) is not written yet
-    with pytest.raises(ValueError, match="regression models is not supported yet"):
         export_onnx(model, tmp_path / "m.onnx")
     with pytest.raises(TypeError, match="not str"):
         export_onnx("model.safetensors", tmp_path / "m.onnx")
