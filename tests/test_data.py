@@ -9,7 +9,9 @@ from numbamlp.data import BUILTIN_SETS, DataError, load_dataset, prepare, read_f
 
 @pytest.mark.parametrize("name", BUILTIN_SETS)
 def test_builtin_sets_load(name):
-    data = load_dataset(f"builtin:{name}")
+    from numbamlp.data import REGRESSION_SETS
+
+    data = load_dataset(f"builtin:{name}", task="regression" if name in REGRESSION_SETS else "classification")
     assert data.X.ndim == 2 and len(data.X) == len(data.y) and len(np.unique(data.y)) >= 2
 
 
