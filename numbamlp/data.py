@@ -863,6 +863,8 @@ def _partition_rows(X: np.ndarray, parts: list[np.ndarray]) -> np.ndarray:
     """Reorder the rows of X (N, D) in place into parts[0] | parts[1] | ... (each part's
     rows ascending, as ``stratified_split`` gives them); returns X.  Only the rows of
     parts[1:] (the held-out ones) are copied out meanwhile."""
+    if any(len(part) and (part[0] < 0 or np.any(np.diff(part) <= 0)) for part in parts):
+        raise ValueError("_partition_rows needs each part's rows ascending")  # (else rows are lost)
     held = [X[part] for part in parts[1:]]
     _compact_rows(X, parts[0])
     lo = len(parts[0])
