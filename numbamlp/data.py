@@ -784,6 +784,13 @@ def data_seed(data_config, seed: int) -> int:
     return seed if data_config.seed is None else data_config.seed
 
 
+def prepare_for(config, data_config=None) -> Splits:
+    """The splits a TrainConfig trains on: ``prepare`` with its data settings (or
+    ``data_config``), seed, dtype and task — X is read straight into the training dtype."""
+    return prepare(config.data if data_config is None else data_config, config.seed, dtype=config.dtype,
+                   task=config.task)
+
+
 def split_arrays(X, y, data_config, seed: int, test=None, val=None, source: str | None = None,
                  dtype=np.float64, overwrite: bool = False, task: str = "classification") -> Splits:
     """``prepare``'s splits and standardisation of arrays already loaded: ``test`` and ``val``

@@ -48,10 +48,10 @@ def read_run_config(directory) -> TrainConfig:
 def held_out_test_split(directory):
     """(X_test, y_test) of a run directory's config as the run held it out: raw features
     (the saved model standardises them itself) and labels."""
-    from numbamlp.data import prepare
+    from numbamlp.data import prepare_for
 
     config = read_run_config(directory)
-    splits = prepare(config.data.model_copy(update={"standardize": False}), config.seed, task=config.task)
+    splits = prepare_for(config, config.data.model_copy(update={"standardize": False}))
     return splits.X_test, splits.y_test
 
 
@@ -130,7 +130,7 @@ def train_run(config: TrainConfig, out=None, resume=None, overwrite: bool = Fals
     already holds a run is refused unless ``overwrite``.  Everything that can be refused
     (the output path, the data, the model's shape, the backend) is, before a file is written.
     """
-    from numbamlp.data import prepare
+    from numbamlp.data import prepare_for
     from numbamlp.paths import RunDirectoryTaken, check_output_directory, claim_run_directory
     from numbamlp.trainer import Trainer, TrainingInterrupted
 
@@ -144,7 +144,7 @@ def train_run(config: TrainConfig, out=None, resume=None, overwrite: bool = Fals
         check_output_directory(out)
         if holds_run(Path(out)) and not overwrite:
             raise RunDirectoryTaken(out)
-    splits = prepare(config.data, config.seed, task=config.task)
+    splits = prepare_for(config)
     trainer = Trainer(config)
     # a regressor's outputs: its targets (N,) or (N, K); a classifier's: its classes
     outputs = (1 if splits.y_train.ndim == 1 else splits.y_train.shape[1]) if trainer.regression else None

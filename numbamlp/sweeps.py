@@ -695,12 +695,13 @@ def _claim(out, plan: dict) -> Path:
 
 def _prepare_data(member: TrainConfig, data):
     """The splits every member trains on (member's data settings: the split's seed fixed)."""
-    from numbamlp.data import prepare, split_arrays
+    from numbamlp.data import prepare_for, split_arrays
 
     if data is None:
-        return prepare(member.data, member.seed)
+        return prepare_for(member)
     X, y = data
-    return split_arrays(np.asarray(X), np.asarray(y), member.data, member.data.seed, source="data")
+    return split_arrays(np.asarray(X), np.asarray(y), member.data, member.data.seed, source="data",
+                        dtype=member.dtype, task=member.task)
 
 
 def _run(runner, directory, configs, settings, keys, splits, stack_size, metric, progress, resumed) -> SweepResult:

@@ -424,16 +424,19 @@ class Trainer:
         order, lr, batch = progress["order"], progress["lr"], self.config.batch_size
         watchers = [callback.on_progress for callback in callbacks if hasattr(callback, "on_progress")]
         w_epoch = None if weights is None else weights[order]
-        if device is None:
-            X_epoch, y_epoch = X[order], y_idx[order]
+        if device is None:  # each batch's rows are gathered by index into Xb (B, D), never a
+            y_epoch = y_idx[order]  # shuffled copy of X (which may be a memory map)
+            Xb = np.empty((min(batch, X.shape[0]), X.shape[1]), dtype=X.dtype)
         else:  # the data stays on the GPU; only the order goes up
             device_order = device.upload(order[None])
         shown = time.perf_counter()
         for lo in range(progress["next_row"], X.shape[0], batch):
             step, rows = lo // batch + 1, min(batch, X.shape[0] - lo)
             wb = None if w_epoch is None else w_epoch[lo : lo + rows]
-            if device is None:
-                loss = self._step(X_epoch[lo : lo + rows], y_epoch[lo : lo + rows], wb, lr)
+            if device is None:  # (mode="clip": the order's indices are valid, and numpy then
+                # writes into Xb directly instead of through a temporary)
+                np.take(X, order[lo : lo + rows], axis=0, out=Xb[:rows], mode="clip")
+                loss = self._step(Xb[:rows], y_epoch[lo : lo + rows], wb, lr)
             else:  # this batch's rows gathered on the device, by index
                 loss = self._plan_step(*device.batch(device_order, lo, rows), lr, STEP_TRAIN)
             if not math.isfinite(loss):

@@ -273,9 +273,9 @@ def dataset_path(data_dir: Path, source: str) -> str:
 
 def prepare_job_data(config: TrainConfig, data_dir: Path):
     """The splits of a job's data, its ``dataset:<id>`` sources read from the data directory."""
-    from numbamlp.data import prepare
+    from numbamlp.data import prepare_for
 
     data = config.data
     resolved = data.model_copy(update={k: dataset_path(data_dir, getattr(data, k))
                                        for k in ("train", "test", "val") if getattr(data, k) is not None})
-    return prepare(resolved, config.seed)
+    return prepare_for(config, resolved)
