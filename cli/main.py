@@ -341,8 +341,9 @@ def train(config_file, out, resume, overwrite, validate, as_json, quiet, **flags
               help="Train on the running Dask cluster at ADDRESS, e.g. tcp://10.0.0.5:8786 (needs numbamlp[dask]).")
 @click.option("--stack-size", type=int, default=32, show_default=True,
               help="Most members trained together in one stack (one task).")
-@click.option("--metric", type=click.Choice(["val_accuracy", "val_loss"]), default="val_accuracy",
-              show_default=True, help="What picks the best member, on the validation rows.")
+@click.option("--metric", type=click.Choice(["val_accuracy", "val_r2", "val_loss", "val_mse"]),
+              help="What picks the best member, on the validation rows (default: val_accuracy for "
+              "classification, val_r2 for regression).")
 @click.option("--max-members", type=int, default=10_000, show_default=True, help="Refuse grids larger than this.")
 @click.option("--out", type=click.Path(file_okay=False), help="Sweep directory to create (default: sweeps/<UTC timestamp>).")
 @click.option("--resume", type=click.Path(file_okay=False),
@@ -414,8 +415,8 @@ def _sweep_progress(done: int, total: int, best: dict | None) -> None:
     if best is not None:
         from numbamlp.sweeps import grid_keys
 
-        line += (f"; best so far: member {best['member']} ({_member_text(best, grid_keys(best))}) "
-                 f"val_accuracy {best['val_accuracy']:.4f} val_loss {best['val_loss']:.4f}")
+        scores = " ".join(f"{k} {v:.4f}" for k, v in best.items() if k.startswith("val_") and v is not None)
+        line += f"; best so far: member {best['member']} ({_member_text(best, grid_keys(best))}) {scores}"
     click.echo(line)
 
 
@@ -425,8 +426,10 @@ def _sweep_report(result, quiet: bool, top: int = 5) -> None:
 
     summary, table = result.summary, result.table
     keys = grid_keys(table[0]) if table else []
+    test_metric = result.metric.replace("val_", "test_")
     if not quiet:
-        columns = ["member", *keys, "val_accuracy", "val_loss", "test_accuracy", "epochs", "status"]
+        scores = [c for c in table[0] if c.startswith("val_")] if table else []
+        columns = ["member", *keys, *scores, test_metric, "epochs", "status"]
         cells = [[_cell(row.get(c)) for c in columns] for row in ranked(table, result.metric)[:top]]
         widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
         click.echo(f"top {min(top, len(table))} of {len(table)} by {result.metric}:")
@@ -438,8 +441,8 @@ def _sweep_report(result, quiet: bool, top: int = 5) -> None:
     if best is None:
         click.echo(f"no member finished ({counts})")
     else:
-        click.echo(f"best: member {best['member']} ({_member_text(best, keys)}): val_accuracy "
-                   f"{best['val_accuracy']:.4f}, test_accuracy {best['test_accuracy']:.4f} ({counts})")
+        click.echo(f"best: member {best['member']} ({_member_text(best, keys)}): {result.metric} "
+                   f"{best[result.metric]:.4f}, {test_metric} {best[test_metric]:.4f} ({counts})")
         click.echo(f"best model: {best['model_path']}")
     click.echo(f"results: {summary['results_path']}")
 

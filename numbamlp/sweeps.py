@@ -48,14 +48,22 @@ import numpy as np
 
 from numbamlp.config import OPTIMIZER_DEFAULTS, TrainConfig, set_setting
 
-METRICS = ("val_accuracy", "val_loss")
+# What a row holds per task, the validation metrics that can choose the best member (the
+# first is the default), and which way each is better.
+TASK_COLUMNS = {
+    "classification": ("val_accuracy", "val_loss", "test_accuracy", "test_loss"),
+    "regression": ("val_r2", "val_mse", "val_loss", "test_r2", "test_mse", "test_mae", "test_loss"),
+}
+TASK_METRICS = {"classification": ("val_accuracy", "val_loss"), "regression": ("val_r2", "val_mse", "val_loss")}
+HIGHER_IS_BETTER = {"val_accuracy": True, "val_r2": True, "val_loss": False, "val_mse": False}
+METRICS = tuple(HIGHER_IS_BETTER)
 RANGE_KINDS = ("uniform", "loguniform", "int")
 DEFAULT_VAL_FRACTION = 0.1  # of the training rows, when the base config holds out none
 DEFAULT_STACK_SIZE = 32
 DEFAULT_MAX_MEMBERS = 10_000
 NEW_DIRECTORY = "<new sweeps/ directory>"  # out=NEW_DIRECTORY: sweeps/<UTC timestamp>, as the CLI's default
-RESULT_COLUMNS = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "epochs", "best_epoch", "status",
-                  "error", "seconds", "model_path")
+RUN_COLUMNS = ("epochs", "best_epoch", "status", "error", "seconds", "model_path")
+RESULT_COLUMNS = (*dict.fromkeys(c for columns in TASK_COLUMNS.values() for c in columns), *RUN_COLUMNS)
 FINISHED = ("done", "stopped early")  # the statuses whose members can be the best
 
 
@@ -289,6 +297,15 @@ def member_configs(document: dict, settings: list[dict]) -> list[TrainConfig]:
     return configs
 
 
+def _metric_for(task: str, metric: str | None) -> str:
+    """The metric that picks the best member: the task's default, or one it has."""
+    if metric is None:
+        return TASK_METRICS[task][0]
+    if metric not in TASK_METRICS[task]:
+        raise SweepError(f"metric {metric} does not apply to {task}: use one of {', '.join(TASK_METRICS[task])}")
+    return metric
+
+
 def validate_base(document: dict) -> TrainConfig:
     from pydantic import ValidationError
 
@@ -372,14 +389,16 @@ def train_stack(configs: list[dict], data: SweepData, threads: int | None = None
     for trainer, result in zip(stack.trainers, stack.results):
         saved_epoch = trainer.best_epoch if trainer.best_epoch is not None else trainer.epoch
         saved = trainer.epoch_metrics(saved_epoch)
+        columns = TASK_COLUMNS[trainer.config.task]
         outcome = {"status": result["status"], "error": result["error"], "epochs": trainer.epoch,
-                   "best_epoch": trainer.best_epoch, "val_accuracy": saved.get("val_accuracy"),
-                   "val_loss": saved.get("val_loss"), "test_accuracy": None, "test_loss": None,
+                   "best_epoch": trainer.best_epoch,
+                   **{c: saved.get(c) for c in columns if c.startswith("val_")},
+                   **{c: None for c in columns if c.startswith("test_")},
                    "seconds": sum(m.get("seconds", 0.0) for m in trainer.history),
                    "history": trainer.history, "model": trainer.model}
         if result["status"] in FINISHED:
             test = trainer.evaluate(data.X_test, data.y_test)
-            outcome.update(test_accuracy=test["accuracy"], test_loss=test["loss"])
+            outcome.update({c: test[c.removeprefix("test_")] for c in columns if c.startswith("test_")})
         outcomes.append(outcome)
     return outcomes
 
@@ -410,7 +429,7 @@ def write_run_files(folder: Path, config: TrainConfig, outcome: dict, standardiz
         model.input_transform = standardizer
         model_path = folder / "model.safetensors"
         save_model(model, model_path, config=config_dump)
-    summary = {k: outcome.get(k) for k in RESULT_COLUMNS if k != "model_path"}
+    summary = {k: outcome[k] for k in RESULT_COLUMNS if k in outcome and k != "model_path"}
     summary.update(model_path=None if model_path is None else str(model_path), run_dir=str(folder))
     atomic_write_json(folder / "summary.json", summary)
     return None if model_path is None else str(model_path)
@@ -539,14 +558,17 @@ class SweepResult:
 
 
 def ranked(table: list[dict], metric: str) -> list[dict]:
-    """The rows best first: finished members by ``metric`` (higher accuracy, lower loss),
-    ties to the lower validation loss, then the lower member number; the others last."""
+    """The rows best first: finished members by ``metric`` (higher accuracy or R², lower
+    loss or MSE), ties to the lower validation loss, then the lower member number; the
+    others last."""
+    sign = -1.0 if HIGHER_IS_BETTER[metric] else 1.0
+
     def order(row):
         loss = row.get("val_loss")
         loss = math.inf if loss is None else loss
         if row["status"] not in FINISHED or row.get(metric) is None:
             return (1, 0.0, loss, row["member"])
-        return (0, -row["val_accuracy"] if metric == "val_accuracy" else loss, loss, row["member"])
+        return (0, sign * row[metric], loss, row["member"])
 
     return sorted(table, key=order)
 
@@ -626,7 +648,7 @@ def read_sweep_plan(directory) -> dict:
 # ---------------------------------------------------------------- the sweep
 def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers: int | None = None,
           scheduler: str | None = None, client=None, stack_size: int = DEFAULT_STACK_SIZE,
-          metric: str = "val_accuracy", out=None, resume=None, max_members: int = DEFAULT_MAX_MEMBERS,
+          metric: str | None = None, out=None, resume=None, max_members: int = DEFAULT_MAX_MEMBERS,
           progress=None) -> SweepResult:
     """Train every member of ``grid`` over ``base`` (a TrainConfig, a dict, or None for the
     defaults) and return a SweepResult; see the module docstring.
@@ -635,7 +657,7 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
     as the base config says (to resume such a sweep, give the same arrays again).  progress(done, total, best_row) is called as stacks finish.
     Everything is checked before anything trains or is written: SweepError otherwise.
     """
-    if metric not in METRICS:
+    if metric is not None and metric not in METRICS:
         raise SweepError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     if stack_size < 1:
         raise SweepError(f"stack size must be at least 1, got {stack_size}")
@@ -655,7 +677,11 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
         document = base_document(base)
         grid = normalise_grid(grid or {})
         keys = list(grid)
-        settings = member_settings(grid, random, validate_base(document).seed)
+        if "task" in grid:
+            raise SweepError("task cannot vary within a sweep: run one sweep per task")
+        base_config = validate_base(document)
+        settings = member_settings(grid, random, base_config.seed)
+        metric = _metric_for(base_config.task, metric)
         if len(settings) > max_members:
             raise SweepError(f"the grid has {len(settings)} members, more than the limit of {max_members} "
                              f"(raise --max-members, or use --random N)")
@@ -729,7 +755,7 @@ def _run(runner, directory, configs, settings, keys, splits, stack_size, metric,
                 if models[member] is not None:
                     models[member].input_transform = splits.standardizer
                 row = {"member": member, **{key: settings[member].get(key) for key in keys}}
-                row.update({k: outcome.get(k) for k in RESULT_COLUMNS})
+                row.update({k: outcome.get(k) for k in (*TASK_COLUMNS[configs[member].task], *RUN_COLUMNS)})
                 row["model_path"] = model_path
                 table[member] = row
             done += len(tasks[index])

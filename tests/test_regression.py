@@ -212,3 +212,40 @@ def test_regression_refuses_class_weight_and_string_targets():
         Trainer({"task": "regression", "class_weight": "balanced"})
     with pytest.raises(ValueError, match="regression targets must be numbers"):
         Trainer({"task": "regression"}).fit(np.zeros((4, 2)), np.array(["a", "b", "c", "d"]))
+
+
+def test_the_commands_train_eval_predict_and_the_model_file_round_trip(tmp_path):
+    """`numbamlp train --task regression`, `eval` on its run directory, `predict` values: the
+    file's predictions are the trained model's, in the targets' units."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_diabetes
+
+    from numbamlp.io import load_model
+
+    command = [sys.executable, "-m", "numbamlp.cli.main"]
+    run = subprocess.run([*command, "train", "--task", "regression", "--data", "builtin:diabetes", "--optimizer",
+                          "adam", "--epochs", "30", "--hidden", "32", "--out", str(tmp_path / "r"), "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    summary = __import__("json").loads(run.stdout.strip().splitlines()[-1])
+    assert summary["test_r2"] > 0.2
+    evaluated = subprocess.run([*command, "eval", str(tmp_path / "r"), "--json"], capture_output=True, text=True,
+                               timeout=300)
+    metrics = __import__("json").loads(evaluated.stdout)
+    # (train scores the float32 rows it read; eval standardises raw float64 features, then casts)
+    assert metrics["r2"] == pytest.approx(summary["test_r2"], rel=1e-6)
+    X, y = load_diabetes(return_X_y=True)
+    np.savetxt(tmp_path / "rows.csv", np.column_stack([X[:5], y[:5]]), delimiter=",")
+    predicted = subprocess.run([*command, "predict", str(tmp_path / "r"), "--data", str(tmp_path / "rows.csv")],
+                               capture_output=True, text=True, timeout=300)
+    lines = predicted.stdout.splitlines()
+    assert lines[0] == "prediction"
+    model = load_model(tmp_path / "r" / "model.safetensors")
+    assert model.task == "regression" and model.target_transform is not None
+    np.testing.assert_allclose([float(v) for v in lines[1:]], model.predict(X[:5]).ravel(), rtol=1e-6)
+    assert 20 < np.mean([float(v) for v in lines[1:]]) < 400  # the targets' units, not standardised ones
+    proba = subprocess.run([*command, "predict", str(tmp_path / "r"), "--data", str(tmp_path / "rows.csv"),
+                            "--proba"], capture_output=True, text=True, timeout=300)
+    assert proba.returncode == 2 and len(proba.stderr.strip().splitlines()) == 1

@@ -324,3 +324,23 @@ def test_without_dask_asking_for_workers_names_the_extra(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert "needs the dask extra: pip install 'numbamlp[dask]'" in run.stderr and not (tmp_path / "s").exists()
+
+
+def test_a_regression_sweep_ranks_by_validation_r2_and_members_equal_train(tmp_path):
+    base = {"task": "regression", "epochs": 6, "data": {"train": "builtin:diabetes"}, "model": {"hidden": [16]},
+            "optimizer": {"name": "adam"}}
+    result = sweep(base, {"lr": [0.001, 0.01], "seed": [0, 1]}, out=tmp_path / "r")
+    assert result.metric == "val_r2"
+    assert {"val_r2", "val_mse", "test_r2", "test_mse", "test_mae"} <= set(result.table[0])
+    assert "val_accuracy" not in result.table[0]
+    assert result.best["val_r2"] == max(row["val_r2"] for row in result.table)
+    member = 3
+    alone = train_run(read_run_config(tmp_path / "r" / "members" / str(member)), out=tmp_path / "alone")
+    np.testing.assert_array_equal(load_model(result.table[member]["model_path"]).flat_params,
+                                  load_model(alone["model_path"]).flat_params)
+    by_mse = sweep(base, {"lr": [0.001, 0.01]}, metric="val_mse")
+    assert by_mse.best["val_mse"] == min(row["val_mse"] for row in by_mse.table)
+    with pytest.raises(SweepError, match="metric val_accuracy does not apply to regression"):
+        sweep(base, {"seed": [0]}, metric="val_accuracy")
+    with pytest.raises(SweepError, match="task cannot vary"):
+        sweep(base, {"task": ["regression", "classification"]})
