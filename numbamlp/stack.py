@@ -32,7 +32,7 @@ from pydantic import BaseModel
 from numbamlp.config import TrainConfig
 from numbamlp.model import as_features, as_sample_weights, as_targets
 from numbamlp.plan import StepPlan
-from numbamlp.trainer import Trainer, TrainingDiverged, TrainingInterrupted
+from numbamlp.trainer import Trainer, TrainingDiverged, TrainingInterrupted, quiet_blas
 
 # The settings every member of a stack shares (dotted config paths): what the step plan is
 # built from, and the data every member sees.
@@ -288,8 +288,9 @@ class StackTrainer:
                                     for m in members])
             self._device = DeviceData(self.plan.kernels, X, members[0].y_idx, weights)
         try:
-            while any(m.running for m in members):
-                self._epoch(X, members, any_weights, callbacks)
+            with quiet_blas(self.configs[0].backend):
+                while any(m.running for m in members):
+                    self._epoch(X, members, any_weights, callbacks)
         finally:
             self._device = None
             self.statuses = [(m.status, m.error) for m in members]
