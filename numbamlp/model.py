@@ -49,6 +49,8 @@ def as_features(X, n_features: int | None, dtype) -> np.ndarray:
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"X has {X.shape[1]} features but the model expects {n_features}")
     X = np.ascontiguousarray(X, dtype=dtype)
+    if not X.flags.aligned:  # (e.g. unpickled from a message buffer, as Dask delivers arrays): numpy's
+        X = X.copy()         # gathers of minibatch rows from an unaligned X took 65x longer (95 against 1.5 µs)
     if not np.isfinite(X).all():
         raise ValueError("X contains NaN or infinite values")
     return X

@@ -514,7 +514,9 @@ class _OnDask:
     def run(self, tasks: list[list[dict]], data: SweepData):
         from distributed import as_completed
 
-        shared = self.client.scatter(data, broadcast=True)
+        # a key of its own (hash=False): a key named by the data's hash would be shared with an
+        # earlier sweep's scatter of the same data, which the scheduler may be releasing now
+        shared = self.client.scatter(data, broadcast=True, hash=False)
         futures = {self.client.submit(_dask_train_stack, configs, shared, pure=False): index
                    for index, configs in enumerate(tasks)}
         try:

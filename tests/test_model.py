@@ -134,3 +134,17 @@ def test_auto_backend_falls_back_to_numpy_without_numba(monkeypatch):
     with pytest.raises(BackendUnavailable, match="pip install numba"):
         get_backend("cpu")
     assert get_backend("auto").__name__.endswith("numpy_backend")
+
+
+def test_as_features_copies_an_unaligned_buffer_into_an_aligned_one():
+    """Arrays unpickled from a message (Dask's) can be unaligned; numpy gathers rows from
+    those on a slow path, so as_features hands the trainers an aligned copy."""
+    from numbamlp.model import as_features
+
+    raw = np.zeros(8 * 4 * 3 + 1, dtype=np.uint8)
+    unaligned = raw[1:].view(np.float64).reshape(4, 3)
+    unaligned[...] = np.arange(12.0).reshape(4, 3)
+    assert not unaligned.flags.aligned
+    X = as_features(unaligned, 3, np.float64)
+    assert X.flags.aligned and X.flags.c_contiguous
+    np.testing.assert_array_equal(X, np.arange(12.0).reshape(4, 3))

@@ -271,6 +271,10 @@ def test_a_sweep_on_a_local_cluster_gives_the_in_process_results(cluster, tmp_pa
     assert _without_timing(on_dask.table) == _without_timing(here.table)
     for a, b in zip(on_dask.models, here.models):
         np.testing.assert_array_equal(a.flat_params, b.flat_params)
+    # the same data again on the same client: its own scatter (one keyed by the data's hash
+    # was lost while the first sweep's copy was being released)
+    again = sweep(IRIS, grid, client=cluster)
+    assert _without_timing(again.table) == _without_timing(here.table)
 
 
 def test_a_worker_killed_mid_sweep_is_rerun_elsewhere_with_the_same_results(cluster):
