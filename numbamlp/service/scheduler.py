@@ -30,6 +30,7 @@ from numbamlp.service.store import Store
 
 DATASET_PREFIX = "dataset:"
 DATA_CACHE_SIZE = 4
+QUEUE_LOOKAHEAD = 8  # queued jobs grouped per free slot, in full stacks: bounds a tick's work
 
 
 class Scheduler:
@@ -108,9 +109,11 @@ class Scheduler:
             free = self.slots - len(self._running)
         if free <= 0:
             return
-        queued = self.store.queued()
-        if not queued or time.time() - queued[0]["created_at"] < self.batch_window:
+        oldest = self.store.oldest_queued_at()
+        if oldest is None or time.time() - oldest < self.batch_window:
             return
+        # the oldest jobs, enough to fill every free slot with full stacks many times over
+        queued = self.store.queued(limit=free * self.max_stack * QUEUE_LOOKAHEAD)
         for group in self._stacks(queued)[:free]:
             stack_id = secrets.token_hex(6)
             moved = set(self.store.set_status([j["id"] for j in group], "running", expected=("queued",),

@@ -135,9 +135,16 @@ class Store:
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
         return [_job(r) for r in self._rows(sql + " ORDER BY seq DESC LIMIT ?", (*parameters, limit))]
 
-    def queued(self) -> list[dict]:
-        """Queued jobs, oldest first."""
-        return [_job(r) for r in self._rows("SELECT * FROM jobs WHERE status = 'queued' ORDER BY seq")]
+    def queued(self, limit: int = -1) -> list[dict]:
+        """Queued jobs, oldest first (at most ``limit``; -1: all)."""
+        return [_job(r) for r in self._rows("SELECT * FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT ?",
+                                            (limit,))]
+
+    def oldest_queued_at(self) -> float | None:
+        """When the oldest queued job was submitted (None: nothing queued): the scheduler's
+        cheap look at every tick, whatever the queue's length."""
+        rows = self._rows("SELECT created_at FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1")
+        return rows[0]["created_at"] if rows else None
 
     def set_status(self, job_ids, status: str, expected: tuple = (), **fields) -> list[str]:
         """Move jobs to ``status`` (only those now in ``expected``, when given), setting the
