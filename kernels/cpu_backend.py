@@ -493,6 +493,13 @@ def softmax_crossentropy_forward(P, row_loss, S, y, weights=None):
     B = S.shape[0]
     for i in prange(B):
         _softmax_crossentropy_row(P, row_loss, S, y, i)
+    return _mean_loss(row_loss, weights)
+
+
+@njit(**_SERIAL)
+def _mean_loss(row_loss, weights):
+    """The mean of row_loss (B,), or Σ wᵢ·lossᵢ / Σ wᵢ with ``weights``: rows summed in order."""
+    B = row_loss.shape[0]
     loss = 0.0
     if weights is None:
         for i in range(B):
@@ -540,16 +547,7 @@ def mse_forward(row_loss, S, Y, weights=None):
             d = np.float64(S[i, k]) - np.float64(Y[i, k])
             total += d * d
         row_loss[i] = 0.5 * total
-    loss = 0.0
-    if weights is None:
-        for i in range(B):
-            loss += row_loss[i]
-        return loss / B
-    weight_sum = 0.0
-    for i in range(B):
-        loss += weights[i] * row_loss[i]
-        weight_sum += weights[i]
-    return loss / weight_sum
+    return _mean_loss(row_loss, weights)
 
 
 @njit(**_ELEMENTWISE)

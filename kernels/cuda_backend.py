@@ -379,6 +379,15 @@ def softmax_crossentropy_kernel(P, row_loss, S, y, weights, weighted, losses, me
             members[m, RUN] = 0.0
 
 
+@cuda.jit(device=True)
+def _weight_total(shared, weights, row, rows):
+    """Σ weights[row, :rows] over the block, each thread's rows in order, then a fixed tree."""
+    total = 0.0
+    for i in range(cuda.threadIdx.x, rows, cuda.blockDim.x):
+        total += float64(weights[row, i])
+    return _block_sum(shared, total)
+
+
 @cuda.jit
 def softmax_crossentropy_backward_kernel(dS, P, y, weights, weighted, members, rows, classes):
     """Member m = blockIdx.z: dS (B, C) = (P − onehot(y)) / B, or wᵢ (P − onehot(y)) / Σ w
@@ -389,11 +398,7 @@ def softmax_crossentropy_backward_kernel(dS, P, y, weights, weighted, members, r
         return
     label_row = m if y.shape[0] > 1 else 0
     weight_row = m if weights.shape[0] > 1 else 0
-    weight_total = 0.0
-    if weighted:
-        for i in range(t, rows, cuda.blockDim.x):
-            weight_total += float64(weights[weight_row, i])
-        weight_total = _block_sum(shared, weight_total)
+    weight_total = _weight_total(shared, weights, weight_row, rows) if weighted else 0.0
     for i in range(t, rows, cuda.blockDim.x):
         label = y[label_row, i]
         for j in range(classes):
@@ -478,11 +483,7 @@ def squared_error_backward_kernel(dS, S, Y, weights, weighted, members, rows, ou
         return
     target_row = m if Y.shape[0] > 1 else 0
     weight_row = m if weights.shape[0] > 1 else 0
-    weight_total = 0.0
-    if weighted:
-        for i in range(t, rows, cuda.blockDim.x):
-            weight_total += float64(weights[weight_row, i])
-        weight_total = _block_sum(shared, weight_total)
+    weight_total = _weight_total(shared, weights, weight_row, rows) if weighted else 0.0
     for i in range(t, rows, cuda.blockDim.x):
         for k in range(outputs):
             g = _get(S, m, i, k) - Y[target_row, i * outputs + k]
