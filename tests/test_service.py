@@ -124,6 +124,12 @@ def test_datasets_upload_by_content_hash_and_train(server, tmp_path):
     done = server.client.wait(job["id"], timeout=120)
     assert done["status"] == "succeeded", done["error"]
     assert server.client.predict(job["id"], X[:3])["labels"][0] in ("pos", "neg")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "label": y}), tmp_path / "d.parquet")
+    as_parquet = server.client.upload_dataset(tmp_path / "d.parquet")
+    assert as_parquet["format"] == "parquet" and as_parquet["rows"] == 90 and as_parquet["features"] == 3
     (tmp_path / "bad.csv").write_text("a,b,label\n1,x,0\n")
     with pytest.raises(ServiceError) as error:
         server.client.upload_dataset(tmp_path / "bad.csv")

@@ -1,6 +1,6 @@
 """The HTTP face of the training service: a FastAPI app over the store and the scheduler.
 
-    POST /v1/datasets                 an .npz or .csv body → {id, ...}; jobs name it dataset:<id>
+    POST /v1/datasets                 an .npz, .parquet or .csv body → {id, ...}; jobs name it dataset:<id>
     POST /v1/jobs                     {config} (+ Idempotency-Key) → 201 the job
     GET  /v1/jobs?status=&limit=&page_token=   newest first → {jobs, next_page_token}
     GET  /v1/jobs/{id}                the job
@@ -90,7 +90,7 @@ class SweepJobs(BaseModel):
 
 class Dataset(BaseModel):
     id: str = Field(description="sha256 of the file; name it in a config as dataset:<id>.")
-    format: Literal["npz", "csv"]
+    format: Literal["npz", "parquet", "csv"]
     size: int
     rows: int
     features: int
@@ -209,7 +209,7 @@ def create_app(data_dir, token: str, batch_window: float = 0.5, max_request_mb: 
                   "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                   "text/csv": {"schema": {"type": "string"}}}}})
     async def upload_dataset(request: Request) -> dict:
-        """The body is the file: an .npz (X, y) or a .csv with a label column (the last)."""
+        """The body is the file: an .npz (X, y), a .parquet or a .csv with a label column (the last)."""
         body = await request.body()
         return await asyncio.to_thread(_store_dataset, store, data_dir, body)
 
@@ -375,12 +375,12 @@ def _store_dataset(store: Store, data_dir: Path, body: bytes) -> dict:
     from numbamlp.io import atomic_write_bytes
 
     if not body:
-        raise HTTPException(422, "the body is empty: send an .npz or .csv file")
+        raise HTTPException(422, "the body is empty: send an .npz, .parquet or .csv file")
     digest = hashlib.sha256(body).hexdigest()
     existing = store.dataset(digest)
     if existing is not None:
         return existing
-    kind = "npz" if body[:4] == b"PK\x03\x04" else "csv"
+    kind = {b"PK\x03\x04": "npz", b"PAR1": "parquet"}.get(body[:4], "csv")  # (by the files' magic bytes)
     path = data_dir / "datasets" / f"{digest}.{kind}"
     atomic_write_bytes(path, body)
     try:
