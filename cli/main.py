@@ -541,7 +541,9 @@ def jobs_list(client, status, limit, as_json):
         return
     for job in page["jobs"]:
         stack = f"stack {job['stack']['id']} ({job['stack']['size']})" if job["stack"] else ""
-        accuracy = f"test_accuracy {job['test_accuracy']:.4f}" if job["test_accuracy"] is not None else ""
+        scores = job["scores"] or {}
+        accuracy = next((f"{name} {scores[name]:.4f}" for name in ("test_accuracy", "test_r2")
+                         if scores.get(name) is not None), "")
         click.echo(f"{job['id']}  {job['status']:<9}  {stack:<20}  {accuracy}".rstrip())
 
 
@@ -573,9 +575,10 @@ def jobs_logs(client, job_id):
             if epoch != "end":
                 click.echo(_epoch_text(metrics, len(str(epochs)), epochs))
                 continue
-            accuracy = metrics.get("test_accuracy")
-            click.echo(f"{metrics['status']}" + (f"  test accuracy {accuracy:.4f}" if accuracy is not None else "")
-                       + (f"  {metrics['error']}" if metrics.get("error") else ""))
+            scores = metrics.get("scores") or {}
+            score = next((f"  test {name[5:].replace('_', ' ')} {scores[name]:.4f}"
+                          for name in ("test_accuracy", "test_r2") if scores.get(name) is not None), "")
+            click.echo(f"{metrics['status']}{score}" + (f"  {metrics['error']}" if metrics.get("error") else ""))
 
     _service_call(follow)
 

@@ -245,6 +245,26 @@ def test_a_sweep_makes_member_jobs_that_train_as_one_stack(server):
     assert error.value.status == 422 and "did you mean optimizer.lr" in str(error.value)
 
 
+def test_a_regression_job_trains_scores_and_predicts_values(server):
+    job = server.client.wait(server.client.submit(
+        {"task": "regression", "epochs": 5, "data": {"train": "builtin:diabetes"}, "optimizer": {"name": "adam"},
+         "model": {"hidden": [16]}})["id"], timeout=120)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["test_accuracy"] is None and {"test_r2", "test_mse", "test_mae", "val_r2"} <= set(job["scores"])
+    from sklearn.datasets import load_diabetes
+
+    X = load_diabetes().data[:3]
+    served = server.client.predict(job["id"], X)
+    from numbamlp.io import load_model
+
+    local = load_model(server.data_dir / "jobs" / job["id"] / "model.safetensors").predict(X)
+    assert served["labels"] is None
+    np.testing.assert_allclose(served["values"], local, rtol=1e-6)
+    with pytest.raises(ServiceError) as error:
+        server.client.predict(job["id"], X, proba=True)
+    assert error.value.status == 422
+
+
 def test_the_jobs_command_submits_lists_follows_and_downloads(server, tmp_path):
     env = {**os.environ, "NUMBAMLP_URL": server.url, "NUMBAMLP_TOKEN": server.token}
 

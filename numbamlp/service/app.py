@@ -75,6 +75,9 @@ class Job(BaseModel):
     val_accuracy: float | None
     val_loss: float | None
     model_sha256: str | None
+    scores: dict[str, float | None] | None = Field(
+        description="Every validation and test metric of the saved model: accuracy and loss for a classifier, "
+        "r2, mse, mae and loss for a regressor.")
     error: str | None
 
 
@@ -97,8 +100,10 @@ class Dataset(BaseModel):
 
 
 class Prediction(BaseModel):
-    labels: list[Any]
-    proba: list[list[float]] | None
+    labels: list[Any] | None = Field(description="A classifier's predicted labels (its class values).")
+    proba: list[list[float]] | None = Field(description="A classifier's class probabilities, when asked for.")
+    values: list[Any] | None = Field(None, description="A regressor's predictions, in its targets' units: a "
+                                     "number per row, or a list of K per row.")
 
 
 def job_view(job: dict) -> dict:
@@ -280,6 +285,10 @@ def create_app(data_dir, token: str, batch_window: float = 0.5, max_request_mb: 
         X = np.asarray(request.X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != model.n_features:
             raise HTTPException(422, f"X must have rows of {model.n_features} features, got shape {list(X.shape)}")
+        if model.task == "regression":
+            if request.proba:
+                raise HTTPException(422, "a regressor has no class probabilities: leave proba false")
+            return {"labels": None, "proba": None, "values": model.predict(X).tolist()}
         probabilities = model.predict_proba(X)
         labels = model.classes[np.argmax(probabilities, axis=1)] if model.classes is not None else \
             np.argmax(probabilities, axis=1)
@@ -323,7 +332,8 @@ async def _event_stream(store: Store, job_id: str, after: int, request: Request)
             yield f"id: {epoch}\nevent: epoch\ndata: {json.dumps(metrics)}\n\n"
             last = epoch
         if job["status"] in FINAL:
-            end = {"status": job["status"], "test_accuracy": job["test_accuracy"], "error": job["error"]}
+            end = {"status": job["status"], "test_accuracy": job["test_accuracy"], "scores": job["scores"],
+                   "error": job["error"]}
             yield f"event: end\ndata: {json.dumps(end)}\n\n"
             return
         if await request.is_disconnected():

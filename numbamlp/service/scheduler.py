@@ -189,10 +189,11 @@ class Scheduler:
                                                           succeeded[job_id], splits.standardizer)
         for job_id, outcome in zip(ids, outcomes):
             if job_id in succeeded:
+                scores = {k: v for k, v in outcome.items() if k.startswith(("val_", "test_"))}
                 self.store.set_status([job_id], "succeeded", expected=("running",),
-                                      test_accuracy=outcome["test_accuracy"], test_loss=outcome["test_loss"],
-                                      val_accuracy=outcome["val_accuracy"], val_loss=outcome["val_loss"],
-                                      model_sha256=_sha256(model_paths[job_id]))
+                                      **{k: scores.get(k) for k in ("test_accuracy", "test_loss", "val_accuracy",
+                                                                    "val_loss")},
+                                      scores=json.dumps(scores), model_sha256=_sha256(model_paths[job_id]))
             elif job_id in cancelled or outcome["status"] == "cancelled":
                 self.store.set_status([job_id], "cancelled", expected=("running",))
             else:

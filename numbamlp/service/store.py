@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     val_accuracy REAL,
     val_loss REAL,
     model_sha256 TEXT,
+    scores TEXT,                               -- every val_*/test_* metric of the saved model, JSON
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq);
@@ -57,7 +58,7 @@ CREATE TABLE IF NOT EXISTS datasets (
 
 JOB_COLUMNS = ("seq", "id", "status", "config", "idempotency_key", "sweep_id", "created_at", "started_at",
                "finished_at", "stack_id", "stack_size", "cancel_requested", "test_accuracy", "test_loss",
-               "val_accuracy", "val_loss", "model_sha256", "error")
+               "val_accuracy", "val_loss", "model_sha256", "scores", "error")
 
 
 class Store:
@@ -229,5 +230,6 @@ class Store:
 def _job(row: dict) -> dict:
     row = dict(row)
     row["config"] = json.loads(row["config"])
+    row["scores"] = json.loads(row["scores"]) if row["scores"] else None
     row["cancel_requested"] = bool(row["cancel_requested"])
     return row
