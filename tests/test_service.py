@@ -360,6 +360,16 @@ def test_a_server_on_a_dask_local_cluster_trains_stacks_there(tmp_path):
 
         alone = train_run(TrainConfig.model_validate(jobs[2]["config"]), out=tmp_path / "alone")
         assert jobs[2]["test_accuracy"] == alone["test_accuracy"]
+        # live: epochs stream while the stack runs on a worker, and a cancel stops one member
+        long_jobs = [server.client.submit({**SLOW, "seed": s})["id"] for s in (0, 1)]
+        epoch, _ = next(server.client.events(long_jobs[0]))
+        assert epoch == 1 and server.client.job(long_jobs[0])["status"] == "running"
+        asked = time.monotonic()
+        server.client.cancel(long_jobs[0])
+        wait_for(lambda: server.client.job(long_jobs[0])["status"] == "cancelled", timeout=3, what="cancelled")
+        assert time.monotonic() - asked < 3 and server.client.job(long_jobs[1])["status"] == "running"
+        server.client.cancel(long_jobs[1])
+        wait_for(lambda: server.client.job(long_jobs[1])["status"] == "cancelled", timeout=5, what="the mate")
     finally:
         server.stop()
 

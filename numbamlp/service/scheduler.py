@@ -4,13 +4,14 @@ Every queued job waits at most ``batch_window`` seconds for company: when the ol
 queued job is that old (at once with a window of 0), every queued job is grouped by stack
 key (numbamlp.stack.STACK_KEY) into stacks of at most ``max_stack`` members, and each
 stack is one task — a thread of this process (``slots`` at a time), or a Dask task with
-``workers``/``scheduler`` (numbamlp.sweeps' executor).  In-process stacks report each epoch
-as it ends (the jobs' event streams) and stop a cancelled member within a step; on Dask the
-epochs are reported when the stack returns, and cancelling a running job takes effect
-then (its result is dropped).
+``workers``/``scheduler`` (numbamlp.sweeps' executor).  Stacks report each epoch as it ends
+(the jobs' event streams) and stop a cancelled member after the step in progress; on Dask
+the epochs come back through a Dask queue, and cancels reach the task through a Dask
+variable it reads after its steps.
 
 Shutdown (SIGTERM) stops in-process stacks after their current step and checkpoints them
-under ``stacks/<stack id>/``; the next start continues them from there.  After a kill -9,
+under ``stacks/<stack id>/``; the next start continues them from there (a stack on Dask is
+dropped instead, and its jobs train again at the next start).  After a kill -9,
 the jobs that were running train again from the start, to the same results (training is
 deterministic per member), and are listed once, as before.
 """
@@ -160,12 +161,9 @@ class Scheduler:
         dumps = [c.model_dump(mode="json", by_alias=True) for c in configs]
         ids = [job["id"] for job in jobs]
         if self.dask is not None:
-            from numbamlp.sweeps import _dask_train_stack
-
-            outcomes = self.dask.client.submit(_dask_train_stack, dumps, data, pure=False).result()
-            for job_id, outcome in zip(ids, outcomes):
-                for metrics in outcome.get("history", []):
-                    self.store.add_event(job_id, metrics["epoch"], metrics)
+            outcomes = self._train_on_dask(stack_id, ids, dumps, data)
+            if outcomes is None:
+                return
         else:
             stack = None
             if resume is not None:
@@ -199,6 +197,37 @@ class Scheduler:
             else:
                 self.store.set_status([job_id], "failed", expected=("running",), error=outcome["error"])
         shutil.rmtree(self.data_dir / "stacks" / stack_id, ignore_errors=True)
+
+    def _train_on_dask(self, stack_id: str, ids: list[str], dumps: list[dict], data) -> list[dict]:
+        """The stack as one Dask task.  Its epochs come back through a Dask queue as they end
+        (the jobs' events), and cancels go out through a Dask variable that the task reads
+        after its steps, as an in-process stack's cancel watch does."""
+        from distributed import Queue, Variable
+
+        client = self.dask.client
+        epochs = Queue(f"numbamlp-epochs-{stack_id}", client=client)
+        cancels = Variable(f"numbamlp-cancels-{stack_id}", client=client)
+        cancels.set([])
+        future = client.submit(_train_stack_on_worker, dumps, data, stack_id, pure=False)
+        sent: set[str] = set()
+        while True:
+            finished = future.done()  # (before draining: every epoch of a finished task is queued)
+            for member, epoch, metrics in epochs.get(batch=True):
+                self.store.add_event(ids[member], epoch, metrics)
+            asked = self.store.cancel_requested(ids) - sent
+            if asked:
+                sent |= asked
+                cancels.set(sorted(ids.index(job_id) for job_id in sent))
+                self.store.set_status(sorted(asked), "cancelled", expected=("running",))
+            if finished:
+                break
+            if self._stopping.is_set():  # shutdown: the task is dropped, its jobs train again at the next start
+                future.cancel()
+                cancels.delete()
+                return None
+            time.sleep(_CancelWatch.INTERVAL_S)
+        cancels.delete()
+        return future.result()
 
     def _splits(self, config: TrainConfig):
         """The data splits of a stack's jobs, kept for the next stacks on the same data (the
@@ -250,6 +279,33 @@ class _CancelWatch:
         for job_id in self.store.cancel_requested(self.ids):
             self.stack.cancel_member(self.ids.index(job_id))  # stops after this step
             self.store.set_status([job_id], "cancelled", expected=("running",))
+
+
+def _train_stack_on_worker(configs: list[dict], data, stack_id: str) -> list[dict]:
+    """A service stack on a Dask worker: each member's epoch goes to the stack's queue as it
+    ends, and the members the service lists in the stack's cancel variable stop."""
+    from distributed import Queue, Variable
+
+    from numbamlp.sweeps import _worker_threads, train_stack
+
+    epochs, cancels = Queue(f"numbamlp-epochs-{stack_id}"), Variable(f"numbamlp-cancels-{stack_id}")
+
+    class Epochs:
+        def on_epoch_end(self, epoch: int, metrics: dict) -> None:
+            epochs.put([metrics["member"], epoch, {k: v for k, v in metrics.items() if k != "member"}])
+
+    def watch(stack):
+        checked = [0.0]
+
+        def hook():
+            if time.monotonic() - checked[0] >= _CancelWatch.INTERVAL_S:
+                checked[0] = time.monotonic()
+                for member in cancels.get(timeout=5):
+                    stack.cancel_member(member)
+
+        stack.add_step_hook(hook)
+
+    return train_stack(configs, data, threads=_worker_threads(), callbacks=[Epochs()], on_start=watch)
 
 
 def _sha256(path) -> str | None:
