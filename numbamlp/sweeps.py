@@ -453,7 +453,7 @@ def _stop_on_signals(stack):
 _SIGNALS_ARE_OURS = [False]  # set while an in-process sweep runs
 
 
-def _worker_threads() -> int:
+def worker_threads() -> int:
     """Numba threads for a task on this Dask worker: the cores over the worker's task slots
     (the nanny pins OpenMP's and MKL's threads, not Numba's)."""
     from distributed import get_worker
@@ -461,12 +461,12 @@ def _worker_threads() -> int:
     return max(1, (os.cpu_count() or 1) // max(1, get_worker().state.nthreads))
 
 
-def _dask_train_stack(configs: list[dict], data: SweepData) -> list[dict]:
-    return train_stack(configs, data, threads=_worker_threads())
+def train_stack_on_worker(configs: list[dict], data: SweepData) -> list[dict]:
+    return train_stack(configs, data, threads=worker_threads())
 
 
 # ---------------------------------------------------------------- running the tasks
-class _InProcess:
+class InProcessRunner:
     """Tasks one after another in this process."""
 
     def run(self, tasks: list[list[dict]], data: SweepData):
@@ -481,7 +481,7 @@ class _InProcess:
         pass
 
 
-class _OnDask:
+class DaskRunner:
     """Tasks on a Dask cluster: the data scattered to every worker once, one task per stack,
     results taken as they complete.  Dask reruns a task whose worker was lost."""
 
@@ -517,7 +517,7 @@ class _OnDask:
         # a key of its own (hash=False): a key named by the data's hash would be shared with an
         # earlier sweep's scatter of the same data, which the scheduler may be releasing now
         shared = self.client.scatter(data, broadcast=True, hash=False)
-        futures = {self.client.submit(_dask_train_stack, configs, shared, pure=False): index
+        futures = {self.client.submit(train_stack_on_worker, configs, shared, pure=False): index
                    for index, configs in enumerate(tasks)}
         try:
             for future in as_completed(futures):
@@ -696,7 +696,7 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
         if (Path(out) / "sweep.json").exists():
             raise SweepError(f"{out} already holds a sweep; choose another --out, or --resume it")
     on_dask = workers is not None or scheduler is not None or client is not None
-    runner = _OnDask(workers, scheduler, client) if on_dask else _InProcess()
+    runner = DaskRunner(workers, scheduler, client) if on_dask else InProcessRunner()
     try:
         if out is not None and resume is None:
             directory = _claim(out, {"base": document, "keys": keys, "members": settings, "metric": metric,

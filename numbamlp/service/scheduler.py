@@ -44,9 +44,9 @@ class Scheduler:
         self.batch_window, self.max_stack, self.slots = batch_window, max_stack, slots
         self.dask = None
         if workers is not None or scheduler_address is not None:
-            from numbamlp.sweeps import _OnDask
+            from numbamlp.sweeps import DaskRunner
 
-            self.dask = _OnDask(workers, scheduler_address, None)
+            self.dask = DaskRunner(workers, scheduler_address, None)
             self.slots = self.dask.parallel
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="stack")
         self._running: dict[str, dict] = {}  # stack id → {"jobs": [...], "stack": StackTrainer | None}
@@ -208,7 +208,7 @@ class Scheduler:
         epochs = Queue(f"numbamlp-epochs-{stack_id}", client=client)
         cancels = Variable(f"numbamlp-cancels-{stack_id}", client=client)
         cancels.set([])
-        future = client.submit(_train_stack_on_worker, dumps, data, stack_id, pure=False)
+        future = client.submit(_service_stack_on_worker, dumps, data, stack_id, pure=False)
         sent: set[str] = set()
         while True:
             finished = future.done()  # (before draining: every epoch of a finished task is queued)
@@ -281,12 +281,12 @@ class _CancelWatch:
             self.store.set_status([job_id], "cancelled", expected=("running",))
 
 
-def _train_stack_on_worker(configs: list[dict], data, stack_id: str) -> list[dict]:
+def _service_stack_on_worker(configs: list[dict], data, stack_id: str) -> list[dict]:
     """A service stack on a Dask worker: each member's epoch goes to the stack's queue as it
     ends, and the members the service lists in the stack's cancel variable stop."""
     from distributed import Queue, Variable
 
-    from numbamlp.sweeps import _worker_threads, train_stack
+    from numbamlp.sweeps import worker_threads, train_stack
 
     epochs, cancels = Queue(f"numbamlp-epochs-{stack_id}"), Variable(f"numbamlp-cancels-{stack_id}")
 
@@ -305,7 +305,7 @@ def _train_stack_on_worker(configs: list[dict], data, stack_id: str) -> list[dic
 
         stack.add_step_hook(hook)
 
-    return train_stack(configs, data, threads=_worker_threads(), callbacks=[Epochs()], on_start=watch)
+    return train_stack(configs, data, threads=worker_threads(), callbacks=[Epochs()], on_start=watch)
 
 
 def _sha256(path) -> str | None:
