@@ -61,6 +61,7 @@ RANGE_KINDS = ("uniform", "loguniform", "int")
 DEFAULT_VAL_FRACTION = 0.1  # of the training rows, when the base config holds out none
 DEFAULT_STACK_SIZE = 32
 DEFAULT_MAX_MEMBERS = 10_000
+SCHEDULER_TIMEOUT_S = 3  # to reach a Dask scheduler by address before the sweep says it cannot
 NEW_DIRECTORY = "<new sweeps/ directory>"  # out=NEW_DIRECTORY: sweeps/<UTC timestamp>, as the CLI's default
 RUN_COLUMNS = ("epochs", "best_epoch", "status", "error", "seconds", "model_path")
 RESULT_COLUMNS = (*dict.fromkeys(c for columns in TASK_COLUMNS.values() for c in columns), *RUN_COLUMNS)
@@ -496,7 +497,7 @@ class DaskRunner:
             self.client = client
         elif scheduler is not None:
             try:
-                self.client = Client(scheduler, timeout="5s")
+                self.client = Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
             except (OSError, TimeoutError, ValueError) as err:
                 raise SweepError(f"cannot reach the Dask scheduler at {scheduler}: {str(err).splitlines()[0]}") from None
         else:

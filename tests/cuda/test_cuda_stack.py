@@ -136,8 +136,8 @@ class StopAfterFirstEpoch:
 
 def test_a_cuda_stack_resumed_from_a_checkpoint_trains_each_member_as_alone(tmp_path):
     """The stack stops after its first epoch, is checkpointed (the device's state comes
-    down), restored (and copied up) and continued; each member then holds what a cuda
-    Trainer alone and the numpy backend's make of its config."""
+    down), restored (and copied up) and continued; each member then holds what the numpy
+    backend makes of its config (and member 1 what a cuda Trainer alone makes of it)."""
     X, y = small_data()
     X_val, y_val = small_data(n=6, seed=12)
     configs = stack_configs()
@@ -149,12 +149,14 @@ def test_a_cuda_stack_resumed_from_a_checkpoint_trains_each_member_as_alone(tmp_
     stack = StackTrainer.from_checkpoint(tmp_path / "stack")
     stack.fit(X, y, X_val, y_val, warm_start=True)
     for m, config in enumerate(configs):
-        on_device, on_host = Trainer(config), Trainer({**config, "backend": "numpy"})
-        on_device.fit(X, y, X_val, y_val)
-        on_host.fit(X, y, X_val, y_val)
-        assert stack.results[m]["epochs_run"] == on_device.epoch == on_host.epoch == 2
-        assert stack.results[m]["status"] == ("stopped early" if on_device.stopped_early else "done")
-        for trainer in (on_device, on_host):
+        # every member against the numpy backend; the class-weighted one against a cuda
+        # Trainer alone too (each cuda fit costs seconds in the simulator)
+        alone = [Trainer({**config, "backend": "numpy"})] + ([Trainer(config)] if m == 1 else [])
+        for trainer in alone:
+            trainer.fit(X, y, X_val, y_val)
+        assert stack.results[m]["epochs_run"] == alone[0].epoch == 2
+        assert stack.results[m]["status"] == ("stopped early" if alone[0].stopped_early else "done")
+        for trainer in alone:
             np.testing.assert_allclose(stack.models[m].flat_params, trainer.model.flat_params, rtol=1e-12,
                                        atol=1e-13, err_msg=f"member {m} against {trainer.config.backend}")
             assert [h["loss"] for h in stack.histories[m]] == pytest.approx([h["loss"] for h in trainer.history],
