@@ -336,6 +336,19 @@ def _block_sum(shared, value):
     return total
 
 
+@cuda.jit(device=True)
+def _member_loss(shared, losses, members, m, total, weight_total):
+    """Every thread's partial Σ wᵢ·lossᵢ and Σ wᵢ summed over the block in a fixed tree;
+    losses[m] = their ratio, and a loss that is not finite takes member m out of the step."""
+    total = _block_sum(shared, total)
+    weight_total = _block_sum(shared, weight_total)
+    if cuda.threadIdx.x == 0:
+        loss = total / weight_total
+        losses[m] = loss
+        if not math.isfinite(loss):
+            members[m, RUN] = 0.0
+
+
 @cuda.jit
 def softmax_crossentropy_kernel(P, row_loss, S, y, weights, weighted, losses, members, rows, classes):
     """Member m = blockIdx.z, its rows i < rows spread over the block's threads:
@@ -370,13 +383,7 @@ def softmax_crossentropy_kernel(P, row_loss, S, y, weights, weighted, losses, me
         w = float64(weights[weight_row, i]) if weighted else 1.0
         total += w * float64(_get(row_loss, m, i, 0))  # the stored value, as the other backends sum
         weight_total += w
-    total = _block_sum(shared, total)
-    weight_total = _block_sum(shared, weight_total)
-    if t == 0:
-        loss = total / weight_total
-        losses[m] = loss
-        if not math.isfinite(loss):
-            members[m, RUN] = 0.0
+    _member_loss(shared, losses, members, m, total, weight_total)
 
 
 @cuda.jit(device=True)
@@ -464,13 +471,7 @@ def squared_error_kernel(row_loss, S, Y, weights, weighted, losses, members, row
         w = float64(weights[weight_row, i]) if weighted else 1.0
         total += w * float64(_get(row_loss, m, i, 0))
         weight_total += w
-    total = _block_sum(shared, total)
-    weight_total = _block_sum(shared, weight_total)
-    if t == 0:
-        loss = total / weight_total
-        losses[m] = loss
-        if not math.isfinite(loss):
-            members[m, RUN] = 0.0
+    _member_loss(shared, losses, members, m, total, weight_total)
 
 
 @cuda.jit

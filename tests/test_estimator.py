@@ -15,24 +15,15 @@ from numbamlp.estimator import expected_failed_checks
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("params", [{}, {"random_state": 0}, {"random_state": 0, "dtype": "float32"},
-                                    {"random_state": 0, "solver": "adam", "learning_rate_init": 0.01}])
-def test_check_estimator(params):
-    estimator = MLPClassifier(**params)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        results = check_estimator(estimator, expected_failed_checks=expected_failed_checks(estimator))
-    statuses = {r["check_name"]: r["status"] for r in results}
-    assert "failed" not in statuses.values()
-    assert sum(s == "passed" for s in statuses.values()) >= 50
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("params", [{}, {"random_state": 0}, {"random_state": 0, "dtype": "float32"}])
-def test_check_estimator_regressor(params):
-    """MLPRegressor: 0 failures; float32's expected failures are the classifier's, for the
-    same reasons (FLOAT32_EXPECTED_FAILURES)."""
-    estimator = MLPRegressor(**params)
+@pytest.mark.parametrize("estimator_class, params", [
+    *((MLPClassifier, p) for p in ({}, {"random_state": 0}, {"random_state": 0, "dtype": "float32"},
+                                   {"random_state": 0, "solver": "adam", "learning_rate_init": 0.01})),
+    # MLPRegressor: float32's expected failures are the classifier's, for the same reasons
+    # (FLOAT32_EXPECTED_FAILURES)
+    *((MLPRegressor, p) for p in ({}, {"random_state": 0}, {"random_state": 0, "dtype": "float32"})),
+])
+def test_check_estimator(estimator_class, params):
+    estimator = estimator_class(**params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         results = check_estimator(estimator, expected_failed_checks=expected_failed_checks(estimator))
