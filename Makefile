@@ -22,11 +22,13 @@ train: $(VENV)/.installed
 gradcheck: $(VENV)/.installed
 	$(BIN)/numbamlp gradcheck
 
-# The CUDA kernels run under Numba's CUDA simulator in a second pytest process: the
-# simulator has to be switched on before Numba is imported.
+# The CUDA kernels run under Numba's CUDA simulator in a second pytest run: the simulator
+# has to be switched on before Numba is imported.  Each run spreads its tests over worker
+# processes (pytest-xdist, one per core, at most 4): most of the suite's time is Numba
+# compiling on an empty cache and the simulator interpreting kernels, both one core each.
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q --ignore=tests/cuda
-	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q tests/cuda
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --ignore=tests/cuda
+	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q -n auto --maxprocesses 4 tests/cuda
 
 clean:
 	rm -rf $(VENV) build *.egg-info
