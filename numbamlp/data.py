@@ -29,7 +29,9 @@ are gathered by index into one new buffer instead.
 
 from __future__ import annotations
 
+import concurrent.futures
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -471,18 +473,29 @@ def _arrow_labels(column, source: str, text_numbers: bool) -> np.ndarray:
 
 
 # A Parquet file is read row group by row group, each in groups of columns of at most this
-# many bytes as float64 and 1/4 of X (what pyarrow holds at once); rows go into X in blocks of
-# PARQUET_BLOCK_ROWS, so a block of X stays in cache while each column's slice goes in.  Every
-# group of columns is a pass over its rows of X: column by column down all of X measured ~4x
-# pyarrow's own read at 3M x 50 (a cache miss per value), 64 MB groups of whole columns ~2x.
+# many bytes as float64 and 1/4 of X (what pyarrow holds at once).  The columns go into X
+# in blocks of PARQUET_BLOCK_ROWS rows (a block of X, ~1 MB at 50 float32 features, stays in
+# cache while each column's slice goes in, one strided cast-copy each), the blocks shared out
+# among threads: numpy releases the GIL in the copies.  Measured (bench/README.md, issue 16):
+# column by column down all of X ~4x pyarrow's own read at 3M x 50 (a cache miss per value);
+# np.stack per 16k-row block, one thread, ~2x; these blocks on 2 threads 0.4x of that copy's time.
 PARQUET_GROUP_BYTES = 1 << 28
-PARQUET_BLOCK_ROWS = 1 << 14
+PARQUET_BLOCK_ROWS = 1 << 12
+
+
+def _copy_threads() -> int:
+    """Threads for copying columns into X: the cores this process may run on, at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # (not on Linux)
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
 
 
 def _copy_parquet_columns(table, X: np.ndarray, first: int, path: Path, row: int) -> None:
     """X[:, first : first + table.num_columns] = table's columns (as numbers), record batch by
-    record batch (zero-copy views of what pyarrow decoded) and block of rows by block; X (rows,
-    D) are the file's rows from ``row`` on (for messages)."""
+    record batch (zero-copy views of what pyarrow decoded), block of rows by block on several
+    threads; X (rows, D) are the file's rows from ``row`` on (for messages)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -491,14 +504,28 @@ def _copy_parquet_columns(table, X: np.ndarray, first: int, path: Path, row: int
         if column.null_count:
             at = row + pc.index(pc.is_null(column), True).as_py()
             raise DataError(f"{path}: feature column {name!r} has a missing value at row {at}")
+    blocks = []  # (columns, rows of X): every block of every record batch
     lo = 0
     for batch in table.to_batches():
         columns = [c.to_numpy() if pa.types.is_floating(c.type) else c.cast(pa.float64()).to_numpy()
                    for c in batch.columns]
         for a in range(0, batch.num_rows, PARQUET_BLOCK_ROWS):
             b = min(a + PARQUET_BLOCK_ROWS, batch.num_rows)
-            X[lo + a : lo + b, first : first + len(columns)] = np.stack([c[a:b] for c in columns], axis=1)
+            blocks.append(([c[a:b] for c in columns], X[lo + a : lo + b, first : first + len(columns)]))
         lo += batch.num_rows
+
+    def copy(share: int, threads: int) -> None:
+        for columns, rows in blocks[share::threads]:
+            for j, column in enumerate(columns):
+                rows[:, j] = column
+
+    threads = min(_copy_threads(), len(blocks))
+    if threads == 1:
+        copy(0, 1)
+        return
+    with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="parquet") as pool:
+        for done in [pool.submit(copy, share, threads) for share in range(threads)]:
+            done.result()
 
 
 def _read_parquet(path: Path, label_column, dtype) -> Dataset:

@@ -63,6 +63,29 @@ def test_each_reader_gives_the_table(tmp_path, fmt):
     assert loaded.y.dtype.kind == "i"
 
 
+def test_parquet_in_row_groups_batches_column_groups_and_blocks_on_threads(tmp_path, monkeypatch):
+    """Every path of the Parquet copy at once: several row groups (one of odd length), record
+    batches, groups of columns, blocks of rows shared among threads, integer, boolean and
+    float32 columns beside float64 ones, the label column in the middle."""
+    import numbamlp.data as data
+
+    rng = np.random.default_rng(3)
+    rows = 1003
+    columns = {"a": rng.normal(size=rows), "b": rng.integers(-50, 50, rows),
+               "c": rng.normal(size=rows).astype(np.float32), "label": rng.integers(0, 4, rows),
+               "d": rng.random(rows) < 0.5, "e": rng.normal(size=rows)}
+    path = tmp_path / "groups.parquet"
+    pq.write_table(pa.table(columns), path, row_group_size=300)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 4
+    monkeypatch.setattr(data, "PARQUET_GROUP_BYTES", 2 * 8 * 300)  # two columns at a time
+    monkeypatch.setattr(data, "PARQUET_BLOCK_ROWS", 7)
+    monkeypatch.setattr(data, "_copy_threads", lambda: 3)
+    loaded = load_dataset(str(path), label_column="label", dtype=np.float32)
+    expected = np.stack([columns[name].astype(np.float64) for name in "abcde"], axis=1).astype(np.float32)
+    np.testing.assert_array_equal(loaded.X, expected)
+    np.testing.assert_array_equal(loaded.y, columns["label"])
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_string_labels_in_every_format(tmp_path, fmt):
     X, y = table(rows=60)
