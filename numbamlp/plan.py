@@ -118,6 +118,13 @@ class StepPlan:
         self.settings = MemberSettings(*(np.zeros(M, np.float64) for _ in range(6)),
                                        steps=np.zeros(M, np.int64), active=np.ones(M, np.bool_))
 
+    def plain_step(self):
+        """Trainer.step's shortcut for plain batches (kernels.cpu_backend.PlainStep), or None:
+        the cpu backend has one, for a plan of one classifier."""
+        if self.backend != "cpu" or self.members != 1 or self.loss != "cross_entropy":
+            return None
+        return self.kernels.PlainStep(self.buffers, self.layout, self.settings, self.options, self.capacity)
+
     @property
     def n_parameters(self) -> int:
         return self.host.params.shape[1]

@@ -140,6 +140,7 @@ class Trainer:
         self.model: MLP | None = None
         self._workspace: Workspace | None = None
         self._plan, self._member = None, 0  # the step plan this trainer's model is member _member of
+        self._plain_step = None  # the plan's shortcut for plain batches (StepPlan.plain_step)
         self._start_over()
 
     def _start_over(self) -> None:
@@ -180,13 +181,13 @@ class Trainer:
         # model's parameters and the optimizer's state pickle as copies of their rows)
         self.synchronize()
         state = self.__dict__.copy()
-        for name in ("_kernels", "_grads", "_workspace", "_plan"):
+        for name in ("_kernels", "_grads", "_workspace", "_plan", "_plain_step"):
             state.pop(name, None)
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._workspace = self._plan = None
+        self._workspace = self._plan = self._plain_step = None
         if self.model is not None:
             self._kernels = None if self.config.backend == "reference" else get_backend(self.config.backend)
             self._grads = layer_views(self._grad_flat, self.model.layers)
@@ -218,7 +219,7 @@ class Trainer:
         self._grad_flat = np.zeros_like(model.flat_params)
         self._grads = layer_views(self._grad_flat, model.layers)
         self.optimizer = Optimizer(self.config.optimizer, model.flat_params.size, model.dtype)
-        self._workspace = self._plan = None
+        self._workspace = self._plan = self._plain_step = None
         # the step plan of a stack of one (numbamlp.plan), the same step a StackTrainer runs;
         # the model's parameters and the optimizer's state move into it.  On cuda they live
         # on the device, and synchronize() refreshes the model's host copies.
@@ -243,6 +244,7 @@ class Trainer:
         and the plan takes this trainer's optimizer settings.  (On cuda the rows are the
         plan's host copies, which go up to the device here.)"""
         self._plan, self._member = plan, member
+        self._plain_step = plan.plain_step() if plan.members == 1 else None
         self.model.use_storage(plan.host.params[member])
         self._grad_flat = plan.host.grads[member]
         self._grads = layer_views(self._grad_flat, self.model.layers)
@@ -267,6 +269,10 @@ class Trainer:
         Xb (B, D) features, yb (B,) class indices 0..C−1 (regression: targets (B,) or (B, K),
         used as given).  Builds the model on first use.
         """
+        if self._plain_step is not None and sample_weight is None:  # a batch the step takes as it is
+            loss = self._plain_step(Xb, yb, self.lr)
+            if loss is not None:
+                return loss
         Xb = as_features(Xb, self.model.n_features if self.model else None, self.config.dtype)
         if self.regression:
             yb = as_targets(yb, Xb.shape[0], self.model.n_classes if self.model else None, self.config.dtype)

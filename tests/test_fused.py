@@ -129,23 +129,77 @@ def batches(layers=(6, 8, 3), steps=5):
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_a_model_alone_steps_past_the_dispatcher_with_the_same_bits(optimizer):
-    """A model stepping again calls its compiled step directly (cpu_backend._step_alone);
-    models stepping in turn go through Numba's dispatcher: the same bits either way."""
+    """A model stepping again on checked arrays (what fit does) calls its compiled step
+    directly (cpu_backend._step_alone); models stepping in turn go through Numba's
+    dispatcher: the same bits either way."""
     import numba
 
     from numbamlp.kernels import cpu_backend
 
     alone, in_turn, other = stepped_trainer(optimizer), stepped_trainer(optimizer), stepped_trainer(optimizer, (5, 3))
-    alone_losses = [alone.step(X, y) for X, y in batches()]
+    alone_losses = [alone._step(X, y, None, alone.lr) for X, y in batches()]
     resolved = cpu_backend._last_alone
     assert resolved.buffers is alone._plan.buffers
     assert resolved.entry is not None and not isinstance(resolved.entry, numba.core.dispatcher.Dispatcher)
     in_turn_losses = []
     for (X, y), (X_other, y_other) in zip(batches(), batches((5, 3))):
-        in_turn_losses.append(in_turn.step(X, y))
-        other.step(X_other, y_other)
+        in_turn_losses.append(in_turn._step(X, y, None, in_turn.lr))
+        other._step(X_other, y_other, None, other.lr)
     assert alone_losses == in_turn_losses
     assert np.array_equal(alone.model.flat_params, in_turn.model.flat_params)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum+decay", "adam"])
+def test_trainer_step_on_plain_batches_takes_the_shortcut_to_the_same_bits(optimizer):
+    """Trainer.step on batches the compiled step takes as they are (float32 C-contiguous X,
+    int64 y) goes through the plan's PlainStep and its compiled entry points; the weights,
+    optimizer state and losses are those of the checked path (fit's)."""
+    import numba
+
+    shortcut, checked = stepped_trainer(optimizer), stepped_trainer(optimizer)
+    for X, y in batches():
+        assert shortcut.step(X, y) == checked._step(X, y, None, checked.lr)
+    plain = shortcut._plain_step
+    assert plain._entries and not any(isinstance(entry, numba.core.dispatcher.Dispatcher)
+                                      for entry in plain._entries.values())
+    assert np.array_equal(shortcut.model.flat_params, checked.model.flat_params)
+    assert np.array_equal(shortcut._plan.host.state_a, checked._plan.host.state_a)
+    assert shortcut.optimizer.step_count == checked.optimizer.step_count == 5
+
+
+def test_anything_but_a_plain_batch_takes_the_checked_path():
+    """What the shortcut does not take it leaves untouched, and Trainer.step converts it (to
+    the same bits) or refuses it with the checked path's message."""
+    trainer, reference = stepped_trainer("momentum+decay"), stepped_trainer("momentum+decay")
+    plain = trainer._plain_step
+    X, y = batches()[0]
+    converted = [X.astype(np.float64), np.asfortranarray(X), X.tolist()]
+    for other in converted:
+        assert plain(other, y, 0.05) is None
+        assert trainer.step(other, y) == reference.step(X, y)
+    assert plain(X, y.astype(np.int32), 0.05) is None and trainer.step(X, y.astype(np.int32)) == reference.step(X, y)
+    unaligned = np.frombuffer(b"\0" + X.tobytes(), dtype=np.float32, offset=1).reshape(X.shape)
+    assert not unaligned.flags.aligned and plain(unaligned, y, 0.05) is None
+    assert trainer.step(unaligned, y) == reference.step(X, y)
+    for bad_X, bad_y, message in [
+            (np.where(np.arange(X.size).reshape(X.shape) == 7, np.nan, X).astype(np.float32), y, "NaN or infinite"),
+            (np.where(np.arange(X.size).reshape(X.shape) == 7, np.inf, X).astype(np.float32), y, "NaN or infinite"),
+            (X, np.where(np.arange(4) == 2, 3, y), r"class indices must lie in \[0, 3\)"),
+            (X, np.where(np.arange(4) == 2, -1, y), r"class indices must lie in \[0, 3\)"),
+            (X[:, :5].copy(), y, "5 features but the model expects 6"),
+            (X, y[:3].copy(), "vector of 4 labels"),
+            (X[:0], y[:0], "no rows")]:
+        assert plain(bad_X, bad_y, 0.05) is None
+        with pytest.raises(ValueError, match=message):
+            trainer.step(bad_X, bad_y)
+    assert np.array_equal(trainer.model.flat_params, reference.model.flat_params)  # nothing refused stepped
+    big_X, big_y = np.repeat(X, 3, axis=0), np.repeat(y, 3)  # past the plan's capacity: a bigger plan
+    assert plain(big_X, big_y, 0.05) is None
+    assert trainer.step(big_X, big_y) == reference.step(big_X, big_y)
+    assert trainer._plan.capacity == 12 and trainer._plain_step is not plain
+    weights = np.full(4, 2.0)
+    assert trainer.step(X, y, sample_weight=weights) == reference.step(X, y, sample_weight=weights)
+    assert np.array_equal(trainer.model.flat_params, reference.model.flat_params)
 
 
 def test_a_model_alone_with_other_argument_types_goes_through_the_dispatcher():
