@@ -125,6 +125,17 @@ class StepPlan:
             return None
         return self.kernels.PlainStep(self.buffers, self.layout, self.settings, self.options, self.capacity)
 
+    def plain_batch(self, X: np.ndarray, y: np.ndarray) -> bool:
+        """Whether X (k, B, D) and y (k, B) are class indices and features the cpu step
+        takes as they are: C-contiguous and aligned, X of the plan's dtype and D, finite, y
+        int64 in [0, C) (checked in one compiled pass, kernels.cpu_backend.batch_problem).
+        False elsewhere, and for anything else: the caller's checks convert or refuse."""
+        if (self.backend != "cpu" or self.loss != "cross_entropy" or X.dtype != self.dtype or y.dtype != np.int64
+                or X.shape[-1] != self.layers[0] or not (X.flags.c_contiguous and X.flags.aligned
+                                                         and y.flags.c_contiguous and y.flags.aligned)):
+            return False
+        return not self.kernels.batch_problem(X.reshape(-1, X.shape[-1]), y.reshape(-1), self.layers[-1])
+
     @property
     def n_parameters(self) -> int:
         return self.host.params.shape[1]

@@ -140,14 +140,29 @@ class StackTrainer:
         shared = self.configs[0]
         for trainer in self.trainers:
             trainer.build(n_features, n_classes)
-        model = self.trainers[0].model
-        self.plan = StepPlan(model.layers, model.activation, shared.optimizer.name, self.members,
-                             shared.batch_size, shared.dtype, shared.backend, model.loss)
-        for m, trainer in enumerate(self.trainers):
-            trainer.use_plan(self.plan, m)
+        self._use_plan(shared.batch_size)
         self._set_learning_rates()
         self._batches: dict[int, tuple] = {}
         self._device = None  # cuda: the data of the fit under way on the device (plan.DeviceData)
+
+    def _use_plan(self, capacity: int) -> None:
+        """A new step plan for batches of up to ``capacity`` rows; every member moves into it."""
+        shared, model = self.configs[0], self.trainers[0].model
+        self.plan = StepPlan(model.layers, model.activation, shared.optimizer.name, self.members, capacity,
+                             shared.dtype, shared.backend, model.loss)
+        for m, trainer in enumerate(self.trainers):
+            trainer.use_plan(self.plan, m)
+
+    def _grow_plan(self, rows: int) -> None:
+        """A plan for batches of up to ``rows`` rows (``step`` on a bigger batch than the
+        stack's batch_size, as Trainer.step allows), taking every member's weights, optimizer
+        state, learning rate and active flag along."""
+        old = self.plan
+        old.pull()  # (cuda: the state the new plan takes is the device's)
+        self._use_plan(rows)
+        self.plan.settings.lr[:] = old.settings.lr
+        self.plan.settings.active[:] = old.settings.active
+        self._batches = {}
 
     def _set_learning_rates(self) -> None:
         """Each member's learning rate for its current epoch, as ``step`` uses them (fit sets
@@ -207,9 +222,12 @@ class StackTrainer:
                              f"to match, got shapes {X.shape} and {y.shape}")
         if self.plan is None:
             self.build(batches.shape[2], int(np.max(labels)) + 1)
-        batches = as_features(batches.reshape(-1, batches.shape[2]), self.plan.layers[0],
-                              self.plan.dtype).reshape(batches.shape)
-        labels = as_class_indices(labels.reshape(-1), labels.size, self.plan.layers[-1]).reshape(labels.shape)
+        if not self.plan.plain_batch(batches, labels):  # (most batches are: one compiled pass checks them)
+            batches = as_features(batches.reshape(-1, batches.shape[2]), self.plan.layers[0],
+                                  self.plan.dtype).reshape(batches.shape)
+            labels = as_class_indices(labels.reshape(-1), labels.size, self.plan.layers[-1]).reshape(labels.shape)
+        if batches.shape[1] > self.plan.capacity:
+            self._grow_plan(batches.shape[1])
         weights = None
         if sample_weight is not None:
             weights = as_sample_weights(sample_weight, batches.shape[1], self.plan.dtype)[None]
@@ -224,6 +242,8 @@ class StackTrainer:
         targets = as_targets(y, X.shape[0], None if self.plan is None else self.plan.layers[-1], self.configs[0].dtype)
         if self.plan is None:
             self.build(X.shape[1], targets.shape[1])
+        if X.shape[0] > self.plan.capacity:
+            self._grow_plan(X.shape[0])
         weights = None if sample_weight is None else as_sample_weights(sample_weight, X.shape[0], self.plan.dtype)[None]
         return self.plan.step(X[None], targets[None], weights).copy()
 

@@ -137,6 +137,40 @@ def test_step_returns_one_loss_per_member(backend):
 
 
 @pytest.mark.parametrize("backend", STACK_BACKENDS)
+def test_step_takes_any_batch_size_and_checks_what_it_is_given(backend):
+    """Plain batches (float32, int64) and ones that need converting give the same bits; a
+    batch bigger than batch_size moves the stack to a bigger plan, every member's state and
+    active flag along, and each member still equals a Trainer stepping alone; bad values are
+    refused with the Trainer's messages and step nobody."""
+    X, y = data(n=40)
+    X = X.astype(np.float32)
+    configs = [{"backend": backend, "batch_size": 8, "seed": s, "model": {"hidden": [5]},
+                "optimizer": {"name": "momentum", "lr": 0.05 * (s + 1)}} for s in range(3)]
+    stack, trainers = StackTrainer(configs), [Trainer(config) for config in configs]
+    batches = [(X[:8], y[:8]), (X[:8].astype(np.float64), y[:8].astype(np.int32)), (X, y), (X[8:16].tolist(), y[8:16])]
+    for step, (Xb, yb) in enumerate(batches):
+        if step == 2:
+            stack.plan.settings.active[1] = False  # frozen, as fit freezes a member that stopped
+        losses = stack.step(Xb, yb)
+        for m, trainer in enumerate(trainers):
+            if step >= 2 and m == 1:
+                assert np.isnan(losses[m])
+            else:
+                assert_same(np.float64(losses[m]), np.float64(trainer.step(Xb, yb)), backend, f"step {step} member {m}")
+            assert_same(stack.models[m].flat_params, trainer.model.flat_params, backend, f"step {step} member {m}")
+    assert stack.plan.capacity == 40 and not stack.plan.settings.active[1]
+    before = [model.flat_params.copy() for model in stack.models]
+    bad_X = X[:8].copy()
+    bad_X[3, 2] = np.nan
+    for Xb, yb, message in [(bad_X, y[:8], "NaN or infinite"), (X[:8], np.full(8, 3), r"class indices must lie in \[0, 3\)"),
+                            (X[:8, :5].copy(), y[:8], "5 features but the model expects 6")]:
+        with pytest.raises(ValueError, match=message):
+            stack.step(Xb, yb)
+    for model, weights in zip(stack.models, before):
+        assert np.array_equal(model.flat_params, weights)
+
+
+@pytest.mark.parametrize("backend", STACK_BACKENDS)
 def test_nothing_grows_with_the_step_count(backend):
     X, y = data(n=32)
     stack = StackTrainer([{"backend": backend, "seed": s, "model": {"hidden": [8]}} for s in range(4)])
