@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import difflib
+import gc
 import io
 import itertools
 import json
@@ -482,6 +483,21 @@ class InProcessRunner:
         pass
 
 
+def _freeze_at_exit_plugin():
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class FreezeAtExit(WorkerPlugin):
+        """On the workers of the sweep's own LocalCluster: when a worker closes, its objects
+        are frozen (gc.freeze) so that the exiting process does not walk them all in a last
+        garbage collection, ~0.25 s after Numba's kernels (closing the 2-worker cluster took
+        0.30 s, 0.04 s with this; the CLI does the same for its own process)."""
+
+        def teardown(self, worker) -> None:
+            gc.freeze()
+
+    return FreezeAtExit
+
+
 class DaskRunner:
     """Tasks on a Dask cluster: the data scattered to every worker once, one task per stack,
     results taken as they complete.  Dask reruns a task whose worker was lost."""
@@ -504,9 +520,12 @@ class DaskRunner:
             cores = os.cpu_count() or 1
             # one task at a time per worker process, with its share of the cores for Numba
             self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                        dashboard_address=None,
+                                        # (the scheduler's HTTP server on a free port: the default 8787
+                                        # warns on the terminal when another cluster holds it)
+                                        dashboard_address=":0",
                                         env={"NUMBA_NUM_THREADS": str(max(1, cores // workers))})
             self.client = Client(self.cluster)
+            self.client.register_plugin(_freeze_at_exit_plugin()(), name="numbamlp-freeze-at-exit")
 
     @property
     def parallel(self) -> int:

@@ -259,7 +259,7 @@ def cluster():
     """A real LocalCluster of two single-threaded worker processes (as --workers 2 makes)."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                       env={"NUMBA_NUM_THREADS": "1"}) as local, Client(local) as client:
         yield client
 
@@ -311,6 +311,25 @@ def test_the_command_runs_on_its_own_local_cluster(tmp_path):
     here = sweep({"epochs": 3, "data": {"train": "builtin:iris"}}, {"seed": [0, 1, 2]})
     rows = [json.loads(line) for line in (tmp_path / "d" / "results.jsonl").read_text().splitlines()]
     assert _without_timing(sorted(rows, key=lambda r: r["member"])) == _without_timing(here.table)
+
+
+def test_only_the_sweeps_own_cluster_freezes_its_workers_objects_at_exit(cluster):
+    """The sweep's own LocalCluster registers the plugin whose teardown freezes a closing
+    worker's objects (its exit then skips the last full garbage collection); a cluster the
+    user brings is left as it is."""
+    from numbamlp.sweeps import DaskRunner
+
+    def has_plugin(dask_worker):
+        return "numbamlp-freeze-at-exit" in dask_worker.plugins
+
+    own = DaskRunner(1, None, None)
+    try:
+        assert list(own.client.run(has_plugin).values()) == [True]
+    finally:
+        own.close()
+    theirs = DaskRunner(None, None, cluster)
+    theirs.close()
+    assert list(cluster.run(has_plugin).values()) == [False, False]
 
 
 def test_without_dask_asking_for_workers_names_the_extra(tmp_path):
