@@ -379,11 +379,12 @@ def _check_csv_labels(y, path, header, label: int, width: int) -> None:
         )
 
 
-def _read_csv_arrow(path: Path, label_column, dtype) -> _CsvData | None:
+def _read_csv_arrow(path: Path, label_column, dtype, with_label: bool = True) -> _CsvData | None:
     """pyarrow's streaming CSV reader, block by block into one preallocated (N, D) array of
     ``dtype`` (features parsed as float64, as Python's float() parses them, then cast); None
     when pyarrow is missing or refuses the file (a bad cell, a ragged row, a blank-looking
-    row, a leading blank line): the csv module then reads it and says what is wrong."""
+    row, a leading blank line): the csv module then reads it and says what is wrong.
+    with_label False: every column is a feature (y None), as in a file to predict on."""
     try:
         import pyarrow as pa
         import pyarrow.csv as pa_csv
@@ -394,14 +395,14 @@ def _read_csv_arrow(path: Path, label_column, dtype) -> _CsvData | None:
             first = next(csv.reader(f), None)
     except (OSError, UnicodeDecodeError, csv.Error):
         return None
-    if first is None or len(first) < 2 or not all(c.strip() for c in first):
+    if first is None or len(first) < 1 + with_label or not all(c.strip() for c in first):
         return None
     header = _csv_header(first, label_column, path)
     width = len(first)
-    label = _label_index(label_column, header, width, path)
+    label = _label_index(label_column, header, width, path) if with_label else None
     features = [j for j in range(width) if j != label]
     names = [f"c{j}" for j in range(width)]
-    types = {names[j]: pa.float64() for j in features} | {names[label]: pa.string()}
+    types = {names[j]: pa.float64() for j in features} | ({} if label is None else {names[label]: pa.string()})
     read_options = pa_csv.ReadOptions(column_names=names, skip_rows=1 if header else 0,
                                       block_size=CSV_BLOCK_BYTES, use_threads=False)
     convert_options = pa_csv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False,
@@ -416,7 +417,8 @@ def _read_csv_arrow(path: Path, label_column, dtype) -> _CsvData | None:
                 X = _grown(X, n, n + m + len(X) // 4, str(path))
             for k, j in enumerate(features):
                 X[n : n + m, k] = batch.column(j).to_numpy()
-            labels.append(batch.column(label))
+            if label is not None:
+                labels.append(batch.column(label))
             n += m
     except DataError:
         raise
@@ -424,7 +426,8 @@ def _read_csv_arrow(path: Path, label_column, dtype) -> _CsvData | None:
         return None
     if n == 0:
         return None
-    y = _arrow_labels(pa.chunked_array(labels, type=pa.string()), str(path), text_numbers=True)
+    y = None if label is None else _arrow_labels(pa.chunked_array(labels, type=pa.string()), str(path),
+                                                 text_numbers=True)
     return _CsvData(X[:n], y, name=str(path), owned=True, header=header, label=label, width=width)
 
 
@@ -587,15 +590,31 @@ def read_features(source: str, n_features: int, label_column=None, seed: int = 0
     else:
         if not path.is_file():
             raise DataError(f"data file not found: {source}")
-        header, rows = _csv_rows(path, label_column)
-        width = len(rows[0][1])
-        if width == n_features + 1 or label_column is not None:
-            X = _csv_features(path, header, rows, _label_index(label_column, header, width, path))
-        else:
-            X = _csv_features(path, header, rows, None)
+        X = _read_csv_features(path, n_features, label_column)
         X, _ = check_arrays(X, np.zeros(len(X), dtype=np.int64), source)
     check_feature_count(X, n_features, source)
     return X
+
+
+def _read_csv_features(path: Path, n_features: int, label_column) -> np.ndarray:
+    """A CSV file's features (N, D) float64 for prediction: every column, or every column
+    but the label column when there is one more than the model's features (or
+    ``label_column`` names it).  pyarrow's reader, else the csv module's (which names what
+    is wrong in a file pyarrow refuses)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            first = next((row for row in csv.reader(f) if any(c.strip() for c in row)), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        first = None
+    with_label = label_column is not None or (first is not None and len(first) == n_features + 1)
+    data = _read_csv_arrow(path, label_column, np.float64, with_label) if first is not None else None
+    if data is not None:
+        return data.X
+    header, rows = _csv_rows(path, label_column)
+    width = len(rows[0][1])
+    if width == n_features + 1 or label_column is not None:
+        return _csv_features(path, header, rows, _label_index(label_column, header, width, path))
+    return _csv_features(path, header, rows, None)
 
 
 def check_feature_count(X, n_features: int, source: str) -> None:

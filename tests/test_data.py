@@ -49,6 +49,26 @@ def test_read_features_ignores_a_label_column_only_when_there_is_one(tmp_path):
         read_features(write(tmp_path, "r.csv", "1,2,3\n"), 5)
 
 
+def test_read_features_reads_csv_through_pyarrow_and_names_a_bad_cell_through_the_csv_module(tmp_path, monkeypatch):
+    """Prediction reads a CSV as training does (pyarrow's reader; the csv module only for a
+    file pyarrow refuses, whose messages name the row, column and value)."""
+    import numbamlp.data as data
+
+    rng = np.random.default_rng(0)
+    X = np.round(rng.normal(size=(300, 3)), 5)
+    labelled = write(tmp_path, "l.csv", "a,b,c,label\n" + "".join(f"{a},{b},{c},{k % 2}\n" for k, (a, b, c) in enumerate(X)))
+    bare = write(tmp_path, "b.csv", "".join(f"{a},{b},{c}\n" for a, b, c in X))
+    named = write(tmp_path, "n.csv", "y,a,b,c\n" + "".join(f"cat,{a},{b},{c}\n" for a, b, c in X))
+    bad = write(tmp_path, "bad.csv", "1,2,3\n4,x,6\n")
+    with monkeypatch.context() as patched:
+        patched.setattr(data, "_csv_rows", lambda *args: pytest.fail("the csv module read a file pyarrow takes"))
+        np.testing.assert_array_equal(read_features(labelled, 3), X)
+        np.testing.assert_array_equal(read_features(bare, 3), X)
+        np.testing.assert_array_equal(read_features(named, 3, label_column="y"), X)
+    with pytest.raises(DataError, match=r"row 2, column 2 \('2'\): 'x' is not a number"):
+        read_features(bad, 3)
+
+
 BAD_CSV = {
     "a non-number cell": ("x,y,label\n1,2,a\n3,oops,b\n", "row 3, column 2 ('y'): 'oops' is not a number"),
     "a ragged row": ("1,2,a\n3,b\n", "row 2 has 2 columns, expected 3"),
