@@ -352,16 +352,17 @@ class Trainer:
         if self.fitted and not warm_start:
             self.model = None
             self._start_over()
-        X, y_idx, weights, X_val, y_val = self._fit_data(X, y, X_val, y_val, sample_weight)
+        X, rows, y_idx, weights, X_val, y_val = self._fit_data(X, y, X_val, y_val, sample_weight)
         if self.config.validate_gradients and self.epoch == 0:
-            error = self.validate_gradients(X, y_idx, weights)
+            first = X if rows is None else X[rows[: 3 * self.config.batch_size]]
+            error = self.validate_gradients(first, y_idx, weights)
             for callback in callbacks:
                 getattr(callback, "on_gradients_checked", lambda error: None)(error)
-        device = self._device_data(X, y_idx, weights)
+        device = self._device_data(X, rows, y_idx, weights)
         with quiet_blas(self.config.backend):
             while self.epoch < self.config.epochs and not self.stopped_early:
                 start = time.perf_counter()
-                progress = self._run_epoch(X, y_idx, weights, device, callbacks, start)
+                progress = self._run_epoch(X, rows, y_idx, weights, device, callbacks, start)
                 self._end_epoch(progress, start, X_val, y_val, callbacks)
                 if self._stop_reason is not None and self.epoch < self.config.epochs and not self.stopped_early:
                     raise TrainingInterrupted(self.epoch, "end", self._stop_reason)
@@ -371,9 +372,11 @@ class Trainer:
         return self.history
 
     def _fit_data(self, X, y, X_val, y_val, sample_weight):
-        """What fit trains on: (X (N, D) of the model's dtype, class indices (N,) or encoded
-        targets (N, K), row weights (N,) or None, X_val, y_val), after the validation
-        hold-out; builds the model (and learns the classes) on the first fit."""
+        """What fit trains on: (X (N, D) of the model's dtype, the training rows of X (n,)
+        int64 or None for all of them, their class indices (n,) or encoded targets (n, K),
+        row weights (n,) or None, X_val, y_val), after the validation hold-out; builds the
+        model (and learns the classes) on the first fit.  The training rows are gathered by
+        index batch by batch, never copied out of X (issue 16's memory bound)."""
         X = as_features(X, None, self.config.dtype)
         y = np.asarray(y)
         weights = as_sample_weights(sample_weight, X.shape[0], np.float64)
@@ -389,11 +392,17 @@ class Trainer:
             self.build(X.shape[1], len(self.classes_))
         self.model.classes = self.classes_
         rows, X_val, y_val = self.validation_split(X, y, X_val, y_val)
-        if len(rows) < len(y):
-            X, y, weights = X[rows], y[rows], None if weights is None else weights[rows]
-        y_idx = as_class_indices(self.encode(y), X.shape[0], self.model.n_classes)
+        rows, y, weights = self._training_rows(rows, y, weights)
+        y_idx = as_class_indices(self.encode(y), len(y), self.model.n_classes)
         X = as_features(X, self.model.n_features, self.model.dtype)
-        return X, y_idx, self._row_weights(y, weights), X_val, y_val
+        return X, rows, y_idx, self._row_weights(y, weights), X_val, y_val
+
+    @staticmethod
+    def _training_rows(rows: np.ndarray, y, weights):
+        """(rows, or None when every row trains; y and weights of those rows)."""
+        if len(rows) == len(y):
+            return None, y, weights
+        return rows, y[rows], None if weights is None else weights[rows]
 
     def _regression_data(self, X, y, X_val, y_val, weights):
         """_fit_data for a regressor: the targets (N, K) float64, the hold-out, the target
@@ -403,11 +412,10 @@ class Trainer:
         if self.model is None:
             self.build(X.shape[1], y.shape[1])
         rows, X_val, y_val = self.validation_split(X, y, X_val, y_val)
-        if len(rows) < len(y):
-            X, y, weights = X[rows], y[rows], None if weights is None else weights[rows]
+        rows, y, weights = self._training_rows(rows, y, weights)
         self.fit_target_transform(y, weights)
         X = as_features(X, self.model.n_features, self.model.dtype)
-        return X, self.encode(y), self._row_weights(y, weights), X_val, y_val
+        return X, rows, self.encode(y), self._row_weights(y, weights), X_val, y_val
 
     def fit_target_transform(self, y_train: np.ndarray, sample_weight: np.ndarray | None = None) -> None:
         """Regression: standardise the targets with the training rows' (weighted) mean and
@@ -437,39 +445,42 @@ class Trainer:
             X_val, y_val = X[val_rows], y[val_rows]
         return rows, X_val, y_val
 
-    def _run_epoch(self, X, y_idx, weights, device, callbacks, start: float) -> dict:
-        """The steps of one epoch (from where an interrupted one stopped); returns its
-        progress record: the order, next row, loss totals, learning rate and seconds."""
-        progress = self._epoch_progress(X.shape[0])
+    def _run_epoch(self, X, rows, y_idx, weights, device, callbacks, start: float) -> dict:
+        """The steps of one epoch (from where an interrupted one stopped) on the training
+        rows ``rows`` of X (None: all); returns its progress record: the order, next row, loss
+        totals, learning rate and seconds."""
+        n = len(y_idx)
+        progress = self._epoch_progress(n)
         order, lr, batch = progress["order"], progress["lr"], self.config.batch_size
+        x_order = order if rows is None else rows[order]  # the order's rows of X
         watchers = [callback.on_progress for callback in callbacks if hasattr(callback, "on_progress")]
         w_epoch = None if weights is None else weights[order]
         if device is None:  # each batch's rows are gathered by index into Xb (B, D), never a
             y_epoch = y_idx[order]  # shuffled copy of X (which may be a memory map)
-            Xb = np.empty((min(batch, X.shape[0]), X.shape[1]), dtype=X.dtype)
+            Xb = np.empty((min(batch, n), X.shape[1]), dtype=X.dtype)
         else:  # the data stays on the GPU; only the order goes up
             device_order = device.upload(order[None])
         shown = time.perf_counter()
-        for lo in range(progress["next_row"], X.shape[0], batch):
-            step, rows = lo // batch + 1, min(batch, X.shape[0] - lo)
-            wb = None if w_epoch is None else w_epoch[lo : lo + rows]
+        for lo in range(progress["next_row"], n, batch):
+            step, count = lo // batch + 1, min(batch, n - lo)
+            wb = None if w_epoch is None else w_epoch[lo : lo + count]
             if device is None:  # (mode="clip": the order's indices are valid, and numpy then
                 # writes into Xb directly instead of through a temporary)
-                np.take(X, order[lo : lo + rows], axis=0, out=Xb[:rows], mode="clip")
-                loss = self._step(Xb[:rows], y_epoch[lo : lo + rows], wb, lr)
+                np.take(X, x_order[lo : lo + count], axis=0, out=Xb[:count], mode="clip")
+                loss = self._step(Xb[:count], y_epoch[lo : lo + count], wb, lr)
             else:  # this batch's rows gathered on the device, by index
-                loss = self._plan_step(*device.batch(device_order, lo, rows), lr, STEP_TRAIN)
+                loss = self._plan_step(*device.batch(device_order, lo, count), lr, STEP_TRAIN)
             if not math.isfinite(loss):
                 raise TrainingDiverged.at_step(loss, self.epoch + 1, step, lr)
-            weight = rows if wb is None else float(wb.sum())
+            weight = count if wb is None else float(wb.sum())
             progress["total"] += loss * weight
             progress["weight_total"] += weight
             progress["next_row"] = lo + batch
             if watchers and time.perf_counter() - shown >= PROGRESS_INTERVAL_S:
                 shown = time.perf_counter()
                 for watch in watchers:
-                    watch(self.epoch + 1, lo + rows, X.shape[0], progress["total"] / progress["weight_total"])
-            if self._stop_reason is not None and progress["next_row"] < X.shape[0]:
+                    watch(self.epoch + 1, lo + count, n, progress["total"] / progress["weight_total"])
+            if self._stop_reason is not None and progress["next_row"] < n:
                 progress["seconds"] += time.perf_counter() - start
                 raise TrainingInterrupted(self.epoch + 1, step, self._stop_reason)
         return progress
@@ -504,13 +515,14 @@ class Trainer:
         for callback in callbacks:
             callback.on_epoch_end(self.epoch, metrics)
 
-    def _device_data(self, X, y_idx, weights):
-        """cuda: the training data on the GPU once (numbamlp.plan.DeviceData); None elsewhere."""
+    def _device_data(self, X, rows, y_idx, weights):
+        """cuda: the training rows of X (all, or ``rows``) on the GPU once
+        (numbamlp.plan.DeviceData); None elsewhere."""
         if self._plan is None or not self._plan.on_device:
             return None
         from numbamlp.plan import DeviceData
 
-        return DeviceData(self._kernels, X, y_idx, weights)
+        return DeviceData(self._kernels, X if rows is None else X[rows], y_idx, weights)
 
     def request_stop(self, reason=None) -> None:
         """Ask ``fit`` to stop after the step in progress (safe to call from a signal handler)."""

@@ -73,6 +73,36 @@ def test_early_stopping_without_validation_data_holds_some_out():
     assert "val_loss" in history[0]
 
 
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_the_held_out_rows_are_left_in_place_and_the_rest_train_as_a_copy_of_them_would(task):
+    """Early stopping's own hold-out trains on the other rows of X by index: the same bits as
+    fitting on those rows copied out, with the held-out rows as validation data, and no copy
+    of X made (tracemalloc: the fit's peak stays far below X's size)."""
+    import tracemalloc
+
+    from numbamlp.data import holdout_split
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(10000, 200)).astype(np.float32)
+    y = np.arange(len(X)) % 3 if task == "classification" else X[:, :2].sum(axis=1)
+    config = {"task": task, "epochs": 2, "batch_size": 256, "model": {"hidden": [4]}, "seed": 3,
+              "early_stopping": {"patience": 5}, "data": {"val_fraction": 0.1}}
+    trainer = Trainer(config)
+    Trainer(config).fit(X[:600], y[:600])  # (compiled kernels and the plan's first allocations out of the way)
+    tracemalloc.start()
+    try:
+        trainer.fit(X, y)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.3 * X.nbytes, f"fit allocated {peak / X.nbytes:.2f} x X"  # (X_val, 0.1 x, is a copy)
+    rows, val_rows, _, _ = holdout_split(np.arange(len(y)), y, 0.1, 3, task)
+    copied = Trainer(config)
+    copied.fit(X[rows], y[rows], X[val_rows], y[val_rows])
+    assert np.array_equal(trainer.model.flat_params, copied.model.flat_params)
+    assert [epoch["val_loss"] for epoch in trainer.history] == [epoch["val_loss"] for epoch in copied.history]
+
+
 def test_sample_weights_equal_repeated_rows_in_one_batch():
     """With one full batch per epoch, weight 2 on a row is that row twice."""
     X, y = spiral(n_per_class=10)
