@@ -690,9 +690,9 @@ def _load_model(path: str):
 
 @main.command("eval")
 @click.argument("model_path", metavar="MODEL")
-@click.option("--data", help="builtin:NAME, .npz (X, y) or .csv with labels; default for a run "
-              "directory: the test rows that run held out.")
-@click.option("--label-column", help="CSV label column by name or 0-based index (default: last).")
+@click.option("--data", help="builtin:NAME, .csv or .parquet with labels, .npz (X, y) or a folder of X.npy "
+              "and y.npy; default for a run directory: the test rows that run held out.")
+@click.option("--label-column", help="CSV or Parquet label column by name or 0-based index (default: last).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 def evaluate(model_path, data, label_column, as_json):
     """Loss, accuracy, balanced accuracy, macro F1, per-class precision/recall and the
@@ -774,8 +774,9 @@ def _check_output_file(path, overwrite: bool):
 
 @main.command()
 @click.argument("model_path", metavar="MODEL")
-@click.option("--data", required=True, help="builtin:NAME, .npz (X) or .csv (a label column, if present, is ignored).")
-@click.option("--label-column", help="CSV column to ignore, by name or 0-based index.")
+@click.option("--data", required=True, help="builtin:NAME, .npz (X), a folder of X.npy (and y.npy), .parquet "
+              "(its label column is ignored) or .csv (a label column, if present, is ignored).")
+@click.option("--label-column", help="CSV or Parquet column to ignore, by name or 0-based index.")
 @click.option("--proba", is_flag=True, help="Also write the probability of every class.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write CSV here instead of stdout.")
 @click.option("--overwrite", is_flag=True, help="Allow --out to replace an existing file.")

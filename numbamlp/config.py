@@ -137,7 +137,8 @@ class EarlyStoppingConfig(_Strict):
 class DataConfig(_Strict):
     train: str = Field(
         "builtin:digits",
-        description="Training data: builtin:NAME (digits, iris, wine, breast_cancer, spiral), a .csv "
+        description="Training data: builtin:NAME (digits, iris, wine, breast_cancer, spiral; diabetes for "
+        "regression), a .csv "
         "or .parquet file (label column: label_column, default the last), a .npz file with X, y "
         "(optional X_test, y_test), or a folder holding X.npy and y.npy (optional X_test.npy, "
         "y_test.npy; X is memory-mapped).",
@@ -160,7 +161,7 @@ class DataConfig(_Strict):
         True, description="Standardise features with statistics of the training split."
     )
     label_column: str | int | None = Field(
-        None, description="CSV label column, by header name or 0-based index; default: the last."
+        None, description="CSV or Parquet label column, by header name or 0-based index; default: the last."
     )
     seed: int | None = Field(
         None, ge=0, description="Seed of the held-out test and validation rows (and of builtin:spiral's "
