@@ -143,6 +143,7 @@ class StackTrainer:
         self._use_plan(shared.batch_size)
         self._set_learning_rates()
         self._batches: dict[int, tuple] = {}
+        self._shared_labels = None  # (fit) the labels of X's rows every member shares, or None
         self._device = None  # cuda: the data of the fit under way on the device (plan.DeviceData)
 
     def _use_plan(self, capacity: int) -> None:
@@ -193,11 +194,17 @@ class StackTrainer:
                 order[index] = picked
             return self._device.batch(order, 0, rows)
         Xb, yb, wb = self._batches[rows]
-        for index, picked in picks.items():
-            member = members[index]
-            np.take(X, picked, axis=0, out=Xb[index])
-            np.take(member.y_idx, picked, axis=0, out=yb[index])
-            if any_weights:  # unit weights give the plain mean's bits (loss and gradients)
+        if len(picks) == M and self._shared_labels is not None:  # every member steps: one gather each
+            order = np.stack([picks[index] for index in range(M)])  # (mode="clip": valid indices, no temporary)
+            np.take(X, order, axis=0, out=Xb, mode="clip")
+            np.take(self._shared_labels, order, axis=0, out=yb, mode="clip")
+        else:
+            for index, picked in picks.items():
+                np.take(X, picked, axis=0, out=Xb[index])
+                np.take(members[index].y_idx, picked, axis=0, out=yb[index])
+        if any_weights:  # unit weights give the plain mean's bits (loss and gradients)
+            for index, picked in picks.items():
+                member = members[index]
                 wb[index] = 1.0 if member.weights is None else member.weights[picked]
         return Xb, yb, wb if any_weights else None
 
@@ -295,10 +302,14 @@ class StackTrainer:
             members.append(_Member(trainer, rows, trainer.encode(y), weights, Xv, yv, status, error))
         self._stop_reason = None
         any_weights = any(m.weights is not None for m in members)
+        # the labels (or encoded targets) of X's rows when every member has the same ones (a
+        # classifier's always: the classes are the stack's), which one gather serves
+        same = all(np.array_equal(m.y_idx, members[0].y_idx) for m in members[1:])
+        self._shared_labels = members[0].y_idx if same else None
         if self.plan.on_device:  # the data goes up once (every member encodes y alike)
             from numbamlp.plan import DeviceData
 
-            if any(not np.array_equal(m.y_idx, members[0].y_idx) for m in members[1:]):
+            if not same:
                 raise ValueError("a cuda stack of regressors needs every member to standardise its targets "
                                  "alike: give them the same early stopping and validation settings")
 
