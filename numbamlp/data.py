@@ -481,7 +481,7 @@ def _arrow_labels(column, source: str, text_numbers: bool) -> np.ndarray:
 # cache while each column's slice goes in, one strided cast-copy each), the blocks shared out
 # among threads: numpy releases the GIL in the copies.  Measured (bench/README.md, issue 16):
 # column by column down all of X ~4x pyarrow's own read at 3M x 50 (a cache miss per value);
-# np.stack per 16k-row block, one thread, ~2x; these blocks on 2 threads 0.4x of that copy's time.
+# np.stack per 16k-row block, one thread, ~2x; these blocks on 2 threads about half that copy's time.
 PARQUET_GROUP_BYTES = 1 << 28
 PARQUET_BLOCK_ROWS = 1 << 12
 

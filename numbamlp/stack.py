@@ -195,8 +195,8 @@ class StackTrainer:
             return self._device.batch(order, 0, rows)
         Xb, yb, wb = self._batches[rows]
         if len(picks) == M and self._shared_labels is not None:  # every member steps: one gather each
-            order = np.stack([picks[index] for index in range(M)])  # (mode="clip": valid indices, no temporary)
-            np.take(X, order, axis=0, out=Xb, mode="clip")
+            order = np.stack([picks[index] for index in range(M)])
+            np.take(X, order, axis=0, out=Xb, mode="clip")  # (mode="clip": valid indices, no temporary)
             np.take(self._shared_labels, order, axis=0, out=yb, mode="clip")
         else:
             for index, picked in picks.items():

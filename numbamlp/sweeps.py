@@ -484,6 +484,7 @@ class InProcessRunner:
 
 
 def _freeze_at_exit_plugin():
+    """A Dask worker plugin (made here: distributed is imported only for a sweep on Dask)."""
     from distributed.diagnostics.plugin import WorkerPlugin
 
     class FreezeAtExit(WorkerPlugin):
@@ -495,7 +496,7 @@ def _freeze_at_exit_plugin():
         def teardown(self, worker) -> None:
             gc.freeze()
 
-    return FreezeAtExit
+    return FreezeAtExit()
 
 
 class DaskRunner:
@@ -525,7 +526,7 @@ class DaskRunner:
                                         dashboard_address=":0",
                                         env={"NUMBA_NUM_THREADS": str(max(1, cores // workers))})
             self.client = Client(self.cluster)
-            self.client.register_plugin(_freeze_at_exit_plugin()(), name="numbamlp-freeze-at-exit")
+            self.client.register_plugin(_freeze_at_exit_plugin(), name="numbamlp-freeze-at-exit")
 
     @property
     def parallel(self) -> int:
