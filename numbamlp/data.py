@@ -169,8 +169,9 @@ def _available_memory() -> int | None:
     return None
 
 
-def _read_npz(path: Path, dtype) -> Dataset:
-    """An .npz archive: X and X_test streamed into arrays of ``dtype``, y and y_test loaded."""
+def _read_npz(path: Path, dtype, labels: bool = True) -> Dataset:
+    """An .npz archive: X and X_test streamed into arrays of ``dtype``, y and y_test loaded.
+    labels False (prediction): X alone is needed and read (y None)."""
     import zipfile
 
     # numpy reads a file that is not a zip archive as a pickle (and then says so): look first
@@ -179,13 +180,13 @@ def _read_npz(path: Path, dtype) -> Dataset:
     try:
         with zipfile.ZipFile(path) as archive, np.load(path, allow_pickle=False) as lazy:
             keys = lazy.files
-            for key in ("X", "y"):
+            for key in ("X", "y") if labels else ("X",):
                 if key not in keys:
                     raise DataError(f"{path} has no array {key!r} (found: {', '.join(keys) or 'none'})")
-            if ("X_test" in keys) != ("y_test" in keys):
+            if labels and ("X_test" in keys) != ("y_test" in keys):
                 raise DataError(f"{path} has only one of X_test and y_test")
             arrays = {}
-            for key in ("X", "y", "X_test", "y_test"):
+            for key in ("X", "y", "X_test", "y_test") if labels else ("X",):
                 if key in keys:
                     streamed = _stream_npy(archive, f"{key}.npy", dtype, str(path)) if key.startswith("X") else None
                     arrays[key] = streamed if streamed is not None else lazy[key]
@@ -197,7 +198,7 @@ def _read_npz(path: Path, dtype) -> Dataset:
         raise DataError(f"cannot read {path} as .npz ({_reason(err)})") from None
     except Exception as err:  # a corrupt or truncated archive or member
         raise DataError(f"cannot read {path} as .npz ({_reason(err)})") from None
-    return Dataset(arrays["X"], arrays["y"], arrays.get("X_test"), arrays.get("y_test"), name=str(path),
+    return Dataset(arrays["X"], arrays.get("y"), arrays.get("X_test"), arrays.get("y_test"), name=str(path),
                    owned=True)
 
 
@@ -236,11 +237,14 @@ def _read_exactly(f, count: int, dtype, member: str) -> np.ndarray:
 NPY_FOLDER_FILES = ("X.npy", "y.npy", "X_test.npy", "y_test.npy")
 
 
-def _read_npy_folder(path: Path, task: str = "classification") -> Dataset:
+def _read_npy_folder(path: Path, task: str = "classification", labels: bool = True) -> Dataset:
     """A folder holding X.npy and y.npy (optionally X_test.npy and y_test.npy): the X arrays
-    memory-mapped read-only (their pages are read as they are used), the labels loaded."""
+    memory-mapped read-only (their pages are read as they are used), the labels loaded.
+    labels False (prediction): X.npy alone is needed and mapped (y None, X unchecked)."""
     present = {name[:-4]: path / name for name in NPY_FOLDER_FILES if (path / name).exists()}
-    for key in ("X", "y"):
+    if not labels:
+        present = {"X": present["X"]} if "X" in present else {}
+    for key in ("X", "y") if labels else ("X",):
         if key not in present:
             raise DataError(f"{path} holds no {key}.npy (found: {', '.join(sorted(p.name for p in path.glob('*.npy'))) or 'no .npy files'})")
     if ("X_test" in present) != ("y_test" in present):
@@ -258,11 +262,13 @@ def _read_npy_folder(path: Path, task: str = "classification") -> Dataset:
             raise DataError(f"cannot map {file} into memory ({_reason(err)}); check `ulimit -v`, or "
                             "convert it to a smaller dtype (float32)") from None
     for X_key, y_key in (("X", "y"), ("X_test", "y_test")):
-        if X_key in arrays and np.ndim(arrays[X_key]) >= 1 and np.ndim(arrays[y_key]) >= 1 \
+        if X_key in arrays and y_key in arrays and np.ndim(arrays[X_key]) >= 1 and np.ndim(arrays[y_key]) >= 1 \
                 and len(arrays[X_key]) != len(arrays[y_key]):
             raise DataError(f"{path}: {X_key}.npy has {len(arrays[X_key])} rows but {y_key}.npy has "
                             f"{len(arrays[y_key])} labels")
-    data = Dataset(arrays["X"], arrays["y"], arrays.get("X_test"), arrays.get("y_test"), name=str(path))
+    data = Dataset(arrays["X"], arrays.get("y"), arrays.get("X_test"), arrays.get("y_test"), name=str(path))
+    if not labels:
+        return data
     data.X, data.y = check_arrays(data.X, data.y, str(path), None, task)
     if data.X_test is not None:
         data.X_test, data.y_test = check_arrays(data.X_test, data.y_test, f"{path} (X_test, y_test)", None, task)
@@ -531,9 +537,12 @@ def _copy_parquet_columns(table, X: np.ndarray, first: int, path: Path, row: int
             done.result()
 
 
-def _read_parquet(path: Path, label_column, dtype) -> Dataset:
+def _read_parquet(path: Path, label_column, dtype, predict_features: int | None = None) -> Dataset:
     """A Parquet file, record batch by record batch into one preallocated (N, D) array of
-    ``dtype``; the label column as for CSV (default the last), numbers or class names."""
+    ``dtype``; the label column as for CSV (default the last), numbers or class names.
+    predict_features (prediction): the model's feature count; as for a CSV file, the last column
+    is a label column only when there is one more than that (or label_column names one), and
+    labels are never read (y None)."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -545,9 +554,10 @@ def _read_parquet(path: Path, label_column, dtype) -> Dataset:
         raise DataError(f"cannot read {path} as Parquet ({_reason(err)})") from None
     schema = parquet.schema_arrow
     names, width = schema.names, len(schema.names)
-    if width < 2:
+    with_label = predict_features is None or label_column is not None or width == predict_features + 1
+    if width < 1 + with_label:
         raise DataError(f"{path} needs at least one feature column and a label column")
-    label = _label_index(label_column, names, width, path)
+    label = _label_index(label_column, names, width, path) if with_label else None
     features = [j for j in range(width) if j != label]
     for j in features:
         kind = schema.field(j).type
@@ -569,7 +579,9 @@ def _read_parquet(path: Path, label_column, dtype) -> Dataset:
                 _copy_parquet_columns(columns, X[row : row + rows], k, path, row)
                 del columns
             row += rows
-        y = _arrow_labels(parquet.read(columns=[names[label]]).column(0), str(path), text_numbers=False)
+        y = None
+        if predict_features is None:
+            y = _arrow_labels(parquet.read(columns=[names[label]]).column(0), str(path), text_numbers=False)
     except pa.ArrowException as err:
         raise DataError(f"cannot read {path} as Parquet ({_reason(err)})") from None
     return Dataset(X, y, name=str(path), owned=True)
@@ -582,18 +594,37 @@ def read_features(source: str, n_features: int, label_column=None, seed: int = 0
     builtin and .npz: the X array.  CSV: every column, or every column but the label
     column when the file has n_features + 1 columns (the last, or ``label_column``).
     """
-    path = Path(source)
-    if source.startswith("builtin:") or path.suffix != ".csv":
+    if source.startswith("builtin:"):
         X = load_dataset(source, seed, label_column, task=task).X
+    else:
+        X = _read_features_file(Path(source), n_features, label_column)
+        X, _ = check_arrays(X, np.zeros(len(X), dtype=np.int64), source, dtype=None)
+        if X.dtype.kind != "f":
+            X = X.astype(np.float64)
         if isinstance(X, np.memmap):  # (check_arrays leaves a map's values to their first read)
             check_finite(X, source)
-    else:
-        if not path.is_file():
-            raise DataError(f"data file not found: {source}")
-        X = _read_csv_features(path, n_features, label_column)
-        X, _ = check_arrays(X, np.zeros(len(X), dtype=np.int64), source)
     check_feature_count(X, n_features, source)
     return X
+
+
+def _read_features_file(path: Path, n_features: int, label_column) -> np.ndarray:
+    """The features of a data file or .npy folder for prediction, its labels not read (a file
+    without labels will do): X.npy mapped, .npz's X, every Parquet or CSV column but a label
+    column (one more column than the model's features, or ``label_column``)."""
+    if not path.exists():
+        raise DataError(f"data file not found: {path}")
+    if path.is_dir():
+        if not (path / "X.npy").exists():
+            raise DataError(f"{path} is a directory without X.npy; expected a data file or a folder holding X.npy")
+        return _read_npy_folder(path, labels=False).X
+    if path.suffix == ".csv":
+        return _read_csv_features(path, n_features, label_column)
+    if path.suffix == ".npz":
+        return _read_npz(path, np.float64, labels=False).X
+    if path.suffix == ".parquet":
+        return _read_parquet(path, label_column, np.float64, predict_features=n_features).X
+    raise DataError(f"unsupported data file {path}: expected builtin:NAME, a .csv, .parquet or .npz file, "
+                    "or a folder holding X.npy")
 
 
 def _read_csv_features(path: Path, n_features: int, label_column) -> np.ndarray:

@@ -13,7 +13,7 @@ import pytest
 
 import numbamlp.data as data
 from numbamlp.config import DataConfig
-from numbamlp.data import DataError, Standardizer, load_dataset, prepare, split_arrays
+from numbamlp.data import DataError, Standardizer, load_dataset, prepare, read_features, split_arrays
 from numbamlp.trainer import Trainer
 
 FORMATS = ("csv", "parquet", "npz", "npy")
@@ -84,6 +84,45 @@ def test_parquet_in_row_groups_batches_column_groups_and_blocks_on_threads(tmp_p
     expected = np.stack([columns[name].astype(np.float64) for name in "abcde"], axis=1).astype(np.float32)
     np.testing.assert_array_equal(loaded.X, expected)
     np.testing.assert_array_equal(loaded.y, columns["label"])
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_prediction_reads_features_with_or_without_labels_in_every_format(tmp_path, fmt):
+    """read_features (numbamlp predict) needs no labels: a file of features alone gives the
+    features a labelled file gives; labels are not read (text labels in a Parquet file
+    included), and a label column named by --label-column is left out."""
+    X, y = table()
+    labelled = read_features(write(tmp_path, fmt, X, y), 4)
+    bare_dir = tmp_path / "bare"
+    bare_dir.mkdir()
+    if fmt == "csv":
+        bare = bare_dir / "d.csv"
+        bare.write_text("".join(",".join(repr(float(v)) for v in row) + "\n" for row in X))
+    elif fmt == "parquet":
+        bare = bare_dir / "d.parquet"
+        pq.write_table(pa.table({f"f{j}": X[:, j] for j in range(4)}), bare)
+        named = bare_dir / "named.parquet"
+        pq.write_table(pa.table({"kind": np.where(y == 0, "cat", "dog"), **{f"f{j}": X[:, j] for j in range(4)}}),
+                       named)
+        np.testing.assert_array_equal(read_features(str(named), 4, label_column="kind"), X)
+    elif fmt == "npz":
+        bare = bare_dir / "d.npz"
+        np.savez(bare, X=X)
+    else:
+        bare = bare_dir / "npy"
+        bare.mkdir()
+        np.save(bare / "X.npy", X.astype(np.float32))
+    expected = X.astype(np.float32) if fmt == "npy" else X
+    np.testing.assert_array_equal(labelled, expected)
+    np.testing.assert_array_equal(read_features(str(bare), 4), expected)
+    with pytest.raises(DataError, match="has 4 features but the model expects 2"):
+        read_features(str(bare), 2)  # (3 would take a csv or parquet file's last column for labels)
+
+
+def test_prediction_on_a_folder_without_x_npy_says_so(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="a directory without X.npy"):
+        read_features(str(tmp_path / "empty"), 4)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
