@@ -101,7 +101,7 @@ def load_dataset(source: str, seed: int = 0, label_column: str | int | None = No
                             "or a folder holding X.npy and y.npy")
         return _read_npy_folder(path, task)
     readers = {".npz": lambda: _read_npz(path, dtype), ".csv": lambda: _read_csv(path, label_column, dtype, task),
-               ".parquet": lambda: _read_parquet(path, label_column, dtype)}
+               ".parquet": lambda: _read_parquet(path, label_column, dtype, task=task)}
     if path.suffix not in readers:
         raise DataError(f"unsupported data file {source}: expected builtin:NAME, a .csv, .parquet or .npz "
                         "file, or a folder holding X.npy and y.npy")
@@ -348,7 +348,7 @@ def _read_csv(path: Path, label_column, dtype, task: str = "classification") -> 
         data = _read_csv_python(path, label_column)
         data.X = data.X.astype(dtype, copy=False)
     if task != "regression":  # (a regressor's targets are non-integral numbers)
-        _check_csv_labels(data.y, path, data.header, data.label, data.width)
+        _check_label_column(data.y, path, data.header, data.label, data.width)
     return data
 
 
@@ -375,8 +375,10 @@ class _CsvData(Dataset):
     width: int = 0
 
 
-def _check_csv_labels(y, path, header, label: int, width: int) -> None:
-    if y.dtype.kind == "f" and not np.array_equal(y, np.round(y)):
+def _check_label_column(y, path, header, label: int, width: int) -> None:
+    """A classifier's label column (CSV or Parquet) that holds non-integral numbers is most
+    likely a feature (a file without labels, or another label column): say so, by name."""
+    if y.dtype.kind == "f" and np.isfinite(y).all() and not np.array_equal(y, np.round(y)):
         name = f"{header[label]!r}" if header else f"{label + 1} of {width}"
         raise DataError(
             f"{path}: the label column (column {name}{', the last' if label == width - 1 else ''}) holds "
@@ -537,7 +539,8 @@ def _copy_parquet_columns(table, X: np.ndarray, first: int, path: Path, row: int
             done.result()
 
 
-def _read_parquet(path: Path, label_column, dtype, predict_features: int | None = None) -> Dataset:
+def _read_parquet(path: Path, label_column, dtype, predict_features: int | None = None,
+                  task: str = "classification") -> Dataset:
     """A Parquet file, record batch by record batch into one preallocated (N, D) array of
     ``dtype``; the label column as for CSV (default the last), numbers or class names.
     predict_features (prediction): the model's feature count; as for a CSV file, the last column
@@ -584,6 +587,8 @@ def _read_parquet(path: Path, label_column, dtype, predict_features: int | None 
             y = _arrow_labels(parquet.read(columns=[names[label]]).column(0), str(path), text_numbers=False)
     except pa.ArrowException as err:
         raise DataError(f"cannot read {path} as Parquet ({_reason(err)})") from None
+    if y is not None and task != "regression":
+        _check_label_column(y, path, names, label, width)
     return Dataset(X, y, name=str(path), owned=True)
 
 

@@ -274,6 +274,11 @@ def bad_files(root):
     path = root / "nolabel.parquet"
     pq.write_table(pa.table({"a": [1.0, 2.0], "label": [0, None]}), path)
     cases["parquet missing label"] = (str(path), f"{path}: the label column has 1 missing labels (first at row 1)")
+    path = root / "features.parquet"
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1]}), path)
+    cases["parquet without labels"] = (str(path), f"{path}: the label column (column 'b', the last) holds "
+                                       "non-integral numbers, so it looks like a feature; choose the label column "
+                                       "with --label-column NAME|INDEX (0-based)")
     path = root / "junk.parquet"
     path.write_bytes(b"not parquet at all")
     cases["not parquet"] = (str(path), None)
@@ -307,6 +312,7 @@ def bad_files(root):
 
 
 @pytest.mark.parametrize("case", ["parquet text feature", "parquet missing value", "parquet missing label",
+                                  "parquet without labels",
                                   "not parquet", "npy lengths", "npy without y", "npy NaN", "npy truncated",
                                   "folder without npy"])
 def test_bad_files_are_one_clear_data_error(tmp_path, case):
