@@ -335,7 +335,8 @@ def _csv_features(path: Path, header, rows, label: int | None) -> np.ndarray:
                 X[r, k] = float(row[column])
             except ValueError:
                 raise DataError(
-                    f"{path}: row {line}, column {column + 1} ({names[column]!r}): {row[column]!r} is not a number"
+                    f"{path}: row {line}, column {column + 1} ({names[column]!r}): {row[column]!r} is not a number; "
+                    f"fix the cell, or name the column as the label column with --label-column"
                 ) from None
     return X
 
