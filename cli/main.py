@@ -195,6 +195,11 @@ def _debugging() -> bool:
     return _debug_flag or os.environ.get("NUMBAMLP_DEBUG", "") not in ("", "0")
 
 
+# click 8.2 and later raise this (a UsageError) for a group called without a command; 8.1
+# printed the help itself.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class _OneLineErrors(click.Group):
     """click, except that a usage error is one line (with where to look), not three, and an
     unexpected exception is one line and exit 1 (the traceback only when debugging)."""
@@ -206,6 +211,9 @@ class _OneLineErrors(click.Group):
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as err:  # `numbamlp` or `numbamlp jobs` alone: the help, not an error line
+            err.show()
+            sys.exit(err.exit_code)
         except click.UsageError as err:
             hint = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
             click.echo(f"Error: {err.format_message()}{hint}", err=True)

@@ -230,3 +230,14 @@ def test_the_console_script_collects_garbage_again_once_started(command, tmp_pat
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "collector on: True frozen: True"
+
+
+@pytest.mark.parametrize("args", [[], ["jobs"]])
+def test_a_group_without_its_command_shows_its_help_not_an_error_line(args):
+    """`numbamlp` (or `numbamlp jobs`) alone prints the help, as click does, without the
+    "Error: " that a real usage error gets."""
+    run = subprocess.run([*NUMBAMLP, *args], capture_output=True, text=True)
+    assert run.returncode != 0 or "Usage:" in run.stdout  # (click 8.1 exits 0, 8.2 and later 2)
+    shown = run.stdout + run.stderr
+    assert shown.startswith("Usage: ") and f"{' '.join(args)} [OPTIONS] COMMAND [ARGS]".strip() in shown
+    assert "Error" not in shown
