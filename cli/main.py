@@ -688,10 +688,9 @@ def _epoch_text(metrics: dict, width: int, epochs: int) -> str:
 def _load_model(path: str):
     """A model file, or the model of a run directory."""
     from numbamlp.io import ModelFileError, load_model
-    from numbamlp.run import model_path_of
 
     try:
-        return load_model(model_path_of(path))
+        return load_model(path)
     except ModelFileError as err:
         raise CliError(str(err)) from None
 

@@ -236,8 +236,11 @@ def _check_model_tensors(path, tensors: dict, layers: list, dtype: str) -> None:
 
 
 def load_model(path):
-    """Read a model written by ``save_model`` (``MLP.save``, ``numbamlp train``); checks
-    everything before use."""
+    """Read a model written by ``save_model`` (``MLP.save``, ``numbamlp train``), from its
+    file or a run directory (its model.safetensors); checks everything before use."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.safetensors"
     tensors, meta = read_safetensors(path, MODEL_FORMAT)
     layers, activation, dtype = meta.get("layers"), meta.get("activation"), meta.get("dtype")
     if not (isinstance(layers, list) and len(layers) >= 2 and all(isinstance(n, int) and n >= 1 for n in layers)):

@@ -55,12 +55,6 @@ def held_out_test_split(directory):
     return splits.X_test, splits.y_test
 
 
-def model_path_of(path) -> Path:
-    """A model file, or a run directory's model.safetensors."""
-    path = Path(path)
-    return path / "model.safetensors" if path.is_dir() else path
-
-
 class RunWriter:
     """Callback: after every epoch, rewrite metrics.jsonl and the checkpoint."""
 

@@ -32,6 +32,18 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path, dtype, activ
     assert loaded.metadata["versions"]["numba"] and loaded.metadata["activation_alpha"] == model_alpha(activation)
 
 
+def test_load_model_takes_a_run_directory_as_the_commands_do(tmp_path):
+    """load_model(DIR) reads DIR/model.safetensors; a directory without one says which file
+    is missing (it said "file not found: DIR")."""
+    model = MLP([4, 3, 2], seed=1)
+    (tmp_path / "run").mkdir()
+    model.save(tmp_path / "run" / "model.safetensors")
+    np.testing.assert_array_equal(load_model(tmp_path / "run").flat_params, model.flat_params)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelFileError, match=r"file not found: .*empty/model\.safetensors"):
+        load_model(tmp_path / "empty")
+
+
 def model_alpha(activation):
     return {"relu": 0.0, "leaky_relu": 0.1, "tanh": 0.0}[activation]
 
