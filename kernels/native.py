@@ -49,8 +49,12 @@ def type_fingerprint(values) -> bytes:
     """The bytes Numba's dispatcher computes in C from the types of ``values`` (a plain tuple):
     per array its ndim, layout, writeability and dtype (not its alignment), per scalar its
     kind; equal fingerprints, equal Numba types.  ~0.15 µs for a few arrays (a named tuple
-    of arrays costs ~2 µs).  Raises ValueError for a value it cannot fingerprint."""
-    return compute_fingerprint(values)
+    of arrays costs ~2 µs).  Raises ValueError for a value it cannot fingerprint (Numba
+    raises NotImplementedError for strings, string arrays, dicts and other objects)."""
+    try:
+        return compute_fingerprint(values)
+    except NotImplementedError as err:
+        raise ValueError(str(err)) from None
 
 
 def entry_point(dispatcher, arguments):

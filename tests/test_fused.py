@@ -188,7 +188,8 @@ def test_anything_but_a_plain_batch_takes_the_checked_path():
             (X, np.where(np.arange(4) == 2, -1, y), r"class indices must lie in \[0, 3\)"),
             (X[:, :5].copy(), y, "5 features but the model expects 6"),
             (X, y[:3].copy(), "vector of 4 labels"),
-            (X[:0], y[:0], "no rows")]:
+            (X[:0], y[:0], "no rows"),
+            (X, ["a", "b", "a", "b"], "y must hold integer class indices, not dtype <U1")]:
         assert plain(bad_X, bad_y, 0.05) is None
         with pytest.raises(ValueError, match=message):
             trainer.step(bad_X, bad_y)

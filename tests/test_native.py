@@ -53,3 +53,6 @@ def test_the_dispatcher_internals_a_model_alone_steps_through():
     for other in (x.astype(np.float32), x.astype(np.int64), x[None], x.T, x[:, ::2], readonly):
         assert native.type_fingerprint((other, True)) != fingerprint, other
     assert native.type_fingerprint((x, 1.0)) != fingerprint
+    for unfit in (["a"], np.array(["a"]), {"a": 1}, object()):  # (Numba: NotImplementedError)
+        with pytest.raises(ValueError):
+            native.type_fingerprint((unfit, True))
