@@ -527,13 +527,36 @@ def _service_call(call):
 @click.option("--idempotency-key", help="Retrying with the same key returns the same job.")
 @click.pass_obj
 def jobs_submit(client, config_file, idempotency_key, **flags):
-    """Submit a job (train's flags and config file); prints its id."""
+    """Submit a job (train's flags and config file); prints its id.  A local data file
+    (--data, --test, --val: .npz, .parquet or .csv) is uploaded first and named by its
+    dataset id, since the service reads only builtin and uploaded data."""
     flags = {name.replace("__", "."): value for name, value in flags.items()}
     document = _read_config_file(config_file) if config_file else {}
     document = _with_flags(document, flags)
     _validated(document, flags)
+    document = _with_uploaded_data(client, document)
     job = _service_call(lambda: client.submit(document, idempotency_key))
     click.echo(job["id"])
+
+
+def _with_uploaded_data(client, document: dict) -> dict:
+    """The config with every local file among data.train, data.test and data.val uploaded
+    (POST /v1/datasets, stored by content, so a second upload costs the transfer only) and
+    replaced by dataset:<id>."""
+    data = dict(document.get("data") or {})
+    for key, flag in (("train", "--data"), ("test", "--test"), ("val", "--val")):
+        source = data.get(key)
+        if not isinstance(source, str) or source.startswith(("builtin:", "dataset:")):
+            continue
+        path = Path(source)
+        if path.is_dir():
+            raise CliError(f"{flag} {source}: a folder cannot be sent to the service; send it as an .npz, "
+                           ".parquet or .csv file")
+        if not path.is_file():
+            raise CliError(f"{flag} {source}: data file not found")
+        uploaded = _service_call(lambda: client.upload_dataset(path, data.get("label_column")))
+        data[key] = f"dataset:{uploaded['id']}"
+    return {**document, "data": data} if data else document
 
 
 @jobs.command("list")

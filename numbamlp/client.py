@@ -133,9 +133,12 @@ class Client:
         return self._request("POST", f"/v1/jobs/{job_id}/predict", {"X": rows, "proba": proba})
 
     # ------------------------------------------------------------ data
-    def upload_dataset(self, path) -> dict:
-        """Send an .npz or .csv file; returns {"id", ...}: name it in configs as dataset:<id>."""
-        return self._request("POST", "/v1/datasets", Path(path).read_bytes())
+    def upload_dataset(self, path, label_column: str | int | None = None) -> dict:
+        """Send an .npz, .parquet or .csv file (label_column: a .csv or .parquet file's label
+        column when it is not the last, as the job's data.label_column will say); returns
+        {"id", ...}: name it in configs as dataset:<id>."""
+        query = "" if label_column is None else "?" + urllib.parse.urlencode({"label_column": label_column})
+        return self._request("POST", "/v1/datasets" + query, Path(path).read_bytes())
 
     def health(self) -> dict:
         return self._request("GET", "/healthz")

@@ -282,6 +282,21 @@ def test_the_jobs_command_submits_lists_follows_and_downloads(server, tmp_path):
     assert jobs("download", job_id, "--out", str(tmp_path / "m.safetensors")).returncode == 0
     bad = jobs("submit", "--lr", "-1")
     assert bad.returncode == 2 and "--lr (optimizer.lr)" in bad.stderr
+    # a local file is uploaded first (the service reads builtin and uploaded data only), with
+    # its label column where --label-column says; a folder cannot be sent
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    pq.write_table(pa.table({"species": y, **{f"f{j}": X[:, j] for j in range(4)}}), tmp_path / "iris.parquet")
+    local = jobs("submit", "--data", str(tmp_path / "iris.parquet"), "--label-column", "species", "--epochs", "3")
+    assert local.returncode == 0, local.stderr
+    shown = json.loads(jobs("show", local.stdout.strip()).stdout)
+    assert shown["config"]["data"]["train"].startswith("dataset:")
+    assert server.client.wait(local.stdout.strip())["status"] == "succeeded"
+    folder = jobs("submit", "--data", str(tmp_path))
+    assert folder.returncode == 2 and "a folder cannot be sent to the service" in folder.stderr
     wrong = subprocess.run([*NUMBAMLP, "jobs", "list"], capture_output=True, text=True, timeout=60,
                            env={**env, "NUMBAMLP_TOKEN": "wrong"})
     assert wrong.returncode == 2 and "401" in wrong.stderr and len(wrong.stderr.splitlines()) == 1

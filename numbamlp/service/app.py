@@ -1,6 +1,6 @@
 """The HTTP face of the training service: a FastAPI app over the store and the scheduler.
 
-    POST /v1/datasets                 an .npz, .parquet or .csv body → {id, ...}; jobs name it dataset:<id>
+    POST /v1/datasets?label_column=   an .npz, .parquet or .csv body → {id, ...}; jobs name it dataset:<id>
     POST /v1/jobs                     {config} (+ Idempotency-Key) → 201 the job
     GET  /v1/jobs?status=&limit=&page_token=   newest first → {jobs, next_page_token}
     GET  /v1/jobs/{id}                the job
@@ -213,10 +213,12 @@ def create_app(data_dir, token: str, batch_window: float = 0.5, max_request_mb: 
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                   "text/csv": {"schema": {"type": "string"}}}}})
-    async def upload_dataset(request: Request) -> dict:
-        """The body is the file: an .npz (X, y), a .parquet or a .csv with a label column (the last)."""
+    async def upload_dataset(request: Request, label_column: str | None = Query(
+            None, description="A .csv or .parquet file's label column, by name or 0-based index (default: "
+            "the last), as the jobs that name this dataset will give it in data.label_column.")) -> dict:
+        """The body is the file: an .npz (X, y), a .parquet or a .csv with a label column."""
         body = await request.body()
-        return await asyncio.to_thread(_store_dataset, store, data_dir, body)
+        return await asyncio.to_thread(_store_dataset, store, data_dir, body, label_column)
 
     @app.post("/v1/jobs", response_model=Job, status_code=201, dependencies=secured, tags=["jobs"])
     def submit_job(request: JobRequest, response: Response,
@@ -379,8 +381,9 @@ def _job_config(document: dict, store: Store) -> dict:
     return config.model_dump(mode="json", by_alias=True)
 
 
-def _store_dataset(store: Store, data_dir: Path, body: bytes) -> dict:
-    """Keep an uploaded file by content hash after checking that it loads (422 if not)."""
+def _store_dataset(store: Store, data_dir: Path, body: bytes, label_column: str | None = None) -> dict:
+    """Keep an uploaded file by content hash after checking that it loads with that label
+    column (422 if not)."""
     from numbamlp.data import DataError, load_dataset
     from numbamlp.io import atomic_write_bytes
 
@@ -394,7 +397,7 @@ def _store_dataset(store: Store, data_dir: Path, body: bytes) -> dict:
     path = data_dir / "datasets" / f"{digest}.{kind}"
     atomic_write_bytes(path, body)
     try:
-        data = load_dataset(str(path))
+        data = load_dataset(str(path), label_column=label_column)
     except DataError as err:
         path.unlink(missing_ok=True)
         raise HTTPException(422, str(err).replace(str(path), f"the uploaded {kind} file")) from None
