@@ -240,6 +240,10 @@ def load_model(path):
     file or a run directory (its model.safetensors); checks everything before use."""
     path = Path(path)
     if path.is_dir():
+        if (path / "sweep.json").is_file() and not (path / "model.safetensors").exists():
+            from numbamlp.sweeps import sweep_directory_note
+
+            raise ModelFileError(sweep_directory_note(path))
         path = path / "model.safetensors"
     tensors, meta = read_safetensors(path, MODEL_FORMAT)
     layers, activation, dtype = meta.get("layers"), meta.get("activation"), meta.get("dtype")

@@ -657,6 +657,21 @@ def read_finished_rows(directory: Path) -> list[dict]:
     return rows
 
 
+def sweep_directory_note(directory) -> str | None:
+    """For a sweep directory given where a run's is due (eval, predict, export, plot,
+    load_model): what to give instead, its best member's run directory when its
+    summary.json names one; None for any other path."""
+    directory = Path(directory)
+    if not (directory / "sweep.json").is_file():
+        return None
+    try:
+        best = json.loads((directory / "summary.json").read_text())["best"]["row"]["member"]
+        example = f", e.g. its best, {directory / 'members' / str(best)}"
+    except (OSError, ValueError, KeyError, TypeError):
+        example = f" ({directory / 'members'}/<member>)"
+    return f"{directory} is a sweep directory: give one of its members' run directories{example}"
+
+
 def read_sweep_plan(directory) -> dict:
     """The sweep.json of an existing sweep directory (what ``resume`` trains)."""
     path = Path(directory) / "sweep.json"

@@ -142,6 +142,19 @@ def test_the_directory_holds_the_results_table_members_and_summary(tmp_path):
     best = max(result.table, key=lambda r: (r["val_accuracy"], -r["val_loss"]))
     assert result.best["member"] == best["member"]
     assert result.best_model.predict(np.zeros((1, 4))).shape == (1,)  # standardises raw features itself
+    # a sweep directory given where a run's is due names its best member's run instead
+    from numbamlp.io import ModelFileError, load_model
+    from numbamlp.plots import PlotError, read_metrics
+
+    best_run = tmp_path / "s" / "members" / str(result.best["member"])
+    note = f"{tmp_path / 's'} is a sweep directory: give one of its members' run directories, e.g. its best, {best_run}"
+    with pytest.raises(ModelFileError) as error:
+        load_model(tmp_path / "s")
+    assert str(error.value) == note
+    with pytest.raises(PlotError) as error:
+        read_metrics(tmp_path / "s")
+    assert str(error.value) == note
+    np.testing.assert_array_equal(load_model(best_run).flat_params, result.best_model.flat_params)
 
 
 def test_a_diverging_member_is_a_row_not_a_failed_sweep():
