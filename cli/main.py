@@ -159,8 +159,17 @@ def _as_flags(config) -> dict:
 
 def build_config(config_file: str | None, flags: dict):
     """defaults < config file < the flags the user actually passed (None = not passed)."""
+    return _validated(_with_flags(_one_run_config(config_file), flags), flags)
+
+
+def _one_run_config(config_file: str | None) -> dict:
+    """The document of a config file for one run (train, jobs submit), {} for none: a [grid]
+    table is a sweep's, and said so."""
     document = _read_config_file(config_file) if config_file else {}
-    return _validated(_with_flags(document, flags), flags)
+    if "grid" in document:
+        raise CliError(f"{config_file} has a grid table, which `numbamlp sweep --config {config_file}` trains; "
+                       "remove it to train one config")
+    return document
 
 
 def _with_flags(document: dict, flags: dict) -> dict:
@@ -531,8 +540,7 @@ def jobs_submit(client, config_file, idempotency_key, **flags):
     (--data, --test, --val: .npz, .parquet or .csv) is uploaded first and named by its
     dataset id, since the service reads only builtin and uploaded data."""
     flags = {name.replace("__", "."): value for name, value in flags.items()}
-    document = _read_config_file(config_file) if config_file else {}
-    document = _with_flags(document, flags)
+    document = _with_flags(_one_run_config(config_file), flags)
     _validated(document, flags)
     document = _with_uploaded_data(client, document)
     job = _service_call(lambda: client.submit(document, idempotency_key))

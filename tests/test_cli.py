@@ -65,7 +65,8 @@ def test_json_config_file_and_json_output(tmp_path):
 @pytest.mark.parametrize(
     "content,message",
     [('epochs = "many"', "epochs"), ("[optimizer]\nname = 'lbfgs'", "optimizer.name"),
-     ("surprise = 1", "surprise"), ("epochs = ", "cannot parse config file")],
+     ("surprise = 1", "surprise"), ("epochs = ", "cannot parse config file"),
+     ("epochs = 2\n[grid]\nlr = [0.01, 0.1]", "has a grid table, which `numbamlp sweep --config")],
 )
 def test_bad_config_files_are_one_line_errors(tmp_path, content, message):
     (tmp_path / "c.toml").write_text(content)
