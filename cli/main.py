@@ -391,8 +391,12 @@ def sweep(config_file, grid_options, random_members, workers, scheduler, stack_s
             grid = grid_from_table(document.pop("grid", None) or {})
             document = _with_flags(document, flags)
             _validated(document, flags)  # (to name the flag that is wrong)
+            given = set()  # (a --grid replaces the config's [grid] entry, as flags override config keys)
             for option in grid_options:
                 key, values = parse_grid_option(option)
+                if key in given:
+                    raise CliError(f"--grid sets {key} twice; give all its values in one: --grid {key}=V1,V2,...")
+                given.add(key)
                 grid[key] = values
         if not (as_json or quiet):
             _cache_notice(document or {})

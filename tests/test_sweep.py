@@ -202,6 +202,7 @@ def _sweep_command(*args, cwd=None, **kwargs):
     (["--grid", "lr=0.1", "--lr", "-1"], "--lr (optimizer.lr): Input should be greater than 0"),
     (["--grid", "lr=0.1,0.2", "--grid", "seed=0,1,2", "--max-members", "5"], "6 members, more than the limit of 5"),
     ([], "the grid is empty"),
+    (["--grid", "lr=0.1", "--grid", "optimizer.lr=0.2"], "--grid sets optimizer.lr twice; give all its values in one"),
     (["--grid", "lr=loguniform:0.01:0.1"], "ranges need --random N"),
     (["--grid", "lr=0.1", "--scheduler", "tcp://127.0.0.1:9"], "cannot reach the Dask scheduler at tcp://127.0.0.1:9"),
     (["--grid", "lr=0.1", "--workers", "2", "--scheduler", "tcp://127.0.0.1:9"], "give one of workers, scheduler"),
