@@ -759,12 +759,13 @@ def _claim(out, plan: dict) -> Path:
 
 def _prepare_data(member: TrainConfig, data):
     """The splits every member trains on (member's data settings: the split's seed fixed)."""
-    from numbamlp.data import prepare_for, split_arrays
+    from numbamlp.data import check_arrays, prepare_for, split_arrays
 
     if data is None:
         return prepare_for(member)
     X, y = data
-    return split_arrays(np.asarray(X), np.asarray(y), member.data, member.data.seed, source="data",
+    X, y = check_arrays(np.asarray(X), np.asarray(y), "data", dtype=None, task=member.task)
+    return split_arrays(X, y, member.data, member.data.seed, source="data",
                         dtype=member.dtype, task=member.task)
 
 

@@ -172,6 +172,18 @@ def test_sweep_on_arrays_and_to_csv(tmp_path):
     assert [row["status"] for row in result.table] == ["done", "done"] and result.best is not None
     result.to_csv(tmp_path / "t.csv")
     assert (tmp_path / "t.csv").read_text().splitlines()[0].startswith("member,seed,val_accuracy")
+    # arrays are checked as a data file's are, before anything trains
+    from numbamlp.data import DataError
+
+    bad_X = X.copy()
+    bad_X[5, 1] = np.nan
+    for arrays, message in [((X, y[:-1]), "data: X has 120 rows but y has 119 labels"),
+                            ((bad_X, y), "data: X has 1 NaN or infinite values (first at row 5, column 1)"),
+                            ((X[:, :, None], y), "data: X must be 2-D (rows, features), got shape (120, 3, 1)")]:
+        with pytest.raises(DataError) as error:
+            sweep({"epochs": 3}, {"seed": [0]}, data=arrays, out=tmp_path / "never")
+        assert str(error.value) == message
+    assert not (tmp_path / "never").exists()
 
 
 def test_resume_trains_only_the_members_without_results(tmp_path):
