@@ -558,7 +558,7 @@ def _read_parquet(path: Path, label_column, dtype, predict_features: int | None 
         raise DataError(f"cannot read {path} as Parquet ({_reason(err)})") from None
     schema = parquet.schema_arrow
     names, width = schema.names, len(schema.names)
-    with_label = predict_features is None or label_column is not None or width == predict_features + 1
+    with_label = predict_features is None or _has_label_column(width, predict_features, label_column)
     if width < 1 + with_label:
         raise DataError(f"{path} needs at least one feature column and a label column")
     label = _label_index(label_column, names, width, path) if with_label else None
@@ -643,15 +643,20 @@ def _read_csv_features(path: Path, n_features: int, label_column) -> np.ndarray:
             first = next((row for row in csv.reader(f) if any(c.strip() for c in row)), None)
     except (OSError, UnicodeDecodeError, csv.Error):
         first = None
-    with_label = label_column is not None or (first is not None and len(first) == n_features + 1)
-    data = _read_csv_arrow(path, label_column, np.float64, with_label) if first is not None else None
-    if data is not None:
-        return data.X
+    if first is not None:
+        data = _read_csv_arrow(path, label_column, np.float64, _has_label_column(len(first), n_features, label_column))
+        if data is not None:
+            return data.X
     header, rows = _csv_rows(path, label_column)
     width = len(rows[0][1])
-    if width == n_features + 1 or label_column is not None:
-        return _csv_features(path, header, rows, _label_index(label_column, header, width, path))
-    return _csv_features(path, header, rows, None)
+    label = _label_index(label_column, header, width, path) if _has_label_column(width, n_features, label_column) else None
+    return _csv_features(path, header, rows, label)
+
+
+def _has_label_column(width: int, n_features: int, label_column) -> bool:
+    """Whether a file of ``width`` columns given for prediction holds a label column: when
+    ``label_column`` names one, or it has one column more than the model's features."""
+    return label_column is not None or width == n_features + 1
 
 
 def check_feature_count(X, n_features: int, source: str) -> None:
