@@ -719,6 +719,12 @@ def check_arrays(X, y, source: str = "data", dtype=np.float64, task: str = "clas
     return X, y
 
 
+def all_finite(X: np.ndarray) -> bool:
+    """np.isfinite(X).all() for X (N, D), chunk by chunk (_chunks): its boolean temporary
+    stays a chunk's, whatever X's size."""
+    return all(np.isfinite(X[lo:hi]).all() for lo, hi in _chunks(X.shape[0], X.shape[1]))
+
+
 def check_finite(X, source: str) -> None:
     """DataError unless every value of X (N, D) is finite; checked in row chunks."""
     if X.dtype.kind not in "fc":
