@@ -215,6 +215,23 @@ class TrainConfig(_Strict):
     )
     data: DataConfig = Field(default_factory=DataConfig, description="Data sources and splits.")
 
+    @field_validator("class_weight", mode="before")
+    @classmethod
+    def _class_weights(cls, value):
+        """'balanced', or {label: weight} with the labels as text (as a config file writes
+        them: 0 and "0" name one class) and weights finite numbers ≥ 0: one message for
+        anything else (the union's two would name its members)."""
+        if value is None or value == "balanced":
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"must be 'balanced' or a mapping {{label: weight}}, got {value!r}")
+        weights = {}
+        for label, weight in value.items():
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
+                raise ValueError(f"the weight of class {label!r} must be a finite number >= 0, got {weight!r}")
+            weights[str(label)] = float(weight)
+        return weights
+
     @model_validator(mode="after")
     def _class_weight_is_for_classes(self):
         if self.task == "regression" and self.class_weight is not None:

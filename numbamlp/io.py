@@ -43,6 +43,11 @@ def atomic_write_bytes(path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a fsynced temporary file and a rename (inside
     ``one_sync``, without the fsyncs)."""
     path = Path(path)
+    # (said here: the temporary's name would otherwise be the one an error names)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a folder")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: no folder {path.parent}")
     deferred = getattr(_sync_later, "active", False)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -263,7 +268,7 @@ def load_model(path):
     model = MLP.from_params(params, activation=activation, dtype=dtype, task=task)
     classes = meta.get("classes")
     if classes is not None:
-        if not isinstance(classes, list) or len(classes) > layers[-1]:
+        if not isinstance(classes, list) or len(classes) != layers[-1]:  # one label per output
             raise ModelFileError(f"{path}: class labels do not match {layers[-1]} outputs")
         model.classes = np.asarray(classes)
     if TRANSFORM_TENSORS[0] in tensors:

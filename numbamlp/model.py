@@ -38,23 +38,46 @@ def as_float_dtype(dtype) -> np.dtype:
     return np.dtype(name)
 
 
-def as_features(X, n_features: int | None, dtype) -> np.ndarray:
-    """X as a C-contiguous (B, D) array of ``dtype``; any real dtype and memory order accepted."""
+def as_features(X, n_features: int | None, dtype, name: str = "X") -> np.ndarray:
+    """X as a C-contiguous (B, D) array of ``dtype``; any real dtype and memory order accepted.
+    ``name``: what the messages call it (e.g. "X_val")."""
     X = np.asarray(X)
     if X.dtype.kind not in "biuf":
-        raise ValueError(f"X must hold real numbers, not dtype {X.dtype}")
+        raise ValueError(f"{name} must hold real numbers, not dtype {X.dtype}")
     if X.ndim != 2:
-        raise ValueError(f"X must be 2-D (samples, features), got shape {X.shape}")
+        raise ValueError(f"{name} must be 2-D (samples, features), got shape {X.shape}")
     if X.shape[0] == 0:
-        raise ValueError("X has no rows")
+        raise ValueError(f"{name} has no rows")
     if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(f"X has {X.shape[1]} features but the model expects {n_features}")
+        raise ValueError(f"{name} has {X.shape[1]} features but the model expects {n_features}")
     X = np.ascontiguousarray(X, dtype=dtype)
     if not X.flags.aligned:  # (e.g. unpickled from a message buffer, as Dask delivers arrays): numpy's
         X = X.copy()         # gathers of minibatch rows from an unaligned X took 65x longer (95 against 1.5 µs)
     if not all_finite(X):  # (in row chunks: a training set's boolean temporary was 1/4 of it as float32)
-        raise ValueError("X contains NaN or infinite values")
+        raise ValueError(f"{name} contains NaN or infinite values")
     return X
+
+
+def as_labels(y, n_rows: int, name: str = "y", rows_name: str = "X") -> np.ndarray:
+    """A classifier's labels, of any sortable kind, as an array (n_rows,): one per row of
+    ``rows_name``, none of them NaN.  ``name``: what the messages call y (e.g. "y_val")."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be a vector of {n_rows} labels, got shape {y.shape}")
+    if len(y) != n_rows:
+        raise ValueError(f"{rows_name} has {n_rows} rows but {name} has {len(y)} labels")
+    if y.dtype.kind in "fc" and not np.isfinite(y).all():
+        raise ValueError(f"{name} contains NaN or infinite labels")
+    return y
+
+
+def unique_labels(y: np.ndarray) -> np.ndarray:
+    """The sorted distinct labels of y (a classifier's classes)."""
+    try:
+        return np.unique(y)
+    except TypeError:  # e.g. numbers and strings together
+        kinds = sorted({type(value).__name__ for value in y.tolist()})
+        raise ValueError(f"y mixes labels that cannot be ordered together ({', '.join(kinds)})") from None
 
 
 def as_class_indices(y, n_rows: int, n_classes: int) -> np.ndarray:
@@ -72,6 +95,22 @@ def as_class_indices(y, n_rows: int, n_classes: int) -> np.ndarray:
     if y.size and y.view(np.uint64).max() >= n_classes:
         raise ValueError(f"class indices must lie in [0, {n_classes}), found {y.min()}..{y.max()}")
     return y
+
+
+# Trainer.step and StackTrainer.step before any fit build one output per class index
+# 0..max(y): a label such as an ID column would otherwise ask for gigabytes of weights.
+STEP_MAX_CLASSES = 65536
+
+
+def step_class_indices(y, n_rows: int) -> tuple[np.ndarray, int]:
+    """(y as class indices (as_class_indices), the number of outputs they need) for a first
+    step before any fit, which takes y as class indices 0..C−1 and builds C outputs."""
+    try:
+        y = as_class_indices(y, n_rows, STEP_MAX_CLASSES)
+    except ValueError as err:
+        raise ValueError(f"{err} (step before fit takes y as class indices 0..C-1 and builds C outputs, at most "
+                         f"{STEP_MAX_CLASSES:,}; fit encodes labels of any kind)") from None
+    return y, int(y.max()) + 1
 
 
 def as_targets(y, n_rows: int, n_outputs: int | None, dtype) -> np.ndarray:
@@ -132,6 +171,8 @@ def n_parameters(layers: Sequence[int]) -> int:
 
 
 def _check_layers(layers) -> list[int]:
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in layers):
+        raise ValueError(f"layers must list whole numbers [D, ..., C], got {list(layers)}")
     layers = [int(n) for n in layers]
     if len(layers) < 2 or min(layers) < 1:
         raise ValueError(f"layers must list at least 2 positive sizes [D, ..., C], got {layers}")
@@ -165,6 +206,8 @@ class MLP:
         self.classes: np.ndarray | None = None
         self.input_transform = None
         self.metadata: dict | None = None  # what load_model read from the file
+        if seed is not None and not (isinstance(seed, (int, np.integer)) and seed >= 0):
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         rng = np.random.default_rng(seed)
         scheme = activation_spec(activation).init
         for W, _ in self._params:

@@ -30,7 +30,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from numbamlp.config import TrainConfig
-from numbamlp.model import as_features, as_sample_weights, as_targets
+from numbamlp.model import as_features, as_labels, as_sample_weights, as_targets, step_class_indices, unique_labels
 from numbamlp.plan import StepPlan
 from numbamlp.trainer import Trainer, TrainingDiverged, TrainingInterrupted, quiet_blas
 
@@ -228,7 +228,8 @@ class StackTrainer:
             raise ValueError(f"X must be (B, D) or ({self.members}, B, D) and y (B,) or ({self.members}, B) "
                              f"to match, got shapes {X.shape} and {y.shape}")
         if self.plan is None:
-            self.build(batches.shape[2], int(np.max(labels)) + 1)
+            labels = step_class_indices(labels.reshape(-1), labels.size)[0].reshape(labels.shape)
+            self.build(batches.shape[2], int(labels.max()) + 1)
         if not self.plan.plain_batch(batches, labels):  # (most batches are: one compiled pass checks them)
             batches = as_features(batches.reshape(-1, batches.shape[2]), self.plan.layers[0],
                                   self.plan.dtype).reshape(batches.shape)
@@ -264,20 +265,19 @@ class StackTrainer:
         ``warm_start``: go on from where the stack is (after ``request_stop`` or
         ``from_checkpoint``) instead of starting over."""
         dtype = self.configs[0].dtype
-        X = as_features(X, None, dtype)
-        y = np.asarray(y)
-        if len(y) != X.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)} labels")
+        warm = warm_start and self.plan is not None
+        X = as_features(X, self.plan.layers[0] if warm else None, dtype)
         sample_weight = as_sample_weights(sample_weight, X.shape[0], np.float64)
         if self.regression:  # targets (N, K), no classes
             y = as_targets(y, X.shape[0], None if self.plan is None else self.plan.layers[-1], np.float64)
             classes, outputs = None, y.shape[1]
         else:
-            classes = np.unique(y)
+            y = as_labels(y, X.shape[0])
+            classes = unique_labels(y)
             outputs = len(classes)
             if len(classes) < 2:
                 raise ValueError("y has 1 class; classification needs at least 2")
-        if not warm_start or self.plan is None:
+        if not warm:
             for trainer in self.trainers:
                 trainer.model = None
                 trainer._start_over()
@@ -286,6 +286,7 @@ class StackTrainer:
             self.build(X.shape[1], outputs)
         elif not self.regression and not np.array_equal(classes, self.trainers[0].classes_):
             raise ValueError("warm_start continues the stack's training: y must have the classes it was trained on")
+        X_val, y_val = self.trainers[0].checked_validation_data(X_val, y_val)  # (before any epoch)
         members = []
         for trainer, (status, error) in zip(self.trainers, self.statuses):
             trainer.model.classes = classes

@@ -232,8 +232,18 @@ def normalise_grid(grid: dict) -> dict[str, list]:
         values = list(values) if isinstance(values, (list, tuple)) else [values]
         if not values:
             raise SweepError(f"grid gives no values for {path}")
-        out[path] = values
+        out[path] = [_range_in_text(value) for value in values]
     return out
+
+
+def _range_in_text(value):
+    """A range written as text in a Python grid (``"loguniform:1e-4:1e-1"``) as its Range;
+    any other value as it is (a string such as ``"relu"`` stays a string)."""
+    if isinstance(value, str):
+        kind, _, bounds = value.strip().partition(":")
+        if kind in RANGE_KINDS and bounds:
+            return parse_range(kind, bounds, value.strip())
+    return value
 
 
 def member_settings(grid: dict[str, list], random: int | None, seed: int) -> list[dict]:
@@ -763,6 +773,9 @@ def _prepare_data(member: TrainConfig, data):
 
     if data is None:
         return prepare_for(member)
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise SweepError(f"data must be a pair (X, y) of arrays, or None for the base config's data settings; "
+                         f"got {type(data).__name__}")
     X, y = data
     X, y = check_arrays(np.asarray(X), np.asarray(y), "data", dtype=None, task=member.task)
     return split_arrays(X, y, member.data, member.data.seed, source="data",

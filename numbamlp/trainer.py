@@ -24,11 +24,14 @@ from numbamlp.model import (
     Workspace,
     as_class_indices,
     as_features,
+    as_labels,
     as_sample_weights,
     as_targets,
     forward,
     layer_views,
     mean_cross_entropy,
+    step_class_indices,
+    unique_labels,
 )
 from numbamlp.optim import Optimizer, learning_rate
 
@@ -207,7 +210,7 @@ class Trainer:
             raise ValueError(f"model.layers starts with {layers[0]} inputs but the data has {n_features} features")
         if self.regression and layers[-1] != n_classes:
             raise ValueError(f"model.layers ends with {layers[-1]} outputs but the targets have {n_classes}")
-        if layers[-1] < n_classes:
+        if layers[-1] != n_classes:  # (an output without a class would predict no label)
             raise ValueError(f"model.layers ends with {layers[-1]} outputs but the data has {n_classes} classes")
         self.set_model(MLP(layers, activation=cfg.model.activation, dtype=cfg.dtype, seed=cfg.seed, task=cfg.task))
         return self.model
@@ -278,9 +281,11 @@ class Trainer:
             yb = as_targets(yb, Xb.shape[0], self.model.n_classes if self.model else None, self.config.dtype)
             if self.model is None:
                 self.build(Xb.shape[1], yb.shape[1])
+        elif self.model is None:  # y is class indices: the classes are 0..C−1 (a later fit keeps them)
+            yb, n_classes = step_class_indices(yb, Xb.shape[0])
+            self.build(Xb.shape[1], n_classes)
+            self.classes_ = self.model.classes = np.arange(n_classes)
         else:
-            if self.model is None:
-                self.build(Xb.shape[1], int(np.max(yb)) + 1)
             yb = as_class_indices(yb, Xb.shape[0], self.model.n_classes)
         return self._step(Xb, yb, as_sample_weights(sample_weight, Xb.shape[0], self.model.dtype), self.lr)
 
@@ -378,19 +383,20 @@ class Trainer:
         model (and learns the classes) on the first fit.  The training rows are gathered by
         index batch by batch, never copied out of X (issue 16's memory bound)."""
         X = as_features(X, None, self.config.dtype)
-        y = np.asarray(y)
         weights = as_sample_weights(sample_weight, X.shape[0], np.float64)
-        if len(y) != X.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)} labels")
         if self.regression:
-            return self._regression_data(X, y, X_val, y_val, weights)
-        if self.classes_ is None:
-            self.classes_ = np.unique(y)
+            return self._regression_data(X, np.asarray(y), X_val, y_val, weights)
+        y = as_labels(y, X.shape[0])
+        if self.classes_ is None:  # (a model stepped before its first fit has classes 0..C−1)
+            self.classes_ = unique_labels(y)
         if len(self.classes_) < 2:
             raise ValueError("y has 1 class; classification needs at least 2")
         if self.model is None:
             self.build(X.shape[1], len(self.classes_))
+        elif self.model.n_classes != len(self.classes_):  # (a model given to set_model)
+            raise ValueError(f"the model has {self.model.n_classes} outputs but y has {len(self.classes_)} classes")
         self.model.classes = self.classes_
+        X_val, y_val = self.checked_validation_data(X_val, y_val)
         rows, X_val, y_val = self.validation_split(X, y, X_val, y_val)
         rows, y, weights = self._training_rows(rows, y, weights)
         y_idx = as_class_indices(self.encode(y), len(y), self.model.n_classes)
@@ -411,6 +417,7 @@ class Trainer:
         y = as_targets(y, X.shape[0], self.model.n_classes if self.model else None, np.float64)
         if self.model is None:
             self.build(X.shape[1], y.shape[1])
+        X_val, y_val = self.checked_validation_data(X_val, y_val)
         rows, X_val, y_val = self.validation_split(X, y, X_val, y_val)
         rows, y, weights = self._training_rows(rows, y, weights)
         self.fit_target_transform(y, weights)
@@ -430,6 +437,22 @@ class Trainer:
             scale = np.sqrt(np.average((y_train - mean) ** 2, axis=0, weights=sample_weight))
             scale[scale == 0] = 1.0
             self.model.target_transform = Standardizer(mean, scale)
+
+    def checked_validation_data(self, X_val, y_val):
+        """(X_val, y_val) checked against the model before any epoch trains (a mistake there
+        would otherwise surface after the first epoch): both or neither, X_val's features
+        (converted to the model's dtype), as many labels as rows, labels the model knows
+        (regression: its K targets)."""
+        if (X_val is None) != (y_val is None):
+            raise ValueError("X_val and y_val go together: give both or neither")
+        if X_val is None:
+            return None, None
+        X_val = as_features(X_val, self.model.n_features, self.model.dtype, name="X_val")
+        if self.regression:
+            return X_val, as_targets(y_val, X_val.shape[0], self.model.n_classes, np.float64)
+        y_val = as_labels(y_val, X_val.shape[0], "y_val", "X_val")
+        self.encode(y_val, name="y_val")
+        return X_val, y_val
 
     def validation_split(self, X, y, X_val, y_val):
         """(the rows to train on, X_val, y_val): with early stopping and no validation data, a
@@ -590,7 +613,7 @@ class Trainer:
         return worst
 
     # ------------------------------------------------------------ evaluation
-    def encode(self, y) -> np.ndarray:
+    def encode(self, y, name: str = "y") -> np.ndarray:
         """Labels → class indices; ValueError for labels not seen in training.  Regression:
         targets (N,) or (N, K) → (N, K) in the model's dtype, standardised by
         ``model.target_transform`` when it has one.
@@ -606,15 +629,23 @@ class Trainer:
         y = np.asarray(y)
         if self.classes_ is None:
             return as_class_indices(y, len(y), self.model.n_classes)
-        positions = np.clip(np.searchsorted(self.classes_, y), 0, len(self.classes_) - 1)
-        if not np.array_equal(self.classes_[positions], y):
-            raise ValueError("y holds labels that were not seen in training")
+        try:
+            positions = np.clip(np.searchsorted(self.classes_, y), 0, len(self.classes_) - 1)
+            known = self.classes_[positions] == y
+        except TypeError:  # labels that do not compare with the classes (e.g. strings against numbers)
+            known = np.zeros(len(y), bool)
+        if not np.all(known):
+            unknown = ", ".join(repr(label) for label in unique_labels(y[~np.asarray(known, bool)])[:3].tolist())
+            raise ValueError(f"{name} holds labels that were not seen in training: {unknown}"
+                             f" (the classes: {_summary(self.classes_)})")
         return positions
 
     def scores(self, X) -> np.ndarray:
         """Logits (N, C), computed in batches with the numpy backend: inference is GEMM-bound,
         and loading the cpu backend's batch-major kernels from Numba's cache cost ~50 ms of
         `numbamlp train`'s start-up for nothing (bench/README.md)."""
+        if self.model is None:
+            raise ValueError("this Trainer has no model yet: call fit (or step) first")
         self.synchronize()
         X = as_features(X, self.model.n_features, self.model.dtype)
         kernels = get_backend("numpy")
@@ -635,15 +666,13 @@ class Trainer:
         """{"loss": mean cross-entropy, "accuracy": fraction correct} on (X, y); regression:
         {"loss": the training loss (½ mean squared error in the standardised units), "mse",
         "mae", "r2"} (regression_metrics, in the targets' units)."""
+        S = self.scores(X)
         if self.regression:
-            S = self.scores(X)
+            y = as_targets(y, S.shape[0], self.model.n_classes, np.float64)
             encoded = self.encode(y)
             loss = float(0.5 * np.mean(np.sum((S.astype(np.float64) - encoded) ** 2, axis=1)))
             return {"loss": loss, **regression_metrics(y, self.model.values(S))}
-        S = self.scores(X)
-        y_idx = self.encode(y)
-        if len(y_idx) != S.shape[0]:
-            raise ValueError(f"X has {S.shape[0]} rows but y has {len(y_idx)} labels")
+        y_idx = self.encode(as_labels(y, S.shape[0]))
         accuracy = float(np.mean(np.argmax(S, axis=1) == y_idx))
         return {"loss": mean_cross_entropy(S, y_idx), "accuracy": accuracy}
 
@@ -702,6 +731,12 @@ class Trainer:
                                                        np.asarray(arrays["target_transform.scale"]))
         self.classes_ = None if classes is None or np.ndim(classes) == 0 else np.asarray(classes)  # (a regressor: none)
         self.model.classes = self.classes_
+
+
+def _summary(labels: np.ndarray) -> str:
+    """A few of a classifier's labels, for a message: all of up to 6, else the first 3 … last 2."""
+    shown = [repr(label) for label in labels.tolist()]
+    return ", ".join(shown) if len(shown) <= 6 else f"{', '.join(shown[:3])}, ..., {', '.join(shown[-2:])}"
 
 
 def regression_metrics(y, predictions) -> dict:
