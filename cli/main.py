@@ -413,8 +413,10 @@ def sweep(config_file, grid_options, random_members, workers, scheduler, stack_s
         raise CliError(str(err)) from None
     if as_json:
         click.echo(json.dumps(result.summary))
-        return
-    _sweep_report(result, quiet)
+    else:
+        _sweep_report(result, quiet)
+    if result.best is None:  # no member finished: nothing to use, as a diverged train (exit 1)
+        sys.exit(1)
 
 
 def _cache_notice(document: dict) -> None:
@@ -478,14 +480,15 @@ def _cell(value) -> str:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (localhost unless told otherwise).")
-@click.option("--port", type=int, default=8000, show_default=True, help="Port to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default="numbamlp-service", show_default=True,
               help="Where the jobs database, uploaded data, run directories and the token live.")
 @click.option("--workers", type=int, metavar="N", help="Train on a Dask LocalCluster of N worker processes.")
 @click.option("--scheduler", metavar="ADDRESS", help="Train on the running Dask cluster at ADDRESS.")
 @click.option("--batch-window", type=float, default=0.5, show_default=True,
               help="Seconds a queued job waits for others that can share its stack (0: none).")
-@click.option("--max-request-mb", type=float, default=64, show_default=True, help="Largest request body accepted.")
+@click.option("--max-request-mb", type=click.FloatRange(min=0, min_open=True), default=64, show_default=True,
+              help="Largest request body accepted.")
 def serve(host, port, data_dir, workers, scheduler, batch_window, max_request_mb):
     """Run the training service: jobs over HTTP, batched into stacks, with a dashboard at /."""
     from numbamlp.paths import OutputPathError, check_output_directory
@@ -514,6 +517,11 @@ def serve(host, port, data_dir, workers, scheduler, batch_window, max_request_mb
 @click.pass_context
 def jobs(ctx, url, token_file):
     """Submit, list, watch, cancel and download training jobs of a numbamlp service."""
+    from urllib.parse import urlsplit
+
+    address = urlsplit(url)
+    if address.scheme not in ("http", "https") or not address.netloc:
+        raise CliError(f"--url {url!r} is not an http:// or https:// address (e.g. http://127.0.0.1:8000)")
     token = os.environ.get("NUMBAMLP_TOKEN")
     if token_file is not None:
         try:
@@ -818,7 +826,8 @@ def _check_output_file(path, overwrite: bool):
 @click.argument("model_path", metavar="MODEL")
 @click.option("--data", required=True, help="builtin:NAME, .npz (X), a folder holding X.npy, or .csv or .parquet "
               "(a label column, if present, is ignored: one more column than the model's features, or "
-              "--label-column); labels are never needed.")
+              "--label-column; by default the column the model was trained with, else the last); labels are "
+              "never needed.")
 @click.option("--label-column", help="CSV or Parquet column to ignore, by name or 0-based index.")
 @click.option("--proba", is_flag=True, help="Also write the probability of every class.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write CSV here instead of stdout.")
@@ -841,7 +850,8 @@ def predict(model_path, data, label_column, proba, out_file, overwrite):
     if proba and model.task == "regression":
         raise CliError("--proba is for classifiers; this model is a regressor (its predictions are values)")
     try:
-        X = read_features(data, model.n_features, label_column, task=model.task)
+        X = read_features(data, model.n_features, label_column, task=model.task,
+                          trained_label=_trained_label_column(model))
         P = model.predict(X) if model.task == "regression" else model.predict_proba(X)
     except ValueError as err:
         raise CliError(str(err)) from None
@@ -860,6 +870,13 @@ def predict(model_path, data, label_column, proba, out_file, overwrite):
     for label, row in zip(classes[np.argmax(P, axis=1)].tolist(), P):
         table.writerow([label] + ([f"{p:.6g}" for p in row] if proba else []))
     _write_predictions(buffer.getvalue(), len(P), out_file)
+
+
+def _trained_label_column(model):
+    """The label column the model was trained with, as its file's config records it (None
+    when it records none, or the data had none, as builtin sets and .npz files)."""
+    config = (model.metadata or {}).get("config") or {}
+    return (config.get("data") or {}).get("label_column")
 
 
 def _write_predictions(text: str, rows: int, out_file) -> None:
@@ -886,7 +903,7 @@ def _evaluate_regressor(model, S, targets, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights and data.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed for weights and data.")
 def gradcheck(seed):
     """Check batched kernels against the reference path and central differences.
 
@@ -954,13 +971,15 @@ def bench(ctx):
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--out", "out_file", type=click.Path(dir_okay=False),
               help="Image file; its suffix picks the format (.png, .pdf, .svg, .jpg, ...; default: RUN_DIR/curves.png).")
-@click.option("--overwrite", is_flag=True, help="Allow --out to replace an existing file.")
+@click.option("--overwrite", is_flag=True, help="Allow the image to replace an existing file.")
 def plot(run_dir, out_file, overwrite):
     """Loss and accuracy curves of a run (metrics.jsonl) as an image; needs matplotlib."""
-    from numbamlp.plots import PlotError, plot_run
+    from numbamlp.plots import PlotError, default_plot_path, plot_run
 
-    if out_file:
-        _check_output_file(out_file, overwrite)
+    # (the default image too: a curves.png already there is not replaced unasked)
+    target = out_file or (default_plot_path(run_dir) if Path(run_dir).is_dir() else None)
+    if target:
+        _check_output_file(target, overwrite)
     try:
         path = plot_run(run_dir, out_file)
     except PlotError as err:

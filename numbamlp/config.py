@@ -6,6 +6,7 @@ help from these descriptions.
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -18,7 +19,9 @@ SCHEDULES = ("constant", "step", "cosine")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+    # allow_inf_nan False: no setting means anything at infinity (an lr of inf passed the
+    # bounds and trained to a divergence)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Strict):
@@ -237,6 +240,20 @@ class TrainConfig(_Strict):
         if self.task == "regression" and self.class_weight is not None:
             raise ValueError("class_weight is for classification; task 'regression' has no classes")
         return self
+
+
+def with_absolute_data_paths(document: dict) -> dict:
+    """A config document with its data files (data.train, .val, .test) as absolute paths, as
+    a run's config.json records them: `eval RUN_DIR` and `--resume` then find them from any
+    folder (a relative path would name another file there, or none).  builtin: and dataset:
+    sources stay as they are."""
+    data = document.get("data")
+    if not isinstance(data, dict):
+        return document
+    files = {key: os.path.abspath(value) for key, value in data.items()
+             if key in ("train", "val", "test") and isinstance(value, str) and value
+             and not value.startswith(("builtin:", "dataset:"))}
+    return {**document, "data": {**data, **files}}
 
 
 def set_setting(document: dict, path: str, value) -> None:

@@ -541,12 +541,12 @@ def _copy_parquet_columns(table, X: np.ndarray, first: int, path: Path, row: int
 
 
 def _read_parquet(path: Path, label_column, dtype, predict_features: int | None = None,
-                  task: str = "classification") -> Dataset:
+                  task: str = "classification", trained_label=None) -> Dataset:
     """A Parquet file, record batch by record batch into one preallocated (N, D) array of
     ``dtype``; the label column as for CSV (default the last), numbers or class names.
     predict_features (prediction): the model's feature count; as for a CSV file, the last column
     is a label column only when there is one more than that (or label_column names one), and
-    labels are never read (y None)."""
+    labels are never read (y None); trained_label: see _prediction_label."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -558,7 +558,11 @@ def _read_parquet(path: Path, label_column, dtype, predict_features: int | None 
         raise DataError(f"cannot read {path} as Parquet ({_reason(err)})") from None
     schema = parquet.schema_arrow
     names, width = schema.names, len(schema.names)
-    with_label = predict_features is None or _has_label_column(width, predict_features, label_column)
+    if predict_features is None:
+        with_label = True
+    else:
+        with_label, label_column = _prediction_label(width, predict_features, label_column, trained_label, names,
+                                                     path)
     if width < 1 + with_label:
         raise DataError(f"{path} needs at least one feature column and a label column")
     label = _label_index(label_column, names, width, path) if with_label else None
@@ -594,16 +598,17 @@ def _read_parquet(path: Path, label_column, dtype, predict_features: int | None 
 
 
 def read_features(source: str, n_features: int, label_column=None, seed: int = 0,
-                  task: str = "classification") -> np.ndarray:
+                  task: str = "classification", trained_label=None) -> np.ndarray:
     """Features (N, n_features) for prediction.
 
-    builtin and .npz: the X array.  CSV: every column, or every column but the label
-    column when the file has n_features + 1 columns (the last, or ``label_column``).
+    builtin and .npz: the X array.  CSV and Parquet: every column, or every column but the
+    label column when the file has n_features + 1 columns (``label_column``, else the one
+    the model was trained with, ``trained_label``, when the file has it, else the last).
     """
     if source.startswith("builtin:"):
         X = load_dataset(source, seed, label_column, task=task).X
     else:
-        X = _read_features_file(Path(source), n_features, label_column)
+        X = _read_features_file(Path(source), n_features, label_column, trained_label)
         X, _ = check_arrays(X, np.zeros(len(X), dtype=np.int64), source, dtype=None)
         if X.dtype.kind != "f":
             X = X.astype(np.float64)
@@ -613,7 +618,7 @@ def read_features(source: str, n_features: int, label_column=None, seed: int = 0
     return X
 
 
-def _read_features_file(path: Path, n_features: int, label_column) -> np.ndarray:
+def _read_features_file(path: Path, n_features: int, label_column, trained_label=None) -> np.ndarray:
     """The features of a data file or .npy folder for prediction, its labels not read (a file
     without labels will do): X.npy mapped, .npz's X, every Parquet or CSV column but a label
     column (one more column than the model's features, or ``label_column``)."""
@@ -624,16 +629,17 @@ def _read_features_file(path: Path, n_features: int, label_column) -> np.ndarray
             raise DataError(f"{path} is a directory without X.npy; expected a data file or a folder holding X.npy")
         return _read_npy_folder(path, labels=False).X
     if path.suffix == ".csv":
-        return _read_csv_features(path, n_features, label_column)
+        return _read_csv_features(path, n_features, label_column, trained_label)
     if path.suffix == ".npz":
         return _read_npz(path, np.float64, labels=False).X
     if path.suffix == ".parquet":
-        return _read_parquet(path, label_column, np.float64, predict_features=n_features).X
+        return _read_parquet(path, label_column, np.float64, predict_features=n_features,
+                             trained_label=trained_label).X
     raise DataError(f"unsupported data file {path}: expected builtin:NAME, a .csv, .parquet or .npz file, "
                     "or a folder holding X.npy")
 
 
-def _read_csv_features(path: Path, n_features: int, label_column) -> np.ndarray:
+def _read_csv_features(path: Path, n_features: int, label_column, trained_label=None) -> np.ndarray:
     """A CSV file's features (N, D) float64 for prediction: every column, or every column
     but the label column when there is one more than the model's features (or
     ``label_column`` names it).  pyarrow's reader, else the csv module's (which names what
@@ -644,19 +650,34 @@ def _read_csv_features(path: Path, n_features: int, label_column) -> np.ndarray:
     except (OSError, UnicodeDecodeError, csv.Error):
         first = None
     if first is not None:
-        data = _read_csv_arrow(path, label_column, np.float64, _has_label_column(len(first), n_features, label_column))
+        with_label, column = _prediction_label(len(first), n_features, label_column, trained_label, first, path)
+        data = _read_csv_arrow(path, column, np.float64, with_label)
         if data is not None:
             return data.X
     header, rows = _csv_rows(path, label_column)
     width = len(rows[0][1])
-    label = _label_index(label_column, header, width, path) if _has_label_column(width, n_features, label_column) else None
+    with_label, column = _prediction_label(width, n_features, label_column, trained_label, header or [], path)
+    label = _label_index(column, header, width, path) if with_label else None
     return _csv_features(path, header, rows, label)
 
 
-def _has_label_column(width: int, n_features: int, label_column) -> bool:
-    """Whether a file of ``width`` columns given for prediction holds a label column: when
-    ``label_column`` names one, or it has one column more than the model's features."""
-    return label_column is not None or width == n_features + 1
+def _prediction_label(width: int, n_features: int, label_column, trained_label, first_row,
+                      path) -> tuple[bool, object]:
+    """(whether a file of ``width`` columns given for prediction holds a label column, the
+    column for _label_index): the one ``label_column`` names; else, when the file has one
+    column more than the model's features, the one the model was trained with
+    (``trained_label``: a name that ``first_row``, the header, holds, or an index), else the last.
+    A file as wide as the model's features whose header names the trained label column lacks
+    a feature: refused, not read with the labels as one."""
+    if label_column is not None:
+        return True, label_column
+    named = isinstance(trained_label, str) and trained_label in first_row
+    if width == n_features and named:
+        raise DataError(f"{path}: column {trained_label!r} is the label column the model was trained with, which "
+                        f"leaves {width - 1} feature columns; the model expects {n_features}")
+    if width != n_features + 1:
+        return False, None
+    return True, trained_label if named or isinstance(trained_label, int) else None
 
 
 def check_feature_count(X, n_features: int, source: str) -> None:
@@ -878,6 +899,22 @@ def data_seed(data_config, seed: int) -> int:
     return seed if data_config.seed is None else data_config.seed
 
 
+def data_files(data_config) -> dict[str, list[int]]:
+    """{file: [bytes, modification time in ns]} of the data files a config names (train, val,
+    test; a folder's .npy files), so that a run can tell later whether they changed; builtin:
+    and dataset: sources name no file."""
+    stamps = {}
+    for source in (data_config.train, data_config.val, data_config.test):
+        if source is None or source.startswith(("builtin:", "dataset:")):
+            continue
+        path = Path(source)
+        for file in sorted(path.glob("*.npy")) if path.is_dir() else [path]:
+            if file.is_file():
+                stat = file.stat()
+                stamps[os.path.abspath(file)] = [stat.st_size, stat.st_mtime_ns]  # (as config.json names it)
+    return stamps
+
+
 def prepare_for(config, data_config=None) -> Splits:
     """The splits a TrainConfig trains on: ``prepare`` with its data settings (or
     ``data_config``), seed, dtype and task — X is read straight into the training dtype."""
@@ -916,6 +953,14 @@ def split_arrays(X, y, data_config, seed: int, test=None, val=None, source: str 
         rows, val_rows, _, _ = holdout_split(rows, y[rows], data_config.val_fraction, seed, task)
     if test is not None:  # (against the rows that train)
         check_like_training(X_test, y_test, X, y[rows], test_source, source, regression)
+    # too few rows for a split: said now, not after training (an empty split fails at its first use)
+    for held_out, what, option in ((None if test is not None else test_rows, "a test split", "test_fraction"),
+                                   (val_rows, "a validation split", "val_fraction")):
+        if held_out is not None and len(held_out) == 0:
+            raise DataError(f"{source}: its {len(y)} rows are too few to hold out {what} "
+                            f"({option} {getattr(data_config, option):g} of them is none)")
+    if len(rows) == 0:
+        raise DataError(f"{source}: its {len(y)} rows leave none to train on after the held-out splits")
     parts = [part for part in (rows, val_rows, None if test is not None else test_rows) if part is not None]
     whole = len(rows) == len(y)  # every row trains, in order: nothing to reorder
     if whole and X.dtype == dtype and X.flags.c_contiguous and (overwrite or not data_config.standardize):

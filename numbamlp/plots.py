@@ -26,6 +26,11 @@ def read_metrics(run_dir) -> list[dict]:
     return rows
 
 
+def default_plot_path(run_dir) -> Path:
+    """Where ``plot_run`` writes without ``out``: RUN_DIR/curves.png."""
+    return Path(run_dir) / "curves.png"
+
+
 def plot_run(run_dir, out=None) -> Path:
     """Loss (train, validation) and validation accuracy per epoch, written as an image in
     the format ``out``'s suffix names (default RUN_DIR/curves.png)."""
@@ -39,7 +44,7 @@ def plot_run(run_dir, out=None) -> Path:
         raise PlotError("plot needs matplotlib: pip install 'numbamlp[plot]'") from None
     from numbamlp.io import atomic_write_bytes
 
-    path = Path(out) if out else Path(run_dir) / "curves.png"
+    path = Path(out) if out else default_plot_path(run_dir)
     fig, image_format = plt.figure(), path.suffix.lower().lstrip(".")
     formats = fig.canvas.get_supported_filetypes()
     plt.close(fig)

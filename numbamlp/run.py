@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from numbamlp.config import TrainConfig
+from numbamlp.config import TrainConfig, with_absolute_data_paths
 from numbamlp.io import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint, save_model
 
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "model.safetensors", "checkpoint")
@@ -32,6 +32,20 @@ class RunError(ValueError):
 
 def holds_run(directory: Path) -> bool:
     return any((directory / name).exists() for name in RUN_FILES)
+
+
+def _remove_run_files(directory: Path, keep: str) -> None:
+    """Remove a run's files (RUN_FILES but ``keep``) from ``directory``, nothing else."""
+    import shutil
+
+    for name in RUN_FILES:
+        path = directory / name
+        if name == keep or not path.exists():
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def read_run_config(directory) -> TrainConfig:
@@ -51,8 +65,24 @@ def held_out_test_split(directory):
     from numbamlp.data import prepare_for
 
     config = read_run_config(directory)
+    check_data_unchanged(directory, config, "its held-out test rows cannot be drawn again; give --data")
     splits = prepare_for(config, config.data.model_copy(update={"standardize": False}))
     return splits.X_test, splits.y_test
+
+
+def check_data_unchanged(directory, config: TrainConfig, consequence: str) -> None:
+    """DataError (ending in ``consequence``) when a data file of the run in ``directory`` has
+    another size or modification time than its summary.json records (runs written before
+    2026-11-30, or killed before their first summary, record none: not checked)."""
+    from numbamlp.data import DataError, data_files
+
+    summary = Path(directory) / "summary.json"
+    recorded = json.loads(summary.read_text()).get("data_files") if summary.is_file() else None
+    current = data_files(config.data)
+    if recorded is not None and current != recorded:
+        changed = next(f for f in sorted(set(recorded) | set(current)) if recorded.get(f) != current.get(f))
+        raise DataError(f"the data of {directory} changed since it ran ({changed}: size or modification time), "
+                        f"so {consequence}")
 
 
 class RunWriter:
@@ -134,6 +164,7 @@ def train_run(config: TrainConfig, out=None, resume=None, overwrite: bool = Fals
         if not (directory / "checkpoint" / "state.safetensors").is_file():
             raise RunError(f"{directory} has no checkpoint to resume from")
         check_output_directory(directory)
+        check_data_unchanged(directory, config, "resuming would train on other rows")
     elif out is not None:
         check_output_directory(out)
         if holds_run(Path(out)) and not overwrite:
@@ -153,7 +184,9 @@ def train_run(config: TrainConfig, out=None, resume=None, overwrite: bool = Fals
     try:
         if resume is None:
             directory = claimed = claim_run_directory(out, "config.json", overwrite)
-        config_dump = config.model_dump(mode="json", by_alias=True)
+            if overwrite:  # the old run's files go: a new run that fails must not leave them beside its config
+                _remove_run_files(directory, keep="config.json")
+        config_dump = with_absolute_data_paths(config.model_dump(mode="json", by_alias=True))
         atomic_write_json(directory / "config.json", config_dump)
         writer = RunWriter(directory, trainer, config_dump)
         try:
@@ -180,6 +213,8 @@ def _finish(trainer, splits, directory: Path, config: TrainConfig, config_dump: 
     (its validation metrics), otherwise the last epoch's.  An interrupted run saves the
     weights of its last complete step and is not scored on the test set.
     """
+    from numbamlp.data import data_files
+
     model = trainer.model
     model.input_transform = splits.standardizer
     model_path = directory / "model.safetensors"
@@ -204,6 +239,7 @@ def _finish(trainer, splits, directory: Path, config: TrainConfig, config_dump: 
         "model_path": str(model_path),
         "run_dir": str(directory),
         "test_rows": int(len(splits.y_test)),
+        "data_files": data_files(config.data),  # (eval RUN_DIR checks that they are unchanged)
         "layers": model.layers,
         "activation": model.activation,
         "backend": config.backend,

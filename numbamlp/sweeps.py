@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from numbamlp.config import OPTIMIZER_DEFAULTS, TrainConfig, set_setting
+from numbamlp.config import OPTIMIZER_DEFAULTS, TrainConfig, set_setting, with_absolute_data_paths
 
 # What a row holds per task, the validation metrics that can choose the best member (the
 # first is the default), and which way each is better.
@@ -431,7 +431,7 @@ def write_run_files(folder: Path, config: TrainConfig, outcome: dict, standardiz
     from numbamlp.io import atomic_write_bytes, atomic_write_json, save_model
 
     folder.mkdir(parents=True, exist_ok=True)
-    config_dump = config.model_dump(mode="json", by_alias=True)
+    config_dump = with_absolute_data_paths(config.model_dump(mode="json", by_alias=True))
     atomic_write_json(folder / "config.json", config_dump)
     lines = "".join(json.dumps(m) + "\n" for m in outcome.get("history", []))
     atomic_write_bytes(folder / "metrics.jsonl", lines.encode())
@@ -737,10 +737,14 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
     splits = _prepare_data(configs[0], data)
     if out is not None and out is not NEW_DIRECTORY:
         from numbamlp.paths import check_output_directory
+        from numbamlp.run import RUN_FILES
 
         check_output_directory(out, "the sweep directory")
         if (Path(out) / "sweep.json").exists():
             raise SweepError(f"{out} already holds a sweep; choose another --out, or --resume it")
+        in_the_way = [name for name in dict.fromkeys((*SWEEP_FILES, *RUN_FILES)) if (Path(out) / name).exists()]
+        if in_the_way:  # (a run's, or a user's own files: a sweep would write over them)
+            raise SweepError(f"{out} already holds {', '.join(in_the_way)}; choose another --out for the sweep")
     on_dask = workers is not None or scheduler is not None or client is not None
     runner = DaskRunner(workers, scheduler, client) if on_dask else InProcessRunner()
     try:
@@ -751,6 +755,10 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
                     resumed=resume is not None)
     finally:
         runner.close()
+
+
+# What a sweep writes in its directory (besides sweep.json, its claim).
+SWEEP_FILES = ("results.jsonl", "results.csv", "summary.json", "members")
 
 
 def _claim(out, plan: dict) -> Path:

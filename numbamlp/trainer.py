@@ -463,8 +463,12 @@ class Trainer:
         if self.config.early_stopping.patience and X_val is None:
             from numbamlp.data import data_seed, holdout_split
 
-            rows, val_rows, _, _ = holdout_split(rows, y, self.config.data.val_fraction or 0.1,
-                                                 data_seed(self.config.data, self.config.seed), self.config.task)
+            fraction = self.config.data.val_fraction or 0.1
+            rows, val_rows, _, _ = holdout_split(rows, y, fraction, data_seed(self.config.data, self.config.seed),
+                                                 self.config.task)
+            if len(val_rows) == 0:  # (said now: the first epoch's validation would find no rows)
+                raise ValueError(f"{len(y)} rows are too few to hold out a validation split for early stopping "
+                                 f"(val_fraction {fraction:g} of them is none); give X_val and y_val")
             X_val, y_val = X[val_rows], y[val_rows]
         return rows, X_val, y_val
 

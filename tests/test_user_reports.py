@@ -168,3 +168,119 @@ def test_a_python_sweep_takes_ranges_written_as_text():
 def test_a_python_sweep_says_data_is_a_pair():
     with pytest.raises(ValueError, match=r"data must be a pair \(X, y\)"):
         sweep(ONE_EPOCH, {"seed": [0, 1]}, data=X)
+
+
+# ---------------------------------------------------------------- the command line
+def cli(*args, cwd=None):
+    """numbamlp in click's runner: (exit code, output)."""
+    from click.testing import CliRunner
+
+    from numbamlp.cli.main import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def write_csv(path, header, rows):
+    path.write_text(",".join(header) + "\n" + "".join(",".join(str(v) for v in row) + "\n" for row in rows))
+    return path
+
+
+FEW = ["--epochs", "1", "--hidden", "8", "--quiet"]
+
+
+def labelled_in_the_middle(tmp_path):
+    """A CSV of 60 rows: features a, b, c with the label column between a and b."""
+    return write_csv(tmp_path / "mid.csv", ["a", "label", "b", "c"],
+                     [[f"{p:.4f}", int(p > 0), f"{q:.4f}", f"{r:.4f}"] for p, q, r in rng.normal(size=(60, 3))])
+
+
+def test_predict_skips_the_label_column_the_model_was_trained_with(tmp_path):
+    data = labelled_in_the_middle(tmp_path)
+    assert cli("train", "--data", data, "--label-column", "label", "--out", tmp_path / "run", *FEW)[0] == 0
+    code, default = cli("predict", tmp_path / "run", "--data", data)
+    assert code == 0, default
+    assert default == cli("predict", tmp_path / "run", "--data", data, "--label-column", "label")[1]
+    # a file of two features and that label column is one feature short, not three features
+    short = write_csv(tmp_path / "short.csv", ["a", "b", "label"], [[0.1, 0.2, 0], [0.3, 0.4, 1]])
+    code, output = cli("predict", tmp_path / "run", "--data", short)
+    assert code == 2 and "'label' is the label column the model was trained with" in output
+
+
+def test_too_few_rows_for_the_held_out_splits_is_said_before_training(tmp_path):
+    two = write_csv(tmp_path / "two.csv", ["a", "label"], [[1, 0], [2, 1]])
+    code, output = cli("train", "--data", two, "--out", tmp_path / "run", *FEW)
+    assert code == 2 and "too few to hold out a test split" in output
+    four = write_csv(tmp_path / "four.csv", ["a", "label"], [[1, 0], [2, 1], [3, 0], [4, 1]])
+    code, output = cli("train", "--data", four, "--val-fraction", "0.1", "--out", tmp_path / "run", *FEW)
+    assert code == 2 and "too few to hold out a validation split" in output
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="too few to hold out a validation split for early stopping"):
+        Trainer({"epochs": 1, "early_stopping": {"patience": 2}}).fit(X[:2], [0, 1])
+
+
+def test_a_run_names_its_data_by_absolute_path_and_notices_when_it_changed(tmp_path, monkeypatch):
+    data = labelled_in_the_middle(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert cli("train", "--data", "mid.csv", "--label-column", "label", "--out", "run", *FEW)[0] == 0
+    monkeypatch.chdir("/")
+    code, output = cli("eval", tmp_path / "run")
+    assert code == 0 and "15 rows: the test rows" in output, output
+    data.write_text("".join(data.read_text().splitlines(keepends=True)[:31]))  # the file cut to 30 rows
+    code, output = cli("eval", tmp_path / "run")
+    assert code == 2 and "changed since it ran" in output and "give --data" in output
+    code, output = cli("train", "--resume", tmp_path / "run", "--epochs", "2")
+    assert code == 2 and "resuming would train on other rows" in output
+
+
+def test_overwrite_replaces_the_old_run_rather_than_mixing_with_it(tmp_path):
+    run = tmp_path / "run"
+    assert cli("train", "--data", "builtin:iris", "--out", run, *FEW)[0] == 0
+    assert (run / "summary.json").exists()
+    code, output = cli("train", "--data", "builtin:iris", "--lr", "1e30", "--out", run, "--overwrite", *FEW)
+    assert code == 1 and "diverged" in output
+    assert not any((run / name).exists() for name in ("summary.json", "model.safetensors", "metrics.jsonl"))
+
+
+def test_infinite_settings_are_bad_input():
+    code, output = cli("train", "--data", "builtin:iris", "--lr", "inf", *FEW)
+    assert code == 2 and "--lr (optimizer.lr): Input should be a finite number" in output
+
+
+def test_a_sweep_does_not_write_over_files_in_its_directory(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "results.csv").write_text("my,results\n")
+    code, output = cli("sweep", "--data", "builtin:iris", "--grid", "lr=0.1,0.2", "--out", out, *FEW)
+    assert code == 2 and "already holds results.csv" in output
+    assert (out / "results.csv").read_text() == "my,results\n"
+    assert cli("train", "--data", "builtin:iris", "--out", tmp_path / "run", *FEW)[0] == 0
+    code, output = cli("sweep", "--data", "builtin:iris", "--grid", "lr=0.1,0.2", "--out", tmp_path / "run", *FEW)
+    assert code == 2 and "already holds summary.json, config.json" in output
+
+
+def test_a_sweep_without_a_finished_member_exits_1(tmp_path):
+    code, output = cli("sweep", "--data", "builtin:iris", "--grid", "lr=1e30", "--out", tmp_path / "s", *FEW)
+    assert code == 1 and "no member finished" in output
+
+
+def test_plot_keeps_an_existing_default_image(tmp_path):
+    pytest.importorskip("matplotlib")
+    assert cli("train", "--data", "builtin:iris", "--out", tmp_path / "run", *FEW)[0] == 0
+    (tmp_path / "run" / "curves.png").write_text("mine")
+    code, output = cli("plot", tmp_path / "run")
+    assert code == 2 and "exists; choose another name or pass --overwrite" in output
+    assert (tmp_path / "run" / "curves.png").read_text() == "mine"
+    assert cli("plot", tmp_path / "run", "--overwrite")[0] == 0
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["gradcheck", "--seed", "-1"], "--seed"),
+    (["train", "--class-weight", "often", "--quiet"], "--class-weight: must be 'balanced' or a mapping"),
+    (["serve", "--port", "99999"], "--port"),
+    (["serve", "--max-request-mb", "-1"], "--max-request-mb"),
+    (["jobs", "--url", "notaurl", "list"], "is not an http:// or https:// address"),
+])
+def test_bad_options_name_themselves(args, phrase):
+    code, output = cli(*args)
+    assert code == 2 and phrase in output, output
