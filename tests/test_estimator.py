@@ -51,7 +51,7 @@ def test_regressor_api_and_a_loose_r2_on_diabetes():
 
 def test_pipeline_and_grid_search():
     X, y = load_iris(return_X_y=True)
-    pipe = make_pipeline(StandardScaler(), MLPClassifier(max_iter=40, random_state=0))
+    pipe = make_pipeline(StandardScaler(), MLPClassifier(solver="momentum", max_iter=40, random_state=0))
     search = GridSearchCV(pipe, {"mlpclassifier__hidden_layer_sizes": [(8,), (32,)],
                                  "mlpclassifier__activation": ["relu", "tanh"]}, cv=3)
     search.fit(X, y)
@@ -213,9 +213,9 @@ def test_warm_start_refuses_a_different_network_or_classes(iris):
     with pytest.raises(ValueError, match="'hidden_layer_sizes'.*warm_start=False"):
         clf.set_params(hidden_layer_sizes=5).fit(X, y)
     with pytest.raises(ValueError, match="'solver'"):
-        clf.set_params(hidden_layer_sizes=4, solver="adam").fit(X, y)
+        clf.set_params(hidden_layer_sizes=4, solver="momentum").fit(X, y)
     with pytest.raises(ValueError, match="same classes"):
-        clf.set_params(solver="momentum").fit(X[y < 2], y[y < 2])
+        clf.set_params(solver="adam").fit(X[y < 2], y[y < 2])
     clf.set_params(learning_rate_init=0.01).fit(X, y)  # settings that keep the network may change
     assert clf.n_iter_ == 2 and clf._trainer.optimizer.config.lr == 0.01
 
@@ -263,7 +263,7 @@ def test_loss_curve_best_loss_and_validation_scores(iris):
 
 def test_partial_fit_after_an_early_stopped_fit_keeps_its_epoch(iris):
     X, y = iris
-    clf = MLPClassifier(early_stopping=True, n_iter_no_change=1, hidden_layer_sizes=4, max_iter=50,
+    clf = MLPClassifier(solver="momentum", early_stopping=True, n_iter_no_change=1, hidden_layer_sizes=4, max_iter=50,
                         random_state=0).fit(X, y)
     assert clf._trainer.stopped_early
     before = clf.coefs_[0].copy()
@@ -340,13 +340,13 @@ def test_sklearns_parameter_validation_check():
 def test_optimizer_defaults_and_todays_default_behaviour(iris):
     X, y = iris
     default = MLPClassifier(hidden_layer_sizes=4, max_iter=2, random_state=0).fit(X, y)
-    before = MLPClassifier(solver="sgd", momentum=0.9, learning_rate_init=0.05, hidden_layer_sizes=4, max_iter=2,
-                           random_state=0).fit(X, y)  # the estimator's default until now
-    np.testing.assert_array_equal(default.predict_proba(X), before.predict_proba(X))
+    adam = MLPClassifier(solver="adam", learning_rate_init=1e-3, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                         hidden_layer_sizes=4, max_iter=2, random_state=0).fit(X, y)  # scikit-learn's default
+    np.testing.assert_array_equal(default.predict_proba(X), adam.predict_proba(X))
     optimizer = default._trainer.config.optimizer
-    assert (optimizer.name, optimizer.lr, optimizer.momentum) == ("momentum", 0.05, 0.9)
-    adam = MLPClassifier(solver="adam", hidden_layer_sizes=4, max_iter=1, random_state=0).fit(X, y)
-    assert adam._trainer.config.optimizer.lr == 1e-3
+    assert (optimizer.name, optimizer.lr, optimizer.momentum) == ("adam", 1e-3, None)
+    momentum = MLPClassifier(solver="momentum", hidden_layer_sizes=4, max_iter=1, random_state=0).fit(X, y)
+    assert (momentum._trainer.config.optimizer.lr, momentum._trainer.config.optimizer.momentum) == (0.05, 0.9)
     sgd = MLPClassifier(solver="sgd", hidden_layer_sizes=4, max_iter=1, random_state=0).fit(X, y)
     assert sgd._trainer.config.optimizer.momentum == 0.0
 
