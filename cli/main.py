@@ -480,7 +480,8 @@ def _cell(value) -> str:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (localhost unless told otherwise).")
-@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port to listen on (0: a free one, printed at start).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default="numbamlp-service", show_default=True,
               help="Where the jobs database, uploaded data, run directories and the token live.")
 @click.option("--workers", type=int, metavar="N", help="Train on a Dask LocalCluster of N worker processes.")
@@ -506,7 +507,7 @@ def serve(host, port, data_dir, workers, scheduler, batch_window, max_request_mb
                    workers=workers, scheduler=scheduler, announce=lambda line: click.echo(line, err=False))
     except (OutputPathError, SweepError) as err:
         raise CliError(str(err)) from None
-    except RuntimeError as err:  # the serve extra is missing
+    except RuntimeError as err:  # the serve extra is missing, or the address cannot be had
         raise CliError(str(err)) from None
 
 
@@ -517,11 +518,6 @@ def serve(host, port, data_dir, workers, scheduler, batch_window, max_request_mb
 @click.pass_context
 def jobs(ctx, url, token_file):
     """Submit, list, watch, cancel and download training jobs of a numbamlp service."""
-    from urllib.parse import urlsplit
-
-    address = urlsplit(url)
-    if address.scheme not in ("http", "https") or not address.netloc:
-        raise CliError(f"--url {url!r} is not an http:// or https:// address (e.g. http://127.0.0.1:8000)")
     token = os.environ.get("NUMBAMLP_TOKEN")
     if token_file is not None:
         try:
@@ -530,7 +526,10 @@ def jobs(ctx, url, token_file):
             raise CliError(f"cannot read the token file {token_file}: {err.strerror}") from None
     from numbamlp.client import Client
 
-    ctx.obj = Client(url, token)
+    try:
+        ctx.obj = Client(url, token)
+    except ValueError as err:  # (an address that is no URL)
+        raise CliError(f"--url: {err}") from None
 
 
 def _service_call(call):
@@ -642,7 +641,7 @@ def jobs_logs(client, job_id):
 def jobs_download(client, job_id, out_file, overwrite):
     """Download a succeeded job's model file."""
     _check_output_file(out_file, overwrite)
-    click.echo(str(_service_call(lambda: client.download(job_id, out_file))))
+    click.echo(str(_service_call(lambda: client.download(job_id, out_file, overwrite=overwrite))))
 
 
 class _GradientCheckLine:

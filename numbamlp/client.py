@@ -33,6 +33,9 @@ class ServiceError(RuntimeError):
 
 class Client:
     def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None, timeout: float = 30.0):
+        address = urllib.parse.urlsplit(url)
+        if address.scheme not in ("http", "https") or not address.netloc:
+            raise ValueError(f"{url!r} is not an http:// or https:// address (e.g. http://127.0.0.1:8000)")
         self.url, self.token, self.timeout = url.rstrip("/"), token, timeout
 
     # ------------------------------------------------------------ transport
@@ -120,10 +123,13 @@ class Client:
                 raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout:g} s")
             time.sleep(poll)
 
-    def download(self, job_id: str, path) -> Path:
-        """The job's model file, written to ``path``."""
+    def download(self, job_id: str, path, overwrite: bool = False) -> Path:
+        """The job's model file, written to ``path`` (an existing file only with
+        ``overwrite``: OutputPathError otherwise, before anything is downloaded)."""
         from numbamlp.io import atomic_write_bytes
+        from numbamlp.paths import check_output_file
 
+        check_output_file(path, overwrite, "the model file")
         with self._request("GET", f"/v1/jobs/{job_id}/model", raw=True) as response:
             atomic_write_bytes(Path(path), response.read())
         return Path(path)

@@ -3,6 +3,7 @@ auth, 401/413/422, idempotency, pagination, batching into stacks, SSE resume, ca
 predict equals local, kill -9 and SIGTERM with a restart, the OpenAPI snapshot, the
 `numbamlp jobs` client, and the dashboard in a real headless Chromium."""
 
+import base64
 import http.client
 import json
 import os
@@ -20,7 +21,8 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from numbamlp.client import ServiceError  # noqa: E402
+from numbamlp.client import Client, ServiceError  # noqa: E402
+from numbamlp.paths import OutputPathError  # noqa: E402
 from numbamlp.service.local import LocalServer as Server  # noqa: E402
 
 NUMBAMLP = [sys.executable, "-m", "numbamlp.cli.main"]
@@ -35,6 +37,12 @@ def server(tmp_path_factory):
                      "--max-request-mb", "1").start()
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def iris_job(server):
+    """A succeeded iris job, to predict with, download, and follow."""
+    return server.client.wait(server.client.submit({**IRIS, "epochs": 1})["id"], timeout=120)
 
 
 def wait_for(predicate, timeout: float = 60, what: str = "condition"):
@@ -53,6 +61,13 @@ def raw(server, method, path, body=None, headers=None):
     connection.request(method, path, body=body, headers=headers or {})
     response = connection.getresponse()
     return response.status, dict(response.getheaders()), response.read()
+
+
+def post_json(server, path: str, text: str) -> tuple[int, str]:
+    """(status, detail) of a POST of JSON ``text`` as written (escapes, NaN and all), with the token."""
+    status, _, body = raw(server, "POST", path, text.encode(),
+                          {"Authorization": f"Bearer {server.token}", "Content-Type": "application/json"})
+    return status, json.loads(body)["detail"]
 
 
 # ---------------------------------------------------------------- auth and bad requests
@@ -80,13 +95,102 @@ def test_invalid_configs_are_422_naming_the_field(server):
     assert error.value.status == 422 and "nonsense" in str(error.value)
 
 
-def post_streaming(server, headers: dict, chunks) -> tuple[int, bytes]:
-    """POST /v1/datasets over a raw socket, sending ``chunks`` until the server answers or
+def test_text_utf8_cannot_encode_is_422_naming_the_field_and_never_stored(server, tmp_path):
+    """A lone surrogate (JSON can spell one) was stored, and every listing then failed."""
+    before = len(list(server.client.all_jobs()))
+    for text, field in (
+            ('{"config": {"epochs": 1, "data": {"train": "builtin:iris", "label_column": "\\ud800"}}}',
+             "config.data.label_column"),
+            ('{"config": {"epochs": 1, "data": {"train": "builtin:\\ud800"}}}', "config.data.train"),
+            ('{"config": {"epochs": 1, "\\udfff": 1}}', "a key of config")):
+        status, detail = post_json(server, "/v1/jobs", text)
+        assert status == 422 and f"{field} is not UTF-8 text" in detail, detail
+    status, detail = post_json(server, "/v1/sweeps", '{"config": {}, "grid": {"data.label_column": ["\\ud800"]}}')
+    assert status == 422 and "grid.data.label_column[0] is not UTF-8 text" in detail, detail
+    assert raw(server, "GET", "/v1/jobs", headers={"Authorization": f"Bearer {server.token}"})[0] == 200
+    assert len(list(server.client.all_jobs())) == before
+    # and the store itself refuses such text rather than keep it escaped
+    from numbamlp.service.store import Store
+
+    store = Store(tmp_path / "s.sqlite")
+    with pytest.raises(UnicodeEncodeError):
+        store.add_jobs([{"data": {"label_column": "\ud800"}}])
+    assert store.count() == 0
+    store.close()
+
+
+def test_unknown_request_fields_are_422_naming_them(server):
+    """A config sent without its {"config": ...} wrapper trained the defaults."""
+    before = len(list(server.client.all_jobs()))
+    status, detail = post_json(server, "/v1/jobs", '{"epochs": 1, "data": {"train": "builtin:iris"}, "bogus": true}')
+    assert status == 422 and "epochs: Extra inputs are not permitted" in detail and "bogus:" in detail, detail
+    status, detail = post_json(server, "/v1/jobs", '{"config": {"epochs": 1}, "extra": 1}')
+    assert status == 422 and "extra: Extra inputs are not permitted" in detail, detail
+    status, detail = post_json(server, "/v1/sweeps", '{"config": {}, "grid": {"seed": [1]}, "randon": 2}')
+    assert status == 422 and "randon: Extra inputs are not permitted" in detail, detail
+    status, detail = post_json(server, "/v1/jobs/x/predict", '{"X": [[1]], "probas": true}')
+    assert status == 422 and "probas: Extra inputs are not permitted" in detail, detail
+    assert len(list(server.client.all_jobs())) == before
+
+
+def test_a_sweeps_members_data_is_checked_as_a_jobs(server):
+    """The grid could name a server-side file for the server to read."""
+    before = len(list(server.client.all_jobs()))
+    with pytest.raises(ServiceError) as error:
+        server.client.sweep({"epochs": 1, "batch_size": 2}, {"data.train": ["builtin:iris", "/some/server/file.csv"]})
+    assert error.value.status == 422
+    assert ("the member data.train='/some/server/file.csv': data.train: '/some/server/file.csv' is not "
+            "builtin:NAME or an uploaded dataset:<id>") in str(error.value)
+    with pytest.raises(ServiceError) as error:
+        server.client.sweep({**IRIS, "epochs": 1}, {"data.test": ["/etc/hostname"]})
+    assert error.value.status == 422 and "the member data.test='/etc/hostname': data.test:" in str(error.value)
+    with pytest.raises(ServiceError) as error:
+        server.client.sweep({**IRIS, "epochs": 1}, {"data.train": ["builtin:nope"]})
+    assert error.value.status == 422 and "unknown built-in data set 'nope'" in str(error.value)
+    assert len(list(server.client.all_jobs())) == before
+
+
+def test_data_settings_are_checked_at_submit_and_errors_hide_the_servers_paths(server, tmp_path):
+    """builtin:nope and a label column the upload lacks were accepted, and failed when run,
+    naming the server's dataset file."""
+    with pytest.raises(ServiceError) as error:
+        server.client.submit({"epochs": 1, "data": {"train": "builtin:nope"}})
+    assert error.value.status == 422 and "data.train: unknown built-in data set 'nope'" in str(error.value)
+    with pytest.raises(ServiceError) as error:
+        server.client.submit({"epochs": 1, "data": {"train": "builtin:diabetes"}})
+    assert error.value.status == 422 and "data.train: builtin:diabetes is a regression data set" in str(error.value)
+    rows = "\n".join(f"{i},{i % 3},{i % 2}" for i in range(40))
+    (tmp_path / "d.csv").write_text("a,b,label\n" + rows + "\n")
+    dataset = server.client.upload_dataset(tmp_path / "d.csv")
+    with pytest.raises(ServiceError) as error:
+        server.client.submit({"epochs": 1, "data": {"train": f"dataset:{dataset['id']}", "label_column": "nope"}})
+    message = str(error.value)
+    assert error.value.status == 422 and "data.label_column: " in message and "no column named 'nope'" in message
+    assert f"the uploaded dataset {dataset['id']}" in message and str(server.data_dir) not in message
+    # the same content again, with a label column it lacks: checked too, and kept
+    with pytest.raises(ServiceError) as error:
+        server.client.upload_dataset(tmp_path / "d.csv", label_column="nope")
+    assert error.value.status == 422 and "no column named 'nope'" in str(error.value)
+    assert str(server.data_dir) not in str(error.value)
+    assert server.client.upload_dataset(tmp_path / "d.csv", label_column="label")["id"] == dataset["id"]
+    assert not [p.name for p in (server.data_dir / "datasets").iterdir() if p.is_dir()]  # no checking folder left
+    # what still fails when run (train and test of different widths) names no server path either
+    (tmp_path / "narrow.csv").write_text("a,label\n" + "\n".join(f"{i},{i % 2}" for i in range(40)) + "\n")
+    narrow = server.client.upload_dataset(tmp_path / "narrow.csv")
+    job = server.client.submit({"epochs": 1, "data": {"train": f"dataset:{dataset['id']}",
+                                                      "test": f"dataset:{narrow['id']}"}})
+    failed = server.client.wait(job["id"], timeout=120)
+    assert failed["status"] == "failed" and str(server.data_dir) not in failed["error"], failed["error"]
+    assert f"the uploaded dataset {narrow['id']}" in failed["error"], failed["error"]
+
+
+def post_streaming(server, headers: dict, chunks, path: str = "/v1/datasets") -> tuple[int, bytes]:
+    """POST ``path`` over a raw socket, sending ``chunks`` until the server answers or
     closes; (status, what came back).  A server that refuses early stops reading, so the
     client's sending may break off: that is the point."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": "127.0.0.1", **headers}.items())
-        sock.sendall(f"POST /v1/datasets HTTP/1.1\r\n{head}\r\n".encode())
+        sock.sendall(f"POST {path} HTTP/1.1\r\n{head}\r\n".encode())
         try:
             for chunk in chunks:
                 sock.sendall(chunk)
@@ -110,6 +214,22 @@ def test_bodies_over_the_limit_are_413_before_they_are_read(server):
     chunk = b"10000\r\n" + b"y" * 65536 + b"\r\n"
     status, answer = post_streaming(server, {**auth, "Transfer-Encoding": "chunked"}, [chunk] * 64)
     assert status == 413 and b"larger than 1 MB" in answer
+    # JSON bodies too (FastAPI reads those itself, and made any failure to a 400)
+    json_chunk = b"10000\r\n" + b" " * 65536 + b"\r\n"
+    for path in ("/v1/jobs", "/v1/jobs/x/predict", "/v1/sweeps"):
+        status, answer = post_streaming(server, {**auth, "Content-Type": "application/json",
+                                                 "Transfer-Encoding": "chunked"}, [json_chunk] * 64, path)
+        assert status == 413 and b"larger than 1 MB" in answer, (path, answer)
+
+
+def test_the_413_names_a_fractional_limit_as_given(tmp_path):
+    small = Server(tmp_path / "data", "--max-request-mb", "0.05").start()
+    try:
+        status, answer = post_streaming(small, {"Authorization": f"Bearer {small.token}",
+                                                "Content-Length": str(1 << 20)}, [])
+        assert status == 413 and b"request body larger than 0.05 MB" in answer
+    finally:
+        small.stop()
 
 
 def test_datasets_upload_by_content_hash_and_train(server, tmp_path):
@@ -168,6 +288,22 @@ def test_jobs_submitted_together_train_as_one_stack_and_list_page_by_page(server
     with pytest.raises(ServiceError) as error:
         server.client.jobs(page_token="garbage!")
     assert error.value.status == 422
+
+
+def test_crafted_page_tokens_and_last_event_ids_are_422(server, iris_job):
+    """A token holding 1e999 or a number SQLite cannot hold was a 500, such a Last-Event-ID a
+    cut stream."""
+    for position in ("1e999", "1" * 25, "1.5", "-1", "true"):
+        token = base64.urlsafe_b64encode(f'{{"before": {position}}}'.encode()).decode().rstrip("=")
+        with pytest.raises(ServiceError) as error:
+            server.client.jobs(page_token=token)
+        assert error.value.status == 422 and "page_token is not one this server gave" in str(error.value)
+    for last in ("99999999999999999999999", "abc", "-1", "\xb2"):
+        status, _, body = raw(server, "GET", f"/v1/jobs/{iris_job['id']}/events",
+                              headers={"Authorization": f"Bearer {server.token}", "Last-Event-ID": last})
+        assert status == 422 and "is not an epoch number this server sent" in json.loads(body)["detail"], last
+    # one past the last epoch: just the end
+    assert [e for e, _ in server.client.events(iris_job["id"], last_event_id=1)] == ["end"]
 
 
 def test_events_stream_each_epoch_and_resume_without_gaps_or_duplicates(server):
@@ -232,6 +368,26 @@ def test_predict_equals_numbamlp_predict_and_the_model_has_an_etag(server, tmp_p
     with pytest.raises(ServiceError) as error:
         server.client.predict(job["id"], [[1.0, 2.0]])
     assert error.value.status == 422 and "4 features" in str(error.value)
+
+
+def test_predict_refuses_x_that_is_not_finite_or_not_rectangular(server, iris_job):
+    path = f"/v1/jobs/{iris_job['id']}/predict"
+    for text, words in (('{"X": [[NaN, 0, 0, 0]]}', "X.0.0: Input should be a finite number"),
+                        ('{"X": [[1, 2, 3, 1e999]]}', "X.0.3: Input should be a finite number"),
+                        ('{"X": [[1, 2, 3, 4], [1, 2, 3]]}', "X must have rows of 4 features, got rows of 3 and 4"),
+                        ('{"X": []}', "X must have rows of 4 features, got no rows")):
+        status, detail = post_json(server, path, text)
+        assert status == 422 and words in detail, detail
+
+
+def test_download_refuses_an_existing_file_unless_told_to_overwrite(server, iris_job, tmp_path):
+    target = tmp_path / "m.safetensors"
+    target.write_bytes(b"mine")
+    with pytest.raises(OutputPathError, match="exists"):
+        server.client.download(iris_job["id"], target)
+    assert target.read_bytes() == b"mine"
+    server.client.download(iris_job["id"], target, overwrite=True)
+    assert target.read_bytes()[:8] != b"mine"
 
 
 def test_a_sweep_makes_member_jobs_that_train_as_one_stack(server):
@@ -431,6 +587,24 @@ def test_the_dashboard_submits_a_job_draws_its_curve_and_cancels_one(server, tmp
         page.click("#submit")
         page.wait_for_function("document.getElementById('error').textContent.includes('optimizer.lr')")
         browser.close()
+
+
+def test_serve_on_a_port_in_use_says_so_and_leaves_no_data_behind(tmp_path):
+    """uvicorn's ERROR line and rc 3 came after the data directory and the token were made."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = subprocess.run([*NUMBAMLP, "serve", "--port", str(port), "--data-dir", str(tmp_path / "d")],
+                             capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip() == f"Error: cannot serve on 127.0.0.1:{port}: Address already in use"
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_client_with_an_address_that_is_no_url_says_so():
+    with pytest.raises(ValueError, match="'notaurl' is not an http:// or https:// address"):
+        Client("notaurl")
 
 
 def test_serve_without_the_extra_names_the_install(tmp_path):

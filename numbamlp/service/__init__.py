@@ -37,6 +37,7 @@ def serve(data_dir, host: str = "127.0.0.1", port: int = 8000, batch_window: flo
         if getattr(err, "name", "") and err.name.split(".")[0] in ("fastapi", "uvicorn", "starlette"):
             raise RuntimeError(SERVE_EXTRA) from None
         raise
+    listener = _listen(host, port)  # first: a port that cannot be had leaves no data directory or token behind
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     token, created = read_or_create_token(data_dir)
@@ -47,11 +48,26 @@ def serve(data_dir, host: str = "127.0.0.1", port: int = 8000, batch_window: flo
     class Server(uvicorn.Server):
         async def startup(self, sockets=None):
             await super().startup(sockets)
-            if self.should_exit:  # (the port was taken: uvicorn has said so)
-                return
-            bound = self.servers[0].sockets[0].getsockname()[1] if self.servers else port
+            bound = listener.getsockname()[1]
             announce(f"numbamlp serving on http://{host}:{bound} (data in {data_dir})")
             announce(f"token (shown once; kept in {data_dir / 'token'}, mode 0600): {token}" if created
                      else f"token: in {data_dir / 'token'}")
 
-    Server(config).run()
+    Server(config).run(sockets=[listener])
+
+
+def _listen(host: str, port: int):
+    """A socket bound to host:port, as uvicorn would bind it; RuntimeError with one line
+    saying why not (a port out of range, in use, an address not of this machine)."""
+    import socket
+
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except (OSError, OverflowError) as err:  # (OverflowError: a port out of range)
+        listener.close()
+        reason = getattr(err, "strerror", None) or str(err).removeprefix("bind(): ").rstrip(".")
+        raise RuntimeError(f"cannot serve on {host}:{port}: {reason}") from None
+    listener.set_inheritable(True)
+    return listener

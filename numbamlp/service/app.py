@@ -5,7 +5,8 @@
     GET  /v1/jobs?status=&limit=&page_token=   newest first → {jobs, next_page_token}
     GET  /v1/jobs/{id}                the job
     POST /v1/jobs/{id}/cancel         queued: never starts; running: stops within a step batch
-    GET  /v1/jobs/{id}/events         Server-Sent Events, one per epoch (id: = epoch), then "end"
+    GET  /v1/jobs/{id}/events         Server-Sent Events, one per epoch (id: = epoch), then "end";
+                                      Last-Event-ID (an epoch number, else 422) resumes after it
     GET  /v1/jobs/{id}/model          the safetensors file (ETag = its sha256)
     POST /v1/jobs/{id}/predict        {X, proba} → {labels, proba}
     POST /v1/sweeps                   {config, grid, random} → the member jobs
@@ -13,26 +14,31 @@
 
 Every other route needs ``Authorization: Bearer <token>`` (401 otherwise).  Bodies larger
 than ``max_request_mb`` get 413 before they are read whole.  Bad input is 422 with one
-line naming what is wrong.
+line naming what is wrong, before anything is stored: unknown fields, text UTF-8 cannot
+encode, data a job (or a sweep's member) could not load.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import json
+import shutil
+import tempfile
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
-from numbamlp.service.scheduler import DATASET_PREFIX, Scheduler
+from numbamlp.service.scheduler import DATASET_PREFIX, Scheduler, dataset_path, hide_dataset_paths
 from numbamlp.service.store import STATUSES, Store
 
 STATIC = Path(__file__).with_name("static")
@@ -40,18 +46,59 @@ SSE_POLL_S = 0.1
 
 
 # ---------------------------------------------------------------- request and response shapes
-class JobRequest(BaseModel):
+class _Body(BaseModel):
+    """A request body.  Unknown fields are refused (a config sent without its {"config": ...}
+    wrapper would otherwise train the defaults), and so is text UTF-8 cannot encode (a lone
+    surrogate such as \\ud800, which JSON can spell): stored, it would make every later
+    listing of the jobs fail to encode."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _utf8_only(cls, value):
+        try:
+            json.dumps(value, ensure_ascii=False).encode()  # (the fast check, at C speed)
+        except UnicodeEncodeError:
+            raise PydanticCustomError("unencodable_text", "{where} is not UTF-8 text (it holds a lone surrogate "
+                                      "such as \\ud800)", {"where": _unencodable(value)}) from None
+        return value
+
+
+def _unencodable(value, where: str = "") -> str | None:
+    """Where in a parsed JSON document a string or key is not encodable as UTF-8, if anywhere."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return where or "the body"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if _unencodable(key) is not None:
+                return f"a key of {where or 'the body'}"
+            found = _unencodable(item, f"{where}.{key}" if where else key)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _unencodable(item, f"{where}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+class JobRequest(_Body):
     config: dict[str, Any] = Field(default_factory=dict, description="A TrainConfig (partial: defaults fill the rest).")
 
 
-class SweepRequest(BaseModel):
+class SweepRequest(_Body):
     config: dict[str, Any] = Field(default_factory=dict, description="The base TrainConfig.")
     grid: dict[str, list[Any] | str] = Field(description="Setting → values (lists; range strings with random).")
     random: int | None = Field(None, ge=1, description="Draw this many members instead of every combination.")
 
 
-class PredictRequest(BaseModel):
-    X: list[list[float]] = Field(description="Rows of raw features (N, D).")
+class PredictRequest(_Body):
+    X: list[list[Annotated[float, Field(allow_inf_nan=False)]]] = Field(description="Rows of raw features (N, D).")
     proba: bool = Field(False, description="Also return the probability of every class.")
 
 
@@ -114,11 +161,11 @@ def job_view(job: dict) -> dict:
 
 # ---------------------------------------------------------------- the body limit
 class _BodyLimit:
-    """ASGI middleware: 413 for a body over ``limit`` bytes — at once by its Content-Length,
+    """ASGI middleware: 413 for a body over ``max_mb`` MB — at once by its Content-Length,
     or as soon as a streamed body passes the limit — so no handler reads it whole."""
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app, max_mb: float):
+        self.app, self.max_mb, self.limit = app, max_mb, int(max_mb * (1 << 20))
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -127,29 +174,34 @@ class _BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.limit:
             return await self._refuse(send)
         seen = 0
-        started = False
+        started = refused = False
 
         async def limited_receive():
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
+                # answered here: FastAPI turns any error while it reads a JSON body into a 400
+                if not started and not refused:
+                    refused = True
+                    await self._refuse(send)
                 raise _TooLarge()
             return message
 
         async def tracking_send(message):
             nonlocal started
+            if refused:  # (the app's answer to the body it could not read: the 413 went instead)
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
-            if not started:
-                await self._refuse(send)
+            pass  # (the 413 has gone out, or the app had begun its answer)
 
     async def _refuse(self, send):
-        body = json.dumps({"detail": f"request body larger than {self.limit // (1 << 20)} MB"}).encode()
+        body = json.dumps({"detail": f"request body larger than {self.max_mb:g} MB"}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
@@ -223,7 +275,7 @@ def create_app(data_dir, token: str, batch_window: float = 0.5, max_request_mb: 
     @app.post("/v1/jobs", response_model=Job, status_code=201, dependencies=secured, tags=["jobs"])
     def submit_job(request: JobRequest, response: Response,
                    idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict:
-        config = _job_config(request.config, store)
+        config = _job_config(request.config, store, data_dir)
         job = store.add_jobs([config], idempotency_key=idempotency_key)[0]
         if idempotency_key is not None and job["config"] != config:
             raise HTTPException(422, "Idempotency-Key was used for a different job")
@@ -255,7 +307,7 @@ def create_app(data_dir, token: str, batch_window: float = 0.5, max_request_mb: 
     async def job_events(job_id: str, request: Request,
                          last_event_id: str | None = Header(None, alias="Last-Event-ID")):
         existing_job(job_id)
-        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+        after = _event_position(last_event_id) if last_event_id else 0
         return StreamingResponse(_event_stream(store, job_id, after, request), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -284,9 +336,11 @@ def create_app(data_dir, token: str, batch_window: float = 0.5, max_request_mb: 
 
             models[job_id] = load_model(data_dir / "jobs" / job_id / "model.safetensors")
         model = models[job_id]
+        widths = sorted({len(row) for row in request.X})
+        if widths != [model.n_features]:
+            got = f"rows of {' and '.join(map(str, widths))}" if widths else "no rows"
+            raise HTTPException(422, f"X must have rows of {model.n_features} features, got {got}")
         X = np.asarray(request.X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != model.n_features:
-            raise HTTPException(422, f"X must have rows of {model.n_features} features, got shape {list(X.shape)}")
         if model.task == "regression":
             if request.proba:
                 raise HTTPException(422, "a regressor has no class probabilities: leave proba false")
@@ -307,17 +361,23 @@ def create_app(data_dir, token: str, batch_window: float = 0.5, max_request_mb: 
             grid = normalise_grid({k: [parse_value(v) if isinstance(v, str) else v for v in values]
                                    if isinstance(values, list) else [parse_value(values)]
                                    for k, values in request.grid.items()})
-            document = base_document(_job_config(request.config, store))
+            document = base_document(_job_config(request.config, store, data_dir))
             settings = member_settings(grid, request.random, validate_base(document).seed)
             if len(settings) > 10_000:
                 raise SweepError(f"the grid has {len(settings)} members, more than 10000")
-            configs = [c.model_dump(mode="json", by_alias=True) for c in member_configs(document, settings)]
+            members = member_configs(document, settings)
         except SweepError as err:
             raise HTTPException(422, str(err)) from None
+        for member, config in zip(settings, members):  # the grid may name data too: each member as a job
+            problem = _data_problem(config, store, data_dir)
+            if problem is not None:
+                shown = ", ".join(f"{path}={value!r}" for path, value in member.items())
+                raise HTTPException(422, f"the member {shown}: {problem}")
+        configs = [c.model_dump(mode="json", by_alias=True) for c in members]
         sweep_id = secrets.token_hex(6)
         return {"id": sweep_id, "jobs": [job_view(j) for j in store.add_jobs(configs, sweep_id=sweep_id)]}
 
-    app.add_middleware(_BodyLimit, limit=int(max_request_mb * (1 << 20)))
+    app.add_middleware(_BodyLimit, max_mb=max_request_mb)
     return app
 
 
@@ -350,16 +410,32 @@ def _page_token(seq: int) -> str:
 def _page_position(page_token: str) -> int:
     try:
         padded = page_token + "=" * (-len(page_token) % 4)
-        return int(json.loads(base64.urlsafe_b64decode(padded))["before"])
+        before = json.loads(base64.urlsafe_b64decode(padded))["before"]
     except (ValueError, KeyError, TypeError):
-        raise HTTPException(422, "page_token is not one this server gave") from None
+        before = None
+    if not _sqlite_integer(before):  # (a float, or one SQLite cannot hold: never a token of ours)
+        raise HTTPException(422, "page_token is not one this server gave")
+    return before
 
 
-def _job_config(document: dict, store: Store) -> dict:
-    """A submitted config, validated (422 naming the field), its data sources checked
-    (builtin:NAME or a stored dataset:<id>; the server reads no other path), the data
-    split's seed fixed (0 unless given: jobs that differ only in seed share a split, and so
-    can share a stack)."""
+def _event_position(last_event_id: str) -> int:
+    """The epoch a Last-Event-ID names; anything but an epoch number is refused (422), as a
+    page token that this server did not give is."""
+    after = int(last_event_id) if last_event_id.isdigit() and last_event_id.isascii() else None
+    if not _sqlite_integer(after):
+        raise HTTPException(422, f"Last-Event-ID {last_event_id[:40]!r} is not an epoch number this server sent")
+    return after
+
+
+def _sqlite_integer(value) -> bool:
+    """Whether ``value`` is an int ≥ 0 that SQLite can compare (a 64-bit integer)."""
+    return type(value) is int and 0 <= value < 1 << 63
+
+
+def _job_config(document: dict, store: Store, data_dir: Path) -> dict:
+    """A submitted config, validated (422 naming the field), its data checked
+    (_data_problem), the data split's seed fixed (0 unless given: jobs that differ only in
+    seed share a split, and so can share a stack)."""
     from pydantic import ValidationError
 
     from numbamlp.config import TrainConfig
@@ -370,20 +446,51 @@ def _job_config(document: dict, store: Store) -> dict:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
                              for e in err.errors())
         raise HTTPException(422, f"invalid configuration: {problems}") from None
-    for key in ("train", "test", "val"):
-        source = getattr(config.data, key)
-        if source is None or source.startswith("builtin:"):
-            continue
-        if not source.startswith(DATASET_PREFIX) or store.dataset(source[len(DATASET_PREFIX):]) is None:
-            raise HTTPException(422, f"data.{key}: {source!r} is not builtin:NAME or an uploaded dataset:<id>")
+    problem = _data_problem(config, store, data_dir)
+    if problem is not None:
+        raise HTTPException(422, problem)
     if config.data.seed is None:
         config = config.model_copy(update={"data": config.data.model_copy(update={"seed": 0})})
     return config.model_dump(mode="json", by_alias=True)
 
 
+def _data_problem(config, store: Store, data_dir: Path) -> str | None:
+    """What is wrong with a config's data, naming the field, if anything: every source is
+    builtin:NAME or an uploaded dataset:<id> (the server reads no other path) that loads
+    with the config's label column and task — checked now, not when the job runs."""
+    data = config.data
+    for key in ("train", "test", "val"):
+        source = getattr(data, key)
+        if source is None:
+            continue
+        uploaded = source.startswith(DATASET_PREFIX) and store.dataset(source[len(DATASET_PREFIX):]) is not None
+        if not (uploaded or source.startswith("builtin:")):
+            return f"data.{key}: {source!r} is not builtin:NAME or an uploaded dataset:<id>"
+        path = dataset_path(data_dir, source)
+        problem = _load_problem(path, data.label_column, config.task)
+        if problem is not None:
+            # the label column is to blame when the source loads with the default one
+            label_fault = data.label_column is not None and _load_problem(path, None, config.task) is None
+            return f"data.{'label_column' if label_fault else key}: {hide_dataset_paths(problem, data_dir)}"
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _load_problem(source: str, label_column, task: str = "classification") -> str | None:
+    """Why ``source`` does not load with this label column and task (None: it does).  Kept:
+    builtin sets and content-addressed uploads never change, so each loads once."""
+    from numbamlp.data import DataError, load_dataset
+
+    try:
+        load_dataset(source, label_column=label_column, task=task)
+    except DataError as err:
+        return str(err)
+    return None
+
+
 def _store_dataset(store: Store, data_dir: Path, body: bytes, label_column: str | None = None) -> dict:
     """Keep an uploaded file by content hash after checking that it loads with that label
-    column (422 if not)."""
+    column (422 if not; the same content already kept is checked with it too)."""
     from numbamlp.data import DataError, load_dataset
     from numbamlp.io import atomic_write_bytes
 
@@ -392,15 +499,23 @@ def _store_dataset(store: Store, data_dir: Path, body: bytes, label_column: str 
     digest = hashlib.sha256(body).hexdigest()
     existing = store.dataset(digest)
     if existing is not None:
+        problem = _load_problem(dataset_path(data_dir, DATASET_PREFIX + digest), label_column)
+        if problem is not None:
+            raise HTTPException(422, hide_dataset_paths(problem, data_dir))
         return existing
     kind = {b"PK\x03\x04": "npz", b"PAR1": "parquet"}.get(body[:4], "csv")  # (by the files' magic bytes)
-    path = data_dir / "datasets" / f"{digest}.{kind}"
-    atomic_write_bytes(path, body)
+    # checked in a folder of its own: a concurrent upload of the same bytes never sees a bad try
+    incoming = Path(tempfile.mkdtemp(prefix="incoming-", dir=data_dir / "datasets"))
     try:
-        data = load_dataset(str(path), label_column=label_column)
-    except DataError as err:
-        path.unlink(missing_ok=True)
-        raise HTTPException(422, str(err).replace(str(path), f"the uploaded {kind} file")) from None
+        trial = incoming / f"{digest}.{kind}"
+        trial.write_bytes(body)
+        try:
+            data = load_dataset(str(trial), label_column=label_column)
+        except DataError as err:
+            raise HTTPException(422, hide_dataset_paths(str(err), data_dir)) from None
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
+    atomic_write_bytes(data_dir / "datasets" / f"{digest}.{kind}", body)
     return store.add_dataset(digest, kind, len(body), int(data.X.shape[0]), int(data.X.shape[1]))
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import re
 import secrets
 import shutil
 import threading
@@ -144,6 +145,7 @@ class Scheduler:
         error = future.exception() if not future.cancelled() else None
         if error is not None:  # a bug in the service itself: the jobs fail, the server goes on
             message = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            message = hide_dataset_paths(message, self.data_dir)
             self.store.set_status([j["id"] for j in self._jobs_of(stack_id)], "failed",
                                   expected=("running",), error=message)
 
@@ -195,7 +197,8 @@ class Scheduler:
             elif job_id in cancelled or outcome["status"] == "cancelled":
                 self.store.set_status([job_id], "cancelled", expected=("running",))
             else:
-                self.store.set_status([job_id], "failed", expected=("running",), error=outcome["error"])
+                error = outcome["error"] and hide_dataset_paths(outcome["error"], self.data_dir)
+                self.store.set_status([job_id], "failed", expected=("running",), error=error)
         shutil.rmtree(self.data_dir / "stacks" / stack_id, ignore_errors=True)
 
     def _train_on_dask(self, stack_id: str, ids: list[str], dumps: list[dict], data) -> list[dict]:
@@ -329,6 +332,15 @@ def dataset_path(data_dir: Path, source: str) -> str:
     if not matches:
         raise ValueError(f"unknown data set {source!r}")
     return str(matches[0])
+
+
+def hide_dataset_paths(text: str, data_dir) -> str:
+    """``text`` with each uploaded dataset's file path (also while it is checked, in a folder
+    of its own) as "the uploaded dataset <id>": what a client reads never shows the server's
+    files."""
+    datasets = re.escape(str(Path(data_dir) / "datasets"))
+    return re.sub(datasets + r"/(?:incoming-[^/]+/)?([0-9a-f]{64})\.(?:npz|parquet|csv)", r"the uploaded dataset \1",
+                  text)
 
 
 def prepare_job_data(config: TrainConfig, data_dir: Path):

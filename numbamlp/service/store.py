@@ -108,9 +108,11 @@ class Store:
         ids = [secrets.token_hex(8) for _ in configs]
         statements = []
         for job_id, config in zip(ids, configs):
+            # as UTF-8, not \u-escaped: SQLite then refuses text UTF-8 cannot encode (a lone
+            # surrogate), which, stored escaped, would make every listing fail to encode
             statements.append(("INSERT INTO jobs (id, status, config, idempotency_key, sweep_id, created_at) "
                                "VALUES (?, 'queued', ?, ?, ?, ?)",
-                               (job_id, json.dumps(config), idempotency_key, sweep_id, now)))
+                               (job_id, json.dumps(config, ensure_ascii=False), idempotency_key, sweep_id, now)))
             statements.append(("INSERT INTO job_status_history VALUES (?, 'queued', ?)", (job_id, now)))
         try:
             self._write(statements)
