@@ -71,8 +71,10 @@ def _schema_field(path: str):
 def _int_list(ctx, param, value):
     if value is None:
         return None
+    if not value.strip():  # (--hidden "": no hidden layer)
+        return []
     try:
-        return [int(v) for v in value.split(",") if v.strip()]
+        return [int(v) for v in value.split(",")]  # (an empty item, as in 4,,4, is a typo: refused)
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers like 256,128, got {value!r}") from None
 

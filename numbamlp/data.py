@@ -468,7 +468,8 @@ def _arrow_labels(column, source: str, text_numbers: bool) -> np.ndarray:
 
     if column.null_count:
         first = pc.index(pc.is_null(column), True).as_py()
-        raise DataError(f"{source}: the label column has {column.null_count} missing labels (first at row {first})")
+        raise DataError(f"{source}: the label column has {column.null_count} missing labels (first in data row "
+                        f"{first}, counting from 0)")
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
@@ -515,7 +516,7 @@ def _copy_parquet_columns(table, X: np.ndarray, first: int, path: Path, row: int
         column = table.column(k)
         if column.null_count:
             at = row + pc.index(pc.is_null(column), True).as_py()
-            raise DataError(f"{path}: feature column {name!r} has a missing value at row {at}")
+            raise DataError(f"{path}: feature column {name!r} has a missing value in data row {at}, counting from 0")
     blocks = []  # (columns, rows of X): every block of every record batch
     lo = 0
     for batch in table.to_batches():
@@ -774,8 +775,8 @@ class _NonFinite:
 
     def raise_if_any(self) -> None:
         if self.count:
-            raise DataError(f"{self.source}: X has {self.count} NaN or infinite values (first at row "
-                            f"{self.first[0]}, column {self.first[1]})")
+            raise DataError(f"{self.source}: X has {self.count} NaN or infinite values (first at X[{self.first[0]}, "
+                            f"{self.first[1]}], counting from 0)")
 
 
 def stratified_split(X, y, fraction: float, seed: int):

@@ -193,9 +193,11 @@ def parse_grid_option(text: str) -> tuple[str, list]:
     key, equals, values = text.partition("=")
     if not equals or not key.strip():
         raise SweepError(f"--grid {text!r} must be KEY=V1,V2,... (e.g. optimizer.lr=0.01,0.1)")
-    items = [item for item in _split_top_level(values) if item.strip()]
-    if not items:
+    items = _split_top_level(values)
+    if not any(item.strip() for item in items):
         raise SweepError(f"--grid {text!r} gives no values for {key.strip()}")
+    if not all(item.strip() for item in items):  # (0.1, or 0.1,,0.3: a value left out by mistake)
+        raise SweepError(f"--grid {text!r} has an empty value; write KEY=V1,V2,... without empty items")
     return resolve_key(key.strip()), [parse_value(item) for item in items]
 
 

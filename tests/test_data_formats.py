@@ -270,10 +270,10 @@ def bad_files(root):
                                      "convert it, or name it as the label column with --label-column")
     path = root / "gap.parquet"
     pq.write_table(pa.table({"a": [1.0, None, 3.0], "label": [0, 1, 0]}), path)
-    cases["parquet missing value"] = (str(path), f"{path}: feature column 'a' has a missing value at row 1")
+    cases["parquet missing value"] = (str(path), f"{path}: feature column 'a' has a missing value in data row 1, counting from 0")
     path = root / "nolabel.parquet"
     pq.write_table(pa.table({"a": [1.0, 2.0], "label": [0, None]}), path)
-    cases["parquet missing label"] = (str(path), f"{path}: the label column has 1 missing labels (first at row 1)")
+    cases["parquet missing label"] = (str(path), f"{path}: the label column has 1 missing labels (first in data row 1, counting from 0)")
     path = root / "features.parquet"
     pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1]}), path)
     cases["parquet without labels"] = (str(path), f"{path}: the label column (column 'b', the last) holds "
@@ -297,7 +297,7 @@ def bad_files(root):
     np.save(folder / "y.npy", y)
     first = tuple(int(i) for i in np.argwhere(X > 1.5)[0])
     cases["npy NaN"] = (str(folder), f"{folder}: X has {int((X > 1.5).sum())} NaN or infinite values (first at "
-                        f"row {first[0]}, column {first[1]})")
+                        f"X[{first[0]}, {first[1]}], counting from 0)")
     folder = root / "cut"
     folder.mkdir()
     np.save(folder / "X.npy", X)

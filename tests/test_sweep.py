@@ -178,7 +178,7 @@ def test_sweep_on_arrays_and_to_csv(tmp_path):
     bad_X = X.copy()
     bad_X[5, 1] = np.nan
     for arrays, message in [((X, y[:-1]), "data: X has 120 rows but y has 119 labels"),
-                            ((bad_X, y), "data: X has 1 NaN or infinite values (first at row 5, column 1)"),
+                            ((bad_X, y), "data: X has 1 NaN or infinite values (first at X[5, 1], counting from 0)"),
                             ((X[:, :, None], y), "data: X must be 2-D (rows, features), got shape (120, 3, 1)")]:
         with pytest.raises(DataError) as error:
             sweep({"epochs": 3}, {"seed": [0]}, data=arrays, out=tmp_path / "never")

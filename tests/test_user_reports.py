@@ -279,7 +279,9 @@ def test_plot_keeps_an_existing_default_image(tmp_path):
     (["train", "--class-weight", "often", "--quiet"], "--class-weight: must be 'balanced' or a mapping"),
     (["serve", "--port", "99999"], "--port"),
     (["serve", "--max-request-mb", "-1"], "--max-request-mb"),
-    (["jobs", "--url", "notaurl", "list"], "is not an http:// or https:// address"),
+    (["jobs", "--url", "notaurl", "list"], "--url: 'notaurl' is not an http:// or https:// address"),
+    (["train", "--hidden", "4,,4", "--quiet"], "--hidden"),
+    (["sweep", "--grid", "lr=0.1,", "--quiet"], "has an empty value"),
 ])
 def test_bad_options_name_themselves(args, phrase):
     code, output = cli(*args)
