@@ -1020,13 +1020,46 @@ class _StartupEnds:
         pass
 
 
+class _OutputThatOutlivesItsReader:
+    """The console script's stdout: when its reader goes away (``numbamlp train | head -2``),
+    the rest goes to /dev/null and the command carries on — a run finishes and writes its
+    directory — instead of dying half-way, silently, on a BrokenPipeError.  Everything
+    else is the real stream's."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        # (onto the descriptor itself: what the stream still buffers then flushes there, at exit too)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+
 def command_line() -> None:
     """The ``numbamlp`` console script: ``main``, without garbage collection during
-    start-up (see _end_of_startup) or at exit."""
+    start-up (see _end_of_startup) or at exit, its output surviving a reader that leaves."""
     global _collector_held_off
     if gc.isenabled():
         _collector_held_off = True
         gc.disable()
+    sys.stdout = _OutputThatOutlivesItsReader(sys.stdout)
     try:
         main()
     finally:

@@ -235,11 +235,13 @@ class TrainConfig(_Strict):
             weights[str(label)] = float(weight)
         return weights
 
-    @model_validator(mode="after")
-    def _class_weight_is_for_classes(self):
-        if self.task == "regression" and self.class_weight is not None:
+    @field_validator("class_weight")
+    @classmethod
+    def _class_weight_is_for_classes(cls, value, info):
+        # (a field's own check, after task's: the message then names class_weight, or its flag)
+        if value is not None and info.data.get("task") == "regression":
             raise ValueError("class_weight is for classification; task 'regression' has no classes")
-        return self
+        return value
 
 
 def with_absolute_data_paths(document: dict) -> dict:

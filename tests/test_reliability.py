@@ -347,9 +347,17 @@ def test_read_only_install_falls_back_to_a_user_cache_with_a_notice(tmp_path):
 
 
 @pytest.mark.slow
-def test_trainers_in_two_threads_on_numbas_workqueue_layer(tmp_path):
+@pytest.mark.parametrize("layer", ["workqueue", "omp"])
+def test_trainers_in_two_threads_on_each_threading_layer(tmp_path, layer):
     """Numba's fallback threading layer (no OpenMP, no TBB installed) aborts the process
-    when two threads launch parallel work at once; the cpu backend's calls take turns there."""
+    when two threads launch parallel work at once; the cpu backend's calls take turns there.
+    On OpenMP (where there is one) they run at once."""
+    import numba
+
+    import numbamlp.kernels.cpu_backend  # noqa: F401  (starts Numba's threads: the layer is known)
+
+    if layer == "omp" and numba.threading_layer() != "omp":
+        pytest.skip(f"Numba's OpenMP layer is not this machine's (it has {numba.threading_layer()})")
     code = (
         "import threading, numba, numpy as np\n"
         "from numbamlp.trainer import Trainer\n"
@@ -364,10 +372,10 @@ def test_trainers_in_two_threads_on_numbas_workqueue_layer(tmp_path):
         "[t.join() for t in threads]\n"
         "print(numba.threading_layer())\n"
     )
-    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    env = {**os.environ, "NUMBA_THREADING_LAYER": layer}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["workqueue"]
+    assert result.stdout.split() == [layer]
 
 
 @pytest.mark.slow

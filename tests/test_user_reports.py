@@ -300,3 +300,20 @@ def test_the_estimators_default_trains_on_unscaled_features():
     X_digits, y_digits = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X_digits, y_digits, stratify=y_digits, random_state=0)
     assert MLPClassifier(random_state=0).fit(X_train, y_train).score(X_test, y_test) > 0.95
+
+
+def test_a_reader_that_leaves_early_does_not_stop_the_run(tmp_path):
+    """`numbamlp train | head -1`: the pipe closes after the first line; the run goes on to
+    its end, writes its directory and exits 0, with nothing on stderr."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "numbamlp.cli.main", "train", "--data", "builtin:iris",
+                                "--epochs", "5", "--hidden", "8", "--out", str(tmp_path / "run")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().startswith("epoch 1/5")
+    process.stdout.close()  # as head does
+    stderr = process.stderr.read()
+    assert process.wait(timeout=300) == 0, stderr
+    assert stderr == ""
+    assert (tmp_path / "run" / "summary.json").exists() and (tmp_path / "run" / "model.safetensors").exists()
