@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from numbamlp.kernels import ACTIVATION_NAMES, CROSS_ENTROPY, LOSS_NAMES, SQUARED_ERROR, STEP_GRADIENTS
+from numbamlp.kernels import ACTIVATION_NAMES, CROSS_ENTROPY, LOSS_NAMES, SQUARED_ERROR, STEP_GRADIENTS, TRANSPOSED_INPUT_MAX
 from numbamlp.kernels.native import entry_point as _entry_point
 from numbamlp.kernels.native import float32_from_bits as _float32_from_bits
 from numbamlp.kernels.native import thread_count as _thread_count
@@ -777,6 +777,14 @@ def _layer_update(mode, params, grads, offset, n_out, n_in, dY, trans_dY, X_in, 
 
 
 @njit(**_SERIAL, **_INTERNAL)
+def _transpose(XT, X):
+    """XT (D, B) = X (B, D)ᵀ."""
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            XT[j, i] = X[i, j]
+
+
+@njit(**_SERIAL, **_INTERNAL)
 def _matrix(flat, offset, rows, cols):
     """The (rows, cols) C-contiguous view of flat[offset : offset + rows·cols]."""
     return flat[offset : offset + rows * cols].reshape(rows, cols)
@@ -830,7 +838,7 @@ def _optimizer_after_typed(update_mode, adam, chunked, params, state_a, state_b,
 # it is finalised, so each level of calls costs compile time.
 @njit(inline="always", **_SERIAL)
 def _train_step(params, grads, state_a, state_b, layers, param_offsets, workspace, hidden_offsets,
-                S, P, dS, row_loss, scalars, X, y, weights, act_code, backward_uses_output, alpha,
+                output_offsets, scalars, X, y, weights, act_code, backward_uses_output, alpha,
                 update_mode, adam, lr, momentum, weight_decay, nesterov_or_decoupled, adam_settings, step,
                 chunked, threads, loss_code):
     """One minibatch update in one compiled call: forward, loss, backward, optimizer.
@@ -839,11 +847,13 @@ def _train_step(params, grads, state_a, state_b, layers, param_offsets, workspac
     m and v); layers (L+1,) int64 sizes; param_offsets (L,) int64: where layer l's W (out, in)
     starts, its b (out,) following (the layout of numbamlp.model.layer_views).
     workspace: flat buffer; hidden_offsets (L−1, 4) int64: where each hidden layer's A, Hout,
-    dH, dA blocks start.  Hidden buffers are used feature-major, (H_l, B): OpenBLAS runs
-    Aᵀ = W Xᵀ 20-25 % faster than A = X Wᵀ at the mnist and deep shapes (bench/README.md).
+    dH, dA blocks start; output_offsets (5,) int64: where S, P, dS (B, C), row_loss (B,) and
+    Xᵀ (D, B) start (model.workspace_layout).  Hidden buffers are used feature-major, (H_l, B):
+    OpenBLAS runs Aᵀ = W Xᵀ 20-25 % faster than A = X Wᵀ at the mnist and deep shapes
+    (bench/README.md); a small first layer multiplies by a transposed copy of X instead (see
+    TRANSPOSED_INPUT_MAX: the same bits, faster).
     X (B, D), y (B,) int64 (loss_code CROSS_ENTROPY) or Y (B, C) targets (SQUARED_ERROR),
-    weights (B,) or None; S, P, dS (B, C); row_loss (B,);
-    scalars (2,) scratch.  update_mode: UPDATE_AFTER or UPDATE_SGD.  adam_settings: (beta1,
+    weights (B,) or None; scalars (2,) scratch.  update_mode: UPDATE_AFTER or UPDATE_SGD.  adam_settings: (beta1,
     beta2, eps), one argument for three (a call of more than 30 arguments is compiled by
     Python as a call with *args, which Numba cannot inline).  chunked: whether the
     optimizer may update in chunks on threads (params.size ≥ UPDATE_PARALLEL_MIN); threads:
@@ -855,6 +865,10 @@ def _train_step(params, grads, state_a, state_b, layers, param_offsets, workspac
     """
     L = layers.shape[0] - 1
     B = X.shape[0]
+    C = layers[L]
+    S, P, dS = (_matrix(workspace, output_offsets[0], B, C), _matrix(workspace, output_offsets[1], B, C),
+                _matrix(workspace, output_offsets[2], B, C))
+    row_loss = workspace[output_offsets[3] : output_offsets[3] + B]
     # ---- forward: Aᵀ_l = W_l Hᵀ_(l−1) + b_l, Hᵀ_l = φ(Aᵀ_l); S = H_(L−1) W_Lᵀ + b_L
     for layer in range(L - 1):
         n_in, n_out = layers[layer], layers[layer + 1]
@@ -862,7 +876,11 @@ def _train_step(params, grads, state_a, state_b, layers, param_offsets, workspac
         b = params[param_offsets[layer] + n_out * n_in : param_offsets[layer] + n_out * (n_in + 1)]
         AT = _matrix(workspace, hidden_offsets[layer, 0], n_out, B)
         HT = _matrix(workspace, hidden_offsets[layer, 1], n_out, B)
-        if layer == 0:
+        if layer == 0 and n_out * B * n_in <= TRANSPOSED_INPUT_MAX:  # (room for Xᵀ: workspace_layout)
+            XT = _matrix(workspace, output_offsets[4], n_in, B)
+            _transpose(XT, X)
+            _gemm(AT, W, AS_IS, XT, AS_IS, 1.0, 0.0, scalars, threads)
+        elif layer == 0:
             _gemm(AT, W, AS_IS, X, TRANSPOSED, 1.0, 0.0, scalars, threads)
         else:
             H_below = _matrix(workspace, hidden_offsets[layer - 1, 1], n_in, B)
@@ -971,20 +989,18 @@ def _specialised_stack_step(act_code: int, update_mode: int, adam: bool, chunked
                                                            layout.hidden_offsets, layout.output_offsets)
         lr, momentum, weight_decay = settings.lr, settings.momentum, settings.weight_decay
         beta1, beta2, eps, steps, active = settings.beta1, settings.beta2, settings.eps, settings.steps, settings.active
-        C = layers[layers.shape[0] - 1]
         for member in prange(params.shape[0]):
             m = np.int64(member)  # (a parallel loop's index may be unsigned)
             if not active[m]:
                 continue
             row = 0 if X.shape[0] == 1 else m  # a leading 1: one batch for every member
             Xm = X[row]
-            B, workspace = Xm.shape[0], workspaces[m]
+            workspace = workspaces[m]
             step = steps[m] + 1
             loss = _train_step(
                 params[m], grads[m], state_a[m], state_b[m], layers, param_offsets, workspace, hidden_offsets,
-                _matrix(workspace, outputs[0], B, C), _matrix(workspace, outputs[1], B, C),
-                _matrix(workspace, outputs[2], B, C), workspace[outputs[3] : outputs[3] + B], scalars[m], Xm,
-                y[row], _row(weights, row), act_code, backward_uses_output, alpha, update_mode, adam,
+                outputs, scalars[m], Xm, y[row], _row(weights, row), act_code, backward_uses_output, alpha,
+                update_mode, adam,
                 off * lr[m], off * momentum[m], off * weight_decay[m], flag, (beta1[m], beta2[m], eps[m]), step,
                 chunks, threads, loss_code)
             losses[m] = loss

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from numbamlp.data import all_finite
-from numbamlp.kernels import activation_kernels, activation_spec, get_backend, launch_guard
+from numbamlp.kernels import TRANSPOSED_INPUT_MAX, activation_kernels, activation_spec, get_backend, launch_guard
 
 FLOAT_DTYPES = ("float32", "float64")
 # A model's task → the loss it trains with (numbamlp.kernels.LOSS_NAMES).
@@ -325,13 +325,23 @@ class MLP:
 
 
 # ---------------------------------------------------------------- batched passes
+def transposed_input_rows(layers: Sequence[int], capacity: int) -> int:
+    """How many rows of a batch the cpu step's transposed copy of X holds: those of a batch
+    whose first product H1·B·D is at most kernels.TRANSPOSED_INPUT_MAX, up to ``capacity``
+    (0 without a hidden layer)."""
+    if len(layers) < 3:
+        return 0
+    return min(capacity, TRANSPOSED_INPUT_MAX // (layers[0] * layers[1]))
+
+
 def workspace_layout(layers: Sequence[int], capacity: int) -> tuple[int, np.ndarray, np.ndarray]:
     """Where a model's step buffers sit in one flat workspace, for batches of up to ``capacity``
-    rows: (size, hidden_offsets (L−1, 4) int64, output_offsets (4,) int64).
+    rows: (size, hidden_offsets (L−1, 4) int64, output_offsets (5,) int64).
 
     hidden_offsets[l] = the offsets of hidden layer l's A, Hout, dH, dA blocks, each
-    capacity·H_l long; output_offsets = those of S, P, dS (each capacity·C) and row_loss
-    (capacity).  The one place this layout is computed: Workspace, the step plan and the
+    capacity·H_l long; output_offsets = those of S, P, dS (each capacity·C), row_loss
+    (capacity) and Xᵀ (D·transposed_input_rows, the cpu step's transposed copy of a small
+    batch).  The one place this layout is computed: Workspace, the step plan and the
     compiled steps all read it from here.
     """
     widths, C = list(layers[1:-1]), layers[-1]
@@ -341,14 +351,15 @@ def workspace_layout(layers: Sequence[int], capacity: int) -> tuple[int, np.ndar
         for layer, h in enumerate(widths):
             hidden_offsets[layer, kind] = offset
             offset += capacity * h
-    output_offsets = np.zeros(4, dtype=np.int64)
-    for k, size in enumerate((capacity * C, capacity * C, capacity * C, capacity)):  # S, P, dS, row_loss
+    output_offsets = np.zeros(5, dtype=np.int64)
+    sizes = (capacity * C, capacity * C, capacity * C, capacity, layers[0] * transposed_input_rows(layers, capacity))
+    for k, size in enumerate(sizes):  # S, P, dS, row_loss, Xᵀ
         output_offsets[k] = offset
         offset += size
     return offset, hidden_offsets, output_offsets
 
 
-OUTPUT_NAMES = ("S", "P", "dS", "row_loss")
+OUTPUT_NAMES = ("S", "P", "dS", "row_loss", "XT")
 
 
 class Workspace:
