@@ -476,7 +476,7 @@ def _cell(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3g}"
+        return f"{value:.4f}" if 1e-3 <= abs(value) < 1e6 or value == 0 else f"{value:.3g}"
     return json.dumps(value) if isinstance(value, list) else str(value)
 
 
@@ -770,10 +770,14 @@ def evaluate(model_path, data, label_column, as_json):
         else:
             raise CliError("--data is needed with a model file (a run directory defaults to its held-out test rows)")
         check_feature_count(X, model.n_features, source)
-        S = model.scores(X)
+        S = _finite_outputs(model.scores(X))
     except ValueError as err:
         raise CliError(str(err)) from None
     if model.task == "regression":
+        targets = 1 if labels.ndim == 1 else labels.shape[1]
+        if targets != model.n_classes:
+            raise CliError(f"{source} has {targets} target column{'s' if targets != 1 else ''} but the model has "
+                           f"{model.n_classes} outputs")
         _evaluate_regressor(model, S, labels, as_json)
         return
     classes = model.classes if model.classes is not None else np.arange(model.n_classes)
@@ -844,6 +848,7 @@ def predict(model_path, data, label_column, proba, out_file, overwrite):
     import numpy as np
 
     from numbamlp.data import read_features
+    from numbamlp.model import softmax
 
     if out_file:
         _check_output_file(out_file, overwrite)
@@ -853,7 +858,8 @@ def predict(model_path, data, label_column, proba, out_file, overwrite):
     try:
         X = read_features(data, model.n_features, label_column, task=model.task,
                           trained_label=_trained_label_column(model))
-        P = model.predict(X) if model.task == "regression" else model.predict_proba(X)
+        S = _finite_outputs(model.scores(X))
+        P = model.values(S) if model.task == "regression" else softmax(S)
     except ValueError as err:
         raise CliError(str(err)) from None
     if model.task == "regression":  # one column of values per output
@@ -871,6 +877,18 @@ def predict(model_path, data, label_column, proba, out_file, overwrite):
     for label, row in zip(classes[np.argmax(P, axis=1)].tolist(), P):
         table.writerow([label] + ([f"{p:.6g}" for p in row] if proba else []))
     _write_predictions(buffer.getvalue(), len(P), out_file)
+
+
+def _finite_outputs(values):
+    """values, unless some are not finite: a model whose weights blew up (a diverged
+    training's) gives NaN, which would be printed as predictions or scored as a class."""
+    import numpy as np
+
+    bad = int(np.sum(~np.isfinite(values).all(axis=tuple(range(1, np.ndim(values))))))
+    if bad:
+        raise CliError(f"the model's outputs are not finite for {bad} of {len(values)} rows: its weights have "
+                       "blown up (a diverged training?)")
+    return values
 
 
 def _trained_label_column(model):

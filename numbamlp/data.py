@@ -350,6 +350,8 @@ def _read_csv(path: Path, label_column, dtype, task: str = "classification") -> 
         data.X = data.X.astype(dtype, copy=False)
     if task != "regression":  # (a regressor's targets are non-integral numbers)
         _check_label_column(data.y, path, data.header, data.label, data.width)
+    else:
+        _check_target_column(data.y, path, data.header, data.label)
     return data
 
 
@@ -386,6 +388,17 @@ def _check_label_column(y, path, header, label: int, width: int) -> None:
             "non-integral numbers, so it looks like a feature; choose the label column with "
             "--label-column NAME|INDEX (0-based)"
         )
+
+
+def _check_target_column(y, path, header, label: int) -> None:
+    """A regressor's target column read as text holds a cell that is not a number: name it
+    by row (the file's, its header counted), column and value, as a bad feature cell is."""
+    if y.dtype.kind in "biuf":
+        return
+    row = next(i for i, value in enumerate(y.tolist()) if not _is_number(str(value)))
+    name = f" ({header[label]!r})" if header else ""
+    raise DataError(f"{path}: row {row + 1 + bool(header)}, column {label + 1}{name}: {str(y[row])!r} is not a number "
+                    "(a regressor's targets must be numbers)")
 
 
 def _read_csv_arrow(path: Path, label_column, dtype, with_label: bool = True) -> _CsvData | None:
@@ -701,7 +714,8 @@ def _label_index(label_column, header, width: int, path) -> int:
 
 
 def check_arrays(X, y, source: str = "data", dtype=np.float64, task: str = "classification"):
-    """Validate features and labels at the boundary; returns (X (N, D) of ``dtype``, y (N,)).
+    """Validate features and labels at the boundary; returns (X (N, D) of ``dtype``, y (N,)),
+    or, for a regressor, y (N,) or (N, K) float64 targets.
 
     ``dtype`` None keeps X's own: a memory map stays one, and its values are checked as
     ``split_arrays`` reads them (one pass over the file, not two).  X is checked chunk by
@@ -716,8 +730,9 @@ def check_arrays(X, y, source: str = "data", dtype=np.float64, task: str = "clas
         raise DataError(f"{source}: X must be 2-D (rows, features), got shape {X.shape}")
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise DataError(f"{source}: X is empty (shape {X.shape})")
-    if y.ndim != 1:
-        raise DataError(f"{source}: y must be 1-D, got shape {y.shape}")
+    if y.ndim != 1 and not (task == "regression" and y.ndim == 2 and y.shape[1] >= 1):
+        shapes = "(N,) or (N, K) targets" if task == "regression" else "1-D"
+        raise DataError(f"{source}: y must be {shapes}, got shape {y.shape}")
     if y.shape[0] != X.shape[0]:
         raise DataError(f"{source}: X has {X.shape[0]} rows but y has {y.shape[0]} labels")
     if dtype is not None:

@@ -232,9 +232,10 @@ def _as_mlp(model):
     from numbamlp.model import MLP
 
     if not isinstance(model, MLP):
-        model = getattr(model, "model_", model)  # numbamlp.MLPClassifier after fit
+        model = getattr(model, "model_", model)  # numbamlp.MLPClassifier or MLPRegressor after fit
     if not isinstance(model, MLP):
-        raise TypeError(f"export_onnx takes a numbamlp MLP or fitted MLPClassifier, not {type(model).__name__}")
+        raise TypeError(f"export_onnx takes a numbamlp MLP, or a fitted MLPClassifier or MLPRegressor, not "
+                        f"{type(model).__name__}{' (not fitted yet)' if type(model).__name__.startswith('MLP') else ''}")
     return model
 
 

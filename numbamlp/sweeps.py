@@ -38,6 +38,7 @@ import gc
 import io
 import itertools
 import json
+import logging
 import math
 import os
 import time
@@ -179,6 +180,10 @@ def parse_range(kind: str, bounds: str, text: str) -> Range:
         low_value, high_value = float(low), float(high)
     except ValueError:
         raise SweepError(f"range {text!r} must be {kind}:LOW:HIGH with two numbers") from None
+    if not (math.isfinite(low_value) and math.isfinite(high_value)):
+        raise SweepError(f"range {text!r} must have finite bounds")
+    if kind == "int" and max(abs(low_value), abs(high_value)) >= 2**62:  # (numpy draws int64 below that)
+        raise SweepError(f"range {text!r}: int bounds must lie within ±2**62")
     if not low_value <= high_value:
         raise SweepError(f"range {text!r} has LOW above HIGH")
     if kind == "loguniform" and low_value <= 0:
@@ -205,6 +210,9 @@ def grid_from_table(table: dict) -> dict[str, list]:
     """A config file's ``[grid]`` table (nested tables for dotted keys) → {path: values}; a
     value is a list of values or one range string."""
     grid: dict[str, list] = {}
+    if not isinstance(table, dict):
+        raise SweepError(f"grid must be a table of KEY = [values] (e.g. [grid] with lr = [0.01, 0.1]), "
+                         f"got {type(table).__name__}")
 
     def walk(prefix, tree):
         for key, value in tree.items():
@@ -224,6 +232,9 @@ def grid_from_table(table: dict) -> dict[str, list]:
 
 def normalise_grid(grid: dict) -> dict[str, list]:
     """A grid from Python: keys resolved, a single value or Range made a list of one."""
+    if not isinstance(grid, dict):
+        raise SweepError(f"grid must be a mapping of settings to their values, e.g. {{'optimizer.lr': [0.01, 0.1]}}; "
+                         f"got {type(grid).__name__}")
     if not grid:
         raise SweepError("the grid is empty: give at least one setting and its values")
     out: dict[str, list] = {}
@@ -248,6 +259,13 @@ def _range_in_text(value):
     return value
 
 
+def _absolute_data_settings(member: dict) -> dict:
+    """A member's grid values with the data files it names (data.train, .val, .test) by
+    absolute path."""
+    data = {key[len("data."):]: value for key, value in member.items() if key.startswith("data.")}
+    return {**member, **{f"data.{key}": value for key, value in with_absolute_data_paths({"data": data})["data"].items()}}
+
+
 def member_settings(grid: dict[str, list], random: int | None, seed: int) -> list[dict]:
     """Each member's grid values {path: value}: the cartesian product, or ``random`` draws
     (a list is drawn from uniformly, a Range by its kind) with ``seed``."""
@@ -255,7 +273,8 @@ def member_settings(grid: dict[str, list], random: int | None, seed: int) -> lis
         for path, values in grid.items():
             ranges = [str(v) for v in values if isinstance(v, Range)]
             if ranges:
-                raise SweepError(f"grid {path}={ranges[0]} is a range: ranges need --random N")
+                raise SweepError(f"grid {path}={ranges[0]} is a range: ranges need a random sweep "
+                                 "(--random N; random=N in Python)")
         return [dict(zip(grid, combination)) for combination in itertools.product(*grid.values())]
     if random < 1:
         raise SweepError(f"--random must be at least 1, got {random}")
@@ -409,7 +428,9 @@ def train_stack(configs: list[dict], data: SweepData, threads: int | None = None
                    **{c: saved.get(c) for c in columns if c.startswith("val_")},
                    **{c: None for c in columns if c.startswith("test_")},
                    "seconds": sum(m.get("seconds", 0.0) for m in trainer.history),
-                   "history": trainer.history, "model": trainer.model}
+                   # a diverged member has no model, as a diverged `numbamlp train` writes none: its
+                   # weights (finite, but blown up) would predict NaN
+                   "history": trainer.history, "model": None if result["status"] == "diverged" else trainer.model}
         if result["status"] in FINISHED:
             test = trainer.evaluate(data.X_test, data.y_test)
             outcome.update({c: test[c.removeprefix("test_")] for c in columns if c.startswith("test_")})
@@ -443,8 +464,11 @@ def write_run_files(folder: Path, config: TrainConfig, outcome: dict, standardiz
         model.input_transform = standardizer
         model_path = folder / "model.safetensors"
         save_model(model, model_path, config=config_dump)
+    from numbamlp.data import data_files
+
     summary = {k: outcome[k] for k in RESULT_COLUMNS if k in outcome and k != "model_path"}
-    summary.update(model_path=None if model_path is None else str(model_path), run_dir=str(folder))
+    summary.update(model_path=None if model_path is None else str(model_path), run_dir=str(folder),
+                   data_files=data_files(config.data))  # (eval of the member checks them, as a run's)
     atomic_write_json(folder / "summary.json", summary)
     return None if model_path is None else str(model_path)
 
@@ -465,6 +489,30 @@ def _stop_on_signals(stack):
 
 
 _SIGNALS_ARE_OURS = [False]  # set while an in-process sweep runs
+
+
+@contextlib.contextmanager
+def _interrupt_on_signals():
+    """While a sweep's process waits for Dask's tasks (in its main thread): SIGINT and
+    SIGTERM interrupt the wait (KeyboardInterrupt, which the sweep reports as interrupted,
+    its finished members kept), as in-process training stops on them.  Set here, not
+    inherited: a process started in the background by a shell ignores SIGINT."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signal_number, frame):
+        raise KeyboardInterrupt
+
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def worker_threads() -> int:
@@ -536,6 +584,9 @@ class DaskRunner:
                                         # (the scheduler's HTTP server on a free port: the default 8787
                                         # warns on the terminal when another cluster holds it)
                                         dashboard_address=":0",
+                                        # (a Ctrl-C cancels the running tasks: each worker would log a
+                                        # multi-line warning for it under the one-line report)
+                                        silence_logs=logging.ERROR,
                                         env={"NUMBA_NUM_THREADS": str(max(1, cores // workers))})
             self.client = Client(self.cluster)
             self.client.register_plugin(_freeze_at_exit_plugin(), name="numbamlp-freeze-at-exit")
@@ -553,8 +604,9 @@ class DaskRunner:
         futures = {self.client.submit(train_stack_on_worker, configs, shared, pure=False): index
                    for index, configs in enumerate(tasks)}
         try:
-            for future in as_completed(futures):
-                yield futures[future], future.result()
+            with _interrupt_on_signals():
+                for future in as_completed(futures):
+                    yield futures[future], future.result()
         finally:
             self.client.cancel(list(futures))
 
@@ -712,7 +764,7 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
     if stack_size < 1:
         raise SweepError(f"stack size must be at least 1, got {stack_size}")
     if sum(x is not None for x in (workers, scheduler, client)) > 1:
-        raise SweepError("give one of workers, scheduler and client")
+        raise SweepError("give one of workers (--workers), scheduler (--scheduler) and client")
     if workers is not None and workers < 1:
         raise SweepError(f"workers must be at least 1, got {workers}")
     directory = None
@@ -724,18 +776,26 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
         if out is not None:
             raise SweepError("resume goes on in the sweep's own directory; give no out")
     else:
-        document = base_document(base)
+        # data files by absolute path (as a run's config.json has them): a resume from
+        # another folder reads the same files
+        document = with_absolute_data_paths(base_document(base))
         grid = normalise_grid(grid or {})
         keys = list(grid)
         if "task" in grid:
             raise SweepError("task cannot vary within a sweep: run one sweep per task")
         base_config = validate_base(document)
-        settings = member_settings(grid, random, base_config.seed)
+        settings = [_absolute_data_settings(member) for member in member_settings(grid, random, base_config.seed)]
         metric = _metric_for(base_config.task, metric)
         if len(settings) > max_members:
             raise SweepError(f"the grid has {len(settings)} members, more than the limit of {max_members} "
                              f"(raise --max-members, or use --random N)")
     configs = member_configs(json.loads(json.dumps(document)), settings)
+    stamps = _data_files(configs)
+    if resume is not None and plan.get("data_files") is not None and plan["data_files"] != stamps:
+        changed = next(f for f in sorted(set(plan["data_files"]) | set(stamps))
+                       if plan["data_files"].get(f) != stamps.get(f))
+        raise SweepError(f"the data of {directory} changed since the sweep started ({changed}: size or modification "
+                         "time); resuming would train its other members on other rows")
     splits = _prepare_data(configs[0], data)
     if out is not None and out is not NEW_DIRECTORY:
         from numbamlp.paths import check_output_directory
@@ -752,7 +812,7 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
     try:
         if out is not None and resume is None:
             directory = _claim(out, {"base": document, "keys": keys, "members": settings, "metric": metric,
-                                     "stack_size": stack_size})
+                                     "stack_size": stack_size, "data_files": stamps})
         return _run(runner, directory, configs, settings, keys, splits, stack_size, metric, progress,
                     resumed=resume is not None)
     finally:
@@ -761,6 +821,17 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
 
 # What a sweep writes in its directory (besides sweep.json, its claim).
 SWEEP_FILES = ("results.jsonl", "results.csv", "summary.json", "members")
+
+
+def _data_files(configs: list[TrainConfig]) -> dict[str, list[int]]:
+    """Every member's data files with their size and modification time (data.data_files),
+    which a resumed sweep checks."""
+    from numbamlp.data import data_files
+
+    stamps: dict[str, list[int]] = {}
+    for config in configs:
+        stamps.update(data_files(config.data))
+    return stamps
 
 
 def _claim(out, plan: dict) -> Path:

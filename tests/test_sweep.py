@@ -84,7 +84,7 @@ def test_members_are_the_cartesian_product_or_seeded_random_draws():
     lrs = [m["optimizer.lr"] for m in drawn]
     assert 1e-3 <= min(lrs) and max(lrs) <= 1e-1 and len(set(lrs)) == 50
     assert {m["seed"] for m in drawn} <= set(range(10)) and {m["model.activation"] for m in drawn} == {"relu", "tanh"}
-    with pytest.raises(SweepError, match="ranges need --random N"):
+    with pytest.raises(SweepError, match="ranges need a random sweep"):
         member_settings(ranges, None, 0)
 
 
@@ -215,9 +215,9 @@ def _sweep_command(*args, cwd=None, **kwargs):
     (["--grid", "lr=0.1,0.2", "--grid", "seed=0,1,2", "--max-members", "5"], "6 members, more than the limit of 5"),
     ([], "the grid is empty"),
     (["--grid", "lr=0.1", "--grid", "optimizer.lr=0.2"], "--grid sets optimizer.lr twice; give all its values in one"),
-    (["--grid", "lr=loguniform:0.01:0.1"], "ranges need --random N"),
+    (["--grid", "lr=loguniform:0.01:0.1"], "ranges need a random sweep"),
     (["--grid", "lr=0.1", "--scheduler", "tcp://127.0.0.1:9"], "cannot reach the Dask scheduler at tcp://127.0.0.1:9"),
-    (["--grid", "lr=0.1", "--workers", "2", "--scheduler", "tcp://127.0.0.1:9"], "give one of workers, scheduler"),
+    (["--grid", "lr=0.1", "--workers", "2", "--scheduler", "tcp://127.0.0.1:9"], "give one of workers (--workers), scheduler (--scheduler)"),
 ])
 def test_bad_sweeps_are_one_line_exit_2_and_write_nothing(tmp_path, args, message):
     run = _sweep_command("--data", "builtin:iris", *args, "--out", str(tmp_path / "s"), cwd=tmp_path)

@@ -317,3 +317,105 @@ def test_a_reader_that_leaves_early_does_not_stop_the_run(tmp_path):
     assert process.wait(timeout=300) == 0, stderr
     assert stderr == ""
     assert (tmp_path / "run" / "summary.json").exists() and (tmp_path / "run" / "model.safetensors").exists()
+
+
+# ---------------------------------------------------------------- sweeps, regression, exports (the second look)
+def test_a_sweep_resumed_on_changed_data_is_refused_and_its_members_know_their_data(tmp_path, monkeypatch):
+    import json
+
+    data = labelled_in_the_middle(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, output = cli("sweep", "--data", "mid.csv", "--label-column", "label", "--grid", "seed=0,1",
+                       "--out", "s", *FEW)
+    assert code == 0, output
+    plan = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert plan["base"]["data"]["train"] == str(data)  # absolute: a resume from elsewhere reads this file
+    (tmp_path / "s" / "results.jsonl").write_text("")  # as if interrupted before any member finished
+    data.write_text("".join(data.read_text().splitlines(keepends=True)[:41]))
+    code, output = cli("sweep", "--resume", "s")
+    assert code == 2 and "changed since the sweep started" in output
+    code, output = cli("eval", tmp_path / "s" / "members" / "0")
+    assert code == 2 and "changed since it ran" in output
+
+
+def test_ctrl_c_stops_a_sweep_on_dask_even_where_sigint_was_ignored(tmp_path):
+    """A sweep started in the background by a shell inherits SIGINT ignored: on Dask it
+    waited out every member.  The sweep sets its own handlers while it waits."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("distributed")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "numbamlp.cli.main", "sweep", "--data", "builtin:digits", "--epochs", "400",
+         "--hidden", "256,256", "--grid", "seed=0,1,2,3", "--stack-size", "1", "--workers", "2", "--quiet",
+         "--out", str(tmp_path / "s")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "s" / "sweep.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # (the cluster up and training)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "sweep interrupted" in err and "Traceback" not in err and "WARNING" not in err
+
+
+def test_a_diverged_sweep_member_leaves_no_model(tmp_path):
+    code, output = cli("sweep", "--data", "builtin:iris", "--grid", "lr=0.05,1e30", "--out", tmp_path / "s", *FEW)
+    assert code == 0, output
+    import json
+
+    rows = [json.loads(line) for line in (tmp_path / "s" / "results.jsonl").read_text().splitlines()]
+    diverged = next(row for row in rows if row["status"] == "diverged")
+    assert diverged["model_path"] is None
+    assert not (tmp_path / "s" / "members" / str(diverged["member"]) / "model.safetensors").exists()
+
+
+def test_predict_and_eval_refuse_a_model_whose_outputs_are_not_finite(tmp_path):
+    model = MLP([4, 8, 3], dtype="float32")
+    model.flat_params[:] = 3e38  # finite weights whose products overflow
+    model.classes = np.array([0, 1, 2])
+    model.save(tmp_path / "blown.safetensors")
+    for command in (["predict", tmp_path / "blown.safetensors", "--data", "builtin:iris"],
+                    ["eval", tmp_path / "blown.safetensors", "--data", "builtin:iris"]):
+        code, output = cli(*command)
+        assert code == 2 and "outputs are not finite for 150 of 150 rows" in output, output
+
+
+@pytest.mark.parametrize("grid, phrase", [("5", "grid must be a table"), ('"seed=0,1"', "grid must be a table")])
+def test_a_grid_that_is_not_a_table_is_bad_input(tmp_path, grid, phrase):
+    (tmp_path / "g.toml").write_text(f"epochs = 1\ngrid = {grid}\n")
+    code, output = cli("sweep", "--config", tmp_path / "g.toml", "--out", tmp_path / "s")
+    assert code == 2 and phrase in output
+    with pytest.raises(ValueError, match="grid must be a mapping"):
+        sweep(ONE_EPOCH, [("seed", [0, 1])], data=(X, y))
+
+
+@pytest.mark.parametrize("text", ["uniform:0:inf", "loguniform:1e-3:inf", "uniform:-inf:0", "uniform:0:nan",
+                                  "int:0:1e30"])
+def test_ranges_need_finite_bounds(text):
+    code, output = cli("sweep", "--data", "builtin:iris", "--random", "2", "--grid", f"lr={text}", *FEW)
+    assert code == 2 and ("finite bounds" in output or "within ±2**62" in output), output
+
+
+def test_a_regression_target_that_is_not_a_number_is_named(tmp_path):
+    rows = [["x", "t"], *[[i, i * 0.5] for i in range(40)]]
+    rows[6][1] = "abc"
+    path = write_csv(tmp_path / "t.csv", rows[0], rows[1:])
+    code, output = cli("train", "--task", "regression", "--data", path, *FEW)
+    assert code == 2 and "row 7, column 2 ('t'): 'abc' is not a number" in output
+
+
+def test_several_regression_targets_from_an_npz_and_eval_counts_them(tmp_path):
+    targets = np.column_stack([X[:, 0] * 2, X[:, 1] - X[:, 2]])
+    np.savez(tmp_path / "two.npz", X=X, y=targets)
+    np.savez(tmp_path / "one.npz", X=X, y=targets[:, 0])
+    assert cli("train", "--task", "regression", "--data", tmp_path / "two.npz", "--out", tmp_path / "run", *FEW)[0] == 0
+    assert load_model(tmp_path / "run").layers[-1] == 2
+    code, output = cli("predict", tmp_path / "run", "--data", tmp_path / "two.npz")
+    assert code == 0 and output.splitlines()[0] == "prediction_0,prediction_1"
+    code, output = cli("eval", tmp_path / "run", "--data", tmp_path / "one.npz")
+    assert code == 2 and "has 1 target column but the model has 2 outputs" in output
