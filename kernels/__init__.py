@@ -44,7 +44,7 @@ from types import ModuleType
 # H·B·D is at most this: scipy's OpenBLAS (0.3.30) then takes its small-matrix kernel for the
 # plain product and not for the transposed one (128 × 32 × 64: 3.92 against 6.45 µs, the copy
 # 0.57 µs; from 128 × 128 × 64 on, the copy costs more than it saves; the same bits either way:
-# bench/README.md, "A transposed copy of X").  The workspace keeps room for the copy.
+# bench/README.md, "A transposed copy of X").  A cpu plan's workspace keeps room for the copy.
 TRANSPOSED_INPUT_MAX = 1_000_000
 
 __all__ = [

@@ -1049,8 +1049,8 @@ def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses
     arguments = (buffers, layout, settings, X, y, weights, backward_uses_output, alpha, flag)
     gradients = mode == STEP_GRADIENTS
     update_after = gradients or adam
-    if buffers.params.shape[0] == 1:  # a model alone (Trainer): no masks, no reductions
-        _step_alone(_alone_specialisation(buffers, settings, act_code, adam, gradients, loss), arguments)
+    if buffers.params.shape[0] == 1:  # a model alone: no masks, no reductions (a plan's AloneStep skips the dispatcher)
+        stack_function(*_alone_specialisation(buffers, settings, act_code, adam, gradients, loss))(*arguments)
         if not settings.active[0]:
             buffers.losses[0] = np.nan
         return
@@ -1083,49 +1083,55 @@ def _alone_specialisation(buffers, settings, act_code, adam, gradients, loss) ->
 # ---------------------------------------------------------------- a model alone, past the dispatcher
 # Numba's dispatcher types the plan's named tuples element by element in Python at every
 # call, ~2-3 µs of a ~20 µs step at bench/train.py's small config (bench/README.md, "M = 1").
-# A plan's tuples never change, so a model alone stepping again calls the compiled entry
-# point it resolved on its previous step.
+# A plan's tuples never change, so a plan of one model calls the compiled entry point it
+# resolved on its first step with those argument types.
 
 
-class _Resolved(NamedTuple):
-    """The last step of a model alone: the plan's tuples (held, so that no other tuple can
-    take their ids), the specialisation and the other arguments' types, the entry point."""
+class AloneStep:
+    """The step of a plan of one model (numbamlp.plan picks it for the cpu backend's M = 1):
+    stack_step's M = 1 case, past Numba's dispatcher after the first call.  Entry points are
+    kept per specialisation and argument types (Numba's type fingerprint, and alignment);
+    anything new goes through the dispatcher, which types and checks everything."""
 
-    buffers: tuple
-    layout: tuple
-    settings: tuple
-    key: tuple
-    entry: object  # None until the plan steps again; the dispatcher if it has no exact overload
+    def __init__(self, buffers, layout, settings):
+        self.buffers, self.layout, self.settings = buffers, layout, settings
+        self._entries: dict[tuple, object] = {}  # (specialisation, argument types) → compiled entry point
 
+    def __call__(self, buffers, layout, settings, X, y, weights, act_code, backward_uses_output, alpha, adam, flag,
+                 mode, loss=CROSS_ENTROPY):
+        """stack_step, for this plan's own buffers, layout and settings (which these are)."""
+        specialisation = _alone_specialisation(buffers, settings, act_code, adam, mode == STEP_GRADIENTS, loss)
+        self.run(specialisation, (buffers, layout, settings, X, y, weights, backward_uses_output, alpha, flag))
+        if not settings.active[0]:
+            buffers.losses[0] = np.nan
 
-_last_alone: _Resolved | None = None
+    @staticmethod
+    def types_of(arguments) -> tuple | None:
+        """What an entry point is kept by besides the specialisation: the types of the
+        arguments after the plan's tuples (Numba's fingerprint) and the arrays' alignment;
+        None for arguments that are not arrays."""
+        X, y, weights = arguments[3:6]
+        try:
+            return (_type_fingerprint(arguments[3:]), X.flags.aligned, y.flags.aligned,
+                    weights is None or weights.flags.aligned)
+        except (AttributeError, ValueError):
+            return None
 
-
-def _step_alone(specialisation, arguments) -> None:
-    """stack_function(*specialisation)(*arguments) for a stack of one.  The entry point is
-    used only for the previous call's tuples (by identity) with the same specialisation and
-    argument types (Numba's type fingerprint, and alignment); anything else goes through the
-    dispatcher, which types and checks everything.  Holding one plan's tuples keeps its
-    arrays alive until another model alone steps."""
-    global _last_alone
-    buffers, layout, settings, X, y, weights = arguments[:6]
-    try:
-        key = (specialisation, _type_fingerprint(arguments[3:]), X.flags.aligned, y.flags.aligned,
-               weights is None or weights.flags.aligned)
-    except (AttributeError, ValueError):  # not arrays: the dispatcher says what is wrong
-        key = None
-    last = _last_alone
-    same = (key is not None and last is not None and last.buffers is buffers and last.layout is layout
-            and last.settings is settings and last.key == key)
-    if same and last.entry is not None:
-        last.entry(*arguments)
-        return
-    compiled = stack_function(*specialisation)
-    compiled(*arguments)
-    if same:
-        _last_alone = last._replace(entry=_entry_point(compiled, arguments) or compiled)
-    elif key is not None:  # resolved on its next step: models stepping in turn never pay for it
-        _last_alone = _Resolved(buffers, layout, settings, key, None)
+    def run(self, specialisation, arguments, types: tuple | None = None) -> None:
+        """stack_function(*specialisation)(*arguments) on this plan's tuples; ``types``:
+        types_of(arguments), when the caller knows it (PlainStep's batches all have one)."""
+        types = types or self.types_of(arguments)
+        if types is None:  # not arrays: the dispatcher says what is wrong
+            stack_function(*specialisation)(*arguments)
+            return
+        key = (specialisation, types)
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry(*arguments)
+            return
+        compiled = stack_function(*specialisation)
+        compiled(*arguments)
+        self._entries[key] = _entry_point(compiled, arguments) or compiled
 
 
 # ---------------------------------------------------------------- Trainer.step on a plain batch
@@ -1159,14 +1165,15 @@ class PlainStep:
     Anything else: nothing is done and it returns None (Trainer.step's checks then convert
     the arrays or say what is wrong).  The same compiled step as stack_step, the same bits."""
 
-    def __init__(self, buffers, layout, settings, options, capacity: int):
-        self.buffers, self.layout, self.settings = buffers, layout, settings
+    def __init__(self, alone: AloneStep, options, capacity: int):
+        self.alone = alone  # the plan's step
+        self.buffers, self.layout, self.settings = alone.buffers, alone.layout, alone.settings
         self.act_code, self.backward_uses_output, self.alpha, self.adam, self.flag = options
         self.capacity = capacity
-        self.n_features, self.n_classes = int(layout.layers[0]), int(layout.layers[-1])
-        self.types = _type_fingerprint((np.zeros((1, 1), buffers.params.dtype), np.zeros(1, np.int64)))
+        self.n_features, self.n_classes = int(self.layout.layers[0]), int(self.layout.layers[-1])
+        self.types = _type_fingerprint((np.zeros((1, 1), self.buffers.params.dtype), np.zeros(1, np.int64)))
         self._check = None
-        self._entries: dict[tuple, object] = {}  # specialisation → compiled entry point
+        self._step_types = None  # AloneStep.types_of the step's arguments: the same for every plain batch
 
     def __call__(self, X, y, lr: float) -> float | None:
         try:
@@ -1189,14 +1196,10 @@ class PlainStep:
         specialisation = _alone_specialisation(buffers, settings, self.act_code, self.adam, False, CROSS_ENTROPY)
         arguments = (buffers, self.layout, settings, X[None], y[None], None, self.backward_uses_output, self.alpha,
                      self.flag)
+        if self._step_types is None:
+            self._step_types = self.alone.types_of(arguments)
         with LAUNCH_GUARD:
-            entry = self._entries.get(specialisation)
-            if entry is None:
-                compiled = stack_function(*specialisation)
-                compiled(*arguments)
-                self._entries[specialisation] = _entry_point(compiled, arguments) or compiled
-            else:
-                entry(*arguments)
+            self.alone.run(specialisation, arguments, self._step_types)
         return float(buffers.losses[0]) if settings.active[0] else math.nan
 
 

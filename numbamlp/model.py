@@ -334,15 +334,17 @@ def transposed_input_rows(layers: Sequence[int], capacity: int) -> int:
     return min(capacity, TRANSPOSED_INPUT_MAX // (layers[0] * layers[1]))
 
 
-def workspace_layout(layers: Sequence[int], capacity: int) -> tuple[int, np.ndarray, np.ndarray]:
+def workspace_layout(layers: Sequence[int], capacity: int,
+                     transposed_input: bool = False) -> tuple[int, np.ndarray, np.ndarray]:
     """Where a model's step buffers sit in one flat workspace, for batches of up to ``capacity``
     rows: (size, hidden_offsets (L−1, 4) int64, output_offsets (5,) int64).
 
     hidden_offsets[l] = the offsets of hidden layer l's A, Hout, dH, dA blocks, each
     capacity·H_l long; output_offsets = those of S, P, dS (each capacity·C), row_loss
-    (capacity) and Xᵀ (D·transposed_input_rows, the cpu step's transposed copy of a small
-    batch).  The one place this layout is computed: Workspace, the step plan and the
-    compiled steps all read it from here.
+    (capacity) and Xᵀ: with ``transposed_input`` (the cpu step's plan), room for the
+    transposed copy of a small batch, D·transposed_input_rows, else none.  The one place
+    this layout is computed: Workspace, the step plan and the compiled steps all read it
+    from here.
     """
     widths, C = list(layers[1:-1]), layers[-1]
     hidden_offsets = np.zeros((len(widths), 4), dtype=np.int64)
@@ -352,7 +354,8 @@ def workspace_layout(layers: Sequence[int], capacity: int) -> tuple[int, np.ndar
             hidden_offsets[layer, kind] = offset
             offset += capacity * h
     output_offsets = np.zeros(5, dtype=np.int64)
-    sizes = (capacity * C, capacity * C, capacity * C, capacity, layers[0] * transposed_input_rows(layers, capacity))
+    XT_size = layers[0] * transposed_input_rows(layers, capacity) if transposed_input else 0
+    sizes = (capacity * C, capacity * C, capacity * C, capacity, XT_size)
     for k, size in enumerate(sizes):  # S, P, dS, row_loss, Xᵀ
         output_offsets[k] = offset
         offset += size

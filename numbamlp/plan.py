@@ -90,7 +90,6 @@ class StepPlan:
         self.members, self.capacity, self.dtype = int(members), int(capacity), np.dtype(dtype)
         self.backend = backend
         self.kernels = get_backend(backend)
-        self._stack_step = self.kernels.stack_step  # chosen once, not at every call
         spec = activation_spec(activation)
         self.activation = spec.name
         self.adam = optimizer in ("adam", "adamw")
@@ -102,7 +101,8 @@ class StepPlan:
             raise ValueError(f"unknown loss {loss!r}; valid losses: {', '.join(LOSS_NAMES)}")
         self.loss, self.loss_code = loss, LOSS_NAMES.index(loss)
         P, M = n_parameters(self.layers), self.members
-        size, hidden_offsets, output_offsets = workspace_layout(self.layers, self.capacity)
+        size, hidden_offsets, output_offsets = workspace_layout(self.layers, self.capacity,
+                                                                transposed_input=backend == "cpu")
         self.layout = StepLayout(np.asarray(self.layers, dtype=np.int64), layer_offsets(self.layers),
                                  hidden_offsets, output_offsets)
         state_a = np.zeros((M, P), self.dtype)
@@ -117,13 +117,17 @@ class StepPlan:
         self._stale = False  # (cuda) the device has stepped since the last pull
         self.settings = MemberSettings(*(np.zeros(M, np.float64) for _ in range(6)),
                                        steps=np.zeros(M, np.int64), active=np.ones(M, np.bool_))
+        # the backend's step, chosen once, not at every call: on cpu, a model alone's skips
+        # Numba's dispatcher (cpu_backend.AloneStep)
+        self._stack_step = (self.kernels.AloneStep(self.buffers, self.layout, self.settings)
+                            if backend == "cpu" and M == 1 else self.kernels.stack_step)
 
     def plain_step(self):
         """Trainer.step's shortcut for plain batches (kernels.cpu_backend.PlainStep), or None:
         the cpu backend has one, for a plan of one classifier."""
         if self.backend != "cpu" or self.members != 1 or self.loss != "cross_entropy":
             return None
-        return self.kernels.PlainStep(self.buffers, self.layout, self.settings, self.options, self.capacity)
+        return self.kernels.PlainStep(self._stack_step, self.options, self.capacity)
 
     def plain_batch(self, X: np.ndarray, y: np.ndarray) -> bool:
         """Whether X (k, B, D) and y (k, B) are class indices and features the cpu step

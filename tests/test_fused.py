@@ -129,18 +129,23 @@ def batches(layers=(6, 8, 3), steps=5):
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_a_model_alone_steps_past_the_dispatcher_with_the_same_bits(optimizer):
-    """A model stepping again on checked arrays (what fit does) calls its compiled step
-    directly (cpu_backend._step_alone); models stepping in turn go through Numba's
-    dispatcher: the same bits either way."""
+    """A model stepping again on checked arrays (what fit does) calls its compiled step's
+    entry point directly (its plan's cpu_backend.AloneStep), also while other models step
+    in turn: the same bits as through Numba's dispatcher (stack_step)."""
     import numba
 
     from numbamlp.kernels import cpu_backend
 
     alone, in_turn, other = stepped_trainer(optimizer), stepped_trainer(optimizer), stepped_trainer(optimizer, (5, 3))
     alone_losses = [alone._step(X, y, None, alone.lr) for X, y in batches()]
-    resolved = cpu_backend._last_alone
-    assert resolved.buffers is alone._plan.buffers
-    assert resolved.entry is not None and not isinstance(resolved.entry, numba.core.dispatcher.Dispatcher)
+    step = alone._plan._stack_step
+    assert isinstance(step, cpu_backend.AloneStep) and step.buffers is alone._plan.buffers
+    assert step._entries and not any(isinstance(entry, numba.core.dispatcher.Dispatcher)
+                                     for entry in step._entries.values())
+    dispatched = stepped_trainer(optimizer)
+    dispatched._plan._stack_step = cpu_backend.stack_step  # every call through the dispatcher
+    assert [dispatched._step(X, y, None, dispatched.lr) for X, y in batches()] == alone_losses
+    assert np.array_equal(dispatched.model.flat_params, alone.model.flat_params)
     in_turn_losses = []
     for (X, y), (X_other, y_other) in zip(batches(), batches((5, 3))):
         in_turn_losses.append(in_turn._step(X, y, None, in_turn.lr))
@@ -160,8 +165,9 @@ def test_trainer_step_on_plain_batches_takes_the_shortcut_to_the_same_bits(optim
     for X, y in batches():
         assert shortcut.step(X, y) == checked._step(X, y, None, checked.lr)
     plain = shortcut._plain_step
-    assert plain._entries and not any(isinstance(entry, numba.core.dispatcher.Dispatcher)
-                                      for entry in plain._entries.values())
+    assert plain.alone is shortcut._plan._stack_step  # one step, one set of entry points
+    assert plain.alone._entries and not any(isinstance(entry, numba.core.dispatcher.Dispatcher)
+                                            for entry in plain.alone._entries.values())
     assert np.array_equal(shortcut.model.flat_params, checked.model.flat_params)
     assert np.array_equal(shortcut._plan.host.state_a, checked._plan.host.state_a)
     assert shortcut.optimizer.step_count == checked.optimizer.step_count == 5
