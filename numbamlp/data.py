@@ -351,7 +351,7 @@ def _read_csv(path: Path, label_column, dtype, task: str = "classification") -> 
     if task != "regression":  # (a regressor's targets are non-integral numbers)
         _check_label_column(data.y, path, data.header, data.label, data.width)
     else:
-        _check_target_column(data.y, path, data.header, data.label)
+        _check_target_column(data.y, path, data.header, data.label, bool(data.header))
     return data
 
 
@@ -390,14 +390,17 @@ def _check_label_column(y, path, header, label: int, width: int) -> None:
         )
 
 
-def _check_target_column(y, path, header, label: int) -> None:
+def _check_target_column(y, path, names, label: int, header_rows: int) -> None:
     """A regressor's target column read as text holds a cell that is not a number: name it
-    by row (the file's, its header counted), column and value, as a bad feature cell is."""
+    by row (1-based, after ``header_rows`` rows of header), column and value, as a bad
+    feature cell is."""
     if y.dtype.kind in "biuf":
         return
-    row = next(i for i, value in enumerate(y.tolist()) if not _is_number(str(value)))
-    name = f" ({header[label]!r})" if header else ""
-    raise DataError(f"{path}: row {row + 1 + bool(header)}, column {label + 1}{name}: {str(y[row])!r} is not a number "
+    row = next((i for i, value in enumerate(y.tolist()) if not _is_number(str(value))), None)
+    name = f" ({names[label]!r})" if names else ""
+    if row is None:  # (a Parquet column of numbers stored as text)
+        raise DataError(f"{path}: the target column {label + 1}{name} holds numbers as text; store them as numbers")
+    raise DataError(f"{path}: row {row + 1 + header_rows}, column {label + 1}{name}: {str(y[row])!r} is not a number "
                     "(a regressor's targets must be numbers)")
 
 
@@ -608,6 +611,8 @@ def _read_parquet(path: Path, label_column, dtype, predict_features: int | None 
         raise DataError(f"cannot read {path} as Parquet ({_reason(err)})") from None
     if y is not None and task != "regression":
         _check_label_column(y, path, names, label, width)
+    elif y is not None:
+        _check_target_column(y, path, names, label, header_rows=0)
     return Dataset(X, y, name=str(path), owned=True)
 
 

@@ -407,6 +407,12 @@ def test_a_regression_target_that_is_not_a_number_is_named(tmp_path):
     path = write_csv(tmp_path / "t.csv", rows[0], rows[1:])
     code, output = cli("train", "--task", "regression", "--data", path, *FEW)
     assert code == 2 and "row 7, column 2 ('t'): 'abc' is not a number" in output
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+    for cells, phrase in (([str(i * 0.5) for i in range(39)] + ["abc"], "row 40, column 2 ('t'): 'abc' is not a number"),
+                          ([str(i * 0.5) for i in range(40)], "holds numbers as text")):
+        pq.write_table(pa.table({"x": [float(i) for i in range(40)], "t": cells}), tmp_path / "t.parquet")
+        code, output = cli("train", "--task", "regression", "--data", tmp_path / "t.parquet", *FEW)
+        assert code == 2 and phrase in output, output
 
 
 def test_several_regression_targets_from_an_npz_and_eval_counts_them(tmp_path):
