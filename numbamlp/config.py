@@ -23,6 +23,37 @@ class _Strict(BaseModel):
     # bounds and trained to a divergence)
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True, allow_inf_nan=False)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, document):
+        """A number setting given true/false or text is refused: pydantic would read a
+        config file's `epochs = true` as 1 and `batch_size = "8"` as 8.  (Not strict mode
+        throughout: that would refuse numpy's integers, which Python callers pass.)"""
+        if not isinstance(document, dict):
+            return document
+        for name, field in cls.model_fields.items():
+            key = field.alias or name
+            value = document.get(key, document.get(name))
+            values = value if isinstance(value, list) else [value]
+            if _NUMBER_TYPES & set(_annotation_types(field.annotation)) and str not in _annotation_types(field.annotation):
+                wrong = next((v for v in values if isinstance(v, (bool, str))), None)
+                if wrong is not None:
+                    raise ValueError(f"{key} must be a number, not {wrong!r}")
+        return document
+
+
+_NUMBER_TYPES = {int, float}
+
+
+def _annotation_types(annotation) -> tuple:
+    """The plain types an annotation is made of: int | None → (int, NoneType); list[int] → (int,)."""
+    from typing import get_args
+
+    arguments = get_args(annotation)
+    if not arguments:
+        return (annotation,)
+    return tuple(t for argument in arguments for t in _annotation_types(argument))
+
 
 class ModelConfig(_Strict):
     layers: list[int] | None = Field(
