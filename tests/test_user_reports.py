@@ -431,3 +431,16 @@ def test_several_regression_targets_from_an_npz_and_eval_counts_them(tmp_path):
     assert code == 0 and output.splitlines()[0] == "prediction_0,prediction_1"
     code, output = cli("eval", tmp_path / "run", "--data", tmp_path / "one.npz")
     assert code == 2 and "has 1 target column but the model has 2 outputs" in output
+
+
+def test_number_settings_refuse_booleans_and_text_but_take_numpy_numbers(tmp_path):
+    (tmp_path / "c.toml").write_text("epochs = true\n")
+    code, output = cli("train", "--config", tmp_path / "c.toml", "--quiet")
+    assert code == 2 and "epochs must be a number, not True" in output
+    for document, phrase in (({"batch_size": "8"}, "batch_size must be a number, not '8'"),
+                             ({"model": {"hidden": [64, "8"]}}, "hidden must be a number"),
+                             ({"optimizer": {"lr": False}}, "lr must be a number")):
+        with pytest.raises(ValueError, match=phrase):
+            TrainConfig.model_validate(document)
+    config = TrainConfig.model_validate({"epochs": np.int64(3), "optimizer": {"lr": np.float32(0.5)}})
+    assert config.epochs == 3 and config.optimizer.lr == 0.5
