@@ -18,6 +18,7 @@ reported under the estimator's parameter name, never as pydantic's ValidationErr
 
 from __future__ import annotations
 
+import functools
 import typing
 from numbers import Integral, Real
 
@@ -73,13 +74,36 @@ def _choices(field: str) -> set[str]:
     return set(typing.get_args(TrainConfig.model_fields[field].annotation))
 
 
+def _as_it_was_when_refused(method):
+    """fit and partial_fit: one that raises leaves the estimator as it was before the call
+    (its attributes; a new Trainer is dropped): a bad argument does not cost the fitted
+    model, nor does a refused first partial_fit leave a half-fitted estimator behind.  (A
+    warm fit that diverges part-way has changed the weights it continued from.)"""
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        before = self.__dict__.copy()
+        try:
+            return method(self, *args, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    return guarded
+
+
 class _PrintEpochs:
-    """verbose: one line per epoch on stdout, as scikit-learn's MLPClassifier prints them."""
+    """verbose: one line per epoch on stdout, as scikit-learn's MLPClassifier and
+    MLPRegressor print them (the validation score: accuracy, or R² for a regressor)."""
+
+    def __init__(self, score: str):
+        self.score = score
 
     def on_epoch_end(self, epoch: int, metrics: dict) -> None:
         print(f"Iteration {epoch}, loss = {metrics['loss']:.8f}")
-        if "val_accuracy" in metrics:
-            print(f"Validation score: {metrics['val_accuracy']:f}")
+        if self.score in metrics:
+            print(f"Validation score: {metrics[self.score]:f}")
 
 
 class _BaseMLP(BaseEstimator):
@@ -205,7 +229,7 @@ class _BaseMLP(BaseEstimator):
 
         trainer = self._trainer
         before = trainer.epoch
-        callbacks = [_PrintEpochs()] if self.verbose else []
+        callbacks = [_PrintEpochs(self._VALIDATION_SCORE)] if self.verbose else []
         try:
             trainer.fit(X, y, X_val, y_val, sample_weight=sample_weight, callbacks=callbacks,
                         warm_start=before > 0)
@@ -363,6 +387,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     # ------------------------------------------------------------ parameters
     # ------------------------------------------------------------ training
     @_fit_context(prefer_skip_nested_validation=True)
+    @_as_it_was_when_refused
     def fit(self, X, y, sample_weight=None):
         """Train for ``max_iter`` epochs: from scratch, or, with ``warm_start=True`` and a
         fitted estimator, on from where the last fit or partial_fit stopped.
@@ -405,6 +430,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_as_it_was_when_refused
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One more epoch over (X, y).  The first call must list every class in ``classes``."""
         from numbamlp.config import EarlyStoppingConfig
@@ -427,6 +453,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             self.t_ = 0
             self._trainer = Trainer(self._config(0, self._seed(), self._batch_size(X.shape[0]), False))
             self._trainer.classes_ = self.classes_
+        elif classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
+            raise ValueError(f"classes={unique_labels(classes).tolist()} is not the same as on the first call to "
+                             f"partial_fit (or fit), which had {self.classes_.tolist()}")
         elif not np.isin(y, self.classes_).all():
             raise ValueError("y holds labels that were not in classes on the first partial_fit call")
         trainer = self._trainer
@@ -531,6 +560,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return X, y
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_as_it_was_when_refused
     def fit(self, X, y, sample_weight=None):
         """Train for ``max_iter`` epochs (from scratch, or on with ``warm_start=True``).
         X (N, D), y (N,) or (N, K), sample_weight (N,)."""
@@ -567,6 +597,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @_as_it_was_when_refused
     def partial_fit(self, X, y, sample_weight=None):
         """One more epoch over (X, y); the first call fixes the outputs and the target
         standardisation."""

@@ -122,6 +122,27 @@ class StackTrainer:
         self._cancelled: set[int] = set()  # members asked to stop (cancel_member), from any thread
         self._step_hooks: list = []
 
+    def __getstate__(self):
+        # the step plan does not pickle (nor need it: the members' weights and optimizer state
+        # pickle with them, see Trainer.__getstate__); a plan of the same capacity is made on load
+        for trainer in self.trainers:
+            trainer.synchronize()
+        state = self.__dict__.copy()
+        plan = state.pop("plan")
+        state.update(_batches={}, _device=None,
+                     _planned=None if plan is None else (plan.capacity, plan.settings.active.copy()))
+        return state
+
+    def __setstate__(self, state):
+        planned = state.pop("_planned", None)
+        self.__dict__.update(state)
+        self.plan = None
+        if planned is not None:
+            capacity, active = planned
+            self._use_plan(capacity)
+            self._set_learning_rates()
+            self.plan.settings.active[:] = active
+
     @property
     def members(self) -> int:
         return len(self.configs)
@@ -325,6 +346,7 @@ class StackTrainer:
                     self._epoch(X, members, any_weights, callbacks)
         finally:
             self._device = None
+            self._cancelled.clear()  # (a cancel is for the fit under way, or the next one)
             self.statuses = [(m.status, m.error) for m in members]
             self.results = [self._result(m) for m in members]
             self._set_learning_rates()
@@ -332,8 +354,11 @@ class StackTrainer:
 
     def cancel_member(self, member: int) -> None:
         """Stop member ``member`` after the step in progress (safe from another thread): it
-        is frozen as it is, its status "cancelled", and the others go on."""
-        self._cancelled.add(member)
+        is frozen as it is, its status "cancelled", and the others go on: in the fit under way,
+        or the next one (the fit after that trains every member again)."""
+        if isinstance(member, bool) or not isinstance(member, (int, np.integer)) or not 0 <= member < self.members:
+            raise ValueError(f"member must be a member's index, 0..{self.members - 1}, got {member!r}")
+        self._cancelled.add(int(member))
 
     def add_step_hook(self, hook) -> None:
         """Call ``hook()`` after every step of the stack (e.g. to look for cancelled jobs)."""
@@ -435,6 +460,8 @@ class StackTrainer:
 
         from numbamlp.io import atomic_write_json, save_checkpoint
 
+        if self.plan is None:
+            raise ValueError("the stack has nothing to checkpoint yet: call fit (or step) first")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         for m, trainer in enumerate(self.trainers):

@@ -161,11 +161,23 @@ class Trainer:
         self._progress: dict | None = None  # position inside an interrupted epoch
         self._stop_reason = None
 
-    def continue_with(self, config: TrainConfig) -> None:
+    def continue_with(self, config: TrainConfig | dict) -> None:
         """Go on training under ``config`` from where this trainer is (the next
         ``fit(..., warm_start=True)``): the same network and optimizer, whose state is kept;
         new settings (more epochs, another learning rate or batch size) apply from the next
-        epoch.  Early stopping starts afresh: its patience and its best weights so far."""
+        epoch.  Early stopping starts afresh: its patience and its best weights so far.
+        A config that changes what cannot change (the network, the optimizer, the task,
+        dtype, backend) is refused: start a new Trainer for that."""
+        if isinstance(config, dict):
+            config = TrainConfig.model_validate(config)
+        if self.model is not None:
+            old = self.config
+            for name, before, after in (("model", old.model, config.model), ("optimizer.name", old.optimizer.name,
+                                        config.optimizer.name), ("task", old.task, config.task),
+                                        ("dtype", old.dtype, config.dtype), ("backend", old.backend, config.backend)):
+                if before != after:
+                    raise ValueError(f"continue_with keeps the trained network and optimizer: {name} is {before!r} "
+                                     f"here, the new config has {after!r}; start a new Trainer to change it")
         self.config = config
         if self.model is not None:  # (the optimizer is made with the model)
             self.optimizer.config = config.optimizer
@@ -354,10 +366,17 @@ class Trainer:
         if unset) of the rows is held out for validation.  A trainer that has already
         trained starts over unless ``warm_start`` (see the class docstring).
         """
+        kept = None
         if self.fitted and not warm_start:
+            kept = self.__dict__.copy()  # (what a refused fit puts back)
             self.model = None
             self._start_over()
-        X, rows, y_idx, weights, X_val, y_val = self._fit_data(X, y, X_val, y_val, sample_weight)
+        try:
+            X, rows, y_idx, weights, X_val, y_val = self._fit_data(X, y, X_val, y_val, sample_weight)
+        except Exception:
+            if kept is not None:  # data refused before any epoch: the fitted model stays as it was
+                self.__dict__.update(kept)
+            raise
         if self.config.validate_gradients and self.epoch == 0:
             first = X if rows is None else X[rows[: 3 * self.config.batch_size]]
             error = self.validate_gradients(first, y_idx, weights)
@@ -374,7 +393,20 @@ class Trainer:
         if self._best_params is not None:
             self.model.flat_params[...] = self._best_params
             self.host_changed()
+        self._check_outputs_finite(X, rows)
         return self.history
+
+    def _check_outputs_finite(self, X, rows) -> None:
+        """TrainingDiverged when the trained weights, finite but blown up, give scores that
+        are not (each step's loss was finite, from the weights before its update): the
+        model would predict NaN.  Checked on up to 256 training rows (a copy of so few is no
+        matter for the memory bound)."""
+        if self.epoch == 0:
+            return
+        head = X[:256] if rows is None else X[rows[:256]]
+        if not np.isfinite(self.scores(head)).all():
+            raise TrainingDiverged(f"training diverged: the weights after epoch {self.epoch} give scores that are "
+                                   f"not finite (learning rate {self.lr:g}); try a lower learning rate")
 
     def _fit_data(self, X, y, X_val, y_val, sample_weight):
         """What fit trains on: (X (N, D) of the model's dtype, the training rows of X (n,)
@@ -579,10 +611,14 @@ class Trainer:
             counts = np.array([np.sum(y == c) for c in self.classes_])
             per_class = len(y) / (len(self.classes_) * np.maximum(counts, 1))
         else:
-            unknown = set(class_weight) - {str(c) for c in self.classes_}
+            texts = [_label_texts(c) for c in self.classes_.tolist()]
+            unknown = set(class_weight) - set().union(*texts)
             if unknown:
                 raise ValueError(f"class_weight names unknown classes: {', '.join(sorted(unknown))}")
-            per_class = np.array([class_weight.get(str(c), 1.0) for c in self.classes_])
+            per_class = np.array([next((w for key, w in class_weight.items() if key in names), 1.0)
+                                  for names in texts])
+            if not per_class.any():
+                raise ValueError("class_weight gives every class weight 0: nothing would train")
         weights = per_class[self.encode(y)]
         if sample_weight is not None:
             weights = weights * sample_weight
@@ -735,6 +771,15 @@ class Trainer:
                                                        np.asarray(arrays["target_transform.scale"]))
         self.classes_ = None if classes is None or np.ndim(classes) == 0 else np.asarray(classes)  # (a regressor: none)
         self.model.classes = self.classes_
+
+
+def _label_texts(label) -> set[str]:
+    """How a class label is written as a class_weight key (config keys are text): str(label),
+    and for an integral float its integer too ("1" for the label 1.0, as 1 == 1.0)."""
+    texts = {str(label)}
+    if isinstance(label, float) and label.is_integer():
+        texts.add(str(int(label)))
+    return texts
 
 
 def _summary(labels: np.ndarray) -> str:

