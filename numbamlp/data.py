@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import csv
+import functools
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +69,19 @@ def spiral(n_per_class: int = 100, n_classes: int = 3, noise: float = 0.2, seed:
     return np.concatenate(X), np.concatenate(y)
 
 
+def _quiet_overflow(read):
+    """A reader whose casts to float32 may overflow: no RuntimeWarning (the value becomes
+    infinite, and the finiteness check says so, with the way out), only that one line."""
+
+    @functools.wraps(read)
+    def quiet(*args, **kwargs):
+        with np.errstate(over="ignore"):
+            return read(*args, **kwargs)
+
+    return quiet
+
+
+@_quiet_overflow
 def load_dataset(source: str, seed: int = 0, label_column: str | int | None = None,
                  dtype=np.float64, task: str = "classification") -> Dataset:
     """Load ``builtin:NAME``, a .csv, .parquet or .npz file, or a folder of .npy files,
@@ -294,7 +309,7 @@ def _csv_rows(path: Path, label_column):
     The first row is a header when it holds a non-number outside the label column.
     """
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = [(n, row) for n, row in enumerate(csv.reader(f), start=1) if any(c.strip() for c in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"cannot read {path} as CSV ({_reason(err)})") from None
@@ -317,7 +332,8 @@ def _csv_header(first_row: list[str], label_column, path) -> list[str] | None:
     outside the label column; else None."""
     if all(_is_number(c) for c in first_row):
         return None
-    label_guess = None if isinstance(label_column, str) else _label_index(label_column, None, len(first_row), path)
+    named = isinstance(label_column, str) and not label_column.lstrip("-").isdigit()  # ("0" from a flag: an index)
+    label_guess = None if named else _label_index(label_column, None, len(first_row), path)
     if all(_is_number(c) for i, c in enumerate(first_row) if i != label_guess):
         return None
     return [c.strip() for c in first_row]
@@ -344,9 +360,10 @@ def _csv_features(path: Path, header, rows, label: int | None) -> np.ndarray:
 def _read_csv(path: Path, label_column, dtype, task: str = "classification") -> Dataset:
     """A CSV file: pyarrow's streaming reader when it is installed and takes the file, else
     the csv module, which also names the row, column and value of whatever pyarrow refused."""
-    data = _read_csv_arrow(path, label_column, dtype)
+    numbers = "floats" if task == "regression" else "integers"
+    data = _read_csv_arrow(path, label_column, dtype, numbers=numbers)
     if data is None:
-        data = _read_csv_python(path, label_column)
+        data = _read_csv_python(path, label_column, numbers)
         data.X = data.X.astype(dtype, copy=False)
     if task != "regression":  # (a regressor's targets are non-integral numbers)
         _check_label_column(data.y, path, data.header, data.label, data.width)
@@ -355,17 +372,18 @@ def _read_csv(path: Path, label_column, dtype, task: str = "classification") -> 
     return data
 
 
-def _read_csv_python(path: Path, label_column) -> Dataset:
+def _read_csv_python(path: Path, label_column, numbers: str = "integers") -> Dataset:
     """The csv module's reading, row by row into Python lists (X float64): slow, but the
-    one whose errors are the file's own rows, columns and values."""
+    one whose errors are the file's own rows, columns and values.  ``numbers``: how label
+    text becomes numbers (_labels_from_text)."""
     header, rows = _csv_rows(path, label_column)
     width = len(rows[0][1])
     if width < 2:
         raise DataError(f"{path} needs at least one feature column and a label column")
     label = _label_index(label_column, header, width, path)
     X = _csv_features(path, header, rows, label)
-    labels = [row[label].strip() for _, row in rows]
-    y = np.asarray([float(v) for v in labels]) if all(_is_number(v) for v in labels) else np.asarray(labels)
+    classes, indices = np.unique(np.asarray([row[label].strip() for _, row in rows], dtype=str), return_inverse=True)
+    y = _labels_from_text(classes.tolist(), indices, str(path), numbers)
     return _CsvData(X, y, name=str(path), owned=True, header=header, label=label, width=width)
 
 
@@ -404,7 +422,8 @@ def _check_target_column(y, path, names, label: int, header_rows: int) -> None:
                     "(a regressor's targets must be numbers)")
 
 
-def _read_csv_arrow(path: Path, label_column, dtype, with_label: bool = True) -> _CsvData | None:
+def _read_csv_arrow(path: Path, label_column, dtype, with_label: bool = True,
+                    numbers: str = "integers") -> _CsvData | None:
     """pyarrow's streaming CSV reader, block by block into one preallocated (N, D) array of
     ``dtype`` (features parsed as float64, as Python's float() parses them, then cast); None
     when pyarrow is missing or refuses the file (a bad cell, a ragged row, a blank-looking
@@ -416,7 +435,7 @@ def _read_csv_arrow(path: Path, label_column, dtype, with_label: bool = True) ->
     except ImportError:
         return None
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             first = next(csv.reader(f), None)
     except (OSError, UnicodeDecodeError, csv.Error):
         return None
@@ -452,7 +471,7 @@ def _read_csv_arrow(path: Path, label_column, dtype, with_label: bool = True) ->
     if n == 0:
         return None
     y = None if label is None else _arrow_labels(pa.chunked_array(labels, type=pa.string()), str(path),
-                                                 text_numbers=True)
+                                                 text_numbers=numbers)
     return _CsvData(X[:n], y, name=str(path), owned=True, header=header, label=label, width=width)
 
 
@@ -475,10 +494,10 @@ def _grown(X: np.ndarray, used: int, rows: int, source: str) -> np.ndarray:
     return bigger
 
 
-def _arrow_labels(column, source: str, text_numbers: bool) -> np.ndarray:
+def _arrow_labels(column, source: str, text_numbers: str | None) -> np.ndarray:
     """Labels (N,) from an arrow column: numbers (or booleans) as numpy numbers, text as
-    class names (stripped), without a Python object per row.  ``text_numbers``: text
-    that is all numbers is numbers (a CSV's cells are all text)."""
+    class names (stripped), without a Python object per row.  ``text_numbers``: how text
+    becomes numbers (a CSV's cells are all text; _labels_from_text), None: it does not."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -491,14 +510,44 @@ def _arrow_labels(column, source: str, text_numbers: bool) -> np.ndarray:
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         return column.to_numpy()
     column = pc.utf8_trim_whitespace(column)
-    if text_numbers:
+    if text_numbers == "floats":  # (a regressor's targets: cast at C speed)
         try:
             return pc.cast(column, pa.float64()).to_numpy()
         except pa.ArrowInvalid:
             pass
     classes = pc.unique(column)
     indices = pc.index_in(column, value_set=classes).to_numpy()
-    return np.asarray(classes.to_pylist(), dtype=str)[indices]
+    return _labels_from_text(classes.to_pylist(), indices, source, text_numbers)
+
+
+_CANONICAL_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _labels_from_text(classes: list[str], indices: np.ndarray, source: str, numbers: str | None) -> np.ndarray:
+    """Labels (N,) = classes[indices], from a label column's distinct texts: "floats" (a
+    regressor's targets): numbers when every text is one; "integers" (a classifier's): int64
+    when every text is an integer as Python writes it (0, 7, -3), so that no two names become
+    one number ("01" and "1", or IDs past float64's 2**53) and none is rewritten ("001");
+    other numbers (0.5, 1.0) as floats when no two become one; otherwise, and for None,
+    the texts as written.  An empty cell is refused (it would be a
+    class of its own)."""
+    if "" in classes:
+        first = int(np.argmax(indices == classes.index("")))
+        raise DataError(f"{source}: the label column has an empty cell (first in data row {first}, counting from 0)")
+    if numbers == "floats" and all(_is_number(text) for text in classes):
+        return np.asarray([float(text) for text in classes])[indices]
+    if numbers == "integers":
+        if all(_CANONICAL_INTEGER.fullmatch(text) and abs(int(text)) < 2**63 for text in classes):
+            return np.asarray([int(text) for text in classes], dtype=np.int64)[indices]
+        # other numbers (0.5, 1.0) as floats, so that a feature taken for labels is said to be one
+        # (_check_label_column), unless that would merge or rewrite names (01 and 1, 007)
+        if all(_is_number(text) and (_CANONICAL_INTEGER.fullmatch(text) or not _INTEGER.fullmatch(text))
+               for text in classes):
+            values = [float(text) for text in classes]
+            if len(set(values)) == len(values):
+                return np.asarray(values)[indices]
+    return np.asarray(classes, dtype=str)[indices]
 
 
 # A Parquet file is read row group by row group, each in groups of columns of at most this
@@ -544,9 +593,10 @@ def _copy_parquet_columns(table, X: np.ndarray, first: int, path: Path, row: int
         lo += batch.num_rows
 
     def copy(share: int, threads: int) -> None:
-        for columns, rows in blocks[share::threads]:
-            for j, column in enumerate(columns):
-                rows[:, j] = column
+        with np.errstate(over="ignore"):  # (beyond float32: inf, which the finiteness check names)
+            for columns, rows in blocks[share::threads]:
+                for j, column in enumerate(columns):
+                    rows[:, j] = column
 
     threads = min(_copy_threads(), len(blocks))
     if threads == 1:
@@ -616,6 +666,7 @@ def _read_parquet(path: Path, label_column, dtype, predict_features: int | None 
     return Dataset(X, y, name=str(path), owned=True)
 
 
+@_quiet_overflow
 def read_features(source: str, n_features: int, label_column=None, seed: int = 0,
                   task: str = "classification", trained_label=None) -> np.ndarray:
     """Features (N, n_features) for prediction.
@@ -664,7 +715,7 @@ def _read_csv_features(path: Path, n_features: int, label_column, trained_label=
     ``label_column`` names it).  pyarrow's reader, else the csv module's (which names what
     is wrong in a file pyarrow refuses)."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             first = next((row for row in csv.reader(f) if any(c.strip() for c in row)), None)
     except (OSError, UnicodeDecodeError, csv.Error):
         first = None
@@ -750,6 +801,11 @@ def check_arrays(X, y, source: str = "data", dtype=np.float64, task: str = "clas
         if not np.isfinite(y).all():
             raise DataError(f"{source}: y contains NaN or infinite targets")
         return X, y.astype(np.float64)
+    if y.dtype.kind == "S":  # bytes (numpy's S dtype): class names as text, which a model file can hold
+        try:
+            y = np.char.decode(y, "utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{source}: y holds bytes that are not UTF-8 text; store class names as text") from None
     if y.dtype.kind == "f":
         if not np.isfinite(y).all():
             raise DataError(f"{source}: y contains NaN or infinite labels")
@@ -782,12 +838,14 @@ class _NonFinite:
     chunks come in, and raises check_finite's DataError naming the first (row, column)."""
 
     def __init__(self, source: str):
-        self.source, self.count, self.first = source, 0, None
+        self.source, self.count, self.first, self.float32 = source, 0, None, False
 
     def add(self, chunk: np.ndarray, rows: np.ndarray) -> None:
         """chunk (m, D): the rows ``rows`` (m,), ascending, of X."""
         bad = ~np.isfinite(chunk)
         if bad.any():
+            # (an infinity in float32 may be a value beyond its range, which the message then says)
+            self.float32 |= chunk.dtype == np.float32 and bool(np.isinf(chunk).any())
             self.count += int(bad.sum())
             r, column = np.argwhere(bad)[0]  # (rows ascend within a chunk)
             where = (int(rows[r]), int(column))
@@ -795,8 +853,10 @@ class _NonFinite:
 
     def raise_if_any(self) -> None:
         if self.count:
+            beyond = ("; a value beyond float32's range (3.4e38) becomes infinite too: --dtype float64 keeps it"
+                      if self.float32 else "")
             raise DataError(f"{self.source}: X has {self.count} NaN or infinite values (first at X[{self.first[0]}, "
-                            f"{self.first[1]}], counting from 0)")
+                            f"{self.first[1]}], counting from 0){beyond}")
 
 
 def stratified_split(X, y, fraction: float, seed: int):
@@ -901,6 +961,10 @@ def prepare(data_config, seed: int, dtype=np.float64, task: str = "classificatio
     float32 size at the peak of reading (see the module docstring).
     """
     seed = data_seed(data_config, seed)
+    sources = [source for source in (data_config.train, data_config.test, data_config.val) if source is not None]
+    if data_config.label_column is not None and not any(Path(s).suffix in (".csv", ".parquet") for s in sources):
+        raise DataError(f"label_column names a column of a CSV or Parquet file; {data_config.train} keeps its labels "
+                        "apart (builtin sets, .npz, a folder's y.npy): leave it unset")
     data = load_dataset(data_config.train, seed, data_config.label_column, dtype, task)
     test = val = None
     if data_config.test is not None:
@@ -943,6 +1007,7 @@ def prepare_for(config, data_config=None) -> Splits:
                    task=config.task)
 
 
+@_quiet_overflow
 def split_arrays(X, y, data_config, seed: int, test=None, val=None, source: str | None = None,
                  dtype=np.float64, overwrite: bool = False, task: str = "classification") -> Splits:
     """``prepare``'s splits and standardisation of arrays already loaded: ``test`` and ``val``
@@ -978,8 +1043,11 @@ def split_arrays(X, y, data_config, seed: int, test=None, val=None, source: str 
     for held_out, what, option in ((None if test is not None else test_rows, "a test split", "test_fraction"),
                                    (val_rows, "a validation split", "val_fraction")):
         if held_out is not None and len(held_out) == 0:
+            classes = 0 if regression else len(np.unique(y))
+            hint = (f"; y has {classes} classes among {len(y)} rows: is its label column an ID or a feature? "
+                    "(--label-column)" if classes > len(y) // 2 else "")
             raise DataError(f"{source}: its {len(y)} rows are too few to hold out {what} "
-                            f"({option} {getattr(data_config, option):g} of them is none)")
+                            f"({option} {getattr(data_config, option):g} of them is none){hint}")
     if len(rows) == 0:
         raise DataError(f"{source}: its {len(y)} rows leave none to train on after the held-out splits")
     parts = [part for part in (rows, val_rows, None if test is not None else test_rows) if part is not None]

@@ -56,7 +56,8 @@ CASES = {
     "NaN in X": (["train", "--data", "nan.npz"],
                  "nan.npz: X has 39 NaN or infinite values (first at X[1, 15], counting from 0)"),
     "Inf in X": (["train", "--data", "inf.npz"],
-                 "inf.npz: X has 39 NaN or infinite values (first at X[1, 15], counting from 0)"),
+                 "inf.npz: X has 39 NaN or infinite values (first at X[1, 15], counting from 0); a value beyond float32's "
+                 "range (3.4e38) becomes infinite too: --dtype float64 keeps it"),
     "NaN labels": (["train", "--data", "nanlabels.npz"], "nanlabels.npz: y contains NaN or infinite labels"),
     "non-integral labels": (["train", "--data", "fraclabels.npz"],
                             "fraclabels.npz: y has non-integral numeric labels; use integers or class names"),

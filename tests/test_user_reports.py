@@ -549,3 +549,68 @@ def test_the_regressor_prints_its_validation_score(capsys):
 
     MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, early_stopping=True, verbose=True, random_state=0).fit(X, X[:, 0])
     assert "Validation score:" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- data formats (the third look)
+def iris_rows():
+    from sklearn.datasets import load_iris
+
+    X_iris, y_iris = load_iris(return_X_y=True)
+    return X_iris, y_iris
+
+
+def test_csv_class_names_that_look_like_numbers_stay_distinct_and_as_written(tmp_path):
+    X_iris, y_iris = iris_rows()
+    for names in (["01", "1", "2"], ["12345678901234567", "12345678901234568", "3"], ["001", "002", "003"]):
+        path = write_csv(tmp_path / "c.csv", ["a", "b", "c", "d", "kind"],
+                         [[*row, names[label]] for row, label in zip(X_iris, y_iris)])
+        code, output = cli("train", "--data", path, "--out", tmp_path / names[0], *FEW)
+        assert code == 0 and "layers [4, 8, 3]" in output, output
+        assert sorted(map(str, load_model(tmp_path / names[0]).classes.tolist())) == sorted(names)
+    path = write_csv(tmp_path / "int.csv", ["a", "b", "c", "d", "kind"],
+                     [[*row, label] for row, label in zip(X_iris, y_iris)])
+    assert cli("train", "--data", path, "--out", tmp_path / "ints", *FEW)[0] == 0
+    assert load_model(tmp_path / "ints").classes.dtype.kind == "i"  # plain integers stay numbers
+
+
+def test_a_utf8_bom_and_a_label_column_by_index_keep_every_row(tmp_path):
+    X_iris, y_iris = iris_rows()
+    body = "".join(",".join([*(f"{v:g}" for v in row), str(label)]) + "\n" for row, label in zip(X_iris, y_iris))
+    (tmp_path / "bom.csv").write_text("\ufeff" + body, encoding="utf-8")
+    assert cli("train", "--data", tmp_path / "bom.csv", "--out", tmp_path / "bom", *FEW)[0] == 0
+    code, output = cli("predict", tmp_path / "bom", "--data", tmp_path / "bom.csv")
+    assert code == 0 and len(output.splitlines()) == 1 + 150  # every row, not the first taken for a header
+    (tmp_path / "bomhead.csv").write_text("\ufeffa,b,c,d,kind\n" + body, encoding="utf-8")
+    assert cli("train", "--data", tmp_path / "bomhead.csv", "--label-column", "kind", "--out", tmp_path / "bh",
+               *FEW)[0] == 0
+    first = "".join(",".join([str(label), *(f"{v:g}" for v in row)]) + "\n" for row, label in zip(X_iris, y_iris))
+    (tmp_path / "first.csv").write_text(first)
+    assert cli("train", "--data", tmp_path / "first.csv", "--label-column", "0", "--out", tmp_path / "lf", *FEW)[0] == 0
+    code, output = cli("eval", tmp_path / "lf", "--data", tmp_path / "first.csv", "--label-column", "0")
+    assert code == 0 and "(150 rows:" in output, output
+
+
+def test_empty_label_cells_are_refused_and_byte_labels_are_text(tmp_path):
+    X_iris, y_iris = iris_rows()
+    rows = [[*row, label] for row, label in zip(X_iris, y_iris)]
+    rows[9][-1] = ""
+    code, output = cli("train", "--data", write_csv(tmp_path / "m.csv", list("abcde"), rows), *FEW)
+    assert code == 2 and "the label column has an empty cell (first in data row 9" in output
+    np.savez(tmp_path / "bytes.npz", X=X_iris, y=np.array([b"a", b"b", b"c"])[y_iris])
+    assert cli("train", "--data", tmp_path / "bytes.npz", "--out", tmp_path / "b", *FEW)[0] == 0
+    assert load_model(tmp_path / "b").classes.tolist() == ["a", "b", "c"]
+
+
+def test_values_beyond_float32_are_said_to_be_and_data_errors_say_what_went_wrong(tmp_path):
+    X_iris, y_iris = iris_rows()
+    rows = [[*row, label] for row, label in zip(X_iris, y_iris)]
+    rows[5][0] = "1e39"
+    path = write_csv(tmp_path / "big.csv", list("abcde"), rows)
+    code, output = cli("train", "--data", path, *FEW)
+    assert code == 2 and "beyond float32's range" in output and "RuntimeWarning" not in output, output
+    assert cli("train", "--data", path, "--dtype", "float64", "--out", tmp_path / "f64", *FEW)[0] == 0
+    ids = write_csv(tmp_path / "ids.csv", list("abcde"), [[*row, i] for i, row in enumerate(X_iris)])
+    code, output = cli("train", "--data", ids, *FEW)
+    assert code == 2 and "150 classes among 150 rows: is its label column an ID" in output
+    code, output = cli("train", "--data", "builtin:iris", "--label-column", "2", *FEW)
+    assert code == 2 and "names a column of a CSV or Parquet file" in output
