@@ -395,7 +395,7 @@ class StackTrainer:
                 self._interrupt(running, lo // batch + 1)
         for index, member in enumerate(members):
             if member in running and member.running:
-                self._end_epoch(index, member, callbacks)
+                self._end_epoch(index, member, callbacks, X)
         if self._stop_reason is not None and any(m.running for m in members):
             raise TrainingInterrupted(max(m.trainer.epoch for m in running), "end", self._stop_reason)
 
@@ -434,8 +434,9 @@ class StackTrainer:
             progress["weight_total"] += weight
             progress["next_row"] = lo + self.configs[0].batch_size
 
-    def _end_epoch(self, index: int, member: _Member, callbacks) -> None:
-        """The member's end of epoch, as its trainer ends one (Trainer._end_epoch); a
+    def _end_epoch(self, index: int, member: _Member, callbacks, X) -> None:
+        """The member's end of epoch, as its trainer ends one (Trainer._end_epoch, and at its
+        last epoch Trainer.fit's check of the trained model's scores on rows of X); a
         divergence marks the member instead of ending the fit."""
         trainer = member.trainer
         try:
@@ -451,6 +452,11 @@ class StackTrainer:
         if not member.running and trainer._best_params is not None:
             trainer.model.flat_params[...] = trainer._best_params
             trainer.host_changed()
+        if not member.running:
+            try:
+                trainer._check_outputs_finite(X, member.rows)
+            except TrainingDiverged as err:
+                member.status, member.error = "diverged", str(err)
 
     # ------------------------------------------------------------ checkpoints
     def save_checkpoint(self, directory) -> None:

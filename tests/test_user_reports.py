@@ -614,3 +614,17 @@ def test_values_beyond_float32_are_said_to_be_and_data_errors_say_what_went_wron
     assert code == 2 and "150 classes among 150 rows: is its label column an ID" in output
     code, output = cli("train", "--data", "builtin:iris", "--label-column", "2", *FEW)
     assert code == 2 and "names a column of a CSV or Parquet file" in output
+
+
+def test_a_stack_member_whose_weights_blow_up_is_diverged_as_a_trainer_raises():
+    from numbamlp.trainer import TrainingDiverged
+
+    X_big = _blowing_up()
+    bad = {"task": "regression", "epochs": 2, "batch_size": 32, "dtype": "float64", "model": {"hidden": [8]},
+           "optimizer": {"name": "sgd", "lr": 10.0}}
+    good = {**bad, "optimizer": {"name": "sgd", "lr": 1e-4}}
+    with pytest.raises(TrainingDiverged, match="scores that are not finite"):
+        Trainer(bad).fit(X_big, X_big[:, 0])
+    stack = StackTrainer([good, bad])
+    stack.fit(X_big, X_big[:, 0])
+    assert [r["status"] for r in stack.results] == ["done", "diverged"]
