@@ -275,7 +275,7 @@ def main(ctx, debug):
 def train(config_file, out, resume, overwrite, validate, as_json, quiet, **flags):
     """Train an MLP (default: the built-in digits set) and write a run directory."""
     from numbamlp.data import DataError
-    from numbamlp.io import ModelFileError
+    from numbamlp.io import ModelFileError, json_text
     from numbamlp.kernels import BackendUnavailable
     from numbamlp.run import RunAborted, RunError, RunInterrupted, read_run_config, train_run
     from numbamlp.trainer import GradientMismatch, TrainingDiverged
@@ -326,7 +326,7 @@ def train(config_file, out, resume, overwrite, validate, as_json, quiet, **flags
     except (DataError, RunError, ModelFileError, BackendUnavailable, ValueError) as err:
         raise CliError(str(err)) from None
     if as_json:
-        click.echo(json.dumps(summary))
+        click.echo(json_text(summary))
         return
     from numbamlp.text import counted
 
@@ -373,6 +373,7 @@ def sweep(config_file, grid_options, random_members, workers, scheduler, stack_s
           resume, as_json, quiet, **flags):
     """Train every combination of a grid of settings, as stacks, and pick the best on validation data."""
     from numbamlp.data import DataError
+    from numbamlp.io import json_text
     from numbamlp.kernels import BackendUnavailable
     from numbamlp.paths import OutputPathError
     from numbamlp.sweeps import NEW_DIRECTORY, SweepError, SweepInterrupted, grid_from_table, parse_grid_option
@@ -414,7 +415,7 @@ def sweep(config_file, grid_options, random_members, workers, scheduler, stack_s
     except (SweepError, DataError, OutputPathError, BackendUnavailable, ValueError) as err:
         raise CliError(str(err)) from None
     if as_json:
-        click.echo(json.dumps(result.summary))
+        click.echo(json_text(result.summary))
     else:
         _sweep_report(result, quiet)
     if result.best is None:  # no member finished: nothing to use, as a diverged train (exit 1)
@@ -756,6 +757,7 @@ def evaluate(model_path, data, label_column, as_json):
     from sklearn.metrics import balanced_accuracy_score, f1_score
 
     from numbamlp.data import check_feature_count, load_dataset
+    from numbamlp.io import json_text
     from numbamlp.model import mean_cross_entropy
     from numbamlp.run import held_out_test_split
 
@@ -800,11 +802,11 @@ def evaluate(model_path, data, label_column, as_json):
             "recall": float(confusion[k, k] / actual_k) if actual_k else 0.0,
         })
     result = {"loss": loss, "accuracy": float(np.mean(predicted == y)),
-              "balanced_accuracy": float(balanced_accuracy_score(y, predicted)),
-              "macro_f1": float(f1_score(y, predicted, average="macro", zero_division=0)),
+              "balanced_accuracy": _quietly(balanced_accuracy_score, y, predicted),
+              "macro_f1": _quietly(f1_score, y, predicted, average="macro", zero_division=0),
               "rows": int(len(y)), "data": source, "per_class": per_class, "confusion_matrix": confusion.tolist()}
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(json_text(result))
         return
     click.echo(f"accuracy {result['accuracy']:.4f}  balanced accuracy {result['balanced_accuracy']:.4f}  "
                f"macro F1 {result['macro_f1']:.4f}  loss {loss:.4f}  ({len(y)} rows: {source})")
@@ -909,14 +911,25 @@ def _write_predictions(text: str, rows: int, out_file) -> None:
         click.echo(text, nl=False)
 
 
+def _quietly(metric, *args, **kwargs) -> float:
+    """A scikit-learn metric without its warnings (a class the data lacks is a normal case
+    for eval: the score says so; stderr stays one line per error)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(metric(*args, **kwargs))
+
+
 def _evaluate_regressor(model, S, targets, as_json: bool) -> None:
     """eval's report for a regressor: R², MSE, MAE (numbamlp.trainer.regression_metrics) of
     its predictions from outputs S (N, K) against the targets."""
+    from numbamlp.io import json_text
     from numbamlp.trainer import regression_metrics
 
     result = {"rows": len(S), **regression_metrics(targets, model.values(S))}
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(json_text(result))
         return
     click.echo(f"R² {result['r2']:.4f}  MSE {result['mse']:.6g}  MAE {result['mae']:.6g}  ({result['rows']} rows)")
 

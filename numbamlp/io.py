@@ -19,6 +19,7 @@ import contextlib
 import functools
 import glob
 import json
+import math
 import os
 import threading
 from pathlib import Path
@@ -116,7 +117,26 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def atomic_write_json(path, document) -> None:
-    atomic_write_bytes(path, (json.dumps(document, indent=1, default=_json_default) + "\n").encode())
+    atomic_write_bytes(path, (json_text(document, indent=1) + "\n").encode())
+
+
+def json_text(document, **options) -> str:
+    """``document`` as standard JSON: numpy numbers as numbers, and a value that is not a
+    finite number (a diverged run's loss) as null — Python's json would write NaN and
+    Infinity, which jq, JavaScript and strict parsers refuse."""
+    return json.dumps(_finite_or_null(document), allow_nan=False, default=_json_default, **options)
+
+
+def _finite_or_null(value):
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item) for item in value]
+    return value
 
 
 def _json_default(value):

@@ -292,7 +292,8 @@ class MLP:
             X = as_features(X, self.n_features, np.float64)
             X = as_features(self.input_transform.transform(X), self.n_features, self.dtype, name="X standardised")
         workspace = Workspace(self, X.shape[0])
-        return forward(get_backend(backend), self, X, workspace).copy()
+        with np.errstate(over="ignore", invalid="ignore"):  # (blown-up weights: inf, which callers check for)
+            return forward(get_backend(backend), self, X, workspace).copy()
 
     def predict_proba(self, X, backend: str = "auto") -> np.ndarray:
         """Class probabilities (B, C); each row sums to 1."""

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from numbamlp.config import TrainConfig, with_absolute_data_paths
-from numbamlp.io import atomic_write_bytes, atomic_write_json, load_checkpoint, save_checkpoint, save_model
+from numbamlp.io import atomic_write_bytes, atomic_write_json, json_text, load_checkpoint, save_checkpoint, save_model
 
 RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "model.safetensors", "checkpoint")
 
@@ -95,7 +95,7 @@ class RunWriter:
         self.save()
 
     def save(self) -> None:
-        lines = "".join(json.dumps(m) + "\n" for m in self.trainer.history)
+        lines = "".join(json_text(m) + "\n" for m in self.trainer.history)
         atomic_write_bytes(self.directory / "metrics.jsonl", lines.encode())
         save_checkpoint(self.directory / "checkpoint", self.trainer, self.config_dump)
 
@@ -147,6 +147,30 @@ def stop_on_signals(trainer):
 
 
 def train_run(config: TrainConfig, out=None, resume=None, overwrite: bool = False, callbacks=()) -> dict:
+    """Train as ``config`` says, writing a run directory; returns the summary (_train_run)."""
+    with contextlib.ExitStack() as held:  # (the run directory's lock, _run_lock, until the run ends)
+        return _train_run(config, out, resume, overwrite, callbacks, held)
+
+
+@contextlib.contextmanager
+def _run_lock(directory: Path):
+    """Held while a run trains in ``directory``: a second ``--resume`` of it meanwhile is
+    refused rather than both writing its files.  An OS lock (flock), so a run that crashed
+    holds nothing.  (Without fcntl, as on Windows: no lock.)"""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(directory / ".lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(f"{directory} is in use: another numbamlp run is training in it now") from None
+        yield
+
+
+def _train_run(config: TrainConfig, out, resume, overwrite: bool, callbacks, held: contextlib.ExitStack) -> dict:
     """Train as ``config`` says, writing a run directory; returns the summary.
 
     ``resume``: an existing run directory to continue (its config is used; ``config.epochs``
@@ -164,6 +188,7 @@ def train_run(config: TrainConfig, out=None, resume=None, overwrite: bool = Fals
         if not (directory / "checkpoint" / "state.safetensors").is_file():
             raise RunError(f"{directory} has no checkpoint to resume from")
         check_output_directory(directory)
+        held.enter_context(_run_lock(directory))
         check_data_unchanged(directory, config, "resuming would train on other rows")
     elif out is not None:
         check_output_directory(out)
@@ -175,6 +200,11 @@ def train_run(config: TrainConfig, out=None, resume=None, overwrite: bool = Fals
     outputs = (1 if splits.y_train.ndim == 1 else splits.y_train.shape[1]) if trainer.regression else None
     if resume is not None:
         arrays, meta = load_checkpoint(directory / "checkpoint")
+        done, partway = int(meta["epoch"]), meta.get("progress") is not None
+        if config.epochs < done + partway:  # (fewer would rewrite config.json below what the model has had)
+            had = f"{done} epochs" + (f" and part of epoch {done + 1}" if partway else "")
+            raise RunError(f"{directory} has trained {had}: --epochs must be at least {done + partway} to go on "
+                           f"(got {config.epochs})")
         classes = meta["classes"]
         trainer.build(splits.X_train.shape[1], outputs or len(classes))
         trainer.restore(arrays, meta, classes)
@@ -184,6 +214,7 @@ def train_run(config: TrainConfig, out=None, resume=None, overwrite: bool = Fals
     try:
         if resume is None:
             directory = claimed = claim_run_directory(out, "config.json", overwrite)
+            held.enter_context(_run_lock(directory))
             if overwrite:  # the old run's files go: a new run that fails must not leave them beside its config
                 _remove_run_files(directory, keep="config.json")
         config_dump = with_absolute_data_paths(config.model_dump(mode="json", by_alias=True))

@@ -451,12 +451,12 @@ def write_run_files(folder: Path, config: TrainConfig, outcome: dict, standardiz
     """A member's run directory (config.json, metrics.jsonl, model.safetensors with the
     data's standardisation, summary.json), every file atomically; returns the model's path
     (None without a model)."""
-    from numbamlp.io import atomic_write_bytes, atomic_write_json, save_model
+    from numbamlp.io import atomic_write_bytes, atomic_write_json, json_text, save_model
 
     folder.mkdir(parents=True, exist_ok=True)
     config_dump = with_absolute_data_paths(config.model_dump(mode="json", by_alias=True))
     atomic_write_json(folder / "config.json", config_dump)
-    lines = "".join(json.dumps(m) + "\n" for m in outcome.get("history", []))
+    lines = "".join(json_text(m) + "\n" for m in outcome.get("history", []))
     atomic_write_bytes(folder / "metrics.jsonl", lines.encode())
     model_path = None
     if outcome.get("model") is not None:
@@ -700,9 +700,9 @@ class _Writer:
     def rows(self, table: list[dict]) -> None:
         if self.directory is None:
             return
-        from numbamlp.io import atomic_write_bytes
+        from numbamlp.io import atomic_write_bytes, json_text
 
-        lines = "".join(json.dumps(row) + "\n" for row in table)
+        lines = "".join(json_text(row) + "\n" for row in table)
         atomic_write_bytes(self.directory / "results.jsonl", lines.encode())
         atomic_write_bytes(self.directory / "results.csv", table_csv(table).encode())
 
@@ -871,6 +871,8 @@ def _run(runner, directory, configs, settings, keys, splits, stack_size, metric,
     models: list = [None] * len(configs)
     if resumed:
         for row in read_finished_rows(directory):
+            if row.get("model_path") is not None:  # (where the sweep's directory is now: it may have moved)
+                row["model_path"] = str(writer.member_directory(row["member"]) / "model.safetensors")
             table[row["member"]] = row
     todo = [k for k in range(len(configs)) if table[k] is None]
     tasks = [[todo[i] for i in group]

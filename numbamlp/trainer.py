@@ -691,8 +691,9 @@ class Trainer:
         kernels = get_backend("numpy")
         out = np.empty((X.shape[0], self.model.n_classes), dtype=self.model.dtype)
         ws = self._workspace_for(min(X.shape[0], 1024))
-        for lo in range(0, X.shape[0], ws.capacity):
-            out[lo : lo + ws.capacity] = forward(kernels, self.model, X[lo : lo + ws.capacity], ws)
+        with np.errstate(over="ignore", invalid="ignore"):  # (blown-up weights: inf and NaN, which fit checks for)
+            for lo in range(0, X.shape[0], ws.capacity):
+                out[lo : lo + ws.capacity] = forward(kernels, self.model, X[lo : lo + ws.capacity], ws)
         return out
 
     def predict(self, X) -> np.ndarray:
@@ -713,8 +714,10 @@ class Trainer:
             loss = float(0.5 * np.mean(np.sum((S.astype(np.float64) - encoded) ** 2, axis=1)))
             return {"loss": loss, **regression_metrics(y, self.model.values(S))}
         y_idx = self.encode(as_labels(y, S.shape[0]))
+        with np.errstate(over="ignore", invalid="ignore"):  # (scores that are not finite: a NaN loss, said by fit)
+            loss = mean_cross_entropy(S, y_idx)
         accuracy = float(np.mean(np.argmax(S, axis=1) == y_idx))
-        return {"loss": mean_cross_entropy(S, y_idx), "accuracy": accuracy}
+        return {"loss": loss, "accuracy": accuracy}
 
     # ------------------------------------------------------------ checkpoints
     def state(self) -> tuple[dict, dict]:

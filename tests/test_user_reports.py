@@ -628,3 +628,63 @@ def test_a_stack_member_whose_weights_blow_up_is_diverged_as_a_trainer_raises():
     stack = StackTrainer([good, bad])
     stack.fit(X_big, X_big[:, 0])
     assert [r["status"] for r in stack.results] == ["done", "diverged"]
+
+
+# ---------------------------------------------------------------- the command line, second look
+def test_resume_refuses_fewer_epochs_than_the_run_has_had(tmp_path):
+    run = tmp_path / "run"
+    assert cli("train", "--data", "builtin:iris", "--epochs", "4", "--out", run, *FEW[2:])[0] == 0
+    config = (run / "config.json").read_text()
+    code, output = cli("train", "--resume", run, "--epochs", "1")
+    assert code == 2 and "has trained 4 epochs: --epochs must be at least 4" in output
+    assert (run / "config.json").read_text() == config  # not rewritten to 1 epoch
+
+
+def test_a_run_being_trained_is_not_resumed_a_second_time(tmp_path):
+    from numbamlp.run import _run_lock
+
+    run = tmp_path / "run"
+    assert cli("train", "--data", "builtin:iris", "--out", run, *FEW)[0] == 0
+    with _run_lock(run):  # (as a first --resume holds it while it trains)
+        code, output = cli("train", "--resume", run, "--epochs", "3")
+    assert code == 2 and "is in use: another numbamlp run is training in it now" in output
+    assert cli("train", "--resume", run, "--epochs", "3", "--quiet")[0] == 0
+
+
+def test_files_say_null_where_a_value_is_not_finite_and_stderr_stays_one_line(tmp_path):
+    import json
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+
+    code, output = cli("train", "--data", "builtin:iris", "--lr", "1e7", "--val-fraction", "0.2", "--epochs", "1",
+                       "--out", tmp_path / "run", "--quiet")
+    assert code == 1 and "diverged" in output and "Warning" not in output, output
+    assert [strict(line)["val_loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()] == [None]
+    code, output = cli("sweep", "--data", "builtin:iris", "--grid", "lr=0.05,100000", "--out", tmp_path / "s",
+                       "--json", *FEW[:4])
+    assert "Warning" not in output
+    rows = [strict(line) for line in (tmp_path / "s" / "results.jsonl").read_text().splitlines()]
+    strict(output.strip().splitlines()[-1])
+    assert any(row["status"] == "diverged" for row in rows)
+
+
+def test_eval_of_data_lacking_a_class_prints_no_warning(tmp_path):
+    assert cli("train", "--data", "builtin:iris", "--out", tmp_path / "run", *FEW)[0] == 0
+    np.savez(tmp_path / "one.npz", X=np.random.default_rng(0).normal(size=(6, 4)), y=np.zeros(6, int))
+    code, output = cli("eval", tmp_path / "run", "--data", tmp_path / "one.npz", "--json")
+    assert code == 0 and "Warning" not in output and len(output.strip().splitlines()) == 1
+
+
+def test_a_moved_sweep_resumes_with_paths_where_it_is_now(tmp_path):
+    import json
+    import shutil
+
+    assert cli("sweep", "--data", "builtin:iris", "--grid", "lr=0.05,0.1", "--out", tmp_path / "a", *FEW)[0] == 0
+    rows = (tmp_path / "a" / "results.jsonl").read_text().splitlines()
+    (tmp_path / "a" / "results.jsonl").write_text(rows[0] + "\n")  # as if interrupted after one member
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    code, output = cli("sweep", "--resume", tmp_path / "b", "--json")
+    assert code == 0, output
+    for row in ((tmp_path / "b") / "results.jsonl").read_text().splitlines():
+        assert json.loads(row)["model_path"].startswith(str(tmp_path / "b"))

@@ -154,7 +154,7 @@ class Scheduler:
 
     # ------------------------------------------------------------ one stack
     def _train(self, stack_id: str, jobs: list[dict], resume: Path | None) -> None:
-        from numbamlp.io import one_sync
+        from numbamlp.io import json_text, one_sync
         from numbamlp.sweeps import StackStopped, SweepData, train_stack, write_run_files
 
         configs = [TrainConfig.model_validate(job["config"]) for job in jobs]
@@ -193,7 +193,7 @@ class Scheduler:
                 self.store.set_status([job_id], "succeeded", expected=("running",),
                                       **{k: scores.get(k) for k in ("test_accuracy", "test_loss", "val_accuracy",
                                                                     "val_loss")},
-                                      scores=json.dumps(scores), model_sha256=_sha256(model_paths[job_id]))
+                                      scores=json_text(scores), model_sha256=_sha256(model_paths[job_id]))
             elif job_id in cancelled or outcome["status"] == "cancelled":
                 self.store.set_status([job_id], "cancelled", expected=("running",))
             else:

@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+from numbamlp.io import json_text
+
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL = ("succeeded", "failed", "cancelled")
 
@@ -211,7 +213,7 @@ class Store:
 
     # ------------------------------------------------------------ events
     def add_event(self, job_id: str, epoch: int, metrics: dict) -> None:
-        self._write([("INSERT OR REPLACE INTO job_events VALUES (?, ?, ?)", (job_id, epoch, json.dumps(metrics)))])
+        self._write([("INSERT OR REPLACE INTO job_events VALUES (?, ?, ?)", (job_id, epoch, json_text(metrics)))])  # (a diverged loss: null)
 
     def events(self, job_id: str, after: int = 0) -> list[tuple[int, dict]]:
         rows = self._rows("SELECT epoch, metrics FROM job_events WHERE job_id = ? AND epoch > ? ORDER BY epoch",
