@@ -961,10 +961,7 @@ def prepare(data_config, seed: int, dtype=np.float64, task: str = "classificatio
     float32 size at the peak of reading (see the module docstring).
     """
     seed = data_seed(data_config, seed)
-    sources = [source for source in (data_config.train, data_config.test, data_config.val) if source is not None]
-    if data_config.label_column is not None and not any(Path(s).suffix in (".csv", ".parquet") for s in sources):
-        raise DataError(f"label_column names a column of a CSV or Parquet file; {data_config.train} keeps its labels "
-                        "apart (builtin sets, .npz, a folder's y.npy): leave it unset")
+    check_label_column_applies(data_config)
     data = load_dataset(data_config.train, seed, data_config.label_column, dtype, task)
     test = val = None
     if data_config.test is not None:
@@ -977,6 +974,15 @@ def prepare(data_config, seed: int, dtype=np.float64, task: str = "classificatio
         val = (loaded.X, loaded.y, data_config.val)
     return split_arrays(data.X, data.y, data_config, seed, test=test, val=val, dtype=dtype,
                         overwrite=data.owned, task=task)
+
+
+def check_label_column_applies(data_config) -> None:
+    """DataError when a label column is named but no source is a CSV or Parquet file (the
+    others keep their labels apart: it would be ignored)."""
+    sources = [source for source in (data_config.train, data_config.test, data_config.val) if source is not None]
+    if data_config.label_column is not None and not any(Path(s).suffix in (".csv", ".parquet") for s in sources):
+        raise DataError(f"label_column names a column of a CSV or Parquet file; {data_config.train} keeps its labels "
+                        "apart (builtin sets, .npz, a folder's y.npy): leave it unset")
 
 
 def data_seed(data_config, seed: int) -> int:

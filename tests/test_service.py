@@ -589,6 +589,61 @@ def test_the_dashboard_submits_a_job_draws_its_curve_and_cancels_one(server, tmp
         browser.close()
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (.ci/run installs Debian's chromium)")
+def test_the_dashboard_stays_live_with_many_running_jobs_and_says_why_one_failed(server, tmp_path):
+    """A stream per running job took all 6 of the browser's connections to the host: with 6
+    or more running, the list froze and Cancel never reached the server.  A failed job's
+    reason was not shown at all."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    failed = server.client.wait(server.client.submit({**IRIS, "epochs": 1, "optimizer": {"lr": 1e30}})["id"],
+                                timeout=120)
+    ids = [server.client.submit({**SLOW, "seed": 100 + k})["id"] for k in range(8)]  # one stack of 8
+    wait_for(lambda: all(server.client.job(i)["status"] == "running" for i in ids), timeout=60, what="8 running")
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page()
+            page.goto(server.url + "/")
+            page.fill("#token", server.token)
+            page.press("#token", "Enter")  # (Enter in the token field uses it)
+            page.locator(f"#job-{ids[-1]} button.cancel").wait_for(timeout=30_000)
+            reason = page.locator(f"#job-{failed['id']} .reason").inner_text(timeout=30_000)
+            assert "training diverged" in reason
+            page.wait_for_timeout(3000)  # (the streams of the running jobs open)
+            page.locator(f"#job-{ids[-1]} button.cancel").click()
+            wait_for(lambda: server.client.job(ids[-1])["status"] == "cancelled", timeout=10, what="the cancel")
+            page.locator(f"#job-{ids[-1]}[data-status=cancelled]").wait_for(timeout=10_000)  # the list refreshed
+            browser.close()
+    finally:
+        for job_id in ids:
+            server.client.cancel(job_id)
+
+
+def test_sigterm_stops_the_server_promptly_while_a_client_follows_a_job(tmp_path):
+    """An open event stream held uvicorn's graceful shutdown for its 30 s, and the stacks
+    trained on meanwhile: the streams end when the server is asked to stop."""
+    own = Server(tmp_path / "data").start()
+    job = own.client.submit({**SLOW, "epochs": 4000})
+    wait_for(lambda: own.client.job(job["id"])["status"] == "running", timeout=60, what="the job running")
+    connection = http.client.HTTPConnection("127.0.0.1", own.port, timeout=60)
+    connection.request("GET", f"/v1/jobs/{job['id']}/events", headers={"Authorization": f"Bearer {own.token}"})
+    response = connection.getresponse()
+    assert response.status == 200 and response.read(1)  # (the stream is open)
+    start = time.monotonic()
+    own.stop()
+    assert time.monotonic() - start < 15  # (31-32 s before)
+    connection.close()
+
+
+def test_a_label_column_for_builtin_data_is_422_at_submit(server):
+    with pytest.raises(ServiceError) as error:
+        server.client.submit({**IRIS, "epochs": 1, "data": {"train": "builtin:iris", "label_column": "species"}})
+    assert error.value.status == 422 and "data.label_column: label_column names a column of a CSV" in str(error.value)
+    with pytest.raises(ServiceError) as error:
+        server.client.submit({"epochs": "ten"})
+    assert "invalid configuration: epochs must be a number" in str(error.value)  # (no empty field name)
+
+
 def test_serve_on_a_port_in_use_says_so_and_leaves_no_data_behind(tmp_path):
     """uvicorn's ERROR line and rc 3 came after the data directory and the token were made."""
     with socket.socket() as taken:

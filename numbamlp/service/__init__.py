@@ -46,6 +46,10 @@ def serve(data_dir, host: str = "127.0.0.1", port: int = 8000, batch_window: flo
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
 
     class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):  # SIGTERM, Ctrl-C: the event streams end first
+            app.state.stopping.set()
+            super().handle_exit(sig, frame)
+
         async def startup(self, sockets=None):
             await super().startup(sockets)
             bound = listener.getsockname()[1]

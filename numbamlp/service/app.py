@@ -28,6 +28,7 @@ import hmac
 import json
 import shutil
 import tempfile
+import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -232,6 +233,9 @@ def create_app(data_dir, token: str, batch_window: float = 0.5, max_request_mb: 
     app = FastAPI(title="numbamlp", version=_version(), lifespan=lifespan,
                   description="Training jobs over HTTP, batched into stacks.")
     app.state.store, app.state.scheduler = store, scheduler
+    # set when the server is asked to stop (serve's Server.handle_exit): event streams end then,
+    # or uvicorn would wait for them (30 s) before the stacks stop and checkpoint
+    app.state.stopping = threading.Event()
 
     @app.exception_handler(RequestValidationError)
     async def one_line_422(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -398,8 +402,8 @@ async def _event_stream(store: Store, job_id: str, after: int, request: Request)
                    "error": job["error"]}
             yield f"event: end\ndata: {json.dumps(end)}\n\n"
             return
-        if await request.is_disconnected():
-            return
+        if await request.is_disconnected() or request.app.state.stopping.is_set():
+            return  # (a stream held open would keep a stopping server from stopping: the client resumes later)
         await asyncio.sleep(SSE_POLL_S)
 
 
@@ -443,8 +447,8 @@ def _job_config(document: dict, store: Store, data_dir: Path) -> dict:
     try:
         config = TrainConfig.model_validate(document)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-                             for e in err.errors())
+        problems = "; ".join((f"{'.'.join(str(p) for p in e['loc'])}: " if e["loc"] else "")
+                             + e["msg"].removeprefix("Value error, ") for e in err.errors())
         raise HTTPException(422, f"invalid configuration: {problems}") from None
     problem = _data_problem(config, store, data_dir)
     if problem is not None:
@@ -458,6 +462,8 @@ def _data_problem(config, store: Store, data_dir: Path) -> str | None:
     """What is wrong with a config's data, naming the field, if anything: every source is
     builtin:NAME or an uploaded dataset:<id> (the server reads no other path) that loads
     with the config's label column and task — checked now, not when the job runs."""
+    from numbamlp.data import DataError, check_label_column_applies
+
     data = config.data
     for key in ("train", "test", "val"):
         source = getattr(data, key)
@@ -472,6 +478,12 @@ def _data_problem(config, store: Store, data_dir: Path) -> str | None:
             # the label column is to blame when the source loads with the default one
             label_fault = data.label_column is not None and _load_problem(path, None, config.task) is None
             return f"data.{'label_column' if label_fault else key}: {hide_dataset_paths(problem, data_dir)}"
+    files = {key: dataset_path(data_dir, getattr(data, key)) for key in ("train", "test", "val")
+             if getattr(data, key) is not None}
+    try:  # (a label column with no CSV or Parquet source: refused as the command line refuses it)
+        check_label_column_applies(data.model_copy(update=files))
+    except DataError as err:
+        return f"data.label_column: {hide_dataset_paths(str(err), data_dir)}"
     return None
 
 
