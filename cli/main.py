@@ -661,11 +661,13 @@ class _GradientCheckLine:
 
 
 def _progress(epochs: int):
-    return _ProgressBar(epochs) if sys.stdout.isatty() else _EpochLines(epochs)
+    # (a terminal that cannot redraw a line, TERM=dumb, gets the plain lines too)
+    redraws = sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+    return _ProgressBar(epochs) if redraws else _EpochLines(epochs)
 
 
 class _EpochLines:
-    """One plain line per epoch (when stdout is not a terminal)."""
+    """One plain line per epoch (when stdout is not a terminal that redraws)."""
 
     def __init__(self, epochs: int):
         self.width, self.epochs = len(str(epochs)), epochs

@@ -192,6 +192,8 @@ def _train_run(config: TrainConfig, out, resume, overwrite: bool, callbacks, hel
         check_data_unchanged(directory, config, "resuming would train on other rows")
     elif out is not None:
         check_output_directory(out)
+        if (Path(out) / "sweep.json").exists():  # (--overwrite would leave the sweep's files beside the run)
+            raise RunError(f"{out} holds a sweep, not a run; choose another --out")
         if holds_run(Path(out)) and not overwrite:
             raise RunDirectoryTaken(out)
     splits = prepare_for(config)

@@ -688,3 +688,22 @@ def test_a_moved_sweep_resumes_with_paths_where_it_is_now(tmp_path):
     assert code == 0, output
     for row in ((tmp_path / "b") / "results.jsonl").read_text().splitlines():
         assert json.loads(row)["model_path"].startswith(str(tmp_path / "b"))
+
+
+def test_train_refuses_a_sweep_directory_even_with_overwrite(tmp_path):
+    assert cli("sweep", "--data", "builtin:iris", "--grid", "lr=0.1", "--out", tmp_path / "s", *FEW)[0] == 0
+    code, output = cli("train", "--data", "builtin:iris", "--out", tmp_path / "s", "--overwrite", *FEW)
+    assert code == 2 and "holds a sweep, not a run" in output
+    assert (tmp_path / "s" / "results.csv").exists() and not (tmp_path / "s" / "model.safetensors").exists()
+
+
+def test_a_terminal_that_cannot_redraw_gets_plain_epoch_lines(monkeypatch):
+    import sys
+
+    from numbamlp.cli import main as cli_main
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setenv("TERM", "xterm")
+    assert type(cli_main._progress(3)).__name__ == "_ProgressBar"
+    monkeypatch.setenv("TERM", "dumb")
+    assert type(cli_main._progress(3)).__name__ == "_EpochLines"
