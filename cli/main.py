@@ -565,10 +565,12 @@ def _with_uploaded_data(client, document: dict) -> dict:
     """The config with every local file among data.train, data.test and data.val uploaded
     (POST /v1/datasets, stored by content, so a second upload costs the transfer only) and
     replaced by dataset:<id>."""
+    from numbamlp.config import names_a_file
+
     data = dict(document.get("data") or {})
     for key, flag in (("train", "--data"), ("test", "--test"), ("val", "--val")):
         source = data.get(key)
-        if not isinstance(source, str) or source.startswith(("builtin:", "dataset:")):
+        if not names_a_file(source):
             continue
         path = Path(source)
         if path.is_dir():

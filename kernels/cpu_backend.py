@@ -36,7 +36,8 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from numbamlp.kernels import ACTIVATION_NAMES, CROSS_ENTROPY, LOSS_NAMES, SQUARED_ERROR, STEP_GRADIENTS, TRANSPOSED_INPUT_MAX
+from numbamlp.kernels import (ACTIVATION_NAMES, CROSS_ENTROPY, LOSS_NAMES, SQUARED_ERROR, STEP_GRADIENTS,
+                              TRANSPOSED_INPUT_MAX)
 from numbamlp.kernels.native import entry_point as _entry_point
 from numbamlp.kernels.native import float32_from_bits as _float32_from_bits
 from numbamlp.kernels.native import thread_count as _thread_count
@@ -853,8 +854,8 @@ def _train_step(params, grads, state_a, state_b, layers, param_offsets, workspac
     (bench/README.md); a small first layer multiplies by a transposed copy of X instead (see
     TRANSPOSED_INPUT_MAX: the same bits, faster).
     X (B, D), y (B,) int64 (loss_code CROSS_ENTROPY) or Y (B, C) targets (SQUARED_ERROR),
-    weights (B,) or None; scalars (2,) scratch.  update_mode: UPDATE_AFTER or UPDATE_SGD.  adam_settings: (beta1,
-    beta2, eps), one argument for three (a call of more than 30 arguments is compiled by
+    weights (B,) or None; scalars (2,) scratch.  update_mode: UPDATE_AFTER or UPDATE_SGD.
+    adam_settings: (beta1, beta2, eps), one argument for three (a call of more than 30 arguments is compiled by
     Python as a call with *args, which Numba cannot inline).  chunked: whether the
     optimizer may update in chunks on threads (params.size ≥ UPDATE_PARALLEL_MIN); threads:
     whether the GEMMs' blocks may run on Numba's threads (False when the caller runs one

@@ -6,6 +6,7 @@ help from these descriptions.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Literal
 
@@ -31,18 +32,25 @@ class _Strict(BaseModel):
         throughout: that would refuse numpy's integers, which Python callers pass.)"""
         if not isinstance(document, dict):
             return document
-        for name, field in cls.model_fields.items():
-            key = field.alias or name
+        for key, name in _number_fields(cls):
             value = document.get(key, document.get(name))
-            values = value if isinstance(value, list) else [value]
-            if _NUMBER_TYPES & set(_annotation_types(field.annotation)) and str not in _annotation_types(field.annotation):
-                wrong = next((v for v in values if isinstance(v, (bool, str))), None)
-                if wrong is not None:
-                    raise ValueError(f"{key} must be a number, not {wrong!r}")
+            wrong = next((v for v in (value if isinstance(value, list) else [value]) if isinstance(v, (bool, str))),
+                         None)
+            if wrong is not None:
+                raise ValueError(f"{key} must be a number, not {wrong!r}")
         return document
 
 
-_NUMBER_TYPES = {int, float}
+@functools.cache
+def _number_fields(model: type[BaseModel]) -> tuple[tuple[str, str], ...]:
+    """(key, name) of the fields of ``model`` that hold numbers (or lists of them), and not
+    text too (label_column is a name or an index)."""
+    fields = []
+    for name, field in model.model_fields.items():
+        types = _annotation_types(field.annotation)
+        if {int, float} & set(types) and str not in types:
+            fields.append((field.alias or name, name))
+    return tuple(fields)
 
 
 def _annotation_types(annotation) -> tuple:
@@ -275,6 +283,12 @@ class TrainConfig(_Strict):
         return value
 
 
+def names_a_file(source) -> bool:
+    """Whether a data source (data.train, .val, .test) is a path: not builtin:NAME, nor a
+    service's uploaded dataset:<id>."""
+    return isinstance(source, str) and bool(source) and not source.startswith(("builtin:", "dataset:"))
+
+
 def with_absolute_data_paths(document: dict) -> dict:
     """A config document with its data files (data.train, .val, .test) as absolute paths, as
     a run's config.json records them: `eval RUN_DIR` and `--resume` then find them from any
@@ -284,8 +298,7 @@ def with_absolute_data_paths(document: dict) -> dict:
     if not isinstance(data, dict):
         return document
     files = {key: os.path.abspath(value) for key, value in data.items()
-             if key in ("train", "val", "test") and isinstance(value, str) and value
-             and not value.startswith(("builtin:", "dataset:"))}
+             if key in ("train", "val", "test") and names_a_file(value)}
     return {**document, "data": {**data, **files}}
 
 

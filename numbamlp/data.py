@@ -994,9 +994,11 @@ def data_files(data_config) -> dict[str, list[int]]:
     """{file: [bytes, modification time in ns]} of the data files a config names (train, val,
     test; a folder's .npy files), so that a run can tell later whether they changed; builtin:
     and dataset: sources name no file."""
+    from numbamlp.config import names_a_file
+
     stamps = {}
     for source in (data_config.train, data_config.val, data_config.test):
-        if source is None or source.startswith(("builtin:", "dataset:")):
+        if not names_a_file(source):
             continue
         path = Path(source)
         for file in sorted(path.glob("*.npy")) if path.is_dir() else [path]:
@@ -1004,6 +1006,12 @@ def data_files(data_config) -> dict[str, list[int]]:
                 stat = file.stat()
                 stamps[os.path.abspath(file)] = [stat.st_size, stat.st_mtime_ns]  # (as config.json names it)
     return stamps
+
+
+def changed_data_file(recorded: dict, current: dict) -> str | None:
+    """The first file (by name) whose data_files entry differs between ``recorded`` and
+    ``current`` (or is in one only); None when they agree."""
+    return next((f for f in sorted(set(recorded) | set(current)) if recorded.get(f) != current.get(f)), None)
 
 
 def prepare_for(config, data_config=None) -> Splits:

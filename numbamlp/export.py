@@ -234,8 +234,9 @@ def _as_mlp(model):
     if not isinstance(model, MLP):
         model = getattr(model, "model_", model)  # numbamlp.MLPClassifier or MLPRegressor after fit
     if not isinstance(model, MLP):
+        unfitted = " (not fitted yet)" if type(model).__name__.startswith("MLP") else ""
         raise TypeError(f"export_onnx takes a numbamlp MLP, or a fitted MLPClassifier or MLPRegressor, not "
-                        f"{type(model).__name__}{' (not fitted yet)' if type(model).__name__.startswith('MLP') else ''}")
+                        f"{type(model).__name__}{unfitted}")
     return model
 
 

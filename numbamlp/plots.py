@@ -16,7 +16,8 @@ def read_metrics(run_dir) -> list[dict]:
     if not path.is_file():
         from numbamlp.sweeps import sweep_directory_note
 
-        raise PlotError(sweep_directory_note(run_dir) or f"{run_dir} has no metrics.jsonl (is it a numbamlp run directory?)")
+        raise PlotError(sweep_directory_note(run_dir)
+                        or f"{run_dir} has no metrics.jsonl (is it a numbamlp run directory?)")
     try:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     except json.JSONDecodeError as err:

@@ -74,13 +74,12 @@ def check_data_unchanged(directory, config: TrainConfig, consequence: str) -> No
     """DataError (ending in ``consequence``) when a data file of the run in ``directory`` has
     another size or modification time than its summary.json records (runs written before
     2026-11-30, or killed before their first summary, record none: not checked)."""
-    from numbamlp.data import DataError, data_files
+    from numbamlp.data import DataError, changed_data_file, data_files
 
     summary = Path(directory) / "summary.json"
     recorded = json.loads(summary.read_text()).get("data_files") if summary.is_file() else None
-    current = data_files(config.data)
-    if recorded is not None and current != recorded:
-        changed = next(f for f in sorted(set(recorded) | set(current)) if recorded.get(f) != current.get(f))
+    changed = None if recorded is None else changed_data_file(recorded, data_files(config.data))
+    if changed is not None:
         raise DataError(f"the data of {directory} changed since it ran ({changed}: size or modification time), "
                         f"so {consequence}")
 
@@ -126,16 +125,22 @@ class RunAborted(Exception):
         self.directory = directory if directory is not None and (directory / "checkpoint").is_dir() else None
 
 
-@contextlib.contextmanager
 def stop_on_signals(trainer):
     """While inside, SIGINT and SIGTERM ask the trainer to stop after its current step
     (a second one of either stops the process at once, as usual)."""
+    return on_signals(trainer.request_stop)
+
+
+@contextlib.contextmanager
+def on_signals(react):
+    """While inside, the first SIGINT or SIGTERM calls ``react(signal_number)``; a second
+    one gets the handling there was before (the default: stop at once)."""
     previous = {}
 
     def handler(signal_number, frame):
-        for number, old in previous.items():  # a second signal gets the default behaviour
+        for number, old in previous.items():
             signal.signal(number, old)
-        trainer.request_stop(signal_number)
+        react(signal_number)
 
     for number in (signal.SIGINT, signal.SIGTERM):
         previous[number] = signal.signal(number, handler)

@@ -249,8 +249,9 @@ class StackTrainer:
             raise ValueError(f"X must be (B, D) or ({self.members}, B, D) and y (B,) or ({self.members}, B) "
                              f"to match, got shapes {X.shape} and {y.shape}")
         if self.plan is None:
-            labels = step_class_indices(labels.reshape(-1), labels.size)[0].reshape(labels.shape)
-            self.build(batches.shape[2], int(labels.max()) + 1)
+            indices, n_classes = step_class_indices(labels.reshape(-1), labels.size)
+            labels = indices.reshape(labels.shape)
+            self.build(batches.shape[2], n_classes)
         if not self.plan.plain_batch(batches, labels):  # (most batches are: one compiled pass checks them)
             batches = as_features(batches.reshape(-1, batches.shape[2]), self.plan.layers[0],
                                   self.plan.dtype).reshape(batches.shape)

@@ -263,7 +263,8 @@ def _absolute_data_settings(member: dict) -> dict:
     """A member's grid values with the data files it names (data.train, .val, .test) by
     absolute path."""
     data = {key[len("data."):]: value for key, value in member.items() if key.startswith("data.")}
-    return {**member, **{f"data.{key}": value for key, value in with_absolute_data_paths({"data": data})["data"].items()}}
+    absolute = with_absolute_data_paths({"data": data})["data"]
+    return {**member, **{f"data.{key}": value for key, value in absolute.items()}}
 
 
 def member_settings(grid: dict[str, list], random: int | None, seed: int) -> list[dict]:
@@ -497,22 +498,18 @@ def _interrupt_on_signals():
     SIGTERM interrupt the wait (KeyboardInterrupt, which the sweep reports as interrupted,
     its finished members kept), as in-process training stops on them.  Set here, not
     inherited: a process started in the background by a shell ignores SIGINT."""
-    import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    from numbamlp.run import on_signals
 
-    def interrupt(signal_number, frame):
+    def interrupt(signal_number):
         raise KeyboardInterrupt
 
-    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with on_signals(interrupt):
         yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def worker_threads() -> int:
@@ -790,10 +787,12 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
             raise SweepError(f"the grid has {len(settings)} members, more than the limit of {max_members} "
                              f"(raise --max-members, or use --random N)")
     configs = member_configs(json.loads(json.dumps(document)), settings)
+    from numbamlp.data import changed_data_file
+
     stamps = _data_files(configs)
-    if resume is not None and plan.get("data_files") is not None and plan["data_files"] != stamps:
-        changed = next(f for f in sorted(set(plan["data_files"]) | set(stamps))
-                       if plan["data_files"].get(f) != stamps.get(f))
+    recorded = None if resume is None else plan.get("data_files")
+    changed = None if recorded is None else changed_data_file(recorded, stamps)
+    if changed is not None:
         raise SweepError(f"the data of {directory} changed since the sweep started ({changed}: size or modification "
                          "time); resuming would train its other members on other rows")
     splits = _prepare_data(configs[0], data)

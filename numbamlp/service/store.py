@@ -213,7 +213,8 @@ class Store:
 
     # ------------------------------------------------------------ events
     def add_event(self, job_id: str, epoch: int, metrics: dict) -> None:
-        self._write([("INSERT OR REPLACE INTO job_events VALUES (?, ?, ?)", (job_id, epoch, json_text(metrics)))])  # (a diverged loss: null)
+        # (a diverged loss: null, not NaN, which is not JSON)
+        self._write([("INSERT OR REPLACE INTO job_events VALUES (?, ?, ?)", (job_id, epoch, json_text(metrics)))])
 
     def events(self, job_id: str, after: int = 0) -> list[tuple[int, dict]]:
         rows = self._rows("SELECT epoch, metrics FROM job_events WHERE job_id = ? AND epoch > ? ORDER BY epoch",
