@@ -37,8 +37,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 from dataclasses import dataclass
 from types import ModuleType
+
+import numpy as np
 
 # The cpu step's first layer computes Aᵀ = W Xᵀ from a transposed copy of X, Aᵀ = W·(Xᵀ), when
 # H·B·D is at most this: scipy's OpenBLAS (0.3.30) then takes its small-matrix kernel for the
@@ -62,6 +65,7 @@ __all__ = [
     "activation_kernels",
     "activation_spec",
     "get_backend",
+    "negligible_exp",
 ]
 
 
@@ -111,6 +115,22 @@ def activation_spec(name: str) -> ActivationSpec:
 # What a backend's stack_step does (its ``mode``; see numbamlp.plan)
 STEP_TRAIN = 0  # forward, loss, backward and each member's optimizer update
 STEP_GRADIENTS = 1  # forward, loss and backward: the gradients only, weights and state untouched
+
+
+
+def negligible_exp(dtype) -> float:
+    """Softmax's exponentials e^(s_j − max s) below this are stored as 0 in P of ``dtype``:
+    the square root of the dtype's smallest normal number (float32 2⁻⁶³ ≈ 1.1e-19, float64
+    2⁻⁵¹¹), so that no probability, and no product of two numbers of at least that size, is
+    subnormal.  x86 multiplies subnormal numbers 10-20 × slower (a 10 × 128 × 32 GEMM with a
+    tenth of its inputs subnormal: 1.8 against 17 µs), and a confident model's softmax is
+    full of them: a stack step of 32 members late in training took 725 against 505 µs
+    (bench/README.md, "Subnormal probabilities").  Such a probability is far below float's
+    resolution of any weight it would update; the loss, from the exponentials' float64 sum,
+    keeps every one.  Every backend, and the reference, applies this; compiled code can
+    call it (the cpu backend registers it with Numba)."""
+    return math.sqrt(float(np.finfo(dtype).tiny))
+
 
 # The loss a step ends in (a step's ``loss`` option): its position in LOSS_NAMES.  Like the
 # activation, a compile-time constant of the cpu backend's fused step.

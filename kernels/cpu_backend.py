@@ -34,10 +34,10 @@ from typing import NamedTuple
 import numba
 import numpy as np
 from numba import njit, prange, types
-from numba.extending import overload
+from numba.extending import overload, register_jitable
 
 from numbamlp.kernels import (ACTIVATION_NAMES, CROSS_ENTROPY, LOSS_NAMES, SQUARED_ERROR, STEP_GRADIENTS,
-                              TRANSPOSED_INPUT_MAX)
+                              TRANSPOSED_INPUT_MAX, negligible_exp)
 from numbamlp.kernels.native import entry_point as _entry_point
 from numbamlp.kernels.native import float32_from_bits as _float32_from_bits
 from numbamlp.kernels.native import thread_count as _thread_count
@@ -480,7 +480,8 @@ def tanh_backward(dA, dH, Hout, alpha):
 
 
 # ---------------------------------------------------------------- loss
-_softmax_crossentropy_row = njit(inline="always", **_SERIAL)(softmax_crossentropy_row)  # shared with cuda
+register_jitable(negligible_exp)  # (softmax_crossentropy_row calls it)
+_softmax_crossentropy_row = njit(inline="always", **_SERIAL)(softmax_crossentropy_row)
 
 
 @njit(**_ELEMENTWISE)

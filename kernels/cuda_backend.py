@@ -39,7 +39,7 @@ import math
 import numpy as np
 from numba import cuda, float32, float64
 
-from numbamlp.kernels import ACTIVATION_NAMES, CROSS_ENTROPY, STEP_TRAIN
+from numbamlp.kernels import ACTIVATION_NAMES, CROSS_ENTROPY, STEP_TRAIN, negligible_exp
 
 TILE = 16            # output tile edge; a block is (TILE/2)² threads, 2×2 outputs each
 THREADS_1D = 128     # threads per block for elementwise kernels
@@ -350,10 +350,11 @@ def _member_loss(shared, losses, members, m, total, weight_total):
 
 
 @cuda.jit
-def softmax_crossentropy_kernel(P, row_loss, S, y, weights, weighted, losses, members, rows, classes):
+def softmax_crossentropy_kernel(P, row_loss, S, y, weights, weighted, losses, members, rows, classes, negligible):
     """Member m = blockIdx.z, its rows i < rows spread over the block's threads:
     P[i] = softmax(S[i]); row_loss[i] = (max − s_y) + log1p(Σ of the other exps), in float64
-    (so tiny losses keep their digits); P, row_loss (B, 1), S operands; y (M or 1, B) int64;
+    (so tiny losses keep their digits), an exponential below ``negligible`` 0 in P
+    (numbamlp.kernels.negligible_exp); P, row_loss (B, 1), S operands; y (M or 1, B) int64;
     weights (M or 1, B) if ``weighted``.  losses[m] (float64) = Σ wᵢ·row_lossᵢ / Σ wᵢ over the
     stored row losses, NaN for a member not in the step; a loss that is not finite takes the
     member out of the rest of the step (members[m, RUN] = 0)."""
@@ -378,7 +379,7 @@ def softmax_crossentropy_kernel(P, row_loss, S, y, weights, weighted, losses, me
                 rest += math.exp(float64(_get(S, m, i, j)) - high)
         for j in range(classes):
             e = 1.0 if j == top else math.exp(float64(_get(S, m, i, j)) - high)
-            _set(P, m, i, j, e / (1.0 + rest))
+            _set(P, m, i, j, e / (1.0 + rest) if e >= negligible else 0.0)
         _set(row_loss, m, i, 0, (high - float64(_get(S, m, i, y[label_row, i]))) + math.log1p(rest))
         w = float64(weights[weight_row, i]) if weighted else 1.0
         total += w * float64(_get(row_loss, m, i, 0))  # the stored value, as the other backends sum
@@ -420,7 +421,7 @@ def _launch_loss(P, row_loss, dS, S, y, weights, losses, members, rows, classes)
         weights = _placeholder(P[0].dtype)
     grid = (1, 1, members.shape[0])
     softmax_crossentropy_kernel[grid, REDUCE_THREADS](P, row_loss, S, y, weights, weighted, losses, members,
-                                                      rows, classes)
+                                                      rows, classes, negligible_exp(P[0].dtype))
     if dS is not None:
         softmax_crossentropy_backward_kernel[grid, REDUCE_THREADS](dS, P, y, weights, weighted, members, rows,
                                                                    classes)

@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from numbamlp.kernels import ACTIVATION_NAMES, CROSS_ENTROPY, STEP_GRADIENTS, activation_kernels
+from numbamlp.kernels import ACTIVATION_NAMES, CROSS_ENTROPY, STEP_GRADIENTS, activation_kernels, negligible_exp
 
 _SQRT_HALF = np.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
@@ -123,6 +123,7 @@ def softmax_crossentropy_forward(P, row_loss, S, y, weights=None):
     E = np.exp(S64 - m)
     E[rows, top] = 0.0
     rest = E.sum(axis=1)  # Σ over the non-maximal entries: logsumexp = m + log1p(rest)
+    E[E < negligible_exp(P.dtype)] = 0.0  # (in P only: see negligible_exp)
     E[rows, top] = 1.0
     # (max − s_y) + log1p(rest): no cancellation, so tiny losses keep their digits
     row_loss[:] = (m[:, 0] - S64[rows, y]) + np.log1p(rest)

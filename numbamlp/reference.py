@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from numbamlp.kernels import activation_spec
+from numbamlp.kernels import activation_spec, negligible_exp
 
 
 def _column(v) -> np.ndarray:
@@ -202,7 +202,9 @@ class SoftmaxCrossEntropy:
 
     def forward(self, s, y):
         m, rest = logsumexp_parts(s)
-        self.p = np.exp(s - m) / (1.0 + rest)
+        e = np.exp(s - m)
+        e[e < negligible_exp(e.dtype)] = 0.0  # (as every backend: see negligible_exp)
+        self.p = e / (1.0 + rest)
         self.y_onehot = np.zeros_like(self.p)
         self.y_onehot[y] = 1.0
         return (m - float(s[y, 0])) + math.log1p(rest)

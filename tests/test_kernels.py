@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from naive import BACKENDS, DTYPES, assert_close, col
 from numbamlp import reference
-from numbamlp.kernels import ACTIVATION_NAMES, ACTIVATIONS, activation_kernels, get_backend
+from numbamlp.kernels import ACTIVATION_NAMES, ACTIVATIONS, activation_kernels, get_backend, negligible_exp
 
 shapes = st.tuples(st.integers(1, 9), st.integers(1, 7), st.integers(1, 7))  # (B, in, out)
 dtypes = st.sampled_from(DTYPES)
@@ -168,6 +168,41 @@ def test_huge_logits_give_finite_loss_and_gradients(backend, dtype):
     # logsumexp − s_y, exactly: no log(0) and no +1e-12 fudge
     assert_close(row_loss, [2e4, 2e4 + np.log(2), 1e4 + np.log(2)], dtype, "row_loss")
 
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_confident_scores_give_no_subnormal_probabilities_or_gradients(backend, dtype):
+    """A confident model's softmax underflows; a subnormal P or dS made every product that
+    touched it 10-20x slower (negligible_exp): exponentials below it are 0 in P, every other
+    one as before, and the loss still counts them all."""
+    threshold = negligible_exp(dtype)
+    tiny = np.finfo(dtype).tiny
+    # e^(s_j - max) for each column: 1, e^-30, just above and just below the threshold, a
+    # float32 subnormal, a float64 subnormal
+    gaps = [0.0, -30.0, np.log(threshold) + 0.5, np.log(threshold) - 0.5, -95.0, -720.0]
+    S = np.array([gaps, gaps[::-1]], dtype=dtype)
+    y = np.array([0, 3])
+    kernels = get_backend(backend)
+    P, row_loss, dS = np.empty_like(S), np.empty(2, dtype=dtype), np.empty_like(S)
+    kernels.softmax_crossentropy_forward(P, row_loss, S, y)
+    kernels.softmax_crossentropy_backward(dS, P, y)
+    for name, values in (("P", P), ("dS", dS)):
+        magnitudes = np.abs(values)
+        assert not ((magnitudes > 0) & (magnitudes < tiny)).any(), f"{name} holds subnormal numbers: {values}"
+    exps = np.exp(S.astype(np.float64) - S.astype(np.float64).max(axis=1, keepdims=True))
+    kept = exps >= threshold
+    assert kept[0].tolist() == [True, True, True, False, dtype == np.float64, False]
+    assert_close(P[kept], (exps / exps.sum(axis=1, keepdims=True))[kept], dtype, "P")
+    assert (P[~kept] == 0).all()
+    # the loss is logsumexp - s_y over every score, the ones P leaves out included
+    rows = np.arange(2)
+    expected = np.log(exps.sum(axis=1)) + S.astype(np.float64).max(axis=1) - S.astype(np.float64)[rows, y]
+    assert_close(row_loss, expected, dtype, "row_loss")
+    # the readable reference (float64) applies the same rule for its dtype
+    ce = reference.SoftmaxCrossEntropy()
+    ce.forward(col(S[0]), 0)
+    assert (ce.p[:, 0] == 0).tolist() == (exps[0] < negligible_exp(ce.p.dtype)).tolist()
 
 def naive_sgd(param, velocity, grad, lr, momentum, weight_decay, nesterov):
     """PyTorch's SGD, written out one step at a time (float64)."""

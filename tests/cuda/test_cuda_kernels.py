@@ -111,6 +111,24 @@ def test_softmax_crossentropy_is_deterministic_and_matches(dtype, weighted):
     assert again == loss  # two-pass, fixed order: the same bits every time
 
 
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_leaves_out_negligible_exponentials_as_the_cpu_backend(dtype):
+    """numbamlp.kernels.negligible_exp: a confident model's underflowing exponentials are 0
+    in P on the GPU too, so that no subnormal number slows what follows."""
+    gaps = [0.0, -30.0, -43.0, -44.0, -95.0, -720.0]  # e^-43 > 2^-63 > e^-44
+    S, y = np.array([gaps, gaps[::-1]], dtype), np.array([0, 3])
+    P, row_loss, dS = np.zeros_like(S), np.zeros(2, dtype), np.zeros_like(S)
+    loss = gpu.softmax_crossentropy_forward(P, row_loss, S, y)
+    gpu.softmax_crossentropy_backward(dS, P, y)
+    ref_P, ref_rows, ref_dS = np.empty_like(S), np.empty(2, dtype), np.empty_like(S)
+    ref_loss = cpu.softmax_crossentropy_forward(ref_P, ref_rows, S, y)
+    cpu.softmax_crossentropy_backward(ref_dS, ref_P, y)
+    np.testing.assert_array_equal(P == 0, ref_P == 0)
+    close(P, ref_P, dtype)
+    close(dS, ref_dS, dtype, scale=0.5)
+    assert loss == pytest.approx(ref_loss, rel=RTOL[dtype])
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_optimizer_updates_match_the_cpu_backend(dtype):
     rng = np.random.default_rng(4)
