@@ -99,8 +99,9 @@ def main(argv=None) -> None:
                 env = dict(os.environ, NUMBA_CACHE_DIR=str(caches[commit]))
                 if commit != "WORKTREE":
                     env["PYTHONPATH"] = str(trees[commit])
+                # (cwd: a folder without numbamlp/, which `python -c` would import before PYTHONPATH's)
                 run = subprocess.run([sys.executable, "-c", CHILD, str(args.epochs)], env=env, capture_output=True,
-                                     text=True, check=True)
+                                     text=True, check=True, cwd=work)
                 if round_:
                     results[commit].append(json.loads(run.stdout.splitlines()[-1]))
     print(f"\n32-member stack, {args.epochs} epochs on digits without validation rows, medians of {args.rounds} "

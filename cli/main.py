@@ -382,9 +382,12 @@ def sweep(config_file, grid_options, random_members, workers, scheduler, stack_s
     flags = {name.replace("__", "."): value for name, value in flags.items()}
     try:
         if resume is not None:
-            given = [f"--{p.split('.')[-1].replace('_', '-')}" for p, v in flags.items() if v is not None]
+            given = [_FLAG_OF_PATH[p] for p, v in flags.items() if v is not None]
             given += [name for name, v in (("--config", config_file), ("--grid", grid_options),
                                             ("--random", random_members), ("--out", out)) if v]
+            context = click.get_current_context()  # (these have defaults: given only when typed)
+            given += [f"--{name.replace('_', '-')}" for name in ("stack_size", "metric", "max_members")
+                      if context.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
             if given:
                 raise CliError(f"--resume goes on with the sweep's own settings; only --workers, --scheduler, "
                                f"--json and --quiet may be given (got {', '.join(given)})")
@@ -418,7 +421,7 @@ def sweep(config_file, grid_options, random_members, workers, scheduler, stack_s
         click.echo(json_text(result.summary))
     else:
         _sweep_report(result, quiet)
-    if result.best is None:  # no member finished: nothing to use, as a diverged train (exit 1)
+    if result.best is None and not _finished(result.table):  # nothing to use, as a diverged train (exit 1)
         sys.exit(1)
 
 
@@ -464,13 +467,23 @@ def _sweep_report(result, quiet: bool, top: int = 5) -> None:
             click.echo("  ".join(c.rjust(w) for c, w in zip(row, widths)))
     counts = ", ".join(f"{n} {status}" for status, n in summary["statuses"].items())
     best = result.best
-    if best is None:
+    if best is None and _finished(table):  # (no validation rows, or 0 epochs)
+        click.echo(f"no member has a {result.metric} to rank them by ({counts}): ranking needs validation rows "
+                   "and at least one epoch")
+    elif best is None:
         click.echo(f"no member finished ({counts})")
     else:
         click.echo(f"best: member {best['member']} ({_member_text(best, keys)}): {result.metric} "
                    f"{best[result.metric]:.4f}, {test_metric} {best[test_metric]:.4f} ({counts})")
         click.echo(f"best model: {best['model_path']}")
     click.echo(f"results: {summary['results_path']}")
+
+
+def _finished(table: list[dict]) -> int:
+    """How many members finished training (numbamlp.sweeps.FINISHED)."""
+    from numbamlp.sweeps import FINISHED
+
+    return sum(row["status"] in FINISHED for row in table)
 
 
 def _cell(value) -> str:

@@ -124,7 +124,7 @@ def negligible_exp(dtype) -> float:
     2⁻⁵¹¹), so that no probability, and no product of two numbers of at least that size, is
     subnormal.  x86 multiplies subnormal numbers 10-20 × slower (a 10 × 128 × 32 GEMM with a
     tenth of its inputs subnormal: 1.8 against 17 µs), and a confident model's softmax is
-    full of them: a stack step of 32 members late in training took 725 against 505 µs
+    full of them: a stack step of 32 members late in training took 716 against 505 µs
     (bench/README.md, "Subnormal probabilities").  Such a probability is far below float's
     resolution of any weight it would update; the loss, from the exponentials' float64 sum,
     keeps every one.  Every backend, and the reference, applies this; compiled code can

@@ -220,6 +220,8 @@ def grid_from_table(table: dict) -> dict[str, list]:
                 walk(f"{prefix}{key}.", value)
                 continue
             path = resolve_key(prefix + key)
+            if path in grid:  # (e.g. lr = [...] beside [grid.optimizer] lr = [...])
+                raise SweepError(f"grid sets {path} twice")
             if isinstance(value, str):
                 value = [parse_value(value)]
             if not isinstance(value, list) or not value:
@@ -528,11 +530,12 @@ def train_stack_on_worker(configs: list[dict], data: SweepData) -> list[dict]:
 class InProcessRunner:
     """Tasks one after another in this process."""
 
-    def run(self, tasks: list[list[dict]], data: SweepData):
+    def run(self, tasks: list[list[dict]], data: list[SweepData]):
+        """Yields (index, outcomes) of each task (its configs, trained on data[index])."""
         _SIGNALS_ARE_OURS[0] = True
         try:
             for index, configs in enumerate(tasks):
-                yield index, train_stack(configs, data)
+                yield index, train_stack(configs, data[index])
         finally:
             _SIGNALS_ARE_OURS[0] = False
 
@@ -592,13 +595,14 @@ class DaskRunner:
     def parallel(self) -> int:
         return max(1, sum(self.client.nthreads().values()))
 
-    def run(self, tasks: list[list[dict]], data: SweepData):
+    def run(self, tasks: list[list[dict]], data: list[SweepData]):
+        """As InProcessRunner.run: each data set goes to every worker once."""
         from distributed import as_completed
 
         # a key of its own (hash=False): a key named by the data's hash would be shared with an
         # earlier sweep's scatter of the same data, which the scheduler may be releasing now
-        shared = self.client.scatter(data, broadcast=True, hash=False)
-        futures = {self.client.submit(train_stack_on_worker, configs, shared, pure=False): index
+        shared = {id(one): self.client.scatter(one, broadcast=True, hash=False) for one in data}
+        futures = {self.client.submit(train_stack_on_worker, configs, shared[id(data[index])], pure=False): index
                    for index, configs in enumerate(tasks)}
         try:
             with _interrupt_on_signals():
@@ -663,19 +667,28 @@ def best_row(table: list[dict], metric: str) -> dict | None:
     return first if first is not None and first["status"] in FINISHED and first.get(metric) is not None else None
 
 
+def grid_column(key: str) -> str:
+    """The results column of grid key ``key``: the key itself, or ``grid.<key>`` for a key
+    that is also a result's name (``epochs``: the grid's value beside the epochs trained)."""
+    return f"grid.{key}" if key in RESULT_COLUMNS else key
+
+
 def grid_keys(row: dict) -> list[str]:
-    """The grid's settings among a row's columns."""
+    """The grid's settings among a row's columns (grid_column's names)."""
     return [key for key in row if key != "member" and key not in RESULT_COLUMNS]
 
 
 def table_csv(table: list[dict]) -> str:
+    """The rows as CSV: a list as JSON text, and an empty cell for None and for a number
+    that is not finite (a diverged member's loss), as results.jsonl has null."""
     if not table:
         return ""
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(table[0]), lineterminator="\n")
     writer.writeheader()
     for row in table:
-        writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()})
+        writer.writerow({k: json.dumps(v) if isinstance(v, list)
+                         else None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()})
     return text.getvalue()
 
 
@@ -756,6 +769,10 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
     as the base config says (to resume such a sweep, give the same arrays again).  progress(done, total, best_row) is called as stacks finish.
     Everything is checked before anything trains or is written: SweepError otherwise.
     """
+    if progress is False:  # (as None: no progress calls)
+        progress = None
+    if progress is not None and not callable(progress):
+        raise SweepError(f"progress must be a function progress(done, total, best_row), or None; got {progress!r}")
     if metric is not None and metric not in METRICS:
         raise SweepError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     if stack_size < 1:
@@ -795,7 +812,11 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
     if changed is not None:
         raise SweepError(f"the data of {directory} changed since the sweep started ({changed}: size or modification "
                          "time); resuming would train its other members on other rows")
-    splits = _prepare_data(configs[0], data)
+    arrays = None if data is None else _checked_arrays(data, configs[0].task)
+    arrays_stamp = None if arrays is None else _arrays_stamp(*arrays)
+    if resume is not None and plan.get("data_arrays") != arrays_stamp:
+        raise SweepError(_other_arrays(directory, plan.get("data_arrays"), arrays_stamp))
+    splits = {key: _prepare_data(config, arrays) for key, config in _data_sets(configs).items()}
     if out is not None and out is not NEW_DIRECTORY:
         from numbamlp.paths import check_output_directory
         from numbamlp.run import RUN_FILES
@@ -811,7 +832,7 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
     try:
         if out is not None and resume is None:
             directory = _claim(out, {"base": document, "keys": keys, "members": settings, "metric": metric,
-                                     "stack_size": stack_size, "data_files": stamps})
+                                     "stack_size": stack_size, "data_files": stamps, "data_arrays": arrays_stamp})
         return _run(runner, directory, configs, settings, keys, splits, stack_size, metric, progress,
                     resumed=resume is not None)
     finally:
@@ -847,22 +868,72 @@ def _claim(out, plan: dict) -> Path:
     return directory
 
 
-def _prepare_data(member: TrainConfig, data):
-    """The splits every member trains on (member's data settings: the split's seed fixed)."""
-    from numbamlp.data import check_arrays, prepare_for, split_arrays
+def _data_key(config: TrainConfig) -> str:
+    """What a member's splits depend on: its data settings (the split's seed fixed by the
+    sweep), dtype and task.  Members with the same key train on the same splits."""
+    return json.dumps([config.data.model_dump(mode="json"), config.dtype, config.task], sort_keys=True)
 
-    if data is None:
-        return prepare_for(member)
+
+def _data_sets(configs: list[TrainConfig]) -> dict[str, TrainConfig]:
+    """{data key: its first member's config}: the splits a sweep prepares (a grid over a
+    data.* setting has several)."""
+    first: dict[str, TrainConfig] = {}
+    for config in configs:
+        first.setdefault(_data_key(config), config)
+    return first
+
+
+def _checked_arrays(data, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """``sweep(data=(X, y))``'s arrays, checked."""
+    from numbamlp.data import check_arrays
+
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise SweepError(f"data must be a pair (X, y) of arrays, or None for the base config's data settings; "
                          f"got {type(data).__name__}")
-    X, y = data
-    X, y = check_arrays(np.asarray(X), np.asarray(y), "data", dtype=None, task=member.task)
+    return check_arrays(np.asarray(data[0]), np.asarray(data[1]), "data", dtype=None, task=task)
+
+
+def _arrays_stamp(X: np.ndarray, y: np.ndarray) -> dict:
+    """Shapes, dtypes and a SHA-256 of ``sweep(data=(X, y))``'s arrays, which sweep.json keeps
+    so that a resume can tell the same arrays from others."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for array in (X, y):
+        if array.dtype.kind == "O":  # (labels as Python objects: their text)
+            digest.update("\0".join(map(str, array.tolist())).encode())
+        else:
+            digest.update(np.ascontiguousarray(array).data)
+    return {"X": [list(X.shape), str(X.dtype)], "y": [list(y.shape), str(y.dtype)], "sha256": digest.hexdigest()}
+
+
+def _other_arrays(directory: Path, recorded: dict | None, given: dict | None) -> str:
+    """Why a resume is refused when its data is not the sweep's: arrays missing, extra or changed."""
+    if given is None:
+        return (f"{directory} was trained on arrays given as sweep(data=(X, y)): resume it from Python with the "
+                f"same arrays, sweep(resume=..., data=(X, y))")
+    if recorded is None:
+        return f"{directory} trains on its configuration's data files: resume it without data"
+    return (f"the arrays given differ from those {directory} was trained on (X {recorded['X'][0]} {recorded['X'][1]}, "
+            f"y {recorded['y'][0]} {recorded['y'][1]}, or their values); resuming would train its other members "
+            "on other rows")
+
+
+def _prepare_data(member: TrainConfig, arrays):
+    """The splits members like ``member`` train on: of its data settings' files, or of
+    ``arrays`` (X, y) split as its data settings say."""
+    from numbamlp.data import prepare_for, split_arrays
+
+    if arrays is None:
+        return prepare_for(member)
+    X, y = arrays
     return split_arrays(X, y, member.data, member.data.seed, source="data",
                         dtype=member.dtype, task=member.task)
 
 
-def _run(runner, directory, configs, settings, keys, splits, stack_size, metric, progress, resumed) -> SweepResult:
+def _run(runner, directory, configs, settings, keys, splits: dict, stack_size, metric, progress,
+         resumed) -> SweepResult:
+    """Train the members not finished yet, stack by stack; ``splits``: each data key's."""
     from numbamlp.io import one_sync
 
     writer = _Writer(directory)
@@ -876,19 +947,22 @@ def _run(runner, directory, configs, settings, keys, splits, stack_size, metric,
     todo = [k for k in range(len(configs)) if table[k] is None]
     tasks = [[todo[i] for i in group]
              for group in stack_groups([configs[k] for k in todo], stack_size, getattr(runner, "parallel", 1))]
-    data = SweepData(splits.X_train, splits.y_train, splits.X_val, splits.y_val, splits.X_test, splits.y_test)
+    data = {key: SweepData(one.X_train, one.y_train, one.X_val, one.y_val, one.X_test, one.y_test)
+            for key, one in splits.items()}
+    task_data = [data[_data_key(configs[task[0]])] for task in tasks]  # (a stack shares its data settings)
     task_configs = [[configs[k].model_dump(mode="json", by_alias=True) for k in task] for task in tasks]
     done = sum(row is not None for row in table)
     try:
-        for index, outcomes in runner.run(task_configs, data):
+        for index, outcomes in runner.run(task_configs, task_data):
+            standardizer = splits[_data_key(configs[tasks[index][0]])].standardizer
             with one_sync():  # the stack's run files, then one flush; the results rows commit them
-                model_paths = [writer.member(member, configs[member], outcome, splits.standardizer)
+                model_paths = [writer.member(member, configs[member], outcome, standardizer)
                                for member, outcome in zip(tasks[index], outcomes)]
             for member, outcome, model_path in zip(tasks[index], outcomes, model_paths):
                 models[member] = outcome.get("model")
                 if models[member] is not None:
-                    models[member].input_transform = splits.standardizer
-                row = {"member": member, **{key: settings[member].get(key) for key in keys}}
+                    models[member].input_transform = standardizer
+                row = {"member": member, **{grid_column(key): settings[member].get(key) for key in keys}}
                 row.update({k: outcome.get(k) for k in (*TASK_COLUMNS[configs[member].task], *RUN_COLUMNS)})
                 row["model_path"] = model_path
                 table[member] = row

@@ -707,3 +707,103 @@ def test_a_terminal_that_cannot_redraw_gets_plain_epoch_lines(monkeypatch):
     assert type(cli_main._progress(3)).__name__ == "_ProgressBar"
     monkeypatch.setenv("TERM", "dumb")
     assert type(cli_main._progress(3)).__name__ == "_EpochLines"
+
+
+# ---------------------------------------------------------------- sweeps (the third look, 2026-11-30 afternoon)
+def read_rows(directory):
+    import json
+
+    return [json.loads(line) for line in (directory / "results.jsonl").read_text().splitlines()]
+
+
+def test_a_grid_over_data_settings_trains_each_member_on_its_own_data(tmp_path):
+    """Every member trained on member 0's splits: a grid over data.train, data.val_fraction,
+    data.standardize... gave identical rows, and a member's model did not fit its own data."""
+    code, output = cli("sweep", "--data", "builtin:iris", "--grid", "data.train=builtin:iris,builtin:digits",
+                       "--grid", "data.val_fraction=0.1,0.3", "--out", tmp_path / "s", *FEW)
+    assert code == 0, output
+    rows = read_rows(tmp_path / "s")
+    assert [(row["data.train"], row["data.val_fraction"]) for row in rows] == [
+        ("builtin:iris", 0.1), ("builtin:iris", 0.3), ("builtin:digits", 0.1), ("builtin:digits", 0.3)]
+    assert len({row["val_loss"] for row in rows}) == 4
+    assert load_model(tmp_path / "s" / "members" / "2" / "model.safetensors").layers[0] == 64
+    code, output = cli("eval", tmp_path / "s" / "members" / "2")
+    assert code == 0, output
+    # member 1 is what train gives with its own config, bit for bit
+    code, output = cli("train", "--config", tmp_path / "s" / "members" / "1" / "config.json", "--out", tmp_path / "t")
+    assert code == 0, output
+    import json
+
+    alone = json.loads((tmp_path / "t" / "summary.json").read_text())
+    assert alone["val_loss"] == rows[1]["val_loss"] and alone["test_accuracy"] == rows[1]["test_accuracy"]
+
+
+def test_a_grid_over_epochs_keeps_its_values_beside_the_epochs_trained(tmp_path):
+    code, output = cli("sweep", "--data", "builtin:iris", "--grid", "epochs=1,2", "--hidden", "8",
+                       "--out", tmp_path / "s")
+    assert code == 0, output
+    rows = read_rows(tmp_path / "s")
+    assert [(row["grid.epochs"], row["epochs"]) for row in rows] == [(1, 1), (2, 2)]
+    assert "grid.epochs=" in output.splitlines()[-3]  # the best line names the member's value
+    assert (tmp_path / "s" / "results.csv").read_text().splitlines()[0].startswith("member,grid.epochs,")
+
+
+def test_resume_refuses_every_setting_it_would_ignore_and_names_the_flags_typed(tmp_path):
+    assert cli("sweep", "--data", "builtin:iris", "--grid", "lr=0.05,0.1", "--out", tmp_path / "s", *FEW)[0] == 0
+    for args, named in ((["--metric", "val_loss"], "--metric"), (["--stack-size", "1"], "--stack-size"),
+                        (["--max-members", "1"], "--max-members"), (["--data", "builtin:digits"], "--data"),
+                        (["--optimizer", "adam"], "--optimizer")):
+        code, output = cli("sweep", "--resume", tmp_path / "s", *args)
+        assert code == 2 and f"(got {named})" in output, output
+
+
+def test_a_config_grid_that_sets_one_setting_twice_is_refused(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('epochs = 1\n[data]\ntrain = "builtin:iris"\n[grid]\nlr = [0.01, 0.1]\n'
+                      '[grid.optimizer]\nlr = [0.5]\n')
+    code, output = cli("sweep", "--config", config, "--out", tmp_path / "s")
+    assert code == 2 and "grid sets optimizer.lr twice" in output
+    assert not (tmp_path / "s").exists()
+
+
+def test_an_array_sweep_resumes_only_with_the_same_arrays(tmp_path):
+    sweep(ONE_EPOCH, {"seed": [0, 1]}, data=(X, y), out=tmp_path / "s")
+    rows = (tmp_path / "s" / "results.jsonl").read_text().splitlines()
+    (tmp_path / "s" / "results.jsonl").write_text(rows[0] + "\n")  # as if interrupted after one member
+    with pytest.raises(ValueError, match=r"was trained on arrays given as sweep\(data=\(X, y\)\)"):
+        sweep(resume=tmp_path / "s")
+    code, output = cli("sweep", "--resume", tmp_path / "s")
+    assert code == 2 and "resume it from Python with the same arrays" in output
+    other = X.copy()
+    other[0, 0] += 1.0
+    with pytest.raises(ValueError, match="the arrays given differ"):
+        sweep(resume=tmp_path / "s", data=(other, y))
+    result = sweep(resume=tmp_path / "s", data=(X, y))
+    assert [row["status"] for row in result.table] == ["done", "done"]
+    with pytest.raises(ValueError, match="resume it without data"):  # a sweep of data files
+        assert cli("sweep", "--data", "builtin:iris", "--grid", "seed=0", "--out", tmp_path / "f", *FEW)[0] == 0
+        sweep(resume=tmp_path / "f", data=(X, y))
+
+
+def test_results_csv_leaves_a_loss_that_is_not_a_number_empty_as_results_jsonl_has_null(tmp_path):
+    code, output = cli("sweep", "--data", "builtin:iris", "--grid", "lr=1e6", "--epochs", "2", "--hidden", "8",
+                       "--out", tmp_path / "s", "--quiet")
+    import csv
+
+    with open(tmp_path / "s" / "results.csv", newline="") as file:
+        (cells,) = list(csv.DictReader(file))
+    assert read_rows(tmp_path / "s")[0]["val_loss"] is None and cells["val_loss"] == ""
+    assert not [name for name, cell in cells.items() if cell.lower() in ("nan", "inf", "-inf")]
+
+
+def test_a_sweep_of_zero_epochs_says_why_it_has_no_best(tmp_path):
+    code, output = cli("sweep", "--data", "builtin:iris", "--grid", "lr=0.1,0.2", "--epochs", "0", "--hidden", "8",
+                       "--out", tmp_path / "s", "--quiet")
+    assert code == 0 and "no member has a val_accuracy to rank them by (2 done)" in output, output
+    assert "no member finished" not in output
+
+
+def test_a_python_sweep_takes_progress_false_and_refuses_what_it_cannot_call():
+    assert len(sweep(ONE_EPOCH, {"seed": [0]}, data=(X, y), progress=False).table) == 1
+    with pytest.raises(ValueError, match="progress must be a function"):
+        sweep(ONE_EPOCH, {"seed": [0]}, data=(X, y), progress=5)
