@@ -271,7 +271,8 @@ def _absolute_data_settings(member: dict) -> dict:
 
 def member_settings(grid: dict[str, list], random: int | None, seed: int) -> list[dict]:
     """Each member's grid values {path: value}: the cartesian product, or ``random`` draws
-    (a list is drawn from uniformly, a Range by its kind) with ``seed``."""
+    with ``seed``: of different combinations when every value is listed (_distinct_draws),
+    else each key's own (a list is drawn from uniformly, a Range by its kind)."""
     if random is None:
         for path, values in grid.items():
             ranges = [str(v) for v in values if isinstance(v, Range)]
@@ -282,6 +283,8 @@ def member_settings(grid: dict[str, list], random: int | None, seed: int) -> lis
     if random < 1:
         raise SweepError(f"--random must be at least 1, got {random}")
     rng = np.random.default_rng(seed)
+    if not any(isinstance(v, Range) for values in grid.values() for v in values):
+        return _distinct_draws(grid, random, rng)
     members = []
     for _ in range(random):
         member = {}
@@ -289,6 +292,31 @@ def member_settings(grid: dict[str, list], random: int | None, seed: int) -> lis
             pick = values[int(rng.integers(len(values)))] if len(values) > 1 else values[0]
             member[path] = pick.draw(rng) if isinstance(pick, Range) else pick
         members.append(member)
+    return members
+
+
+def _distinct_draws(grid: dict[str, list], random: int, rng) -> list[dict]:
+    """``random`` different combinations of a grid of lists, drawn uniformly without
+    replacement (as scikit-learn's ParameterSampler): all of them, in the grid's order, when
+    there are no more than ``random``."""
+    sizes = [len(values) for values in grid.values()]
+    total = math.prod(sizes)
+    if total <= random:
+        picked = range(total)
+    elif total <= 2 * random:  # most of them: a shuffle of all
+        picked = sorted(rng.permutation(total)[:random].tolist())
+    else:  # few of many: draw until enough differ
+        chosen: set[int] = set()
+        while len(chosen) < random:
+            chosen.add(int(rng.integers(total)))
+        picked = sorted(chosen)
+    members = []
+    for number in picked:  # the combination's number → one value per key (the last key fastest, as product)
+        member = {}
+        for (path, values), size in zip(reversed(grid.items()), reversed(sizes)):
+            number, index = divmod(number, size)
+            member[path] = values[index]
+        members.append({path: member[path] for path in grid})
     return members
 
 
@@ -625,19 +653,27 @@ class SweepResult:
     (each member's MLP, None where it failed), ``best_model`` and ``summary``."""
 
     def __init__(self, table: list[dict], models: list, metric: str, summary: dict):
-        self.table, self.models, self.metric, self.summary = table, models, metric, summary
+        self.table, self._models, self.metric, self.summary = table, models, metric, summary
         self.best = best_row(table, metric)
 
     @property
+    def models(self) -> list:
+        """Each member's MLP, None where it has none (failed, diverged)."""
+        return [self._model(member) for member in range(len(self.table))]
+
+    @property
     def best_model(self):
-        if self.best is None:
-            return None
-        model = self.models[self.best["member"]]
-        if model is None and self.best.get("model_path"):
+        return None if self.best is None else self._model(self.best["member"])
+
+    def _model(self, member: int):
+        """Member ``member``'s MLP: as trained, or, for one an earlier run of a resumed sweep
+        trained, read from its model file (once)."""
+        path = self.table[member].get("model_path")
+        if self._models[member] is None and path:
             from numbamlp.io import load_model
 
-            model = load_model(self.best["model_path"])
-        return model
+            self._models[member] = load_model(path)
+        return self._models[member]
 
     def to_csv(self, path) -> None:
         from numbamlp.io import atomic_write_bytes

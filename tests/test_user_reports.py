@@ -807,3 +807,23 @@ def test_a_python_sweep_takes_progress_false_and_refuses_what_it_cannot_call():
     assert len(sweep(ONE_EPOCH, {"seed": [0]}, data=(X, y), progress=False).table) == 1
     with pytest.raises(ValueError, match="progress must be a function"):
         sweep(ONE_EPOCH, {"seed": [0]}, data=(X, y), progress=5)
+
+
+def test_a_random_sweep_over_lists_draws_different_members():
+    """--random 2 over four activations drew tanh twice (with replacement)."""
+    result = sweep(ONE_EPOCH, {"model.activation": ["relu", "tanh", "gelu", "elu"], "optimizer.lr": [0.01, 0.1]},
+                   data=(X, y), random=5, progress=False)
+    drawn = [(row["model.activation"], row["optimizer.lr"]) for row in result.table]
+    assert len(set(drawn)) == 5
+    everything = sweep(ONE_EPOCH, {"seed": [0, 1, 2]}, data=(X, y), random=10)  # fewer than asked: each once
+    assert [row["seed"] for row in everything.table] == [0, 1, 2]
+
+
+def test_a_resumed_sweep_gives_every_finished_members_model(tmp_path):
+    sweep(ONE_EPOCH, {"seed": [0, 1]}, data=(X, y), out=tmp_path / "s")
+    rows = (tmp_path / "s" / "results.jsonl").read_text().splitlines()
+    (tmp_path / "s" / "results.jsonl").write_text(rows[0] + "\n")
+    result = sweep(resume=tmp_path / "s", data=(X, y))
+    assert all(model is not None for model in result.models)
+    np.testing.assert_array_equal(result.models[0].flat_params,
+                                  load_model(tmp_path / "s" / "members" / "0" / "model.safetensors").flat_params)
