@@ -5,7 +5,8 @@
     reg = MLPRegressor(random_state=0).fit(X, y_float)
 
 Parameters follow scikit-learn's own ``MLPClassifier`` where they mean the same thing
-(``alpha`` is the L2 weight decay added to the gradient, as numbamlp applies it).  Like
+(``alpha`` does not: it is the weight decay added to the mean gradient, as numbamlp and
+PyTorch apply it, about scikit-learn's alpha ÷ batch_size; see MLPClassifier).  Like
 scikit-learn's, it does not standardise features: put a ``StandardScaler`` before it in a
 ``Pipeline``.
 
@@ -142,6 +143,16 @@ class _BaseMLP(BaseEstimator):
     def _parameter_error(self, name: str, message: str) -> ValueError:
         return ValueError(f"{type(self).__name__} parameter {name!r}: {message}")
 
+    def _check_partial_fit(self) -> None:
+        """What partial_fit cannot do: early stopping (as scikit-learn), and a cosine schedule,
+        which spans a fit's max_iter epochs (one call's would always be its last)."""
+        if self.early_stopping:
+            raise self._parameter_error("early_stopping", "partial_fit does not support early_stopping=True "
+                                        "(valid: False), as in scikit-learn")
+        if self.learning_rate == "cosine":
+            raise self._parameter_error("learning_rate", "partial_fit does not support 'cosine', which spans "
+                                        "fit's max_iter epochs (valid: 'constant', 'step')")
+
     def _hidden(self) -> list[int]:
         sizes = self.hidden_layer_sizes
         sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
@@ -233,9 +244,8 @@ class _BaseMLP(BaseEstimator):
         try:
             trainer.fit(X, y, X_val, y_val, sample_weight=sample_weight, callbacks=callbacks,
                         warm_start=before > 0)
-        except TrainingDiverged as err:
-            raise ValueError(f"{err} (learning_rate_init={trainer.config.optimizer.lr:g}); "
-                             "lower learning_rate_init") from None
+        except TrainingDiverged as err:  # (the trainer's advice in the estimator's words)
+            raise ValueError(str(err).replace("try a lower learning rate", "try a lower learning_rate_init")) from None
         self.t_ += (trainer.epoch - before) * X.shape[0]
 
     def _set_results(self) -> None:
@@ -297,7 +307,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         refused with adam and adamw.  In [0, 1).
     beta_1, beta_2, epsilon: Adam's moment decays and denominator guard; None (default) means
         0.9, 0.999, 1e-8; refused with the sgd family.
-    alpha: L2 penalty (weight decay added to the gradient; decoupled for adamw).
+    alpha: L2 weight decay as numbamlp (and PyTorch) apply it: alpha·w added to the batch's
+        mean gradient of every weight and bias (decoupled for adamw).  Not scikit-learn's
+        alpha, which adds alpha·W / (rows in the batch) and leaves the biases alone: its alpha
+        is about batch_size × this one's.
     batch_size: rows per minibatch, or "auto" = min(200, training rows) as in scikit-learn.
         The default stays 32.
     max_iter: epochs per ``fit``.
@@ -310,7 +323,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         early stopping), as scikit-learn does.
     warm_start: a second ``fit`` continues for ``max_iter`` more epochs from the current
         weights, optimizer state and shuffling stream instead of starting over (so two fits
-        of 5 epochs equal one of 10).  scikit-learn keeps the weights but restarts its
+        of 5 epochs equal one of 10 with the constant and step schedules; cosine spans each
+        fit's epochs so far, so a warm fit raises the rate again).  scikit-learn keeps the weights but restarts its
         optimizer; numbamlp keeps the optimizer too.  The network and the solver cannot change
         between warm fits (hidden_layer_sizes, activation, solver, backend, dtype).
     random_state: None, an int or a RandomState (None: a fresh draw per cold fit).
@@ -431,14 +445,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     @_fit_context(prefer_skip_nested_validation=True)
     @_as_it_was_when_refused
-    def partial_fit(self, X, y, classes=None, sample_weight=None):
-        """One more epoch over (X, y).  The first call must list every class in ``classes``."""
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One more epoch over (X, y).  The first call must list every class in ``classes``
+        (arguments in scikit-learn's MLPClassifier order: sample_weight before classes)."""
         from numbamlp.config import EarlyStoppingConfig
         from numbamlp.trainer import Trainer
 
-        if self.early_stopping:
-            raise self._parameter_error("early_stopping", "partial_fit does not support early_stopping=True "
-                                   "(valid: False), as in scikit-learn")
+        self._check_partial_fit()
         first = not hasattr(self, "_trainer")
         if first:
             self._check_combinations()
@@ -478,6 +491,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         from numbamlp.model import softmax
 
         return softmax(self._trainer.scores(X))
+
+    def predict_log_proba(self, X):
+        """The log of predict_proba (N, C), computed from the scores (log-softmax), so that a
+        probability that rounds to 0 still has a finite log."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        from scipy.special import log_softmax
+
+        return log_softmax(self._trainer.scores(X).astype(np.float64), axis=1)
 
     def predict(self, X):
         """The most probable class label of each row."""
@@ -604,9 +626,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         from numbamlp.config import EarlyStoppingConfig
         from numbamlp.trainer import Trainer
 
-        if self.early_stopping:
-            raise self._parameter_error("early_stopping", "partial_fit does not support early_stopping=True "
-                                        "(valid: False), as in scikit-learn")
+        self._check_partial_fit()
         first = not hasattr(self, "_trainer")
         if first:
             self._check_combinations()

@@ -416,10 +416,18 @@ class StackTrainer:
         raise TrainingInterrupted(max(m.trainer.epoch for m in running) + 1, step, self._stop_reason)
 
     def _step_members(self, X, members, indices, lo, rows, any_weights) -> None:
+        picks = {index: members[index].order[lo : lo + rows] for index in indices}
+        if any_weights:  # a member whose rows here all weigh 0 has nothing to learn (and 0/0): it skips the step
+            skipping = [index for index in indices
+                        if members[index].weights is not None and not members[index].weights[picks[index]].any()]
+            for index in skipping:
+                members[index].trainer._progress["next_row"] = lo + self.configs[0].batch_size
+            indices = [index for index in indices if index not in skipping]
+            if not indices:
+                return
         active = self.plan.settings.active
         active[:] = False
         active[indices] = True
-        picks = {index: members[index].order[lo : lo + rows] for index in indices}
         losses = self.plan.step(*self._batch(X, members, picks, rows, any_weights))
         for index in indices:
             member, loss = members[index], float(losses[index])

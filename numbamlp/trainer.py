@@ -523,6 +523,9 @@ class Trainer:
         for lo in range(progress["next_row"], n, batch):
             step, count = lo // batch + 1, min(batch, n - lo)
             wb = None if w_epoch is None else w_epoch[lo : lo + count]
+            if wb is not None and not wb.any():  # rows all of weight 0: nothing to learn (and 0/0)
+                progress["next_row"] = lo + batch
+                continue
             if device is None:  # (mode="clip": the order's indices are valid, and numpy then
                 # writes into Xb directly instead of through a temporary)
                 np.take(X, x_order[lo : lo + count], axis=0, out=Xb[:count], mode="clip")
@@ -607,9 +610,10 @@ class Trainer:
             if sample_weight is None or np.all(sample_weight == sample_weight[0]):
                 return None  # equal weights: the plain mean, bit for bit
             return sample_weight.astype(self.model.dtype)
-        if class_weight == "balanced":
-            counts = np.array([np.sum(y == c) for c in self.classes_])
-            per_class = len(y) / (len(self.classes_) * np.maximum(counts, 1))
+        if class_weight == "balanced":  # (counted with the sample weights, as scikit-learn's compute_class_weight)
+            row_weight = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+            counts = np.array([row_weight[y == c].sum() for c in self.classes_])
+            per_class = row_weight.sum() / (len(self.classes_) * np.where(counts > 0, counts, 1.0))
         else:
             texts = [_label_texts(c) for c in self.classes_.tolist()]
             unknown = set(class_weight) - set().union(*texts)

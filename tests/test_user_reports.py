@@ -827,3 +827,75 @@ def test_a_resumed_sweep_gives_every_finished_members_model(tmp_path):
     assert all(model is not None for model in result.models)
     np.testing.assert_array_equal(result.models[0].flat_params,
                                   load_model(tmp_path / "s" / "members" / "0" / "model.safetensors").flat_params)
+
+
+# ---------------------------------------------------------------- the estimators against scikit-learn's habits
+def test_predict_log_proba_is_the_log_of_predict_proba():
+    from numbamlp import MLPClassifier
+
+    clf = MLPClassifier(hidden_layer_sizes=(6,), max_iter=3, random_state=0).fit(X, y)
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), clf.predict_proba(X), rtol=1e-12)
+
+
+def test_partial_fit_takes_scikit_learns_argument_order():
+    from sklearn.neural_network import MLPClassifier as Theirs
+
+    from numbamlp import MLPClassifier
+
+    assert list(__import__("inspect").signature(MLPClassifier.partial_fit).parameters) == \
+        list(__import__("inspect").signature(Theirs.partial_fit).parameters)
+    clf = MLPClassifier(hidden_layer_sizes=(6,), random_state=0)
+    clf.partial_fit(X, y, np.ones(len(X)), classes=[0, 1, 2])
+    assert list(clf.classes_) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("masking", ["sample_weight", "class_weight"])
+def test_a_minibatch_whose_rows_all_weigh_nothing_is_skipped_not_called_a_divergence(masking):
+    """A masking sample_weight (or a class weight of 0) left minibatches of weight 0: the
+    mean's 0/0 was reported as 'training diverged, try a lower learning rate'."""
+    from numbamlp import MLPClassifier
+
+    features = np.random.default_rng(1).normal(size=(100, 3))
+    labels = (features[:, 0] > 0).astype(int)
+    if masking == "sample_weight":
+        weights, class_weight = np.r_[np.zeros(90), np.ones(10)], None
+        labels[90:] = np.arange(10) % 2  # (both classes among the weighed rows)
+    else:
+        weights, class_weight = None, {1: 0.0}
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, batch_size=8, class_weight=class_weight,
+                        random_state=0).fit(features, labels, sample_weight=weights)
+    assert np.isfinite(clf.predict_proba(features)).all() and clf.n_iter_ == 3
+    trainers = StackTrainer([{"epochs": 2, "model": {"hidden": [8]}, "batch_size": 8, "data": {"val_fraction": 0}},
+                             {"epochs": 2, "model": {"hidden": [8]}, "batch_size": 8, "data": {"val_fraction": 0},
+                              "seed": 1}])
+    trainers.fit(features, labels, sample_weight=np.r_[np.zeros(90), np.ones(10)])
+    assert [status for status, _ in trainers.statuses] == ["done", "done"]
+
+
+def test_balanced_class_weight_counts_the_classes_with_the_sample_weights():
+    """Weight 3 means 'this row three times' with class_weight='balanced' too, as in
+    scikit-learn's compute_class_weight."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    weights = np.where(y == 1, 3.0, 1.0)
+    trainer = Trainer({"epochs": 1, "class_weight": "balanced"})
+    trainer.classes_ = np.unique(y)
+    trainer.model = MLP([3, 4, 3])
+    ours = trainer._row_weights(y, weights)
+    theirs = compute_class_weight("balanced", classes=np.unique(y), y=y, sample_weight=weights)[y] * weights
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)  # (the model's float32)
+
+
+def test_partial_fit_refuses_a_cosine_schedule():
+    from numbamlp import MLPClassifier
+
+    with pytest.raises(ValueError, match="partial_fit does not support 'cosine'"):
+        MLPClassifier(learning_rate="cosine").partial_fit(X, y, classes=[0, 1, 2])
+
+
+def test_a_diverged_estimator_gives_its_advice_once():
+    from numbamlp import MLPClassifier
+
+    with pytest.raises(ValueError) as raised:
+        MLPClassifier(solver="sgd", learning_rate_init=1e200, max_iter=2).fit(X * 1e3, y)
+    assert str(raised.value).count("lower") == 1 and "learning_rate_init" in str(raised.value)
