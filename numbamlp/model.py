@@ -144,9 +144,18 @@ def softmax(S) -> np.ndarray:
 def mean_cross_entropy(S, y) -> float:
     """Mean softmax cross-entropy of scores S (B, C) for class indices y (B,), in float64
     (the numpy backend's loss kernel: logsumexp − s_y, finite for any finite scores)."""
-    S = np.ascontiguousarray(S, dtype=np.float64)
-    P, row_loss = np.empty_like(S), np.empty(S.shape[0])
-    return get_backend("numpy").softmax_crossentropy_forward(P, row_loss, S, np.asarray(y))
+    return float(mean_cross_entropies(np.asarray(S)[None], y)[0])
+
+
+def mean_cross_entropies(S, y) -> np.ndarray:
+    """mean_cross_entropy of each of M models' scores S (M, B, C), for the same class
+    indices y (B,): (M,) float64.  One call of the loss kernel over all M·B rows, each row on
+    its own, then each model's mean: the bits mean_cross_entropy gives each alone."""
+    M, B, C = np.shape(S)
+    rows = np.ascontiguousarray(S, dtype=np.float64).reshape(M * B, C)
+    P, row_loss = np.empty_like(rows), np.empty(M * B)
+    get_backend("numpy").softmax_crossentropy_forward(P, row_loss, rows, np.tile(np.asarray(y), M))
+    return row_loss.reshape(M, B).mean(axis=1)
 
 
 # ---------------------------------------------------------------- parameter layout
@@ -429,6 +438,38 @@ def forward(backend, model: MLP, X: np.ndarray, workspace: Workspace) -> np.ndar
         W, b = model._params[-1]
         backend.affine_forward(buf.S, h, W, b)
     return buf.S
+
+
+# Scoring (Trainer.scores, stacked_scores) goes through the rows this many at a time: float32
+# GEMMs round a row by how many rows share the call, so both cut the rows alike.
+SCORING_ROWS = 1024
+
+
+def stacked_scores(params: np.ndarray, layers: Sequence[int], activation: str, X: np.ndarray) -> np.ndarray:
+    """Scores S (M, N, C) of M same-shaped models, their flat parameters ``params`` (M, P)
+    (a step plan's host rows), for one validated X (N, D), with the numpy backend: one GEMM
+    per layer for all M, each model's slice the very call ``forward`` makes for it alone
+    (the same bits: tests/test_stack.py), SCORING_ROWS rows at a time as Trainer.scores."""
+    backend = get_backend("numpy")
+    act_forward, _ = activation_kernels(backend, activation)
+    alpha = activation_spec(activation).alpha
+    M, N = params.shape[0], X.shape[0]
+    offsets = layer_offsets(layers)
+    weights = [(params[:, o : o + n_out * n_in].reshape(M, n_out, n_in).transpose(0, 2, 1),  # Wᵀ (M, in, out)
+                params[:, o + n_out * n_in : o + n_out * (n_in + 1)][:, None, :])  # b (M, 1, out)
+               for o, n_in, n_out in zip(offsets, layers[:-1], layers[1:])]
+    S = np.empty((M, N, layers[-1]), dtype=params.dtype)
+    for lo in range(0, N, SCORING_ROWS):
+        h = X[lo : lo + SCORING_ROWS]
+        for layer, (WT, b) in enumerate(weights):
+            A = np.empty((M, h.shape[-2], WT.shape[2]), dtype=params.dtype)
+            np.matmul(h, WT, out=A)
+            A += b
+            if layer < len(weights) - 1:
+                act_forward(A, A, alpha)
+            h = A
+        S[:, lo : lo + SCORING_ROWS] = h
+    return S
 
 
 def backward_into(backend, model: MLP, X, y, workspace: Workspace, grads, weights=None) -> float:

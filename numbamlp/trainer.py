@@ -21,6 +21,7 @@ from numbamlp.config import TrainConfig
 from numbamlp.kernels import STEP_GRADIENTS, STEP_TRAIN, get_backend
 from numbamlp.model import (
     MLP,
+    SCORING_ROWS,
     Workspace,
     as_class_indices,
     as_features,
@@ -29,7 +30,7 @@ from numbamlp.model import (
     as_targets,
     forward,
     layer_views,
-    mean_cross_entropy,
+    mean_cross_entropies,
     step_class_indices,
     unique_labels,
 )
@@ -559,9 +560,10 @@ class Trainer:
         """The history's metrics of ``epoch`` (1-based; {} for None or an epoch not run)."""
         return next((m for m in self.history if m.get("epoch") == epoch), {})
 
-    def _end_epoch(self, progress: dict, start: float, X_val, y_val, callbacks) -> None:
+    def _end_epoch(self, progress: dict, start: float, X_val, y_val, callbacks, val: dict | None = None) -> None:
         """An epoch's end: the divergence check, its metrics (validation, early stopping)
-        into the history, the callbacks."""
+        into the history, the callbacks.  ``val``: the validation metrics, where the caller
+        scored them (a stack, all its members at once)."""
         self.synchronize()  # (cuda: the host weights are stale until now)
         if not np.isfinite(self.model.flat_params).all():
             raise TrainingDiverged.in_epoch(self.epoch + 1, progress["lr"])
@@ -569,7 +571,7 @@ class Trainer:
         self.epoch += 1
         metrics = {"epoch": self.epoch, "loss": progress["total"] / progress["weight_total"], "lr": progress["lr"]}
         if X_val is not None:
-            val = self.evaluate(X_val, y_val)
+            val = self.evaluate(X_val, y_val) if val is None else val
             metrics.update({f"val_{name}": value for name, value in val.items()})
             self._track_best(val["loss"])
         metrics["seconds"] = progress["seconds"] + time.perf_counter() - start
@@ -694,7 +696,7 @@ class Trainer:
         X = as_features(X, self.model.n_features, self.model.dtype)
         kernels = get_backend("numpy")
         out = np.empty((X.shape[0], self.model.n_classes), dtype=self.model.dtype)
-        ws = self._workspace_for(min(X.shape[0], 1024))
+        ws = self._workspace_for(min(X.shape[0], SCORING_ROWS))
         with np.errstate(over="ignore", invalid="ignore"):  # (blown-up weights: inf and NaN, which fit checks for)
             for lo in range(0, X.shape[0], ws.capacity):
                 out[lo : lo + ws.capacity] = forward(kernels, self.model, X[lo : lo + ws.capacity], ws)
@@ -711,17 +713,26 @@ class Trainer:
         """{"loss": mean cross-entropy, "accuracy": fraction correct} on (X, y); regression:
         {"loss": the training loss (½ mean squared error in the standardised units), "mse",
         "mae", "r2"} (regression_metrics, in the targets' units)."""
-        S = self.scores(X)
+        return self.metrics_of_scores(self.scores(X), y)
+
+    def metrics_of_scores(self, S, y) -> dict:
+        """evaluate's metrics of this model's scores S (N, C) against y (N,) (regression: (N,)
+        or (N, K) targets)."""
         if self.regression:
             y = as_targets(y, S.shape[0], self.model.n_classes, np.float64)
             encoded = self.encode(y)
             loss = float(0.5 * np.mean(np.sum((S.astype(np.float64) - encoded) ** 2, axis=1)))
             return {"loss": loss, **regression_metrics(y, self.model.values(S))}
-        y_idx = self.encode(as_labels(y, S.shape[0]))
+        return self.class_metrics(S[None], y)[0]
+
+    def class_metrics(self, S, y) -> list[dict]:
+        """{"loss", "accuracy"} of each of M classifiers sharing this one's classes, from
+        their scores S (M, N, C), against labels y (N,): each the bits it gets alone."""
+        y_idx = self.encode(as_labels(y, S.shape[1]))
         with np.errstate(over="ignore", invalid="ignore"):  # (scores that are not finite: a NaN loss, said by fit)
-            loss = mean_cross_entropy(S, y_idx)
-        accuracy = float(np.mean(np.argmax(S, axis=1) == y_idx))
-        return {"loss": loss, "accuracy": accuracy}
+            losses = mean_cross_entropies(S, y_idx)
+        accuracies = np.mean(np.argmax(S, axis=2) == y_idx, axis=1)
+        return [{"loss": float(loss), "accuracy": float(accuracy)} for loss, accuracy in zip(losses, accuracies)]
 
     # ------------------------------------------------------------ checkpoints
     def state(self) -> tuple[dict, dict]:

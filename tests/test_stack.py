@@ -317,3 +317,36 @@ def test_a_cancelled_member_stops_after_the_step_and_the_others_go_on():
     for m in (0, 2):
         trainer, _ = alone(configs[m], X, y)
         assert_same(stack.models[m].flat_params, trainer.model.flat_params, "cpu", f"member {m}")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation", ["relu", "gelu", "tanh"])
+def test_stacked_scores_are_each_members_scores_bit_for_bit(dtype, activation):
+    """The stack scores its members' validation rows together (model.stacked_scores: one GEMM
+    per layer for all); each member's slice must be the scores its trainer computes alone,
+    across the SCORING_ROWS cut too, or a sweep's val_loss would differ from train's."""
+    from numbamlp.model import SCORING_ROWS, stacked_scores
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(SCORING_ROWS + 37, 6)).astype(dtype)
+    configs = [{"model": {"hidden": [16, 8], "activation": activation}, "dtype": dtype, "seed": s} for s in range(3)]
+    stack = StackTrainer(configs)
+    stack.build(6, 4)
+    params = stack.plan.host.params
+    params[...] = rng.normal(scale=0.5, size=params.shape)  # (weights a fit could have)
+    S = stacked_scores(params, stack.trainers[0].model.layers, activation, X)
+    for m, trainer in enumerate(stack.trainers):
+        assert np.array_equal(S[m], trainer.scores(X)), f"member {m}"
+
+
+def test_a_stack_scores_shared_validation_rows_as_each_trainer_would():
+    X, y = data()
+    X_val, y_val = data(40, seed=1)
+    configs = [{"epochs": 3, "model": {"hidden": [8]}, "seed": s, "optimizer": {"lr": 0.05 * (s + 1)}}
+               for s in range(3)]
+    stack = StackTrainer(configs)
+    stack.fit(X, y, X_val, y_val)
+    for m, config in enumerate(configs):
+        trainer, _ = alone(config, X, y, X_val, y_val)
+        assert [h["val_loss"] for h in stack.histories[m]] == [h["val_loss"] for h in trainer.history]
+        assert [h["val_accuracy"] for h in stack.histories[m]] == [h["val_accuracy"] for h in trainer.history]
