@@ -90,6 +90,35 @@ class _Member:
         return self.status == "training"
 
 
+class _EpochPositions:
+    """Where each member is in the epoch under way, as vectors over the stack (M,): its
+    shuffled rows of X (``orders`` (M, longest), a member's first len(rows) entries), its next
+    row and its loss totals.  A member's trainer keeps the same in its progress record (the
+    one checkpoints hold), which ``write_back`` brings up to date at the epoch's end or an
+    interruption: kept member by member in Python, this bookkeeping took ~0.1 ms of a
+    32-member stack's ~0.5 ms step."""
+
+    def __init__(self, members: list[_Member]):
+        M = len(members)
+        self.started = [index for index in range(M) if members[index].running]
+        self.lengths = np.array([len(member.rows) if member.running else 0 for member in members])
+        self.orders = np.zeros((M, self.lengths.max()), np.int64)
+        self.next_row = np.zeros(M, np.int64)
+        self.total, self.weight_total = np.zeros(M), np.zeros(M)
+        for index in self.started:
+            progress = members[index].trainer._progress
+            self.orders[index, : self.lengths[index]] = members[index].order
+            self.next_row[index] = progress["next_row"]
+            self.total[index], self.weight_total[index] = progress["total"], progress["weight_total"]
+
+    def write_back(self, members: list[_Member]) -> None:
+        for index in self.started:
+            progress = members[index].trainer._progress
+            if progress is not None:
+                progress.update(next_row=int(self.next_row[index]), total=float(self.total[index]),
+                                weight_total=float(self.weight_total[index]))
+
+
 class _ForMember:
     """A stack's callback as one member's trainer calls it: its metrics carry ``"member"``."""
 
@@ -193,10 +222,10 @@ class StackTrainer:
         for m, trainer in enumerate(self.trainers):
             self.plan.settings.lr[m] = trainer.lr
 
-    def _batch(self, X, members, picks: dict, rows: int, any_weights: bool) -> tuple:
+    def _batch(self, X, members, indices: np.ndarray, picks: np.ndarray, rows: int, any_weights: bool) -> tuple:
         """This step's (X (M, rows, D), y (M, rows) or targets (M, rows, K), weights (M, rows) or
-        None) for plan.step,
-        member m's rows of X being picks[m] (members not stepping keep what they had).  On cuda
+        None) for plan.step, member indices[i]'s rows of X being picks[i] (members not
+        stepping keep what they had).  On cuda
         the batch is gathered on the device from the data copied up once per fit: only the
         (M, rows) indices go up, D times less than the batch itself.  Elsewhere it is gathered
         here into host buffers.  The buffers are made once per batch size (the short last
@@ -212,20 +241,18 @@ class StackTrainer:
                 self._batches[rows] = (np.zeros((M, rows, D), dtype), targets, np.ones((M, rows), dtype))
         if self._device is not None:
             (order,) = self._batches[rows]
-            for index, picked in picks.items():
-                order[index] = picked
+            order[indices] = picks
             return self._device.batch(order, 0, rows)
         Xb, yb, wb = self._batches[rows]
-        if len(picks) == M and self._shared_labels is not None:  # every member steps: one gather each
-            order = np.stack([picks[index] for index in range(M)])
-            np.take(X, order, axis=0, out=Xb, mode="clip")  # (mode="clip": valid indices, no temporary)
-            np.take(self._shared_labels, order, axis=0, out=yb, mode="clip")
+        if len(indices) == M and self._shared_labels is not None:  # every member steps: one gather each
+            np.take(X, picks, axis=0, out=Xb, mode="clip")  # (mode="clip": valid indices, no temporary)
+            np.take(self._shared_labels, picks, axis=0, out=yb, mode="clip")
         else:
-            for index, picked in picks.items():
+            for index, picked in zip(indices, picks):
                 np.take(X, picked, axis=0, out=Xb[index])
                 np.take(members[index].y_idx, picked, axis=0, out=yb[index])
         if any_weights:  # unit weights give the plain mean's bits (loss and gradients)
-            for index, picked in picks.items():
+            for index, picked in zip(indices, picks):
                 member = members[index]
                 wb[index] = 1.0 if member.weights is None else member.weights[picked]
         return Xb, yb, wb if any_weights else None
@@ -383,18 +410,18 @@ class StackTrainer:
                 member.order = member.rows[progress["order"]]
                 member.started = time.perf_counter()
                 plan.settings.lr[index] = progress["lr"]
-        first = min(m.trainer._progress["next_row"] for m in running)
-        for lo in range(first, max(len(m.rows) for m in running), batch):
-            # members whose batch has the same number of rows step together
-            sizes: dict[int, list[int]] = {}
-            for index, member in enumerate(members):
-                if member.running and member.trainer._progress["next_row"] <= lo < len(member.rows):
-                    sizes.setdefault(min(batch, len(member.rows) - lo), []).append(index)
-            for rows, indices in sizes.items():
-                self._step_members(X, members, indices, lo, rows, any_weights)
+        at = _EpochPositions(members)
+        for lo in range(int(at.next_row[at.started].min()), int(at.lengths.max()), batch):
+            # the members due a batch at row lo; those whose batch has the same number of rows step together
+            due = np.array([member.running for member in members]) & (at.next_row <= lo) & (lo < at.lengths)
+            sizes = np.minimum(batch, at.lengths - lo)
+            for rows in np.unique(sizes[due]):
+                self._step_members(X, members, at, np.flatnonzero(due & (sizes == rows)), lo, int(rows), any_weights)
             self._after_step(members)
             if self._stop_reason is not None and any(m.running and lo + batch < len(m.rows) for m in running):
+                at.write_back(members)
                 self._interrupt(running, lo // batch + 1)
+        at.write_back(members)
         ending = [index for index, member in enumerate(members) if member in running and member.running]
         scored = self._validation_metrics(members, ending)
         for index in ending:
@@ -417,33 +444,39 @@ class StackTrainer:
                 progress["seconds"] += time.perf_counter() - member.started
         raise TrainingInterrupted(max(m.trainer.epoch for m in running) + 1, step, self._stop_reason)
 
-    def _step_members(self, X, members, indices, lo, rows, any_weights) -> None:
-        picks = {index: members[index].order[lo : lo + rows] for index in indices}
+    def _step_members(self, X, members, at: _EpochPositions, indices: np.ndarray, lo: int, rows: int,
+                      any_weights: bool) -> None:
+        """One step of members ``indices`` (each due ``rows`` rows from row ``lo`` of its epoch's
+        order); their positions and loss totals move on in ``at``, a member whose loss is
+        not finite is marked diverged."""
+        batch = self.configs[0].batch_size
+        picks = at.orders[indices, lo : lo + rows]  # (k, rows): each member's rows of X
         if any_weights:  # a member whose rows here all weigh 0 has nothing to learn (and 0/0): it skips the step
-            skipping = [index for index in indices
-                        if members[index].weights is not None and not members[index].weights[picks[index]].any()]
-            for index in skipping:
-                members[index].trainer._progress["next_row"] = lo + self.configs[0].batch_size
-            indices = [index for index in indices if index not in skipping]
-            if not indices:
+            weighs = np.array([members[index].weights is None or members[index].weights[picked].any()
+                               for index, picked in zip(indices, picks)])
+            at.next_row[indices[~weighs]] = lo + batch
+            indices, picks = indices[weighs], picks[weighs]
+            if not len(indices):
                 return
         active = self.plan.settings.active
         active[:] = False
         active[indices] = True
-        losses = self.plan.step(*self._batch(X, members, picks, rows, any_weights))
-        for index in indices:
-            member, loss = members[index], float(losses[index])
-            trainer = member.trainer
-            progress = trainer._progress
-            if not math.isfinite(loss):
-                member.status = "diverged"
-                member.error = str(TrainingDiverged.at_step(loss, trainer.epoch + 1,
-                                                            lo // self.configs[0].batch_size + 1, progress["lr"]))
-                continue
-            weight = rows if member.weights is None else float(member.weights[picks[index]].sum())
-            progress["total"] += loss * weight
-            progress["weight_total"] += weight
-            progress["next_row"] = lo + self.configs[0].batch_size
+        losses = self.plan.step(*self._batch(X, members, indices, picks, rows, any_weights))[indices]
+        finite = np.isfinite(losses)
+        for index, loss in zip(indices[~finite], losses[~finite]):
+            trainer = members[index].trainer
+            members[index].status = "diverged"
+            members[index].error = str(TrainingDiverged.at_step(float(loss), trainer.epoch + 1, lo // batch + 1,
+                                                                trainer._progress["lr"]))
+        if any_weights:  # (each member's weight summed in its weights' dtype, as Trainer sums a batch's)
+            weight = np.array([rows if members[index].weights is None else float(members[index].weights[picked].sum())
+                               for index, picked in zip(indices, picks)])[finite]
+        else:
+            weight = rows
+        indices = indices[finite]
+        at.total[indices] += losses[finite] * weight  # (float64, as the trainer's Python floats)
+        at.weight_total[indices] += weight
+        at.next_row[indices] = lo + batch
 
     def _validation_metrics(self, members: list[_Member], ending: list[int]) -> dict[int, dict]:
         """{member index: its validation metrics} for the ``ending`` members that share their
