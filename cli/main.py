@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from numbamlp.kernels import BackendUnavailable
+
 
 class CliError(click.ClickException):
     """A user error: printed as one line ``Error: ...``, exit code 2."""
@@ -238,6 +240,9 @@ class _OneLineErrors(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except BackendUnavailable as err:  # (a backend this machine cannot run, said in one line wherever found)
+            click.echo(f"Error: {err}", err=True)
+            sys.exit(2)
         except Exception as err:  # a bug or an environment problem, not the user's input
             if _debugging():
                 raise
@@ -276,7 +281,6 @@ def train(config_file, out, resume, overwrite, validate, as_json, quiet, **flags
     """Train an MLP (default: the built-in digits set) and write a run directory."""
     from numbamlp.data import DataError
     from numbamlp.io import ModelFileError, json_text
-    from numbamlp.kernels import BackendUnavailable
     from numbamlp.run import RunAborted, RunError, RunInterrupted, read_run_config, train_run
     from numbamlp.trainer import GradientMismatch, TrainingDiverged
 
@@ -374,7 +378,6 @@ def sweep(config_file, grid_options, random_members, workers, scheduler, stack_s
     """Train every combination of a grid of settings, as stacks, and pick the best on validation data."""
     from numbamlp.data import DataError
     from numbamlp.io import json_text
-    from numbamlp.kernels import BackendUnavailable
     from numbamlp.paths import OutputPathError
     from numbamlp.sweeps import NEW_DIRECTORY, SweepError, SweepInterrupted, grid_from_table, parse_grid_option
     from numbamlp.sweeps import sweep as run_sweep
@@ -761,7 +764,8 @@ def _load_model(path: str):
 @click.argument("model_path", metavar="MODEL")
 @click.option("--data", help="builtin:NAME, .csv or .parquet with labels, .npz (X, y) or a folder of X.npy "
               "and y.npy; default for a run directory: the test rows that run held out.")
-@click.option("--label-column", help="CSV or Parquet label column by name or 0-based index (default: last).")
+@click.option("--label-column", help="CSV or Parquet label column by name or 0-based index (default: the one the "
+              "model was trained with, when the file has it, else the last).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 def evaluate(model_path, data, label_column, as_json):
     """Loss, accuracy, balanced accuracy, macro F1, per-class precision/recall and the
@@ -773,7 +777,7 @@ def evaluate(model_path, data, label_column, as_json):
     import numpy as np
     from sklearn.metrics import balanced_accuracy_score, f1_score
 
-    from numbamlp.data import check_feature_count, load_dataset
+    from numbamlp.data import check_feature_count, check_label_column_applies, evaluation_label, load_dataset
     from numbamlp.io import json_text
     from numbamlp.model import mean_cross_entropy
     from numbamlp.run import held_out_test_split
@@ -781,7 +785,9 @@ def evaluate(model_path, data, label_column, as_json):
     model = _load_model(model_path)
     try:
         if data is not None:
-            dataset = load_dataset(data, label_column=label_column, task=model.task)
+            check_label_column_applies(label_column, data)
+            column = evaluation_label(data, label_column, _trained_label_column(model))
+            dataset = load_dataset(data, label_column=column, task=model.task)
             X, labels, source = dataset.X, dataset.y, data
         elif Path(model_path).is_dir():
             X, labels = held_out_test_split(model_path)
@@ -866,7 +872,7 @@ def predict(model_path, data, label_column, proba, out_file, overwrite):
 
     import numpy as np
 
-    from numbamlp.data import read_features
+    from numbamlp.data import check_label_column_applies, read_features
     from numbamlp.model import softmax
 
     if out_file:
@@ -875,6 +881,7 @@ def predict(model_path, data, label_column, proba, out_file, overwrite):
     if proba and model.task == "regression":
         raise CliError("--proba is for classifiers; this model is a regressor (its predictions are values)")
     try:
+        check_label_column_applies(label_column, data)
         X = read_features(data, model.n_features, label_column, task=model.task,
                           trained_label=_trained_label_column(model))
         S = _finite_outputs(model.scores(X))

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import math
+import os
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -161,6 +162,11 @@ def get_backend(name: str = "cpu") -> ModuleType:
         return _cuda_backend()
     if name not in _BACKEND_MODULES:
         raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(BACKEND_NAMES)}")
+    if name == "cpu" and os.environ.get("NUMBA_DISABLE_JIT", "0").strip() not in ("", "0"):
+        # (Numba's debugging switch runs jitted functions as Python; the cpu backend's
+        # overloads, intrinsics and compiled entry points have no Python form)
+        raise BackendUnavailable("the 'cpu' backend is compiled by Numba, and NUMBA_DISABLE_JIT turns its compiler "
+                                 "off: unset it, or use backend 'numpy'")
     try:
         return importlib.import_module(f"{__name__}.{_BACKEND_MODULES[name]}")
     except ImportError as err:

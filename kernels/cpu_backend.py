@@ -1206,8 +1206,9 @@ class PlainStep:
 
 
 # numbamlp.diagnostics reads where the kernels are cached from stack_step._cache (every
-# function of this module is cached in the same place).
-stack_step._cache = _gemm._cache
+# function of this module is cached in the same place; None under NUMBA_DISABLE_JIT=1, where
+# the kernels are plain Python).
+stack_step._cache = getattr(_gemm, "_cache", None)
 
 
 # Importing this backend loads scipy's BLAS and makes it single-threaded: see _gemm.

@@ -750,6 +750,28 @@ def _prediction_label(width: int, n_features: int, label_column, trained_label, 
     return True, trained_label if named or isinstance(trained_label, int) else None
 
 
+def evaluation_label(source: str, label_column, trained_label):
+    """The label column to score a model on ``source`` by: ``label_column`` when given, else
+    the one the model was trained with (``trained_label``) when ``source`` is a CSV or
+    Parquet file that has it (a name its first row holds, or an index), else None (the last
+    column), as predict chooses the column it leaves out."""
+    if label_column is not None or trained_label is None or Path(source).suffix not in (".csv", ".parquet"):
+        return label_column
+    if isinstance(trained_label, int):
+        return trained_label
+    try:
+        if Path(source).suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            names = pq.ParquetFile(source).schema_arrow.names
+        else:
+            with open(source, newline="", encoding="utf-8-sig") as f:
+                names = next((row for row in csv.reader(f) if any(c.strip() for c in row)), [])
+    except Exception:  # noqa: BLE001 — an unreadable file is load_dataset's to report
+        return None
+    return trained_label if trained_label in names else None
+
+
 def check_feature_count(X, n_features: int, source: str) -> None:
     """DataError unless X (N, D) has the model's ``n_features`` columns."""
     if X.shape[1] != n_features:
@@ -961,7 +983,7 @@ def prepare(data_config, seed: int, dtype=np.float64, task: str = "classificatio
     float32 size at the peak of reading (see the module docstring).
     """
     seed = data_seed(data_config, seed)
-    check_label_column_applies(data_config)
+    check_label_column_applies(data_config.label_column, data_config.train, data_config.test, data_config.val)
     data = load_dataset(data_config.train, seed, data_config.label_column, dtype, task)
     test = val = None
     if data_config.test is not None:
@@ -976,12 +998,12 @@ def prepare(data_config, seed: int, dtype=np.float64, task: str = "classificatio
                         overwrite=data.owned, task=task)
 
 
-def check_label_column_applies(data_config) -> None:
-    """DataError when a label column is named but no source is a CSV or Parquet file (the
-    others keep their labels apart: it would be ignored)."""
-    sources = [source for source in (data_config.train, data_config.test, data_config.val) if source is not None]
-    if data_config.label_column is not None and not any(Path(s).suffix in (".csv", ".parquet") for s in sources):
-        raise DataError(f"label_column names a column of a CSV or Parquet file; {data_config.train} keeps its labels "
+def check_label_column_applies(label_column, *sources) -> None:
+    """DataError when a label column is named but no source (None: none) is a CSV or Parquet
+    file: the others keep their labels apart, so it would be ignored."""
+    sources = [source for source in sources if source is not None]
+    if label_column is not None and not any(Path(s).suffix in (".csv", ".parquet") for s in sources):
+        raise DataError(f"label_column names a column of a CSV or Parquet file; {sources[0]} keeps its labels "
                         "apart (builtin sets, .npz, a folder's y.npy): leave it unset")
 
 

@@ -50,9 +50,12 @@ def compile_cache_location(cpu_backend) -> str:
 def cache_notice() -> str | None:
     """A one-line notice when Numba could not cache beside the package (a read-only install)
     and fell back to a user-wide cache directory; None otherwise."""
-    from numbamlp.kernels import get_backend
+    from numbamlp.kernels import BackendUnavailable, get_backend
 
-    cache = getattr(get_backend("cpu").stack_step, "_cache", None)
+    try:
+        cache = getattr(get_backend("cpu").stack_step, "_cache", None)
+    except BackendUnavailable:  # (no compiled kernels, no cache to speak of)
+        return None
     locator = getattr(getattr(cache, "_impl", None), "locator", None)
     if type(locator).__name__ != "UserWideCacheLocator":
         return None

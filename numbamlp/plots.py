@@ -27,14 +27,22 @@ def read_metrics(run_dir) -> list[dict]:
     return rows
 
 
+def _task(run_dir, rows: list[dict]) -> str:
+    """The run's task: its config.json's, else what its metrics show (val_r2: regression)."""
+    try:
+        return json.loads((Path(run_dir) / "config.json").read_text()).get("task", "classification")
+    except (OSError, ValueError, AttributeError):
+        return "regression" if any("val_r2" in r for r in rows) else "classification"
+
+
 def default_plot_path(run_dir) -> Path:
     """Where ``plot_run`` writes without ``out``: RUN_DIR/curves.png."""
     return Path(run_dir) / "curves.png"
 
 
 def plot_run(run_dir, out=None) -> Path:
-    """Loss (train, validation) and validation accuracy per epoch, written as an image in
-    the format ``out``'s suffix names (default RUN_DIR/curves.png)."""
+    """Loss (train, validation) and validation accuracy (a regressor's: R²) per epoch, written
+    as an image in the format ``out``'s suffix names (default RUN_DIR/curves.png)."""
     rows = read_metrics(run_dir)
     try:
         import matplotlib
@@ -53,16 +61,19 @@ def plot_run(run_dir, out=None) -> Path:
         raise PlotError(f"cannot write {path}: {path.suffix or 'no suffix'} is not an image format matplotlib "
                         f"writes; use one of {', '.join('.' + f for f in sorted(formats))}")
     epochs = [r["epoch"] for r in rows]
+    regression = _task(run_dir, rows) == "regression"
     has_val = all("val_loss" in r for r in rows)
     fig, axes = plt.subplots(1, 2 if has_val else 1, figsize=(10 if has_val else 5, 4), squeeze=False)
     loss_ax = axes[0][0]
     loss_ax.plot(epochs, [r["loss"] for r in rows], label="train loss")
     if has_val:
         loss_ax.plot(epochs, [r["val_loss"] for r in rows], label="validation loss")
-        acc_ax = axes[0][1]
-        acc_ax.plot(epochs, [r["val_accuracy"] for r in rows], color="tab:green")
-        acc_ax.set(xlabel="epoch", ylabel="validation accuracy", title="accuracy")
-    loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss", yscale="log")
+        score, title = ("val_r2", "R²") if regression else ("val_accuracy", "accuracy")
+        score_ax = axes[0][1]
+        score_ax.plot(epochs, [r.get(score) for r in rows], color="tab:green")
+        score_ax.set(xlabel="epoch", ylabel=f"validation {title}", title=title)
+    loss_ax.set(xlabel="epoch", ylabel="½ squared error (standardised targets)" if regression else "cross-entropy",
+                title="loss", yscale="log")
     loss_ax.legend()
     fig.tight_layout()
     buffer = io.BytesIO()

@@ -899,3 +899,50 @@ def test_a_diverged_estimator_gives_its_advice_once():
     with pytest.raises(ValueError) as raised:
         MLPClassifier(solver="sgd", learning_rate_init=1e200, max_iter=2).fit(X * 1e3, y)
     assert str(raised.value).count("lower") == 1 and "learning_rate_init" in str(raised.value)
+
+
+# ---------------------------------------------------------------- the other commands (the third look)
+def test_eval_scores_by_the_label_column_the_model_was_trained_with(tmp_path, monkeypatch):
+    """eval --data took the last column as the labels, though the model was trained with a
+    named one in the middle: a regressor's R² came out as -9e11, exit 0."""
+    labelled_in_the_middle(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for task in ("regression", "classification"):
+        run = tmp_path / task
+        assert cli("train", "--task", task, "--data", "mid.csv", "--label-column", "label", "--out", run, *FEW)[0] == 0
+        code, default = cli("eval", run, "--data", "mid.csv")
+        assert code == 0, default
+        assert default == cli("eval", run, "--data", "mid.csv", "--label-column", "label")[1]
+
+
+def test_eval_and_predict_refuse_a_label_column_their_data_cannot_have(tmp_path):
+    assert cli("train", "--data", "builtin:iris", "--out", tmp_path / "run", *FEW)[0] == 0
+    for command in ("eval", "predict"):
+        code, output = cli(command, tmp_path / "run", "--data", "builtin:iris", "--label-column", "3")
+        assert code == 2 and "label_column names a column of a CSV or Parquet file" in output, output
+
+
+def test_plot_draws_a_regressors_validation_r2(tmp_path):
+    pytest.importorskip("matplotlib")
+    assert cli("train", "--task", "regression", "--data", "builtin:diabetes", "--val-fraction", "0.1",
+               "--out", tmp_path / "run", *FEW)[0] == 0
+    code, output = cli("plot", tmp_path / "run")
+    assert code == 0, output
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 0
+
+
+def test_numbas_debugging_switch_gets_one_line_naming_the_numpy_backend(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    environment = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    for args in (["train", "--data", "builtin:iris", "--epochs", "1", "--hidden", "8", "--quiet"], ["gradcheck"]):
+        done = subprocess.run([sys.executable, "-m", "numbamlp.cli.main", *args], env=environment, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert "NUMBA_DISABLE_JIT" in done.stderr and "backend 'numpy'" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "numbamlp.cli.main", "train", "--data", "builtin:iris", "--epochs",
+                           "1", "--hidden", "8", "--quiet", "--backend", "numpy", "--out", "run"], env=environment,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr

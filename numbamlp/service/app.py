@@ -481,7 +481,7 @@ def _data_problem(config, store: Store, data_dir: Path) -> str | None:
     files = {key: dataset_path(data_dir, getattr(data, key)) for key in ("train", "test", "val")
              if getattr(data, key) is not None}
     try:  # (a label column with no CSV or Parquet source: refused as the command line refuses it)
-        check_label_column_applies(data.model_copy(update=files))
+        check_label_column_applies(data.label_column, *files.values())
     except DataError as err:
         return f"data.label_column: {hide_dataset_paths(str(err), data_dir)}"
     return None
