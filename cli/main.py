@@ -556,7 +556,7 @@ def _service_call(call):
 
     try:
         return call()
-    except ServiceError as err:
+    except (ServiceError, ValueError) as err:  # (ValueError: a job id that is no id)
         raise CliError(str(err)) from None
 
 

@@ -12,6 +12,7 @@ the status code and the server's one-line message.
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -72,8 +73,16 @@ class Client:
     def sweep(self, config: dict | None, grid: dict, random: int | None = None) -> dict:
         return self._request("POST", "/v1/sweeps", {"config": config or {}, "grid": grid, "random": random})
 
+    @staticmethod
+    def _job_path(job_id: str, rest: str = "") -> str:
+        """/v1/jobs/<id><rest>, the id quoted (an empty one, as from an unset shell variable,
+        would name the list of jobs)."""
+        if not isinstance(job_id, str) or not job_id.strip():
+            raise ValueError(f"a job id is a non-empty string, got {job_id!r}")
+        return f"/v1/jobs/{urllib.parse.quote(job_id, safe='')}{rest}"
+
     def job(self, job_id: str) -> dict:
-        return self._request("GET", f"/v1/jobs/{job_id}")
+        return self._request("GET", self._job_path(job_id))
 
     def jobs(self, status: str | None = None, limit: int = 50, page_token: str | None = None) -> dict:
         """One page: {"jobs": [...], "next_page_token": ...}, newest first."""
@@ -91,13 +100,39 @@ class Client:
                 return
 
     def cancel(self, job_id: str) -> dict:
-        return self._request("POST", f"/v1/jobs/{job_id}/cancel")
+        return self._request("POST", self._job_path(job_id, "/cancel"))
 
-    def events(self, job_id: str, last_event_id: int | None = None):
+    def events(self, job_id: str, last_event_id: int | None = None, reconnects: int = 3):
         """(epoch, metrics) for each epoch as it ends (a finished job's history at once), then
-        ("end", {status, ...}).  ``last_event_id`` resumes after that epoch."""
+        ("end", {status, ...}).  ``last_event_id`` resumes after that epoch.  A stream that
+        closes before the job's end (a server stopping closes its streams) is opened again
+        after the last epoch seen, up to ``reconnects`` times in a row without a new event;
+        then, or when the server cannot be reached, ServiceError: never a silent end."""
+        tries = 0
+        while True:
+            try:
+                for event in self._event_stream(job_id, last_event_id):
+                    yield event
+                    if event[0] == "end":
+                        return
+                    last_event_id, tries = event[0], 0
+            except ServiceError as err:
+                if err.status is not None:
+                    raise
+                tries = reconnects  # (the server is gone: no use trying again)
+            except (OSError, http.client.HTTPException):  # (the connection broke mid-stream: as a closed one)
+                pass
+            tries += 1
+            if tries > reconnects:
+                raise ServiceError(None, f"the event stream of job {job_id} closed before the job ended (the server "
+                                   "stopped?); its events go on from where they stopped when it is back")
+            time.sleep(0.5)
+
+    def _event_stream(self, job_id: str, last_event_id: int | None):
+        """One connection's events (events' items), until the server ends or closes it."""
         headers = {"Last-Event-ID": str(last_event_id)} if last_event_id else None
-        with self._request("GET", f"/v1/jobs/{job_id}/events", headers=headers, raw=True, timeout=3600) as stream:
+        with self._request("GET", self._job_path(job_id, "/events"), headers=headers, raw=True,
+                           timeout=3600) as stream:
             fields: dict[str, str] = {}
             for raw_line in stream:
                 line = raw_line.decode().rstrip("\n")
@@ -130,13 +165,13 @@ class Client:
         from numbamlp.paths import check_output_file
 
         check_output_file(path, overwrite, "the model file")
-        with self._request("GET", f"/v1/jobs/{job_id}/model", raw=True) as response:
+        with self._request("GET", self._job_path(job_id, "/model"), raw=True) as response:
             atomic_write_bytes(Path(path), response.read())
         return Path(path)
 
     def predict(self, job_id: str, X, proba: bool = False) -> dict:
         rows = [[float(v) for v in row] for row in X]
-        return self._request("POST", f"/v1/jobs/{job_id}/predict", {"X": rows, "proba": proba})
+        return self._request("POST", self._job_path(job_id, "/predict"), {"X": rows, "proba": proba})
 
     # ------------------------------------------------------------ data
     def upload_dataset(self, path, label_column: str | int | None = None) -> dict:

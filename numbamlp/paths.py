@@ -9,6 +9,7 @@ a directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from datetime import datetime, timezone
@@ -110,3 +111,26 @@ def claim_run_directory(path, claim_file: str, overwrite: bool = False, parent: 
         return directory
     except OSError as err:
         raise OutputPathError(f"cannot create the run directory {path or base}: {err.strerror or err}") from None
+
+
+class DirectoryInUse(OSError):
+    """Another process holds the directory's lock (directory_lock)."""
+
+
+@contextlib.contextmanager
+def directory_lock(directory: Path):
+    """Held while a process works in ``directory`` (a run training, a server serving): a
+    second one meanwhile gets DirectoryInUse rather than both writing its files.  An OS
+    lock (flock on ``directory/.lock``), so a process that crashed holds nothing.  (Without
+    fcntl, as on Windows: no lock.)"""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(Path(directory) / ".lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DirectoryInUse(f"{directory} is in use by another process") from None
+        yield

@@ -159,20 +159,15 @@ def train_run(config: TrainConfig, out=None, resume=None, overwrite: bool = Fals
 
 @contextlib.contextmanager
 def _run_lock(directory: Path):
-    """Held while a run trains in ``directory``: a second ``--resume`` of it meanwhile is
-    refused rather than both writing its files.  An OS lock (flock), so a run that crashed
-    holds nothing.  (Without fcntl, as on Windows: no lock.)"""
+    """Held while a run trains in ``directory`` (paths.directory_lock): a second ``--resume``
+    of it meanwhile is refused rather than both writing its files."""
+    from numbamlp.paths import DirectoryInUse, directory_lock
+
     try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(directory / ".lock", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunError(f"{directory} is in use: another numbamlp run is training in it now") from None
-        yield
+        with directory_lock(directory):
+            yield
+    except DirectoryInUse:
+        raise RunError(f"{directory} is in use: another numbamlp run is training in it now") from None
 
 
 def _train_run(config: TrainConfig, out, resume, overwrite: bool, callbacks, held: contextlib.ExitStack) -> dict:

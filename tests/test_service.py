@@ -174,14 +174,15 @@ def test_data_settings_are_checked_at_submit_and_errors_hide_the_servers_paths(s
     assert str(server.data_dir) not in str(error.value)
     assert server.client.upload_dataset(tmp_path / "d.csv", label_column="label")["id"] == dataset["id"]
     assert not [p.name for p in (server.data_dir / "datasets").iterdir() if p.is_dir()]  # no checking folder left
-    # what still fails when run (train and test of different widths) names no server path either
+    # train and test of different widths: refused at submit too, naming no server path either
     (tmp_path / "narrow.csv").write_text("a,label\n" + "\n".join(f"{i},{i % 2}" for i in range(40)) + "\n")
     narrow = server.client.upload_dataset(tmp_path / "narrow.csv")
-    job = server.client.submit({"epochs": 1, "data": {"train": f"dataset:{dataset['id']}",
-                                                      "test": f"dataset:{narrow['id']}"}})
-    failed = server.client.wait(job["id"], timeout=120)
-    assert failed["status"] == "failed" and str(server.data_dir) not in failed["error"], failed["error"]
-    assert f"the uploaded dataset {narrow['id']}" in failed["error"], failed["error"]
+    with pytest.raises(ServiceError) as error:
+        server.client.submit({"epochs": 1, "data": {"train": f"dataset:{dataset['id']}",
+                                                    "test": f"dataset:{narrow['id']}"}})
+    message = str(error.value)
+    assert error.value.status == 422 and message.startswith("422: data.test: ") and "has 1 features" in message
+    assert str(server.data_dir) not in message and f"the uploaded dataset {narrow['id']}" in message
 
 
 def post_streaming(server, headers: dict, chunks, path: str = "/v1/datasets") -> tuple[int, bytes]:
@@ -676,3 +677,87 @@ def test_serve_without_the_extra_names_the_install(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2, run.stderr
     assert run.stderr.strip() == "Error: the service needs the serve extra: pip install 'numbamlp[serve]'"
+
+
+# ---------------------------------------------------------------- what a team found (the third look, 2026-11-30)
+def test_a_body_that_is_not_json_is_422_not_500(server, iris_job):
+    """curl -d sends form encoding: FastAPI handed the raw bytes to the body check, which
+    failed with a TypeError (500)."""
+    authorised = {"Authorization": f"Bearer {server.token}"}
+    for path, content_type in (("/v1/jobs", "application/x-www-form-urlencoded"), ("/v1/sweeps", "text/plain"),
+                               (f"/v1/jobs/{iris_job['id']}/predict", None)):
+        headers = {**authorised, **({"Content-Type": content_type} if content_type else {})}
+        status, _, body = raw(server, "POST", path, b'{"config": {"epochs": 1}}', headers)
+        assert status == 422, (path, body)
+        assert "the body must be a JSON object, sent with Content-Type: application/json" in json.loads(body)["detail"]
+
+
+def test_predict_of_values_the_models_dtype_cannot_hold_is_422(server, iris_job):
+    with pytest.raises(ServiceError) as error:
+        server.client.predict(iris_job["id"], [[1.0, 2.0, 3.0, 4e38]])
+    assert error.value.status == 422 and "float32" in str(error.value)
+
+
+def test_head_is_answered_wherever_get_is(server, iris_job):
+    authorised = {"Authorization": f"Bearer {server.token}"}
+    for path, headers in (("/healthz", {}), ("/", {}), (f"/v1/jobs/{iris_job['id']}/model", authorised),
+                          (f"/v1/jobs/{iris_job['id']}/events", authorised)):
+        status, got, body = raw(server, "HEAD", path, headers=headers)
+        assert status == 200 and body == b"", path
+        if "model" in path:
+            assert int(got["content-length"]) == len(raw(server, "GET", path, headers=headers)[2])
+    assert raw(server, "HEAD", "/v1/jobs")[0] == 401
+
+
+def test_held_out_data_unlike_the_training_data_is_422_at_submit(server):
+    """train refuses test rows with other features; the service took them (201) and the job failed."""
+    with pytest.raises(ServiceError) as error:
+        server.client.submit({**IRIS, "epochs": 1, "data": {"train": "builtin:iris", "test": "builtin:wine"}})
+    assert error.value.status == 422 and "data.test: builtin:wine has 13 features" in str(error.value)
+
+
+def test_the_client_quotes_job_ids_and_refuses_an_empty_one(server, iris_job):
+    """An empty id (an unset shell variable) showed the list of jobs as if it were the job."""
+    with pytest.raises(ValueError, match="a job id is a non-empty string"):
+        server.client.job("")
+    with pytest.raises(ServiceError) as error:
+        server.client.job(iris_job["id"] + "?x")
+    assert error.value.status == 404
+    run = subprocess.run([*NUMBAMLP, "jobs", "--url", server.url, "show", ""], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "NUMBAMLP_TOKEN": server.token})
+    assert run.returncode == 2 and "a job id is a non-empty string" in run.stderr
+
+
+def test_a_second_server_on_one_data_directory_is_refused(tmp_path):
+    """It requeued the first server's running jobs as a crashed server's and trained them again."""
+    own = Server(tmp_path / "data").start()
+    try:
+        run = subprocess.run([*NUMBAMLP, "serve", "--port", "0", "--data-dir", str(tmp_path / "data")],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2 and "is in use: another numbamlp serve is running on it" in run.stderr, run.stderr
+        assert own.client.health()
+    finally:
+        own.stop()
+
+
+def test_following_a_job_says_so_when_the_server_stops(tmp_path):
+    """Client.events (and `jobs logs`) ended silently, exit 0, when the server closed the stream."""
+    import threading
+
+    own = Server(tmp_path / "data").start()
+    job = own.client.submit({**SLOW, "epochs": 4000})
+    wait_for(lambda: own.client.job(job["id"])["status"] == "running", timeout=60, what="the job running")
+    outcome = {}
+
+    def follow():
+        try:
+            outcome["events"] = list(own.client.events(job["id"]))
+        except ServiceError as err:
+            outcome["error"] = str(err)
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    time.sleep(1.0)
+    own.stop()
+    follower.join(timeout=60)
+    assert "closed before the job ended" in outcome.get("error", ""), outcome

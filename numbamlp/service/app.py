@@ -58,6 +58,9 @@ class _Body(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _utf8_only(cls, value):
+        if not isinstance(value, dict):  # (e.g. curl -d's form encoding: FastAPI hands over the raw bytes)
+            raise PydanticCustomError("json_object", "the body must be a JSON object, sent with Content-Type: "
+                                      "application/json")
         try:
             json.dumps(value, ensure_ascii=False).encode()  # (the fast check, at C speed)
         except UnicodeEncodeError:
@@ -209,6 +212,35 @@ class _BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+class _HeadAsGet:
+    """ASGI middleware: HEAD wherever GET is (RFC 9110; uptime checks send HEAD /healthz),
+    answered as the GET is, headers only.  The GET's body is dropped, and a streamed one
+    (a job's events) is told the client left once the headers are out."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await self.app(scope, receive, send)
+        headers_sent = False
+
+        async def headers_only(message):
+            nonlocal headers_sent
+            if message["type"] == "http.response.start":
+                await send(message)
+            elif not headers_sent:  # the first piece of the body ends the answer
+                headers_sent = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def leaves_after_headers():
+            if headers_sent:
+                return {"type": "http.disconnect"}
+            return await receive()
+
+        await self.app(dict(scope, method="GET"), leaves_after_headers, headers_only)
+
+
 class _TooLarge(Exception):
     pass
 
@@ -345,11 +377,14 @@ def create_app(data_dir, token: str, batch_window: float = 0.5, max_request_mb: 
             got = f"rows of {' and '.join(map(str, widths))}" if widths else "no rows"
             raise HTTPException(422, f"X must have rows of {model.n_features} features, got {got}")
         X = np.asarray(request.X, dtype=np.float64)
-        if model.task == "regression":
-            if request.proba:
-                raise HTTPException(422, "a regressor has no class probabilities: leave proba false")
-            return {"labels": None, "proba": None, "values": model.predict(X).tolist()}
-        probabilities = model.predict_proba(X)
+        if model.task == "regression" and request.proba:
+            raise HTTPException(422, "a regressor has no class probabilities: leave proba false")
+        try:  # (values the model's dtype cannot hold, said as numbamlp predict says them)
+            if model.task == "regression":
+                return {"labels": None, "proba": None, "values": model.predict(X).tolist()}
+            probabilities = model.predict_proba(X)
+        except ValueError as err:
+            raise HTTPException(422, str(err)) from None
         labels = model.classes[np.argmax(probabilities, axis=1)] if model.classes is not None else \
             np.argmax(probabilities, axis=1)
         return {"labels": labels.tolist(), "proba": probabilities.tolist() if request.proba else None}
@@ -382,6 +417,7 @@ def create_app(data_dir, token: str, batch_window: float = 0.5, max_request_mb: 
         return {"id": sweep_id, "jobs": [job_view(j) for j in store.add_jobs(configs, sweep_id=sweep_id)]}
 
     app.add_middleware(_BodyLimit, max_mb=max_request_mb)
+    app.add_middleware(_HeadAsGet)
     return app
 
 
@@ -484,6 +520,26 @@ def _data_problem(config, store: Store, data_dir: Path) -> str | None:
         check_label_column_applies(data.label_column, *files.values())
     except DataError as err:
         return f"data.label_column: {hide_dataset_paths(str(err), data_dir)}"
+    for key in ("test", "val"):  # (each loads, but with the training data's features and labels?)
+        if key in files:
+            problem = _unlike_training_problem(files["train"], files[key], data.label_column, config.task)
+            if problem is not None:
+                return f"data.{key}: {hide_dataset_paths(problem, data_dir)}"
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _unlike_training_problem(train: str, other: str, label_column, task: str) -> str | None:
+    """Why the data ``other`` cannot score a model trained on ``train`` (data.check_like_training:
+    other features, labels training never shows), as `numbamlp train` refuses it; None if
+    it can.  Kept, as _load_problem's."""
+    from numbamlp.data import DataError, check_like_training, load_dataset
+
+    try:
+        training, held_out = (load_dataset(source, label_column=label_column, task=task) for source in (train, other))
+        check_like_training(held_out.X, held_out.y, training.X, training.y, other, train, task == "regression")
+    except DataError as err:
+        return str(err)
     return None
 
 
