@@ -629,7 +629,8 @@ class DaskRunner:
 
         # a key of its own (hash=False): a key named by the data's hash would be shared with an
         # earlier sweep's scatter of the same data, which the scheduler may be releasing now
-        shared = {id(one): self.client.scatter(one, broadcast=True, hash=False) for one in data}
+        distinct = {id(one): one for one in data}  # (data has an entry per task; most share one data set)
+        shared = {key: self.client.scatter(one, broadcast=True, hash=False) for key, one in distinct.items()}
         futures = {self.client.submit(train_stack_on_worker, configs, shared[id(data[index])], pure=False): index
                    for index, configs in enumerate(tasks)}
         try:

@@ -393,3 +393,21 @@ def test_a_regression_sweep_ranks_by_validation_r2_and_members_equal_train(tmp_p
         sweep(base, {"seed": [0]}, metric="val_accuracy")
     with pytest.raises(SweepError, match="task cannot vary"):
         sweep(base, {"task": ["regression", "classification"]})
+
+
+def test_each_data_set_goes_to_the_workers_once(cluster, monkeypatch):
+    """The data is scattered once per data set, not once per task (a regression that doubled
+    the per-task overhead on a cluster), and a grid over data settings sends each of its sets."""
+    scattered = []
+    real_scatter = type(cluster).scatter
+
+    def counting_scatter(self, data, *args, **kwargs):
+        scattered.append(data)
+        return real_scatter(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(type(cluster), "scatter", counting_scatter)
+    sweep(IRIS, {"seed": [0, 1, 2, 3]}, stack_size=1, client=cluster)
+    assert len(scattered) == 1
+    scattered.clear()
+    result = sweep(IRIS, {"seed": [0, 1], "data.val_fraction": [0.1, 0.2]}, stack_size=1, client=cluster)
+    assert len(scattered) == 2 and len({row["val_loss"] for row in result.table}) == 4
