@@ -325,15 +325,23 @@ def machine_info(threads) -> dict:
 
 
 def main(argv=None):
+    from numbamlp.kernels import ACTIVATION_NAMES, usable_cores
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"some of {','.join(CONFIGS)}")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--activation", default="relu")
-    parser.add_argument("--optimizer", default="sgd")
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--activation", default="relu", choices=ACTIVATION_NAMES)
+    parser.add_argument("--optimizer", default="sgd", choices=["sgd", "momentum", "nesterov", "adam", "adamw"])
+    parser.add_argument("--threads", type=int, default=usable_cores())
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    unknown = [name for name in args.configs.split(",") if name not in CONFIGS]
+    problem = (f"--configs: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(CONFIGS)}" if unknown
+               else f"--rounds must be at least 1, got {args.rounds}" if args.rounds < 1
+               else f"--threads must be at least 1, got {args.threads}" if args.threads < 1 else None)
+    if problem:  # (one line, exit 2, as numbamlp's own bad input)
+        parser.exit(2, f"Error: {problem}\n")
     notes: set[str] = set()
     results = [run_config(name, *CONFIGS[name], args, notes) for name in args.configs.split(",")]
     roofline = gemm_rate(args.dtype)

@@ -19,7 +19,8 @@ import click
 @click.option("--overwrite", is_flag=True, help="Allow --out to replace an existing file.")
 def export_command(model_path, out_file, opset, overwrite):
     """Export MODEL as ONNX: input X (N, D) float32 raw features (the model's standardisation
-    is in the graph); outputs probabilities (N, C) and label (N,), the class values.
+    is in the graph); outputs, for a classifier, probabilities (N, C) and label (N,), the
+    class values; for a regressor, predictions (N, K) in the targets' units.
 
     MODEL is a .safetensors model file or a run directory (its model.safetensors).
     """

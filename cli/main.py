@@ -860,7 +860,8 @@ def _check_output_file(path, overwrite: bool):
               "never needed.")
 @click.option("--label-column", help="CSV or Parquet column to ignore, by name or 0-based index.")
 @click.option("--proba", is_flag=True, help="Also write the probability of every class.")
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write CSV here instead of stdout.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write CSV here instead of stdout "
+              "('-': stdout).")
 @click.option("--overwrite", is_flag=True, help="Allow --out to replace an existing file.")
 def predict(model_path, data, label_column, proba, out_file, overwrite):
     """Predict labels (and probabilities) for the rows of --data with MODEL, as CSV.
@@ -875,6 +876,8 @@ def predict(model_path, data, label_column, proba, out_file, overwrite):
     from numbamlp.data import check_label_column_applies, read_features
     from numbamlp.model import softmax
 
+    if out_file == "-":  # (the usual name of standard output)
+        out_file = None
     if out_file:
         _check_output_file(out_file, overwrite)
     model = _load_model(model_path)
@@ -1003,13 +1006,15 @@ def info(as_json):
             click.echo(f"{key}: {value}")
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+              add_help_option=False)
 @click.pass_context
 def bench(ctx):
     """Run bench/train.py (the training-step benchmark against numpy, PyTorch and JAX).
 
-    Arguments pass through, e.g. `numbamlp bench --configs small,mnist --rounds 5 --json`.
-    Needs a source checkout: bench/ is not part of an installed wheel.
+    Arguments pass through, e.g. `numbamlp bench --configs small,mnist --rounds 5 --json`;
+    `numbamlp bench --help` lists them.  Needs a source checkout: bench/ is not part of an
+    installed wheel.
     """
     import runpy
 
@@ -1019,7 +1024,7 @@ def bench(ctx):
     if not script.is_file():
         raise CliError("numbamlp bench runs bench/train.py from a source checkout; none was found "
                        f"next to {Path(numbamlp.__file__).parent}")
-    sys.argv = [str(script), *ctx.args]
+    sys.argv = ["numbamlp bench", *ctx.args]  # (argparse names the command by argv[0])
     runpy.run_path(str(script), run_name="__main__")
 
 

@@ -67,6 +67,7 @@ __all__ = [
     "activation_spec",
     "get_backend",
     "negligible_exp",
+    "usable_cores",
 ]
 
 
@@ -117,6 +118,16 @@ def activation_spec(name: str) -> ActivationSpec:
 STEP_TRAIN = 0  # forward, loss, backward and each member's optimizer update
 STEP_GRADIENTS = 1  # forward, loss and backward: the gradients only, weights and state untouched
 
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on: its affinity mask (what taskset and a
+    container's cpuset allow; Numba counts its default threads the same way), or
+    os.cpu_count() where the OS keeps no mask."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # (not on Linux)
+        return os.cpu_count() or 1
 
 
 def negligible_exp(dtype) -> float:

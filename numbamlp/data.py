@@ -365,7 +365,7 @@ def _read_csv(path: Path, label_column, dtype, task: str = "classification") -> 
     if data is None:
         data = _read_csv_python(path, label_column, numbers)
         data.X = data.X.astype(dtype, copy=False)
-    if task != "regression":  # (a regressor's targets are non-integral numbers)
+    if task != "regression" and label_column is None:  # (a named one is what the user says it is)
         _check_label_column(data.y, path, data.header, data.label, data.width)
     else:
         _check_target_column(data.y, path, data.header, data.label, bool(data.header))
@@ -563,11 +563,9 @@ PARQUET_BLOCK_ROWS = 1 << 12
 
 def _copy_threads() -> int:
     """Threads for copying columns into X: the cores this process may run on, at most 8."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # (not on Linux)
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 8))
+    from numbamlp.kernels import usable_cores
+
+    return max(1, min(usable_cores(), 8))
 
 
 def _copy_parquet_columns(table, X: np.ndarray, first: int, path: Path, row: int) -> None:
@@ -659,7 +657,7 @@ def _read_parquet(path: Path, label_column, dtype, predict_features: int | None 
             y = _arrow_labels(parquet.read(columns=[names[label]]).column(0), str(path), text_numbers=False)
     except pa.ArrowException as err:
         raise DataError(f"cannot read {path} as Parquet ({_reason(err)})") from None
-    if y is not None and task != "regression":
+    if y is not None and task != "regression" and label_column is None:  # (as _read_csv)
         _check_label_column(y, path, names, label, width)
     elif y is not None:
         _check_target_column(y, path, names, label, header_rows=0)
@@ -786,8 +784,12 @@ def _label_index(label_column, header, width: int, path) -> int:
         if not -width <= index < width:
             raise DataError(f"{path}: label column {index} is out of range for {width} columns")
         return index % width
-    if header is None or label_column not in header:
-        raise DataError(f"{path}: no column named {label_column!r} (the file has no such header)")
+    if header is None:
+        raise DataError(f"{path}: no column named {label_column!r}: the file has no header row (name the column by "
+                        "its 0-based index)")
+    if label_column not in header:
+        shown = ", ".join(map(repr, header[:12])) + (", ..." if len(header) > 12 else "")
+        raise DataError(f"{path}: no column named {label_column!r}; its columns are {shown}")
     return header.index(label_column)
 
 
@@ -832,7 +834,8 @@ def check_arrays(X, y, source: str = "data", dtype=np.float64, task: str = "clas
         if not np.isfinite(y).all():
             raise DataError(f"{source}: y contains NaN or infinite labels")
         if not np.array_equal(y, np.round(y)):
-            raise DataError(f"{source}: y has non-integral numeric labels; use integers or class names")
+            raise DataError(f"{source}: y has non-integral numeric labels: a classifier's labels are integers or "
+                            "class names (numeric targets: task regression)")
         y = y.astype(np.int64)
     elif y.dtype.kind not in "biuUS":
         raise DataError(f"{source}: y must hold integers or class names, not {y.dtype}")

@@ -7,6 +7,7 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from numbamlp.kernels import usable_cores
 from numbamlp.text import counted
 
 
@@ -73,7 +74,7 @@ def environment_info() -> dict:
         "numba": _version("numba"),
         "scipy": _version("scipy"),
         "scikit-learn": _version("scikit-learn"),
-        "cores": os.cpu_count(),
+        "cores": usable_cores(),
     }
     backends = ["numpy: available", "reference: available"]
     try:

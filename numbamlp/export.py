@@ -245,8 +245,9 @@ def build_onnx_model(model, opset: int | None = None):
     """The ONNX ModelProto of ``model`` (see the module docstring for the graph), checked by
     ``onnx.checker`` with full shape inference.
 
-    Inputs: X (N, D) float32.  Outputs: probabilities (N, C) float32 and label (N,) holding
-    ``model.classes`` (int64, float64, bool or string) or the class index (int64) without.
+    Inputs: X (N, D) float32.  Outputs: a classifier's probabilities (N, C) float32 and label
+    (N,) holding ``model.classes`` (int64, float64, bool or string) or the class index (int64)
+    without; a regressor's predictions (N, K) float32, in the targets' units.
     """
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
@@ -294,8 +295,8 @@ def export_onnx(model, path, opset: int | None = None):
     a reader sees the old file or the new one); returns the ModelProto written.
 
     opset: MIN_OPSET..MAX_OPSET, default DEFAULT_OPSET (17).  The graph takes raw features
-    X (N, D) float32 and outputs probabilities (N, C) float32 and label (N,); float64 models
-    are exported as float32 graphs.
+    X (N, D) float32 and outputs a classifier's probabilities (N, C) float32 and label (N,),
+    or a regressor's predictions (N, K) float32; float64 models are exported as float32 graphs.
     """
     from numbamlp.io import atomic_write_bytes
 

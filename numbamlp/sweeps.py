@@ -40,7 +40,6 @@ import itertools
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -547,7 +546,9 @@ def worker_threads() -> int:
     (the nanny pins OpenMP's and MKL's threads, not Numba's)."""
     from distributed import get_worker
 
-    return max(1, (os.cpu_count() or 1) // max(1, get_worker().state.nthreads))
+    from numbamlp.kernels import usable_cores
+
+    return max(1, usable_cores() // max(1, get_worker().state.nthreads))
 
 
 def train_stack_on_worker(configs: list[dict], data: SweepData) -> list[dict]:
@@ -606,7 +607,9 @@ class DaskRunner:
             except (OSError, TimeoutError, ValueError) as err:
                 raise SweepError(f"cannot reach the Dask scheduler at {scheduler}: {str(err).splitlines()[0]}") from None
         else:
-            cores = os.cpu_count() or 1
+            from numbamlp.kernels import usable_cores
+
+            cores = usable_cores()
             # one task at a time per worker process, with its share of the cores for Numba
             self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                         # (the scheduler's HTTP server on a free port: the default 8787

@@ -946,3 +946,55 @@ def test_numbas_debugging_switch_gets_one_line_naming_the_numpy_backend(tmp_path
                            "1", "--hidden", "8", "--quiet", "--backend", "numpy", "--out", "run"], env=environment,
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+
+
+def test_predict_out_dash_is_standard_output(tmp_path, monkeypatch):
+    assert cli("train", "--data", "builtin:iris", "--out", tmp_path / "run", *FEW)[0] == 0
+    monkeypatch.chdir(tmp_path)
+    code, output = cli("predict", tmp_path / "run", "--data", "builtin:iris", "--out", "-")
+    assert code == 0 and output.splitlines()[0] == "prediction" and len(output.splitlines()) == 151
+    assert not (tmp_path / "-").exists()
+
+
+def test_a_label_column_the_header_lacks_is_named_with_the_columns_it_has(tmp_path):
+    data = labelled_in_the_middle(tmp_path)
+    code, output = cli("train", "--data", data, "--label-column", "lable", "--out", tmp_path / "run", *FEW)
+    assert code == 2 and "no column named 'lable'; its columns are 'a', 'label', 'b', 'c'" in output, output
+
+
+def test_a_named_label_column_of_fractions_is_refused_as_labels_not_taken_for_a_feature(tmp_path):
+    """The message told the user to pass --label-column, which they had passed."""
+    rows = [[f"{i * 0.1:.1f}", f"{(i % 3) + 0.5}"] for i in range(30)]
+    data = write_csv(tmp_path / "f.csv", ["a", "label"], rows)
+    code, output = cli("train", "--data", data, "--label-column", "label", "--out", tmp_path / "run", *FEW)
+    assert code == 2 and "non-integral numeric labels" in output and "choose the label column" not in output
+    code, output = cli("train", "--data", data, "--out", tmp_path / "run", *FEW)  # guessed: said to be a feature
+    assert code == 2 and "looks like a feature; choose the label column" in output
+
+
+def test_info_counts_the_cores_this_process_may_use():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity on this OS")
+    one = sorted(os.sched_getaffinity(0))[:1]
+    done = subprocess.run([sys.executable, "-m", "numbamlp.cli.main", "info", "--json"], capture_output=True,
+                          text=True, timeout=300, preexec_fn=lambda: os.sched_setaffinity(0, one))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["cores"] == 1
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["--configs", "Small"], "--configs: unknown 'Small'; choose from small, mnist, deep, large"),
+    (["--configs", "small", "--rounds", "0"], "--rounds must be at least 1, got 0"),
+])
+def test_bench_says_what_is_wrong_with_its_arguments(args, phrase):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "numbamlp.cli.main", "bench", *args], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.strip() == f"Error: {phrase}", done.stderr
