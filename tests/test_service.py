@@ -761,3 +761,39 @@ def test_following_a_job_says_so_when_the_server_stops(tmp_path):
     own.stop()
     follower.join(timeout=60)
     assert "closed before the job ended" in outcome.get("error", ""), outcome
+
+
+def test_a_stack_with_a_cancelled_member_continues_after_sigterm(tmp_path):
+    """A restart counted only the running jobs against the checkpoint's members: the stack's
+    survivor trained again from epoch 0 and the checkpoint stayed behind."""
+    server = Server(tmp_path / "data", "--batch-window", "0.2").start()
+    ids = [server.client.submit({**SLOW, "epochs": 40, "seed": s})["id"] for s in range(2)]
+    next(server.client.events(ids[0]))  # an epoch has ended
+    server.client.cancel(ids[1])
+    wait_for(lambda: server.client.job(ids[1])["status"] == "cancelled", timeout=60, what="the cancel")
+    assert server.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
+    server.start()
+    job = server.client.wait(ids[0], timeout=240)
+    assert job["status"] == "succeeded" and server.client.job(ids[1])["status"] == "cancelled"
+    from numbamlp.service.store import Store
+
+    history = [h["status"] for h in Store(server.data_dir / "numbamlp.sqlite").status_history(ids[0])]
+    assert history == ["queued", "running", "succeeded"], history  # (not queued again: continued)
+    assert [e for e, _ in server.client.events(ids[0])][:-1] == list(range(1, 41))
+    assert not list((server.data_dir / "stacks").iterdir())
+    server.stop()
+
+
+def test_the_documented_errors_are_the_ones_sent(server):
+    """OpenAPI said a 422 is a list of validation errors; every error is {"detail": "one line"},
+    and 401/404/413 were not documented at all."""
+    document = json.loads(raw(server, "GET", "/openapi.json")[2])
+    submit = document["paths"]["/v1/jobs"]["post"]["responses"]
+    assert {"401", "413", "422"} <= set(submit)
+    assert submit["422"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    assert "404" in document["paths"]["/v1/jobs/{job_id}"]["get"]["responses"]
+    status, detail = post_json(server, "/v1/jobs", '{"config": {"epochs": "ten"}}')
+    assert status == 422 and isinstance(detail, str)
+    status, _, body = raw(server, "GET", "/v1/jobs/nope", headers={"Authorization": f"Bearer {server.token}"})
+    assert status == 404 and isinstance(json.loads(body)["detail"], str)

@@ -212,6 +212,48 @@ class _BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+# The errors every route may answer, as the server answers them: {"detail": "one line"}.
+_ERRORS = {
+    "401": "missing or wrong bearer token",
+    "404": "no such job (or no model for it)",
+    "409": "the job cannot do that in its status",
+    "413": "request body over --max-request-mb",
+    "422": "invalid request: one line naming what is wrong",
+}
+
+
+def _openapi_with_errors(app) -> dict:
+    """FastAPI's OpenAPI document, its error responses as the server sends them: FastAPI
+    documents a 422 as a list of validation errors, but every error here is one line,
+    {"detail": "..."} (one_line_422), and 401/404/409/413 are not documented at all."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    components["Error"] = {"title": "Error", "type": "object", "required": ["detail"],
+                           "properties": {"detail": {"title": "Detail", "type": "string"}}}
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            codes = {"422"} if "422" in operation["responses"] else set()
+            if path.startswith("/v1/"):
+                codes.add("401")
+            if "{job_id}" in path:
+                codes.add("404")
+            if path.endswith("/predict"):
+                codes.add("409")
+            if method == "post":
+                codes |= {"413", "422"}
+            for code in sorted(codes):
+                operation["responses"][code] = {"description": _ERRORS[code], "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    app.openapi_schema = schema
+    return schema
+
+
 class _HeadAsGet:
     """ASGI middleware: HEAD wherever GET is (RFC 9110; uptime checks send HEAD /healthz),
     answered as the GET is, headers only.  The GET's body is dropped, and a streamed one
@@ -416,6 +458,7 @@ def create_app(data_dir, token: str, batch_window: float = 0.5, max_request_mb: 
         sweep_id = secrets.token_hex(6)
         return {"id": sweep_id, "jobs": [job_view(j) for j in store.add_jobs(configs, sweep_id=sweep_id)]}
 
+    app.openapi = lambda: _openapi_with_errors(app)
     app.add_middleware(_BodyLimit, max_mb=max_request_mb)
     app.add_middleware(_HeadAsGet)
     return app

@@ -80,15 +80,14 @@ class Scheduler:
 
     def _recover(self) -> None:
         checkpoints = self.data_dir / "stacks"
-        resumable: dict[str, list[dict]] = {}
-        for job in self.store.jobs(status="running", limit=1_000_000):
-            stack_id = job["stack_id"]
-            if stack_id and (checkpoints / stack_id / "stack.json").is_file():
-                resumable.setdefault(stack_id, []).append(job)
-        for stack_id, jobs in resumable.items():
-            jobs.sort(key=lambda job: job["seq"])
+        resumable = {job["stack_id"] for job in self.store.jobs(status="running", limit=1_000_000)
+                     if job["stack_id"] and (checkpoints / job["stack_id"] / "stack.json").is_file()}
+        for stack_id in sorted(resumable):
+            # every member, a cancelled one too: the checkpoint keeps it frozen, as the stack left it
+            jobs = self.store.stack_jobs(stack_id)
             if len(jobs) != json.loads((checkpoints / stack_id / "stack.json").read_text())["members"]:
-                continue  # not the whole stack: train its jobs again instead
+                shutil.rmtree(checkpoints / stack_id, ignore_errors=True)  # (its jobs train again instead)
+                continue
             self._launch(stack_id, jobs, resume=checkpoints / stack_id)
         # every other running job was cut off by a crash: from the start again
         with self._lock:

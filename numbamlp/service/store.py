@@ -140,6 +140,10 @@ class Store:
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
         return [_job(r) for r in self._rows(sql + " ORDER BY seq DESC LIMIT ?", (*parameters, limit))]
 
+    def stack_jobs(self, stack_id: str) -> list[dict]:
+        """Every job a stack trained (or trains), in any status, in the stack's order (seq)."""
+        return [_job(r) for r in self._rows("SELECT * FROM jobs WHERE stack_id = ? ORDER BY seq", (stack_id,))]
+
     def queued(self, limit: int = -1) -> list[dict]:
         """Queued jobs, oldest first (at most ``limit``; -1: all)."""
         return [_job(r) for r in self._rows("SELECT * FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT ?",
