@@ -60,7 +60,8 @@ CASES = {
                  "range (3.4e38) becomes infinite too: --dtype float64 keeps it"),
     "NaN labels": (["train", "--data", "nanlabels.npz"], "nanlabels.npz: y contains NaN or infinite labels"),
     "non-integral labels": (["train", "--data", "fraclabels.npz"],
-                            "fraclabels.npz: y has non-integral numeric labels; use integers or class names"),
+                            "fraclabels.npz: y has non-integral numeric labels: a classifier's labels are integers "
+                            "or class names (numeric targets: task regression)"),
     "length mismatch": (["train", "--data", "mismatch.npz"], "mismatch.npz: X has 30 rows but y has 29 labels"),
     "no rows": (["train", "--data", "empty.npz"], "empty.npz: X is empty (shape (0, 64))"),
     "one class": (["train", "--data", "oneclass.npz"],
