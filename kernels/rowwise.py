@@ -1,6 +1,7 @@
 """Per-row code of the cpu backend's loss (compiled with ``njit`` there).  Plain Python with
-``math`` (and numbamlp.kernels' negligible_exp) only: this module imports nothing heavy.  The cuda backend's loss kernel computes
-the same formula on rows of its flat (M, ·) buffers, which these 2-D signatures cannot take."""
+``math`` (and numbamlp.kernels' negligible_exp) only: this module imports nothing heavy.
+The cuda backend's loss kernel computes the same formula on rows of its flat (M, ·)
+buffers, which these 2-D signatures cannot take."""
 
 import math
 
