@@ -365,10 +365,10 @@ def _read_csv(path: Path, label_column, dtype, task: str = "classification") -> 
     if data is None:
         data = _read_csv_python(path, label_column, numbers)
         data.X = data.X.astype(dtype, copy=False)
-    if task != "regression" and label_column is None:  # (a named one is what the user says it is)
-        _check_label_column(data.y, path, data.header, data.label, data.width)
-    else:
+    if task == "regression":  # (a regressor's targets are non-integral numbers)
         _check_target_column(data.y, path, data.header, data.label, bool(data.header))
+    elif label_column is None:  # (a named label column is what the user says it is)
+        _check_label_column(data.y, path, data.header, data.label, data.width)
     return data
 
 
@@ -657,10 +657,10 @@ def _read_parquet(path: Path, label_column, dtype, predict_features: int | None 
             y = _arrow_labels(parquet.read(columns=[names[label]]).column(0), str(path), text_numbers=False)
     except pa.ArrowException as err:
         raise DataError(f"cannot read {path} as Parquet ({_reason(err)})") from None
-    if y is not None and task != "regression" and label_column is None:  # (as _read_csv)
-        _check_label_column(y, path, names, label, width)
-    elif y is not None:
+    if y is not None and task == "regression":
         _check_target_column(y, path, names, label, header_rows=0)
+    elif y is not None and label_column is None:  # (as _read_csv)
+        _check_label_column(y, path, names, label, width)
     return Dataset(X, y, name=str(path), owned=True)
 
 

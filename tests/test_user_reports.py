@@ -998,3 +998,23 @@ def test_bench_says_what_is_wrong_with_its_arguments(args, phrase):
     done = subprocess.run([sys.executable, "-m", "numbamlp.cli.main", "bench", *args], capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 2 and done.stderr.strip() == f"Error: {phrase}", done.stderr
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_named_label_column_of_class_names_trains_and_evaluates(tmp_path, suffix):
+    """A fix for named label columns (83b266c) sent every named column of class names
+    through the regression targets' check: 'setosa' is not a number."""
+    names = np.array(["setosa", "versicolor", "virginica"])[np.arange(60) % 3]
+    values = np.random.default_rng(3).normal(size=(60, 2))
+    path = tmp_path / f"named{suffix}"
+    if suffix == ".csv":
+        write_csv(path, ["species", "a", "b"], [[n, f"{p:.3f}", f"{q:.3f}"] for n, (p, q) in zip(names, values)])
+    else:
+        pa = pytest.importorskip("pyarrow")
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"species": names, "a": values[:, 0], "b": values[:, 1]}), path)
+    code, output = cli("train", "--data", path, "--label-column", "species", "--out", tmp_path / "run", *FEW)
+    assert code == 0, output
+    code, output = cli("eval", tmp_path / "run", "--data", path)
+    assert code == 0 and "setosa" in output, output
