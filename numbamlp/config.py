@@ -108,8 +108,11 @@ DEFAULT_OPTIMIZER = "momentum"
 
 
 class OptimizerConfig(_Strict):
+    # frozen: the other settings' defaults are the optimizer's, filled in when the config is
+    # made, so assigning another name later would keep the first one's (Adam at SGD's lr 0.05,
+    # with an unused momentum); a new config with the name gets its own
     name: Literal["sgd", "momentum", "nesterov", "adam", "adamw"] = Field(
-        DEFAULT_OPTIMIZER,
+        DEFAULT_OPTIMIZER, frozen=True,
         description="Optimizer: sgd (plain SGD unless momentum is set, as PyTorch's), momentum "
         "(SGD with momentum 0.9), nesterov, adam, adamw (decoupled weight decay).",
     )

@@ -33,7 +33,7 @@ from numbamlp.config import TrainConfig
 from numbamlp.model import (as_features, as_labels, as_sample_weights, as_targets, stacked_scores, step_class_indices,
                             unique_labels)
 from numbamlp.plan import StepPlan
-from numbamlp.trainer import Trainer, TrainingDiverged, TrainingInterrupted, quiet_blas
+from numbamlp.trainer import Trainer, TrainingDiverged, TrainingInterrupted, quiet_blas, set_threads, threads_while
 
 # The settings every member of a stack shares (dotted config paths): what the step plan is
 # built from, and the data every member sees.
@@ -151,6 +151,7 @@ class StackTrainer:
         self._stop_reason = None
         self._cancelled: set[int] = set()  # members asked to stop (cancel_member), from any thread
         self._step_hooks: list = []
+        self._threads_set = False  # (step sets config.threads once; fit sets it while it runs)
 
     def __getstate__(self):
         # the step plan does not pickle (nor need it: the members' weights and optimizer state
@@ -167,6 +168,7 @@ class StackTrainer:
         planned = state.pop("_planned", None)
         self.__dict__.update(state)
         self.plan = None
+        self._threads_set = False
         if planned is not None:
             capacity, active = planned
             self._use_plan(capacity)
@@ -269,6 +271,9 @@ class StackTrainer:
         when the stack is built and after each fit)."""
         from numbamlp.model import as_class_indices
 
+        if not self._threads_set and self.configs[0].threads is not None:  # (once, as Trainer.step)
+            set_threads(self.configs[0].threads, self.configs[0].backend)
+        self._threads_set = True
         X, y = np.asarray(X), np.asarray(y)
         if self.regression:
             return self._regression_step(X, y, sample_weight)
@@ -314,6 +319,10 @@ class StackTrainer:
         ``"diverged"`` in ``results`` and frozen (its weights as before the bad step).
         ``warm_start``: go on from where the stack is (after ``request_stop`` or
         ``from_checkpoint``) instead of starting over."""
+        with threads_while(self.configs[0].threads, self.configs[0].backend):
+            return self._fit(X, y, X_val, y_val, sample_weight, callbacks, warm_start)
+
+    def _fit(self, X, y, X_val, y_val, sample_weight, callbacks, warm_start: bool) -> list[list[dict]]:
         dtype = self.configs[0].dtype
         warm = warm_start and self.plan is not None
         X = as_features(X, self.plan.layers[0] if warm else None, dtype)
@@ -327,30 +336,40 @@ class StackTrainer:
             outputs = len(classes)
             if len(classes) < 2:
                 raise ValueError("y has 1 class; classification needs at least 2")
-        if not warm:
-            for trainer in self.trainers:
-                trainer.model = None
-                trainer._start_over()
-                trainer.classes_ = classes
-            self.statuses = [("training", None)] * self.members
-            self.build(X.shape[1], outputs)
-        elif not self.regression and not np.array_equal(classes, self.trainers[0].classes_):
-            raise ValueError("warm_start continues the stack's training: y must have the classes it was trained on")
-        X_val, y_val = self.trainers[0].checked_validation_data(X_val, y_val)  # (before any epoch)
-        members = []
-        for trainer, (status, error) in zip(self.trainers, self.statuses):
-            trainer.model.classes = classes
-            rows, Xv, yv = trainer.validation_split(X, y, X_val, y_val)
-            if self.regression:
-                trainer.fit_target_transform(y[rows], None if sample_weight is None else sample_weight[rows])
-            weights = trainer._row_weights(y[rows], None if sample_weight is None else sample_weight[rows])
-            if weights is not None:  # by row of X, as the labels are
-                by_row = np.zeros(X.shape[0], weights.dtype)
-                by_row[rows] = weights
-                weights = by_row
-            if status == "training" and (trainer.stopped_early or trainer.epoch >= trainer.config.epochs):
-                status = "stopped early" if trainer.stopped_early else "done"
-            members.append(_Member(trainer, rows, trainer.encode(y), weights, Xv, yv, status, error))
+        # what a refused fit puts back (data refused before any epoch: the fitted stack stays as
+        # it was, as Trainer.fit keeps its model); every trainer's model and optimizer are new objects
+        kept = (self.__dict__.copy(), [t.__dict__.copy() for t in self.trainers]) if self.plan is not None else None
+        try:
+            if not warm:
+                for trainer in self.trainers:
+                    trainer.model = None
+                    trainer._start_over()
+                    trainer.classes_ = classes
+                self.statuses = [("training", None)] * self.members
+                self.build(X.shape[1], outputs)
+            elif not self.regression and not np.array_equal(classes, self.trainers[0].classes_):
+                raise ValueError("warm_start continues the stack's training: y must have the classes it was trained on")
+            X_val, y_val = self.trainers[0].checked_validation_data(X_val, y_val)  # (before any epoch)
+            members = []
+            for trainer, (status, error) in zip(self.trainers, self.statuses):
+                trainer.model.classes = classes
+                rows, Xv, yv = trainer.validation_split(X, y, X_val, y_val)
+                if self.regression:
+                    trainer.fit_target_transform(y[rows], None if sample_weight is None else sample_weight[rows])
+                weights = trainer._row_weights(y[rows], None if sample_weight is None else sample_weight[rows])
+                if weights is not None:  # by row of X, as the labels are
+                    by_row = np.zeros(X.shape[0], weights.dtype)
+                    by_row[rows] = weights
+                    weights = by_row
+                if status == "training" and (trainer.stopped_early or trainer.epoch >= trainer.config.epochs):
+                    status = "stopped early" if trainer.stopped_early else "done"
+                members.append(_Member(trainer, rows, trainer.encode(y), weights, Xv, yv, status, error))
+        except Exception:
+            if kept is not None and not warm:
+                self.__dict__.update(kept[0])
+                for trainer, state in zip(self.trainers, kept[1]):
+                    trainer.__dict__.update(state)
+            raise
         self._stop_reason = None
         any_weights = any(m.weights is not None for m in members)
         # the labels (or encoded targets) of X's rows when every member has the same ones (a

@@ -42,7 +42,7 @@ def set_threads(threads: int, backend: str) -> None:
 
     cpu: Numba's thread pool (a per-thread setting of the calling thread; the GEMMs run in
     it, scipy's BLAS on one thread, see kernels/cpu_backend.py).  numpy and reference:
-    numpy's BLAS, process-wide.
+    numpy's BLAS, process-wide.  See threads_while for a setting that ends with a fit.
     """
     if backend == "cpu":
         import numba
@@ -52,6 +52,29 @@ def set_threads(threads: int, backend: str) -> None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=threads, user_api="blas")
+
+
+@contextlib.contextmanager
+def threads_while(threads: int | None, backend: str):
+    """A config's ``threads`` for the block (a fit), then the threads as they were: Numba's
+    of the calling thread (cpu), numpy's BLAS (numpy, reference).  None: no change."""
+    if threads is None or backend not in ("cpu", "numpy", "reference"):
+        yield
+        return
+    if backend == "cpu":
+        import numba
+
+        before = numba.get_num_threads()
+        set_threads(threads, backend)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(before)
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        yield
 
 
 def quiet_blas(backend: str):
@@ -139,8 +162,7 @@ class Trainer:
         if overrides:
             config = TrainConfig.model_validate({**config.model_dump(by_alias=True), **overrides})
         self.config = config
-        if config.threads is not None:
-            set_threads(config.threads, config.backend)
+        self._threads_set = False  # (step sets config.threads once; fit sets it while it runs)
         self.model: MLP | None = None
         self._workspace: Workspace | None = None
         self._plan, self._member = None, 0  # the step plan this trainer's model is member _member of
@@ -204,6 +226,7 @@ class Trainer:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._workspace = self._plan = self._plain_step = None
+        self._threads_set = False  # (another process, perhaps: step sets them again)
         if self.model is not None:
             self._kernels = None if self.config.backend == "reference" else get_backend(self.config.backend)
             self._grads = layer_views(self._grad_flat, self.model.layers)
@@ -285,6 +308,10 @@ class Trainer:
         Xb (B, D) features, yb (B,) class indices 0..C−1 (regression: targets (B,) or (B, K),
         used as given).  Builds the model on first use.
         """
+        if not self._threads_set:  # (once: per step it would cost ~3 µs of a ~20 µs step)
+            self._threads_set = True
+            if self.config.threads is not None:
+                set_threads(self.config.threads, self.config.backend)
         if self._plain_step is not None and sample_weight is None:  # a batch the step takes as it is
             loss = self._plain_step(Xb, yb, self.lr)
             if loss is not None:
@@ -365,8 +392,14 @@ class Trainer:
         ``config.seed``) and visits every row once: the last, shorter batch is trained on.
         With early stopping and no (X_val, y_val), a stratified ``data.val_fraction`` (0.1
         if unset) of the rows is held out for validation.  A trainer that has already
-        trained starts over unless ``warm_start`` (see the class docstring).
+        trained starts over unless ``warm_start`` (see the class docstring).  ``config.threads``
+        holds while it runs (threads_while).
         """
+        self._stop_reason = None  # (a stop asked of an earlier fit is not this one's)
+        with threads_while(self.config.threads, self.config.backend):
+            return self._fit(X, y, X_val, y_val, sample_weight, callbacks, warm_start)
+
+    def _fit(self, X, y, X_val, y_val, sample_weight, callbacks, warm_start: bool) -> list[dict]:
         kept = None
         if self.fitted and not warm_start:
             kept = self.__dict__.copy()  # (what a refused fit puts back)
@@ -737,6 +770,8 @@ class Trainer:
     # ------------------------------------------------------------ checkpoints
     def state(self) -> tuple[dict, dict]:
         """(arrays, metadata) that let a new Trainer continue exactly where this one is."""
+        if self.model is None:
+            raise ValueError("this Trainer has nothing to checkpoint yet: call fit (or step) first")
         self.synchronize()
         arrays = {"params": self.model.flat_params}
         if self.model.target_transform is not None:

@@ -1018,3 +1018,63 @@ def test_a_named_label_column_of_class_names_trains_and_evaluates(tmp_path, suff
     assert code == 0, output
     code, output = cli("eval", tmp_path / "run", "--data", path)
     assert code == 0 and "setosa" in output, output
+
+
+# ---------------------------------------------------------------- the Python API (the third look)
+def test_an_optimizers_name_cannot_be_assigned_after_its_defaults_were_filled():
+    """cfg.optimizer.name = 'adam' kept SGD's lr 0.05 and momentum 0.9: refused; a config
+    made with the name gets the optimizer's own defaults."""
+    config = TrainConfig()
+    with pytest.raises(ValueError, match="frozen"):
+        config.optimizer.name = "adam"
+    adam = TrainConfig.model_validate({"optimizer": {"name": "adam"}}).optimizer
+    assert adam.lr == 0.001 and adam.momentum is None
+
+
+def test_a_warm_fit_after_a_requested_stop_goes_on():
+    trainer = Trainer({"epochs": 4, "batch_size": 8, "model": {"hidden": [6]}})
+
+    class StopAtTwo:
+        def on_epoch_end(self, epoch, metrics):
+            if epoch == 2:
+                trainer.request_stop("asked")
+
+    from numbamlp.trainer import TrainingInterrupted
+
+    with pytest.raises(TrainingInterrupted):
+        trainer.fit(X, y, callbacks=[StopAtTwo()])
+    trainer.fit(X, y, warm_start=True)
+    assert trainer.epoch == 4
+
+
+def test_a_stack_whose_new_data_is_refused_keeps_what_it_learned():
+    stack = StackTrainer([{"epochs": 3, "batch_size": 8, "model": {"hidden": [6]}}])
+    stack.fit(X, y)
+    before = stack.trainers[0].model.flat_params.copy()
+    with pytest.raises(ValueError, match="X_val has 2 features"):
+        stack.fit(X, y, X_val=X[:, :2], y_val=y)
+    assert stack.trainers[0].epoch == 3
+    np.testing.assert_array_equal(stack.trainers[0].model.flat_params, before)
+    stack.fit(X, y, warm_start=False)  # (and it still trains)
+    assert stack.trainers[0].epoch == 3
+
+
+def test_a_trainers_threads_hold_while_it_fits_and_not_after():
+    import numba
+
+    before = numba.get_num_threads()
+    trainer = Trainer({"epochs": 1, "threads": 1, "model": {"hidden": [6]}})
+    assert numba.get_num_threads() == before  # (making a Trainer changes nothing)
+
+    class Seen:
+        def on_epoch_end(self, epoch, metrics):
+            self.threads = numba.get_num_threads()
+
+    seen = Seen()
+    trainer.fit(X, y, callbacks=[seen])
+    assert seen.threads == 1 and numba.get_num_threads() == before
+
+
+def test_state_before_any_fit_says_so():
+    with pytest.raises(ValueError, match="nothing to checkpoint yet"):
+        Trainer().state()
