@@ -24,12 +24,12 @@ Every backend module defines, with outputs first, then inputs, then options:
 
 Gradient outputs are always overwritten (``=``), never accumulated.
 
-The kernels trust their arguments: numbamlp's Python layer (Trainer, MLP, the step plan)
-checks shapes, dtypes and labels before it calls them.  Called directly, the numpy kernels
-raise numpy's errors on a mismatch, but the cpu kernels do not look: a wrong shape, an
-out-of-range label or operands of mixed dtypes read and write outside the arrays (wrong
-numbers, or a crashed interpreter).  Give them C-contiguous arrays of one float dtype with
-the shapes above, labels in [0, C).
+Called directly with arrays they cannot take (shapes that do not fit, labels outside
+[0, C), mixed float dtypes), the numpy kernels raise numpy's errors and the cpu kernels a
+``KernelArgumentError`` (a ValueError) naming the argument: their compiled code indexes
+without bounds checks, so the public names check first (compiled code, and the fused
+training step, call the kernels themselves: ``cpu_backend._relu_forward``, ...).  The cpu
+kernels want C-contiguous float32 or float64 arrays.
 
 The squared-error loss is scikit-learn's MLPRegressor's: ½·(mean over rows of Σ_k (s − y)²),
 whose gradient is (s − y)/B.  (scikit-learn's reported ``loss_`` also divides by K, the

@@ -25,6 +25,7 @@ see the end of this module) the same blocks run in a plain loop.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import sys
@@ -586,8 +587,8 @@ def _loss_forward_typed(code, P, row_loss, S, y, weights):
     if not isinstance(code, types.IntegerLiteral):
         return None  # a run-time code: not supported (every step passes a constant)
     if code.literal_value == SQUARED_ERROR:
-        return lambda code, P, row_loss, S, y, weights: mse_forward(row_loss, S, y, weights)
-    return lambda code, P, row_loss, S, y, weights: softmax_crossentropy_forward(P, row_loss, S, y, weights)
+        return lambda code, P, row_loss, S, y, weights: _mse_forward(row_loss, S, y, weights)
+    return lambda code, P, row_loss, S, y, weights: _softmax_crossentropy_forward(P, row_loss, S, y, weights)
 
 
 @overload(_loss_backward, prefer_literal=True)
@@ -595,8 +596,8 @@ def _loss_backward_typed(code, dS, P, S, y, weights):
     if not isinstance(code, types.IntegerLiteral):
         return None
     if code.literal_value == SQUARED_ERROR:
-        return lambda code, dS, P, S, y, weights: mse_backward(dS, S, y, weights)
-    return lambda code, dS, P, S, y, weights: softmax_crossentropy_backward(dS, P, y, weights)
+        return lambda code, dS, P, S, y, weights: _mse_backward(dS, S, y, weights)
+    return lambda code, dS, P, S, y, weights: _softmax_crossentropy_backward(dS, P, y, weights)
 
 
 # ---------------------------------------------------------------- optimizers
@@ -724,7 +725,7 @@ def _activation_backward(code, dA, dH, cache, alpha):
 @overload(_activation_forward, prefer_literal=True)
 def _activation_forward_typed(code, Hout, A, alpha):
     if isinstance(code, types.IntegerLiteral):  # a constant (every step passes one): that kernel alone
-        kernel = globals()[f"{ACTIVATION_NAMES[code.literal_value]}_forward"]
+        kernel = globals()[f"_{ACTIVATION_NAMES[code.literal_value]}_forward"]
         return lambda code, Hout, A, alpha: kernel(Hout, A, alpha)
     return None  # a run-time code: not supported (it would compile all seven activations)
 
@@ -732,7 +733,7 @@ def _activation_forward_typed(code, Hout, A, alpha):
 @overload(_activation_backward, prefer_literal=True)
 def _activation_backward_typed(code, dA, dH, cache, alpha):
     if isinstance(code, types.IntegerLiteral):
-        kernel = globals()[f"{ACTIVATION_NAMES[code.literal_value]}_backward"]
+        kernel = globals()[f"_{ACTIVATION_NAMES[code.literal_value]}_backward"]
         return lambda code, dA, dH, cache, alpha: kernel(dA, dH, cache, alpha)
     return None
 
@@ -813,8 +814,8 @@ def _optimizer_after_typed(update_mode, adam, chunked, params, state_a, state_b,
     if adam.literal_value and chunked.literal_value:
         def adam_any(update_mode, adam, chunked, params, state_a, state_b, grads, lr, momentum, weight_decay,
                      nesterov_or_decoupled, beta1, beta2, eps, step):
-            adam_update(params, state_a, state_b, grads, lr, beta1, beta2, eps, weight_decay,
-                        nesterov_or_decoupled, step)
+            _adam_update(params, state_a, state_b, grads, lr, beta1, beta2, eps, weight_decay,
+                         nesterov_or_decoupled, step)
         return adam_any
     if adam.literal_value:
         def adam_serial(update_mode, adam, chunked, params, state_a, state_b, grads, lr, momentum, weight_decay,
@@ -825,7 +826,7 @@ def _optimizer_after_typed(update_mode, adam, chunked, params, state_a, state_b,
     if chunked.literal_value:
         def sgd_any(update_mode, adam, chunked, params, state_a, state_b, grads, lr, momentum, weight_decay,
                     nesterov_or_decoupled, beta1, beta2, eps, step):
-            sgd_update(params, state_a, grads, lr, momentum, weight_decay, nesterov_or_decoupled)
+            _sgd_update(params, state_a, grads, lr, momentum, weight_decay, nesterov_or_decoupled)
         return sgd_any
 
     def sgd_serial(update_mode, adam, chunked, params, state_a, state_b, grads, lr, momentum, weight_decay,
@@ -1236,3 +1237,158 @@ def _one_thread_after_fork() -> None:
 
 if numba.threading_layer() == "omp":
     os.register_at_fork(after_in_child=_one_thread_after_fork)
+
+
+# ---------------------------------------------------------------- the public kernels, checked
+# The kernels index their arrays without bounds checks (that is their speed), so a direct
+# call with a wrong shape, an out-of-range label or mixed dtypes read and wrote outside the
+# arrays: wrong numbers, or a crashed interpreter.  The public names (numbamlp.kernels'
+# interface) check their arguments first and raise KernelArgumentError (a ValueError) naming
+# the one at fault; compiled code calls the kernels themselves, by their private names
+# (_relu_forward, ...), as do benchmarks that time the kernels alone.
+
+
+class KernelArgumentError(ValueError):
+    """A cpu kernel called with arrays it cannot take."""
+
+
+def _floats(kernel: str, **arrays) -> None:
+    """Each array given (None: absent): a C-contiguous numpy array of float32 or float64,
+    all of one dtype."""
+    dtype = None
+    for name, array in arrays.items():
+        if array is None:
+            continue
+        if not isinstance(array, np.ndarray):
+            raise KernelArgumentError(f"{kernel}: {name} must be a numpy array, got {type(array).__name__}")
+        if array.dtype not in (np.float32, np.float64):
+            raise KernelArgumentError(f"{kernel}: {name} must be float32 or float64, got {array.dtype}")
+        if dtype is not None and array.dtype != dtype:
+            raise KernelArgumentError(f"{kernel}: {name} is {array.dtype} but the arrays before it are {dtype}")
+        if not array.flags.c_contiguous:
+            raise KernelArgumentError(f"{kernel}: {name} must be C-contiguous (np.ascontiguousarray)")
+        dtype = array.dtype
+
+
+def _shapes(kernel: str, **expected) -> None:
+    """name=(array, shape) for each array given: that shape."""
+    for name, (array, shape) in expected.items():
+        if array is not None and array.shape != tuple(shape):
+            raise KernelArgumentError(f"{kernel}: {name} must have shape {tuple(shape)}, got {array.shape}")
+
+
+def _rows_of(kernel: str, name: str, array, ndim: int) -> tuple:
+    if not isinstance(array, np.ndarray) or array.ndim != ndim:
+        raise KernelArgumentError(f"{kernel}: {name} must be a {ndim}-D numpy array")
+    return array.shape
+
+
+def _class_indices(kernel: str, y, rows: int, classes: int) -> None:
+    if not isinstance(y, np.ndarray) or y.dtype.kind not in "iu" or y.shape != (rows,):
+        raise KernelArgumentError(f"{kernel}: y must be integer class indices of shape ({rows},)")
+    if rows and (y.min() < 0 or y.max() >= classes):
+        raise KernelArgumentError(f"{kernel}: y must hold class indices in [0, {classes}), got {y.min()} .. {y.max()}")
+
+
+def _row_weights(kernel: str, weights, rows: int) -> None:
+    if weights is not None and (not isinstance(weights, np.ndarray) or weights.dtype.kind != "f"
+                                or weights.shape != (rows,)):
+        raise KernelArgumentError(f"{kernel}: weights must be None or floats of shape ({rows},)")
+
+
+def _check_affine_forward(out, X, W, b):
+    (B, n_in), (n_out, _) = _rows_of("affine_forward", "X", X, 2), _rows_of("affine_forward", "W", W, 2)
+    _floats("affine_forward", X=X, W=W, b=b, out=out)
+    _shapes("affine_forward", W=(W, (n_out, n_in)), b=(b, (n_out,)), out=(out, (B, n_out)))
+
+
+def _check_affine_backward(dX, dW, db, dout, X, W):
+    (B, n_out), (_, n_in) = _rows_of("affine_backward", "dout", dout, 2), _rows_of("affine_backward", "X", X, 2)
+    _floats("affine_backward", dout=dout, X=X, W=W, dW=dW, db=db, dX=dX)
+    _shapes("affine_backward", X=(X, (B, n_in)), W=(W, (n_out, n_in)), dW=(dW, (n_out, n_in)), db=(db, (n_out,)),
+            dX=(dX, (B, n_in)))
+
+
+def _check_activation(kernel: str):
+    """The check of an activation's forward(Hout, A, alpha) or backward(dA, dH, cache, alpha):
+    float arrays of one shape and dtype."""
+    def arrays_alike(**arrays):
+        first = next(iter(arrays.values()))
+        if not isinstance(first, np.ndarray):
+            raise KernelArgumentError(f"{kernel}: {next(iter(arrays))} must be a numpy array")
+        _floats(kernel, **arrays)
+        _shapes(kernel, **{name: (array, first.shape) for name, array in arrays.items()})
+
+    if kernel.endswith("_forward"):
+        return lambda Hout, A, alpha: arrays_alike(A=A, Hout=Hout)
+    return lambda dA, dH, cache, alpha: arrays_alike(dH=dH, cache=cache, dA=dA)
+
+
+def _check_softmax_crossentropy_forward(P, row_loss, S, y, weights=None):
+    B, C = _rows_of("softmax_crossentropy_forward", "S", S, 2)
+    _floats("softmax_crossentropy_forward", S=S, P=P)
+    _shapes("softmax_crossentropy_forward", P=(P, (B, C)))
+    _floats("softmax_crossentropy_forward", row_loss=row_loss)
+    _shapes("softmax_crossentropy_forward", row_loss=(row_loss, (B,)))
+    _class_indices("softmax_crossentropy_forward", y, B, C)
+    _row_weights("softmax_crossentropy_forward", weights, B)
+
+
+def _check_softmax_crossentropy_backward(dS, P, y, weights=None):
+    B, C = _rows_of("softmax_crossentropy_backward", "P", P, 2)
+    _floats("softmax_crossentropy_backward", P=P, dS=dS)
+    _shapes("softmax_crossentropy_backward", dS=(dS, (B, C)))
+    _class_indices("softmax_crossentropy_backward", y, B, C)
+    _row_weights("softmax_crossentropy_backward", weights, B)
+
+
+def _check_mse_forward(row_loss, S, Y, weights=None):
+    B, K = _rows_of("mse_forward", "S", S, 2)
+    _floats("mse_forward", S=S, Y=Y)
+    _shapes("mse_forward", Y=(Y, (B, K)))
+    _floats("mse_forward", row_loss=row_loss)
+    _shapes("mse_forward", row_loss=(row_loss, (B,)))
+    _row_weights("mse_forward", weights, B)
+
+
+def _check_mse_backward(dS, S, Y, weights=None):
+    B, K = _rows_of("mse_backward", "S", S, 2)
+    _floats("mse_backward", S=S, Y=Y, dS=dS)
+    _shapes("mse_backward", Y=(Y, (B, K)), dS=(dS, (B, K)))
+    _row_weights("mse_backward", weights, B)
+
+
+def _check_sgd_update(param, velocity, grad, lr, momentum, weight_decay, nesterov):
+    _floats("sgd_update", param=param, velocity=velocity, grad=grad)
+    _shapes("sgd_update", velocity=(velocity, param.shape), grad=(grad, param.shape))
+
+
+def _check_adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+    _floats("adam_update", param=param, m=m, v=v, grad=grad)
+    _shapes("adam_update", m=(m, param.shape), v=(v, param.shape), grad=(grad, param.shape))
+
+
+def _checked(kernel, check):
+    """``kernel`` behind ``check``, which raises KernelArgumentError before it runs."""
+    @functools.wraps(kernel.py_func)
+    def checked(*arguments, **keywords):
+        check(*arguments, **keywords)
+        return kernel(*arguments, **keywords)
+
+    checked.compiled = kernel  # (the kernel itself, unchecked)
+    return checked
+
+
+_KERNEL_CHECKS = {
+    "affine_forward": _check_affine_forward, "affine_backward": _check_affine_backward,
+    **{f"{name}_{way}": _check_activation(f"{name}_{way}") for name in ACTIVATION_NAMES
+       for way in ("forward", "backward")},
+    "softmax_crossentropy_forward": _check_softmax_crossentropy_forward,
+    "softmax_crossentropy_backward": _check_softmax_crossentropy_backward,
+    "mse_forward": _check_mse_forward, "mse_backward": _check_mse_backward,
+    "sgd_update": _check_sgd_update, "adam_update": _check_adam_update,
+}
+for _name, _check in _KERNEL_CHECKS.items():
+    globals()["_" + _name] = globals()[_name]  # the compiled kernel, for compiled callers
+    globals()[_name] = _checked(globals()[_name], _check)
+del _name, _check

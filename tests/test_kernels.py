@@ -284,3 +284,28 @@ def test_nan_is_not_hidden_by_activations(backend):
         H = np.empty_like(A)
         forward(H, A, ACTIVATIONS[activation].alpha)
         assert np.isnan(H[0, 0]), activation
+
+
+@pytest.mark.parametrize("call, phrase", [
+    (lambda k: k.softmax_crossentropy_forward(np.empty((4, 3)), np.empty(4), np.zeros((4, 3)),
+                                              np.array([0, 1, 2, 10**9])), r"class indices in \[0, 3\)"),
+    (lambda k: k.softmax_crossentropy_backward(np.empty((4, 3)), np.zeros((4, 3)), np.array([1, 2, 3, 3])),
+     r"class indices in \[0, 3\)"),
+    (lambda k: k.relu_forward(np.empty((2, 2)), np.ones((4, 5)), 0.0), r"Hout must have shape \(4, 5\)"),
+    (lambda k: k.affine_backward(np.empty((4, 3)), np.empty((5, 3)), np.empty(5), np.ones((4, 55)),
+                                 np.ones((4, 3)), np.ones((5, 3))), r"must have shape"),
+    (lambda k: k.sgd_update(np.ones(10), np.zeros(3), np.ones(2), 0.1, 0.9, 0.0, False),
+     r"velocity must have shape \(10,\)"),
+    (lambda k: k.affine_forward(np.empty((4, 5)), np.ones((4, 3), np.float32), np.ones((5, 3), np.float32),
+                                np.zeros(5, np.float32)), "out is float64 but the arrays before it are float32"),
+    (lambda k: k.affine_forward(np.empty((4, 5)), np.asfortranarray(np.ones((4, 3))), np.ones((5, 3)),
+                                np.zeros(5)), "X must be C-contiguous"),
+    (lambda k: k.mse_backward(np.empty((4, 2)), np.zeros((4, 2)), np.zeros((4, 3))), r"Y must have shape \(4, 2\)"),
+])
+def test_the_cpu_kernels_called_directly_refuse_what_they_cannot_take(call, phrase):
+    """They index without bounds checks: a wrong shape, label or dtype read and wrote outside
+    the arrays (a segfault, heap corruption, or wrong numbers).  The public names check first."""
+    from numbamlp.kernels.cpu_backend import KernelArgumentError
+
+    with pytest.raises(KernelArgumentError, match=phrase):
+        call(get_backend("cpu"))
