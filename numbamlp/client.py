@@ -108,24 +108,27 @@ class Client:
         closes before the job's end (a server stopping closes its streams) is opened again
         after the last epoch seen, up to ``reconnects`` times in a row without a new event;
         then, or when the server cannot be reached, ServiceError: never a silent end."""
-        tries = 0
+        tries, connected = 0, False
         while True:
             try:
                 for event in self._event_stream(job_id, last_event_id):
+                    connected = True
                     yield event
                     if event[0] == "end":
                         return
                     last_event_id, tries = event[0], 0
             except ServiceError as err:
-                if err.status is not None:
+                if err.status is not None or not connected:
                     raise
-                tries = reconnects  # (the server is gone: no use trying again)
+                raise ServiceError(None, f"the event stream of job {job_id} closed before the job ended, and the "
+                                   f"server is gone ({err}); once it is back, events(last_event_id="
+                                   f"{last_event_id}) goes on from there") from None
             except (OSError, http.client.HTTPException):  # (the connection broke mid-stream: as a closed one)
                 pass
             tries += 1
             if tries > reconnects:
-                raise ServiceError(None, f"the event stream of job {job_id} closed before the job ended (the server "
-                                   "stopped?); its events go on from where they stopped when it is back")
+                raise ServiceError(None, f"the event stream of job {job_id} closed {reconnects + 1} times without "
+                                   "a new event before the job ended")
             time.sleep(0.5)
 
     def _event_stream(self, job_id: str, last_event_id: int | None):

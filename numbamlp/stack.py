@@ -100,19 +100,19 @@ class _EpochPositions:
 
     def __init__(self, members: list[_Member]):
         M = len(members)
-        self.started = [index for index in range(M) if members[index].running]
+        self.running_at_start = [index for index in range(M) if members[index].running]
         self.lengths = np.array([len(member.rows) if member.running else 0 for member in members])
         self.orders = np.zeros((M, self.lengths.max()), np.int64)
         self.next_row = np.zeros(M, np.int64)
         self.total, self.weight_total = np.zeros(M), np.zeros(M)
-        for index in self.started:
+        for index in self.running_at_start:
             progress = members[index].trainer._progress
             self.orders[index, : self.lengths[index]] = members[index].order
             self.next_row[index] = progress["next_row"]
             self.total[index], self.weight_total[index] = progress["total"], progress["weight_total"]
 
     def write_back(self, members: list[_Member]) -> None:
-        for index in self.started:
+        for index in self.running_at_start:
             progress = members[index].trainer._progress
             if progress is not None:
                 progress.update(next_row=int(self.next_row[index]), total=float(self.total[index]),
@@ -364,30 +364,30 @@ class StackTrainer:
                 if status == "training" and (trainer.stopped_early or trainer.epoch >= trainer.config.epochs):
                     status = "stopped early" if trainer.stopped_early else "done"
                 members.append(_Member(trainer, rows, trainer.encode(y), weights, Xv, yv, status, error))
+            self._stop_reason = None
+            any_weights = any(m.weights is not None for m in members)
+            # the labels (or encoded targets) of X's rows when every member has the same ones (a
+            # classifier's always: the classes are the stack's), which one gather serves
+            same = all(np.array_equal(m.y_idx, members[0].y_idx) for m in members[1:])
+            self._shared_labels = members[0].y_idx if same else None
+            if self.plan.on_device:  # the data goes up once (every member encodes y alike)
+                from numbamlp.plan import DeviceData
+
+                if not same:
+                    raise ValueError("a cuda stack of regressors needs every member to standardise its targets "
+                                     "alike: give them the same early stopping and validation settings")
+
+                weights = None
+                if any_weights:
+                    weights = np.stack([np.ones(X.shape[0], self.plan.dtype) if m.weights is None else m.weights
+                                        for m in members])
+                self._device = DeviceData(self.plan.kernels, X, members[0].y_idx, weights)
         except Exception:
             if kept is not None and not warm:
                 self.__dict__.update(kept[0])
                 for trainer, state in zip(self.trainers, kept[1]):
                     trainer.__dict__.update(state)
             raise
-        self._stop_reason = None
-        any_weights = any(m.weights is not None for m in members)
-        # the labels (or encoded targets) of X's rows when every member has the same ones (a
-        # classifier's always: the classes are the stack's), which one gather serves
-        same = all(np.array_equal(m.y_idx, members[0].y_idx) for m in members[1:])
-        self._shared_labels = members[0].y_idx if same else None
-        if self.plan.on_device:  # the data goes up once (every member encodes y alike)
-            from numbamlp.plan import DeviceData
-
-            if not same:
-                raise ValueError("a cuda stack of regressors needs every member to standardise its targets "
-                                 "alike: give them the same early stopping and validation settings")
-
-            weights = None
-            if any_weights:
-                weights = np.stack([np.ones(X.shape[0], self.plan.dtype) if m.weights is None else m.weights
-                                    for m in members])
-            self._device = DeviceData(self.plan.kernels, X, members[0].y_idx, weights)
         try:
             with quiet_blas(self.configs[0].backend):
                 while any(m.running for m in members):
@@ -430,7 +430,7 @@ class StackTrainer:
                 member.started = time.perf_counter()
                 plan.settings.lr[index] = progress["lr"]
         at = _EpochPositions(members)
-        for lo in range(int(at.next_row[at.started].min()), int(at.lengths.max()), batch):
+        for lo in range(int(at.next_row[at.running_at_start].min()), int(at.lengths.max()), batch):
             # the members due a batch at row lo; those whose batch has the same number of rows step together
             due = np.array([member.running for member in members]) & (at.next_row <= lo) & (lo < at.lengths)
             sizes = np.minimum(batch, at.lengths - lo)

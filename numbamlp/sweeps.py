@@ -300,23 +300,15 @@ def _distinct_draws(grid: dict[str, list], random: int, rng) -> list[dict]:
     there are no more than ``random``."""
     sizes = [len(values) for values in grid.values()]
     total = math.prod(sizes)
-    if total <= random:
-        picked = range(total)
-    elif total <= 2 * random:  # most of them: a shuffle of all
-        picked = sorted(rng.permutation(total)[:random].tolist())
-    else:  # few of many: draw until enough differ
-        chosen: set[int] = set()
+    if total <= 2 * random:  # all of them, or most: a shuffle of every combination's index tuple
+        every = list(itertools.product(*map(range, sizes)))
+        picked = every if total <= random else sorted(every[i] for i in rng.permutation(total)[:random])
+    else:  # few of many (any number of them): draw each key's index until enough combinations differ
+        chosen: set[tuple] = set()
         while len(chosen) < random:
-            chosen.add(int(rng.integers(total)))
-        picked = sorted(chosen)
-    members = []
-    for number in picked:  # the combination's number → one value per key (the last key fastest, as product)
-        member = {}
-        for (path, values), size in zip(reversed(grid.items()), reversed(sizes)):
-            number, index = divmod(number, size)
-            member[path] = values[index]
-        members.append({path: member[path] for path in grid})
-    return members
+            chosen.add(tuple(int(rng.integers(size)) for size in sizes))
+        picked = sorted(chosen)  # (in the grid's order, as product lists them)
+    return [{path: values[i] for (path, values), i in zip(grid.items(), indices)} for indices in picked]
 
 
 # ---------------------------------------------------------------- members' configs

@@ -797,3 +797,21 @@ def test_the_documented_errors_are_the_ones_sent(server):
     assert status == 422 and isinstance(detail, str)
     status, _, body = raw(server, "GET", "/v1/jobs/nope", headers={"Authorization": f"Bearer {server.token}"})
     assert status == 404 and isinstance(json.loads(body)["detail"], str)
+
+
+def test_head_on_a_quiet_event_stream_answers_at_once(server):
+    """HEAD on a queued job's events stayed open until its first epoch (and held the
+    connection): the answer ends with the headers."""
+    job = server.client.submit({**IRIS, "epochs": 1, "data": {"train": "builtin:iris", "val_fraction": 0.5}})
+    start = time.monotonic()
+    status, _, body = raw(server, "HEAD", f"/v1/jobs/{job['id']}/events",
+                          headers={"Authorization": f"Bearer {server.token}"})
+    assert status == 200 and body == b"" and time.monotonic() - start < 2
+
+
+def test_following_a_job_on_a_server_that_is_not_there_says_cannot_reach():
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    with pytest.raises(ServiceError, match="cannot reach"):
+        list(Client(f"http://127.0.0.1:{port}", "t").events("abc"))

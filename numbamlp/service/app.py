@@ -265,18 +265,17 @@ class _HeadAsGet:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] != "HEAD":
             return await self.app(scope, receive, send)
-        headers_sent = False
+        answered = False
 
         async def headers_only(message):
-            nonlocal headers_sent
-            if message["type"] == "http.response.start":
+            nonlocal answered
+            if message["type"] == "http.response.start" and not answered:  # the headers end the answer
+                answered = True
                 await send(message)
-            elif not headers_sent:  # the first piece of the body ends the answer
-                headers_sent = True
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         async def leaves_after_headers():
-            if headers_sent:
+            if answered:
                 return {"type": "http.disconnect"}
             return await receive()
 
