@@ -316,7 +316,7 @@ def _csv_rows(path: Path, label_column):
     if not rows:
         raise DataError(f"{path} has no rows")
     width = len(rows[0][1])
-    header = _csv_header(rows[0][1], label_column, path)
+    header = _csv_header(rows[0][1], label_column, path, rows[1][1] if len(rows) > 1 else None)
     if header is not None:
         rows = rows[1:]
     if not rows:
@@ -327,15 +327,19 @@ def _csv_rows(path: Path, label_column):
     return header, rows
 
 
-def _csv_header(first_row: list[str], label_column, path) -> list[str] | None:
+def _csv_header(first_row: list[str], label_column, path, second_row: list[str] | None = None) -> list[str] | None:
     """The first row's cells (stripped) when it is a header: when it holds a non-number
-    outside the label column; else None."""
+    outside the label column, or (numbers for names: years, wavelengths) its label cell is
+    text where the second row's is a number; else None."""
     if all(_is_number(c) for c in first_row):
         return None
     named = isinstance(label_column, str) and not label_column.lstrip("-").isdigit()  # ("0" from a flag: an index)
     label_guess = None if named else _label_index(label_column, None, len(first_row), path)
     if all(_is_number(c) for i, c in enumerate(first_row) if i != label_guess):
-        return None
+        numbers_below = (label_guess is not None and second_row is not None and len(second_row) == len(first_row)
+                         and _is_number(second_row[label_guess]))
+        if not numbers_below:  # (a class name in the label column, as every row may have)
+            return None
     return [c.strip() for c in first_row]
 
 
@@ -436,18 +440,24 @@ def _read_csv_arrow(path: Path, label_column, dtype, with_label: bool = True,
         return None
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            first = next(csv.reader(f), None)
+            reader = csv.reader(f)
+            first, blank = next(reader, None), 0
+            while first == []:  # leading empty lines (which pyarrow's skip_rows counts)
+                first, blank = next(reader, None), blank + 1
+            second = next(reader, None)
     except (OSError, UnicodeDecodeError, csv.Error):
         return None
-    if first is None or len(first) < 1 + with_label or not all(c.strip() for c in first):
+    if first is None or len(first) < 1 + with_label:
         return None
-    header = _csv_header(first, label_column, path)
+    header = _csv_header(first, label_column, path, second)
+    if header is None and not all(c.strip() for c in first):  # (a data row with an empty cell: the csv module names it)
+        return None
     width = len(first)
     label = _label_index(label_column, header, width, path) if with_label else None
     features = [j for j in range(width) if j != label]
     names = [f"c{j}" for j in range(width)]
     types = {names[j]: pa.float64() for j in features} | ({} if label is None else {names[label]: pa.string()})
-    read_options = pa_csv.ReadOptions(column_names=names, skip_rows=1 if header else 0,
+    read_options = pa_csv.ReadOptions(column_names=names, skip_rows=blank + (1 if header else 0),
                                       block_size=CSV_BLOCK_BYTES, use_threads=False)
     convert_options = pa_csv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False,
                                             quoted_strings_can_be_null=False)

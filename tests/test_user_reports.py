@@ -1078,3 +1078,47 @@ def test_a_trainers_threads_hold_while_it_fits_and_not_after():
 def test_state_before_any_fit_says_so():
     with pytest.raises(ValueError, match="nothing to checkpoint yet"):
         Trainer().state()
+
+
+def test_a_random_draw_from_a_grid_of_more_combinations_than_int64_holds():
+    from numbamlp.sweeps import member_settings
+
+    drawn = member_settings({f"k{i}": list(range(10)) for i in range(20)}, 5, 0)  # 10²⁰ combinations
+    assert len({tuple(member.values()) for member in drawn}) == 5
+
+
+# ---------------------------------------------------------------- CSV headers (data at scale, the third look)
+def _rows(values, labels):
+    return "".join(",".join(f"{v:.4f}" for v in row) + f",{label}\n" for row, label in zip(values, labels))
+
+
+def test_a_header_of_numbers_over_a_label_column_of_numbers_is_a_header(tmp_path):
+    """Columns named 2019, 2020, 2021 and 'label': the names were read as a data row and
+    'label' became a class of one row."""
+    from numbamlp.data import load_dataset
+
+    values = np.random.default_rng(2).normal(size=(40, 3))
+    labels = (values[:, 0] > 0).astype(int)
+    (tmp_path / "years.csv").write_text("2019,2020,2021,label\n" + _rows(values, labels))
+    data = load_dataset(str(tmp_path / "years.csv"))
+    assert data.X.shape == (40, 3) and set(data.y.tolist()) == {0, 1}
+    (tmp_path / "names.csv").write_text(_rows(values, np.array(["a", "b"])[labels]))  # no header: class names
+    assert load_dataset(str(tmp_path / "names.csv")).X.shape == (40, 3)
+
+
+@pytest.mark.parametrize("head", [",f0,f1,f2,label\n", "\n\nf0,f1,f2,label\n"], ids=["empty-name", "blank-lines"])
+def test_csvs_with_an_unnamed_column_or_leading_blank_lines_take_the_fast_reader(tmp_path, head):
+    """pandas' to_csv writes an unnamed index column; such files (and leading blank lines)
+    went to the csv module's reader, ~20x the data in memory on a 250 MB file."""
+    from pathlib import Path
+
+    from numbamlp.data import _read_csv_arrow, load_dataset
+
+    values = np.random.default_rng(3).normal(size=(30, 3))
+    labels = np.arange(30) % 2
+    rows = _rows(np.column_stack([np.arange(30), values]), labels) if head.startswith(",") else _rows(values, labels)
+    path = tmp_path / "f.csv"
+    path.write_text(head + rows)
+    assert _read_csv_arrow(Path(path), None, np.float32) is not None  # (pyarrow's streaming reader took it)
+    data = load_dataset(str(path))
+    assert data.X.shape == (30, 4 if head.startswith(",") else 3) and data.y.tolist() == labels.tolist()
