@@ -294,15 +294,23 @@ class MLP:
 
     # ------------------------------------------------------------ inference
     def scores(self, X, backend: str = "auto") -> np.ndarray:
-        """Logits (B, C) for X (B, D) (after ``input_transform``, when the model has one)."""
-        if self.input_transform is None:
-            X = as_features(X, self.n_features, self.dtype)
-        else:
-            X = as_features(X, self.n_features, np.float64)
-            X = as_features(self.input_transform.transform(X), self.n_features, self.dtype, name="X standardised")
-        workspace = Workspace(self, X.shape[0])
-        with np.errstate(over="ignore", invalid="ignore"):  # (blown-up weights: inf, which callers check for)
-            return forward(get_backend(backend), self, X, workspace).copy()
+        """Logits (B, C) for X (B, D) (after ``input_transform``, when the model has one),
+        SCORING_ROWS rows at a time, as Trainer.scores: beyond X and the scores, memory is
+        one chunk's (standardising and converting the whole of X took ~6x a big float32 X)."""
+        X = as_features(X, self.n_features, None)  # (checked whole; copied only when not C-contiguous)
+        kernels = get_backend(backend)
+        workspace = Workspace(self, min(X.shape[0], SCORING_ROWS))
+        S = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
+        for lo in range(0, X.shape[0], SCORING_ROWS):
+            rows = X[lo : lo + SCORING_ROWS]
+            if self.input_transform is not None:
+                rows = as_features(self.input_transform.transform(rows), self.n_features, self.dtype,
+                                   name="X standardised")
+            else:
+                rows = as_features(rows, self.n_features, self.dtype)
+            with np.errstate(over="ignore", invalid="ignore"):  # (blown-up weights: inf, which callers check for)
+                S[lo : lo + len(rows)] = forward(kernels, self, rows, workspace)
+        return S
 
     def predict_proba(self, X, backend: str = "auto") -> np.ndarray:
         """Class probabilities (B, C); each row sums to 1."""

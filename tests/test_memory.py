@@ -105,3 +105,22 @@ if __name__ == "__main__":  # the subprocess of test_compiled_step_allocates_not
     import sys
 
     print(*allocation_counts(sys.argv[1]))
+
+
+def test_scoring_a_big_x_takes_memory_for_the_scores_and_one_chunk():
+    """MLP.scores standardised and converted the whole of X and sized its workspace for every
+    row: predict and eval peaked near 6x a big float32 X (924 MB for 128 MB of X, bench
+    measurements in bench/README.md).  It scores SCORING_ROWS rows at a time."""
+    from numbamlp.data import Standardizer
+    from numbamlp.model import MLP
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50_000, 32)).astype(np.float32)
+    model = MLP([32, 16, 3])
+    model.input_transform = Standardizer.fit(X[:1000])
+    model.scores(X[:10])  # (kernels loaded)
+    tracemalloc.start()
+    scores = model.scores(X)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < scores.nbytes + 0.2 * X.nbytes, (peak, X.nbytes)
