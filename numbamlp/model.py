@@ -298,19 +298,14 @@ class MLP:
         SCORING_ROWS rows at a time, as Trainer.scores: beyond X and the scores, memory is
         one chunk's (standardising and converting the whole of X took ~6x a big float32 X)."""
         X = as_features(X, self.n_features, None)  # (checked whole; copied only when not C-contiguous)
-        kernels = get_backend(backend)
-        workspace = Workspace(self, min(X.shape[0], SCORING_ROWS))
-        S = np.empty((X.shape[0], self.n_classes), dtype=self.dtype)
-        for lo in range(0, X.shape[0], SCORING_ROWS):
-            rows = X[lo : lo + SCORING_ROWS]
+
+        def ready(rows):
             if self.input_transform is not None:
-                rows = as_features(self.input_transform.transform(rows), self.n_features, self.dtype,
+                return as_features(self.input_transform.transform(rows), self.n_features, self.dtype,
                                    name="X standardised")
-            else:
-                rows = as_features(rows, self.n_features, self.dtype)
-            with np.errstate(over="ignore", invalid="ignore"):  # (blown-up weights: inf, which callers check for)
-                S[lo : lo + len(rows)] = forward(kernels, self, rows, workspace)
-        return S
+            return as_features(rows, self.n_features, self.dtype)
+
+        return scores_in_chunks(get_backend(backend), self, X, Workspace(self, min(X.shape[0], SCORING_ROWS)), ready)
 
     def predict_proba(self, X, backend: str = "auto") -> np.ndarray:
         """Class probabilities (B, C); each row sums to 1."""
@@ -448,9 +443,22 @@ def forward(backend, model: MLP, X: np.ndarray, workspace: Workspace) -> np.ndar
     return buf.S
 
 
-# Scoring (Trainer.scores, stacked_scores) goes through the rows this many at a time: float32
-# GEMMs round a row by how many rows share the call, so both cut the rows alike.
+# Scoring (Trainer.scores, MLP.scores, stacked_scores) goes through the rows this many at a
+# time: float32 GEMMs round a row by how many rows share the call, so all cut the rows alike.
 SCORING_ROWS = 1024
+
+
+def scores_in_chunks(kernels, model: MLP, X: np.ndarray, workspace: Workspace, ready=None) -> np.ndarray:
+    """Scores S (N, C) of ``model`` for X (N, ·), SCORING_ROWS rows at a time through
+    ``workspace`` (room for min(N, SCORING_ROWS) rows at least); ``ready(rows)`` makes each
+    chunk what forward takes (standardised, in the model's dtype; None: as it is).  Beyond X
+    and S, memory is one chunk's."""
+    S = np.empty((X.shape[0], model.n_classes), dtype=model.dtype)
+    for lo in range(0, X.shape[0], SCORING_ROWS):
+        rows = X[lo : lo + SCORING_ROWS] if ready is None else ready(X[lo : lo + SCORING_ROWS])
+        with np.errstate(over="ignore", invalid="ignore"):  # (blown-up weights: inf and NaN, which callers check for)
+            S[lo : lo + len(rows)] = forward(kernels, model, rows, workspace)
+    return S
 
 
 def stacked_scores(params: np.ndarray, layers: Sequence[int], activation: str, X: np.ndarray) -> np.ndarray:

@@ -28,9 +28,9 @@ from numbamlp.model import (
     as_labels,
     as_sample_weights,
     as_targets,
-    forward,
     layer_views,
     mean_cross_entropies,
+    scores_in_chunks,
     step_class_indices,
     unique_labels,
 )
@@ -727,13 +727,7 @@ class Trainer:
             raise ValueError("this Trainer has no model yet: call fit (or step) first")
         self.synchronize()
         X = as_features(X, self.model.n_features, self.model.dtype)
-        kernels = get_backend("numpy")
-        out = np.empty((X.shape[0], self.model.n_classes), dtype=self.model.dtype)
-        ws = self._workspace_for(min(X.shape[0], SCORING_ROWS))
-        with np.errstate(over="ignore", invalid="ignore"):  # (blown-up weights: inf and NaN, which fit checks for)
-            for lo in range(0, X.shape[0], ws.capacity):
-                out[lo : lo + ws.capacity] = forward(kernels, self.model, X[lo : lo + ws.capacity], ws)
-        return out
+        return scores_in_chunks(get_backend("numpy"), self.model, X, self._workspace_for(min(X.shape[0], SCORING_ROWS)))
 
     def predict(self, X) -> np.ndarray:
         """Predicted labels, in the values ``fit`` was given (regression: values in the

@@ -350,3 +350,19 @@ def test_a_stack_scores_shared_validation_rows_as_each_trainer_would():
         trainer, _ = alone(config, X, y, X_val, y_val)
         assert [h["val_loss"] for h in stack.histories[m]] == [h["val_loss"] for h in trainer.history]
         assert [h["val_accuracy"] for h in stack.histories[m]] == [h["val_accuracy"] for h in trainer.history]
+
+
+def test_scores_cut_the_rows_alike_whatever_the_batch_size():
+    """Trainer.scores went through its workspace's capacity, the batch size when that passed
+    SCORING_ROWS, while stacked_scores and MLP.scores cut at SCORING_ROWS: all three now share
+    model.scores_in_chunks."""
+    from numbamlp.model import SCORING_ROWS, stacked_scores
+
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(3 * SCORING_ROWS + 5, 6)).astype(np.float32)
+    stack = StackTrainer([{"model": {"hidden": [16]}, "batch_size": 2 * SCORING_ROWS, "seed": s} for s in range(2)])
+    stack.build(6, 3)
+    stack.plan.host.params[...] = rng.normal(scale=0.5, size=stack.plan.host.params.shape)
+    S = stacked_scores(stack.plan.host.params, stack.trainers[0].model.layers, "relu", X)
+    for m, trainer in enumerate(stack.trainers):
+        assert np.array_equal(S[m], trainer.scores(X)) and np.array_equal(S[m], trainer.model.scores(X, "numpy"))
