@@ -113,16 +113,12 @@ def claim_run_directory(path, claim_file: str, overwrite: bool = False, parent: 
         raise OutputPathError(f"cannot create the run directory {path or base}: {err.strerror or err}") from None
 
 
-class DirectoryInUse(OSError):
-    """Another process holds the directory's lock (directory_lock)."""
-
-
 @contextlib.contextmanager
-def directory_lock(directory: Path):
+def directory_lock(directory: Path, in_use: Exception):
     """Held while a process works in ``directory`` (a run training, a server serving): a
-    second one meanwhile gets DirectoryInUse rather than both writing its files.  An OS
-    lock (flock on ``directory/.lock``), so a process that crashed holds nothing.  (Without
-    fcntl, as on Windows: no lock.)"""
+    second one meanwhile gets ``in_use`` (the caller's error, saying what uses it) rather than
+    both writing its files.  An OS lock (flock on ``directory/.lock``), so a process that
+    crashed holds nothing.  (Without fcntl, as on Windows: no lock.)"""
     try:
         import fcntl
     except ImportError:
@@ -132,5 +128,5 @@ def directory_lock(directory: Path):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise DirectoryInUse(f"{directory} is in use by another process") from None
+            raise in_use from None
         yield

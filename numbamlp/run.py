@@ -157,17 +157,12 @@ def train_run(config: TrainConfig, out=None, resume=None, overwrite: bool = Fals
         return _train_run(config, out, resume, overwrite, callbacks, held)
 
 
-@contextlib.contextmanager
 def _run_lock(directory: Path):
     """Held while a run trains in ``directory`` (paths.directory_lock): a second ``--resume``
     of it meanwhile is refused rather than both writing its files."""
-    from numbamlp.paths import DirectoryInUse, directory_lock
+    from numbamlp.paths import directory_lock
 
-    try:
-        with directory_lock(directory):
-            yield
-    except DirectoryInUse:
-        raise RunError(f"{directory} is in use: another numbamlp run is training in it now") from None
+    return directory_lock(directory, RunError(f"{directory} is in use: another numbamlp run is training in it now"))
 
 
 def _train_run(config: TrainConfig, out, resume, overwrite: bool, callbacks, held: contextlib.ExitStack) -> dict:

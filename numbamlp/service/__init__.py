@@ -3,7 +3,6 @@ SQLite, with a dashboard.  Needs the ``serve`` extra (FastAPI, uvicorn)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -41,22 +40,13 @@ def serve(data_dir, host: str = "127.0.0.1", port: int = 8000, batch_window: flo
     listener = _listen(host, port)  # first: a port that cannot be had leaves no data directory or token behind
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    with _serving_lock(data_dir):
+    # one server per data directory: a second would requeue the first one's running jobs as a
+    # crashed server's and train them again beside it
+    from numbamlp.paths import directory_lock
+
+    with directory_lock(data_dir, RuntimeError(f"{data_dir} is in use: another numbamlp serve is running on it "
+                                               "(one server per data directory)")):
         _serve(listener, data_dir, host, port, batch_window, max_request_mb, workers, scheduler, announce)
-
-
-@contextlib.contextmanager
-def _serving_lock(data_dir: Path):
-    """One server per data directory: a second would requeue the first one's running jobs
-    as a crashed server's and train them again beside it (paths.directory_lock)."""
-    from numbamlp.paths import DirectoryInUse, directory_lock
-
-    try:
-        with directory_lock(data_dir):
-            yield
-    except DirectoryInUse:
-        raise RuntimeError(f"{data_dir} is in use: another numbamlp serve is running on it "
-                           "(one server per data directory)") from None
 
 
 def _serve(listener, data_dir: Path, host: str, port: int, batch_window: float, max_request_mb: float,
