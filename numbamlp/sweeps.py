@@ -409,6 +409,11 @@ class SweepData:
     X_test: np.ndarray
     y_test: np.ndarray
 
+    @classmethod
+    def of(cls, splits) -> "SweepData":
+        """The arrays of data.Splits (its standardizer stays behind: the workers need none)."""
+        return cls(splits.X_train, splits.y_train, splits.X_val, splits.y_val, splits.X_test, splits.y_test)
+
 
 def train_stack(configs: list[dict], data: SweepData, threads: int | None = None, callbacks=(),
                 on_start=None, stack=None) -> list[dict]:
@@ -979,14 +984,13 @@ def _run(runner, directory, configs, settings, keys, splits: dict, stack_size, m
     todo = [k for k in range(len(configs)) if table[k] is None]
     tasks = [[todo[i] for i in group]
              for group in stack_groups([configs[k] for k in todo], stack_size, getattr(runner, "parallel", 1))]
-    data = {key: SweepData(one.X_train, one.y_train, one.X_val, one.y_val, one.X_test, one.y_test)
-            for key, one in splits.items()}
-    task_data = [data[_data_key(configs[task[0]])] for task in tasks]  # (a stack shares its data settings)
+    data = {key: SweepData.of(one) for key, one in splits.items()}
+    task_keys = [_data_key(configs[task[0]]) for task in tasks]  # (a stack shares its data settings)
     task_configs = [[configs[k].model_dump(mode="json", by_alias=True) for k in task] for task in tasks]
     done = sum(row is not None for row in table)
     try:
-        for index, outcomes in runner.run(task_configs, task_data):
-            standardizer = splits[_data_key(configs[tasks[index][0]])].standardizer
+        for index, outcomes in runner.run(task_configs, [data[key] for key in task_keys]):
+            standardizer = splits[task_keys[index]].standardizer
             with one_sync():  # the stack's run files, then one flush; the results rows commit them
                 model_paths = [writer.member(member, configs[member], outcome, standardizer)
                                for member, outcome in zip(tasks[index], outcomes)]

@@ -158,7 +158,7 @@ class Scheduler:
 
         configs = [TrainConfig.model_validate(job["config"]) for job in jobs]
         splits = self._splits(configs[0])
-        data = SweepData(splits.X_train, splits.y_train, splits.X_val, splits.y_val, splits.X_test, splits.y_test)
+        data = SweepData.of(splits)
         dumps = [c.model_dump(mode="json", by_alias=True) for c in configs]
         ids = [job["id"] for job in jobs]
         if self.dask is not None:
