@@ -1252,7 +1252,7 @@ class KernelArgumentError(ValueError):
     """A cpu kernel called with arrays it cannot take."""
 
 
-def _floats(kernel: str, **arrays) -> None:
+def _floats(**arrays) -> None:
     """Each array given (None: absent): a C-contiguous numpy array of float32 or float64,
     all of one dtype."""
     dtype = None
@@ -1260,119 +1260,115 @@ def _floats(kernel: str, **arrays) -> None:
         if array is None:
             continue
         if not isinstance(array, np.ndarray):
-            raise KernelArgumentError(f"{kernel}: {name} must be a numpy array, got {type(array).__name__}")
+            raise KernelArgumentError(f"{name} must be a numpy array, got {type(array).__name__}")
         if array.dtype not in (np.float32, np.float64):
-            raise KernelArgumentError(f"{kernel}: {name} must be float32 or float64, got {array.dtype}")
+            raise KernelArgumentError(f"{name} must be float32 or float64, got {array.dtype}")
         if dtype is not None and array.dtype != dtype:
-            raise KernelArgumentError(f"{kernel}: {name} is {array.dtype} but the arrays before it are {dtype}")
+            raise KernelArgumentError(f"{name} is {array.dtype} but the arrays before it are {dtype}")
         if not array.flags.c_contiguous:
-            raise KernelArgumentError(f"{kernel}: {name} must be C-contiguous (np.ascontiguousarray)")
+            raise KernelArgumentError(f"{name} must be C-contiguous (np.ascontiguousarray)")
         dtype = array.dtype
 
 
-def _shapes(kernel: str, **expected) -> None:
+def _shapes(**expected) -> None:
     """name=(array, shape) for each array given: that shape."""
     for name, (array, shape) in expected.items():
         if array is not None and array.shape != tuple(shape):
-            raise KernelArgumentError(f"{kernel}: {name} must have shape {tuple(shape)}, got {array.shape}")
+            raise KernelArgumentError(f"{name} must have shape {tuple(shape)}, got {array.shape}")
 
 
-def _rows_of(kernel: str, name: str, array, ndim: int) -> tuple:
+def _shape_of(name: str, array, ndim: int) -> tuple:
     if not isinstance(array, np.ndarray) or array.ndim != ndim:
-        raise KernelArgumentError(f"{kernel}: {name} must be a {ndim}-D numpy array")
+        raise KernelArgumentError(f"{name} must be a {ndim}-D numpy array")
     return array.shape
 
 
-def _class_indices(kernel: str, y, rows: int, classes: int) -> None:
-    if not isinstance(y, np.ndarray) or y.dtype.kind not in "iu" or y.shape != (rows,):
-        raise KernelArgumentError(f"{kernel}: y must be integer class indices of shape ({rows},)")
-    if rows and (y.min() < 0 or y.max() >= classes):
-        raise KernelArgumentError(f"{kernel}: y must hold class indices in [0, {classes}), got {y.min()} .. {y.max()}")
-
-
-def _row_weights(kernel: str, weights, rows: int) -> None:
+def _loss_operands(scores_name: str, scores, alike: dict, row_loss, weights) -> tuple[int, int]:
+    """A loss kernel's (B, C): its scores (or probabilities), the arrays ``alike`` of their
+    shape and dtype, row_loss (B,) floats (None: the kernel has none), weights None or (B,)."""
+    B, C = _shape_of(scores_name, scores, 2)
+    _floats(**{scores_name: scores}, **alike)
+    _shapes(**{name: (array, (B, C)) for name, array in alike.items()})
+    if row_loss is not None:
+        _floats(row_loss=row_loss)
+        _shapes(row_loss=(row_loss, (B,)))
     if weights is not None and (not isinstance(weights, np.ndarray) or weights.dtype.kind != "f"
-                                or weights.shape != (rows,)):
-        raise KernelArgumentError(f"{kernel}: weights must be None or floats of shape ({rows},)")
+                                or weights.shape != (B,)):
+        raise KernelArgumentError(f"weights must be None or floats of shape ({B},)")
+    return B, C
+
+
+def _class_indices(y, rows: int, classes: int) -> None:
+    if not isinstance(y, np.ndarray) or y.dtype.kind not in "iu" or y.shape != (rows,):
+        raise KernelArgumentError(f"y must be integer class indices of shape ({rows},)")
+    if rows and (y.min() < 0 or y.max() >= classes):
+        raise KernelArgumentError(f"y must hold class indices in [0, {classes}), got {y.min()} .. {y.max()}")
 
 
 def _check_affine_forward(out, X, W, b):
-    (B, n_in), (n_out, _) = _rows_of("affine_forward", "X", X, 2), _rows_of("affine_forward", "W", W, 2)
-    _floats("affine_forward", X=X, W=W, b=b, out=out)
-    _shapes("affine_forward", W=(W, (n_out, n_in)), b=(b, (n_out,)), out=(out, (B, n_out)))
+    (B, n_in), (n_out, _) = _shape_of("X", X, 2), _shape_of("W", W, 2)
+    _floats(X=X, W=W, b=b, out=out)
+    _shapes(W=(W, (n_out, n_in)), b=(b, (n_out,)), out=(out, (B, n_out)))
 
 
 def _check_affine_backward(dX, dW, db, dout, X, W):
-    (B, n_out), (_, n_in) = _rows_of("affine_backward", "dout", dout, 2), _rows_of("affine_backward", "X", X, 2)
-    _floats("affine_backward", dout=dout, X=X, W=W, dW=dW, db=db, dX=dX)
-    _shapes("affine_backward", X=(X, (B, n_in)), W=(W, (n_out, n_in)), dW=(dW, (n_out, n_in)), db=(db, (n_out,)),
-            dX=(dX, (B, n_in)))
+    (B, n_out), (_, n_in) = _shape_of("dout", dout, 2), _shape_of("X", X, 2)
+    _floats(dout=dout, X=X, W=W, dW=dW, db=db, dX=dX)
+    _shapes(X=(X, (B, n_in)), W=(W, (n_out, n_in)), dW=(dW, (n_out, n_in)), db=(db, (n_out,)), dX=(dX, (B, n_in)))
 
 
-def _check_activation(kernel: str):
-    """The check of an activation's forward(Hout, A, alpha) or backward(dA, dH, cache, alpha):
-    float arrays of one shape and dtype."""
-    def arrays_alike(**arrays):
-        first = next(iter(arrays.values()))
-        if not isinstance(first, np.ndarray):
-            raise KernelArgumentError(f"{kernel}: {next(iter(arrays))} must be a numpy array")
-        _floats(kernel, **arrays)
-        _shapes(kernel, **{name: (array, first.shape) for name, array in arrays.items()})
+def _arrays_alike(**arrays) -> None:
+    """An activation's arrays: floats of the first one's shape and dtype."""
+    first_name, first = next(iter(arrays.items()))
+    if not isinstance(first, np.ndarray):
+        raise KernelArgumentError(f"{first_name} must be a numpy array")
+    _floats(**arrays)
+    _shapes(**{name: (array, first.shape) for name, array in arrays.items()})
 
-    if kernel.endswith("_forward"):
-        return lambda Hout, A, alpha: arrays_alike(A=A, Hout=Hout)
-    return lambda dA, dH, cache, alpha: arrays_alike(dH=dH, cache=cache, dA=dA)
+
+def _check_activation_forward(Hout, A, alpha):
+    _arrays_alike(A=A, Hout=Hout)
+
+
+def _check_activation_backward(dA, dH, cache, alpha):
+    _arrays_alike(dH=dH, cache=cache, dA=dA)
 
 
 def _check_softmax_crossentropy_forward(P, row_loss, S, y, weights=None):
-    B, C = _rows_of("softmax_crossentropy_forward", "S", S, 2)
-    _floats("softmax_crossentropy_forward", S=S, P=P)
-    _shapes("softmax_crossentropy_forward", P=(P, (B, C)))
-    _floats("softmax_crossentropy_forward", row_loss=row_loss)
-    _shapes("softmax_crossentropy_forward", row_loss=(row_loss, (B,)))
-    _class_indices("softmax_crossentropy_forward", y, B, C)
-    _row_weights("softmax_crossentropy_forward", weights, B)
+    _class_indices(y, *_loss_operands("S", S, {"P": P}, row_loss, weights))
 
 
 def _check_softmax_crossentropy_backward(dS, P, y, weights=None):
-    B, C = _rows_of("softmax_crossentropy_backward", "P", P, 2)
-    _floats("softmax_crossentropy_backward", P=P, dS=dS)
-    _shapes("softmax_crossentropy_backward", dS=(dS, (B, C)))
-    _class_indices("softmax_crossentropy_backward", y, B, C)
-    _row_weights("softmax_crossentropy_backward", weights, B)
+    _class_indices(y, *_loss_operands("P", P, {"dS": dS}, None, weights))
 
 
 def _check_mse_forward(row_loss, S, Y, weights=None):
-    B, K = _rows_of("mse_forward", "S", S, 2)
-    _floats("mse_forward", S=S, Y=Y)
-    _shapes("mse_forward", Y=(Y, (B, K)))
-    _floats("mse_forward", row_loss=row_loss)
-    _shapes("mse_forward", row_loss=(row_loss, (B,)))
-    _row_weights("mse_forward", weights, B)
+    _loss_operands("S", S, {"Y": Y}, row_loss, weights)
 
 
 def _check_mse_backward(dS, S, Y, weights=None):
-    B, K = _rows_of("mse_backward", "S", S, 2)
-    _floats("mse_backward", S=S, Y=Y, dS=dS)
-    _shapes("mse_backward", Y=(Y, (B, K)), dS=(dS, (B, K)))
-    _row_weights("mse_backward", weights, B)
+    _loss_operands("S", S, {"Y": Y, "dS": dS}, None, weights)
 
 
 def _check_sgd_update(param, velocity, grad, lr, momentum, weight_decay, nesterov):
-    _floats("sgd_update", param=param, velocity=velocity, grad=grad)
-    _shapes("sgd_update", velocity=(velocity, param.shape), grad=(grad, param.shape))
+    _floats(param=param, velocity=velocity, grad=grad)
+    _shapes(velocity=(velocity, param.shape), grad=(grad, param.shape))
 
 
 def _check_adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decoupled, step):
-    _floats("adam_update", param=param, m=m, v=v, grad=grad)
-    _shapes("adam_update", m=(m, param.shape), v=(v, param.shape), grad=(grad, param.shape))
+    _floats(param=param, m=m, v=v, grad=grad)
+    _shapes(m=(m, param.shape), v=(v, param.shape), grad=(grad, param.shape))
 
 
-def _checked(kernel, check):
-    """``kernel`` behind ``check``, which raises KernelArgumentError before it runs."""
+def _checked(name: str, kernel, check):
+    """``kernel`` behind ``check``, whose KernelArgumentError is raised before it runs, with
+    the kernel's ``name`` in front."""
     @functools.wraps(kernel.py_func)
     def checked(*arguments, **keywords):
-        check(*arguments, **keywords)
+        try:
+            check(*arguments, **keywords)
+        except KernelArgumentError as err:
+            raise KernelArgumentError(f"{name}: {err}") from None
         return kernel(*arguments, **keywords)
 
     checked.compiled = kernel  # (the kernel itself, unchecked)
@@ -1381,8 +1377,8 @@ def _checked(kernel, check):
 
 _KERNEL_CHECKS = {
     "affine_forward": _check_affine_forward, "affine_backward": _check_affine_backward,
-    **{f"{name}_{way}": _check_activation(f"{name}_{way}") for name in ACTIVATION_NAMES
-       for way in ("forward", "backward")},
+    **{f"{name}_forward": _check_activation_forward for name in ACTIVATION_NAMES},
+    **{f"{name}_backward": _check_activation_backward for name in ACTIVATION_NAMES},
     "softmax_crossentropy_forward": _check_softmax_crossentropy_forward,
     "softmax_crossentropy_backward": _check_softmax_crossentropy_backward,
     "mse_forward": _check_mse_forward, "mse_backward": _check_mse_backward,
@@ -1390,5 +1386,5 @@ _KERNEL_CHECKS = {
 }
 for _name, _check in _KERNEL_CHECKS.items():
     globals()["_" + _name] = globals()[_name]  # the compiled kernel, for compiled callers
-    globals()[_name] = _checked(globals()[_name], _check)
+    globals()[_name] = _checked(_name, globals()[_name], _check)
 del _name, _check
