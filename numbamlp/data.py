@@ -717,16 +717,22 @@ def _read_features_file(path: Path, n_features: int, label_column, trained_label
                     "or a folder holding X.npy")
 
 
+def _first_csv_row(path) -> list[str] | None:
+    """The cells of a CSV file's first row that is not blank; None when there is none, or the
+    file cannot be read as CSV (the reader that follows says why)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return next((row for row in csv.reader(f) if any(c.strip() for c in row)), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
 def _read_csv_features(path: Path, n_features: int, label_column, trained_label=None) -> np.ndarray:
     """A CSV file's features (N, D) float64 for prediction: every column, or every column
     but the label column when there is one more than the model's features (or
     ``label_column`` names it).  pyarrow's reader, else the csv module's (which names what
     is wrong in a file pyarrow refuses)."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            first = next((row for row in csv.reader(f) if any(c.strip() for c in row)), None)
-    except (OSError, UnicodeDecodeError, csv.Error):
-        first = None
+    first = _first_csv_row(path)
     if first is not None:
         with_label, column = _prediction_label(len(first), n_features, label_column, trained_label, first, path)
         data = _read_csv_arrow(path, column, np.float64, with_label)
@@ -767,16 +773,15 @@ def evaluation_label(source: str, label_column, trained_label):
         return label_column
     if isinstance(trained_label, int):
         return trained_label
-    try:
-        if Path(source).suffix == ".parquet":
+    if Path(source).suffix == ".csv":
+        names = _first_csv_row(source) or []
+    else:
+        try:
             import pyarrow.parquet as pq
 
             names = pq.ParquetFile(source).schema_arrow.names
-        else:
-            with open(source, newline="", encoding="utf-8-sig") as f:
-                names = next((row for row in csv.reader(f) if any(c.strip() for c in row)), [])
-    except Exception:  # noqa: BLE001 — an unreadable file is load_dataset's to report
-        return None
+        except Exception:  # noqa: BLE001 — an unreadable file (or no pyarrow) is load_dataset's to report
+            return None
     return trained_label if trained_label in names else None
 
 
