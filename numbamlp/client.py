@@ -84,20 +84,27 @@ class Client:
     def job(self, job_id: str) -> dict:
         return self._request("GET", self._job_path(job_id))
 
-    def jobs(self, status: str | None = None, limit: int = 50, page_token: str | None = None) -> dict:
-        """One page: {"jobs": [...], "next_page_token": ...}, newest first."""
-        query = {k: v for k, v in (("status", status), ("limit", limit), ("page_token", page_token)) if v is not None}
+    def jobs(self, status: str | None = None, limit: int = 50, page_token: str | None = None,
+             owner: str | None = None) -> dict:
+        """One page: {"jobs": [...], "next_page_token": ...}, newest first (``owner``'s only,
+        when given: the name of the token that submitted them)."""
+        query = {k: v for k, v in (("status", status), ("limit", limit), ("page_token", page_token),
+                                   ("owner", owner)) if v is not None}
         return self._request("GET", "/v1/jobs?" + urllib.parse.urlencode(query))
 
-    def all_jobs(self, status: str | None = None, page_size: int = 200):
-        """Every job, newest first, page after page."""
+    def all_jobs(self, status: str | None = None, page_size: int = 200, owner: str | None = None):
+        """Every job (``owner``'s only, when given), newest first, page after page."""
         token = None
         while True:
-            page = self.jobs(status, page_size, token)
+            page = self.jobs(status, page_size, token, owner)
             yield from page["jobs"]
             token = page["next_page_token"]
             if token is None:
                 return
+
+    def me(self) -> dict:
+        """{"name", "role"} of this client's token."""
+        return self._request("GET", "/v1/me")
 
     def cancel(self, job_id: str) -> dict:
         return self._request("POST", self._job_path(job_id, "/cancel"))
@@ -108,17 +115,16 @@ class Client:
         closes before the job's end (a server stopping closes its streams) is opened again
         after the last epoch seen, up to ``reconnects`` times in a row without a new event;
         then, or when the server cannot be reached, ServiceError: never a silent end."""
-        tries, connected = 0, False
+        tries, connected = 0, [False]
         while True:
             try:
-                for event in self._event_stream(job_id, last_event_id):
-                    connected = True
+                for event in self._event_stream(job_id, last_event_id, connected):
                     yield event
                     if event[0] == "end":
                         return
                     last_event_id, tries = event[0], 0
             except ServiceError as err:
-                if err.status is not None or not connected:
+                if err.status is not None or not connected[0]:
                     raise
                 raise ServiceError(None, f"the event stream of job {job_id} closed before the job ended, and the "
                                    f"server is gone ({err}); once it is back, events(last_event_id="
@@ -131,14 +137,18 @@ class Client:
                                    "a new event before the job ended")
             time.sleep(0.5)
 
-    def _event_stream(self, job_id: str, last_event_id: int | None):
-        """One connection's events (events' items), until the server ends or closes it."""
+    def _event_stream(self, job_id: str, last_event_id: int | None, connected: list):
+        """One connection's events (events' items), until the server ends or closes it;
+        ``connected[0]`` is set once a stream has opened."""
         headers = {"Last-Event-ID": str(last_event_id)} if last_event_id else None
         with self._request("GET", self._job_path(job_id, "/events"), headers=headers, raw=True,
                            timeout=3600) as stream:
+            connected[0] = True
             fields: dict[str, str] = {}
             for raw_line in stream:
                 line = raw_line.decode().rstrip("\n")
+                if line.startswith(":"):  # (a comment: the server's heartbeat)
+                    continue
                 if line:
                     name, _, value = line.partition(": ")
                     fields[name] = value

@@ -4,31 +4,17 @@ SQLite, with a dashboard.  Needs the ``serve`` extra (FastAPI, uvicorn)."""
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 SERVE_EXTRA = "the service needs the serve extra: pip install 'numbamlp[serve]'"
 
 
-def read_or_create_token(data_dir) -> tuple[str, bool]:
-    """The service's bearer token from ``data_dir/token`` (mode 0600), created on first
-    start; returns (token, created)."""
-    path = Path(data_dir) / "token"
-    try:
-        return path.read_text().strip(), False
-    except FileNotFoundError:
-        pass
-    token = secrets.token_urlsafe(32)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(token + "\n")
-    return token, True
-
-
 def serve(data_dir, host: str = "127.0.0.1", port: int = 8000, batch_window: float = 0.5,
-          max_request_mb: float = 64, workers: int | None = None, scheduler: str | None = None,
-          announce=print) -> None:
-    """Run the service until SIGINT or SIGTERM (which checkpoint running stacks first)."""
+          limits=None, workers: int | None = None, scheduler: str | None = None, announce=print) -> None:
+    """Run the service until SIGINT or SIGTERM (which checkpoint running stacks first);
+    ``limits``: a numbamlp.service.limits.Limits (its defaults when None).  RuntimeError
+    with one line when it cannot start (the address, the data directory, its token file
+    or database)."""
     try:
         import uvicorn
 
@@ -38,27 +24,37 @@ def serve(data_dir, host: str = "127.0.0.1", port: int = 8000, batch_window: flo
             raise RuntimeError(SERVE_EXTRA) from None
         raise
     listener = _listen(host, port)  # first: a port that cannot be had leaves no data directory or token behind
+    # what the service writes is its own: folders 0700, files 0600 (the token, the database,
+    # uploads, models), whatever the umask it was started with
+    os.umask(0o077)
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)  # (one made by an earlier version was 0755: this closes everything inside)
     # one server per data directory: a second would requeue the first one's running jobs as a
     # crashed server's and train them again beside it
     from numbamlp.paths import directory_lock
 
     with directory_lock(data_dir, RuntimeError(f"{data_dir} is in use: another numbamlp serve is running on it "
                                                "(one server per data directory)")):
-        _serve(listener, data_dir, host, port, batch_window, max_request_mb, workers, scheduler, announce)
+        _serve(listener, data_dir, host, port, batch_window, limits, workers, scheduler, announce)
 
 
-def _serve(listener, data_dir: Path, host: str, port: int, batch_window: float, max_request_mb: float,
-           workers, scheduler, announce) -> None:
+def _serve(listener, data_dir: Path, host: str, port: int, batch_window: float, limits, workers, scheduler,
+           announce) -> None:
     import uvicorn
 
     from numbamlp.service.app import create_app
+    from numbamlp.service.auth import read_or_create_token
+    from numbamlp.service.connections import connection_cap, guarded_h11, say_repeats_once
+    from numbamlp.service.limits import Limits
 
+    limits = limits or Limits()
     token, created = read_or_create_token(data_dir)
-    app = create_app(data_dir, token, batch_window=batch_window, max_request_mb=max_request_mb,
-                     workers=workers, scheduler_address=scheduler)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30)
+    app = create_app(data_dir, token, batch_window=batch_window, limits=limits, workers=workers,
+                     scheduler_address=scheduler)
+    say_repeats_once()
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30,
+                            http=guarded_h11(limits, connection_cap(limits)))
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame):  # SIGTERM, Ctrl-C: the event streams end first

@@ -24,26 +24,33 @@ import asyncio
 import base64
 import functools
 import hashlib
-import hmac
 import json
+import logging
 import shutil
 import tempfile
 import threading
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from numbamlp.service.auth import FILE_TOKEN_NAME, PUBLIC_PATHS, Authenticate, Caller
+from numbamlp.service.limits import Limits, job_problem
 from numbamlp.service.scheduler import DATASET_PREFIX, Scheduler, dataset_path, hide_dataset_paths
-from numbamlp.service.store import STATUSES, Store
+from numbamlp.service.store import STATUSES, StorageFull, Store
 
 STATIC = Path(__file__).with_name("static")
 SSE_POLL_S = 0.1
+# An event stream with nothing to say sends a comment this often (and one at once), so that
+# proxies and clients see a live connection while a job waits in the queue.
+SSE_HEARTBEAT_S = 15.0
 
 
 # ---------------------------------------------------------------- request and response shapes
@@ -113,6 +120,7 @@ class Stack(BaseModel):
 
 class Job(BaseModel):
     id: str
+    owner: str | None = Field(description="The name of the token that submitted the job.")
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     config: dict[str, Any]
     created_at: float
@@ -155,6 +163,11 @@ class Prediction(BaseModel):
     proba: list[list[float]] | None = Field(description="A classifier's class probabilities, when asked for.")
     values: list[Any] | None = Field(None, description="A regressor's predictions, in its targets' units: a "
                                      "number per row, or a list of K per row.")
+
+
+class Me(BaseModel):
+    name: str = Field(description="The token's name (what jobs record as their owner).")
+    role: Literal["read", "submit", "admin"]
 
 
 def job_view(job: dict) -> dict:
@@ -215,10 +228,12 @@ class _BodyLimit:
 # The errors every route may answer, as the server answers them: {"detail": "one line"}.
 _ERRORS = {
     "401": "missing or wrong bearer token",
+    "403": "the token's role may not do this (or not to another person's job)",
     "404": "no such job (or no model for it)",
     "409": "the job cannot do that in its status",
     "413": "request body over --max-request-mb",
     "422": "invalid request: one line naming what is wrong",
+    "507": "the server's disk is full: nothing was stored",
 }
 
 
@@ -236,17 +251,23 @@ def _openapi_with_errors(app) -> dict:
         components.pop(name, None)
     components["Error"] = {"title": "Error", "type": "object", "required": ["detail"],
                            "properties": {"detail": {"title": "Detail", "type": "string"}}}
+    schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
             codes = {"422"} if "422" in operation["responses"] else set()
-            if path.startswith("/v1/"):
+            if path not in PUBLIC_PATHS:
                 codes.add("401")
+                operation["security"] = [{"bearer": []}]
+            if method == "post" and not path.endswith("/predict"):
+                codes.add("403")
             if "{job_id}" in path:
                 codes.add("404")
-            if path.endswith("/predict"):
+            if path.endswith(("/predict", "/cancel")):
                 codes.add("409")
             if method == "post":
                 codes |= {"413", "422"}
+            if method == "post" and not path.endswith("/predict"):
+                codes.add("507")
             for code in sorted(codes):
                 operation["responses"][code] = {"description": _ERRORS[code], "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -287,13 +308,30 @@ class _TooLarge(Exception):
 
 
 # ---------------------------------------------------------------- the app
-def create_app(data_dir, token: str, batch_window: float = 0.5, max_request_mb: float = 64,
+def create_app(data_dir, token: str | None = None, batch_window: float = 0.5, limits: Limits = Limits(),
                workers: int | None = None, scheduler_address: str | None = None, max_stack: int = 32) -> FastAPI:
+    """The service over ``data_dir``; ``token``, when given, is the admin token named "admin"
+    (the token file's).  StoreError if the database is damaged."""
     data_dir = Path(data_dir)
     (data_dir / "datasets").mkdir(parents=True, exist_ok=True)
+    for leftover in (data_dir / "datasets").glob("incoming-*"):  # (uploads a kill -9 cut off mid-check)
+        shutil.rmtree(leftover, ignore_errors=True)
     store = Store(data_dir / "numbamlp.sqlite")
+    if token is not None:  # the token file's, which is the admin named "admin"
+        store.put_token(FILE_TOKEN_NAME, "admin", token)
+    _report_lost_models(store, data_dir)
     scheduler = Scheduler(store, data_dir, batch_window=batch_window, max_stack=max_stack, workers=workers,
-                          scheduler_address=scheduler_address)
+                          scheduler_address=scheduler_address, limits=limits)
+
+    def model_path(job: dict, unfinished: int) -> Path:
+        """A succeeded job's model file; 404 if it is gone, ``unfinished`` (the status code)
+        for a job that is not succeeded."""
+        if job["status"] != "succeeded":
+            raise HTTPException(unfinished, f"job {job['id']} has no model ({job['status']})")
+        path = data_dir / "jobs" / job["id"] / "model.safetensors"
+        if not path.is_file():
+            raise HTTPException(404, f"job {job['id']}'s model file is gone from the server (deleted?)")
+        return path
     models: dict[str, Any] = {}  # job id → loaded MLP, for predict
 
     @asynccontextmanager
@@ -313,22 +351,51 @@ def create_app(data_dir, token: str, batch_window: float = 0.5, max_request_mb: 
     @app.exception_handler(RequestValidationError)
     async def one_line_422(request: Request, err: RequestValidationError) -> JSONResponse:
         """A malformed request body as one line naming where, like every other 422."""
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
+        problems = "; ".join(f"{'.'.join(_cut(str(p), 60) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
                              for e in err.errors())
-        return JSONResponse({"detail": f"invalid request: {problems}"}, status_code=422)
+        return JSONResponse({"detail": _cut(f"invalid request: {problems}")}, status_code=422)
 
-    def authorized(authorization: str | None = Header(None, include_in_schema=False)) -> None:
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+    @app.exception_handler(StarletteHTTPException)
+    async def short_detail(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        """Every error as {"detail": one line}, cut short: a message quoting a huge input
+        (a 100,000-character key, say) must not send it back whole.  FastAPI's 400 for a
+        body that is not UTF-8 is a 422, as every other malformed body is."""
+        if err.status_code == 400:
+            return JSONResponse({"detail": "invalid request: the body is not JSON (UTF-8 text)"}, status_code=422)
+        return JSONResponse({"detail": _cut(str(err.detail))}, status_code=err.status_code, headers=err.headers)
+
+    @app.exception_handler(StorageFull)
+    async def disk_full(request: Request, err: StorageFull) -> JSONResponse:
+        logging.getLogger("numbamlp.service").error("the disk is full: new jobs and uploads are refused (507) until "
+                                                    "there is room")
+        return JSONResponse({"detail": "the server's disk is full: nothing was stored; try again later"},
+                            status_code=507)
+
+    def room_for_work() -> None:
+        """StorageFull (507) while the disk is full: new work would only fail later."""
+        if store.full:
+            raise StorageFull(28, "the server's disk is full")
+
+    def caller_with(role: str):
+        """A route's dependency: the caller (authenticated by the Authenticate middleware),
+        403 unless its role may do what ``role`` may."""
+
+        def dependency(request: Request) -> Caller:
+            caller = request.state.caller
+            if not caller.may(role):
+                raise HTTPException(403, f"the token {caller.name!r} has the role {caller.role}: this needs {role}")
+            return caller
+
+        return Depends(dependency)
 
     def existing_job(job_id: str) -> dict:
         job = store.job(job_id)
         if job is None:
-            raise HTTPException(404, f"no job {job_id}")
+            raise HTTPException(404, f"no job {_cut(job_id, 80)}")
         return job
 
-    secured = [Depends(authorized)]
+    reader, submitter = caller_with("read"), caller_with("submit")
+    secured = [reader]
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict:
@@ -338,7 +405,7 @@ def create_app(data_dir, token: str, batch_window: float = 0.5, max_request_mb: 
     def dashboard() -> HTMLResponse:
         return HTMLResponse((STATIC / "index.html").read_text())
 
-    @app.post("/v1/datasets", response_model=Dataset, status_code=201, dependencies=secured, tags=["data"],
+    @app.post("/v1/datasets", response_model=Dataset, status_code=201, dependencies=[submitter], tags=["data"],
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                   "text/csv": {"schema": {"type": "string"}}}}})
@@ -347,34 +414,45 @@ def create_app(data_dir, token: str, batch_window: float = 0.5, max_request_mb: 
             "the last), as the jobs that name this dataset will give it in data.label_column.")) -> dict:
         """The body is the file: an .npz (X, y), a .parquet or a .csv with a label column."""
         body = await request.body()
-        return await asyncio.to_thread(_store_dataset, store, data_dir, body, label_column)
+        room_for_work()
+        return await asyncio.to_thread(_store_dataset, store, data_dir, body, label_column, limits)
 
-    @app.post("/v1/jobs", response_model=Job, status_code=201, dependencies=secured, tags=["jobs"])
-    def submit_job(request: JobRequest, response: Response,
+    @app.post("/v1/jobs", response_model=Job, status_code=201, tags=["jobs"])
+    def submit_job(request: JobRequest, response: Response, caller: Caller = submitter,
                    idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict:
-        config = _job_config(request.config, store, data_dir)
-        job = store.add_jobs([config], idempotency_key=idempotency_key)[0]
+        room_for_work()
+        config = _job_config(request.config, store, data_dir, limits)
+        job = store.add_jobs([config], idempotency_key=idempotency_key, owner=caller.name)[0]
         if idempotency_key is not None and job["config"] != config:
             raise HTTPException(422, "Idempotency-Key was used for a different job")
         return job_view(job)
 
     @app.get("/v1/jobs", response_model=JobList, dependencies=secured, tags=["jobs"])
     def list_jobs(status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
-                  limit: int = Query(50, ge=1, le=1000), page_token: str | None = None) -> dict:
+                  limit: int = Query(50, ge=1, le=1000), page_token: str | None = None,
+                  owner: str | None = Query(None, description="Only the jobs this token name submitted.")) -> dict:
         before = _page_position(page_token) if page_token else None
-        jobs = store.jobs(status=status, limit=limit + 1, before_seq=before)
+        jobs = store.jobs(status=status, limit=limit + 1, before_seq=before, owner=owner)
         more = len(jobs) > limit
         jobs = jobs[:limit]
         token_next = _page_token(jobs[-1]["seq"]) if more else None
         return {"jobs": [job_view(j) for j in jobs], "next_page_token": token_next}
 
+    @app.get("/v1/me", response_model=Me, tags=["service"])
+    def me(caller: Caller = reader) -> dict:
+        """Whose token this is, and its role."""
+        return {"name": caller.name, "role": caller.role}
+
     @app.get("/v1/jobs/{job_id}", response_model=Job, dependencies=secured, tags=["jobs"])
     def show_job(job_id: str) -> dict:
         return job_view(existing_job(job_id))
 
-    @app.post("/v1/jobs/{job_id}/cancel", response_model=Job, dependencies=secured, tags=["jobs"])
-    def cancel_job(job_id: str) -> dict:
+    @app.post("/v1/jobs/{job_id}/cancel", response_model=Job, tags=["jobs"])
+    def cancel_job(job_id: str, caller: Caller = submitter) -> dict:
         job = existing_job(job_id)
+        if job["owner"] != caller.name and not caller.may("admin"):
+            raise HTTPException(403, f"job {job_id} is {job['owner'] or 'nobody'}'s: a {caller.role} token cancels "
+                                "only its own jobs")
         if job["status"] in ("succeeded", "failed"):
             raise HTTPException(409, f"job {job_id} already {job['status']}")
         return job_view(store.request_cancel(job_id))
@@ -392,9 +470,7 @@ def create_app(data_dir, token: str, batch_window: float = 0.5, max_request_mb: 
              responses={200: {"content": {"application/octet-stream": {}}}, 304: {"description": "not modified"}})
     def download_model(job_id: str, if_none_match: str | None = Header(None, alias="If-None-Match")):
         job = existing_job(job_id)
-        path = data_dir / "jobs" / job_id / "model.safetensors"
-        if job["status"] != "succeeded" or not path.is_file():
-            raise HTTPException(404, f"job {job_id} has no model ({job['status']})")
+        path = model_path(job, unfinished=404)
         etag = f'"{job["model_sha256"]}"'
         if if_none_match == etag:
             return Response(status_code=304, headers={"ETag": etag})
@@ -406,12 +482,14 @@ def create_app(data_dir, token: str, batch_window: float = 0.5, max_request_mb: 
         import numpy as np
 
         job = existing_job(job_id)
-        if job["status"] != "succeeded":
-            raise HTTPException(409, f"job {job_id} has no model to predict with ({job['status']})")
+        path = model_path(job, unfinished=409)
         if job_id not in models:
-            from numbamlp.io import load_model
+            from numbamlp.io import ModelFileError, load_model
 
-            models[job_id] = load_model(data_dir / "jobs" / job_id / "model.safetensors")
+            try:
+                models[job_id] = load_model(path)
+            except ModelFileError as err:
+                raise HTTPException(404, f"job {job_id}'s model file cannot be read: {err}") from None
         model = models[job_id]
         widths = sorted({len(row) for row in request.X})
         if widths != [model.n_features]:
@@ -430,18 +508,20 @@ def create_app(data_dir, token: str, batch_window: float = 0.5, max_request_mb: 
             np.argmax(probabilities, axis=1)
         return {"labels": labels.tolist(), "proba": probabilities.tolist() if request.proba else None}
 
-    @app.post("/v1/sweeps", response_model=SweepJobs, status_code=201, dependencies=secured, tags=["jobs"])
-    def submit_sweep(request: SweepRequest) -> dict:
+    @app.post("/v1/sweeps", response_model=SweepJobs, status_code=201, tags=["jobs"])
+    def submit_sweep(request: SweepRequest, caller: Caller = submitter) -> dict:
         import secrets
 
         from numbamlp.sweeps import (SweepError, base_document, member_configs, member_settings, normalise_grid,
                                      parse_value, validate_base)
 
+        room_for_work()
+
         try:
             grid = normalise_grid({k: [parse_value(v) if isinstance(v, str) else v for v in values]
                                    if isinstance(values, list) else [parse_value(values)]
                                    for k, values in request.grid.items()})
-            document = base_document(_job_config(request.config, store, data_dir))
+            document = base_document(_job_config(request.config, store, data_dir, limits))
             settings = member_settings(grid, request.random, validate_base(document).seed)
             if len(settings) > 10_000:
                 raise SweepError(f"the grid has {len(settings)} members, more than 10000")
@@ -449,16 +529,17 @@ def create_app(data_dir, token: str, batch_window: float = 0.5, max_request_mb: 
         except SweepError as err:
             raise HTTPException(422, str(err)) from None
         for member, config in zip(settings, members):  # the grid may name data too: each member as a job
-            problem = _data_problem(config, store, data_dir)
+            problem = _data_problem(config, store, data_dir, limits)
             if problem is not None:
                 shown = ", ".join(f"{path}={value!r}" for path, value in member.items())
                 raise HTTPException(422, f"the member {shown}: {problem}")
         configs = [c.model_dump(mode="json", by_alias=True) for c in members]
         sweep_id = secrets.token_hex(6)
-        return {"id": sweep_id, "jobs": [job_view(j) for j in store.add_jobs(configs, sweep_id=sweep_id)]}
+        return {"id": sweep_id, "jobs": [job_view(j) for j in store.add_jobs(configs, sweep_id=sweep_id, owner=caller.name)]}
 
     app.openapi = lambda: _openapi_with_errors(app)
-    app.add_middleware(_BodyLimit, max_mb=max_request_mb)
+    app.add_middleware(_BodyLimit, max_mb=limits.max_request_mb)
+    app.add_middleware(Authenticate, lookup=store.caller)  # (outside the body limit: no token, no body read)
     app.add_middleware(_HeadAsGet)
     return app
 
@@ -469,12 +550,17 @@ async def _event_stream(store: Store, job_id: str, after: int, request: Request)
     from numbamlp.service.store import FINAL
 
     last = after
+    yield ": open\n\n"
+    said = time.monotonic()
     while True:
         # the status first: every epoch of a job that was final then is already stored
         job = await asyncio.to_thread(store.job, job_id)
         for epoch, metrics in await asyncio.to_thread(store.events, job_id, last):
             yield f"id: {epoch}\nevent: epoch\ndata: {json.dumps(metrics)}\n\n"
-            last = epoch
+            last, said = epoch, time.monotonic()
+        if time.monotonic() - said >= SSE_HEARTBEAT_S:
+            yield ": heartbeat\n\n"
+            said = time.monotonic()
         if job["status"] in FINAL:
             end = {"status": job["status"], "test_accuracy": job["test_accuracy"], "scores": job["scores"],
                    "error": job["error"]}
@@ -483,6 +569,24 @@ async def _event_stream(store: Store, job_id: str, after: int, request: Request)
         if await request.is_disconnected() or request.app.state.stopping.is_set():
             return  # (a stream held open would keep a stopping server from stopping: the client resumes later)
         await asyncio.sleep(SSE_POLL_S)
+
+
+def _report_lost_models(store: Store, data_dir: Path) -> None:
+    """Say once at start which succeeded jobs have lost their model files (a run directory
+    deleted by hand): their /model and /predict answer 404."""
+    import logging
+
+    lost, before = [], None
+    while True:
+        page = store.jobs(status="succeeded", limit=1000, before_seq=before)
+        lost += [job["id"] for job in page if not (data_dir / "jobs" / job["id"] / "model.safetensors").is_file()]
+        if len(page) < 1000:
+            break
+        before = page[-1]["seq"]
+    if lost:
+        shown = ", ".join(lost[:10]) + (f" and {len(lost) - 10} more" if len(lost) > 10 else "")
+        logging.getLogger("numbamlp.service").warning(
+            "%d succeeded jobs have no model file under %s (deleted?): %s", len(lost), data_dir / "jobs", shown)
 
 
 def _page_token(seq: int) -> str:
@@ -503,10 +607,17 @@ def _page_position(page_token: str) -> int:
 def _event_position(last_event_id: str) -> int:
     """The epoch a Last-Event-ID names; anything but an epoch number is refused (422), as a
     page token that this server did not give is."""
-    after = int(last_event_id) if last_event_id.isdigit() and last_event_id.isascii() else None
+    # (at most 19 digits: int() of over 4,300 would raise, and SQLite holds no more anyway)
+    digits = last_event_id.isdigit() and last_event_id.isascii() and len(last_event_id) <= 19
+    after = int(last_event_id) if digits else None
     if not _sqlite_integer(after):
         raise HTTPException(422, f"Last-Event-ID {last_event_id[:40]!r} is not an epoch number this server sent")
     return after
+
+
+def _cut(text: str, limit: int = 1000) -> str:
+    """``text`` at most ``limit`` characters: an error quoting a huge input stays one short line."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _sqlite_integer(value) -> bool:
@@ -514,8 +625,8 @@ def _sqlite_integer(value) -> bool:
     return type(value) is int and 0 <= value < 1 << 63
 
 
-def _job_config(document: dict, store: Store, data_dir: Path) -> dict:
-    """A submitted config, validated (422 naming the field), its data checked
+def _job_config(document: dict, store: Store, data_dir: Path, limits: Limits) -> dict:
+    """A submitted config, validated (422 naming the field), its data and size checked
     (_data_problem), the data split's seed fixed (0 unless given: jobs that differ only in
     seed share a split, and so can share a stack)."""
     from pydantic import ValidationError
@@ -525,10 +636,10 @@ def _job_config(document: dict, store: Store, data_dir: Path) -> dict:
     try:
         config = TrainConfig.model_validate(document)
     except ValidationError as err:
-        problems = "; ".join((f"{'.'.join(str(p) for p in e['loc'])}: " if e["loc"] else "")
+        problems = "; ".join((f"{'.'.join(_cut(str(p), 60) for p in e['loc'])}: " if e["loc"] else "")
                              + e["msg"].removeprefix("Value error, ") for e in err.errors())
         raise HTTPException(422, f"invalid configuration: {problems}") from None
-    problem = _data_problem(config, store, data_dir)
+    problem = _data_problem(config, store, data_dir, limits)
     if problem is not None:
         raise HTTPException(422, problem)
     if config.data.seed is None:
@@ -536,10 +647,11 @@ def _job_config(document: dict, store: Store, data_dir: Path) -> dict:
     return config.model_dump(mode="json", by_alias=True)
 
 
-def _data_problem(config, store: Store, data_dir: Path) -> str | None:
+def _data_problem(config, store: Store, data_dir: Path, limits: Limits) -> str | None:
     """What is wrong with a config's data, naming the field, if anything: every source is
     builtin:NAME or an uploaded dataset:<id> (the server reads no other path) that loads
-    with the config's label column and task — checked now, not when the job runs."""
+    with the config's label column and task — checked now, not when the job runs; and
+    then which of the server's limits the job passes (epochs, batch size, parameters)."""
     from numbamlp.data import DataError, check_label_column_applies
 
     data = config.data
@@ -567,7 +679,8 @@ def _data_problem(config, store: Store, data_dir: Path) -> str | None:
             problem = _unlike_training_problem(files["train"], files[key], data.label_column, config.task)
             if problem is not None:
                 return f"data.{key}: {hide_dataset_paths(problem, data_dir)}"
-    return None
+    _, features, outputs = _loaded(files["train"], data.label_column, config.task)
+    return job_problem(config, features, outputs, limits)
 
 
 @functools.lru_cache(maxsize=64)
@@ -585,22 +698,32 @@ def _unlike_training_problem(train: str, other: str, label_column, task: str) ->
     return None
 
 
-@functools.lru_cache(maxsize=64)
 def _load_problem(source: str, label_column, task: str = "classification") -> str | None:
-    """Why ``source`` does not load with this label column and task (None: it does).  Kept:
-    builtin sets and content-addressed uploads never change, so each loads once."""
+    """Why ``source`` does not load with this label column and task (None: it does)."""
+    return _loaded(source, label_column, task)[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _loaded(source: str, label_column, task: str) -> tuple[str | None, int, int]:
+    """(why ``source`` does not load with this label column and task, or None; its features;
+    the model's outputs: classes, or regression targets).  Kept: builtin sets and
+    content-addressed uploads never change, so each loads once."""
+    import numpy as np
+
     from numbamlp.data import DataError, load_dataset
 
     try:
-        load_dataset(source, label_column=label_column, task=task)
+        data = load_dataset(source, label_column=label_column, task=task)
     except DataError as err:
-        return str(err)
-    return None
+        return str(err), 0, 0
+    outputs = (1 if data.y.ndim == 1 else data.y.shape[1]) if task == "regression" else len(np.unique(data.y))
+    return None, int(data.X.shape[1]), int(outputs)
 
 
-def _store_dataset(store: Store, data_dir: Path, body: bytes, label_column: str | None = None) -> dict:
+def _store_dataset(store: Store, data_dir: Path, body: bytes, label_column: str | None, limits: Limits) -> dict:
     """Keep an uploaded file by content hash after checking that it loads with that label
-    column (422 if not; the same content already kept is checked with it too)."""
+    column and that it is no larger, decompressed, than the server takes (422 if not; the
+    same content already kept is checked with the label column too)."""
     from numbamlp.data import DataError, load_dataset
     from numbamlp.io import atomic_write_bytes
 
@@ -618,15 +741,46 @@ def _store_dataset(store: Store, data_dir: Path, body: bytes, label_column: str 
     incoming = Path(tempfile.mkdtemp(prefix="incoming-", dir=data_dir / "datasets"))
     try:
         trial = incoming / f"{digest}.{kind}"
-        trial.write_bytes(body)
+        _written(lambda: trial.write_bytes(body))
+        problem = _decompressed_problem(trial, kind, limits)
+        if problem is not None:
+            raise HTTPException(422, problem)
         try:
             data = load_dataset(str(trial), label_column=label_column)
         except DataError as err:
             raise HTTPException(422, hide_dataset_paths(str(err), data_dir)) from None
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
-    atomic_write_bytes(data_dir / "datasets" / f"{digest}.{kind}", body)
+    _written(lambda: atomic_write_bytes(data_dir / "datasets" / f"{digest}.{kind}", body))
     return store.add_dataset(digest, kind, len(body), int(data.X.shape[0]), int(data.X.shape[1]))
+
+
+def _decompressed_problem(path: Path, kind: str, limits: Limits) -> str | None:
+    """Why an uploaded file is too large once decompressed (read from its headers: nothing
+    is inflated to find out), if it is."""
+    from numbamlp.service.limits import flag, npz_decompressed_bytes, parquet_decompressed_bytes
+
+    try:
+        size = {"npz": npz_decompressed_bytes, "parquet": parquet_decompressed_bytes}[kind](path)
+    except KeyError:  # (a CSV is read as it comes: its size is the body's, under --max-request-mb)
+        return None
+    except Exception:  # noqa: BLE001 — not a readable file of its kind: the loader says why
+        return None
+    limit = limits.max_dataset_mb * (1 << 20)
+    if size <= limit:
+        return None
+    return (f"the uploaded .{kind} holds {size / (1 << 20):,.0f} MB of data once decompressed, more than this "
+            f"server's limit of {limits.max_dataset_mb:g} MB ({flag('max_dataset_mb')})")
+
+
+def _written(write) -> None:
+    """Run ``write()``; a full disk becomes StorageFull (507), not a 500."""
+    try:
+        write()
+    except OSError as err:
+        if err.errno == 28:
+            raise StorageFull(28, "the server's disk is full") from None
+        raise
 
 
 def _version() -> str:

@@ -9,7 +9,7 @@ scripts, benchmarks and tests that want a real server:
 ``start`` returns once ``/healthz`` answers; the server's output goes to a log file beside
 the data directory (``server-<its name>.log``).  ``stop`` sends a signal (SIGTERM: a graceful
 shutdown; SIGKILL: a crash) and returns the exit status; ``start`` again restarts it on
-the same data directory and port.
+the same data directory and port; ``close`` stops it if it runs, by force if it must.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class LocalServer:
             except ServiceError:
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
+                self.close()  # (one that hangs is not left running)
                 raise RuntimeError(f"the server did not come up: {self.log_path.read_text()[-2000:]}")
             time.sleep(0.1)
         self.token = (self.data_dir / "token").read_text().strip()
@@ -65,3 +66,14 @@ class LocalServer:
     def stop(self, sig=signal.SIGTERM, timeout: float = 60) -> int:
         self.process.send_signal(sig)
         return self.process.wait(timeout)
+
+    def close(self, timeout: float = 30) -> None:
+        """Stop the server if it still runs, whatever state it is in: SIGTERM, then SIGKILL
+        after ``timeout`` seconds (for fixtures, which must never leave one behind)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            self.stop(signal.SIGTERM, timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import logging
 import re
 import secrets
 import shutil
@@ -28,9 +29,12 @@ import time
 from pathlib import Path
 
 from numbamlp.config import TrainConfig
-from numbamlp.service.store import Store
+from numbamlp.service.limits import Limits
+from numbamlp.service.store import DiskReserve, StorageFull, Store
 
+log = logging.getLogger("numbamlp.service")
 DATASET_PREFIX = "dataset:"
+DISK_CHECK_S = 2.0  # while the disk is full: how often to look for room again
 DATA_CACHE_SIZE = 4
 QUEUE_LOOKAHEAD = 8  # queued jobs grouped per free slot, in full stacks: bounds a tick's work
 
@@ -40,8 +44,14 @@ class Scheduler:
     directories, stacks/<id>/ checkpoints, datasets/<id>.<ext>)."""
 
     def __init__(self, store: Store, data_dir: Path, batch_window: float = 0.5, max_stack: int = 32,
-                 slots: int = 1, workers: int | None = None, scheduler_address: str | None = None):
-        self.store, self.data_dir = store, Path(data_dir)
+                 slots: int = 1, workers: int | None = None, scheduler_address: str | None = None,
+                 limits: Limits = Limits()):
+        self.store, self.data_dir, self.limits = store, Path(data_dir), limits
+        self.reserve = DiskReserve(self.data_dir / ".reserve")
+        self._unrecorded: list[tuple] = []  # final statuses a full disk kept out of the store, to retry
+        self._paused_at: dict[str, float] = {}  # stack id → when it was paused (none: before this start)
+        self._trained_s: dict[str, float] = {}  # stack id → seconds it trained before its last pause
+        self._disk_checked = 0.0
         self.batch_window, self.max_stack, self.slots = batch_window, max_stack, slots
         self.dask = None
         if workers is not None or scheduler_address is not None:
@@ -60,6 +70,7 @@ class Scheduler:
     def start(self) -> None:
         """Continue the stacks a graceful shutdown checkpointed, requeue the jobs a crash left
         running, then start scheduling."""
+        self.reserve.make()
         self._recover()
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
         self._thread.start()
@@ -79,39 +90,88 @@ class Scheduler:
             self.dask.close()
 
     def _recover(self) -> None:
-        checkpoints = self.data_dir / "stacks"
-        resumable = {job["stack_id"] for job in self.store.jobs(status="running", limit=1_000_000)
-                     if job["stack_id"] and (checkpoints / job["stack_id"] / "stack.json").is_file()}
+        resumable = {job["stack_id"] for job in self.store.jobs(status="running", limit=1_000_000) if job["stack_id"]}
         for stack_id in sorted(resumable):
-            # every member, a cancelled one too: the checkpoint keeps it frozen, as the stack left it
-            jobs = self.store.stack_jobs(stack_id)
-            if len(jobs) != json.loads((checkpoints / stack_id / "stack.json").read_text())["members"]:
-                shutil.rmtree(checkpoints / stack_id, ignore_errors=True)  # (its jobs train again instead)
-                continue
-            self._launch(stack_id, jobs, resume=checkpoints / stack_id)
+            checkpoint, jobs = self._checkpoint(stack_id)
+            if checkpoint is not None:
+                self._launch(stack_id, jobs, resume=checkpoint)
         # every other running job was cut off by a crash: from the start again
         with self._lock:
             continuing = [j["id"] for entry in self._running.values() for j in entry["jobs"]]
         self.store.requeue_running(keep=continuing)
 
+    def _checkpoint(self, stack_id: str) -> tuple[Path | None, list[dict]]:
+        """A stopped stack's checkpoint (None: it has none that fits its jobs, and it is
+        removed) and its jobs: every member, a cancelled one too, which the checkpoint
+        keeps frozen as the stack left it."""
+        checkpoint = self.data_dir / "stacks" / stack_id
+        jobs = self.store.stack_jobs(stack_id)
+        if not (checkpoint / "stack.json").is_file():
+            return None, jobs
+        if len(jobs) != json.loads((checkpoint / "stack.json").read_text())["members"]:
+            shutil.rmtree(checkpoint, ignore_errors=True)  # (its jobs train again instead)
+            return None, jobs
+        return checkpoint, jobs
+
     # ------------------------------------------------------------ scheduling
     def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
+                if self.store.full or self._unrecorded:
+                    self._after_a_full_disk()
                 self._schedule()
-            except Exception:  # noqa: BLE001 — the loop must survive a bad tick
-                import traceback
-
-                traceback.print_exc()
+            except Exception:  # noqa: BLE001 — the loop must survive a bad tick (said once a minute: SaidOnce)
+                log.exception("the scheduler's tick failed")
             self._stopping.wait(0.02)
 
+    def _after_a_full_disk(self) -> None:
+        """Record the statuses a full disk held back, and take work again once the disk
+        has room for the reserve."""
+        now = time.monotonic()
+        if now - self._disk_checked < DISK_CHECK_S:
+            return
+        self._disk_checked = now
+        with self._lock:
+            waiting, self._unrecorded = self._unrecorded, []
+        for job_ids, status, fields in waiting:
+            self._record(job_ids, status, **fields)
+        if self.store.full and not self._unrecorded and self.reserve.make():
+            self.store.full = False
+            log.warning("the disk has room again: taking new jobs")
+
+    def _record(self, job_ids: list[str], status: str, **fields) -> None:
+        """Move running jobs to a final status; on a full disk, give up the reserve to make
+        room and try again, or keep it to retry when there is room."""
+        for attempt in range(2):
+            try:
+                self.store.set_status(job_ids, status, expected=("running",), **fields)
+                return
+            except StorageFull:
+                if attempt == 0:
+                    log.error("the disk is full: jobs that cannot write their files fail, and new jobs are "
+                              "refused (507) until there is room")
+                    if self.reserve.release():
+                        continue
+                with self._lock:
+                    self._unrecorded.append((job_ids, status, fields))
+                return
+
     def _schedule(self) -> None:
+        """Fill a free slot: with the stack that has waited longest, whether paused (to let
+        others train) or new (its oldest job past the batch window)."""
+        if self.store.full:  # (a stack started now could not write its files)
+            return
         with self._lock:
             free = self.slots - len(self._running)
         if free <= 0:
             return
         oldest = self.store.oldest_queued_at()
-        if oldest is None or time.time() - oldest < self.batch_window:
+        new_ready = oldest is not None and time.time() - oldest >= self.batch_window
+        paused = sorted((self._paused_at.get(stack_id, 0.0), stack_id) for stack_id in self.store.paused_stacks())
+        if paused and (not new_ready or paused[0][0] <= oldest):
+            self._resume(paused[0][1])  # (one a tick: the next fills the next slot)
+            return
+        if not new_ready:
             return
         # the oldest jobs, enough to fill every free slot with full stacks many times over
         queued = self.store.queued(limit=free * self.max_stack * QUEUE_LOOKAHEAD)
@@ -124,6 +184,19 @@ class Scheduler:
                 self.store.set_status([j["id"] for j in jobs], "running", stack_size=len(jobs))
             if jobs:
                 self._launch(stack_id, jobs)
+
+    def _resume(self, stack_id: str) -> None:
+        """Go on with a paused stack from its checkpoint (without one, its jobs start again)."""
+        self._paused_at.pop(stack_id, None)
+        checkpoint, jobs = self._checkpoint(stack_id)
+        waiting = [j["id"] for j in jobs if j["status"] == "queued"]
+        if checkpoint is None:
+            self.store.requeue(waiting)
+            return
+        if self.store.set_status(waiting, "running", expected=("queued",)):
+            self._launch(stack_id, jobs, resume=checkpoint)
+        else:  # (every member cancelled while it waited)
+            shutil.rmtree(checkpoint, ignore_errors=True)
 
     def _stacks(self, queued: list[dict]) -> list[list[dict]]:
         """Queued jobs grouped by stack key, oldest first, at most max_stack each."""
@@ -140,16 +213,13 @@ class Scheduler:
 
     def _finished(self, stack_id: str, future) -> None:
         with self._lock:
-            self._running.pop(stack_id, None)
+            entry = self._running.pop(stack_id, None)
         error = future.exception() if not future.cancelled() else None
-        if error is not None:  # a bug in the service itself: the jobs fail, the server goes on
+        if error is not None and entry is not None:  # a bug in the service itself: the jobs fail, the server goes on
             message = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
             message = hide_dataset_paths(message, self.data_dir)
-            self.store.set_status([j["id"] for j in self._jobs_of(stack_id)], "failed",
-                                  expected=("running",), error=message)
-
-    def _jobs_of(self, stack_id: str) -> list[dict]:
-        return [j for j in self.store.jobs(status="running", limit=1_000_000) if j["stack_id"] == stack_id]
+            log.error("a stack failed: %s", message)
+            self._record([j["id"] for j in entry["jobs"]], "failed", error=message)
 
     # ------------------------------------------------------------ one stack
     def _train(self, stack_id: str, jobs: list[dict], resume: Path | None) -> None:
@@ -161,8 +231,9 @@ class Scheduler:
         data = SweepData.of(splits)
         dumps = [c.model_dump(mode="json", by_alias=True) for c in configs]
         ids = [job["id"] for job in jobs]
+        events = _Events(self.store, ids)
         if self.dask is not None:
-            outcomes = self._train_on_dask(stack_id, ids, dumps, data)
+            outcomes = self._train_on_dask(stack_id, ids, dumps, data, events)
             if outcomes is None:
                 return
         else:
@@ -172,35 +243,44 @@ class Scheduler:
 
                 stack = StackTrainer.from_checkpoint(resume)
             try:
-                outcomes = train_stack(dumps, data, callbacks=[_Events(self.store, ids)],
+                outcomes = train_stack(dumps, data, callbacks=[events],
                                        on_start=lambda s: self._started(stack_id, ids, s), stack=stack)
-            except StackStopped as stop:  # shutdown: checkpoint, go on at the next start
+            except StackStopped as stop:  # shutdown, or paused for others: checkpoint, go on later
+                events.flush()
                 stop.stack.save_checkpoint(self.data_dir / "stacks" / stack_id)
+                if not self._stopping.is_set():  # (paused: its jobs wait in the queue, keeping their stack)
+                    self._paused_at[stack_id] = time.time()
+                    self.store.set_status(ids, "queued", expected=("running",))
                 return
+        events.flush()
         cancelled = self.store.cancel_requested(ids)
-        succeeded = {job_id: outcome for job_id, outcome in zip(ids, outcomes)
-                     if job_id not in cancelled and outcome["status"] in ("done", "stopped early")}
-        model_paths = {}
+        finished = {job_id: outcome for job_id, outcome in zip(ids, outcomes)
+                    if job_id not in cancelled and outcome["status"] in ("done", "stopped early")}
+        model_paths, unwritten = {}, {}
         with one_sync():  # the run files of the whole stack, then one flush (a job's status commits it)
             for job_id, config in zip(ids, configs):
-                if job_id in succeeded:
-                    model_paths[job_id] = write_run_files(self.data_dir / "jobs" / job_id, config,
-                                                          succeeded[job_id], splits.standardizer)
+                if job_id in finished:
+                    try:
+                        model_paths[job_id] = write_run_files(self.data_dir / "jobs" / job_id, config,
+                                                              finished[job_id], splits.standardizer)
+                    except OSError as err:  # (a full disk: this job fails, and says why)
+                        unwritten[job_id] = f"cannot write the job's files: {err.strerror or err}"
         for job_id, outcome in zip(ids, outcomes):
-            if job_id in succeeded:
+            if job_id in model_paths:
                 scores = {k: v for k, v in outcome.items() if k.startswith(("val_", "test_"))}
-                self.store.set_status([job_id], "succeeded", expected=("running",),
-                                      **{k: scores.get(k) for k in ("test_accuracy", "test_loss", "val_accuracy",
-                                                                    "val_loss")},
-                                      scores=json_text(scores), model_sha256=_sha256(model_paths[job_id]))
+                self._record([job_id], "succeeded",
+                             **{k: scores.get(k) for k in ("test_accuracy", "test_loss", "val_accuracy", "val_loss")},
+                             scores=json_text(scores), model_sha256=_sha256(model_paths[job_id]))
+            elif job_id in unwritten:
+                self._record([job_id], "failed", error=unwritten[job_id])
             elif job_id in cancelled or outcome["status"] == "cancelled":
-                self.store.set_status([job_id], "cancelled", expected=("running",))
+                self._record([job_id], "cancelled")
             else:
                 error = outcome["error"] and hide_dataset_paths(outcome["error"], self.data_dir)
-                self.store.set_status([job_id], "failed", expected=("running",), error=error)
+                self._record([job_id], "failed", error=error)
         shutil.rmtree(self.data_dir / "stacks" / stack_id, ignore_errors=True)
 
-    def _train_on_dask(self, stack_id: str, ids: list[str], dumps: list[dict], data) -> list[dict]:
+    def _train_on_dask(self, stack_id: str, ids: list[str], dumps: list[dict], data, events) -> list[dict]:
         """The stack as one Dask task.  Its epochs come back through a Dask queue as they end
         (the jobs' events), and cancels go out through a Dask variable that the task reads
         after its steps, as an in-process stack's cancel watch does."""
@@ -211,16 +291,16 @@ class Scheduler:
         cancels = Variable(f"numbamlp-cancels-{stack_id}", client=client)
         cancels.set([])
         future = client.submit(_service_stack_on_worker, dumps, data, stack_id, pure=False)
+        watch = _CancelWatch(self.store, ids, None, self.limits)
         sent: set[str] = set()
         while True:
             finished = future.done()  # (before draining: every epoch of a finished task is queued)
             for member, epoch, metrics in epochs.get(batch=True):
-                self.store.add_event(ids[member], epoch, metrics)
-            asked = self.store.cancel_requested(ids) - sent
-            if asked:
-                sent |= asked
+                events.on_epoch_end(epoch, {**metrics, "member": member})
+            stopped = watch.members_to_stop() - sent
+            if stopped:
+                sent |= stopped
                 cancels.set(sorted(ids.index(job_id) for job_id in sent))
-                self.store.set_status(sorted(asked), "cancelled", expected=("running",))
             if finished:
                 break
             if self._stopping.is_set():  # shutdown: the task is dropped, its jobs train again at the next start
@@ -246,41 +326,107 @@ class Scheduler:
         return splits
 
     def _started(self, stack_id: str, ids: list[str], stack) -> None:
-        """The stack is built: register it for shutdown, and watch its jobs for cancels."""
+        """The stack is built: register it for shutdown, freeze the members cancelled while
+        it was paused, and watch its jobs for cancels, its wall time and its time slice."""
         with self._lock:
             self._running[stack_id]["stack"] = stack
-        stack.add_step_hook(_CancelWatch(self.store, ids, stack))
+        for member, job_id in enumerate(ids):
+            if self.store.job(job_id)["status"] != "running":
+                stack.cancel_member(member)
+        watch = _CancelWatch(self.store, ids, stack, self.limits, trained_s=self._trained_s.get(stack_id, 0.0),
+                             stopping=self._stopping)
+        watch.on_pause = lambda seconds: self._trained_s.__setitem__(stack_id, seconds)
+        stack.add_step_hook(watch)
 
 
 class _Events:
-    """StackTrainer callback: each member's epoch metrics become its job's events."""
+    """StackTrainer callback: each member's epoch metrics become its job's events.
+
+    Each job may store a burst of BURST events, then PER_SECOND a second: a job whose epochs
+    take microseconds (epochs 1e9) stores events as time passes, not as epochs do.  An
+    epoch not stored is remembered, and the latest one is stored as soon as the job may
+    store again, and at the end (``flush``): a job's last epoch is always there.  A full
+    disk drops events (the job goes on)."""
+
+    BURST, PER_SECOND = 100, 10.0
 
     def __init__(self, store: Store, ids: list[str]):
         self.store, self.ids = store, ids
+        self.allowance = [float(self.BURST)] * len(ids)
+        self.refilled = [time.monotonic()] * len(ids)
+        self.unsaved: dict[int, tuple[int, dict]] = {}
 
     def on_epoch_end(self, epoch: int, metrics: dict) -> None:
         member = metrics["member"]
-        self.store.add_event(self.ids[member], epoch, {k: v for k, v in metrics.items() if k != "member"})
+        now = time.monotonic()
+        self.allowance[member] = min(self.BURST, self.allowance[member] + (now - self.refilled[member]) * self.PER_SECOND)
+        self.refilled[member] = now
+        self.unsaved[member] = (epoch, {k: v for k, v in metrics.items() if k != "member"})
+        if self.allowance[member] >= 1:
+            self.allowance[member] -= 1
+            self._save(member)
+
+    def flush(self) -> None:
+        for member in list(self.unsaved):
+            self._save(member)
+
+    def _save(self, member: int) -> None:
+        epoch, metrics = self.unsaved.pop(member)
+        if self.store.full:
+            return
+        try:
+            self.store.add_event(self.ids[member], epoch, metrics)
+        except StorageFull:
+            log.error("the disk is full: epoch events are not stored until there is room")
 
 
 class _CancelWatch:
-    """Called after every step of the stack: stops the members whose jobs were cancelled
-    (reading the store at most every 0.2 s), and marks those jobs cancelled at once."""
+    """Called after every step of the stack (reading the store at most every 0.2 s):
+
+    - stops the members whose jobs were cancelled, and marks those jobs cancelled at once;
+    - past the server's wall time a job (max_job_minutes of training, ``trained_s`` of it
+      before this run), stops every member and fails its job, saying why;
+    - after ``time_slice_s`` of this run, while other jobs wait, stops the stack (it is
+      checkpointed, paused, and goes on after them: ``on_pause(trained seconds)``);
+    - once the server is ``stopping``, stops the stack (as Scheduler.stop does, which misses
+      a stack still being built, and fit forgets a stop asked for before it starts).
+
+    ``stack`` None: only say which members to stop (members_to_stop; a stack on Dask)."""
 
     INTERVAL_S = 0.2
 
-    def __init__(self, store: Store, ids: list[str], stack):
-        self.store, self.ids, self.stack = store, ids, stack
+    def __init__(self, store: Store, ids: list[str], stack, limits: Limits, trained_s: float = 0.0,
+                 stopping: threading.Event | None = None):
+        self.store, self.ids, self.stack, self.limits, self.stopping = store, ids, stack, limits, stopping
         self.checked = 0.0
+        self.started = time.monotonic()
+        self.trained_s = trained_s
+        self.on_pause = None
 
     def __call__(self) -> None:
+        if self.stopping is not None and self.stopping.is_set():
+            self.stack.request_stop("server shutdown")
+            return
         now = time.monotonic()
         if now - self.checked < self.INTERVAL_S:
             return
         self.checked = now
-        for job_id in self.store.cancel_requested(self.ids):
+        for job_id in self.members_to_stop():
             self.stack.cancel_member(self.ids.index(job_id))  # stops after this step
-            self.store.set_status([job_id], "cancelled", expected=("running",))
+        if now - self.started > self.limits.time_slice_s and self.store.waiting() and self.on_pause is not None:
+            self.on_pause(self.trained_s + now - self.started)
+            self.on_pause = None
+            self.stack.request_stop("paused: other jobs wait")
+
+    def members_to_stop(self) -> set[str]:
+        """The jobs cancelled since, or all of them past the wall time, each marked so."""
+        if self.trained_s + time.monotonic() - self.started > 60 * self.limits.max_job_minutes:
+            reason = (f"stopped after this server's limit of {self.limits.max_job_minutes:g} minutes a job "
+                      "(--max-job-minutes)")
+            return set(self.store.set_status(self.ids, "failed", expected=("running",), error=reason))
+        cancelled = self.store.cancel_requested(self.ids)
+        self.store.set_status(sorted(cancelled), "cancelled", expected=("running",))
+        return cancelled
 
 
 def _service_stack_on_worker(configs: list[dict], data, stack_id: str) -> list[dict]:

@@ -11,6 +11,7 @@ Job statuses: queued → running → succeeded | failed | cancelled (queued → 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -42,7 +43,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     val_loss REAL,
     model_sha256 TEXT,
     scores TEXT,                               -- every val_*/test_* metric of the saved model, JSON
-    error TEXT
+    error TEXT,
+    owner TEXT                                 -- the name of the token that submitted it
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq);
 CREATE TABLE IF NOT EXISTS job_status_history (
@@ -52,6 +54,9 @@ CREATE TABLE IF NOT EXISTS job_events (
     job_id TEXT NOT NULL, epoch INTEGER NOT NULL, metrics TEXT NOT NULL,
     PRIMARY KEY (job_id, epoch)
 );
+CREATE TABLE IF NOT EXISTS tokens (
+    name TEXT PRIMARY KEY, role TEXT NOT NULL, sha256 TEXT UNIQUE NOT NULL, created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS datasets (
     id TEXT PRIMARY KEY, format TEXT NOT NULL, size INTEGER NOT NULL, rows INTEGER NOT NULL,
     features INTEGER NOT NULL, created_at REAL NOT NULL
@@ -60,36 +65,87 @@ CREATE TABLE IF NOT EXISTS datasets (
 
 JOB_COLUMNS = ("seq", "id", "status", "config", "idempotency_key", "sweep_id", "created_at", "started_at",
                "finished_at", "stack_id", "stack_size", "cancel_requested", "test_accuracy", "test_loss",
-               "val_accuracy", "val_loss", "model_sha256", "scores", "error")
+               "val_accuracy", "val_loss", "model_sha256", "scores", "error", "owner")
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used (damaged, not a database): one line naming the file."""
+
+
+class StorageFull(OSError):
+    """The disk (or the database's file) is full: nothing was written."""
 
 
 class Store:
-    """The service's SQLite database at ``path``."""
+    """The service's SQLite database at ``path``.  StoreError if it is damaged.
+
+    ``full`` is set when a write meets a full disk, and cleared by whoever frees space
+    (the scheduler's DiskReserve): meanwhile the service takes no new work."""
 
     def __init__(self, path):
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
-        with self._lock:
-            self._db.executescript(SCHEMA)
+        self.full = False
+        try:
+            self._db = self._connect()
+            self._check_integrity()
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
+            with self._lock:
+                self._db.executescript(SCHEMA)
+                self._add_missing_columns()
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{self.path} cannot be used ({err}): restore it from a backup, or move it away to "
+                             "start with no jobs (the files under jobs/ stay)") from None
+        # token look-ups read on a connection of their own: a request is authenticated
+        # without waiting for a writer (WAL lets readers go on beside it)
+        self._token_lock = threading.Lock()
+        self._token_db = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+
+    def _check_integrity(self) -> None:
+        """A damaged file is refused at start, not met mid-way through an event stream."""
+        problems = [row[0] for row in self._db.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError(f"damaged: {problems[0][:200]}")
+
+    def _add_missing_columns(self) -> None:
+        """Columns newer than a database made by an earlier version."""
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "owner" not in have:
+            self._db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+        self._db.execute("CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, seq)")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        with self._token_lock:
+            self._token_db.close()
 
     def _write(self, statements):
-        """Run [(sql, parameters), ...] as one transaction."""
+        """Run [(sql, parameters), ...] as one transaction (StorageFull: the disk is full,
+        and nothing was written)."""
         with self._lock:
+            self._transaction(lambda: [self._db.execute(sql, parameters) for sql, parameters in statements])
+
+    def _transaction(self, body):
+        """``body()`` inside BEGIN IMMEDIATE ... COMMIT, the caller holding the lock; rolled
+        back on any error (unless SQLite has already rolled it back, as it does when the
+        disk fills: a second ROLLBACK would only hide why)."""
+        try:
             self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, parameters in statements:
-                    self._db.execute(sql, parameters)
-                self._db.execute("COMMIT")
-            except BaseException:
+            result = body()
+            self._db.execute("COMMIT")
+            return result
+        except BaseException as err:
+            if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
-                raise
+            if _is_full(err):
+                self.full = True
+                raise StorageFull(28, "the server's disk is full") from err
+            raise
 
     def _rows(self, sql, parameters=()) -> list[dict]:
         with self._lock:
@@ -99,10 +155,13 @@ class Store:
 
     # ------------------------------------------------------------ jobs
     def add_jobs(self, configs: list[dict], idempotency_key: str | None = None,
-                 sweep_id: str | None = None) -> list[dict]:
-        """Queue one job per config (one transaction); with an idempotency key already used,
-        the job it made instead (a retried request).  Returns the jobs."""
+                 sweep_id: str | None = None, owner: str | None = None) -> list[dict]:
+        """Queue one job per config (one transaction), submitted by ``owner``; with an
+        idempotency key this owner already used, the job it made instead (a retried
+        request).  Returns the jobs."""
         if idempotency_key is not None:
+            # keys are the owner's own: another person's same key is another job
+            idempotency_key = json.dumps([owner, idempotency_key])
             existing = self._rows("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,))
             if existing:
                 return [_job(existing[0])]
@@ -112,9 +171,10 @@ class Store:
         for job_id, config in zip(ids, configs):
             # as UTF-8, not \u-escaped: SQLite then refuses text UTF-8 cannot encode (a lone
             # surrogate), which, stored escaped, would make every listing fail to encode
-            statements.append(("INSERT INTO jobs (id, status, config, idempotency_key, sweep_id, created_at) "
-                               "VALUES (?, 'queued', ?, ?, ?, ?)",
-                               (job_id, json.dumps(config, ensure_ascii=False), idempotency_key, sweep_id, now)))
+            statements.append(("INSERT INTO jobs (id, status, config, idempotency_key, sweep_id, created_at, owner) "
+                               "VALUES (?, 'queued', ?, ?, ?, ?, ?)",
+                               (job_id, json.dumps(config, ensure_ascii=False), idempotency_key, sweep_id, now,
+                                owner)))
             statements.append(("INSERT INTO job_status_history VALUES (?, 'queued', ?)", (job_id, now)))
         try:
             self._write(statements)
@@ -128,12 +188,15 @@ class Store:
         rows = self._rows("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return _job(rows[0]) if rows else None
 
-    def jobs(self, status: str | None = None, limit: int = 50, before_seq: int | None = None) -> list[dict]:
-        """Newest first; ``before_seq`` continues a listing after its last job."""
+    def jobs(self, status: str | None = None, limit: int = 50, before_seq: int | None = None,
+             owner: str | None = None) -> list[dict]:
+        """Newest first (of ``owner``'s, when given); ``before_seq`` continues a listing
+        after its last job."""
         where, parameters = [], []
-        if status is not None:
-            where.append("status = ?")
-            parameters.append(status)
+        for column, value in (("status", status), ("owner", owner)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                parameters.append(value)
         if before_seq is not None:
             where.append("seq < ?")
             parameters.append(before_seq)
@@ -145,15 +208,25 @@ class Store:
         return [_job(r) for r in self._rows("SELECT * FROM jobs WHERE stack_id = ? ORDER BY seq", (stack_id,))]
 
     def queued(self, limit: int = -1) -> list[dict]:
-        """Queued jobs, oldest first (at most ``limit``; -1: all)."""
-        return [_job(r) for r in self._rows("SELECT * FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT ?",
-                                            (limit,))]
+        """Queued jobs that have not started, oldest first (at most ``limit``; -1: all)."""
+        return [_job(r) for r in self._rows("SELECT * FROM jobs WHERE status = 'queued' AND stack_id IS NULL "
+                                            "ORDER BY seq LIMIT ?", (limit,))]
 
     def oldest_queued_at(self) -> float | None:
-        """When the oldest queued job was submitted (None: nothing queued): the scheduler's
-        cheap look at every tick, whatever the queue's length."""
-        rows = self._rows("SELECT created_at FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1")
+        """When the oldest queued job that has not started was submitted (None: there is
+        none): the scheduler's cheap look at every tick, whatever the queue's length."""
+        rows = self._rows("SELECT created_at FROM jobs WHERE status = 'queued' AND stack_id IS NULL "
+                          "ORDER BY seq LIMIT 1")
         return rows[0]["created_at"] if rows else None
+
+    def paused_stacks(self) -> list[str]:
+        """Stacks paused to let other jobs train (their jobs queued, with the stack's id)."""
+        return [r["stack_id"] for r in self._rows("SELECT DISTINCT stack_id FROM jobs WHERE status = 'queued' AND "
+                                                  "stack_id IS NOT NULL ORDER BY stack_id")]
+
+    def waiting(self) -> bool:
+        """Whether any job is queued, new or paused."""
+        return bool(self._rows("SELECT 1 FROM jobs WHERE status = 'queued' LIMIT 1"))
 
     def set_status(self, job_ids, status: str, expected: tuple = (), **fields) -> list[str]:
         """Move jobs to ``status`` (only those now in ``expected``, when given), setting the
@@ -162,27 +235,27 @@ class Store:
         if not job_ids:
             return []
         now = time.time()
-        if status == "running":
-            fields.setdefault("started_at", now)
+        # a job's first start is kept: a paused stack going on again does not restart the clock
+        first_start = status == "running" and "started_at" not in fields
+        if first_start:
+            fields["started_at"] = now
         if status in FINAL:
             fields.setdefault("finished_at", now)
+        assignments = ", ".join("started_at = COALESCE(started_at, ?)" if name == "started_at" and first_start
+                                else f"{name} = ?" for name in ("status", *fields))
         moved = []
+
+        def move():
+            for job_id in job_ids:
+                row = self._db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+                if row is None or (expected and row[0] not in expected):
+                    continue
+                self._db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (status, *fields.values(), job_id))
+                self._db.execute("INSERT INTO job_status_history VALUES (?, ?, ?)", (job_id, status, now))
+                moved.append(job_id)
+
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for job_id in job_ids:
-                    row = self._db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
-                    if row is None or (expected and row[0] not in expected):
-                        continue
-                    assignments = ", ".join(f"{name} = ?" for name in ("status", *fields))
-                    self._db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?",
-                                     (status, *fields.values(), job_id))
-                    self._db.execute("INSERT INTO job_status_history VALUES (?, ?, ?)", (job_id, status, now))
-                    moved.append(job_id)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            self._transaction(move)
         return moved
 
     def request_cancel(self, job_id: str) -> dict | None:
@@ -209,6 +282,14 @@ class Store:
         return self.set_status(running, "queued", expected=("running",), stack_id=None, stack_size=None,
                                started_at=None)
 
+    def requeue(self, job_ids) -> list[str]:
+        """Queued jobs of a stack whose checkpoint is gone: they start again, as new jobs."""
+        job_ids = list(job_ids)
+        for job_id in job_ids:
+            self._write([("DELETE FROM job_events WHERE job_id = ?", (job_id,))])
+        return self.set_status(job_ids, "queued", expected=("queued",), stack_id=None, stack_size=None,
+                               started_at=None)
+
     def status_history(self, job_id: str) -> list[dict]:
         return self._rows("SELECT status, at FROM job_status_history WHERE job_id = ? ORDER BY rowid", (job_id,))
 
@@ -225,6 +306,42 @@ class Store:
                           (job_id, after))
         return [(r["epoch"], json.loads(r["metrics"])) for r in rows]
 
+    # ------------------------------------------------------------ tokens
+    def put_token(self, name: str, role: str, token: str) -> None:
+        """Keep ``token``'s hash as ``name``'s (replacing the one it had)."""
+        from numbamlp.service.auth import token_sha256
+
+        self._write([("DELETE FROM tokens WHERE name = ?", (name,)),
+                     ("INSERT INTO tokens VALUES (?, ?, ?, ?)", (name, role, token_sha256(token), time.time()))])
+
+    def add_token(self, name: str, role: str, token: str) -> bool:
+        """Keep a new token for ``name``; False if the name has one."""
+        from numbamlp.service.auth import token_sha256
+
+        try:
+            self._write([("INSERT INTO tokens VALUES (?, ?, ?, ?)", (name, role, token_sha256(token), time.time()))])
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def revoke_token(self, name: str) -> bool:
+        """Forget ``name``'s token (False: there was none); its jobs stay."""
+        with self._lock:
+            return self._transaction(lambda: self._db.execute("DELETE FROM tokens WHERE name = ?", (name,)).rowcount) > 0
+
+    def tokens(self) -> list[dict]:
+        """Every token's name, role and creation time (never the token), by name."""
+        return self._rows("SELECT name, role, created_at FROM tokens ORDER BY name")
+
+    def caller(self, token: str):
+        """The Caller whose token this is, or None."""
+        from numbamlp.service.auth import Caller, token_sha256
+
+        with self._token_lock:
+            row = self._token_db.execute("SELECT name, role FROM tokens WHERE sha256 = ?",
+                                         (token_sha256(token),)).fetchone()
+        return Caller(*row) if row else None
+
     # ------------------------------------------------------------ data sets
     def add_dataset(self, dataset_id: str, format: str, size: int, rows: int, features: int) -> dict:
         self._write([("INSERT OR IGNORE INTO datasets VALUES (?, ?, ?, ?, ?, ?)",
@@ -234,6 +351,48 @@ class Store:
     def dataset(self, dataset_id: str) -> dict | None:
         rows = self._rows("SELECT * FROM datasets WHERE id = ?", (dataset_id,))
         return rows[0] if rows else None
+
+
+class DiskReserve:
+    """A file of ``size`` bytes kept in the data directory, given up when the disk fills so
+    that the jobs cut off can still be recorded as failed (and why), and made again once
+    the disk has room."""
+
+    def __init__(self, path, size: int = 8 << 20):
+        self.path, self.size = Path(path), size
+
+    def make(self) -> bool:
+        """Write the reserve if there is room for it twice over; whether it is there now."""
+        import shutil
+
+        if self.path.is_file():
+            return True
+        if shutil.disk_usage(self.path.parent).free < 2 * self.size:
+            return False
+        try:
+            with open(self.path, "wb") as file:
+                file.write(bytes(self.size))  # (written, not sparse: the space is really taken)
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError:
+            self.path.unlink(missing_ok=True)
+            return False
+        return True
+
+    def release(self) -> bool:
+        """Free the reserve's space; whether there was one to free."""
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+
+def _is_full(err: BaseException) -> bool:
+    """Whether ``err`` says the disk (or the database) is full."""
+    if isinstance(err, sqlite3.OperationalError):
+        return getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(err)
+    return isinstance(err, OSError) and err.errno == 28  # ENOSPC
 
 
 def _job(row: dict) -> dict:
