@@ -452,12 +452,21 @@ def scores_in_chunks(kernels, model: MLP, X: np.ndarray, workspace: Workspace, r
     """Scores S (N, C) of ``model`` for X (N, ·), SCORING_ROWS rows at a time through
     ``workspace`` (room for min(N, SCORING_ROWS) rows at least); ``ready(rows)`` makes each
     chunk what forward takes (standardised, in the model's dtype; None: as it is).  Beyond X
-    and S, memory is one chunk's."""
+    and S, memory is one chunk's.
+
+    numpy's BLAS runs on one thread meanwhile: OpenBLAS rounds differently on 1 and 2
+    threads with some kernels (bench/blas_determinism.py; OPENBLAS_CORETYPE=Haswell here),
+    and a model's scores must be the same bits wherever they are computed (a sweep's member
+    scored on a Dask worker, whose BLAS has one thread, or in-process; predict on any
+    machine).  (~0.2 ms a call to set and restore.)"""
+    from threadpoolctl import threadpool_limits
+
     S = np.empty((X.shape[0], model.n_classes), dtype=model.dtype)
-    for lo in range(0, X.shape[0], SCORING_ROWS):
-        rows = X[lo : lo + SCORING_ROWS] if ready is None else ready(X[lo : lo + SCORING_ROWS])
-        with np.errstate(over="ignore", invalid="ignore"):  # (blown-up weights: inf and NaN, which callers check for)
-            S[lo : lo + len(rows)] = forward(kernels, model, rows, workspace)
+    with threadpool_limits(limits=1, user_api="blas"):
+        for lo in range(0, X.shape[0], SCORING_ROWS):
+            rows = X[lo : lo + SCORING_ROWS] if ready is None else ready(X[lo : lo + SCORING_ROWS])
+            with np.errstate(over="ignore", invalid="ignore"):  # (blown-up weights: inf and NaN, which callers check)
+                S[lo : lo + len(rows)] = forward(kernels, model, rows, workspace)
     return S
 
 

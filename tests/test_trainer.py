@@ -169,6 +169,26 @@ def test_config_object_is_the_source_of_truth():
     assert trainer.config.batch_size == 7 and trainer.config.epochs == 2
 
 
+@pytest.mark.skipif(os.cpu_count() < 2, reason="needs 2 CPU threads")
+def test_scores_are_the_same_bits_whatever_numpys_blas_threads():
+    """A sweep's member scored on a Dask worker (BLAS on one thread) got another test loss
+    than in-process (two) where OpenBLAS's kernels round by thread count
+    (OPENBLAS_CORETYPE=Haswell): scores run on one BLAS thread wherever they are computed."""
+    from threadpoolctl import threadpool_limits
+
+    from numbamlp.data import load_dataset
+
+    digits = load_dataset("builtin:digits")
+    trainer = Trainer({"epochs": 1, "model": {"hidden": [512, 512]}})
+    trainer.fit(digits.X / 16.0, digits.y)
+    scores = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            scores.append((trainer.scores(digits.X / 16.0), trainer.model.scores(digits.X / 16.0)))
+    for one, two in zip(*scores):
+        np.testing.assert_array_equal(one, two)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(os.cpu_count() < 2, reason="needs 2 CPU threads")
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
