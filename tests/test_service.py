@@ -595,6 +595,8 @@ def test_the_dashboard_submits_a_job_draws_its_curve_and_cancels_one(server, tmp
         row = page.locator("#jobs tr[data-status=running]").first
         row.wait_for(timeout=30_000)
         job_id = row.locator(".id").inner_text()
+        assert row.locator(".owner").inner_text() == "admin"  # (the token file's token)
+        page.wait_for_function("document.getElementById('who').textContent === 'signed in as admin (admin)'")
         assert server.client.job(job_id)["config"]["seed"] == 11
 
         def points():
