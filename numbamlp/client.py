@@ -192,7 +192,11 @@ class Client:
         column when it is not the last, as the job's data.label_column will say); returns
         {"id", ...}: name it in configs as dataset:<id>."""
         query = "" if label_column is None else "?" + urllib.parse.urlencode({"label_column": label_column})
-        return self._request("POST", "/v1/datasets" + query, Path(path).read_bytes())
+        body = Path(path).read_bytes()
+        # the server refuses a wrong token before it reads a body, and closes the connection:
+        # a big body would then break off mid-send, said as "cannot reach".  Ask first.
+        self.me()
+        return self._request("POST", "/v1/datasets" + query, body)
 
     def health(self) -> dict:
         return self._request("GET", "/healthz")

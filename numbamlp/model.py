@@ -12,6 +12,8 @@ buffers use the same layout, so an optimizer update is one call over a flat arra
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -448,6 +450,32 @@ def forward(backend, model: MLP, X: np.ndarray, workspace: Workspace) -> np.ndar
 SCORING_ROWS = 1024
 
 
+_pin_lock = threading.Lock()
+_pin = {"holders": 0, "limits": None}  # one_blas_thread's state, shared by the process's threads
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """numpy's BLAS on one thread while any thread of the process is inside this block: the
+    first in sets the limit, the last out restores it (threadpoolctl's limits are
+    process-wide, so a plain ``with threadpool_limits(1)`` in two threads would let the
+    first to leave restore two threads under the other)."""
+    from threadpoolctl import threadpool_limits
+
+    with _pin_lock:
+        if _pin["holders"] == 0:
+            _pin["limits"] = threadpool_limits(limits=1, user_api="blas")
+        _pin["holders"] += 1
+    try:
+        yield
+    finally:
+        with _pin_lock:
+            _pin["holders"] -= 1
+            if _pin["holders"] == 0:
+                _pin["limits"].restore_original_limits()
+                _pin["limits"] = None
+
+
 def scores_in_chunks(kernels, model: MLP, X: np.ndarray, workspace: Workspace, ready=None) -> np.ndarray:
     """Scores S (N, C) of ``model`` for X (N, ·), SCORING_ROWS rows at a time through
     ``workspace`` (room for min(N, SCORING_ROWS) rows at least); ``ready(rows)`` makes each
@@ -459,10 +487,8 @@ def scores_in_chunks(kernels, model: MLP, X: np.ndarray, workspace: Workspace, r
     and a model's scores must be the same bits wherever they are computed (a sweep's member
     scored on a Dask worker, whose BLAS has one thread, or in-process; predict on any
     machine).  (~0.2 ms a call to set and restore.)"""
-    from threadpoolctl import threadpool_limits
-
     S = np.empty((X.shape[0], model.n_classes), dtype=model.dtype)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         for lo in range(0, X.shape[0], SCORING_ROWS):
             rows = X[lo : lo + SCORING_ROWS] if ready is None else ready(X[lo : lo + SCORING_ROWS])
             with np.errstate(over="ignore", invalid="ignore"):  # (blown-up weights: inf and NaN, which callers check)

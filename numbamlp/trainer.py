@@ -30,6 +30,7 @@ from numbamlp.model import (
     as_targets,
     layer_views,
     mean_cross_entropies,
+    one_blas_thread,
     scores_in_chunks,
     step_class_indices,
     unique_labels,
@@ -84,9 +85,7 @@ def quiet_blas(backend: str):
     (bench/README.md).  Elsewhere (the numpy backend computes with that BLAS): no change."""
     if backend != "cpu":
         return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
+    return one_blas_thread()  # (shared with scoring: a fit and a predict in two threads both hold it)
 
 
 # The backends whose training step runs on a step plan (numbamlp.plan); the reference path

@@ -988,6 +988,25 @@ def test_an_upload_too_large_once_decompressed_is_refused_before_it_is_inflated(
                        if line.startswith("VmHWM")).split()[1])
     assert peak_kb < 600_000, peak_kb  # (inflated as float64 it would be 160 MB, and ~4× that while loading)
     assert not list((server.data_dir / "datasets").iterdir())
+    # a member the loader does not read turned the measurement off; so did a Parquet text
+    # column whose dictionary-encoded pages are tiny and whose decoded values are not
+    import zipfile
+
+    with zipfile.ZipFile(bomb, "a") as archive:
+        archive.writestr("README.txt", "not an array")
+    with pytest.raises(ServiceError) as refused:
+        server.client.upload_dataset(bomb)
+    assert refused.value.status == 422 and "(--max-dataset-mb)" in str(refused.value), str(refused.value)
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    text = tmp_path / "text.parquet"
+    pq.write_table(pa.table({"x": np.zeros(2_500), "label": ["y" * 50_000] * 2_500}), text)
+    assert text.stat().st_size < 1 << 20
+    with pytest.raises(ServiceError) as refused:
+        server.client.upload_dataset(text)
+    assert refused.value.status == 422 and "more than 1" in str(refused.value) and "(--max-dataset-mb)" in str(
+        refused.value), str(refused.value)
 
 
 def test_a_job_past_the_wall_time_fails_saying_so_and_frees_its_slot(tmp_path, start_server):
@@ -1145,9 +1164,11 @@ def test_a_full_disk_fails_the_jobs_it_cuts_off_answers_507_and_says_so_once(tmp
         jobs = [server.client.wait(i, timeout=240) for i in ids]
         assert {j["status"] for j in jobs} == {"failed"}, [(j["status"], j["error"]) for j in jobs]
         assert all("No space left on device" in j["error"] for j in jobs), jobs[0]["error"]
-        with pytest.raises(ServiceError) as full:
-            server.client.submit({**IRIS, "epochs": 1})
-        assert full.value.status == 507 and "disk is full" in str(full.value)
+        for wait in (0, 3):  # (still full after the scheduler's look for room, every 2 s)
+            time.sleep(wait)
+            with pytest.raises(ServiceError) as full:
+                server.client.submit({**IRIS, "epochs": 1})
+            assert full.value.status == 507 and "disk is full" in str(full.value)
         log = server.log_path.read_text()
         assert log.count("the disk is full") <= 3 and "cannot rollback" not in log, log[-3000:]
         filler.unlink()  # room again: work is taken again
@@ -1224,3 +1245,34 @@ def test_a_long_stack_is_paused_for_other_jobs_and_goes_on_bit_for_bit(tmp_path,
     alone = train_run(TrainConfig.model_validate(done["config"]), out=tmp_path / "alone")
     np.testing.assert_array_equal(load_model(server.data_dir / "jobs" / long["id"] / "model.safetensors").flat_params,
                                   load_model(alone["model_path"]).flat_params)
+
+
+def test_a_paused_stack_whose_jobs_are_all_cancelled_leaves_no_checkpoint(tmp_path, start_server):
+    server = start_server("--batch-window", "0", "--time-slice-s", "1")
+    long = server.client.submit({**SLOW, "epochs": 4000})
+    next(server.client.events(long["id"]))
+    other = server.client.submit({**SLOW, "epochs": 300, "model": {"hidden": [128]}})  # (another shape)
+    wait_for(lambda: server.client.job(long["id"])["status"] == "queued", timeout=60, what="the pause")
+    assert list((server.data_dir / "stacks").iterdir())  # (its checkpoint)
+    assert server.client.cancel(long["id"])["status"] == "cancelled"
+    assert server.client.wait(other["id"], timeout=120)["status"] == "succeeded"
+    wait_for(lambda: not list((server.data_dir / "stacks").iterdir()), timeout=10, what="no checkpoint left")
+
+
+def test_a_repeated_log_line_is_said_once_a_minute_and_different_ones_each_once():
+    import logging
+
+    from numbamlp.service.connections import SaidOnce
+
+    logger = logging.getLogger("numbamlp.test.said-once")
+    said = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    logger.addHandler(handler)
+    logger.addFilter(SaidOnce())
+    logger.propagate = False
+    for _ in range(1000):
+        logger.error("the disk is full")
+    for reason in ("a", "b", "a"):
+        logger.error("a stack failed: %s", reason)
+    assert said == ["the disk is full", "a stack failed: a", "a stack failed: b"]

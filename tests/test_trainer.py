@@ -189,6 +189,26 @@ def test_scores_are_the_same_bits_whatever_numpys_blas_threads():
         np.testing.assert_array_equal(one, two)
 
 
+def test_one_blas_thread_holds_until_the_last_thread_inside_leaves():
+    """threadpoolctl's limits are process-wide: a predict leaving its block restored two BLAS
+    threads under a fit still scoring in another thread."""
+    from threadpoolctl import threadpool_info
+
+    from numbamlp.model import one_blas_thread
+
+    def threads():
+        return {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+
+    before = threads()
+    first, second = one_blas_thread(), one_blas_thread()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert threads() == {1}
+    second.__exit__(None, None, None)
+    assert threads() == before
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(os.cpu_count() < 2, reason="needs 2 CPU threads")
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])

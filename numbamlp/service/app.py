@@ -5,8 +5,9 @@
     GET  /v1/jobs?status=&limit=&page_token=   newest first → {jobs, next_page_token}
     GET  /v1/jobs/{id}                the job
     POST /v1/jobs/{id}/cancel         queued: never starts; running: stops within a step batch
-    GET  /v1/jobs/{id}/events         Server-Sent Events, one per epoch (id: = epoch), then "end";
-                                      Last-Event-ID (an epoch number, else 422) resumes after it
+    GET  /v1/jobs/{id}/events         Server-Sent Events, one per stored epoch (id: = epoch; a burst of
+                                      100, then 10 a second, the last always), then "end"; Last-Event-ID
+                                      (an epoch number, else 422) resumes after it
     GET  /v1/jobs/{id}/model          the safetensors file (ETag = its sha256)
     POST /v1/jobs/{id}/predict        {X, proba} → {labels, proba}
     POST /v1/sweeps                   {config, grid, random} → the member jobs
@@ -22,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
+import errno
 import functools
 import hashlib
 import json
@@ -48,6 +51,7 @@ from numbamlp.service.store import STATUSES, StorageFull, Store
 
 STATIC = Path(__file__).with_name("static")
 SSE_POLL_S = 0.1
+PREDICT_MODELS_KEPT = 16  # loaded models kept for predict, the most recently used
 # An event stream with nothing to say sends a comment this often (and one at once), so that
 # proxies and clients see a live connection while a job waits in the queue.
 SSE_HEARTBEAT_S = 15.0
@@ -332,7 +336,7 @@ def create_app(data_dir, token: str | None = None, batch_window: float = 0.5, li
         if not path.is_file():
             raise HTTPException(404, f"job {job['id']}'s model file is gone from the server (deleted?)")
         return path
-    models: dict[str, Any] = {}  # job id → loaded MLP, for predict
+    models: collections.OrderedDict[str, Any] = collections.OrderedDict()  # job id → loaded MLP, for predict
 
     @asynccontextmanager
     async def lifespan(app):
@@ -374,13 +378,13 @@ def create_app(data_dir, token: str | None = None, batch_window: float = 0.5, li
     def room_for_work() -> None:
         """StorageFull (507) while the disk is full: new work would only fail later."""
         if store.full:
-            raise StorageFull(28, "the server's disk is full")
+            raise StorageFull(errno.ENOSPC, "the server's disk is full")
 
     def caller_with(role: str):
         """A route's dependency: the caller (authenticated by the Authenticate middleware),
         403 unless its role may do what ``role`` may."""
 
-        def dependency(request: Request) -> Caller:
+        async def dependency(request: Request) -> Caller:  # (async: no trip through the thread pool)
             caller = request.state.caller
             if not caller.may(role):
                 raise HTTPException(403, f"the token {caller.name!r} has the role {caller.role}: this needs {role}")
@@ -455,7 +459,10 @@ def create_app(data_dir, token: str | None = None, batch_window: float = 0.5, li
                                 "only its own jobs")
         if job["status"] in ("succeeded", "failed"):
             raise HTTPException(409, f"job {job_id} already {job['status']}")
-        return job_view(store.request_cancel(job_id))
+        cancelled = store.request_cancel(job_id)
+        if job["stack_id"] and job["status"] == "queued":  # (a paused stack's: its checkpoint may be no one's now)
+            scheduler.forget_checkpoints()
+        return job_view(cancelled)
 
     @app.get("/v1/jobs/{job_id}/events", dependencies=secured, tags=["jobs"],
              responses={200: {"content": {"text/event-stream": {}}, "description": "one event per epoch, then end"}})
@@ -490,6 +497,9 @@ def create_app(data_dir, token: str | None = None, batch_window: float = 0.5, li
                 models[job_id] = load_model(path)
             except ModelFileError as err:
                 raise HTTPException(404, f"job {job_id}'s model file cannot be read: {err}") from None
+            while len(models) > PREDICT_MODELS_KEPT:  # (the least recently used goes)
+                models.popitem(last=False)
+        models.move_to_end(job_id)
         model = models[job_id]
         widths = sorted({len(row) for row in request.X})
         if widths != [model.n_features]:
@@ -553,7 +563,7 @@ async def _event_stream(store: Store, job_id: str, after: int, request: Request)
     yield ": open\n\n"
     said = time.monotonic()
     while True:
-        # the status first: every epoch of a job that was final then is already stored
+        # the status first: a job's last epoch is stored before it is final (_Events.flush first)
         job = await asyncio.to_thread(store.job, job_id)
         for epoch, metrics in await asyncio.to_thread(store.events, job_id, last):
             yield f"id: {epoch}\nevent: epoch\ndata: {json.dumps(metrics)}\n\n"
@@ -741,7 +751,7 @@ def _store_dataset(store: Store, data_dir: Path, body: bytes, label_column: str 
     incoming = Path(tempfile.mkdtemp(prefix="incoming-", dir=data_dir / "datasets"))
     try:
         trial = incoming / f"{digest}.{kind}"
-        _written(lambda: trial.write_bytes(body))
+        _written(store, lambda: trial.write_bytes(body))
         problem = _decompressed_problem(trial, kind, limits)
         if problem is not None:
             raise HTTPException(422, problem)
@@ -751,35 +761,43 @@ def _store_dataset(store: Store, data_dir: Path, body: bytes, label_column: str 
             raise HTTPException(422, hide_dataset_paths(str(err), data_dir)) from None
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
-    _written(lambda: atomic_write_bytes(data_dir / "datasets" / f"{digest}.{kind}", body))
+    _written(store, lambda: atomic_write_bytes(data_dir / "datasets" / f"{digest}.{kind}", body))
     return store.add_dataset(digest, kind, len(body), int(data.X.shape[0]), int(data.X.shape[1]))
 
 
 def _decompressed_problem(path: Path, kind: str, limits: Limits) -> str | None:
-    """Why an uploaded file is too large once decompressed (read from its headers: nothing
-    is inflated to find out), if it is."""
+    """Why an uploaded file is too large once decompressed, or cannot be measured, if it is
+    either (measured without inflating it whole: limits.npz_decompressed_bytes and
+    limits.parquet_decompressed_bytes).  A CSV is read as it comes: its size is the body's,
+    under --max-request-mb."""
     from numbamlp.service.limits import flag, npz_decompressed_bytes, parquet_decompressed_bytes
 
+    limit = int(limits.max_dataset_mb * (1 << 20))
     try:
-        size = {"npz": npz_decompressed_bytes, "parquet": parquet_decompressed_bytes}[kind](path)
-    except KeyError:  # (a CSV is read as it comes: its size is the body's, under --max-request-mb)
-        return None
-    except Exception:  # noqa: BLE001 — not a readable file of its kind: the loader says why
-        return None
-    limit = limits.max_dataset_mb * (1 << 20)
+        if kind == "npz":
+            size = npz_decompressed_bytes(path)
+        elif kind == "parquet":
+            size = parquet_decompressed_bytes(path, limit)
+        else:
+            return None
+    except Exception as err:  # noqa: BLE001 — refused when it cannot be measured: never inflated blind
+        return f"the uploaded .{kind} cannot be read to measure it ({type(err).__name__}: {str(err)[:200]})"
     if size <= limit:
         return None
-    return (f"the uploaded .{kind} holds {size / (1 << 20):,.0f} MB of data once decompressed, more than this "
-            f"server's limit of {limits.max_dataset_mb:g} MB ({flag('max_dataset_mb')})")
+    return (f"the uploaded .{kind} holds {'more than ' if kind == 'parquet' else ''}{size / (1 << 20):,.0f} MB "
+            f"of data once decompressed, more than this server's limit of {limits.max_dataset_mb:g} MB "
+            f"({flag('max_dataset_mb')})")
 
 
-def _written(write) -> None:
-    """Run ``write()``; a full disk becomes StorageFull (507), not a 500."""
+def _written(store: Store, write) -> None:
+    """Run ``write()``; a full disk becomes StorageFull (507), not a 500, and the service
+    takes no new work until there is room (Store.full)."""
     try:
         write()
     except OSError as err:
-        if err.errno == 28:
-            raise StorageFull(28, "the server's disk is full") from None
+        if err.errno == errno.ENOSPC:
+            store.full = True
+            raise StorageFull(errno.ENOSPC, "the server's disk is full") from None
         raise
 
 

@@ -93,8 +93,9 @@ def _write_private(path: Path, text: str) -> None:
     """``text`` to ``path``, mode 0600: a temporary file, fsynced, then renamed, so a crash
     or a full disk never leaves an empty or partial token file behind."""
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.unlink(missing_ok=True)  # (a dead writer's, whatever its mode: O_EXCL makes ours 0600)
     try:
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as file:
             file.write(text)
             file.flush()
@@ -129,11 +130,13 @@ class Authenticate:
         self.app, self.lookup = app, lookup
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] == "lifespan" or (scope["type"] == "http" and scope["path"] in PUBLIC_PATHS):
             return await self.app(scope, receive, send)
         token = bearer_token(scope["headers"])
         caller = self.lookup(token) if token is not None else None
         if caller is None:
+            if scope["type"] != "http":  # (a websocket, should a route ever take one: closed, policy violation)
+                return await send({"type": "websocket.close", "code": 1008})
             return await _refuse(send)
         scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, receive, send)

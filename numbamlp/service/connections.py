@@ -102,7 +102,7 @@ class SaidOnce(logging.Filter):
         self.interval_s, self.seen = interval_s, {}  # message → [last let through, repeats since]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.levelno, str(record.msg)[:200])
+        key = (record.name, record.levelno, record.getMessage()[:200])  # (formatted: "failed: %s" is many messages)
         now = time.monotonic()
         entry = self.seen.get(key)
         if entry is not None and now - entry[0] < self.interval_s:

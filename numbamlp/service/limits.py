@@ -69,10 +69,14 @@ def job_problem(config, features: int, outputs: int, limits: Limits) -> str | No
     return None
 
 
+NPZ_ARRAYS_READ = ("X", "y", "X_test", "y_test")  # what numbamlp.data reads of an .npz
+
+
 def npz_decompressed_bytes(path) -> int:
-    """What an .npz's arrays take once inflated, read from each member's .npy header (the
-    zip's own sizes can lie): a zip bomb is measured before anything is decompressed.
-    ValueError if a member is no .npy array."""
+    """What an .npz's arrays take once read, from each read member's .npy header (the zip's
+    own sizes can lie): a zip bomb is measured before anything is decompressed.  Members
+    the loader does not read (a README, another array) are never inflated and do not count.
+    ValueError if a member it reads is not an .npy array, or cannot be measured."""
     import zipfile
 
     from numpy.lib import format as npy
@@ -80,6 +84,8 @@ def npz_decompressed_bytes(path) -> int:
     total = 0
     with zipfile.ZipFile(path) as archive:
         for member in archive.infolist():
+            if member.filename.removesuffix(".npy") not in NPZ_ARRAYS_READ:
+                continue
             with archive.open(member) as file:  # (reads the header only: a few hundred bytes)
                 version = npy.read_magic(file)
                 shape, _, dtype = (npy.read_array_header_1_0 if version == (1, 0) else
@@ -88,9 +94,15 @@ def npz_decompressed_bytes(path) -> int:
     return total
 
 
-def parquet_decompressed_bytes(path) -> int:
-    """Rows × columns × 8 (float64), from a Parquet file's footer."""
+def parquet_decompressed_bytes(path, limit: int) -> int:
+    """What a Parquet file's columns take once decoded, counted batch by batch and stopped
+    past ``limit`` (its footer's sizes do not tell: a dictionary-encoded text column of
+    kilobytes can decode to gigabytes).  Memory meanwhile: one batch."""
     import pyarrow.parquet as pq
 
-    metadata = pq.ParquetFile(path).metadata
-    return metadata.num_rows * metadata.num_columns * 8
+    total = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+        total += max(batch.nbytes, batch.num_rows * batch.num_columns * 8)  # (numbers are read as float64)
+        if total > limit:
+            break
+    return total

@@ -11,14 +11,18 @@ variable it reads after its steps.
 
 Shutdown (SIGTERM) stops in-process stacks after their current step and checkpoints them
 under ``stacks/<stack id>/``; the next start continues them from there (a stack on Dask is
-dropped instead, and its jobs train again at the next start).  After a kill -9,
-the jobs that were running train again from the start, to the same results (training is
-deterministic per member), and are listed once, as before.
+dropped instead, and its jobs train again at the next start).  While other jobs wait, an
+in-process stack trains ``time_slice_s`` at a time: then it is checkpointed the same way
+and its jobs wait in the queue (status queued, their stack kept) until its next turn.
+After a kill -9, the jobs that were running go on from their stack's last checkpoint if it
+has one (a pause's), else train again from the start: to the same results either way
+(training is deterministic per member), listed once, as before.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import json
 import logging
 import re
@@ -35,6 +39,8 @@ from numbamlp.service.store import DiskReserve, StorageFull, Store
 log = logging.getLogger("numbamlp.service")
 DATASET_PREFIX = "dataset:"
 DISK_CHECK_S = 2.0  # while the disk is full: how often to look for room again
+SERVICE_STATE = "service.json"  # in a stack's checkpoint: what the service keeps of it (seconds trained)
+NEW_CHECKPOINT = ".new"  # a checkpoint being written beside the last one
 DATA_CACHE_SIZE = 4
 QUEUE_LOOKAHEAD = 8  # queued jobs grouped per free slot, in full stacks: bounds a tick's work
 
@@ -50,7 +56,6 @@ class Scheduler:
         self.reserve = DiskReserve(self.data_dir / ".reserve")
         self._unrecorded: list[tuple] = []  # final statuses a full disk kept out of the store, to retry
         self._paused_at: dict[str, float] = {}  # stack id → when it was paused (none: before this start)
-        self._trained_s: dict[str, float] = {}  # stack id → seconds it trained before its last pause
         self._disk_checked = 0.0
         self.batch_window, self.max_stack, self.slots = batch_window, max_stack, slots
         self.dask = None
@@ -72,6 +77,7 @@ class Scheduler:
         running, then start scheduling."""
         self.reserve.make()
         self._recover()
+        self.forget_checkpoints()
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
         self._thread.start()
 
@@ -106,6 +112,9 @@ class Scheduler:
         keeps frozen as the stack left it."""
         checkpoint = self.data_dir / "stacks" / stack_id
         jobs = self.store.stack_jobs(stack_id)
+        written = checkpoint.with_name(stack_id + NEW_CHECKPOINT)
+        if not checkpoint.exists() and (written / "stack.json").is_file():
+            written.rename(checkpoint)  # (a kill -9 between the two steps of _save_checkpoint)
         if not (checkpoint / "stack.json").is_file():
             return None, jobs
         if len(jobs) != json.loads((checkpoint / "stack.json").read_text())["members"]:
@@ -195,8 +204,20 @@ class Scheduler:
             return
         if self.store.set_status(waiting, "running", expected=("queued",)):
             self._launch(stack_id, jobs, resume=checkpoint)
-        else:  # (every member cancelled while it waited)
-            shutil.rmtree(checkpoint, ignore_errors=True)
+
+    def forget_checkpoints(self) -> None:
+        """Remove the checkpoints no job will go on from: of stacks whose every job ended
+        (all cancelled while paused, say), and half-written ones a kill -9 left."""
+        folder = self.data_dir / "stacks"
+        if not folder.is_dir():
+            return
+        for checkpoint in folder.iterdir():
+            stack_id = checkpoint.name.removesuffix(NEW_CHECKPOINT)
+            with self._lock:
+                if stack_id in self._running:
+                    continue
+            if not any(job["status"] in ("queued", "running") for job in self.store.stack_jobs(stack_id)):
+                shutil.rmtree(checkpoint, ignore_errors=True)
 
     def _stacks(self, queued: list[dict]) -> list[list[dict]]:
         """Queued jobs grouped by stack key, oldest first, at most max_stack each."""
@@ -232,8 +253,11 @@ class Scheduler:
         dumps = [c.model_dump(mode="json", by_alias=True) for c in configs]
         ids = [job["id"] for job in jobs]
         events = _Events(self.store, ids)
+        trained_s = json.loads((resume / SERVICE_STATE).read_text())["trained_s"] \
+            if resume is not None and (resume / SERVICE_STATE).is_file() else 0.0
+        watch = _CancelWatch(self.store, ids, events, self.limits, trained_s, self._stopping, self._others_ready)
         if self.dask is not None:
-            outcomes = self._train_on_dask(stack_id, ids, dumps, data, events)
+            outcomes = self._train_on_dask(stack_id, ids, dumps, data, watch)
             if outcomes is None:
                 return
         else:
@@ -244,13 +268,14 @@ class Scheduler:
                 stack = StackTrainer.from_checkpoint(resume)
             try:
                 outcomes = train_stack(dumps, data, callbacks=[events],
-                                       on_start=lambda s: self._started(stack_id, ids, s), stack=stack)
+                                       on_start=lambda s: self._started(stack_id, ids, s, watch), stack=stack)
             except StackStopped as stop:  # shutdown, or paused for others: checkpoint, go on later
                 events.flush()
-                stop.stack.save_checkpoint(self.data_dir / "stacks" / stack_id)
+                self._save_checkpoint(stack_id, stop.stack, watch.trained())
                 if not self._stopping.is_set():  # (paused: its jobs wait in the queue, keeping their stack)
                     self._paused_at[stack_id] = time.time()
-                    self.store.set_status(ids, "queued", expected=("running",))
+                    if not self.store.set_status(ids, "queued", expected=("running",)):
+                        self.forget_checkpoints()  # (none was running still: nobody goes on from it)
                 return
         events.flush()
         cancelled = self.store.cancel_requested(ids)
@@ -265,6 +290,7 @@ class Scheduler:
                                                               finished[job_id], splits.standardizer)
                     except OSError as err:  # (a full disk: this job fails, and says why)
                         unwritten[job_id] = f"cannot write the job's files: {err.strerror or err}"
+                        self.store.full = self.store.full or err.errno == errno.ENOSPC
         for job_id, outcome in zip(ids, outcomes):
             if job_id in model_paths:
                 scores = {k: v for k, v in outcome.items() if k.startswith(("val_", "test_"))}
@@ -273,6 +299,8 @@ class Scheduler:
                              scores=json_text(scores), model_sha256=_sha256(model_paths[job_id]))
             elif job_id in unwritten:
                 self._record([job_id], "failed", error=unwritten[job_id])
+            elif watch.over_time and outcome["status"] == "cancelled" and job_id not in cancelled:
+                self._record([job_id], "failed", error=watch.over_time_reason())
             elif job_id in cancelled or outcome["status"] == "cancelled":
                 self._record([job_id], "cancelled")
             else:
@@ -280,10 +308,31 @@ class Scheduler:
                 self._record([job_id], "failed", error=error)
         shutil.rmtree(self.data_dir / "stacks" / stack_id, ignore_errors=True)
 
-    def _train_on_dask(self, stack_id: str, ids: list[str], dumps: list[dict], data, events) -> list[dict]:
+    def _save_checkpoint(self, stack_id: str, stack, trained_s: float) -> None:
+        """The stack's checkpoint, with the seconds it has trained (the wall-time limit's),
+        written beside the last one and then put in its place: a kill -9 meanwhile leaves one
+        whole checkpoint (_checkpoint takes the new one if the old one is already gone)."""
+        from numbamlp.io import atomic_write_json
+
+        checkpoint = self.data_dir / "stacks" / stack_id
+        written = checkpoint.with_name(stack_id + NEW_CHECKPOINT)
+        shutil.rmtree(written, ignore_errors=True)
+        stack.save_checkpoint(written)
+        atomic_write_json(written / SERVICE_STATE, {"trained_s": trained_s})
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        written.rename(checkpoint)
+
+    def _others_ready(self) -> bool:
+        """Whether a stack other than the running ones could start now: a paused one, or new
+        jobs past their batch window (a pause for jobs still in theirs would only resume)."""
+        oldest = self.store.oldest_queued_at()
+        return bool(self.store.paused_stacks()) or (oldest is not None and time.time() - oldest >= self.batch_window)
+
+    def _train_on_dask(self, stack_id: str, ids: list[str], dumps: list[dict], data, watch) -> list[dict]:
         """The stack as one Dask task.  Its epochs come back through a Dask queue as they end
         (the jobs' events), and cancels go out through a Dask variable that the task reads
-        after its steps, as an in-process stack's cancel watch does."""
+        after its steps, as an in-process stack's cancel watch does.  (Stacks on Dask are
+        not paused for others: the cluster runs several at once.)"""
         from distributed import Queue, Variable
 
         client = self.dask.client
@@ -291,12 +340,11 @@ class Scheduler:
         cancels = Variable(f"numbamlp-cancels-{stack_id}", client=client)
         cancels.set([])
         future = client.submit(_service_stack_on_worker, dumps, data, stack_id, pure=False)
-        watch = _CancelWatch(self.store, ids, None, self.limits)
         sent: set[str] = set()
         while True:
             finished = future.done()  # (before draining: every epoch of a finished task is queued)
             for member, epoch, metrics in epochs.get(batch=True):
-                events.on_epoch_end(epoch, {**metrics, "member": member})
+                watch.events.on_epoch_end(epoch, {**metrics, "member": member})
             stopped = watch.members_to_stop() - sent
             if stopped:
                 sent |= stopped
@@ -325,17 +373,15 @@ class Scheduler:
                 self._data.pop(next(iter(self._data)))
         return splits
 
-    def _started(self, stack_id: str, ids: list[str], stack) -> None:
+    def _started(self, stack_id: str, ids: list[str], stack, watch) -> None:
         """The stack is built: register it for shutdown, freeze the members cancelled while
-        it was paused, and watch its jobs for cancels, its wall time and its time slice."""
+        it was paused, and let ``watch`` look after it after every step."""
         with self._lock:
             self._running[stack_id]["stack"] = stack
         for member, job_id in enumerate(ids):
             if self.store.job(job_id)["status"] != "running":
                 stack.cancel_member(member)
-        watch = _CancelWatch(self.store, ids, stack, self.limits, trained_s=self._trained_s.get(stack_id, 0.0),
-                             stopping=self._stopping)
-        watch.on_pause = lambda seconds: self._trained_s.__setitem__(stack_id, seconds)
+        watch.stack = stack
         stack.add_step_hook(watch)
 
 
@@ -383,28 +429,39 @@ class _Events:
 class _CancelWatch:
     """Called after every step of the stack (reading the store at most every 0.2 s):
 
-    - stops the members whose jobs were cancelled, and marks those jobs cancelled at once;
+    - stops the members whose jobs were cancelled, and marks those jobs cancelled at once
+      (their last epochs stored first);
     - past the server's wall time a job (max_job_minutes of training, ``trained_s`` of it
-      before this run), stops every member and fails its job, saying why;
-    - after ``time_slice_s`` of this run, while other jobs wait, stops the stack (it is
-      checkpointed, paused, and goes on after them: ``on_pause(trained seconds)``);
+      before this run, kept with the stack's checkpoints), stops every member (``over_time``:
+      those still training fail, saying why; those done are saved as usual);
+    - after ``time_slice_s`` of this run, while ``others_ready()``, stops the stack (it is
+      checkpointed, paused, and goes on after them);
     - once the server is ``stopping``, stops the stack (as Scheduler.stop does, which misses
       a stack still being built, and fit forgets a stop asked for before it starts).
 
-    ``stack`` None: only say which members to stop (members_to_stop; a stack on Dask)."""
+    ``stack`` is set once the stack is built; on Dask there is none, and members_to_stop
+    says which members to stop."""
 
     INTERVAL_S = 0.2
 
-    def __init__(self, store: Store, ids: list[str], stack, limits: Limits, trained_s: float = 0.0,
-                 stopping: threading.Event | None = None):
-        self.store, self.ids, self.stack, self.limits, self.stopping = store, ids, stack, limits, stopping
+    def __init__(self, store: Store, ids: list[str], events: "_Events", limits: Limits, trained_s: float,
+                 stopping: threading.Event, others_ready):
+        self.store, self.ids, self.events, self.limits = store, ids, events, limits
+        self.trained_s, self.stopping, self.others_ready = trained_s, stopping, others_ready
+        self.stack = None
         self.checked = 0.0
         self.started = time.monotonic()
-        self.trained_s = trained_s
-        self.on_pause = None
+        self.over_time = False
+
+    def trained(self) -> float:
+        """Seconds the stack has trained, this run and before."""
+        return self.trained_s + time.monotonic() - self.started
+
+    def over_time_reason(self) -> str:
+        return f"stopped after this server's limit of {self.limits.max_job_minutes:g} minutes a job (--max-job-minutes)"
 
     def __call__(self) -> None:
-        if self.stopping is not None and self.stopping.is_set():
+        if self.stopping.is_set():
             self.stack.request_stop("server shutdown")
             return
         now = time.monotonic()
@@ -413,19 +470,19 @@ class _CancelWatch:
         self.checked = now
         for job_id in self.members_to_stop():
             self.stack.cancel_member(self.ids.index(job_id))  # stops after this step
-        if now - self.started > self.limits.time_slice_s and self.store.waiting() and self.on_pause is not None:
-            self.on_pause(self.trained_s + now - self.started)
-            self.on_pause = None
+        if now - self.started > self.limits.time_slice_s and not self.over_time and self.others_ready():
             self.stack.request_stop("paused: other jobs wait")
 
     def members_to_stop(self) -> set[str]:
-        """The jobs cancelled since, or all of them past the wall time, each marked so."""
-        if self.trained_s + time.monotonic() - self.started > 60 * self.limits.max_job_minutes:
-            reason = (f"stopped after this server's limit of {self.limits.max_job_minutes:g} minutes a job "
-                      "(--max-job-minutes)")
-            return set(self.store.set_status(self.ids, "failed", expected=("running",), error=reason))
+        """The jobs cancelled since (marked so), or every job once past the wall time."""
+        if not self.over_time and self.trained() > 60 * self.limits.max_job_minutes:
+            self.over_time = True
+        if self.over_time:
+            return set(self.ids)
         cancelled = self.store.cancel_requested(self.ids)
-        self.store.set_status(sorted(cancelled), "cancelled", expected=("running",))
+        if cancelled:
+            self.events.flush()  # (their last epochs before their end: a stream ends with them)
+            self.store.set_status(sorted(cancelled), "cancelled", expected=("running",))
         return cancelled
 
 

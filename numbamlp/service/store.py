@@ -2,7 +2,8 @@
 uploaded data sets.
 
 One connection, shared by the server's threads behind a lock (SQLite serialises writers
-anyway, and the service's statements are small).  Every change is one transaction, so a
+anyway, and the service's statements are small), and one more for token look-ups, so that
+authenticating a request never waits for a writer.  Every change is one transaction, so a
 kill -9 at any moment leaves either the state before it or after it.
 
 Job statuses: queued → running → succeeded | failed | cancelled (queued → cancelled too).
@@ -10,6 +11,7 @@ Job statuses: queued → running → succeeded | failed | cancelled (queued → 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -144,7 +146,7 @@ class Store:
                 self._db.execute("ROLLBACK")
             if _is_full(err):
                 self.full = True
-                raise StorageFull(28, "the server's disk is full") from err
+                raise StorageFull(errno.ENOSPC, "the server's disk is full") from err
             raise
 
     def _rows(self, sql, parameters=()) -> list[dict]:
@@ -243,26 +245,34 @@ class Store:
             fields.setdefault("finished_at", now)
         assignments = ", ".join("started_at = COALESCE(started_at, ?)" if name == "started_at" and first_start
                                 else f"{name} = ?" for name in ("status", *fields))
-        moved = []
-
-        def move():
-            for job_id in job_ids:
-                row = self._db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
-                if row is None or (expected and row[0] not in expected):
-                    continue
-                self._db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (status, *fields.values(), job_id))
-                self._db.execute("INSERT INTO job_status_history VALUES (?, ?, ?)", (job_id, status, now))
-                moved.append(job_id)
-
         with self._lock:
-            self._transaction(move)
+            return self._transaction(lambda: self._move(job_ids, status, expected, assignments, fields, now))
+
+    def _move(self, job_ids, status, expected, assignments, fields, now) -> list[str]:
+        """set_status's statements, inside the caller's transaction."""
+        moved = []
+        for job_id in job_ids:
+            row = self._db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None or (expected and row[0] not in expected):
+                continue
+            self._db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (status, *fields.values(), job_id))
+            self._db.execute("INSERT INTO job_status_history VALUES (?, ?, ?)", (job_id, status, now))
+            moved.append(job_id)
         return moved
 
     def request_cancel(self, job_id: str) -> dict | None:
-        """Cancel a job: a queued one at once, a running one at its stack's next step (the
-        trainer reads the flag).  Returns the job as it is now."""
-        self.set_status([job_id], "cancelled", expected=("queued",))
-        self._write([("UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status = 'running'", (job_id,))])
+        """Cancel a job: a queued one at once (a paused stack's too), a running one at its
+        stack's next step (the trainer reads the flag); one transaction, so a stack pausing
+        meanwhile cannot make it miss both.  Returns the job as it is now."""
+        now = time.time()
+
+        def cancel():
+            self._db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status IN ('queued', 'running')",
+                             (job_id,))
+            self._move([job_id], "cancelled", ("queued",), "status = ?, finished_at = ?", {"finished_at": now}, now)
+
+        with self._lock:
+            self._transaction(cancel)
         return self.job(job_id)
 
     def cancel_requested(self, job_ids) -> set[str]:
@@ -275,20 +285,26 @@ class Store:
         """After a restart: jobs that were running (but those in ``keep``) go back to the
         queue; their epochs so far are forgotten, and they train again from the start, to
         the same results."""
-        running = [r["id"] for r in self._rows("SELECT id FROM jobs WHERE status = 'running'")
-                   if r["id"] not in set(keep)]
-        for job_id in running:
-            self._write([("DELETE FROM job_events WHERE job_id = ?", (job_id,))])
-        return self.set_status(running, "queued", expected=("running",), stack_id=None, stack_size=None,
-                               started_at=None)
+        keep = set(keep)
+        return self.requeue([r["id"] for r in self._rows("SELECT id FROM jobs WHERE status = 'running'")
+                             if r["id"] not in keep], "running")
 
-    def requeue(self, job_ids) -> list[str]:
-        """Queued jobs of a stack whose checkpoint is gone: they start again, as new jobs."""
+    def requeue(self, job_ids, status: str = "queued") -> list[str]:
+        """Jobs in ``status`` (running after a crash; queued in a paused stack whose
+        checkpoint is gone) start again as new jobs: no stack, no epochs; one transaction."""
         job_ids = list(job_ids)
-        for job_id in job_ids:
-            self._write([("DELETE FROM job_events WHERE job_id = ?", (job_id,))])
-        return self.set_status(job_ids, "queued", expected=("queued",), stack_id=None, stack_size=None,
-                               started_at=None)
+        now = time.time()
+        fields = {"stack_id": None, "stack_size": None, "started_at": None}
+        assignments = ", ".join(f"{name} = ?" for name in ("status", *fields))
+
+        def again():
+            moved = self._move(job_ids, "queued", (status,), assignments, fields, now)
+            for job_id in moved:
+                self._db.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
+            return moved
+
+        with self._lock:
+            return self._transaction(again)
 
     def status_history(self, job_id: str) -> list[dict]:
         return self._rows("SELECT status, at FROM job_status_history WHERE job_id = ? ORDER BY rowid", (job_id,))
@@ -362,13 +378,14 @@ class DiskReserve:
         self.path, self.size = Path(path), size
 
     def make(self) -> bool:
-        """Write the reserve if there is room for it twice over; whether it is there now."""
+        """Write the reserve if it is not there and there is room for it twice over; whether
+        it is there now with as much again free (the disk has room for work)."""
         import shutil
 
+        if shutil.disk_usage(self.path.parent).free < (1 if self.path.is_file() else 2) * self.size:
+            return False
         if self.path.is_file():
             return True
-        if shutil.disk_usage(self.path.parent).free < 2 * self.size:
-            return False
         try:
             with open(self.path, "wb") as file:
                 file.write(bytes(self.size))  # (written, not sparse: the space is really taken)
@@ -391,8 +408,8 @@ class DiskReserve:
 def _is_full(err: BaseException) -> bool:
     """Whether ``err`` says the disk (or the database) is full."""
     if isinstance(err, sqlite3.OperationalError):
-        return getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(err)
-    return isinstance(err, OSError) and err.errno == 28  # ENOSPC
+        return getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return isinstance(err, OSError) and err.errno == errno.ENOSPC
 
 
 def _job(row: dict) -> dict:
