@@ -49,7 +49,8 @@ TRAIN_FLAGS = [
     ("--schedule", "schedule.name", str, ""),
     ("--warmup-epochs", "schedule.warmup_epochs", int, ""),
     ("--patience", "early_stopping.patience", int, ""),
-    ("--class-weight", "class_weight", str, " Only 'balanced' on the command line; a mapping in a config file."),
+    ("--class-weight", "class_weight", "class_weight", " Here: balanced, label=weight pairs (churn=5,stay=1) "
+     "or a JSON object ('{\"churn\": 5}')."),
     ("--epochs", "epochs", int, ""),
     ("--batch-size", "batch_size", int, ""),
     ("--backend", "backend", str, ""),
@@ -82,6 +83,34 @@ def _int_list(ctx, param, value):
         raise click.BadParameter(f"expected comma-separated integers like 256,128, got {value!r}") from None
 
 
+def _class_weight(ctx, param, value):
+    """--class-weight: 'balanced', a JSON object, or label=weight pairs (churn=5,stay=1), as
+    the config's class_weight: {label text: weight}.  The config checks the weights and the
+    trainer matches the labels to the classes (the text of an integer label, 0, names it)."""
+    if value is None or value.strip() == "balanced":
+        return None if value is None else "balanced"
+    forms = "'balanced', label=weight pairs like churn=5,stay=1, or a JSON object like '{\"churn\": 5}'"
+    if value.lstrip().startswith("{"):
+        try:
+            return json.loads(value)  # (an object: a text that starts with '{' parses as nothing else)
+        except ValueError as err:
+            raise click.BadParameter(f"expected {forms}; {value!r} is not valid JSON ({err})") from None
+    weights = {}
+    for pair in value.split(","):
+        label, equals, weight = pair.rpartition("=")
+        label = label.strip()
+        try:
+            number = float(weight)
+        except ValueError:
+            number = None
+        if not equals or not label or number is None:
+            raise click.BadParameter(f"expected {forms}, got {value!r}")
+        if label in weights:
+            raise click.BadParameter(f"class {label!r} is given two weights in {value!r}")
+        weights[label] = number
+    return weights
+
+
 def _shown_default(field) -> str:
     """The schema's default as ``--help`` shows it (a list comma-separated); nothing where the
     default is None: the description says what unset means.  (The flags' click default is
@@ -97,8 +126,9 @@ def _train_flags(command):
         field = _schema_field(path)
         help_text = field.description + extra + _shown_default(field)
         name = path.replace(".", "__")
-        if kind == "int_list":
-            command = click.option(flag, name, callback=_int_list, help=help_text)(command)
+        if kind in ("int_list", "class_weight"):
+            callback = _int_list if kind == "int_list" else _class_weight
+            command = click.option(flag, name, callback=callback, help=help_text)(command)
         else:
             command = click.option(flag, name, type=kind, help=help_text)(command)
     return command
@@ -639,7 +669,7 @@ def serve_token_revoke(store, name):
 @click.option("--token-file", type=click.Path(dir_okay=False), help="File holding the token (default: NUMBAMLP_TOKEN).")
 @click.pass_context
 def jobs(ctx, url, token_file):
-    """Submit, list, watch, cancel and download training jobs of a numbamlp service."""
+    """Submit, list, watch, cancel and download training jobs of a numbamlp service, and predict with them."""
     token = os.environ.get("NUMBAMLP_TOKEN")
     if token_file is not None:
         try:
@@ -769,6 +799,89 @@ def jobs_download(client, job_id, out_file, overwrite):
     click.echo(str(_service_call(lambda: client.download(job_id, out_file, overwrite=overwrite))))
 
 
+REQUEST_BYTES = 16_000_000  # jobs predict: this much JSON a request at most (the service's --max-request-mb: 64)
+
+
+@jobs.command("predict")
+@click.argument("job_id")
+@click.option("--data", required=True, help="builtin:NAME, .npz (X), a folder holding X.npy, or .csv or .parquet, "
+              "read as `numbamlp predict` reads it (a label column, if present, is ignored).")
+@click.option("--label-column", help="CSV or Parquet column to ignore, by name or 0-based index.")
+@click.option("--proba", is_flag=True, help="Also write the probability of every class.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write CSV here instead of stdout "
+              "('-': stdout).")
+@click.option("--overwrite", is_flag=True, help="Allow --out to replace an existing file.")
+@click.option("--rows-per-request", type=click.IntRange(min=1), default=8192, show_default=True,
+              help="Rows sent in one request at most: fewer for wide rows (16 MB of JSON at most), and half as "
+              "many while the service refuses a request as too large.")
+@click.pass_obj
+def jobs_predict(client, job_id, data, label_column, proba, out_file, overwrite, rows_per_request):
+    """Predict with a succeeded job's model on the service, for the rows of --data: the same
+    CSV as `numbamlp predict` writes.  The model's features, classes and label column come
+    from its file's header (GET /v1/jobs/JOB/model, read up to its weights, which are not
+    downloaded); the rows go to POST /v1/jobs/JOB/predict a chunk at a time."""
+    import numpy as np
+
+    from numbamlp.client import ServiceError
+    from numbamlp.data import check_label_column_applies, read_features
+
+    if out_file == "-":  # (the usual name of standard output)
+        out_file = None
+    if out_file:
+        _check_output_file(out_file, overwrite)
+    metadata = _service_call(lambda: client.model_metadata(job_id))
+    task, layers = metadata.get("task", "classification"), metadata["layers"]
+    if proba and task == "regression":
+        raise CliError("--proba is for classifiers; this model is a regressor (its predictions are values)")
+    try:
+        check_label_column_applies(label_column, data)
+        X = read_features(data, layers[0], label_column, task=task, trained_label=_trained_label_column(metadata),
+                          names=metadata.get("feature_names"))
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    fit = max(1, REQUEST_BYTES // (26 * layers[0]))  # (26 bytes: a float's JSON at most, with its ", ")
+    step, answers, lo = _scored_together(min(rows_per_request, fit)), [], 0
+    while lo < len(X):
+        try:
+            answers.append(client.predict(job_id, X[lo : lo + step], proba))
+        except ServiceError as err:
+            # a service with a smaller --max-request-mb answers 413, or, to a body much larger,
+            # closes the connection mid-send: while it still answers, send fewer rows
+            if step == 1 or not (err.status == 413 or (err.status is None and _answers(client))):
+                raise CliError(str(err)) from None
+            step = _scored_together(max(1, min(step, len(X) - lo) // 2))
+            continue
+        lo += step
+    if task == "regression":
+        values = _finite_outputs(np.array([v for answer in answers for v in answer["values"]], dtype=np.float64))
+        _write_predictions(out_file, outputs=layers[-1], values=values)
+        return
+    P = _finite_outputs(np.array([p for answer in answers for p in answer["proba"]])) if proba else None
+    _write_predictions(out_file, classes=metadata.get("classes") or list(range(layers[-1])),
+                       labels=[label for answer in answers for label in answer["labels"]], proba=P)
+
+
+def _scored_together(rows: int) -> int:
+    """``rows`` rounded down to a multiple of the rows a model scores at a time, where it has
+    that many: each request's rows are then scored in the pieces `numbamlp predict` scores
+    the file in, to the same bits (a float32 product can round its last bit otherwise by
+    where in a piece a row falls)."""
+    from numbamlp.model import SCORING_ROWS
+
+    return rows // SCORING_ROWS * SCORING_ROWS if rows >= SCORING_ROWS else rows
+
+
+def _answers(client) -> bool:
+    """Whether the service answers (its /healthz)."""
+    from numbamlp.client import ServiceError
+
+    try:
+        client.health()
+    except ServiceError:
+        return False
+    return True
+
+
 class _GradientCheckLine:
     """--validate's result, printed when the check has run: before the first epoch."""
 
@@ -881,7 +994,8 @@ def evaluate(model_path, data, label_column, as_json):
     import numpy as np
     from sklearn.metrics import balanced_accuracy_score, f1_score
 
-    from numbamlp.data import check_feature_count, check_label_column_applies, evaluation_label, load_dataset
+    from numbamlp.data import (check_feature_count, check_label_column_applies, evaluation_label, feature_columns,
+                               feature_names, load_dataset)
     from numbamlp.io import json_text
     from numbamlp.model import mean_cross_entropy
     from numbamlp.run import held_out_test_split
@@ -890,9 +1004,12 @@ def evaluate(model_path, data, label_column, as_json):
     try:
         if data is not None:
             check_label_column_applies(label_column, data)
-            column = evaluation_label(data, label_column, _trained_label_column(model))
+            column = evaluation_label(data, label_column, _trained_label_column(model.metadata))
             dataset = load_dataset(data, label_column=column, task=model.task)
             X, labels, source = dataset.X, dataset.y, data
+            named = feature_names(data, column) if model.feature_names is not None else None
+            if named is not None:  # (the file's features by name, in the model's order)
+                X = X[:, feature_columns(named, model.feature_names, data)]
         elif Path(model_path).is_dir():
             X, labels = held_out_test_split(model_path)
             source = f"the test rows {model_path} held out"
@@ -972,9 +1089,6 @@ def predict(model_path, data, label_column, proba, out_file, overwrite):
 
     MODEL is a .safetensors model file or a run directory (its model.safetensors).
     """
-    import csv
-    import io as text_io
-
     import numpy as np
 
     from numbamlp.data import check_label_column_applies, read_features
@@ -990,26 +1104,17 @@ def predict(model_path, data, label_column, proba, out_file, overwrite):
     try:
         check_label_column_applies(label_column, data)
         X = read_features(data, model.n_features, label_column, task=model.task,
-                          trained_label=_trained_label_column(model))
+                          trained_label=_trained_label_column(model.metadata), names=model.feature_names)
         S = _finite_outputs(model.scores(X))
         P = model.values(S) if model.task == "regression" else softmax(S)
     except ValueError as err:
         raise CliError(str(err)) from None
-    if model.task == "regression":  # one column of values per output
-        values = P.reshape(len(P), -1)
-        buffer = text_io.StringIO()
-        table = csv.writer(buffer, lineterminator="\n")
-        table.writerow(["prediction"] if values.shape[1] == 1 else [f"prediction_{k}" for k in range(values.shape[1])])
-        table.writerows([[f"{v:.9g}" for v in row] for row in values])
-        _write_predictions(buffer.getvalue(), len(values), out_file)
+    if model.task == "regression":
+        _write_predictions(out_file, outputs=model.n_classes, values=P)
         return
     classes = model.classes if model.classes is not None else np.arange(model.n_classes)
-    buffer = text_io.StringIO()
-    table = csv.writer(buffer, lineterminator="\n")  # quotes class names that hold commas or quotes
-    table.writerow(["prediction"] + ([f"p_{c}" for c in classes.tolist()] if proba else []))
-    for label, row in zip(classes[np.argmax(P, axis=1)].tolist(), P):
-        table.writerow([label] + ([f"{p:.6g}" for p in row] if proba else []))
-    _write_predictions(buffer.getvalue(), len(P), out_file)
+    _write_predictions(out_file, classes=classes.tolist(), labels=classes[np.argmax(P, axis=1)].tolist(),
+                       proba=P if proba else None)
 
 
 def _finite_outputs(values):
@@ -1024,22 +1129,44 @@ def _finite_outputs(values):
     return values
 
 
-def _trained_label_column(model):
-    """The label column the model was trained with, as its file's config records it (None
-    when it records none, or the data had none, as builtin sets and .npz files)."""
-    config = (model.metadata or {}).get("config") or {}
+def _trained_label_column(metadata):
+    """The label column a model was trained with, as its file's metadata (``model.metadata``)
+    records it in the config (None when it records none, or the data had none, as builtin
+    sets and .npz files)."""
+    config = (metadata or {}).get("config") or {}
     return (config.get("data") or {}).get("label_column")
 
 
-def _write_predictions(text: str, rows: int, out_file) -> None:
-    """predict's CSV to ``out_file`` (atomically) or stdout."""
+def _write_predictions(out_file, classes=None, labels=None, proba=None, outputs=1, values=None) -> None:
+    """The CSV of `numbamlp predict` and `numbamlp jobs predict`, to ``out_file`` (atomically)
+    or stdout (None).  A regressor's ``values`` (N,) or (N, outputs): a column per output
+    (prediction, or prediction_0 ...), %.9g.  A classifier's ``labels`` in a prediction
+    column and, with ``proba`` (N, C), the probability of each of ``classes`` in p_<class>
+    columns, %.6g."""
+    import csv
+    import io as text_io
+
+    import numpy as np
+
+    buffer = text_io.StringIO()
+    table = csv.writer(buffer, lineterminator="\n")  # quotes class names that hold commas or quotes
+    if values is not None:
+        values = np.asarray(values, dtype=np.float64).reshape(-1, outputs)
+        table.writerow(["prediction"] if outputs == 1 else [f"prediction_{k}" for k in range(outputs)])
+        table.writerows([[f"{v:.9g}" for v in row] for row in values])
+        rows = len(values)
+    else:
+        table.writerow(["prediction"] + ([f"p_{c}" for c in classes] if proba is not None else []))
+        for i, label in enumerate(labels):
+            table.writerow([label] + ([f"{p:.6g}" for p in proba[i]] if proba is not None else []))
+        rows = len(labels)
     if out_file:
         from numbamlp.io import atomic_write_bytes
 
-        atomic_write_bytes(out_file, text.encode())
+        atomic_write_bytes(out_file, buffer.getvalue().encode())
         click.echo(f"wrote {rows} predictions to {out_file}", err=True)
     else:
-        click.echo(text, nl=False)
+        click.echo(buffer.getvalue(), nl=False)
 
 
 def _quietly(metric, *args, **kwargs) -> float:

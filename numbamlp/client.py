@@ -182,6 +182,22 @@ class Client:
             atomic_write_bytes(Path(path), response.read())
         return Path(path)
 
+    def model_metadata(self, job_id: str) -> dict:
+        """The numbamlp metadata of a succeeded job's model file (task, layers: [features, ...,
+        outputs], classes, config), read from the head of GET /v1/jobs/{id}/model: the file's
+        safetensors header, without the weights after it."""
+        with self._request("GET", self._job_path(job_id, "/model"), raw=True) as response:
+            try:
+                size = int.from_bytes(response.read(8), "little")
+                if not 2 <= size <= 100_000_000:  # (safetensors' own bound on a header)
+                    raise ValueError(f"a header of {size} bytes")
+                header = json.loads(response.read(size))
+                return json.loads(header["__metadata__"]["numbamlp"])
+            except (ValueError, KeyError, TypeError) as err:
+                raise ServiceError(None, f"job {job_id}'s model file is not a numbamlp model ({err})") from None
+            except (OSError, http.client.HTTPException) as err:
+                raise ServiceError(None, f"cannot read job {job_id}'s model from {self.url}: {err}") from None
+
     def predict(self, job_id: str, X, proba: bool = False) -> dict:
         rows = [[float(v) for v in row] for row in X]
         return self._request("POST", self._job_path(job_id, "/predict"), {"X": rows, "proba": proba})

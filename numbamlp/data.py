@@ -115,12 +115,12 @@ def load_dataset(source: str, seed: int = 0, label_column: str | int | None = No
             raise DataError(f"{source} is a directory without X.npy and y.npy; expected a data file "
                             "or a folder holding X.npy and y.npy")
         return _read_npy_folder(path, task)
-    readers = {".npz": lambda: _read_npz(path, dtype), ".csv": lambda: _read_csv(path, label_column, dtype, task),
-               ".parquet": lambda: _read_parquet(path, label_column, dtype, task=task)}
-    if path.suffix not in readers:
-        raise DataError(f"unsupported data file {source}: expected builtin:NAME, a .csv, .parquet or .npz "
-                        "file, or a folder holding X.npy and y.npy")
-    data = readers[path.suffix]()
+    readers = {"npz": lambda: _read_npz(path, dtype), "csv": lambda: _read_csv(path, label_column, dtype, task),
+               "parquet": lambda: _read_parquet(path, label_column, dtype, task=task)}
+    if file_kind(path) not in readers:
+        raise DataError(f"unsupported data file {source}: expected builtin:NAME, a .csv (or .tsv, either maybe "
+                        ".gz, .bz2 or .zst), .parquet or .npz file, or a folder holding X.npy and y.npy")
+    data = readers[file_kind(path)]()
     data.X, data.y = check_arrays(data.X, data.y, source, dtype, task)
     if data.X_test is not None:
         data.X_test, data.y_test = check_arrays(data.X_test, data.y_test, f"{source} (X_test, y_test)", dtype, task)
@@ -303,20 +303,108 @@ def _is_number(cell: str) -> bool:
         return False
 
 
-def _csv_rows(path: Path, label_column):
+# ---------------------------------------------------------------- a CSV file's dialect
+TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".npz": "npz"}
+COMPRESSED = (".gz", ".bz2", ".zst")  # what pyarrow decompresses by a file's name (.csv.gz, .tsv.zst, ...)
+DELIMITERS = (",", ";", "\t", "|")
+_DECIMAL_COMMA = re.compile(r"-?\d+,\d+")
+
+
+def file_kind(path) -> str:
+    """"csv" (.csv, .tsv, either compressed), "parquet", "npz", or the file's suffix."""
+    suffixes = Path(path).suffixes
+    if suffixes and suffixes[-1] in COMPRESSED and len(suffixes) > 1:
+        suffixes = suffixes[:-1]
+    last = suffixes[-1] if suffixes else ""
+    return TABLE_SUFFIXES.get(last, last)
+
+
+def _open_csv_text(path: Path):
+    """A CSV file as text (UTF-8, a BOM skipped), decompressed when its name says so."""
+    if Path(path).suffix in COMPRESSED:
+        import io
+
+        import pyarrow as pa
+
+        return io.TextIOWrapper(pa.input_stream(str(path), compression="detect"), encoding="utf-8-sig", newline="")
+    return open(path, newline="", encoding="utf-8-sig")
+
+
+@dataclass(frozen=True)
+class CsvDialect:
+    delimiter: str = ","
+    decimal: str = "."  # "," where the delimiter is ";" and numbers are written 1,5
+
+
+def csv_dialect(path: Path) -> CsvDialect:
+    """A CSV file's delimiter (a .tsv's is a tab) and decimal mark, from its first lines: the
+    delimiter that splits them into the same number of cells, more than one, most often
+    (',' on a tie); decimal commas where ';' separates and cells look like 1,5."""
+    path = Path(path)
+    key = (str(path), *_stamp(path))
+    if key not in _DIALECTS:
+        if len(_DIALECTS) > 64:  # (a few files a process: this only bounds it)
+            _DIALECTS.clear()
+        _DIALECTS[key] = _sniff_dialect(path)
+    return _DIALECTS[key]
+
+
+_DIALECTS: dict[tuple, CsvDialect] = {}
+
+
+def _stamp(path: Path) -> tuple:
+    try:
+        stat = path.stat()
+        return stat.st_size, stat.st_mtime_ns
+    except OSError:
+        return (None, None)
+
+
+def _sniff_dialect(path: Path) -> CsvDialect:
+    suffixes = path.suffixes
+    if suffixes[-1:] and suffixes[-1] in COMPRESSED:
+        suffixes = suffixes[:-1]
+    if suffixes[-1:] == [".tsv"]:
+        return CsvDialect("\t")
+    try:
+        with _open_csv_text(path) as f:
+            lines = [line for line in (f.readline() for _ in range(50)) if line.strip()][:20]
+    except (OSError, UnicodeDecodeError, ValueError):
+        return CsvDialect()
+    best, best_width = ",", 1
+    for delimiter in DELIMITERS:
+        try:
+            widths = {len(row) for row in csv.reader(lines, delimiter=delimiter)}
+        except csv.Error:
+            continue
+        if len(widths) == 1 and (width := widths.pop()) > best_width:
+            best, best_width = delimiter, width
+    if best == ";":
+        cells = [cell.strip() for row in csv.reader(lines[1:], delimiter=";") for cell in row]
+        if any(_DECIMAL_COMMA.fullmatch(cell) for cell in cells):
+            return CsvDialect(";", ",")
+    return CsvDialect(best)
+
+
+def _csv_rows(path: Path, label_column, header: bool | None = None):
     """(header or None, [(line number, cells)]) of a CSV file, blank lines skipped.
 
-    The first row is a header when it holds a non-number outside the label column.
+    The first row is a header when ``header`` says so, or (None) when _csv_header finds it one.
     """
+    dialect = csv_dialect(path)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [(n, row) for n, row in enumerate(csv.reader(f), start=1) if any(c.strip() for c in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        with _open_csv_text(path) as f:
+            rows = [(n, row) for n, row in enumerate(csv.reader(f, delimiter=dialect.delimiter), start=1)
+                    if any(c.strip() for c in row)]
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as err:
         raise DataError(f"cannot read {path} as CSV ({_reason(err)})") from None
     if not rows:
         raise DataError(f"{path} has no rows")
     width = len(rows[0][1])
-    header = _csv_header(rows[0][1], label_column, path, rows[1][1] if len(rows) > 1 else None)
+    if header is None:
+        header = _csv_header(rows[0][1], label_column, path, rows[1][1] if len(rows) > 1 else None)
+    else:
+        header = [c.strip() for c in rows[0][1]] if header else None
     if header is not None:
         rows = rows[1:]
     if not rows:
@@ -328,9 +416,12 @@ def _csv_rows(path: Path, label_column):
 
 
 def _csv_header(first_row: list[str], label_column, path, second_row: list[str] | None = None) -> list[str] | None:
-    """The first row's cells (stripped) when it is a header: when it holds a non-number
-    outside the label column, or (numbers for names: years, wavelengths) its label cell is
-    text where the second row's is a number; else None."""
+    """The first row's cells (stripped) when it is a header: when it is 0, 1, ..., W-1 (what
+    pandas writes for unnamed columns: read as data, it shifted every prediction by a row),
+    when it holds a non-number outside the label column, or (numbers for names: years,
+    wavelengths) its label cell is text where the second row's is a number; else None."""
+    if [c.strip() for c in first_row] == [str(i) for i in range(len(first_row))]:
+        return [c.strip() for c in first_row]  # (pandas' to_csv of unnamed columns: 0, 1, ..., W-1)
     if all(_is_number(c) for c in first_row):
         return None
     named = isinstance(label_column, str) and not label_column.lstrip("-").isdigit()  # ("0" from a flag: an index)
@@ -343,22 +434,35 @@ def _csv_header(first_row: list[str], label_column, path, second_row: list[str] 
     return [c.strip() for c in first_row]
 
 
-def _csv_features(path: Path, header, rows, label: int | None) -> np.ndarray:
-    """The numeric cells of every column but ``label``, (rows, features) float64."""
+def _csv_features(path: Path, header, rows, label: int | None, columns: list[int] | None = None) -> np.ndarray:
+    """The numeric cells of every column but ``label`` (or of ``columns``, in that order),
+    (rows, features) float64."""
     width = len(rows[0][1])
     names = header or [str(i + 1) for i in range(width)]
-    columns = [i for i in range(width) if i != label]
+    columns = [i for i in range(width) if i != label] if columns is None else columns
+    comma = csv_dialect(path).decimal == ","
     X = allocate_features(len(rows), len(columns), np.float64, str(path))
     for r, (line, row) in enumerate(rows):
         for k, column in enumerate(columns):
             try:
-                X[r, k] = float(row[column])
+                X[r, k] = float(row[column].replace(",", ".") if comma else row[column])
             except ValueError:
-                raise DataError(
-                    f"{path}: row {line}, column {column + 1} ({names[column]!r}): {row[column]!r} is not a number; "
-                    f"fix the cell, or name the column as the label column with --label-column"
-                ) from None
+                raise DataError(f"{path}: row {line}, column {column + 1} ({names[column]!r}): "
+                                f"{_not_a_number(row[column])}") from None
     return X
+
+
+MISSING_CELLS = {"", "na", "n/a", "nan", "null", "none", "-", "?"}
+
+
+def _not_a_number(cell: str) -> str:
+    """What to do about a feature cell that is not a number: a missing value, or text."""
+    if cell.strip().lower() in MISSING_CELLS:
+        return (f"{cell!r} is a missing value; numbamlp needs every feature cell to be a number: fill the missing "
+                "cells (with the column's median, say) or drop those rows or the column before training")
+    return (f"{cell!r} is text, so the column looks categorical; numbamlp reads numeric features only: drop the "
+            "column or encode it as numbers (one column per category) before training; if it is the label column, "
+            "name it with --label-column")
 
 
 def _read_csv(path: Path, label_column, dtype, task: str = "classification") -> Dataset:
@@ -427,52 +531,61 @@ def _check_target_column(y, path, names, label: int, header_rows: int) -> None:
 
 
 def _read_csv_arrow(path: Path, label_column, dtype, with_label: bool = True,
-                    numbers: str = "integers") -> _CsvData | None:
+                    numbers: str = "integers", columns: list[int] | None = None,
+                    header: bool | None = None) -> _CsvData | None:
     """pyarrow's streaming CSV reader, block by block into one preallocated (N, D) array of
     ``dtype`` (features parsed as float64, as Python's float() parses them, then cast); None
     when pyarrow is missing or refuses the file (a bad cell, a ragged row, a blank-looking
     row, a leading blank line): the csv module then reads it and says what is wrong.
-    with_label False: every column is a feature (y None), as in a file to predict on."""
+    with_label False: every column is a feature (y None), as in a file to predict on; or
+    only ``columns``, in that order (the others are not parsed); ``header``: whether the
+    first row is one (None: _csv_header decides)."""
     try:
         import pyarrow as pa
         import pyarrow.csv as pa_csv
     except ImportError:
         return None
+    dialect = csv_dialect(path)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
+        with _open_csv_text(path) as f:
+            reader = csv.reader(f, delimiter=dialect.delimiter)
             first, blank = next(reader, None), 0
             while first == []:  # leading empty lines (which pyarrow's skip_rows counts)
                 first, blank = next(reader, None), blank + 1
             second = next(reader, None)
-    except (OSError, UnicodeDecodeError, csv.Error):
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError):
         return None
     if first is None or len(first) < 1 + with_label:
         return None
-    header = _csv_header(first, label_column, path, second)
+    if header is None:
+        header = _csv_header(first, label_column, path, second)
+    else:
+        header = [c.strip() for c in first] if header else None
     if header is None and not all(c.strip() for c in first):  # (a data row with an empty cell: the csv module names it)
         return None
     width = len(first)
     label = _label_index(label_column, header, width, path) if with_label else None
-    features = [j for j in range(width) if j != label]
+    features = [j for j in range(width) if j != label] if columns is None else columns
     names = [f"c{j}" for j in range(width)]
     types = {names[j]: pa.float64() for j in features} | ({} if label is None else {names[label]: pa.string()})
     read_options = pa_csv.ReadOptions(column_names=names, skip_rows=blank + (1 if header else 0),
                                       block_size=CSV_BLOCK_BYTES, use_threads=False)
+    parse_options = pa_csv.ParseOptions(delimiter=dialect.delimiter)
     convert_options = pa_csv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False,
-                                            quoted_strings_can_be_null=False)
+                                            quoted_strings_can_be_null=False, decimal_point=dialect.decimal,
+                                            include_columns=[names[j] for j in (*features, *([label] if label is not None else []))])
     X, labels, n = None, [], 0
     try:
-        for batch in pa_csv.open_csv(path, read_options, convert_options=convert_options):
+        for batch in pa_csv.open_csv(path, read_options, parse_options=parse_options, convert_options=convert_options):
             m = batch.num_rows
             if X is None:  # sized from the first block's rows per byte, with room to spare
                 X = allocate_features(_estimated_rows(path, m), len(features), dtype, str(path))
             elif n + m > len(X):  # (rows longer than the first block's: grow, a copy)
                 X = _grown(X, n, n + m + len(X) // 4, str(path))
             for k, j in enumerate(features):
-                X[n : n + m, k] = batch.column(j).to_numpy()
+                X[n : n + m, k] = batch.column(names[j]).to_numpy()  # (by name: include_columns reorders)
             if label is not None:
-                labels.append(batch.column(label))
+                labels.append(batch.column(names[label]))
             n += m
     except DataError:
         raise
@@ -589,7 +702,9 @@ def _copy_parquet_columns(table, X: np.ndarray, first: int, path: Path, row: int
         column = table.column(k)
         if column.null_count:
             at = row + pc.index(pc.is_null(column), True).as_py()
-            raise DataError(f"{path}: feature column {name!r} has a missing value in data row {at}, counting from 0")
+            raise DataError(f"{path}: feature column {name!r} has a missing value in data row {at}, counting from 0; "
+                            "fill the missing cells (with the column's median, say) or drop those rows or the column "
+                            "before training")
     blocks = []  # (columns, rows of X): every block of every record batch
     lo = 0
     for batch in table.to_batches():
@@ -616,12 +731,14 @@ def _copy_parquet_columns(table, X: np.ndarray, first: int, path: Path, row: int
 
 
 def _read_parquet(path: Path, label_column, dtype, predict_features: int | None = None,
-                  task: str = "classification", trained_label=None) -> Dataset:
+                  task: str = "classification", trained_label=None, names: list[str] | None = None) -> Dataset:
     """A Parquet file, record batch by record batch into one preallocated (N, D) array of
     ``dtype``; the label column as for CSV (default the last), numbers or class names.
-    predict_features (prediction): the model's feature count; as for a CSV file, the last column
-    is a label column only when there is one more than that (or label_column names one), and
-    labels are never read (y None); trained_label: see _prediction_label."""
+    predict_features (prediction): the model's feature count; the columns of the model's
+    feature ``names`` when it has them, in its order (others are not read); else, as for a
+    CSV file, the last column is a label column only when there is one more than that (or
+    label_column names one); labels are never read (y None); trained_label: see
+    _prediction_label."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -632,22 +749,26 @@ def _read_parquet(path: Path, label_column, dtype, predict_features: int | None 
     except (pa.ArrowException, OSError) as err:
         raise DataError(f"cannot read {path} as Parquet ({_reason(err)})") from None
     schema = parquet.schema_arrow
-    names, width = schema.names, len(schema.names)
+    model_names, names, width = names, schema.names, len(schema.names)
     if predict_features is None:
         with_label = True
+    elif model_names is not None:
+        with_label = False
     else:
         with_label, label_column = _prediction_label(width, predict_features, label_column, trained_label, names,
                                                      path)
     if width < 1 + with_label:
         raise DataError(f"{path} needs at least one feature column and a label column")
     label = _label_index(label_column, names, width, path) if with_label else None
-    features = [j for j in range(width) if j != label]
+    features = [j for j in range(width) if j != label] if model_names is None else \
+        feature_columns(names, model_names, path)
     for j in features:
         kind = schema.field(j).type
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
                 or pa.types.is_decimal(kind)):
-            raise DataError(f"{path}: feature column {names[j]!r} holds {kind}, not numbers; convert it, or "
-                            "name it as the label column with --label-column")
+            raise DataError(f"{path}: feature column {names[j]!r} holds {kind}, not numbers; numbamlp reads numeric "
+                            "features only: drop the column or encode it as numbers before training; if it is the "
+                            "label column, name it with --label-column")
     n = parquet.metadata.num_rows
     if n == 0:
         raise DataError(f"{path} has no rows")
@@ -676,17 +797,20 @@ def _read_parquet(path: Path, label_column, dtype, predict_features: int | None 
 
 @_quiet_overflow
 def read_features(source: str, n_features: int, label_column=None, seed: int = 0,
-                  task: str = "classification", trained_label=None) -> np.ndarray:
+                  task: str = "classification", trained_label=None, names: list[str] | None = None) -> np.ndarray:
     """Features (N, n_features) for prediction.
 
-    builtin and .npz: the X array.  CSV and Parquet: every column, or every column but the
+    builtin and .npz: the X array.  CSV and Parquet with a model that knows its features'
+    ``names``: the columns of those names, in the model's order, whatever else the file
+    holds and in whatever order (a name it lacks: refused); a CSV without a header must then
+    have exactly the model's columns.  Otherwise every column, or every column but the
     label column when the file has n_features + 1 columns (``label_column``, else the one
     the model was trained with, ``trained_label``, when the file has it, else the last).
     """
     if source.startswith("builtin:"):
         X = load_dataset(source, seed, label_column, task=task).X
     else:
-        X = _read_features_file(Path(source), n_features, label_column, trained_label)
+        X = _read_features_file(Path(source), n_features, label_column, trained_label, names)
         X, _ = check_arrays(X, np.zeros(len(X), dtype=np.int64), source, dtype=None)
         if X.dtype.kind != "f":
             X = X.astype(np.float64)
@@ -696,7 +820,7 @@ def read_features(source: str, n_features: int, label_column=None, seed: int = 0
     return X
 
 
-def _read_features_file(path: Path, n_features: int, label_column, trained_label=None) -> np.ndarray:
+def _read_features_file(path: Path, n_features: int, label_column, trained_label=None, names=None) -> np.ndarray:
     """The features of a data file or .npy folder for prediction, its labels not read (a file
     without labels will do): X.npy mapped, .npz's X, every Parquet or CSV column but a label
     column (one more column than the model's features, or ``label_column``)."""
@@ -706,13 +830,13 @@ def _read_features_file(path: Path, n_features: int, label_column, trained_label
         if not (path / "X.npy").exists():
             raise DataError(f"{path} is a directory without X.npy; expected a data file or a folder holding X.npy")
         return _read_npy_folder(path, labels=False).X
-    if path.suffix == ".csv":
-        return _read_csv_features(path, n_features, label_column, trained_label)
-    if path.suffix == ".npz":
+    if file_kind(path) == "csv":
+        return _read_csv_features(path, n_features, label_column, trained_label, names)
+    if file_kind(path) == "npz":
         return _read_npz(path, np.float64, labels=False).X
-    if path.suffix == ".parquet":
+    if file_kind(path) == "parquet":
         return _read_parquet(path, label_column, np.float64, predict_features=n_features,
-                             trained_label=trained_label).X
+                             trained_label=trained_label, names=names).X
     raise DataError(f"unsupported data file {path}: expected builtin:NAME, a .csv, .parquet or .npz file, "
                     "or a folder holding X.npy")
 
@@ -720,18 +844,29 @@ def _read_features_file(path: Path, n_features: int, label_column, trained_label
 def _first_csv_row(path) -> list[str] | None:
     """The cells of a CSV file's first row that is not blank; None when there is none, or the
     file cannot be read as CSV (the reader that follows says why)."""
+    return _first_csv_rows(path)[0]
+
+
+def _first_csv_rows(path) -> tuple[list[str] | None, list[str] | None]:
+    """The cells of a CSV file's first two rows that are not blank (None for each it lacks,
+    or when the file cannot be read as CSV: the reader that follows says why)."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            return next((row for row in csv.reader(f) if any(c.strip() for c in row)), None)
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return None
+        with _open_csv_text(path) as f:
+            rows = (row for row in csv.reader(f, delimiter=csv_dialect(path).delimiter) if any(c.strip() for c in row))
+            first = next(rows, None)
+            return first, next(rows, None)
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError):
+        return None, None
 
 
-def _read_csv_features(path: Path, n_features: int, label_column, trained_label=None) -> np.ndarray:
-    """A CSV file's features (N, D) float64 for prediction: every column, or every column
-    but the label column when there is one more than the model's features (or
-    ``label_column`` names it).  pyarrow's reader, else the csv module's (which names what
-    is wrong in a file pyarrow refuses)."""
+def _read_csv_features(path: Path, n_features: int, label_column, trained_label=None, names=None) -> np.ndarray:
+    """A CSV file's features (N, D) float64 for prediction: the columns of the model's
+    feature ``names`` when the file has a header and the model has names; else every column,
+    or every column but the label column when there is one more than the model's features
+    (or ``label_column`` names it).  pyarrow's reader, else the csv module's (which names
+    what is wrong in a file pyarrow refuses)."""
+    if names is not None:
+        return _read_csv_named_features(path, names, label_column)
     first = _first_csv_row(path)
     if first is not None:
         with_label, column = _prediction_label(len(first), n_features, label_column, trained_label, first, path)
@@ -743,6 +878,30 @@ def _read_csv_features(path: Path, n_features: int, label_column, trained_label=
     with_label, column = _prediction_label(width, n_features, label_column, trained_label, header or [], path)
     label = _label_index(column, header, width, path) if with_label else None
     return _csv_features(path, header, rows, label)
+
+
+def _read_csv_named_features(path: Path, names: list[str], label_column) -> np.ndarray:
+    """The columns of a model's feature ``names`` (its order) from a CSV file with a header
+    (one that holds them all is one, whatever it looks like); without a header, the file
+    must have exactly the model's columns, in its order."""
+    first, second = _first_csv_rows(path)
+    if first is None:
+        raise DataError(f"{path} has no rows")
+    stripped = [c.strip() for c in first]
+    header = stripped if set(names) <= set(stripped) else _csv_header(first, label_column, path, second)
+    if header is None:
+        if len(first) != len(names):
+            raise DataError(f"{path} has no header row and {len(first)} columns; the model expects {len(names)} "
+                            f"features, named {', '.join(map(repr, names[:8]))}{', ...' if len(names) > 8 else ''}: "
+                            "add the header, and the columns are matched by name")
+        columns = list(range(len(names)))
+    else:
+        columns = feature_columns(header, names, path)
+    data = _read_csv_arrow(path, None, np.float64, with_label=False, columns=columns, header=header is not None)
+    if data is not None:
+        return data.X
+    header_rows, rows = _csv_rows(path, label_column, header=header is not None)
+    return _csv_features(path, header_rows, rows, None, columns)
 
 
 def _prediction_label(width: int, n_features: int, label_column, trained_label, first_row,
@@ -769,11 +928,11 @@ def evaluation_label(source: str, label_column, trained_label):
     the one the model was trained with (``trained_label``) when ``source`` is a CSV or
     Parquet file that has it (a name its first row holds, or an index), else None (the last
     column), as predict chooses the column it leaves out."""
-    if label_column is not None or trained_label is None or Path(source).suffix not in (".csv", ".parquet"):
+    if label_column is not None or trained_label is None or file_kind(source) not in ("csv", "parquet"):
         return label_column
     if isinstance(trained_label, int):
         return trained_label
-    if Path(source).suffix == ".csv":
+    if file_kind(source) == "csv":
         names = _first_csv_row(source) or []
     else:
         try:
@@ -783,6 +942,60 @@ def evaluation_label(source: str, label_column, trained_label):
         except Exception:  # noqa: BLE001 — an unreadable file (or no pyarrow) is load_dataset's to report
             return None
     return trained_label if trained_label in names else None
+
+
+# Numeric labels with at least this many distinct values, each class averaging fewer than
+# CLASS_ROWS_AT_LEAST rows, look like a regression target (prices: 19,360 classes of 20,000 rows).
+MANY_CLASSES, CLASS_ROWS_AT_LEAST = 100, 2
+
+
+def check_classes_are_classes(y, source: str) -> None:
+    """DataError when a classifier's labels look like a regression target: numbers with
+    MANY_CLASSES or more distinct values, fewer than CLASS_ROWS_AT_LEAST rows a class on
+    average (scikit-learn's MLPClassifier trains them with a warning; numbamlp asks)."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "iuf" or len(y) == 0:
+        return
+    distinct = len(np.unique(y))
+    if distinct >= MANY_CLASSES and len(y) < CLASS_ROWS_AT_LEAST * distinct:
+        raise DataError(f"{source}: the labels are numbers with {distinct} distinct values in {len(y)} rows, which "
+                        "looks like a regression target, not classes: give --task regression (task = "
+                        "\"regression\"); if the label column is an ID or a feature, choose another with "
+                        "--label-column; --task classification trains it as classes all the same")
+
+
+def feature_names(source: str | None, label_column=None) -> list[str] | None:
+    """The names of a training file's feature columns, in the order training reads them
+    (every column but the label column): a CSV file's header, a Parquet file's schema; None
+    for data without names (builtin sets, .npz, .npy folders, a CSV without a header)."""
+    if source is None or source.startswith("builtin:"):
+        return None
+    path = Path(source)
+    if file_kind(path) == "csv":
+        first, second = _first_csv_rows(path)
+        header = None if first is None else _csv_header(first, label_column, path, second)
+    elif file_kind(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        header = pq.ParquetFile(path).schema_arrow.names
+    else:
+        return None
+    if header is None:
+        return None
+    label = _label_index(label_column, header, len(header), path)
+    return [name for j, name in enumerate(header) if j != label]
+
+
+def feature_columns(names: list[str], model_names: list[str], source) -> list[int]:
+    """The indices of a file's columns (``names``) that hold a model's features
+    (``model_names``), in the model's order; DataError naming the features it lacks."""
+    missing = [name for name in model_names if name not in names]
+    if missing:
+        shown = ", ".join(map(repr, missing[:8])) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise DataError(f"{source} has no column {shown}, which the model was trained with "
+                        f"({len(model_names)} features: {', '.join(map(repr, model_names[:8]))}"
+                        f"{', ...' if len(model_names) > 8 else ''})")
+    return [names.index(name) for name in model_names]
 
 
 def check_feature_count(X, n_features: int, source: str) -> None:
@@ -986,9 +1199,16 @@ class Splits:
     X_test: np.ndarray
     y_test: np.ndarray
     standardizer: Standardizer | None
+    feature_names: list[str] | None = None  # the training file's column names (feature_names)
+
+    def attach_to(self, model) -> None:
+        """Give a model trained on these splits what prediction needs from the data: the
+        standardisation, and the names of its features."""
+        model.input_transform = self.standardizer
+        model.feature_names = self.feature_names
 
 
-def prepare(data_config, seed: int, dtype=np.float64, task: str = "classification") -> Splits:
+def prepare(data_config, seed: int, dtype=np.float64, task: str = "classification", task_given: bool = True) -> Splits:
     """Load ``data_config.train`` (and ``.test``, ``.val``), split and standardise as configured.
 
     Without a separate test set, a stratified ``test_fraction`` of the rows is held out;
@@ -998,11 +1218,15 @@ def prepare(data_config, seed: int, dtype=np.float64, task: str = "classificatio
     data are checked against the training data here, before any training: the same feature
     count, and no label that training never sees.  The splits' features are of ``dtype``
     (the training dtype): for float32, what the files hold costs at most about 2x its
-    float32 size at the peak of reading (see the module docstring).
+    float32 size at the peak of reading (see the module docstring).  ``task_given`` False
+    (the task is the default's): labels that look like a regression target are refused
+    (check_classes_are_classes).
     """
     seed = data_seed(data_config, seed)
     check_label_column_applies(data_config.label_column, data_config.train, data_config.test, data_config.val)
     data = load_dataset(data_config.train, seed, data_config.label_column, dtype, task)
+    if task == "classification" and not task_given:
+        check_classes_are_classes(data.y, data_config.train)
     test = val = None
     if data_config.test is not None:
         loaded = load_dataset(data_config.test, seed, data_config.label_column, dtype, task)
@@ -1012,15 +1236,17 @@ def prepare(data_config, seed: int, dtype=np.float64, task: str = "classificatio
     if data_config.val is not None:
         loaded = load_dataset(data_config.val, seed, data_config.label_column, dtype, task)
         val = (loaded.X, loaded.y, data_config.val)
-    return split_arrays(data.X, data.y, data_config, seed, test=test, val=val, dtype=dtype,
-                        overwrite=data.owned, task=task)
+    splits = split_arrays(data.X, data.y, data_config, seed, test=test, val=val, dtype=dtype,
+                          overwrite=data.owned, task=task)
+    splits.feature_names = feature_names(data_config.train, data_config.label_column)
+    return splits
 
 
 def check_label_column_applies(label_column, *sources) -> None:
     """DataError when a label column is named but no source (None: none) is a CSV or Parquet
     file: the others keep their labels apart, so it would be ignored."""
     sources = [source for source in sources if source is not None]
-    if label_column is not None and not any(Path(s).suffix in (".csv", ".parquet") for s in sources):
+    if label_column is not None and not any(file_kind(s) in ("csv", "parquet") for s in sources if s is not None):
         raise DataError(f"label_column names a column of a CSV or Parquet file; {sources[0]} keeps its labels "
                         "apart (builtin sets, .npz, a folder's y.npy): leave it unset")
 
@@ -1058,7 +1284,7 @@ def prepare_for(config, data_config=None) -> Splits:
     """The splits a TrainConfig trains on: ``prepare`` with its data settings (or
     ``data_config``), seed, dtype and task — X is read straight into the training dtype."""
     return prepare(config.data if data_config is None else data_config, config.seed, dtype=config.dtype,
-                   task=config.task)
+                   task=config.task, task_given="task" in config.model_fields_set)
 
 
 @_quiet_overflow

@@ -222,9 +222,18 @@ def _metadata(model, task: str) -> dict[str, str]:
         "activation": model.activation,
         "activation_alpha": repr(activation_spec(model.activation).alpha),
         "classes": json.dumps(classes),
+        # the columns of X, in order (null: the training data had no names)
+        "feature_names": json.dumps(model.feature_names),
         "standardized": json.dumps(model.input_transform is not None),
         "dtype": model.dtype.name + (" (exported as float32)" if model.dtype.name != "float32" else ""),
     }
+
+
+def _columns_doc(model) -> str:
+    """The input's doc string: what its columns are."""
+    if model.feature_names is None:
+        return f"{model.n_features} features, raw (the model standardises them when it was trained to)"
+    return "columns, in order: " + ", ".join(model.feature_names)
 
 
 def _as_mlp(model):
@@ -276,7 +285,8 @@ def build_onnx_model(model, opset: int | None = None):
 
     graph = helper.make_graph(
         g.nodes, "numbamlp_mlp",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", model.n_features])],
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", model.n_features],
+                                       doc_string=_columns_doc(model))],
         outputs, g.initializers,
         doc_string=f"numbamlp MLP {'-'.join(map(str, model.layers))} {model.activation}",
     )

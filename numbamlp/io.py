@@ -216,6 +216,7 @@ def save_model(model: MLP, path, config: dict | None = None) -> None:
         "activation_alpha": activation_spec(model.activation).alpha,
         "dtype": model.dtype.name,
         "classes": None if model.classes is None else np.asarray(model.classes).tolist(),
+        "feature_names": model.feature_names,
         "versions": _versions(),
         "config": config,
     }
@@ -291,6 +292,12 @@ def load_model(path):
         if not isinstance(classes, list) or len(classes) != layers[-1]:  # one label per output
             raise ModelFileError(f"{path}: class labels do not match {layers[-1]} outputs")
         model.classes = np.asarray(classes)
+    names = meta.get("feature_names")  # (files from before names: None)
+    if names is not None:
+        if not (isinstance(names, list) and len(names) == layers[0] and all(isinstance(n, str) for n in names)
+                and len(set(names)) == len(names)):
+            raise ModelFileError(f"{path}: feature names do not match {layers[0]} inputs")
+        model.feature_names = names
     if TRANSFORM_TENSORS[0] in tensors:
         model.input_transform = Standardizer(*(tensors[name] for name in TRANSFORM_TENSORS))
     if TARGET_TENSORS[0] in tensors:

@@ -43,6 +43,10 @@ def as_float_dtype(dtype) -> np.dtype:
 def as_features(X, n_features: int | None, dtype, name: str = "X") -> np.ndarray:
     """X as a C-contiguous (B, D) array of ``dtype``; any real dtype and memory order accepted.
     ``name``: what the messages call it (e.g. "X_val")."""
+    if hasattr(X, "toarray") and hasattr(X, "nnz"):  # (np.asarray would make a 0-d array of objects)
+        raise ValueError(f"{name} is a sparse matrix ({type(X).__name__}, {X.shape[0]} × {X.shape[1]}); numbamlp "
+                         f"trains on dense arrays: pass {name}.toarray() ({X.shape[0] * X.shape[1] * 4:,} "
+                         "bytes as float32)")
     X = np.asarray(X)
     if X.dtype.kind not in "biuf":
         raise ValueError(f"{name} must hold real numbers, not dtype {X.dtype}")
@@ -50,6 +54,8 @@ def as_features(X, n_features: int | None, dtype, name: str = "X") -> np.ndarray
         raise ValueError(f"{name} must be 2-D (samples, features), got shape {X.shape}")
     if X.shape[0] == 0:
         raise ValueError(f"{name} has no rows")
+    if X.shape[1] == 0:
+        raise ValueError(f"{name} has no features (0 columns): nothing to learn from")
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features but the model expects {n_features}")
     with np.errstate(over="ignore"):  # (beyond float32's range: inf, said below)
@@ -217,6 +223,9 @@ class MLP:
         self.flat_params = np.zeros(n_parameters(self.layers), dtype=self.dtype)
         self._params = layer_views(self.flat_params, self.layers)
         self.classes: np.ndarray | None = None
+        # the training data's column names, in the order the model takes them (None: the data
+        # had none): predict matches a table's columns by them
+        self.feature_names: list[str] | None = None
         self.input_transform = None
         self.metadata: dict | None = None  # what load_model read from the file
         if seed is not None and not (isinstance(seed, (int, np.integer)) and seed >= 0):
@@ -298,8 +307,10 @@ class MLP:
     def scores(self, X, backend: str = "auto") -> np.ndarray:
         """Logits (B, C) for X (B, D) (after ``input_transform``, when the model has one),
         SCORING_ROWS rows at a time, as Trainer.scores: beyond X and the scores, memory is
-        one chunk's (standardising and converting the whole of X took ~6x a big float32 X)."""
-        X = as_features(X, self.n_features, None)  # (checked whole; copied only when not C-contiguous)
+        one chunk's (standardising and converting the whole of X took ~6x a big float32 X).
+        A table with column names (a pandas DataFrame) is matched by name when the model knows
+        its features' names: its columns in the model's order, others left out."""
+        X = as_features(self.named_columns(X), self.n_features, None)  # (checked whole; copied only when not C-contiguous)
 
         def ready(rows):
             if self.input_transform is not None:
@@ -308,6 +319,19 @@ class MLP:
             return as_features(rows, self.n_features, self.dtype)
 
         return scores_in_chunks(get_backend(backend), self, X, Workspace(self, min(X.shape[0], SCORING_ROWS)), ready)
+
+    def named_columns(self, X):
+        """X's columns of this model's ``feature_names``, in their order, when X is a table
+        with column names (a DataFrame) and the model has names; X as it is otherwise.
+        ValueError naming the features a table lacks."""
+        columns = getattr(X, "columns", None)
+        if self.feature_names is None or columns is None:
+            return X
+        names = [str(c) for c in columns]
+        missing = [name for name in self.feature_names if name not in names]
+        if missing:
+            raise ValueError(f"X has no column {', '.join(map(repr, missing[:8]))}, which the model was trained with")
+        return X.iloc[:, [names.index(name) for name in self.feature_names]]
 
     def predict_proba(self, X, backend: str = "auto") -> np.ndarray:
         """Class probabilities (B, C); each row sums to 1."""

@@ -244,7 +244,7 @@ def _finish(trainer, splits, directory: Path, config: TrainConfig, config_dump: 
     from numbamlp.data import data_files
 
     model = trainer.model
-    model.input_transform = splits.standardizer
+    splits.attach_to(model)
     model_path = directory / "model.safetensors"
     save_model(model, model_path, config=config_dump)
     test = None if interrupted else trainer.evaluate(splits.X_test, splits.y_test)

@@ -474,10 +474,10 @@ class StackStopped(Exception):
         self.stack = stack
 
 
-def write_run_files(folder: Path, config: TrainConfig, outcome: dict, standardizer) -> str | None:
-    """A member's run directory (config.json, metrics.jsonl, model.safetensors with the
-    data's standardisation, summary.json), every file atomically; returns the model's path
-    (None without a model)."""
+def write_run_files(folder: Path, config: TrainConfig, outcome: dict, splits) -> str | None:
+    """A member's run directory (config.json, metrics.jsonl, model.safetensors with what the
+    model needs from its data.Splits: standardisation, feature names; summary.json), every
+    file atomically; returns the model's path (None without a model)."""
     from numbamlp.io import atomic_write_bytes, atomic_write_json, json_text, save_model
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -488,7 +488,7 @@ def write_run_files(folder: Path, config: TrainConfig, outcome: dict, standardiz
     model_path = None
     if outcome.get("model") is not None:
         model = outcome["model"]
-        model.input_transform = standardizer
+        splits.attach_to(model)
         model_path = folder / "model.safetensors"
         save_model(model, model_path, config=config_dump)
     from numbamlp.data import data_files
@@ -738,11 +738,11 @@ class _Writer:
     def member_directory(self, member: int) -> Path:
         return self.directory / "members" / str(member)
 
-    def member(self, member: int, config: TrainConfig, outcome: dict, standardizer) -> str | None:
+    def member(self, member: int, config: TrainConfig, outcome: dict, splits) -> str | None:
         """Member ``member``'s run files; returns its model path (None without a model)."""
         if self.directory is None:
             return None
-        return write_run_files(self.member_directory(member), config, outcome, standardizer)
+        return write_run_files(self.member_directory(member), config, outcome, splits)
 
     def rows(self, table: list[dict]) -> None:
         if self.directory is None:
@@ -990,14 +990,14 @@ def _run(runner, directory, configs, settings, keys, splits: dict, stack_size, m
     done = sum(row is not None for row in table)
     try:
         for index, outcomes in runner.run(task_configs, [data[key] for key in task_keys]):
-            standardizer = splits[task_keys[index]].standardizer
+            task_splits = splits[task_keys[index]]
             with one_sync():  # the stack's run files, then one flush; the results rows commit them
-                model_paths = [writer.member(member, configs[member], outcome, standardizer)
+                model_paths = [writer.member(member, configs[member], outcome, task_splits)
                                for member, outcome in zip(tasks[index], outcomes)]
             for member, outcome, model_path in zip(tasks[index], outcomes, model_paths):
                 models[member] = outcome.get("model")
                 if models[member] is not None:
-                    models[member].input_transform = standardizer
+                    task_splits.attach_to(models[member])
                 row = {"member": member, **{grid_column(key): settings[member].get(key) for key in keys}}
                 row.update({k: outcome.get(k) for k in (*TASK_COLUMNS[configs[member].task], *RUN_COLUMNS)})
                 row["model_path"] = model_path

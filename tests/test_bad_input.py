@@ -67,8 +67,9 @@ CASES = {
     "one class": (["train", "--data", "oneclass.npz"],
                   "oneclass.npz: y has a single class; classification needs at least 2"),
     "X of rank 3": (["train", "--data", "rank3.npz"], "rank3.npz: X must be 2-D (rows, features), got shape (30, 8, 8)"),
-    "CSV cell": (["train", "--data", "cells.csv"], "cells.csv: row 3, column 2 ('b'): 'four' is not a number; fix the cell, "
-                 "or name the column as the label column with --label-column"),
+    "CSV cell": (["train", "--data", "cells.csv"], "cells.csv: row 3, column 2 ('b'): 'four' is text, so the column "
+                 "looks categorical; numbamlp reads numeric features only: drop the column or encode it as numbers "
+                 "(one column per category) before training; if it is the label column, name it with --label-column"),
     "unknown config key": (["train", "--config", "unknown.toml"],
                            "invalid configuration: learning_rate: Extra inputs are not permitted"),
     "unparsable config": (["train", "--config", "broken.toml"], Starts("cannot parse config file broken.toml: ")),

@@ -242,3 +242,63 @@ def test_a_group_without_its_command_shows_its_help_not_an_error_line(args):
     shown = run.stdout + run.stderr
     assert shown.startswith("Usage: ") and f"{' '.join(args)} [OPTIONS] COMMAND [ARGS]".strip() in shown
     assert "Error" not in shown
+
+
+def _churn_csv(path, labels=("churn", "stay")):
+    rng = np.random.default_rng(0)
+    rows = ["a,b,label"]
+    for i in range(60):
+        y = labels[0] if i % 4 == 0 else labels[1]
+        rows.append(f"{rng.normal():.3f},{rng.normal() + (y == labels[0]):.3f},{y}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("labels, value, expected", [
+    (("churn", "stay"), "churn=5,stay=1", {"churn": 5.0, "stay": 1.0}),
+    (("churn", "stay"), '{"churn": 5}', {"churn": 5.0}),
+    (("churn", "stay"), " churn = 5 ", {"churn": 5.0}),
+    ((1, 0), "1=5,0=0.5", {"1": 5.0, "0": 0.5}),  # integer labels: named by their text, as in a config file
+    (("churn", "stay"), "balanced", "balanced"),
+])
+def test_class_weight_takes_a_mapping_on_the_command_line(tmp_path, labels, value, expected):
+    data = _churn_csv(tmp_path / "churn.csv", labels)
+    result = invoke("train", "--data", data, "--class-weight", value, "--epochs", "1", "--hidden", "8",
+                    "--out", tmp_path / "r", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["class_weight"] == expected
+    assert load_model(tmp_path / "r").metadata["config"]["class_weight"] == expected
+
+
+def test_class_weight_mapping_changes_the_training(tmp_path):
+    data = _churn_csv(tmp_path / "churn.csv")
+    losses = []
+    for name, extra in (("plain", []), ("weighted", ["--class-weight", "churn=5,stay=1"]),
+                        ("json", ["--class-weight", '{"churn": 5, "stay": 1}'])):
+        result = invoke("train", "--data", data, "--epochs", "2", "--hidden", "8", "--out", tmp_path / name,
+                        "--json", *extra)
+        assert result.exit_code == 0, result.output
+        lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        losses.append([json.loads(line)["loss"] for line in lines])
+    assert losses[1] != losses[0]  # the weights reach the loss
+    assert losses[1] == losses[2]  # and both spellings are one mapping
+
+
+@pytest.mark.parametrize("value, message", [
+    ("churn:5", "expected 'balanced', label=weight pairs like churn=5,stay=1, or a JSON object"),
+    ("churn=x", "label=weight pairs like churn=5,stay=1"),
+    ("=5", "label=weight pairs like churn=5,stay=1"),
+    ("churn=5,,stay=1", "label=weight pairs like churn=5,stay=1"),
+    ("churn=5,churn=1", "class 'churn' is given two weights"),
+    ("{churn: 5}", "is not valid JSON"),
+    ('{"churn": "5"}', "the weight of class 'churn' must be a finite number >= 0"),
+    ("churn=-1", "the weight of class 'churn' must be a finite number >= 0"),
+    ("nope=2", "class_weight names unknown classes: nope"),
+])
+def test_a_bad_class_weight_is_one_line_naming_the_accepted_forms(tmp_path, value, message):
+    data = _churn_csv(tmp_path / "churn.csv")
+    result = subprocess.run([*NUMBAMLP, "train", "--data", str(data), "--class-weight", value, "--epochs", "1",
+                             "--hidden", "8", "--out", str(tmp_path / "r")], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
+    assert not (tmp_path / "r" / "model.safetensors").exists()

@@ -65,12 +65,12 @@ def test_read_features_reads_csv_through_pyarrow_and_names_a_bad_cell_through_th
         np.testing.assert_array_equal(read_features(labelled, 3), X)
         np.testing.assert_array_equal(read_features(bare, 3), X)
         np.testing.assert_array_equal(read_features(named, 3, label_column="y"), X)
-    with pytest.raises(DataError, match=r"row 2, column 2 \('2'\): 'x' is not a number"):
+    with pytest.raises(DataError, match=r"row 2, column 2 \('2'\): 'x' is text, so the column looks categorical"):
         read_features(bad, 3)
 
 
 BAD_CSV = {
-    "a non-number cell": ("x,y,label\n1,2,a\n3,oops,b\n", "row 3, column 2 ('y'): 'oops' is not a number"),
+    "a non-number cell": ("x,y,label\n1,2,a\n3,oops,b\n", "row 3, column 2 ('y'): 'oops' is text, so the column looks categorical"),
     "a ragged row": ("1,2,a\n3,b\n", "row 2 has 2 columns, expected 3"),
     "no rows": ("\n\n", "has no rows"),
     "a header only": ("a,b,label\n", "header but no data rows"),
@@ -119,3 +119,163 @@ def test_single_class_and_unknown_sources(tmp_path):
             load_dataset(source)
     with pytest.raises(DataError, match="not a valid .npz archive"):
         load_dataset(write(tmp_path, "garbage.npz", "not a zip"))
+
+
+# ---------------------------------------------------------------- a table's columns, by name
+def _table(path, names, columns):
+    path.write_text(",".join(names) + "\n" + "".join(",".join(map(str, row)) + "\n" for row in zip(*columns)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def named_run(tmp_path_factory):
+    """A model trained on a CSV file whose header names its features a, b, c (label last)."""
+    from numbamlp.config import TrainConfig
+    from numbamlp.run import train_run
+
+    folder = tmp_path_factory.mktemp("named")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = (X[:, 0] + 2 * X[:, 1] - X[:, 2] > 0).astype(int)
+    train = _table(folder / "train.csv", ["a", "b", "c", "label"], [*X.T, y])
+    run = train_run(TrainConfig.model_validate({"epochs": 3, "model": {"hidden": [8]}, "data": {"train": str(train)}}),
+                    out=folder / "run")
+    return folder, X, run
+
+
+def test_a_model_file_records_its_features_names_and_predict_matches_columns_by_name(named_run):
+    """A file with an id column added, or two columns swapped, was read by position: the
+    house model predicted 1,383,598 / -1,439,083 for prices of 233k-492k, exit 0."""
+    from numbamlp.io import load_model
+
+    folder, X, run = named_run
+    model = load_model(run["model_path"])
+    assert model.feature_names == ["a", "b", "c"]
+    expected = model.predict_proba(X)
+    reordered = _table(folder / "reordered.csv", ["id", "c", "label", "a", "b"],
+                       [np.arange(len(X)), X[:, 2], np.zeros(len(X), int), X[:, 0], X[:, 1]])
+    got = model.predict_proba(read_features(str(reordered), 3, names=model.feature_names))
+    np.testing.assert_array_equal(got, expected)
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    pq.write_table(pa.table({"id": [f"h{i}" for i in range(len(X))], "b": X[:, 1], "a": X[:, 0], "c": X[:, 2]}),
+                   folder / "reordered.parquet")
+    got = model.predict_proba(read_features(str(folder / "reordered.parquet"), 3, names=model.feature_names))
+    np.testing.assert_array_equal(got, expected)
+    missing = _table(folder / "missing.csv", ["a", "c"], [X[:, 0], X[:, 2]])
+    with pytest.raises(DataError, match="has no column 'b', which the model was trained with"):
+        read_features(str(missing), 3, names=model.feature_names)
+    headerless = folder / "headerless.csv"
+    headerless.write_text("".join(f"{a},{b},{c},7\n" for a, b, c in X))
+    with pytest.raises(DataError, match="has no header row and 4 columns; the model expects 3 features, named"):
+        read_features(str(headerless), 3, names=model.feature_names)
+
+
+def test_a_table_is_matched_by_its_column_names_in_python_too(named_run):
+    pd = pytest.importorskip("pandas")
+    from numbamlp.io import load_model
+
+    _, X, run = named_run
+    model = load_model(run["model_path"])
+    table = pd.DataFrame({"id": range(len(X)), "c": X[:, 2], "a": X[:, 0], "b": X[:, 1]})
+    np.testing.assert_array_equal(model.predict_proba(table), model.predict_proba(X))
+    with pytest.raises(ValueError, match="no column 'b'"):
+        model.predict(table.drop(columns="b"))
+
+
+def test_pandas_header_of_unnamed_columns_is_a_header(tmp_path):
+    """pandas' to_csv of unnamed columns writes the header 0,1,...: it was read as a data row,
+    and predict gave 6 predictions for 5 rows, each shifted by one, exit 0."""
+    rows = np.arange(15, dtype=float).reshape(5, 3) / 10
+    path = tmp_path / "pandas.csv"
+    path.write_text("0,1,2\n" + "".join(",".join(map(str, row)) + "\n" for row in rows))
+    X = read_features(str(path), 3)
+    np.testing.assert_array_equal(X, rows)
+    train = tmp_path / "train.csv"
+    train.write_text("0,1,2\n" + "".join(f"{a},{b},{i % 2}\n" for i, (a, b, _) in enumerate(rows)))
+    assert load_dataset(str(train)).X.shape == (5, 2)
+
+
+def test_labels_that_look_like_a_regression_target_are_refused_unless_the_task_is_given(tmp_path):
+    """A price column trained as 1,995 classes (19,360 on 20,000 rows), test accuracy 0.0000,
+    without a word."""
+    from numbamlp.config import TrainConfig
+    from numbamlp.data import prepare_for
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    price = np.round(200_000 + 50_000 * X[:, 0]).astype(int)
+    house = _table(tmp_path / "house.csv", ["a", "b", "c", "price"], [*X.T, price])
+    with pytest.raises(DataError, match="looks like a regression target, not classes: give --task regression"):
+        prepare_for(TrainConfig.model_validate({"data": {"train": str(house)}}))
+    assert prepare_for(TrainConfig.model_validate({"task": "regression", "data": {"train": str(house)}})).X_train.shape[1] == 3
+    insisted = TrainConfig.model_validate({"task": "classification", "data": {"train": str(house), "test_fraction": 0.5}})
+    with pytest.raises(DataError, match="too few to hold out"):  # (it goes on as classes, to the split's own check)
+        prepare_for(insisted)
+    prepare_for(TrainConfig.model_validate({"data": {"train": "builtin:digits"}}))  # (10 classes: classes)
+
+
+@pytest.mark.parametrize("cell, says", [
+    ("pro", "'pro' is text, so the column looks categorical; numbamlp reads numeric features only: drop the column "
+            "or encode it as numbers"),
+    ("", "'' is a missing value; numbamlp needs every feature cell to be a number: fill the missing cells"),
+    ("NA", "'NA' is a missing value"),
+])
+def test_a_cell_that_is_not_a_number_is_said_to_be_text_or_missing(tmp_path, cell, says):
+    """A text cell, an empty one and 'NA' all said "fix the cell, or name the column as the
+    label column": wrong for a categorical feature or a missing value."""
+    path = tmp_path / "cells.csv"
+    path.write_text("age,plan,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(20))
+                    + f"30,{cell},1\n")
+    with pytest.raises(DataError) as refused:
+        load_dataset(str(path))
+    assert says in str(refused.value) and "column 2 ('plan')" in str(refused.value), str(refused.value)
+
+
+def test_sparse_or_featureless_x_says_so():
+    from scipy import sparse
+
+    from numbamlp.trainer import Trainer
+
+    with pytest.raises(ValueError, match=r"X is a sparse matrix \(csr_matrix, 10 × 3\).*pass X.toarray\(\)"):
+        Trainer({"epochs": 1}).fit(sparse.random(10, 3, density=0.5, format="csr"), np.arange(10) % 2)
+    with pytest.raises(ValueError, match=r"X has no features \(0 columns\)"):
+        Trainer({"epochs": 1}).fit(np.zeros((10, 0)), np.arange(10) % 2)
+
+
+@pytest.mark.parametrize("name, delimiter, decimal", [
+    ("semicolons.csv", ";", "."), ("decimal_commas.csv", ";", ","), ("tabs.tsv", "\t", "."),
+    ("pipes.csv", "|", "."), ("gzipped.csv.gz", ",", "."), ("zstd.tsv.zst", "\t", "."),
+])
+def test_a_csv_files_delimiter_decimal_mark_and_compression_are_read_as_written(tmp_path, name, delimiter, decimal):
+    """A semicolon-separated file said "needs at least one feature column and a label
+    column"; with decimal commas "row 2 has 4 columns, expected 1"; .tsv and .csv.gz were
+    refused as unsupported."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(1)
+    X = np.round(rng.normal(size=(50, 3)), 4)
+    y = (X[:, 0] > 0).astype(int)
+    cell = (lambda v: f"{v}".replace(".", ",")) if decimal == "," else str
+    text = delimiter.join(["a", "b", "c", "label"]) + "\n" + "".join(
+        delimiter.join([*map(cell, row), str(label)]) + "\n" for row, label in zip(X, y))
+    path = tmp_path / name
+    if name.endswith((".gz", ".zst")):
+        with pa.output_stream(str(path), compression="detect") as stream:
+            stream.write(text.encode())
+    else:
+        path.write_text(text)
+    data = load_dataset(str(path))
+    np.testing.assert_array_equal(data.X, X)
+    np.testing.assert_array_equal(data.y, y)
+    np.testing.assert_array_equal(read_features(str(path), 3), X)
+    bad = tmp_path / ("bad" + "".join(path.suffixes))  # a bad cell is still named by the csv module's reading
+    broken = text.replace(cell(X[2, 1]), "oops", 1)
+    if name.endswith((".gz", ".zst")):
+        with pa.output_stream(str(bad), compression="detect") as stream:
+            stream.write(broken.encode())
+    else:
+        bad.write_text(broken)
+    with pytest.raises(DataError, match=r"row 4, column 2 \('b'\): 'oops' is text"):
+        load_dataset(str(bad))

@@ -267,10 +267,13 @@ def bad_files(root):
     path = root / "text.parquet"
     pq.write_table(pa.table({"a": X[:, 0], "colour": ["red"] * 20, "label": y}), path)
     cases["parquet text feature"] = (str(path), f"{path}: feature column 'colour' holds string, not numbers; "
-                                     "convert it, or name it as the label column with --label-column")
+                                     "numbamlp reads numeric features only: drop the column or encode it as numbers "
+                                     "before training; if it is the label column, name it with --label-column")
     path = root / "gap.parquet"
     pq.write_table(pa.table({"a": [1.0, None, 3.0], "label": [0, 1, 0]}), path)
-    cases["parquet missing value"] = (str(path), f"{path}: feature column 'a' has a missing value in data row 1, counting from 0")
+    cases["parquet missing value"] = (str(path), f"{path}: feature column 'a' has a missing value in data row 1, counting "
+                                      "from 0; fill the missing cells (with the column's median, say) or drop those "
+                                      "rows or the column before training")
     path = root / "nolabel.parquet"
     pq.write_table(pa.table({"a": [1.0, 2.0], "label": [0, None]}), path)
     cases["parquet missing label"] = (str(path), f"{path}: the label column has 1 missing labels (first in data row 1, counting from 0)")

@@ -5,6 +5,8 @@ import builtins
 import csv
 import io
 
+import json
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -198,6 +200,12 @@ def test_file_metadata_ir_version_and_dynamic_batch(tmp_path):
     assert [d.dim_param or d.dim_value for d in X.type.tensor_type.shape.dim] == ["N", 5]
     assert [o.name for o in proto.graph.output] == ["probabilities", "label"]
     assert not list(tmp_path.glob(".m.onnx.tmp-*"))  # written through a renamed temporary
+    assert meta["feature_names"] == "null"
+    model.feature_names = ["a", "b", "c", "d", "e"]  # (a model trained on a table with a header)
+    export_onnx(model, tmp_path / "named.onnx")
+    named = onnx.load(tmp_path / "named.onnx")
+    assert json.loads({p.key: p.value for p in named.metadata_props}["feature_names"]) == ["a", "b", "c", "d", "e"]
+    assert named.graph.input[0].doc_string == "columns, in order: a, b, c, d, e"
 
 
 def test_a_fitted_estimator_exports_its_model(tmp_path):

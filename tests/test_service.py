@@ -1276,3 +1276,81 @@ def test_a_repeated_log_line_is_said_once_a_minute_and_different_ones_each_once(
     for reason in ("a", "b", "a"):
         logger.error("a stack failed: %s", reason)
     assert said == ["the disk is full", "a stack failed: a", "a stack failed: b"]
+
+
+def test_jobs_predict_writes_what_numbamlp_predict_writes_with_the_downloaded_model(server, iris_job, tmp_path):
+    env = {**os.environ, "NUMBAMLP_URL": server.url, "NUMBAMLP_TOKEN": server.token}
+
+    def run(*args):
+        return subprocess.run([*NUMBAMLP, *map(str, args)], capture_output=True, env=env, timeout=120)
+
+    model_file = server.client.download(iris_job["id"], tmp_path / "m.safetensors")
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    csv_file = tmp_path / "iris.csv"  # (features and a label column, which both ignore)
+    csv_file.write_text("a,b,c,d,species\n" + "".join(",".join(map(str, [*row, label])) + "\n"
+                                                      for row, label in zip(X, y)))
+    (tmp_path / "npy").mkdir()
+    np.save(tmp_path / "npy" / "X.npy", X.astype(np.float32))
+    for data in (csv_file, tmp_path / "npy", "builtin:iris"):
+        for extra in ([], ["--proba"]):
+            local = run("predict", model_file, "--data", data, *extra)
+            assert local.returncode == 0, local.stderr
+            served = run("jobs", "predict", iris_job["id"], "--data", data, *extra)
+            assert served.returncode == 0, served.stderr
+            assert served.stdout == local.stdout and len(served.stdout.splitlines()) == 151
+    # --out: the same file; an existing one only with --overwrite; '-' is stdout
+    assert run("predict", model_file, "--data", csv_file, "--proba", "--out", tmp_path / "local.csv").returncode == 0
+    out = run("jobs", "predict", iris_job["id"], "--data", csv_file, "--proba", "--out", tmp_path / "served.csv")
+    assert out.returncode == 0 and b"wrote 150 predictions" in out.stderr
+    assert (tmp_path / "served.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+    again = run("jobs", "predict", iris_job["id"], "--data", csv_file, "--out", tmp_path / "served.csv")
+    assert again.returncode == 2 and len(again.stderr.splitlines()) == 1 and b"--overwrite" in again.stderr
+    assert (tmp_path / "served.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+    assert run("jobs", "predict", iris_job["id"], "--data", csv_file, "--out", tmp_path / "served.csv",
+               "--overwrite").returncode == 0
+    assert run("jobs", "predict", iris_job["id"], "--data", csv_file, "--out", "-").stdout.startswith(b"prediction\n")
+    # in chunks: 8,192 rows a request (8 requests); and 59,392 rows a request (5 MB), which
+    # this server (--max-request-mb 1) refuses, closing the connection or with a 413: sent
+    # again in halves until it takes them
+    big_file = tmp_path / "big.npz"
+    np.savez(big_file, X=np.random.default_rng(0).uniform(0, 8, size=(60_000, 4)))
+    local = run("predict", model_file, "--data", big_file, "--proba")
+    assert local.returncode == 0, local.stderr
+    for extra in ([], ["--rows-per-request", "60000"]):
+        served = run("jobs", "predict", iris_job["id"], "--data", big_file, "--proba", *extra)
+        assert served.returncode == 0, served.stderr
+        assert served.stdout == local.stdout and len(served.stdout.splitlines()) == 60_001
+    # errors: one line, exit 2
+    for args, message in ((["nope", "--data", csv_file], b"404"),
+                          ([iris_job["id"], "--data", tmp_path / "missing.csv"], b"not found"),
+                          ([iris_job["id"], "--data", "builtin:wine"], b"features")):
+        failed = run("jobs", "predict", *args)
+        assert failed.returncode == 2, failed.stderr
+        assert len(failed.stderr.splitlines()) == 1 and message in failed.stderr, failed.stderr
+
+
+def test_jobs_predict_of_a_regression_job_writes_values_and_refuses_proba(server, tmp_path):
+    env = {**os.environ, "NUMBAMLP_URL": server.url, "NUMBAMLP_TOKEN": server.token}
+    job = server.client.wait(server.client.submit(
+        {"task": "regression", "epochs": 1, "data": {"train": "builtin:diabetes"}, "model": {"hidden": [8]}})["id"],
+        timeout=120)
+    model_file = server.client.download(job["id"], tmp_path / "m.safetensors")
+
+    def run(*args):
+        return subprocess.run([*NUMBAMLP, *map(str, args)], capture_output=True, env=env, timeout=120)
+
+    local = run("predict", model_file, "--data", "builtin:diabetes")
+    served = run("jobs", "predict", job["id"], "--data", "builtin:diabetes")
+    assert served.returncode == 0 and served.stdout == local.stdout and served.stdout.startswith(b"prediction\n")
+    # 2,500 rows in requests of 1,024: the very bits of numbamlp predict (--out: the same file)
+    (tmp_path / "npy").mkdir()
+    np.save(tmp_path / "npy" / "X.npy", np.random.default_rng(0).normal(size=(2500, 10)).astype(np.float32))
+    local = run("predict", model_file, "--data", tmp_path / "npy", "--out", tmp_path / "local.csv")
+    served = run("jobs", "predict", job["id"], "--data", tmp_path / "npy", "--rows-per-request", "1024",
+                 "--out", tmp_path / "served.csv")
+    assert local.returncode == 0 and served.returncode == 0, served.stderr
+    assert (tmp_path / "served.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+    proba = run("jobs", "predict", job["id"], "--data", "builtin:diabetes", "--proba")
+    assert proba.returncode == 2 and b"--proba is for classifiers" in proba.stderr

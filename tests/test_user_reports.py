@@ -202,10 +202,11 @@ def test_predict_skips_the_label_column_the_model_was_trained_with(tmp_path):
     code, default = cli("predict", tmp_path / "run", "--data", data)
     assert code == 0, default
     assert default == cli("predict", tmp_path / "run", "--data", data, "--label-column", "label")[1]
-    # a file of two features and that label column is one feature short, not three features
+    # a file of two features and that label column is one feature short, not three features:
+    # the model knows its features by name, and says which one the file lacks
     short = write_csv(tmp_path / "short.csv", ["a", "b", "label"], [[0.1, 0.2, 0], [0.3, 0.4, 1]])
     code, output = cli("predict", tmp_path / "run", "--data", short)
-    assert code == 2 and "'label' is the label column the model was trained with" in output
+    assert code == 2 and "has no column 'c', which the model was trained with" in output, output
 
 
 def test_too_few_rows_for_the_held_out_splits_is_said_before_training(tmp_path):
@@ -277,7 +278,7 @@ def test_plot_keeps_an_existing_default_image(tmp_path):
 
 @pytest.mark.parametrize("args, phrase", [
     (["gradcheck", "--seed", "-1"], "--seed"),
-    (["train", "--class-weight", "often", "--quiet"], "--class-weight: must be 'balanced' or a mapping"),
+    (["train", "--class-weight", "often", "--quiet"], "'--class-weight': expected 'balanced', label=weight pairs"),
     (["serve", "--port", "99999"], "--port"),
     (["serve", "--max-request-mb", "-1"], "--max-request-mb"),
     (["jobs", "--url", "notaurl", "list"], "--url: 'notaurl' is not an http:// or https:// address"),
@@ -611,6 +612,8 @@ def test_values_beyond_float32_are_said_to_be_and_data_errors_say_what_went_wron
     assert cli("train", "--data", path, "--dtype", "float64", "--out", tmp_path / "f64", *FEW)[0] == 0
     ids = write_csv(tmp_path / "ids.csv", list("abcde"), [[*row, i] for i, row in enumerate(X_iris)])
     code, output = cli("train", "--data", ids, *FEW)
+    assert code == 2 and "150 distinct values in 150 rows" in output and "an ID or a feature" in output, output
+    code, output = cli("train", "--data", ids, "--task", "classification", *FEW)  # (insisted: the split's word)
     assert code == 2 and "150 classes among 150 rows: is its label column an ID" in output
     code, output = cli("train", "--data", "builtin:iris", "--label-column", "2", *FEW)
     assert code == 2 and "names a column of a CSV or Parquet file" in output

@@ -287,7 +287,7 @@ class Scheduler:
                 if job_id in finished:
                     try:
                         model_paths[job_id] = write_run_files(self.data_dir / "jobs" / job_id, config,
-                                                              finished[job_id], splits.standardizer)
+                                                              finished[job_id], splits)
                     except OSError as err:  # (a full disk: this job fails, and says why)
                         unwritten[job_id] = f"cannot write the job's files: {err.strerror or err}"
                         self.store.full = self.store.full or err.errno == errno.ENOSPC
