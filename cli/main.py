@@ -1084,14 +1084,17 @@ def _check_output_file(path, overwrite: bool):
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write CSV here instead of stdout "
               "('-': stdout).")
 @click.option("--overwrite", is_flag=True, help="Allow --out to replace an existing file.")
-def predict(model_path, data, label_column, proba, out_file, overwrite):
+@click.option("--keep", "keep", multiple=True, metavar="COLUMN",
+              help="Copy this column of a CSV or Parquet file (an id, say) into the output, before the "
+                   "predictions; repeat for more.")
+def predict(model_path, data, label_column, proba, out_file, overwrite, keep):
     """Predict labels (and probabilities) for the rows of --data with MODEL, as CSV.
 
     MODEL is a .safetensors model file or a run directory (its model.safetensors).
     """
     import numpy as np
 
-    from numbamlp.data import check_label_column_applies, read_features
+    from numbamlp.data import check_label_column_applies, read_columns, read_features
     from numbamlp.model import softmax
 
     if out_file == "-":  # (the usual name of standard output)
@@ -1099,10 +1102,13 @@ def predict(model_path, data, label_column, proba, out_file, overwrite):
     if out_file:
         _check_output_file(out_file, overwrite)
     model = _load_model(model_path)
+    kept = None
     if proba and model.task == "regression":
         raise CliError("--proba is for classifiers; this model is a regressor (its predictions are values)")
     try:
         check_label_column_applies(label_column, data)
+        if keep:
+            kept = read_columns(data, list(keep))
         X = read_features(data, model.n_features, label_column, task=model.task,
                           trained_label=_trained_label_column(model.metadata), names=model.feature_names)
         S = _finite_outputs(model.scores(X))
@@ -1110,11 +1116,11 @@ def predict(model_path, data, label_column, proba, out_file, overwrite):
     except ValueError as err:
         raise CliError(str(err)) from None
     if model.task == "regression":
-        _write_predictions(out_file, outputs=model.n_classes, values=P)
+        _write_predictions(out_file, outputs=model.n_classes, values=P, kept=kept)
         return
     classes = model.classes if model.classes is not None else np.arange(model.n_classes)
     _write_predictions(out_file, classes=classes.tolist(), labels=classes[np.argmax(P, axis=1)].tolist(),
-                       proba=P if proba else None)
+                       proba=P if proba else None, kept=kept)
 
 
 def _finite_outputs(values):
@@ -1137,12 +1143,13 @@ def _trained_label_column(metadata):
     return (config.get("data") or {}).get("label_column")
 
 
-def _write_predictions(out_file, classes=None, labels=None, proba=None, outputs=1, values=None) -> None:
+def _write_predictions(out_file, classes=None, labels=None, proba=None, outputs=1, values=None,
+                       kept=None) -> None:
     """The CSV of `numbamlp predict` and `numbamlp jobs predict`, to ``out_file`` (atomically)
     or stdout (None).  A regressor's ``values`` (N,) or (N, outputs): a column per output
     (prediction, or prediction_0 ...), %.9g.  A classifier's ``labels`` in a prediction
     column and, with ``proba`` (N, C), the probability of each of ``classes`` in p_<class>
-    columns, %.6g."""
+    columns, %.6g.  ``kept`` ({name: N cells}, --keep): columns written first, as given."""
     import csv
     import io as text_io
 
@@ -1150,15 +1157,19 @@ def _write_predictions(out_file, classes=None, labels=None, proba=None, outputs=
 
     buffer = text_io.StringIO()
     table = csv.writer(buffer, lineterminator="\n")  # quotes class names that hold commas or quotes
+    kept = kept or {}
+    names = list(kept)
     if values is not None:
         values = np.asarray(values, dtype=np.float64).reshape(-1, outputs)
-        table.writerow(["prediction"] if outputs == 1 else [f"prediction_{k}" for k in range(outputs)])
-        table.writerows([[f"{v:.9g}" for v in row] for row in values])
+        table.writerow(names + (["prediction"] if outputs == 1 else [f"prediction_{k}" for k in range(outputs)]))
+        table.writerows([[kept[name][i] for name in names] + [f"{v:.9g}" for v in row]
+                         for i, row in enumerate(values)])
         rows = len(values)
     else:
-        table.writerow(["prediction"] + ([f"p_{c}" for c in classes] if proba is not None else []))
+        table.writerow(names + ["prediction"] + ([f"p_{c}" for c in classes] if proba is not None else []))
         for i, label in enumerate(labels):
-            table.writerow([label] + ([f"{p:.6g}" for p in proba[i]] if proba is not None else []))
+            table.writerow([kept[name][i] for name in names] + [label]
+                           + ([f"{p:.6g}" for p in proba[i]] if proba is not None else []))
         rows = len(labels)
     if out_file:
         from numbamlp.io import atomic_write_bytes

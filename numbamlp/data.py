@@ -986,16 +986,46 @@ def feature_names(source: str | None, label_column=None) -> list[str] | None:
     return [name for j, name in enumerate(header) if j != label]
 
 
-def feature_columns(names: list[str], model_names: list[str], source) -> list[int]:
-    """The indices of a file's columns (``names``) that hold a model's features
-    (``model_names``), in the model's order; DataError naming the features it lacks."""
-    missing = [name for name in model_names if name not in names]
+def feature_columns(names: list[str], wanted: list[str], source, why: str | None = None) -> list[int]:
+    """The indices of a file's columns (``names``) named ``wanted`` (a model's features, by
+    default), in that order; DataError naming those it lacks, and ``why`` they are wanted."""
+    missing = [name for name in wanted if name not in names]
     if missing:
         shown = ", ".join(map(repr, missing[:8])) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
-        raise DataError(f"{source} has no column {shown}, which the model was trained with "
-                        f"({len(model_names)} features: {', '.join(map(repr, model_names[:8]))}"
-                        f"{', ...' if len(model_names) > 8 else ''})")
-    return [names.index(name) for name in model_names]
+        why = why or (f"which the model was trained with ({len(wanted)} features: "
+                      f"{', '.join(map(repr, wanted[:8]))}{', ...' if len(wanted) > 8 else ''})")
+        raise DataError(f"{source} has no column {shown}, {why}")
+    return [names.index(name) for name in wanted]
+
+
+def read_columns(source: str, names: list[str]) -> dict[str, list[str]]:
+    """The columns ``names`` of a CSV file with a header, or of a Parquet file, as text (a
+    CSV's cells as written; Parquet values as Python writes them, null empty): for copying
+    an id column beside predictions.  DataError naming a column the file lacks."""
+    kind = file_kind(source)
+    if kind not in ("csv", "parquet"):
+        raise DataError(f"--keep names columns of a CSV or Parquet file; {source} has no column names")
+    path = Path(source)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        have = pq.ParquetFile(path).schema_arrow.names
+        feature_columns(have, names, source, "named by --keep")  # (refuses a name it lacks)
+        table = pq.read_table(path, columns=list(names))
+        return {name: ["" if v is None else str(v) for v in table.column(name).to_pylist()] for name in names}
+    first, second = _first_csv_rows(path)
+    header = None if first is None else _csv_header(first, None, path, second)
+    if header is None:
+        raise DataError(f"--keep names columns by the file's header; {source} has none")
+    columns = feature_columns(header, names, source, "named by --keep")
+    kept = {name: [] for name in names}
+    with _open_csv_text(path) as f:
+        rows = (row for row in csv.reader(f, delimiter=csv_dialect(path).delimiter) if any(c.strip() for c in row))
+        next(rows)  # (the header)
+        for row in rows:
+            for name, column in zip(names, columns):
+                kept[name].append(row[column])
+    return kept
 
 
 def check_feature_count(X, n_features: int, source: str) -> None:

@@ -302,3 +302,23 @@ def test_a_bad_class_weight_is_one_line_naming_the_accepted_forms(tmp_path, valu
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
     assert not (tmp_path / "r" / "model.safetensors").exists()
+
+
+def test_predict_keeps_the_columns_asked_for_beside_the_predictions(tmp_path):
+    """The model does not use an id column, and the user wants it beside each prediction."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    rows = ["a,b,label"] + [f"{a:.5f},{b:.5f},{int(a > 0)}" for a, b in X]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    assert invoke("train", "--data", tmp_path / "train.csv", "--epochs", "2", "--out", tmp_path / "r",
+                  "--quiet").exit_code == 0
+    ids = ["id,b,a"] + [f"house-{i},{b:.5f},{a:.5f}" for i, (a, b) in enumerate(X)]
+    (tmp_path / "new.csv").write_text("\n".join(ids) + "\n")
+    alone = invoke("predict", tmp_path / "r", "--data", tmp_path / "new.csv").output.splitlines()
+    kept = invoke("predict", tmp_path / "r", "--data", tmp_path / "new.csv", "--keep", "id").output.splitlines()
+    assert kept[0] == "id,prediction" and len(kept) == 61
+    assert kept[1:] == [f"house-{i},{label}" for i, label in enumerate(alone[1:])]
+    refused = invoke("predict", tmp_path / "r", "--data", tmp_path / "new.csv", "--keep", "nope")
+    assert refused.exit_code == 2 and "has no column 'nope', named by --keep" in refused.output
+    refused = invoke("predict", tmp_path / "r", "--data", "builtin:iris", "--keep", "id")
+    assert refused.exit_code == 2 and "--keep names columns of a CSV or Parquet file" in refused.output
