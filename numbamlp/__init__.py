@@ -14,6 +14,7 @@ _LAZY = {
     "TrainConfig": "numbamlp.config",
     "Trainer": "numbamlp.trainer",
     "StackTrainer": "numbamlp.stack",
+    "Ensemble": "numbamlp.ensemble",
     "load_model": "numbamlp.io",
     "MLPClassifier": "numbamlp.estimator",
     "MLPRegressor": "numbamlp.estimator",

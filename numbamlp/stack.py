@@ -187,6 +187,22 @@ class StackTrainer:
     def histories(self) -> list[list[dict]]:
         return [t.history for t in self.trainers]
 
+    def ensemble(self, members=None):
+        """The fitted members (all, or those ``members`` lists) as one numbamlp.ensemble.Ensemble:
+        their probabilities (a regressor's values) averaged; members that diverged are left out."""
+        from numbamlp.ensemble import Ensemble
+
+        if any(t.model is None for t in self.trainers):
+            raise ValueError("this stack has no models yet: call fit first")
+        chosen = range(self.members) if members is None else members
+        diverged = {m for m, (status, _) in enumerate(self.statuses) if status == "diverged"}
+        models = [self.trainers[m].model for m in chosen if m not in diverged]
+        if not models:
+            raise ValueError("every member chosen diverged: there is no model to average")
+        for trainer in self.trainers:
+            trainer.synchronize()  # (the weights the step plan holds, into the models)
+        return Ensemble(models)
+
     # ------------------------------------------------------------ set-up
     def build(self, n_features: int, n_classes: int) -> None:
         """Every member's model from its seed, and the step plan holding them all."""
