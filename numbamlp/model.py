@@ -475,20 +475,26 @@ SCORING_ROWS = 1024
 
 
 _pin_lock = threading.Lock()
-_pin = {"holders": 0, "limits": None}  # one_blas_thread's state, shared by the process's threads
+_pin = {"holders": 0, "blas": None, "before": None}  # one_blas_thread's state, shared by the process's threads
 
 
 @contextlib.contextmanager
 def one_blas_thread():
     """numpy's BLAS on one thread while any thread of the process is inside this block: the
-    first in sets the limit, the last out restores it (threadpoolctl's limits are
+    first in sets it, the last out restores what it was (threadpoolctl's limits are
     process-wide, so a plain ``with threadpool_limits(1)`` in two threads would let the
-    first to leave restore two threads under the other)."""
-    from threadpoolctl import threadpool_limits
-
+    first to leave restore two threads under the other).  The BLAS libraries are found once
+    (threadpoolctl's search of the loaded libraries costs ~0.2 ms, more than a one-row
+    predict); setting and restoring them then costs ~2 µs."""
     with _pin_lock:
         if _pin["holders"] == 0:
-            _pin["limits"] = threadpool_limits(limits=1, user_api="blas")
+            if _pin["blas"] is None:
+                from threadpoolctl import ThreadpoolController
+
+                _pin["blas"] = ThreadpoolController().select(user_api="blas").lib_controllers
+            _pin["before"] = [lib.num_threads for lib in _pin["blas"]]
+            for lib in _pin["blas"]:
+                lib.set_num_threads(1)
         _pin["holders"] += 1
     try:
         yield
@@ -496,8 +502,8 @@ def one_blas_thread():
         with _pin_lock:
             _pin["holders"] -= 1
             if _pin["holders"] == 0:
-                _pin["limits"].restore_original_limits()
-                _pin["limits"] = None
+                for lib, threads in zip(_pin["blas"], _pin["before"]):
+                    lib.set_num_threads(threads)
 
 
 def scores_in_chunks(kernels, model: MLP, X: np.ndarray, workspace: Workspace, ready=None) -> np.ndarray:
