@@ -1007,6 +1007,25 @@ def test_an_upload_too_large_once_decompressed_is_refused_before_it_is_inflated(
         server.client.upload_dataset(text)
     assert refused.value.status == 422 and "more than 1" in str(refused.value) and "(--max-dataset-mb)" in str(
         refused.value), str(refused.value)
+    # a compressed CSV is read (and so measured) decompressed: a gzip bomb is stopped at the limit
+    import gzip
+
+    rows = "".join(f"{i % 7},{i % 5},{i % 2}\n" for i in range(300))
+    small = tmp_path / "small.csv.gz"
+    with gzip.open(small, "wt") as file:
+        file.write("a,b,label\n" + rows)
+    uploaded = server.client.upload_dataset(small)
+    assert uploaded["format"] == "csv" and uploaded["rows"] == 300 and uploaded["features"] == 2
+    bomb_csv = tmp_path / "bomb.csv.gz"
+    with gzip.open(bomb_csv, "wt", compresslevel=9) as file:
+        file.write("a,b,label\n")
+        for _ in range(110):
+            file.write("0,0,0\n" * ((1 << 20) // 6))
+    assert bomb_csv.stat().st_size < 1 << 20
+    with pytest.raises(ServiceError) as refused:
+        server.client.upload_dataset(bomb_csv)
+    assert refused.value.status == 422 and "the uploaded .csv.gz holds more than" in str(refused.value), str(
+        refused.value)
 
 
 def test_a_job_past_the_wall_time_fails_saying_so_and_frees_its_slot(tmp_path, start_server):

@@ -44,6 +44,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Streamin
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from numbamlp.data import file_kind
 from numbamlp.service.auth import FILE_TOKEN_NAME, PUBLIC_PATHS, Authenticate, Caller
 from numbamlp.service.limits import Limits, job_problem
 from numbamlp.service.scheduler import DATASET_PREFIX, Scheduler, dataset_path, hide_dataset_paths
@@ -51,6 +52,9 @@ from numbamlp.service.store import STATUSES, StorageFull, Store
 
 STATIC = Path(__file__).with_name("static")
 SSE_POLL_S = 0.1
+# An upload's kind, by its first bytes (a CSV's text has none), as its file's suffix
+UPLOAD_MAGIC = ((b"PK\x03\x04", "npz"), (b"PAR1", "parquet"), (b"\x1f\x8b", "csv.gz"), (b"\x28\xb5\x2f\xfd", "csv.zst"),
+                (b"BZh", "csv.bz2"))
 PREDICT_MODELS_KEPT = 16  # loaded models kept for predict, the most recently used
 # An event stream with nothing to say sends a comment this often (and one at once), so that
 # proxies and clients see a live connection while a job waits in the queue.
@@ -746,13 +750,13 @@ def _store_dataset(store: Store, data_dir: Path, body: bytes, label_column: str 
         if problem is not None:
             raise HTTPException(422, hide_dataset_paths(problem, data_dir))
         return existing
-    kind = {b"PK\x03\x04": "npz", b"PAR1": "parquet"}.get(body[:4], "csv")  # (by the files' magic bytes)
+    suffix = next((kind for magic, kind in UPLOAD_MAGIC if body.startswith(magic)), "csv")  # (by magic bytes)
     # checked in a folder of its own: a concurrent upload of the same bytes never sees a bad try
     incoming = Path(tempfile.mkdtemp(prefix="incoming-", dir=data_dir / "datasets"))
     try:
-        trial = incoming / f"{digest}.{kind}"
+        trial = incoming / f"{digest}.{suffix}"
         _written(store, lambda: trial.write_bytes(body))
-        problem = _decompressed_problem(trial, kind, limits)
+        problem = _decompressed_problem(trial, suffix, limits)
         if problem is not None:
             raise HTTPException(422, problem)
         try:
@@ -761,16 +765,17 @@ def _store_dataset(store: Store, data_dir: Path, body: bytes, label_column: str 
             raise HTTPException(422, hide_dataset_paths(str(err), data_dir)) from None
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
-    _written(store, lambda: atomic_write_bytes(data_dir / "datasets" / f"{digest}.{kind}", body))
-    return store.add_dataset(digest, kind, len(body), int(data.X.shape[0]), int(data.X.shape[1]))
+    _written(store, lambda: atomic_write_bytes(data_dir / "datasets" / f"{digest}.{suffix}", body))
+    return store.add_dataset(digest, file_kind(trial), len(body), int(data.X.shape[0]), int(data.X.shape[1]))
 
 
 def _decompressed_problem(path: Path, kind: str, limits: Limits) -> str | None:
     """Why an uploaded file is too large once decompressed, or cannot be measured, if it is
-    either (measured without inflating it whole: limits.npz_decompressed_bytes and
-    limits.parquet_decompressed_bytes).  A CSV is read as it comes: its size is the body's,
-    under --max-request-mb."""
-    from numbamlp.service.limits import flag, npz_decompressed_bytes, parquet_decompressed_bytes
+    either (measured without inflating it whole: limits.npz_decompressed_bytes,
+    limits.parquet_decompressed_bytes, a compressed CSV streamed and counted).  A plain CSV
+    is read as it comes: its size is the body's, under --max-request-mb."""
+    from numbamlp.service.limits import (compressed_text_bytes, flag, npz_decompressed_bytes,
+                                         parquet_decompressed_bytes)
 
     limit = int(limits.max_dataset_mb * (1 << 20))
     try:
@@ -778,13 +783,15 @@ def _decompressed_problem(path: Path, kind: str, limits: Limits) -> str | None:
             size = npz_decompressed_bytes(path)
         elif kind == "parquet":
             size = parquet_decompressed_bytes(path, limit)
+        elif kind.startswith("csv."):
+            size = compressed_text_bytes(path, limit)
         else:
             return None
     except Exception as err:  # noqa: BLE001 — refused when it cannot be measured: never inflated blind
         return f"the uploaded .{kind} cannot be read to measure it ({type(err).__name__}: {str(err)[:200]})"
     if size <= limit:
         return None
-    return (f"the uploaded .{kind} holds {'more than ' if kind == 'parquet' else ''}{size / (1 << 20):,.0f} MB "
+    return (f"the uploaded .{kind} holds {'' if kind == 'npz' else 'more than '}{size / (1 << 20):,.0f} MB "
             f"of data once decompressed, more than this server's limit of {limits.max_dataset_mb:g} MB "
             f"({flag('max_dataset_mb')})")
 

@@ -106,3 +106,15 @@ def parquet_decompressed_bytes(path, limit: int) -> int:
         if total > limit:
             break
     return total
+
+
+def compressed_text_bytes(path, limit: int) -> int:
+    """A compressed CSV's size once decompressed, streamed and counted, stopped past
+    ``limit`` (a few megabytes of gzip can be gigabytes of text).  Memory: one block."""
+    import pyarrow as pa
+
+    total = 0
+    with pa.input_stream(str(path), compression="detect") as stream:
+        while total <= limit and (block := stream.read(1 << 20)):
+            total += len(block)
+    return total

@@ -541,7 +541,7 @@ def hide_dataset_paths(text: str, data_dir) -> str:
     of its own) as "the uploaded dataset <id>": what a client reads never shows the server's
     files."""
     datasets = re.escape(str(Path(data_dir) / "datasets"))
-    return re.sub(datasets + r"/(?:incoming-[^/]+/)?([0-9a-f]{64})\.(?:npz|parquet|csv)", r"the uploaded dataset \1",
+    return re.sub(datasets + r"/(?:incoming-[^/]+/)?([0-9a-f]{64})\.(?:npz|parquet|csv(?:\.gz|\.zst|\.bz2)?)", r"the uploaded dataset \1",
                   text)
 
 
