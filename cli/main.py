@@ -284,6 +284,22 @@ class _OneLineErrors(click.Group):
         sys.exit(result if isinstance(result, int) else 0)
 
 
+def _say_data_notes() -> None:
+    """numbamlp.data's DataNotes as "note: ..." lines on stderr (not Python's warning format,
+    with its file and line of numbamlp's code)."""
+    import warnings
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__name__ == "DataNote":
+            click.echo(f"note: {message}", err=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 @click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="numbamlp")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an unexpected error (also NUMBAMLP_DEBUG=1).")
@@ -292,6 +308,7 @@ def main(ctx, debug):
     """numbamlp: train multi-layer perceptrons with Numba-compiled kernels."""
     global _debug_flag
     _debug_flag = debug
+    _say_data_notes()
     if ctx.invoked_subcommand != "train":  # train ends its start-up after the first epoch
         _end_of_startup()
 

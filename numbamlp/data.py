@@ -43,6 +43,11 @@ BUILTIN_SETS = ("digits", "iris", "wine", "breast_cancer", "spiral", "diabetes")
 REGRESSION_SETS = ("diabetes",)  # scikit-learn's bundled copy: float targets, for task regression
 
 
+class DataNote(UserWarning):
+    """What reading or splitting the data did that the user did not ask for (the command
+    line prints it as a "note:" line)."""
+
+
 class DataError(ValueError):
     """Data that cannot be used, with a message meant for the user."""
 
@@ -1171,6 +1176,19 @@ def shuffle_split(X, y, fraction: float, seed: int):
     return X[~in_b], X[in_b], y[~in_b], y[in_b]
 
 
+def _note_a_short_split(held_out: int, fraction: float, y, what: str, source) -> None:
+    """A DataNote when a stratified split holds out far fewer rows than asked: classes of
+    one row stay in training whole (1,990 prices as classes left 5 test rows of 500)."""
+    asked = int(round(fraction * len(y)))
+    if 0 < held_out < asked // 2:
+        import warnings
+
+        _, counts = np.unique(y, return_counts=True)
+        warnings.warn(f"{source}: the {what} split holds {held_out} rows, not the {asked} "
+                      f"({fraction:g} of {len(y)}) asked: {int(np.sum(counts == 1))} of {len(counts)} classes have a "
+                      "single row, which stays in training", DataNote, stacklevel=3)
+
+
 def holdout_split(X, y, fraction: float, seed: int, task: str = "classification"):
     """stratified_split for a classification task, shuffle_split for regression."""
     split = shuffle_split if task == "regression" else stratified_split
@@ -1349,6 +1367,8 @@ def split_arrays(X, y, data_config, seed: int, test=None, val=None, source: str 
         rows, val_rows, _, _ = holdout_split(rows, y[rows], data_config.val_fraction, seed, task)
     if test is not None:  # (against the rows that train)
         check_like_training(X_test, y_test, X, y[rows], test_source, source, regression)
+    if not regression and test is None:
+        _note_a_short_split(len(test_rows), data_config.test_fraction, y, "test", source)
     # too few rows for a split: said now, not after training (an empty split fails at its first use)
     for held_out, what, option in ((None if test is not None else test_rows, "a test split", "test_fraction"),
                                    (val_rows, "a validation split", "val_fraction")):

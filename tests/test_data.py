@@ -279,3 +279,25 @@ def test_a_csv_files_delimiter_decimal_mark_and_compression_are_read_as_written(
         bad.write_text(broken)
     with pytest.raises(DataError, match=r"row 4, column 2 \('b'\): 'oops' is text"):
         load_dataset(str(bad))
+
+
+def test_a_stratified_split_that_cannot_give_the_asked_share_says_what_it_did(tmp_path):
+    """1,995 price classes shrank the test split from 500 rows to 5 without a word."""
+    import subprocess
+    import sys
+
+    from numbamlp.config import TrainConfig
+    from numbamlp.data import DataNote, prepare_for
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    labels = np.where(np.arange(400) < 60, np.arange(400) % 3, 100 + np.arange(400))
+    path = _table(tmp_path / "many.csv", ["a", "b", "c", "label"], [*X.T, labels])
+    config = TrainConfig.model_validate({"task": "classification", "data": {"train": str(path)}})
+    with pytest.warns(DataNote, match=r"the test split holds 15 rows, not the 100 \(0.25 of 400\) asked: 340 of 343 "
+                                      "classes have a single row"):
+        prepare_for(config)
+    run = subprocess.run([sys.executable, "-m", "numbamlp.cli.main", "train", "--data", str(path), "--task",
+                          "classification", "--epochs", "1", "--quiet", "--out", str(tmp_path / "run")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stderr.startswith("note: ") and "UserWarning" not in run.stderr, run.stderr
