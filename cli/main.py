@@ -1092,10 +1092,9 @@ def _check_output_file(path, overwrite: bool):
 
 @main.command()
 @click.argument("model_path", metavar="MODEL")
-@click.option("--data", required=True, help="builtin:NAME, .npz (X), a folder holding X.npy, or .csv or .parquet "
-              "(a label column, if present, is ignored: one more column than the model's features, or "
-              "--label-column; by default the column the model was trained with, else the last); labels are "
-              "never needed.")
+@click.option("--data", required=True, help="builtin:NAME, .npz (X), a folder holding X.npy, or .csv or .parquet: "
+              "the model's features by name when it knows them; otherwise a file with one column more leaves out "
+              "the label column (--label-column, or the one the model was trained with); labels are never needed.")
 @click.option("--label-column", help="CSV or Parquet column to ignore, by name or 0-based index.")
 @click.option("--proba", is_flag=True, help="Also write the probability of every class.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write CSV here instead of stdout "

@@ -914,9 +914,10 @@ def _prediction_label(width: int, n_features: int, label_column, trained_label, 
     """(whether a file of ``width`` columns given for prediction holds a label column, the
     column for _label_index): the one ``label_column`` names; else, when the file has one
     column more than the model's features, the one the model was trained with
-    (``trained_label``: a name that ``first_row``, the header, holds, or an index), else the last.
-    A file as wide as the model's features whose header names the trained label column lacks
-    a feature: refused, not read with the labels as one."""
+    (``trained_label``: a name that ``first_row``, the header, holds, or an index); nothing
+    else tells which it is, so without those such a file is refused.  A file as wide as the
+    model's features whose header names the trained label column lacks a feature: refused,
+    not read with the labels as one."""
     if label_column is not None:
         return True, label_column
     named = isinstance(trained_label, str) and trained_label in first_row
@@ -925,7 +926,12 @@ def _prediction_label(width: int, n_features: int, label_column, trained_label, 
                         f"leaves {width - 1} feature columns; the model expects {n_features}")
     if width != n_features + 1:
         return False, None
-    return True, trained_label if named or isinstance(trained_label, int) else None
+    if named or isinstance(trained_label, int):
+        return True, trained_label
+    # one column too many and nothing to say which (the model knows no names, the file was
+    # trained with the default, last, label column): taking the last would guess, silently
+    raise DataError(f"{path} has {width} columns, one more than the model's {n_features} features, and nothing says "
+                    "which one is not a feature: name it with --label-column NAME|INDEX (the last: -1)")
 
 
 def evaluation_label(source: str, label_column, trained_label):

@@ -43,7 +43,11 @@ def test_csv_with_and_without_header_and_label_column(tmp_path):
 
 def test_read_features_ignores_a_label_column_only_when_there_is_one(tmp_path):
     path = write(tmp_path, "p.csv", "1,2,cat\n3,4,dog\n")
-    np.testing.assert_array_equal(read_features(path, 2), [[1, 2], [3, 4]])
+    # one column too many, and no names to say which: refused, not the last taken silently
+    with pytest.raises(DataError, match="one more than the model's 2 features, and nothing says which one is not a "
+                                        "feature: name it with --label-column"):
+        read_features(path, 2)
+    np.testing.assert_array_equal(read_features(path, 2, label_column=-1), [[1, 2], [3, 4]])
     np.testing.assert_array_equal(read_features(write(tmp_path, "q.csv", "1,2\n3,4\n"), 2), [[1, 2], [3, 4]])
     with pytest.raises(DataError, match="3 features but the model expects 5"):
         read_features(write(tmp_path, "r.csv", "1,2,3\n"), 5)
@@ -62,7 +66,7 @@ def test_read_features_reads_csv_through_pyarrow_and_names_a_bad_cell_through_th
     bad = write(tmp_path, "bad.csv", "1,2,3\n4,x,6\n")
     with monkeypatch.context() as patched:
         patched.setattr(data, "_csv_rows", lambda *args: pytest.fail("the csv module read a file pyarrow takes"))
-        np.testing.assert_array_equal(read_features(labelled, 3), X)
+        np.testing.assert_array_equal(read_features(labelled, 3, label_column="label"), X)
         np.testing.assert_array_equal(read_features(bare, 3), X)
         np.testing.assert_array_equal(read_features(named, 3, label_column="y"), X)
     with pytest.raises(DataError, match=r"row 2, column 2 \('2'\): 'x' is text, so the column looks categorical"):
@@ -269,7 +273,8 @@ def test_a_csv_files_delimiter_decimal_mark_and_compression_are_read_as_written(
     data = load_dataset(str(path))
     np.testing.assert_array_equal(data.X, X)
     np.testing.assert_array_equal(data.y, y)
-    np.testing.assert_array_equal(read_features(str(path), 3), X)
+    np.testing.assert_array_equal(read_features(str(path), 3, names=["a", "b", "c"]), X)
+    np.testing.assert_array_equal(read_features(str(path), 3, label_column="label"), X)
     bad = tmp_path / ("bad" + "".join(path.suffixes))  # a bad cell is still named by the csv module's reading
     broken = text.replace(cell(X[2, 1]), "oops", 1)
     if name.endswith((".gz", ".zst")):

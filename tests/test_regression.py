@@ -238,8 +238,8 @@ def test_the_commands_train_eval_predict_and_the_model_file_round_trip(tmp_path)
     assert metrics["r2"] == pytest.approx(summary["test_r2"], rel=1e-6)
     X, y = load_diabetes(return_X_y=True)
     np.savetxt(tmp_path / "rows.csv", np.column_stack([X[:5], y[:5]]), delimiter=",")
-    predicted = subprocess.run([*command, "predict", str(tmp_path / "r"), "--data", str(tmp_path / "rows.csv")],
-                               capture_output=True, text=True, timeout=300)
+    predicted = subprocess.run([*command, "predict", str(tmp_path / "r"), "--data", str(tmp_path / "rows.csv"),
+                                "--label-column", "-1"], capture_output=True, text=True, timeout=300)
     lines = predicted.stdout.splitlines()
     assert lines[0] == "prediction"
     model = load_model(tmp_path / "r" / "model.safetensors")

@@ -1307,29 +1307,31 @@ def test_jobs_predict_writes_what_numbamlp_predict_writes_with_the_downloaded_mo
     from sklearn.datasets import load_iris
 
     X, y = load_iris(return_X_y=True)
-    csv_file = tmp_path / "iris.csv"  # (features and a label column, which both ignore)
+    csv_file = tmp_path / "iris.csv"  # (features and a label column, named to both)
     csv_file.write_text("a,b,c,d,species\n" + "".join(",".join(map(str, [*row, label])) + "\n"
                                                       for row, label in zip(X, y)))
     (tmp_path / "npy").mkdir()
     np.save(tmp_path / "npy" / "X.npy", X.astype(np.float32))
     for data in (csv_file, tmp_path / "npy", "builtin:iris"):
         for extra in ([], ["--proba"]):
+            if data == csv_file:  # (the model, of builtin:iris, knows no names: the label column is said)
+                extra = [*extra, "--label-column", "species"]
             local = run("predict", model_file, "--data", data, *extra)
             assert local.returncode == 0, local.stderr
             served = run("jobs", "predict", iris_job["id"], "--data", data, *extra)
             assert served.returncode == 0, served.stderr
             assert served.stdout == local.stdout and len(served.stdout.splitlines()) == 151
     # --out: the same file; an existing one only with --overwrite; '-' is stdout
-    assert run("predict", model_file, "--data", csv_file, "--proba", "--out", tmp_path / "local.csv").returncode == 0
-    out = run("jobs", "predict", iris_job["id"], "--data", csv_file, "--proba", "--out", tmp_path / "served.csv")
+    assert run("predict", model_file, "--data", csv_file, "--label-column", "species", "--proba", "--out", tmp_path / "local.csv").returncode == 0
+    out = run("jobs", "predict", iris_job["id"], "--data", csv_file, "--label-column", "species", "--proba", "--out", tmp_path / "served.csv")
     assert out.returncode == 0 and b"wrote 150 predictions" in out.stderr
     assert (tmp_path / "served.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
-    again = run("jobs", "predict", iris_job["id"], "--data", csv_file, "--out", tmp_path / "served.csv")
+    again = run("jobs", "predict", iris_job["id"], "--data", csv_file, "--label-column", "species", "--out", tmp_path / "served.csv")
     assert again.returncode == 2 and len(again.stderr.splitlines()) == 1 and b"--overwrite" in again.stderr
     assert (tmp_path / "served.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
-    assert run("jobs", "predict", iris_job["id"], "--data", csv_file, "--out", tmp_path / "served.csv",
+    assert run("jobs", "predict", iris_job["id"], "--data", csv_file, "--label-column", "species", "--out", tmp_path / "served.csv",
                "--overwrite").returncode == 0
-    assert run("jobs", "predict", iris_job["id"], "--data", csv_file, "--out", "-").stdout.startswith(b"prediction\n")
+    assert run("jobs", "predict", iris_job["id"], "--data", csv_file, "--label-column", "species", "--out", "-").stdout.startswith(b"prediction\n")
     # in chunks: 8,192 rows a request (8 requests); and 59,392 rows a request (5 MB), which
     # this server (--max-request-mb 1) refuses, closing the connection or with a 413: sent
     # again in halves until it takes them

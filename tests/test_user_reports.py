@@ -579,7 +579,7 @@ def test_a_utf8_bom_and_a_label_column_by_index_keep_every_row(tmp_path):
     body = "".join(",".join([*(f"{v:g}" for v in row), str(label)]) + "\n" for row, label in zip(X_iris, y_iris))
     (tmp_path / "bom.csv").write_text("\ufeff" + body, encoding="utf-8")
     assert cli("train", "--data", tmp_path / "bom.csv", "--out", tmp_path / "bom", *FEW)[0] == 0
-    code, output = cli("predict", tmp_path / "bom", "--data", tmp_path / "bom.csv")
+    code, output = cli("predict", tmp_path / "bom", "--data", tmp_path / "bom.csv", "--label-column", "4")
     assert code == 0 and len(output.splitlines()) == 1 + 150  # every row, not the first taken for a header
     (tmp_path / "bomhead.csv").write_text("\ufeffa,b,c,d,kind\n" + body, encoding="utf-8")
     assert cli("train", "--data", tmp_path / "bomhead.csv", "--label-column", "kind", "--out", tmp_path / "bh",
