@@ -442,7 +442,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             raise ValueError("warm_start can only be used where y has the same classes as in the previous "
                              f"call to fit: previously {self.classes_}, y has {classes}")
         if len(classes) < 2:
-            raise ValueError(f"y has 1 class ({classes[0]!r}); classification needs at least 2")
+            only = classes[0].item() if isinstance(classes[0], np.generic) else classes[0]  # (0, not np.int64(0))
+            raise ValueError(f"y has 1 class ({only!r}); classification needs at least 2")
         seed = self._trainer.config.seed if warm else self._seed()
         X_val = y_val = None
         if self.early_stopping:  # held out here, as the trainer would, to know the training rows

@@ -443,3 +443,12 @@ def test_clone_pickle_and_warm_start_after_loading(iris):
     assert loaded.n_iter_ == clf.n_iter_ == 4
     for ours, theirs in zip(loaded.coefs_, clf.coefs_):
         np.testing.assert_array_equal(ours, theirs)
+
+
+def test_one_class_is_said_as_the_label_not_numpys_repr():
+    """The message printed np.int64(0)."""
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    with pytest.raises(ValueError, match=r"^y has 1 class \(0\); classification needs at least 2$"):
+        MLPClassifier().fit(X, np.zeros(10, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"^y has 1 class \('a'\)"):
+        MLPClassifier().fit(X, np.array(["a"] * 10))
