@@ -198,9 +198,16 @@ class Client:
             except (OSError, http.client.HTTPException) as err:
                 raise ServiceError(None, f"cannot read job {job_id}'s model from {self.url}: {err}") from None
 
-    def predict(self, job_id: str, X, proba: bool = False) -> dict:
+    def predict(self, job_id: str, X, proba: bool = False, columns: list[str] | None = None) -> dict:
+        """The job's model's predictions for the rows of X; ``columns`` (a DataFrame's own,
+        by default) name X's columns, which a model that knows its features' names takes by
+        name."""
+        if columns is None and hasattr(X, "columns"):
+            columns = [str(c) for c in X.columns]
+            X = X.to_numpy()
         rows = [[float(v) for v in row] for row in X]
-        return self._request("POST", self._job_path(job_id, "/predict"), {"X": rows, "proba": proba})
+        body = {"X": rows, "proba": proba} | ({"columns": list(columns)} if columns is not None else {})
+        return self._request("POST", self._job_path(job_id, "/predict"), body)
 
     # ------------------------------------------------------------ data
     def upload_dataset(self, path, label_column: str | int | None = None) -> dict:

@@ -1375,3 +1375,26 @@ def test_jobs_predict_of_a_regression_job_writes_values_and_refuses_proba(server
     assert (tmp_path / "served.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
     proba = run("jobs", "predict", job["id"], "--data", "builtin:diabetes", "--proba")
     assert proba.returncode == 2 and b"--proba is for classifiers" in proba.stderr
+
+
+def test_predict_takes_named_columns_by_name_when_the_model_knows_its_features(server, tmp_path):
+    """The service's predict took X by position only: a table with an id column or its
+    columns in another order gave other answers, and no error."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    path = tmp_path / "named.csv"
+    path.write_text("a,b,c,label\n" + "".join(f"{a},{b},{c},{int(a + b > 0)}\n" for a, b, c in X))
+    uploaded = server.client.upload_dataset(path)
+    job = server.client.wait(server.client.submit({"data": {"train": f"dataset:{uploaded['id']}"}, "epochs": 3,
+                                                  "model": {"hidden": [8]}})["id"], timeout=120)
+    assert job["status"] == "succeeded"
+    expected = server.client.predict(job["id"], X, proba=True)
+    shuffled = np.column_stack([np.arange(len(X)), X[:, 2], X[:, 0], X[:, 1]])
+    got = server.client.predict(job["id"], shuffled, proba=True, columns=["id", "c", "a", "b"])
+    assert got == expected
+    with pytest.raises(ServiceError) as refused:
+        server.client.predict(job["id"], X[:, :2], columns=["a", "c"])
+    assert refused.value.status == 422 and "has no column 'b'" in str(refused.value)
+    pd = pytest.importorskip("pandas")
+    table = pd.DataFrame({"b": X[:, 1], "id": range(len(X)), "a": X[:, 0], "c": X[:, 2]})
+    assert server.client.predict(job["id"], table, proba=True) == expected

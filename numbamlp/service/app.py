@@ -118,6 +118,9 @@ class SweepRequest(_Body):
 
 class PredictRequest(_Body):
     X: list[list[Annotated[float, Field(allow_inf_nan=False)]]] = Field(description="Rows of raw features (N, D).")
+    columns: list[str] | None = Field(None, description="The names of X's columns: with a model that knows its "
+                                      "features' names, X's columns are taken by name, in the model's order (others "
+                                      "left out); without, X's columns are the model's features in order.")
     proba: bool = Field(False, description="Also return the probability of every class.")
 
 
@@ -505,11 +508,25 @@ def create_app(data_dir, token: str | None = None, batch_window: float = 0.5, li
                 models.popitem(last=False)
         models.move_to_end(job_id)
         model = models[job_id]
+        width, by_name = model.n_features, request.columns is not None and model.feature_names is not None
+        if by_name:
+            from numbamlp.data import DataError, feature_columns
+
+            if len(set(request.columns)) != len(request.columns):
+                raise HTTPException(422, "columns names a column twice")
+            try:
+                chosen = feature_columns(request.columns, model.feature_names, "columns")
+            except DataError as err:
+                raise HTTPException(422, str(err)) from None
+            width = len(request.columns)
         widths = sorted({len(row) for row in request.X})
-        if widths != [model.n_features]:
+        if widths != [width]:
             got = f"rows of {' and '.join(map(str, widths))}" if widths else "no rows"
-            raise HTTPException(422, f"X must have rows of {model.n_features} features, got {got}")
+            what = f"{width} values, one per column" if width != model.n_features else f"{width} features"
+            raise HTTPException(422, f"X must have rows of {what}, got {got}")
         X = np.asarray(request.X, dtype=np.float64)
+        if by_name:
+            X = X[:, chosen]
         if model.task == "regression" and request.proba:
             raise HTTPException(422, "a regressor has no class probabilities: leave proba false")
         try:  # (values the model's dtype cannot hold, said as numbamlp predict says them)
