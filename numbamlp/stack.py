@@ -380,7 +380,6 @@ class StackTrainer:
                 if status == "training" and (trainer.stopped_early or trainer.epoch >= trainer.config.epochs):
                     status = "stopped early" if trainer.stopped_early else "done"
                 members.append(_Member(trainer, rows, trainer.encode(y), weights, Xv, yv, status, error))
-            self._stop_reason = None
             any_weights = any(m.weights is not None for m in members)
             # the labels (or encoded targets) of X's rows when every member has the same ones (a
             # classifier's always: the classes are the stack's), which one gather serves
@@ -411,6 +410,7 @@ class StackTrainer:
         finally:
             self._device = None
             self._cancelled.clear()  # (a cancel is for the fit under way, or the next one)
+            self._stop_reason = None  # (so is a stop: one asked while the fit was set up is honoured, as Trainer's)
             self.statuses = [(m.status, m.error) for m in members]
             self.results = [self._result(m) for m in members]
             self._set_learning_rates()

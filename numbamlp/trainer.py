@@ -394,9 +394,14 @@ class Trainer:
         trained starts over unless ``warm_start`` (see the class docstring).  ``config.threads``
         holds while it runs (threads_while).
         """
-        self._stop_reason = None  # (a stop asked of an earlier fit is not this one's)
         with threads_while(self.config.threads, self.config.backend):
-            return self._fit(X, y, X_val, y_val, sample_weight, callbacks, warm_start)
+            try:
+                return self._fit(X, y, X_val, y_val, sample_weight, callbacks, warm_start)
+            finally:
+                # a stop is for the fit under way, or the next one when none is (a signal that
+                # came while it was being set up was lost when this was cleared at the start);
+                # once a fit ends, the next fit's is another
+                self._stop_reason = None
 
     def _fit(self, X, y, X_val, y_val, sample_weight, callbacks, warm_start: bool) -> list[dict]:
         kept = None

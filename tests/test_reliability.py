@@ -402,3 +402,33 @@ def test_a_process_forked_after_training_trains_too_and_gets_the_same_bits():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["same"]
+
+
+def test_a_stop_asked_before_a_fit_starts_stops_it_and_is_forgotten_after():
+    """A SIGINT that came while a sweep's stack was being set up (its handler installed, fit
+    not yet begun) was cleared when fit started: the sweep trained on to its end and exited
+    0.  Trainer.fit cleared it the same way (and the service's SIGTERM, before the fix of
+    its step hook)."""
+    from numbamlp.data import load_dataset
+    from numbamlp.stack import StackTrainer
+    from numbamlp.sweeps import StackStopped, SweepData, train_stack
+    from numbamlp.trainer import Trainer, TrainingInterrupted
+
+    iris = load_dataset("builtin:iris")
+    config = {"epochs": 5, "batch_size": 16, "model": {"hidden": [4]}}
+    trainer = Trainer(config)
+    trainer.request_stop("asked before")
+    with pytest.raises(TrainingInterrupted):
+        trainer.fit(iris.X, iris.y)
+    assert trainer.epoch == 0  # (stopped in its first epoch)
+    trainer.fit(iris.X, iris.y, warm_start=True)  # (forgotten once that fit ended)
+    assert trainer.epoch == 5
+    stack = StackTrainer([config, {**config, "seed": 1}])
+    stack.request_stop("asked before")
+    with pytest.raises(TrainingInterrupted):
+        stack.fit(iris.X, iris.y)
+    stack.fit(iris.X, iris.y, warm_start=True)
+    assert [t.epoch for t in stack.trainers] == [5, 5]
+    data = SweepData(iris.X, iris.y, None, None, iris.X, iris.y)
+    with pytest.raises(StackStopped):  # (a signal between train_stack's set-up and fit)
+        train_stack([config, {**config, "seed": 1}], data, on_start=lambda s: s.request_stop("signal"))
