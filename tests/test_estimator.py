@@ -452,3 +452,126 @@ def test_one_class_is_said_as_the_label_not_numpys_repr():
         MLPClassifier().fit(X, np.zeros(10, dtype=np.int64))
     with pytest.raises(ValueError, match=r"^y has 1 class \('a'\)"):
         MLPClassifier().fit(X, np.array(["a"] * 10))
+
+
+# ---------------------------------------------------------------- fixed costs (issue 24)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_partial_fit_and_predict_on_plain_arrays_give_the_bits_of_the_checked_path(dtype):
+    """Plain arrays skip scikit-learn's input checks (a fast path); an ndarray subclass and
+    labels in a list go through them: the same weights and predictions, bit for bit, and
+    predict_proba as softmax of Trainer.scores, as it was computed before."""
+    from sklearn.datasets import load_digits
+
+    from numbamlp.model import softmax
+
+    class Subclass(np.ndarray):
+        pass
+
+    X, y = load_digits(return_X_y=True)
+    X = X[:300].astype(dtype)
+    y = y[:300]
+    fast, checked = (MLPClassifier(hidden_layer_sizes=(16,), random_state=0) for _ in range(2))
+    fast.partial_fit(X[:64], y[:64], classes=np.unique(y))
+    checked.partial_fit(X[:64].view(Subclass), y[:64].tolist(), classes=np.unique(y))
+    for lo in range(64, 300, 32):
+        fast.partial_fit(X[lo : lo + 32], y[lo : lo + 32])
+        checked.partial_fit(X[lo : lo + 32].view(Subclass), y[lo : lo + 32].tolist())
+    for ours, theirs in zip(fast.coefs_ + fast.intercepts_, checked.coefs_ + checked.intercepts_):
+        assert ours.dtype == dtype
+        np.testing.assert_array_equal(ours, theirs)
+    assert fast.loss_curve_ == checked.loss_curve_ and fast.t_ == checked.t_
+    for rows in (X[:1], X[:32], X):
+        proba = fast.predict_proba(rows)
+        np.testing.assert_array_equal(proba, checked.predict_proba(rows.view(Subclass)))
+        np.testing.assert_array_equal(proba, softmax(fast._trainer.scores(rows)))
+        np.testing.assert_array_equal(fast.predict(rows), checked.predict(rows.view(Subclass)))
+    np.testing.assert_array_equal(fast.predict(X[:1]), fast.predict(X)[:1])
+
+
+def test_what_the_fast_path_does_not_take_is_still_checked_by_scikit_learn(iris):
+    import pandas as pd
+
+    X, y = iris
+    clf = MLPClassifier(hidden_layer_sizes=4, max_iter=2, random_state=0).fit(X, y)
+    bad = X[:3].copy()
+    bad[1, 2] = np.nan
+    for call in (clf.predict, clf.predict_proba, lambda X: clf.partial_fit(X, y[:3])):
+        with pytest.raises(ValueError, match="Input X contains NaN"):
+            call(bad)
+        with pytest.raises(ValueError, match="X has 3 features, but MLPClassifier is expecting 4 features"):
+            call(X[:3, :3])
+    with pytest.raises(ValueError, match="Unknown label type"):
+        clf.partial_fit(X[:3], np.array([0.5, 1.0, 2.0]))
+    with pytest.raises(ValueError, match="not in classes"):
+        clf.partial_fit(X[:3], np.array([0, 1, 7]))
+    named = MLPClassifier(hidden_layer_sizes=4, max_iter=2, random_state=0).fit(
+        pd.DataFrame(X, columns=list("abcd")), y)
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        named.predict(X[:2])
+
+
+def test_threads_predicting_with_one_classifier_get_their_own_rows(iris):
+    import threading
+
+    X, y = iris
+    clf = MLPClassifier(hidden_layer_sizes=8, max_iter=3, random_state=0).fit(X, y)
+    batches = [X[:1], X[:50], X[7:9], X]
+    expected = [clf.predict_proba(rows) for rows in batches]
+    failures, start = [], threading.Barrier(3)
+
+    def work(offset):
+        start.wait()
+        for i in range(200):
+            k = (i + offset) % len(batches)
+            if not np.array_equal(clf.predict_proba(batches[k]), expected[k]):
+                failures.append(k)
+
+    threads = [threading.Thread(target=work, args=(offset,)) for offset in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+def test_loss_curve_read_incrementally_is_the_whole_historys(iris):
+    """_set_results reads only the epochs since its last call; the curve and its minimum are
+    still those of the whole history, through partial_fit, warm and cold fits and pickling."""
+    import pickle
+
+    X, y = iris
+    clf = MLPClassifier(hidden_layer_sizes=4, max_iter=3, random_state=0, warm_start=True)
+
+    def assert_whole_history(estimator):
+        losses = [m["loss"] for m in estimator._trainer.history]
+        assert estimator.loss_curve_ == losses and estimator.best_loss_ == min(losses)
+        assert estimator.loss_ == losses[-1]
+
+    clf.partial_fit(X, y, classes=[0, 1, 2])
+    for _ in range(4):
+        clf.partial_fit(X[:40], y[:40])
+        assert_whole_history(clf)
+    clf.fit(X, y)  # warm: on from the partial fits
+    assert len(clf.loss_curve_) == 8
+    assert_whole_history(clf)
+    clf.loss_curve_.append(-1.0)  # (the user's list: changing it changes nothing of the estimator's)
+    clf = pickle.loads(pickle.dumps(clf))
+    clf.partial_fit(X, y)
+    assert_whole_history(clf)
+    clf.set_params(warm_start=False).fit(X, y)  # cold: a new history
+    assert len(clf.loss_curve_) == 3
+    assert_whole_history(clf)
+
+
+def test_regressor_and_log_proba_predict_the_trainers_bits(iris):
+    X, y = iris
+    reg = MLPRegressor(hidden_layer_sizes=6, max_iter=2, random_state=0).fit(X, y * 10.0)
+    for rows in (X[:1], X):
+        np.testing.assert_array_equal(reg.predict(rows), reg._trainer.predict(rows))
+        np.testing.assert_array_equal(reg.predict(rows.astype(np.float32)), reg._trainer.predict(rows.astype(np.float32)))
+    clf = MLPClassifier(hidden_layer_sizes=6, max_iter=2, random_state=0).fit(X, y)
+    from scipy.special import log_softmax
+
+    for rows in (X[:1], X):
+        np.testing.assert_array_equal(clf.predict_log_proba(rows),
+                                      log_softmax(clf._trainer.scores(rows).astype(np.float64), axis=1))

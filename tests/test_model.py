@@ -148,3 +148,65 @@ def test_as_features_copies_an_unaligned_buffer_into_an_aligned_one():
     X = as_features(unaligned, 3, np.float64)
     assert X.flags.aligned and X.flags.c_contiguous
     np.testing.assert_array_equal(X, np.arange(12.0).reshape(4, 3))
+
+
+# ---------------------------------------------------------------- fixed costs (issue 24)
+def _layer_by_layer_scores(model, X, backend):
+    """The scores as the public, checked kernels compute them, each call into fresh arrays."""
+    kernels = get_backend(backend)
+    h = np.ascontiguousarray(X, dtype=model.dtype)
+    for layer, (W, b) in enumerate(model.params):
+        A = np.empty((h.shape[0], W.shape[0]), dtype=model.dtype)
+        kernels.affine_forward(A, h, W, b)
+        if layer < len(model.params) - 1:
+            kernels.relu_forward(A, A.copy(), 0.0)
+        h = A
+    return h
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_scores_through_the_cached_workspace_and_unchecked_kernels_are_the_same_bits(dtype, backend):
+    model = MLP([6, 9, 7, 4], dtype=dtype, seed=3)
+    X = np.random.default_rng(0).normal(size=(150, 6))  # (more rows than a kept workspace holds)
+    for rows in (X[:1], X, X[:64], X[:3], X[:65], X[:1], X.astype(dtype)):  # kept workspace, or one for the call
+        np.testing.assert_array_equal(model.scores(rows, backend), _layer_by_layer_scores(model, rows, backend))
+    np.testing.assert_array_equal(model.predict(X[:1], backend), model.predict(X, backend)[:1])
+
+
+def test_each_thread_scores_with_its_own_workspace():
+    """The service predicts from several threads with one model: no thread's rows may land in
+    another's result."""
+    import threading
+
+    model = MLP([8, 32, 5], seed=1)
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(size=(rows, 8)).astype(np.float32) for rows in (1, 7, 64, 1, 200, 3)]
+    expected = [model.scores(X) for X in batches]
+    failures, start = [], threading.Barrier(4)
+
+    def work(offset):
+        start.wait()
+        for i in range(300):
+            k = (i + offset) % len(batches)
+            if not np.array_equal(model.scores(batches[k]), expected[k]):
+                failures.append(k)
+
+    threads = [threading.Thread(target=work, args=(offset,)) for offset in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+def test_a_model_that_has_scored_pickles_and_copies_without_its_workspaces():
+    import copy
+    import pickle
+
+    model = MLP([4, 6, 3], seed=0)
+    X = np.random.default_rng(0).normal(size=(5, 4))
+    S = model.scores(X)
+    for twin in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model), copy.copy(model)):
+        assert "_scoring_local" not in twin.__dict__
+        np.testing.assert_array_equal(twin.scores(X), S)
