@@ -816,18 +816,26 @@ def jobs_download(client, job_id, out_file, overwrite):
     click.echo(str(_service_call(lambda: client.download(job_id, out_file, overwrite=overwrite))))
 
 
+def _prediction_flags(command):
+    """The flags `predict` and `jobs predict` share: what to leave out, what to write, where."""
+    for option in reversed([
+            click.option("--label-column", help="CSV or Parquet column to ignore, by name or 0-based index."),
+            click.option("--proba", is_flag=True, help="Also write the probability of every class."),
+            click.option("--out", "out_file", type=click.Path(dir_okay=False),
+                         help="Write CSV here instead of stdout ('-': stdout)."),
+            click.option("--overwrite", is_flag=True, help="Allow --out to replace an existing file.")]):
+        command = option(command)
+    return command
+
+
 REQUEST_BYTES = 16_000_000  # jobs predict: this much JSON a request at most (the service's --max-request-mb: 64)
 
 
 @jobs.command("predict")
 @click.argument("job_id")
 @click.option("--data", required=True, help="builtin:NAME, .npz (X), a folder holding X.npy, or .csv or .parquet, "
-              "read as `numbamlp predict` reads it (a label column, if present, is ignored).")
-@click.option("--label-column", help="CSV or Parquet column to ignore, by name or 0-based index.")
-@click.option("--proba", is_flag=True, help="Also write the probability of every class.")
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write CSV here instead of stdout "
-              "('-': stdout).")
-@click.option("--overwrite", is_flag=True, help="Allow --out to replace an existing file.")
+              "read as `numbamlp predict` reads it (the model's features by name when it knows them).")
+@_prediction_flags
 @click.option("--rows-per-request", type=click.IntRange(min=1), default=8192, show_default=True,
               help="Rows sent in one request at most: fewer for wide rows (16 MB of JSON at most), and half as "
               "many while the service refuses a request as too large.")
@@ -1095,11 +1103,7 @@ def _check_output_file(path, overwrite: bool):
 @click.option("--data", required=True, help="builtin:NAME, .npz (X), a folder holding X.npy, or .csv or .parquet: "
               "the model's features by name when it knows them; otherwise a file with one column more leaves out "
               "the label column (--label-column, or the one the model was trained with); labels are never needed.")
-@click.option("--label-column", help="CSV or Parquet column to ignore, by name or 0-based index.")
-@click.option("--proba", is_flag=True, help="Also write the probability of every class.")
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write CSV here instead of stdout "
-              "('-': stdout).")
-@click.option("--overwrite", is_flag=True, help="Allow --out to replace an existing file.")
+@_prediction_flags
 @click.option("--keep", "keep", multiple=True, metavar="COLUMN",
               help="Copy this column of a CSV or Parquet file (an id, say) into the output, before the "
                    "predictions; repeat for more.")

@@ -320,7 +320,9 @@ class MLP:
             return as_features(rows, self.n_features, self.dtype)
 
         if self.input_transform is None and X.dtype == self.dtype:
-            ready = None  # (X, checked whole, is already what forward takes: no second check per chunk)
+            # (X, checked whole, is already what forward takes: no second check per chunk)
+            return scores_in_chunks(get_backend(backend), self, X,
+                                    self.scoring_workspace(min(X.shape[0], SCORING_ROWS)))
         return scores_in_chunks(get_backend(backend), self, X, self.scoring_workspace(min(X.shape[0], SCORING_ROWS)),
                                 ready)
 

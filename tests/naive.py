@@ -36,3 +36,27 @@ def assert_close(actual, expected, dtype, what: str = "", scale: float | None = 
 def col(v):
     """A row of a batch as the reference path's column vector (n, 1), float64."""
     return np.asarray(v, dtype=np.float64).reshape(-1, 1)
+
+
+def answers_differ_in_threads(answer, batches, threads: int, calls: int) -> list[int]:
+    """The batches (indices) for which ``answer(batch)``, called ``calls`` times in each of
+    ``threads`` threads started together, differed from its answer alone: [] when calls that
+    overlap in time do not disturb one another (a shared workspace would)."""
+    import threading
+
+    expected = [answer(batch) for batch in batches]
+    failures, start = [], threading.Barrier(threads)
+
+    def work(offset):
+        start.wait()
+        for i in range(calls):
+            k = (i + offset) % len(batches)
+            if not np.array_equal(answer(batches[k]), expected[k]):
+                failures.append(k)
+
+    workers = [threading.Thread(target=work, args=(offset,)) for offset in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return failures

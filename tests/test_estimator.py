@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+from naive import answers_differ_in_threads
 from sklearn.datasets import load_iris
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -511,27 +512,10 @@ def test_what_the_fast_path_does_not_take_is_still_checked_by_scikit_learn(iris)
 
 
 def test_threads_predicting_with_one_classifier_get_their_own_rows(iris):
-    import threading
-
     X, y = iris
     clf = MLPClassifier(hidden_layer_sizes=8, max_iter=3, random_state=0).fit(X, y)
     batches = [X[:1], X[:50], X[7:9], X]
-    expected = [clf.predict_proba(rows) for rows in batches]
-    failures, start = [], threading.Barrier(3)
-
-    def work(offset):
-        start.wait()
-        for i in range(200):
-            k = (i + offset) % len(batches)
-            if not np.array_equal(clf.predict_proba(batches[k]), expected[k]):
-                failures.append(k)
-
-    threads = [threading.Thread(target=work, args=(offset,)) for offset in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    assert answers_differ_in_threads(clf.predict_proba, batches, threads=3, calls=200) == []
 
 
 def test_loss_curve_read_incrementally_is_the_whole_historys(iris):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import numbamlp
-from naive import assert_close
+from naive import answers_differ_in_threads, assert_close
 from numbamlp import MLP, loss_and_grads, reference
 from numbamlp.kernels import ACTIVATION_NAMES, BackendUnavailable, get_backend
 
@@ -177,27 +177,10 @@ def test_scores_through_the_cached_workspace_and_unchecked_kernels_are_the_same_
 def test_each_thread_scores_with_its_own_workspace():
     """The service predicts from several threads with one model: no thread's rows may land in
     another's result."""
-    import threading
-
     model = MLP([8, 32, 5], seed=1)
     rng = np.random.default_rng(0)
     batches = [rng.normal(size=(rows, 8)).astype(np.float32) for rows in (1, 7, 64, 1, 200, 3)]
-    expected = [model.scores(X) for X in batches]
-    failures, start = [], threading.Barrier(4)
-
-    def work(offset):
-        start.wait()
-        for i in range(300):
-            k = (i + offset) % len(batches)
-            if not np.array_equal(model.scores(batches[k]), expected[k]):
-                failures.append(k)
-
-    threads = [threading.Thread(target=work, args=(offset,)) for offset in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    assert answers_differ_in_threads(model.scores, batches, threads=4, calls=300) == []
 
 
 def test_a_model_that_has_scored_pickles_and_copies_without_its_workspaces():
