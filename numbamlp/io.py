@@ -40,9 +40,10 @@ class ModelFileError(ValueError):
 
 
 # ---------------------------------------------------------------- atomic writes
-def atomic_write_bytes(path, data: bytes) -> None:
+def atomic_write_bytes(path, data: bytes, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` via a fsynced temporary file and a rename (inside
-    ``one_sync``, without the fsyncs)."""
+    ``one_sync``, without the fsyncs).  ``mode`` (0o600, say): the file's permissions from
+    its creation on, whatever the umask (None: the umask's)."""
     path = Path(path)
     # (said here: the temporary's name would otherwise be the one an error names)
     if path.is_dir():
@@ -51,8 +52,13 @@ def atomic_write_bytes(path, data: bytes) -> None:
         raise FileNotFoundError(f"cannot write {path}: no folder {path.parent}")
     deferred = getattr(_sync_later, "active", False)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if mode is not None:
+        tmp.unlink(missing_ok=True)  # (a dead writer's, whatever its mode: O_EXCL makes this one with ours)
     try:
-        with open(tmp, "wb") as f:
+        with (open(tmp, "wb") if mode is None else
+              os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb")) as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)  # (the umask narrows os.open's mode; this is the mode asked)
             f.write(data)
             f.flush()
             if not deferred:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from numbamlp.io import atomic_write_bytes
 
 ROLES = ("read", "submit", "admin")  # each may do what the ones before it may
 TOKEN_FILE = "token"
@@ -73,8 +74,8 @@ def read_or_create_token(data_dir) -> tuple[str, bool]:
         mode = path.stat().st_mode
     except FileNotFoundError:
         token = new_token()
-        try:
-            _write_private(path, token + "\n")
+        try:  # (0600, written to a temporary and renamed: never an empty or partial token file)
+            atomic_write_bytes(path, (token + "\n").encode(), mode=0o600)
         except OSError as err:  # (a full disk: nothing is left behind, the next start tries again)
             raise TokenFileError(f"cannot write {path}: {err.strerror or err}") from None
         return token, True
@@ -87,27 +88,6 @@ def read_or_create_token(data_dir) -> tuple[str, bool]:
         what = "empty" if not text else "not a token (32-256 letters, digits, '-' or '_')"
         raise TokenFileError(f"{path} is {what}: delete it and start again to make a new admin token")
     return text, False
-
-
-def _write_private(path: Path, text: str) -> None:
-    """``text`` to ``path``, mode 0600: a temporary file, fsynced, then renamed, so a crash
-    or a full disk never leaves an empty or partial token file behind."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.unlink(missing_ok=True)  # (a dead writer's, whatever its mode: O_EXCL makes ours 0600)
-    try:
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def bearer_token(headers) -> str | None:
