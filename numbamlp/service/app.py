@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
-import errno
 import functools
 import hashlib
 import json
@@ -385,7 +384,7 @@ def create_app(data_dir, token: str | None = None, batch_window: float = 0.5, li
     def room_for_work() -> None:
         """StorageFull (507) while the disk is full: new work would only fail later."""
         if store.full:
-            raise StorageFull(errno.ENOSPC, "the server's disk is full")
+            raise StorageFull()
 
     def caller_with(role: str):
         """A route's dependency: the caller (authenticated by the Authenticate middleware),
@@ -819,9 +818,8 @@ def _written(store: Store, write) -> None:
     try:
         write()
     except OSError as err:
-        if err.errno == errno.ENOSPC:
-            store.full = True
-            raise StorageFull(errno.ENOSPC, "the server's disk is full") from None
+        if store.noted_full(err):
+            raise StorageFull() from None
         raise
 
 

@@ -22,7 +22,6 @@ has one (a pause's), else train again from the start: to the same results either
 from __future__ import annotations
 
 import concurrent.futures
-import errno
 import json
 import logging
 import re
@@ -290,7 +289,7 @@ class Scheduler:
                                                               finished[job_id], splits)
                     except OSError as err:  # (a full disk: this job fails, and says why)
                         unwritten[job_id] = f"cannot write the job's files: {err.strerror or err}"
-                        self.store.full = self.store.full or err.errno == errno.ENOSPC
+                        self.store.noted_full(err)
         for job_id, outcome in zip(ids, outcomes):
             if job_id in model_paths:
                 scores = {k: v for k, v in outcome.items() if k.startswith(("val_", "test_"))}

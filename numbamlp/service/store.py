@@ -77,6 +77,9 @@ class StoreError(RuntimeError):
 class StorageFull(OSError):
     """The disk (or the database's file) is full: nothing was written."""
 
+    def __init__(self):
+        super().__init__(errno.ENOSPC, "the server's disk is full")
+
 
 class Store:
     """The service's SQLite database at ``path``.  StoreError if it is damaged.
@@ -144,10 +147,17 @@ class Store:
         except BaseException as err:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
-            if _is_full(err):
-                self.full = True
-                raise StorageFull(errno.ENOSPC, "the server's disk is full") from err
+            if self.noted_full(err):
+                raise StorageFull() from err
             raise
+
+    def noted_full(self, err: BaseException) -> bool:
+        """Whether ``err`` says the disk (or the database) is full; if it does, the service
+        takes no new work (``full``) until there is room again."""
+        full = (getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL if isinstance(err, sqlite3.Error)
+                else isinstance(err, OSError) and err.errno == errno.ENOSPC)
+        self.full = self.full or full
+        return full
 
     def _rows(self, sql, parameters=()) -> list[dict]:
         with self._lock:
@@ -403,13 +413,6 @@ class DiskReserve:
         except FileNotFoundError:
             return False
         return True
-
-
-def _is_full(err: BaseException) -> bool:
-    """Whether ``err`` says the disk (or the database) is full."""
-    if isinstance(err, sqlite3.OperationalError):
-        return getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-    return isinstance(err, OSError) and err.errno == errno.ENOSPC
 
 
 def _job(row: dict) -> dict:
