@@ -317,11 +317,16 @@ _DECIMAL_COMMA = re.compile(r"-?\d+,\d+")
 
 def file_kind(path) -> str:
     """"csv" (.csv, .tsv, either compressed), "parquet", "npz", or the file's suffix."""
+    suffix = _table_suffix(path)
+    return TABLE_SUFFIXES.get(suffix, suffix)
+
+
+def _table_suffix(path) -> str:
+    """A file's suffix under its compression's (.csv for x.csv.gz; .gz for x.gz)."""
     suffixes = Path(path).suffixes
-    if suffixes and suffixes[-1] in COMPRESSED and len(suffixes) > 1:
+    if len(suffixes) > 1 and suffixes[-1] in COMPRESSED:
         suffixes = suffixes[:-1]
-    last = suffixes[-1] if suffixes else ""
-    return TABLE_SUFFIXES.get(last, last)
+    return suffixes[-1] if suffixes else ""
 
 
 def _open_csv_text(path: Path):
@@ -366,10 +371,7 @@ def _stamp(path: Path) -> tuple:
 
 
 def _sniff_dialect(path: Path) -> CsvDialect:
-    suffixes = path.suffixes
-    if suffixes[-1:] and suffixes[-1] in COMPRESSED:
-        suffixes = suffixes[:-1]
-    if suffixes[-1:] == [".tsv"]:
+    if _table_suffix(path) == ".tsv":
         return CsvDialect("\t")
     try:
         with _open_csv_text(path) as f:
@@ -406,10 +408,7 @@ def _csv_rows(path: Path, label_column, header: bool | None = None):
     if not rows:
         raise DataError(f"{path} has no rows")
     width = len(rows[0][1])
-    if header is None:
-        header = _csv_header(rows[0][1], label_column, path, rows[1][1] if len(rows) > 1 else None)
-    else:
-        header = [c.strip() for c in rows[0][1]] if header else None
+    header = _header_of(rows[0][1], rows[1][1] if len(rows) > 1 else None, header, label_column, path)
     if header is not None:
         rows = rows[1:]
     if not rows:
@@ -418,6 +417,14 @@ def _csv_rows(path: Path, label_column, header: bool | None = None):
         if len(row) != width:
             raise DataError(f"{path}: row {line} has {len(row)} columns, expected {width}")
     return header, rows
+
+
+def _header_of(first_row: list[str], second_row, header: bool | None, label_column, path) -> list[str] | None:
+    """The header a CSV file's first row is: as ``header`` says (True, False), or as
+    _csv_header finds (None)."""
+    if header is None:
+        return _csv_header(first_row, label_column, path, second_row)
+    return [c.strip() for c in first_row] if header else None
 
 
 def _csv_header(first_row: list[str], label_column, path, second_row: list[str] | None = None) -> list[str] | None:
@@ -458,13 +465,14 @@ def _csv_features(path: Path, header, rows, label: int | None, columns: list[int
 
 
 MISSING_CELLS = {"", "na", "n/a", "nan", "null", "none", "-", "?"}
+FILL_OR_DROP = ("fill the missing cells (with the column's median, say) or drop those rows or the column before "
+                "training")
 
 
 def _not_a_number(cell: str) -> str:
     """What to do about a feature cell that is not a number: a missing value, or text."""
     if cell.strip().lower() in MISSING_CELLS:
-        return (f"{cell!r} is a missing value; numbamlp needs every feature cell to be a number: fill the missing "
-                "cells (with the column's median, say) or drop those rows or the column before training")
+        return f"{cell!r} is a missing value; numbamlp needs every feature cell to be a number: {FILL_OR_DROP}"
     return (f"{cell!r} is text, so the column looks categorical; numbamlp reads numeric features only: drop the "
             "column or encode it as numbers (one column per category) before training; if it is the label column, "
             "name it with --label-column")
@@ -562,10 +570,7 @@ def _read_csv_arrow(path: Path, label_column, dtype, with_label: bool = True,
         return None
     if first is None or len(first) < 1 + with_label:
         return None
-    if header is None:
-        header = _csv_header(first, label_column, path, second)
-    else:
-        header = [c.strip() for c in first] if header else None
+    header = _header_of(first, second, header, label_column, path)
     if header is None and not all(c.strip() for c in first):  # (a data row with an empty cell: the csv module names it)
         return None
     width = len(first)
@@ -708,8 +713,7 @@ def _copy_parquet_columns(table, X: np.ndarray, first: int, path: Path, row: int
         if column.null_count:
             at = row + pc.index(pc.is_null(column), True).as_py()
             raise DataError(f"{path}: feature column {name!r} has a missing value in data row {at}, counting from 0; "
-                            "fill the missing cells (with the column's median, say) or drop those rows or the column "
-                            "before training")
+                            f"{FILL_OR_DROP}")
     blocks = []  # (columns, rows of X): every block of every record batch
     lo = 0
     for batch in table.to_batches():
@@ -982,19 +986,21 @@ def feature_names(source: str | None, label_column=None) -> list[str] | None:
     if source is None or source.startswith("builtin:"):
         return None
     path = Path(source)
-    if file_kind(path) == "csv":
-        first, second = _first_csv_rows(path)
-        header = None if first is None else _csv_header(first, label_column, path, second)
-    elif file_kind(path) == "parquet":
-        import pyarrow.parquet as pq
-
-        header = pq.ParquetFile(path).schema_arrow.names
-    else:
-        return None
+    header = _column_names(path, label_column) if file_kind(path) in ("csv", "parquet") else None
     if header is None:
         return None
     label = _label_index(label_column, header, len(header), path)
     return [name for j, name in enumerate(header) if j != label]
+
+
+def _column_names(path: Path, label_column=None) -> list[str] | None:
+    """A CSV file's header (None without one) or a Parquet file's schema names."""
+    if file_kind(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).schema_arrow.names
+    first, second = _first_csv_rows(path)
+    return None if first is None else _csv_header(first, label_column, path, second)
 
 
 def feature_columns(names: list[str], wanted: list[str], source, why: str | None = None) -> list[int]:
@@ -1017,18 +1023,15 @@ def read_columns(source: str, names: list[str]) -> dict[str, list[str]]:
     if kind not in ("csv", "parquet"):
         raise DataError(f"--keep names columns of a CSV or Parquet file; {source} has no column names")
     path = Path(source)
-    if kind == "parquet":
-        import pyarrow.parquet as pq
-
-        have = pq.ParquetFile(path).schema_arrow.names
-        feature_columns(have, names, source, "named by --keep")  # (refuses a name it lacks)
-        table = pq.read_table(path, columns=list(names))
-        return {name: ["" if v is None else str(v) for v in table.column(name).to_pylist()] for name in names}
-    first, second = _first_csv_rows(path)
-    header = None if first is None else _csv_header(first, None, path, second)
+    header = _column_names(path)
     if header is None:
         raise DataError(f"--keep names columns by the file's header; {source} has none")
     columns = feature_columns(header, names, source, "named by --keep")
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path, columns=list(names))
+        return {name: ["" if v is None else str(v) for v in table.column(name).to_pylist()] for name in names}
     kept = {name: [] for name in names}
     with _open_csv_text(path) as f:
         rows = (row for row in csv.reader(f, delimiter=csv_dialect(path).delimiter) if any(c.strip() for c in row))
