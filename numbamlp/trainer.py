@@ -726,12 +726,16 @@ class Trainer:
     def scores(self, X) -> np.ndarray:
         """Logits (N, C), computed in batches with the numpy backend: inference is GEMM-bound,
         and loading the cpu backend's batch-major kernels from Numba's cache cost ~50 ms of
-        `numbamlp train`'s start-up for nothing (bench/README.md)."""
+        `numbamlp train`'s start-up for nothing (bench/README.md).  X is already in the
+        model's units (no input_transform: fit standardised it); the workspace is the calling
+        thread's (MLP.scoring_workspace), never the training one, so predictions from several
+        threads, or beside a step, do not share rows."""
         if self.model is None:
             raise ValueError("this Trainer has no model yet: call fit (or step) first")
         self.synchronize()
         X = as_features(X, self.model.n_features, self.model.dtype)
-        return scores_in_chunks(get_backend("numpy"), self.model, X, self._workspace_for(min(X.shape[0], SCORING_ROWS)))
+        return scores_in_chunks(get_backend("numpy"), self.model, X,
+                                self.model.scoring_workspace(min(X.shape[0], SCORING_ROWS)))
 
     def predict(self, X) -> np.ndarray:
         """Predicted labels, in the values ``fit`` was given (regression: values in the

@@ -238,3 +238,16 @@ def test_same_seed_gives_bit_identical_weights_across_runs_and_thread_counts(tmp
         subprocess.run([sys.executable, "-c", code, str(threads), optimizer, str(path)], check=True)
         results.append(np.load(path).tobytes())
     assert results[0] == results[1] == results[2]
+
+
+def test_a_trainer_predicts_from_several_threads_at_once():
+    """Trainer.scores scored into the training workspace, one for every thread: predictions
+    asked from two threads at once could hold each other's rows."""
+    from naive import answers_differ_in_threads
+
+    X, y = spiral()
+    trainer = Trainer({"epochs": 1, "model": {"hidden": [32]}, "seed": 0})
+    trainer.fit(X, y)
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(size=(rows, 2)) for rows in (1, 7, 64, 1, 200, 3)]
+    assert answers_differ_in_threads(trainer.scores, batches, threads=4, calls=300) == []
