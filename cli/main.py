@@ -1252,7 +1252,7 @@ def gradcheck(seed):
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def info(as_json):
-    """Versions, backends, threads, threading layer, BLAS and the compile cache."""
+    """Versions, backends, threads, threading layer and how its idle threads wait, BLAS and the compile cache."""
     from numbamlp.diagnostics import environment_info
 
     report = environment_info()

@@ -44,6 +44,7 @@ from numbamlp.kernels.native import float32_from_bits as _float32_from_bits
 from numbamlp.kernels.native import thread_count as _thread_count
 from numbamlp.kernels.native import type_fingerprint as _type_fingerprint
 from numbamlp.kernels.native import xxgemm as _xxgemm
+from numbamlp.kernels.pool import start as start_thread_pool
 from numbamlp.kernels.rowwise import softmax_crossentropy_row
 
 # One project-wide set of compiler options.  No fastmath: NaN/Inf must stay visible.
@@ -1218,8 +1219,9 @@ pin_blas_to_one_thread(load_scipy_blas())
 # to start it when loaded, but Numba (0.68) loses that hook when the parallel callee was
 # itself loaded from the cache while the caller compiled: running such a caller from the
 # cache then crashed (segfault) until something else had started the pool.  Reproduced
-# and tested: tests/test_gemm.py::test_cached_kernels_load_in_any_order.
-numba.get_num_threads()
+# and tested: tests/test_gemm.py::test_cached_kernels_load_in_any_order.  Its idle threads
+# sleep rather than spin (kernels/pool.py: spinning threads collapsed fits on a busy machine).
+start_thread_pool()
 # Numba's workqueue threading layer (its fallback when neither OpenMP's libgomp nor TBB is
 # installed) aborts the whole process when two Python threads launch parallel work at the
 # same time (measured: two Trainers fitting in two threads).  There, callers take turns

@@ -81,6 +81,7 @@ def environment_info() -> dict:
         import numba
 
         from numbamlp.kernels import get_backend
+        from numbamlp.kernels.pool import wait_policy
 
         cpu = get_backend("cpu")
         probe = np.zeros((1, 1))
@@ -88,6 +89,7 @@ def environment_info() -> dict:
         backends.insert(0, "cpu: available (Numba)")
         report["numba_threads"] = numba.get_num_threads()
         report["threading_layer"] = numba.threading_layer()
+        report["thread_wait_policy"] = wait_policy()
         report["compile_cache"] = compile_cache_location(cpu)
     except Exception as err:
         backends.insert(0, f"cpu: unavailable ({err})")

@@ -428,9 +428,9 @@ def train_stack(configs: list[dict], data: SweepData, threads: int | None = None
     from numbamlp.trainer import TrainingInterrupted
 
     if threads is not None:
-        import numba
+        from numbamlp.trainer import set_threads
 
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        set_threads(threads, "cpu")
     start = time.perf_counter()
     try:
         warm_start = stack is not None

@@ -48,7 +48,10 @@ def set_threads(threads: int, backend: str) -> None:
     if backend == "cpu":
         import numba
 
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        from numbamlp.kernels.pool import start as start_thread_pool
+
+        start_thread_pool()  # (before Numba starts it: its threads wait passively, kernels/pool.py)
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     elif backend in ("numpy", "reference"):
         from threadpoolctl import threadpool_limits
 
@@ -65,6 +68,9 @@ def threads_while(threads: int | None, backend: str):
     if backend == "cpu":
         import numba
 
+        from numbamlp.kernels.pool import start as start_thread_pool
+
+        start_thread_pool()  # (before numba.get_num_threads would start it otherwise)
         before = numba.get_num_threads()
         set_threads(threads, backend)
         try:
