@@ -30,12 +30,14 @@ class CliError(click.ClickException):
 # (flag, config path, click type, extra help).  Help text comes from the schema's field
 # description; tests check that every path names a real field.
 _STR_OR_INT = click.STRING
+_HEADER_EXTRA = " --header: it is; --no-header: it is not."
 TRAIN_FLAGS = [
     ("--task", "task", str, ""),
     ("--data", "data.train", str, ""),
     ("--test", "data.test", str, ""),
     ("--val", "data.val", str, ""),
     ("--label-column", "data.label_column", _STR_OR_INT, ""),
+    ("--header", "data.header", "on_off", _HEADER_EXTRA),
     ("--val-fraction", "data.val_fraction", float, ""),
     ("--test-fraction", "data.test_fraction", float, ""),
     ("--data-seed", "data.seed", int, ""),
@@ -129,9 +131,24 @@ def _train_flags(command):
         if kind in ("int_list", "class_weight"):
             callback = _int_list if kind == "int_list" else _class_weight
             command = click.option(flag, name, callback=callback, help=help_text)(command)
+        elif kind == "on_off":  # (--header/--no-header; None when neither is given)
+            command = _on_off_option(flag, name, help_text)(command)
         else:
             command = click.option(flag, name, type=kind, help=help_text)(command)
     return command
+
+
+def _on_off_option(flag: str, name: str | None = None, help_text: str | None = None):
+    """A click option ``--x/--no-x`` that is True, False, or None when neither is given
+    (how build_config tells a setting left to the config from one passed)."""
+    declared = [f"{flag}/--no-{flag[2:]}"] + ([name] if name else [])
+    return click.option(*declared, default=None, help=help_text)
+
+
+def _header_option(command):
+    """--header/--no-header of the commands that read a file for a model (predict, eval,
+    jobs predict), with the config's description of data.header."""
+    return _on_off_option("--header", help_text=_schema_field("data.header").description + _HEADER_EXTRA)(command)
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -817,8 +834,10 @@ def jobs_download(client, job_id, out_file, overwrite):
 
 
 def _prediction_flags(command):
-    """The flags `predict` and `jobs predict` share: what to leave out, what to write, where."""
+    """The flags `predict` and `jobs predict` share: what the file holds, what to leave out,
+    what to write, where."""
     for option in reversed([
+            _header_option,
             click.option("--label-column", help="CSV or Parquet column to ignore, by name or 0-based index."),
             click.option("--proba", is_flag=True, help="Also write the probability of every class."),
             click.option("--out", "out_file", type=click.Path(dir_okay=False),
@@ -840,7 +859,7 @@ REQUEST_BYTES = 16_000_000  # jobs predict: this much JSON a request at most (th
               help="Rows sent in one request at most: fewer for wide rows (16 MB of JSON at most), and half as "
               "many while the service refuses a request as too large.")
 @click.pass_obj
-def jobs_predict(client, job_id, data, label_column, proba, out_file, overwrite, rows_per_request):
+def jobs_predict(client, job_id, data, header, label_column, proba, out_file, overwrite, rows_per_request):
     """Predict with a succeeded job's model on the service, for the rows of --data: the same
     CSV as `numbamlp predict` writes.  The model's features, classes and label column come
     from its file's header (GET /v1/jobs/JOB/model, read up to its weights, which are not
@@ -848,7 +867,7 @@ def jobs_predict(client, job_id, data, label_column, proba, out_file, overwrite,
     import numpy as np
 
     from numbamlp.client import ServiceError
-    from numbamlp.data import check_label_column_applies, read_features
+    from numbamlp.data import check_header_applies, check_label_column_applies, read_features
 
     if out_file == "-":  # (the usual name of standard output)
         out_file = None
@@ -860,8 +879,9 @@ def jobs_predict(client, job_id, data, label_column, proba, out_file, overwrite,
         raise CliError("--proba is for classifiers; this model is a regressor (its predictions are values)")
     try:
         check_label_column_applies(label_column, data)
+        check_header_applies(header, data)
         X = read_features(data, layers[0], label_column, task=task, trained_label=_trained_label_column(metadata),
-                          names=metadata.get("feature_names"))
+                          names=metadata.get("feature_names"), header=header, dtypes=metadata.get("feature_dtypes"))
     except ValueError as err:
         raise CliError(str(err)) from None
     fit = max(1, REQUEST_BYTES // (26 * layers[0]))  # (26 bytes: a float's JSON at most, with its ", ")
@@ -1008,8 +1028,9 @@ def _load_model(path: str):
               "and y.npy; default for a run directory: the test rows that run held out.")
 @click.option("--label-column", help="CSV or Parquet label column by name or 0-based index (default: the one the "
               "model was trained with, when the file has it, else the last).")
+@_header_option
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
-def evaluate(model_path, data, label_column, as_json):
+def evaluate(model_path, data, label_column, header, as_json):
     """Loss, accuracy, balanced accuracy, macro F1, per-class precision/recall and the
     confusion matrix of MODEL on --data (a run directory: on its held-out test rows); for a
     regressor, R², MSE and MAE in the targets' units.
@@ -1019,8 +1040,8 @@ def evaluate(model_path, data, label_column, as_json):
     import numpy as np
     from sklearn.metrics import balanced_accuracy_score, f1_score
 
-    from numbamlp.data import (check_feature_count, check_label_column_applies, evaluation_label, feature_columns,
-                               feature_names, load_dataset)
+    from numbamlp.data import (check_feature_count, check_header_applies, check_label_column_applies,
+                               evaluation_label, feature_columns, feature_names, header_for_model, load_dataset)
     from numbamlp.io import json_text
     from numbamlp.model import mean_cross_entropy
     from numbamlp.run import held_out_test_split
@@ -1029,12 +1050,16 @@ def evaluate(model_path, data, label_column, as_json):
     try:
         if data is not None:
             check_label_column_applies(label_column, data)
+            check_header_applies(header, data)
+            header = header_for_model(data, model.feature_names, header)
             column = evaluation_label(data, label_column, _trained_label_column(model.metadata))
-            dataset = load_dataset(data, label_column=column, task=model.task)
+            dataset = load_dataset(data, label_column=column, task=model.task, header=header)
             X, labels, source = dataset.X, dataset.y, data
-            named = feature_names(data, column) if model.feature_names is not None else None
+            named = feature_names(data, column, header) if model.feature_names is not None else None
             if named is not None:  # (the file's features by name, in the model's order)
                 X = X[:, feature_columns(named, model.feature_names, data)]
+        elif header is not None:
+            raise CliError("--header/--no-header are for --data (a run's held-out test rows are read as it read them)")
         elif Path(model_path).is_dir():
             X, labels = held_out_test_split(model_path)
             source = f"the test rows {model_path} held out"
@@ -1107,14 +1132,15 @@ def _check_output_file(path, overwrite: bool):
 @click.option("--keep", "keep", multiple=True, metavar="COLUMN",
               help="Copy this column of a CSV or Parquet file (an id, say) into the output, before the "
                    "predictions; repeat for more.")
-def predict(model_path, data, label_column, proba, out_file, overwrite, keep):
+def predict(model_path, data, header, label_column, proba, out_file, overwrite, keep):
     """Predict labels (and probabilities) for the rows of --data with MODEL, as CSV.
 
     MODEL is a .safetensors model file or a run directory (its model.safetensors).
     """
     import numpy as np
 
-    from numbamlp.data import check_label_column_applies, read_columns, read_features
+    from numbamlp.data import (check_header_applies, check_label_column_applies, header_for_model, read_columns,
+                               read_features)
     from numbamlp.model import softmax
 
     if out_file == "-":  # (the usual name of standard output)
@@ -1127,10 +1153,13 @@ def predict(model_path, data, label_column, proba, out_file, overwrite, keep):
         raise CliError("--proba is for classifiers; this model is a regressor (its predictions are values)")
     try:
         check_label_column_applies(label_column, data)
+        check_header_applies(header, data)
+        header = header_for_model(data, model.feature_names, header)
         if keep:
-            kept = read_columns(data, list(keep))
+            kept = read_columns(data, list(keep), header)
         X = read_features(data, model.n_features, label_column, task=model.task,
-                          trained_label=_trained_label_column(model.metadata), names=model.feature_names)
+                          trained_label=_trained_label_column(model.metadata), names=model.feature_names,
+                          header=header, dtypes=model.feature_dtypes)
         S = _finite_outputs(model.scores(X))
         P = model.values(S) if model.task == "regression" else softmax(S)
     except ValueError as err:

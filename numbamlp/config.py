@@ -208,6 +208,12 @@ class DataConfig(_Strict):
     label_column: str | int | None = Field(
         None, description="CSV or Parquet label column, by header name or 0-based index; default: the last."
     )
+    header: bool | None = Field(
+        None, strict=True,
+        description="Whether a CSV file's first row is a header (names the columns); unset: detected (a row "
+        "of 0,1,...,W-1, or one with text outside the label column, is one; predict and eval also take a row "
+        "holding the model's feature names as one, and refuse a row they cannot tell).",
+    )
     seed: int | None = Field(
         None, ge=0, description="Seed of the held-out test and validation rows (and of builtin:spiral's "
         "points); default: the run's seed.  A sweep fixes it so that every member sees the same split."

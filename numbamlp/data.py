@@ -60,6 +60,7 @@ class Dataset:
     y_test: np.ndarray | None = None
     name: str = ""
     owned: bool = False  # X and X_test are arrays the reader made, which prepare may overwrite
+    feature_dtypes: list[str] | None = None  # (D,) what each feature column of the source holds (dtype_kind)
 
 
 def spiral(n_per_class: int = 100, n_classes: int = 3, noise: float = 0.2, seed: int = 0):
@@ -88,13 +89,16 @@ def _quiet_overflow(read):
 
 @_quiet_overflow
 def load_dataset(source: str, seed: int = 0, label_column: str | int | None = None,
-                 dtype=np.float64, task: str = "classification") -> Dataset:
+                 dtype=np.float64, task: str = "classification", header: bool | None = None) -> Dataset:
     """Load ``builtin:NAME``, a .csv, .parquet or .npz file, or a folder of .npy files,
     checked; DataError otherwise.
 
     X (N, D) is of ``dtype`` (a memory map of the file's own dtype for an .npy folder), y (N,)
     integers or class names, or, for task "regression", float64 targets.  ``Dataset.owned``
-    says whether X may be overwritten in place.
+    says whether X may be overwritten in place; ``Dataset.feature_dtypes`` (D,) what each
+    feature column holds in the source.  ``header``: whether a CSV file's first row is a
+    header (None: _csv_header decides); other sources have none, and ignore it
+    (check_header_applies refuses it where no source is a CSV file).
     """
     if source.startswith("builtin:"):
         name = source.split(":", 1)[1]
@@ -111,7 +115,8 @@ def load_dataset(source: str, seed: int = 0, label_column: str | int | None = No
             from sklearn import datasets  # imported here: scikit-learn is slow to import
 
             X, y = getattr(datasets, f"load_{name}")(return_X_y=True)
-        return Dataset(np.array(X, dtype=dtype), np.asarray(y), name=source, owned=True)
+        return Dataset(np.array(X, dtype=dtype), np.asarray(y), name=source, owned=True,
+                       feature_dtypes=array_dtypes(np.asarray(X)))
     path = Path(source)
     if not path.exists():
         raise DataError(f"data file not found: {source}")
@@ -120,7 +125,8 @@ def load_dataset(source: str, seed: int = 0, label_column: str | int | None = No
             raise DataError(f"{source} is a directory without X.npy and y.npy; expected a data file "
                             "or a folder holding X.npy and y.npy")
         return _read_npy_folder(path, task)
-    readers = {"npz": lambda: _read_npz(path, dtype), "csv": lambda: _read_csv(path, label_column, dtype, task),
+    readers = {"npz": lambda: _read_npz(path, dtype),
+               "csv": lambda: _read_csv(path, label_column, dtype, task, header),
                "parquet": lambda: _read_parquet(path, label_column, dtype, task=task)}
     if file_kind(path) not in readers:
         raise DataError(f"unsupported data file {source}: expected builtin:NAME, a .csv (or .tsv, either maybe "
@@ -210,6 +216,7 @@ def _read_npz(path: Path, dtype, labels: bool = True) -> Dataset:
                 if key in keys:
                     streamed = _stream_npy(archive, f"{key}.npy", dtype, str(path)) if key.startswith("X") else None
                     arrays[key] = streamed if streamed is not None else lazy[key]
+            file_dtypes = _npz_feature_dtypes(archive, arrays["X"]) if labels else None
     except DataError:
         raise
     except ValueError as err:
@@ -219,21 +226,38 @@ def _read_npz(path: Path, dtype, labels: bool = True) -> Dataset:
     except Exception as err:  # a corrupt or truncated archive or member
         raise DataError(f"cannot read {path} as .npz ({_reason(err)})") from None
     return Dataset(arrays["X"], arrays.get("y"), arrays.get("X_test"), arrays.get("y_test"), name=str(path),
-                   owned=True)
+                   owned=True, feature_dtypes=file_dtypes)
+
+
+def _npy_header(f) -> tuple | None:
+    """(shape, fortran_order, dtype) of the .npy file ``f`` opens at its start, ``f`` then
+    at its data; None for a format version numpy's readers here do not know."""
+    from numpy.lib import format as npy
+
+    version = npy.read_magic(f)
+    readers = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
+    return readers[version](f) if version in readers else None
+
+
+def _npz_feature_dtypes(archive, X: np.ndarray) -> list[str] | None:
+    """The dtype of each column of an archive's X.npy as the file holds it (X, the array
+    read from it, may be of the training dtype)."""
+    with archive.open("X.npy") as f:
+        header = _npy_header(f)
+    if header is None or len(header[0]) != 2:
+        return array_dtypes(X)
+    return [header[2].name] * header[0][1]
 
 
 def _stream_npy(archive, member: str, dtype, source: str) -> np.ndarray | None:
     """A 2-D numeric .npy member of a zip archive read in chunks into a new (N, D) array of
     ``dtype`` (never a whole copy in the file's dtype); None for anything else (the caller
     loads it as numpy would, and check_arrays says what is wrong with it)."""
-    from numpy.lib import format as npy
-
     with archive.open(member) as f:
-        version = npy.read_magic(f)
-        readers = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}
-        if version not in readers:
+        header = _npy_header(f)
+        if header is None:
             return None
-        shape, fortran_order, file_dtype = readers[version](f)
+        shape, fortran_order, file_dtype = header
         if len(shape) != 2 or 0 in shape or file_dtype.kind not in "biuf" or file_dtype.hasobject:
             return None
         n, d = shape
@@ -286,7 +310,8 @@ def _read_npy_folder(path: Path, task: str = "classification", labels: bool = Tr
                 and len(arrays[X_key]) != len(arrays[y_key]):
             raise DataError(f"{path}: {X_key}.npy has {len(arrays[X_key])} rows but {y_key}.npy has "
                             f"{len(arrays[y_key])} labels")
-    data = Dataset(arrays["X"], arrays.get("y"), arrays.get("X_test"), arrays.get("y_test"), name=str(path))
+    data = Dataset(arrays["X"], arrays.get("y"), arrays.get("X_test"), arrays.get("y_test"), name=str(path),
+                   feature_dtypes=array_dtypes(arrays["X"]))
     if not labels:
         return data
     data.X, data.y = check_arrays(data.X, data.y, str(path), None, task)
@@ -478,14 +503,16 @@ def _not_a_number(cell: str) -> str:
             "name it with --label-column")
 
 
-def _read_csv(path: Path, label_column, dtype, task: str = "classification") -> Dataset:
+def _read_csv(path: Path, label_column, dtype, task: str = "classification", header: bool | None = None) -> Dataset:
     """A CSV file: pyarrow's streaming reader when it is installed and takes the file, else
-    the csv module, which also names the row, column and value of whatever pyarrow refused."""
+    the csv module, which also names the row, column and value of whatever pyarrow refused.
+    ``header``: whether the first row is one (None: _csv_header decides)."""
     numbers = "floats" if task == "regression" else "integers"
-    data = _read_csv_arrow(path, label_column, dtype, numbers=numbers)
+    data = _read_csv_arrow(path, label_column, dtype, numbers=numbers, header=header)
     if data is None:
-        data = _read_csv_python(path, label_column, numbers)
+        data = _read_csv_python(path, label_column, numbers, header)
         data.X = data.X.astype(dtype, copy=False)
+    data.feature_dtypes = _number_dtypes(data.X)
     if task == "regression":  # (a regressor's targets are non-integral numbers)
         _check_target_column(data.y, path, data.header, data.label, bool(data.header))
     elif label_column is None:  # (a named label column is what the user says it is)
@@ -493,11 +520,11 @@ def _read_csv(path: Path, label_column, dtype, task: str = "classification") -> 
     return data
 
 
-def _read_csv_python(path: Path, label_column, numbers: str = "integers") -> Dataset:
+def _read_csv_python(path: Path, label_column, numbers: str = "integers", header: bool | None = None) -> Dataset:
     """The csv module's reading, row by row into Python lists (X float64): slow, but the
     one whose errors are the file's own rows, columns and values.  ``numbers``: how label
-    text becomes numbers (_labels_from_text)."""
-    header, rows = _csv_rows(path, label_column)
+    text becomes numbers (_labels_from_text); ``header``: as _csv_rows's."""
+    header, rows = _csv_rows(path, label_column, header)
     width = len(rows[0][1])
     if width < 2:
         raise DataError(f"{path} needs at least one feature column and a label column")
@@ -740,14 +767,16 @@ def _copy_parquet_columns(table, X: np.ndarray, first: int, path: Path, row: int
 
 
 def _read_parquet(path: Path, label_column, dtype, predict_features: int | None = None,
-                  task: str = "classification", trained_label=None, names: list[str] | None = None) -> Dataset:
+                  task: str = "classification", trained_label=None, names: list[str] | None = None,
+                  dtypes: list[str] | None = None) -> Dataset:
     """A Parquet file, record batch by record batch into one preallocated (N, D) array of
     ``dtype``; the label column as for CSV (default the last), numbers or class names.
     predict_features (prediction): the model's feature count; the columns of the model's
     feature ``names`` when it has them, in its order (others are not read); else, as for a
     CSV file, the last column is a label column only when there is one more than that (or
     label_column names one); labels are never read (y None); trained_label: see
-    _prediction_label."""
+    _prediction_label; ``dtypes``: the model's features' dtypes, which those columns' must
+    be of the kind of (check_feature_dtypes)."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -771,6 +800,9 @@ def _read_parquet(path: Path, label_column, dtype, predict_features: int | None 
     label = _label_index(label_column, names, width, path) if with_label else None
     features = [j for j in range(width) if j != label] if model_names is None else \
         feature_columns(names, model_names, path)
+    file_dtypes = [_arrow_dtype_name(schema.field(j).type) for j in features]
+    if predict_features is not None:
+        check_feature_dtypes(file_dtypes, dtypes, [names[j] for j in features], path)
     for j in features:
         kind = schema.field(j).type
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
@@ -801,12 +833,13 @@ def _read_parquet(path: Path, label_column, dtype, predict_features: int | None 
         _check_target_column(y, path, names, label, header_rows=0)
     elif y is not None and label_column is None:  # (as _read_csv)
         _check_label_column(y, path, names, label, width)
-    return Dataset(X, y, name=str(path), owned=True)
+    return Dataset(X, y, name=str(path), owned=True, feature_dtypes=file_dtypes)
 
 
 @_quiet_overflow
 def read_features(source: str, n_features: int, label_column=None, seed: int = 0,
-                  task: str = "classification", trained_label=None, names: list[str] | None = None) -> np.ndarray:
+                  task: str = "classification", trained_label=None, names: list[str] | None = None,
+                  header: bool | None = None, dtypes: list[str] | None = None) -> np.ndarray:
     """Features (N, n_features) for prediction.
 
     builtin and .npz: the X array.  CSV and Parquet with a model that knows its features'
@@ -815,11 +848,14 @@ def read_features(source: str, n_features: int, label_column=None, seed: int = 0
     have exactly the model's columns.  Otherwise every column, or every column but the
     label column when the file has n_features + 1 columns (``label_column``, else the one
     the model was trained with, ``trained_label``, when the file has it, else the last).
+    ``header``: whether a CSV file's first row is a header (None: header_for_model decides);
+    ``dtypes``: the model's features' dtypes, which a Parquet file's columns must be of the
+    kind of (check_feature_dtypes; None: any numbers).
     """
     if source.startswith("builtin:"):
         X = load_dataset(source, seed, label_column, task=task).X
     else:
-        X = _read_features_file(Path(source), n_features, label_column, trained_label, names)
+        X = _read_features_file(Path(source), n_features, label_column, trained_label, names, header, dtypes)
         X, _ = check_arrays(X, np.zeros(len(X), dtype=np.int64), source, dtype=None)
         if X.dtype.kind != "f":
             X = X.astype(np.float64)
@@ -829,7 +865,8 @@ def read_features(source: str, n_features: int, label_column=None, seed: int = 0
     return X
 
 
-def _read_features_file(path: Path, n_features: int, label_column, trained_label=None, names=None) -> np.ndarray:
+def _read_features_file(path: Path, n_features: int, label_column, trained_label=None, names=None, header=None,
+                        dtypes=None) -> np.ndarray:
     """The features of a data file or .npy folder for prediction, its labels not read (a file
     without labels will do): X.npy mapped, .npz's X, every Parquet or CSV column but a label
     column (one more column than the model's features, or ``label_column``)."""
@@ -840,12 +877,12 @@ def _read_features_file(path: Path, n_features: int, label_column, trained_label
             raise DataError(f"{path} is a directory without X.npy; expected a data file or a folder holding X.npy")
         return _read_npy_folder(path, labels=False).X
     if file_kind(path) == "csv":
-        return _read_csv_features(path, n_features, label_column, trained_label, names)
+        return _read_csv_features(path, n_features, label_column, trained_label, names, header)
     if file_kind(path) == "npz":
         return _read_npz(path, np.float64, labels=False).X
     if file_kind(path) == "parquet":
         return _read_parquet(path, label_column, np.float64, predict_features=n_features,
-                             trained_label=trained_label, names=names).X
+                             trained_label=trained_label, names=names, dtypes=dtypes).X
     raise DataError(f"unsupported data file {path}: expected builtin:NAME, a .csv, .parquet or .npz file, "
                     "or a folder holding X.npy")
 
@@ -868,49 +905,76 @@ def _first_csv_rows(path) -> tuple[list[str] | None, list[str] | None]:
         return None, None
 
 
-def _read_csv_features(path: Path, n_features: int, label_column, trained_label=None, names=None) -> np.ndarray:
+def _read_csv_features(path: Path, n_features: int, label_column, trained_label=None, names=None,
+                       header: bool | None = None) -> np.ndarray:
     """A CSV file's features (N, D) float64 for prediction: the columns of the model's
     feature ``names`` when the file has a header and the model has names; else every column,
     or every column but the label column when there is one more than the model's features
     (or ``label_column`` names it).  pyarrow's reader, else the csv module's (which names
-    what is wrong in a file pyarrow refuses)."""
+    what is wrong in a file pyarrow refuses).  ``header``: whether the first row is one
+    (None: header_for_model decides)."""
     if names is not None:
-        return _read_csv_named_features(path, names, label_column)
+        return _read_csv_named_features(path, names, label_column, header)
     first = _first_csv_row(path)
     if first is not None:
-        with_label, column = _prediction_label(len(first), n_features, label_column, trained_label, first, path)
-        data = _read_csv_arrow(path, column, np.float64, with_label)
+        named = first if header is not False else []  # (the first row's names, when it may have them)
+        with_label, column = _prediction_label(len(first), n_features, label_column, trained_label, named, path)
+        data = _read_csv_arrow(path, column, np.float64, with_label, header=header)
         if data is not None:
             return data.X
-    header, rows = _csv_rows(path, label_column)
+    header, rows = _csv_rows(path, label_column, header)
     width = len(rows[0][1])
     with_label, column = _prediction_label(width, n_features, label_column, trained_label, header or [], path)
     label = _label_index(column, header, width, path) if with_label else None
     return _csv_features(path, header, rows, label)
 
 
-def _read_csv_named_features(path: Path, names: list[str], label_column) -> np.ndarray:
+def _read_csv_named_features(path: Path, names: list[str], label_column, header: bool | None = None) -> np.ndarray:
     """The columns of a model's feature ``names`` (its order) from a CSV file with a header
-    (one that holds them all is one, whatever it looks like); without a header, the file
-    must have exactly the model's columns, in its order."""
+    (header_for_model says whether the first row is one); without a header, the file must
+    have exactly the model's columns, in its order."""
     first, second = _first_csv_rows(path)
     if first is None:
         raise DataError(f"{path} has no rows")
-    stripped = [c.strip() for c in first]
-    header = stripped if set(names) <= set(stripped) else _csv_header(first, label_column, path, second)
+    header = header_for_model(path, names, header)
     if header is None:
+        header = _csv_header(first, label_column, path, second) is not None
+    if not header:
         if len(first) != len(names):
             raise DataError(f"{path} has no header row and {len(first)} columns; the model expects {len(names)} "
                             f"features, named {', '.join(map(repr, names[:8]))}{', ...' if len(names) > 8 else ''}: "
                             "add the header, and the columns are matched by name")
         columns = list(range(len(names)))
     else:
-        columns = feature_columns(header, names, path)
-    data = _read_csv_arrow(path, None, np.float64, with_label=False, columns=columns, header=header is not None)
+        columns = feature_columns([c.strip() for c in first], names, path)
+    data = _read_csv_arrow(path, None, np.float64, with_label=False, columns=columns, header=header)
     if data is not None:
         return data.X
-    header_rows, rows = _csv_rows(path, label_column, header=header is not None)
+    header_rows, rows = _csv_rows(path, label_column, header=header)
     return _csv_features(path, header_rows, rows, None, columns)
+
+
+def header_for_model(source, names: list[str] | None, header: bool | None = None) -> bool | None:
+    """Whether a CSV file's first row is a header, for a model whose features are ``names``
+    (None: it knows none): ``header`` when given (--header, --no-header); else True when the
+    row holds every name (in any order, beside other columns: a label, an id); DataError
+    when it cannot be told: the names are numbers (wavelengths, years; not pandas' 0, 1, ...
+    for unnamed columns, which say only the order) and so is every cell of the row, but it
+    does not hold them all (a header of other names, or a data row?); else None
+    (_csv_header decides, as it does for training).  Not a CSV file: ``header``."""
+    if header is not None or names is None or file_kind(source) != "csv":
+        return header
+    first, _ = _first_csv_rows(source)
+    cells = [c.strip() for c in first or []]
+    if cells and set(names) <= set(cells):
+        return True
+    numbered = all(_is_number(n) for n in names) and names != [str(i) for i in range(len(names))]
+    if cells and numbered and all(_is_number(c) for c in cells):
+        shown = ",".join(cells[:4]) + (",..." if len(cells) > 4 else "")
+        raise DataError(f"{source}: cannot tell whether the first row ({shown}) is a header: the model's features "
+                        f"are named by numbers ({','.join(names[:4])}{',...' if len(names) > 4 else ''}) and the row "
+                        "is numbers but not those names; say which with --header or --no-header")
+    return None
 
 
 def _prediction_label(width: int, n_features: int, label_column, trained_label, first_row,
@@ -979,28 +1043,30 @@ def check_classes_are_classes(y, source: str) -> None:
                         "--label-column; --task classification trains it as classes all the same")
 
 
-def feature_names(source: str | None, label_column=None) -> list[str] | None:
+def feature_names(source: str | None, label_column=None, header: bool | None = None) -> list[str] | None:
     """The names of a training file's feature columns, in the order training reads them
     (every column but the label column): a CSV file's header, a Parquet file's schema; None
-    for data without names (builtin sets, .npz, .npy folders, a CSV without a header)."""
+    for data without names (builtin sets, .npz, .npy folders, a CSV without a header).
+    ``header``: whether a CSV file's first row is a header (None: _csv_header decides)."""
     if source is None or source.startswith("builtin:"):
         return None
     path = Path(source)
-    header = _column_names(path, label_column) if file_kind(path) in ("csv", "parquet") else None
+    header = _column_names(path, label_column, header) if file_kind(path) in ("csv", "parquet") else None
     if header is None:
         return None
     label = _label_index(label_column, header, len(header), path)
     return [name for j, name in enumerate(header) if j != label]
 
 
-def _column_names(path: Path, label_column=None) -> list[str] | None:
-    """A CSV file's header (None without one) or a Parquet file's schema names."""
+def _column_names(path: Path, label_column=None, header: bool | None = None) -> list[str] | None:
+    """A CSV file's header (None without one; ``header`` as _header_of's) or a Parquet
+    file's schema names."""
     if file_kind(path) == "parquet":
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(path).schema_arrow.names
     first, second = _first_csv_rows(path)
-    return None if first is None else _csv_header(first, label_column, path, second)
+    return None if first is None else _header_of(first, second, header, label_column, path)
 
 
 def feature_columns(names: list[str], wanted: list[str], source, why: str | None = None) -> list[int]:
@@ -1015,15 +1081,16 @@ def feature_columns(names: list[str], wanted: list[str], source, why: str | None
     return [names.index(name) for name in wanted]
 
 
-def read_columns(source: str, names: list[str]) -> dict[str, list[str]]:
+def read_columns(source: str, names: list[str], header: bool | None = None) -> dict[str, list[str]]:
     """The columns ``names`` of a CSV file with a header, or of a Parquet file, as text (a
     CSV's cells as written; Parquet values as Python writes them, null empty): for copying
-    an id column beside predictions.  DataError naming a column the file lacks."""
+    an id column beside predictions.  DataError naming a column the file lacks.
+    ``header``: whether a CSV file's first row is a header (None: _csv_header decides)."""
     kind = file_kind(source)
     if kind not in ("csv", "parquet"):
         raise DataError(f"--keep names columns of a CSV or Parquet file; {source} has no column names")
     path = Path(source)
-    header = _column_names(path)
+    header = _column_names(path, header=header)
     if header is None:
         raise DataError(f"--keep names columns by the file's header; {source} has none")
     columns = feature_columns(header, names, source, "named by --keep")
@@ -1046,6 +1113,82 @@ def check_feature_count(X, n_features: int, source: str) -> None:
     """DataError unless X (N, D) has the model's ``n_features`` columns."""
     if X.shape[1] != n_features:
         raise DataError(f"{source} has {X.shape[1]} features but the model expects {n_features}")
+
+
+# ---------------------------------------------------------------- each feature's dtype
+# A dtype's name (numpy's, pandas' or arrow's) → what its values mean.  Between kinds a
+# column's meaning changes (a number read as text, a date, a flag); within one (int64 and
+# float64, int32 and double) it does not.
+_DTYPE_KINDS = (
+    ("bool", re.compile(r"bool(ean)?")),
+    ("number", re.compile(r"u?int\d*|float\d*|double|halffloat|decimal\d*\(.*\)")),
+    ("datetime", re.compile(r"(datetime|timestamp|date|time|timedelta|duration|period)\d*(\[.*\])?")),
+    ("text", re.compile(r"object|str\d*|string(\[.*\])?|large_string|(large_)?utf8|category|bytes\d*|"
+                        r"(large_)?binary|dictionary<.*>|[<>|=]?[us]\d+")),
+)
+_KIND_WORDS = {"bool": "booleans", "number": "numbers", "datetime": "dates or times", "text": "text"}
+
+
+@functools.lru_cache(maxsize=1024)
+def dtype_kind(name: str) -> str:
+    """"bool", "number", "datetime", "text" or "other" for a dtype's name: numpy's (int64,
+    float32, bool, datetime64[ns], object, str160), pandas' (Int64, boolean, string,
+    category) or arrow's (double, timestamp[ms], large_string, decimal128(10, 2))."""
+    lowered = str(name).strip().lower()
+    return next((kind for kind, pattern in _DTYPE_KINDS if pattern.fullmatch(lowered)), "other")
+
+
+def check_feature_dtypes(found: list[str] | None, trained: list[str] | None, names: list[str] | None,
+                         source) -> None:
+    """DataError naming the first feature whose dtype ``found`` (D,) is of another kind
+    (dtype_kind) than the one the model was trained on, ``trained`` (D,), with both: a number
+    given as text, a date or a boolean (or a boolean as a number) means something else to the
+    model.  Integers for floats, or floats for integers, are the same kind.  Nothing to
+    compare (either None, or other counts, which the feature count check refuses): nothing
+    said.  ``names`` (D,): the features' names, None: their 0-based positions."""
+    if found is None or trained is None or len(found) != len(trained):
+        return
+    changed = [j for j, (now, then) in enumerate(zip(found, trained)) if dtype_kind(now) != dtype_kind(then)]
+    if not changed:
+        return
+    j = changed[0]
+    name = repr(names[j]) if names is not None else str(j)
+    back = _KIND_WORDS.get(dtype_kind(trained[j]), trained[j])
+    more = f" ({len(changed) - 1} more column{'s' if len(changed) > 2 else ''} changed too)" if len(changed) > 1 else ""
+    raise DataError(f"{source}: feature column {name} is {found[j]} here but {trained[j]} in training, which changes "
+                    f"what its values mean to the model; convert it back to {back} before predicting{more}")
+
+
+def array_dtypes(X) -> list[str] | None:
+    """The dtype of each column of an array X (N, D), numpy's name for it; None unless X is 2-D."""
+    return [X.dtype.name] * X.shape[1] if np.ndim(X) == 2 else None
+
+
+def column_dtypes(table) -> list[str] | None:
+    """The dtype of each column of a table (a pandas DataFrame: pandas' name for it); None
+    for what has no per-column dtypes (an array)."""
+    dtypes = getattr(table, "dtypes", None)
+    return None if dtypes is None or np.ndim(dtypes) != 1 else [str(t) for t in dtypes]
+
+
+def _number_dtypes(X) -> list[str]:
+    """The kind of each column of X (N, D) read from text (a CSV file's), as a dtype's name:
+    "int64" where every value is a whole number in int64's range, else "float64"."""
+    whole = np.ones(X.shape[1], dtype=bool)
+    for lo, hi in _chunks(X.shape[0], X.shape[1]):
+        chunk = X[lo:hi]
+        whole &= ((chunk == np.round(chunk)) & (np.abs(chunk) < 2.0**63)).all(axis=0)
+    return ["int64" if w else "float64" for w in whole]
+
+
+def _arrow_dtype_name(kind) -> str:
+    """numpy's name for an arrow type of numbers or booleans (int64, float32, bool), arrow's
+    own for the others (decimal128(10, 2), string, timestamp[ms])."""
+    import pyarrow as pa
+
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+        return np.dtype(kind.to_pandas_dtype()).name
+    return str(kind)
 
 
 def _label_index(label_column, header, width: int, path) -> int:
@@ -1257,12 +1400,14 @@ class Splits:
     y_test: np.ndarray
     standardizer: Standardizer | None
     feature_names: list[str] | None = None  # the training file's column names (feature_names)
+    feature_dtypes: list[str] | None = None  # (D,) what each of them held there (Dataset.feature_dtypes)
 
     def attach_to(self, model) -> None:
         """Give a model trained on these splits what prediction needs from the data: the
-        standardisation, and the names of its features."""
+        standardisation, and the names and dtypes of its features."""
         model.input_transform = self.standardizer
         model.feature_names = self.feature_names
+        model.feature_dtypes = self.feature_dtypes
 
 
 def prepare(data_config, seed: int, dtype=np.float64, task: str = "classification", task_given: bool = True) -> Splits:
@@ -1280,32 +1425,51 @@ def prepare(data_config, seed: int, dtype=np.float64, task: str = "classificatio
     (check_classes_are_classes).
     """
     seed = data_seed(data_config, seed)
-    check_label_column_applies(data_config.label_column, data_config.train, data_config.test, data_config.val)
-    data = load_dataset(data_config.train, seed, data_config.label_column, dtype, task)
+    sources = (data_config.train, data_config.test, data_config.val)
+    check_label_column_applies(data_config.label_column, *sources)
+    check_header_applies(data_config.header, *sources)
+    read = dict(label_column=data_config.label_column, dtype=dtype, task=task, header=data_config.header)
+    data = load_dataset(data_config.train, seed, **read)
     if task == "classification" and not task_given:
         check_classes_are_classes(data.y, data_config.train)
     test = val = None
     if data_config.test is not None:
-        loaded = load_dataset(data_config.test, seed, data_config.label_column, dtype, task)
+        loaded = load_dataset(data_config.test, seed, **read)
         test = (loaded.X, loaded.y, data_config.test)
     elif data.X_test is not None and data.y_test is not None:
         test = (data.X_test, data.y_test, f"{data_config.train} (X_test, y_test)")
     if data_config.val is not None:
-        loaded = load_dataset(data_config.val, seed, data_config.label_column, dtype, task)
+        loaded = load_dataset(data_config.val, seed, **read)
         val = (loaded.X, loaded.y, data_config.val)
+    dtypes = data.feature_dtypes  # (before split_arrays, which may standardise data.X in place)
     splits = split_arrays(data.X, data.y, data_config, seed, test=test, val=val, dtype=dtype,
                           overwrite=data.owned, task=task)
-    splits.feature_names = feature_names(data_config.train, data_config.label_column)
+    splits.feature_names = feature_names(data_config.train, data_config.label_column, data_config.header)
+    splits.feature_dtypes = dtypes
     return splits
 
 
 def check_label_column_applies(label_column, *sources) -> None:
     """DataError when a label column is named but no source (None: none) is a CSV or Parquet
     file: the others keep their labels apart, so it would be ignored."""
+    _check_applies(label_column, sources, ("csv", "parquet"), "label_column names a column of a CSV or Parquet "
+                   "file; {source} keeps its labels apart (builtin sets, .npz, a folder's y.npy): leave it unset")
+
+
+def check_header_applies(header: bool | None, *sources) -> None:
+    """DataError when the header setting (--header, --no-header) is given but no source
+    (None: none) is a CSV file: the others have no first row to tell, so it would be ignored."""
+    _check_applies(header, sources, ("csv",), "--header/--no-header say whether a CSV file's first row is a header "
+                   "(data.header); {source} is not a CSV file (a Parquet file names its columns in its schema; "
+                   "builtin sets, .npz and .npy have none): leave them out")
+
+
+def _check_applies(setting, sources, kinds: tuple[str, ...], message: str) -> None:
+    """DataError(``message`` naming the first source) when ``setting`` is given (not None)
+    but no source (None: none) is a file of ``kinds`` (file_kind), the only ones it is for."""
     sources = [source for source in sources if source is not None]
-    if label_column is not None and not any(file_kind(s) in ("csv", "parquet") for s in sources if s is not None):
-        raise DataError(f"label_column names a column of a CSV or Parquet file; {sources[0]} keeps its labels "
-                        "apart (builtin sets, .npz, a folder's y.npy): leave it unset")
+    if setting is not None and sources and not any(file_kind(source) in kinds for source in sources):
+        raise DataError(message.format(source=sources[0]))
 
 
 def data_seed(data_config, seed: int) -> int:

@@ -224,6 +224,8 @@ def _metadata(model, task: str) -> dict[str, str]:
         "classes": json.dumps(classes),
         # the columns of X, in order (null: the training data had no names)
         "feature_names": json.dumps(model.feature_names),
+        # what each column held at training (numpy's dtype names where there is one; null: not recorded)
+        "feature_dtypes": json.dumps(model.feature_dtypes),
         "standardized": json.dumps(model.input_transform is not None),
         "dtype": model.dtype.name + (" (exported as float32)" if model.dtype.name != "float32" else ""),
     }

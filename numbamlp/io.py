@@ -223,6 +223,7 @@ def save_model(model: MLP, path, config: dict | None = None) -> None:
         "dtype": model.dtype.name,
         "classes": None if model.classes is None else np.asarray(model.classes).tolist(),
         "feature_names": model.feature_names,
+        "feature_dtypes": model.feature_dtypes,
         "versions": _versions(),
         "config": config,
     }
@@ -304,6 +305,11 @@ def load_model(path):
                 and len(set(names)) == len(names)):
             raise ModelFileError(f"{path}: feature names do not match {layers[0]} inputs")
         model.feature_names = names
+    dtypes = meta.get("feature_dtypes")  # (files from before dtypes: None)
+    if dtypes is not None:
+        if not (isinstance(dtypes, list) and len(dtypes) == layers[0] and all(isinstance(d, str) for d in dtypes)):
+            raise ModelFileError(f"{path}: feature dtypes do not match {layers[0]} inputs")
+        model.feature_dtypes = dtypes
     if TRANSFORM_TENSORS[0] in tensors:
         model.input_transform = Standardizer(*(tensors[name] for name in TRANSFORM_TENSORS))
     if TARGET_TENSORS[0] in tensors:

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from numbamlp.data import all_finite
+from numbamlp.data import all_finite, check_feature_dtypes, column_dtypes, dtype_kind
 from numbamlp.kernels import TRANSPOSED_INPUT_MAX, activation_kernels, activation_spec, get_backend, launch_guard
 
 FLOAT_DTYPES = ("float32", "float64")
@@ -210,7 +210,10 @@ class MLP:
     ``input_transform`` (a fitted ``numbamlp.data.Standardizer``) is applied to X by
     ``scores``, ``predict_proba`` and ``predict``, so they take raw features, and, for
     regression, ``target_transform`` (a Standardizer of the K targets, fitted on the training
-    rows) maps the outputs back to the targets' units in ``predict``.
+    rows) maps the outputs back to the targets' units in ``predict``.  ``feature_names`` and
+    ``feature_dtypes`` (D,) are the training data's columns and what each held: a table
+    (DataFrame) is matched by those names, and refused by name where a column's dtype is of
+    another kind (numbamlp.data.dtype_kind: text or dates for numbers, booleans for numbers).
     """
 
     def __init__(self, layers, activation: str = "relu", dtype="float32", seed: int | None = 0,
@@ -226,6 +229,9 @@ class MLP:
         # the training data's column names, in the order the model takes them (None: the data
         # had none): predict matches a table's columns by them
         self.feature_names: list[str] | None = None
+        # what each of those columns held (D,) (numbamlp.data.dtype_kind; None: not recorded):
+        # predict refuses a table's column of another kind (text or dates for numbers)
+        self.feature_dtypes: list[str] | None = None
         self.input_transform = None
         self.metadata: dict | None = None  # what load_model read from the file
         if seed is not None and not (isinstance(seed, (int, np.integer)) and seed >= 0):
@@ -292,7 +298,7 @@ class MLP:
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        self.__dict__.update({"feature_names": None, "feature_dtypes": None, **state})  # (pickled before them)
         self._params = layer_views(self.flat_params, self.layers)
 
     def __repr__(self) -> str:
@@ -349,16 +355,25 @@ class MLP:
 
     def named_columns(self, X):
         """X's columns of this model's ``feature_names``, in their order, when X is a table
-        with column names (a DataFrame) and the model has names; X as it is otherwise.
-        ValueError naming the features a table lacks."""
+        with column names (a DataFrame) and the model has names (as one float64 array (B, D)
+        when they mix booleans and numbers, which numpy would make one array of objects);
+        X as it is otherwise.  ValueError naming the features a table lacks, or one whose
+        dtype is of another kind than the model's ``feature_dtypes``
+        (numbamlp.data.check_feature_dtypes)."""
         columns = getattr(X, "columns", None)
-        if self.feature_names is None or columns is None:
+        if columns is None:
             return X
-        names = [str(c) for c in columns]
-        missing = [name for name in self.feature_names if name not in names]
-        if missing:
-            raise ValueError(f"X has no column {', '.join(map(repr, missing[:8]))}, which the model was trained with")
-        return X.iloc[:, [names.index(name) for name in self.feature_names]]
+        if self.feature_names is not None:
+            names = [str(c) for c in columns]
+            missing = [name for name in self.feature_names if name not in names]
+            if missing:
+                raise ValueError(f"X has no column {', '.join(map(repr, missing[:8]))}, which the model was trained with")
+            X = X.iloc[:, [names.index(name) for name in self.feature_names]]
+        dtypes = column_dtypes(X)
+        check_feature_dtypes(dtypes, self.feature_dtypes, [str(c) for c in X.columns], "X")
+        if dtypes and len(set(dtypes)) > 1 and {dtype_kind(d) for d in dtypes} <= {"number", "bool"}:
+            return X.to_numpy(dtype=np.float64, na_value=np.nan)
+        return X
 
     def predict_proba(self, X, backend: str = "auto") -> np.ndarray:
         """Class probabilities (B, C); each row sums to 1."""

@@ -322,3 +322,132 @@ def test_predict_keeps_the_columns_asked_for_beside_the_predictions(tmp_path):
     assert refused.exit_code == 2 and "has no column 'nope', named by --keep" in refused.output
     refused = invoke("predict", tmp_path / "r", "--data", "builtin:iris", "--keep", "id")
     assert refused.exit_code == 2 and "--keep names columns of a CSV or Parquet file" in refused.output
+
+
+# ---------------------------------------------------------------- --header / --no-header
+def _spectra_files(folder):
+    """A training file whose header names the features by wavelength (400, 410, 420) over text
+    grades, which detection reads as a data row; a file of new rows without a header; the
+    same rows under the names in another order, beside an id."""
+    rng = np.random.default_rng(0)
+    X = np.round(rng.normal(size=(80, 3)), 4)
+    grades = np.where(X[:, 0] + X[:, 2] > 0, "high", "low")
+    (folder / "train.csv").write_text("400,410,420,grade\n" + "".join(
+        f"{a},{b},{c},{g}\n" for (a, b, c), g in zip(X, grades)))
+    (folder / "bare.csv").write_text("".join(f"{a},{b},{c}\n" for a, b, c in X[:10]))
+    (folder / "named.csv").write_text("id,420,400,410\n" + "".join(f"{i},{c},{a},{b}\n" for i, (a, b, c) in
+                                                                 enumerate(X[:10])))
+    (folder / "labelled.csv").write_text("".join(f"{a},{b},{c},{g}\n" for (a, b, c), g in zip(X[:10], grades)))
+    return folder
+
+
+def _one_line_refusal(args, cwd):
+    run = subprocess.run([*NUMBAMLP, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert "Traceback" not in run.stderr and run.stdout == ""
+    return run.stderr
+
+
+@pytest.fixture(scope="module")
+def spectra_run(tmp_path_factory):
+    folder = _spectra_files(tmp_path_factory.mktemp("spectra"))
+    result = invoke("train", "--data", folder / "train.csv", "--header", "--epochs", "2", "--hidden", "8",
+                    "--out", folder / "run", "--quiet")
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def test_train_header_flag_names_the_features_by_a_row_of_numbers(spectra_run):
+    model = load_model(spectra_run / "run")
+    assert model.feature_names == ["400", "410", "420"] and model.classes.tolist() == ["high", "low"]
+    assert json.loads((spectra_run / "run" / "config.json").read_text())["data"]["header"] is True
+
+
+@pytest.mark.parametrize("value", ["1", '"yes"'])
+def test_the_header_setting_of_a_config_file_is_true_or_false(tmp_path, value):
+    """(A number or text would be read as a boolean, as pydantic reads them: 1 and "yes" mean true.)"""
+    (tmp_path / "c.toml").write_text(f"[data]\nheader = {value}\n")
+    result = invoke("train", "--config", tmp_path / "c.toml", "--out", tmp_path / "r")
+    assert result.exit_code == 2 and "data.header: Input should be a valid boolean" in result.output, result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_predict_refuses_a_first_row_it_cannot_tell_and_takes_the_flags(spectra_run):
+    """Numbers over numbers, for a model named by numbers: a header lacking some names, or a
+    data row? Refused, with the two ways to say; never guessed."""
+    folder = spectra_run
+    said = _one_line_refusal(["predict", folder / "run", "--data", folder / "bare.csv", "--out", folder / "p.csv"],
+                             folder)
+    assert f"{folder / 'bare.csv'}: " in said and "--header or --no-header" in said
+    assert not (folder / "p.csv").exists()
+    bare = invoke("predict", folder / "run", "--data", folder / "bare.csv", "--no-header")
+    named = invoke("predict", folder / "run", "--data", folder / "named.csv")  # (the names: a header, untold)
+    assert bare.exit_code == 0 and named.exit_code == 0, bare.output + named.output
+    assert len(bare.output.splitlines()) == 11 and bare.output == named.output
+    said = _one_line_refusal(["predict", folder / "run", "--data", folder / "bare.csv", "--header"], folder)
+    assert "has no column '400'" in said
+
+
+def test_eval_takes_the_header_flags(spectra_run):
+    folder = spectra_run
+    told = invoke("eval", folder / "run", "--data", folder / "labelled.csv", "--no-header", "--json")
+    assert told.exit_code == 0, told.output
+    assert json.loads(told.output)["rows"] == 10
+    headed = invoke("eval", folder / "run", "--data", folder / "train.csv", "--json")  # (its names: a header)
+    assert headed.exit_code == 0 and json.loads(headed.output)["rows"] == 80, headed.output
+    said = _one_line_refusal(["eval", folder / "run", "--data", folder / "train.csv", "--no-header"], folder)
+    assert "labels the model does not know: grade" in said  # (the header read as a data row)
+    said = _one_line_refusal(["eval", folder / "run", "--header"], folder)  # (its held-out rows: read as trained)
+    assert "--header/--no-header are for --data" in said
+
+
+def test_jobs_predict_takes_the_header_flags(spectra_run, monkeypatch):
+    from numbamlp.client import Client
+
+    folder = spectra_run
+    model = load_model(folder / "run")
+    monkeypatch.setattr(Client, "model_metadata", lambda self, job: model.metadata)
+    monkeypatch.setattr(Client, "predict", lambda self, job, X, proba=False, columns=None: {
+        "labels": model.predict(np.asarray(X)).tolist(), "proba": None, "values": None})
+    served = invoke("jobs", "predict", "job-1", "--data", folder / "bare.csv", "--no-header")
+    assert served.exit_code == 0 and served.output == invoke("predict", folder / "run", "--data", folder / "named.csv").output
+    refused = invoke("jobs", "predict", "job-1", "--data", folder / "bare.csv")
+    assert refused.exit_code == 2 and "--header or --no-header" in refused.output
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"400": ["0.5"], "410": [0.5], "420": [0.5]}), folder / "text.parquet")
+    refused = invoke("jobs", "predict", "job-1", "--data", folder / "text.parquet")
+    assert refused.exit_code == 2 and "feature column '400' is string here but float64 in training" in refused.output
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--data", "builtin:iris", "--header", "--out", "r"],
+    ["predict", "MODEL", "--data", "d.npz", "--no-header"],
+    ["eval", "MODEL", "--data", "d.npz", "--header"],
+])
+def test_header_flags_on_data_that_is_not_csv_are_refused(spectra_run, tmp_path, args):
+    np.savez(tmp_path / "d.npz", X=np.ones((4, 3)), y=np.arange(4) % 2)
+    args = [str(spectra_run / "run") if a == "MODEL" else a for a in args]
+    said = _one_line_refusal(args, tmp_path)
+    assert "--header/--no-header say whether a CSV file's first row is a header" in said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]
+
+
+def test_predict_refuses_a_parquet_feature_whose_kind_changed(tmp_path):
+    """An age column trained as numbers and given as text: refused by name, both dtypes."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from numbamlp import MLP
+
+    model = MLP([2, 4, 2], seed=0)
+    model.feature_names, model.feature_dtypes = ["age", "income"], ["int64", "float64"]
+    model.save(tmp_path / "m.safetensors")
+    pq.write_table(pa.table({"age": ["30", "41"], "income": [2.5, 1.5]}), tmp_path / "new.parquet")
+    said = _one_line_refusal(["predict", tmp_path / "m.safetensors", "--data", tmp_path / "new.parquet", "--out",
+                              tmp_path / "p.csv"], tmp_path)
+    assert "feature column 'age' is string here but int64 in training" in said
+    assert not (tmp_path / "p.csv").exists()
+    pq.write_table(pa.table({"age": [30.0, 41.0], "income": [2, 1]}), tmp_path / "floats.parquet")
+    assert invoke("predict", tmp_path / "m.safetensors", "--data", tmp_path / "floats.parquet").exit_code == 0

@@ -306,3 +306,70 @@ def test_a_stratified_split_that_cannot_give_the_asked_share_says_what_it_did(tm
                           "classification", "--epochs", "1", "--quiet", "--out", str(tmp_path / "run")],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stderr.startswith("note: ") and "UserWarning" not in run.stderr, run.stderr
+
+
+# ---------------------------------------------------------------- a CSV file's header, as the user says
+def _spectra(path, first_row, rows):
+    """A CSV file: ``first_row`` (a list of cells, or None for none) over ``rows`` (N, W) of numbers."""
+    lines = ([",".join(first_row)] if first_row is not None else []) + [",".join(f"{v:g}" for v in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_the_header_setting_overrides_detection_in_training(tmp_path):
+    """Wavelengths for names and a numeric label: detection reads the first row as data; the
+    user says it is a header (and the reverse)."""
+    from numbamlp.data import feature_names
+
+    rows = np.array([[0.5, 0.25, 1], [0.75, 0.5, 0], [0.25, 0.125, 1]])
+    path = _spectra(tmp_path / "spectra.csv", ["400", "410", "1"], rows)
+    assert load_dataset(path).X.shape == (4, 2) and feature_names(path) is None
+    named = load_dataset(path, header=True)
+    np.testing.assert_array_equal(named.X, rows[:, :2])
+    assert feature_names(path, header=True) == ["400", "410"]
+    pandas = _spectra(tmp_path / "pandas.csv", ["0", "1", "2"], rows)  # (detected as a header)
+    assert load_dataset(pandas).X.shape == (3, 2) and load_dataset(pandas, header=False).X.shape == (4, 2)
+    assert feature_names(pandas, header=False) is None
+    splits = prepare(DataConfig(train=path, header=True, test_fraction=0.34), seed=0)
+    assert splits.feature_names == ["400", "410"] and len(splits.y_train) + len(splits.y_test) == 3
+
+
+def test_a_first_row_a_model_cannot_tell_is_refused_unless_the_header_is_given(tmp_path):
+    """A model whose features are named by numbers (wavelengths), a file whose first row is
+    numbers but not those names: a header lacking some, or data? Either guess can be silently
+    wrong: refused, naming the file and --header/--no-header."""
+    names = ["400", "410", "420"]
+    rows = np.arange(12, dtype=float).reshape(4, 3) / 8
+    bare = _spectra(tmp_path / "bare.csv", None, rows)
+    with pytest.raises(DataError) as refused:
+        read_features(bare, 3, names=names)
+    message = str(refused.value)
+    assert message.startswith(f"{bare}: ") and "--header or --no-header" in message and "\n" not in message
+    np.testing.assert_array_equal(read_features(bare, 3, names=names, header=False), rows)
+    with pytest.raises(DataError, match="has no column '400'"):
+        read_features(bare, 3, names=names, header=True)
+    # the names, in another order, beside an id and a label: a header, without being told
+    shuffled = _spectra(tmp_path / "shuffled.csv", ["7", "420", "400", "410", "1"],
+                        np.column_stack([np.arange(4), rows[:, 2], rows[:, 0], rows[:, 1], np.ones(4)]))
+    np.testing.assert_array_equal(read_features(shuffled, 3, names=names), rows)
+    # names that are not numbers: a row of numbers is data, as before
+    np.testing.assert_array_equal(read_features(bare, 3, names=["a", "b", "c"]), rows)
+    # pandas' names for unnamed columns (0, 1, 2) say nothing but the order: a row of them is a
+    # header, any other row of numbers data
+    np.testing.assert_array_equal(read_features(bare, 3, names=["0", "1", "2"]), rows)
+    pandas = _spectra(tmp_path / "pandas.csv", ["0", "1", "2"], rows)
+    np.testing.assert_array_equal(read_features(pandas, 3, names=["0", "1", "2"]), rows)
+
+
+def test_the_header_setting_is_for_csv_files_only(tmp_path):
+    from numbamlp.data import check_header_applies
+
+    np.savez(tmp_path / "d.npz", X=np.ones((4, 2)), y=np.arange(4) % 2)
+    for source in (str(tmp_path / "d.npz"), "builtin:iris"):
+        for header in (True, False):
+            with pytest.raises(DataError, match="--header/--no-header say whether a CSV file's first row"):
+                check_header_applies(header, source)
+    check_header_applies(None, str(tmp_path / "d.npz"))
+    check_header_applies(True, str(tmp_path / "d.npz"), str(tmp_path / "t.csv"))  # (one CSV file among them)
+    with pytest.raises(DataError, match="is not a CSV file"):
+        prepare(DataConfig(train=str(tmp_path / "d.npz"), header=False), seed=0)

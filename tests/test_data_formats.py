@@ -357,3 +357,52 @@ def test_bad_files_through_the_command_line_are_one_line_and_exit_2(tmp_path):
         else:
             assert "GB of memory is available; train on a sample of the rows" in lines[0]
         assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- each feature's dtype
+def test_each_reader_records_each_features_dtype(tmp_path):
+    """What a model file records beside the names: a Parquet schema's types, an array's
+    dtype, a CSV column's kind (whole numbers or not)."""
+    X = np.column_stack([np.round(np.linspace(-1, 1, 40), 3), np.arange(40) % 7])
+    y = np.arange(40) % 2
+    (tmp_path / "csv").mkdir()
+    assert load_dataset(write(tmp_path / "csv", "csv", X, y)).feature_dtypes == ["float64", "int64"]
+    np.savez(tmp_path / "d.npz", X=X.astype(np.float32), y=y)
+    assert load_dataset(str(tmp_path / "d.npz")).feature_dtypes == ["float32", "float32"]
+    (tmp_path / "npy").mkdir()
+    assert load_dataset(write(tmp_path / "npy", "npy", X, y)).feature_dtypes == ["float32", "float32"]
+    assert load_dataset("builtin:iris").feature_dtypes == ["float64"] * 4
+    pq.write_table(pa.table({"age": pa.array(np.arange(40) % 9, pa.int32()), "member": np.arange(40) % 3 == 0,
+                             "income": X[:, 0].astype(np.float32), "label": y}), tmp_path / "d.parquet")
+    assert load_dataset(str(tmp_path / "d.parquet")).feature_dtypes == ["int32", "bool", "float32"]
+    splits = prepare(DataConfig(train=str(tmp_path / "d.parquet")), seed=0)
+    assert splits.feature_dtypes == ["int32", "bool", "float32"]
+
+
+def _features_parquet(path, **columns):
+    pq.write_table(pa.table(columns), path)
+    return str(path)
+
+
+@pytest.mark.parametrize("age, member, says", [
+    (pa.array(["30", "41", "52"]), [True, False, True], "feature column 'age' is string here but int64 in training"),
+    (pa.array([30, 41, 52], pa.timestamp("ms")), [True, False, True], "'age' is timestamp[ms] here but int64 in training"),
+    (pa.array([30, 41, 52]), pa.array([1, 0, 1]), "feature column 'member' is int64 here but bool in training"),
+    (pa.array([True, False, True]), [True, False, True], "'age' is bool here but int64 in training"),
+])
+def test_parquet_prediction_refuses_a_feature_whose_kind_changed(tmp_path, age, member, says):
+    """A number read as text, a date or a flag means something else to the model: refused by
+    name with both dtypes, where it was a number (or a flag) at training."""
+    path = _features_parquet(tmp_path / "new.parquet", id=["a", "b", "c"], member=member, age=age)
+    with pytest.raises(DataError) as refused:
+        read_features(path, 2, names=["age", "member"], dtypes=["int64", "bool"])
+    assert says in str(refused.value) and "\n" not in str(refused.value), str(refused.value)
+
+
+def test_parquet_prediction_takes_integers_for_floats_and_back(tmp_path):
+    path = _features_parquet(tmp_path / "new.parquet", member=[True, False, True], age=pa.array([30.5, 41.0, 52.0]))
+    got = read_features(path, 2, names=["age", "member"], dtypes=["int64", "bool"])
+    np.testing.assert_array_equal(got, [[30.5, 1], [41, 0], [52, 1]])
+    path = _features_parquet(tmp_path / "ints.parquet", a=pa.array([1, 2], pa.int8()), b=pa.array([3, 4], pa.uint16()))
+    np.testing.assert_array_equal(read_features(path, 2, names=["a", "b"], dtypes=["float32", "float64"]),
+                                  [[1, 3], [2, 4]])

@@ -208,6 +208,17 @@ def test_file_metadata_ir_version_and_dynamic_batch(tmp_path):
     assert named.graph.input[0].doc_string == "columns, in order: a, b, c, d, e"
 
 
+def test_the_features_dtypes_are_in_the_metadata_beside_their_names(tmp_path):
+    model = classifier("relu")
+    export_onnx(model, tmp_path / "m.onnx")
+    assert {p.key: p.value for p in onnx.load(tmp_path / "m.onnx").metadata_props}["feature_dtypes"] == "null"
+    model.feature_names, model.feature_dtypes = list("abcde"), ["int64", "float64", "bool", "float32", "int8"]
+    export_onnx(model, tmp_path / "typed.onnx")
+    meta = {p.key: p.value for p in onnx.load(tmp_path / "typed.onnx").metadata_props}
+    assert json.loads(meta["feature_dtypes"]) == ["int64", "float64", "bool", "float32", "int8"]
+    assert json.loads(meta["feature_names"]) == list("abcde")
+
+
 def test_a_fitted_estimator_exports_its_model(tmp_path):
     from numbamlp.estimator import MLPClassifier
 

@@ -193,3 +193,62 @@ def test_a_model_that_has_scored_pickles_and_copies_without_its_workspaces():
     for twin in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model), copy.copy(model)):
         assert "_scoring_local" not in twin.__dict__
         np.testing.assert_array_equal(twin.scores(X), S)
+
+
+# ---------------------------------------------------------------- each feature's name and dtype
+def _named_model():
+    model = MLP([3, 4, 2], seed=0)
+    model.feature_names, model.feature_dtypes = ["age", "member", "income"], ["int64", "bool", "float64"]
+    return model
+
+
+def test_a_model_file_keeps_its_features_dtypes_and_one_without_them_still_loads(tmp_path):
+    from numbamlp.io import MODEL_FORMAT, ModelFileError, load_model, read_safetensors, write_safetensors
+
+    model = _named_model()
+    model.save(tmp_path / "m.safetensors")
+    loaded = load_model(tmp_path / "m.safetensors")
+    assert loaded.feature_dtypes == ["int64", "bool", "float64"] and loaded.feature_names == model.feature_names
+    tensors, meta = read_safetensors(tmp_path / "m.safetensors", MODEL_FORMAT)
+    del meta["feature_dtypes"]  # (a file written before dtypes were kept)
+    write_safetensors(tmp_path / "old.safetensors", tensors, meta)
+    old = load_model(tmp_path / "old.safetensors")
+    X = np.array([[30.0, 1.0, 2.5], [41.0, 0.0, 1.5]])
+    assert old.feature_dtypes is None
+    np.testing.assert_array_equal(old.predict_proba(X), model.predict_proba(X))
+    write_safetensors(tmp_path / "bad.safetensors", tensors, {**meta, "feature_dtypes": ["int64", 3]})
+    with pytest.raises(ModelFileError, match="feature dtypes do not match 3 inputs"):
+        load_model(tmp_path / "bad.safetensors")
+
+
+def test_a_dataframe_column_whose_kind_changed_is_refused_by_name(tmp_path):
+    """A column of numbers become text (object), dates, or flags for numbers: the model would
+    take other numbers than it was trained on, or fail on the first text cell."""
+    pd = pytest.importorskip("pandas")
+    model = _named_model()
+    table = pd.DataFrame({"id": ["a", "b"], "income": [2.5, 1.5], "age": [30, 41], "member": [True, False]})
+    expected = model.predict_proba(table[["age", "member", "income"]].to_numpy(dtype=float))
+    np.testing.assert_array_equal(model.predict_proba(table), expected)
+    np.testing.assert_array_equal(model.predict_proba(table.astype({"age": float, "income": "float32"})),
+                                  model.predict_proba(table.astype({"income": "float32"}).iloc[:, [2, 3, 1]]
+                                                      .to_numpy(dtype=float)))  # (int vs float: the same meaning)
+    for changed, says in [({"age": object}, "feature column 'age' is object here but int64 in training"),
+                          ({"age": "datetime64[ns]"}, "'age' is datetime64[ns] here but int64 in training"),
+                          ({"member": int}, "'member' is int64 here but bool in training")]:
+        with pytest.raises(ValueError) as refused:
+            model.predict(table.astype(changed))
+        assert says in str(refused.value) and "\n" not in str(refused.value), str(refused.value)
+    model.feature_dtypes = None  # (a model file from before dtypes: taken as it comes)
+    np.testing.assert_array_equal(model.predict_proba(table.astype({"member": int})), expected)
+
+
+def test_a_model_pickled_before_feature_names_and_dtypes_unpickles_without_them():
+    pd = pytest.importorskip("pandas")
+    model = _named_model()
+    state = model.__getstate__()
+    del state["feature_names"], state["feature_dtypes"]  # (an MLP pickled before they were kept)
+    old = MLP.__new__(MLP)
+    old.__setstate__(state)
+    assert old.feature_names is None and old.feature_dtypes is None
+    table = pd.DataFrame({"age": [30.0], "member": [1.0], "income": [2.5]})
+    np.testing.assert_array_equal(old.predict_proba(table), model.predict_proba(table.to_numpy()))
