@@ -89,7 +89,44 @@ def test_early_stopping_option():
     assert clf.n_iter_ < 500 and len(clf.validation_scores_) == clf.n_iter_
 
 
+def test_early_stopping_waits_scikit_learns_10_epochs_by_default():
+    """n_iter_no_change was 5 (scikit-learn's is 10): breast_cancer stopped at epoch 34, 5
+    after its best, 29; the early-stopped scores were lower on 5 of the 6 bench sets."""
+    from sklearn import neural_network
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    clf = MLPClassifier(early_stopping=True, random_state=0).fit(StandardScaler().fit_transform(X), y)
+    assert clf.n_iter_no_change == neural_network.MLPClassifier().n_iter_no_change == 10
+    assert clf._trainer.stopped_early and clf.n_iter_ - clf._trainer.best_epoch == 10
+
+
 # ------------------------------------------------ defaults against scikit-learn's (issue 24)
+
+def test_each_default_that_differs_from_scikit_learns_says_why():
+    """Issue 24: where a default still differs from scikit-learn's, the docstring says why.
+    Adam's None settings mean scikit-learn's values; momentum is used by neither's adam."""
+    import inspect
+    import re
+
+    from sklearn import neural_network
+
+    from numbamlp.config import OPTIMIZER_DEFAULTS
+
+    adam = OPTIMIZER_DEFAULTS["adam"]
+    means = {"learning_rate_init": adam["lr"], "beta_1": adam["beta1"], "beta_2": adam["beta2"],
+             "epsilon": adam["eps"]}
+    for ours, theirs in [(MLPClassifier, neural_network.MLPClassifier), (MLPRegressor, neural_network.MLPRegressor)]:
+        mine, sk = inspect.signature(ours).parameters, inspect.signature(theirs).parameters
+        differ = {name for name, p in mine.items() if name in sk and name != "momentum"
+                  and means.get(name, p.default) != sk[name].default}
+        assert differ == {"hidden_layer_sizes", "alpha", "batch_size"}, ours
+    entries = re.split(r"\n    (?=\S)", MLPClassifier.__doc__)  # one per parameter, with its indented lines
+    paragraphs = {entry.split(":")[0]: entry for entry in entries if ":" in entry}
+    for name in ("hidden_layer_sizes", "alpha", "batch_size"):
+        assert "The default" in paragraphs[name] and "scikit-learn" in paragraphs[name], name
+    assert "but one: alpha 7e-3" in MLPRegressor.__doc__
+
 
 def _five_fold(estimator, X, y, regression):
     """5-fold shuffled CV (seed 0) behind a StandardScaler (and, for a regressor, a target
