@@ -1,80 +1,170 @@
-"""Numba's thread pool, started once, with threads that sleep while they wait.
+"""Numba's thread pool: started once, and on the default settings as many threads as the
+cores that other processes leave free.
 
-Why: Numba's default threading layer on Linux is GNU OpenMP (libgomp), whose idle threads
-spin for a while (GOMP_SPINCOUNT, 300,000 turns by default) before they sleep, at every
-barrier and between parallel loops.  On a quiet machine that saves a wake-up; on a busy
-one the spinning thread holds a core that the thread it waits for, descheduled by the
-other process, needs.  With one other busy process on 2 cores, whole fits ran 5-25x
-slower than on one thread (bench/contention.py; the table and the choice are in
-bench/README.md, "A busy machine").  Waiting threads that sleep at once
-(OMP_WAIT_POLICY=PASSIVE) took that away and cost nothing measurable on a quiet machine.
+Why: Numba's default threading layer on Linux is GNU OpenMP (libgomp), whose threads spin
+for a while (GOMP_SPINCOUNT, 300,000 turns by default) before they sleep, at every barrier
+and between parallel loops.  On a quiet machine that saves a wake-up per loop; beside a
+busy process, the spinning thread holds a core that the thread it waits for, descheduled
+by the other process, needs: with one other busy process on 2 cores, whole fits ran 5-25x
+slower than on one thread (bench/contention.py; the tables and the choice are in
+bench/README.md, "A busy machine").
 
-OpenMP reads its wait policy once, when its library loads: that is when Numba starts its
-pool, so ``start`` sets the policy in this process's environment for that moment only
-and puts the environment back as it was (child processes and other libraries loaded later
-see the user's environment).  A policy the user set (OMP_WAIT_POLICY, GOMP_SPINCOUNT,
-KMP_BLOCKTIME) is theirs: numbamlp then changes nothing.  ``wait_policy`` says which of
-these is in force, for ``numbamlp info``.
+What was measured and not chosen: threads that sleep at once (OMP_WAIT_POLICY=PASSIVE,
+set before the pool starts) held up under load but cost 10-19 % of a quiet step (a futex
+wake-up per parallel loop, dear on this virtual machine); shorter spins (GOMP_SPINCOUNT
+3,000-10,000) were level when quiet but 1.2-1.6x one thread's time beside a busy process;
+Numba's workqueue and TBB layers were slower than one thread under load.
+
+What is done instead: OpenMP keeps its own waiting, and a fit or step on the default
+threads (``threads`` unset) runs on the cores this process may use less those other
+processes kept busy over the last half second (read from /proc/stat, this process's own
+CPU time taken out), shared among this process's threads that train at once; at least
+one.  On one thread the kernels take their serial paths and nothing spins.  The thread
+count never changes the bits (kernels/cpu_backend.py: blocks cut by shape).  Where
+/proc/stat cannot be read (not Linux), the default stays all usable cores.  An explicit
+``threads`` is left as given.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 
-# numbamlp's choice when the environment says nothing: OpenMP threads sleep as soon as
-# they wait.  (OMP_WAIT_POLICY is read by GNU's libgomp and by LLVM's and Intel's libomp.)
-PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
-# The environment variables through which a user chooses OpenMP's waiting themselves.
-USERS_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
+SAMPLE_EVERY_S = 0.5  # how often a training thread looks at the machine's load
+_MIN_WINDOW_S = 0.05  # a shorter window between two readings says too little
+_TRAINING_RECENTLY_S = 2 * SAMPLE_EVERY_S  # a thread that adapted this recently is training
+# USER_HZ: the unit of /proc/stat's times
+_TICK_S = 1.0 / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
 
 _starting = threading.Lock()
-_wait_policy: str | None = None  # (set once, by start)
+_started = False
 
 
 def start() -> None:
-    """Start Numba's thread pool (once per process; later calls return at once), with
-    PASSIVE waiting unless the user chose otherwise, or the OpenMP library was already
-    loaded (then its policy cannot change: ``wait_policy`` says so)."""
-    global _wait_policy
-    if _wait_policy is not None:
+    """Start Numba's thread pool (once per process; later calls return at once) and take the
+    first reading of the machine's load."""
+    global _started
+    if _started:
         return
     with _starting:
-        if _wait_policy is not None:
-            return
-        import numba
-        from numba.np.ufunc import parallel
+        if not _started:
+            import numba
 
-        chosen = {name: os.environ[name] for name in USERS_SETTINGS if name in os.environ}
-        started_before = parallel._is_initialized or _openmp_loaded()
-        if chosen or started_before:
             numba.get_num_threads()  # (starts the pool)
-            policy = (", ".join(f"{name}={value}" for name, value in chosen.items()) + " (from the environment)"
-                      if chosen else "OpenMP's own (its library was loaded before numbamlp: threads may spin)")
-        else:
-            os.environ.update(PASSIVE)
-            try:
-                numba.get_num_threads()
-            finally:
-                for name in PASSIVE:
-                    os.environ.pop(name, None)
-            policy = "passive (set by numbamlp)"
-        _wait_policy = policy if numba.threading_layer() == "omp" else f"{numba.threading_layer()}'s own"
+            _LOAD.free_cores()  # (the first reading)
+            _started = True
 
 
 def wait_policy() -> str:
-    """How Numba's idle threads wait, in words: "passive (set by numbamlp)", the user's
-    setting, or why neither holds (another threading layer; OpenMP loaded earlier)."""
+    """How Numba's idle threads wait, in words, for ``numbamlp info``."""
     start()
-    return _wait_policy
+    import numba
+
+    layer = numba.threading_layer()
+    if layer != "omp":
+        return f"{layer}'s own"
+    chosen = [f"{name}={os.environ[name]}" for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if name in os.environ]
+    return ", ".join(chosen) + " (from the environment)" if chosen else "OpenMP's own (spin, then sleep)"
 
 
-def _openmp_loaded() -> bool:
-    """Whether an OpenMP runtime that Numba would share is already in this process
-    (Linux: mapped in /proc/self/maps; elsewhere not known, so False).  scikit-learn's own
-    copy (libgomp-<hash>.so) is a separate library and does not count."""
-    try:
-        with open("/proc/self/maps") as maps:
-            return any(part in line for line in maps for part in ("/libgomp.so", "/libomp.so", "/libiomp5.so"))
-    except OSError:
-        return False
+def thread_choice() -> str:
+    """How the default thread count is chosen, in words, for ``numbamlp info``."""
+    start()
+    time.sleep(0.25)  # (a window to read the load over)
+    if _LOAD.cpus is None:
+        return "all usable cores (this system's load cannot be read)"
+    return (f"the usable cores that other processes leave free, looked at every {SAMPLE_EVERY_S:g} s "
+            f"while training (now {_LOAD.free_cores()} of {len(_LOAD.cpus)})")
+
+
+def adapt_threads() -> None:
+    """For a fit or step on the default threads (call it before each step): at most every
+    SAMPLE_EVERY_S, set the calling thread's Numba threads to its share of the free cores
+    (``free_cores`` divided among this process's threads training at once, at least 1).
+    ~0.1 µs when it is not yet time."""
+    local = _LOAD.local
+    now = time.monotonic()
+    if now < getattr(local, "next_look", 0.0):
+        return
+    threads = _LOAD.share(now)
+    local.next_look = now + (SAMPLE_EVERY_S if threads is not None else _MIN_WINDOW_S)
+    if threads is not None:
+        import numba
+
+        threads = min(threads, numba.config.NUMBA_NUM_THREADS)
+        if threads != numba.get_num_threads():
+            numba.set_num_threads(threads)
+
+
+class _Load:
+    """How busy this process's usable cores are with other processes' work: readings of
+    /proc/stat's per-CPU busy times and of this process's CPU time, compared over the time
+    between two readings (at least _MIN_WINDOW_S)."""
+
+    def __init__(self):
+        try:
+            cpus = sorted(os.sched_getaffinity(0))
+        except AttributeError:  # (not Linux)
+            cpus = None
+        self.cpus = cpus
+        self.lock = threading.Lock()
+        self.local = threading.local()
+        self.last = None  # (monotonic s, busy s on our CPUs, this process's CPU s)
+        self.free = None if cpus is None else len(cpus)
+        self.training: dict[int, float] = {}  # thread id → when it last asked for its share
+
+    def reading(self):
+        """(now, seconds our CPUs were busy, seconds of CPU this process used), or None
+        where /proc/stat cannot be read (then nothing adapts)."""
+        if self.cpus is None:
+            return None
+        wanted = {f"cpu{n}" for n in self.cpus}
+        busy = 0
+        try:
+            with open("/proc/stat") as stat:
+                for line in stat:
+                    if not line.startswith("cpu"):
+                        break
+                    fields = line.split()
+                    if fields[0] in wanted:  # user nice system idle iowait irq softirq steal ...
+                        numbers = [int(f) for f in fields[1:9]]
+                        busy += sum(numbers) - numbers[3] - numbers[4]
+        except (OSError, ValueError, IndexError):
+            self.cpus = None
+            return None
+        return time.monotonic(), busy * _TICK_S, time.process_time()
+
+    def free_cores(self) -> int | None:
+        """The usable cores other processes left free since the last reading, at least 1 (the
+        last answer when that reading is under _MIN_WINDOW_S old); None when not known."""
+        with self.lock:
+            return self._free_cores()
+
+    def _free_cores(self) -> int | None:
+        if self.last is None:  # (the first reading: nothing to compare it with yet)
+            self.last = self.reading()
+            return None
+        now = self.reading()
+        if now is None:
+            return None
+        wall, busy, ours = (b - a for a, b in zip(self.last, now))
+        if wall < _MIN_WINDOW_S:
+            return self.free
+        self.last = now
+        others = max(0.0, busy - ours) / wall  # cores' worth of other processes' work
+        self.free = max(1, len(self.cpus) - int(others + 0.5))
+        return self.free
+
+    def share(self, now: float) -> int | None:
+        """The calling training thread's share of the free cores."""
+        with self.lock:
+            free = self._free_cores()
+            self.training[threading.get_ident()] = now
+            for ident, last in list(self.training.items()):
+                if now - last > _TRAINING_RECENTLY_S:
+                    del self.training[ident]
+            return None if free is None else max(1, free // len(self.training))
+
+
+_LOAD = _Load()

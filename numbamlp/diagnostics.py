@@ -81,7 +81,7 @@ def environment_info() -> dict:
         import numba
 
         from numbamlp.kernels import get_backend
-        from numbamlp.kernels.pool import wait_policy
+        from numbamlp.kernels.pool import thread_choice, wait_policy
 
         cpu = get_backend("cpu")
         probe = np.zeros((1, 1))
@@ -90,6 +90,7 @@ def environment_info() -> dict:
         report["numba_threads"] = numba.get_num_threads()
         report["threading_layer"] = numba.threading_layer()
         report["thread_wait_policy"] = wait_policy()
+        report["default_threads"] = thread_choice()
         report["compile_cache"] = compile_cache_location(cpu)
     except Exception as err:
         backends.insert(0, f"cpu: unavailable ({err})")

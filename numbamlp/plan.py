@@ -30,6 +30,7 @@ import numpy as np
 
 from numbamlp.kernels import (ACTIVATION_NAMES, LOSS_NAMES, STEP_GRADIENTS, STEP_TRAIN, activation_spec, get_backend,
                               launch_guard)
+from numbamlp.kernels.pool import adapt_threads
 from numbamlp.model import layer_offsets, n_parameters, workspace_layout
 
 
@@ -85,10 +86,13 @@ class StepPlan:
     """
 
     def __init__(self, layers: Sequence[int], activation: str, optimizer: str, members: int,
-                 capacity: int, dtype, backend: str, loss: str = "cross_entropy"):
+                 capacity: int, dtype, backend: str, loss: str = "cross_entropy", threads: int | None = None):
         self.layers = [int(n) for n in layers]
         self.members, self.capacity, self.dtype = int(members), int(capacity), np.dtype(dtype)
         self.backend = backend
+        # threads unset on cpu: each step first takes the calling thread's share of the cores
+        # other processes leave free (kernels/pool.py: spinning threads beside a busy process)
+        self.adapts_threads = backend == "cpu" and threads is None
         self.kernels = get_backend(backend)
         spec = activation_spec(activation)
         self.activation = spec.name
@@ -202,6 +206,8 @@ class StepPlan:
                                                      *self.options, mode, self.loss_code)  # (copied down)
             self._stale = True
             return self.host.losses
+        if self.adapts_threads:
+            adapt_threads()
         with launch_guard(self.kernels):
             self._stack_step(self.buffers, self.layout, self.settings, X, y, weights, *self.options, mode,
                              self.loss_code)

@@ -219,7 +219,7 @@ class StackTrainer:
         """A new step plan for batches of up to ``capacity`` rows; every member moves into it."""
         shared, model = self.configs[0], self.trainers[0].model
         self.plan = StepPlan(model.layers, model.activation, shared.optimizer.name, self.members, capacity,
-                             shared.dtype, shared.backend, model.loss)
+                             shared.dtype, shared.backend, model.loss, shared.threads)
         for m, trainer in enumerate(self.trainers):
             trainer.use_plan(self.plan, m)
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from numbamlp.config import TrainConfig
 from numbamlp.kernels import STEP_GRADIENTS, STEP_TRAIN, get_backend
+from numbamlp.kernels.pool import adapt_threads
 from numbamlp.model import (
     MLP,
     SCORING_ROWS,
@@ -61,8 +62,9 @@ def set_threads(threads: int, backend: str) -> None:
 @contextlib.contextmanager
 def threads_while(threads: int | None, backend: str):
     """A config's ``threads`` for the block (a fit), then the threads as they were: Numba's
-    of the calling thread (cpu), numpy's BLAS (numpy, reference).  None: no change."""
-    if threads is None or backend not in ("cpu", "numpy", "reference"):
+    of the calling thread (cpu; None: as many as the steps choose, kernels/pool.py), numpy's
+    BLAS (numpy, reference; None: no change)."""
+    if threads is None and backend != "cpu" or backend not in ("cpu", "numpy", "reference"):
         yield
         return
     if backend == "cpu":
@@ -72,7 +74,8 @@ def threads_while(threads: int | None, backend: str):
 
         start_thread_pool()  # (before numba.get_num_threads would start it otherwise)
         before = numba.get_num_threads()
-        set_threads(threads, backend)
+        if threads is not None:  # (None: the steps adapt the threads to the load, kernels/pool.py)
+            set_threads(threads, backend)
         try:
             yield
         finally:
@@ -279,7 +282,7 @@ class Trainer:
         self.synchronize()  # (cuda: the state the new plan takes is the device's)
         model = self.model
         self._plan = StepPlan(model.layers, model.activation, self.config.optimizer.name, 1, capacity,
-                              model.dtype, self.config.backend, model.loss)
+                              model.dtype, self.config.backend, model.loss, self.config.threads)
         self.use_plan(self._plan, 0)
 
     def use_plan(self, plan, member: int) -> None:
@@ -318,6 +321,8 @@ class Trainer:
             if self.config.threads is not None:
                 set_threads(self.config.threads, self.config.backend)
         if self._plain_step is not None and sample_weight is None:  # a batch the step takes as it is
+            if self._plan.adapts_threads:
+                adapt_threads()
             loss = self._plain_step(Xb, yb, self.lr)
             if loss is not None:
                 return loss

@@ -1,79 +1,90 @@
-"""Numba's thread pool as numbamlp starts it (kernels/pool.py): idle threads that sleep
-instead of spinning, unless the user chose otherwise, and an environment left as it was."""
+"""Numba's threads as numbamlp uses them (kernels/pool.py): on the default settings, a
+training thread runs on its share of the cores other processes leave free."""
 
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 
+import numpy as np
 import pytest
 
-# A child process: the pool started by numbamlp, then 200 tiny parallel loops, each followed
-# by a 2 ms pause in which the pool's threads are idle.  Prints the process's CPU seconds
-# over the loops, the wait policy numbamlp reports, and the OpenMP variables left set.
-IDLE_POOL = """
-import json, os, time
-import numpy as np
-from numba import njit, prange
-from numbamlp.kernels import get_backend
-from numbamlp.kernels.pool import wait_policy
-get_backend("cpu")
-
-@njit(parallel=True)
-def touch(a):
-    for i in prange(a.size):
-        a[i] += 1.0
-
-a = np.zeros(64)
-touch(a)
-before = time.process_time()
-for _ in range(200):
-    touch(a)
-    time.sleep(0.002)
-print(json.dumps({"cpu_seconds": time.process_time() - before, "policy": wait_policy(),
-                  "left_set": {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ}}))
-"""
+from numbamlp.kernels import pool, usable_cores
 
 
-def run_idle_pool(**settings) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")}
-    env.update(settings)
-    run = subprocess.run([sys.executable, "-c", IDLE_POOL], env=env, capture_output=True, text=True, check=True)
-    return json.loads(run.stdout.strip().splitlines()[-1])
+def test_free_cores_are_the_usable_ones_less_what_other_processes_kept_busy(monkeypatch):
+    """Readings (monotonic s, busy s of our CPUs, this process's CPU s) compared over their
+    window: other processes' work is the busy time less this process's own."""
+    load = pool._Load()
+    load.cpus = [0, 1, 2, 3]
+    readings = iter([(0.0, 0.0, 0.0), (1.0, 3.0, 2.0), (2.0, 6.2, 3.0), (3.0, 6.4, 3.1), (3.01, 9.9, 3.2)])
+    monkeypatch.setattr(load, "reading", lambda: next(readings))
+    assert load.free_cores() is None  # (the first reading: nothing to compare yet)
+    assert load.free_cores() == 3  # 3 busy-seconds in 1 s, 2 of them ours: 1 core taken
+    assert load.free_cores() == 2  # 3.2 busy, 1 ours: 2.2 taken, rounded to 2
+    assert load.free_cores() == 4  # 0.2 busy, 0.1 ours: quiet
+    assert load.free_cores() == 4  # (a window under _MIN_WINDOW_S: the last answer, no new reading)
 
 
-def numba_layer() -> str:
-    from numbamlp.kernels import get_backend
+def test_threads_training_at_once_share_the_free_cores(monkeypatch):
+    load = pool._Load()
+    load.cpus = list(range(8))
+    monkeypatch.setattr(load, "_free_cores", lambda: 6)
+    assert load.share(10.0) == 6
+    shares = []
+    other = threading.Thread(target=lambda: shares.append(load.share(10.1)))
+    other.start()
+    other.join()
+    assert shares == [3] and load.share(10.2) == 3  # two threads training: half each
+    assert load.share(10.2 + 2 * pool.SAMPLE_EVERY_S + 0.1) == 6  # the other stopped asking
 
-    get_backend("cpu")
+
+def test_an_unreadable_system_keeps_the_threads_as_they_are(monkeypatch):
+    load = pool._Load()
+    load.cpus = None
+    assert load.reading() is None and load.free_cores() is None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat") or usable_cores() < 2, reason="needs Linux's /proc/stat and 2 cores")
+def test_a_fit_on_the_default_threads_takes_one_when_every_core_is_busy_and_gives_them_back():
+    """With a busy process on every usable core, a fit on the default threads runs on one
+    thread (no OpenMP thread left spinning at a barrier for a descheduled one: 5-25x slower
+    fits, bench/contention.py), with the same bits as on any thread count, and leaves the
+    calling thread's threads as they were."""
     import numba
 
-    return numba.threading_layer()
+    from numbamlp.data import load_dataset
+    from numbamlp.trainer import Trainer
+
+    digits = load_dataset("builtin:digits")
+    X, y = digits.X[:600] / 16.0, digits.y[:600]
+    config = {"epochs": 3, "batch_size": 16, "seed": 0, "model": {"hidden": [512]}}
+    seen = []
+
+    class Threads:
+        def on_epoch_end(self, epoch, metrics):
+            seen.append(numba.get_num_threads())
+
+    before = numba.get_num_threads()
+    busy = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(usable_cores())]
+    try:
+        time.sleep(pool.SAMPLE_EVERY_S)
+        adapted = Trainer(config)
+        adapted.fit(X, y, callbacks=[Threads()])
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+    assert seen and set(seen) == {1}
+    assert numba.get_num_threads() == before
+    alone = Trainer({**config, "threads": 2})
+    alone.fit(X, y)
+    np.testing.assert_array_equal(adapted.model.flat_params, alone.model.flat_params)
 
 
-@pytest.mark.skipif(os.cpu_count() < 2, reason="needs 2 CPU threads")
-def test_idle_threads_sleep_rather_than_spin():
-    """GNU OpenMP's threads spun ~300,000 turns at every wait: beside another busy process
-    that made fits 5-25x slower (bench/contention.py).  numbamlp's pool burns next to no CPU
-    while idle, against the same loops with OpenMP's own default (GOMP_SPINCOUNT=300000)."""
-    if numba_layer() != "omp":
-        pytest.skip("the wait policy is OpenMP's; Numba runs another threading layer here")
-    ours = run_idle_pool()
-    spinning = run_idle_pool(GOMP_SPINCOUNT="300000")
-    assert ours["policy"] == "passive (set by numbamlp)"
-    assert ours["left_set"] == {}  # (set only while the pool started: children see the user's environment)
-    assert ours["cpu_seconds"] < 0.25 * spinning["cpu_seconds"], (ours, spinning)
-
-
-def test_a_wait_policy_the_user_set_is_kept_and_reported():
-    if numba_layer() != "omp":
-        pytest.skip("the wait policy is OpenMP's; Numba runs another threading layer here")
-    report = run_idle_pool(OMP_WAIT_POLICY="ACTIVE")
-    assert report["policy"] == "OMP_WAIT_POLICY=ACTIVE (from the environment)"
-    assert report["left_set"] == {"OMP_WAIT_POLICY": "ACTIVE"}
-
-
-def test_info_names_the_threading_layer_and_wait_policy():
+def test_info_names_the_threading_layer_wait_policy_and_default_threads():
     from click.testing import CliRunner
 
     from numbamlp.cli.main import main
@@ -82,4 +93,4 @@ def test_info_names_the_threading_layer_and_wait_policy():
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["threading_layer"] in ("omp", "tbb", "workqueue")
-    assert report["thread_wait_policy"]
+    assert report["thread_wait_policy"] and report["default_threads"]
