@@ -285,9 +285,22 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(str(err).replace("try a lower learning rate", "try a lower learning_rate_init")) from None
         self.t_ += (trainer.epoch - before) * X.shape[0]
 
+    def _validated(self, X, y, reset: bool, **options):
+        """validate_data(self, X, y, reset=reset, ...) (which keeps a DataFrame's column names
+        in feature_names_in_), and, when ``reset``, the columns' dtypes for the model file."""
+        from numbamlp.data import column_dtypes
+
+        if reset:
+            self._column_dtypes = column_dtypes(X)
+        return validate_data(self, X, y, dtype=[np.float64, np.float32], reset=reset, **options)
+
     def _set_results(self) -> None:
         trainer = self._trainer
         self.model_ = trainer.model
+        # (what a saved model_ needs to take a table's columns by name, as `numbamlp predict` does)
+        names = getattr(self, "feature_names_in_", None)
+        self.model_.feature_names = None if names is None else [str(name) for name in names]
+        self.model_.feature_dtypes = getattr(self, "_column_dtypes", None) if names is not None else None
         self.n_iter_ = trainer.epoch
         self.n_layers_ = len(trainer.model.layers)
         self.n_outputs_ = trainer.model.layers[-1]
@@ -497,7 +510,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
         self._check_combinations()
         warm = self.warm_start and hasattr(self, "_trainer")
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], reset=not warm)
+        X, y = self._validated(X, y, reset=not warm)
         check_classification_targets(y)
         classes = unique_labels(y)
         if warm and not np.array_equal(classes, self.classes_):
@@ -545,7 +558,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if plain is not None and type(y) is np.ndarray and y.dtype.kind in "iu" and y.shape == (len(plain),):
             X = plain  # (integer labels, one per row: validate_data and check_classification_targets pass them as they are)
         else:
-            X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], reset=first)
+            X, y = self._validated(X, y, reset=first)
             check_classification_targets(y)
         if first:
             if classes is None:
@@ -669,8 +682,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.epsilon = epsilon
 
     def _targets(self, X, y, reset: bool):
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], reset=reset, multi_output=True,
-                             y_numeric=True)
+        X, y = self._validated(X, y, reset=reset, multi_output=True, y_numeric=True)
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         return X, y

@@ -596,3 +596,24 @@ def test_regressor_and_log_proba_predict_the_trainers_bits(iris):
     for rows in (X[:1], X):
         np.testing.assert_array_equal(clf.predict_log_proba(rows),
                                       log_softmax(clf._trainer.scores(rows).astype(np.float64), axis=1))
+
+
+def test_a_model_fitted_on_a_dataframe_keeps_its_columns_names_and_dtypes(tmp_path):
+    """Issue 24: model files record the feature names and dtypes of a DataFrame, too: the
+    estimator's model_, saved, takes a table's columns by name as `numbamlp predict` does."""
+    pd = pytest.importorskip("pandas")
+    from numbamlp import load_model
+
+    X, y = load_iris(return_X_y=True)
+    table = pd.DataFrame({"sepal_l": X[:, 0], "sepal_w": X[:, 1], "petal_l": X[:, 2],
+                          "petal_w_mm": (X[:, 3] * 10).round().astype("int64")})
+    clf = MLPClassifier(max_iter=5, random_state=0).fit(table, y)
+    assert clf.model_.feature_names == ["sepal_l", "sepal_w", "petal_l", "petal_w_mm"]
+    assert clf.model_.feature_dtypes == ["float64", "float64", "float64", "int64"]
+    clf.model_.save(tmp_path / "iris.safetensors")
+    model = load_model(tmp_path / "iris.safetensors")
+    shuffled = table[["petal_w_mm", "sepal_l", "petal_l", "sepal_w"]]
+    np.testing.assert_array_equal(model.predict_proba(shuffled), clf.predict_proba(table))
+    with pytest.raises(ValueError, match="column 'petal_w_mm' is .+ here but int64 in training"):
+        model.predict(table.assign(petal_w_mm=table.petal_w_mm.astype(str)))
+    assert MLPClassifier(max_iter=1, random_state=0).fit(X, y).model_.feature_names is None
