@@ -44,6 +44,7 @@ from numbamlp.kernels.native import float32_from_bits as _float32_from_bits
 from numbamlp.kernels.native import thread_count as _thread_count
 from numbamlp.kernels.native import type_fingerprint as _type_fingerprint
 from numbamlp.kernels.native import xxgemm as _xxgemm
+from numbamlp.kernels.pool import keep_one_thread
 from numbamlp.kernels.pool import start as start_thread_pool
 from numbamlp.kernels.rowwise import softmax_crossentropy_row
 
@@ -1233,8 +1234,10 @@ def _one_thread_after_fork() -> None:
     # GNU OpenMP does not survive fork(): Numba terminates a child that starts parallel
     # work after its parent used OpenMP (measured: a multiprocessing pool forked after a
     # fit hung with its workers dead).  A forked child runs numbamlp on one thread, which
-    # takes the kernels' serial paths; the blocks are the same, so are the bits.
+    # takes the kernels' serial paths; the blocks are the same, so are the bits.  (Nor may
+    # the default threads' look at the load give it more: kernels/pool.py.)
     numba.set_num_threads(1)
+    keep_one_thread()
 
 
 if numba.threading_layer() == "omp":

@@ -32,8 +32,11 @@ import threading
 import time
 
 SAMPLE_EVERY_S = 0.5  # how often a training thread looks at the machine's load
-_MIN_WINDOW_S = 0.05  # a shorter window between two readings says too little
+# /proc/stat counts in ticks (10 ms): over a window of w seconds a core's busy time is known
+# to about ±0.02/w cores, which a shorter window than this makes too coarse to go by
+_MIN_WINDOW_S = 0.25
 _TRAINING_RECENTLY_S = 2 * SAMPLE_EVERY_S  # a thread that adapted this recently is training
+_STALE_S = 4 * SAMPLE_EVERY_S  # a window longer than this starts afresh
 # USER_HZ: the unit of /proc/stat's times
 _TICK_S = 1.0 / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
 
@@ -78,12 +81,20 @@ def thread_choice() -> str:
             f"while training (now {_LOAD.free_cores()} of {len(_LOAD.cpus)})")
 
 
+def keep_one_thread() -> None:
+    """From now on, leave this process on the threads it has (one, in a child forked under
+    GNU OpenMP, which cannot start parallel work: kernels/cpu_backend.py)."""
+    _LOAD.adapting = False
+
+
 def adapt_threads() -> None:
     """For a fit or step on the default threads (call it before each step): at most every
     SAMPLE_EVERY_S, set the calling thread's Numba threads to its share of the free cores
     (``free_cores`` divided among this process's threads training at once, at least 1).
     ~0.1 µs when it is not yet time."""
     local = _LOAD.local
+    if not _LOAD.adapting:
+        return
     now = time.monotonic()
     if now < getattr(local, "next_look", 0.0):
         return
@@ -113,6 +124,7 @@ class _Load:
         self.last = None  # (monotonic s, busy s on our CPUs, this process's CPU s)
         self.free = None if cpus is None else len(cpus)
         self.training: dict[int, float] = {}  # thread id → when it last asked for its share
+        self.adapting = True  # (False in a child forked under OpenMP: it stays on one thread)
 
     def reading(self):
         """(now, seconds our CPUs were busy, seconds of CPU this process used), or None
@@ -151,9 +163,14 @@ class _Load:
         wall, busy, ours = (b - a for a, b in zip(self.last, now))
         if wall < _MIN_WINDOW_S:
             return self.free
+        if wall > _STALE_S:  # (an average over long ago says little of now: a new window)
+            self.last = now
+            return None
         self.last = now
         others = max(0.0, busy - ours) / wall  # cores' worth of other processes' work
-        self.free = max(1, len(self.cpus) - int(others + 0.5))
+        # a core counts as taken from 0.6 of it on: below that, a little background work (an
+        # editor, a browser) would cost a quiet machine half its threads
+        self.free = max(1, len(self.cpus) - int(others + 0.4))
         return self.free
 
     def share(self, now: float) -> int | None:
@@ -168,3 +185,13 @@ class _Load:
 
 
 _LOAD = _Load()
+
+
+def _forget_readings_after_fork() -> None:
+    # a forked child's CPU time starts again at 0: a reading of its parent's is no baseline
+    _LOAD.last, _LOAD.training = None, {}
+    _LOAD.local.next_look = 0.0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_readings_after_fork)

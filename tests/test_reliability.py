@@ -382,20 +382,25 @@ def test_trainers_in_two_threads_on_each_threading_layer(tmp_path, layer):
 def test_a_process_forked_after_training_trains_too_and_gets_the_same_bits():
     """GNU OpenMP does not survive fork(): a forked child runs numbamlp on one thread
     (the kernels' serial paths), and since the GEMM blocks depend on the shape alone, its
-    weights equal the parent's for the same seed."""
+    weights equal the parent's for the same seed.  The default threads' looks at the load
+    (kernels/pool.py) must not give the child its threads back: alone on a quiet machine, a
+    child training longer than a look's interval was terminated by Numba ("fork() called
+    from a process already using GNU OpenMP")."""
     code = (
-        "import multiprocessing, numpy as np\n"
+        "import multiprocessing, time, numpy as np\n"
+        "from numbamlp.kernels.pool import SAMPLE_EVERY_S\n"
         "from numbamlp.trainer import Trainer\n"
-        "def weights(seed):\n"
+        "def weights(seed, wait=0.0):\n"
+        "    time.sleep(wait)\n"
         "    rng = np.random.default_rng(seed)\n"
-        "    t = Trainer({'epochs': 1, 'model': {'hidden': [512]}, 'batch_size': 128, 'seed': seed,\n"
+        "    t = Trainer({'epochs': 40, 'model': {'hidden': [512]}, 'batch_size': 128, 'seed': seed,\n"
         "                 'optimizer': {'name': 'adam'}})\n"
         "    t.fit(rng.normal(size=(600, 784)).astype(np.float32), rng.integers(0, 10, 600))\n"
         "    return t.model.flat_params.tobytes()\n"
         "if __name__ == '__main__':\n"
         "    parent = weights(0)\n"
-        "    with multiprocessing.get_context('fork').Pool(2) as pool:\n"
-        "        children = pool.map(weights, [0, 0], chunksize=1)\n"
+        "    with multiprocessing.get_context('fork').Pool(1) as pool:  # (alone: all cores free)\n"
+        "        children = pool.starmap(weights, [(0, SAMPLE_EVERY_S + 0.1)] * 2, chunksize=1)\n"
         "    assert children[0] == parent and children[1] == parent\n"
         "    print('same')\n"
     )

@@ -19,13 +19,15 @@ def test_free_cores_are_the_usable_ones_less_what_other_processes_kept_busy(monk
     window: other processes' work is the busy time less this process's own."""
     load = pool._Load()
     load.cpus = [0, 1, 2, 3]
-    readings = iter([(0.0, 0.0, 0.0), (1.0, 3.0, 2.0), (2.0, 6.2, 3.0), (3.0, 6.4, 3.1), (3.01, 9.9, 3.2)])
+    readings = iter([(0.0, 0.0, 0.0), (1.0, 3.0, 2.0), (2.0, 6.2, 3.0), (3.0, 6.7, 3.1), (3.1, 9.9, 3.2),
+                     (4.0, 8.6, 3.3)])
     monkeypatch.setattr(load, "reading", lambda: next(readings))
     assert load.free_cores() is None  # (the first reading: nothing to compare yet)
     assert load.free_cores() == 3  # 3 busy-seconds in 1 s, 2 of them ours: 1 core taken
-    assert load.free_cores() == 2  # 3.2 busy, 1 ours: 2.2 taken, rounded to 2
-    assert load.free_cores() == 4  # 0.2 busy, 0.1 ours: quiet
-    assert load.free_cores() == 4  # (a window under _MIN_WINDOW_S: the last answer, no new reading)
+    assert load.free_cores() == 2  # 3.2 busy, 1 ours: 2.2 cores' work, 2 cores taken
+    assert load.free_cores() == 4  # 0.5 busy, 0.1 ours: 0.4 of a core (under 0.6), none taken
+    assert load.free_cores() == 4  # (a window under _MIN_WINDOW_S: the last answer)
+    assert load.free_cores() == 2  # 1 s since the last reading used: 1.9 busy, 0.2 ours, 1.7 taken
 
 
 def test_threads_training_at_once_share_the_free_cores(monkeypatch):
@@ -60,24 +62,26 @@ def test_a_fit_on_the_default_threads_takes_one_when_every_core_is_busy_and_give
 
     digits = load_dataset("builtin:digits")
     X, y = digits.X[:600] / 16.0, digits.y[:600]
-    config = {"epochs": 3, "batch_size": 16, "seed": 0, "model": {"hidden": [512]}}
-    seen = []
+    config = {"epochs": 200, "batch_size": 16, "seed": 0, "model": {"hidden": [512]}}
+    seen = []  # (seconds into the fit, the fitting thread's Numba threads) after each epoch
 
     class Threads:
         def on_epoch_end(self, epoch, metrics):
-            seen.append(numba.get_num_threads())
+            seen.append((time.perf_counter() - start, numba.get_num_threads()))
 
     before = numba.get_num_threads()
     busy = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(usable_cores())]
     try:
         time.sleep(pool.SAMPLE_EVERY_S)
         adapted = Trainer(config)
+        start = time.perf_counter()
         adapted.fit(X, y, callbacks=[Threads()])
     finally:
         for process in busy:
             process.kill()
             process.wait()
-    assert seen and set(seen) == {1}
+    looked = 2 * pool._MIN_WINDOW_S + pool.SAMPLE_EVERY_S  # (by then a window of the busy cores was read)
+    assert seen[-1][0] > looked and {threads for at, threads in seen if at > looked} == {1}, seen
     assert numba.get_num_threads() == before
     alone = Trainer({**config, "threads": 2})
     alone.fit(X, y)
