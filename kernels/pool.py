@@ -7,13 +7,14 @@ and between parallel loops.  On a quiet machine that saves a wake-up per loop; b
 busy process, the spinning thread holds a core that the thread it waits for, descheduled
 by the other process, needs: with one other busy process on 2 cores, whole fits ran 5-25x
 slower than on one thread (bench/contention.py; the tables and the choice are in
-bench/README.md, "A busy machine").
+bench/README.md, "a busy machine (issue 25)").
 
 What was measured and not chosen: threads that sleep at once (OMP_WAIT_POLICY=PASSIVE,
-set before the pool starts) held up under load but cost 10-19 % of a quiet step (a futex
+set before the pool starts) held up under load but cost 10-22 % of a quiet step (a futex
 wake-up per parallel loop, dear on this virtual machine); shorter spins (GOMP_SPINCOUNT
 3,000-10,000) were level when quiet but 1.2-1.6x one thread's time beside a busy process;
-Numba's workqueue and TBB layers were slower than one thread under load.
+Numba's workqueue layer was 1.7x slower quiet at a stack of 32; TBB held up under load but
+was 1.14x slower quiet there, and Numba finds its library only through the library path.
 
 What is done instead: OpenMP keeps its own waiting, and a fit or step on the default
 threads (``threads`` unset) runs on the cores this process may use less those other
@@ -77,8 +78,9 @@ def thread_choice() -> str:
     time.sleep(0.25)  # (a window to read the load over)
     if _LOAD.cpus is None:
         return "all usable cores (this system's load cannot be read)"
-    return (f"the usable cores that other processes leave free, looked at every {SAMPLE_EVERY_S:g} s "
-            f"while training (now {_LOAD.free_cores()} of {len(_LOAD.cpus)})")
+    free = _LOAD.free_cores()
+    now = f"now {free} of {len(_LOAD.cpus)}" if free is not None else f"{len(_LOAD.cpus)} usable"
+    return f"the usable cores that other processes leave free, looked at every {SAMPLE_EVERY_S:g} s while training ({now})"
 
 
 def keep_one_thread() -> None:
@@ -92,9 +94,9 @@ def adapt_threads() -> None:
     SAMPLE_EVERY_S, set the calling thread's Numba threads to its share of the free cores
     (``free_cores`` divided among this process's threads training at once, at least 1).
     ~0.1 µs when it is not yet time."""
-    local = _LOAD.local
     if not _LOAD.adapting:
         return
+    local = _LOAD.local
     now = time.monotonic()
     if now < getattr(local, "next_look", 0.0):
         return
