@@ -1220,8 +1220,8 @@ pin_blas_to_one_thread(load_scipy_blas())
 # to start it when loaded, but Numba (0.68) loses that hook when the parallel callee was
 # itself loaded from the cache while the caller compiled: running such a caller from the
 # cache then crashed (segfault) until something else had started the pool.  Reproduced
-# and tested: tests/test_gemm.py::test_cached_kernels_load_in_any_order.  Its idle threads
-# sleep rather than spin (kernels/pool.py: spinning threads collapsed fits on a busy machine).
+# and tested: tests/test_gemm.py::test_cached_kernels_load_in_any_order.  (kernels/pool.py
+# starts it, and sizes the default threads by the cores other processes leave free.)
 start_thread_pool()
 # Numba's workqueue threading layer (its fallback when neither OpenMP's libgomp nor TBB is
 # installed) aborts the whole process when two Python threads launch parallel work at the

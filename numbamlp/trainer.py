@@ -51,7 +51,7 @@ def set_threads(threads: int, backend: str) -> None:
 
         from numbamlp.kernels.pool import start as start_thread_pool
 
-        start_thread_pool()  # (before Numba starts it: its threads wait passively, kernels/pool.py)
+        start_thread_pool()  # (the pool as numbamlp starts it, kernels/pool.py)
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     elif backend in ("numpy", "reference"):
         from threadpoolctl import threadpool_limits
@@ -64,7 +64,7 @@ def threads_while(threads: int | None, backend: str):
     """A config's ``threads`` for the block (a fit), then the threads as they were: Numba's
     of the calling thread (cpu; None: as many as the steps choose, kernels/pool.py), numpy's
     BLAS (numpy, reference; None: no change)."""
-    if threads is None and backend != "cpu" or backend not in ("cpu", "numpy", "reference"):
+    if (threads is None and backend != "cpu") or backend not in ("cpu", "numpy", "reference"):
         yield
         return
     if backend == "cpu":
