@@ -89,6 +89,13 @@ def keep_one_thread() -> None:
     _LOAD.adapting = False
 
 
+def look_at_the_next_step() -> None:
+    """Let the calling thread's next ``adapt_threads`` look at the load at once (after a fit
+    put its threads back as they were: a fit that follows should not run on those for the
+    half second until its next look)."""
+    _LOAD.local.next_look = 0.0
+
+
 def adapt_threads() -> None:
     """For a fit or step on the default threads (call it before each step): at most every
     SAMPLE_EVERY_S, set the calling thread's Numba threads to its share of the free cores

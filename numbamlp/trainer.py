@@ -19,7 +19,7 @@ import numpy as np
 
 from numbamlp.config import TrainConfig
 from numbamlp.kernels import STEP_GRADIENTS, STEP_TRAIN, get_backend
-from numbamlp.kernels.pool import adapt_threads
+from numbamlp.kernels.pool import adapt_threads, look_at_the_next_step
 from numbamlp.model import (
     MLP,
     SCORING_ROWS,
@@ -80,6 +80,8 @@ def threads_while(threads: int | None, backend: str):
             yield
         finally:
             numba.set_num_threads(before)
+            if threads is None:
+                look_at_the_next_step()
         return
     from threadpoolctl import threadpool_limits
 
