@@ -10,7 +10,7 @@ slower than on one thread (bench/contention.py; the tables and the choice are in
 bench/README.md, "a busy machine (issue 25)").
 
 What was measured and not chosen: threads that sleep at once (OMP_WAIT_POLICY=PASSIVE,
-set before the pool starts) held up under load but cost 10-22 % of a quiet step (a futex
+set before the pool starts) held up under load but cost 9-22 % of a quiet step (a futex
 wake-up per parallel loop, dear on this virtual machine); shorter spins (GOMP_SPINCOUNT
 3,000-10,000) were level when quiet but 1.2-1.6x one thread's time beside a busy process;
 Numba's workqueue layer was 1.7x slower quiet at a stack of 32; TBB held up under load but
