@@ -49,9 +49,6 @@ def set_threads(threads: int, backend: str) -> None:
     if backend == "cpu":
         import numba
 
-        from numbamlp.kernels.pool import start as start_thread_pool
-
-        start_thread_pool()  # (the pool as numbamlp starts it, kernels/pool.py)
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     elif backend in ("numpy", "reference"):
         from threadpoolctl import threadpool_limits
@@ -70,9 +67,6 @@ def threads_while(threads: int | None, backend: str):
     if backend == "cpu":
         import numba
 
-        from numbamlp.kernels.pool import start as start_thread_pool
-
-        start_thread_pool()  # (before numba.get_num_threads would start it otherwise)
         before = numba.get_num_threads()
         if threads is not None:  # (None: the steps adapt the threads to the load, kernels/pool.py)
             set_threads(threads, backend)
