@@ -707,11 +707,6 @@ def main(argv=None):
     unknown = sorted(set(names) - set(CONFIGS))
     if unknown:
         parser.error(f"unknown config(s) {', '.join(unknown)}; valid: {', '.join(CONFIGS)}")
-    from numbamlp.stack import STACK_BACKENDS
-
-    if args.backend not in STACK_BACKENDS:
-        parser.error(f"StackTrainer has no {args.backend} backend in this checkout (numbamlp.stack.STACK_BACKENDS = "
-                     f"{STACK_BACKENDS}); try --backend {STACK_BACKENDS[0]}")
     notes: set[str] = set()
     limit_threads(args.threads, notes)
     started = time.strftime("%Y-%m-%d %H:%M")

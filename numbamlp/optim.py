@@ -1,7 +1,8 @@
-"""Optimizers and learning-rate schedules over flat parameter buffers.
+"""Optimizer state and learning-rate schedules over flat parameter buffers.
 
-All state lives in flat arrays with the parameters' layout, so one kernel call updates
-every layer.  The update rules follow PyTorch's SGD, Adam and AdamW.
+All state lives in flat arrays with the parameters' layout, in a step plan's rows once a
+model trains (numbamlp.plan); the plan's step applies the update, by rules that follow
+PyTorch's SGD, Adam and AdamW (the backends' sgd_update and adam_update).
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ import math
 
 import numpy as np
 
-from numbamlp.kernels import launch_guard
-
 
 class Optimizer:
-    """Optimizer state for one model: ``update`` applies one step in place.
+    """Optimizer state for one model (the step plan's step updates it in place).
 
     sgd / momentum / nesterov: velocity buffer (momentum μ; μ = 0 is the seed's SGD).
     adam / adamw: first and second moment buffers; adamw decouples weight decay.
@@ -44,37 +43,6 @@ class Optimizer:
             buffer[...] = self.state[name]
         steps[...] = self._steps
         self.state, self._steps = dict(state), steps
-
-    def arguments(self, lr: float) -> tuple:
-        """The optimizer's settings for the next step (``update`` passes them to a backend's
-        sgd_update or adam_update): (adam, lr, momentum, weight_decay, nesterov_or_decoupled,
-        beta1, beta2, eps, step);
-        the settings the optimizer does not use (None in the config) are passed as 0."""
-        cfg = self.config
-        adam = cfg.name in ("adam", "adamw")
-        flag = cfg.name == "adamw" if adam else cfg.name == "nesterov"
-        unused = 0.0
-        return (adam, float(lr), float(cfg.momentum or unused), float(cfg.weight_decay), flag,
-                float(cfg.beta1 or unused), float(cfg.beta2 or unused), float(cfg.eps or unused),
-                self.step_count + 1)
-
-    @property
-    def buffers(self) -> tuple[np.ndarray, np.ndarray]:
-        """(state_a, state_b): velocity twice for SGD (the second unused), m and v for Adam."""
-        if "m" in self.state:
-            return self.state["m"], self.state["v"]
-        return self.state["velocity"], self.state["velocity"]
-
-    def update(self, kernels, params: np.ndarray, grads: np.ndarray, lr: float) -> None:
-        """One step: params (flat) updated from grads (flat) at learning rate ``lr``."""
-        adam, lr, momentum, weight_decay, flag, beta1, beta2, eps, step = self.arguments(lr)
-        state_a, state_b = self.buffers
-        with launch_guard(kernels):
-            if adam:
-                kernels.adam_update(params, state_a, state_b, grads, lr, beta1, beta2, eps, weight_decay, flag, step)
-            else:
-                kernels.sgd_update(params, state_a, grads, lr, momentum, weight_decay, flag)
-        self.step_count = step
 
 
 def learning_rate(schedule, base_lr: float, epoch: int, epochs: int) -> float:

@@ -28,10 +28,11 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from numbamlp import reference
 from numbamlp.kernels import (ACTIVATION_NAMES, LOSS_NAMES, STEP_GRADIENTS, STEP_TRAIN, activation_spec, get_backend,
                               launch_guard)
 from numbamlp.kernels.pool import adapt_threads
-from numbamlp.model import layer_offsets, n_parameters, workspace_layout
+from numbamlp.model import layer_offsets, layer_views, n_parameters, workspace_layout
 
 
 class StepLayout(NamedTuple):
@@ -90,10 +91,12 @@ class StepPlan:
         self.layers = [int(n) for n in layers]
         self.members, self.capacity, self.dtype = int(members), int(capacity), np.dtype(dtype)
         self.backend = backend
+        # the reference backend: gradients from the reference path (reference_stack_step), the
+        # numpy backend's optimizer kernels
+        self.kernels = get_backend("numpy" if backend == "reference" else backend)
         # threads unset on cpu: each step first takes the calling thread's share of the cores
         # other processes leave free (kernels/pool.py: spinning threads beside a busy process)
         self.adapts_threads = backend == "cpu" and threads is None
-        self.kernels = get_backend(backend)
         spec = activation_spec(activation)
         self.activation = spec.name
         self.adam = optimizer in ("adam", "adamw")
@@ -123,8 +126,12 @@ class StepPlan:
                                        steps=np.zeros(M, np.int64), active=np.ones(M, np.bool_))
         # the backend's step, chosen once, not at every call: on cpu, a model alone's skips
         # Numba's dispatcher (cpu_backend.AloneStep)
-        self._stack_step = (self.kernels.AloneStep(self.buffers, self.layout, self.settings)
-                            if backend == "cpu" and M == 1 else self.kernels.stack_step)
+        if backend == "reference":
+            self._stack_step = reference_stack_step
+        elif backend == "cpu" and M == 1:
+            self._stack_step = self.kernels.AloneStep(self.buffers, self.layout, self.settings)
+        else:
+            self._stack_step = self.kernels.stack_step
 
     def plain_step(self):
         """Trainer.step's shortcut for plain batches (kernels.cpu_backend.PlainStep), or None:
@@ -212,6 +219,46 @@ class StepPlan:
             self._stack_step(self.buffers, self.layout, self.settings, X, y, weights, *self.options, mode,
                              self.loss_code)
         return self.buffers.losses
+
+
+def reference_stack_step(buffers: StepBuffers, layout: StepLayout, settings: MemberSettings, X, y, weights,
+                         act_code: int, backward_uses_output: bool, alpha: float, adam: bool, flag: bool, mode: int,
+                         loss_code: int) -> None:
+    """The reference path as a step plan's backend (``backend="reference"``): a backend's
+    stack_step, with each active member's gradients from numbamlp.reference (one example at
+    a time, the specification every fast kernel is checked against), then the numpy
+    backend's optimizer update.  Arguments as the backends' stack_step (X (M or 1, B, D), y
+    (M or 1, B) or (M or 1, B, K), weights None or (M or 1, B)); buffers.losses (M,) = each
+    member's loss, NaN for an inactive one.  The optimizer's settings go to the update as
+    Python numbers, as the reference path has always passed them: numpy keeps a float32
+    model's update in float32 only for those (an np.float64 scalar widens the arithmetic)."""
+    from numbamlp.kernels import numpy_backend
+
+    layers = [int(n) for n in layout.layers]
+    activation, loss = ACTIVATION_NAMES[act_code], LOSS_NAMES[loss_code]
+    s = settings
+    for m in range(buffers.params.shape[0]):
+        if not s.active[m]:
+            buffers.losses[m] = np.nan
+            continue
+        row = 0 if X.shape[0] == 1 else m
+        params = layer_views(buffers.params[m], layers)
+        value, grads = reference.mean_loss_and_grads(params, activation, X[row], y[row],
+                                                     None if weights is None else weights[row], loss)
+        buffers.losses[m] = value
+        for (dW, db), (rW, rb) in zip(layer_views(buffers.grads[m], layers), grads):
+            dW[...] = rW
+            db[...] = rb
+        if mode == STEP_GRADIENTS or not np.isfinite(value):  # (a non-finite loss updates nothing)
+            continue
+        s.steps[m] += 1
+        if adam:
+            numpy_backend.adam_update(buffers.params[m], buffers.state_a[m], buffers.state_b[m], buffers.grads[m],
+                                      float(s.lr[m]), float(s.beta1[m]), float(s.beta2[m]), float(s.eps[m]),
+                                      float(s.weight_decay[m]), flag, int(s.steps[m]))
+        else:
+            numpy_backend.sgd_update(buffers.params[m], buffers.state_a[m], buffers.grads[m], float(s.lr[m]),
+                                     float(s.momentum[m]), float(s.weight_decay[m]), flag)
 
 
 class DeviceData:

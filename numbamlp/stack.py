@@ -39,7 +39,6 @@ from numbamlp.trainer import Trainer, TrainingDiverged, TrainingInterrupted, qui
 # built from, and the data every member sees.
 STACK_KEY = ("task", "model", "batch_size", "dtype", "backend", "optimizer.name", "data", "threads",
              "validate_gradients")
-STACK_BACKENDS = ("cpu", "numpy", "cuda")
 
 
 def _leaves(config: TrainConfig, path: str) -> dict:
@@ -66,9 +65,6 @@ def check_stack_key(configs: list[TrainConfig]) -> None:
             listed = "; ".join(f"member{'s' if len(ms) > 1 else ''} {', '.join(map(str, ms))}: {value}"
                                for value, ms in groups.items())
             raise ValueError(f"the configs cannot share a step: {leaf} differs ({listed})")
-    if configs[0].backend not in STACK_BACKENDS:
-        raise ValueError(f"StackTrainer runs on the {', '.join(STACK_BACKENDS)} backends, "
-                         f"not {configs[0].backend!r}")
 
 
 class _Member:

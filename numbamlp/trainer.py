@@ -93,11 +93,6 @@ def quiet_blas(backend: str):
     return one_blas_thread()  # (shared with scoring: a fit and a predict in two threads both hold it)
 
 
-# The backends whose training step runs on a step plan (numbamlp.plan); the reference path
-# computes gradients one example at a time.
-STEP_PLAN_BACKENDS = ("cpu", "numpy", "cuda")
-
-
 class Callback(Protocol):
     """Called after every epoch with that epoch's metrics (epoch, loss, lr, seconds, val_*).
 
@@ -208,8 +203,7 @@ class Trainer:
         self.config = config
         if self.model is not None:  # (the optimizer is made with the model)
             self.optimizer.config = config.optimizer
-            if self._plan is not None:
-                self._plan.set_member(self._member, config.optimizer)
+            self._plan.set_member(self._member, config.optimizer)
         self.stopped_early, self.bad_epochs = False, 0
         self.best_val_loss, self.best_epoch, self._best_params = np.inf, None, None
 
@@ -223,7 +217,7 @@ class Trainer:
         # model's parameters and the optimizer's state pickle as copies of their rows)
         self.synchronize()
         state = self.__dict__.copy()
-        for name in ("_kernels", "_grads", "_workspace", "_plan", "_plain_step"):
+        for name in ("_grads", "_workspace", "_plan", "_plain_step"):
             state.pop(name, None)
         return state
 
@@ -232,7 +226,6 @@ class Trainer:
         self._workspace = self._plan = self._plain_step = None
         self._threads_set = False  # (another process, perhaps: step sets them again)
         if self.model is not None:
-            self._kernels = None if self.config.backend == "reference" else get_backend(self.config.backend)
             self._grads = layer_views(self._grad_flat, self.model.layers)
             self._make_plan(self.config.batch_size)
 
@@ -258,14 +251,14 @@ class Trainer:
     def set_model(self, model: MLP) -> None:
         """Train ``model`` (its weights are updated in place); resets the optimizer state."""
         self.model = model
-        self._kernels = None if self.config.backend == "reference" else get_backend(self.config.backend)
         self._grad_flat = np.zeros_like(model.flat_params)
         self._grads = layer_views(self._grad_flat, model.layers)
         self.optimizer = Optimizer(self.config.optimizer, model.flat_params.size, model.dtype)
         self._workspace = self._plan = self._plain_step = None
-        # the step plan of a stack of one (numbamlp.plan), the same step a StackTrainer runs;
-        # the model's parameters and the optimizer's state move into it.  On cuda they live
-        # on the device, and synchronize() refreshes the model's host copies.
+        # the step plan of a stack of one (numbamlp.plan), the same step a StackTrainer runs,
+        # on every backend (the reference path's too); the model's parameters and the
+        # optimizer's state move into it.  On cuda they live on the device, and
+        # synchronize() refreshes the model's host copies.
         self._make_plan(self.config.batch_size)
 
     def _make_plan(self, capacity: int) -> None:
@@ -273,8 +266,6 @@ class Trainer:
         than planned for makes a new plan, which takes the state along)."""
         from numbamlp.plan import StepPlan
 
-        if self.config.backend not in STEP_PLAN_BACKENDS:
-            return
         self.synchronize()  # (cuda: the state the new plan takes is the device's)
         model = self.model
         self._plan = StepPlan(model.layers, model.activation, self.config.optimizer.name, 1, capacity,
@@ -337,12 +328,7 @@ class Trainer:
 
     def _step(self, Xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None, lr: float) -> float:
         """One update on validated arrays; a non-finite loss is returned without an update."""
-        if self._plan is not None:
-            return self._plan_step(Xb, yb, wb, lr, STEP_TRAIN)
-        loss = self._reference_grads(Xb, yb, wb)
-        if math.isfinite(loss):
-            self.optimizer.update(get_backend("numpy"), self.model.flat_params, self._grad_flat, lr)
-        return loss
+        return self._plan_step(Xb, yb, wb, lr, STEP_TRAIN)
 
     def host_changed(self) -> None:
         """Say that the model's weights or the optimizer's state were changed on the host
@@ -373,20 +359,8 @@ class Trainer:
     def _gradients(self, Xb, yb, wb) -> float:
         """The batch loss, with this backend's gradients in ``self._grads``, computed the way
         a training step computes them; the weights are left untouched."""
-        if self._plan is None:
-            return self._reference_grads(Xb, yb, wb)
         loss = self._plan_step(Xb, yb, wb, 0.0, STEP_GRADIENTS)
         self.synchronize()  # (cuda: the gradients come down)
-        return loss
-
-    def _reference_grads(self, Xb, yb, wb) -> float:
-        from numbamlp import reference
-
-        loss, grads = reference.mean_loss_and_grads(self.model.params, self.model.activation, Xb, yb, wb,
-                                                    self.model.loss)
-        for (dW, db), (rW, rb) in zip(self._grads, grads):
-            dW[...] = rW
-            db[...] = rb
         return loss
 
     # ------------------------------------------------------------ epochs
@@ -626,11 +600,11 @@ class Trainer:
     def _device_data(self, X, rows, y_idx, weights):
         """cuda: the training rows of X (all, or ``rows``) on the GPU once
         (numbamlp.plan.DeviceData); None elsewhere."""
-        if self._plan is None or not self._plan.on_device:
+        if not self._plan.on_device:
             return None
         from numbamlp.plan import DeviceData
 
-        return DeviceData(self._kernels, X if rows is None else X[rows], y_idx, weights)
+        return DeviceData(self._plan.kernels, X if rows is None else X[rows], y_idx, weights)
 
     def request_stop(self, reason=None) -> None:
         """Ask ``fit`` to stop after the step in progress (safe to call from a signal handler)."""

@@ -110,13 +110,26 @@ def test_configs_that_cannot_share_a_step_are_refused_by_name():
         StackTrainer([{"batch_size": 16}, {"batch_size": 32}])
     with pytest.raises(ValueError, match=r"optimizer.name differs"):
         StackTrainer([{"optimizer": {"name": "adam"}}, {"optimizer": {"name": "sgd"}}])
-    with pytest.raises(ValueError, match="StackTrainer runs on"):
-        StackTrainer([{"backend": "reference"}])
     with pytest.raises(ValueError, match="at least one config"):
         StackTrainer([])
     # what may differ: seeds, learning rates, schedules, epochs, early stopping, class weights
     StackTrainer([{"seed": 1, "optimizer": {"lr": 0.1}, "schedule": {"name": "cosine"}, "epochs": 3},
                   {"seed": 2, "early_stopping": {"patience": 2}, "class_weight": "balanced"}])
+
+
+def test_a_stack_on_the_reference_backend_trains_each_member_as_alone():
+    """The reference path is a backend of the step plan: a stack runs it (once refused), each
+    member the bits its Trainer computes alone, where it has the stack's shuffles."""
+    X, y = data(n=40)
+    configs = [{"backend": "reference", "dtype": "float64", "seed": s, "epochs": 2, "batch_size": 16,
+                "model": {"hidden": [5]}, "optimizer": {"name": name, "lr": 0.05}}
+               for s, name in ((0, "adam"), (1, "adam"))]
+    stack = StackTrainer(configs)
+    stack.fit(X, y)
+    for config, model in zip(configs, stack.models):
+        alone = Trainer(config)
+        alone.fit(X, y)
+        np.testing.assert_array_equal(model.flat_params, alone.model.flat_params)
 
 
 @pytest.mark.parametrize("backend", STACK_BACKENDS)
