@@ -23,7 +23,6 @@ copied up once per fit: each step gathers every member's batch there by index.
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -33,7 +32,8 @@ from numbamlp.config import TrainConfig
 from numbamlp.model import (as_features, as_labels, as_sample_weights, as_targets, stacked_scores, step_class_indices,
                             unique_labels)
 from numbamlp.plan import StepPlan
-from numbamlp.trainer import Trainer, TrainingDiverged, TrainingInterrupted, quiet_blas, set_threads, threads_while
+from numbamlp.member import Member, TrainingDiverged, TrainingInterrupted
+from numbamlp.threads import quiet_blas, set_threads, threads_while
 
 # The settings every member of a stack shares (dotted config paths): what the step plan is
 # built from, and the data every member sees.
@@ -70,11 +70,11 @@ def check_stack_key(configs: list[TrainConfig]) -> None:
 class _Member:
     """One member's data for a fit: its training rows (after its own validation split), the
     class index and loss weight of every row of X (N,), its validation set, and its status.
-    Where it is in an epoch is its trainer's ``_progress`` (the same record a Trainer keeps,
+    Where it is in an epoch is its member's ``progress`` (the same record a Trainer keeps,
     so checkpoints hold it alike): the epoch's order (a permutation of ``rows``), next_row,
     the loss totals, the epoch's learning rate and seconds."""
 
-    def __init__(self, trainer: Trainer, rows, y_idx, weights, X_val, y_val, status: str, error=None):
+    def __init__(self, trainer: Member, rows, y_idx, weights, X_val, y_val, status: str, error=None):
         self.trainer, self.rows, self.y_idx, self.weights = trainer, rows, y_idx, weights
         self.X_val, self.y_val = X_val, y_val
         self.status, self.error = status, error
@@ -102,14 +102,14 @@ class _EpochPositions:
         self.next_row = np.zeros(M, np.int64)
         self.total, self.weight_total = np.zeros(M), np.zeros(M)
         for index in self.running_at_start:
-            progress = members[index].trainer._progress
+            progress = members[index].trainer.progress
             self.orders[index, : self.lengths[index]] = members[index].order
             self.next_row[index] = progress["next_row"]
             self.total[index], self.weight_total[index] = progress["total"], progress["weight_total"]
 
     def write_back(self, members: list[_Member]) -> None:
         for index in self.running_at_start:
-            progress = members[index].trainer._progress
+            progress = members[index].trainer.progress
             if progress is not None:
                 progress.update(next_row=int(self.next_row[index]), total=float(self.total[index]),
                                 weight_total=float(self.weight_total[index]))
@@ -140,7 +140,7 @@ class StackTrainer:
             raise ValueError("a stack needs at least one config")
         check_stack_key(configs)
         self.configs = configs
-        self.trainers = [Trainer(c) for c in configs]
+        self.trainers = [Member(c) for c in configs]  # (each member's state; the loop is here)
         self.plan: StepPlan | None = None
         self.results: list[dict] = []
         self.statuses: list[tuple] = [("training", None)] * len(configs)  # (status, error) per member
@@ -350,12 +350,12 @@ class StackTrainer:
                 raise ValueError("y has 1 class; classification needs at least 2")
         # what a refused fit puts back (data refused before any epoch: the fitted stack stays as
         # it was, as Trainer.fit keeps its model); every trainer's model and optimizer are new objects
-        kept = (self.__dict__.copy(), [t.__dict__.copy() for t in self.trainers]) if self.plan is not None else None
+        kept = (self.__dict__.copy(), [t.snapshot() for t in self.trainers]) if self.plan is not None else None
         try:
             if not warm:
                 for trainer in self.trainers:
                     trainer.model = None
-                    trainer._start_over()
+                    trainer.start_over()
                     trainer.classes_ = classes
                 self.statuses = [("training", None)] * self.members
                 self.build(X.shape[1], outputs)
@@ -368,7 +368,7 @@ class StackTrainer:
                 rows, Xv, yv = trainer.validation_split(X, y, X_val, y_val)
                 if self.regression:
                     trainer.fit_target_transform(y[rows], None if sample_weight is None else sample_weight[rows])
-                weights = trainer._row_weights(y[rows], None if sample_weight is None else sample_weight[rows])
+                weights = trainer.row_weights(y[rows], None if sample_weight is None else sample_weight[rows])
                 if weights is not None:  # by row of X, as the labels are
                     by_row = np.zeros(X.shape[0], weights.dtype)
                     by_row[rows] = weights
@@ -397,7 +397,7 @@ class StackTrainer:
             if kept is not None and not warm:
                 self.__dict__.update(kept[0])
                 for trainer, state in zip(self.trainers, kept[1]):
-                    trainer.__dict__.update(state)
+                    trainer.put_back(state)
             raise
         try:
             with quiet_blas(self.configs[0].backend):
@@ -437,7 +437,7 @@ class StackTrainer:
         running = [m for m in members if m.running]
         for index, member in enumerate(members):
             if member.running:
-                progress = member.trainer._epoch_progress(len(member.rows))  # new, or interrupted
+                progress = member.trainer.epoch_progress(len(member.rows))  # new, or interrupted
                 member.order = member.rows[progress["order"]]
                 member.started = time.perf_counter()
                 plan.settings.lr[index] = progress["lr"]
@@ -470,7 +470,7 @@ class StackTrainer:
 
     def _interrupt(self, running: list[_Member], step: int) -> None:
         for member in running:
-            progress = member.trainer._progress
+            progress = member.trainer.progress
             if progress is not None:
                 progress["seconds"] += time.perf_counter() - member.started
         raise TrainingInterrupted(max(m.trainer.epoch for m in running) + 1, step, self._stop_reason)
@@ -498,7 +498,7 @@ class StackTrainer:
             trainer = members[index].trainer
             members[index].status = "diverged"
             members[index].error = str(TrainingDiverged.at_step(float(loss), trainer.epoch + 1, lo // batch + 1,
-                                                                trainer._progress["lr"]))
+                                                                trainer.progress["lr"]))
         if any_weights:  # (each member's weight summed in its weights' dtype, as Trainer sums a batch's)
             weight = np.array([rows if members[index].weights is None else float(members[index].weights[picked].sum())
                                for index, picked in zip(indices, picks)])[finite]
@@ -536,13 +536,13 @@ class StackTrainer:
         return scored
 
     def _end_epoch(self, index: int, member: _Member, callbacks, X, val: dict | None = None) -> None:
-        """The member's end of epoch, as its trainer ends one (Trainer._end_epoch, and at its
+        """The member's end of epoch, as its trainer ends one (Member.end_epoch, and at its
         last epoch Trainer.fit's check of the trained model's scores on rows of X); a
         divergence marks the member instead of ending the fit.  ``val``: its validation
         metrics, when _validation_metrics scored them."""
         trainer = member.trainer
         try:
-            trainer._end_epoch(trainer._progress, member.started, member.X_val, member.y_val,
+            trainer.end_epoch(trainer.progress, member.started, member.X_val, member.y_val,
                                [_ForMember(callback, index) for callback in callbacks], val)
         except TrainingDiverged as err:
             member.status, member.error = "diverged", str(err)
@@ -551,12 +551,12 @@ class StackTrainer:
             member.status = "stopped early"
         elif trainer.epoch >= trainer.config.epochs:
             member.status = "done"
-        if not member.running and trainer._best_params is not None:
-            trainer.model.flat_params[...] = trainer._best_params
+        if not member.running and trainer.best_params is not None:
+            trainer.model.flat_params[...] = trainer.best_params
             trainer.host_changed()
         if not member.running:
             try:
-                trainer._check_outputs_finite(X, member.rows)
+                trainer.check_outputs_finite(X, member.rows)
             except TrainingDiverged as err:
                 member.status, member.error = "diverged", str(err)
 

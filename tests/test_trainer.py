@@ -122,11 +122,11 @@ def test_class_weights_balanced_and_explicit():
     X, y = X[keep], y[keep]
     balanced = Trainer({"epochs": 1, "class_weight": "balanced"})
     balanced.fit(X, y)
-    w = balanced._row_weights(y, None)
+    w = balanced.row_weights(y, None)
     assert w[y == 1][0] == pytest.approx(len(y) / (3 * 10)) and w[y == 0][0] == pytest.approx(len(y) / (3 * 30))
     explicit = Trainer({"epochs": 1, "class_weight": {"1": 5.0}})
     explicit.fit(X, y)
-    assert set(explicit._row_weights(y, None)) == {1.0, 5.0}
+    assert set(explicit.row_weights(y, None)) == {1.0, 5.0}
     with pytest.raises(ValueError, match="unknown classes: 7"):
         Trainer({"epochs": 1, "class_weight": {"7": 2.0}}).fit(X, y)
 

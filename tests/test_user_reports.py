@@ -884,7 +884,7 @@ def test_balanced_class_weight_counts_the_classes_with_the_sample_weights():
     trainer = Trainer({"epochs": 1, "class_weight": "balanced"})
     trainer.classes_ = np.unique(y)
     trainer.model = MLP([3, 4, 3])
-    ours = trainer._row_weights(y, weights)
+    ours = trainer.row_weights(y, weights)
     theirs = compute_class_weight("balanced", classes=np.unique(y), y=y, sample_weight=weights)[y] * weights
     np.testing.assert_allclose(ours, theirs, rtol=1e-6)  # (the model's float32)
 

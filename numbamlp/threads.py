@@ -1,0 +1,63 @@
+"""The threads a fit runs on: a config's ``threads`` for the fit's duration, and numpy's
+BLAS kept quiet beside the cpu backend's step."""
+
+from __future__ import annotations
+
+import contextlib
+
+from numbamlp.kernels.pool import look_at_the_next_step
+from numbamlp.model import one_blas_thread
+
+
+def set_threads(threads: int, backend: str) -> None:
+    """Run ``backend``'s kernels on ``threads`` CPU threads (at most the cores Numba sees).
+
+    cpu: Numba's thread pool (a per-thread setting of the calling thread; the GEMMs run in
+    it, scipy's BLAS on one thread, see kernels/cpu_backend.py).  numpy and reference:
+    numpy's BLAS, process-wide.  See threads_while for a setting that ends with a fit.
+    """
+    if backend == "cpu":
+        import numba
+
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    elif backend in ("numpy", "reference"):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads, user_api="blas")
+
+
+@contextlib.contextmanager
+def threads_while(threads: int | None, backend: str):
+    """A config's ``threads`` for the block (a fit), then the threads as they were: Numba's
+    of the calling thread (cpu; None: as many as the steps choose, kernels/pool.py), numpy's
+    BLAS (numpy, reference; None: no change)."""
+    if (threads is None and backend != "cpu") or backend not in ("cpu", "numpy", "reference"):
+        yield
+        return
+    if backend == "cpu":
+        import numba
+
+        before = numba.get_num_threads()
+        if threads is not None:  # (None: the steps adapt the threads to the load, kernels/pool.py)
+            set_threads(threads, backend)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(before)
+            if threads is None:
+                look_at_the_next_step()
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        yield
+
+
+def quiet_blas(backend: str):
+    """While the cpu backend trains: numpy's BLAS on one thread.  Its GEMMs here are small
+    (validation scores), and its idle threads spin long enough after each to take a core from
+    the Numba step that follows: a 32-member fit with validation took 3.9 s, 1.3 s with this
+    (bench/README.md).  Elsewhere (the numpy backend computes with that BLAS): no change."""
+    if backend != "cpu":
+        return contextlib.nullcontext()
+    return one_blas_thread()  # (shared with scoring: a fit and a predict in two threads both hold it)
