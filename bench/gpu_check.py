@@ -133,7 +133,7 @@ def step_rates(smoke: bool) -> list[dict]:
         trainer = Trainer({"backend": "cuda", "batch_size": batch, "model": {"layers": layers},
                            "optimizer": {"name": "sgd", "lr": 0.01, "momentum": 0.0, "weight_decay": 0.0}})
         trainer.set_model(MLP(layers, seed=0))
-        plan = trainer._plan  # the step fit takes: a batch already on the device, the loss copied down
+        plan = trainer.plan  # the step fit takes: a batch already on the device, the loss copied down
         Xd, yd = cuda.to_device(X[None]), cuda.to_device(y[None])
         steps, rounds = (1, 1) if smoke else (50, 5)
         impls = {"numbamlp": lambda: plan.step(Xd, yd)}

@@ -604,7 +604,7 @@ def layers_of_one_step(name, threads, repeats=7, calls=3000) -> None:
     trainer = Trainer(member_configs(1, layers, batch, "cpu", threads)[0])
     for _ in range(3):
         trainer.step(X, y)
-    plan, lr = trainer._plan, trainer.lr
+    plan, lr = trainer.plan, trainer.lr
     act_code, uses_output, alpha, adam, flag = plan.options
     X3, y2 = X[None], y[None]
     arguments = (plan.buffers, plan.layout, plan.settings, X3, y2, None, uses_output, alpha, flag)
@@ -615,7 +615,7 @@ def layers_of_one_step(name, threads, repeats=7, calls=3000) -> None:
         "compiled step, Numba's dispatcher": lambda: dispatcher(*arguments),
         "cpu_backend.stack_step": lambda: cpu_backend.stack_step(*arguments[:6], *plan.options, 0),
         "StepPlan.step": lambda: plan.step(X3, y2, None),
-        "Trainer._step (checked arrays)": lambda: trainer._step(X, y, None, lr),
+        "Trainer.train_step (checked arrays)": lambda: trainer.train_step(X, y, None, lr),
         "Trainer.step": lambda: trainer.step(X, y),
         "  as_features": lambda: as_features(X, layers[0], DTYPE),
         "  as_class_indices": lambda: as_class_indices(y, batch, layers[-1]),

@@ -137,6 +137,11 @@ class Member:
         self.stopped_early, self.bad_epochs = False, 0
         self.best_val_loss, self.best_epoch, self.best_params = np.inf, None, None
 
+    @property
+    def plan(self):
+        """The step plan (numbamlp.plan.StepPlan) this member trains in; None before a model."""
+        return self._plan
+
     def snapshot(self) -> dict:
         """What ``put_back`` needs to undo a fit refused before its first epoch (its data, say):
         the attributes as they are (a fit from scratch replaces the model and optimizer with
@@ -232,8 +237,11 @@ class Member:
         return learning_rate(self.config.schedule, self.config.optimizer.lr, self.epoch, self.config.epochs)
 
     # ------------------------------------------------------------ one update
-    def _step(self, Xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None, lr: float) -> float:
-        """One update on validated arrays; a non-finite loss is returned without an update."""
+    def train_step(self, Xb: np.ndarray, yb: np.ndarray, wb: np.ndarray | None, lr: float) -> float:
+        """One update on validated arrays (Xb (B, D), yb (B,) class indices or (B, K) targets,
+        wb (B,) or None; on cuda device arrays (1, B, ·) too) at learning rate ``lr``: the step a
+        stack of one takes in its fit, and Trainer.step after its checks.  A non-finite loss
+        is returned without an update."""
         return self._plan_step(Xb, yb, wb, lr, STEP_TRAIN)
 
     def host_changed(self) -> None:

@@ -23,6 +23,7 @@ copied up once per fit: each step gathers every member's batch there by index.
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -86,6 +87,26 @@ class _Member:
         return self.status == "training"
 
 
+def member_data(member: Member, X, y, X_val, y_val, sample_weight, status: str = "training",
+                error=None) -> _Member:
+    """One member's data for a fit over X (N, D): its validation split (its own hold-out when
+    it stops early without X_val), its target standardisation (a regressor's), its row
+    weights and its encoded labels, both by row of X; its status ("done" or "stopped early"
+    when a warm fit finds nothing left to train).  y: labels (N,) or targets (N, K) float64;
+    sample_weight (N,) float64 or None; X_val, y_val checked already (checked_validation_data)."""
+    rows, Xv, yv = member.validation_split(X, y, X_val, y_val)
+    if member.regression:
+        member.fit_target_transform(y[rows], None if sample_weight is None else sample_weight[rows])
+    weights = member.row_weights(y[rows], None if sample_weight is None else sample_weight[rows])
+    if weights is not None:  # by row of X, as the labels are
+        by_row = np.zeros(X.shape[0], weights.dtype)
+        by_row[rows] = weights
+        weights = by_row
+    if status == "training" and (member.stopped_early or member.epoch >= member.config.epochs):
+        status = "stopped early" if member.stopped_early else "done"
+    return _Member(member, rows, member.encode(y), weights, Xv, yv, status, error)
+
+
 class _EpochPositions:
     """Where each member is in the epoch under way, as vectors over the stack (M,): its
     shuffled rows of X (``orders`` (M, longest), a member's first len(rows) entries), its next
@@ -125,6 +146,13 @@ class _ForMember:
         self.callback.on_epoch_end(epoch, {**metrics, "member": self.member})
 
 
+# The one member a stack of one steps (_steps_alone), as _batch takes its members' indices.
+_ALONE = np.zeros(1, np.int64)
+
+# How often, at most, a callback's on_progress hears of an epoch under way.
+PROGRESS_INTERVAL_S = 0.1
+
+
 class StackTrainer:
     """Trains a stack of same-shaped MLPs, one per config; see the module docstring.
 
@@ -148,6 +176,18 @@ class StackTrainer:
         self._cancelled: set[int] = set()  # members asked to stop (cancel_member), from any thread
         self._step_hooks: list = []
         self._threads_set = False  # (step sets config.threads once; fit sets it while it runs)
+        self._members_named = True  # (a callback's metrics carry "member"; not in a Trainer's own fit)
+
+    @classmethod
+    def of_one(cls, member: Member) -> "StackTrainer":
+        """The stack of one a Trainer's fit runs its epochs in (``train``): ``member`` itself,
+        with its own step plan (no copy), its callbacks' metrics as they are."""
+        stack = cls.__new__(cls)
+        stack.configs, stack.trainers, stack.plan = [member.config], [member], member.plan
+        stack.results, stack.statuses = [], [("training", None)]
+        stack._stop_reason, stack._cancelled, stack._step_hooks = None, set(), []
+        stack._threads_set, stack._members_named = True, False
+        return stack
 
     def __getstate__(self):
         # the step plan does not pickle (nor need it: the members' weights and optimizer state
@@ -362,43 +402,47 @@ class StackTrainer:
             elif not self.regression and not np.array_equal(classes, self.trainers[0].classes_):
                 raise ValueError("warm_start continues the stack's training: y must have the classes it was trained on")
             X_val, y_val = self.trainers[0].checked_validation_data(X_val, y_val)  # (before any epoch)
-            members = []
-            for trainer, (status, error) in zip(self.trainers, self.statuses):
+            for trainer in self.trainers:
                 trainer.model.classes = classes
-                rows, Xv, yv = trainer.validation_split(X, y, X_val, y_val)
-                if self.regression:
-                    trainer.fit_target_transform(y[rows], None if sample_weight is None else sample_weight[rows])
-                weights = trainer.row_weights(y[rows], None if sample_weight is None else sample_weight[rows])
-                if weights is not None:  # by row of X, as the labels are
-                    by_row = np.zeros(X.shape[0], weights.dtype)
-                    by_row[rows] = weights
-                    weights = by_row
-                if status == "training" and (trainer.stopped_early or trainer.epoch >= trainer.config.epochs):
-                    status = "stopped early" if trainer.stopped_early else "done"
-                members.append(_Member(trainer, rows, trainer.encode(y), weights, Xv, yv, status, error))
-            any_weights = any(m.weights is not None for m in members)
-            # the labels (or encoded targets) of X's rows when every member has the same ones (a
-            # classifier's always: the classes are the stack's), which one gather serves
-            same = all(np.array_equal(m.y_idx, members[0].y_idx) for m in members[1:])
-            self._shared_labels = members[0].y_idx if same else None
-            if self.plan.on_device:  # the data goes up once (every member encodes y alike)
-                from numbamlp.plan import DeviceData
-
-                if not same:
-                    raise ValueError("a cuda stack of regressors needs every member to standardise its targets "
-                                     "alike: give them the same early stopping and validation settings")
-
-                weights = None
-                if any_weights:
-                    weights = np.stack([np.ones(X.shape[0], self.plan.dtype) if m.weights is None else m.weights
-                                        for m in members])
-                self._device = DeviceData(self.plan.kernels, X, members[0].y_idx, weights)
+            members = [member_data(trainer, X, y, X_val, y_val, sample_weight, status, error)
+                       for trainer, (status, error) in zip(self.trainers, self.statuses)]
+            any_weights = self.prepare_batches(X, members)
         except Exception:
             if kept is not None and not warm:
                 self.__dict__.update(kept[0])
                 for trainer, state in zip(self.trainers, kept[1]):
                     trainer.put_back(state)
             raise
+        self.train(X, members, any_weights, callbacks)
+        return self.histories
+
+    def prepare_batches(self, X, members: list[_Member]) -> bool:
+        """Before a fit's epochs: the batch buffers, the labels every member shares (when they
+        do), and on cuda the data on the device.  Returns whether any member weighs its rows."""
+        self._batches = {}
+        any_weights = any(m.weights is not None for m in members)
+        # the labels (or encoded targets) of X's rows when every member has the same ones (a
+        # classifier's always: the classes are the stack's), which one gather serves
+        same = all(np.array_equal(m.y_idx, members[0].y_idx) for m in members[1:])
+        self._shared_labels = members[0].y_idx if same else None
+        self._device = None
+        if self.plan.on_device:  # the data goes up once (every member encodes y alike)
+            from numbamlp.plan import DeviceData
+
+            if not same:
+                raise ValueError("a cuda stack of regressors needs every member to standardise its targets "
+                                 "alike: give them the same early stopping and validation settings")
+            weights = None
+            if any_weights:
+                weights = np.stack([np.ones(X.shape[0], self.plan.dtype) if m.weights is None else m.weights
+                                    for m in members])
+            self._device = DeviceData(self.plan.kernels, X, members[0].y_idx, weights)
+        return any_weights
+
+    def train(self, X, members: list[_Member], any_weights: bool, callbacks) -> None:
+        """The epochs of a fit, its one loop for every M (Trainer.fit runs it as a stack of
+        one): until no member is training.  X (N, D) of the plan's dtype; ``members`` from
+        member_data, after prepare_batches."""
         try:
             with quiet_blas(self.configs[0].backend):
                 while any(m.running for m in members):
@@ -410,7 +454,6 @@ class StackTrainer:
             self.statuses = [(m.status, m.error) for m in members]
             self.results = [self._result(m) for m in members]
             self._set_learning_rates()
-        return self.histories
 
     def cancel_member(self, member: int) -> None:
         """Stop member ``member`` after the step in progress (safe from another thread): it
@@ -433,7 +476,7 @@ class StackTrainer:
         """One epoch of every running member: their steps side by side, then each member's
         end of epoch (validation, early stopping, callbacks).  A member whose epoch was
         interrupted goes on from where it stopped."""
-        plan, batch = self.plan, self.configs[0].batch_size
+        plan = self.plan
         running = [m for m in members if m.running]
         for index, member in enumerate(members):
             if member.running:
@@ -442,6 +485,22 @@ class StackTrainer:
                 member.started = time.perf_counter()
                 plan.settings.lr[index] = progress["lr"]
         at = _EpochPositions(members)
+        if len(members) == 1:
+            self._steps_alone(X, members[0], at, any_weights, callbacks)
+        else:
+            self._steps_side_by_side(X, members, running, at, any_weights)
+        at.write_back(members)
+        ending = [index for index, member in enumerate(members) if member in running and member.running]
+        scored = self._validation_metrics(members, ending)
+        for index in ending:
+            self._end_epoch(index, members[index], callbacks, X, scored.get(index))
+        if self._stop_reason is not None and any(m.running for m in members):
+            raise TrainingInterrupted(max(m.trainer.epoch for m in running), "end", self._stop_reason)
+
+    def _steps_side_by_side(self, X, members: list[_Member], running: list[_Member], at: _EpochPositions,
+                            any_weights: bool) -> None:
+        """An epoch's steps of every running member, row lo of each one's order at a time."""
+        batch = self.configs[0].batch_size
         for lo in range(int(at.next_row[at.running_at_start].min()), int(at.lengths.max()), batch):
             # the members due a batch at row lo; those whose batch has the same number of rows step together
             due = np.array([member.running for member in members]) & (at.next_row <= lo) & (lo < at.lengths)
@@ -452,13 +511,47 @@ class StackTrainer:
             if self._stop_reason is not None and any(m.running and lo + batch < len(m.rows) for m in running):
                 at.write_back(members)
                 self._interrupt(running, lo // batch + 1)
-        at.write_back(members)
-        ending = [index for index, member in enumerate(members) if member in running and member.running]
-        scored = self._validation_metrics(members, ending)
-        for index in ending:
-            self._end_epoch(index, members[index], callbacks, X, scored.get(index))
-        if self._stop_reason is not None and any(m.running for m in members):
-            raise TrainingInterrupted(max(m.trainer.epoch for m in running), "end", self._stop_reason)
+
+    def _steps_alone(self, X, member: _Member, at: _EpochPositions, any_weights: bool, callbacks) -> None:
+        """An epoch's steps of a stack of one (a Trainer's fit): _step_members's bookkeeping
+        without its vectors over the members, which would cost a small model's step several
+        times over; the same steps, in the same order, with the same bits.  Callbacks with an
+        ``on_progress(epoch, rows_done, rows_total, loss)`` hear the running loss at most every
+        PROGRESS_INTERVAL_S seconds."""
+        if not member.running:
+            return
+        plan, batch, trainer = self.plan, self.configs[0].batch_size, member.trainer
+        n, lr = int(at.lengths[0]), trainer.progress["lr"]
+        order = at.orders[0, :n]
+        watchers = [callback.on_progress for callback in callbacks if hasattr(callback, "on_progress")]
+        shown = time.perf_counter()
+        plan.settings.active[0] = True
+        for lo in range(int(at.next_row[0]), n, batch):
+            count = min(batch, n - lo)
+            picked = order[lo : lo + count]
+            if member.weights is not None and not member.weights[picked].any():  # nothing to learn (and 0/0)
+                at.next_row[0] = lo + batch
+                continue
+            Xb, yb, wb = self._batch(X, [member], _ALONE, picked[None], count, any_weights)
+            if self._device is None:  # (the member's batch (B, ·), as Trainer.step takes one)
+                Xb, yb, wb = Xb[0], yb[0], None if wb is None else wb[0]
+            loss = trainer.train_step(Xb, yb, wb, lr)
+            if not math.isfinite(loss):
+                member.status = "diverged"
+                member.error = str(TrainingDiverged.at_step(loss, trainer.epoch + 1, lo // batch + 1, lr))
+                return
+            weight = count if member.weights is None else float(member.weights[picked].sum())
+            at.total[0] += loss * weight
+            at.weight_total[0] += weight
+            at.next_row[0] = lo + batch
+            if watchers and time.perf_counter() - shown >= PROGRESS_INTERVAL_S:
+                shown = time.perf_counter()
+                for watch in watchers:
+                    watch(trainer.epoch + 1, lo + count, n, float(at.total[0] / at.weight_total[0]))
+            self._after_step([member])
+            if self._stop_reason is not None and member.running and lo + batch < n:
+                at.write_back([member])
+                self._interrupt([member], lo // batch + 1)
 
     def _after_step(self, members: list[_Member]) -> None:
         """The step hooks, then the cancels they (or anyone) asked for."""
@@ -542,8 +635,9 @@ class StackTrainer:
         metrics, when _validation_metrics scored them."""
         trainer = member.trainer
         try:
-            trainer.end_epoch(trainer.progress, member.started, member.X_val, member.y_val,
-                               [_ForMember(callback, index) for callback in callbacks], val)
+            if self._members_named:
+                callbacks = [_ForMember(callback, index) for callback in callbacks]
+            trainer.end_epoch(trainer.progress, member.started, member.X_val, member.y_val, callbacks, val)
         except TrainingDiverged as err:
             member.status, member.error = "diverged", str(err)
             return

@@ -12,13 +12,10 @@ A Trainer is a numbamlp.member.Member (its state and everything done for one mod
 
 from __future__ import annotations
 
-import math
-import time
 from typing import Protocol
 
 import numpy as np
 
-from numbamlp.kernels import STEP_TRAIN
 from numbamlp.kernels.pool import adapt_threads
 from numbamlp.member import GradientMismatch, Member, TrainingDiverged, TrainingInterrupted
 from numbamlp.metrics import regression_metrics
@@ -42,7 +39,7 @@ class Callback(Protocol):
 
     Two optional methods are called when a callback has them:
     ``on_progress(epoch, rows_done, rows_total, loss)`` within an epoch, at most every
-    PROGRESS_INTERVAL_S seconds (epoch is the 1-based epoch in progress, loss the running
+    numbamlp.stack.PROGRESS_INTERVAL_S seconds (epoch is the 1-based epoch in progress, loss the running
     mean of the epoch so far), and ``on_gradients_checked(error)`` once ``validate``'s
     check has passed, before the first epoch.
     """
@@ -50,7 +47,6 @@ class Callback(Protocol):
     def on_epoch_end(self, epoch: int, metrics: dict) -> None: ...
 
 
-PROGRESS_INTERVAL_S = 0.1
 
 
 class Trainer(Member):
@@ -96,7 +92,7 @@ class Trainer(Member):
             self.classes_ = self.model.classes = np.arange(n_classes)
         else:
             yb = as_class_indices(yb, Xb.shape[0], self.model.n_classes)
-        return self._step(Xb, yb, as_sample_weights(sample_weight, Xb.shape[0], self.model.dtype), self.lr)
+        return self.train_step(Xb, yb, as_sample_weights(sample_weight, Xb.shape[0], self.model.dtype), self.lr)
 
     def fit(self, X, y, X_val=None, y_val=None, sample_weight=None, callbacks=(),
             warm_start: bool = False) -> list[dict]:
@@ -119,46 +115,56 @@ class Trainer(Member):
                 self._stop_reason = None
 
     def _fit(self, X, y, X_val, y_val, sample_weight, callbacks, warm_start: bool) -> list[dict]:
+        from numbamlp.stack import StackTrainer, member_data
+
         kept = None
         if self.fitted and not warm_start:
             kept = self.snapshot()  # (what a refused fit puts back)
             self.model = None
             self.start_over()
         try:
-            X, rows, y_idx, weights, X_val, y_val = self._fit_data(X, y, X_val, y_val, sample_weight)
+            X, y, X_val, y_val, sample_weight = self._fit_data(X, y, X_val, y_val, sample_weight)
+            member = member_data(self, X, y, X_val, y_val, sample_weight)
+            X = as_features(X, self.model.n_features, self.model.dtype)
         except Exception:
             if kept is not None:  # data refused before any epoch: the fitted model stays as it was
                 self.put_back(kept)
             raise
         if self.config.validate_gradients and self.epoch == 0:
-            first = X if rows is None else X[rows[: 3 * self.config.batch_size]]
-            error = self.validate_gradients(first, y_idx, weights)
+            first = member.rows[: 3 * self.config.batch_size]
+            weights = None if member.weights is None else member.weights[first]
+            error = self.validate_gradients(X[first], member.y_idx[first], weights)
             for callback in callbacks:
                 getattr(callback, "on_gradients_checked", lambda error: None)(error)
-        device = self._device_data(X, rows, y_idx, weights)
-        with quiet_blas(self.config.backend):
-            while self.epoch < self.config.epochs and not self.stopped_early:
-                start = time.perf_counter()
-                progress = self._run_epoch(X, rows, y_idx, weights, device, callbacks, start)
-                self.end_epoch(progress, start, X_val, y_val, callbacks)
-                if self._stop_reason is not None and self.epoch < self.config.epochs and not self.stopped_early:
-                    raise TrainingInterrupted(self.epoch, "end", self._stop_reason)
-        if self.best_params is not None:
-            self.model.flat_params[...] = self.best_params
-            self.host_changed()
-        self.check_outputs_finite(X, rows)
+        # the epochs: the one loop, a stack's, run as a stack of this trainer alone
+        loop = self._loop = StackTrainer.of_one(self)
+        loop._stop_reason = self._stop_reason  # (a stop asked while the fit was set up)
+        try:
+            loop.train(X, [member], loop.prepare_batches(X, [member]), callbacks)
+        finally:
+            self._loop = None
+        if member.status == "diverged":
+            raise TrainingDiverged(member.error)
         return self.history
 
+    def request_stop(self, reason=None) -> None:
+        """Ask ``fit`` to stop after the step in progress (safe to call from a signal handler)."""
+        self._stop_reason = reason if reason is not None else "stop requested"
+        loop = getattr(self, "_loop", None)
+        if loop is not None:
+            loop.request_stop(self._stop_reason)
+
     def _fit_data(self, X, y, X_val, y_val, sample_weight):
-        """What fit trains on: (X (N, D) of the model's dtype, the training rows of X (n,)
-        int64 or None for all of them, their class indices (n,) or encoded targets (n, K),
-        row weights (n,) or None, X_val, y_val), after the validation hold-out; builds the
-        model (and learns the classes) on the first fit.  The training rows are gathered by
-        index batch by batch, never copied out of X (issue 16's memory bound)."""
+        """fit's data checked and converted: (X (N, D) of the config's dtype, y (N,) labels or
+        (N, K) float64 targets, X_val, y_val checked against the model, sample_weight (N,)
+        float64 or None); builds the model (and learns the classes) on the first fit."""
         X = as_features(X, None, self.config.dtype)
         weights = as_sample_weights(sample_weight, X.shape[0], np.float64)
         if self.regression:
-            return self._regression_data(X, np.asarray(y), X_val, y_val, weights)
+            y = as_targets(np.asarray(y), X.shape[0], self.model.n_classes if self.model else None, np.float64)
+            if self.model is None:
+                self.build(X.shape[1], y.shape[1])
+            return (X, y, *self.checked_validation_data(X_val, y_val), weights)
         y = as_labels(y, X.shape[0])
         if self.classes_ is None:  # (a model stepped before its first fit has classes 0..C−1)
             self.classes_ = unique_labels(y)
@@ -169,82 +175,4 @@ class Trainer(Member):
         elif self.model.n_classes != len(self.classes_):  # (a model given to set_model)
             raise ValueError(f"the model has {self.model.n_classes} outputs but y has {len(self.classes_)} classes")
         self.model.classes = self.classes_
-        X_val, y_val = self.checked_validation_data(X_val, y_val)
-        rows, X_val, y_val = self.validation_split(X, y, X_val, y_val)
-        rows, y, weights = self._training_rows(rows, y, weights)
-        y_idx = as_class_indices(self.encode(y), len(y), self.model.n_classes)
-        X = as_features(X, self.model.n_features, self.model.dtype)
-        return X, rows, y_idx, self.row_weights(y, weights), X_val, y_val
-
-    @staticmethod
-    def _training_rows(rows: np.ndarray, y, weights):
-        """(rows, or None when every row trains; y and weights of those rows)."""
-        if len(rows) == len(y):
-            return None, y, weights
-        return rows, y[rows], None if weights is None else weights[rows]
-
-    def _regression_data(self, X, y, X_val, y_val, weights):
-        """_fit_data for a regressor: the targets (N, K) float64, the hold-out, the target
-        standardisation fitted on the training rows (first fit only, when data.standardize),
-        the targets encoded with it in the model's dtype."""
-        y = as_targets(y, X.shape[0], self.model.n_classes if self.model else None, np.float64)
-        if self.model is None:
-            self.build(X.shape[1], y.shape[1])
-        X_val, y_val = self.checked_validation_data(X_val, y_val)
-        rows, X_val, y_val = self.validation_split(X, y, X_val, y_val)
-        rows, y, weights = self._training_rows(rows, y, weights)
-        self.fit_target_transform(y, weights)
-        X = as_features(X, self.model.n_features, self.model.dtype)
-        return X, rows, self.encode(y), self.row_weights(y, weights), X_val, y_val
-
-    def _run_epoch(self, X, rows, y_idx, weights, device, callbacks, start: float) -> dict:
-        """The steps of one epoch (from where an interrupted one stopped) on the training
-        rows ``rows`` of X (None: all); returns its progress record: the order, next row, loss
-        totals, learning rate and seconds."""
-        n = len(y_idx)
-        progress = self.epoch_progress(n)
-        order, lr, batch = progress["order"], progress["lr"], self.config.batch_size
-        x_order = order if rows is None else rows[order]  # the order's rows of X
-        watchers = [callback.on_progress for callback in callbacks if hasattr(callback, "on_progress")]
-        w_epoch = None if weights is None else weights[order]
-        if device is None:  # each batch's rows are gathered by index into Xb (B, D), never a
-            y_epoch = y_idx[order]  # shuffled copy of X (which may be a memory map)
-            Xb = np.empty((min(batch, n), X.shape[1]), dtype=X.dtype)
-        else:  # the data stays on the GPU; only the order goes up
-            device_order = device.upload(order[None])
-        shown = time.perf_counter()
-        for lo in range(progress["next_row"], n, batch):
-            step, count = lo // batch + 1, min(batch, n - lo)
-            wb = None if w_epoch is None else w_epoch[lo : lo + count]
-            if wb is not None and not wb.any():  # rows all of weight 0: nothing to learn (and 0/0)
-                progress["next_row"] = lo + batch
-                continue
-            if device is None:  # (mode="clip": the order's indices are valid, and numpy then
-                # writes into Xb directly instead of through a temporary)
-                np.take(X, x_order[lo : lo + count], axis=0, out=Xb[:count], mode="clip")
-                loss = self._step(Xb[:count], y_epoch[lo : lo + count], wb, lr)
-            else:  # this batch's rows gathered on the device, by index
-                loss = self._plan_step(*device.batch(device_order, lo, count), lr, STEP_TRAIN)
-            if not math.isfinite(loss):
-                raise TrainingDiverged.at_step(loss, self.epoch + 1, step, lr)
-            weight = count if wb is None else float(wb.sum())
-            progress["total"] += loss * weight
-            progress["weight_total"] += weight
-            progress["next_row"] = lo + batch
-            if watchers and time.perf_counter() - shown >= PROGRESS_INTERVAL_S:
-                shown = time.perf_counter()
-                for watch in watchers:
-                    watch(self.epoch + 1, lo + count, n, progress["total"] / progress["weight_total"])
-            if self._stop_reason is not None and progress["next_row"] < n:
-                progress["seconds"] += time.perf_counter() - start
-                raise TrainingInterrupted(self.epoch + 1, step, self._stop_reason)
-        return progress
-
-    def _device_data(self, X, rows, y_idx, weights):
-        """cuda: the training rows of X (all, or ``rows``) on the GPU once
-        (numbamlp.plan.DeviceData); None elsewhere."""
-        if not self._plan.on_device:
-            return None
-        from numbamlp.plan import DeviceData
-
-        return DeviceData(self._plan.kernels, X if rows is None else X[rows], y_idx, weights)
+        return (X, y, *self.checked_validation_data(X_val, y_val), weights)

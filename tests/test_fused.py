@@ -65,7 +65,7 @@ def test_a_non_finite_loss_leaves_the_weights_untouched(backend):
     trainer = Trainer({"backend": backend, "model": {"layers": [3, 4, 2]}})
     trainer.build(3, 2)
     before = trainer.model.flat_params.copy()
-    loss = trainer._step(np.array([[np.inf, 0.0, 1.0]], dtype=np.float32), np.array([0]), None, 0.1)
+    loss = trainer.train_step(np.array([[np.inf, 0.0, 1.0]], dtype=np.float32), np.array([0]), None, 0.1)
     assert not np.isfinite(loss)
     np.testing.assert_array_equal(trainer.model.flat_params, before)
     assert trainer.optimizer.step_count == 0
@@ -137,19 +137,19 @@ def test_a_model_alone_steps_past_the_dispatcher_with_the_same_bits(optimizer):
     from numbamlp.kernels import cpu_backend
 
     alone, in_turn, other = stepped_trainer(optimizer), stepped_trainer(optimizer), stepped_trainer(optimizer, (5, 3))
-    alone_losses = [alone._step(X, y, None, alone.lr) for X, y in batches()]
+    alone_losses = [alone.train_step(X, y, None, alone.lr) for X, y in batches()]
     step = alone._plan._stack_step
     assert isinstance(step, cpu_backend.AloneStep) and step.buffers is alone._plan.buffers
     assert step._entries and not any(isinstance(entry, numba.core.dispatcher.Dispatcher)
                                      for entry in step._entries.values())
     dispatched = stepped_trainer(optimizer)
     dispatched._plan._stack_step = cpu_backend.stack_step  # every call through the dispatcher
-    assert [dispatched._step(X, y, None, dispatched.lr) for X, y in batches()] == alone_losses
+    assert [dispatched.train_step(X, y, None, dispatched.lr) for X, y in batches()] == alone_losses
     assert np.array_equal(dispatched.model.flat_params, alone.model.flat_params)
     in_turn_losses = []
     for (X, y), (X_other, y_other) in zip(batches(), batches((5, 3))):
-        in_turn_losses.append(in_turn._step(X, y, None, in_turn.lr))
-        other._step(X_other, y_other, None, other.lr)
+        in_turn_losses.append(in_turn.train_step(X, y, None, in_turn.lr))
+        other.train_step(X_other, y_other, None, other.lr)
     assert alone_losses == in_turn_losses
     assert np.array_equal(alone.model.flat_params, in_turn.model.flat_params)
 
@@ -163,7 +163,7 @@ def test_trainer_step_on_plain_batches_takes_the_shortcut_to_the_same_bits(optim
 
     shortcut, checked = stepped_trainer(optimizer), stepped_trainer(optimizer)
     for X, y in batches():
-        assert shortcut.step(X, y) == checked._step(X, y, None, checked.lr)
+        assert shortcut.step(X, y) == checked.train_step(X, y, None, checked.lr)
     plain = shortcut._plain_step
     assert plain.alone is shortcut._plan._stack_step  # one step, one set of entry points
     assert plain.alone._entries and not any(isinstance(entry, numba.core.dispatcher.Dispatcher)

@@ -23,7 +23,7 @@ def prepared_trainer(optimizer, layers=(64, 128, 96, 10), batch=32):
     X = rng.normal(size=(batch, layers[0])).astype(np.float32)
     y = rng.integers(0, layers[-1], batch)
     for _ in range(3):
-        trainer._step(X, y, None, 0.01)  # compile, build the workspace
+        trainer.train_step(X, y, None, 0.01)  # compile, build the workspace
     return trainer, X, y
 
 

@@ -344,9 +344,9 @@ def test_a_second_fit_trains_again_from_scratch():
 
 # ---------------------------------------------------------------- progress, --validate, plurals, help
 def test_the_trainer_reports_progress_within_an_epoch(monkeypatch):
-    import numbamlp.trainer
+    import numbamlp.stack
 
-    monkeypatch.setattr(numbamlp.trainer, "PROGRESS_INTERVAL_S", 0.0)
+    monkeypatch.setattr(numbamlp.stack, "PROGRESS_INTERVAL_S", 0.0)
     reports = []
 
     class Watch:

@@ -109,7 +109,7 @@ def interrupt_config(name):
 def count_steps(trainer, stop_after=None):
     """Count ``trainer``'s optimizer steps (a list that grows by one per step); with
     ``stop_after`` = k, call request_stop right after the k-th, as a signal handler would."""
-    steps, real_step = [], trainer._step
+    steps, real_step = [], trainer.train_step
 
     def step(*args):
         loss = real_step(*args)
@@ -118,7 +118,7 @@ def count_steps(trainer, stop_after=None):
             trainer.request_stop("test")
         return loss
 
-    trainer._step = step
+    trainer.train_step = step
     return steps
 
 

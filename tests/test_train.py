@@ -64,8 +64,8 @@ def test_last_short_batch_is_trained_not_dropped():
     X, y = spiral(n_per_class=11)  # 33 rows, batch 10: batches of 10, 10, 10, 3
     trainer = Trainer({"epochs": 1, "batch_size": 10, "dtype": "float64"})
     seen = []
-    step = trainer._step
-    trainer._step = lambda Xb, yb, *rest: seen.append(len(yb)) or step(Xb, yb, *rest)
+    step = trainer.train_step
+    trainer.train_step = lambda Xb, yb, *rest: seen.append(len(yb)) or step(Xb, yb, *rest)
     trainer.fit(X, y)
     assert seen == [10, 10, 10, 3]
 
