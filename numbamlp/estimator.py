@@ -160,7 +160,7 @@ class _BaseMLP(BaseEstimator):
         ``n_features_in_`` columns, at least one row, all finite, for an estimator fitted
         without feature names.  None otherwise: validate_data then checks X and says what is
         wrong.  (scikit-learn's checks cost ~60 µs a call, more than a one-row predict.)"""
-        from numbamlp.data import all_finite
+        from numbamlp.arrays import all_finite
 
         if (type(X) is np.ndarray and X.ndim == 2 and X.dtype in (np.float32, np.float64) and X.shape[0] > 0
                 and X.shape[1] == getattr(self, "n_features_in_", None) and "feature_names_in_" not in self.__dict__
@@ -288,7 +288,7 @@ class _BaseMLP(BaseEstimator):
     def _validated(self, X, y, reset: bool, **options):
         """validate_data(self, X, y, reset=reset, ...) (which keeps a DataFrame's column names
         in feature_names_in_), and, when ``reset``, the columns' dtypes for the model file."""
-        from numbamlp.data import column_dtypes
+        from numbamlp.arrays import column_dtypes
 
         if reset:
             self._column_dtypes = column_dtypes(X)
