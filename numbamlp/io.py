@@ -26,13 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from numbamlp.data import Standardizer
+from numbamlp.transforms import Standardizer
 from numbamlp.kernels import ACTIVATION_NAMES, activation_spec
 from numbamlp.model import MLP, TASK_LOSSES
 
 MODEL_FORMAT = "numbamlp-model"
 CHECKPOINT_FORMAT = "numbamlp-checkpoint"
 FORMAT_VERSION = 1
+DIRECTORY_MODEL_FILE = "model.safetensors"  # a model's name in a directory: load_model(DIR) reads DIR/this
 
 
 class ModelFileError(ValueError):
@@ -270,14 +271,11 @@ def _check_model_tensors(path, tensors: dict, layers: list, dtype: str) -> None:
 
 def load_model(path):
     """Read a model written by ``save_model`` (``MLP.save``, ``numbamlp train``), from its
-    file or a run directory (its model.safetensors); checks everything before use."""
+    file or a directory that holds one (a run directory: its model.safetensors); checks
+    everything before use.  (numbamlp.layout.load_model, above, also tells a sweep directory.)"""
     path = Path(path)
     if path.is_dir():
-        if (path / "sweep.json").is_file() and not (path / "model.safetensors").exists():
-            from numbamlp.sweeps import sweep_directory_note
-
-            raise ModelFileError(sweep_directory_note(path))
-        path = path / "model.safetensors"
+        path = path / DIRECTORY_MODEL_FILE
     tensors, meta = read_safetensors(path, MODEL_FORMAT)
     layers, activation, dtype = meta.get("layers"), meta.get("activation"), meta.get("dtype")
     if not (isinstance(layers, list) and len(layers) >= 2 and all(isinstance(n, int) and n >= 1 for n in layers)):

@@ -6,18 +6,18 @@ import io
 import json
 from pathlib import Path
 
+from numbamlp.layout import CONFIG_FILE, METRICS_FILE, sweep_directory_note
+
 
 class PlotError(ValueError):
     """The plot cannot be made, with a message for the user."""
 
 
 def read_metrics(run_dir) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
-        from numbamlp.sweeps import sweep_directory_note
-
         raise PlotError(sweep_directory_note(run_dir)
-                        or f"{run_dir} has no metrics.jsonl (is it a numbamlp run directory?)")
+                        or f"{run_dir} has no {METRICS_FILE} (is it a numbamlp run directory?)")
     try:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     except json.JSONDecodeError as err:
@@ -30,7 +30,7 @@ def read_metrics(run_dir) -> list[dict]:
 def _task(run_dir, rows: list[dict]) -> str:
     """The run's task: its config.json's, else what its metrics show (val_r2: regression)."""
     try:
-        return json.loads((Path(run_dir) / "config.json").read_text()).get("task", "classification")
+        return json.loads((Path(run_dir) / CONFIG_FILE).read_text()).get("task", "classification")
     except (OSError, ValueError, AttributeError):
         return "regression" if any("val_r2" in r for r in rows) else "classification"
 

@@ -1,13 +1,9 @@
 """A training run on disk: what `numbamlp train` does, callable from Python too.
 
-A run directory holds:
-  config.json        the effective, fully resolved TrainConfig
-  metrics.jsonl      one JSON line per epoch (epoch, loss, lr, val_loss, val_accuracy, seconds)
-  checkpoint/        state.safetensors: weights, optimizer state, step count, RNG state
-  model.safetensors  the trained model (with its label mapping and standardisation)
-  summary.json       test_accuracy, test_loss, val_accuracy/val_loss of the saved weights,
-                     best_epoch, epochs_run, interrupted, wall_s, model_path
-Every file is written atomically (numbamlp.io).
+``train_run`` trains as a config says into a run directory (numbamlp.layout says what one
+holds, and writes its files): config.json first, metrics.jsonl and the checkpoint after
+every epoch, the model and summary.json at the end.  A run can be resumed from its
+checkpoint, and stops cleanly on SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,18 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from numbamlp.config import TrainConfig, with_absolute_data_paths
-from numbamlp.io import atomic_write_bytes, atomic_write_json, json_text, load_checkpoint, save_checkpoint, save_model
-
-RUN_FILES = ("config.json", "metrics.jsonl", "summary.json", "model.safetensors", "checkpoint")
+from numbamlp.config import TrainConfig
+from numbamlp.io import load_checkpoint
+from numbamlp.layout import (CHECKPOINT_DIR, CONFIG_FILE, RUN_FILES, SUMMARY_FILE, RunFiles, has_checkpoint, holds_run,
+                             holds_sweep, run_summary)
 
 
 class RunError(ValueError):
     """A run directory that cannot be used as asked (exists, missing, incomplete)."""
-
-
-def holds_run(directory: Path) -> bool:
-    return any((directory / name).exists() for name in RUN_FILES)
 
 
 def _remove_run_files(directory: Path, keep: str) -> None:
@@ -50,9 +42,9 @@ def _remove_run_files(directory: Path, keep: str) -> None:
 
 def read_run_config(directory) -> TrainConfig:
     """The config.json of an existing run directory."""
-    path = Path(directory) / "config.json"
+    path = Path(directory) / CONFIG_FILE
     if not path.is_file():
-        raise RunError(f"{directory} is not a run directory (no config.json)")
+        raise RunError(f"{directory} is not a run directory (no {CONFIG_FILE})")
     try:
         return TrainConfig.model_validate(json.loads(path.read_text()))
     except (json.JSONDecodeError, ValueError) as err:
@@ -76,7 +68,7 @@ def check_data_unchanged(directory, config: TrainConfig, consequence: str) -> No
     2026-11-30, or killed before their first summary, record none: not checked)."""
     from numbamlp.data import DataError, changed_data_file, data_files
 
-    summary = Path(directory) / "summary.json"
+    summary = Path(directory) / SUMMARY_FILE
     recorded = json.loads(summary.read_text()).get("data_files") if summary.is_file() else None
     changed = None if recorded is None else changed_data_file(recorded, data_files(config.data))
     if changed is not None:
@@ -87,16 +79,15 @@ def check_data_unchanged(directory, config: TrainConfig, consequence: str) -> No
 class RunWriter:
     """Callback: after every epoch, rewrite metrics.jsonl and the checkpoint."""
 
-    def __init__(self, directory: Path, trainer, config_dump: dict):
-        self.directory, self.trainer, self.config_dump = directory, trainer, config_dump
+    def __init__(self, files: RunFiles, trainer, config_dump: dict):
+        self.files, self.trainer, self.config_dump = files, trainer, config_dump
 
     def on_epoch_end(self, epoch: int, metrics: dict) -> None:
         self.save()
 
     def save(self) -> None:
-        lines = "".join(json_text(m) + "\n" for m in self.trainer.history)
-        atomic_write_bytes(self.directory / "metrics.jsonl", lines.encode())
-        save_checkpoint(self.directory / "checkpoint", self.trainer, self.config_dump)
+        self.files.write_metrics(self.trainer.history)
+        self.files.write_checkpoint(self.trainer, self.config_dump)
 
 
 class RunInterrupted(Exception):
@@ -116,13 +107,13 @@ class RunAborted(Exception):
     def __init__(self, directory: Path | None, resumed: bool):
         if directory is None:
             message = "interrupted before training started; nothing was written"
-        elif (directory / "checkpoint" / "state.safetensors").is_file():
+        elif has_checkpoint(directory):
             message = (f"interrupted; {directory} keeps its last complete checkpoint"
                        f"{'' if resumed else ' (the model file may be older or missing)'}")
         else:
             message = f"interrupted before the first checkpoint; {directory} holds no checkpoint yet"
         super().__init__(message)
-        self.directory = directory if directory is not None and (directory / "checkpoint").is_dir() else None
+        self.directory = directory if directory is not None and (directory / CHECKPOINT_DIR).is_dir() else None
 
 
 def stop_on_signals(trainer):
@@ -180,14 +171,14 @@ def _train_run(config: TrainConfig, out, resume, overwrite: bool, callbacks, hel
     start = time.perf_counter()
     if resume is not None:
         directory = Path(resume)
-        if not (directory / "checkpoint" / "state.safetensors").is_file():
+        if not has_checkpoint(directory):
             raise RunError(f"{directory} has no checkpoint to resume from")
         check_output_directory(directory)
         held.enter_context(_run_lock(directory))
         check_data_unchanged(directory, config, "resuming would train on other rows")
     elif out is not None:
         check_output_directory(out)
-        if (Path(out) / "sweep.json").exists():  # (--overwrite would leave the sweep's files beside the run)
+        if holds_sweep(Path(out)):  # (--overwrite would leave the sweep's files beside the run)
             raise RunError(f"{out} holds a sweep, not a run; choose another --out")
         if holds_run(Path(out)) and not overwrite:
             raise RunDirectoryTaken(out)
@@ -196,7 +187,7 @@ def _train_run(config: TrainConfig, out, resume, overwrite: bool, callbacks, hel
     # a regressor's outputs: its targets (N,) or (N, K); a classifier's: its classes
     outputs = (1 if splits.y_train.ndim == 1 else splits.y_train.shape[1]) if trainer.regression else None
     if resume is not None:
-        arrays, meta = load_checkpoint(directory / "checkpoint")
+        arrays, meta = load_checkpoint(directory / CHECKPOINT_DIR)
         done, partway = int(meta["epoch"]), meta.get("progress") is not None
         if config.epochs < done + partway:  # (fewer would rewrite config.json below what the model has had)
             had = f"{done} epochs" + (f" and part of epoch {done + 1}" if partway else "")
@@ -210,68 +201,49 @@ def _train_run(config: TrainConfig, out, resume, overwrite: bool, callbacks, hel
     claimed = None
     try:
         if resume is None:
-            directory = claimed = claim_run_directory(out, "config.json", overwrite)
+            directory = claimed = claim_run_directory(out, CONFIG_FILE, overwrite)
             held.enter_context(_run_lock(directory))
             if overwrite:  # the old run's files go: a new run that fails must not leave them beside its config
-                _remove_run_files(directory, keep="config.json")
-        config_dump = with_absolute_data_paths(config.model_dump(mode="json", by_alias=True))
-        atomic_write_json(directory / "config.json", config_dump)
-        writer = RunWriter(directory, trainer, config_dump)
+                _remove_run_files(directory, keep=CONFIG_FILE)
+        files = RunFiles(directory)
+        config_dump = files.write_config(config)
+        writer = RunWriter(files, trainer, config_dump)
         try:
             with stop_on_signals(trainer):
                 trainer.fit(splits.X_train, splits.y_train, splits.X_val, splits.y_val,
                             callbacks=[*callbacks, writer], warm_start=resume is not None)
         except TrainingInterrupted as stop:
             writer.save()
-            _finish(trainer, splits, directory, config, config_dump, start, interrupted=True)
+            _finish(trainer, splits, files, config, config_dump, start, interrupted=True)
             raise RunInterrupted(directory, stop.reason, stop.epoch, stop.step) from None
         if trainer.epoch == 0:  # zero epochs: still leave a loadable checkpoint
             writer.on_epoch_end(0, {})
-        return _finish(trainer, splits, directory, config, config_dump, start, interrupted=False)
+        return _finish(trainer, splits, files, config, config_dump, start, interrupted=False)
     except KeyboardInterrupt:  # a second interrupt, while the first one's checkpoint was written
         raise RunAborted(directory if (resume is not None or claimed is not None) else None,
                          resumed=resume is not None) from None
 
 
-def _finish(trainer, splits, directory: Path, config: TrainConfig, config_dump: dict, start: float,
+def _finish(trainer, splits, files: RunFiles, config: TrainConfig, config_dump: dict, start: float,
             interrupted: bool) -> dict:
-    """Write the run's model and summary.json, and return the summary.
+    """Write the run's model and summary.json (numbamlp.layout.run_summary), and return the summary.
 
     The summary describes the saved weights: with early stopping those of ``best_epoch``
     (its validation metrics), otherwise the last epoch's.  An interrupted run saves the
     weights of its last complete step and is not scored on the test set.
     """
-    from numbamlp.data import data_files
-
     model = trainer.model
-    splits.attach_to(model)
-    model_path = directory / "model.safetensors"
-    save_model(model, model_path, config=config_dump)
+    files.write_model(model, splits, config_dump)
     test = None if interrupted else trainer.evaluate(splits.X_test, splits.y_test)
     saved_epoch = trainer.best_epoch if trainer.best_epoch is not None else trainer.epoch
     saved = trainer.epoch_metrics(saved_epoch)
-    summary = {
-        "test_accuracy": None if test is None or trainer.regression else test["accuracy"],
-        "test_loss": None if test is None else test["loss"],
-        "val_accuracy": saved.get("val_accuracy"),
-        "val_loss": saved.get("val_loss"),
-        **({f"test_{name}": None if test is None else test[name] for name in ("r2", "mse", "mae")}
-           | {f"val_{name}": saved.get(f"val_{name}") for name in ("r2", "mse")} if trainer.regression else {}),
-        "task": config.task,
-        "best_epoch": trainer.best_epoch,
-        "epochs_run": trainer.epoch,
-        "stopped_early": trainer.stopped_early,
-        "interrupted": interrupted,
-        "gradient_check_error": trainer.validation_error,
-        "wall_s": time.perf_counter() - start,
-        "model_path": str(model_path),
-        "run_dir": str(directory),
-        "test_rows": int(len(splits.y_test)),
-        "data_files": data_files(config.data),  # (eval RUN_DIR checks that they are unchanged)
-        "layers": model.layers,
-        "activation": model.activation,
-        "backend": config.backend,
-        "dtype": config.dtype,
-    }
-    atomic_write_json(directory / "summary.json", summary)
+    scores = {f"val_{name}": saved.get(f"val_{name}") for name in ("accuracy", "loss", "r2", "mse")}
+    if test is not None:  # (a classifier's loss and accuracy; a regressor's loss, r2, mse, mae)
+        scores.update({f"test_{name}": value for name, value in test.items()})
+    status = "interrupted" if interrupted else "stopped early" if trainer.stopped_early else "done"
+    summary = run_summary(files.directory, config, splits, model, scores=scores, status=status, error=None,
+                          best_epoch=trainer.best_epoch, epochs=trainer.epoch,
+                          seconds=sum(m.get("seconds", 0.0) for m in trainer.history),
+                          wall_s=time.perf_counter() - start, gradient_check_error=trainer.validation_error)
+    files.write_summary(summary)
     return summary

@@ -1,0 +1,138 @@
+"""A sweep's results: the row of each member, the metric that ranks them, the best one,
+the table as CSV, the summary, and ``SweepResult`` (what ``sweep`` returns).
+
+Symbols: K members.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from numbamlp.config import TrainConfig
+from numbamlp.layout import RESULTS_CSV
+from numbamlp.sweeps.errors import SweepError
+
+# What a row holds per task, the validation metrics that can choose the best member (the
+# first is the default), and which way each is better.
+TASK_COLUMNS = {
+    "classification": ("val_accuracy", "val_loss", "test_accuracy", "test_loss"),
+    "regression": ("val_r2", "val_mse", "val_loss", "test_r2", "test_mse", "test_mae", "test_loss"),
+}
+TASK_METRICS = {"classification": ("val_accuracy", "val_loss"), "regression": ("val_r2", "val_mse", "val_loss")}
+HIGHER_IS_BETTER = {"val_accuracy": True, "val_r2": True, "val_loss": False, "val_mse": False}
+METRICS = tuple(HIGHER_IS_BETTER)
+RUN_COLUMNS = ("epochs", "best_epoch", "status", "error", "seconds", "model_path")
+RESULT_COLUMNS = (*dict.fromkeys(c for columns in TASK_COLUMNS.values() for c in columns), *RUN_COLUMNS)
+FINISHED = ("done", "stopped early")  # the statuses whose members can be the best
+
+
+def metric_for(task: str, metric: str | None) -> str:
+    """The metric that picks the best member: the task's default, or one it has."""
+    if metric is None:
+        return TASK_METRICS[task][0]
+    if metric not in TASK_METRICS[task]:
+        raise SweepError(f"metric {metric} does not apply to {task}: use one of {', '.join(TASK_METRICS[task])}")
+    return metric
+
+
+class SweepResult:
+    """What a sweep produced: ``table`` (one row per member, in member order), ``best``
+    (the best finished member's row by the metric, None when none finished), ``models``
+    (each member's MLP, None where it failed), ``best_model`` and ``summary``."""
+
+    def __init__(self, table: list[dict], models: list, metric: str, summary: dict):
+        self.table, self._models, self.metric, self.summary = table, models, metric, summary
+        self.best = best_row(table, metric)
+
+    @property
+    def models(self) -> list:
+        """Each member's MLP, None where it has none (failed, diverged)."""
+        return [self._model(member) for member in range(len(self.table))]
+
+    @property
+    def best_model(self):
+        return None if self.best is None else self._model(self.best["member"])
+
+    def _model(self, member: int):
+        """Member ``member``'s MLP: as trained, or, for one an earlier run of a resumed sweep
+        trained, read from its model file (once)."""
+        path = self.table[member].get("model_path")
+        if self._models[member] is None and path:
+            from numbamlp.io import load_model
+
+            self._models[member] = load_model(path)
+        return self._models[member]
+
+    def to_csv(self, path) -> None:
+        from numbamlp.io import atomic_write_bytes
+
+        atomic_write_bytes(Path(path), table_csv(self.table).encode())
+
+
+def ranked(table: list[dict], metric: str) -> list[dict]:
+    """The rows best first: finished members by ``metric`` (higher accuracy or R², lower
+    loss or MSE), ties to the lower validation loss, then the lower member number; the
+    others last."""
+    sign = -1.0 if HIGHER_IS_BETTER[metric] else 1.0
+
+    def order(row):
+        loss = row.get("val_loss")
+        loss = math.inf if loss is None else loss
+        if row["status"] not in FINISHED or row.get(metric) is None:
+            return (1, 0.0, loss, row["member"])
+        return (0, sign * row[metric], loss, row["member"])
+
+    return sorted(table, key=order)
+
+
+def best_row(table: list[dict], metric: str) -> dict | None:
+    """The best finished row (see ``ranked``); None when no member finished."""
+    first = next(iter(ranked(table, metric)), None)
+    return first if first is not None and first["status"] in FINISHED and first.get(metric) is not None else None
+
+
+def grid_column(key: str) -> str:
+    """The results column of grid key ``key``: the key itself, or ``grid.<key>`` for a key
+    that is also a result's name (``epochs``: the grid's value beside the epochs trained)."""
+    return f"grid.{key}" if key in RESULT_COLUMNS else key
+
+
+def grid_keys(row: dict) -> list[str]:
+    """The grid's settings among a row's columns (grid_column's names)."""
+    return [key for key in row if key != "member" and key not in RESULT_COLUMNS]
+
+
+def table_csv(table: list[dict]) -> str:
+    """The rows as CSV: a list as JSON text, and an empty cell for None and for a number
+    that is not finite (a diverged member's loss), as results.jsonl has null."""
+    if not table:
+        return ""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(table[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in table:
+        writer.writerow({k: json.dumps(v) if isinstance(v, list)
+                         else None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()})
+    return text.getvalue()
+
+
+def sweep_summary(table: list[dict], metric: str, directory: Path | None, configs: list[TrainConfig]) -> dict[str, Any]:
+    """The sweep's summary.json: the best row and its config, counts by status, where the results are."""
+    best = best_row(table, metric)
+    counts: dict[str, int] = {}
+    for row in table:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return {
+        "members": len(table),
+        "metric": metric,
+        "best": None if best is None else {
+            "row": best, "config": configs[best["member"]].model_dump(mode="json", by_alias=True)},
+        "statuses": counts,
+        "results_path": None if directory is None else str(directory / RESULTS_CSV),
+        "sweep_dir": None if directory is None else str(directory),
+    }
