@@ -79,7 +79,13 @@ def app_routes(tmp_path) -> list[tuple[str, str]]:
     from numbamlp.service.app import create_app
 
     app = create_app(tmp_path / "routes")
-    return sorted((method, route.path.replace("{job_id}", "x")) for route in app.routes
+    try:  # FastAPI >= 0.137.2 keeps an included router as one node of app.routes: walk into it
+        from fastapi.routing import iter_route_contexts
+
+        routes = [(context.original_route, context.path) for context in iter_route_contexts(app.routes)]
+    except ImportError:  # (older FastAPI copies the routers' routes into app.routes)
+        routes = [(route, getattr(route, "path", None)) for route in app.routes]
+    return sorted((method, path.replace("{job_id}", "x")) for route, path in routes
                   if isinstance(route, APIRoute) for method in route.methods)
 
 

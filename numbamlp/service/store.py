@@ -70,6 +70,12 @@ JOB_COLUMNS = ("seq", "id", "status", "config", "idempotency_key", "sweep_id", "
                "val_accuracy", "val_loss", "model_sha256", "scores", "error", "owner")
 
 
+def is_sqlite_integer(value) -> bool:
+    """Whether ``value`` is an int ≥ 0 that SQLite can compare (a 64-bit integer): what a
+    client may name a position by (a job's seq in a page token, an epoch in Last-Event-ID)."""
+    return type(value) is int and 0 <= value < 1 << 63
+
+
 class StoreError(RuntimeError):
     """The database cannot be used (damaged, not a database): one line naming the file."""
 

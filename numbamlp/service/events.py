@@ -1,0 +1,54 @@
+"""A job's progress as Server-Sent Events (GET /v1/jobs/{id}/events): one ``epoch`` event
+per stored epoch (``id:`` the epoch number), then an ``end`` event with the final status.
+A client that reconnects sends the last id it saw as Last-Event-ID and resumes after it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from fastapi import HTTPException, Request
+
+from numbamlp.service.store import FINAL, Store, is_sqlite_integer
+
+SSE_POLL_S = 0.1  # how often a stream looks for new epochs
+# An event stream with nothing to say sends a comment this often (and one at once), so that
+# proxies and clients see a live connection while a job waits in the queue.
+SSE_HEARTBEAT_S = 15.0
+
+
+async def event_stream(store: Store, job_id: str, after: int, request: Request):
+    """SSE: the job's epochs after ``after`` (the history of a finished job too), as they
+    come, then an ``end`` event with the final status."""
+    last = after
+    yield ": open\n\n"
+    said = time.monotonic()
+    while True:
+        # the status first: a job's last epoch is stored before it is final (_Events.flush first)
+        job = await asyncio.to_thread(store.job, job_id)
+        for epoch, metrics in await asyncio.to_thread(store.events, job_id, last):
+            yield f"id: {epoch}\nevent: epoch\ndata: {json.dumps(metrics)}\n\n"
+            last, said = epoch, time.monotonic()
+        if time.monotonic() - said >= SSE_HEARTBEAT_S:
+            yield ": heartbeat\n\n"
+            said = time.monotonic()
+        if job["status"] in FINAL:
+            end = {"status": job["status"], "test_accuracy": job["test_accuracy"], "scores": job["scores"],
+                   "error": job["error"]}
+            yield f"event: end\ndata: {json.dumps(end)}\n\n"
+            return
+        if await request.is_disconnected() or request.app.state.stopping.is_set():
+            return  # (a stream held open would keep a stopping server from stopping: the client resumes later)
+        await asyncio.sleep(SSE_POLL_S)
+
+
+def event_position(last_event_id: str) -> int:
+    """The epoch a Last-Event-ID names; anything but an epoch number is refused (422), as a
+    page token that this server did not give is."""
+    # (at most 19 digits: int() of over 4,300 would raise, and SQLite holds no more anyway)
+    digits = last_event_id.isdigit() and last_event_id.isascii() and len(last_event_id) <= 19
+    after = int(last_event_id) if digits else None
+    if not is_sqlite_integer(after):
+        raise HTTPException(422, f"Last-Event-ID {last_event_id[:40]!r} is not an epoch number this server sent")
+    return after

@@ -1,0 +1,12 @@
+"""The service's routes, one module per resource, each an ``APIRouter`` that create_app
+includes:
+
+    public     GET /healthz, GET /              no token: liveness, the dashboard page
+    datasets   POST /v1/datasets                uploads
+    jobs       /v1/jobs, /v1/jobs/{job_id}      submit, list, show, cancel, follow (events)
+    callers    GET /v1/me                       whose token this is
+    models     /v1/jobs/{job_id}/model, /predict   a succeeded job's model: download, predict
+    sweeps     POST /v1/sweeps                  a grid of jobs at once
+
+The OpenAPI document lists the paths in the order they are included (see create_app).
+"""
