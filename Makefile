@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: train test gradcheck clean
+.PHONY: train test gradcheck lint-imports clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ gradcheck: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --ignore=tests/cuda
 	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q -n auto --maxprocesses 4 tests/cuda
+
+# import-linter checks the layers and cycles in pyproject's [tool.importlinter].  It reads
+# the package from the files, and kernels/ and cli/ install inside numbamlp (package-dir):
+# it reads a copy laid out as installed.
+LAYOUT := build/import-layout
+lint-imports: $(VENV)/.installed
+	rm -rf $(LAYOUT) && mkdir -p $(LAYOUT)
+	cp -R numbamlp $(LAYOUT)/numbamlp && cp -R kernels $(LAYOUT)/numbamlp/kernels && cp -R cli $(LAYOUT)/numbamlp/cli
+	cd $(LAYOUT) && $(CURDIR)/$(BIN)/lint-imports --no-cache $(CURDIR)/pyproject.toml
 
 clean:
 	rm -rf $(VENV) build *.egg-info

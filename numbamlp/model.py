@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from numbamlp.data import all_finite, check_feature_dtypes, column_dtypes, dtype_kind
+from numbamlp.arrays import all_finite, check_feature_dtypes, column_dtypes, dtype_kind
 from numbamlp.kernels import TRANSPOSED_INPUT_MAX, activation_kernels, activation_spec, get_backend, launch_guard
 
 FLOAT_DTYPES = ("float32", "float64")
@@ -397,14 +397,6 @@ class MLP:
         if self.target_transform is not None:
             values = values * self.target_transform.scale + self.target_transform.mean
         return values[:, 0] if values.shape[1] == 1 else values
-
-    def save(self, path) -> None:
-        """Write the model to ``path`` (safetensors + JSON metadata; atomic): the documented
-        shortcut for ``numbamlp.io.save_model(model, path)``, which writes every model file."""
-        # numbamlp.io imports this module (it builds models); this call is the only way back
-        from numbamlp.io import save_model
-
-        save_model(self, path)
 
 
 # ---------------------------------------------------------------- batched passes
