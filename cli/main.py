@@ -27,12 +27,6 @@ from numbamlp.cli.commands.train import train
 from numbamlp.cli.common import OneLineErrors
 from numbamlp.cli.process import OutputThatOutlivesItsReader, end_of_startup, hold_collector_off, say_data_notes
 
-# Names tests import from here, from before the commands left this file.
-from numbamlp.cli.config_flags import TRAIN_FLAGS  # noqa: F401
-from numbamlp.cli.config_flags import schema_field as _schema_field  # noqa: F401
-from numbamlp.cli.progress import ProgressBar as _ProgressBar  # noqa: F401
-from numbamlp.cli.progress import progress_display as _progress  # noqa: F401
-
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="numbamlp")

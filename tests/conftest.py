@@ -1,6 +1,36 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures shared by the test modules: the command line in this process (``cli``) and a
+real server process (``start_server``).  Plain helpers live in tests/naive.py."""
 
 import pytest
+
+
+class CommandLine:
+    """``numbamlp`` run in this process by click's CliRunner (no Python start-up per command;
+    a test that needs a real process, signals or a pipe runs ``naive.numbamlp``).  Every
+    argument is passed as ``str(argument)``, so paths and numbers may be given as they are.
+
+    ``cli(*args)`` → (exit code, output): an exception the command does not turn into an
+    exit code is raised through to the test.
+    ``cli.invoke(*args, env=None, catch_exceptions=True)`` → click's Result (exit_code,
+    output, stdout_bytes, stderr_bytes, exception), for a test that looks at more than the
+    code and the output."""
+
+    def __call__(self, *args) -> tuple[int, str]:
+        result = self.invoke(*args, catch_exceptions=False)
+        return result.exit_code, result.output
+
+    def invoke(self, *args, env: dict | None = None, catch_exceptions: bool = True):
+        from click.testing import CliRunner
+
+        from numbamlp.cli.main import main  # (imported per call: a test's monkeypatch applies)
+
+        return CliRunner().invoke(main, [str(a) for a in args], env=env, catch_exceptions=catch_exceptions)
+
+
+@pytest.fixture(scope="session")
+def cli() -> CommandLine:
+    """The command line in this process: see CommandLine."""
+    return CommandLine()
 
 
 @pytest.fixture

@@ -1,6 +1,11 @@
-"""Shared test helpers: tolerances and a comparison that shows the worst element."""
+"""Shared test helpers (plain functions and constants; fixtures are in conftest.py):
+tolerances and a comparison that shows the worst element, a real ``numbamlp`` process and
+its one-line errors, small files and data sets several test modules write."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 
@@ -60,3 +65,56 @@ def answers_differ_in_threads(answer, batches, threads: int, calls: int) -> list
     for worker in workers:
         worker.join()
     return failures
+
+
+# ---------------------------------------------------------------- the command line, as a user runs it
+NUMBAMLP = [sys.executable, "-m", "numbamlp.cli.main"]
+# train flags for a run that only has to exist: one epoch (FEW) or two (QUICK) of a small network
+FEW = ["--epochs", "1", "--hidden", "8", "--quiet"]
+QUICK = ["--epochs", "2", "--hidden", "16", "--quiet"]
+
+
+def numbamlp(*args, cwd, timeout=300, env=None) -> subprocess.CompletedProcess:
+    """``numbamlp ARGS`` in a real process started in ``cwd`` (text output captured); the
+    command line in this process is conftest's ``cli`` fixture."""
+    return subprocess.run([*NUMBAMLP, *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout, env=env)
+
+
+def assert_one_line_error(run, exit_code, *phrases) -> None:
+    """``run`` (a CompletedProcess) exited ``exit_code`` with one "Error..." line on stderr,
+    no traceback, the line holding every phrase."""
+    assert run.returncode == exit_code, (run.returncode, run.stderr)
+    assert "Traceback" not in run.stderr, run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, run.stderr
+    for phrase in phrases:
+        assert phrase in errors[0], errors[0]
+
+
+def write_csv(path, header, rows):
+    """``path`` holding a header line and ``rows``, comma-separated, each cell as str()."""
+    path.write_text(",".join(header) + "\n" + "".join(",".join(str(v) for v in row) + "\n" for row in rows))
+    return path
+
+
+def labelled_in_the_middle(tmp_path):
+    """A CSV of 60 rows: features a, b, c with the label column between a and b."""
+    values = np.random.default_rng(7).normal(size=(60, 3))  # (its own generator: the same file in any test order)
+    return write_csv(tmp_path / "mid.csv", ["a", "label", "b", "c"],
+                     [[f"{p:.4f}", int(p > 0), f"{q:.4f}", f"{r:.4f}"] for p, q, r in values])
+
+
+# ---------------------------------------------------------------- the user reports' small problem
+# What the reports of 2026-11-30 were reproduced on: X (40, 3) standard normal and y (40,) in
+# 3 classes, drawn from REPORTS_RNG (one test draws more labels from it), and a one-epoch
+# config.  A module imports them as X, y (and rng) for the reports' tests as they were written.
+REPORTS_RNG = np.random.default_rng(0)
+REPORTS_X = REPORTS_RNG.normal(size=(40, 3))
+REPORTS_Y = REPORTS_RNG.integers(0, 3, 40)
+ONE_EPOCH = {"epochs": 1, "model": {"hidden": [6]}}
+
+
+def blowing_up():
+    """X (60, 4) of standard deviation 100: unscaled, so that learning rates blow weights up."""
+    return np.random.default_rng(0).normal(size=(60, 4)) * 100

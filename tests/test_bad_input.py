@@ -3,13 +3,11 @@ not one byte of the existing files changed (checksums before and after)."""
 
 import hashlib
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-NUMBAMLP = [sys.executable, "-m", "numbamlp.cli.main"]
+from naive import NUMBAMLP
 
 
 def checksums(root: Path) -> dict:

@@ -1,8 +1,12 @@
 """Data at the boundary: every source loads, every bad input is one clear DataError."""
 
+import json
+
 import numpy as np
 import pytest
+from naive import FEW, QUICK, assert_one_line_error, labelled_in_the_middle, numbamlp, write_csv
 
+from numbamlp import load_model
 from numbamlp.config import DataConfig
 from numbamlp.data import BUILTIN_SETS, DataError, load_dataset, prepare, read_features
 
@@ -65,7 +69,7 @@ def test_read_features_reads_csv_through_pyarrow_and_names_a_bad_cell_through_th
     named = write(tmp_path, "n.csv", "y,a,b,c\n" + "".join(f"cat,{a},{b},{c}\n" for a, b, c in X))
     bad = write(tmp_path, "bad.csv", "1,2,3\n4,x,6\n")
     with monkeypatch.context() as patched:
-        patched.setattr(data, "_csv_rows", lambda *args: pytest.fail("the csv module read a file pyarrow takes"))
+        patched.setattr(data.prediction, "_csv_rows", lambda *args: pytest.fail("the csv module read a file pyarrow takes"))
         np.testing.assert_array_equal(read_features(labelled, 3, label_column="label"), X)
         np.testing.assert_array_equal(read_features(bare, 3), X)
         np.testing.assert_array_equal(read_features(named, 3, label_column="y"), X)
@@ -373,3 +377,228 @@ def test_the_header_setting_is_for_csv_files_only(tmp_path):
     check_header_applies(True, str(tmp_path / "d.npz"), str(tmp_path / "t.csv"))  # (one CSV file among them)
     with pytest.raises(DataError, match="is not a CSV file"):
         prepare(DataConfig(train=str(tmp_path / "d.npz"), header=False), seed=0)
+
+
+# ---------------------------------------------------------------- labels and class names as a file writes them
+def iris_rows():
+    from sklearn.datasets import load_iris
+
+    X_iris, y_iris = load_iris(return_X_y=True)
+    return X_iris, y_iris
+
+
+def test_a_regression_target_that_is_not_a_number_is_named(tmp_path, cli):
+    """Reported 2026-11-30 by a new user (second look); fixed in 572c187."""
+    rows = [["x", "t"], *[[i, i * 0.5] for i in range(40)]]
+    rows[6][1] = "abc"
+    path = write_csv(tmp_path / "t.csv", rows[0], rows[1:])
+    code, output = cli("train", "--task", "regression", "--data", path, *FEW)
+    assert code == 2 and "row 7, column 2 ('t'): 'abc' is not a number" in output
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+    for cells, phrase in (([str(i * 0.5) for i in range(39)] + ["abc"], "row 40, column 2 ('t'): 'abc' is not a number"),
+                          ([str(i * 0.5) for i in range(40)], "holds numbers as text")):
+        pq.write_table(pa.table({"x": [float(i) for i in range(40)], "t": cells}), tmp_path / "t.parquet")
+        code, output = cli("train", "--task", "regression", "--data", tmp_path / "t.parquet", *FEW)
+        assert code == 2 and phrase in output, output
+
+
+def test_csv_class_names_that_look_like_numbers_stay_distinct_and_as_written(tmp_path, cli):
+    """Reported 2026-11-30 by a new user (third look); fixed in 0db4bf1."""
+    X_iris, y_iris = iris_rows()
+    for names in (["01", "1", "2"], ["12345678901234567", "12345678901234568", "3"], ["001", "002", "003"]):
+        path = write_csv(tmp_path / "c.csv", ["a", "b", "c", "d", "kind"],
+                         [[*row, names[label]] for row, label in zip(X_iris, y_iris)])
+        code, output = cli("train", "--data", path, "--out", tmp_path / names[0], *FEW)
+        assert code == 0 and "layers [4, 8, 3]" in output, output
+        assert sorted(map(str, load_model(tmp_path / names[0]).classes.tolist())) == sorted(names)
+    path = write_csv(tmp_path / "int.csv", ["a", "b", "c", "d", "kind"],
+                     [[*row, label] for row, label in zip(X_iris, y_iris)])
+    assert cli("train", "--data", path, "--out", tmp_path / "ints", *FEW)[0] == 0
+    assert load_model(tmp_path / "ints").classes.dtype.kind == "i"  # plain integers stay numbers
+
+
+def test_a_utf8_bom_and_a_label_column_by_index_keep_every_row(tmp_path, cli):
+    """Reported 2026-11-30 by a new user (third look); fixed in 0db4bf1."""
+    X_iris, y_iris = iris_rows()
+    body = "".join(",".join([*(f"{v:g}" for v in row), str(label)]) + "\n" for row, label in zip(X_iris, y_iris))
+    (tmp_path / "bom.csv").write_text("\ufeff" + body, encoding="utf-8")
+    assert cli("train", "--data", tmp_path / "bom.csv", "--out", tmp_path / "bom", *FEW)[0] == 0
+    code, output = cli("predict", tmp_path / "bom", "--data", tmp_path / "bom.csv", "--label-column", "4")
+    assert code == 0 and len(output.splitlines()) == 1 + 150  # every row, not the first taken for a header
+    (tmp_path / "bomhead.csv").write_text("\ufeffa,b,c,d,kind\n" + body, encoding="utf-8")
+    assert cli("train", "--data", tmp_path / "bomhead.csv", "--label-column", "kind", "--out", tmp_path / "bh",
+               *FEW)[0] == 0
+    first = "".join(",".join([str(label), *(f"{v:g}" for v in row)]) + "\n" for row, label in zip(X_iris, y_iris))
+    (tmp_path / "first.csv").write_text(first)
+    assert cli("train", "--data", tmp_path / "first.csv", "--label-column", "0", "--out", tmp_path / "lf", *FEW)[0] == 0
+    code, output = cli("eval", tmp_path / "lf", "--data", tmp_path / "first.csv", "--label-column", "0")
+    assert code == 0 and "(150 rows:" in output, output
+
+
+def test_empty_label_cells_are_refused_and_byte_labels_are_text(tmp_path, cli):
+    """Reported 2026-11-30 by a new user (third look); fixed in 0db4bf1."""
+    X_iris, y_iris = iris_rows()
+    rows = [[*row, label] for row, label in zip(X_iris, y_iris)]
+    rows[9][-1] = ""
+    code, output = cli("train", "--data", write_csv(tmp_path / "m.csv", list("abcde"), rows), *FEW)
+    assert code == 2 and "the label column has an empty cell (first in data row 9" in output
+    np.savez(tmp_path / "bytes.npz", X=X_iris, y=np.array([b"a", b"b", b"c"])[y_iris])
+    assert cli("train", "--data", tmp_path / "bytes.npz", "--out", tmp_path / "b", *FEW)[0] == 0
+    assert load_model(tmp_path / "b").classes.tolist() == ["a", "b", "c"]
+
+
+def test_values_beyond_float32_are_said_to_be_and_data_errors_say_what_went_wrong(tmp_path, cli):
+    """Reported 2026-11-30 by a new user (third look); fixed in 0db4bf1."""
+    X_iris, y_iris = iris_rows()
+    rows = [[*row, label] for row, label in zip(X_iris, y_iris)]
+    rows[5][0] = "1e39"
+    path = write_csv(tmp_path / "big.csv", list("abcde"), rows)
+    code, output = cli("train", "--data", path, *FEW)
+    assert code == 2 and "beyond float32's range" in output and "RuntimeWarning" not in output, output
+    assert cli("train", "--data", path, "--dtype", "float64", "--out", tmp_path / "f64", *FEW)[0] == 0
+    ids = write_csv(tmp_path / "ids.csv", list("abcde"), [[*row, i] for i, row in enumerate(X_iris)])
+    code, output = cli("train", "--data", ids, *FEW)
+    assert code == 2 and "150 distinct values in 150 rows" in output and "an ID or a feature" in output, output
+    code, output = cli("train", "--data", ids, "--task", "classification", *FEW)  # (insisted: the split's word)
+    assert code == 2 and "150 classes among 150 rows: is its label column an ID" in output
+    code, output = cli("train", "--data", "builtin:iris", "--label-column", "2", *FEW)
+    assert code == 2 and "names a column of a CSV or Parquet file" in output
+
+
+def test_a_label_column_the_header_lacks_is_named_with_the_columns_it_has(tmp_path, cli):
+    """Reported 2026-11-30 by a new user (third look); fixed in 83b266c."""
+    data = labelled_in_the_middle(tmp_path)
+    code, output = cli("train", "--data", data, "--label-column", "lable", "--out", tmp_path / "run", *FEW)
+    assert code == 2 and "no column named 'lable'; its columns are 'a', 'label', 'b', 'c'" in output, output
+
+
+def test_a_named_label_column_of_fractions_is_refused_as_labels_not_taken_for_a_feature(tmp_path, cli):
+    """Reported 2026-11-30 by a new user (third look); fixed in 83b266c.
+
+    The message told the user to pass --label-column, which they had passed."""
+    rows = [[f"{i * 0.1:.1f}", f"{(i % 3) + 0.5}"] for i in range(30)]
+    data = write_csv(tmp_path / "f.csv", ["a", "label"], rows)
+    code, output = cli("train", "--data", data, "--label-column", "label", "--out", tmp_path / "run", *FEW)
+    assert code == 2 and "non-integral numeric labels" in output and "choose the label column" not in output
+    code, output = cli("train", "--data", data, "--out", tmp_path / "run", *FEW)  # guessed: said to be a feature
+    assert code == 2 and "looks like a feature; choose the label column" in output
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_named_label_column_of_class_names_trains_and_evaluates(tmp_path, suffix, cli):
+    """Reported 2026-11-30 by a new user (third look); fixed in 3548755.
+
+    A fix for named label columns (83b266c) sent every named column of class names
+    through the regression targets' check: 'setosa' is not a number."""
+    names = np.array(["setosa", "versicolor", "virginica"])[np.arange(60) % 3]
+    values = np.random.default_rng(3).normal(size=(60, 2))
+    path = tmp_path / f"named{suffix}"
+    if suffix == ".csv":
+        write_csv(path, ["species", "a", "b"], [[n, f"{p:.3f}", f"{q:.3f}"] for n, (p, q) in zip(names, values)])
+    else:
+        pa = pytest.importorskip("pyarrow")
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"species": names, "a": values[:, 0], "b": values[:, 1]}), path)
+    code, output = cli("train", "--data", path, "--label-column", "species", "--out", tmp_path / "run", *FEW)
+    assert code == 0, output
+    code, output = cli("eval", tmp_path / "run", "--data", path)
+    assert code == 0 and "setosa" in output, output
+
+
+def test_random_bytes_npz_is_not_a_valid_archive(tmp_path):
+    """Reported 2026-11-30 by a new user (issue 11); tested since 0e0a2db."""
+    (tmp_path / "r.npz").write_bytes(np.random.default_rng(0).bytes(300))
+    with pytest.raises(DataError, match=r"r.npz is not a valid .npz archive \(not a zip file\)"):
+        load_dataset(str(tmp_path / "r.npz"))
+
+
+def test_a_csv_without_a_label_column_says_which_column_was_taken(tmp_path):
+    """Reported 2026-11-30 by a new user (issue 11); tested since 0e0a2db."""
+    rows = np.random.default_rng(0).normal(size=(10, 3))
+    (tmp_path / "f.csv").write_text("x1,x2,x3\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    with pytest.raises(DataError) as err:
+        load_dataset(str(tmp_path / "f.csv"))
+    assert "the label column (column 'x3', the last) holds non-integral numbers" in str(err.value)
+    assert "--label-column" in str(err.value)
+
+
+# ---------------------------------------------------------------- CSV headers
+def _rows(values, labels):
+    return "".join(",".join(f"{v:.4f}" for v in row) + f",{label}\n" for row, label in zip(values, labels))
+
+
+def test_a_header_of_numbers_over_a_label_column_of_numbers_is_a_header(tmp_path):
+    """Reported 2026-11-30 by a new user (third look); fixed in c82e6ce.
+
+    Columns named 2019, 2020, 2021 and 'label': the names were read as a data row and
+    'label' became a class of one row."""
+    from numbamlp.data import load_dataset
+
+    values = np.random.default_rng(2).normal(size=(40, 3))
+    labels = (values[:, 0] > 0).astype(int)
+    (tmp_path / "years.csv").write_text("2019,2020,2021,label\n" + _rows(values, labels))
+    data = load_dataset(str(tmp_path / "years.csv"))
+    assert data.X.shape == (40, 3) and set(data.y.tolist()) == {0, 1}
+    (tmp_path / "names.csv").write_text(_rows(values, np.array(["a", "b"])[labels]))  # no header: class names
+    assert load_dataset(str(tmp_path / "names.csv")).X.shape == (40, 3)
+
+
+@pytest.mark.parametrize("head", [",f0,f1,f2,label\n", "\n\nf0,f1,f2,label\n"], ids=["empty-name", "blank-lines"])
+def test_csvs_with_an_unnamed_column_or_leading_blank_lines_take_the_fast_reader(tmp_path, head):
+    """Reported 2026-11-30 by a new user (third look); fixed in c82e6ce.
+
+    pandas' to_csv writes an unnamed index column; such files (and leading blank lines)
+    went to the csv module's reader, ~20x the data in memory on a 250 MB file."""
+    from pathlib import Path
+
+    from numbamlp.data import _read_csv_arrow, load_dataset
+
+    values = np.random.default_rng(3).normal(size=(30, 3))
+    labels = np.arange(30) % 2
+    rows = _rows(np.column_stack([np.arange(30), values]), labels) if head.startswith(",") else _rows(values, labels)
+    path = tmp_path / "f.csv"
+    path.write_text(head + rows)
+    assert _read_csv_arrow(Path(path), None, np.float32) is not None  # (pyarrow's streaming reader took it)
+    data = load_dataset(str(path))
+    assert data.X.shape == (30, 4 if head.startswith(",") else 3) and data.y.tolist() == labels.tolist()
+
+
+# ---------------------------------------------------------------- test and validation files, checked first
+def _write_npz(path, X, y):
+    np.savez(path, X=X, y=y)
+    return path
+
+
+def test_test_data_is_checked_before_the_first_epoch(tmp_path):
+    """Reported 2026-11-30 by a new user (issue 11); tested since 0e0a2db."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 3)), np.arange(60) % 3
+    _write_npz(tmp_path / "train.npz", X, y)
+    _write_npz(tmp_path / "unseen.npz", X[:10], np.r_[y[:8], 7, 9])
+    run = numbamlp("train", "--data", "train.npz", "--test", "unseen.npz", "--out", "r1", *QUICK, cwd=tmp_path)
+    assert_one_line_error(run, 2, "unseen.npz has 2 labels that the training data never shows: 7, 9")
+    run = numbamlp("train", "--test", "builtin:iris", "--out", "r2", *QUICK, cwd=tmp_path)
+    assert_one_line_error(run, 2, "builtin:iris has 4 features but the training data builtin:digits has 64")
+    run = numbamlp("train", "--data", "train.npz", "--val", "unseen.npz", "--out", "r3", *QUICK, cwd=tmp_path)
+    assert_one_line_error(run, 2, "unseen.npz has 2 labels that the training data never shows")
+    assert not any((tmp_path / name).exists() for name in ("r1", "r2", "r3", "runs"))
+
+
+def test_a_validation_file_is_used_for_early_stopping(tmp_path, cli):
+    """Reported 2026-11-30 by a new user (issue 11); tested since 0e0a2db."""
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(90, 3)), np.arange(90) % 3
+    X[:, 0] += y  # learnable
+    _write_npz(tmp_path / "train.npz", X[:60], y[:60])
+    _write_npz(tmp_path / "val.npz", X[60:], y[60:])
+    result = cli.invoke("train", "--data", tmp_path / "train.npz", "--val", tmp_path / "val.npz",
+                        "--patience", "3", "--epochs", "5", "--hidden", "8", "--out", tmp_path / "r", "--quiet")
+    assert result.exit_code == 0, result.output
+    metrics = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert all("val_accuracy" in m for m in metrics)
+    # validation rows came from the file (30 rows), none from training's 60 (45 trained on, 15 tested)
+    assert all(abs(m["val_accuracy"] * 30 - round(m["val_accuracy"] * 30)) < 1e-9 for m in metrics)
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["test_rows"] == 15
+    both = cli.invoke("train", "--val", "x.npz", "--val-fraction", "0.1")
+    assert both.exit_code == 2 and "val and val_fraction are both set" in both.output

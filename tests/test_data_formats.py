@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import numbamlp.data as data
-from numbamlp.config import DataConfig
-from numbamlp.data import DataError, Standardizer, load_dataset, prepare, read_features, split_arrays
+from numbamlp.config import DataConfig, TrainConfig
+from numbamlp.data import DataError, Standardizer, load_dataset, prepare, prepare_for, read_features, split_arrays
 from numbamlp.trainer import Trainer
 
 FORMATS = ("csv", "parquet", "npz", "npy")
@@ -77,9 +77,9 @@ def test_parquet_in_row_groups_batches_column_groups_and_blocks_on_threads(tmp_p
     path = tmp_path / "groups.parquet"
     pq.write_table(pa.table(columns), path, row_group_size=300)
     assert pq.ParquetFile(path).metadata.num_row_groups == 4
-    monkeypatch.setattr(data, "PARQUET_GROUP_BYTES", 2 * 8 * 300)  # two columns at a time
-    monkeypatch.setattr(data, "PARQUET_BLOCK_ROWS", 7)
-    monkeypatch.setattr(data, "_copy_threads", lambda: 3)
+    monkeypatch.setattr(data.parquet, "PARQUET_GROUP_BYTES", 2 * 8 * 300)  # two columns at a time
+    monkeypatch.setattr(data.parquet, "PARQUET_BLOCK_ROWS", 7)
+    monkeypatch.setattr(data.parquet, "_copy_threads", lambda: 3)
     loaded = load_dataset(str(path), label_column="label", dtype=np.float32)
     expected = np.stack([columns[name].astype(np.float64) for name in "abcde"], axis=1).astype(np.float32)
     np.testing.assert_array_equal(loaded.X, expected)
@@ -179,7 +179,7 @@ def test_the_split_is_the_old_split(tmp_path):
 
 
 def test_in_place_split_matches_the_copying_one_and_leaves_a_callers_array(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "CHUNK_BYTES", 8 * 4 * 7)  # chunks of 7 rows: many of them
+    monkeypatch.setattr("numbamlp.arrays.CHUNK_BYTES", 8 * 4 * 7)  # chunks of 7 rows: many of them
     X, y = table(rows=100)
     config = DataConfig(val_fraction=0.15)
     given = X.astype(np.float32)
@@ -193,7 +193,7 @@ def test_in_place_split_matches_the_copying_one_and_leaves_a_callers_array(tmp_p
 
 
 def test_chunked_standardizer_matches_numpy(monkeypatch):
-    monkeypatch.setattr(data, "CHUNK_BYTES", 8 * 3 * 5)
+    monkeypatch.setattr("numbamlp.arrays.CHUNK_BYTES", 8 * 3 * 5)
     X = np.random.default_rng(0).normal(3.0, 2.0, size=(53, 3)).astype(np.float32)
     X[:, 1] = 0.1  # constant: scale 1
     scaler = Standardizer.fit(X)
@@ -220,7 +220,7 @@ def test_npy_folder_is_memory_mapped_and_used_through_the_map(tmp_path):
 
 
 def test_csv_rows_beyond_the_first_blocks_estimate_grow_the_array(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "CSV_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(data.csv_files, "CSV_BLOCK_BYTES", 4096)
     long_rows = [f"{1 / 3:.15f},{2 / 3:.15f},0" for _ in range(200)]  # ~38 bytes a row
     short_rows = [f"{i % 7},{i % 5},{i % 2}" for i in range(3000)]  # ~6 bytes a row
     path = tmp_path / "g.csv"
@@ -253,7 +253,7 @@ def test_without_pyarrow_csv_still_reads_and_parquet_says_what_to_install(tmp_pa
 
 def test_more_than_the_memory_available_says_what_to_do(tmp_path, monkeypatch):
     X, y = table(rows=50)
-    monkeypatch.setattr(data, "_available_memory", lambda: 100)  # bytes
+    monkeypatch.setattr(data.memory, "_available_memory", lambda: 100)  # bytes
     for fmt in FORMATS:
         (tmp_path / fmt).mkdir()
         source = write(tmp_path / fmt, fmt, X, y)
@@ -406,3 +406,31 @@ def test_parquet_prediction_takes_integers_for_floats_and_back(tmp_path):
     path = _features_parquet(tmp_path / "ints.parquet", a=pa.array([1, 2], pa.int8()), b=pa.array([3, 4], pa.uint16()))
     np.testing.assert_array_equal(read_features(path, 2, names=["a", "b"], dtypes=["float32", "float64"]),
                                   [[1, 3], [2, 4]])
+
+
+# ---------------------------------------------------------------- given validation and test sets in the training dtype
+def test_given_float64_validation_and_test_sets_reach_training_as_float32_with_standardize_off(tmp_path):
+    """A folder's X.npy is memory-mapped in the file's own dtype (float64 here); the given
+    validation and test sets are cast to the training dtype as the splits are made
+    (split_arrays), which is the only cast they get when standardize is off (nothing
+    writes to them); skipped for given sets with standardize off, it passed every other
+    test.  Here the float32 config's splits, as train_run trains on them, are float32
+    arrays holding the files' values."""
+    X, y = table(rows=160)
+    parts = {"train": slice(0, 100), "X_test": slice(100, 120), "val": slice(120, 140), "test": slice(140, 160)}
+    for folder in ("train", "val", "test"):
+        (tmp_path / folder).mkdir()
+        np.save(tmp_path / folder / "X.npy", X[parts[folder]])
+        np.save(tmp_path / folder / "y.npy", y[parts[folder]])
+    np.save(tmp_path / "train" / "X_test.npy", X[parts["X_test"]])
+    np.save(tmp_path / "train" / "y_test.npy", y[parts["X_test"]])
+    assert np.load(tmp_path / "val" / "X.npy", mmap_mode="r").dtype == np.float64
+    for test, expected_test in ((None, "X_test"), (str(tmp_path / "test"), "test")):
+        config = TrainConfig.model_validate({"dtype": "float32", "data": {
+            "train": str(tmp_path / "train"), "val": str(tmp_path / "val"), "test": test, "standardize": False}})
+        splits = prepare_for(config)
+        for split, part in (("X_train", "train"), ("X_val", "val"), ("X_test", expected_test)):
+            got = getattr(splits, split)
+            assert got.dtype == np.float32 and not isinstance(got, np.memmap), (split, got.dtype, type(got))
+            np.testing.assert_array_equal(got, X[parts[part]].astype(np.float32), err_msg=split)
+        assert splits.standardizer is None

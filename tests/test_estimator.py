@@ -4,7 +4,9 @@ import warnings
 
 import numpy as np
 import pytest
-from naive import answers_differ_in_threads
+from naive import REPORTS_X as X
+from naive import REPORTS_Y as y
+from naive import answers_differ_in_threads, blowing_up
 from sklearn.datasets import load_iris
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -13,6 +15,7 @@ from sklearn.utils.estimator_checks import check_estimator
 
 from numbamlp import MLPClassifier, MLPRegressor
 from numbamlp.estimator import expected_failed_checks
+from numbamlp.io import save_model
 
 
 @pytest.mark.slow
@@ -610,10 +613,142 @@ def test_a_model_fitted_on_a_dataframe_keeps_its_columns_names_and_dtypes(tmp_pa
     clf = MLPClassifier(max_iter=5, random_state=0).fit(table, y)
     assert clf.model_.feature_names == ["sepal_l", "sepal_w", "petal_l", "petal_w_mm"]
     assert clf.model_.feature_dtypes == ["float64", "float64", "float64", "int64"]
-    clf.model_.save(tmp_path / "iris.safetensors")
+    save_model(clf.model_, tmp_path / "iris.safetensors")
     model = load_model(tmp_path / "iris.safetensors")
     shuffled = table[["petal_w_mm", "sepal_l", "petal_l", "sepal_w"]]
     np.testing.assert_array_equal(model.predict_proba(shuffled), clf.predict_proba(table))
     with pytest.raises(ValueError, match="column 'petal_w_mm' is .+ here but int64 in training"):
         model.predict(table.assign(petal_w_mm=table.petal_w_mm.astype(str)))
     assert MLPClassifier(max_iter=1, random_state=0).fit(X, y).model_.feature_names is None
+
+
+# ---------------------------------------------------------------- what users found against scikit-learn's habits
+def test_the_estimators_default_trains_on_unscaled_features():
+    """Reported 2026-11-30 by a new user (first look); fixed in 0820267.
+
+    Digits' raw pixels (0-16): SGD with momentum at 0.05, the old default, scored 0.19;
+    the default is now scikit-learn's Adam at 1e-3."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from numbamlp import MLPClassifier
+
+    X_digits, y_digits = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X_digits, y_digits, stratify=y_digits, random_state=0)
+    assert MLPClassifier(random_state=0).fit(X_train, y_train).score(X_test, y_test) > 0.95
+
+
+def test_a_fit_whose_weights_blow_up_raises_instead_of_predicting_nan():
+    """Reported 2026-11-30 by a new user (third look); fixed in b418d6f."""
+    from numbamlp import MLPClassifier, MLPRegressor
+
+    X_big = blowing_up()
+    with pytest.raises(ValueError, match="diverged"):
+        MLPRegressor(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=10.0, max_iter=2,
+                     random_state=0).fit(X_big, X_big[:, 0])
+    with pytest.raises(ValueError, match="diverged"):
+        MLPClassifier(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=1000.0, max_iter=2, random_state=0,
+                      dtype="float32").fit(X_big, (X_big[:, 0] > 0).astype(int) + (X_big[:, 1] > 0))
+
+
+def test_a_refused_fit_or_first_partial_fit_leaves_the_estimator_as_it_was():
+    """Reported 2026-11-30 by a new user (third look); fixed in b418d6f."""
+    from sklearn.exceptions import NotFittedError
+
+    from numbamlp import MLPClassifier, MLPRegressor
+
+    labels = np.arange(40) % 3
+    first = MLPClassifier(hidden_layer_sizes=(8,), random_state=0)
+    with pytest.raises(ValueError, match="not seen in training: 2"):
+        first.partial_fit(X, labels, classes=[0, 1])
+    with pytest.raises(NotFittedError):
+        first.predict(X)
+    first.partial_fit(X, labels, classes=[0, 1, 2])  # the corrected call
+    with pytest.raises(ValueError, match=r"classes=\[0, 1, 2, 3\] is not the same as on the first call"):
+        first.partial_fit(X, labels, classes=[0, 1, 2, 3])
+    for estimator, target in ((MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0), labels),
+                              (MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, random_state=0), X[:, 0])):
+        estimator.fit(X, target)
+        before = estimator.predict(X)
+        with pytest.raises(ValueError, match="sample_weight"):
+            estimator.fit(X, target, sample_weight=np.ones(3))
+        assert np.array_equal(estimator.predict(X), before)  # the fitted model stays
+
+
+def test_class_weight_keys_match_float_labels_and_all_zero_weights_are_named():
+    """Reported 2026-11-30 by a new user (third look); fixed in b418d6f."""
+    from numbamlp import MLPClassifier
+
+    labels = np.arange(40) % 2
+    by_int = MLPClassifier(max_iter=2, random_state=0, class_weight={1: 3.0}).fit(X, labels)
+    by_float = MLPClassifier(max_iter=2, random_state=0, class_weight={1: 3.0}).fit(X, labels.astype(float))
+    assert np.array_equal(by_int.predict_proba(X), by_float.predict_proba(X))
+    with pytest.raises(ValueError, match="every class weight 0"):
+        MLPClassifier(max_iter=2, class_weight={0: 0, 1: 0}).fit(X, labels)
+
+
+def test_the_regressor_prints_its_validation_score(capsys):
+    """Reported 2026-11-30 by a new user (third look); fixed in b418d6f."""
+    from numbamlp import MLPRegressor
+
+    MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, early_stopping=True, verbose=True, random_state=0).fit(X, X[:, 0])
+    assert "Validation score:" in capsys.readouterr().out
+
+
+def test_predict_log_proba_is_the_log_of_predict_proba():
+    """Reported 2026-11-30 by a new user (third look); fixed in 78a21c1."""
+    from numbamlp import MLPClassifier
+
+    clf = MLPClassifier(hidden_layer_sizes=(6,), max_iter=3, random_state=0).fit(X, y)
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), clf.predict_proba(X), rtol=1e-12)
+
+
+def test_partial_fit_takes_scikit_learns_argument_order():
+    """Reported 2026-11-30 by a new user (third look); fixed in 78a21c1."""
+    from sklearn.neural_network import MLPClassifier as Theirs
+
+    from numbamlp import MLPClassifier
+
+    assert list(__import__("inspect").signature(MLPClassifier.partial_fit).parameters) == \
+        list(__import__("inspect").signature(Theirs.partial_fit).parameters)
+    clf = MLPClassifier(hidden_layer_sizes=(6,), random_state=0)
+    clf.partial_fit(X, y, np.ones(len(X)), classes=[0, 1, 2])
+    assert list(clf.classes_) == [0, 1, 2]
+
+
+def test_partial_fit_refuses_a_cosine_schedule():
+    """Reported 2026-11-30 by a new user (third look); fixed in 78a21c1."""
+    from numbamlp import MLPClassifier
+
+    with pytest.raises(ValueError, match="partial_fit does not support 'cosine'"):
+        MLPClassifier(learning_rate="cosine").partial_fit(X, y, classes=[0, 1, 2])
+
+
+def test_a_diverged_estimator_gives_its_advice_once():
+    """Reported 2026-11-30 by a new user (third look); fixed in 78a21c1."""
+    from numbamlp import MLPClassifier
+
+    with pytest.raises(ValueError) as raised:
+        MLPClassifier(solver="sgd", learning_rate_init=1e200, max_iter=2).fit(X * 1e3, y)
+    assert str(raised.value).count("lower") == 1 and "learning_rate_init" in str(raised.value)
+
+
+# ---------------------------------------------------------------- partial_fit's classes in any order
+@pytest.mark.parametrize("classes", [[2, 0, 1], ["virginica", "setosa", "versicolor"]], ids=["indices", "names"])
+def test_partial_fit_sorts_the_classes_it_is_given_as_scikit_learn_does(iris, classes):
+    """scikit-learn's MLPClassifier, the oracle: classes_ is the sorted classes whatever
+    order the first partial_fit lists them in (every other test lists them sorted: a
+    classes_ that kept the caller's order passed), predict_proba's columns follow it, and a
+    later call may list the same classes in another order."""
+    X_iris, y_iris = iris
+    labels = np.asarray(sorted(classes))[y_iris]
+    ours = MLPClassifier(hidden_layer_sizes=(8,), random_state=0)
+    theirs = _sklearn_mlp(hidden_layer_sizes=(8,), random_state=0)
+    for call in range(3):
+        order = classes if call == 0 else classes[::-1]
+        ours.partial_fit(X_iris, labels, classes=order)
+        theirs.partial_fit(X_iris, labels, classes=order)
+        assert ours.classes_.tolist() == theirs.classes_.tolist() == sorted(classes)
+    proba = ours.predict_proba(X_iris)
+    assert proba.shape == (150, 3)
+    np.testing.assert_array_equal(ours.predict(X_iris), ours.classes_[proba.argmax(axis=1)])

@@ -9,13 +9,12 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 onnx = pytest.importorskip("onnx", reason="ONNX export is an optional extra (pip install '.[onnx]')")
 ort = pytest.importorskip("onnxruntime", reason="the exported files are checked with onnxruntime")
 
 from numbamlp import ACTIVATION_NAMES, MLP  # noqa: E402
-from numbamlp.cli.export import export_command  # noqa: E402
+from numbamlp.cli.commands.export import export_command  # noqa: E402
 from numbamlp.cli.main import main  # noqa: E402
 from numbamlp.data import Standardizer, read_features  # noqa: E402
 from numbamlp.export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, build_onnx_model, export_onnx  # noqa: E402
@@ -304,24 +303,20 @@ def test_without_onnx_the_error_names_the_extra(monkeypatch, tmp_path):
 
 # ---------------------------------------------------------------- the command line
 @pytest.fixture(scope="module")
-def iris_run(tmp_path_factory):
+def iris_run(tmp_path_factory, cli):
     """A real two-epoch run directory on iris."""
     out = tmp_path_factory.mktemp("runs") / "iris"
-    result = CliRunner().invoke(main, ["train", "--data", "builtin:iris", "--epochs", "2", "--out", str(out), "--quiet"])
+    result = cli.invoke("train", "--data", "builtin:iris", "--epochs", "2", "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
     return out
 
 
-def export_cli(*args):
-    return CliRunner().invoke(export_command, [str(a) for a in args])
-
-
-def test_cli_round_trip_matches_numbamlp_predict(iris_run, tmp_path):
+def test_cli_round_trip_matches_numbamlp_predict(iris_run, tmp_path, cli):
     out = tmp_path / "iris.onnx"
-    result = export_cli(iris_run, "--out", out)
+    result = cli.invoke("export", iris_run, "--out", out)
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"wrote {out}: 4-128-3 relu, opset {DEFAULT_OPSET}, IR version 8")
-    predicted = CliRunner().invoke(main, ["predict", str(iris_run), "--data", "builtin:iris", "--proba"])
+    predicted = cli.invoke("predict", iris_run, "--data", "builtin:iris", "--proba")
     assert predicted.exit_code == 0, predicted.output
     rows = list(csv.reader(io.StringIO(predicted.output)))
     header, rows = rows[0], rows[1:]
@@ -334,13 +329,13 @@ def test_cli_round_trip_matches_numbamlp_predict(iris_run, tmp_path):
         assert_close(P, np.array([[float(p) for p in row[1:]] for row in rows]), PROBABILITY_ATOL, "CLI")
 
 
-def test_cli_refuses_an_existing_file_without_overwrite(iris_run, tmp_path):
+def test_cli_refuses_an_existing_file_without_overwrite(iris_run, tmp_path, cli):
     out = tmp_path / "iris.onnx"
     out.write_bytes(b"keep me")
-    result = export_cli(iris_run, "--out", out)
+    result = cli.invoke("export", iris_run, "--out", out)
     assert result.exit_code == 2 and "--overwrite" in result.output and len(result.output.splitlines()) == 1
     assert out.read_bytes() == b"keep me"
-    result = export_cli(iris_run, "--out", out, "--overwrite", "--opset", "20")
+    result = cli.invoke("export", iris_run, "--out", out, "--overwrite", "--opset", "20")
     assert result.exit_code == 0, result.output
     assert onnx.load(out).opset_import[0].version == 20
 
@@ -349,17 +344,17 @@ def test_cli_refuses_an_existing_file_without_overwrite(iris_run, tmp_path):
     (["--opset", "12"], "unsupported opset 12: numbamlp exports opsets 13 to"),
     (["--opset", "many"], "'many' is not a valid integer"),
 ])
-def test_cli_bad_opset_is_one_line_exit_2(iris_run, tmp_path, args, message):
-    result = export_cli(iris_run, "--out", tmp_path / "m.onnx", *args)
+def test_cli_bad_opset_is_one_line_exit_2(iris_run, tmp_path, args, message, cli):
+    result = cli.invoke("export", iris_run, "--out", tmp_path / "m.onnx", *args)
     assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_cli_bad_model_and_missing_onnx_are_one_line_exit_2(iris_run, tmp_path, monkeypatch):
-    result = export_cli(tmp_path / "nothing.safetensors", "--out", tmp_path / "m.onnx")
+def test_cli_bad_model_and_missing_onnx_are_one_line_exit_2(iris_run, tmp_path, monkeypatch, cli):
+    result = cli.invoke("export", tmp_path / "nothing.safetensors", "--out", tmp_path / "m.onnx")
     assert result.exit_code == 2 and "file not found" in result.output and len(result.output.splitlines()) == 1
     hide_onnx(monkeypatch)
-    result = export_cli(iris_run, "--out", tmp_path / "m.onnx")
+    result = cli.invoke("export", iris_run, "--out", tmp_path / "m.onnx")
     assert result.exit_code == 2 and result.output == "Error: ONNX export needs the onnx extra: pip install 'numbamlp[onnx]'\n"
     assert not (tmp_path / "m.onnx").exists()
 

@@ -219,3 +219,43 @@ def test_a_model_alone_with_other_argument_types_goes_through_the_dispatcher():
         trainer.step(X, y)
     with pytest.raises(TypingError):
         trainer._plan.step(X, y[None])  # X (B, D) where (1, B, D) is due
+
+
+# ---------------------------------------------------------------- the first layer's transposed copy of X
+# D ≠ H, so that a size swapped between them shows; H·D = 10,000: the threshold falls at a
+# whole number of rows for kernels.TRANSPOSED_INPUT_MAX = 1,000,000.
+FIRST_LAYER = (125, 80, 3)  # D, H, C
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("side", ["below", "at", "above"])
+def test_the_first_layers_transposed_copy_steps_as_the_numpy_backend_on_either_side_of_its_threshold(dtype, side):
+    """kernels.TRANSPOSED_INPUT_MAX: a cpu step whose first product H·B·D is at most that
+    multiplies by a transposed copy of X in the plan's workspace (room for
+    model.transposed_input_rows of them), a larger one by X itself.  On either side, and at
+    the threshold, two steps (the copy refreshed for each batch) move the weights as the
+    numpy backend's steps do, to the dtype's tolerance: the same gradients."""
+    from numbamlp.kernels import TRANSPOSED_INPUT_MAX
+    from numbamlp.model import transposed_input_rows
+
+    D, H, C = FIRST_LAYER
+    threshold = TRANSPOSED_INPUT_MAX // (H * D)  # the most rows the transposed copy takes
+    B = {"below": threshold - 1, "at": threshold, "above": threshold + 1}[side]
+    assert (H * B * D <= TRANSPOSED_INPUT_MAX) == (side != "above")
+    assert transposed_input_rows([D, H, C], threshold + 1) == threshold  # the workspace's room for the copy
+    rng = np.random.default_rng(4)
+    batches = [(rng.normal(size=(B, D)), rng.integers(0, C, size=B)) for _ in range(2)]
+    moves, losses = {}, {}
+    for backend in ("cpu", "numpy"):
+        trainer = Trainer({"backend": backend, "dtype": dtype, "batch_size": threshold + 1,
+                           "model": {"layers": [D, H, C], "activation": "tanh"},
+                           "optimizer": {"name": "sgd", "momentum": 0.0, "weight_decay": 0.0, "lr": 0.5}})
+        trainer.set_model(MLP([D, H, C], activation="tanh", dtype=dtype, seed=3))
+        moves[backend], losses[backend] = [], []
+        for X, y in batches:
+            before = trainer.model.flat_params.copy()
+            losses[backend].append(trainer.step(X, y))
+            moves[backend].append(before - trainer.model.flat_params)  # lr · the gradient
+    for step in range(2):
+        assert_close(moves["cpu"][step], moves["numpy"][step], dtype, f"{side}, step {step + 1}: the weights' move")
+    assert_close(losses["cpu"], losses["numpy"], dtype, f"{side}: the losses")

@@ -3,11 +3,9 @@ central differences."""
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from naive import BACKENDS, DTYPES, assert_close
 from numbamlp import MLP, loss_and_grads, reference
-from numbamlp.cli.main import main
 from numbamlp.gradcheck import gradcheck, grads_error, numerical_grads, relative_error
 from numbamlp.kernels import ACTIVATION_NAMES, get_backend
 
@@ -66,19 +64,19 @@ def test_gradcheck_passes_and_reports_every_combination():
     assert all(row.ok for row in rows), [r for r in rows if not r.ok]
 
 
-def test_gradcheck_catches_a_wrong_kernel(monkeypatch):
+def test_gradcheck_catches_a_wrong_kernel(monkeypatch, cli):
     """The check can fail: a ReLU backward that lets gradient through everywhere is caught."""
     numpy_backend = get_backend("numpy")
     monkeypatch.setattr(numpy_backend, "relu_backward", lambda dA, dH, A, alpha: np.copyto(dA, dH))
     rows = gradcheck(backends=("numpy",), dtypes=("float64",), activations=("relu",))
     assert not any(row.ok for row in rows)
-    result = CliRunner().invoke(main, ["gradcheck"])
+    result = cli.invoke("gradcheck")
     assert result.exit_code == 1
     assert "FAIL" in result.output
 
 
-def test_gradcheck_command_prints_a_table_and_succeeds():
-    result = CliRunner().invoke(main, ["gradcheck"])
+def test_gradcheck_command_prints_a_table_and_succeeds(cli):
+    result = cli.invoke("gradcheck")
     assert result.exit_code == 0, result.output
     assert "all 56 checks passed" in result.output
     assert result.output.count(" ok\n") == 56

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from naive import assert_close
 from numbamlp import MLP, load_model
 from numbamlp.data import Standardizer, spiral
 from numbamlp.io import ModelFileError, atomic_write_bytes, read_safetensors, save_model, write_safetensors
@@ -21,7 +22,7 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path, dtype, activ
     model = MLP([5, 7, 4, 3], activation=activation, dtype=dtype, seed=2)
     model.classes = np.array(["a", "b", "c"])
     model.input_transform = Standardizer(np.arange(5.0), np.full(5, 2.0))
-    model.save(tmp_path / "m.safetensors")
+    save_model(model, tmp_path / "m.safetensors")
     loaded = load_model(tmp_path / "m.safetensors")
     X = np.random.default_rng(0).normal(size=(9, 5))
     assert loaded.layers == model.layers and loaded.activation == activation and loaded.dtype == model.dtype
@@ -37,7 +38,7 @@ def test_load_model_takes_a_run_directory_as_the_commands_do(tmp_path):
     is missing (it said "file not found: DIR")."""
     model = MLP([4, 3, 2], seed=1)
     (tmp_path / "run").mkdir()
-    model.save(tmp_path / "run" / "model.safetensors")
+    save_model(model, tmp_path / "run" / "model.safetensors")
     np.testing.assert_array_equal(load_model(tmp_path / "run").flat_params, model.flat_params)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelFileError, match=r"file not found: .*empty/model\.safetensors"):
@@ -49,13 +50,14 @@ def model_alpha(activation):
 
 
 def test_io_writes_every_model_file_and_the_model_module_does_not_import_it(tmp_path):
-    """numbamlp.io depends on numbamlp.model, not the reverse: MLP.save is a shortcut for
-    save_model (the same bytes), and importing the model leaves io unimported."""
+    """numbamlp.io depends on numbamlp.model, not the reverse (a model is written with
+    save_model, never by itself): save_model writes the same bytes each time, and importing
+    the model leaves io unimported."""
     import subprocess
     import sys
 
     model = MLP([3, 4, 2], seed=1)
-    model.save(tmp_path / "a.safetensors")
+    save_model(model, tmp_path / "a.safetensors")
     save_model(model, tmp_path / "b.safetensors")
     assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
     alone = subprocess.run([sys.executable, "-c", "import sys, numbamlp.model; print('numbamlp.io' in sys.modules)"],
@@ -68,7 +70,7 @@ def test_trained_string_labels_round_trip(tmp_path):
     names = np.array(["red", "green", "blue"])[y]
     trainer = Trainer({"epochs": 20, "model": {"hidden": [16]}})
     trainer.fit(X, names)
-    trainer.model.save(tmp_path / "m.safetensors")
+    save_model(trainer.model, tmp_path / "m.safetensors")
     loaded = load_model(tmp_path / "m.safetensors")
     np.testing.assert_array_equal(loaded.predict(X), trainer.predict(X))
 
@@ -78,7 +80,7 @@ def test_integer_labels_that_are_not_0_to_C_round_trip(tmp_path):
     labels = np.array([10, 20, 30])[y]
     trainer = Trainer({"epochs": 20, "model": {"hidden": [16]}})
     trainer.fit(X, labels)
-    trainer.model.save(tmp_path / "m.safetensors")
+    save_model(trainer.model, tmp_path / "m.safetensors")
     loaded = load_model(tmp_path / "m.safetensors")
     assert set(loaded.predict(X)) <= {10, 20, 30}
     np.testing.assert_array_equal(loaded.predict(X), trainer.predict(X))
@@ -103,7 +105,7 @@ def test_a_pickle_is_refused_and_never_executed(tmp_path):
 
 
 def test_truncated_and_foreign_files_are_reported(tmp_path):
-    MLP([3, 4, 2]).save(tmp_path / "m.safetensors")
+    save_model(MLP([3, 4, 2]), tmp_path / "m.safetensors")
     blob = (tmp_path / "m.safetensors").read_bytes()
     (tmp_path / "cut.safetensors").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(ModelFileError, match="not a valid safetensors"):
@@ -125,7 +127,7 @@ def test_truncated_and_foreign_files_are_reported(tmp_path):
     ],
 )
 def test_tampered_metadata_is_caught_before_use(tmp_path, change, message):
-    MLP([3, 4, 2]).save(tmp_path / "m.safetensors")
+    save_model(MLP([3, 4, 2]), tmp_path / "m.safetensors")
     tensors, meta = read_safetensors(tmp_path / "m.safetensors", "numbamlp-model")
     change(meta, tensors)
     write_safetensors(tmp_path / "t.safetensors", tensors, meta)
@@ -172,7 +174,7 @@ LAYER_TENSORS = ["layers.0.W", "layers.0.b", "layers.1.W", "layers.1.b"]
 def test_every_tensor_is_checked_against_the_metadata(tmp_path, dtype, change, message):
     model = MLP([3, 4, 2], dtype=dtype, seed=1)
     model.input_transform = Standardizer(np.arange(3.0), np.full(3, 2.0))
-    model.save(tmp_path / "m.safetensors")
+    save_model(model, tmp_path / "m.safetensors")
     tensors, meta = read_safetensors(tmp_path / "m.safetensors", "numbamlp-model")
     assert meta["dtype"] == dtype and tensors["layers.0.W"].dtype == dtype
     assert tensors["input_transform.mean"].dtype == np.float64
@@ -184,7 +186,7 @@ def test_every_tensor_is_checked_against_the_metadata(tmp_path, dtype, change, m
 
 def test_metadata_that_drops_layers_whose_weights_are_still_there_is_refused(tmp_path):
     """Cutting the last layer from the metadata would otherwise load a different, smaller model."""
-    MLP([3, 4, 4, 2], seed=1).save(tmp_path / "m.safetensors")
+    save_model(MLP([3, 4, 4, 2], seed=1), tmp_path / "m.safetensors")
     tensors, meta = read_safetensors(tmp_path / "m.safetensors", "numbamlp-model")
     meta["layers"] = [3, 4, 4]
     write_safetensors(tmp_path / "t.safetensors", tensors, meta)
@@ -252,7 +254,7 @@ def test_non_finite_weights_and_a_zero_scale_are_refused(tmp_path, tamper, messa
 
     model = MLP([3, 4, 2], seed=0)
     model.input_transform = Standardizer(np.zeros(3), np.ones(3))
-    model.save(tmp_path / "m.safetensors")
+    save_model(model, tmp_path / "m.safetensors")
     with safe_open(str(tmp_path / "m.safetensors"), framework="np") as f:
         metadata = f.metadata()
     tensors = load_file(tmp_path / "m.safetensors")
@@ -262,3 +264,47 @@ def test_non_finite_weights_and_a_zero_scale_are_refused(tmp_path, tamper, messa
     save_file(tensors, tmp_path / "m.safetensors", metadata=metadata)
     with pytest.raises(ModelFileError, match=message):
         load_model(tmp_path / "m.safetensors")
+
+
+# ---------------------------------------------------------------- model files: labels, and where they are written
+def test_a_model_file_with_fewer_labels_than_outputs_is_refused(tmp_path):
+    """Reported 2026-11-30 by a new user (first look); fixed in 32f489a."""
+    model = MLP([3, 6, 5])
+    model.classes = np.array(["a", "b", "c"])  # (as an earlier numbamlp could write it)
+    save_model(model, tmp_path / "m.safetensors")
+    with pytest.raises(ModelFileError, match="class labels do not match 5 outputs"):
+        load_model(tmp_path / "m.safetensors")
+
+
+def test_saving_into_a_missing_folder_names_the_folder(tmp_path):
+    """Reported 2026-11-30 by a new user (first look); fixed in 32f489a."""
+    with pytest.raises(FileNotFoundError, match=f"no folder {tmp_path / 'nowhere'}"):
+        save_model(MLP([3, 4, 2]), tmp_path / "nowhere" / "m.safetensors")
+    with pytest.raises(IsADirectoryError, match="it is a folder"):
+        save_model(MLP([3, 4, 2]), tmp_path)
+
+
+# ---------------------------------------------------------------- a regressor's round trip
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("outputs", [1, 2])
+def test_a_regressors_predictions_are_the_same_after_save_and_load(tmp_path, dtype, outputs):
+    """A regressor's file carries its input and target standardisation (fitted on the
+    training rows): load_model's predictions are the fitted model's, bit for bit, in the
+    targets' own units.  The round trips above compare a classifier's outputs or weights;
+    a target transform read back from the wrong tensors passed them."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(5.0, 3.0, size=(80, 4))
+    Y = X @ rng.normal(size=(4, outputs)) * 40.0 + np.arange(1, outputs + 1) * 1000.0  # (far from mean 0, scale 1)
+    scaler = Standardizer.fit(X)
+    trainer = Trainer({"task": "regression", "epochs": 3, "dtype": dtype, "model": {"hidden": [8]}})
+    trainer.fit(scaler.transform(X), Y[:, 0] if outputs == 1 else Y)
+    model = trainer.model
+    model.input_transform = scaler  # (as numbamlp train gives a model its training split's: Splits.attach_to)
+    assert model.target_transform is not None
+    before = model.predict(X)
+    assert before.shape == ((80,) if outputs == 1 else (80, outputs))
+    save_model(model, tmp_path / "r.safetensors")
+    loaded = load_model(tmp_path / "r.safetensors")
+    np.testing.assert_array_equal(loaded.predict(X), before)
+    assert_close(loaded.predict(X), trainer.predict(scaler.transform(X)), dtype, "the trainer's own predictions")
+    assert loaded.task == "regression" and loaded.layers == [4, 8, outputs]

@@ -6,6 +6,7 @@ import pytest
 import numbamlp
 from naive import answers_differ_in_threads, assert_close
 from numbamlp import MLP, loss_and_grads, reference
+from numbamlp.io import save_model
 from numbamlp.kernels import ACTIVATION_NAMES, BackendUnavailable, get_backend
 
 
@@ -206,7 +207,7 @@ def test_a_model_file_keeps_its_features_dtypes_and_one_without_them_still_loads
     from numbamlp.io import MODEL_FORMAT, ModelFileError, load_model, read_safetensors, write_safetensors
 
     model = _named_model()
-    model.save(tmp_path / "m.safetensors")
+    save_model(model, tmp_path / "m.safetensors")
     loaded = load_model(tmp_path / "m.safetensors")
     assert loaded.feature_dtypes == ["int64", "bool", "float64"] and loaded.feature_names == model.feature_names
     tensors, meta = read_safetensors(tmp_path / "m.safetensors", MODEL_FORMAT)
@@ -252,3 +253,12 @@ def test_a_model_pickled_before_feature_names_and_dtypes_unpickles_without_them(
     assert old.feature_names is None and old.feature_dtypes is None
     table = pd.DataFrame({"age": [30.0], "member": [1.0], "income": [2.5]})
     np.testing.assert_array_equal(old.predict_proba(table), model.predict_proba(table.to_numpy()))
+
+
+# ---------------------------------------------------------------- construction: whole numbers
+def test_layer_sizes_and_seeds_must_be_whole_numbers():
+    """Reported 2026-11-30 by a new user (first look); fixed in 32f489a."""
+    with pytest.raises(ValueError, match="whole numbers"):
+        MLP([3, 4.5, 2])
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        MLP([3, 4, 2], seed=-1)

@@ -7,8 +7,9 @@ Symbols: B rows, D features, K outputs.  Loss = ½·mean over rows of Σ_k (s �
 import numpy as np
 import pytest
 
-from naive import BACKENDS, DTYPES, assert_close, col
-from numbamlp import MLP, loss_and_grads, reference
+from naive import BACKENDS, DTYPES, FEW, ONE_EPOCH, assert_close, col
+from naive import REPORTS_X as X
+from numbamlp import MLP, load_model, loss_and_grads, reference
 from numbamlp.gradcheck import NUMERICAL_TOLERANCE, REFERENCE_TOLERANCE, grads_error, numerical_grads
 from numbamlp.kernels import ACTIVATION_NAMES, get_backend
 from numbamlp.trainer import Trainer
@@ -249,3 +250,25 @@ def test_the_commands_train_eval_predict_and_the_model_file_round_trip(tmp_path)
     proba = subprocess.run([*command, "predict", str(tmp_path / "r"), "--data", str(tmp_path / "rows.csv"),
                             "--proba"], capture_output=True, text=True, timeout=300)
     assert proba.returncode == 2 and len(proba.stderr.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- targets: how many, and from which file
+def test_regression_says_how_many_targets_it_needs():
+    """Reported 2026-11-30 by a new user (first look); fixed in 32f489a."""
+    trainer = Trainer({**ONE_EPOCH, "task": "regression"})
+    trainer.fit(X, X[:, 0])
+    with pytest.raises(ValueError, match="y must hold 40 targets"):
+        trainer.evaluate(X, X[:10, 0])
+
+
+def test_several_regression_targets_from_an_npz_and_eval_counts_them(tmp_path, cli):
+    """Reported 2026-11-30 by a new user (second look); fixed in 572c187."""
+    targets = np.column_stack([X[:, 0] * 2, X[:, 1] - X[:, 2]])
+    np.savez(tmp_path / "two.npz", X=X, y=targets)
+    np.savez(tmp_path / "one.npz", X=X, y=targets[:, 0])
+    assert cli("train", "--task", "regression", "--data", tmp_path / "two.npz", "--out", tmp_path / "run", *FEW)[0] == 0
+    assert load_model(tmp_path / "run").layers[-1] == 2
+    code, output = cli("predict", tmp_path / "run", "--data", tmp_path / "two.npz")
+    assert code == 0 and output.splitlines()[0] == "prediction_0,prediction_1"
+    code, output = cli("eval", tmp_path / "run", "--data", tmp_path / "one.npz")
+    assert code == 2 and "has 1 target column but the model has 2 outputs" in output

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from naive import QUICK, numbamlp
 
 from numbamlp import load_model
+from numbamlp.config import TrainConfig
 from numbamlp.data import DataError, load_dataset
 from numbamlp.io import ModelFileError, load_checkpoint, save_checkpoint
 from numbamlp.trainer import Trainer, TrainingInterrupted
@@ -437,3 +439,65 @@ def test_a_stop_asked_before_a_fit_starts_stops_it_and_is_forgotten_after():
     data = SweepData(iris.X, iris.y, None, None, iris.X, iris.y)
     with pytest.raises(StackStopped):  # (a signal between train_stack's set-up and fit)
         train_stack([config, {**config, "seed": 1}], data, on_start=lambda s: s.request_stop("signal"))
+
+
+# ---------------------------------------------------------------- a user's interrupts and runs started together
+def test_two_runs_started_together_get_two_directories(tmp_path):
+    """Reported 2026-11-30 by a new user (issue 11); tested since 0e0a2db."""
+    processes = [subprocess.Popen([*NUMBAMLP, "train", *QUICK], cwd=tmp_path, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 2
+    for run in runs:
+        assert load_model(run / "model.safetensors").layers == [64, 16, 10]
+        assert json.loads((run / "summary.json").read_text())["run_dir"] == f"runs/{run.name}"
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_leaves_a_model_that_eval_and_predict_use(tmp_path):
+    """Reported 2026-11-30 by a new user (issue 11); tested since 0e0a2db."""
+    out = tmp_path / "run"
+    process = subprocess.Popen([*NUMBAMLP, *RUN, "--out", str(out)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "checkpoint and model saved" in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and summary["test_accuracy"] is None
+    run = numbamlp("eval", out, "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["rows"] == 450
+    assert numbamlp("predict", out, "--data", "builtin:iris", cwd=tmp_path).returncode == 2  # wrong features: refused
+    assert numbamlp("predict", out, "--data", "builtin:digits", cwd=tmp_path).returncode == 0
+
+
+def test_a_second_interrupt_says_what_is_on_disk(tmp_path):
+    """Reported 2026-11-30 by a new user (issue 11); tested since 0e0a2db.
+
+    A KeyboardInterrupt (the second Ctrl-C) while a resumed run trains: the message says
+    the last checkpoint is kept, not that nothing was written."""
+    from numbamlp.run import RunAborted, train_run
+
+    config = TrainConfig.model_validate({"epochs": 2, "model": {"hidden": [8]}})
+    train_run(config, out=tmp_path / "r")
+    before = (tmp_path / "r" / "checkpoint" / "state.safetensors").read_bytes()
+
+    class SecondCtrlC:
+        def on_epoch_end(self, epoch, metrics):
+            raise KeyboardInterrupt
+
+    longer = config.model_copy(update={"epochs": 4})
+    with pytest.raises(RunAborted) as err:
+        train_run(longer, resume=tmp_path / "r", callbacks=[SecondCtrlC()])
+    assert str(err.value) == f"interrupted; {tmp_path / 'r'} keeps its last complete checkpoint"
+    assert err.value.directory == tmp_path / "r"
+    # the interrupt came before epoch 3's checkpoint was written: epoch 2's is intact
+    assert (tmp_path / "r" / "checkpoint" / "state.safetensors").read_bytes() == before
+    with pytest.raises(RunAborted, match="nothing was written"):
+        raise RunAborted(None, resumed=False)

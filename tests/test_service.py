@@ -1303,26 +1303,22 @@ def test_a_repeated_log_line_is_said_once_a_minute_and_different_ones_each_once(
     assert said == ["the disk is full", "a stack failed: a", "a stack failed: b"]
 
 
-def in_process(env: dict):
-    """The command line run in this process, as click's CliRunner runs it, answering as
+def in_process(cli, env: dict):
+    """The command line run in this process (conftest's ``cli``) with ``env``, answering as
     subprocess.run does (returncode, stdout and stderr bytes): without a Python start-up per
     command, ~1 s each, which made the test below the suite's slowest (19 commands)."""
     import types
 
-    from click.testing import CliRunner
-
-    from numbamlp.cli.main import main
-
     def run(*args):
-        result = CliRunner().invoke(main, [str(a) for a in args], env=env)
+        result = cli.invoke(*args, env=env)
         return types.SimpleNamespace(returncode=result.exit_code, stdout=result.stdout_bytes,
                                      stderr=result.stderr_bytes)
 
     return run
 
 
-def test_jobs_predict_writes_what_numbamlp_predict_writes_with_the_downloaded_model(server, iris_job, tmp_path):
-    run = in_process({"NUMBAMLP_URL": server.url, "NUMBAMLP_TOKEN": server.token})
+def test_jobs_predict_writes_what_numbamlp_predict_writes_with_the_downloaded_model(server, iris_job, tmp_path, cli):
+    run = in_process(cli, {"NUMBAMLP_URL": server.url, "NUMBAMLP_TOKEN": server.token})
 
     model_file = server.client.download(iris_job["id"], tmp_path / "m.safetensors")
     from sklearn.datasets import load_iris
@@ -1373,8 +1369,8 @@ def test_jobs_predict_writes_what_numbamlp_predict_writes_with_the_downloaded_mo
         assert len(failed.stderr.splitlines()) == 1 and message in failed.stderr, failed.stderr
 
 
-def test_jobs_predict_of_a_regression_job_writes_values_and_refuses_proba(server, tmp_path):
-    run = in_process({"NUMBAMLP_URL": server.url, "NUMBAMLP_TOKEN": server.token})
+def test_jobs_predict_of_a_regression_job_writes_values_and_refuses_proba(server, tmp_path, cli):
+    run = in_process(cli, {"NUMBAMLP_URL": server.url, "NUMBAMLP_TOKEN": server.token})
     job = server.client.wait(server.client.submit(
         {"task": "regression", "epochs": 1, "data": {"train": "builtin:diabetes"}, "model": {"hidden": [8]}})["id"],
         timeout=120)

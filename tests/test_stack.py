@@ -9,6 +9,9 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from naive import ONE_EPOCH, blowing_up
+from naive import REPORTS_X as X
+from naive import REPORTS_Y as y
 
 from numbamlp import StackTrainer, Trainer
 from numbamlp.trainer import TrainingDiverged
@@ -379,3 +382,67 @@ def test_scores_cut_the_rows_alike_whatever_the_batch_size():
     S = stacked_scores(stack.plan.host.params, stack.trainers[0].model.layers, "relu", X)
     for m, trainer in enumerate(stack.trainers):
         assert np.array_equal(S[m], trainer.scores(X)) and np.array_equal(S[m], trainer.model.scores(X, "numpy"))
+
+
+# ---------------------------------------------------------------- a stack's refusals, cancels, checkpoints, divergence
+def test_a_warm_stack_refuses_other_features_by_name():
+    """Reported 2026-11-30 by a new user (first look); fixed in 32f489a."""
+    stack = StackTrainer([ONE_EPOCH, {**ONE_EPOCH, "seed": 1}])
+    stack.fit(X, y)
+    with pytest.raises(ValueError, match="X has 2 features but the model expects 3"):
+        stack.fit(X[:, :2], y, warm_start=True)
+
+
+def test_stack_cancels_are_checked_and_belong_to_one_fit():
+    """Reported 2026-11-30 by a new user (third look); fixed in b418d6f."""
+    stack = StackTrainer([{**ONE_EPOCH, "seed": s} for s in range(3)])
+    for bad in (3, -1, "1", 1.5, True):
+        with pytest.raises(ValueError, match=r"member must be a member's index, 0..2"):
+            stack.cancel_member(bad)
+    stack.cancel_member(1)
+    stack.fit(X, y)
+    assert [r["status"] for r in stack.results] == ["done", "cancelled", "done"]
+    stack.fit(X, y)  # from scratch: every member trains again
+    assert [r["status"] for r in stack.results] == ["done", "done", "done"]
+
+
+def test_a_stack_checkpoint_before_fit_is_refused_and_a_fitted_stack_pickles(tmp_path):
+    """Reported 2026-11-30 by a new user (third look); fixed in b418d6f."""
+    import pickle
+
+    stack = StackTrainer([{**ONE_EPOCH, "seed": s} for s in range(2)])
+    with pytest.raises(ValueError, match="nothing to checkpoint yet"):
+        stack.save_checkpoint(tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+    stack.fit(X, y)
+    copy = pickle.loads(pickle.dumps(stack))
+    assert np.array_equal(copy.step(X[:8], y[:8]), stack.step(X[:8], y[:8]))
+    assert all(np.array_equal(a.flat_params, b.flat_params) for a, b in zip(copy.models, stack.models))
+
+
+def test_a_stack_member_whose_weights_blow_up_is_diverged_as_a_trainer_raises():
+    """Reported 2026-11-30 by a new user (third look); fixed in d87f2fb."""
+    from numbamlp.trainer import TrainingDiverged
+
+    X_big = blowing_up()
+    bad = {"task": "regression", "epochs": 2, "batch_size": 32, "dtype": "float64", "model": {"hidden": [8]},
+           "optimizer": {"name": "sgd", "lr": 10.0}}
+    good = {**bad, "optimizer": {"name": "sgd", "lr": 1e-4}}
+    with pytest.raises(TrainingDiverged, match="scores that are not finite"):
+        Trainer(bad).fit(X_big, X_big[:, 0])
+    stack = StackTrainer([good, bad])
+    stack.fit(X_big, X_big[:, 0])
+    assert [r["status"] for r in stack.results] == ["done", "diverged"]
+
+
+def test_a_stack_whose_new_data_is_refused_keeps_what_it_learned():
+    """Reported 2026-11-30 by a new user (third look); fixed in 1b210a4."""
+    stack = StackTrainer([{"epochs": 3, "batch_size": 8, "model": {"hidden": [6]}}])
+    stack.fit(X, y)
+    before = stack.trainers[0].model.flat_params.copy()
+    with pytest.raises(ValueError, match="X_val has 2 features"):
+        stack.fit(X, y, X_val=X[:, :2], y_val=y)
+    assert stack.trainers[0].epoch == 3
+    np.testing.assert_array_equal(stack.trainers[0].model.flat_params, before)
+    stack.fit(X, y, warm_start=False)  # (and it still trains)
+    assert stack.trainers[0].epoch == 3

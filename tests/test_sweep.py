@@ -12,18 +12,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from naive import FEW, ONE_EPOCH, labelled_in_the_middle
+from naive import REPORTS_X as X
+from naive import REPORTS_Y as y
 
 from numbamlp.config import TrainConfig
 from numbamlp.io import load_model
 from numbamlp.run import read_run_config, train_run
 from numbamlp.sweeps import (
+    METRICS,
     Range,
     SweepError,
+    best_row,
     grid_from_table,
     member_configs,
     member_settings,
     parse_grid_option,
     parse_value,
+    ranked,
     resolve_key,
     stack_groups,
     sweep,
@@ -37,6 +43,11 @@ TIMING = ("seconds", "model_path")
 
 def _without_timing(table):
     return [{k: v for k, v in row.items() if k not in TIMING} for row in table]
+
+
+def read_rows(directory):
+    """A sweep directory's results.jsonl, one dict a member."""
+    return [json.loads(line) for line in (directory / "results.jsonl").read_text().splitlines()]
 
 
 # ---------------------------------------------------------------- the grid
@@ -143,7 +154,7 @@ def test_the_directory_holds_the_results_table_members_and_summary(tmp_path):
     assert result.best["member"] == best["member"]
     assert result.best_model.predict(np.zeros((1, 4))).shape == (1,)  # standardises raw features itself
     # a sweep directory given where a run's is due names its best member's run instead
-    from numbamlp.io import ModelFileError, load_model
+    from numbamlp.layout import ModelFileError, load_model
     from numbamlp.plots import PlotError, read_metrics
 
     best_run = tmp_path / "s" / "members" / str(result.best["member"])
@@ -411,3 +422,318 @@ def test_each_data_set_goes_to_the_workers_once(cluster, monkeypatch):
     scattered.clear()
     result = sweep(IRIS, {"seed": [0, 1], "data.val_fraction": [0.1, 0.2]}, stack_size=1, client=cluster)
     assert len(scattered) == 2 and len({row["val_loss"] for row in result.table}) == 4
+
+
+# ---------------------------------------------------------------- from Python: ranges as text, data, progress, resume
+def test_a_python_sweep_takes_ranges_written_as_text():
+    """Reported 2026-11-30 by a new user (first look); fixed in 32f489a."""
+    result = sweep(ONE_EPOCH, {"optimizer.lr": "loguniform:0.001:0.1"}, data=(X, y), random=3)
+    lrs = [row["optimizer.lr"] for row in result.table]
+    assert len(set(lrs)) == 3 and all(0.001 <= lr <= 0.1 for lr in lrs)
+    with pytest.raises(ValueError, match="loguniform needs LOW > 0"):
+        sweep(ONE_EPOCH, {"optimizer.lr": "loguniform:0:0.1"}, data=(X, y), random=3)
+
+
+def test_a_python_sweep_says_data_is_a_pair():
+    """Reported 2026-11-30 by a new user (first look); fixed in 32f489a."""
+    with pytest.raises(ValueError, match=r"data must be a pair \(X, y\)"):
+        sweep(ONE_EPOCH, {"seed": [0, 1]}, data=X)
+
+
+def test_an_array_sweep_resumes_only_with_the_same_arrays(tmp_path, cli):
+    """Reported 2026-11-30 by a new user (third look); fixed in 65e250d."""
+    sweep(ONE_EPOCH, {"seed": [0, 1]}, data=(X, y), out=tmp_path / "s")
+    rows = (tmp_path / "s" / "results.jsonl").read_text().splitlines()
+    (tmp_path / "s" / "results.jsonl").write_text(rows[0] + "\n")  # as if interrupted after one member
+    with pytest.raises(ValueError, match=r"was trained on arrays given as sweep\(data=\(X, y\)\)"):
+        sweep(resume=tmp_path / "s")
+    code, output = cli("sweep", "--resume", tmp_path / "s")
+    assert code == 2 and "resume it from Python with the same arrays" in output
+    other = X.copy()
+    other[0, 0] += 1.0
+    with pytest.raises(ValueError, match="the arrays given differ"):
+        sweep(resume=tmp_path / "s", data=(other, y))
+    result = sweep(resume=tmp_path / "s", data=(X, y))
+    assert [row["status"] for row in result.table] == ["done", "done"]
+    with pytest.raises(ValueError, match="resume it without data"):  # a sweep of data files
+        assert cli("sweep", "--data", "builtin:iris", "--grid", "seed=0", "--out", tmp_path / "f", *FEW)[0] == 0
+        sweep(resume=tmp_path / "f", data=(X, y))
+
+
+def test_a_python_sweep_takes_progress_false_and_refuses_what_it_cannot_call():
+    """Reported 2026-11-30 by a new user (third look); fixed in 65e250d."""
+    assert len(sweep(ONE_EPOCH, {"seed": [0]}, data=(X, y), progress=False).table) == 1
+    with pytest.raises(ValueError, match="progress must be a function"):
+        sweep(ONE_EPOCH, {"seed": [0]}, data=(X, y), progress=5)
+
+
+def test_a_random_sweep_over_lists_draws_different_members():
+    """Reported 2026-11-30 by a new user (third look); fixed in dd1d9ce.
+
+    --random 2 over four activations drew tanh twice (with replacement)."""
+    result = sweep(ONE_EPOCH, {"model.activation": ["relu", "tanh", "gelu", "elu"], "optimizer.lr": [0.01, 0.1]},
+                   data=(X, y), random=5, progress=False)
+    drawn = [(row["model.activation"], row["optimizer.lr"]) for row in result.table]
+    assert len(set(drawn)) == 5
+    everything = sweep(ONE_EPOCH, {"seed": [0, 1, 2]}, data=(X, y), random=10)  # fewer than asked: each once
+    assert [row["seed"] for row in everything.table] == [0, 1, 2]
+
+
+def test_a_resumed_sweep_gives_every_finished_members_model(tmp_path):
+    """Reported 2026-11-30 by a new user (third look); fixed in dd1d9ce."""
+    sweep(ONE_EPOCH, {"seed": [0, 1]}, data=(X, y), out=tmp_path / "s")
+    rows = (tmp_path / "s" / "results.jsonl").read_text().splitlines()
+    (tmp_path / "s" / "results.jsonl").write_text(rows[0] + "\n")
+    result = sweep(resume=tmp_path / "s", data=(X, y))
+    assert all(model is not None for model in result.models)
+    np.testing.assert_array_equal(result.models[0].flat_params,
+                                  load_model(tmp_path / "s" / "members" / "0" / "model.safetensors").flat_params)
+
+
+def test_a_random_draw_from_a_grid_of_more_combinations_than_int64_holds():
+    """Reported 2026-11-30 by a new user (third look); fixed in c82e6ce."""
+    from numbamlp.sweeps import member_settings
+
+    drawn = member_settings({f"k{i}": list(range(10)) for i in range(20)}, 5, 0)  # 10²⁰ combinations
+    assert len({tuple(member.values()) for member in drawn}) == 5
+
+
+# ---------------------------------------------------------------- the command: its directory, bad grids, failed members
+def test_a_sweep_does_not_write_over_files_in_its_directory(tmp_path, cli):
+    """Reported 2026-11-30 by a new user (first look); fixed in 207580e."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "results.csv").write_text("my,results\n")
+    code, output = cli("sweep", "--data", "builtin:iris", "--grid", "lr=0.1,0.2", "--out", out, *FEW)
+    assert code == 2 and "already holds results.csv" in output
+    assert (out / "results.csv").read_text() == "my,results\n"
+    assert cli("train", "--data", "builtin:iris", "--out", tmp_path / "run", *FEW)[0] == 0
+    code, output = cli("sweep", "--data", "builtin:iris", "--grid", "lr=0.1,0.2", "--out", tmp_path / "run", *FEW)
+    assert code == 2 and "already holds summary.json, config.json" in output
+
+
+def test_a_sweep_without_a_finished_member_exits_1(tmp_path, cli):
+    """Reported 2026-11-30 by a new user (first look); fixed in 207580e."""
+    code, output = cli("sweep", "--data", "builtin:iris", "--grid", "lr=1e30", "--out", tmp_path / "s", *FEW)
+    assert code == 1 and "no member finished" in output
+
+
+def test_a_diverged_sweep_member_leaves_no_model(tmp_path, cli):
+    """Reported 2026-11-30 by a new user (second look); fixed in 572c187."""
+    code, output = cli("sweep", "--data", "builtin:iris", "--grid", "lr=0.05,1e30", "--out", tmp_path / "s", *FEW)
+    assert code == 0, output
+    import json
+
+    rows = [json.loads(line) for line in (tmp_path / "s" / "results.jsonl").read_text().splitlines()]
+    diverged = next(row for row in rows if row["status"] == "diverged")
+    assert diverged["model_path"] is None
+    assert not (tmp_path / "s" / "members" / str(diverged["member"]) / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("grid, phrase", [("5", "grid must be a table"), ('"seed=0,1"', "grid must be a table")])
+def test_a_grid_that_is_not_a_table_is_bad_input(tmp_path, grid, phrase, cli):
+    """Reported 2026-11-30 by a new user (second look); fixed in 572c187."""
+    (tmp_path / "g.toml").write_text(f"epochs = 1\ngrid = {grid}\n")
+    code, output = cli("sweep", "--config", tmp_path / "g.toml", "--out", tmp_path / "s")
+    assert code == 2 and phrase in output
+    with pytest.raises(ValueError, match="grid must be a mapping"):
+        sweep(ONE_EPOCH, [("seed", [0, 1])], data=(X, y))
+
+
+@pytest.mark.parametrize("text", ["uniform:0:inf", "loguniform:1e-3:inf", "uniform:-inf:0", "uniform:0:nan",
+                                  "int:0:1e30"])
+def test_ranges_need_finite_bounds(text, cli):
+    """Reported 2026-11-30 by a new user (second look); fixed in 572c187."""
+    code, output = cli("sweep", "--data", "builtin:iris", "--random", "2", "--grid", f"lr={text}", *FEW)
+    assert code == 2 and ("finite bounds" in output or "within ±2**62" in output), output
+
+
+def test_a_config_grid_that_sets_one_setting_twice_is_refused(tmp_path, cli):
+    """Reported 2026-11-30 by a new user (third look); fixed in 65e250d."""
+    config = tmp_path / "c.toml"
+    config.write_text('epochs = 1\n[data]\ntrain = "builtin:iris"\n[grid]\nlr = [0.01, 0.1]\n'
+                      '[grid.optimizer]\nlr = [0.5]\n')
+    code, output = cli("sweep", "--config", config, "--out", tmp_path / "s")
+    assert code == 2 and "grid sets optimizer.lr twice" in output
+    assert not (tmp_path / "s").exists()
+
+
+def test_results_csv_leaves_a_loss_that_is_not_a_number_empty_as_results_jsonl_has_null(tmp_path, cli):
+    """Reported 2026-11-30 by a new user (third look); fixed in 65e250d."""
+    code, output = cli("sweep", "--data", "builtin:iris", "--grid", "lr=1e6", "--epochs", "2", "--hidden", "8",
+                       "--out", tmp_path / "s", "--quiet")
+    import csv
+
+    with open(tmp_path / "s" / "results.csv", newline="") as file:
+        (cells,) = list(csv.DictReader(file))
+    assert read_rows(tmp_path / "s")[0]["val_loss"] is None and cells["val_loss"] == ""
+    assert not [name for name, cell in cells.items() if cell.lower() in ("nan", "inf", "-inf")]
+
+
+def test_a_sweep_of_zero_epochs_says_why_it_has_no_best(tmp_path, cli):
+    """Reported 2026-11-30 by a new user (third look); fixed in 65e250d."""
+    code, output = cli("sweep", "--data", "builtin:iris", "--grid", "lr=0.1,0.2", "--epochs", "0", "--hidden", "8",
+                       "--out", tmp_path / "s", "--quiet")
+    assert code == 0 and "no member has a val_accuracy to rank them by (2 done)" in output, output
+    assert "no member finished" not in output
+
+
+# ---------------------------------------------------------------- members on their own data settings; resume
+def test_a_sweep_resumed_on_changed_data_is_refused_and_its_members_know_their_data(tmp_path, monkeypatch, cli):
+    """Reported 2026-11-30 by a new user (second look); fixed in 572c187."""
+    import json
+
+    data = labelled_in_the_middle(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, output = cli("sweep", "--data", "mid.csv", "--label-column", "label", "--grid", "seed=0,1",
+                       "--out", "s", *FEW)
+    assert code == 0, output
+    plan = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert plan["base"]["data"]["train"] == str(data)  # absolute: a resume from elsewhere reads this file
+    (tmp_path / "s" / "results.jsonl").write_text("")  # as if interrupted before any member finished
+    data.write_text("".join(data.read_text().splitlines(keepends=True)[:41]))
+    code, output = cli("sweep", "--resume", "s")
+    assert code == 2 and "changed since the sweep started" in output
+    code, output = cli("eval", tmp_path / "s" / "members" / "0")
+    assert code == 2 and "changed since it ran" in output
+
+
+def test_ctrl_c_stops_a_sweep_on_dask_even_where_sigint_was_ignored(tmp_path):
+    """Reported 2026-11-30 by a new user (second look); fixed in 572c187.
+
+    A sweep started in the background by a shell inherits SIGINT ignored: on Dask it
+    waited out every member.  The sweep sets its own handlers while it waits."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("distributed")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "numbamlp.cli.main", "sweep", "--data", "builtin:digits", "--epochs", "400",
+         "--hidden", "256,256", "--grid", "seed=0,1,2,3", "--stack-size", "1", "--workers", "2", "--quiet",
+         "--out", str(tmp_path / "s")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "s" / "sweep.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for _ in range(20):  # (a signal before the wait has set its handlers is ignored, as inherited: again)
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=5)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "sweep interrupted" in err and "Traceback" not in err and "WARNING" not in err
+
+
+def test_a_moved_sweep_resumes_with_paths_where_it_is_now(tmp_path, cli):
+    """Reported 2026-11-30 by a new user (second look); fixed in d82d464."""
+    import json
+    import shutil
+
+    assert cli("sweep", "--data", "builtin:iris", "--grid", "lr=0.05,0.1", "--out", tmp_path / "a", *FEW)[0] == 0
+    rows = (tmp_path / "a" / "results.jsonl").read_text().splitlines()
+    (tmp_path / "a" / "results.jsonl").write_text(rows[0] + "\n")  # as if interrupted after one member
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    code, output = cli("sweep", "--resume", tmp_path / "b", "--json")
+    assert code == 0, output
+    for row in ((tmp_path / "b") / "results.jsonl").read_text().splitlines():
+        assert json.loads(row)["model_path"].startswith(str(tmp_path / "b"))
+
+
+def test_a_grid_over_data_settings_trains_each_member_on_its_own_data(tmp_path, cli):
+    """Reported 2026-11-30 by a new user (third look); fixed in 65e250d.
+
+    Every member trained on member 0's splits: a grid over data.train, data.val_fraction,
+    data.standardize... gave identical rows, and a member's model did not fit its own data."""
+    code, output = cli("sweep", "--data", "builtin:iris", "--grid", "data.train=builtin:iris,builtin:digits",
+                       "--grid", "data.val_fraction=0.1,0.3", "--out", tmp_path / "s", *FEW)
+    assert code == 0, output
+    rows = read_rows(tmp_path / "s")
+    assert [(row["data.train"], row["data.val_fraction"]) for row in rows] == [
+        ("builtin:iris", 0.1), ("builtin:iris", 0.3), ("builtin:digits", 0.1), ("builtin:digits", 0.3)]
+    assert len({row["val_loss"] for row in rows}) == 4
+    assert load_model(tmp_path / "s" / "members" / "2" / "model.safetensors").layers[0] == 64
+    code, output = cli("eval", tmp_path / "s" / "members" / "2")
+    assert code == 0, output
+    # member 1 is what train gives with its own config, bit for bit
+    code, output = cli("train", "--config", tmp_path / "s" / "members" / "1" / "config.json", "--out", tmp_path / "t")
+    assert code == 0, output
+    import json
+
+    alone = json.loads((tmp_path / "t" / "summary.json").read_text())
+    assert alone["val_loss"] == rows[1]["val_loss"] and alone["test_accuracy"] == rows[1]["test_accuracy"]
+
+
+def test_a_grid_over_epochs_keeps_its_values_beside_the_epochs_trained(tmp_path, cli):
+    """Reported 2026-11-30 by a new user (third look); fixed in 65e250d."""
+    code, output = cli("sweep", "--data", "builtin:iris", "--grid", "epochs=1,2", "--hidden", "8",
+                       "--out", tmp_path / "s")
+    assert code == 0, output
+    rows = read_rows(tmp_path / "s")
+    assert [(row["grid.epochs"], row["epochs"]) for row in rows] == [(1, 1), (2, 2)]
+    assert "grid.epochs=" in output.splitlines()[-3]  # the best line names the member's value
+    assert (tmp_path / "s" / "results.csv").read_text().splitlines()[0].startswith("member,grid.epochs,")
+
+
+def test_resume_refuses_every_setting_it_would_ignore_and_names_the_flags_typed(tmp_path, cli):
+    """Reported 2026-11-30 by a new user (third look); fixed in 65e250d."""
+    assert cli("sweep", "--data", "builtin:iris", "--grid", "lr=0.05,0.1", "--out", tmp_path / "s", *FEW)[0] == 0
+    for args, named in ((["--metric", "val_loss"], "--metric"), (["--stack-size", "1"], "--stack-size"),
+                        (["--max-members", "1"], "--max-members"), (["--data", "builtin:digits"], "--data"),
+                        (["--optimizer", "adam"], "--optimizer")):
+        code, output = cli("sweep", "--resume", tmp_path / "s", *args)
+        assert code == 2 and f"(got {named})" in output, output
+
+
+# ---------------------------------------------------------------- which member is best
+# Each metric's direction, written out here rather than read from numbamlp.sweeps: a sweep
+# that took the member with the highest val_loss for the best passed every test while only
+# val_accuracy and val_mse were ranked by.
+BETTER = {"val_accuracy": max, "val_r2": max, "val_loss": min, "val_mse": min}
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_the_best_member_has_the_highest_accuracy_or_r2_and_the_lowest_loss_or_mse(metric):
+    """ranked() and best_row() for each metric a sweep ranks by (one missing from BETTER
+    fails here until its direction is written down); a member without a score comes last
+    and is never the best."""
+    scores = {0: 0.4, 1: 0.9, 2: 0.1, 3: 0.6}
+    table = [{"member": 4, "status": "diverged", metric: None, "val_loss": None}]
+    table += [{"val_loss": 1.0 + member, "member": member, "status": "done", metric: score}
+              for member, score in scores.items()]  # (val_loss, for the other metrics: no ties to break)
+    best_first = sorted(scores, key=scores.get, reverse=BETTER[metric] is max)
+    assert [row["member"] for row in ranked(table, metric)] == [*best_first, 4]
+    assert best_row(table, metric)["member"] == BETTER[metric](scores, key=scores.get)
+
+
+@pytest.mark.parametrize("metric", ["val_accuracy", "val_r2", "val_mse"])
+def test_members_tied_on_the_metric_go_to_the_lower_val_loss_then_the_lower_member_number(metric):
+    """The tie-breaks: the lower validation loss (a member without one after those with
+    one), then the lower member number, whatever order the table lists them in."""
+    tie = 0.5
+    worse = tie - 0.1 if BETTER[metric] is max else tie + 0.1
+    table = [
+        {"member": 4, "status": "done", metric: tie, "val_loss": 0.30},
+        {"member": 3, "status": "done", metric: tie, "val_loss": 0.30},
+        {"member": 2, "status": "stopped early", metric: tie, "val_loss": 0.20},
+        {"member": 1, "status": "done", metric: tie, "val_loss": None},
+        {"member": 0, "status": "done", metric: worse, "val_loss": 0.10},
+        {"member": 5, "status": "failed", metric: None, "val_loss": None},
+    ]
+    assert [row["member"] for row in ranked(table, metric)] == [2, 3, 4, 1, 0, 5]
+    assert best_row(table, metric)["member"] == 2
+    assert best_row(table[:2], metric)["member"] == 3  # (tied on both: the lower member, listed second)
+
+
+def test_a_sweep_ranked_by_val_loss_picks_the_member_with_the_lowest():
+    result = sweep({**ONE_EPOCH, "epochs": 3}, {"optimizer.lr": [0.001, 0.05, 0.5]}, data=(X, y),
+                   metric="val_loss", progress=False)
+    losses = {row["member"]: row["val_loss"] for row in result.table}
+    assert len(set(losses.values())) == 3, losses
+    assert result.metric == "val_loss" and result.best["member"] == min(losses, key=losses.get)

@@ -10,8 +10,11 @@ import time
 
 import numpy as np
 import pytest
+from naive import REPORTS_X as X
+from naive import REPORTS_Y as y
 
 from numbamlp.kernels import pool, usable_cores
+from numbamlp.trainer import Trainer
 
 
 def test_free_cores_are_the_usable_ones_less_what_other_processes_kept_busy(monkeypatch):
@@ -105,13 +108,27 @@ def test_default_threads_drop_to_one_when_every_core_is_busy_with_the_same_bits(
     np.testing.assert_array_equal(stepping.model.flat_params, alone.model.flat_params)
 
 
-def test_info_names_the_threading_layer_wait_policy_and_default_threads():
-    from click.testing import CliRunner
-
-    from numbamlp.cli.main import main
-
-    result = CliRunner().invoke(main, ["info", "--json"])
+def test_info_names_the_threading_layer_wait_policy_and_default_threads(cli):
+    result = cli.invoke("info", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["threading_layer"] in ("omp", "tbb", "workqueue")
     assert report["thread_wait_policy"] and report["default_threads"]
+
+
+# ---------------------------------------------------------------- a Trainer's threads
+def test_a_trainers_threads_hold_while_it_fits_and_not_after():
+    """Reported 2026-11-30 by a new user (third look); fixed in 1b210a4."""
+    import numba
+
+    before = numba.get_num_threads()
+    trainer = Trainer({"epochs": 1, "threads": 1, "model": {"hidden": [6]}})
+    assert numba.get_num_threads() == before  # (making a Trainer changes nothing)
+
+    class Seen:
+        def on_epoch_end(self, epoch, metrics):
+            self.threads = numba.get_num_threads()
+
+    seen = Seen()
+    trainer.fit(X, y, callbacks=[seen])
+    assert seen.threads == 1 and numba.get_num_threads() == before

@@ -6,9 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from numbamlp.cli.main import main
 from numbamlp.config import TrainConfig
 from numbamlp.data import Standardizer, load_dataset, prepare, spiral
 from numbamlp.trainer import Trainer
@@ -32,9 +30,8 @@ def test_default_train_command_reaches_97_percent_on_digits(tmp_path):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "cpu"])
-def test_reduced_budget_still_reaches_97_percent(backend, tmp_path):
-    result = CliRunner().invoke(main, ["train", "--quiet", "--epochs", "15", "--backend", backend,
-                                       "--out", str(tmp_path / "run")])
+def test_reduced_budget_still_reaches_97_percent(backend, tmp_path, cli):
+    result = cli.invoke("train", "--quiet", "--epochs", "15", "--backend", backend, "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert float(result.output.split()[2]) >= 0.97
 

@@ -5,7 +5,12 @@ import pickle
 
 import numpy as np
 import pytest
+from naive import ONE_EPOCH
+from naive import REPORTS_RNG as rng
+from naive import REPORTS_X as X
+from naive import REPORTS_Y as y
 
+from numbamlp import MLP, StackTrainer
 from numbamlp.config import ScheduleConfig, TrainConfig
 from numbamlp.data import spiral
 from numbamlp.optim import learning_rate
@@ -251,3 +256,244 @@ def test_a_trainer_predicts_from_several_threads_at_once():
     rng = np.random.default_rng(0)
     batches = [rng.normal(size=(rows, 2)) for rows in (1, 7, 64, 1, 200, 3)]
     assert answers_differ_in_threads(trainer.scores, batches, threads=4, calls=300) == []
+
+
+# ---------------------------------------------------------------- labels, classes and validation data, checked first
+def test_a_model_with_more_outputs_than_classes_is_refused_before_training():
+    """Reported 2026-11-30 by a new user (first look); fixed in 32f489a."""
+    trainer = Trainer({"epochs": 1, "model": {"layers": [3, 6, 5]}})
+    with pytest.raises(ValueError, match="ends with 5 outputs but the data has 3 classes"):
+        trainer.fit(X, y)
+    assert trainer.epoch == 0
+
+
+def test_step_before_fit_takes_class_indices_and_fit_keeps_them():
+    """Reported 2026-11-30 by a new user (first look); fixed in 32f489a."""
+    labels = np.array([3, 7, 9])[rng.integers(0, 3, 40)]
+    trainer = Trainer(ONE_EPOCH)
+    trainer.step(X[:8], labels[:8])  # builds one output per index 0..9
+    assert list(trainer.classes_) == list(range(10))
+    trainer.fit(X, labels)  # the same indices, not re-encoded as 0, 1, 2
+    predictions = trainer.predict(X)
+    assert set(predictions) <= set(range(10))
+    assert trainer.evaluate(X, labels)["accuracy"] == np.mean(predictions == labels)
+
+
+@pytest.mark.parametrize("labels, phrase", [
+    (np.array(list("abcdefgh")), "integer class indices"),
+    (np.array([0, 1, np.nan, 2, 0, 1, 2, 0]), "NaN or non-integral"),
+    (np.array([-1] * 8), r"class indices must lie in \[0, 65536\)"),
+    (np.array([0, 1, 2, 2_000_000_000, 0, 1, 2, 0]), "at most 65,536"),
+])
+def test_step_before_fit_says_what_is_wrong_with_its_labels(labels, phrase):
+    """Reported 2026-11-30 by a new user (first look); fixed in 32f489a."""
+    for make in (lambda: Trainer(), lambda: StackTrainer([{}, {"seed": 1}])):
+        with pytest.raises(ValueError, match=phrase):
+            make().step(X[:8], labels)
+
+
+def test_predict_before_fit_says_to_fit_first():
+    """Reported 2026-11-30 by a new user (first look); fixed in 32f489a."""
+    for call in (lambda t: t.predict(X), lambda t: t.evaluate(X, y)):
+        with pytest.raises(ValueError, match="no model yet: call fit"):
+            call(Trainer())
+
+
+def test_nan_labels_are_named_as_nan():
+    """Reported 2026-11-30 by a new user (first look); fixed in 32f489a."""
+    labels = y.astype(float)
+    labels[5] = np.nan
+    for trainer in (Trainer(ONE_EPOCH), StackTrainer([ONE_EPOCH, {**ONE_EPOCH, "seed": 1}])):
+        with pytest.raises(ValueError, match="y contains NaN"):
+            trainer.fit(X, labels)
+
+
+def test_labels_that_cannot_be_ordered_are_named():
+    """Reported 2026-11-30 by a new user (first look); fixed in 32f489a."""
+    labels = np.array([1, "a"] * 20, dtype=object)
+    with pytest.raises(ValueError, match="cannot be ordered together"):
+        Trainer(ONE_EPOCH).fit(X, labels)
+
+
+def test_a_column_of_labels_is_refused_by_fit_and_evaluate():
+    """Reported 2026-11-30 by a new user (first look); fixed in 32f489a."""
+    with pytest.raises(ValueError, match="y must be a vector of 40 labels, got shape"):
+        StackTrainer([ONE_EPOCH, {**ONE_EPOCH, "seed": 1}]).fit(X, y[:, None])
+    trainer = Trainer(ONE_EPOCH)
+    trainer.fit(X, y)
+    with pytest.raises(ValueError, match="y must be a vector of 40 labels"):
+        trainer.evaluate(X, y[:, None])
+    with pytest.raises(ValueError, match="X has 40 rows but y has 10 labels"):
+        trainer.evaluate(X, y[:10])
+
+
+def test_unseen_labels_are_listed_with_the_classes():
+    """Reported 2026-11-30 by a new user (first look); fixed in 32f489a."""
+    trainer = Trainer(ONE_EPOCH)
+    trainer.fit(X, y)
+    with pytest.raises(ValueError, match=r"not seen in training: 7 \(the classes: 0, 1, 2\)"):
+        trainer.evaluate(X[:2], [0, 7])
+    with pytest.raises(ValueError, match="not seen in training: 'cat'"):
+        trainer.evaluate(X[:2], ["cat", "cat"])
+
+
+@pytest.mark.parametrize("make", [lambda: Trainer(ONE_EPOCH),
+                                  lambda: StackTrainer([ONE_EPOCH, {**ONE_EPOCH, "seed": 1}])])
+@pytest.mark.parametrize("X_val, y_val, phrase", [
+    (X[:10, :2], y[:10], "X_val has 2 features but the model expects 3"),
+    (X[:10], y[:5], "X_val has 10 rows but y_val has 5 labels"),
+    (X[:10], np.full(10, 9), "y_val holds labels that were not seen in training: 9"),
+    (X[:10], None, "X_val and y_val go together"),
+    (None, y[:10], "X_val and y_val go together"),
+])
+def test_validation_data_is_checked_before_the_first_epoch(make, X_val, y_val, phrase):
+    """Reported 2026-11-30 by a new user (first look); fixed in 32f489a."""
+    trainer = make()
+    with pytest.raises(ValueError, match=phrase):
+        trainer.fit(X, y, X_val=X_val, y_val=y_val)
+    trainers = trainer.trainers if isinstance(trainer, StackTrainer) else [trainer]
+    assert all(member.epoch == 0 for member in trainers)
+    for member in trainers:  # nothing trained: each model as its seed made it
+        assert np.array_equal(member.model.flat_params, MLP([3, 6, 3], seed=member.config.seed).flat_params)
+
+
+def test_state_before_any_fit_says_so():
+    """Reported 2026-11-30 by a new user (third look); fixed in 1b210a4."""
+    with pytest.raises(ValueError, match="nothing to checkpoint yet"):
+        Trainer().state()
+
+
+# ---------------------------------------------------------------- refits, warm fits, refused fits and progress
+def test_a_refused_fit_keeps_a_trainers_model():
+    """Reported 2026-11-30 by a new user (third look); fixed in b418d6f."""
+    trainer = Trainer(ONE_EPOCH)
+    trainer.fit(X, y)
+    before = trainer.predict(X)
+    with pytest.raises(ValueError, match="sample_weight"):
+        trainer.fit(X, y, sample_weight=np.ones(3))
+    assert np.array_equal(trainer.predict(X), before) and trainer.epoch == 1
+
+
+def test_continue_with_keeps_the_network_and_takes_a_dict():
+    """Reported 2026-11-30 by a new user (third look); fixed in b418d6f."""
+    trainer = Trainer(ONE_EPOCH)
+    trainer.fit(X, y)
+    with pytest.raises(ValueError, match="optimizer.name is 'momentum' here, the new config has 'adam'"):
+        trainer.continue_with({**ONE_EPOCH, "epochs": 3, "optimizer": {"name": "adam"}})
+    with pytest.raises(ValueError, match="model is"):
+        trainer.continue_with({**ONE_EPOCH, "epochs": 3, "model": {"hidden": [32]}})
+    trainer.continue_with({**ONE_EPOCH, "epochs": 3})
+    trainer.fit(X, y, warm_start=True)
+    assert trainer.epoch == 3
+
+
+def test_a_warm_fit_after_a_requested_stop_goes_on():
+    """Reported 2026-11-30 by a new user (third look); fixed in 1b210a4."""
+    trainer = Trainer({"epochs": 4, "batch_size": 8, "model": {"hidden": [6]}})
+
+    class StopAtTwo:
+        def on_epoch_end(self, epoch, metrics):
+            if epoch == 2:
+                trainer.request_stop("asked")
+
+    from numbamlp.trainer import TrainingInterrupted
+
+    with pytest.raises(TrainingInterrupted):
+        trainer.fit(X, y, callbacks=[StopAtTwo()])
+    trainer.fit(X, y, warm_start=True)
+    assert trainer.epoch == 4
+
+
+def test_a_second_fit_trains_again_from_scratch():
+    """Reported 2026-11-30 by a new user (issue 11); tested since 0e0a2db."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(50, 4)), np.arange(50) % 2
+    X2, y2 = rng.normal(size=(40, 4)), np.arange(40) % 2
+    config = {"epochs": 3, "model": {"hidden": [8]}}
+    trainer = Trainer(config)
+    trainer.fit(X, y)
+    history = trainer.fit(X2, y2)
+    fresh = Trainer(config)
+    fresh.fit(X2, y2)
+    assert len(history) == 3 and [m["loss"] for m in history] == [m["loss"] for m in fresh.history]
+    assert np.array_equal(trainer.model.flat_params, fresh.model.flat_params)
+    # warm_start continues instead: three more epochs on top
+    trainer.config = trainer.config.model_copy(update={"epochs": 6})
+    assert len(trainer.fit(X2, y2, warm_start=True)) == 6 and trainer.epoch == 6
+
+
+def test_the_trainer_reports_progress_within_an_epoch(monkeypatch):
+    """Reported 2026-11-30 by a new user (issue 11); tested since 0e0a2db."""
+    import numbamlp.stack
+
+    monkeypatch.setattr(numbamlp.stack, "PROGRESS_INTERVAL_S", 0.0)
+    reports = []
+
+    class Watch:
+        def on_progress(self, epoch, rows_done, rows_total, loss):
+            reports.append((epoch, rows_done, rows_total))
+
+        def on_epoch_end(self, epoch, metrics):
+            reports.append(("end", epoch))
+
+    rng = np.random.default_rng(0)
+    Trainer({"epochs": 2, "batch_size": 10, "model": {"hidden": [4]}}).fit(
+        rng.normal(size=(35, 3)), np.arange(35) % 2, callbacks=[Watch()])
+    assert reports == [(1, 10, 35), (1, 20, 35), (1, 30, 35), (1, 35, 35), ("end", 1),
+                       (2, 10, 35), (2, 20, 35), (2, 30, 35), (2, 35, 35), ("end", 2)]
+
+
+# ---------------------------------------------------------------- optimizers and weights
+@pytest.mark.parametrize("masking", ["sample_weight", "class_weight"])
+def test_a_minibatch_whose_rows_all_weigh_nothing_is_skipped_not_called_a_divergence(masking):
+    """Reported 2026-11-30 by a new user (third look); fixed in 78a21c1.
+
+    A masking sample_weight (or a class weight of 0) left minibatches of weight 0: the
+    mean's 0/0 was reported as 'training diverged, try a lower learning rate'."""
+    from numbamlp import MLPClassifier
+
+    features = np.random.default_rng(1).normal(size=(100, 3))
+    labels = (features[:, 0] > 0).astype(int)
+    if masking == "sample_weight":
+        weights, class_weight = np.r_[np.zeros(90), np.ones(10)], None
+        labels[90:] = np.arange(10) % 2  # (both classes among the weighed rows)
+    else:
+        weights, class_weight = None, {1: 0.0}
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, batch_size=8, class_weight=class_weight,
+                        random_state=0).fit(features, labels, sample_weight=weights)
+    assert np.isfinite(clf.predict_proba(features)).all() and clf.n_iter_ == 3
+    trainers = StackTrainer([{"epochs": 2, "model": {"hidden": [8]}, "batch_size": 8, "data": {"val_fraction": 0}},
+                             {"epochs": 2, "model": {"hidden": [8]}, "batch_size": 8, "data": {"val_fraction": 0},
+                              "seed": 1}])
+    trainers.fit(features, labels, sample_weight=np.r_[np.zeros(90), np.ones(10)])
+    assert [status for status, _ in trainers.statuses] == ["done", "done"]
+
+
+def test_balanced_class_weight_counts_the_classes_with_the_sample_weights():
+    """Reported 2026-11-30 by a new user (third look); fixed in 78a21c1.
+
+    Weight 3 means 'this row three times' with class_weight='balanced' too, as in
+    scikit-learn's compute_class_weight."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    weights = np.where(y == 1, 3.0, 1.0)
+    trainer = Trainer({"epochs": 1, "class_weight": "balanced"})
+    trainer.classes_ = np.unique(y)
+    trainer.model = MLP([3, 4, 3])
+    ours = trainer.row_weights(y, weights)
+    theirs = compute_class_weight("balanced", classes=np.unique(y), y=y, sample_weight=weights)[y] * weights
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)  # (the model's float32)
+
+
+def test_sgd_is_plain_and_momentum_is_not():
+    """Reported 2026-11-30 by a new user (issue 11); tested since 0e0a2db."""
+    sgd = TrainConfig.model_validate({"optimizer": {"name": "sgd"}})
+    assert sgd.optimizer.momentum == 0.0
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 4)), np.arange(64) % 3
+    weights = {}
+    for name in ("sgd", "momentum"):
+        trainer = Trainer({"epochs": 3, "model": {"hidden": [8]}, "optimizer": {"name": name}})
+        trainer.fit(X, y)
+        weights[name] = trainer.model.flat_params.copy()
+    assert not np.array_equal(weights["sgd"], weights["momentum"])
