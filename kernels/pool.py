@@ -110,11 +110,17 @@ def adapt_threads() -> None:
     threads = _LOAD.share(now)
     local.next_look = now + (SAMPLE_EVERY_S if threads is not None else _MIN_WINDOW_S)
     if threads is not None:
-        import numba
+        set_numba_threads(threads)
 
-        threads = min(threads, numba.config.NUMBA_NUM_THREADS)
-        if threads != numba.get_num_threads():
-            numba.set_num_threads(threads)
+
+def set_numba_threads(threads: int) -> None:
+    """Run the calling thread's Numba parallel regions on ``threads`` threads: at least one,
+    at most the pool's size (NUMBA_NUM_THREADS, more than which Numba refuses)."""
+    import numba
+
+    threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
+    if threads != numba.get_num_threads():
+        numba.set_num_threads(threads)
 
 
 class _Load:

@@ -7,8 +7,6 @@ the trainer or the estimator is first used.
 from numbamlp.kernels import ACTIVATION_NAMES
 from numbamlp.model import MLP, loss_and_grads
 
-__version__ = "0.1.0"
-
 # name → module, imported on first attribute access
 _LAZY = {
     "TrainConfig": "numbamlp.config",
@@ -28,6 +26,10 @@ __all__ = ["ACTIVATION_NAMES", "MLP", "loss_and_grads", "__version__", *_LAZY]
 
 
 def __getattr__(name):
+    if name == "__version__":  # pyproject's version, from the installed metadata (numbamlp.diagnostics)
+        from numbamlp.diagnostics import installed_version
+
+        return installed_version("numbamlp")
     if name in _LAZY:
         import importlib
 

@@ -20,7 +20,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-FINAL = ("succeeded", "failed", "cancelled")
+from numbamlp.job_status import FINAL
 
 
 class ServiceError(RuntimeError):

@@ -15,8 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from numbamlp.kernels import ACTIVATION_NAMES, CUDA_STATUS, activation_spec
 
 TRAIN_BACKENDS = ("cpu", "numpy", "reference")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
+# The share of the training rows held out for validation when a run needs validation rows
+# (early stopping, a sweep ranking its members) and data.val_fraction is 0.
+DEFAULT_VAL_FRACTION = 0.1
 
 
 class _Strict(BaseModel):
@@ -104,6 +106,8 @@ OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {
     "adam": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
     "adamw": {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
 }
+OPTIMIZERS = tuple(OPTIMIZER_DEFAULTS)  # the optimizers' names: the keys above
+MOMENTUM_OPTIMIZERS = ("momentum", "nesterov")  # SGD with momentum: momentum 0 is refused (that is sgd)
 DEFAULT_OPTIMIZER = "momentum"
 
 
@@ -111,7 +115,7 @@ class OptimizerConfig(_Strict):
     # frozen: the other settings' defaults are the optimizer's, filled in when the config is
     # made, so assigning another name later would keep the first one's (Adam at SGD's lr 0.05,
     # with an unused momentum); a new config with the name gets its own
-    name: Literal["sgd", "momentum", "nesterov", "adam", "adamw"] = Field(
+    name: Literal[OPTIMIZERS] = Field(
         DEFAULT_OPTIMIZER, frozen=True,
         description="Optimizer: sgd (plain SGD unless momentum is set, as PyTorch's), momentum "
         "(SGD with momentum 0.9), nesterov, adam, adamw (decoupled weight decay).",
@@ -155,13 +159,13 @@ class OptimizerConfig(_Strict):
 
     @model_validator(mode="after")
     def _momentum_needed(self):
-        if self.name in ("momentum", "nesterov") and self.momentum == 0:
+        if self.name in MOMENTUM_OPTIMIZERS and self.momentum == 0:
             raise ValueError(f"optimizer {self.name!r} needs momentum > 0")
         return self
 
 
 class ScheduleConfig(_Strict):
-    name: Literal["constant", "step", "cosine"] = Field(
+    name: Literal[SCHEDULES] = Field(
         "constant", description="Learning-rate schedule: constant, step or cosine (per epoch)."
     )
     warmup_epochs: int = Field(0, ge=0, description="Epochs of linear warm-up before the schedule.")
@@ -200,7 +204,7 @@ class DataConfig(_Strict):
     )
     val_fraction: float = Field(
         0.0, ge=0, lt=1, description="Stratified validation fraction of the training split (early "
-        "stopping without validation data holds out 0.1 when this is 0)."
+        f"stopping without validation data holds out {DEFAULT_VAL_FRACTION:g} when this is 0)."
     )
     standardize: bool = Field(
         True, description="Standardise features with statistics of the training split."
@@ -234,7 +238,7 @@ class TrainConfig(_Strict):
         "training split's statistics when data.standardize is on, and predictions are in their units).",
     )
     seed: int = Field(0, ge=0, description="Seed for initialisation, splits and shuffling (≥ 0).")
-    backend: Literal["cpu", "numpy", "reference", "cuda"] = Field(
+    backend: Literal[(*TRAIN_BACKENDS, "cuda")] = Field(
         "cpu",
         description=f"Compute backend: one of {', '.join(TRAIN_BACKENDS)} (reference: slow, for validation), "
         f"or cuda ({CUDA_STATUS}).",

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from numbamlp.kernels import usable_cores
 from numbamlp.text import counted
 
 
-def _version(package: str) -> str:
+@functools.lru_cache(maxsize=None)
+def installed_version(package: str) -> str | None:
+    """The installed version of ``package`` from its metadata, None when it is not installed;
+    looked up once a process (~5 ms each time).  numbamlp's own is pyproject's ``version``,
+    the one place it is written (an editable install and a wheel both carry it in their
+    metadata): numbamlp.__version__, `numbamlp --version`, `numbamlp info`, model files and
+    the service's API document all read it from here or from the same metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version(package)
     except PackageNotFoundError:
-        return "not installed"
+        return None
 
 
 def cuda_status() -> str:
@@ -32,20 +40,38 @@ def cuda_status() -> str:
         return f"absent ({type(err).__name__})"
 
 
+def _kernel_cache(cpu_backend) -> tuple[str, str] | None:
+    """(directory, kind) of the cache Numba keeps the cpu backend's compiled kernels in, the
+    kind being the name of Numba's cache locator that chose the directory; None when there is
+    no cache (NUMBA_DISABLE_JIT=1) or Numba's internals moved.
+
+    The one place numbamlp reads Numba's internals: Numba has no public API that says which
+    locator it chose — beside the package (InTreeCacheLocator), a user-wide directory when
+    the package's is read-only (UserWideCacheLocator), NUMBA_CACHE_DIR
+    (UserProvidedCacheLocator) — only the directory (Cache.cache_path).  The locator is the
+    cache's ``_impl.locator``; the cache is ``stack_step._cache``, which the cpu backend sets
+    for this (kernels/cpu_backend.py)."""
+    cache = getattr(cpu_backend.stack_step, "_cache", None)
+    locator = getattr(getattr(cache, "_impl", None), "locator", None)
+    directory = getattr(cache, "cache_path", None)
+    if locator is None or directory is None:
+        return None
+    return str(directory), type(locator).__name__
+
+
 def compile_cache_location(cpu_backend) -> str:
     """Where Numba keeps the compiled kernels: beside the package, or, when that directory is
     read-only, a user-wide cache directory (Numba's own fallback), or NUMBA_CACHE_DIR."""
-    try:
-        cache = cpu_backend.stack_step._cache
-        locator = type(cache._impl.locator).__name__
-        kind = {"InTreeCacheLocator": "beside the package",
-                "UserWideCacheLocator": "user cache: the package directory is not writable",
-                "UserProvidedCacheLocator": "NUMBA_CACHE_DIR"}.get(locator, locator)
-        return f"{cache._cache_path} ({kind})"
-    except AttributeError:  # Numba internals moved: say what the configuration says
+    found = _kernel_cache(cpu_backend)
+    if found is None:  # (Numba internals moved: say what the configuration says)
         import numba
 
         return numba.config.CACHE_DIR or str(Path(cpu_backend.__file__).parent / "__pycache__")
+    directory, locator = found
+    kind = {"InTreeCacheLocator": "beside the package",
+            "UserWideCacheLocator": "user cache: the package directory is not writable",
+            "UserProvidedCacheLocator": "NUMBA_CACHE_DIR"}.get(locator, locator)
+    return f"{directory} ({kind})"
 
 
 def cache_notice() -> str | None:
@@ -54,26 +80,24 @@ def cache_notice() -> str | None:
     from numbamlp.kernels import BackendUnavailable, get_backend
 
     try:
-        cache = getattr(get_backend("cpu").stack_step, "_cache", None)
+        found = _kernel_cache(get_backend("cpu"))
     except BackendUnavailable:  # (no compiled kernels, no cache to speak of)
         return None
-    locator = getattr(getattr(cache, "_impl", None), "locator", None)
-    if type(locator).__name__ != "UserWideCacheLocator":
+    if found is None or found[1] != "UserWideCacheLocator":
         return None
-    return (f"note: the package directory is read-only; compiled kernels are cached in "
-            f"{cache._cache_path} instead")
+    return f"note: the package directory is read-only; compiled kernels are cached in {found[0]} instead"
 
 
 def environment_info() -> dict:
     import numpy as np
 
     report = {
-        "numbamlp": _version("numbamlp"),
+        "numbamlp": installed_version("numbamlp") or "not installed",
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "numba": _version("numba"),
-        "scipy": _version("scipy"),
-        "scikit-learn": _version("scikit-learn"),
+        "numba": installed_version("numba") or "not installed",
+        "scipy": installed_version("scipy") or "not installed",
+        "scikit-learn": installed_version("scikit-learn") or "not installed",
         "cores": usable_cores(),
     }
     backends = ["numpy: available", "reference: available"]

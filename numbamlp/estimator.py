@@ -25,11 +25,12 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from numbamlp.config import OPTIMIZER_DEFAULTS, OPTIMIZERS, SCHEDULES, TrainConfig
+from numbamlp.config import MOMENTUM_OPTIMIZERS, OPTIMIZER_DEFAULTS, OPTIMIZERS, SCHEDULES, TrainConfig
 from numbamlp.kernels import ACTIVATION_NAMES
 
 # The scikit-learn checks that float32 cannot pass, with the reasons, for check_estimator's
@@ -197,7 +198,7 @@ class _BaseMLP(BaseEstimator):
                 users = [solver for solver, defaults in OPTIMIZER_DEFAULTS.items() if field in defaults]
                 raise self._parameter_error(name, f"solver {self.solver!r} does not use it; leave it None "
                                        f"(valid: None, or set it with solver in {', '.join(users)})")
-        if self.solver in ("momentum", "nesterov") and self.momentum == 0:
+        if self.solver in MOMENTUM_OPTIMIZERS and self.momentum == 0:
             raise self._parameter_error("momentum", f"solver {self.solver!r} needs momentum > 0 "
                                    "(valid: None for its default 0.9, or a value in (0, 1); momentum 0 is solver 'sgd')")
         if self.early_stopping and self.validation_fraction == 0:
@@ -206,9 +207,8 @@ class _BaseMLP(BaseEstimator):
 
     def _seed(self) -> int:
         seed = self.random_state
-        if seed is None or isinstance(seed, np.random.RandomState):
-            rng = seed if seed is not None else np.random.mtrand._rand
-            seed = rng.randint(np.iinfo(np.int32).max)
+        if seed is None or isinstance(seed, np.random.RandomState):  # (None: numpy's global RandomState)
+            seed = check_random_state(seed).randint(np.iinfo(np.int32).max)
         return int(seed)
 
     def _batch_size(self, n_rows: int) -> int:
@@ -496,7 +496,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.beta_2 = beta_2
         self.epsilon = epsilon
 
-    # ------------------------------------------------------------ parameters
     # ------------------------------------------------------------ training
     @_fit_context(prefer_skip_nested_validation=True)
     @_as_it_was_when_refused
@@ -586,7 +585,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self._set_results()
         return self
 
-    # ------------------------------------------------------------ fitted weights
     # ------------------------------------------------------------ prediction
     def predict_proba(self, X):
         """Class probabilities (N, C), columns in the order of ``classes_``."""

@@ -16,7 +16,6 @@ document and refuses tensors the format does not name.
 from __future__ import annotations
 
 import contextlib
-import functools
 import glob
 import json
 import math
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from numbamlp.diagnostics import installed_version
 from numbamlp.transforms import Standardizer
 from numbamlp.kernels import ACTIVATION_NAMES, activation_spec
 from numbamlp.model import MLP, TASK_LOSSES
@@ -191,18 +191,9 @@ def _first_line(err) -> str:
 
 
 # ---------------------------------------------------------------- models
-@functools.lru_cache(maxsize=1)
 def _versions() -> dict:
-    """The versions a model file records (looked up once a process: ~5 ms each time)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for package in ("numbamlp", "numba", "numpy"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            out[package] = None
-    return out
+    """The versions a model file records (None: not installed)."""
+    return {package: installed_version(package) for package in ("numbamlp", "numba", "numpy")}
 
 
 def save_model(model: MLP, path, config: dict | None = None) -> None:

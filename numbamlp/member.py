@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from numbamlp.config import TrainConfig
+from numbamlp.config import DEFAULT_VAL_FRACTION, TrainConfig
 from numbamlp.kernels import STEP_GRADIENTS, STEP_TRAIN, get_backend
 from numbamlp.metrics import regression_metrics
 from numbamlp.model import (
@@ -72,16 +72,10 @@ class Member:
     loop (numbamlp.stack.StackTrainer) drives members; a Trainer is a member with its own
     ``fit`` and ``step`` (the M = 1 view), so everything below is a Trainer's too.
 
-    ``fit(X, y)`` builds the model from the data (unless ``model.layers`` fixes it) and runs
-    the epochs; ``step(Xb, yb)`` is one minibatch update and returns its loss;
     ``evaluate(X, y)`` gives loss and accuracy (regression: loss, mse, mae, r2).  Labels may
-    be any sortable values; they are encoded to indices 0..C−1 and ``classes_`` (also
-    ``model.classes``) maps them back.  Regression targets are encoded by standardising them
+    be any sortable values; ``encode`` maps them to indices 0..C−1 and ``classes_`` (also
+    ``model.classes``) back; a regressor's targets are encoded by standardising them
     (``model.target_transform``) and decoded in ``predict``.
-    A second ``fit`` trains again from scratch on the data it is given (new weights from
-    the seed, new optimizer state, history and shuffles), as scikit-learn does;
-    ``fit(..., warm_start=True)`` continues instead, running the epochs after
-    ``self.epoch`` (what resuming a checkpoint and ``partial_fit`` use).
     """
 
     def __init__(self, config: TrainConfig | dict | None = None, **overrides):
@@ -322,14 +316,14 @@ class Member:
 
     def validation_split(self, X, y, X_val, y_val):
         """(the rows to train on, X_val, y_val): with early stopping and no validation data, a
-        ``data.val_fraction`` (0.1 if unset) of the rows is held out (stratified by class, or
-        a plain shuffle for regression), drawn with the data's seed (``data.seed``, else the
-        config's); otherwise every row trains."""
+        ``data.val_fraction`` (numbamlp.config.DEFAULT_VAL_FRACTION if unset) of the rows is held
+        out (stratified by class, or a plain shuffle for regression), drawn with the data's seed
+        (``data.seed``, else the config's); otherwise every row trains."""
         rows = np.arange(len(y))
         if self.config.early_stopping.patience and X_val is None:
             from numbamlp.data import data_seed, holdout_split
 
-            fraction = self.config.data.val_fraction or 0.1
+            fraction = self.config.data.val_fraction or DEFAULT_VAL_FRACTION
             rows, val_rows, _, _ = holdout_split(rows, y, fraction, data_seed(self.config.data, self.config.seed),
                                                  self.config.task)
             if len(val_rows) == 0:  # (said now: the first epoch's validation would find no rows)

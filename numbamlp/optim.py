@@ -8,8 +8,21 @@ PyTorch's SGD, Adam and AdamW (the backends' sgd_update and adam_update).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
+
+
+class UpdateRule(NamedTuple):
+    """How an optimizer's name reads to the update kernels (a step plan's ``adam``, ``flag``)."""
+
+    adam: bool  # Adam's two moment buffers (adam, adamw); otherwise the SGD family's velocity
+    flag: bool  # nesterov's look-ahead in the SGD family, decoupled weight decay (adamw) in Adam's
+
+
+def update_rule(optimizer: str) -> UpdateRule:
+    """The update rule of the optimizer named ``optimizer`` (numbamlp.config.OPTIMIZERS)."""
+    return UpdateRule(adam=optimizer in ("adam", "adamw"), flag=optimizer in ("nesterov", "adamw"))
 
 
 class Optimizer:
@@ -22,7 +35,7 @@ class Optimizer:
     def __init__(self, config, n_params: int, dtype):
         self.config = config
         self._steps = np.zeros(1, np.int64)  # the step count, in an array a step plan can share
-        if config.name in ("adam", "adamw"):
+        if update_rule(config.name).adam:
             self.state = {"m": np.zeros(n_params, dtype), "v": np.zeros(n_params, dtype)}
         else:
             self.state = {"velocity": np.zeros(n_params, dtype)}

@@ -33,6 +33,7 @@ from numbamlp.kernels import (ACTIVATION_NAMES, LOSS_NAMES, STEP_GRADIENTS, STEP
                               launch_guard)
 from numbamlp.kernels.pool import adapt_threads
 from numbamlp.model import layer_offsets, layer_views, n_parameters, workspace_layout
+from numbamlp.optim import update_rule
 
 
 class StepLayout(NamedTuple):
@@ -99,9 +100,7 @@ class StepPlan:
         self.adapts_threads = backend == "cpu" and threads is None
         spec = activation_spec(activation)
         self.activation = spec.name
-        self.adam = optimizer in ("adam", "adamw")
-        # nesterov's look-ahead for the SGD family, decoupled weight decay for Adam
-        self.flag = optimizer in ("nesterov", "adamw")
+        self.adam, self.flag = update_rule(optimizer)
         self.options = (ACTIVATION_NAMES.index(spec.name), spec.backward_uses == "output", spec.alpha,
                         self.adam, self.flag)
         if loss not in LOSS_NAMES:

@@ -34,7 +34,7 @@ from numbamlp.model import (as_features, as_labels, as_sample_weights, as_target
                             unique_labels)
 from numbamlp.plan import StepPlan
 from numbamlp.member import Member, TrainingDiverged, TrainingInterrupted
-from numbamlp.threads import quiet_blas, set_threads, threads_while
+from numbamlp.threads import quiet_blas, set_config_threads, threads_while
 
 # The settings every member of a stack shares (dotted config paths): what the step plan is
 # built from, and the data every member sees.
@@ -52,20 +52,26 @@ def _leaves(config: TrainConfig, path: str) -> dict:
     return {leaf: v for name in type(value).model_fields for leaf, v in _leaves(config, f"{path}.{name}").items()}
 
 
+def stack_key(config: TrainConfig) -> dict:
+    """{dotted path: value} of every setting under STACK_KEY, leaf by leaf: configs with
+    equal stack keys can share a stack."""
+    return {leaf: value for path in STACK_KEY for leaf, value in _leaves(config, path).items()}
+
+
 def check_stack_key(configs: list[TrainConfig]) -> None:
     """ValueError naming the first shared setting on which the configs disagree, and which
     members hold which value."""
-    for path in STACK_KEY:
-        for leaf in _leaves(configs[0], path):
-            values = [_leaves(c, leaf)[leaf] for c in configs]
-            if all(v == values[0] for v in values[1:]):
-                continue
-            groups: dict[str, list[int]] = {}
-            for m, value in enumerate(values):
-                groups.setdefault(repr(value), []).append(m)
-            listed = "; ".join(f"member{'s' if len(ms) > 1 else ''} {', '.join(map(str, ms))}: {value}"
-                               for value, ms in groups.items())
-            raise ValueError(f"the configs cannot share a step: {leaf} differs ({listed})")
+    keys = [stack_key(config) for config in configs]
+    for leaf in keys[0]:
+        values = [key[leaf] for key in keys]
+        if all(v == values[0] for v in values[1:]):
+            continue
+        groups: dict[str, list[int]] = {}
+        for m, value in enumerate(values):
+            groups.setdefault(repr(value), []).append(m)
+        listed = "; ".join(f"member{'s' if len(ms) > 1 else ''} {', '.join(map(str, ms))}: {value}"
+                           for value, ms in groups.items())
+        raise ValueError(f"the configs cannot share a step: {leaf} differs ({listed})")
 
 
 class _Member:
@@ -323,9 +329,9 @@ class StackTrainer:
         when the stack is built and after each fit)."""
         from numbamlp.model import as_class_indices
 
-        if not self._threads_set and self.configs[0].threads is not None:  # (once, as Trainer.step)
-            set_threads(self.configs[0].threads, self.configs[0].backend)
-        self._threads_set = True
+        if not self._threads_set:  # (once, as Trainer.step)
+            set_config_threads(self.configs[0])
+            self._threads_set = True
         X, y = np.asarray(X), np.asarray(y)
         if self.regression:
             return self._regression_step(X, y, sample_weight)

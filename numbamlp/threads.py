@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 
-from numbamlp.kernels.pool import look_at_the_next_step
+from numbamlp.kernels.pool import look_at_the_next_step, set_numba_threads
 from numbamlp.model import one_blas_thread
 
 
@@ -17,13 +17,20 @@ def set_threads(threads: int, backend: str) -> None:
     numpy's BLAS, process-wide.  See threads_while for a setting that ends with a fit.
     """
     if backend == "cpu":
-        import numba
-
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        set_numba_threads(threads)
     elif backend in ("numpy", "reference"):
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=threads, user_api="blas")
+
+
+def set_config_threads(config) -> None:
+    """A config's ``threads`` on its backend (set_threads) when it sets them; None, the
+    default, leaves the threads to the steps (kernels/pool.py).  Trainer.step and
+    StackTrainer.step call it once, at their first step (per step it would cost ~3 µs of a
+    ~20 µs step); a fit holds them for its own duration instead (threads_while)."""
+    if config.threads is not None:
+        set_threads(config.threads, config.backend)
 
 
 @contextlib.contextmanager
@@ -43,7 +50,7 @@ def threads_while(threads: int | None, backend: str):
         try:
             yield
         finally:
-            numba.set_num_threads(before)
+            set_numba_threads(before)
             if threads is None:
                 look_at_the_next_step()
         return

@@ -28,7 +28,7 @@ from numbamlp.model import (
     step_class_indices,
     unique_labels,
 )
-from numbamlp.threads import quiet_blas, set_threads, threads_while
+from numbamlp.threads import quiet_blas, set_config_threads, set_threads, threads_while
 
 __all__ = ["Callback", "GradientMismatch", "Trainer", "TrainingDiverged", "TrainingInterrupted",
            "quiet_blas", "regression_metrics", "set_threads", "threads_while"]
@@ -71,10 +71,9 @@ class Trainer(Member):
         Xb (B, D) features, yb (B,) class indices 0..C−1 (regression: targets (B,) or (B, K),
         used as given).  Builds the model on first use.
         """
-        if not self._threads_set:  # (once: per step it would cost ~3 µs of a ~20 µs step)
+        if not self._threads_set:  # (once: see set_config_threads)
             self._threads_set = True
-            if self.config.threads is not None:
-                set_threads(self.config.threads, self.config.backend)
+            set_config_threads(self.config)
         if self._plain_step is not None and sample_weight is None:  # a batch the step takes as it is
             if self._plan.adapts_threads:
                 adapt_threads()
@@ -100,10 +99,10 @@ class Trainer(Member):
 
         Each epoch shuffles the rows with the trainer's generator (seeded from
         ``config.seed``) and visits every row once: the last, shorter batch is trained on.
-        With early stopping and no (X_val, y_val), a stratified ``data.val_fraction`` (0.1
-        if unset) of the rows is held out for validation.  A trainer that has already
-        trained starts over unless ``warm_start`` (see the class docstring).  ``config.threads``
-        holds while it runs (threads_while).
+        With early stopping and no (X_val, y_val), a stratified ``data.val_fraction``
+        (numbamlp.config.DEFAULT_VAL_FRACTION if unset) of the rows is held out for validation.
+        A trainer that has already trained starts over unless ``warm_start`` (see the class
+        docstring).  ``config.threads`` holds while it runs (threads_while).
         """
         with threads_while(self.config.threads, self.config.backend):
             try:

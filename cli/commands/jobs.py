@@ -15,6 +15,7 @@ from numbamlp.cli.common import CliError, check_output_file
 from numbamlp.cli.config_flags import one_run_config, train_flags, validated, with_flags
 from numbamlp.cli.predictions import finite_outputs, prediction_flags, trained_label_column, write_predictions
 from numbamlp.cli.progress import epoch_text
+from numbamlp.job_status import STATUSES
 
 
 @click.group()
@@ -87,7 +88,7 @@ def _with_uploaded_data(client, document: dict) -> dict:
 
 
 @jobs.command("list")
-@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]))
+@click.option("--status", type=click.Choice(STATUSES))
 @click.option("--limit", type=int, default=20, show_default=True)
 @click.option("--owner", metavar="NAME", help="Only the jobs of this token name ('numbamlp serve token list').")
 @click.option("--json", "as_json", is_flag=True, help="Print the page as JSON.")

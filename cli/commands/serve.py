@@ -11,6 +11,8 @@ from pathlib import Path
 import click
 
 from numbamlp.cli.common import CliError
+from numbamlp.service import DEFAULT_BATCH_WINDOW_S
+from numbamlp.service.auth import ROLES
 
 
 def _limit_flags(command):
@@ -35,7 +37,7 @@ def _limit_flags(command):
               help="Where the jobs database, uploaded data, run directories and the token live.")
 @click.option("--workers", type=int, metavar="N", help="Train on a Dask LocalCluster of N worker processes.")
 @click.option("--scheduler", metavar="ADDRESS", help="Train on the running Dask cluster at ADDRESS.")
-@click.option("--batch-window", type=float, default=0.5, show_default=True,
+@click.option("--batch-window", type=float, default=DEFAULT_BATCH_WINDOW_S, show_default=True,
               help="Seconds a queued job waits for others that can share its stack (0: none).")
 @_limit_flags
 @click.pass_context
@@ -102,7 +104,7 @@ def _token_store(command):
 
 @serve_token.command("create")
 @click.argument("name")
-@click.option("--role", type=click.Choice(["read", "submit", "admin"]), default="submit", show_default=True,
+@click.option("--role", type=click.Choice(ROLES), default="submit", show_default=True,
               help="read: list, follow, download, predict; submit: also submit and cancel its own jobs; "
                    "admin: also cancel anyone's.")
 @_token_store

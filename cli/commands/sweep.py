@@ -12,6 +12,7 @@ import click
 from numbamlp.cli.common import CliError, say_cache_notice
 from numbamlp.cli.config_flags import FLAG_OF_PATH, read_config_file, train_flags, validated, with_flags
 from numbamlp.kernels import BackendUnavailable
+from numbamlp.sweeps import DEFAULT_MAX_MEMBERS, DEFAULT_STACK_SIZE, METRICS
 
 
 @click.command()
@@ -28,12 +29,13 @@ from numbamlp.kernels import BackendUnavailable
               help="Train on a Dask LocalCluster of N worker processes (needs numbamlp[dask]).")
 @click.option("--scheduler", metavar="ADDRESS",
               help="Train on the running Dask cluster at ADDRESS, e.g. tcp://10.0.0.5:8786 (needs numbamlp[dask]).")
-@click.option("--stack-size", type=int, default=32, show_default=True,
+@click.option("--stack-size", type=int, default=DEFAULT_STACK_SIZE, show_default=True,
               help="Most members trained together in one stack (one task).")
-@click.option("--metric", type=click.Choice(["val_accuracy", "val_r2", "val_loss", "val_mse"]),
+@click.option("--metric", type=click.Choice(METRICS),
               help="What picks the best member, on the validation rows (default: val_accuracy for "
               "classification, val_r2 for regression).")
-@click.option("--max-members", type=int, default=10_000, show_default=True, help="Refuse grids larger than this.")
+@click.option("--max-members", type=int, default=DEFAULT_MAX_MEMBERS, show_default=True,
+              help="Refuse grids larger than this.")
 @click.option("--out", type=click.Path(file_okay=False), help="Sweep directory to create (default: sweeps/<UTC timestamp>).")
 @click.option("--resume", type=click.Path(file_okay=False),
               help="Go on with the sweep in this directory: train the members it has no results for.")

@@ -7,9 +7,11 @@ import os
 from pathlib import Path
 
 SERVE_EXTRA = "the service needs the serve extra: pip install 'numbamlp[serve]'"
+# Seconds a queued job waits for others that can share its stack (numbamlp.service.scheduler).
+DEFAULT_BATCH_WINDOW_S = 0.5
 
 
-def serve(data_dir, host: str = "127.0.0.1", port: int = 8000, batch_window: float = 0.5,
+def serve(data_dir, host: str = "127.0.0.1", port: int = 8000, batch_window: float = DEFAULT_BATCH_WINDOW_S,
           limits=None, workers: int | None = None, scheduler: str | None = None, announce=print) -> None:
     """Run the service until SIGINT or SIGTERM (which checkpoint running stacks first);
     ``limits``: a numbamlp.service.limits.Limits (its defaults when None).  RuntimeError

@@ -35,6 +35,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from numbamlp.diagnostics import installed_version
+from numbamlp.job_status import STATUSES
+from numbamlp.service import DEFAULT_BATCH_WINDOW_S
 from numbamlp.service.auth import FILE_TOKEN_NAME, Authenticate
 from numbamlp.service.errors import add_error_handlers
 from numbamlp.service.limits import Limits
@@ -42,12 +45,14 @@ from numbamlp.service.middleware import BodyLimit, HeadAsGet
 from numbamlp.service.openapi import openapi_with_errors
 from numbamlp.service.routers import callers, datasets, jobs, models, public, sweeps
 from numbamlp.service.scheduler import Scheduler
-from numbamlp.service.store import STATUSES, Store
+from numbamlp.service.store import Store
 from numbamlp.service.uploads import prepare_datasets_folder
+from numbamlp.sweeps import DEFAULT_STACK_SIZE
 
 
-def create_app(data_dir, token: str | None = None, batch_window: float = 0.5, limits: Limits = Limits(),
-               workers: int | None = None, scheduler_address: str | None = None, max_stack: int = 32) -> FastAPI:
+def create_app(data_dir, token: str | None = None, batch_window: float = DEFAULT_BATCH_WINDOW_S,
+               limits: Limits = Limits(), workers: int | None = None, scheduler_address: str | None = None,
+               max_stack: int = DEFAULT_STACK_SIZE) -> FastAPI:
     """The service over ``data_dir``; ``token``, when given, is the admin token named "admin"
     (the token file's).  StoreError if the database is damaged."""
     data_dir = Path(data_dir)
@@ -59,7 +64,7 @@ def create_app(data_dir, token: str | None = None, batch_window: float = 0.5, li
     scheduler = Scheduler(store, data_dir, batch_window=batch_window, max_stack=max_stack, workers=workers,
                           scheduler_address=scheduler_address, limits=limits)
 
-    app = FastAPI(title="numbamlp", version=_version(), lifespan=_lifespan,
+    app = FastAPI(title="numbamlp", version=installed_version("numbamlp") or "0", lifespan=_lifespan,
                   description="Training jobs over HTTP, batched into stacks.")
     # what the routes are handed (dependencies.py; predict's loaded models, routers/models.py)
     app.state.store, app.state.scheduler = store, scheduler
@@ -103,15 +108,6 @@ def _report_lost_models(store: Store, data_dir: Path) -> None:
         shown = ", ".join(lost[:10]) + (f" and {len(lost) - 10} more" if len(lost) > 10 else "")
         logging.getLogger("numbamlp.service").warning(
             "%d succeeded jobs have no model file under %s (deleted?): %s", len(lost), data_dir / "jobs", shown)
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("numbamlp")
-    except PackageNotFoundError:
-        return "0"
 
 
 __all__ = ["STATUSES", "create_app"]

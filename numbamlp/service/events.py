@@ -10,7 +10,8 @@ import time
 
 from fastapi import HTTPException, Request
 
-from numbamlp.service.store import FINAL, Store, is_sqlite_integer
+from numbamlp.job_status import FINAL
+from numbamlp.service.store import Store, is_sqlite_integer
 
 SSE_POLL_S = 0.1  # how often a stream looks for new epochs
 # An event stream with nothing to say sends a comment this often (and one at once), so that

@@ -32,8 +32,10 @@ import time
 from pathlib import Path
 
 from numbamlp.config import TrainConfig
+from numbamlp.service import DEFAULT_BATCH_WINDOW_S
 from numbamlp.service.limits import Limits
 from numbamlp.service.store import DiskReserve, StorageFull, Store
+from numbamlp.sweeps import DEFAULT_STACK_SIZE
 
 log = logging.getLogger("numbamlp.service")
 DATASET_PREFIX = "dataset:"
@@ -48,7 +50,8 @@ class Scheduler:
     """Runs the queued jobs of ``store``; files go under ``data_dir`` (jobs/<id>/ run
     directories, stacks/<id>/ checkpoints, datasets/<id>.<ext>)."""
 
-    def __init__(self, store: Store, data_dir: Path, batch_window: float = 0.5, max_stack: int = 32,
+    def __init__(self, store: Store, data_dir: Path, batch_window: float = DEFAULT_BATCH_WINDOW_S,
+                 max_stack: int = DEFAULT_STACK_SIZE,
                  slots: int = 1, workers: int | None = None, scheduler_address: str | None = None,
                  limits: Limits = Limits()):
         self.store, self.data_dir, self.limits = store, Path(data_dir), limits

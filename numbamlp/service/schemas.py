@@ -10,10 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from numbamlp.job_status import JobStatus
 from numbamlp.service.auth import ROLES
-from numbamlp.service.store import STATUSES
-
-JobStatus = Literal[STATUSES]  # (the store's statuses, as a type: a status parameter and Job.status)
 
 
 # ---------------------------------------------------------------- requests

@@ -6,7 +6,7 @@ anyway, and the service's statements are small), and one more for token look-ups
 authenticating a request never waits for a writer.  Every change is one transaction, so a
 kill -9 at any moment leaves either the state before it or after it.
 
-Job statuses: queued → running → succeeded | failed | cancelled (queued → cancelled too).
+A job's status is one of numbamlp.job_status.STATUSES.
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ import time
 from pathlib import Path
 
 from numbamlp.io import json_text
-
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-FINAL = ("succeeded", "failed", "cancelled")
+from numbamlp.job_status import FINAL, STATUSES  # noqa: F401 (STATUSES: what a job row's status holds)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -64,10 +62,6 @@ CREATE TABLE IF NOT EXISTS datasets (
     features INTEGER NOT NULL, created_at REAL NOT NULL
 );
 """
-
-JOB_COLUMNS = ("seq", "id", "status", "config", "idempotency_key", "sweep_id", "created_at", "started_at",
-               "finished_at", "stack_id", "stack_size", "cancel_requested", "test_accuracy", "test_loss",
-               "val_accuracy", "val_loss", "model_sha256", "scores", "error", "owner")
 
 
 def is_sqlite_integer(value) -> bool:

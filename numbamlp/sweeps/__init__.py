@@ -9,8 +9,9 @@ to lists of values; the members are their cartesian product, or, with ``random=N
 draws from the lists and from ranges (``uniform:A:B``, ``loguniform:A:B``, ``int:A:B``)
 with the sweep's seed.  Every member sees the same data split — held out with the base
 config's seed, which each member's config records as ``data.seed`` — and a validation set
-(``data.val_fraction`` 0.1 unless the base sets one, or ``data.val``): the best member is
-the one with the best validation metric, never chosen on the test rows.
+(``data.val_fraction``, numbamlp.config.DEFAULT_VAL_FRACTION unless the base sets one, or
+``data.val``): the best member is the one with the best validation metric, never chosen on
+the test rows.
 
 Members that can share a step (``numbamlp.stack.STACK_KEY``) are trained together as a
 ``StackTrainer`` of at most ``stack_size``; each stack is one task.  Tasks run one after
@@ -39,11 +40,12 @@ The parts, each a module:
 
 from numbamlp.layout import SWEEP_FILES, sweep_directory_note
 from numbamlp.sweeps.directory import NEW_DIRECTORY, read_finished_rows, read_sweep_plan
-from numbamlp.sweeps.driver import DEFAULT_MAX_MEMBERS, DEFAULT_STACK_SIZE, sweep
+from numbamlp.sweeps.driver import DEFAULT_MAX_MEMBERS, sweep
 from numbamlp.sweeps.errors import SweepError, SweepInterrupted
 from numbamlp.sweeps.grid import (RANGE_KINDS, Range, grid_from_table, member_settings, normalise_grid,
                                   parse_grid_option, parse_range, parse_value, resolve_key, setting_paths)
-from numbamlp.sweeps.members import DEFAULT_VAL_FRACTION, base_document, member_configs, stack_groups, validate_base
+from numbamlp.sweeps.members import (DEFAULT_STACK_SIZE, DEFAULT_VAL_FRACTION, base_document, member_configs,
+                                    stack_groups, validate_base)
 from numbamlp.sweeps.results import (FINISHED, HIGHER_IS_BETTER, METRICS, RESULT_COLUMNS, RUN_COLUMNS, TASK_COLUMNS,
                                      TASK_METRICS, SweepResult, best_row, grid_column, grid_keys, ranked, table_csv)
 from numbamlp.sweeps.runners import SCHEDULER_TIMEOUT_S, DaskRunner, InProcessRunner

@@ -2,9 +2,10 @@
 and validation rows they all share, and their grouping into stacks (the sweep's tasks).
 
 Every member sees the same data split, held out with the base config's seed (which each
-member's config records as ``data.seed``), and a validation set (``data.val_fraction`` 0.1
-unless the base sets one, or ``data.val``).  Members that can share a step
-(numbamlp.stack.STACK_KEY) are trained together, at most ``stack_size`` to a stack.
+member's config records as ``data.seed``), and a validation set (``data.val_fraction``,
+numbamlp.config.DEFAULT_VAL_FRACTION unless the base sets one, or ``data.val``).  Members
+that can share a step (numbamlp.stack.STACK_KEY) are trained together, at most
+``stack_size`` (DEFAULT_STACK_SIZE unless told) to a stack.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import json
 import math
 
-from numbamlp.config import OPTIMIZER_DEFAULTS, TrainConfig, set_setting, with_absolute_data_paths
+from numbamlp.config import (DEFAULT_VAL_FRACTION, OPTIMIZER_DEFAULTS, TrainConfig, set_setting,
+                             with_absolute_data_paths)
 from numbamlp.sweeps.errors import SweepError
 
-DEFAULT_VAL_FRACTION = 0.1  # of the training rows, when the base config holds out none
+DEFAULT_STACK_SIZE = 32  # most members to a stack unless told (sweep's stack_size, the service's max_stack)
 
 
 def absolute_data_settings(member: dict) -> dict:
@@ -43,9 +45,9 @@ def base_document(base) -> dict:
 
 def member_configs(document: dict, settings: list[dict]) -> list[TrainConfig]:
     """Each member's TrainConfig: the base document with the member's values,
-    the data split fixed to the base's seed, and a validation set (``data.val_fraction``
-    0.1 unless the base has one).  SweepError naming the member's values when the schema
-    refuses them."""
+    the data split fixed to the base's seed, and a validation set (``data.val_fraction``,
+    DEFAULT_VAL_FRACTION unless the base has one).  SweepError naming the member's values
+    when the schema refuses them."""
     from pydantic import ValidationError
 
     base = validate_base(document)
@@ -85,18 +87,14 @@ def stack_groups(configs: list[TrainConfig], stack_size: int, parallel: int = 1)
     """The tasks: lists of member indices that share a step (numbamlp.stack.STACK_KEY), at
     most ``stack_size`` each, and cut into at least ``parallel`` tasks where a group has the
     members for it, so that every worker has one."""
+    from numbamlp.stack import stack_key
+
     groups: dict[str, list[int]] = {}
     for index, config in enumerate(configs):
-        groups.setdefault(json.dumps(_stack_key(config), sort_keys=True, default=str), []).append(index)
+        groups.setdefault(json.dumps(stack_key(config), sort_keys=True, default=str), []).append(index)
     tasks = []
     for members in groups.values():
         count = max(math.ceil(len(members) / stack_size), min(parallel, len(members)))
         size = math.ceil(len(members) / count)
         tasks.extend(members[lo : lo + size] for lo in range(0, len(members), size))
     return tasks
-
-
-def _stack_key(config: TrainConfig) -> dict:
-    from numbamlp.stack import STACK_KEY, _leaves
-
-    return {leaf: value for path in STACK_KEY for leaf, value in _leaves(config, path).items()}

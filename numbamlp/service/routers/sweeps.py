@@ -9,8 +9,6 @@ from numbamlp.service.dependencies import DataDirDep, LimitsDep, StoreDep, Submi
 from numbamlp.service.schemas import SweepJobs, SweepRequest, job_view
 from numbamlp.service.validation import data_problem, job_config
 
-MAX_SWEEP_MEMBERS = 10_000
-
 router = APIRouter(tags=["jobs"])
 
 
@@ -19,8 +17,8 @@ def submit_sweep(body: SweepRequest, caller: Submitter, store: StoreDep, data_di
                  limits: LimitsDep) -> dict:
     import secrets
 
-    from numbamlp.sweeps import (SweepError, base_document, member_configs, member_settings, normalise_grid,
-                                 parse_value, validate_base)
+    from numbamlp.sweeps import (DEFAULT_MAX_MEMBERS, SweepError, base_document, member_configs, member_settings,
+                                 normalise_grid, parse_value, validate_base)
 
     room_for_work(store)
 
@@ -30,8 +28,8 @@ def submit_sweep(body: SweepRequest, caller: Submitter, store: StoreDep, data_di
                                for k, values in body.grid.items()})
         document = base_document(job_config(body.config, store, data_dir, limits))
         settings = member_settings(grid, body.random, validate_base(document).seed)
-        if len(settings) > MAX_SWEEP_MEMBERS:
-            raise SweepError(f"the grid has {len(settings)} members, more than {MAX_SWEEP_MEMBERS}")
+        if len(settings) > DEFAULT_MAX_MEMBERS:
+            raise SweepError(f"the grid has {len(settings)} members, more than {DEFAULT_MAX_MEMBERS}")
         members = member_configs(document, settings)
     except SweepError as err:
         raise HTTPException(422, str(err)) from None
