@@ -521,43 +521,61 @@ class StackTrainer:
     def _steps_alone(self, X, member: _Member, at: _EpochPositions, any_weights: bool, callbacks) -> None:
         """An epoch's steps of a stack of one (a Trainer's fit): _step_members's bookkeeping
         without its vectors over the members, which would cost a small model's step several
-        times over; the same steps, in the same order, with the same bits.  Callbacks with an
-        ``on_progress(epoch, rows_done, rows_total, loss)`` hear the running loss at most every
-        PROGRESS_INTERVAL_S seconds."""
+        times over; the same steps, in the same order, with the same bits.  On the host each
+        batch's rows are gathered by index into one buffer Xb (B, D) (never a shuffled copy
+        of X, which may be a memory map), its labels and weights sliced from the epoch's
+        order.  Callbacks with an ``on_progress(epoch, rows_done, rows_total, loss)`` hear the
+        running loss at most every PROGRESS_INTERVAL_S seconds."""
         if not member.running:
             return
         plan, batch, trainer = self.plan, self.configs[0].batch_size, member.trainer
         n, lr = int(at.lengths[0]), trainer.progress["lr"]
-        order = at.orders[0, :n]
+        order = at.orders[0, :n]  # this epoch's rows of X
+        w_order = None if member.weights is None else member.weights[order]
+        if self._device is None:
+            y_order = member.y_idx[order]
+            Xb = self._batch_buffer(X)
         watchers = [callback.on_progress for callback in callbacks if hasattr(callback, "on_progress")]
         shown = time.perf_counter()
         plan.settings.active[0] = True
+        total, weight_total = float(at.total[0]), float(at.weight_total[0])  # (Python floats: float64)
         for lo in range(int(at.next_row[0]), n, batch):
             count = min(batch, n - lo)
-            picked = order[lo : lo + count]
-            if member.weights is not None and not member.weights[picked].any():  # nothing to learn (and 0/0)
+            wb = None if w_order is None else w_order[lo : lo + count]
+            if wb is not None and not wb.any():  # rows all of weight 0: nothing to learn (and 0/0)
                 at.next_row[0] = lo + batch
                 continue
-            Xb, yb, wb = self._batch(X, [member], _ALONE, picked[None], count, any_weights)
-            if self._device is None:  # (the member's batch (B, ·), as Trainer.step takes one)
-                Xb, yb, wb = Xb[0], yb[0], None if wb is None else wb[0]
-            loss = trainer.train_step(Xb, yb, wb, lr)
+            if self._device is None:  # (mode="clip": valid indices, and numpy writes into Xb directly)
+                np.take(X, order[lo : lo + count], axis=0, out=Xb[:count], mode="clip")
+                loss = trainer.train_step(Xb[:count], y_order[lo : lo + count], wb, lr)
+            else:  # this batch's rows gathered on the device, by index
+                loss = trainer.train_step(*self._batch(X, [member], _ALONE, order[None, lo : lo + count], count,
+                                                       any_weights), lr)
             if not math.isfinite(loss):
                 member.status = "diverged"
                 member.error = str(TrainingDiverged.at_step(loss, trainer.epoch + 1, lo // batch + 1, lr))
                 return
-            weight = count if member.weights is None else float(member.weights[picked].sum())
-            at.total[0] += loss * weight
-            at.weight_total[0] += weight
-            at.next_row[0] = lo + batch
+            weight = count if wb is None else float(wb.sum())
+            total += loss * weight
+            weight_total += weight
+            at.total[0], at.weight_total[0], at.next_row[0] = total, weight_total, lo + batch
             if watchers and time.perf_counter() - shown >= PROGRESS_INTERVAL_S:
                 shown = time.perf_counter()
                 for watch in watchers:
-                    watch(trainer.epoch + 1, lo + count, n, float(at.total[0] / at.weight_total[0]))
-            self._after_step([member])
+                    watch(trainer.epoch + 1, lo + count, n, total / weight_total)
+            if self._step_hooks or self._cancelled:
+                self._after_step([member])
             if self._stop_reason is not None and member.running and lo + batch < n:
                 at.write_back([member])
                 self._interrupt([member], lo // batch + 1)
+
+    def _batch_buffer(self, X) -> np.ndarray:
+        """The host buffer a stack of one gathers its batches into: (batch_size, D) of X's
+        dtype, made once per fit (the short last batch is a view of its first rows)."""
+        key = ("alone", X.dtype)
+        if key not in self._batches:
+            self._batches[key] = np.empty((self.configs[0].batch_size, X.shape[1]), X.dtype)
+        return self._batches[key]
 
     def _after_step(self, members: list[_Member]) -> None:
         """The step hooks, then the cancels they (or anyone) asked for."""
