@@ -20,7 +20,7 @@ medians (and every run) printed:
    collection, whole processes.
 3. Imports the README discusses, each timed inside a fresh process after numpy: Numba,
    scipy.linalg (the usual way to reach scipy's BLAS), scipy's BLAS extension module alone
-   (how the cpu backend loads it, kernels/cpu_backend.py load_scipy_blas), scipy.special.
+   (how the cpu backend loads it, kernels/blas.py load_scipy_blas), scipy.special.
 
 `python -X importtime -c "import numbamlp.kernels.cpu_backend"` breaks part 3 down further.
 """

@@ -25,12 +25,8 @@ see the end of this module) the same blocks run in a plain loop.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
-import os
-import sys
 import threading
-from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -39,12 +35,12 @@ from numba.extending import overload, register_jitable
 
 from numbamlp.kernels import (ACTIVATION_NAMES, CROSS_ENTROPY, LOSS_NAMES, SQUARED_ERROR, STEP_GRADIENTS,
                               TRANSPOSED_INPUT_MAX, negligible_exp)
-from numbamlp.kernels.native import entry_point as _entry_point
 from numbamlp.kernels.native import float32_from_bits as _float32_from_bits
 from numbamlp.kernels.native import thread_count as _thread_count
-from numbamlp.kernels.native import type_fingerprint as _type_fingerprint
 from numbamlp.kernels.native import xxgemm as _xxgemm
-from numbamlp.kernels.pool import keep_one_thread
+from numbamlp.kernels.blas import load_scipy_blas, pin_blas_to_one_thread
+from numbamlp.kernels.cpu_checks import KERNEL_CHECKS, KernelArgumentError, checked  # noqa: F401 (the backend's error)
+from numbamlp.kernels.pool import one_thread_in_forked_children
 from numbamlp.kernels.pool import start as start_thread_pool
 from numbamlp.kernels.rowwise import softmax_crossentropy_row
 
@@ -157,49 +153,6 @@ def _gemm(C, A, trans_a, B, trans_b, alpha, beta, scalars, threads=True):
         return
     for block in range(blocks):
         _gemm_block(block, blocks, m, n, k, a, A.shape[1], trans_a, b, B.shape[1], trans_b, c, scalars)
-
-
-def load_scipy_blas() -> str:
-    """Load scipy.linalg.cython_blas, the module through which numba_xxgemm reaches scipy's
-    BLAS (Numba looks it up by that name), and return the folder scipy is installed in.
-    It is loaded alone from its file and registered under its name (a later ``import
-    scipy.linalg`` reuses it): the usual import runs the whole scipy.linalg package first,
-    ~0.15 s of a warm start (bench/README.md, "The warm start").
-    """
-    import importlib.machinery
-    import importlib.util
-
-    name = "scipy.linalg.cython_blas"
-    scipy_home = importlib.util.find_spec("scipy").submodule_search_locations[0]
-    if name in sys.modules:
-        return scipy_home
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = os.path.join(scipy_home, "linalg", "cython_blas" + suffix)
-        if os.path.isfile(path):
-            spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            try:
-                spec.loader.exec_module(module)
-                return scipy_home
-            except ImportError:
-                del sys.modules[name]
-            break
-    importlib.import_module(name)  # an unusual layout: the usual, slower way
-    return scipy_home
-
-
-def pin_blas_to_one_thread(scipy_home: str) -> None:
-    """Run the BLAS that _gemm calls (scipy's, installed in ``scipy_home``) on one thread,
-    process-wide: the parallelism is Numba's (see _gemm).  numpy's own BLAS is left alone
-    when it is a separate library."""
-    from threadpoolctl import ThreadpoolController
-
-    blas = ThreadpoolController().select(user_api="blas")
-    scipys = [lib for lib in blas.lib_controllers
-              if os.path.abspath(lib.filepath).startswith(os.path.dirname(scipy_home) + os.sep + "scipy")]
-    for lib in scipys or blas.lib_controllers:
-        lib.set_num_threads(1)
 
 
 # ---------------------------------------------------------------- affine
@@ -1055,7 +1008,7 @@ def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses
     gradients = mode == STEP_GRADIENTS
     update_after = gradients or adam
     if buffers.params.shape[0] == 1:  # a model alone: no masks, no reductions (a plan's AloneStep skips the dispatcher)
-        stack_function(*_alone_specialisation(buffers, settings, act_code, adam, gradients, loss))(*arguments)
+        stack_function(*alone_specialisation(buffers, settings, act_code, adam, gradients, loss))(*arguments)
         if not settings.active[0]:
             buffers.losses[0] = np.nan
         return
@@ -1077,7 +1030,7 @@ def stack_step(buffers, layout, settings, X, y, weights, act_code, backward_uses
         buffers.losses[~active] = np.nan
 
 
-def _alone_specialisation(buffers, settings, act_code, adam, gradients, loss) -> tuple:
+def alone_specialisation(buffers, settings, act_code, adam, gradients, loss) -> tuple:
     """stack_function's settings for a stack of one: plain SGD (momentum 0) updates inside
     the GEMMs, every other optimizer (and the gradients-only mode) after them."""
     chunked = buffers.params.shape[1] >= UPDATE_PARALLEL_MIN
@@ -1085,68 +1038,7 @@ def _alone_specialisation(buffers, settings, act_code, adam, gradients, loss) ->
     return (act_code, update_mode, adam and not gradients, chunked, False, gradients, loss)
 
 
-# ---------------------------------------------------------------- a model alone, past the dispatcher
-# Numba's dispatcher types the plan's named tuples element by element in Python at every
-# call, ~2-3 µs of a ~20 µs step at bench/train.py's small config (bench/README.md, "M = 1").
-# A plan's tuples never change, so a plan of one model calls the compiled entry point it
-# resolved on its first step with those argument types.
-
-
-class AloneStep:
-    """The step of a plan of one model (numbamlp.plan picks it for the cpu backend's M = 1):
-    stack_step's M = 1 case, past Numba's dispatcher after the first call.  Entry points are
-    kept per specialisation and argument types (Numba's type fingerprint, and alignment);
-    anything new goes through the dispatcher, which types and checks everything."""
-
-    def __init__(self, buffers, layout, settings):
-        self.buffers, self.layout, self.settings = buffers, layout, settings
-        self._entries: dict[tuple, object] = {}  # (specialisation, argument types) → compiled entry point
-
-    def __call__(self, buffers, layout, settings, X, y, weights, act_code, backward_uses_output, alpha, adam, flag,
-                 mode, loss=CROSS_ENTROPY):
-        """stack_step, for this plan's own buffers, layout and settings (which these are)."""
-        specialisation = _alone_specialisation(buffers, settings, act_code, adam, mode == STEP_GRADIENTS, loss)
-        self.run(specialisation, (buffers, layout, settings, X, y, weights, backward_uses_output, alpha, flag))
-        if not settings.active[0]:
-            buffers.losses[0] = np.nan
-
-    @staticmethod
-    def types_of(arguments) -> tuple | None:
-        """What an entry point is kept by besides the specialisation: the types of the
-        arguments after the plan's tuples (Numba's fingerprint) and the arrays' alignment;
-        None for arguments that are not arrays."""
-        X, y, weights = arguments[3:6]
-        try:
-            return (_type_fingerprint(arguments[3:]), X.flags.aligned, y.flags.aligned,
-                    weights is None or weights.flags.aligned)
-        except (AttributeError, ValueError):
-            return None
-
-    def run(self, specialisation, arguments, types: tuple | None = None) -> None:
-        """stack_function(*specialisation)(*arguments) on this plan's tuples; ``types``:
-        types_of(arguments), when the caller knows it (PlainStep's batches all have one)."""
-        types = types or self.types_of(arguments)
-        if types is None:  # not arrays: the dispatcher says what is wrong
-            stack_function(*specialisation)(*arguments)
-            return
-        key = (specialisation, types)
-        entry = self._entries.get(key)
-        if entry is not None:
-            entry(*arguments)
-            return
-        compiled = stack_function(*specialisation)
-        compiled(*arguments)
-        self._entries[key] = _entry_point(compiled, arguments) or compiled
-
-
-# ---------------------------------------------------------------- Trainer.step on a plain batch
-# Trainer.step checks and converts what a user passes (numbamlp.model.as_features and
-# as_class_indices: ~2.8 µs of numpy at small), then goes through the plan and stack_step
-# (~2 µs more of Python).  Most calls pass a batch the step takes as it is; PlainStep
-# recognises one (its types by Numba's fingerprint, its values in one compiled pass) and
-# steps on it through the compiled entry point; anything else takes the checked path.
-
-
+# ---------------------------------------------------------------- a plain batch (kernels/cpu_dispatch.py)
 @njit(**_SERIAL)
 def batch_problem(X, y, n_classes):
     """False when every value of X (B, D) is finite and y (B,) int64 holds class indices in
@@ -1160,52 +1052,6 @@ def batch_problem(X, y, n_classes):
             v = X[i, j]
             bad |= (v - v) != 0.0  # NaN for NaN and ±inf
     return bad
-
-
-class PlainStep:
-    """``plain_step(X, y, lr)``: one training step of a plan of one classifier (numbamlp.plan)
-    at learning rate lr on X (B, D), y (B,), returning the loss, when they are exactly what
-    the compiled step takes: X C-contiguous, aligned, of the plan's dtype, finite, with the
-    plan's D features and 1 ≤ B ≤ capacity rows; y C-contiguous int64 class indices in range.
-    Anything else: nothing is done and it returns None (Trainer.step's checks then convert
-    the arrays or say what is wrong).  The same compiled step as stack_step, the same bits."""
-
-    def __init__(self, alone: AloneStep, options, capacity: int):
-        self.alone = alone  # the plan's step
-        self.buffers, self.layout, self.settings = alone.buffers, alone.layout, alone.settings
-        self.act_code, self.backward_uses_output, self.alpha, self.adam, self.flag = options
-        self.capacity = capacity
-        self.n_features, self.n_classes = int(self.layout.layers[0]), int(self.layout.layers[-1])
-        self.types = _type_fingerprint((np.zeros((1, 1), self.buffers.params.dtype), np.zeros(1, np.int64)))
-        self._check = None
-        self._step_types = None  # AloneStep.types_of the step's arguments: the same for every plain batch
-
-    def __call__(self, X, y, lr: float) -> float | None:
-        try:
-            if _type_fingerprint((X, y)) != self.types:
-                return None
-        except ValueError:  # not arrays
-            return None
-        rows = X.shape[0]
-        if not (0 < rows <= self.capacity and X.shape[1] == self.n_features and y.shape[0] == rows
-                and X.flags.aligned and y.flags.aligned):
-            return None
-        check = self._check
-        if check is None:
-            batch_problem(X, y, self.n_classes)  # (compiled or loaded on first use)
-            check = self._check = _entry_point(batch_problem, (X, y, self.n_classes))
-        if check(X, y, self.n_classes):
-            return None
-        settings, buffers = self.settings, self.buffers
-        settings.lr[0] = lr
-        specialisation = _alone_specialisation(buffers, settings, self.act_code, self.adam, False, CROSS_ENTROPY)
-        arguments = (buffers, self.layout, settings, X[None], y[None], None, self.backward_uses_output, self.alpha,
-                     self.flag)
-        if self._step_types is None:
-            self._step_types = self.alone.types_of(arguments)
-        with LAUNCH_GUARD:
-            self.alone.run(specialisation, arguments, self._step_types)
-        return float(buffers.losses[0]) if settings.active[0] else math.nan
 
 
 # numbamlp.diagnostics reads where the kernels are cached from stack_step._cache (every
@@ -1230,166 +1076,15 @@ start_thread_pool()
 LAUNCH_GUARD = threading.RLock() if numba.threading_layer() == "workqueue" else contextlib.nullcontext()
 
 
-def _one_thread_after_fork() -> None:
-    # GNU OpenMP does not survive fork(): Numba terminates a child that starts parallel
-    # work after its parent used OpenMP (measured: a multiprocessing pool forked after a
-    # fit hung with its workers dead).  A forked child runs numbamlp on one thread, which
-    # takes the kernels' serial paths; the blocks are the same, so are the bits.  (Nor may
-    # the default threads' look at the load give it more: kernels/pool.py.)
-    numba.set_num_threads(1)
-    keep_one_thread()
-
-
-if numba.threading_layer() == "omp":
-    os.register_at_fork(after_in_child=_one_thread_after_fork)
+# A child forked under GNU OpenMP runs on one thread (kernels/pool.py says why).
+one_thread_in_forked_children()
 
 
 # ---------------------------------------------------------------- the public kernels, checked
-# The kernels index their arrays without bounds checks (that is their speed), so a direct
-# call with a wrong shape, an out-of-range label or mixed dtypes read and wrote outside the
-# arrays: wrong numbers, or a crashed interpreter.  The public names (numbamlp.kernels'
-# interface) check their arguments first and raise KernelArgumentError (a ValueError) naming
-# the one at fault; compiled code calls the kernels themselves, by their private names
-# (_relu_forward, ...), as do benchmarks that time the kernels alone.
-
-
-class KernelArgumentError(ValueError):
-    """A cpu kernel called with arrays it cannot take."""
-
-
-def _floats(**arrays) -> None:
-    """Each array given (None: absent): a C-contiguous numpy array of float32 or float64,
-    all of one dtype."""
-    dtype = None
-    for name, array in arrays.items():
-        if array is None:
-            continue
-        if not isinstance(array, np.ndarray):
-            raise KernelArgumentError(f"{name} must be a numpy array, got {type(array).__name__}")
-        if array.dtype not in (np.float32, np.float64):
-            raise KernelArgumentError(f"{name} must be float32 or float64, got {array.dtype}")
-        if dtype is not None and array.dtype != dtype:
-            raise KernelArgumentError(f"{name} is {array.dtype} but the arrays before it are {dtype}")
-        if not array.flags.c_contiguous:
-            raise KernelArgumentError(f"{name} must be C-contiguous (np.ascontiguousarray)")
-        dtype = array.dtype
-
-
-def _shapes(**expected) -> None:
-    """name=(array, shape) for each array given: that shape."""
-    for name, (array, shape) in expected.items():
-        if array is not None and array.shape != tuple(shape):
-            raise KernelArgumentError(f"{name} must have shape {tuple(shape)}, got {array.shape}")
-
-
-def _shape_of(name: str, array, ndim: int) -> tuple:
-    if not isinstance(array, np.ndarray) or array.ndim != ndim:
-        raise KernelArgumentError(f"{name} must be a {ndim}-D numpy array")
-    return array.shape
-
-
-def _loss_operands(scores_name: str, scores, alike: dict, row_loss, weights) -> tuple[int, int]:
-    """A loss kernel's (B, C): its scores (or probabilities), the arrays ``alike`` of their
-    shape and dtype, row_loss (B,) floats (None: the kernel has none), weights None or (B,)."""
-    B, C = _shape_of(scores_name, scores, 2)
-    _floats(**{scores_name: scores}, **alike)
-    _shapes(**{name: (array, (B, C)) for name, array in alike.items()})
-    if row_loss is not None:
-        _floats(row_loss=row_loss)
-        _shapes(row_loss=(row_loss, (B,)))
-    if weights is not None and (not isinstance(weights, np.ndarray) or weights.dtype.kind != "f"
-                                or weights.shape != (B,)):
-        raise KernelArgumentError(f"weights must be None or floats of shape ({B},)")
-    return B, C
-
-
-def _class_indices(y, rows: int, classes: int) -> None:
-    if not isinstance(y, np.ndarray) or y.dtype.kind not in "iu" or y.shape != (rows,):
-        raise KernelArgumentError(f"y must be integer class indices of shape ({rows},)")
-    if rows and (y.min() < 0 or y.max() >= classes):
-        raise KernelArgumentError(f"y must hold class indices in [0, {classes}), got {y.min()} .. {y.max()}")
-
-
-def _check_affine_forward(out, X, W, b):
-    (B, n_in), (n_out, _) = _shape_of("X", X, 2), _shape_of("W", W, 2)
-    _floats(X=X, W=W, b=b, out=out)
-    _shapes(W=(W, (n_out, n_in)), b=(b, (n_out,)), out=(out, (B, n_out)))
-
-
-def _check_affine_backward(dX, dW, db, dout, X, W):
-    (B, n_out), (_, n_in) = _shape_of("dout", dout, 2), _shape_of("X", X, 2)
-    _floats(dout=dout, X=X, W=W, dW=dW, db=db, dX=dX)
-    _shapes(X=(X, (B, n_in)), W=(W, (n_out, n_in)), dW=(dW, (n_out, n_in)), db=(db, (n_out,)), dX=(dX, (B, n_in)))
-
-
-def _arrays_alike(**arrays) -> None:
-    """An activation's arrays: floats of the first one's shape and dtype."""
-    first_name, first = next(iter(arrays.items()))
-    if not isinstance(first, np.ndarray):
-        raise KernelArgumentError(f"{first_name} must be a numpy array")
-    _floats(**arrays)
-    _shapes(**{name: (array, first.shape) for name, array in arrays.items()})
-
-
-def _check_activation_forward(Hout, A, alpha):
-    _arrays_alike(A=A, Hout=Hout)
-
-
-def _check_activation_backward(dA, dH, cache, alpha):
-    _arrays_alike(dH=dH, cache=cache, dA=dA)
-
-
-def _check_softmax_crossentropy_forward(P, row_loss, S, y, weights=None):
-    _class_indices(y, *_loss_operands("S", S, {"P": P}, row_loss, weights))
-
-
-def _check_softmax_crossentropy_backward(dS, P, y, weights=None):
-    _class_indices(y, *_loss_operands("P", P, {"dS": dS}, None, weights))
-
-
-def _check_mse_forward(row_loss, S, Y, weights=None):
-    _loss_operands("S", S, {"Y": Y}, row_loss, weights)
-
-
-def _check_mse_backward(dS, S, Y, weights=None):
-    _loss_operands("S", S, {"Y": Y, "dS": dS}, None, weights)
-
-
-def _check_sgd_update(param, velocity, grad, lr, momentum, weight_decay, nesterov):
-    _floats(param=param, velocity=velocity, grad=grad)
-    _shapes(velocity=(velocity, param.shape), grad=(grad, param.shape))
-
-
-def _check_adam_update(param, m, v, grad, lr, beta1, beta2, eps, weight_decay, decoupled, step):
-    _floats(param=param, m=m, v=v, grad=grad)
-    _shapes(m=(m, param.shape), v=(v, param.shape), grad=(grad, param.shape))
-
-
-def _checked(name: str, kernel, check):
-    """``kernel`` behind ``check``, whose KernelArgumentError is raised before it runs, with
-    the kernel's ``name`` in front."""
-    @functools.wraps(kernel.py_func)
-    def checked(*arguments, **keywords):
-        try:
-            check(*arguments, **keywords)
-        except KernelArgumentError as err:
-            raise KernelArgumentError(f"{name}: {err}") from None
-        return kernel(*arguments, **keywords)
-
-    checked.compiled = kernel  # (the kernel itself, unchecked)
-    return checked
-
-
-_KERNEL_CHECKS = {
-    "affine_forward": _check_affine_forward, "affine_backward": _check_affine_backward,
-    **{f"{name}_forward": _check_activation_forward for name in ACTIVATION_NAMES},
-    **{f"{name}_backward": _check_activation_backward for name in ACTIVATION_NAMES},
-    "softmax_crossentropy_forward": _check_softmax_crossentropy_forward,
-    "softmax_crossentropy_backward": _check_softmax_crossentropy_backward,
-    "mse_forward": _check_mse_forward, "mse_backward": _check_mse_backward,
-    "sgd_update": _check_sgd_update, "adam_update": _check_adam_update,
-}
-for _name, _check in _KERNEL_CHECKS.items():
+# The public names check their arguments first (kernels/cpu_checks.py: the kernels index
+# without bounds checks); compiled code calls the kernels themselves, by their private
+# names (_relu_forward, ...), as do benchmarks that time the kernels alone.
+for _name, _check in KERNEL_CHECKS.items():
     globals()["_" + _name] = globals()[_name]  # the compiled kernel, for compiled callers
-    globals()[_name] = _checked(_name, globals()[_name], _check)
+    globals()[_name] = checked(_name, globals()[_name], _check)
 del _name, _check

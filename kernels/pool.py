@@ -89,6 +89,24 @@ def keep_one_thread() -> None:
     _LOAD.adapting = False
 
 
+def one_thread_in_forked_children() -> None:
+    """Under GNU OpenMP, run a child forked from this process on one thread: OpenMP does
+    not survive fork(), and Numba terminates a child that starts parallel work after its
+    parent used OpenMP (measured: a multiprocessing pool forked after a fit hung with its
+    workers dead).  On one thread the kernels take their serial paths; the blocks are the
+    same, so are the bits, and the default threads' look at the load keeps it there.  The
+    cpu backend calls this once its pool has started (the layer is known only then)."""
+    import numba
+
+    if numba.threading_layer() == "omp":
+        os.register_at_fork(after_in_child=_one_thread_after_fork)
+
+
+def _one_thread_after_fork() -> None:
+    set_numba_threads(1)
+    keep_one_thread()
+
+
 def look_at_the_next_step() -> None:
     """Let the calling thread's next ``adapt_threads`` look at the load at once (after a fit
     put its threads back as they were: a fit that follows should not run on those for the

@@ -124,20 +124,24 @@ class StepPlan:
         self.settings = MemberSettings(*(np.zeros(M, np.float64) for _ in range(6)),
                                        steps=np.zeros(M, np.int64), active=np.ones(M, np.bool_))
         # the backend's step, chosen once, not at every call: on cpu, a model alone's skips
-        # Numba's dispatcher (cpu_backend.AloneStep)
+        # Numba's dispatcher (kernels/cpu_dispatch.py, AloneStep)
         if backend == "reference":
             self._stack_step = reference_stack_step
         elif backend == "cpu" and M == 1:
-            self._stack_step = self.kernels.AloneStep(self.buffers, self.layout, self.settings)
+            from numbamlp.kernels.cpu_dispatch import AloneStep
+
+            self._stack_step = AloneStep(self.buffers, self.layout, self.settings)
         else:
             self._stack_step = self.kernels.stack_step
 
     def plain_step(self):
-        """Trainer.step's shortcut for plain batches (kernels.cpu_backend.PlainStep), or None:
+        """Trainer.step's shortcut for plain batches (kernels/cpu_dispatch.py, PlainStep), or None:
         the cpu backend has one, for a plan of one classifier."""
         if self.backend != "cpu" or self.members != 1 or self.loss != "cross_entropy":
             return None
-        return self.kernels.PlainStep(self._stack_step, self.options, self.capacity)
+        from numbamlp.kernels.cpu_dispatch import PlainStep
+
+        return PlainStep(self._stack_step, self.options, self.capacity)
 
     def plain_batch(self, X: np.ndarray, y: np.ndarray) -> bool:
         """Whether X (k, B, D) and y (k, B) are class indices and features the cpu step

@@ -31,7 +31,7 @@ rng = np.random.default_rng(0)
 t.step(rng.normal(size=(8, 16)).astype(np.float32), np.arange(8) % 3)
 print("compiled", *compiled)
 # (a public kernel's compiled dispatcher is its private name, behind the checked public one)
-print("kernels", *[name[1:] if name[1:] in cpu_backend._KERNEL_CHECKS else name for name in dir(cpu_backend)
+print("kernels", *[name[1:] if name[1:] in cpu_backend.KERNEL_CHECKS else name for name in dir(cpu_backend)
                    if getattr(getattr(cpu_backend, name), "signatures", None)])
 """
 

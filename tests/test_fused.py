@@ -130,16 +130,16 @@ def batches(layers=(6, 8, 3), steps=5):
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_a_model_alone_steps_past_the_dispatcher_with_the_same_bits(optimizer):
     """A model stepping again on checked arrays (what fit does) calls its compiled step's
-    entry point directly (its plan's cpu_backend.AloneStep), also while other models step
+    entry point directly (its plan's cpu_dispatch.AloneStep), also while other models step
     in turn: the same bits as through Numba's dispatcher (stack_step)."""
     import numba
 
-    from numbamlp.kernels import cpu_backend
+    from numbamlp.kernels import cpu_backend, cpu_dispatch
 
     alone, in_turn, other = stepped_trainer(optimizer), stepped_trainer(optimizer), stepped_trainer(optimizer, (5, 3))
     alone_losses = [alone.train_step(X, y, None, alone.lr) for X, y in batches()]
     step = alone._plan._stack_step
-    assert isinstance(step, cpu_backend.AloneStep) and step.buffers is alone._plan.buffers
+    assert isinstance(step, cpu_dispatch.AloneStep) and step.buffers is alone._plan.buffers
     assert step._entries and not any(isinstance(entry, numba.core.dispatcher.Dispatcher)
                                      for entry in step._entries.values())
     dispatched = stepped_trainer(optimizer)
