@@ -15,7 +15,8 @@ import math
 
 import numpy as np
 
-from numbamlp.kernels import CROSS_ENTROPY, STEP_GRADIENTS, cpu_backend
+from numbamlp.kernels import CROSS_ENTROPY, STEP_GRADIENTS
+from numbamlp.kernels.cpu_backend import LAUNCH_GUARD, alone_specialisation, batch_problem, stack_function
 from numbamlp.kernels.native import entry_point, type_fingerprint
 
 
@@ -39,7 +40,7 @@ class AloneStep:
     def __call__(self, buffers, layout, settings, X, y, weights, act_code, backward_uses_output, alpha, adam, flag,
                  mode, loss=CROSS_ENTROPY):
         """stack_step, for this plan's own buffers, layout and settings (which these are)."""
-        specialisation = cpu_backend.alone_specialisation(buffers, settings, act_code, adam, mode == STEP_GRADIENTS, loss)
+        specialisation = alone_specialisation(buffers, settings, act_code, adam, mode == STEP_GRADIENTS, loss)
         self.run(specialisation, (buffers, layout, settings, X, y, weights, backward_uses_output, alpha, flag))
         if not settings.active[0]:
             buffers.losses[0] = np.nan
@@ -61,14 +62,14 @@ class AloneStep:
         types_of(arguments), when the caller knows it (PlainStep's batches all have one)."""
         types = types or self.types_of(arguments)
         if types is None:  # not arrays: the dispatcher says what is wrong
-            cpu_backend.stack_function(*specialisation)(*arguments)
+            stack_function(*specialisation)(*arguments)
             return
         key = (specialisation, types)
         entry = self._entries.get(key)
         if entry is not None:
             entry(*arguments)
             return
-        compiled = cpu_backend.stack_function(*specialisation)
+        compiled = stack_function(*specialisation)
         compiled(*arguments)
         self._entries[key] = entry_point(compiled, arguments) or compiled
 
@@ -111,17 +112,17 @@ class PlainStep:
             return None
         check = self._check
         if check is None:
-            cpu_backend.batch_problem(X, y, self.n_classes)  # (compiled or loaded on first use)
-            check = self._check = entry_point(cpu_backend.batch_problem, (X, y, self.n_classes))
+            batch_problem(X, y, self.n_classes)  # (compiled or loaded on first use)
+            check = self._check = entry_point(batch_problem, (X, y, self.n_classes))
         if check(X, y, self.n_classes):
             return None
         settings, buffers = self.settings, self.buffers
         settings.lr[0] = lr
-        specialisation = cpu_backend.alone_specialisation(buffers, settings, self.act_code, self.adam, False, CROSS_ENTROPY)
+        specialisation = alone_specialisation(buffers, settings, self.act_code, self.adam, False, CROSS_ENTROPY)
         arguments = (buffers, self.layout, settings, X[None], y[None], None, self.backward_uses_output, self.alpha,
                      self.flag)
         if self._step_types is None:
             self._step_types = self.alone.types_of(arguments)
-        with cpu_backend.LAUNCH_GUARD:
+        with LAUNCH_GUARD:
             self.alone.run(specialisation, arguments, self._step_types)
         return float(buffers.losses[0]) if settings.active[0] else math.nan

@@ -259,18 +259,6 @@ def affine_forward(out, X, W, b):
     _gemm(out, X, W.T, bias=b, epilogue=BIAS)
 
 
-def affine_activation_forward(A, H, X, W, b, act_code, alpha):
-    """A = X Wᵀ + b and H = φ(A) in one GEMM epilogue (act_code: position in ACTIVATION_NAMES)."""
-    _gemm(A, X, W.T, bias=b, epilogue=BIAS_ACTIVATION, act_code=act_code, alpha=alpha, cache=H)
-
-
-def affine_activation_backward(dA_below, dW, db, dout, X, W, cache, act_code, alpha):
-    """affine_backward with the activation below fused into the dX GEMM's epilogue:
-    dA_below (B, in) = (dout W) ⊙ φ'(cache), so dH never goes to memory."""
-    _gemm(dW, dout.T, X, bias=db, epilogue=WITH_BIAS_GRADIENT)
-    _gemm(dA_below, dout, W, epilogue=ACTIVATION_GRADIENT, act_code=act_code, alpha=alpha, cache=cache)
-
-
 def affine_backward(dX, dW, db, dout, X, W):
     """dW (out, in) = doutᵀ X and db (out,) = Σ_rows dout in one GEMM;  dX (B, in) = dout W
     (if not None)."""
