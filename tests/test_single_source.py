@@ -159,7 +159,7 @@ def click_option(command, name: str):
 # fact → (module, constant, what the literal's context names, how a message writes the number)
 NUMBERS = {
     "stack size": ("numbamlp.sweeps.members", "DEFAULT_STACK_SIZE", r"stack", r"(?<![\w.])32(?![\w])"),
-    "grid member cap": ("numbamlp.sweeps.driver", "DEFAULT_MAX_MEMBERS", r"member|settings",
+    "grid member cap": ("numbamlp.sweeps.members", "DEFAULT_MAX_MEMBERS", r"member|settings",
                         r"(?<![\w.])10[,_]?000(?![\w])"),
     "batch window": ("numbamlp.service", "DEFAULT_BATCH_WINDOW_S", r"window", r"(?<![\w.])0\.5(?!\.?\d)"),
     "hold-out fraction": ("numbamlp.config", "DEFAULT_VAL_FRACTION", r"val_fraction|hold",

@@ -12,7 +12,8 @@ import click
 from numbamlp.cli.common import CliError, say_cache_notice
 from numbamlp.cli.config_flags import FLAG_OF_PATH, read_config_file, train_flags, validated, with_flags
 from numbamlp.kernels import BackendUnavailable
-from numbamlp.sweeps import DEFAULT_MAX_MEMBERS, DEFAULT_STACK_SIZE, METRICS
+from numbamlp.sweeps.members import DEFAULT_MAX_MEMBERS, DEFAULT_STACK_SIZE
+from numbamlp.sweeps.results import METRICS
 
 
 @click.command()

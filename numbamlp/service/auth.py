@@ -23,7 +23,6 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from numbamlp.io import atomic_write_bytes
 
 ROLES = ("read", "submit", "admin")  # each may do what the ones before it may
 TOKEN_FILE = "token"
@@ -69,6 +68,8 @@ def check_name(name: str) -> str:
 def read_or_create_token(data_dir) -> tuple[str, bool]:
     """The admin token in ``data_dir/token``, created on the first start; returns (token,
     created).  TokenFileError when the file is empty, malformed or open to others."""
+    from numbamlp.io import atomic_write_bytes  # (here: `numbamlp serve --help` reads ROLES without it)
+
     path = Path(data_dir) / TOKEN_FILE
     try:
         mode = path.stat().st_mode

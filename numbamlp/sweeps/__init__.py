@@ -38,27 +38,31 @@ The parts, each a module:
     driver     sweep() itself
 """
 
-from numbamlp.layout import SWEEP_FILES, sweep_directory_note
-from numbamlp.sweeps.directory import NEW_DIRECTORY, read_finished_rows, read_sweep_plan
-from numbamlp.sweeps.driver import DEFAULT_MAX_MEMBERS, sweep
-from numbamlp.sweeps.errors import SweepError, SweepInterrupted
-from numbamlp.sweeps.grid import (RANGE_KINDS, Range, grid_from_table, member_settings, normalise_grid,
-                                  parse_grid_option, parse_range, parse_value, resolve_key, setting_paths)
-from numbamlp.sweeps.members import (DEFAULT_STACK_SIZE, DEFAULT_VAL_FRACTION, base_document, member_configs,
-                                    stack_groups, validate_base)
-from numbamlp.sweeps.results import (FINISHED, HIGHER_IS_BETTER, METRICS, RESULT_COLUMNS, RUN_COLUMNS, TASK_COLUMNS,
-                                     TASK_METRICS, SweepResult, best_row, grid_column, grid_keys, ranked, table_csv)
-from numbamlp.sweeps.runners import SCHEDULER_TIMEOUT_S, DaskRunner, InProcessRunner
-from numbamlp.sweeps.task import (StackStopped, SweepData, train_stack, train_stack_on_worker, worker_threads,
-                                  write_run_files)
+# Where each name lives: the parts are imported on first use (PEP 562), as numbamlp's own
+# names are, so that reading a default from here does not load the trainer.
+_PARTS = {
+    "numbamlp.layout": "SWEEP_FILES sweep_directory_note",
+    "numbamlp.sweeps.directory": "NEW_DIRECTORY read_finished_rows read_sweep_plan",
+    "numbamlp.sweeps.driver": "sweep",
+    "numbamlp.sweeps.errors": "SweepError SweepInterrupted",
+    "numbamlp.sweeps.grid": ("RANGE_KINDS Range grid_from_table member_settings normalise_grid "
+                            "parse_grid_option parse_range parse_value resolve_key setting_paths"),
+    "numbamlp.sweeps.members": ("DEFAULT_MAX_MEMBERS DEFAULT_STACK_SIZE DEFAULT_VAL_FRACTION base_document "
+                               "member_configs stack_groups validate_base"),
+    "numbamlp.sweeps.results": ("FINISHED HIGHER_IS_BETTER METRICS RESULT_COLUMNS RUN_COLUMNS "
+                               "TASK_COLUMNS TASK_METRICS SweepResult best_row grid_column grid_keys "
+                               "ranked table_csv"),
+    "numbamlp.sweeps.runners": "SCHEDULER_TIMEOUT_S DaskRunner InProcessRunner",
+    "numbamlp.sweeps.task": "StackStopped SweepData train_stack train_stack_on_worker worker_threads write_run_files",
+}
+_HOMES = {name: module for module, names in _PARTS.items() for name in names.split()}
 
-__all__ = [
-    "DEFAULT_MAX_MEMBERS", "DEFAULT_STACK_SIZE", "DEFAULT_VAL_FRACTION", "FINISHED", "HIGHER_IS_BETTER", "METRICS",
-    "NEW_DIRECTORY", "RANGE_KINDS", "RESULT_COLUMNS", "RUN_COLUMNS", "SCHEDULER_TIMEOUT_S", "SWEEP_FILES",
-    "TASK_COLUMNS", "TASK_METRICS", "DaskRunner", "InProcessRunner", "Range", "StackStopped", "SweepData",
-    "SweepError", "SweepInterrupted", "SweepResult", "base_document", "best_row", "grid_column", "grid_from_table",
-    "grid_keys", "member_configs", "member_settings", "normalise_grid", "parse_grid_option", "parse_range",
-    "parse_value", "ranked", "read_finished_rows", "read_sweep_plan", "resolve_key", "setting_paths", "stack_groups",
-    "sweep", "sweep_directory_note", "table_csv", "train_stack", "train_stack_on_worker", "validate_base",
-    "worker_threads", "write_run_files",
-]
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name):
+    if name in _HOMES:
+        import importlib
+
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'numbamlp.sweeps' has no attribute {name!r}")

@@ -15,16 +15,14 @@ from numbamlp.sweeps.directory import (NEW_DIRECTORY, SweepWriter, check_new_dir
                                        read_finished_rows, read_sweep_plan)
 from numbamlp.sweeps.errors import SweepError, SweepInterrupted
 from numbamlp.sweeps.grid import member_settings, normalise_grid
-from numbamlp.sweeps.members import (DEFAULT_STACK_SIZE, absolute_data_settings, base_document, member_configs,
-                                     stack_groups, validate_base)
+from numbamlp.sweeps.members import (DEFAULT_MAX_MEMBERS, DEFAULT_STACK_SIZE, absolute_data_settings, base_document,
+                                     member_configs, stack_groups, validate_base)
 from numbamlp.sweeps.results import (METRICS, RUN_COLUMNS, TASK_COLUMNS, SweepResult, best_row, grid_column,
                                      metric_for, sweep_summary)
 from numbamlp.sweeps.runners import DaskRunner, InProcessRunner
 from numbamlp.sweeps.splits import (arrays_stamp, checked_arrays, data_file_stamps, data_key, data_sets, other_arrays,
                                     prepare_data)
 from numbamlp.sweeps.task import StackStopped, SweepData
-
-DEFAULT_MAX_MEMBERS = 10_000  # most members a grid may make (sweep's max_members, the service's cap)
 
 
 def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers: int | None = None,

@@ -17,6 +17,7 @@ from numbamlp.config import (DEFAULT_VAL_FRACTION, OPTIMIZER_DEFAULTS, TrainConf
                              with_absolute_data_paths)
 from numbamlp.sweeps.errors import SweepError
 
+DEFAULT_MAX_MEMBERS = 10_000  # most members a grid may make (sweep's max_members, the service's cap)
 DEFAULT_STACK_SIZE = 32  # most members to a stack unless told (sweep's stack_size, the service's max_stack)
 
 

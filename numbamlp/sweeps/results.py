@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from numbamlp.config import TrainConfig
-from numbamlp.layout import RESULTS_CSV
 from numbamlp.sweeps.errors import SweepError
 
 # What a row holds per task, the validation metrics that can choose the best member (the
@@ -123,6 +122,8 @@ def table_csv(table: list[dict]) -> str:
 
 def sweep_summary(table: list[dict], metric: str, directory: Path | None, configs: list[TrainConfig]) -> dict[str, Any]:
     """The sweep's summary.json: the best row and its config, counts by status, where the results are."""
+    from numbamlp.layout import RESULTS_CSV  # (here: the command line reads METRICS without the file layer)
+
     best = best_row(table, metric)
     counts: dict[str, int] = {}
     for row in table:
