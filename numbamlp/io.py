@@ -261,7 +261,7 @@ def _check_model_tensors(path, tensors: dict, layers: list, dtype: str) -> None:
 
 
 def load_model(path):
-    """Read a model written by ``save_model`` (``MLP.save``, ``numbamlp train``), from its
+    """Read a model written by ``save_model`` (``numbamlp.save_model``, ``numbamlp train``), from its
     file or a directory that holds one (a run directory: its model.safetensors); checks
     everything before use.  (numbamlp.layout.load_model, above, also tells a sweep directory.)"""
     path = Path(path)

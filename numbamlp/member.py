@@ -363,9 +363,22 @@ class Member:
         for callback in callbacks:
             callback.on_epoch_end(self.epoch, metrics)
 
-    def request_stop(self, reason=None) -> None:
-        """Ask ``fit`` to stop after the step in progress (safe to call from a signal handler)."""
-        self._stop_reason = reason if reason is not None else "stop requested"
+    def saved_epoch_metrics(self) -> dict:
+        """The history's metrics of the epoch whose weights the model holds after a fit:
+        early stopping's best epoch, else the last (what a run's or a member's summary reports)."""
+        return self.epoch_metrics(self.best_epoch if self.best_epoch is not None else self.epoch)
+
+    @property
+    def training_seconds(self) -> float:
+        """The seconds the epochs so far took (their history's, resumed fits included)."""
+        return sum(m.get("seconds", 0.0) for m in self.history)
+
+    def restore_best(self) -> None:
+        """Put the best epoch's weights back (early stopping's, when it kept any): what the end
+        of a fit does, and a warm fit that finds nothing left to train."""
+        if self.best_params is not None:
+            self.model.flat_params[...] = self.best_params
+            self.host_changed()
 
     def _track_best(self, val_loss: float) -> None:
         stopping = self.config.early_stopping

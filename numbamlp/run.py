@@ -235,15 +235,14 @@ def _finish(trainer, splits, files: RunFiles, config: TrainConfig, config_dump: 
     model = trainer.model
     files.write_model(model, splits, config_dump)
     test = None if interrupted else trainer.evaluate(splits.X_test, splits.y_test)
-    saved_epoch = trainer.best_epoch if trainer.best_epoch is not None else trainer.epoch
-    saved = trainer.epoch_metrics(saved_epoch)
+    saved = trainer.saved_epoch_metrics()
     scores = {f"val_{name}": saved.get(f"val_{name}") for name in ("accuracy", "loss", "r2", "mse")}
     if test is not None:  # (a classifier's loss and accuracy; a regressor's loss, r2, mse, mae)
         scores.update({f"test_{name}": value for name, value in test.items()})
     status = "interrupted" if interrupted else "stopped early" if trainer.stopped_early else "done"
     summary = run_summary(files.directory, config, splits, model, scores=scores, status=status, error=None,
                           best_epoch=trainer.best_epoch, epochs=trainer.epoch,
-                          seconds=sum(m.get("seconds", 0.0) for m in trainer.history),
+                          seconds=trainer.training_seconds,
                           wall_s=time.perf_counter() - start, gradient_check_error=trainer.validation_error)
     files.write_summary(summary)
     return summary

@@ -110,6 +110,8 @@ def member_data(member: Member, X, y, X_val, y_val, sample_weight, status: str =
         weights = by_row
     if status == "training" and (member.stopped_early or member.epoch >= member.config.epochs):
         status = "stopped early" if member.stopped_early else "done"
+    if status in ("done", "stopped early"):  # (a checkpoint taken at its last epoch's end holds that
+        member.restore_best()                # epoch's weights beside the best: the fit puts these back)
     return _Member(member, rows, member.encode(y), weights, Xv, yv, status, error)
 
 
@@ -152,9 +154,6 @@ class _ForMember:
         self.callback.on_epoch_end(epoch, {**metrics, "member": self.member})
 
 
-# The one member a stack of one steps (_steps_alone), as _batch takes its members' indices.
-_ALONE = np.zeros(1, np.int64)
-
 # How often, at most, a callback's on_progress hears of an epoch under way.
 PROGRESS_INTERVAL_S = 0.1
 
@@ -173,31 +172,32 @@ class StackTrainer:
         if not configs:
             raise ValueError("a stack needs at least one config")
         check_stack_key(configs)
-        self.configs = configs
-        self.trainers = [Member(c) for c in configs]  # (each member's state; the loop is here)
-        self.plan: StepPlan | None = None
+        self._hold([Member(c) for c in configs], plan=None)  # (each member's state; the loop is here)
+
+    def _hold(self, members: list[Member], plan: StepPlan | None, members_named: bool = True) -> None:
+        """The stack's state around ``members``, before any fit."""
+        self.configs = [member.config for member in members]
+        self.trainers = members
+        self.plan = plan
         self.results: list[dict] = []
-        self.statuses: list[tuple] = [("training", None)] * len(configs)  # (status, error) per member
+        self.statuses: list[tuple] = [("training", None)] * len(members)  # (status, error) per member
         self._stop_reason = None
         self._cancelled: set[int] = set()  # members asked to stop (cancel_member), from any thread
         self._step_hooks: list = []
         self._threads_set = False  # (step sets config.threads once; fit sets it while it runs)
-        self._members_named = True  # (a callback's metrics carry "member"; not in a Trainer's own fit)
+        self._members_named = members_named  # (a callback's metrics carry "member"; not in a Trainer's own fit)
 
     @classmethod
     def of_one(cls, member: Member) -> "StackTrainer":
         """The stack of one a Trainer's fit runs its epochs in (``train``): ``member`` itself,
         with its own step plan (no copy), its callbacks' metrics as they are."""
         stack = cls.__new__(cls)
-        stack.configs, stack.trainers, stack.plan = [member.config], [member], member.plan
-        stack.results, stack.statuses = [], [("training", None)]
-        stack._stop_reason, stack._cancelled, stack._step_hooks = None, set(), []
-        stack._threads_set, stack._members_named = True, False
+        stack._hold([member], member.plan, members_named=False)
         return stack
 
     def __getstate__(self):
         # the step plan does not pickle (nor need it: the members' weights and optimizer state
-        # pickle with them, see Trainer.__getstate__); a plan of the same capacity is made on load
+        # pickle with them, see Member.__getstate__); a plan of the same capacity is made on load
         for trainer in self.trainers:
             trainer.synchronize()
         state = self.__dict__.copy()
@@ -535,6 +535,8 @@ class StackTrainer:
         if self._device is None:
             y_order = member.y_idx[order]
             Xb = self._batch_buffer(X)
+        else:  # the data stays on the GPU; the epoch's order goes up once
+            device_order = self._device.upload(order[None])
         watchers = [callback.on_progress for callback in callbacks if hasattr(callback, "on_progress")]
         shown = time.perf_counter()
         plan.settings.active[0] = True
@@ -544,28 +546,29 @@ class StackTrainer:
             wb = None if w_order is None else w_order[lo : lo + count]
             if wb is not None and not wb.any():  # rows all of weight 0: nothing to learn (and 0/0)
                 at.next_row[0] = lo + batch
-                continue
-            if self._device is None:  # (mode="clip": valid indices, and numpy writes into Xb directly)
-                np.take(X, order[lo : lo + count], axis=0, out=Xb[:count], mode="clip")
-                loss = trainer.train_step(Xb[:count], y_order[lo : lo + count], wb, lr)
-            else:  # this batch's rows gathered on the device, by index
-                loss = trainer.train_step(*self._batch(X, [member], _ALONE, order[None, lo : lo + count], count,
-                                                       any_weights), lr)
-            if not math.isfinite(loss):
-                member.status = "diverged"
-                member.error = str(TrainingDiverged.at_step(loss, trainer.epoch + 1, lo // batch + 1, lr))
-                return
-            weight = count if wb is None else float(wb.sum())
-            total += loss * weight
-            weight_total += weight
-            at.total[0], at.weight_total[0], at.next_row[0] = total, weight_total, lo + batch
-            if watchers and time.perf_counter() - shown >= PROGRESS_INTERVAL_S:
-                shown = time.perf_counter()
-                for watch in watchers:
-                    watch(trainer.epoch + 1, lo + count, n, total / weight_total)
-            if self._step_hooks or self._cancelled:
+            else:
+                if self._device is None:  # (mode="clip": valid indices, and numpy writes into Xb directly)
+                    np.take(X, order[lo : lo + count], axis=0, out=Xb[:count], mode="clip")
+                    loss = trainer.train_step(Xb[:count], y_order[lo : lo + count], wb, lr)
+                else:  # this batch's rows gathered on the device, by index
+                    loss = trainer.train_step(*self._device.batch(device_order, lo, count), lr)
+                if not math.isfinite(loss):
+                    member.status = "diverged"
+                    member.error = str(TrainingDiverged.at_step(loss, trainer.epoch + 1, lo // batch + 1, lr))
+                    return
+                weight = count if wb is None else float(wb.sum())
+                total += loss * weight
+                weight_total += weight
+                at.total[0], at.weight_total[0], at.next_row[0] = total, weight_total, lo + batch
+                if watchers and time.perf_counter() - shown >= PROGRESS_INTERVAL_S:
+                    shown = time.perf_counter()
+                    for watch in watchers:
+                        watch(trainer.epoch + 1, lo + count, n, total / weight_total)
+            if self._step_hooks or self._cancelled:  # (after every batch, as side by side)
                 self._after_step([member])
-            if self._stop_reason is not None and member.running and lo + batch < n:
+                if not member.running:  # cancelled: frozen as it is
+                    return
+            if self._stop_reason is not None and lo + batch < n:
                 at.write_back([member])
                 self._interrupt([member], lo // batch + 1)
 
@@ -669,9 +672,8 @@ class StackTrainer:
             member.status = "stopped early"
         elif trainer.epoch >= trainer.config.epochs:
             member.status = "done"
-        if not member.running and trainer.best_params is not None:
-            trainer.model.flat_params[...] = trainer.best_params
-            trainer.host_changed()
+        if not member.running:
+            trainer.restore_best()
         if not member.running:
             try:
                 trainer.check_outputs_finite(X, member.rows)

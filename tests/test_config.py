@@ -137,5 +137,6 @@ def test_the_cuda_status_is_stated_once():
 
     assert CUDA_STATUS in schema_field("backend").description
     root = Path(__file__).resolve().parents[1]
-    for path in [root / "README.md", *root.glob("docs/*.md"), *root.glob("numbamlp/*.py"), *root.glob("kernels/*.py"), *root.glob("cli/*.py")]:
+    for path in [root / "README.md", *root.glob("docs/*.md"), *root.glob("numbamlp/**/*.py"),
+                 *root.glob("kernels/*.py"), *root.glob("cli/**/*.py")]:
         assert "not yet device-resident" not in path.read_text(), path

@@ -335,6 +335,27 @@ def test_a_cancelled_member_stops_after_the_step_and_the_others_go_on():
         assert_same(stack.models[m].flat_params, trainer.model.flat_params, "cpu", f"member {m}")
 
 
+@pytest.mark.parametrize("members", [1, 2])
+def test_a_cancelled_member_of_a_stack_of_any_size_takes_no_step_after_it(members):
+    """A stack of one (a service job alone in its stack) steps its member through the loop's
+    M = 1 path: a cancel from a step hook stops it there too, after the step under way.
+    (Found in review, 2026-12-07: that path once stepped on to the epoch's end.)"""
+    X, y = data()
+    configs = [{"seed": m, "epochs": 3, "batch_size": 16, "model": {"hidden": [8]}} for m in range(members)]
+    stack = StackTrainer(configs)
+    steps = []
+
+    def hook():
+        steps.append(len(steps))
+        if len(steps) == 2:
+            stack.cancel_member(0)
+
+    stack.add_step_hook(hook)
+    stack.fit(X, y)
+    assert stack.results[0]["status"] == "cancelled"
+    assert stack.trainers[0].optimizer.step_count == 2
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("activation", ["relu", "gelu", "tanh"])
 def test_stacked_scores_are_each_members_scores_bit_for_bit(dtype, activation):

@@ -497,3 +497,30 @@ def test_sgd_is_plain_and_momentum_is_not():
         trainer.fit(X, y)
         weights[name] = trainer.model.flat_params.copy()
     assert not np.array_equal(weights["sgd"], weights["momentum"])
+
+
+def test_a_checkpoint_taken_as_early_stopping_ends_resumes_to_the_best_weights():
+    """A checkpoint written at the end of the epoch where early stopping stops (before the
+    best weights go back, as a run's checkpoint is) holds that epoch's weights beside the
+    best: a warm fit from it, with nothing left to train, puts the best back, so a resumed
+    run ends bit-identical to the uninterrupted one.  (Found in review, 2026-12-07.)"""
+    import copy
+
+    X, y = spiral(n_per_class=40)
+    config = {"epochs": 60, "batch_size": 16, "dtype": "float64", "model": {"hidden": [16]},
+              "optimizer": {"lr": 0.5, "momentum": 0.9}, "early_stopping": {"patience": 2}}
+    straight, kept = Trainer(config), {}
+
+    class KeepState:
+        def on_epoch_end(self, epoch, metrics):
+            arrays, meta = straight.state()
+            kept.update(arrays={k: np.array(v) for k, v in arrays.items()}, meta=copy.deepcopy(meta))
+
+    straight.fit(X, y, callbacks=[KeepState()])
+    assert straight.stopped_early and straight.best_epoch < straight.epoch
+    assert not np.array_equal(kept["arrays"]["params"], straight.model.flat_params)  # the last epoch's
+    resumed = Trainer(config)
+    resumed.build(X.shape[1], 3)
+    resumed.restore(kept["arrays"], kept["meta"], straight.classes_)
+    resumed.fit(X, y, warm_start=True)
+    np.testing.assert_array_equal(resumed.model.flat_params, straight.model.flat_params)

@@ -73,14 +73,13 @@ def train_stack(configs: list[dict], data: SweepData, threads: int | None = None
                 for _ in configs]
     outcomes = []
     for trainer, result in zip(stack.trainers, stack.results):
-        saved_epoch = trainer.best_epoch if trainer.best_epoch is not None else trainer.epoch
-        saved = trainer.epoch_metrics(saved_epoch)
+        saved = trainer.saved_epoch_metrics()
         columns = TASK_COLUMNS[trainer.config.task]
         outcome = {"status": result["status"], "error": result["error"], "epochs": trainer.epoch,
                    "best_epoch": trainer.best_epoch,
                    **{c: saved.get(c) for c in columns if c.startswith("val_")},
                    **{c: None for c in columns if c.startswith("test_")},
-                   "seconds": sum(m.get("seconds", 0.0) for m in trainer.history),
+                   "seconds": trainer.training_seconds,
                    # a diverged member has no model, as a diverged `numbamlp train` writes none: its
                    # weights (finite, but blown up) would predict NaN
                    "history": trainer.history, "model": None if result["status"] == "diverged" else trainer.model}

@@ -34,8 +34,9 @@ def test_digits_on_the_gpu_reaches_97_percent_and_the_saved_model_predicts_on_th
     trainer = Trainer(config)
     trainer.fit(splits.X_train, splits.y_train)
     assert trainer.evaluate(splits.X_test, splits.y_test)["accuracy"] >= 0.97
-    trainer.model.save(Path(os.environ.get("TMPDIR", "/tmp")) / "gpu-digits.safetensors")
-    from numbamlp import load_model
+    from numbamlp import load_model, save_model
+
+    save_model(trainer.model, Path(os.environ.get("TMPDIR", "/tmp")) / "gpu-digits.safetensors")
 
     on_cpu = load_model(Path(os.environ.get("TMPDIR", "/tmp")) / "gpu-digits.safetensors")
     np.testing.assert_array_equal(on_cpu.predict(splits.X_test, backend="cpu"), trainer.predict(splits.X_test))
