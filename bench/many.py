@@ -592,7 +592,7 @@ def layers_of_one_step(name, threads, repeats=7, calls=3000) -> None:
     as loops of ``calls`` single calls, the layers interleaved, ``repeats`` times; prints the
     median and best µs per call of each.  The layers' differences are the Python each adds."""
     from numbamlp.kernels import cpu_backend
-    from numbamlp.model import as_class_indices, as_features
+    from numbamlp.arrays import as_class_indices, as_features
     from numbamlp.trainer import Trainer
 
     M, layers, batch = CONFIGS[name]

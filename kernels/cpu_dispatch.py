@@ -75,7 +75,7 @@ class AloneStep:
 
 
 # ---------------------------------------------------------------- Trainer.step on a plain batch
-# Trainer.step checks and converts what a user passes (numbamlp.model.as_features and
+# Trainer.step checks and converts what a user passes (numbamlp.arrays.as_features and
 # as_class_indices: ~2.8 µs of numpy at small), then goes through the plan and stack_step
 # (~2 µs more of Python).  Most calls pass a batch the step takes as it is; PlainStep
 # recognises one (its types by Numba's fingerprint, its values in one compiled pass) and

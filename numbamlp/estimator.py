@@ -504,7 +504,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         fitted estimator, on from where the last fit or partial_fit stopped.
         X (N, D), y (N,), sample_weight (N,)."""
         from numbamlp.data import stratified_split
-        from numbamlp.model import as_sample_weights
+        from numbamlp.arrays import as_sample_weights
         from numbamlp.trainer import Trainer
 
         self._check_combinations()
@@ -691,7 +691,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """Train for ``max_iter`` epochs (from scratch, or on with ``warm_start=True``).
         X (N, D), y (N,) or (N, K), sample_weight (N,)."""
         from numbamlp.data import shuffle_split
-        from numbamlp.model import as_sample_weights
+        from numbamlp.arrays import as_sample_weights
         from numbamlp.trainer import Trainer
 
         self._check_combinations()

@@ -17,22 +17,11 @@ import time
 
 import numpy as np
 
+from numbamlp.arrays import as_class_indices, as_features, as_labels, as_sample_weights, as_targets, unique_labels
 from numbamlp.config import DEFAULT_VAL_FRACTION, TrainConfig
 from numbamlp.kernels import STEP_GRADIENTS, STEP_TRAIN, get_backend
 from numbamlp.metrics import regression_metrics
-from numbamlp.model import (
-    MLP,
-    SCORING_ROWS,
-    as_class_indices,
-    as_features,
-    as_labels,
-    as_sample_weights,
-    as_targets,
-    layer_views,
-    mean_cross_entropies,
-    scores_in_chunks,
-    unique_labels,
-)
+from numbamlp.model import MLP, SCORING_ROWS, layer_views, mean_cross_entropies, scores_in_chunks
 from numbamlp.optim import Optimizer, learning_rate
 
 

@@ -29,11 +29,11 @@ import time
 import numpy as np
 from pydantic import BaseModel
 
+from numbamlp.arrays import as_features, as_labels, as_sample_weights, as_targets, step_class_indices, unique_labels
 from numbamlp.config import TrainConfig
-from numbamlp.model import (as_features, as_labels, as_sample_weights, as_targets, stacked_scores, step_class_indices,
-                            unique_labels)
-from numbamlp.plan import StepPlan
 from numbamlp.member import Member, TrainingDiverged, TrainingInterrupted
+from numbamlp.model import stacked_scores
+from numbamlp.plan import StepPlan
 from numbamlp.threads import quiet_blas, set_config_threads, threads_while
 
 # The settings every member of a stack shares (dotted config paths): what the step plan is
@@ -327,7 +327,7 @@ class StackTrainer:
         y (B,) or (M, B) class indices 0..C−1; sample_weight None or (B,).  Returns the
         losses (M,) (a copy).  The learning rate is each member's for its current epoch (set
         when the stack is built and after each fit)."""
-        from numbamlp.model import as_class_indices
+        from numbamlp.arrays import as_class_indices
 
         if not self._threads_set:  # (once, as Trainer.step)
             set_config_threads(self.configs[0])

@@ -16,18 +16,11 @@ from typing import Protocol
 
 import numpy as np
 
+from numbamlp.arrays import (as_class_indices, as_features, as_labels, as_sample_weights, as_targets, step_class_indices,
+                             unique_labels)
 from numbamlp.kernels.pool import adapt_threads
 from numbamlp.member import GradientMismatch, Member, TrainingDiverged, TrainingInterrupted
 from numbamlp.metrics import regression_metrics
-from numbamlp.model import (
-    as_class_indices,
-    as_features,
-    as_labels,
-    as_sample_weights,
-    as_targets,
-    step_class_indices,
-    unique_labels,
-)
 from numbamlp.threads import quiet_blas, set_config_threads, set_threads, threads_while
 
 __all__ = ["Callback", "GradientMismatch", "Trainer", "TrainingDiverged", "TrainingInterrupted",

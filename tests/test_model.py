@@ -140,7 +140,7 @@ def test_auto_backend_falls_back_to_numpy_without_numba(monkeypatch):
 def test_as_features_copies_an_unaligned_buffer_into_an_aligned_one():
     """Arrays unpickled from a message (Dask's) can be unaligned; numpy gathers rows from
     those on a slow path, so as_features hands the trainers an aligned copy."""
-    from numbamlp.model import as_features
+    from numbamlp.arrays import as_features
 
     raw = np.zeros(8 * 4 * 3 + 1, dtype=np.uint8)
     unaligned = raw[1:].view(np.float64).reshape(4, 3)
