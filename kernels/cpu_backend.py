@@ -1054,12 +1054,6 @@ def batch_problem(X, y, n_classes):
     return bad
 
 
-# numbamlp.diagnostics reads where the kernels are cached from stack_step._cache (every
-# function of this module is cached in the same place; None under NUMBA_DISABLE_JIT=1, where
-# the kernels are plain Python).
-stack_step._cache = getattr(_gemm, "_cache", None)
-
-
 # Importing this backend loads scipy's BLAS and makes it single-threaded: see _gemm.
 pin_blas_to_one_thread(load_scipy_blas())
 # Start Numba's thread pool now.  A cached function that calls a parallel one is supposed

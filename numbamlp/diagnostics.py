@@ -49,9 +49,10 @@ def _kernel_cache(cpu_backend) -> tuple[str, str] | None:
     locator it chose — beside the package (InTreeCacheLocator), a user-wide directory when
     the package's is read-only (UserWideCacheLocator), NUMBA_CACHE_DIR
     (UserProvidedCacheLocator) — only the directory (Cache.cache_path).  The locator is the
-    cache's ``_impl.locator``; the cache is ``stack_step._cache``, which the cpu backend sets
-    for this (kernels/cpu_backend.py)."""
-    cache = getattr(cpu_backend.stack_step, "_cache", None)
+    cache's ``_impl.locator``; the cache is a compiled kernel's ``_cache`` (every function of
+    the cpu backend is cached in the same place; none under NUMBA_DISABLE_JIT=1, where the
+    kernels are plain Python and the public name's ``compiled`` is a function)."""
+    cache = getattr(getattr(cpu_backend.affine_forward, "compiled", None), "_cache", None)
     locator = getattr(getattr(cache, "_impl", None), "locator", None)
     directory = getattr(cache, "cache_path", None)
     if locator is None or directory is None:
