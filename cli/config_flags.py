@@ -31,6 +31,11 @@ TRAIN_FLAGS = [
     ("--val-fraction", "data.val_fraction", float, ""),
     ("--test-fraction", "data.test_fraction", float, ""),
     ("--data-seed", "data.seed", int, ""),
+    ("--features", "data.features", "str_list", " Comma-separated."),
+    ("--drop", "data.drop", "str_list", " Comma-separated."),
+    ("--categorical", "data.categorical", "str_list", " Comma-separated."),
+    ("--missing", "data.missing", str, ""),
+    ("--min-category-rows", "data.min_category_rows", int, ""),
     ("--hidden", "model.hidden", "int_list", " Comma-separated, e.g. 256,128."),
     ("--layers", "model.layers", "int_list", " Comma-separated, e.g. 64,128,10."),
     ("--activation", "model.activation", str, ""),
@@ -41,6 +46,8 @@ TRAIN_FLAGS = [
     ("--schedule", "schedule.name", str, ""),
     ("--warmup-epochs", "schedule.warmup_epochs", int, ""),
     ("--patience", "early_stopping.patience", int, ""),
+    ("--metric", "early_stopping.metric", str, ""),
+    ("--threshold", "threshold", "threshold", ""),
     ("--class-weight", "class_weight", "class_weight", " Here: balanced, label=weight pairs (churn=5,stay=1) "
      "or a JSON object ('{\"churn\": 5}')."),
     ("--epochs", "epochs", int, ""),
@@ -73,6 +80,29 @@ def _int_list(ctx, param, value):
         return [int(v) for v in value.split(",")]  # (an empty item, as in 4,,4, is a typo: refused)
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers like 256,128, got {value!r}") from None
+
+
+def _str_list(ctx, param, value):
+    """--features, --drop, --categorical: comma-separated column names (spaces around a name
+    are not part of it)."""
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",")]
+    if not any(names):
+        return []
+    if not all(names):
+        raise click.BadParameter(f"expected comma-separated column names like id,notes, got {value!r}")
+    return names
+
+
+def _threshold(ctx, param, value):
+    """--threshold: a probability (0.3) or the name of the metric to choose it by (f1)."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return value.strip()  # (the config says which names it takes)
 
 
 def _class_weight(ctx, param, value):
@@ -120,8 +150,9 @@ def train_flags(command):
         field = schema_field(path)
         help_text = field.description + extra + _shown_default(field)
         name = path.replace(".", "__")
-        if kind in ("int_list", "class_weight"):
-            callback = _int_list if kind == "int_list" else _class_weight
+        if kind in ("int_list", "str_list", "class_weight", "threshold"):
+            callback = {"int_list": _int_list, "str_list": _str_list, "class_weight": _class_weight,
+                        "threshold": _threshold}[kind]
             command = click.option(flag, name, callback=callback, help=help_text)(command)
         elif kind == "on_off":  # (--header/--no-header; None when neither is given)
             command = _on_off_option(flag, name, help_text)(command)

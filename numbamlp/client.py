@@ -201,7 +201,12 @@ class Client:
     def predict(self, job_id: str, X, proba: bool = False, columns: list[str] | None = None) -> dict:
         """The job's model's predictions for the rows of X; ``columns`` (a DataFrame's own,
         by default) name X's columns, which a model that knows its features' names takes by
-        name."""
+        name.  Rows by column name, for a model of a table (text, missing cells): X a list of
+        {column: value} dicts, a dict {column: values}, or a DataFrame with a column that is
+        not numbers or a missing cell (sent as rows: None, NaN and pandas' NA as null)."""
+        rows = _named_rows(X) if columns is None else None
+        if rows is not None:
+            return self._request("POST", self._job_path(job_id, "/predict"), {"rows": rows, "proba": proba})
         if columns is None and hasattr(X, "columns"):
             columns = [str(c) for c in X.columns]
             X = X.to_numpy()
@@ -223,6 +228,43 @@ class Client:
 
     def health(self) -> dict:
         return self._request("GET", "/healthz")
+
+
+def _named_rows(X) -> list[dict] | None:
+    """X as rows by column name, [{column: cell}] (cells JSON's: numbers, strings, booleans,
+    None for a missing value), when X is rows of dicts, a dict of columns, or a DataFrame
+    that is not all numbers without a missing cell; None otherwise (X is sent as numbers)."""
+    if isinstance(X, dict):
+        names = [str(name) for name in X]
+        columns = [list(values) for values in X.values()]
+        return [{name: _cell(column[i]) for name, column in zip(names, columns)}
+                for i in range(len(columns[0]) if columns else 0)]
+    if isinstance(X, (list, tuple)) and X and all(isinstance(row, dict) for row in X):
+        return [{str(name): _cell(value) for name, value in row.items()} for row in X]
+    if hasattr(X, "columns") and hasattr(X, "dtypes") and hasattr(X, "isna"):  # (pandas)
+        numbers = all(getattr(dtype, "kind", "O") in "biuf" for dtype in X.dtypes)
+        if numbers and not bool(X.isna().to_numpy().any()):
+            return None
+        names = [str(name) for name in X.columns]
+        return [{name: _cell(value) for name, value in zip(names, row)}
+                for row in X.itertuples(index=False, name=None)]
+    return None
+
+
+def _cell(value):
+    """One cell as JSON takes it: numpy's scalars as Python's, a missing value (None, NaN,
+    pandas' NA or NaT) as None, any other object as its text."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # (numpy scalars)
+        value = value.item()
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return None
+    if isinstance(value, float):
+        return None if value != value else value
+    if isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return str(value)
 
 
 def _detail(body: bytes) -> str:

@@ -13,12 +13,17 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from numbamlp.kernels import ACTIVATION_NAMES, CUDA_STATUS, activation_spec
+from numbamlp.metrics import METRICS, TASK_METRICS, THRESHOLD_METRICS, check_metric_applies
 
 TRAIN_BACKENDS = ("cpu", "numpy", "reference")
 SCHEDULES = ("constant", "step", "cosine")
 # The share of the training rows held out for validation when a run needs validation rows
 # (early stopping, a sweep ranking its members) and data.val_fraction is 0.
 DEFAULT_VAL_FRACTION = 0.1
+# what a table's missing feature cells do (data.missing), and the fewest training rows a
+# category needs to be one of its own (data.min_category_rows)
+MISSING_POLICIES = ("impute", "error")
+MIN_CATEGORY_ROWS = 10
 
 
 class _Strict(BaseModel):
@@ -56,10 +61,13 @@ def _number_fields(model: type[BaseModel]) -> tuple[tuple[str, str], ...]:
 
 
 def _annotation_types(annotation) -> tuple:
-    """The plain types an annotation is made of: int | None → (int, NoneType); list[int] → (int,)."""
-    from typing import get_args
+    """The plain types an annotation is made of: int | None → (int, NoneType); list[int] → (int,);
+    Literal["a", "b"] → (str,)."""
+    from typing import get_args, get_origin
 
     arguments = get_args(annotation)
+    if get_origin(annotation) is Literal:
+        return tuple({type(argument) for argument in arguments})
     if not arguments:
         return (annotation,)
     return tuple(t for argument in arguments for t in _annotation_types(argument))
@@ -174,13 +182,30 @@ class ScheduleConfig(_Strict):
     min_lr: float = Field(0.0, ge=0, description="cosine: final learning rate.")
 
 
+# What early stopping watches when early_stopping.metric is unset.
+DEFAULT_STOPPING_METRIC = "val_loss"
+
+
 class EarlyStoppingConfig(_Strict):
     patience: int | None = Field(
         None, ge=1,
-        description="Stop after this many epochs without validation-loss improvement and restore "
-        "the best weights; unset: train all epochs.",
+        description="Stop after this many epochs without improvement of the validation metric (metric) and "
+        "restore the best epoch's weights; unset: train all epochs.",
     )
-    min_delta: float = Field(0.0, ge=0, description="Smallest decrease of validation loss that counts.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest improvement of the metric that counts.")
+    metric: Literal[METRICS] | None = Field(
+        None,
+        description="The validation metric that picks the best epoch (early stopping) and, in a sweep, the best "
+        f"member: for classification {', '.join(TASK_METRICS['classification'])} (val_f1: two classes, of the "
+        f"second; val_macro_f1: more), for regression {', '.join(TASK_METRICS['regression'])}.  Unset: "
+        f"{DEFAULT_STOPPING_METRIC} for early stopping, and a sweep ranks by {TASK_METRICS['classification'][0]} "
+        f"or {TASK_METRICS['regression'][0]}.",
+    )
+
+    @property
+    def watched_metric(self) -> str:
+        """The validation metric early stopping watches: ``metric``, else DEFAULT_STOPPING_METRIC."""
+        return self.metric or DEFAULT_STOPPING_METRIC
 
 
 class DataConfig(_Strict):
@@ -222,6 +247,47 @@ class DataConfig(_Strict):
         None, ge=0, description="Seed of the held-out test and validation rows (and of builtin:spiral's "
         "points); default: the run's seed.  A sweep fixes it so that every member sees the same split."
     )
+    features: list[str] | None = Field(
+        None, description="The feature columns of a CSV or Parquet file, by name; unset: every column but the "
+        "label column and those dropped (an identifier column is left out, with a note, unless named here)."
+    )
+    drop: list[str] = Field(
+        default_factory=list, description="Columns of a CSV or Parquet file that are not features (an ID, a "
+        "free-text note), by name."
+    )
+    categorical: list[str] = Field(
+        default_factory=list, description="Columns read as categories even though they hold numbers (a zip "
+        "code, a store number); a column of text is categorical without being named."
+    )
+    missing: Literal[MISSING_POLICIES] = Field(
+        "impute", description="Missing feature cells (empty, NA, NaN, a Parquet null): impute (a number: the "
+        "training split's median, plus a was-missing feature; a category: one of its own) or error (refuse "
+        "the file, naming the cell)."
+    )
+    min_category_rows: int = Field(
+        MIN_CATEGORY_ROWS, ge=1, description="A category with fewer training rows than this shares one "
+        "bucket with the categories training never saw."
+    )
+
+    @field_validator("features", "drop", "categorical")
+    @classmethod
+    def _distinct_names(cls, value):
+        if value is not None:
+            repeated = sorted({name for name in value if value.count(name) > 1})
+            if repeated:
+                raise ValueError(f"names {', '.join(map(repr, repeated))} more than once")
+            if any(not name for name in value):
+                raise ValueError("an empty column name")
+        return value
+
+    @model_validator(mode="after")
+    def _columns_have_one_role(self):
+        both = sorted(set(self.features or ()) & set(self.drop))
+        if both:
+            raise ValueError(f"column {both[0]!r} is both a feature (features) and dropped (drop)")
+        if self.label_column is not None and str(self.label_column) in set(self.features or ()) | set(self.drop):
+            raise ValueError(f"column {self.label_column!r} is the label column; leave it out of features and drop")
+        return self
 
     @model_validator(mode="after")
     def _one_source_of_validation_rows(self):
@@ -257,6 +323,13 @@ class TrainConfig(_Strict):
     early_stopping: EarlyStoppingConfig = Field(
         default_factory=EarlyStoppingConfig, description="Early stopping on validation loss."
     )
+    threshold: float | Literal[THRESHOLD_METRICS] | None = Field(
+        None,
+        description="A binary classifier's decision threshold on the second class's probability (the classes "
+        f"sorted): a number in (0, 1), or one of {', '.join(THRESHOLD_METRICS)}: the threshold that maximises it on "
+        "the validation rows (held out as early stopping holds them out when there are none), stored in the model "
+        "and used by predict, the service and ONNX's label; unset: the most probable class.",
+    )
     class_weight: Literal["balanced"] | dict[str, float] | None = Field(
         None,
         description="Per-class loss weights: 'balanced' (n_samples / (n_classes · count)) or "
@@ -286,6 +359,32 @@ class TrainConfig(_Strict):
                 raise ValueError(f"the weight of class {label!r} must be a finite number >= 0, got {weight!r}")
             weights[str(label)] = float(weight)
         return weights
+
+    @field_validator("early_stopping")
+    @classmethod
+    def _stopping_metric_of_the_task(cls, value, info):
+        # (a field's own check, after task's: the message names early_stopping)
+        if value.metric is not None and info.data.get("task") is not None:
+            check_metric_applies(value.metric, info.data["task"])
+        return value
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _threshold_is_one_thing(cls, value):
+        """A number or a metric's name: one message for anything else (the union's would name its members)."""
+        if value is None or value in THRESHOLD_METRICS or (isinstance(value, (int, float))
+                                                           and not isinstance(value, bool)):
+            return value
+        raise ValueError(f"must be a probability in (0, 1) or one of {', '.join(THRESHOLD_METRICS)}, got {value!r}")
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_is_a_probability(cls, value, info):
+        if value is not None and info.data.get("task") == "regression":
+            raise ValueError("threshold is for binary classification; task 'regression' has no classes")
+        if isinstance(value, float) and not 0 < value < 1:
+            raise ValueError(f"a threshold is a probability in (0, 1), got {value}")
+        return value
 
     @field_validator("class_weight")
     @classmethod

@@ -7,8 +7,17 @@
 Parameters follow scikit-learn's own ``MLPClassifier`` where they mean the same thing
 (``alpha`` does not: it is the weight decay added to the mean gradient, as numbamlp and
 PyTorch apply it, about scikit-learn's alpha ÷ batch_size; see MLPClassifier).  Like
-scikit-learn's, it does not standardise features: put a ``StandardScaler`` before it in a
-``Pipeline``.
+scikit-learn's, it does not standardise an array of numbers: put a ``StandardScaler`` before
+it in a ``Pipeline``.
+
+A table is taken as it is, as scikit-learn's HistGradientBoosting takes one
+(``categorical_features="from_dtype"``): a pandas DataFrame with categorical columns (dtype
+category, object or string) or missing cells, or an array with NaN, is encoded by a
+``numbamlp.encoding.TableEncoder`` learned from the training rows (categories, medians with
+a was-missing feature, target means) and standardised (``Standardizer.leaving``: numbers and
+target means, not the 0/1 features); both become part of ``model_`` (``model_.table``,
+``model_.input_transform``), so the estimator, the saved model and ``numbamlp predict`` take
+the same raw rows.  Arrays without NaN and DataFrames of numbers alone train as before.
 
 Parameters are checked the way scikit-learn checks its own: ``_parameter_constraints``
 (sklearn.utils._param_validation) at the start of ``fit``, raising ``InvalidParameterError``
@@ -19,6 +28,7 @@ reported under the estimator's parameter name, never as pydantic's ValidationErr
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import typing
 from numbers import Integral, Real
@@ -28,9 +38,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_co
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_y, check_consistent_length, check_is_fitted, validate_data
 
-from numbamlp.config import MOMENTUM_OPTIMIZERS, OPTIMIZER_DEFAULTS, OPTIMIZERS, SCHEDULES, TrainConfig
+from numbamlp.config import (MIN_CATEGORY_ROWS, MOMENTUM_OPTIMIZERS, OPTIMIZER_DEFAULTS, OPTIMIZERS, SCHEDULES,
+                             TrainConfig)
 from numbamlp.kernels import ACTIVATION_NAMES
 
 # The scikit-learn checks that float32 cannot pass, with the reasons, for check_estimator's
@@ -77,6 +88,11 @@ def _choices(field: str) -> set[str]:
     return set(typing.get_args(TrainConfig.model_fields[field].annotation))
 
 
+def _is_dataframe(X) -> bool:
+    """Whether X is a pandas DataFrame (or one like it: named columns, each with a dtype)."""
+    return hasattr(X, "columns") and hasattr(X, "dtypes") and hasattr(X, "iloc")
+
+
 def _as_it_was_when_refused(method):
     """fit and partial_fit: one that raises leaves the estimator as it was before the call
     (its attributes; a new Trainer is dropped): a bad argument does not cost the fitted
@@ -118,6 +134,7 @@ class _BaseMLP(BaseEstimator):
     _TASK = "classification"
     _OUT_ACTIVATION = "softmax"
     _VALIDATION_SCORE = "val_accuracy"
+    _Y_CHECKS: dict = {}  # (how validate_data checks y: a regressor's are multi-output numbers)
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
@@ -140,6 +157,8 @@ class _BaseMLP(BaseEstimator):
         "beta_1": [Interval(Real, 0, 1, closed="left"), None],
         "beta_2": [Interval(Real, 0, 1, closed="left"), None],
         "epsilon": [Interval(Real, 0, None, closed="neither"), None],
+        "categorical_features": ["array-like", StrOptions({"from_dtype"}), None],
+        "min_category_rows": [Interval(Integral, 1, None, closed="left")],
     }
 
     def _parameter_error(self, name: str, message: str) -> ValueError:
@@ -165,14 +184,34 @@ class _BaseMLP(BaseEstimator):
 
         if (type(X) is np.ndarray and X.ndim == 2 and X.dtype in (np.float32, np.float64) and X.shape[0] > 0
                 and X.shape[1] == getattr(self, "n_features_in_", None) and "feature_names_in_" not in self.__dict__
-                and all_finite(X)):
+                and self.__dict__.get("_table") is None and all_finite(X)):
             return X
         return None
 
     def _checked_features(self, X):
-        """X for a fitted estimator's prediction, as ``validate_data(reset=False)`` returns it."""
+        """X for a fitted estimator's prediction, as ``validate_data(reset=False)`` returns it;
+        for one fitted on a table, its raw columns ({name: column}, which model_ encodes)."""
+        if self.__dict__.get("_table") is not None:
+            return self._table_inputs(X, "no_validation", reset=False)[0]
         plain = self._plain_features(X)
-        return plain if plain is not None else validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        if plain is not None:
+            return plain
+        with self._no_missing_values_learned():
+            return validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+
+    @contextlib.contextmanager
+    def _no_missing_values_learned(self):
+        """scikit-learn's "Input X contains NaN" for an estimator fitted on numbers without
+        any (which says the estimator takes none), in this estimator's words."""
+        try:
+            yield
+        except ValueError as err:
+            if not str(err).startswith("Input X contains NaN"):
+                raise
+            raise ValueError(f"Input X contains NaN, but this {type(self).__name__} was fitted on X without missing "
+                             "values and learned nothing to fill them with: fit it from scratch on rows that have "
+                             "them (their column's median and a was-missing feature are then learned), or impute "
+                             "them first") from None
 
     def _scores(self, X) -> np.ndarray:
         """The fitted model's scores (N, C) (a regressor's outputs (N, K)) of checked X:
@@ -294,6 +333,159 @@ class _BaseMLP(BaseEstimator):
             self._column_dtypes = column_dtypes(X)
         return validate_data(self, X, y, dtype=[np.float64, np.float32], reset=reset, **options)
 
+    # ------------------------------------------------------------ tables
+    def _inputs(self, X, y, first: bool):
+        """fit's and partial_fit's data: (X, y, None), X (N, D) checked as scikit-learn checks
+        it (today's path: an array without NaN, a DataFrame of numbers alone), or (None, y,
+        (columns, like)) for a table: its raw columns {name: column} and X as checked, which
+        says the dtype to train in (_table_inputs, _dtype).  ``first``: a fit from scratch or
+        a first partial_fit, which decides which of the two X is; later calls take what the
+        first took."""
+        from numbamlp.arrays import all_finite
+
+        categorical = None
+        if not first:
+            if self.__dict__.get("_table") is None:  # (fitted on numbers; or pickled before tables)
+                with self._no_missing_values_learned():
+                    X, y = self._validated(X, y, reset=False, **self._Y_CHECKS)
+                return X, y, None
+        elif _is_dataframe(X):
+            self._table = self._input_scaler = None
+            categorical = self._categorical_columns(X, [str(c) for c in X.columns])
+            if not categorical and not (X.shape[0] and X.isna().to_numpy().any()):
+                X, y = self._validated(X, y, reset=True, **self._Y_CHECKS)
+                return X, y, None
+        else:
+            self._table = self._input_scaler = None
+            if not self._picks_columns():
+                X, y = self._validated(X, y, reset=True, ensure_all_finite="allow-nan", **self._Y_CHECKS)
+                if all_finite(X):  # (no NaN: the array validate_data gives without allow-nan, today's path)
+                    return X, y, None
+        columns, y, like = self._table_inputs(X, y, reset=first, categorical=categorical)
+        return None, y, (columns, like)
+
+    def _picks_columns(self) -> bool:
+        """Whether categorical_features names columns itself (names, positions or a mask)."""
+        picked = self.categorical_features
+        return picked is not None and not isinstance(picked, str) and bool(np.asarray(picked).size)
+
+    def _categorical_columns(self, X, names: list[str]) -> list[str]:
+        """The columns of X (named ``names``) that ``categorical_features`` makes categorical,
+        read as HistGradientBoosting reads it: "from_dtype" (a DataFrame's columns of dtype
+        category, object or string; none of an array's), None (none), column names, positions
+        or a boolean mask (one per column)."""
+        from numbamlp.arrays import dtype_kind
+
+        selection = self.categorical_features
+        if selection is None:
+            return []
+        if isinstance(selection, str):  # ("from_dtype": _parameter_constraints refused any other)
+            if not _is_dataframe(X):
+                return []
+            return [name for name, dtype in zip(names, X.dtypes) if dtype_kind(str(dtype)) == "text"]
+        picked = np.asarray(selection)
+        valid = "(valid: 'from_dtype', None, column names, column positions, or a boolean mask of every column)"
+        if picked.size == 0:
+            return []
+        if picked.ndim != 1:
+            raise self._parameter_error("categorical_features", f"got {selection!r} {valid}")
+        if picked.dtype.kind == "b":
+            if len(picked) != len(names):
+                raise self._parameter_error("categorical_features", f"a boolean mask needs one entry per column "
+                                            f"of X ({len(names)}), got {len(picked)}")
+            return [name for name, chosen in zip(names, picked) if chosen]
+        if picked.dtype.kind in "iu":
+            if picked.min() < 0 or picked.max() >= len(names):
+                raise self._parameter_error("categorical_features", f"positions must be in [0, {len(names) - 1}] "
+                                            f"for X's {len(names)} columns, got {picked.tolist()}")
+            chosen = {int(j) for j in picked}
+            return [name for j, name in enumerate(names) if j in chosen]
+        if picked.dtype.kind in "UO" and all(isinstance(name, str) for name in picked):
+            if not _is_dataframe(X):
+                raise self._parameter_error("categorical_features", "column names need an X whose columns have "
+                                            "names (a DataFrame); for an array, give positions or a boolean mask")
+            unknown = [str(name) for name in picked if name not in names]
+            if unknown:
+                raise self._parameter_error("categorical_features", f"X has no column {unknown[0]!r} (its columns: "
+                                            f"{', '.join(map(repr, names[:8]))}{', ...' if len(names) > 8 else ''})")
+            chosen = set(picked.tolist())
+            return [name for name in names if name in chosen]
+        raise self._parameter_error("categorical_features", f"got {selection!r} {valid}")
+
+    def _table_inputs(self, X, y, reset: bool, categorical: list[str] | None = None):
+        """(columns, y, like) for a table X: its raw columns {name: float64 (N,) with NaN |
+        TextColumn} (numbamlp.encoding.table_columns), y checked as validate_data checks it
+        ("no_validation" at prediction, validate_data's word), and X checked (what says the
+        dtype to train in).  X is a
+        DataFrame (columns by name; feature_names_in_ as validate_data keeps them) or an
+        array (columns by position, named x0, x1, ...; so is a DataFrame given to an
+        estimator fitted without feature names, as scikit-learn takes it).  ``reset``: learn
+        the columns (a first fit); else they are the fitted encoder's.  ValueError for infinite numbers,
+        dates, or a text where the encoder was fitted on numbers (table_columns)."""
+        from numbamlp.arrays import column_dtypes, dtype_kind
+        from numbamlp.encoding import TextColumn, table_columns
+
+        fitting = not (isinstance(y, str) and y == "no_validation")
+        if not reset:
+            categorical = self._table.categorical
+        if _is_dataframe(X) and (reset or "feature_names_in_" in self.__dict__):
+            X, y = validate_data(self, X, y, reset=reset, skip_check_array=True) if fitting else (
+                validate_data(self, X, reset=reset, skip_check_array=True), y)
+            if X.shape[0] == 0:
+                raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required "
+                                 f"by {type(self).__name__}.")
+            names = [str(c) for c in X.columns] if reset else self._table.columns
+            if reset:
+                if len(set(names)) != len(names):
+                    twice = next(name for name in names if names.count(name) > 1)
+                    raise ValueError(f"X has two columns named {twice!r}; a table's columns need distinct names")
+                dates = [name for name, dtype in zip(names, X.dtypes) if dtype_kind(str(dtype)) == "datetime"]
+                if dates:
+                    raise ValueError(f"column {dates[0]!r} holds dates or times, which the model cannot take: "
+                                     "convert it to numbers (or text, for a category) first")
+                self._column_dtypes = column_dtypes(X)
+        else:
+            picks = self._picks_columns() if reset else bool(categorical)
+            checks = dict(dtype=None, ensure_all_finite=False) if picks else dict(
+                dtype=[np.float64, np.float32], ensure_all_finite="allow-nan")
+            if fitting:
+                X, y = validate_data(self, X, y, reset=reset, **checks, **self._Y_CHECKS)
+            else:
+                X = validate_data(self, X, reset=reset, **checks)
+            names = [f"x{j}" for j in range(X.shape[1])] if reset else self._table.columns
+            if reset:
+                self._column_dtypes = None
+                categorical = self._categorical_columns(X, names)
+        if fitting:
+            y = _check_y(y, estimator=self, **self._Y_CHECKS)
+            check_consistent_length(X, y)
+        if not categorical and isinstance(X, np.ndarray):  # (an array of numbers: its columns as they are)
+            columns = {name: np.asarray(X[:, j], dtype=np.float64) for j, name in enumerate(names)}
+        else:
+            columns = table_columns(X, names, categorical)
+        for name, column in columns.items():
+            if not isinstance(column, TextColumn) and np.isinf(column).any():
+                raise ValueError(f"Input X contains infinity in column {name!r}.")
+        return columns, y, X
+
+    def _encoded(self, columns: dict, y, rows, seed: int, dtype: str) -> np.ndarray:
+        """X (N, D_in) of ``dtype``: the raw ``columns`` encoded and standardised.  Without a
+        table encoding yet (a first fit), it is learned here from the training ``rows`` (None:
+        all): numbamlp.encoding.fit_table (their target means cross-fitted with ``seed``),
+        then the standardisation of those rows' numbers and target means (not the one-hot
+        and was-missing features: Standardizer.leaving)."""
+        from numbamlp.encoding import fit_table
+        from numbamlp.transforms import Standardizer
+
+        if self._table is None:
+            encoder, X = fit_table(columns, y, self._TASK, self.min_category_rows, seed, dtype, rows)
+            self._input_scaler = Standardizer.fit(X if rows is None else X[rows]).leaving(~encoder.scaled())
+            self._table = encoder
+        else:
+            X = self._table.transform(columns, dtype)
+        self._input_scaler.inplace_transform(X)
+        return X
+
     def _set_results(self) -> None:
         trainer = self._trainer
         self.model_ = trainer.model
@@ -301,6 +493,11 @@ class _BaseMLP(BaseEstimator):
         names = getattr(self, "feature_names_in_", None)
         self.model_.feature_names = None if names is None else [str(name) for name in names]
         self.model_.feature_dtypes = getattr(self, "_column_dtypes", None) if names is not None else None
+        table = self.__dict__.get("_table")
+        if table is not None:  # (a table's encoding and standardisation: the model takes its raw columns)
+            self.model_.table, self.model_.input_transform = table, self._input_scaler
+            self.model_.feature_names = table.columns
+            self.model_.feature_dtypes = getattr(self, "_column_dtypes", None)
         self.n_iter_ = trainer.epoch
         self.n_layers_ = len(trainer.model.layers)
         self.n_outputs_ = trainer.model.layers[-1]
@@ -352,6 +549,7 @@ class _BaseMLP(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = self.random_state is None
+        tags.input_tags.allow_nan = True  # (missing cells: the median and a was-missing feature)
         return tags
 
 
@@ -433,6 +631,26 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     rows are batched (so dtype="float32" fails check_methods_subset_invariance's 1e-7
     tolerance; check_estimator's data is float64, so the default passes it).
 
+    Tables, as HistGradientBoosting takes them:
+    categorical_features: which columns are categories: "from_dtype" (the default,
+        HistGradientBoosting's: a DataFrame's columns of dtype category, object or string;
+        none of an array's), None (none), or column names, positions or a boolean mask, as
+        HistGradientBoosting reads them.  A DataFrame with a categorical column or a missing
+        cell, or an array with NaN, is encoded by a numbamlp.encoding.TableEncoder learned
+        from the training rows (validation rows left out): a category with at least
+        min_category_rows rows is one-hot (target means past
+        numbamlp.encoding.ONEHOT_MAX_CATEGORIES buckets), rarer and unseen ones share a
+        bucket, a missing category is one of its own; a missing number is the median and
+        gets a was-missing feature.  The numbers and target means are then
+        standardised (the 0/1 features are not).  The encoding and standardisation are part
+        of model_ (model_.table, model_.input_transform), so predict, the saved model and
+        ``numbamlp predict`` take the raw rows; n_features_in_ and feature_names_in_ are the
+        raw columns.  An array without NaN, or a DataFrame of numbers alone, trains as given,
+        as before.  The first fit (or first partial_fit) decides: a warm fit and later
+        partial_fit calls encode with what it learned.
+    min_category_rows: the training rows a category needs for a bucket of its own
+        (numbamlp.config.MIN_CATEGORY_ROWS by default, the command line's).
+
     Fitted attributes, as scikit-learn names and shapes them: classes_, coefs_ (coefs_[i] is
     (in, out): numbamlp's W (out, in) transposed, a view of the live weights), intercepts_
     (intercepts_[i] (out,)), n_layers_ (hidden layers + 2), n_outputs_ (one softmax output per
@@ -473,6 +691,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         beta_1=None,
         beta_2=None,
         epsilon=None,
+        categorical_features="from_dtype",
+        min_category_rows=MIN_CATEGORY_ROWS,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -495,6 +715,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
+        self.categorical_features = categorical_features
+        self.min_category_rows = min_category_rows
 
     # ------------------------------------------------------------ training
     @_fit_context(prefer_skip_nested_validation=True)
@@ -509,7 +731,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
         self._check_combinations()
         warm = self.warm_start and hasattr(self, "_trainer")
-        X, y = self._validated(X, y, reset=not warm)
+        X, y, table = self._inputs(X, y, first=not warm)
         check_classification_targets(y)
         classes = unique_labels(y)
         if warm and not np.array_equal(classes, self.classes_):
@@ -519,23 +741,27 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             only = classes[0].item() if isinstance(classes[0], np.generic) else classes[0]  # (0, not np.int64(0))
             raise ValueError(f"y has 1 class ({only!r}); classification needs at least 2")
         seed = self._trainer.config.seed if warm else self._seed()
-        X_val = y_val = None
+        dtype = self._dtype(X if table is None else table[1], warm=warm)
+        X_val = y_val = fit_rows = None
         if self.early_stopping:  # held out here, as the trainer would, to know the training rows
-            fit_rows, val_rows, _, _ = stratified_split(np.arange(X.shape[0]), y, self.validation_fraction, seed)
+            fit_rows, val_rows, _, _ = stratified_split(np.arange(len(y)), y, self.validation_fraction, seed)
+        if table is not None:  # (the encoding learned from the training rows alone)
+            X = self._encoded(table[0], y, fit_rows, seed, dtype)
+        if self.early_stopping:
             if sample_weight is not None:
                 sample_weight = as_sample_weights(sample_weight, X.shape[0], np.float64)[fit_rows]
             X_val, y_val, X, y = X[val_rows], y[val_rows], X[fit_rows], y[fit_rows]
         if warm:
             trainer = self._trainer
             config = self._config(trainer.epoch + self.max_iter, seed, self._batch_size(X.shape[0]),
-                                  self.early_stopping, self._dtype(X, warm=True))
+                                  self.early_stopping, dtype)
             self._check_same_network(config)
             trainer.continue_with(config)
         else:
             self.classes_ = classes
             self.t_ = 0
             self._trainer = Trainer(self._config(self.max_iter, seed, self._batch_size(X.shape[0]),
-                                                 self.early_stopping, self._dtype(X)))
+                                                 self.early_stopping, dtype))
         self._train(X, y, sample_weight, X_val, y_val)
         self._early_stopping_ran = self.early_stopping
         self._set_results()
@@ -554,10 +780,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if first:
             self._check_combinations()
         plain = None if first else self._plain_features(X)
+        table = None
         if plain is not None and type(y) is np.ndarray and y.dtype.kind in "iu" and y.shape == (len(plain),):
             X = plain  # (integer labels, one per row: validate_data and check_classification_targets pass them as they are)
         else:
-            X, y = self._validated(X, y, reset=first)
+            X, y, table = self._inputs(X, y, first)
             check_classification_targets(y)
         if first:
             if classes is None:
@@ -566,14 +793,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if len(self.classes_) < 2:
                 raise ValueError("classes must list at least 2 labels")
             self.t_ = 0
-            self._trainer = Trainer(self._config(0, self._seed(), self._batch_size(X.shape[0]), False,
-                                                 self._dtype(X)))
+            seed, dtype = self._seed(), self._dtype(X if table is None else table[1])
+            self._trainer = Trainer(self._config(0, seed, self._batch_size(len(y)), False, dtype))
             self._trainer.classes_ = self.classes_
         elif classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
             raise ValueError(f"classes={unique_labels(classes).tolist()} is not the same as on the first call to "
                              f"partial_fit (or fit), which had {self.classes_.tolist()}")
         elif not np.isin(y, self.classes_).all():
             raise ValueError("y holds labels that were not in classes on the first partial_fit call")
+        if table is not None:  # (the encoding learned from the first call's rows, kept by the later ones)
+            X = self._encoded(table[0], y, None, self._trainer.config.seed, self._trainer.config.dtype)
         trainer = self._trainer
         # after an early-stopped fit too: train this epoch and keep its weights
         trainer.continue_with(trainer.config.model_copy(update={
@@ -657,6 +886,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         beta_1=None,
         beta_2=None,
         epsilon=None,
+        categorical_features="from_dtype",
+        min_category_rows=MIN_CATEGORY_ROWS,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -678,12 +909,17 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
+        self.categorical_features = categorical_features
+        self.min_category_rows = min_category_rows
 
-    def _targets(self, X, y, reset: bool):
-        X, y = self._validated(X, y, reset=reset, multi_output=True, y_numeric=True)
+    _Y_CHECKS = {"multi_output": True, "y_numeric": True}
+
+    def _targets(self, X, y, first: bool):
+        """_inputs's (X, y, table), y (N, 1) as (N,)."""
+        X, y, table = self._inputs(X, y, first)
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
-        return X, y
+        return X, y, table
 
     @_fit_context(prefer_skip_nested_validation=True)
     @_as_it_was_when_refused
@@ -696,27 +932,31 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
         self._check_combinations()
         warm = self.warm_start and hasattr(self, "_trainer")
-        X, y = self._targets(X, y, reset=not warm)
+        X, y, table = self._targets(X, y, first=not warm)
         if warm and (1 if y.ndim == 1 else y.shape[1]) != self.n_outputs_:
             raise ValueError(f"warm_start continues a network with {self.n_outputs_} outputs; y has "
                              f"{1 if y.ndim == 1 else y.shape[1]}")
         seed = self._trainer.config.seed if warm else self._seed()
-        X_val = y_val = None
+        dtype = self._dtype(X if table is None else table[1], warm=warm)
+        X_val = y_val = fit_rows = None
         if self.early_stopping:  # held out here, as the trainer would, to know the training rows
-            fit_rows, val_rows, _, _ = shuffle_split(np.arange(X.shape[0]), y, self.validation_fraction, seed)
+            fit_rows, val_rows, _, _ = shuffle_split(np.arange(len(y)), y, self.validation_fraction, seed)
+        if table is not None:  # (the encoding learned from the training rows alone)
+            X = self._encoded(table[0], y, fit_rows, seed, dtype)
+        if self.early_stopping:
             if sample_weight is not None:
                 sample_weight = as_sample_weights(sample_weight, X.shape[0], np.float64)[fit_rows]
             X_val, y_val, X, y = X[val_rows], y[val_rows], X[fit_rows], y[fit_rows]
         if warm:
             trainer = self._trainer
             config = self._config(trainer.epoch + self.max_iter, seed, self._batch_size(X.shape[0]),
-                                  self.early_stopping, self._dtype(X, warm=True))
+                                  self.early_stopping, dtype)
             self._check_same_network(config)
             trainer.continue_with(config)
         else:
             self.t_ = 0
             self._trainer = Trainer(self._config(self.max_iter, seed, self._batch_size(X.shape[0]),
-                                                 self.early_stopping, self._dtype(X)))
+                                                 self.early_stopping, dtype))
         self._train(X, y, sample_weight, X_val, y_val)
         self._early_stopping_ran = self.early_stopping
         self._set_results()
@@ -734,11 +974,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         first = not hasattr(self, "_trainer")
         if first:
             self._check_combinations()
-        X, y = self._targets(X, y, reset=first)
+        X, y, table = self._targets(X, y, first)
         if first:
             self.t_ = 0
-            self._trainer = Trainer(self._config(0, self._seed(), self._batch_size(X.shape[0]), False,
-                                                 self._dtype(X)))
+            self._trainer = Trainer(self._config(0, self._seed(), self._batch_size(len(y)), False,
+                                                 self._dtype(X if table is None else table[1])))
+        if table is not None:  # (the encoding learned from the first call's rows, kept by the later ones)
+            X = self._encoded(table[0], y, None, self._trainer.config.seed, self._trainer.config.dtype)
         trainer = self._trainer
         trainer.continue_with(trainer.config.model_copy(update={
             "epochs": trainer.epoch + 1, "batch_size": self._batch_size(X.shape[0]),

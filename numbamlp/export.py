@@ -26,7 +26,8 @@ Decisions, with their reasons:
   to the result otherwise, so the centred value is as accurate as numbamlp's float64
   centring rounded to float32, however large the features' offset.
 - The label is the argmax of the logits, as ``MLP.predict`` takes it (of the probabilities,
-  two logits that round to the same probability would tie), and the class values come from
+  two logits that round to the same probability would tie) — for a binary classifier with a
+  decision threshold, whether the second class's probability is at least it — and the class values come from
   ``Gather`` on a constant: it works for int64 and string tensors alike in onnxruntime, with
   no ONNX-ML operator (whose support differs between runtimes) needed.
 - GELU is exact: 0.5·a·(1 + erf(a/√2)) below opset 20, the ``Gelu`` operator with
@@ -41,23 +42,67 @@ Decisions, with their reasons:
 - The IR version is set explicitly to the oldest that can carry the opset
   (``onnx.helper.find_min_ir_version_for``: IR 8 for opset 17): the ``onnx`` package stamps
   its own newest IR version otherwise, which older runtimes refuse to load.
+
+A model trained on a table (``model.table``, a ``numbamlp.encoding.TableEncoder``) takes
+the raw columns instead of ``X``, one input per column, as skl2onnx takes a DataFrame, and
+its graph starts with the encoding (numbamlp.encoding's module docstring is the spec)::
+
+    number column c   (N, 1) double, NaN where missing
+      → Where(IsNaN(c), median, c)                    the value (N, 1)
+      → Cast(IsNaN(c), double)                        its was-missing feature, when it has one
+    text column t     (N, 1) string, "" where missing
+      → ai.onnx.ml LabelEncoder(categories → 0..B−2, default B−1)     bucket (N, 1) int64
+      → Gather(table (B, W), bucket) → Squeeze       its features (N, W)
+    → Concat(axis=1)                                  the encoded row (N, D) double
+    → (· − mean) / scale → Cast(float)                "standardized" (N, D) float32, then the MLP
+
+- Number inputs are double, not float: a table's number columns are float64 (pandas, CSV
+  and Parquet readers give them so) and numbamlp imputes, encodes and standardises in
+  float64, rounding to float32 only at the first layer.  The graph does the same, so its
+  first layer sees the bits ``predict_proba`` gives it, and a column far from zero (a
+  timestamp, an amount of 12345.678 ± 0.01) keeps its digits, where a float32 input would
+  have rounded them away before the graph could centre them.  onnxruntime runs every node of
+  that part (IsNaN, Where, Cast, Gather, Concat, Sub, Div) in double.
+- The median is IsNaN + Where, not ai.onnx.ml's Imputer: onnxruntime has no double kernel
+  for Imputer (float and int64 only; tried with onnxruntime 1.32).
+- A text cell's bucket is ai.onnx.ml's LabelEncoder (string → int64 with a default: version
+  2, domain ``ai.onnx.ml`` opset ``ML_OPSET``; version 4's tensor attributes would need
+  ai.onnx.ml opset 4 and IR 9) with the shared bucket as its default, so an unseen text
+  goes to the shared bucket and a missing one, the empty string (``MISSING_TEXT``), to its
+  own bucket exactly when training made one ("" is then among the categories).  A column
+  with no category of its own (every one rare) puts every row in the shared bucket without
+  a LabelEncoder (which needs keys).
+- Inputs are named by their columns, sanitised to C identifiers (``input_names``: each run
+  of characters outside [A-Za-z0-9_] becomes one "_", a leading digit gets "_" before it,
+  and a name taken by an earlier column or by the graph's own tensors gets "_2", "_3", ...);
+  the metadata ``input_columns`` maps each input to its column, ``categorical`` lists the
+  text columns.
+- Where the cells come from is the caller's: the graph compares texts exactly, so it takes
+  them as numbamlp reads them (surrounding spaces stripped; a category column of numbers
+  as the integer's text, "3" not "3.0": ``numbamlp.encoding.number_text``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 
 from numbamlp.kernels import ACTIVATION_NAMES, activation_spec
 
-__all__ = ["DEFAULT_OPSET", "MAX_OPSET", "MIN_OPSET", "build_onnx_model", "check_opset", "export_onnx"]
+__all__ = ["DEFAULT_OPSET", "MAX_OPSET", "MIN_OPSET", "build_onnx_model", "check_opset", "export_onnx",
+           "input_names"]
 
 MIN_OPSET = 13
 MAX_OPSET = 28
 DEFAULT_OPSET = 17
 GELU_OP_OPSET = 20  # the first opset with the Gelu operator
+# ai.onnx.ml opset of a table model's graph: LabelEncoder version 2 (string → int64 with a default)
+ML_OPSET = 2
+# names the graph's own tensors hold, which no input of a table model may take
+_GRAPH_NAMES = ("probabilities", "label", "predictions", "logits", "standardized", "encoded")
 
 # protobuf cannot serialise a message over 2 GiB; bigger models need ONNX external data
 _PROTOBUF_LIMIT = 2**31 - 1
@@ -90,14 +135,17 @@ def check_opset(opset) -> int:
 class _Graph:
     """Nodes and constants of the graph being built, with unique names for intermediates."""
 
-    def __init__(self, helper, numpy_helper):
+    def __init__(self, helper, numpy_helper, reserved=()):
         self.helper, self.numpy_helper = helper, numpy_helper
         self.nodes, self.initializers = [], []
         self._count = 0
         self._shared: dict[float, str] = {}
+        self._reserved = set(reserved)  # (the inputs' names: no intermediate takes one)
 
     def name(self, stem: str) -> str:
         self._count += 1
+        while f"{stem}_{self._count}" in self._reserved:
+            self._count += 1
         return f"{stem}_{self._count}"
 
     def constant(self, stem: str, array: np.ndarray) -> str:
@@ -111,9 +159,10 @@ class _Graph:
             self._shared[value] = self.constant("c", np.array(value, dtype=np.float32))
         return self._shared[value]
 
-    def op(self, op_type: str, inputs: list[str], output: str | None = None, **attributes) -> str:
+    def op(self, op_type: str, inputs: list[str], output: str | None = None, domain: str | None = None,
+           **attributes) -> str:
         output = output or self.name(op_type.lower())
-        self.nodes.append(self.helper.make_node(op_type, inputs, [output], **attributes))
+        self.nodes.append(self.helper.make_node(op_type, inputs, [output], domain=domain, **attributes))
         return output
 
 
@@ -125,6 +174,87 @@ def _standardise(g: _Graph, x: str, transform) -> str:
     centred = g.op("Sub", [g.op("Sub", [x, g.constant("mean_hi", mean_hi)]), g.constant("mean_lo", mean_lo)])
     scale = np.asarray(transform.scale, dtype=np.float64).astype(np.float32)
     return g.op("Div", [centred, g.constant("scale", scale)], "standardized")
+
+
+def input_names(columns: list[str]) -> list[str]:
+    """The graph's input name for each raw column (N,) of a table model: the column's name
+    where it is a C identifier the graph does not use itself, else sanitised (each run of
+    characters outside [A-Za-z0-9_] → "_", "_" before a leading digit or for an empty name) and made
+    unique with "_2", "_3", ... (see the module docstring)."""
+    taken, names = set(_GRAPH_NAMES), []
+    for column in columns:
+        stem = re.sub(r"[^A-Za-z0-9_]+", "_", str(column))
+        if not stem or stem[0].isdigit():
+            stem = "_" + stem
+        name, k = stem, 1
+        while name in taken:
+            k += 1
+            name = f"{stem}_{k}"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def _encode_number(g: _Graph, x: str, coding) -> list[str]:
+    """A number column x (N, 1) double → its value, NaN replaced by the median, and its
+    was-missing feature when the coding has one: [(N, 1) double, ...]."""
+    missing = g.op("IsNaN", [x])
+    parts = [g.op("Where", [missing, g.constant("median", np.array([[coding.median]], dtype=np.float64)), x])]
+    if coding.indicator:
+        from onnx import TensorProto
+
+        parts.append(g.op("Cast", [missing], to=TensorProto.DOUBLE))
+    return parts
+
+
+def _encode_category(g: _Graph, x: str, coding) -> list[str]:
+    """A text column x (N, 1) string → table[bucket] (N, W) double (see the module
+    docstring); [] when the coding has no features."""
+    if coding.width == 0:
+        return []
+    shared = len(coding.categories)
+    if coding.categories:
+        bucket = g.op("LabelEncoder", [x], domain="ai.onnx.ml", keys_strings=list(coding.categories),
+                      values_int64s=list(range(shared)), default_int64=shared)
+    else:  # (every row in the shared bucket, 0)
+        from onnx import TensorProto
+
+        bucket = g.op("ConstantOfShape", [g.op("Shape", [x])],
+                      value=g.helper.make_tensor("shared", TensorProto.INT64, [1], [shared]))
+    table = g.constant("table", np.ascontiguousarray(coding.table, dtype=np.float64))
+    rows = g.op("Gather", [table, bucket], axis=0)  # (N, 1, W)
+    return [g.op("Squeeze", [rows, g.constant("axis", np.array([1], dtype=np.int64))])]
+
+
+def _encode_table(g: _Graph, table, inputs: list[str], transform) -> str:
+    """The raw columns (``inputs``, in the table's order) → the first layer's input
+    "standardized" (N, D) float32: encoded in double, standardised in double, then rounded."""
+    from onnx import TensorProto
+
+    parts = []
+    for coding, x in zip(table.codings, inputs):
+        encode = _encode_category if hasattr(coding, "categories") else _encode_number  # (a CategoryCoding)
+        parts.extend(encode(g, x, coding))
+    encoded = g.op("Concat", parts, "encoded", axis=1) if len(parts) > 1 else g.op("Identity", parts, "encoded")
+    if transform is not None:
+        centred = g.op("Sub", [encoded, g.constant("mean", np.asarray(transform.mean, dtype=np.float64))])
+        encoded = g.op("Div", [centred, g.constant("scale", np.asarray(transform.scale, dtype=np.float64))])
+    return g.op("Cast", [encoded], "standardized", to=TensorProto.FLOAT)
+
+
+def _table_inputs(model, names: list[str]) -> list:
+    """The graph inputs of a table model: one (N, 1) per raw column, double or string."""
+    from onnx import TensorProto, helper
+
+    inputs = []
+    for coding, name in zip(model.table.codings, names):
+        column = coding.name
+        if hasattr(coding, "categories"):  # (a CategoryCoding)
+            kind, doc = TensorProto.STRING, f"column {column!r}: its text (the empty string where missing)"
+        else:
+            kind, doc = TensorProto.DOUBLE, f"column {column!r}: a number (NaN where missing)"
+        inputs.append(helper.make_tensor_value_info(name, kind, ["N", 1], doc_string=doc))
+    return inputs
 
 
 def _activation(g: _Graph, a: str, name: str, opset: int) -> str:
@@ -179,11 +309,18 @@ def _classifier_head(g: _Graph, logits: str, model) -> list:
     C = model.n_classes
     g.op("Softmax", [logits], "probabilities", axis=1)
     values = _class_values(model.classes, C)
+    threshold = getattr(model, "threshold", None)
+    if threshold is not None:  # (a binary classifier's threshold on the second class's probability)
+        positive = g.op("Gather", ["probabilities", g.constant("positive", np.array(1, dtype=np.int64))], axis=1)
+        at_least = g.op("GreaterOrEqual", [positive, g.constant("threshold", np.array(threshold, dtype=np.float32))])
+        index = g.op("Cast", [at_least], "label" if values is None else None, to=TensorProto.INT64)
     if values is None:
-        g.op("ArgMax", [logits], "label", axis=1, keepdims=0)
+        if threshold is None:
+            g.op("ArgMax", [logits], "label", axis=1, keepdims=0)
         label_type = TensorProto.INT64
     else:
-        index = g.op("ArgMax", [logits], axis=1, keepdims=0)
+        if threshold is None:
+            index = g.op("ArgMax", [logits], axis=1, keepdims=0)
         g.op("Gather", [g.constant("classes", values), index], "label", axis=0)
         label_type = helper.np_dtype_to_tensor_dtype(values.dtype) if values.dtype != object else TensorProto.STRING
     return [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", C]),
@@ -231,6 +368,13 @@ def _metadata(model, task: str) -> dict[str, str]:
     }
 
 
+def _table_metadata(model, names: list[str]) -> dict[str, str]:
+    """A table model's metadata beside _metadata's: each input's column ({input: column}, in
+    the columns' order) and the text columns."""
+    return {"input_columns": json.dumps(dict(zip(names, model.table.columns))),
+            "categorical": json.dumps(model.table.categorical)}
+
+
 def _columns_doc(model) -> str:
     """The input's doc string: what its columns are."""
     if model.feature_names is None:
@@ -256,7 +400,10 @@ def build_onnx_model(model, opset: int | None = None):
     """The ONNX ModelProto of ``model`` (see the module docstring for the graph), checked by
     ``onnx.checker`` with full shape inference.
 
-    Inputs: X (N, D) float32.  Outputs: a classifier's probabilities (N, C) float32 and label
+    Inputs: X (N, D) float32; for a model trained on a table (``model.table``), one input
+    (N, 1) per raw column instead, named by ``input_names``: a number column double (NaN where
+    missing), a text column string ("" where missing).  Outputs: a classifier's
+    probabilities (N, C) float32 and label
     (N,) holding ``model.classes`` (int64, float64, bool or string) or the class index (int64)
     without; a regressor's predictions (N, K) float32, in the targets' units.
     """
@@ -272,10 +419,22 @@ def build_onnx_model(model, opset: int | None = None):
         raise ValueError(f"cannot export: {model.flat_params.size} parameters exceed ONNX's 2 GiB limit "
                          "without external data, which numbamlp does not write")
 
-    g = _Graph(helper, numpy_helper)
-    h = "X"
-    if model.input_transform is not None:
-        h = _standardise(g, h, model.input_transform)
+    table = getattr(model, "table", None)
+    if table is None:
+        g = _Graph(helper, numpy_helper)
+        h = "X"
+        if model.input_transform is not None:
+            h = _standardise(g, h, model.input_transform)
+        inputs = [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", model.n_features],
+                                                doc_string=_columns_doc(model))]
+    else:
+        if table.width != model.n_features:
+            raise ValueError(f"cannot export: the table encoding makes {table.width} inputs, "
+                             f"but the first layer takes {model.n_features}")
+        names = input_names(table.columns)
+        g = _Graph(helper, numpy_helper, reserved=names)
+        h = _encode_table(g, table, names, model.input_transform)
+        inputs = _table_inputs(model, names)
     last = len(model.params) - 1
     for layer, (W, b) in enumerate(model.params):
         # Gemm with transB=1 takes W (out, in) as numbamlp stores it: A = h Wᵀ + b
@@ -286,14 +445,14 @@ def build_onnx_model(model, opset: int | None = None):
     outputs = _HEADS[task](g, h, model)
 
     graph = helper.make_graph(
-        g.nodes, "numbamlp_mlp",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", model.n_features],
-                                       doc_string=_columns_doc(model))],
-        outputs, g.initializers,
+        g.nodes, "numbamlp_mlp", inputs, outputs, g.initializers,
         doc_string=f"numbamlp MLP {'-'.join(map(str, model.layers))} {model.activation}",
     )
     imports = [helper.make_opsetid("", opset)]
     metadata = _metadata(model, task)
+    if table is not None:
+        imports.append(helper.make_opsetid("ai.onnx.ml", ML_OPSET))
+        metadata.update(_table_metadata(model, names))
     proto = helper.make_model(graph, opset_imports=imports, producer_name="numbamlp",
                               producer_version=metadata["numbamlp_version"])
     proto.ir_version = helper.find_min_ir_version_for(imports)
@@ -307,7 +466,8 @@ def export_onnx(model, path, opset: int | None = None):
     a reader sees the old file or the new one); returns the ModelProto written.
 
     opset: MIN_OPSET..MAX_OPSET, default DEFAULT_OPSET (17).  The graph takes raw features
-    X (N, D) float32 and outputs a classifier's probabilities (N, C) float32 and label (N,),
+    X (N, D) float32 (a table model: its raw columns, one input each, see build_onnx_model)
+    and outputs a classifier's probabilities (N, C) float32 and label (N,),
     or a regressor's predictions (N, K) float32; float64 models are exported as float32 graphs.
     """
     from numbamlp.io import atomic_write_bytes

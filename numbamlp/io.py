@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from numbamlp.diagnostics import installed_version
+from numbamlp.encoding import TableEncoder
 from numbamlp.transforms import Standardizer
 from numbamlp.kernels import ACTIVATION_NAMES, activation_spec
 from numbamlp.model import MLP, TASK_LOSSES
@@ -216,6 +217,8 @@ def save_model(model: MLP, path, config: dict | None = None) -> None:
         "classes": None if model.classes is None else np.asarray(model.classes).tolist(),
         "feature_names": model.feature_names,
         "feature_dtypes": model.feature_dtypes,
+        "table": None if model.table is None else model.table.to_json(),
+        "threshold": model.threshold,
         "versions": _versions(),
         "config": config,
     }
@@ -288,16 +291,31 @@ def load_model(path):
         if not isinstance(classes, list) or len(classes) != layers[-1]:  # one label per output
             raise ModelFileError(f"{path}: class labels do not match {layers[-1]} outputs")
         model.classes = np.asarray(classes)
+    threshold = meta.get("threshold")  # (files from before thresholds: None)
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1 \
+                or task != "classification" or layers[-1] != 2:
+            raise ModelFileError(f"{path}: a decision threshold {threshold!r} needs a binary classifier and a "
+                                 "probability in [0, 1]")
+        model.threshold = float(threshold)
+    if meta.get("table") is not None:  # (a table's encoding: its raw columns are the features named)
+        try:
+            model.table = TableEncoder.from_json(meta["table"])
+        except ValueError as err:
+            raise ModelFileError(f"{path}: {err}") from None
+        if model.table.width != layers[0]:
+            raise ModelFileError(f"{path}: the table encoding makes {model.table.width} inputs, not {layers[0]}")
+    columns = layers[0] if model.table is None else len(model.table.columns)  # (the features a caller gives)
     names = meta.get("feature_names")  # (files from before names: None)
     if names is not None:
-        if not (isinstance(names, list) and len(names) == layers[0] and all(isinstance(n, str) for n in names)
-                and len(set(names)) == len(names)):
-            raise ModelFileError(f"{path}: feature names do not match {layers[0]} inputs")
+        if not (isinstance(names, list) and len(names) == columns and all(isinstance(n, str) for n in names)
+                and len(set(names)) == len(names)) or (model.table is not None and names != model.table.columns):
+            raise ModelFileError(f"{path}: feature names do not match {columns} inputs")
         model.feature_names = names
     dtypes = meta.get("feature_dtypes")  # (files from before dtypes: None)
     if dtypes is not None:
-        if not (isinstance(dtypes, list) and len(dtypes) == layers[0] and all(isinstance(d, str) for d in dtypes)):
-            raise ModelFileError(f"{path}: feature dtypes do not match {layers[0]} inputs")
+        if not (isinstance(dtypes, list) and len(dtypes) == columns and all(isinstance(d, str) for d in dtypes)):
+            raise ModelFileError(f"{path}: feature dtypes do not match {columns} inputs")
         model.feature_dtypes = dtypes
     if TRANSFORM_TENSORS[0] in tensors:
         model.input_transform = Standardizer(*(tensors[name] for name in TRANSFORM_TENSORS))

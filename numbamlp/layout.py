@@ -6,8 +6,8 @@ well each member of a sweep (members/<k>/) and each job of the service (jobs/<id
 
     config.json        CONFIG_FILE     the effective, fully resolved TrainConfig (data files by
                                        absolute path)
-    metrics.jsonl      METRICS_FILE    one JSON line per epoch (epoch, loss, lr, val_loss,
-                                       val_accuracy, seconds)
+    metrics.jsonl      METRICS_FILE    one JSON line per epoch (epoch, loss, lr, the validation
+                                       metrics: val_loss, val_accuracy, ..., seconds)
     checkpoint/        CHECKPOINT_DIR  state.safetensors (numbamlp.io.save_checkpoint): weights,
                                        optimizer state, step count, RNG state; `numbamlp train`'s
                                        runs only (what --resume goes on from)
@@ -56,9 +56,12 @@ MEMBERS_DIR = "members"
 SWEEP_FILES = (RESULTS_JSONL, RESULTS_CSV, SUMMARY_FILE, MEMBERS_DIR)  # what a sweep writes beside SWEEP_FILE
 
 # summary.json's scores, per task: of the saved weights on the validation rows, and on the test
-# rows (null where not scored: an interrupted run, a member that did not finish)
+# rows (null where not scored: an interrupted run, a member that did not finish; and for the F1
+# a classifier does not report: f1 is two classes', macro_f1 more's)
 SUMMARY_SCORES = {
-    "classification": ("test_accuracy", "test_loss", "val_accuracy", "val_loss"),
+    "classification": ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "test_balanced_accuracy", "test_f1",
+                       "test_macro_f1", "test_roc_auc", "test_average_precision", "test_log_loss",
+                       "val_balanced_accuracy", "val_f1", "val_macro_f1", "val_roc_auc", "val_average_precision"),
     "regression": ("test_accuracy", "test_loss", "val_accuracy", "val_loss",
                    "test_r2", "test_mse", "test_mae", "val_r2", "val_mse"),
 }

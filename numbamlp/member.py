@@ -20,8 +20,9 @@ import numpy as np
 from numbamlp.arrays import as_class_indices, as_features, as_labels, as_sample_weights, as_targets, unique_labels
 from numbamlp.config import DEFAULT_VAL_FRACTION, TrainConfig
 from numbamlp.kernels import STEP_GRADIENTS, STEP_TRAIN, get_backend
-from numbamlp.metrics import regression_metrics
-from numbamlp.model import MLP, SCORING_ROWS, layer_views, mean_cross_entropies, scores_in_chunks
+from numbamlp.metrics import (HIGHER_IS_BETTER, RANKING_METRICS, best_threshold, check_metric_applies,
+                              cross_entropies_and_probabilities, regression_metrics, stacked_classification_metrics)
+from numbamlp.model import MLP, SCORING_ROWS, layer_views, scores_in_chunks
 from numbamlp.optim import Optimizer, learning_rate
 
 
@@ -86,9 +87,9 @@ class Member:
         self.classes_: np.ndarray | None = None
         self.history: list[dict] = []
         self.epoch = 0  # epochs completed
-        self.best_val_loss = np.inf
+        self.best_val_score: float | None = None  # the best value of early stopping's metric so far
         self.best_epoch: int | None = None  # the epoch whose weights early stopping keeps
-        self.bad_epochs = 0  # epochs since the best validation loss
+        self.bad_epochs = 0  # epochs since the best value of early stopping's metric
         self.stopped_early = False
         self.validation_error: float | None = None
         self.best_params: np.ndarray | None = None
@@ -118,7 +119,7 @@ class Member:
             self.optimizer.config = config.optimizer
             self._plan.set_member(self._member, config.optimizer)
         self.stopped_early, self.bad_epochs = False, 0
-        self.best_val_loss, self.best_epoch, self.best_params = np.inf, None, None
+        self.best_val_score, self.best_epoch, self.best_params = None, None, None
 
     @property
     def plan(self):
@@ -303,13 +304,44 @@ class Member:
         self.encode(y_val, name="y_val")
         return X_val, y_val
 
+    def check_stopping_metric(self) -> None:
+        """ValueError when early_stopping.metric names a metric this model will not have: the
+        config checked the task; the F1 the validation rows get depends on the classes
+        (val_f1 for two, val_macro_f1 for more)."""
+        metric = self.config.early_stopping.metric
+        if metric is not None and not self.regression:
+            try:
+                check_metric_applies(metric, self.config.task, self.model.n_classes)
+            except ValueError as err:
+                raise ValueError(f"early_stopping.{err}") from None
+
+    def check_threshold(self) -> None:
+        """ValueError when the config asks for a decision threshold of a model that is not a
+        binary classifier (the config checked the task; the classes are known now)."""
+        if self.config.threshold is not None and not self.regression and self.model.n_classes != 2:
+            raise ValueError(f"threshold is for binary classifiers; this one has {self.model.n_classes} classes")
+
+    def settle_threshold(self, X_val, y_val) -> None:
+        """Give a binary classifier its decision threshold after training (config.threshold):
+        the number given, or the one that maximises the metric named on the validation rows
+        (numbamlp.metrics.best_threshold)."""
+        setting = self.config.threshold
+        if setting is None or self.regression:
+            return
+        if not isinstance(setting, str):
+            self.model.threshold = float(setting)
+            return
+        probabilities = cross_entropies_and_probabilities(self.scores(X_val)[None], self.encode(y_val))[1][0]
+        self.model.threshold = best_threshold(self.encode(y_val), probabilities[:, 1], setting)
+
     def validation_split(self, X, y, X_val, y_val):
-        """(the rows to train on, X_val, y_val): with early stopping and no validation data, a
+        """(the rows to train on, X_val, y_val): with early stopping (or a decision threshold to
+        choose) and no validation data, a
         ``data.val_fraction`` (numbamlp.config.DEFAULT_VAL_FRACTION if unset) of the rows is held
         out (stratified by class, or a plain shuffle for regression), drawn with the data's seed
         (``data.seed``, else the config's); otherwise every row trains."""
         rows = np.arange(len(y))
-        if self.config.early_stopping.patience and X_val is None:
+        if (self.config.early_stopping.patience or isinstance(self.config.threshold, str)) and X_val is None:
             from numbamlp.data import data_seed, holdout_split
 
             fraction = self.config.data.val_fraction or DEFAULT_VAL_FRACTION
@@ -344,9 +376,10 @@ class Member:
         self.epoch += 1
         metrics = {"epoch": self.epoch, "loss": progress["total"] / progress["weight_total"], "lr": progress["lr"]}
         if X_val is not None:
-            val = self.evaluate(X_val, y_val) if val is None else val
-            metrics.update({f"val_{name}": value for name, value in val.items()})
-            self._track_best(val["loss"])
+            val = self.metrics_of_scores(self.scores(X_val), y_val, self.ranks_per_epoch) if val is None else val
+            # (a classifier's log loss is its val_loss clipped: the history keeps the exact one alone)
+            metrics.update({f"val_{name}": value for name, value in val.items() if name != "log_loss"})
+            self._track_best(metrics)
         metrics["seconds"] = progress["seconds"] + time.perf_counter() - start
         self.history.append(metrics)
         for callback in callbacks:
@@ -369,12 +402,16 @@ class Member:
             self.model.flat_params[...] = self.best_params
             self.host_changed()
 
-    def _track_best(self, val_loss: float) -> None:
+    def _track_best(self, metrics: dict) -> None:
+        """Early stopping at an epoch's end, from its ``metrics`` (the history's): the epoch is
+        the best so far when its early_stopping.metric beats the best by more than min_delta
+        (higher or lower, as HIGHER_IS_BETTER says); an undefined (None) or NaN value never does."""
         stopping = self.config.early_stopping
         if stopping.patience is None:
             return
-        if val_loss < self.best_val_loss - stopping.min_delta:
-            self.best_val_loss = val_loss
+        value = metrics.get(stopping.watched_metric)
+        if _improves(value, self.best_val_score, HIGHER_IS_BETTER[stopping.watched_metric], stopping.min_delta):
+            self.best_val_score = value
             self.best_epoch = self.epoch
             self.bad_epochs = 0
             self.best_params = self.model.flat_params.copy()
@@ -485,29 +522,39 @@ class Member:
         return self.classes_[np.argmax(self.scores(X), axis=1)]
 
     def evaluate(self, X, y) -> dict:
-        """{"loss": mean cross-entropy, "accuracy": fraction correct} on (X, y); regression:
-        {"loss": the training loss (½ mean squared error in the standardised units), "mse",
-        "mae", "r2"} (regression_metrics, in the targets' units)."""
+        """{"loss": mean cross-entropy, then numbamlp.metrics.classification_metrics: "accuracy",
+        "balanced_accuracy", "f1" (two classes) or "macro_f1", "roc_auc", "average_precision",
+        "log_loss"} on (X, y); regression: {"loss": the training loss (½ mean squared error in
+        the standardised units), "mse", "mae", "r2"} (regression_metrics, in the targets' units)."""
         return self.metrics_of_scores(self.scores(X), y)
 
-    def metrics_of_scores(self, S, y) -> dict:
+    @property
+    def ranks_per_epoch(self) -> bool:
+        """Whether each epoch's validation metrics include numbamlp.metrics.RANKING_METRICS:
+        only when early stopping watches one of them."""
+        metric = self.config.early_stopping.metric
+        return metric is not None and metric.removeprefix("val_") in RANKING_METRICS
+
+    def metrics_of_scores(self, S, y, ranking: bool = True) -> dict:
         """evaluate's metrics of this model's scores S (N, C) against y (N,) (regression: (N,)
-        or (N, K) targets)."""
+        or (N, K) targets); ``ranking`` False: without numbamlp.metrics.RANKING_METRICS."""
         if self.regression:
             y = as_targets(y, S.shape[0], self.model.n_classes, np.float64)
             encoded = self.encode(y)
             loss = float(0.5 * np.mean(np.sum((S.astype(np.float64) - encoded) ** 2, axis=1)))
             return {"loss": loss, **regression_metrics(y, self.model.values(S))}
-        return self.class_metrics(S[None], y)[0]
+        return self.class_metrics(S[None], y, ranking, self.model.threshold)[0]
 
-    def class_metrics(self, S, y) -> list[dict]:
-        """{"loss", "accuracy"} of each of M classifiers sharing this one's classes, from
-        their scores S (M, N, C), against labels y (N,): each the bits it gets alone."""
+    def class_metrics(self, S, y, ranking: bool = True, threshold: float | None = None) -> list[dict]:
+        """evaluate's metrics of each of M classifiers sharing this one's classes, from their
+        scores S (M, N, C), against labels y (N,): each the bits it gets alone.  The metrics
+        other than the loss come from the probabilities the loss was computed with."""
         y_idx = self.encode(as_labels(y, S.shape[1]))
         with np.errstate(over="ignore", invalid="ignore"):  # (scores that are not finite: a NaN loss, said by fit)
-            losses = mean_cross_entropies(S, y_idx)
-        accuracies = np.mean(np.argmax(S, axis=2) == y_idx, axis=1)
-        return [{"loss": float(loss), "accuracy": float(accuracy)} for loss, accuracy in zip(losses, accuracies)]
+            losses, probabilities = cross_entropies_and_probabilities(S, y_idx)
+        return [{"loss": float(loss), **metrics}
+                for loss, metrics in zip(losses, stacked_classification_metrics(y_idx, probabilities, S.shape[2],
+                                                                                ranking, threshold))]
 
     # ------------------------------------------------------------ checkpoints
     def state(self) -> tuple[dict, dict]:
@@ -526,7 +573,7 @@ class Member:
             "epoch": self.epoch,
             "optimizer_steps": self.optimizer.step_count,
             "rng_state": self._rng.bit_generator.state,
-            "best_val_loss": None if np.isinf(self.best_val_loss) else self.best_val_loss,
+            "best_val_score": self.best_val_score,
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
             "stopped_early": self.stopped_early,
@@ -551,7 +598,8 @@ class Member:
         self.optimizer.step_count = int(meta["optimizer_steps"])
         self._rng.bit_generator.state = meta["rng_state"]
         self.epoch = int(meta["epoch"])
-        self.best_val_loss = np.inf if meta["best_val_loss"] is None else float(meta["best_val_loss"])
+        # (checkpoints written before early_stopping.metric existed hold the best val_loss as best_val_loss)
+        self.best_val_score = meta["best_val_score"] if "best_val_score" in meta else meta.get("best_val_loss")
         self.best_epoch = meta.get("best_epoch")  # absent from checkpoints written before it existed
         self.bad_epochs = int(meta["bad_epochs"])
         self.stopped_early = bool(meta["stopped_early"])
@@ -566,6 +614,16 @@ class Member:
                                                        np.asarray(arrays["target_transform.scale"]))
         self.classes_ = None if classes is None or np.ndim(classes) == 0 else np.asarray(classes)  # (a regressor: none)
         self.model.classes = self.classes_
+
+
+def _improves(value: float | None, best: float | None, higher_is_better: bool, min_delta: float) -> bool:
+    """Whether a metric's ``value`` beats ``best`` (None: nothing yet) by more than
+    ``min_delta``; an undefined (None) or NaN value never does."""
+    if value is None or np.isnan(value):
+        return False
+    if best is None:
+        return True
+    return value > best + min_delta if higher_is_better else value < best - min_delta
 
 
 def _label_texts(label) -> set[str]:

@@ -20,6 +20,8 @@ import numpy as np
 
 from numbamlp.arrays import (FLOAT_DTYPES, as_class_indices, as_features, as_float_dtype, as_sample_weights,
                              as_targets, check_feature_dtypes, column_dtypes, dtype_kind)
+from numbamlp.encoding import table_columns
+from numbamlp.metrics import predicted_classes
 from numbamlp.kernels import TRANSPOSED_INPUT_MAX, activation_kernels, activation_spec, get_backend, launch_guard
 
 # A model's task → the loss it trains with (numbamlp.kernels.LOSS_NAMES).
@@ -39,24 +41,6 @@ def softmax(S) -> np.ndarray:
     return P / P.sum(axis=1, keepdims=True)
 
 
-def mean_cross_entropy(S, y) -> float:
-    """Mean softmax cross-entropy of scores S (B, C) for class indices y (B,), in float64
-    (the numpy backend's loss kernel: logsumexp − s_y, finite for any finite scores)."""
-    return float(mean_cross_entropies(np.asarray(S)[None], y)[0])
-
-
-def mean_cross_entropies(S, y) -> np.ndarray:
-    """mean_cross_entropy of each of M models' scores S (M, B, C), for the same class
-    indices y (B,): (M,) float64.  One call of the loss kernel over all M·B rows, each row on
-    its own, then each model's mean: the bits mean_cross_entropy gives each alone."""
-    M, B, C = np.shape(S)
-    rows = np.ascontiguousarray(S, dtype=np.float64).reshape(M * B, C)
-    P, row_loss = np.empty_like(rows), np.empty(M * B)
-    get_backend("numpy").softmax_crossentropy_forward(P, row_loss, rows, np.tile(np.asarray(y), M))
-    return row_loss.reshape(M, B).mean(axis=1)
-
-
-# ---------------------------------------------------------------- parameter layout
 def layer_views(flat: np.ndarray, layers: Sequence[int]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Split a flat buffer into per-layer (W (out, in), b (out,)) views, in layer order."""
     views, offset = [], 0
@@ -122,6 +106,12 @@ class MLP:
         # what each of those columns held (D,) (numbamlp.data.dtype_kind; None: not recorded):
         # predict refuses a table's column of another kind (text or dates for numbers)
         self.feature_dtypes: list[str] | None = None
+        # a table's encoding (numbamlp.encoding.TableEncoder; None: the model takes numbers): the
+        # model then takes the table's raw columns, feature_names, and encodes them first
+        self.table = None
+        # a binary classifier's decision threshold (None: the most probable class): predict
+        # says the second class (classes[1]) where its probability is at least this
+        self.threshold: float | None = None
         self.input_transform = None
         self.metadata: dict | None = None  # what load_model read from the file
         if seed is not None and not (isinstance(seed, (int, np.integer)) and seed >= 0):
@@ -188,7 +178,7 @@ class MLP:
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update({"feature_names": None, "feature_dtypes": None, **state})  # (pickled before them)
+        self.__dict__.update({"feature_names": None, "feature_dtypes": None, "table": None, "threshold": None, **state})  # (pickled before them)
         self._params = layer_views(self.flat_params, self.layers)
 
     def __repr__(self) -> str:
@@ -207,6 +197,8 @@ class MLP:
         one chunk's (standardising and converting the whole of X took ~6x a big float32 X).
         A table with column names (a pandas DataFrame) is matched by name when the model knows
         its features' names: its columns in the model's order, others left out."""
+        if self.table is not None:  # (a table's raw columns, encoded: numbers from here on)
+            X = self.table.transform(table_columns(X, self.table.columns, self.table.categorical))
         X = as_features(self.named_columns(X), self.n_features, None)  # (checked whole; copied only when not C-contiguous)
 
         def ready(rows):
@@ -277,7 +269,7 @@ class MLP:
         one output (as scikit-learn returns them), else (B, K)."""
         if self.task == "regression":
             return self.values(self.scores(X, backend))
-        indices = np.argmax(self.scores(X, backend), axis=1)
+        indices = decisions(self.scores(X, backend), self.threshold)
         return indices if self.classes is None else self.classes[indices]
 
     def values(self, S) -> np.ndarray:
@@ -287,6 +279,15 @@ class MLP:
         if self.target_transform is not None:
             values = values * self.target_transform.scale + self.target_transform.mean
         return values[:, 0] if values.shape[1] == 1 else values
+
+
+def decisions(S, threshold: float | None = None) -> np.ndarray:
+    """The class index (B,) each row of scores S (B, C) is predicted as: the highest score;
+    with a ``threshold`` (a binary classifier's), numbamlp.metrics.predicted_classes of its
+    probabilities."""
+    if threshold is None:
+        return np.argmax(S, axis=1)
+    return predicted_classes(softmax(S), threshold)
 
 
 # ---------------------------------------------------------------- batched passes

@@ -307,3 +307,35 @@ def scores(params, activation, X):
     """Reference logits (B, C) for a batch, one example at a time."""
     net = ReferenceMLP(params, activation)
     return np.stack([net.forward(_column(x))[:, 0] for x in np.asarray(X, dtype=np.float64)])
+
+
+def encode_row(table: list[dict], row: dict) -> np.ndarray:
+    """A table's raw row {column: value} → the first layer's input x (D_in, 1), from a model
+    file's ``table`` description alone (numbamlp.encoding.TableEncoder.to_json), one cell at
+    a time; TableEncoder.transform must equal it row by row.
+
+    A number column gives its value, or the training median when the cell is missing (None
+    or NaN), then, when it has a was-missing feature, 1 if missing else 0.  A categorical
+    column looks its cell's text up among its categories (a missing cell is the text "", a
+    number the text of an integer when it is whole): its row of the column's table, or the
+    last row (the shared bucket) for a text not among them.
+    """
+    features = []
+    for column in table:
+        value = row.get(column["name"])
+        missing = value is None or (isinstance(value, float) and math.isnan(value))
+        if column["kind"] == "number":
+            features.append(column["median"] if missing else float(value))
+            if column["indicator"]:
+                features.append(1.0 if missing else 0.0)
+            continue
+        if missing:
+            text = ""
+        elif isinstance(value, float) and value == int(value):
+            text = str(int(value))
+        else:
+            text = str(value).strip()
+        categories = column["categories"]
+        bucket = categories.index(text) if text in categories else len(categories)
+        features.extend(column["table"][bucket])
+    return _column(features)

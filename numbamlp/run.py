@@ -12,6 +12,7 @@ import contextlib
 import json
 import signal
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,13 +54,16 @@ def read_run_config(directory) -> TrainConfig:
 
 def held_out_test_split(directory):
     """(X_test, y_test) of a run directory's config as the run held it out: raw features
-    (the saved model standardises them itself) and labels."""
-    from numbamlp.data import prepare_for
+    (the saved model standardises them itself; a table's raw columns, {name: column}, which
+    it encodes) and labels."""
+    from numbamlp.data import DataNote, prepare_for
 
     config = read_run_config(directory)
     check_data_unchanged(directory, config, "its held-out test rows cannot be drawn again; give --data")
-    splits = prepare_for(config, config.data.model_copy(update={"standardize": False}))
-    return splits.X_test, splits.y_test
+    with warnings.catch_warnings():  # (what reading the data noted, the run noted when it trained)
+        warnings.simplefilter("ignore", DataNote)
+        splits = prepare_for(config, config.data.model_copy(update={"standardize": False}), raw_test=True)
+    return (splits.X_test if splits.raw_test is None else splits.raw_test), splits.y_test
 
 
 def check_data_unchanged(directory, config: TrainConfig, consequence: str) -> None:
@@ -198,6 +202,7 @@ def _train_run(config: TrainConfig, out, resume, overwrite: bool, callbacks, hel
         trainer.restore(arrays, meta, classes)
     else:
         trainer.build(splits.X_train.shape[1], outputs or len(np.unique(splits.y_train)))
+    trainer.check_stopping_metric()  # (val_f1 for two classes, val_macro_f1 for more: said before any file)
     claimed = None
     try:
         if resume is None:
@@ -235,9 +240,8 @@ def _finish(trainer, splits, files: RunFiles, config: TrainConfig, config_dump: 
     model = trainer.model
     files.write_model(model, splits, config_dump)
     test = None if interrupted else trainer.evaluate(splits.X_test, splits.y_test)
-    saved = trainer.saved_epoch_metrics()
-    scores = {f"val_{name}": saved.get(f"val_{name}") for name in ("accuracy", "loss", "r2", "mse")}
-    if test is not None:  # (a classifier's loss and accuracy; a regressor's loss, r2, mse, mae)
+    scores = {name: value for name, value in trainer.saved_epoch_metrics().items() if name.startswith("val_")}
+    if test is not None:  # (Trainer.evaluate's: a classifier's loss and classification_metrics; a regressor's)
         scores.update({f"test_{name}": value for name, value in test.items()})
     status = "interrupted" if interrupted else "stopped early" if trainer.stopped_early else "done"
     summary = run_summary(files.directory, config, splits, model, scores=scores, status=status, error=None,

@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from numbamlp.arrays import as_features, as_labels, as_sample_weights, as_targets, step_class_indices, unique_labels
 from numbamlp.config import TrainConfig
 from numbamlp.member import Member, TrainingDiverged, TrainingInterrupted
+from numbamlp.metrics import RANKING_METRICS
 from numbamlp.model import stacked_scores
 from numbamlp.plan import StepPlan
 from numbamlp.threads import quiet_blas, set_config_threads, threads_while
@@ -100,6 +101,8 @@ def member_data(member: Member, X, y, X_val, y_val, sample_weight, status: str =
     weights and its encoded labels, both by row of X; its status ("done" or "stopped early"
     when a warm fit finds nothing left to train).  y: labels (N,) or targets (N, K) float64;
     sample_weight (N,) float64 or None; X_val, y_val checked already (checked_validation_data)."""
+    member.check_stopping_metric()
+    member.check_threshold()
     rows, Xv, yv = member.validation_split(X, y, X_val, y_val)
     if member.regression:
         member.fit_target_transform(y[rows], None if sample_weight is None else sample_weight[rows])
@@ -453,6 +456,9 @@ class StackTrainer:
             with quiet_blas(self.configs[0].backend):
                 while any(m.running for m in members):
                     self._epoch(X, members, any_weights, callbacks)
+            for member in members:  # (a binary classifier's decision threshold, from its final weights)
+                if member.status in ("done", "stopped early"):
+                    member.trainer.settle_threshold(member.X_val, member.y_val)
         finally:
             self._device = None
             self._cancelled.clear()  # (a cancel is for the fit under way, or the next one)
@@ -652,7 +658,11 @@ class StackTrainer:
                 scored.update({index: self.trainers[index].metrics_of_scores(S[position], y_val)
                                for position, index in enumerate(indices)})
             else:  # (the stack's classes are every member's)
-                scored.update(zip(indices, self.trainers[indices[0]].class_metrics(S, y_val)))
+                ranks = [self.trainers[index].ranks_per_epoch for index in indices]
+                for index, ranked, metrics in zip(indices, ranks, self.trainers[indices[0]].class_metrics(
+                        S, y_val, any(ranks))):  # (each member's metrics as it scores them alone)
+                    scored[index] = metrics if ranked else {name: value for name, value in metrics.items()
+                                                            if name not in RANKING_METRICS}
         return scored
 
     def _end_epoch(self, index: int, member: _Member, callbacks, X, val: dict | None = None) -> None:

@@ -44,6 +44,11 @@ class Standardizer:
         scale[(low == high) | (scale == 0)] = 1.0
         return cls(mean, scale)
 
+    def leaving(self, unscaled: np.ndarray) -> "Standardizer":
+        """This standardisation but for the features where ``unscaled`` (D,) bool is True
+        (mean 0, scale 1 there: a table's one-hot and was-missing features stay 0 or 1)."""
+        return Standardizer(np.where(unscaled, 0.0, self.mean), np.where(unscaled, 1.0, self.scale))
+
     def transform(self, X) -> np.ndarray:
         """A new float64 array (N, D) of standardised rows."""
         return (np.asarray(X, dtype=np.float64) - self.mean) / self.scale

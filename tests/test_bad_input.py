@@ -65,9 +65,9 @@ CASES = {
     "one class": (["train", "--data", "oneclass.npz"],
                   "oneclass.npz: y has a single class; classification needs at least 2"),
     "X of rank 3": (["train", "--data", "rank3.npz"], "rank3.npz: X must be 2-D (rows, features), got shape (30, 8, 8)"),
-    "CSV cell": (["train", "--data", "cells.csv"], "cells.csv: row 3, column 2 ('b'): 'four' is text, so the column "
-                 "looks categorical; numbamlp reads numeric features only: drop the column or encode it as numbers "
-                 "(one column per category) before training; if it is the label column, name it with --label-column"),
+    "CSV cell": (["train", "--data", "cells.csv"], "cells.csv: column 'b' holds numbers, but 'four' in data row 1 "
+                 "(counting from 0): fix or empty that cell (an empty cell is a missing value), or name the column "
+                 "with --categorical b to read every value as a category"),
     "unknown config key": (["train", "--config", "unknown.toml"],
                            "invalid configuration: learning_rate: Extra inputs are not permitted"),
     "unparsable config": (["train", "--config", "broken.toml"], Starts("cannot parse config file broken.toml: ")),
@@ -84,6 +84,13 @@ CASES = {
                           "Input should be 'sgd', 'momentum', 'nesterov', 'adam' or 'adamw'"),
     "unknown backend": (["train", "--backend", "tpu"],
                         "invalid configuration: --backend: Input should be 'cpu', 'numpy', 'reference' or 'cuda'"),
+    "unknown metric": (["train", "--metric", "val_auc"],
+                       Starts("invalid configuration: --metric (early_stopping.metric): Input should be 'val_accuracy', ")),
+    "metric of the other task": (["train", "--task", "regression", "--data", "builtin:diabetes", "--metric", "val_f1"],
+                                 "invalid configuration: early_stopping: metric val_f1 does not apply to regression: "
+                                 "use one of val_r2, val_mse, val_loss"),
+    "F1 of two classes on ten": (["train", "--metric", "val_f1"],
+                                 "early_stopping.metric val_f1 does not apply to 10 classes: use val_macro_f1"),
     "cuda without CUDA": (["train", "--backend", "cuda"],
                           "the cuda backend found no NVIDIA GPU here; use backend 'cpu'"),
     "existing run": (["train", "--out", "run"], "run already holds a run; choose another --out or pass --overwrite"),

@@ -734,6 +734,39 @@ def test_eval_of_a_run_directory_scores_its_held_out_test_rows(small_run, cli):
     assert report["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y_true, y_pred), abs=1e-12)
 
 
+def test_eval_reports_the_metrics_for_imbalanced_classes_as_scikit_learn_computes_them(tmp_path, cli):
+    """Issue 27: eval and summary.json carry ROC AUC, average precision, F1 (of the positive
+    class, with two), log loss and balanced accuracy, scikit-learn's on the model's probabilities."""
+    from sklearn import metrics
+
+    from numbamlp.run import held_out_test_split
+
+    assert cli("train", "--data", "builtin:breast_cancer", "--out", tmp_path / "run", *QUICK)[0] == 0
+    report = json.loads(cli.invoke("eval", tmp_path / "run", "--json").output)
+    X_test, y_test = held_out_test_split(tmp_path / "run")
+    P = load_model(tmp_path / "run").predict_proba(X_test)
+    expected = {"roc_auc": metrics.roc_auc_score(y_test, P[:, 1]),
+                "average_precision": metrics.average_precision_score(y_test, P[:, 1]),
+                "f1": metrics.f1_score(y_test, P.argmax(axis=1)), "log_loss": metrics.log_loss(y_test, P),
+                "balanced_accuracy": metrics.balanced_accuracy_score(y_test, P.argmax(axis=1))}
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert report["positive_class"] == 1 and {"macro_f1", "per_class", "confusion_matrix"} <= set(report)
+    for name, value in expected.items():
+        assert report[name] == pytest.approx(value, rel=1e-5), name
+        assert summary[f"test_{name}"] == pytest.approx(value, rel=1e-5), name
+    human = cli("eval", tmp_path / "run")[1].splitlines()
+    assert human[1] == (f"log loss {report['log_loss']:.4f}  F1 {report['f1']:.4f}  ROC AUC {report['roc_auc']:.4f}  "
+                        f"average precision {report['average_precision']:.4f}  (of class 1, the positive class)")
+
+
+def test_eval_of_data_with_one_class_says_the_ranking_metrics_are_undefined(small_run, tmp_path, cli):
+    np.savez(tmp_path / "one.npz", X=np.random.default_rng(0).normal(size=(6, 64)), y=np.full(6, 3))
+    report = json.loads(cli.invoke("eval", small_run, "--data", tmp_path / "one.npz", "--json").output)
+    assert report["roc_auc"] is None and report["average_precision"] is None and "f1" not in report
+    code, output = cli("eval", small_run, "--data", tmp_path / "one.npz")
+    assert code == 0 and "ROC AUC undefined  average precision undefined" in output, output
+
+
 def test_eval_of_a_model_file_needs_data(small_run, cli):
     """Reported 2026-11-30 by a new user (issue 11); tested since 0e0a2db."""
     result = cli.invoke("eval", small_run / "model.safetensors")

@@ -369,3 +369,226 @@ def test_cli_help_states_the_library_opsets():
     # the help is a literal (cli/ imports no library module at its top, for a fast --help)
     (opset,) = [p for p in export_command.params if p.name == "opset"]
     assert f"{MIN_OPSET} to {MAX_OPSET}" in opset.help and f"default: {DEFAULT_OPSET}" in opset.help
+
+
+# ---------------------------------------------------------------- a model trained on a table
+def table_frame(rows, seed, classes):
+    """A raw table as a user brings one: ``amount`` (far from zero, ~10 % missing), ``plan``
+    (3 texts, ~10 % missing: one-hot), ``city`` (30 texts, 5 of them rarer than the 10 rows a
+    category needs: target means), ``score (%)`` (a name to sanitise) and the label ``y``."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    amount = 1000.0 + 50.0 * rng.normal(size=rows)
+    plan = rng.choice(["basic", "pro", "enterprise"], rows).astype(object)
+    weights = np.r_[np.full(25, 1.0), np.full(5, 0.05)]  # (c25..c29: rarer than a category's 10 rows)
+    city_index = rng.choice(30, rows, p=weights / weights.sum())
+    score = rng.uniform(0.0, 100.0, rows)
+    if classes == 2:
+        y = np.where((amount > 1000.0) ^ (plan == "pro"), "yes", "no")
+    else:
+        y = np.array(["low", "mid", "high"])[(amount > 1000.0).astype(int) + (city_index % 3 == 0)]
+    amount[rng.random(rows) < 0.1] = np.nan
+    plan[rng.random(rows) < 0.1] = None
+    return pd.DataFrame({"amount": amount, "plan": plan, "city": [f"c{k:02d}" for k in city_index],
+                         "score (%)": score, "y": y})
+
+
+def prediction_frame(tmp_path, classes):
+    """Rows to predict, read from a CSV as a user would: new rows, plus unseen texts in both
+    text columns, missing cells in every column (city had none at training) and a row with
+    every cell missing."""
+    import pandas as pd
+
+    frame = table_frame(300, seed=99, classes=classes).drop(columns="y")
+    frame.loc[0:4, "plan"] = "gold"
+    frame.loc[5:9, "city"] = "atlantis"
+    frame.loc[10:14, "city"] = None
+    frame.loc[15, :] = None
+    path = tmp_path / "new.csv"
+    frame.to_csv(path, index=False)
+    return pd.read_csv(path)
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=["two classes", "three classes"])
+def table_run(request, tmp_path_factory, cli):
+    """(run directory, its model, onnx file) of a real run on a raw CSV, exported by the CLI."""
+    from numbamlp import load_model
+
+    root = tmp_path_factory.mktemp("table")
+    table_frame(800, seed=0, classes=request.param).to_csv(root / "train.csv", index=False)
+    result = cli.invoke("train", "--data", root / "train.csv", "--label-column", "y", "--out", root / "run",
+                        "--epochs", "3", "--quiet")
+    assert result.exit_code == 0, result.output
+    result = cli.invoke("export", root / "run", "--out", root / "table.onnx")
+    assert result.exit_code == 0, result.output
+    return root / "run", load_model(root / "run" / "model.safetensors"), root / "table.onnx"
+
+
+def table_feeds(sess, frame):
+    """onnxruntime's inputs from a DataFrame's raw columns, found through the file's
+    ``input_columns``: numbers as double (N, 1), NaN where missing; texts as string (N, 1), ""
+    where missing."""
+    columns = json.loads(sess.get_modelmeta().custom_metadata_map["input_columns"])
+    feeds = {}
+    for given in sess.get_inputs():
+        column = frame[columns[given.name]]
+        if given.type == "tensor(string)":
+            feeds[given.name] = column.fillna("").astype(str).to_numpy(dtype=object).reshape(-1, 1)
+        else:
+            feeds[given.name] = column.to_numpy(dtype=np.float64, na_value=np.nan).reshape(-1, 1)
+    return feeds
+
+
+def test_a_table_models_graph_takes_the_raw_columns_and_equals_predict(table_run, tmp_path):
+    """Trained by `numbamlp train` on a raw CSV, exported by `numbamlp export`: onnxruntime on
+    raw rows (unseen and rare texts, missing cells) gives predict_proba's probabilities within
+    1e-5 and predict's labels, graph optimisations off and on, 1 row and all."""
+    _, model, path = table_run
+    amount, plan, city, score = model.table.codings
+    # what the rows below exercise: the median and its indicator, a one-hot column whose missing
+    # cell is a category of its own, a target-mean column whose missing cell shares a bucket
+    assert amount.indicator and not score.indicator
+    assert plan.onehot and "" in plan.categories and "gold" not in plan.categories
+    assert not city.onehot and "" not in city.categories and "atlantis" not in city.categories
+    assert city.width == (1 if len(model.classes) == 2 else 3)
+    frame = prediction_frame(tmp_path, len(model.classes))
+    assert set(frame["city"].dropna()) - set(city.categories) > {"atlantis"}  # (rare ones too)
+    expected = model.predict_proba(frame)
+    for level_name, level in LEVELS.items():
+        sess = session(path, level)
+        for rows in (slice(15, 16), slice(None)):
+            part = frame.iloc[rows].reset_index(drop=True)
+            P, label = sess.run(["probabilities", "label"], table_feeds(sess, part))
+            assert P.dtype == np.float32 and P.shape == (len(part), len(model.classes))
+            assert_close(P, expected[rows], PROBABILITY_ATOL, f"{level_name}, {len(part)} rows")
+            assert_labels_match(label, model, part)
+
+
+def test_a_table_models_inputs_and_metadata(table_run):
+    _, model, path = table_run
+    proto = onnx.load(path)
+    onnx.checker.check_model(proto, full_check=True)
+    kinds = {onnx.TensorProto.DOUBLE: "double", onnx.TensorProto.STRING: "string"}
+    shapes = [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in proto.graph.input]
+    assert [(i.name, kinds[i.type.tensor_type.elem_type], shape) for i, shape in zip(proto.graph.input, shapes)] == [
+        ("amount", "double", ["N", 1]), ("plan", "string", ["N", 1]),
+        ("city", "string", ["N", 1]), ("score_", "double", ["N", 1])]
+    assert proto.graph.input[3].doc_string == "column 'score (%)': a number (NaN where missing)"
+    assert sorted((o.domain, o.version) for o in proto.opset_import) == [("", DEFAULT_OPSET), ("ai.onnx.ml", 2)]
+    assert proto.ir_version == 8
+    assert {n.op_type for n in proto.graph.node} >= {"LabelEncoder", "Gather", "IsNaN", "Where", "Concat"}
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(meta["input_columns"]) == {"amount": "amount", "plan": "plan", "city": "city",
+                                                 "score_": "score (%)"}
+    assert json.loads(meta["feature_names"]) == model.feature_names == ["amount", "plan", "city", "score (%)"]
+    assert json.loads(meta["feature_dtypes"]) == model.feature_dtypes
+    assert json.loads(meta["categorical"]) == ["plan", "city"]
+    assert json.loads(meta["layers"])[0] == model.table.width
+
+
+def constructed_table_model(task="classification", dtype="float32"):
+    """(a table model built by hand, not trained: its edge cases, a frame to predict): column
+    names that need sanitising or clash with the graph's own names, a number far from zero, a
+    text column with no category of its own, one whose missing cell has no bucket of its own,
+    a target-mean column whose missing cell has one."""
+    import pandas as pd
+
+    from numbamlp.encoding import CategoryCoding, NumberCoding, TableEncoder, table_columns
+
+    rng = np.random.default_rng(4)
+    codings = [NumberCoding("label", 12345.678, True),
+               CategoryCoding("a b", [], np.ones((1, 1)), onehot=True),
+               CategoryCoding("a-b", ["x", "y"], np.eye(3)[:, :2], onehot=True),
+               CategoryCoding("2x", ["p", "q", ""], rng.uniform(size=(4, 3)), onehot=False),
+               NumberCoding("sub_1", 0.5, False),
+               NumberCoding("", -2.0, True)]
+    table = TableEncoder(codings)
+    n = 257
+    frame = pd.DataFrame({
+        "label": 12345.678 + 0.01 * rng.normal(size=n),
+        "a b": rng.choice(["u", "v", None], n),
+        "a-b": rng.choice(["x", "y", "z", None], n),
+        "2x": rng.choice(["p", "q", "r", None], n),
+        "sub_1": rng.normal(size=n),
+        "": rng.normal(size=n)})
+    for column in ("label", "sub_1", ""):
+        frame.loc[rng.random(n) < 0.2, column] = np.nan
+    outputs = 2 if task == "regression" else 3
+    model = MLP([table.width, 8, outputs], "tanh", dtype=dtype, seed=6, task=task)
+    model.table, model.feature_names = table, table.columns
+    encoded = table.transform(table_columns(frame, table.columns, table.categorical))
+    model.input_transform = Standardizer.fit(encoded).leaving(~table.scaled())
+    if task == "regression":
+        model.target_transform = Standardizer(np.array([500.0, -3.0]), np.array([20.0, 0.5]))
+    else:
+        model.classes = np.array(["ant", "bee", "cat"])
+    return model, frame
+
+
+def test_input_names_are_sanitised_unique_and_mapped_back():
+    from numbamlp.export import input_names
+
+    assert input_names(["amount", "score (%)", "2x", "", "a b", "a-b", "a_b", "label", "probabilities", "é"]) == [
+        "amount", "score_", "_2x", "_", "a_b", "a_b_2", "a_b_3", "label_2", "probabilities_2", "__2"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_table_models_edge_cases_equal_predict(dtype, tmp_path):
+    """Hand-built codings (constructed_table_model): a text column with no category of its
+    own, missing texts with and without a bucket of their own, unseen texts, names to
+    sanitise and names the graph uses itself ("label", "sub_1"), and a number of 12345.678 ±
+    0.01 that keeps its digits because the inputs are double."""
+    model, frame = constructed_table_model(dtype=dtype)
+    path = tmp_path / "edge.onnx"
+    export_onnx(model, path)
+    proto = onnx.load(path)
+    onnx.checker.check_model(proto, full_check=True)
+    assert [i.name for i in proto.graph.input] == ["label_2", "a_b", "a_b_2", "_2x", "sub_1", "_"]
+    assert json.loads({p.key: p.value for p in proto.metadata_props}["input_columns"]) == {
+        "label_2": "label", "a_b": "a b", "a_b_2": "a-b", "_2x": "2x", "sub_1": "sub_1", "_": ""}
+    assert [o.name for o in proto.graph.output] == ["probabilities", "label"]
+    expected = model.predict_proba(frame)
+    for level_name, level in LEVELS.items():
+        sess = session(path, level)
+        feeds = table_feeds(sess, frame)
+        P, label = sess.run(["probabilities", "label"], feeds)
+        assert_close(P, expected, PROBABILITY_ATOL, level_name)
+        assert_labels_match(label, model, frame)
+        empty = {name: value[:0] for name, value in feeds.items()}  # (no rows: no rows out)
+        P0, label0 = sess.run(["probabilities", "label"], empty)
+        assert P0.shape == (0, 3) and label0.shape == (0,)
+    # the same rows through a float32 input would have lost the amount's digits before the graph
+    feeds["label_2"] = feeds["label_2"].astype(np.float32).astype(np.float64)
+    P32, _ = session(path).run(["probabilities", "label"], feeds)
+    assert np.abs(P32 - expected).max() > 10 * PROBABILITY_ATOL
+
+
+def test_a_table_regressors_predictions_equal_predict(tmp_path):
+    model, frame = constructed_table_model(task="regression")
+    path = tmp_path / "edge.onnx"
+    export_onnx(model, path)
+    sess = session(path)
+    (predictions,) = sess.run(["predictions"], table_feeds(sess, frame))
+    expected = model.predict(frame)
+    assert predictions.shape == (len(frame), 2)
+    assert_close(predictions, expected, 1e-4 * np.abs(expected).max(), "table regressor")
+
+
+@pytest.mark.parametrize("classes", [None, ("stay", "churn")])
+def test_a_decision_threshold_decides_the_label(classes, tmp_path):
+    """A binary classifier's threshold on the second class's probability is its label in the
+    graph too (predict's rule: positive where p ≥ threshold)."""
+    model = MLP([5, 8, 2], "relu", seed=4)
+    model.input_transform = Standardizer.fit(raw_features(500, seed=7).astype(np.float64))
+    model.classes = None if classes is None else np.asarray(classes)
+    X = raw_features(2000, seed=5)
+    model.threshold = float(np.quantile(model.predict_proba(X)[:, 1], 0.8))  # (far from the argmax's 0.5)
+    path = tmp_path / "model.onnx"
+    export_onnx(model, path)
+    P, label = score(session(path), X)
+    positive = model.predict_proba(X)[:, 1]
+    clear = np.abs(positive - model.threshold) > 1e-6  # (float32's probabilities may round across it)
+    assert np.array_equal(np.asarray(label)[clear], model.predict(X)[clear])
+    second = 1 if classes is None else classes[1]
+    assert (np.asarray(label)[clear] == second).mean() == pytest.approx(0.2, abs=0.01)

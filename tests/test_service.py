@@ -284,10 +284,11 @@ def test_datasets_upload_by_content_hash_and_train(server, tmp_path):
     pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "label": y}), tmp_path / "d.parquet")
     as_parquet = server.client.upload_dataset(tmp_path / "d.parquet")
     assert as_parquet["format"] == "parquet" and as_parquet["rows"] == 90 and as_parquet["features"] == 3
-    (tmp_path / "bad.csv").write_text("a,b,label\n1,x,0\n")
+    # (a column of text is a table's categories, and is taken; numbers with a stray text are refused)
+    (tmp_path / "bad.csv").write_text("a,b,label\n1,2,0\n3,x,1\n4,5,0\n")
     with pytest.raises(ServiceError) as error:
         server.client.upload_dataset(tmp_path / "bad.csv")
-    assert error.value.status == 422 and "row 2" in str(error.value)
+    assert error.value.status == 422 and "column 'b' holds numbers, but 'x'" in str(error.value), error.value
 
 
 # ---------------------------------------------------------------- jobs
@@ -433,6 +434,25 @@ def test_a_sweep_makes_member_jobs_that_train_as_one_stack(server):
     with pytest.raises(ServiceError) as error:
         server.client.sweep({}, {"optimizer.lrr": [1]})
     assert error.value.status == 422 and "did you mean optimizer.lr" in str(error.value)
+
+
+def test_a_job_early_stops_by_the_metric_its_config_names(server):
+    """Issue 27: a job's early_stopping.metric (`jobs submit --metric`) picks its best epoch;
+    its scores carry the classification metrics; a metric its data cannot have is a 422."""
+    job = server.client.wait(server.client.submit(
+        {"epochs": 6, "data": {"train": "builtin:breast_cancer"}, "model": {"hidden": [8]},
+         "early_stopping": {"patience": 2, "metric": "val_roc_auc"}})["id"], timeout=120)
+    assert job["status"] == "succeeded", job["error"]
+    assert {"val_roc_auc", "test_roc_auc", "test_average_precision", "test_f1", "test_log_loss",
+            "val_balanced_accuracy"} <= set(job["scores"])
+    aucs = [metrics["val_roc_auc"] for epoch, metrics in server.client.events(job["id"]) if epoch != "end"]
+    assert job["scores"]["val_roc_auc"] == max(aucs)
+    with pytest.raises(ServiceError) as error:
+        server.client.submit({**IRIS, "epochs": 1, "early_stopping": {"patience": 2, "metric": "val_f1"}})
+    assert error.value.status == 422 and "early_stopping.metric val_f1 does not apply to 3 classes" in str(error.value)
+    with pytest.raises(ServiceError) as error:
+        server.client.submit({**IRIS, "early_stopping": {"metric": "val_r2"}})
+    assert error.value.status == 422 and "metric val_r2 does not apply to classification" in str(error.value)
 
 
 def test_a_regression_job_trains_scores_and_predicts_values(server):
@@ -1412,3 +1432,117 @@ def test_predict_takes_named_columns_by_name_when_the_model_knows_its_features(s
     pd = pytest.importorskip("pandas")
     table = pd.DataFrame({"b": X[:, 1], "id": range(len(X)), "a": X[:, 0], "c": X[:, 2]})
     assert server.client.predict(job["id"], table, proba=True) == expected
+    # rows by column name: the same answers (a model of numbers takes finite numbers alone)
+    records = [{"c": c, "id": i, "a": a, "b": b} for i, (a, b, c) in enumerate(X)]
+    assert server.client.predict(job["id"], records, proba=True) == expected
+    for row, words in (({"a": 1.0, "b": "x", "c": 0.0}, "column 'b' holds 'x' in rows[0]"),
+                       ({"a": 1.0, "b": None, "c": 0.0}, "column 'b' holds null in rows[0]"),
+                       ({"a": 1.0, "c": 0.0}, "rows[0] has no column 'b'")):
+        with pytest.raises(ServiceError) as refused:
+            server.client.predict(job["id"], [row])
+        assert refused.value.status == 422 and words in str(refused.value), refused.value
+
+
+# ---------------------------------------------------------------- tables: text, missing cells, column roles
+def table_csv(path: Path, n: int = 240, seed: int = 0) -> Path:
+    """A raw table: an id column (left out, with a note), a text column, a number column with
+    empty cells, another number column, and the label."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(seed)
+    color = rng.choice(["red", "green", "blue"], n)
+    x = rng.normal(size=n)
+    label = np.where((x > 0) ^ (color == "red"), "yes", "no")
+    x[rng.random(n) < 0.1] = np.nan
+    pd.DataFrame({"id": np.arange(1000, 1000 + n), "color": color, "x": x, "z": rng.normal(size=n),
+                  "y": label}).to_csv(path, index=False)
+    return path
+
+
+def test_a_table_is_uploaded_trained_and_predicted_by_rows_as_the_model_predicts(server, tmp_path):
+    """An upload with text and missing cells was refused ("numbamlp reads numeric features
+    only"); now it trains as `numbamlp train` trains it, the job's column roles apply, and
+    predict takes rows of numbers, strings and nulls by column name, as the model does."""
+    from numbamlp import load_model
+
+    uploaded = server.client.upload_dataset(table_csv(tmp_path / "t.csv"), "y")
+    assert uploaded["rows"] == 240 and uploaded["features"] == 3 and uploaded["format"] == "csv"  # (id left out)
+    data = {"train": f"dataset:{uploaded['id']}", "label_column": "y"}
+    for extra, words in (({"features": ["color", "nope"]}, "data.features: the uploaded dataset"),
+                         ({"missing": "error"}, "data.missing: the uploaded dataset"),
+                         ({"label_column": "nah"}, "data.label_column: the uploaded dataset"),
+                         ({"test": "builtin:iris"}, "data.test: builtin:iris is not a table")):
+        with pytest.raises(ServiceError) as refused:
+            server.client.submit({"epochs": 1, "data": {**data, **extra}})
+        assert refused.value.status == 422 and words in str(refused.value), refused.value
+        assert str(tmp_path) not in str(refused.value) and "/datasets/" not in str(refused.value)
+    job = server.client.wait(server.client.submit(
+        {"epochs": 4, "data": {**data, "drop": ["id"], "categorical": ["z"], "min_category_rows": 1},
+         "model": {"hidden": [8]}})["id"], timeout=120)
+    assert job["status"] == "succeeded", job["error"]
+    assert job["config"]["data"]["drop"] == ["id"] and job["config"]["data"]["categorical"] == ["z"]
+    model = load_model(server.client.download(job["id"], tmp_path / "roles.safetensors"))
+    assert model.table.categorical == ["color", "z"]  # (the job's roles: z read as categories)
+
+    job = server.client.wait(server.client.submit({"epochs": 4, "data": data, "model": {"hidden": [8]}})["id"],
+                             timeout=120)
+    assert job["status"] == "succeeded", job["error"]
+    model = load_model(server.client.download(job["id"], tmp_path / "m.safetensors"))
+    assert model.feature_names == ["color", "x", "z"] and model.table.categorical == ["color"]
+    rows = [{"color": "red", "x": None, "z": 0.5}, {"color": "purple", "x": 1.5, "z": -1},  # (unseen category)
+            {"color": None, "x": 0.25, "z": 2, "id": 7}, {"z": 0, "x": "3.5", "color": "blue"}]  # (id: ignored)
+    served = server.client.predict(job["id"], rows, proba=True)
+    local = model.predict_proba({name: [row[name] for row in rows] for name in ("color", "x", "z")})
+    assert np.array_equal(np.array(served["proba"]), local)
+    assert served["labels"] == model.classes[np.argmax(local, axis=1)].tolist()
+    pd = pytest.importorskip("pandas")
+    frame = pd.read_csv(tmp_path / "t.csv")  # (a DataFrame with text and NaN: sent as rows, nulls for NaN)
+    served = server.client.predict(job["id"], frame, proba=True)
+    assert np.array_equal(np.array(served["proba"]), model.predict_proba(frame))
+    # X of numbers: by name, or in the model's column order
+    numbers = [[1.0, 0.5, 0.25]]
+    assert server.client.predict(job["id"], numbers, proba=True, columns=["z", "x", "color"])["proba"] == \
+        model.predict_proba({"z": [1.0], "x": [0.5], "color": [0.25]}).tolist()
+    assert server.client.predict(job["id"], numbers, proba=True)["proba"] == \
+        model.predict_proba({"color": [1.0], "x": [0.5], "z": [0.25]}).tolist()
+    # bad rows: one line naming the column
+    for bad, words in (([{"color": "red", "x": "abc", "z": 1}], "column 'x' holds 'abc'"),
+                       ([{"color": "red", "z": 1}], "rows[0] has no column 'x'"),
+                       ([{"color": "red", "x": 1, "z": 1}, {"x": 1, "z": 1}], "rows[1] has no column 'color'"),
+                       ([{"color": "red", "x": float("inf"), "z": 1}], "column 'x' holds inf")):
+        with pytest.raises(ServiceError) as refused:
+            server.client.predict(job["id"], bad)
+        assert refused.value.status == 422 and words in str(refused.value), refused.value
+        assert len(str(refused.value).splitlines()) == 1
+    for text, words in (('{"rows": [{"color": [1], "x": 1, "z": 1}]}', "rows.0.color: a cell is a number"),
+                        ('{"rows": [], "proba": true}', "rows holds no rows"),
+                        ('{"proba": true}', "give X (rows of numbers) or rows"),
+                        ('{"rows": [{"x": 1}], "columns": ["x"]}', "columns names X's columns")):
+        status, detail = post_json(server, f"/v1/jobs/{job['id']}/predict", text)
+        assert status == 422 and words in detail, detail
+
+
+def test_jobs_predict_of_a_table_model_writes_what_numbamlp_predict_writes(server, tmp_path, cli):
+    run = in_process(cli, {"NUMBAMLP_URL": server.url, "NUMBAMLP_TOKEN": server.token})
+    train = table_csv(tmp_path / "train.csv")
+    submitted = run("jobs", "submit", "--data", train, "--label-column", "y", "--epochs", "3", "--hidden", "8")
+    assert submitted.returncode == 0, submitted.stderr
+    job = server.client.wait(submitted.stdout.decode().strip(), timeout=120)
+    assert job["status"] == "succeeded", job["error"]
+    model_file = server.client.download(job["id"], tmp_path / "m.safetensors")
+    pd = pytest.importorskip("pandas")
+    new = table_csv(tmp_path / "new.csv", n=50, seed=1)  # (other rows; a category training never saw, a column moved)
+    frame = pd.read_csv(new).drop(columns=["y"])
+    frame.loc[3, "color"] = "purple"
+    frame = frame[["z", "id", "x", "color"]]
+    frame.to_csv(new, index=False)
+    frame.to_parquet(tmp_path / "new.parquet")
+    for data in (train, new, tmp_path / "new.parquet"):
+        for extra in ([], ["--proba"], ["--proba", "--rows-per-request", "7"]):
+            local = run("predict", model_file, "--data", data, *extra[:1])
+            assert local.returncode == 0, local.stderr
+            served = run("jobs", "predict", job["id"], "--data", data, *extra)
+            assert served.returncode == 0, served.stderr
+            assert served.stdout == local.stdout and served.stdout.count(b"\n") in (241, 51)
+    (tmp_path / "bad.csv").write_text("z,x\n1,2\n")
+    failed = run("jobs", "predict", job["id"], "--data", tmp_path / "bad.csv")
+    assert failed.returncode == 2 and len(failed.stderr.splitlines()) == 1 and b"'color'" in failed.stderr, failed.stderr

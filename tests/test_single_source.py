@@ -225,7 +225,7 @@ def name_groups(words: set[str], smallest: int):
 VOCABULARIES = {
     "job statuses": (set(STATUSES), 3, {"numbamlp/job_status.py"}),
     "optimizer names": (set(OPTIMIZERS), 2, {"numbamlp/config.py", "numbamlp/optim.py"}),
-    "sweep metrics": (set(METRICS), 3, {"numbamlp/sweeps/results.py"}),
+    "validation metrics": (set(METRICS), 3, {"numbamlp/metrics.py"}),
     "token roles": (set(ROLES), 2, {"numbamlp/service/auth.py"}),
     "learning-rate schedules": (set(SCHEDULES), 2, {"numbamlp/config.py"}),
 }
@@ -247,13 +247,15 @@ def test_a_list_of_names_is_written_once_in_its_module(vocabulary):
 
 def test_choices_and_literals_are_the_constants():
     from numbamlp.client import FINAL as CLIENT_FINAL
-    from numbamlp.config import OptimizerConfig, ScheduleConfig
+    from numbamlp.config import EarlyStoppingConfig, OptimizerConfig, ScheduleConfig
     from numbamlp.job_status import FINAL, JobStatus
     from numbamlp.service import app, events, schemas, store
 
     assert tuple(click_option(["jobs", "list"], "status").type.choices) == STATUSES
     assert tuple(click_option(["serve", "token", "create"], "role").type.choices) == ROLES
-    assert tuple(click_option(["sweep"], "metric").type.choices) == METRICS
+    assert typing.get_args(EarlyStoppingConfig.model_fields["metric"].annotation)[0] == typing.Literal[METRICS]
+    for command in ("train", "sweep"):  # (one --metric: what early stopping watches and a sweep ranks by)
+        assert click_option([command], "early_stopping__metric").opts == ["--metric"]
     assert schemas.JobStatus is JobStatus and typing.get_args(schemas.Job.model_fields["status"].annotation) == STATUSES
     assert app.STATUSES is store.STATUSES is STATUSES
     assert CLIENT_FINAL is events.FINAL is store.FINAL is FINAL

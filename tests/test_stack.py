@@ -381,12 +381,16 @@ def test_a_stack_scores_shared_validation_rows_as_each_trainer_would():
     X_val, y_val = data(40, seed=1)
     configs = [{"epochs": 3, "model": {"hidden": [8]}, "seed": s, "optimizer": {"lr": 0.05 * (s + 1)}}
                for s in range(3)]
+    configs[1]["early_stopping"] = {"metric": "val_roc_auc"}  # (a member that ranks its rows every epoch)
     stack = StackTrainer(configs)
     stack.fit(X, y, X_val, y_val)
     for m, config in enumerate(configs):
         trainer, _ = alone(config, X, y, X_val, y_val)
-        assert [h["val_loss"] for h in stack.histories[m]] == [h["val_loss"] for h in trainer.history]
-        assert [h["val_accuracy"] for h in stack.histories[m]] == [h["val_accuracy"] for h in trainer.history]
+        validation = [{k: v for k, v in h.items() if k.startswith("val_")} for h in stack.histories[m]]
+        assert validation == [{k: v for k, v in h.items() if k.startswith("val_")} for h in trainer.history]
+        assert {"val_loss", "val_accuracy", "val_balanced_accuracy"} < set(validation[0])  # (the bits it gets alone)
+        # the ranking metrics only where early stopping watches one (RANKING_METRICS)
+        assert ({"val_roc_auc", "val_average_precision"} <= set(validation[0])) == (m == 1)
 
 
 def test_scores_cut_the_rows_alike_whatever_the_batch_size():

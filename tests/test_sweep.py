@@ -695,7 +695,8 @@ def test_resume_refuses_every_setting_it_would_ignore_and_names_the_flags_typed(
 # Each metric's direction, written out here rather than read from numbamlp.sweeps: a sweep
 # that took the member with the highest val_loss for the best passed every test while only
 # val_accuracy and val_mse were ranked by.
-BETTER = {"val_accuracy": max, "val_r2": max, "val_loss": min, "val_mse": min}
+BETTER = {"val_accuracy": max, "val_r2": max, "val_loss": min, "val_mse": min, "val_roc_auc": max,
+          "val_average_precision": max, "val_f1": max, "val_macro_f1": max, "val_balanced_accuracy": max}
 
 
 @pytest.mark.parametrize("metric", METRICS)
@@ -737,3 +738,39 @@ def test_a_sweep_ranked_by_val_loss_picks_the_member_with_the_lowest():
     losses = {row["member"]: row["val_loss"] for row in result.table}
     assert len(set(losses.values())) == 3, losses
     assert result.metric == "val_loss" and result.best["member"] == min(losses, key=losses.get)
+
+
+def test_a_sweep_ranked_by_roc_auc_picks_the_highest_and_its_members_stop_by_it(tmp_path, cli):
+    """One --metric (early_stopping.metric): the sweep ranks its members by it, and each member
+    early-stops by it, keeping the epoch of its best validation ROC AUC."""
+    code, output = cli("sweep", "--data", "builtin:breast_cancer", "--grid", "lr=0.003,0.03,0.3", "--epochs", "6",
+                       "--hidden", "8", "--patience", "2", "--metric", "val_roc_auc", "--out", tmp_path / "s")
+    assert code == 0, output
+    assert "top 3 of 3 by val_roc_auc:" in output and "test_roc_auc" in output
+    rows = read_rows(tmp_path / "s")
+    highest = max(row["val_roc_auc"] for row in rows)
+    best = min((row for row in rows if row["val_roc_auc"] == highest), key=lambda row: row["val_loss"])  # (ties)
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["metric"] == "val_roc_auc" and summary["best"]["row"]["member"] == best["member"]
+    for row in rows:
+        folder = tmp_path / "s" / "members" / str(row["member"])
+        assert read_run_config(folder).early_stopping.metric == "val_roc_auc"
+        history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        by_auc = [epoch["val_roc_auc"] for epoch in history]
+        assert row["best_epoch"] == 1 + by_auc.index(max(by_auc)) and row["val_roc_auc"] == max(by_auc)
+        member_summary = json.loads((folder / "summary.json").read_text())
+        for name in ("val_roc_auc", "test_roc_auc", "test_average_precision", "test_f1", "test_log_loss",
+                     "test_balanced_accuracy"):
+            assert member_summary[name] == row[name] is not None, name
+        assert member_summary["test_macro_f1"] is None  # (two classes: the F1 of the positive class)
+
+
+def test_the_sweep_metric_is_the_base_configs_early_stopping_metric():
+    base = {**ONE_EPOCH, "early_stopping": {"metric": "val_balanced_accuracy"}}
+    result = sweep(base, {"seed": [0, 1]}, data=(X, y), progress=False)
+    assert result.metric == "val_balanced_accuracy" and {"val_balanced_accuracy", "val_macro_f1"} <= set(result.table[0])
+    with pytest.raises(SweepError, match="metric val_loss and the base config's early_stopping.metric "
+                                         "val_balanced_accuracy differ"):
+        sweep(base, {"seed": [0]}, data=(X, y), metric="val_loss", progress=False)
+    with pytest.raises(SweepError, match="metric val_f1 does not apply to 3 classes: use val_macro_f1"):
+        sweep(ONE_EPOCH, {"seed": [0]}, data=(X, y), metric="val_f1", progress=False)

@@ -71,6 +71,39 @@ def test_early_stopping_restores_the_best_weights():
     assert trainer.evaluate(X_val, y_val)["loss"] == pytest.approx(snapshots[best_epoch][0], rel=1e-6)
 
 
+def test_early_stopping_by_roc_auc_keeps_the_epoch_of_the_best_auc():
+    """early_stopping.metric val_roc_auc: the best epoch is the one of the highest validation
+    ROC AUC (here not the one of the lowest loss), its weights are restored, and their AUC
+    is scikit-learn's of the model's probabilities."""
+    from sklearn.metrics import roc_auc_score
+
+    X, y = spiral(n_per_class=60, n_classes=2, noise=0.6, seed=3)
+    X_val, y_val = X[::3] + np.random.default_rng(0).normal(0, 0.3, size=X[::3].shape), y[::3]
+    snapshots = {}
+
+    class Snapshot:
+        def on_epoch_end(self, epoch, metrics):
+            snapshots[epoch] = (metrics["val_roc_auc"], metrics["val_loss"], trainer.model.flat_params.copy())
+
+    trainer = Trainer({"epochs": 300, "batch_size": 8, "model": {"hidden": [64, 64]},
+                       "optimizer": {"lr": 0.1, "weight_decay": 0.0},
+                       "early_stopping": {"patience": 5, "metric": "val_roc_auc"}})
+    trainer.fit(X, y, X_val, y_val, callbacks=[Snapshot()])
+    best_auc = max(snapshots, key=lambda e: snapshots[e][0])  # (the first of equals: a tie is no improvement)
+    assert best_auc != min(snapshots, key=lambda e: snapshots[e][1])  # (val_loss would keep another epoch)
+    assert trainer.stopped_early and trainer.best_epoch == best_auc and trainer.epoch == best_auc + 5
+    np.testing.assert_array_equal(trainer.model.flat_params, snapshots[best_auc][2])
+    probabilities = trainer.model.predict_proba(X_val)
+    assert roc_auc_score(y_val, probabilities[:, 1]) == pytest.approx(snapshots[best_auc][0], rel=1e-6)
+    assert trainer.evaluate(X_val, y_val)["roc_auc"] == snapshots[best_auc][0]
+
+
+def test_early_stopping_by_a_metric_the_data_lacks_is_refused_before_training():
+    X, y = spiral(n_per_class=20)  # (three classes: val_macro_f1, not val_f1)
+    with pytest.raises(ValueError, match="early_stopping.metric val_f1 does not apply to 3 classes: use val_macro_f1"):
+        Trainer({"epochs": 2, "early_stopping": {"patience": 2, "metric": "val_f1"}}).fit(X, y)
+
+
 def test_early_stopping_without_validation_data_holds_some_out():
     X, y = spiral(n_per_class=30)
     trainer = Trainer({"epochs": 5, "early_stopping": {"patience": 2}})

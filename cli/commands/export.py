@@ -19,7 +19,9 @@ from numbamlp.cli.common import CliError, check_output_file, load_model
 @click.option("--overwrite", is_flag=True, help="Allow --out to replace an existing file.")
 def export_command(model_path, out_file, opset, overwrite):
     """Export MODEL as ONNX: input X (N, D) float32 raw features (the model's standardisation
-    is in the graph); outputs, for a classifier, probabilities (N, C) and label (N,), the
+    is in the graph) — a model trained on a table takes its raw columns instead, one input
+    each (numbers double, NaN where missing; text string, "" where missing), named as the
+    file's input_columns metadata says; outputs, for a classifier, probabilities (N, C) and label (N,), the
     class values; for a regressor, predictions (N, K) in the targets' units.
 
     MODEL is a .safetensors model file or a run directory (its model.safetensors).

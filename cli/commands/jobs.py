@@ -174,7 +174,7 @@ def jobs_predict(client, job_id, data, header, label_column, proba, out_file, ov
     import numpy as np
 
     from numbamlp.client import ServiceError
-    from numbamlp.data import check_header_applies, check_label_column_applies, read_features
+    from numbamlp.data import check_header_applies, check_label_column_applies, header_for_model, read_features
 
     if out_file == "-":  # (the usual name of standard output)
         out_file = None
@@ -184,14 +184,22 @@ def jobs_predict(client, job_id, data, header, label_column, proba, out_file, ov
     task, layers = metadata.get("task", "classification"), metadata["layers"]
     if proba and task == "regression":
         raise CliError("--proba is for classifiers; this model is a regressor (its predictions are values)")
+    table = _table_encoding(metadata)
     try:
         check_label_column_applies(label_column, data)
         check_header_applies(header, data)
+        if table is not None:  # (as numbamlp predict: whether the first row is a header, for its names)
+            header = header_for_model(data, metadata.get("feature_names"), header)
         X = read_features(data, layers[0], label_column, task=task, trained_label=trained_label_column(metadata),
-                          names=metadata.get("feature_names"), header=header, dtypes=metadata.get("feature_dtypes"))
+                          names=metadata.get("feature_names"), header=header, dtypes=metadata.get("feature_dtypes"),
+                          table=table)
     except ValueError as err:
         raise CliError(str(err)) from None
-    fit = max(1, REQUEST_BYTES // (26 * layers[0]))  # (26 bytes: a float's JSON at most, with its ", ")
+    if table is not None:  # (a table's raw columns, sent as rows by column name: the service encodes them)
+        X = _TableRows(X)
+        fit = max(1, REQUEST_BYTES // X.row_bytes)
+    else:
+        fit = max(1, REQUEST_BYTES // (26 * layers[0]))  # (26 bytes: a float's JSON at most, with its ", ")
     step, answers, lo = _scored_together(min(rows_per_request, fit)), [], 0
     while lo < len(X):
         try:
@@ -211,6 +219,51 @@ def jobs_predict(client, job_id, data, header, label_column, proba, out_file, ov
     P = finite_outputs(np.array([p for answer in answers for p in answer["proba"]])) if proba else None
     write_predictions(out_file, classes=metadata.get("classes") or list(range(layers[-1])),
                       labels=[label for answer in answers for label in answer["labels"]], proba=P)
+
+
+def _table_encoding(metadata: dict):
+    """The model's table encoding (numbamlp.encoding.TableEncoder) from its file's metadata
+    (its ``table`` key), or None for a model of numbers."""
+    if metadata.get("table") is None:
+        return None
+    from numbamlp.encoding import TableEncoder
+
+    try:
+        return TableEncoder.from_json(metadata["table"])
+    except ValueError as err:
+        raise CliError(f"the job's model file holds a table encoding numbamlp cannot read ({err})") from None
+
+
+class _TableRows:
+    """A table's raw columns ({name: float64 (N,) with NaN where missing, or a TextColumn},
+    as read_features reads them for the model) as rows by column name: ``rows[lo:hi]`` is
+    the list of {column: number, text or None} that POST /v1/jobs/JOB/predict takes (numbers
+    as Python's repr writes them, which reads back to the same float64)."""
+
+    def __init__(self, columns: dict):
+        import json
+        import math
+
+        from numbamlp.encoding import TextColumn
+
+        self.names = list(columns)
+        self.values, self.row_bytes = [], 2
+        for name, column in columns.items():
+            if isinstance(column, TextColumn):
+                texts = [*column.texts, None]  # (code -1: missing, the last entry)
+                self.values.append([texts[code] for code in column.codes.tolist()])
+                widest = max((len(json.dumps(text)) for text in column.texts), default=4)
+            else:
+                self.values.append([None if math.isnan(v) else v for v in column.tolist()])
+                widest = 26  # (a float's JSON at most)
+            self.row_bytes += len(json.dumps(name)) + 4 + max(widest, 4)  # (the name, ": ", ", ", the value)
+        self.n = len(self.values[0]) if self.values else 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, rows: slice) -> list[dict]:
+        return [dict(zip(self.names, cells)) for cells in zip(*(values[rows] for values in self.values))]
 
 
 def _scored_together(rows: int) -> int:

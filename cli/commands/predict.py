@@ -46,7 +46,7 @@ def predict(model_path, data, header, label_column, proba, out_file, overwrite, 
             kept = read_columns(data, list(keep), header)
         X = read_features(data, model.n_features, label_column, task=model.task,
                           trained_label=trained_label_column(model.metadata), names=model.feature_names,
-                          header=header, dtypes=model.feature_dtypes)
+                          header=header, dtypes=model.feature_dtypes, table=model.table)
         S = finite_outputs(model.scores(X))
         P = model.values(S) if model.task == "regression" else softmax(S)
     except ValueError as err:

@@ -13,7 +13,6 @@ from numbamlp.cli.common import CliError, say_cache_notice
 from numbamlp.cli.config_flags import FLAG_OF_PATH, read_config_file, train_flags, validated, with_flags
 from numbamlp.kernels import BackendUnavailable
 from numbamlp.sweeps.members import DEFAULT_MAX_MEMBERS, DEFAULT_STACK_SIZE
-from numbamlp.sweeps.results import METRICS
 
 
 @click.command()
@@ -32,9 +31,6 @@ from numbamlp.sweeps.results import METRICS
               help="Train on the running Dask cluster at ADDRESS, e.g. tcp://10.0.0.5:8786 (needs numbamlp[dask]).")
 @click.option("--stack-size", type=int, default=DEFAULT_STACK_SIZE, show_default=True,
               help="Most members trained together in one stack (one task).")
-@click.option("--metric", type=click.Choice(METRICS),
-              help="What picks the best member, on the validation rows (default: val_accuracy for "
-              "classification, val_r2 for regression).")
 @click.option("--max-members", type=int, default=DEFAULT_MAX_MEMBERS, show_default=True,
               help="Refuse grids larger than this.")
 @click.option("--out", type=click.Path(file_okay=False), help="Sweep directory to create (default: sweeps/<UTC timestamp>).")
@@ -42,9 +38,10 @@ from numbamlp.sweeps.results import METRICS
               help="Go on with the sweep in this directory: train the members it has no results for.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the summary, as JSON (the last line of stdout).")
 @click.option("--quiet", is_flag=True, help="Print only the best member and where the results are.")
-def sweep(config_file, grid_options, random_members, workers, scheduler, stack_size, metric, max_members, out,
-          resume, as_json, quiet, **flags):
-    """Train every combination of a grid of settings, as stacks, and pick the best on validation data."""
+def sweep(config_file, grid_options, random_members, workers, scheduler, stack_size, max_members, out, resume, as_json,
+          quiet, **flags):
+    """Train every combination of a grid of settings, as stacks, and pick the best on validation data
+    (by --metric, which the members also early-stop by)."""
     from numbamlp.data import DataError
     from numbamlp.io import json_text
     from numbamlp.paths import OutputPathError
@@ -58,7 +55,7 @@ def sweep(config_file, grid_options, random_members, workers, scheduler, stack_s
             given += [name for name, v in (("--config", config_file), ("--grid", grid_options),
                                             ("--random", random_members), ("--out", out)) if v]
             context = click.get_current_context()  # (these have defaults: given only when typed)
-            given += [f"--{name.replace('_', '-')}" for name in ("stack_size", "metric", "max_members")
+            given += [f"--{name.replace('_', '-')}" for name in ("stack_size", "max_members")
                       if context.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
             if given:
                 raise CliError(f"--resume goes on with the sweep's own settings; only --workers, --scheduler, "
@@ -80,7 +77,7 @@ def sweep(config_file, grid_options, random_members, workers, scheduler, stack_s
             say_cache_notice((document or {}).get("backend", "cpu"))
         show = None if as_json or quiet else _sweep_progress
         result = run_sweep(document, grid, random=random_members, workers=workers, scheduler=scheduler,
-                           stack_size=stack_size, metric=metric, max_members=max_members,
+                           stack_size=stack_size, max_members=max_members,
                            out=out if out is not None else (None if resume else NEW_DIRECTORY),
                            resume=resume, progress=show)
     except SweepInterrupted as stop:
@@ -107,9 +104,21 @@ def _sweep_progress(done: int, total: int, best: dict | None) -> None:
     if best is not None:
         from numbamlp.sweeps import grid_keys
 
-        scores = " ".join(f"{k} {v:.4f}" for k, v in best.items() if k.startswith("val_") and v is not None)
+        scores = " ".join(f"{k} {best[k]:.4f}" for k in _shown_scores(best) if best[k] is not None)
         line += f"; best so far: member {best['member']} ({_member_text(best, grid_keys(best))}) {scores}"
     click.echo(line)
+
+
+def _shown_scores(row: dict, metric: str | None = None) -> list[str]:
+    """The validation columns of a row the terminal shows: ``metric`` (what ranks), the first
+    two of its task's metrics (numbamlp.metrics.TASK_METRICS) and val_loss; results.csv has
+    every one."""
+    from numbamlp.sweeps import TASK_COLUMNS, TASK_METRICS
+
+    # (the task whose columns the row holds; a row an older sweep wrote may lack the newer ones)
+    task = next((task for task, columns in TASK_COLUMNS.items() if set(columns) <= set(row)), "classification")
+    shown = {metric, *TASK_METRICS[task][:2], "val_loss"}
+    return [column for column in row if column in shown]
 
 
 def _sweep_report(result, quiet: bool, top: int = 5) -> None:
@@ -120,7 +129,7 @@ def _sweep_report(result, quiet: bool, top: int = 5) -> None:
     keys = grid_keys(table[0]) if table else []
     test_metric = result.metric.replace("val_", "test_")
     if not quiet:
-        scores = [c for c in table[0] if c.startswith("val_")] if table else []
+        scores = _shown_scores(table[0], result.metric) if table else []
         columns = ["member", *keys, *scores, test_metric, "epochs", "status"]
         cells = [[_cell(row.get(c)) for c in columns] for row in ranked(table, result.metric)[:top]]
         widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
@@ -137,7 +146,7 @@ def _sweep_report(result, quiet: bool, top: int = 5) -> None:
         click.echo(f"no member finished ({counts})")
     else:
         click.echo(f"best: member {best['member']} ({_member_text(best, keys)}): {result.metric} "
-                   f"{best[result.metric]:.4f}, {test_metric} {best[test_metric]:.4f} ({counts})")
+                   f"{best[result.metric]:.4f}, {test_metric} {_cell(best.get(test_metric))} ({counts})")
         click.echo(f"best model: {best['model_path']}")
     click.echo(f"results: {summary['results_path']}")
 

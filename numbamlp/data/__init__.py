@@ -16,7 +16,8 @@ Sources: ``builtin:digits`` (default), ``builtin:iris``, ``builtin:wine``,
 - a folder holding ``X.npy`` and ``y.npy`` (optionally ``X_test.npy``, ``y_test.npy``):
   X is memory-mapped, read through the map, never loaded whole.
 
-Labels may be integers or class names (strings); features must be finite numbers.
+Labels may be integers or class names (strings); features are finite numbers, or, in a CSV
+or Parquet table, text (categories) and missing cells, which numbamlp.encoding encodes.
 Every problem is a DataError whose message names the file and, for CSV, the row and column.
 
 Memory (what ``prepare`` costs above the arrays it returns): a reader fills one
@@ -38,6 +39,8 @@ The modules, each importing only those above it in this list:
 - csv_files    CSV files: dialect, header, pyarrow's reader and the csv module's
 - parquet      Parquet files
 - loading      load_dataset (any source → a checked Dataset), feature_names
+- tables       a CSV or Parquet table's raw columns by their roles (read_table), for
+               numbamlp.encoding's TableEncoder: text, missing cells, identifiers
 - prediction   reading data for a trained model (read_features, header_for_model, ...)
 - splits       held-out rows and split_arrays (one buffer, standardised in place)
 - preparation  prepare, prepare_for: a config's data settings → the splits
@@ -63,13 +66,16 @@ from numbamlp.data.formats import COMPRESSED, TABLE_SUFFIXES, file_kind
 from numbamlp.data.loading import feature_names, load_dataset
 from numbamlp.data.memory import allocate_features
 from numbamlp.data.numpy_files import NPY_FOLDER_FILES
-from numbamlp.data.prediction import evaluation_label, header_for_model, read_columns, read_features
-from numbamlp.data.preparation import changed_data_file, data_files, data_seed, prepare, prepare_for
+from numbamlp.data.prediction import (evaluation_label, header_for_model, read_columns, read_features,
+                                      read_table_for_model)
+from numbamlp.data.tables import ColumnRoles, RawTable, read_table
+from numbamlp.data.preparation import changed_data_file, data_files, data_seed, prepare, prepare_for, reads_as_table
 from numbamlp.data.splits import Splits, holdout_split, shuffle_split, split_arrays, stratified_split
 from numbamlp.transforms import Standardizer
 
 __all__ = [
-    "BUILTIN_SETS", "CLASS_ROWS_AT_LEAST", "COMPRESSED", "CsvDialect", "DELIMITERS", "DataError", "DataNote",
+    "BUILTIN_SETS", "CLASS_ROWS_AT_LEAST", "ColumnRoles", "RawTable", "read_table", "read_table_for_model",
+    "reads_as_table", "COMPRESSED", "CsvDialect", "DELIMITERS", "DataError", "DataNote",
     "Dataset", "FILL_OR_DROP", "MANY_CLASSES", "MISSING_CELLS", "NPY_FOLDER_FILES", "REGRESSION_SETS", "Splits",
     "Standardizer", "TABLE_SUFFIXES", "all_finite", "allocate_features", "array_dtypes", "changed_data_file",
     "check_arrays", "check_classes_are_classes", "check_feature_count", "check_feature_dtypes", "check_finite",

@@ -19,7 +19,7 @@ import numpy as np
 from numbamlp.arrays import DataError, row_chunks
 from numbamlp.data.columns import (FILL_OR_DROP, _arrow_labels, _check_label_column, _check_target_column,
                                    _is_number, _label_index, _labels_from_text)
-from numbamlp.data.dataset import Dataset, _reason
+from numbamlp.data.dataset import Dataset, NotNumbers, _reason
 from numbamlp.data.formats import COMPRESSED, _table_suffix
 from numbamlp.data.memory import _grown, allocate_features
 
@@ -175,7 +175,7 @@ def _csv_features(path: Path, header, rows, label: int | None, columns: list[int
             try:
                 X[r, k] = float(row[column].replace(",", ".") if comma else row[column])
             except ValueError:
-                raise DataError(f"{path}: row {line}, column {column + 1} ({names[column]!r}): "
+                raise NotNumbers(f"{path}: row {line}, column {column + 1} ({names[column]!r}): "
                                 f"{_not_a_number(row[column])}") from None
     return X
 

@@ -12,10 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from numbamlp.arrays import DataError
+
 
 class DataNote(UserWarning):
     """What reading or splitting the data did that the user did not ask for (the command
     line prints it as a "note:" line)."""
+
+
+class NotNumbers(DataError):
+    """A feature cell that is not a number — text, or a missing value — met by a reader of
+    numbers alone: training reads such a table with numbamlp.data.tables instead."""
 
 
 @dataclass

@@ -15,7 +15,7 @@ import numpy as np
 from numbamlp.arrays import DataError, check_feature_dtypes
 from numbamlp.data.columns import (FILL_OR_DROP, _arrow_labels, _check_label_column, _check_target_column,
                                    _label_index, _prediction_label, feature_columns)
-from numbamlp.data.dataset import Dataset, _reason
+from numbamlp.data.dataset import Dataset, NotNumbers, _reason
 from numbamlp.data.memory import allocate_features
 
 # A Parquet file is read row group by row group, each in groups of columns of at most this
@@ -47,7 +47,7 @@ def _copy_parquet_columns(table, X: np.ndarray, first: int, path: Path, row: int
         column = table.column(k)
         if column.null_count:
             at = row + pc.index(pc.is_null(column), True).as_py()
-            raise DataError(f"{path}: feature column {name!r} has a missing value in data row {at}, counting from 0; "
+            raise NotNumbers(f"{path}: feature column {name!r} has a missing value in data row {at}, counting from 0; "
                             f"{FILL_OR_DROP}")
     blocks = []  # (columns, rows of X): every block of every record batch
     lo = 0
@@ -115,7 +115,7 @@ def _read_parquet(path: Path, label_column, dtype, predict_features: int | None 
         kind = schema.field(j).type
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
                 or pa.types.is_decimal(kind)):
-            raise DataError(f"{path}: feature column {names[j]!r} holds {kind}, not numbers; numbamlp reads numeric "
+            raise NotNumbers(f"{path}: feature column {names[j]!r} holds {kind}, not numbers; numbamlp reads numeric "
                             "features only: drop the column or encode it as numbers before training; if it is the "
                             "label column, name it with --label-column")
     n = parquet.metadata.num_rows

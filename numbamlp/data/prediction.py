@@ -23,12 +23,13 @@ from numbamlp.data.formats import file_kind
 from numbamlp.data.loading import _column_names, load_dataset
 from numbamlp.data.numpy_files import _read_npy_folder, _read_npz
 from numbamlp.data.parquet import _read_parquet
+from numbamlp.data.tables import ColumnRoles, read_table
 
 
 @_quiet_overflow
 def read_features(source: str, n_features: int, label_column=None, seed: int = 0,
                   task: str = "classification", trained_label=None, names: list[str] | None = None,
-                  header: bool | None = None, dtypes: list[str] | None = None) -> np.ndarray:
+                  header: bool | None = None, dtypes: list[str] | None = None, table=None):
     """Features (N, n_features) for prediction.
 
     builtin and .npz: the X array.  CSV and Parquet with a model that knows its features'
@@ -39,8 +40,12 @@ def read_features(source: str, n_features: int, label_column=None, seed: int = 0
     the model was trained with, ``trained_label``, when the file has it, else the last).
     ``header``: whether a CSV file's first row is a header (None: header_for_model decides);
     ``dtypes``: the model's features' dtypes, which a Parquet file's columns must be of the
-    kind of (check_feature_dtypes; None: any numbers).
+    kind of (check_feature_dtypes; None: any numbers).  A model of a table (``table``, its
+    numbamlp.encoding.TableEncoder): its raw columns by name, {name: column}, which the
+    model encodes itself (read_table; a CSV or Parquet file only).
     """
+    if table is not None:
+        return read_table_for_model(source, table, label_column, header)
     if source.startswith("builtin:"):
         X = load_dataset(source, seed, label_column, task=task).X
     else:
@@ -52,6 +57,19 @@ def read_features(source: str, n_features: int, label_column=None, seed: int = 0
             check_finite(X, source)
     check_feature_count(X, n_features, source)
     return X
+
+
+def read_table_for_model(source: str, table, label_column=None, header: bool | None = None, with_label=False,
+                         task: str = "classification"):
+    """The raw columns a model of a table takes, {name: column}, from a CSV or Parquet file
+    (read_table: its columns by name, whatever else the file holds); with_label: (columns,
+    labels (N,)) of ``label_column`` (None: the last column)."""
+    if file_kind(source) not in ("csv", "parquet") or source.startswith("builtin:"):
+        raise DataError(f"{source}: this model takes a table's columns by name ({', '.join(table.columns[:6])}"
+                        f"{', ...' if len(table.columns) > 6 else ''}): give a CSV or Parquet file")
+    raw = read_table(source, label_column, ColumnRoles(), task=task, header=header, with_label=with_label,
+                     columns=table.columns, categorical=table.categorical)
+    return (raw.columns, raw.y) if with_label else raw.columns
 
 
 def _read_features_file(path: Path, n_features: int, label_column, trained_label=None, names=None, header=None,

@@ -11,12 +11,20 @@ from pathlib import Path
 
 import numpy as np
 
+from numbamlp.arrays import DataError
 from numbamlp.data.checks import check_classes_are_classes, check_header_applies, check_label_column_applies
+from numbamlp.data.columns import _is_number, _label_index
+from numbamlp.data.csv_files import _first_csv_rows, _header_of
+from numbamlp.data.dataset import NotNumbers
+from numbamlp.data.formats import file_kind
 from numbamlp.data.loading import feature_names, load_dataset
-from numbamlp.data.splits import Splits, split_arrays
+from numbamlp.data.splits import Splits, split_arrays, split_rows
+from numbamlp.data.tables import ColumnRoles, read_table
+from numbamlp.encoding import TextColumn
 
 
-def prepare(data_config, seed: int, dtype=np.float64, task: str = "classification", task_given: bool = True) -> Splits:
+def prepare(data_config, seed: int, dtype=np.float64, task: str = "classification", task_given: bool = True,
+            raw_test: bool = False) -> Splits:
     """Load ``data_config.train`` (and ``.test``, ``.val``), split and standardise as configured.
 
     Without a separate test set, a stratified ``test_fraction`` of the rows is held out;
@@ -28,14 +36,22 @@ def prepare(data_config, seed: int, dtype=np.float64, task: str = "classificatio
     (the training dtype): for float32, what the files hold costs at most about 2x its
     float32 size at the peak of reading (see the module docstring).  ``task_given`` False
     (the task is the default's): labels that look like a regression target are refused
-    (check_classes_are_classes).
+    (check_classes_are_classes).  A table (text, missing cells, column roles): read by
+    numbamlp.data.tables and encoded by a TableEncoder learned from the training rows
+    (_prepare_table); ``raw_test``: Splits.raw_test keeps the test rows' raw columns.
     """
     seed = data_seed(data_config, seed)
     sources = (data_config.train, data_config.test, data_config.val)
     check_label_column_applies(data_config.label_column, *sources)
     check_header_applies(data_config.header, *sources)
+    roles = ColumnRoles.of(data_config)
+    if roles.given or reads_as_table(data_config.train, data_config.label_column, data_config.header):
+        return _prepare_table(data_config, seed, dtype, task, task_given, roles, raw_test)
     read = dict(label_column=data_config.label_column, dtype=dtype, task=task, header=data_config.header)
-    data = load_dataset(data_config.train, seed, **read)
+    try:
+        data = load_dataset(data_config.train, seed, **read)
+    except NotNumbers:  # (text or a missing cell past the rows reads_as_table looked at)
+        return _prepare_table(data_config, seed, dtype, task, task_given, roles, raw_test)
     if task == "classification" and not task_given:
         check_classes_are_classes(data.y, data_config.train)
     test = val = None
@@ -55,11 +71,93 @@ def prepare(data_config, seed: int, dtype=np.float64, task: str = "classificatio
     return splits
 
 
-def prepare_for(config, data_config=None) -> Splits:
+def reads_as_table(source: str, label_column, header: bool | None) -> bool:
+    """Whether a training file is a table for numbamlp.data.tables rather than numbers alone,
+    as far as its start shows: a CSV file whose first data row has a feature cell that is
+    text or missing, a Parquet file with a feature column of another type than numbers or
+    booleans, or one with missing values (from its statistics).  (Text further down a CSV
+    file: the reader of numbers says so, NotNumbers, and prepare reads it as a table then.)"""
+    from numbamlp.config import names_a_file
+
+    if not names_a_file(source) or not Path(source).is_file() or file_kind(source) not in ("csv", "parquet"):
+        return False
+    try:
+        if file_kind(source) == "parquet":
+            return _parquet_is_a_table(source, label_column)
+        first, second = _first_csv_rows(source)
+        if first is None:
+            return False
+        names = _header_of(first, second, header, label_column, source)
+        row = second if names is not None else first
+        if row is None or len(row) != len(first):
+            return False
+        label = _label_index(label_column, names, len(first), source)
+    except (DataError, OSError, ValueError):
+        return False  # (the reader that follows says what is wrong)
+    return any(not _is_number(cell) for j, cell in enumerate(row) if j != label)
+
+
+def _parquet_is_a_table(source: str, label_column) -> bool:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(source)
+    schema = parquet.schema_arrow
+    label = _label_index(label_column, schema.names, len(schema.names), source)
+    features = [j for j in range(len(schema.names)) if j != label]
+    for j in features:
+        kind = schema.field(j).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+                or pa.types.is_decimal(kind)):
+            return True
+    for group in range(parquet.metadata.num_row_groups):
+        for j in features:
+            statistics = parquet.metadata.row_group(group).column(j).statistics
+            if statistics is not None and statistics.has_null_count and statistics.null_count:
+                return True
+    return False
+
+
+def _prepare_table(data_config, seed: int, dtype, task: str, task_given: bool, roles: ColumnRoles,
+                   raw_test: bool = False) -> Splits:
+    """``prepare`` for a table (numbamlp.data.tables): the columns read by their roles, the
+    rows split as split_arrays splits them, a TableEncoder learned from the training rows
+    (their target means cross-fitted), every split encoded with it into one (N, D_in) array
+    of ``dtype``, then split and standardised as a file of numbers is."""
+    from numbamlp.encoding import fit_table
+
+    read = dict(label_column=data_config.label_column, roles=roles, task=task, header=data_config.header)
+    table = read_table(data_config.train, **read)
+    y = table.y
+    if task == "classification" and not task_given:
+        check_classes_are_classes(y, data_config.train)
+    held_out = {}
+    for kind in ("test", "val"):
+        source = getattr(data_config, kind)
+        if source is not None:
+            held_out[kind] = read_table(source, **read, columns=list(table.columns),
+                                        categorical=[name for name, column in table.columns.items()
+                                                     if isinstance(column, TextColumn)])
+    rows, _, test_rows = split_rows(y, data_config, seed, task, "test" in held_out, "val" in held_out)
+    if task == "classification" and len(np.unique(y[rows])) < 2:
+        raise DataError(f"{data_config.train}: y has a single class; classification needs at least 2")
+    encoder, X = fit_table(table.columns, y, task, data_config.min_category_rows, seed, dtype, rows)
+    test, val = ((encoder.transform(held_out[kind].columns, dtype), held_out[kind].y, getattr(data_config, kind))
+                 if kind in held_out else None for kind in ("test", "val"))
+    kept = None if not raw_test else held_out["test"].columns if "test" in held_out else table.take(test_rows)
+    dtypes = table.dtypes
+    del table, held_out  # (the raw columns: encoded now, and splitting X needs the room)
+    splits = split_arrays(X, y, data_config, seed, test=test, val=val, dtype=dtype, overwrite=True, task=task,
+                          unscaled=~encoder.scaled())
+    splits.table, splits.feature_names, splits.feature_dtypes, splits.raw_test = encoder, encoder.columns, dtypes, kept
+    return splits
+
+
+def prepare_for(config, data_config=None, raw_test: bool = False) -> Splits:
     """The splits a TrainConfig trains on: ``prepare`` with its data settings (or
     ``data_config``), seed, dtype and task — X is read straight into the training dtype."""
     return prepare(config.data if data_config is None else data_config, config.seed, dtype=config.dtype,
-                   task=config.task, task_given="task" in config.model_fields_set)
+                   task=config.task, task_given="task" in config.model_fields_set, raw_test=raw_test)
 
 
 def data_seed(data_config, seed: int) -> int:

@@ -68,6 +68,19 @@ def holdout_split(X, y, fraction: float, seed: int, task: str = "classification"
     return split(X, y, fraction, seed)
 
 
+def split_rows(y, data_config, seed: int, task: str, test_given: bool, val_given: bool):
+    """(training rows, validation rows or None, test rows or None): indices into y (N,) of
+    the rows each split takes — a ``data_config.test_fraction`` held out for testing unless a
+    test set is given, then a ``val_fraction`` of the rest for validation unless a
+    validation set is given or the fraction is 0 — drawn with ``seed`` (holdout_split)."""
+    rows, val_rows, test_rows = np.arange(len(y)), None, None
+    if not test_given:
+        rows, test_rows, _, _ = holdout_split(rows, y, data_config.test_fraction, seed, task)
+    if not val_given and data_config.val_fraction > 0:
+        rows, val_rows, _, _ = holdout_split(rows, y[rows], data_config.val_fraction, seed, task)
+    return rows, val_rows, test_rows
+
+
 @dataclass
 class Splits:
     """Train / validation / test arrays ready for a model (standardised when asked)."""
@@ -81,10 +94,13 @@ class Splits:
     standardizer: Standardizer | None
     feature_names: list[str] | None = None  # the training file's column names (feature_names)
     feature_dtypes: list[str] | None = None  # (D,) what each of them held there (Dataset.feature_dtypes)
+    table: object | None = None  # a table's numbamlp.encoding.TableEncoder (feature_names: its raw columns)
+    raw_test: dict | None = None  # a table's test rows as raw columns, when prepare was asked for them
 
     def attach_to(self, model) -> None:
         """Give a model trained on these splits what prediction needs from the data: the
-        standardisation, and the names and dtypes of its features."""
+        table's encoding, the standardisation, and the names and dtypes of its features."""
+        model.table = self.table
         model.input_transform = self.standardizer
         model.feature_names = self.feature_names
         model.feature_dtypes = self.feature_dtypes
@@ -92,7 +108,8 @@ class Splits:
 
 @_quiet_overflow
 def split_arrays(X, y, data_config, seed: int, test=None, val=None, source: str | None = None,
-                 dtype=np.float64, overwrite: bool = False, task: str = "classification") -> Splits:
+                 dtype=np.float64, overwrite: bool = False, task: str = "classification",
+                 unscaled: np.ndarray | None = None) -> Splits:
     """``prepare``'s splits and standardisation of arrays already loaded: ``test`` and ``val``
     are None or (X, y, where they came from); ``seed`` draws the held-out rows.
 
@@ -102,24 +119,20 @@ def split_arrays(X, y, data_config, seed: int, test=None, val=None, source: str 
     X by index chunk by chunk (X, which may be a memory map, is only read).  The splits are
     views of that buffer; given test and validation arrays are standardised in place when
     ``overwrite``, else copied.  Held-out rows are drawn stratified by class, or, for task
-    "regression", by a plain seeded shuffle (holdout_split).
+    "regression", by a plain seeded shuffle (holdout_split).  ``unscaled`` (D,) bool: features
+    left as they are by the standardisation (a table's one-hot and was-missing features).
     """
     source = source or data_config.train
     y = np.asarray(y)
     regression = task == "regression"
     if not regression and len(np.unique(y)) < 2:
         raise DataError(f"{source}: y has a single class; classification needs at least 2")
-    rows = np.arange(len(y))
-    if test is None:
-        rows, test_rows, _, _ = holdout_split(rows, y, data_config.test_fraction, seed, task)
-    else:
+    rows, val_rows, test_rows = split_rows(y, data_config, seed, task, test is not None, val is not None)
+    if test is not None:
         X_test, y_test, test_source = test
-    val_rows = None
     if val is not None:
         X_val, y_val, val_source = val
         check_like_training(X_val, y_val, X, y[rows], val_source, source, regression)
-    elif data_config.val_fraction > 0:
-        rows, val_rows, _, _ = holdout_split(rows, y[rows], data_config.val_fraction, seed, task)
     if test is not None:  # (against the rows that train)
         check_like_training(X_test, y_test, X, y[rows], test_source, source, regression)
     if not regression and test is None:
@@ -158,6 +171,8 @@ def split_arrays(X, y, data_config, seed: int, test=None, val=None, source: str 
     else:
         X_test = _own_copy(X_test, dtype, overwrite, data_config.standardize, test_source)
     scaler = Standardizer.fit(X_train) if data_config.standardize else None
+    if scaler is not None and unscaled is not None:
+        scaler = scaler.leaving(unscaled)
     if scaler is not None:
         scaler.inplace_transform(buffer[: bounds[-1]])
         for extra in (X_val if val is not None else None, X_test if test is not None else None):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 from numbamlp.job_status import JobStatus
@@ -69,12 +69,37 @@ class SweepRequest(_Body):
     random: int | None = Field(None, ge=1, description="Draw this many members instead of every combination.")
 
 
+def _cell(value):
+    """A cell of a row by column name: a number, a string, a boolean or null (missing)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise PydanticCustomError("cell", "a cell is a number, a string, true, false or null (a missing value)")
+
+
+Cell = Annotated[Any, PlainValidator(_cell), WithJsonSchema(
+    {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}, {"type": "null"}]})]
+
+
 class PredictRequest(_Body):
-    X: list[list[Annotated[float, Field(allow_inf_nan=False)]]] = Field(description="Rows of raw features (N, D).")
+    X: list[list[Annotated[float, Field(allow_inf_nan=False)]]] | None = Field(
+        None, description="Rows of raw features (N, D), numbers only (or give rows).")
+    rows: list[dict[str, Cell]] | None = Field(
+        None, description="Rows by column name (or give X), for a model that knows its features' names: each row "
+        "{column: value} names every column the model was trained with (others are left out).  A model of a table "
+        "(text, missing cells) takes numbers, strings and null (a missing value) as its columns held them; a model "
+        "of numbers takes finite numbers.")
     columns: list[str] | None = Field(None, description="The names of X's columns: with a model that knows its "
                                       "features' names, X's columns are taken by name, in the model's order (others "
                                       "left out); without, X's columns are the model's features in order.")
     proba: bool = Field(False, description="Also return the probability of every class.")
+
+    @model_validator(mode="after")
+    def _x_or_rows(self):
+        if (self.X is None) == (self.rows is None):
+            raise PydanticCustomError("x_or_rows", "give X (rows of numbers) or rows (rows by column name), one of them")
+        if self.rows is not None and self.columns is not None:
+            raise PydanticCustomError("columns_with_rows", "columns names X's columns; rows name their own")
+        return self
 
 
 # ---------------------------------------------------------------- answers
@@ -100,8 +125,9 @@ class Job(BaseModel):
     val_loss: float | None
     model_sha256: str | None
     scores: dict[str, float | None] | None = Field(
-        description="Every validation and test metric of the saved model: accuracy and loss for a classifier, "
-        "r2, mse, mae and loss for a regressor.")
+        description="Every validation and test metric of the saved model: for a classifier accuracy, loss, "
+        "balanced_accuracy, f1 (two classes) or macro_f1, roc_auc, average_precision (null where undefined: one "
+        "class present) and the test rows' log_loss; for a regressor r2, mse, mae and loss.")
     error: str | None
 
 
@@ -120,7 +146,9 @@ class Dataset(BaseModel):
     format: Literal["npz", "parquet", "csv"]
     size: int
     rows: int
-    features: int
+    features: int = Field(description="Its feature columns: a table's (text or missing cells) are its columns but "
+                          "the label and the identifier-like ones, which a job's data.features and data.drop may "
+                          "change.")
 
 
 class Prediction(BaseModel):

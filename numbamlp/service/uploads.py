@@ -1,6 +1,6 @@
 """Uploaded data sets (POST /v1/datasets): the body is the file, checked in a folder of its
-own (it loads with the given label column; decompressed, it is no larger than
---max-dataset-mb) and then kept in ``DATA_DIR/datasets`` by its sha256, which jobs name as
+own (it loads with the given label column, as numbers or as a table of text and missing
+cells; decompressed, it is no larger than --max-dataset-mb) and then kept in ``DATA_DIR/datasets`` by its sha256, which jobs name as
 dataset:<id>."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from numbamlp.data import file_kind
 from numbamlp.service.limits import Limits
 from numbamlp.service.scheduler import DATASET_PREFIX, dataset_path, hide_dataset_paths
 from numbamlp.service.store import StorageFull, Store
-from numbamlp.service.validation import load_problem
+from numbamlp.service.validation import kept_upload_problem, upload_problem
 
 # An upload's kind, by its first bytes (a CSV's text has none), as its file's suffix
 UPLOAD_MAGIC = ((b"PK\x03\x04", "npz"), (b"PAR1", "parquet"), (b"\x1f\x8b", "csv.gz"), (b"\x28\xb5\x2f\xfd", "csv.zst"),
@@ -33,9 +33,9 @@ def prepare_datasets_folder(data_dir: Path) -> None:
 
 def store_dataset(store: Store, data_dir: Path, body: bytes, label_column: str | None, limits: Limits) -> dict:
     """Keep an uploaded file by content hash after checking that it loads with that label
-    column and that it is no larger, decompressed, than the server takes (422 if not; the
-    same content already kept is checked with the label column too)."""
-    from numbamlp.data import DataError, load_dataset
+    column (as numbers, or as a table: validation.upload_problem) and that it is no larger,
+    decompressed, than the server takes (422 if not; the same content already kept is
+    checked with the label column too)."""
     from numbamlp.io import atomic_write_bytes
 
     if not body:
@@ -43,7 +43,7 @@ def store_dataset(store: Store, data_dir: Path, body: bytes, label_column: str |
     digest = hashlib.sha256(body).hexdigest()
     existing = store.dataset(digest)
     if existing is not None:
-        problem = load_problem(dataset_path(data_dir, DATASET_PREFIX + digest), label_column)
+        problem = kept_upload_problem(dataset_path(data_dir, DATASET_PREFIX + digest), label_column)[0]
         if problem is not None:
             raise HTTPException(422, hide_dataset_paths(problem, data_dir))
         return existing
@@ -56,14 +56,13 @@ def store_dataset(store: Store, data_dir: Path, body: bytes, label_column: str |
         problem = _decompressed_problem(trial, suffix, limits)
         if problem is not None:
             raise HTTPException(422, problem)
-        try:
-            data = load_dataset(str(trial), label_column=label_column)
-        except DataError as err:
-            raise HTTPException(422, hide_dataset_paths(str(err), data_dir)) from None
+        problem, rows, features = upload_problem(str(trial), label_column)
+        if problem is not None:
+            raise HTTPException(422, hide_dataset_paths(problem, data_dir))
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
     _written(store, lambda: atomic_write_bytes(data_dir / "datasets" / f"{digest}.{suffix}", body))
-    return store.add_dataset(digest, file_kind(trial), len(body), int(data.X.shape[0]), int(data.X.shape[1]))
+    return store.add_dataset(digest, file_kind(trial), len(body), rows, features)
 
 
 def _decompressed_problem(path: Path, kind: str, limits: Limits) -> str | None:

@@ -42,6 +42,7 @@ The parts, each a module:
 # names are, so that reading a default from here does not load the trainer.
 _PARTS = {
     "numbamlp.layout": "SWEEP_FILES sweep_directory_note",
+    "numbamlp.metrics": "HIGHER_IS_BETTER METRICS TASK_METRICS",
     "numbamlp.sweeps.directory": "NEW_DIRECTORY read_finished_rows read_sweep_plan",
     "numbamlp.sweeps.driver": "sweep",
     "numbamlp.sweeps.errors": "SweepError SweepInterrupted",
@@ -49,9 +50,8 @@ _PARTS = {
                             "parse_grid_option parse_range parse_value resolve_key setting_paths"),
     "numbamlp.sweeps.members": ("DEFAULT_MAX_MEMBERS DEFAULT_STACK_SIZE DEFAULT_VAL_FRACTION base_document "
                                "member_configs stack_groups validate_base"),
-    "numbamlp.sweeps.results": ("FINISHED HIGHER_IS_BETTER METRICS RESULT_COLUMNS RUN_COLUMNS "
-                               "TASK_COLUMNS TASK_METRICS SweepResult best_row grid_column grid_keys "
-                               "ranked table_csv"),
+    "numbamlp.sweeps.results": ("FINISHED RESULT_COLUMNS RUN_COLUMNS TASK_COLUMNS SweepResult best_row grid_column "
+                               "grid_keys ranked table_csv"),
     "numbamlp.sweeps.runners": "SCHEDULER_TIMEOUT_S DaskRunner InProcessRunner",
     "numbamlp.sweeps.task": "StackStopped SweepData train_stack train_stack_on_worker worker_threads write_run_files",
 }

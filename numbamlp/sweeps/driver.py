@@ -10,15 +10,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from numbamlp.config import with_absolute_data_paths
+import numpy as np
+
+from numbamlp.config import set_setting, with_absolute_data_paths
+from numbamlp.metrics import METRICS, check_metric_applies
 from numbamlp.sweeps.directory import (NEW_DIRECTORY, SweepWriter, check_new_directory, claim_directory,
                                        read_finished_rows, read_sweep_plan)
 from numbamlp.sweeps.errors import SweepError, SweepInterrupted
 from numbamlp.sweeps.grid import member_settings, normalise_grid
 from numbamlp.sweeps.members import (DEFAULT_MAX_MEMBERS, DEFAULT_STACK_SIZE, absolute_data_settings, base_document,
                                      member_configs, stack_groups, validate_base)
-from numbamlp.sweeps.results import (METRICS, RUN_COLUMNS, TASK_COLUMNS, SweepResult, best_row, grid_column,
-                                     metric_for, sweep_summary)
+from numbamlp.sweeps.results import (RUN_COLUMNS, TASK_COLUMNS, SweepResult, best_row, grid_column, metric_for,
+                                     sweep_summary)
 from numbamlp.sweeps.runners import DaskRunner, InProcessRunner
 from numbamlp.sweeps.splits import (arrays_stamp, checked_arrays, data_file_stamps, data_key, data_sets, other_arrays,
                                     prepare_data)
@@ -34,6 +37,9 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
 
     data: None (the base config's data settings), or (X, y) arrays, split and standardised
     as the base config says (to resume such a sweep, give the same arrays again).
+    metric: the validation metric that ranks the members (numbamlp.metrics.TASK_METRICS),
+    which they also early-stop by (it becomes the base's early_stopping.metric); None: the
+    base's early_stopping.metric, else the task's default (val_accuracy, val_r2).
     progress(done, total, best_row) is called as stacks finish.  Everything is checked
     before anything trains or is written: SweepError otherwise.
     """
@@ -67,7 +73,10 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
             raise SweepError("task cannot vary within a sweep: run one sweep per task")
         base_config = validate_base(document)
         settings = [absolute_data_settings(member) for member in member_settings(grid, random, base_config.seed)]
-        metric = metric_for(base_config.task, metric)
+        ranking = metric_for(base_config, metric)
+        if metric is not None:  # (given here: the members early-stop by the metric that ranks them)
+            set_setting(document, "early_stopping.metric", metric)
+        metric = ranking
         if len(settings) > max_members:
             raise SweepError(f"the grid has {len(settings)} members, more than the limit of {max_members} "
                              f"(raise --max-members, or use --random N)")
@@ -85,6 +94,12 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
     if resume is not None and plan.get("data_arrays") != data_arrays:
         raise SweepError(other_arrays(directory, plan.get("data_arrays"), data_arrays))
     splits = {key: prepare_data(config, arrays) for key, config in data_sets(configs).items()}
+    if configs[0].task == "classification":  # (val_f1 is two classes', val_macro_f1 more's)
+        for one in splits.values():
+            try:
+                check_metric_applies(metric, "classification", len(np.unique(one.y_train)))
+            except ValueError as err:
+                raise SweepError(str(err)) from None
     if out is not None and out is not NEW_DIRECTORY:
         check_new_directory(out)
     on_dask = workers is not None or scheduler is not None or client is not None

@@ -14,29 +14,37 @@ from pathlib import Path
 from typing import Any
 
 from numbamlp.config import TrainConfig
+from numbamlp.metrics import HIGHER_IS_BETTER, TASK_METRICS, check_metric_applies
 from numbamlp.sweeps.errors import SweepError
 
-# What a row holds per task, the validation metrics that can choose the best member (the
-# first is the default), and which way each is better.
+# What a row holds per task: the saved weights' validation metrics (numbamlp.metrics.TASK_METRICS:
+# which can rank the members, and which way each is better) and their test metrics.
 TASK_COLUMNS = {
-    "classification": ("val_accuracy", "val_loss", "test_accuracy", "test_loss"),
+    "classification": ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "val_balanced_accuracy", "val_f1",
+                       "val_macro_f1", "val_roc_auc", "val_average_precision", "test_balanced_accuracy", "test_f1",
+                       "test_macro_f1", "test_roc_auc", "test_average_precision", "test_log_loss"),
     "regression": ("val_r2", "val_mse", "val_loss", "test_r2", "test_mse", "test_mae", "test_loss"),
 }
-TASK_METRICS = {"classification": ("val_accuracy", "val_loss"), "regression": ("val_r2", "val_mse", "val_loss")}
-HIGHER_IS_BETTER = {"val_accuracy": True, "val_r2": True, "val_loss": False, "val_mse": False}
-METRICS = tuple(HIGHER_IS_BETTER)
 RUN_COLUMNS = ("epochs", "best_epoch", "status", "error", "seconds", "model_path")
 RESULT_COLUMNS = (*dict.fromkeys(c for columns in TASK_COLUMNS.values() for c in columns), *RUN_COLUMNS)
 FINISHED = ("done", "stopped early")  # the statuses whose members can be the best
 
 
-def metric_for(task: str, metric: str | None) -> str:
-    """The metric that picks the best member: the task's default, or one it has."""
-    if metric is None:
-        return TASK_METRICS[task][0]
-    if metric not in TASK_METRICS[task]:
-        raise SweepError(f"metric {metric} does not apply to {task}: use one of {', '.join(TASK_METRICS[task])}")
-    return metric
+def metric_for(base: TrainConfig, metric: str | None) -> str:
+    """The metric that picks the best member: ``metric``, else the base config's
+    early_stopping.metric (the one metric that picks a member's best epoch and the best
+    member), else the task's default (TASK_METRICS' first); SweepError for one the task has
+    not, or for a ``metric`` other than the base's early_stopping.metric."""
+    stopping = base.early_stopping.metric
+    if metric is not None and stopping is not None and metric != stopping:
+        raise SweepError(f"metric {metric} and the base config's early_stopping.metric {stopping} differ: one metric "
+                         "picks each member's best epoch and the best member")
+    chosen = metric or stopping or TASK_METRICS[base.task][0]
+    try:
+        check_metric_applies(chosen, base.task)
+    except ValueError as err:
+        raise SweepError(str(err)) from None
+    return chosen
 
 
 class SweepResult:
@@ -74,9 +82,9 @@ class SweepResult:
 
 
 def ranked(table: list[dict], metric: str) -> list[dict]:
-    """The rows best first: finished members by ``metric`` (higher accuracy or R², lower
-    loss or MSE), ties to the lower validation loss, then the lower member number; the
-    others last."""
+    """The rows best first: finished members by ``metric`` (higher or lower, as
+    HIGHER_IS_BETTER says), ties to the lower validation loss, then the lower member number;
+    the others (and those without the metric) last."""
     sign = -1.0 if HIGHER_IS_BETTER[metric] else 1.0
 
     def order(row):
@@ -107,12 +115,14 @@ def grid_keys(row: dict) -> list[str]:
 
 
 def table_csv(table: list[dict]) -> str:
-    """The rows as CSV: a list as JSON text, and an empty cell for None and for a number
-    that is not finite (a diverged member's loss), as results.jsonl has null."""
+    """The rows as CSV: a list as JSON text, and an empty cell for None, for a number that is
+    not finite (a diverged member's loss) and for a column a row lacks (one a resumed sweep's
+    earlier run did not write), as results.jsonl has null."""
     if not table:
         return ""
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(table[0]), lineterminator="\n")
+    writer = csv.DictWriter(text, fieldnames=list(dict.fromkeys(column for row in table for column in row)),
+                            lineterminator="\n")
     writer.writeheader()
     for row in table:
         writer.writerow({k: json.dumps(v) if isinstance(v, list)
@@ -130,6 +140,7 @@ def sweep_summary(table: list[dict], metric: str, directory: Path | None, config
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     return {
         "members": len(table),
+        "task": configs[0].task,
         "metric": metric,
         "best": None if best is None else {
             "row": best, "config": configs[best["member"]].model_dump(mode="json", by_alias=True)},

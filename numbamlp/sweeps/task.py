@@ -85,7 +85,7 @@ def train_stack(configs: list[dict], data: SweepData, threads: int | None = None
                    "history": trainer.history, "model": None if result["status"] == "diverged" else trainer.model}
         if result["status"] in FINISHED:
             test = trainer.evaluate(data.X_test, data.y_test)
-            outcome.update({c: test[c.removeprefix("test_")] for c in columns if c.startswith("test_")})
+            outcome.update({c: test.get(c.removeprefix("test_")) for c in columns if c.startswith("test_")})
         outcomes.append(outcome)
     return outcomes
 

@@ -78,11 +78,40 @@ def download_model(job_id: str, store: StoreDep, data_dir: DataDirDep,
 @router.post("/v1/jobs/{job_id}/predict", response_model=Prediction, dependencies=[Depends(may_read)])
 def predict(job_id: str, body: PredictRequest, store: StoreDep, data_dir: DataDirDep,
             models: Annotated[LoadedModels, Depends(loaded_models)]) -> dict:
+    """The model's predictions for X (rows of numbers) or rows (by column name), as
+    `numbamlp predict` and the model's own predict_proba give them.  A model of a table
+    takes its raw columns (numbers, strings, null) and encodes them itself."""
     import numpy as np
 
     job = existing_job(store, job_id)
     model = models.get(job_id, existing_model_file(data_dir, job, unfinished=409))
-    width, by_name = model.n_features, body.columns is not None and model.feature_names is not None
+    if body.rows is not None:
+        X = table_rows(body.rows, model) if model.table is not None else number_rows(body.rows, model)
+    else:
+        X = number_matrix(body, model)
+        if model.table is not None:  # (the table's raw columns, in its order: the model encodes them)
+            X = {name: X[:, j] for j, name in enumerate(model.table.columns)}
+    if model.task == "regression" and body.proba:
+        raise HTTPException(422, "a regressor has no class probabilities: leave proba false")
+    try:  # (values the model's dtype cannot hold, said as numbamlp predict says them)
+        if model.task == "regression":
+            return {"labels": None, "proba": None, "values": model.predict(X).tolist()}
+        probabilities = model.predict_proba(X)
+    except ValueError as err:
+        raise HTTPException(422, str(err)) from None
+    labels = model.classes[np.argmax(probabilities, axis=1)] if model.classes is not None else \
+        np.argmax(probabilities, axis=1)
+    return {"labels": labels.tolist(), "proba": probabilities.tolist() if body.proba else None}
+
+
+def number_matrix(body: PredictRequest, model):
+    """X (N, D) float64 of the request's X: its columns by name (``columns``) when the model
+    knows its features' names, else by position; D the model's features (a table's raw
+    columns).  422 for rows of another width, or names the model lacks."""
+    import numpy as np
+
+    features = model.n_features if model.table is None else len(model.table.columns)
+    width, by_name = features, body.columns is not None and model.feature_names is not None
     if by_name:
         from numbamlp.data import DataError, feature_columns
 
@@ -96,19 +125,70 @@ def predict(job_id: str, body: PredictRequest, store: StoreDep, data_dir: DataDi
     widths = sorted({len(row) for row in body.X})
     if widths != [width]:
         got = f"rows of {' and '.join(map(str, widths))}" if widths else "no rows"
-        what = f"{width} values, one per column" if width != model.n_features else f"{width} features"
+        what = f"{width} values, one per column" if width != features else f"{width} features"
         raise HTTPException(422, f"X must have rows of {what}, got {got}")
     X = np.asarray(body.X, dtype=np.float64)
-    if by_name:
-        X = X[:, chosen]
-    if model.task == "regression" and body.proba:
-        raise HTTPException(422, "a regressor has no class probabilities: leave proba false")
-    try:  # (values the model's dtype cannot hold, said as numbamlp predict says them)
-        if model.task == "regression":
-            return {"labels": None, "proba": None, "values": model.predict(X).tolist()}
-        probabilities = model.predict_proba(X)
-    except ValueError as err:
-        raise HTTPException(422, str(err)) from None
-    labels = model.classes[np.argmax(probabilities, axis=1)] if model.classes is not None else \
-        np.argmax(probabilities, axis=1)
-    return {"labels": labels.tolist(), "proba": probabilities.tolist() if body.proba else None}
+    return X[:, chosen] if by_name else X
+
+
+def _named(rows: list[dict], model) -> list[str]:
+    """The model's features' names, each of which every row must hold (422 naming the first
+    row and column that lack one; for a model that knows no names, 422 saying to send X)."""
+    if not rows:
+        raise HTTPException(422, "rows holds no rows")
+    names = model.feature_names
+    if names is None:
+        raise HTTPException(422, f"this model knows no names for its {model.n_features} features (it was trained on "
+                            "data without column names): send X, rows of numbers in its features' order")
+    for i, row in enumerate(rows):
+        absent = next((name for name in names if name not in row), None)
+        if absent is not None:
+            raise HTTPException(422, f"rows[{i}] has no column {absent!r}, which the model was trained with"
+                                + (" (null: a missing value)" if model.table is not None else ""))
+    return names
+
+
+def table_rows(rows: list[dict], model) -> dict:
+    """A table model's raw columns {name: [value per row]} from rows by column name, as its
+    predict_proba takes them (numbamlp.encoding.table_columns: null or NaN missing, a
+    categorical column's values as their text); 422 naming the column whose value is
+    infinite.  A text where a number column is: predict_proba's ValueError names it."""
+    columns = {}
+    for name in _named(rows, model):
+        values = columns[name] = [row[name] for row in rows]
+        if name not in model.table.categorical:
+            infinite = next((i for i, v in enumerate(values) if not isinstance(v, (str, type(None))) and not _finite(v)),
+                            None)
+            if infinite is not None:
+                raise HTTPException(422, f"column {name!r} holds {values[infinite]} in rows[{infinite}]; features "
+                                    "must be finite numbers (null: a missing value)")
+    return columns
+
+
+def _finite(value) -> bool:
+    """Whether a number (a bool, an int, a float) is finite as a float64 (NaN counts: a
+    table's missing value); an int past float64's range is not."""
+    import math
+
+    try:
+        return not math.isinf(float(value))
+    except OverflowError:
+        return False
+
+
+def number_rows(rows: list[dict], model):
+    """X (N, D) float64 of a model of numbers from rows by column name (its features' names,
+    in its order): 422 naming the column of a value that is not a finite number."""
+    import numpy as np
+
+    names = _named(rows, model)
+    X = np.empty((len(rows), len(names)))
+    for j, name in enumerate(names):
+        for i, row in enumerate(rows):
+            value = row[name]
+            if isinstance(value, str) or value is None or not _finite(value) or value != value:
+                shown = "null" if value is None else repr(value)
+                raise HTTPException(422, f"column {name!r} holds {shown} in rows[{i}]; this model was trained on "
+                                    "finite numbers there")
+            X[i, j] = value
+    return X
