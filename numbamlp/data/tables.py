@@ -213,14 +213,22 @@ def _first_block(path: Path, kind: str, layout: dict, wanted: list[str], text_co
         if kind == "parquet":
             import pyarrow.parquet as pq
 
-            return next(pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted),
-                        pa.record_batch([pa.array([], pa.string())] * len(wanted), names=wanted))
+            parquet = pq.ParquetFile(path)
+            first = next(parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted),
+                         pa.record_batch([pa.array([], pa.string())] * len(wanted), names=wanted))
+            layout["whole"] = first.num_rows == parquet.metadata.num_rows
+            return first
         label = layout["label"]
         types = {name: pa.string() for name in wanted if name in text_columns}
         if label is not None:
             types[layout["names"][label]] = pa.string()
         with _csv_stream(path, layout, wanted, types) as stream:
             first = stream.read_next_batch()
+            try:
+                stream.read_next_batch()
+                layout["whole"] = False
+            except StopIteration:
+                layout["whole"] = True  # (one block is the file: read once, not twice)
             return first.select(wanted)
     except StopIteration:
         raise DataError(f"{path} has a header but no data rows") from None
@@ -236,11 +244,16 @@ def _blocks(path: Path, kind: str, layout: dict, include: list[str], text: set, 
     block cannot change it; a cell that does not fit is refused by name."""
     import pyarrow as pa
 
+    if layout.get("whole"):  # (the first block is the file; as read, the file cannot contradict it)
+        yield first.select(include)
+        return
     if kind == "parquet":
         import pyarrow.parquet as pq
 
-        try:
-            yield from pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=include)
+        text_columns = [name for name in include if _is_text(first.schema.field(name).type)]
+        try:  # (text decoded straight into dictionaries: no string per row, no hashing of them)
+            yield from pq.ParquetFile(path, read_dictionary=text_columns).iter_batches(
+                batch_size=PARQUET_BATCH_ROWS, columns=include)
         except (pa.ArrowException, OSError) as err:
             raise DataError(f"cannot read {path} as Parquet ({_reason(err)})") from None
         return
@@ -322,6 +335,7 @@ class _TextCollector:
 
     def __init__(self):
         self.index, self.texts, self.parts = {}, [], []
+        self.known = None  # (the texts as an arrow array, for index_in)
 
     def add(self, column, name: str, source, row: int) -> None:
         import pyarrow as pa
@@ -334,14 +348,29 @@ class _TextCollector:
             codes = np.full(len(values), -1, dtype=np.int64)
             codes[present] = inverse
             block_texts = [number_text(v) for v in distinct.tolist()]
+            remap = np.array([self._code(text) for text in block_texts] + [-1], dtype=np.int32)
         else:
             if pa.types.is_null(column.type):
                 column = column.cast(pa.string())
             encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
             codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-            block_texts = encoded.dictionary.to_pylist()
-        remap = np.array([self._code(text) for text in block_texts] + [-1], dtype=np.int32)
+            remap = self._remap(pc.utf8_trim_whitespace(encoded.dictionary))
         self.parts.append(remap[codes])  # (code -1, missing, picks the last entry)
+
+    def _remap(self, block_texts) -> np.ndarray:
+        """The codes (len + 1,) int32 of a block's distinct texts (an arrow array, trimmed),
+        then -1: those met before looked up by arrow (index_in: no Python per text), the new
+        ones added."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if self.known is None or len(self.known) != len(self.texts):
+            self.known = pa.array(self.texts, pa.string())
+        found = pc.index_in(block_texts, value_set=self.known)
+        remap = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+        for k in np.flatnonzero(remap < 0):  # (new texts, and the empty one: missing)
+            remap[k] = self._code(block_texts[int(k)].as_py())
+        return np.append(remap, np.int32(-1))
 
     def _code(self, text) -> int:
         text = "" if text is None else str(text).strip()
