@@ -9,6 +9,7 @@ median counts; the rounds alternate REV and the tree, and the table gives the me
 the rounds.
 
     python bench/fit_loop.py --against 4311978 --configs small,mnist --rounds 5
+    python bench/fit_loop.py --against 49af8b3 --configs small --members 32   (a stack, validation rows shared)
 
 Symbols: N rows, D features, C classes.  Data: N rows of standard normal features, labels
 from a random linear map (the same in every process), float32, plain SGD.
@@ -55,29 +56,44 @@ def config(name: str, setting: dict, threads: int | None) -> dict:
             "model": {"layers": layers, "activation": "relu"}, **setting}
 
 
-def child(name: str, setting_index: int, threads: int | None, out: str) -> None:
+def child(name: str, setting_index: int, threads: int | None, out: str, members: int = 1) -> None:
     """(In a process of its own.)  A warm-up fit, then FITS timed fits: their median seconds
-    per epoch (the fit's set-up included) on stdout, the trained weights into ``out`` (.npy)."""
-    from numbamlp import Trainer
+    per epoch (the fit's set-up included) on stdout, the trained weights into ``out`` (.npy).
+    ``members`` > 1: a StackTrainer of that many models (seeds 0, 1, ...) sharing VAL_ROWS
+    validation rows, which it scores for all members at once every epoch."""
+    from numbamlp import StackTrainer, Trainer
 
     X, y = data(name)
     cfg = config(name, SETTINGS[setting_index][1], threads)
-    Trainer(cfg).fit(X, y)  # compiles, loads the cache
+    if members > 1:
+        X, y, X_val, y_val = X[VAL_ROWS:], y[VAL_ROWS:], X[:VAL_ROWS], y[:VAL_ROWS]
+        configs = [{**cfg, "seed": seed} for seed in range(members)]
+        make, fit = (lambda: StackTrainer(configs)), (lambda model: model.fit(X, y, X_val, y_val))
+    else:
+        make, fit = (lambda: Trainer(cfg)), (lambda model: model.fit(X, y))
+    fit(make())  # compiles, loads the cache
     per_epoch = []
     for _ in range(FITS):
-        trainer = Trainer(cfg)
+        trainer = make()
         start = time.perf_counter()
-        trainer.fit(X, y)
-        per_epoch.append((time.perf_counter() - start) / len(trainer.history))
-    np.save(out, trainer.model.flat_params)
+        fit(trainer)
+        epochs = max(len(h) for h in trainer.histories) if members > 1 else len(trainer.history)
+        per_epoch.append((time.perf_counter() - start) / epochs)
+    params = trainer.plan.host.params if members > 1 else trainer.model.flat_params
+    np.save(out, params)
+    trainer = trainer if members == 1 else trainer.trainers[0]
     print(json.dumps({"seconds_per_epoch": statistics.median(per_epoch), "epochs": len(trainer.history)}))
 
 
-def run_child(tree: Path | None, name: str, setting_index: int, threads, out: Path) -> dict:
+VAL_ROWS = 512  # (--members: the validation rows the stack shares, out of the data's first rows)
+
+
+def run_child(tree: Path | None, name: str, setting_index: int, threads, out: Path, members: int = 1) -> dict:
     env = dict(os.environ)
     if tree is not None:
         env["PYTHONPATH"] = str(tree)
-    args = [sys.executable, __file__, "--child", name, "--setting", str(setting_index), "--out", str(out)]
+    args = [sys.executable, __file__, "--child", name, "--setting", str(setting_index), "--out", str(out),
+            "--members", str(members)]
     if threads is not None:
         args += ["--threads", str(threads)]
     done = subprocess.run(args, env=env, capture_output=True, text=True, cwd=tree or Path(__file__).parent.parent)
@@ -95,12 +111,15 @@ def main(argv=None) -> int:
     parser.add_argument("--child")
     parser.add_argument("--setting", type=int, default=0)
     parser.add_argument("--out")
+    parser.add_argument("--members", type=int, default=1,
+                        help="more than 1: a StackTrainer of that many models sharing validation rows")
     args = parser.parse_args(argv)
     if args.child:
-        child(args.child, args.setting, args.threads, args.out)
+        child(args.child, args.setting, args.threads, args.out, args.members)
         return 0
     old = tree_at(args.against)
-    print(f"# bench/fit_loop.py --against {args.against} --configs {args.configs} --rounds {args.rounds}, "
+    print(f"# bench/fit_loop.py --against {args.against} --configs {args.configs} --rounds {args.rounds} "
+          f"--members {args.members}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}, load {os.getloadavg()[0]:.2f}")
     print("# " + json.dumps(machine_info(args.threads if args.threads else os.cpu_count())))
     print(f"{'config':8} {'setting':24} {args.against + ' s/epoch':>16} {'tree s/epoch':>14} {'tree ÷ rev':>11}  bits")
@@ -113,7 +132,8 @@ def main(argv=None) -> int:
                     outs = {}
                     for side, tree in (("rev", old), ("tree", None)):
                         outs[side] = Path(scratch) / f"{side}-{round_}.npy"
-                        times[side].append(run_child(tree, name, index, args.threads, outs[side])["seconds_per_epoch"])
+                        times[side].append(run_child(tree, name, index, args.threads, outs[side],
+                                                     args.members)["seconds_per_epoch"])
                     same &= bool(np.array_equal(np.load(outs["rev"]), np.load(outs["tree"])))
                 rev, tree = statistics.median(times["rev"]), statistics.median(times["tree"])
                 print(f"{name:8} {label:24} {rev:16.4f} {tree:14.4f} {tree / rev:11.3f}  "

@@ -62,6 +62,14 @@ Parts (--parts, default all):
             of the same format (the fixed cost of Python, Numba and that reader's libraries),
             ÷ the float32 features (rows × 10 feature columns × 4 bytes).  Issue 27's bound: 2.5.
 
+  encodings numbamlp's choice for a many-category column, measured: the table encoded as
+            numbamlp does it (one-hot up to ONEHOT_MAX_CATEGORIES buckets, above that the
+            target's cross-fitted mean: region and city) against every categorical column
+            one-hot (ONEHOT_MAX_CATEGORIES raised past city's buckets), in this process: the
+            same split, the numbamlp recipe above as a Trainer on the encoded training rows;
+            inputs, the encoded X's MB, training seconds, test ROC AUC and accuracy, rounds
+            interleaved, medians.
+
 Every failing numbamlp step is reported in one line (its last line of stderr) and the
 rest goes on, so the script runs before numbamlp can train on text columns.
 """
@@ -82,7 +90,7 @@ from pathlib import Path
 
 import numpy as np
 
-PARTS = ("generate", "sklearn", "numbamlp", "read", "memory")
+PARTS = ("generate", "sklearn", "numbamlp", "read", "memory", "encodings")
 FORMATS = ("csv", "parquet")
 ID, LABEL = "id", "churn"
 NUMERIC = ["age", "tenure_months", "monthly_spend", "support_calls", "days_since_login", "discount"]
@@ -693,6 +701,51 @@ def main() -> None:
         bench.read()
     if "memory" in args.parts:
         bench.memory()
+    if "encodings" in args.parts:
+        compare_encodings(bench.paths["csv"], args)
+
+
+def compare_encodings(csv_path: Path, args) -> None:
+    """The "encodings" part (see the module docstring)."""
+    import warnings
+
+    import numbamlp.encoding as encoding
+    from numbamlp import Trainer
+    from numbamlp.config import DataConfig
+    from numbamlp.data import DataNote, prepare
+    from numbamlp.metrics import classification_metrics
+
+    config = {"model": {"hidden": args.hidden}, "optimizer": {"name": "adam", "lr": args.lr,
+              "weight_decay": args.alpha / args.batch_size}, "batch_size": args.batch_size, "epochs": args.epochs,
+              "seed": args.seed}
+    choices = {"numbamlp's (one-hot ≤ 16 buckets, else target means)": encoding.ONEHOT_MAX_CATEGORIES,
+               "every categorical one-hot": 1 << 30}
+    results = {name: [] for name in choices}
+    default = encoding.ONEHOT_MAX_CATEGORIES
+    for round_ in range(args.repeat):
+        for name, limit in (choices.items() if round_ % 2 == 0 else reversed(choices.items())):
+            encoding.ONEHOT_MAX_CATEGORIES = limit
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DataNote)
+                    splits = prepare(DataConfig(train=str(csv_path), label_column=LABEL), args.seed, dtype=np.float32)
+            finally:
+                encoding.ONEHOT_MAX_CATEGORIES = default
+            trainer = Trainer(config)
+            start = time.perf_counter()
+            trainer.fit(splits.X_train, splits.y_train)
+            seconds = time.perf_counter() - start
+            classes = trainer.model.classes.tolist()
+            y_idx = np.array([classes.index(v) for v in splits.y_test.tolist()])
+            scores = classification_metrics(y_idx, trainer.model.predict_proba(splits.X_test), len(classes))
+            results[name].append((splits.X_train.shape[1], (splits.X_train.nbytes + splits.X_test.nbytes) / 2**20,
+                                  seconds, scores["roc_auc"], scores["accuracy"]))
+    print(f"\n## a many-category column: target means against one-hot, {args.repeat} interleaved rounds, medians "
+          f"(load {os.getloadavg()[0]:.2f})")
+    print("| encoding | inputs | X MB | training s | test ROC AUC | test accuracy |\n|---|---|---|---|---|---|")
+    for name, rows in results.items():
+        inputs, megabytes, seconds, auc, accuracy = (statistics.median(column) for column in zip(*rows))
+        print(f"| {name} | {inputs:.0f} | {megabytes:.1f} | {seconds:.2f} | {auc:.4f} | {accuracy:.4f} |")
 
 
 if __name__ == "__main__":
