@@ -127,6 +127,10 @@ def read_table(source: str, label_column, roles: ColumnRoles, task: str = "class
         row += block.num_rows
     if row == 0:
         raise DataError(f"{path} has a header but no data rows" if kind == "csv" else f"{path} has no rows")
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()  # (the reader's blocks, kept by arrow's allocator: ~40 MB at
+    # 1,000,000 rows that the encoding's arrays could not reuse — measured, bench/README.md, issue 27)
     raw, dtypes = {}, []
     for name in features:
         collector = collectors.pop(name)
@@ -141,8 +145,6 @@ def read_table(source: str, label_column, roles: ColumnRoles, task: str = "class
                       "float64" if _is_text(read_as) else _dtype_name(read_as))
     y = None
     if label_name is not None:
-        import pyarrow as pa
-
         numbers = "floats" if task == "regression" else "integers"
         y = _arrow_labels(pa.chunked_array(labels).cast(labels[0].type.value_type if pa.types.is_dictionary(
             labels[0].type) else labels[0].type), source, text_numbers=numbers)
@@ -214,10 +216,9 @@ def _first_block(path: Path, kind: str, layout: dict, wanted: list[str], text_co
             import pyarrow.parquet as pq
 
             parquet = pq.ParquetFile(path)
-            first = next(parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted),
-                         pa.record_batch([pa.array([], pa.string())] * len(wanted), names=wanted))
-            layout["whole"] = first.num_rows == parquet.metadata.num_rows
-            return first
+            if parquet.metadata.num_row_groups == 0:
+                return pa.record_batch([pa.array([], pa.string())] * len(wanted), names=wanted)
+            return _RowGroup(parquet, 0, path, first_rows=PARQUET_BATCH_ROWS)
         label = layout["label"]
         types = {name: pa.string() for name in wanted if name in text_columns}
         if label is not None:
@@ -252,8 +253,9 @@ def _blocks(path: Path, kind: str, layout: dict, include: list[str], text: set, 
 
         text_columns = [name for name in include if _is_text(first.schema.field(name).type)]
         try:  # (text decoded straight into dictionaries: no string per row, no hashing of them)
-            yield from pq.ParquetFile(path, read_dictionary=text_columns).iter_batches(
-                batch_size=PARQUET_BATCH_ROWS, columns=include)
+            parquet = pq.ParquetFile(path, read_dictionary=text_columns)
+            for group in range(parquet.metadata.num_row_groups):
+                yield _RowGroup(parquet, group, path)
         except (pa.ArrowException, OSError) as err:
             raise DataError(f"cannot read {path} as Parquet ({_reason(err)})") from None
         return
@@ -275,6 +277,27 @@ def _blocks(path: Path, kind: str, layout: dict, include: list[str], text: set, 
         raise DataError(f"cannot read {path} as CSV ({_reason(err)})") from None
 
 
+class _RowGroup:
+    """A Parquet file's row group as read_table takes a block (num_rows, schema, column(name)),
+    each column decoded when asked for: one decoded column at a time, not the row group's
+    every column (pandas writes a file of up to 1,000,000 rows as one row group).
+    ``first_rows``: its first rows only (the first block, which says what the columns hold)."""
+
+    def __init__(self, parquet, group: int, path: Path, first_rows: int | None = None):
+        self.parquet, self.group, self.path, self.schema = parquet, group, path, parquet.schema_arrow
+        rows = parquet.metadata.row_group(group).num_rows
+        self.num_rows = rows if first_rows is None else min(rows, first_rows)
+
+    def column(self, name: str):
+        import pyarrow as pa
+
+        try:
+            column = self.parquet.read_row_group(self.group, columns=[name]).column(0)
+        except (pa.ArrowException, OSError) as err:
+            raise DataError(f"cannot read {self.path} as Parquet ({_reason(err)})") from None
+        return column.slice(0, self.num_rows).combine_chunks()
+
+
 def _compact(column):
     """A label column's block as its own arrow array: text dictionary-encoded (a few distinct
     labels, int32 codes), numbers as they are."""
@@ -283,7 +306,7 @@ def _compact(column):
     return pc.dictionary_encode(column) if _is_text(column.type) else column
 
 
-# Rows per record batch of a Parquet table read block by block.
+# Rows of the first record batch of a Parquet table, which says what its columns hold.
 PARQUET_BATCH_ROWS = 65536
 
 
