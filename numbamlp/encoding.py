@@ -38,6 +38,9 @@ import numpy as np
 
 # How a missing category is written: the empty text (a CSV's empty cell; an ONNX string input's).
 MISSING_TEXT = ""
+# The texts that mean a missing cell, in any case and with spaces around (a CSV's empty
+# cell, NA, n/a, ...): every reader, every way into a model and the ONNX file read them so.
+MISSING_CELLS = ("", "na", "n/a", "nan", "null", "none", "-", "?")
 # Buckets up to which a categorical column is one-hot (more: target means).
 ONEHOT_MAX_CATEGORIES = 16
 # Rows of the overall mean that smooth each bucket's target mean, and the folds that
@@ -47,7 +50,8 @@ TARGET_FOLDS = 5
 # How a number becomes a category's text (a --categorical column of numbers): an integral
 # value as an integer (3, not 3.0), as a CSV file writes it.
 def number_text(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(float(value))
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
 
 
 @dataclass
@@ -71,7 +75,7 @@ class TextColumn:
         values = np.asarray(values, dtype=object).ravel()
         texts, codes, index = [], np.full(len(values), -1, dtype=np.int64), {}
         for i, value in enumerate(values):
-            text = _cell_text(value)
+            text = category_text(value)
             if text is None:
                 continue
             code = index.get(text)
@@ -82,22 +86,33 @@ class TextColumn:
         return cls(codes, texts)
 
 
-def _cell_text(value) -> str | None:
-    """A categorical cell as text; None when it is missing."""
-    if value is None:
+def category_text(value) -> str | None:
+    """A categorical cell as the one text every reader (CSV, Parquet, a DataFrame, the
+    service's rows) and the model agree on; None when it is missing.  Missing: None, NaN,
+    pandas' NA and the MISSING_CELLS texts.  Booleans, and the texts true and false in any
+    case: "true" and "false".  Numbers, and texts that are numbers ("3.0", "03", "1e3"):
+    number_text ("3", "3", "1000").  Any other text: itself, without spaces around."""
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):  # (pandas', without importing it)
         return None
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else number_text(value)
     if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
+        return "true" if value else "false"
     if isinstance(value, (int, np.integer)):
         return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else number_text(value)
     if isinstance(value, bytes):
         value = value.decode("utf-8")
-    if type(value).__name__ in ("NAType", "NaTType"):  # (pandas' missing markers, without importing pandas)
-        return None
     text = str(value).strip()
-    return None if text == MISSING_TEXT else text
+    lowered = text.lower()
+    if lowered in MISSING_CELLS:
+        return None
+    if lowered in ("true", "false"):
+        return lowered
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return text if math.isnan(number) else number_text(number)
 
 
 @dataclass
@@ -387,13 +402,13 @@ def _text_column(values) -> TextColumn:
         return values
     if hasattr(values, "factorize"):  # (pandas: each distinct value once, then to text)
         codes, uniques = values.factorize()
-        return _merged(np.asarray(codes, dtype=np.int64), [_cell_text(u) for u in np.asarray(uniques, dtype=object)])
+        return _merged(np.asarray(codes, dtype=np.int64), [category_text(u) for u in np.asarray(uniques, dtype=object)])
     if hasattr(values, "dictionary_encode"):  # (pyarrow)
         encoded = values.dictionary_encode()
         if hasattr(encoded, "combine_chunks"):
             encoded = encoded.combine_chunks()
         codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
-        return _merged(codes, [_cell_text(u) for u in encoded.dictionary.to_pylist()])
+        return _merged(codes, [category_text(u) for u in encoded.dictionary.to_pylist()])
     return TextColumn.from_values(values)
 
 

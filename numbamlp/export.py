@@ -207,6 +207,24 @@ def _encode_number(g: _Graph, x: str, coding) -> list[str]:
     return parts
 
 
+def _category_keys(categories: list[str]) -> dict[str, int]:
+    """{text: bucket} of a categorical column's LabelEncoder: each category's text, and the
+    spellings numbamlp.encoding.category_text reads as one of them that a graph cannot
+    compute — a missing cell's markers (MISSING_CELLS: NA, n/a, ...) and true/false — in
+    their usual cases (lower, UPPER, Capitalised).  Numbers must come as category_text
+    writes them ("3", not "3.0")."""
+    from numbamlp.encoding import MISSING_CELLS, MISSING_TEXT
+
+    keys = {text: k for k, text in enumerate(categories)}
+    spellings = {MISSING_TEXT: MISSING_CELLS, "true": ("true",), "false": ("false",)}
+    for text, forms in spellings.items():
+        if text in keys:
+            for form in forms:
+                for spelled in (form, form.upper(), form.capitalize()):
+                    keys.setdefault(spelled, keys[text])
+    return keys
+
+
 def _encode_category(g: _Graph, x: str, coding) -> list[str]:
     """A text column x (N, 1) string → table[bucket] (N, W) double (see the module
     docstring); [] when the coding has no features."""
@@ -214,8 +232,9 @@ def _encode_category(g: _Graph, x: str, coding) -> list[str]:
         return []
     shared = len(coding.categories)
     if coding.categories:
-        bucket = g.op("LabelEncoder", [x], domain="ai.onnx.ml", keys_strings=list(coding.categories),
-                      values_int64s=list(range(shared)), default_int64=shared)
+        keys = _category_keys(coding.categories)
+        bucket = g.op("LabelEncoder", [x], domain="ai.onnx.ml", keys_strings=list(keys),
+                      values_int64s=list(keys.values()), default_int64=shared)
     else:  # (every row in the shared bucket, 0)
         from onnx import TensorProto
 

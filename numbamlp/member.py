@@ -21,8 +21,9 @@ from numbamlp.arrays import as_class_indices, as_features, as_labels, as_sample_
 from numbamlp.config import DEFAULT_VAL_FRACTION, TrainConfig
 from numbamlp.kernels import STEP_GRADIENTS, STEP_TRAIN, get_backend
 from numbamlp.metrics import (HIGHER_IS_BETTER, RANKING_METRICS, best_threshold, check_metric_applies,
+                              check_threshold_applies,
                               cross_entropies_and_probabilities, regression_metrics, stacked_classification_metrics)
-from numbamlp.model import MLP, SCORING_ROWS, layer_views, scores_in_chunks
+from numbamlp.model import MLP, SCORING_ROWS, decisions, layer_views, scores_in_chunks
 from numbamlp.optim import Optimizer, learning_rate
 
 
@@ -318,18 +319,18 @@ class Member:
     def check_threshold(self) -> None:
         """ValueError when the config asks for a decision threshold of a model that is not a
         binary classifier (the config checked the task; the classes are known now)."""
-        if self.config.threshold is not None and not self.regression and self.model.n_classes != 2:
-            raise ValueError(f"threshold is for binary classifiers; this one has {self.model.n_classes} classes")
+        if not self.regression:
+            check_threshold_applies(self.config.threshold, self.model.n_classes)
 
     def settle_threshold(self, X_val, y_val) -> None:
         """Give a binary classifier its decision threshold after training (config.threshold):
         the number given, or the one that maximises the metric named on the validation rows
         (numbamlp.metrics.best_threshold)."""
         setting = self.config.threshold
-        if setting is None or self.regression:
+        if self.regression:
             return
-        if not isinstance(setting, str):
-            self.model.threshold = float(setting)
+        if setting is None or not isinstance(setting, str):  # (a warm fit without one keeps no old one)
+            self.model.threshold = None if setting is None else float(setting)
             return
         probabilities = cross_entropies_and_probabilities(self.scores(X_val)[None], self.encode(y_val))[1][0]
         self.model.threshold = best_threshold(self.encode(y_val), probabilities[:, 1], setting)
@@ -519,7 +520,7 @@ class Member:
         targets' units, (N,) for one output, else (N, K))."""
         if self.regression:
             return self.model.values(self.scores(X))
-        return self.classes_[np.argmax(self.scores(X), axis=1)]
+        return self.classes_[decisions(self.scores(X), self.model.threshold)]
 
     def evaluate(self, X, y) -> dict:
         """{"loss": mean cross-entropy, then numbamlp.metrics.classification_metrics: "accuracy",

@@ -79,6 +79,13 @@ RANKING_METRICS = ("roc_auc", "average_precision")
 THRESHOLD_METRICS = ("f1", "balanced_accuracy")
 
 
+def check_threshold_applies(threshold, n_classes: int) -> None:
+    """ValueError when a decision threshold is set (TrainConfig.threshold) for a classifier
+    of other than two classes (the config checked the task; the classes are the data's)."""
+    if threshold is not None and n_classes != 2:
+        raise ValueError(f"threshold is for binary classifiers; this one has {n_classes} classes")
+
+
 def predicted_classes(probabilities, threshold: float | None = None) -> np.ndarray:
     """The class index (..., N) of each row of probabilities (..., N, C): the most probable
     (the first of equals); with a binary classifier's ``threshold``, 1 where the second
@@ -92,9 +99,11 @@ def predicted_classes(probabilities, threshold: float | None = None) -> np.ndarr
 def best_threshold(y_idx, positive, metric: str) -> float:
     """The decision threshold that maximises ``metric`` (THRESHOLD_METRICS) of the rule
     "positive where p ≥ threshold" on rows of class indices y_idx (N,) in {0, 1} and
-    probabilities of class 1 ``positive`` (N,): one of the rows' own probabilities (every
-    cut between distinct values is tried, as a sweep of the sorted rows); of equal scores
-    the highest threshold.  0.5 when the rows hold one class only."""
+    probabilities of class 1 ``positive`` (N,): every cut between distinct probabilities is
+    tried (a sweep of the sorted rows), of equal scores the highest; the threshold is midway
+    between the lowest probability called positive and the highest called negative (half
+    the lowest when every row is called positive), so that no row sits on it, where a
+    float32 graph's rounding could move it across.  0.5 when the rows hold one class only."""
     y = np.asarray(y_idx) == 1
     positive = np.asarray(positive, dtype=np.float64)
     n_positive, n_negative = int(y.sum()), int((~y).sum())
@@ -111,7 +120,10 @@ def best_threshold(y_idx, positive, metric: str) -> float:
         score = (tp / n_positive + (n_negative - fp) / n_negative) / 2
     else:
         raise ValueError(f"a threshold is chosen to maximise one of {', '.join(THRESHOLD_METRICS)}, not {metric!r}")
-    return float(p[last_of_value][int(np.argmax(score))])
+    cuts = p[last_of_value]  # (the distinct probabilities, highest first)
+    best = int(np.argmax(score))
+    below = cuts[best + 1] if best + 1 < len(cuts) else 0.0
+    return float((cuts[best] + below) / 2)
 
 
 def stacked_classification_metrics(y_idx, probabilities, n_classes: int, ranking: bool = True,

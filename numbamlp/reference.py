@@ -316,25 +316,24 @@ def encode_row(table: list[dict], row: dict) -> np.ndarray:
 
     A number column gives its value, or the training median when the cell is missing (None
     or NaN), then, when it has a was-missing feature, 1 if missing else 0.  A categorical
-    column looks its cell's text up among its categories (a missing cell is the text "", a
-    number the text of an integer when it is whole): its row of the column's table, or the
+    column looks its cell's text up among its categories — the text as
+    numbamlp.encoding.category_text writes it (the one rule every reader shares: 3.0 is
+    "3", True is "true"), a missing cell the text "" — its row of the column's table, or the
     last row (the shared bucket) for a text not among them.
     """
+    from numbamlp.encoding import category_text
+
     features = []
     for column in table:
         value = row.get(column["name"])
-        missing = value is None or (isinstance(value, float) and math.isnan(value))
         if column["kind"] == "number":
+            missing = value is None or (isinstance(value, float) and math.isnan(value))
             features.append(column["median"] if missing else float(value))
             if column["indicator"]:
                 features.append(1.0 if missing else 0.0)
             continue
-        if missing:
-            text = ""
-        elif isinstance(value, float) and value == int(value):
-            text = str(int(value))
-        else:
-            text = str(value).strip()
+        text = category_text(value)
+        text = "" if text is None else text
         categories = column["categories"]
         bucket = categories.index(text) if text in categories else len(categories)
         features.extend(column["table"][bucket])

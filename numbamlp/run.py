@@ -203,6 +203,7 @@ def _train_run(config: TrainConfig, out, resume, overwrite: bool, callbacks, hel
     else:
         trainer.build(splits.X_train.shape[1], outputs or len(np.unique(splits.y_train)))
     trainer.check_stopping_metric()  # (val_f1 for two classes, val_macro_f1 for more: said before any file)
+    trainer.check_threshold()  # (binary classifiers only: said before any file)
     claimed = None
     try:
         if resume is None:

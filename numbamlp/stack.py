@@ -103,6 +103,9 @@ def member_data(member: Member, X, y, X_val, y_val, sample_weight, status: str =
     sample_weight (N,) float64 or None; X_val, y_val checked already (checked_validation_data)."""
     member.check_stopping_metric()
     member.check_threshold()
+    if not member.regression:  # (a number holds from the start, so an interrupted fit's model has it; a
+        threshold = member.config.threshold  # metric's is chosen at the end: none meanwhile, not an old one)
+        member.model.threshold = float(threshold) if isinstance(threshold, (int, float)) else None
     rows, Xv, yv = member.validation_split(X, y, X_val, y_val)
     if member.regression:
         member.fit_target_transform(y[rows], None if sample_weight is None else sample_weight[rows])

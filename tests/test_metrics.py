@@ -205,15 +205,18 @@ def test_the_best_threshold_beats_every_other_cut(metric):
     positive = np.round(np.clip(0.3 * y + rng.normal(0.3, 0.15, 300), 0, 1), 2)  # (ties)
     score = {"f1": lambda cut: sk.f1_score(y, positive >= cut),
              "balanced_accuracy": lambda cut: sk.balanced_accuracy_score(y, positive >= cut)}[metric]
-    scores = {cut: score(cut) for cut in np.unique(positive)}
+    cuts = np.unique(positive)
+    scores = {cut: score(cut) for cut in cuts}
     best = max(scores.values())
     chosen = best_threshold(y, positive, metric)
-    assert scores[chosen] == pytest.approx(best, abs=1e-12)
-    assert chosen == max(cut for cut, value in scores.items() if value >= best - 1e-12)  # (the highest of equals)
+    highest = max(cut for cut, value in scores.items() if value >= best - 1e-12)  # (the highest of equals)
+    lower = cuts[cuts < highest]
+    assert chosen == (highest + (lower.max() if len(lower) else 0.0)) / 2  # (midway: no row sits on it)
+    assert np.array_equal(positive >= chosen, positive >= highest) and not (positive == chosen).any()
     assert best_threshold(np.zeros(5, int), positive[:5], metric) == 0.5  # (one class: no cut to choose)
 
 
-def test_a_trained_threshold_is_chosen_on_the_validation_rows_and_kept(tmp_path):
+def test_a_trained_threshold_is_chosen_on_the_validation_rows_and_kept(tmp_path, cli):
     from numbamlp import Trainer, load_model, save_model
 
     rng = np.random.default_rng(2)
@@ -225,9 +228,20 @@ def test_a_trained_threshold_is_chosen_on_the_validation_rows_and_kept(tmp_path)
     model = trainer.model
     positive = model.predict_proba(X_val)[:, 1]  # (classes sorted: "rare" is the second)
     assert model.threshold == best_threshold(y_val == "rare", positive, "f1") and model.threshold < 0.5
+    assert not (positive == model.threshold).any()
     assert np.array_equal(model.predict(X_val), np.where(positive >= model.threshold, "rare", "common"))
+    assert np.array_equal(trainer.predict(X_val), model.predict(X_val))  # (the Trainer's predict follows it too)
     save_model(model, tmp_path / "m.safetensors")
     assert load_model(tmp_path / "m.safetensors").threshold == model.threshold
+    np.savetxt(tmp_path / "rows.csv", X_val, delimiter=",")
+    code, output = cli("predict", tmp_path / "m.safetensors", "--data", tmp_path / "rows.csv")  # (and the CLI's)
+    assert code == 0, output
+    assert output.splitlines()[1:] == model.predict(X_val).tolist()
+    fixed_warm = Trainer({"epochs": 1, "model": {"hidden": [8]}})  # (a fit without a threshold keeps no old one)
+    fixed_warm.fit(X[:1000], y[:1000])
+    fixed_warm.model.threshold = 0.9
+    fixed_warm.fit(X[:1000], y[:1000], warm_start=True)
+    assert fixed_warm.model.threshold is None
     fixed = Trainer({"epochs": 1, "model": {"hidden": [8]}, "threshold": 0.3})
     fixed.fit(X[:1000], y[:1000])
     assert fixed.model.threshold == 0.3

@@ -1483,17 +1483,19 @@ def test_a_table_is_uploaded_trained_and_predicted_by_rows_as_the_model_predicts
     model = load_model(server.client.download(job["id"], tmp_path / "roles.safetensors"))
     assert model.table.categorical == ["color", "z"]  # (the job's roles: z read as categories)
 
-    job = server.client.wait(server.client.submit({"epochs": 4, "data": data, "model": {"hidden": [8]}})["id"],
-                             timeout=120)
+    job = server.client.wait(server.client.submit({"epochs": 4, "data": data, "model": {"hidden": [8]},
+                                                   "threshold": 0.3})["id"], timeout=120)
     assert job["status"] == "succeeded", job["error"]
     model = load_model(server.client.download(job["id"], tmp_path / "m.safetensors"))
     assert model.feature_names == ["color", "x", "z"] and model.table.categorical == ["color"]
+    assert model.threshold == 0.3  # (a decision threshold: the served labels follow it, below)
     rows = [{"color": "red", "x": None, "z": 0.5}, {"color": "purple", "x": 1.5, "z": -1},  # (unseen category)
             {"color": None, "x": 0.25, "z": 2, "id": 7}, {"z": 0, "x": "3.5", "color": "blue"}]  # (id: ignored)
     served = server.client.predict(job["id"], rows, proba=True)
     local = model.predict_proba({name: [row[name] for row in rows] for name in ("color", "x", "z")})
     assert np.array_equal(np.array(served["proba"]), local)
-    assert served["labels"] == model.classes[np.argmax(local, axis=1)].tolist()
+    assert served["labels"] == np.where(local[:, 1] >= 0.3, "yes", "no").tolist()
+    assert served["labels"] == model.predict({name: [row[name] for row in rows] for name in ("color", "x", "z")}).tolist()
     pd = pytest.importorskip("pandas")
     frame = pd.read_csv(tmp_path / "t.csv")  # (a DataFrame with text and NaN: sent as rows, nulls for NaN)
     served = server.client.predict(job["id"], frame, proba=True)

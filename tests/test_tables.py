@@ -198,3 +198,53 @@ def test_the_table_survives_the_model_file(tmp_path):
         loaded.predict(frame.drop(columns=["plan"]))
     with pytest.raises(ValueError, match="column 'age' holds 'old', but the model was trained on numbers there"):
         loaded.predict(frame.assign(age=["old"] * len(frame)))
+
+
+def test_one_text_for_a_category_whichever_way_it_comes(tmp_path):
+    """CSV, Parquet and a DataFrame of the same table give one encoding: numbers in a
+    categorical column (3.0 and 3), booleans, missing markers (NA, none, -)."""
+    from numbamlp.encoding import category_text
+
+    cases = {3.0: "3", "3.0": "3", "03": "3", "1e3": "1000", 7: "7", True: "true", "TRUE": "true", "NA": None,
+             " - ": None, "none": None, float("nan"): None, None: None, " pro ": "pro", "A1": "A1"}
+    assert {value: category_text(value) for value in cases} == cases
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"store": rng.choice([3.0, 7.0, np.nan], 300), "autopay": rng.choice([True, False, None], 300),
+                          "plan": rng.choice(["basic", "pro", "none"], 300), "x": rng.normal(size=300),
+                          "y": rng.integers(0, 2, 300)})
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    frame.to_parquet(tmp_path / "t.parquet", index=False)
+    settings = dict(label_column="y", categorical=["store", "autopay"])
+    encoders = [prepare(DataConfig(train=str(tmp_path / name), **settings), seed=0).table
+                for name in ("t.csv", "t.parquet")]
+    assert encoders[0].to_json() == encoders[1].to_json()
+    assert encoders[0].codings[0].categories == ["3", "7", ""] and encoders[0].codings[1].categories == \
+        ["false", "true", ""] and encoders[0].codings[2].categories == ["basic", "pro", ""]
+    from_frame = encoders[0].transform(table_columns(frame, encoders[0].columns, encoders[0].categorical))
+    from_csv = encoders[0].transform(table_columns(pd.read_csv(tmp_path / "t.csv"), encoders[0].columns,
+                                                   encoders[0].categorical))
+    np.testing.assert_array_equal(from_frame, from_csv)
+
+
+def test_a_parquet_category_column_and_held_out_rows(tmp_path):
+    """A pandas category column in Parquet is a categorical feature; rows training holds out
+    (early stopping, a threshold chosen on them) teach the encoding nothing."""
+    from numbamlp.config import DEFAULT_VAL_FRACTION, TrainConfig
+    from numbamlp.data import prepare_for
+
+    frame = messy_frame(400).drop(columns=["id"])
+    frame["plan"] = pd.Categorical(frame.plan)
+    frame.to_parquet(tmp_path / "t.parquet", index=False)
+    config = TrainConfig(data={"train": str(tmp_path / "t.parquet"), "label_column": "churn"},
+                         early_stopping={"patience": 2}, threshold="f1")
+    splits = prepare_for(config)
+    assert "plan" in splits.table.categorical
+    assert len(splits.X_val) == round(DEFAULT_VAL_FRACTION * 300)  # (of the 300 rows the 0.25 test split leaves)
+    from numbamlp.data.splits import split_rows
+
+    y = frame.churn.to_numpy().astype(str)
+    rows, val_rows, _ = split_rows(y, DataConfig(val_fraction=DEFAULT_VAL_FRACTION), 0, "classification", False, False)
+    age = frame.age.to_numpy(np.float32)
+    assert splits.table.codings[0].name == "age"
+    assert splits.table.codings[0].median == float(np.nanmedian(age[rows]))  # (the training rows' alone)
+    assert len(val_rows) == len(splits.X_val)

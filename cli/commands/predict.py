@@ -28,6 +28,7 @@ def predict(model_path, data, header, label_column, proba, out_file, overwrite, 
 
     from numbamlp.data import (check_header_applies, check_label_column_applies, header_for_model, read_columns,
                                read_features)
+    from numbamlp.metrics import predicted_classes
     from numbamlp.model import softmax
 
     if out_file == "-":  # (the usual name of standard output)
@@ -55,5 +56,5 @@ def predict(model_path, data, header, label_column, proba, out_file, overwrite, 
         write_predictions(out_file, outputs=model.n_classes, values=P, kept=kept)
         return
     classes = model.classes if model.classes is not None else np.arange(model.n_classes)
-    write_predictions(out_file, classes=classes.tolist(), labels=classes[np.argmax(P, axis=1)].tolist(),
-                      proba=P if proba else None, kept=kept)
+    labels = classes[predicted_classes(P, model.threshold)]  # (a binary model's decision threshold applied)
+    write_predictions(out_file, classes=classes.tolist(), labels=labels.tolist(), proba=P if proba else None, kept=kept)

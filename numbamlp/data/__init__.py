@@ -59,10 +59,11 @@ from numbamlp.data.checks import (CLASS_ROWS_AT_LEAST, MANY_CLASSES, check_array
                                   check_feature_count, check_header_applies, check_label_column_applies,
                                   check_like_training)
 from numbamlp.data.columns import FILL_OR_DROP, feature_columns
-from numbamlp.data.csv_files import DELIMITERS, MISSING_CELLS, CsvDialect, csv_dialect
+from numbamlp.data.csv_files import DELIMITERS, CsvDialect, csv_dialect
 from numbamlp.data.csv_files import _read_csv_arrow  # noqa: F401 (tests call it)
 from numbamlp.data.dataset import DataNote, Dataset
 from numbamlp.data.formats import COMPRESSED, TABLE_SUFFIXES, file_kind
+from numbamlp.encoding import MISSING_CELLS
 from numbamlp.data.loading import feature_names, load_dataset
 from numbamlp.data.memory import allocate_features
 from numbamlp.data.numpy_files import NPY_FOLDER_FILES

@@ -22,6 +22,7 @@ from numbamlp.data.columns import (FILL_OR_DROP, _arrow_labels, _check_label_col
 from numbamlp.data.dataset import Dataset, NotNumbers, _reason
 from numbamlp.data.formats import COMPRESSED, _table_suffix
 from numbamlp.data.memory import _grown, allocate_features
+from numbamlp.encoding import MISSING_CELLS
 
 DELIMITERS = (",", ";", "\t", "|")
 _DECIMAL_COMMA = re.compile(r"-?\d+,\d+")
@@ -180,7 +181,6 @@ def _csv_features(path: Path, header, rows, label: int | None, columns: list[int
     return X
 
 
-MISSING_CELLS = {"", "na", "n/a", "nan", "null", "none", "-", "?"}
 
 
 def _not_a_number(cell: str) -> str:

@@ -24,7 +24,7 @@ from numbamlp.encoding import TextColumn
 
 
 def prepare(data_config, seed: int, dtype=np.float64, task: str = "classification", task_given: bool = True,
-            raw_test: bool = False) -> Splits:
+            raw_test: bool = False, table_val_fraction: float = 0.0) -> Splits:
     """Load ``data_config.train`` (and ``.test``, ``.val``), split and standardise as configured.
 
     Without a separate test set, a stratified ``test_fraction`` of the rows is held out;
@@ -38,7 +38,10 @@ def prepare(data_config, seed: int, dtype=np.float64, task: str = "classificatio
     (the task is the default's): labels that look like a regression target are refused
     (check_classes_are_classes).  A table (text, missing cells, column roles): read by
     numbamlp.data.tables and encoded by a TableEncoder learned from the training rows
-    (_prepare_table); ``raw_test``: Splits.raw_test keeps the test rows' raw columns.
+    (_prepare_table); ``raw_test``: Splits.raw_test keeps the test rows' raw columns;
+    ``table_val_fraction``: a table's validation fraction when data_config gives neither a
+    validation file nor a fraction (training will hold rows out: they must not teach the
+    encoding).
     """
     seed = data_seed(data_config, seed)
     sources = (data_config.train, data_config.test, data_config.val)
@@ -46,12 +49,14 @@ def prepare(data_config, seed: int, dtype=np.float64, task: str = "classificatio
     check_header_applies(data_config.header, *sources)
     roles = ColumnRoles.of(data_config)
     if roles.given or reads_as_table(data_config.train, data_config.label_column, data_config.header):
-        return _prepare_table(data_config, seed, dtype, task, task_given, roles, raw_test)
+        return _prepare_table(_with_val_fraction(data_config, table_val_fraction), seed, dtype, task, task_given,
+                              roles, raw_test)
     read = dict(label_column=data_config.label_column, dtype=dtype, task=task, header=data_config.header)
     try:
         data = load_dataset(data_config.train, seed, **read)
     except NotNumbers:  # (text or a missing cell past the rows reads_as_table looked at)
-        return _prepare_table(data_config, seed, dtype, task, task_given, roles, raw_test)
+        return _prepare_table(_with_val_fraction(data_config, table_val_fraction), seed, dtype, task, task_given,
+                              roles, raw_test)
     if task == "classification" and not task_given:
         check_classes_are_classes(data.y, data_config.train)
     test = val = None
@@ -69,6 +74,13 @@ def prepare(data_config, seed: int, dtype=np.float64, task: str = "classificatio
     splits.feature_names = feature_names(data_config.train, data_config.label_column, data_config.header)
     splits.feature_dtypes = dtypes
     return splits
+
+
+def _with_val_fraction(data_config, fraction: float):
+    """data_config with val_fraction ``fraction`` where it has no validation rows of its own."""
+    if fraction and data_config.val is None and not data_config.val_fraction:
+        return data_config.model_copy(update={"val_fraction": fraction})
+    return data_config
 
 
 def reads_as_table(source: str, label_column, header: bool | None) -> bool:
@@ -126,7 +138,8 @@ def _prepare_table(data_config, seed: int, dtype, task: str, task_given: bool, r
     of ``dtype``, then split and standardised as a file of numbers is."""
     from numbamlp.encoding import fit_table
 
-    read = dict(label_column=data_config.label_column, roles=roles, task=task, header=data_config.header)
+    read = dict(label_column=data_config.label_column, roles=roles, task=task, header=data_config.header,
+                dtype=dtype)  # (numbers in the training dtype: a float32 run holds them in 4 bytes, not 8)
     table = read_table(data_config.train, **read)
     y = table.y
     if task == "classification" and not task_given:
@@ -155,9 +168,17 @@ def _prepare_table(data_config, seed: int, dtype, task: str, task_given: bool, r
 
 def prepare_for(config, data_config=None, raw_test: bool = False) -> Splits:
     """The splits a TrainConfig trains on: ``prepare`` with its data settings (or
-    ``data_config``), seed, dtype and task — X is read straight into the training dtype."""
-    return prepare(config.data if data_config is None else data_config, config.seed, dtype=config.dtype,
-                   task=config.task, task_given="task" in config.model_fields_set, raw_test=raw_test)
+    ``data_config``), seed, dtype and task — X is read straight into the training dtype.  A
+    table whose training holds rows out (early stopping, a threshold chosen on validation
+    rows) without validation data of its own holds them out here, before anything is
+    learned from the training rows (what a Member would hold out, DEFAULT_VAL_FRACTION)."""
+    from numbamlp.config import DEFAULT_VAL_FRACTION
+
+    data_config = config.data if data_config is None else data_config
+    holds_out = bool(config.early_stopping.patience) or isinstance(config.threshold, str)
+    return prepare(data_config, config.seed, dtype=config.dtype, task=config.task,
+                   task_given="task" in config.model_fields_set, raw_test=raw_test,
+                   table_val_fraction=DEFAULT_VAL_FRACTION if holds_out else 0.0)
 
 
 def data_seed(data_config, seed: int) -> int:

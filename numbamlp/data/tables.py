@@ -18,11 +18,10 @@ import numpy as np
 
 from numbamlp.arrays import DataError
 from numbamlp.data.columns import _arrow_labels, _check_label_column, _check_target_column, _is_number, _label_index
-from numbamlp.data.csv_files import (CSV_BLOCK_BYTES, MISSING_CELLS, _first_csv_rows, _header_of, _open_csv_text,
-                                     csv_dialect)
+from numbamlp.data.csv_files import CSV_BLOCK_BYTES, _first_csv_rows, _header_of, _open_csv_text, csv_dialect
 from numbamlp.data.dataset import DataNote, _reason
 from numbamlp.data.formats import file_kind
-from numbamlp.encoding import TextColumn, number_text
+from numbamlp.encoding import MISSING_CELLS, TextColumn, category_text, number_text
 
 
 @dataclass
@@ -119,8 +118,6 @@ def read_table(source: str, label_column, roles: ColumnRoles, task: str = "class
     for block in _blocks(path, kind, layout, [*features, *([label_name] if label_name else [])], text, first):
         for name in features:
             column = block.column(name)
-            if roles.missing == "error" and column.null_count:
-                _refuse_missing(column, name, source, row)
             collectors[name].add(column, name, source, row)
         if label_name is not None:  # (its own small copy: a CSV block's text shares the whole block's buffer)
             labels.append(_compact(block.column(label_name)))
@@ -135,6 +132,8 @@ def read_table(source: str, label_column, roles: ColumnRoles, task: str = "class
     for name in features:
         collector = collectors.pop(name)
         raw[name] = collector.finish()
+        if roles.missing == "error":  # (after reading: a NaN, a text of spaces or NA are missing too)
+            _refuse_missing(raw[name], name, source)
         if isinstance(raw[name], TextColumn) and name not in text_columns:
             raw[name] = _numbers_in_text(raw[name], name, source, dtype)
             if isinstance(raw[name], TextColumn) and columns is not None:
@@ -206,7 +205,8 @@ def _csv_stream(path: Path, layout: dict, include: list[str], types: dict):
 
 
 def _first_block(path: Path, kind: str, layout: dict, wanted: list[str], text_columns: set):
-    """The file's first block of the ``wanted`` columns (a pyarrow RecordBatch), its types
+    """The file's first block of the ``wanted`` columns (a CSV's: a pyarrow RecordBatch; a
+    Parquet file's: the first rows of its first row group, _RowGroup), its types
     as the file's reader infers them (a CSV's: from this block; text_columns and the label
     read as text)."""
     import pyarrow as pa
@@ -239,7 +239,8 @@ def _first_block(path: Path, kind: str, layout: dict, wanted: list[str], text_co
 
 
 def _blocks(path: Path, kind: str, layout: dict, include: list[str], text: set, first):
-    """Every block of the ``include`` columns, as RecordBatches.  A CSV file is read again
+    """Every block of the ``include`` columns (a CSV's: RecordBatches; a Parquet file's: its
+    row groups, a column decoded when asked for, _RowGroup).  A CSV file is read again
     with each column's type fixed — text as text, every number as float64 (a first block of
     whole numbers says nothing of the rows below), booleans as booleans — so that a later
     block cannot change it; a cell that does not fit is refused by name."""
@@ -352,9 +353,9 @@ class _NumberCollector:
 
 
 class _TextCollector:
-    """A text column's blocks as int32 codes into the texts met so far (each once, stripped
-    of surrounding spaces; an empty text is missing, -1).  A column of numbers read as text
-    (a Parquet column named categorical) becomes each number's text (number_text)."""
+    """A text column's blocks as int32 codes into the texts met so far, each its
+    category_text once (missing: -1).  A column of numbers or booleans named categorical (a
+    Parquet file's) becomes their texts the same way."""
 
     def __init__(self):
         self.index, self.texts, self.parts = {}, [], []
@@ -364,6 +365,8 @@ class _TextCollector:
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        if pa.types.is_boolean(column.type):  # (booleans named categorical: "true" and "false", as category_text)
+            column = pc.cast(column, pa.string())
         if not _is_text(column.type):  # (numbers named categorical)
             values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
             present = ~np.isnan(values)
@@ -396,8 +399,10 @@ class _TextCollector:
         return np.append(remap, np.int32(-1))
 
     def _code(self, text) -> int:
-        text = "" if text is None else str(text).strip()
-        if text == "":
+        """The code of a cell's text (its category_text: the same text whichever reader or
+        face it came through), -1 for a missing one."""
+        text = category_text(text)
+        if text is None:
             return -1
         code = self.index.get(text)
         if code is None:
@@ -457,7 +462,9 @@ def _looks_like_identifier(name: str, column) -> bool:
     n = len(column)
     if n < ID_MIN_ROWS or column.null_count:
         return False
-    kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+    if pa.types.is_dictionary(column.type):  # (a pandas category column, say: its values, not its codes)
+        column = column.dictionary_decode()
+    kind = column.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         sample = column.slice(0, 1000)  # (a repeat among the first rows settles it without hashing them all)
         return pc.count_distinct(sample).as_py() == len(sample) and pc.count_distinct(column).as_py() == n
@@ -490,12 +497,11 @@ def _refuse_numbers_with_text(name: str, texts: list[str], codes: np.ndarray, so
                         f"column with --categorical {name} to read every value as a category")
 
 
-def _refuse_missing(column, name: str, source, row: int = 0) -> None:
-    """data.missing "error": DataError naming a feature column's first missing cell (the
-    block's rows start at data row ``row``)."""
-    import pyarrow.compute as pc
-
-    at = row + pc.index(pc.is_null(column), True).as_py()
-    raise DataError(f"{source}: feature column {name!r} has a missing value in data row {at}, counting from 0 "
-                    "(data.missing is 'error'; --missing impute fills it with the training median, or a "
-                    "category of its own)")
+def _refuse_missing(column, name: str, source) -> None:
+    """data.missing "error": DataError naming a raw column's first missing cell (NaN, or
+    code -1 of a TextColumn)."""
+    missing = column.codes < 0 if isinstance(column, TextColumn) else np.isnan(column)
+    if missing.any():
+        raise DataError(f"{source}: feature column {name!r} has a missing value in data row {int(np.argmax(missing))}, "
+                        "counting from 0 (data.missing is 'error'; --missing impute fills it with the training "
+                        "median, or a category of its own)")

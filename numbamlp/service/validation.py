@@ -85,18 +85,20 @@ def data_problem(config, store: Store, data_dir: Path, limits: Limits) -> str | 
 
 
 def _stopping_metric_problem(config, outputs: int) -> str | None:
-    """Why early_stopping.metric does not apply to a classifier of ``outputs`` classes (val_f1
-    is two classes', val_macro_f1 more's), if it does not: said at submit, since a member that
-    fails at its fit would fail its whole stack."""
-    from numbamlp.metrics import check_metric_applies
+    """Why early_stopping.metric (val_f1 is two classes', val_macro_f1 more's) or a decision
+    threshold (two classes') does not apply to a classifier of ``outputs`` classes, if one does
+    not: said at submit, since a member that fails at its fit would fail its whole stack."""
+    from numbamlp.metrics import check_metric_applies, check_threshold_applies
 
     metric = config.early_stopping.metric
-    if metric is None or config.task != "classification":
+    if config.task != "classification":
         return None
     try:
-        check_metric_applies(metric, config.task, outputs)
+        check_threshold_applies(config.threshold, outputs)
+        if metric is not None:
+            check_metric_applies(metric, config.task, outputs)
     except ValueError as err:
-        return f"early_stopping.{err}"
+        return str(err) if metric is None or str(err).startswith("threshold") else f"early_stopping.{err}"
     return None
 
 

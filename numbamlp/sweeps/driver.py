@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from numbamlp.config import set_setting, with_absolute_data_paths
-from numbamlp.metrics import METRICS, check_metric_applies
+from numbamlp.metrics import METRICS, check_metric_applies, check_threshold_applies
 from numbamlp.sweeps.directory import (NEW_DIRECTORY, SweepWriter, check_new_directory, claim_directory,
                                        read_finished_rows, read_sweep_plan)
 from numbamlp.sweeps.errors import SweepError, SweepInterrupted
@@ -94,10 +94,12 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
     if resume is not None and plan.get("data_arrays") != data_arrays:
         raise SweepError(other_arrays(directory, plan.get("data_arrays"), data_arrays))
     splits = {key: prepare_data(config, arrays) for key, config in data_sets(configs).items()}
-    if configs[0].task == "classification":  # (val_f1 is two classes', val_macro_f1 more's)
+    if configs[0].task == "classification":  # (val_f1 is two classes', val_macro_f1 more's; a threshold two's)
         for one in splits.values():
             try:
                 check_metric_applies(metric, "classification", len(np.unique(one.y_train)))
+                for config in configs:
+                    check_threshold_applies(config.threshold, len(np.unique(one.y_train)))
             except ValueError as err:
                 raise SweepError(str(err)) from None
     if out is not None and out is not NEW_DIRECTORY:

@@ -81,7 +81,7 @@ def predict(job_id: str, body: PredictRequest, store: StoreDep, data_dir: DataDi
     """The model's predictions for X (rows of numbers) or rows (by column name), as
     `numbamlp predict` and the model's own predict_proba give them.  A model of a table
     takes its raw columns (numbers, strings, null) and encodes them itself."""
-    import numpy as np
+    from numbamlp.metrics import predicted_classes
 
     job = existing_job(store, job_id)
     model = models.get(job_id, existing_model_file(data_dir, job, unfinished=409))
@@ -99,8 +99,8 @@ def predict(job_id: str, body: PredictRequest, store: StoreDep, data_dir: DataDi
         probabilities = model.predict_proba(X)
     except ValueError as err:
         raise HTTPException(422, str(err)) from None
-    labels = model.classes[np.argmax(probabilities, axis=1)] if model.classes is not None else \
-        np.argmax(probabilities, axis=1)
+    predicted = predicted_classes(probabilities, model.threshold)  # (a binary model's decision threshold applied)
+    labels = model.classes[predicted] if model.classes is not None else predicted
     return {"labels": labels.tolist(), "proba": probabilities.tolist() if body.proba else None}
 
 
