@@ -25,6 +25,14 @@ def _is_number(cell: str) -> bool:
         return False
 
 
+def _holds_numbers(kind) -> bool:
+    """Whether an arrow type holds numbers or booleans (what a feature of numbers may hold)."""
+    import pyarrow as pa
+
+    return (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+            or pa.types.is_decimal(kind))
+
+
 FILL_OR_DROP = ("fill the missing cells (with the column's median, say) or drop those rows or the column before "
                 "training")
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from numbamlp.arrays import DataError, check_feature_dtypes
 from numbamlp.data.columns import (FILL_OR_DROP, _arrow_labels, _check_label_column, _check_target_column,
-                                   _label_index, _prediction_label, feature_columns)
+                                   _holds_numbers, _label_index, _prediction_label, feature_columns)
 from numbamlp.data.dataset import Dataset, NotNumbers, _reason
 from numbamlp.data.memory import allocate_features
 
@@ -113,8 +113,7 @@ def _read_parquet(path: Path, label_column, dtype, predict_features: int | None 
         check_feature_dtypes(file_dtypes, dtypes, [names[j] for j in features], path)
     for j in features:
         kind = schema.field(j).type
-        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
-                or pa.types.is_decimal(kind)):
+        if not _holds_numbers(kind):
             raise NotNumbers(f"{path}: feature column {names[j]!r} holds {kind}, not numbers; numbamlp reads numeric "
                             "features only: drop the column or encode it as numbers before training; if it is the "
                             "label column, name it with --label-column")

@@ -13,7 +13,7 @@ import numpy as np
 
 from numbamlp.arrays import DataError
 from numbamlp.data.checks import check_classes_are_classes, check_header_applies, check_label_column_applies
-from numbamlp.data.columns import _is_number, _label_index
+from numbamlp.data.columns import _holds_numbers, _is_number, _label_index
 from numbamlp.data.csv_files import _first_csv_rows, _header_of
 from numbamlp.data.dataset import NotNumbers
 from numbamlp.data.formats import file_kind
@@ -110,7 +110,6 @@ def reads_as_table(source: str, label_column, header: bool | None) -> bool:
 
 
 def _parquet_is_a_table(source: str, label_column) -> bool:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     parquet = pq.ParquetFile(source)
@@ -119,8 +118,7 @@ def _parquet_is_a_table(source: str, label_column) -> bool:
     features = [j for j in range(len(schema.names)) if j != label]
     for j in features:
         kind = schema.field(j).type
-        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
-                or pa.types.is_decimal(kind)):
+        if not _holds_numbers(kind):
             return True
     for group in range(parquet.metadata.num_row_groups):
         for j in features:

@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from numbamlp.arrays import DataError
-from numbamlp.data.columns import _arrow_labels, _check_label_column, _check_target_column, _is_number, _label_index
+from numbamlp.data.columns import (_arrow_labels, _check_label_column, _check_target_column, _holds_numbers, _is_number,
+                                   _label_index)
 from numbamlp.data.csv_files import CSV_BLOCK_BYTES, _first_csv_rows, _header_of, _open_csv_text, csv_dialect
 from numbamlp.data.dataset import DataNote, _reason
 from numbamlp.data.formats import file_kind
+from numbamlp.data.parquet import _arrow_dtype_name
 from numbamlp.encoding import MISSING_CELLS, TextColumn, category_text, number_text
 
 
@@ -141,7 +143,7 @@ def read_table(source: str, label_column, roles: ColumnRoles, task: str = "class
                                 "trained on numbers there")
         read_as = first.schema.field(name).type
         dtypes.append("string" if isinstance(raw[name], TextColumn) else
-                      "float64" if _is_text(read_as) else _dtype_name(read_as))
+                      "float64" if _is_text(read_as) else _arrow_dtype_name(read_as))
     y = None
     if label_name is not None:
         numbers = "floats" if task == "regression" else "integers"
@@ -323,8 +325,7 @@ def _check_kind(kind, name: str, source) -> None:
     import pyarrow as pa
 
     kind = kind.value_type if pa.types.is_dictionary(kind) else kind
-    if not (_is_text(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
-            or pa.types.is_decimal(kind)):
+    if not (_is_text(kind) or _holds_numbers(kind)):
         raise DataError(f"{source}: column {name!r} holds {kind}, which numbamlp cannot use as a feature: drop it "
                         f"(--drop {name}) or turn it into numbers first")
 
@@ -473,14 +474,6 @@ def _looks_like_identifier(name: str, column) -> bool:
     values = column.to_numpy()
     counting = bool(np.all(np.diff(values) == 1))
     return (counting or bool(_ID_NAME.fullmatch(name.strip()))) and len(np.unique(values)) == n
-
-
-def _dtype_name(kind) -> str:
-    import pyarrow as pa
-
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
-        return np.dtype(kind.to_pandas_dtype()).name
-    return str(kind)
 
 
 def _refuse_numbers_with_text(name: str, texts: list[str], codes: np.ndarray, source) -> None:
