@@ -207,8 +207,7 @@ def _csv_stream(path: Path, layout: dict, include: list[str], types: dict):
 
 
 def _first_block(path: Path, kind: str, layout: dict, wanted: list[str], text_columns: set):
-    """The file's first block of the ``wanted`` columns (a CSV's: a pyarrow RecordBatch; a
-    Parquet file's: the first rows of its first row group, _RowGroup), its types
+    """The file's first block of the ``wanted`` columns (a pyarrow RecordBatch), its types
     as the file's reader infers them (a CSV's: from this block; text_columns and the label
     read as text)."""
     import pyarrow as pa
@@ -218,9 +217,10 @@ def _first_block(path: Path, kind: str, layout: dict, wanted: list[str], text_co
             import pyarrow.parquet as pq
 
             parquet = pq.ParquetFile(path)
-            if parquet.metadata.num_row_groups == 0:
-                return pa.record_batch([pa.array([], pa.string())] * len(wanted), names=wanted)
-            return _RowGroup(parquet, 0, path, first_rows=PARQUET_BATCH_ROWS)
+            first = next(parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted),
+                         pa.record_batch([pa.array([], pa.string())] * len(wanted), names=wanted))
+            layout["whole"] = first.num_rows == parquet.metadata.num_rows
+            return first
         label = layout["label"]
         types = {name: pa.string() for name in wanted if name in text_columns}
         if label is not None:
@@ -241,8 +241,7 @@ def _first_block(path: Path, kind: str, layout: dict, wanted: list[str], text_co
 
 
 def _blocks(path: Path, kind: str, layout: dict, include: list[str], text: set, first):
-    """Every block of the ``include`` columns (a CSV's: RecordBatches; a Parquet file's: its
-    row groups, a column decoded when asked for, _RowGroup).  A CSV file is read again
+    """Every block of the ``include`` columns, as RecordBatches.  A CSV file is read again
     with each column's type fixed — text as text, every number as float64 (a first block of
     whole numbers says nothing of the rows below), booleans as booleans — so that a later
     block cannot change it; a cell that does not fit is refused by name."""
@@ -256,9 +255,8 @@ def _blocks(path: Path, kind: str, layout: dict, include: list[str], text: set, 
 
         text_columns = [name for name in include if _is_text(first.schema.field(name).type)]
         try:  # (text decoded straight into dictionaries: no string per row, no hashing of them)
-            parquet = pq.ParquetFile(path, read_dictionary=text_columns)
-            for group in range(parquet.metadata.num_row_groups):
-                yield _RowGroup(parquet, group, path)
+            yield from pq.ParquetFile(path, read_dictionary=text_columns).iter_batches(
+                batch_size=PARQUET_BATCH_ROWS, columns=include)
         except (pa.ArrowException, OSError) as err:
             raise DataError(f"cannot read {path} as Parquet ({_reason(err)})") from None
         return
@@ -280,27 +278,6 @@ def _blocks(path: Path, kind: str, layout: dict, include: list[str], text: set, 
         raise DataError(f"cannot read {path} as CSV ({_reason(err)})") from None
 
 
-class _RowGroup:
-    """A Parquet file's row group as read_table takes a block (num_rows, schema, column(name)),
-    each column decoded when asked for: one decoded column at a time, not the row group's
-    every column (pandas writes a file of up to 1,000,000 rows as one row group).
-    ``first_rows``: its first rows only (the first block, which says what the columns hold)."""
-
-    def __init__(self, parquet, group: int, path: Path, first_rows: int | None = None):
-        self.parquet, self.group, self.path, self.schema = parquet, group, path, parquet.schema_arrow
-        rows = parquet.metadata.row_group(group).num_rows
-        self.num_rows = rows if first_rows is None else min(rows, first_rows)
-
-    def column(self, name: str):
-        import pyarrow as pa
-
-        try:
-            column = self.parquet.read_row_group(self.group, columns=[name]).column(0)
-        except (pa.ArrowException, OSError) as err:
-            raise DataError(f"cannot read {self.path} as Parquet ({_reason(err)})") from None
-        return column.slice(0, self.num_rows).combine_chunks()
-
-
 def _compact(column):
     """A label column's block as its own arrow array: text dictionary-encoded (a few distinct
     labels, int32 codes), numbers as they are."""
@@ -309,7 +286,9 @@ def _compact(column):
     return pc.dictionary_encode(column) if _is_text(column.type) else column
 
 
-# Rows of the first record batch of a Parquet table, which says what its columns hold.
+# Rows per record batch of a Parquet table read block by block (measured against decoding a
+# row group one column at a time: 1.5x pyarrow's own read time at 1,000,000 rows, against
+# 3.3x; bench/README.md, issue 27).
 PARQUET_BATCH_ROWS = 65536
 
 
