@@ -225,8 +225,8 @@ def test_labels_that_look_like_a_regression_target_are_refused_unless_the_task_i
 
 
 @pytest.mark.parametrize("cell, says", [
-    ("pro", "'pro' is text, so the column looks categorical; numbamlp reads numeric features only: drop the column "
-            "or encode it as numbers"),
+    ("pro", "'pro' is text, so the column looks categorical, where numbers are read (a model trained on numbers "
+            "takes numbers): drop the column, or train on the table as it is"),
     ("", "'' is a missing value; numbamlp needs every feature cell to be a number: fill the missing cells"),
     ("NA", "'NA' is a missing value"),
 ])

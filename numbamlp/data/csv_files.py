@@ -187,9 +187,9 @@ def _not_a_number(cell: str) -> str:
     """What to do about a feature cell that is not a number: a missing value, or text."""
     if cell.strip().lower() in MISSING_CELLS:
         return f"{cell!r} is a missing value; numbamlp needs every feature cell to be a number: {FILL_OR_DROP}"
-    return (f"{cell!r} is text, so the column looks categorical; numbamlp reads numeric features only: drop the "
-            "column or encode it as numbers (one column per category) before training; if it is the label column, "
-            "name it with --label-column")
+    return (f"{cell!r} is text, so the column looks categorical, where numbers are read (a model trained on "
+            "numbers takes numbers): drop the column, or train on the table as it is (its text columns become "
+            "categories); if it is the label column, name it with --label-column")
 
 
 def _read_csv(path: Path, label_column, dtype, task: str = "classification", header: bool | None = None) -> Dataset:

@@ -114,9 +114,10 @@ def _read_parquet(path: Path, label_column, dtype, predict_features: int | None 
     for j in features:
         kind = schema.field(j).type
         if not _holds_numbers(kind):
-            raise NotNumbers(f"{path}: feature column {names[j]!r} holds {kind}, not numbers; numbamlp reads numeric "
-                            "features only: drop the column or encode it as numbers before training; if it is the "
-                            "label column, name it with --label-column")
+            raise NotNumbers(f"{path}: feature column {names[j]!r} holds {kind}, not numbers, where numbers are read "
+                             "(a model trained on numbers takes numbers): drop the column, or train on the table as "
+                             "it is (its text columns become categories); if it is the label column, name it with "
+                             "--label-column")
     n = parquet.metadata.num_rows
     if n == 0:
         raise DataError(f"{path} has no rows")
