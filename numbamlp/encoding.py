@@ -41,6 +41,13 @@ MISSING_TEXT = ""
 # The texts that mean a missing cell, in any case and with spaces around (a CSV's empty
 # cell, NA, n/a, ...): every reader, every way into a model and the ONNX file read them so.
 MISSING_CELLS = ("", "na", "n/a", "nan", "null", "none", "-", "?")
+
+
+def usual_spellings(word: str) -> tuple[str, ...]:
+    """A word as people write it (na, NA, Na): for the readers and graphs that match texts
+    exactly (pyarrow's CSV null values, the ONNX LabelEncoder's keys), where category_text
+    matches any case."""
+    return tuple(dict.fromkeys((word, word.upper(), word.capitalize())))
 # Buckets up to which a categorical column is one-hot (more: target means).
 ONEHOT_MAX_CATEGORIES = 16
 # Rows of the overall mean that smooth each bucket's target mean, and the folds that

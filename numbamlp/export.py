@@ -213,14 +213,14 @@ def _category_keys(categories: list[str]) -> dict[str, int]:
     compute — a missing cell's markers (MISSING_CELLS: NA, n/a, ...) and true/false — in
     their usual cases (lower, UPPER, Capitalised).  Numbers must come as category_text
     writes them ("3", not "3.0")."""
-    from numbamlp.encoding import MISSING_CELLS, MISSING_TEXT
+    from numbamlp.encoding import MISSING_CELLS, MISSING_TEXT, usual_spellings
 
     keys = {text: k for k, text in enumerate(categories)}
     spellings = {MISSING_TEXT: MISSING_CELLS, "true": ("true",), "false": ("false",)}
     for text, forms in spellings.items():
         if text in keys:
             for form in forms:
-                for spelled in (form, form.upper(), form.capitalize()):
+                for spelled in usual_spellings(form):
                     keys.setdefault(spelled, keys[text])
     return keys
 

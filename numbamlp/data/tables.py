@@ -23,7 +23,7 @@ from numbamlp.data.csv_files import CSV_BLOCK_BYTES, _first_csv_rows, _header_of
 from numbamlp.data.dataset import DataNote, _reason
 from numbamlp.data.formats import file_kind
 from numbamlp.data.parquet import _arrow_dtype_name
-from numbamlp.encoding import MISSING_CELLS, TextColumn, category_text, number_text
+from numbamlp.encoding import MISSING_CELLS, TextColumn, category_text, number_text, usual_spellings
 
 
 @dataclass
@@ -158,7 +158,7 @@ def read_table(source: str, label_column, roles: ColumnRoles, task: str = "class
 
 def _missing_markers() -> list[str]:
     """The cell texts read as missing (MISSING_CELLS in the cases people write them)."""
-    return sorted({form for cell in MISSING_CELLS for form in (cell, cell.upper(), cell.capitalize())})
+    return sorted({form for cell in MISSING_CELLS for form in usual_spellings(cell)})
 
 
 def _csv_layout(path: Path, label_column, header, with_label: bool) -> dict:
