@@ -4,7 +4,7 @@ from CSV, Parquet, a DataFrame and ONNX; read time and peak memory against pyarr
 
     python bench/tables.py [--rows 50000] [--seed 0] [--out DIR] [--repeat 3] [--read-repeat 5]
                            [--big-rows 1000000]
-                           [--parts generate sklearn numbamlp read memory] [--skip-sklearn]
+                           [--parts generate sklearn numbamlp read memory] [--skip-sklearn] [--against REV]
                            [--hidden 64] [--epochs 20] [--batch-size 256] [--lr 0.001] [--alpha 1e-4]
                            [--numbamlp-args "--drop id"]
 
@@ -89,6 +89,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from many import tree_at  # noqa: E402  (bench/'s own helper)
 
 PARTS = ("generate", "sklearn", "numbamlp", "read", "memory", "encodings")
 FORMATS = ("csv", "parquet")
@@ -334,7 +337,7 @@ def last_line(text: str) -> str:
     return lines[-1].strip() if lines else "(no output)"
 
 
-def run_child(command: list[str], cwd: Path, measure_rss: bool = False) -> dict:
+def run_child(command: list[str], cwd: Path, measure_rss: bool = False, env: dict | None = None) -> dict:
     """Run a command; its wall time, stdout, return code, last line of stderr and, with
     measure_rss, its own peak RSS in MB.  The peak comes from /usr/bin/time, as in
     bench/data.py: Linux carries a process's peak RSS across exec, so getrusage in (or for)
@@ -342,7 +345,8 @@ def run_child(command: list[str], cwd: Path, measure_rss: bool = False) -> dict:
     with tempfile.NamedTemporaryFile("r") as rss:
         prefix = ["/usr/bin/time", "-f", "%M", "-o", rss.name] if measure_rss else []
         start = time.perf_counter()
-        done = subprocess.run(prefix + command, capture_output=True, text=True, cwd=cwd)
+        done = subprocess.run(prefix + command, capture_output=True, text=True, cwd=cwd,
+                              env=None if env is None else {**os.environ, **env})
         wall = time.perf_counter() - start
         peak = None
         if measure_rss and done.returncode == 0:
@@ -592,16 +596,18 @@ class Bench:
         for paths in sizes.values():  # every read finds the file in the page cache
             for path in paths.values():
                 path.read_bytes()
-        times = {(n, fmt): {"numbamlp": [], "pyarrow": []} for n in sizes for fmt in FORMATS}
+        readers = ["numbamlp", "pyarrow"] + ([f"numbamlp at {a.against}"] if a.against else [])
+        old_tree = {"PYTHONPATH": str(tree_at(a.against))} if a.against else None
+        times = {(n, fmt): {reader: [] for reader in readers} for n in sizes for fmt in FORMATS}
         failed: dict[tuple, str] = {}
         for r in range(a.read_repeat):
             for (n, fmt), got in times.items():
-                for reader in ("numbamlp", "pyarrow") if r % 2 == 0 else ("pyarrow", "numbamlp"):
+                for reader in readers if r % 2 == 0 else readers[::-1]:
                     if reader == "numbamlp" and (n, fmt) in failed:
                         continue
-                    code = READ_NUMBAMLP if reader == "numbamlp" else READ_PYARROW
+                    code = READ_PYARROW if reader == "pyarrow" else READ_NUMBAMLP
                     child = run_child([sys.executable, "-c", code, str(sizes[n][fmt]), str(self.tiny[fmt]), str(HERE)],
-                                      self.cwd)
+                                      self.cwd, env=old_tree if reader.startswith("numbamlp at") else None)
                     if child["rc"] != 0:
                         failed[(n, fmt)] = child["error"]
                         continue
@@ -609,14 +615,17 @@ class Bench:
         print(f"\n## read time: numbamlp_read against pyarrow's own read of the file, each a fresh process timed "
               f"around the call (after an untimed read of the tiny file), medians of {a.read_repeat} interleaved "
               f"rounds (load {os.getloadavg()[0]:.2f})")
-        print("| rows | format | file MB | numbamlp s | pyarrow s | ratio (goal ≤ 1.5) |")
-        print("|---|---|---|---|---|---|")
+        before = f" {a.against} s | its ratio |" if a.against else ""
+        print(f"| rows | format | file MB | numbamlp s | pyarrow s | ratio (goal ≤ 1.5) |{before}")
+        print("|---|---|---|---|---|---|" + ("---|---|" if a.against else ""))
         for (n, fmt), got in times.items():
             theirs = statistics.median(got["pyarrow"])
             ours = statistics.median(got["numbamlp"]) if got["numbamlp"] else None
+            then = statistics.median(got[readers[-1]]) if a.against else None
             print(f"| {n} | {fmt} | {sizes[n][fmt].stat().st_size / 1e6:.1f} | "
                   f"{'failed' if ours is None else f'{ours:.3f}'} | {theirs:.3f} | "
-                  f"{'' if ours is None else f'{ours / theirs:.2f}'} |")
+                  f"{'' if ours is None else f'{ours / theirs:.2f}'} |"
+                  + (f" {then:.3f} | {then / theirs:.2f} |" if a.against else ""))
         for (n, fmt), error in failed.items():
             print(f"numbamlp_read({n} rows, {fmt}) FAILED: {error}")
         print("every read (s): " + json.dumps({f"{n} {fmt}": {k: [round(v, 3) for v in vs] for k, vs in t.items() if vs}
@@ -667,6 +676,8 @@ def main() -> None:
                         help="folder of the files and runs (kept for reruns)")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds of scikit-learn and numbamlp")
     parser.add_argument("--read-repeat", type=int, default=5, help="interleaved rounds of reads")
+    parser.add_argument("--against", metavar="REV", help="the read part also times numbamlp's reader at this git "
+                                                         "revision, interleaved (before/after)")
     parser.add_argument("--big-rows", type=int, default=1_000_000,
                         help="rows of the second file of the read part and the file of the memory part")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))

@@ -32,6 +32,7 @@ the same maths one row at a time, from the model file's description alone.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -120,6 +121,29 @@ def category_text(value) -> str | None:
     except ValueError:
         return text
     return text if math.isnan(number) else number_text(number)
+
+
+def category_texts(strings) -> list[str | None]:
+    """[category_text(text) for text in strings] for a pyarrow array of texts (a block's
+    distinct cells), with Python called only on the texts it may change (numbers, missing
+    cells, true and false, spaces around, anything not ASCII): a column's thousand city
+    names cost one pass of arrow's regex, not a thousand calls."""
+    import pyarrow.compute as pc
+
+    texts = strings.to_pylist()
+    as_they_are = pc.and_(pc.string_is_ascii(strings), pc.invert(pc.match_substring_regex(strings, _CHANGED_TEXT)))
+    as_they_are = as_they_are.fill_null(False).to_numpy(zero_copy_only=False)
+    return [text if keep else category_text(text) for text, keep in zip(texts, as_they_are)]
+
+
+# An arrow (RE2) pattern, for any case, of every ASCII text float() reads without spaces
+# around, and of more (1..2): digits, a point, an exponent, underscores; inf, nan.
+NUMBER_LIKE = r"[+-]?([0-9_.]*[0-9][0-9_.]*(e[+-]?[0-9_]+)?|inf|infinity|nan)"
+# The ASCII texts category_text may change (a superset: those it keeps as they are may match
+# too): spaces or other characters str.strip removes at either end, the empty text, numbers,
+# true and false, the MISSING_CELLS, each in any case.
+_CHANGED_TEXT = (rf"(?i)^[\s\x0b\x1c-\x1f]|[\s\x0b\x1c-\x1f]$|^$|^{NUMBER_LIKE}$"
+                 rf"|^(true|false|{'|'.join(re.escape(cell) for cell in MISSING_CELLS if cell)})$")
 
 
 @dataclass
@@ -226,8 +250,8 @@ class TableEncoder:
                 codings.append(NumberCoding(name, median, bool(missing.any())))
         return cls(codings)
 
-    def cross_fitted(self, columns: dict, target: np.ndarray, seed: int,
-                     rows: np.ndarray | None = None) -> list[tuple[int, np.ndarray]]:
+    def cross_fitted(self, columns: dict, target: np.ndarray, seed: int, rows: np.ndarray | None = None,
+                     dtype=np.float64) -> list[tuple[int, np.ndarray]]:
         """The training rows' own target-mean features, cross-fitted: [(first feature, values
         (rows, width))] for each target-coded column, ``rows`` (None: all) of ``columns`` and
         their ``target``.  Rows are dealt into TARGET_FOLDS folds by a permutation of
@@ -240,7 +264,7 @@ class TableEncoder:
         for coding in self.codings:
             if isinstance(coding, CategoryCoding) and not coding.onehot:
                 buckets = coding.buckets(_rows_of(columns[coding.name], rows))
-                values = np.empty((n, coding.width))
+                values = np.empty((n, coding.width), dtype=dtype)  # (X's dtype: rounded once, as there)
                 for k in range(TARGET_FOLDS):
                     held, rest = fold == k, fold != k
                     values[held] = _smoothed_means(buckets[rest], target[rest], len(coding.categories) + 1)[buckets[held]]
@@ -249,24 +273,32 @@ class TableEncoder:
         return found
 
     # ------------------------------------------------------------ applying
-    def transform(self, columns: dict, dtype=np.float64, out: np.ndarray | None = None) -> np.ndarray:
+    def transform(self, columns: dict, dtype=np.float64, out: np.ndarray | None = None,
+                  encoded=None) -> np.ndarray:
         """X (N, D_in) of ``dtype`` (into ``out`` when given) from ``columns`` ({name: a
-        number column or TextColumn}, the raw columns by name; extra ones are ignored)."""
+        number column or TextColumn}, the raw columns by name; extra ones are ignored), block
+        by block of TRANSFORM_ROWS rows, so that temporaries stay a block's and X's pages are
+        written in order; ``encoded(rows)`` after each block, with the rows encoded so far."""
         n = len(next(iter(columns.values()))) if columns else 0
         X = np.empty((n, self.width), dtype=dtype) if out is None else out
-        start = 0
-        for coding in self.codings:
-            column = columns[coding.name]
-            if isinstance(coding, NumberCoding):  # (written in place: no temporary of N float64s)
-                missing = np.isnan(column)
-                X[:, start] = column
-                X[missing, start] = coding.median
-                if coding.indicator:
-                    X[:, start + 1] = missing
-            else:  # (each row's bucket's features, gathered straight into X)
-                np.take(coding.table.astype(X.dtype), coding.buckets(column), axis=0, mode="clip",
-                        out=X[:, start : start + coding.width])
-            start += coding.width
+        tables = [None if isinstance(coding, NumberCoding) else coding.table.astype(X.dtype) for coding in self.codings]
+        for lo in range(0, n, TRANSFORM_ROWS):
+            hi = min(lo + TRANSFORM_ROWS, n)
+            start = 0
+            for coding, table in zip(self.codings, tables):
+                column = _row_range(columns[coding.name], lo, hi)
+                if isinstance(coding, NumberCoding):  # (written in place: no temporary of float64s)
+                    missing = np.isnan(column)
+                    X[lo:hi, start] = column
+                    X[lo:hi, start][missing] = coding.median
+                    if coding.indicator:
+                        X[lo:hi, start + 1] = missing
+                else:  # (each row's bucket's features, gathered straight into X)
+                    np.take(table, coding.buckets(column), axis=0, mode="clip",
+                            out=X[lo:hi, start : start + coding.width])
+                start += coding.width
+            if encoded is not None:
+                encoded(hi)
         return X
 
     # ------------------------------------------------------------ the model file
@@ -351,16 +383,28 @@ def training_target(y, task: str) -> tuple[np.ndarray, list[str]]:
 
 
 def fit_table(columns: dict, y, task: str, min_category_rows: int, seed: int, dtype=np.float64,
-              rows: np.ndarray | None = None) -> tuple[TableEncoder, np.ndarray]:
+              rows: np.ndarray | None = None, encoded=None) -> tuple[TableEncoder, np.ndarray]:
     """(a TableEncoder learned from the training ``rows`` of ``columns`` (None: every row)
     and their labels or targets y[rows], every row encoded by it, X (N, D_in) of ``dtype``),
-    the training rows' target means cross-fitted with ``seed`` (TableEncoder.cross_fitted)."""
+    the training rows' target means cross-fitted with ``seed`` (TableEncoder.cross_fitted).
+    ``encoded``: as TableEncoder.transform's, after which the columns' rows encoded so far are
+    not read again (the caller may free them)."""
     target, names = training_target(np.asarray(y) if rows is None else np.asarray(y)[rows], task)
     encoder = TableEncoder.fit(columns, target, min_category_rows, names, rows)
-    X = encoder.transform(columns, dtype)
-    for start, values in encoder.cross_fitted(columns, target, seed, rows):
+    cross_fitted = encoder.cross_fitted(columns, target, seed, rows, dtype)
+    X = encoder.transform(columns, dtype, encoded=encoded)
+    for start, values in cross_fitted:
         X[slice(None) if rows is None else rows, start : start + values.shape[1]] = values
     return encoder, X
+
+
+# Rows TableEncoder.transform encodes at a time.
+TRANSFORM_ROWS = 1 << 16
+
+
+def _row_range(column, lo: int, hi: int):
+    """A raw column's rows lo..hi-1 (a view)."""
+    return TextColumn(column.codes[lo:hi], column.texts) if isinstance(column, TextColumn) else column[lo:hi]
 
 
 def _rows_of(column, rows: np.ndarray | None):
@@ -415,7 +459,7 @@ def _text_column(values) -> TextColumn:
         if hasattr(encoded, "combine_chunks"):
             encoded = encoded.combine_chunks()
         codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
-        return _merged(codes, [category_text(u) for u in encoded.dictionary.to_pylist()])
+        return _merged(codes, category_texts(encoded.dictionary))
     return TextColumn.from_values(values)
 
 

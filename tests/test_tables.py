@@ -248,3 +248,112 @@ def test_a_parquet_category_column_and_held_out_rows(tmp_path):
     assert splits.table.codings[0].name == "age"
     assert splits.table.codings[0].median == float(np.nanmedian(age[rows]))  # (the training rows' alone)
     assert len(val_rows) == len(splits.X_val)
+
+
+def test_category_texts_equal_category_text_on_every_kind_of_cell():
+    """The vectorised category_texts (Python only for texts it may change) against
+    category_text one text at a time: numbers' spellings, missing words, true/false, spaces
+    and characters str.strip removes, non-ASCII, and random texts of those characters."""
+    import pyarrow as pa
+
+    from numbamlp.encoding import category_text, category_texts
+
+    cells = ["", "  ", "x", " x", "x ", "\x1fx", "x\x1c", "\x0bx", "3", "3.0", "03", "1e3", "-1.5e-3", ".5", "1_000",
+             "1__0", "5e", "inf", "-Infinity", "NaN", "nan(1)", "na", "NA", "N/A", "null", "None", "-", "?", "??",
+             "true", "FALSE", "True ", "city_0123", "région", "٣", "１", "a-b", "1-2", "+.5e+2", "e5", None,
+             "\u00a0x", "x\u2003", "1 2"]
+    rng = np.random.default_rng(0)
+    alphabet = list("0123456789.-+_eEinfaNtrus \t/?x\x1f\x0b")
+    cells += ["".join(rng.choice(alphabet, rng.integers(0, 7))) for _ in range(3000)]
+    assert category_texts(pa.array(cells, pa.string())) == [category_text(cell) for cell in cells]
+
+
+def _same_raw_table(a, b) -> None:
+    assert list(a.columns) == list(b.columns) and a.dtypes == b.dtypes
+    np.testing.assert_array_equal(a.y, b.y)
+    for name, column in a.columns.items():
+        other = b.columns[name]
+        if isinstance(column, TextColumn):
+            assert column.texts == other.texts
+            np.testing.assert_array_equal(column.codes, other.codes)
+        else:
+            assert column.dtype == other.dtype
+            np.testing.assert_array_equal(column, other)
+
+
+def test_the_table_reader_reads_alike_whole_in_blocks_and_streamed(tmp_path, monkeypatch):
+    """One table, as CSV and Parquet, read with the defaults (one block) and with tiny
+    samples, blocks and batches — the CSV's sample, a whole-file read and the streamed read
+    past CSV_WHOLE_BYTES with rows beyond the sample's estimate (the columns grown); the
+    Parquet file's first reader continued, or read again without the identifier — gives the
+    same raw columns, labels and identifier note."""
+    import numbamlp.data.tables as tables
+    from numbamlp.data import ColumnRoles, read_table
+
+    frame = messy_frame(3000)
+    frame["visits"] = frame["visits"].astype(object)
+    frame.loc[2500:, "visits"] = frame.loc[2500:, "visits"] + 0.5  # (decimals below whole numbers: 3, then 3.5)
+    frame.loc[2900:, "plan"] = "  pro "  # (spaces around a known text, late)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    frame.to_parquet(tmp_path / "t.parquet", index=False)
+
+    def read(path, roles=ColumnRoles()):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DataNote)
+            table = read_table(str(path), "churn", roles, dtype=np.float32)
+        return table, [str(w.message) for w in caught if issubclass(w.category, DataNote)]
+
+    whole = {kind: read(tmp_path / f"t.{kind}") for kind in ("csv", "parquet")}
+    assert any("'id'" in note for note in whole["csv"][1]) and "id" not in whole["csv"][0].columns
+    _same_raw_table(whole["csv"][0], whole["parquet"][0])
+    assert whole["csv"][0].columns["plan"].texts.count("pro") == 1
+    monkeypatch.setattr(tables, "CSV_SAMPLE_BYTES", 2048)
+    monkeypatch.setattr(tables, "CSV_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(tables, "PARQUET_BATCH_ROWS", 500)
+    for whole_bytes in (1 << 30, 0):  # (one read of the file; streamed, block by block)
+        monkeypatch.setattr(tables, "CSV_WHOLE_BYTES", whole_bytes)
+        table, notes = read(tmp_path / "t.csv")
+        _same_raw_table(whole["csv"][0], table)
+        assert notes == whole["csv"][1]
+    for roles in (ColumnRoles(), ColumnRoles(drop=("id",))):  # (read again without the id; continued)
+        table, _ = read(tmp_path / "t.parquet", roles)
+        _same_raw_table(whole["parquet"][0], table)
+
+
+def test_a_cell_of_text_below_the_sample_in_a_column_of_numbers_is_refused_by_name(tmp_path, monkeypatch):
+    import numbamlp.data.tables as tables
+    from numbamlp.data import ColumnRoles, read_table
+
+    frame = messy_frame(2000)
+    frame["age"] = frame["age"].astype(object)
+    frame.loc[1900, "age"] = "forty"
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    monkeypatch.setattr(tables, "CSV_SAMPLE_BYTES", 4096)
+    with pytest.raises(DataError, match=r"forty.*--categorical"):
+        read_table(str(tmp_path / "t.csv"), "churn", ColumnRoles(drop=("id",)))
+
+
+def test_prepare_hands_the_raw_columns_back_as_it_encodes_them(tmp_path, monkeypatch):
+    """The table's raw columns live in memory maps of their own (column_buffer) whose rows
+    are handed back as TableEncoder.transform goes, block by block (RawTable.forget_rows:
+    they read as zeros after), and that encoding equals fit_table's of intact columns."""
+    import numbamlp.encoding as encoding
+
+    frame = messy_frame(3000)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    monkeypatch.setattr(encoding, "TRANSFORM_ROWS", 256)
+    config = DataConfig(train=str(tmp_path / "t.csv"), label_column="churn", drop=["id"], test_fraction=0.2)
+    real_fit_table, seen = encoding.fit_table, {}
+
+    def watched_fit_table(columns, *args, **kwargs):
+        intact = {name: (TextColumn(c.codes.copy(), c.texts) if isinstance(c, TextColumn) else c.copy())
+                  for name, c in columns.items()}
+        assert np.count_nonzero(np.nan_to_num(intact["age"][:2048])) > 1500  # (as read: ages, 10 % missing)
+        encoder, X = real_fit_table(columns, *args, **kwargs)
+        np.testing.assert_array_equal(X, real_fit_table(intact, *args)[1])
+        seen["age"] = columns["age"]
+        return encoder, X
+
+    monkeypatch.setattr(encoding, "fit_table", watched_fit_table)
+    prepare(config, seed=0, dtype=np.float32)
+    assert np.count_nonzero(seen["age"][:2048]) == 0  # (handed back: the pages of the rows before the last block)

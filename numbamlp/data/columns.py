@@ -128,19 +128,24 @@ def _arrow_labels(column, source: str, text_numbers: str | None) -> np.ndarray:
         first = pc.index(pc.is_null(column), True).as_py()
         raise DataError(f"{source}: the label column has {column.null_count} missing labels (first in data row "
                         f"{first}, counting from 0)")
+    codes = None  # (a dictionary column: the rows' codes into its texts, which are read instead of the rows')
     if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
+        if isinstance(column, pa.ChunkedArray):
+            column = column.unify_dictionaries().combine_chunks()
+        codes = column.indices.to_numpy(zero_copy_only=False)
+        column = column.dictionary
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-        return column.to_numpy()
+        return column.to_numpy() if codes is None else column.to_numpy()[codes]
     column = pc.utf8_trim_whitespace(column)
     if text_numbers == "floats":  # (a regressor's targets: cast at C speed)
         try:
-            return pc.cast(column, pa.float64()).to_numpy()
+            values = pc.cast(column, pa.float64()).to_numpy()
+            return values if codes is None else values[codes]
         except pa.ArrowInvalid:
             pass
     classes = pc.unique(column)
     indices = pc.index_in(column, value_set=classes).to_numpy()
-    return _labels_from_text(classes.to_pylist(), indices, source, text_numbers)
+    return _labels_from_text(classes.to_pylist(), indices if codes is None else indices[codes], source, text_numbers)
 
 
 _CANONICAL_INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")

@@ -313,8 +313,9 @@ def _read_csv_arrow(path: Path, label_column, dtype, with_label: bool = True,
 CSV_BLOCK_BYTES = 1 << 20
 
 
-def _estimated_rows(path: Path, first_rows: int) -> int:
-    """Rows of a CSV file, from its size and the rows of its first block, 10 % over: X's pages
-    beyond the rows read are never touched, so they cost address space, not memory."""
-    blocks = path.stat().st_size / CSV_BLOCK_BYTES
+def _estimated_rows(path: Path, first_rows: int, first_bytes: int = CSV_BLOCK_BYTES) -> int:
+    """Rows of a CSV file, from its size and the rows of its first block (``first_bytes``
+    long), 10 % over: X's pages beyond the rows read are never touched, so they cost address
+    space, not memory."""
+    blocks = path.stat().st_size / first_bytes
     return int(first_rows * max(blocks, 1.0) * 1.1) + first_rows

@@ -18,6 +18,7 @@ from numbamlp.data.csv_files import _first_csv_rows, _header_of
 from numbamlp.data.dataset import NotNumbers
 from numbamlp.data.formats import file_kind
 from numbamlp.data.loading import feature_names, load_dataset
+from numbamlp.data.memory import release_freed_memory
 from numbamlp.data.splits import Splits, split_arrays, split_rows
 from numbamlp.data.tables import ColumnRoles, read_table
 from numbamlp.encoding import TextColumn
@@ -149,18 +150,24 @@ def _prepare_table(data_config, seed: int, dtype, task: str, task_given: bool, r
             held_out[kind] = read_table(source, **read, columns=list(table.columns),
                                         categorical=[name for name, column in table.columns.items()
                                                      if isinstance(column, TextColumn)])
-    rows, _, test_rows = split_rows(y, data_config, seed, task, "test" in held_out, "val" in held_out)
+    drawn = split_rows(y, data_config, seed, task, "test" in held_out, "val" in held_out)
+    rows, test_rows = drawn[0], drawn[2]
+    release_freed_memory()  # (what reading and splitting freed, kept by malloc: not under X's pages too)
     if task == "classification" and len(np.unique(y[rows])) < 2:
         raise DataError(f"{data_config.train}: y has a single class; classification needs at least 2")
-    encoder, X = fit_table(table.columns, y, task, data_config.min_category_rows, seed, dtype, rows)
+    kept = None if not raw_test else held_out["test"].columns if "test" in held_out else table.take(test_rows)
+    # (the raw columns' memory handed back block by block as X is filled: the two are not held whole together)
+    encoder, X = fit_table(table.columns, y, task, data_config.min_category_rows, seed, dtype, rows,
+                           encoded=table.forget_rows)
     test, val = ((encoder.transform(held_out[kind].columns, dtype), held_out[kind].y, getattr(data_config, kind))
                  if kind in held_out else None for kind in ("test", "val"))
-    kept = None if not raw_test else held_out["test"].columns if "test" in held_out else table.take(test_rows)
     dtypes = table.dtypes
     del table, held_out  # (the raw columns: encoded now, and splitting X needs the room)
+    release_freed_memory()
     splits = split_arrays(X, y, data_config, seed, test=test, val=val, dtype=dtype, overwrite=True, task=task,
-                          unscaled=~encoder.scaled())
+                          unscaled=~encoder.scaled(), drawn=drawn)
     splits.table, splits.feature_names, splits.feature_dtypes, splits.raw_test = encoder, encoder.columns, dtypes, kept
+    release_freed_memory()  # (what splitting freed: training's arrays follow)
     return splits
 
 

@@ -109,7 +109,7 @@ class Splits:
 @_quiet_overflow
 def split_arrays(X, y, data_config, seed: int, test=None, val=None, source: str | None = None,
                  dtype=np.float64, overwrite: bool = False, task: str = "classification",
-                 unscaled: np.ndarray | None = None) -> Splits:
+                 unscaled: np.ndarray | None = None, drawn: tuple | None = None) -> Splits:
     """``prepare``'s splits and standardisation of arrays already loaded: ``test`` and ``val``
     are None or (X, y, where they came from); ``seed`` draws the held-out rows.
 
@@ -121,13 +121,15 @@ def split_arrays(X, y, data_config, seed: int, test=None, val=None, source: str 
     ``overwrite``, else copied.  Held-out rows are drawn stratified by class, or, for task
     "regression", by a plain seeded shuffle (holdout_split).  ``unscaled`` (D,) bool: features
     left as they are by the standardisation (a table's one-hot and was-missing features).
+    ``drawn``: split_rows's rows for these arguments when the caller drew them already (a
+    table's, before its encoding: not drawn twice).
     """
     source = source or data_config.train
     y = np.asarray(y)
     regression = task == "regression"
     if not regression and len(np.unique(y)) < 2:
         raise DataError(f"{source}: y has a single class; classification needs at least 2")
-    rows, val_rows, test_rows = split_rows(y, data_config, seed, task, test is not None, val is not None)
+    rows, val_rows, test_rows = drawn or split_rows(y, data_config, seed, task, test is not None, val is not None)
     if test is not None:
         X_test, y_test, test_source = test
     if val is not None:
