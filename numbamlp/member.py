@@ -216,6 +216,12 @@ class Member:
         plan.set_member(member, self.config.optimizer)
         plan.push(member)
 
+    def own_plan(self) -> None:
+        """Leave a shared step plan (a stack's) for a plan of one's own: the model's
+        parameters, the gradients and the optimizer's state and step count are copied out of
+        the shared rows, which the member that takes this one's place overwrites."""
+        self._make_plan(self._plan.capacity)
+
     @property
     def lr(self) -> float:
         """The learning rate of the current (next) epoch."""

@@ -15,6 +15,10 @@ activation), batch size, dtype, backend, optimizer name, data settings, threads 
 gradient validation.  Everything else (seed, epochs, learning rate and schedule, momentum,
 weight decay, Adam's betas and eps, early stopping, class weights) may differ per member.
 
+A stack's slots can also be refilled while it trains (``open_fit``, StackFit): between two
+epochs a member leaves (ended, or pruned) and a new one, of the same stack key, takes its
+slot and trains from its own epoch 0, exactly as it would alone.
+
 Memory: the parameters, gradients and optimizer state of M members, (M, P) each, plus one
 workspace per member for a batch — M times one model's, and nothing that grows with the
 step count.  On cuda these live on the device (with host copies), and so does the data,
@@ -23,8 +27,10 @@ copied up once per fit: each step gathers every member's batch there by index.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from typing import NamedTuple
 
 import numpy as np
 from pydantic import BaseModel
@@ -171,6 +177,8 @@ class StackTrainer:
     member; ``step(X, y)`` is one update of every member and returns the losses (M,);
     ``models``, ``histories`` and ``results`` hold what each member became.  A callback is
     any object with ``on_epoch_end(epoch, metrics)``; metrics carry ``"member"``.
+    ``open_fit(...)`` sets a fit up and hands it back (StackFit) to run an epoch at a time,
+    members leaving and new ones taking their slots between epochs.
     """
 
     def __init__(self, configs):
@@ -384,9 +392,21 @@ class StackTrainer:
         ``warm_start``: go on from where the stack is (after ``request_stop`` or
         ``from_checkpoint``) instead of starting over."""
         with threads_while(self.configs[0].threads, self.configs[0].backend):
-            return self._fit(X, y, X_val, y_val, sample_weight, callbacks, warm_start)
+            self._open(X, y, X_val, y_val, sample_weight, callbacks, warm_start).run()
+        return self.histories
 
-    def _fit(self, X, y, X_val, y_val, sample_weight, callbacks, warm_start: bool) -> list[list[dict]]:
+    def open_fit(self, X, y, X_val=None, y_val=None, sample_weight=None, callbacks=()) -> StackFit:
+        """fit's set-up (every member built from its seed, the classes, each member's data)
+        without any epoch: the StackFit returned runs the epochs one at a time, and between
+        two of them takes members out of their slots and seats new ones (a stack whose slots
+        are refilled: StackFit's docstring).  The arguments are fit's.  The config's threads
+        hold in the calling thread until ``close``, as fit holds them while it runs."""
+        fit = self._open(X, y, X_val, y_val, sample_weight, callbacks, warm_start=False)
+        shared = self.configs[0]
+        fit._threads.enter_context(threads_while(shared.threads, shared.backend))
+        return fit
+
+    def _open(self, X, y, X_val, y_val, sample_weight, callbacks, warm_start: bool) -> StackFit:
         dtype = self.configs[0].dtype
         warm = warm_start and self.plan is not None
         X = as_features(X, self.plan.layers[0] if warm else None, dtype)
@@ -425,8 +445,7 @@ class StackTrainer:
                 for trainer, state in zip(self.trainers, kept[1]):
                     trainer.put_back(state)
             raise
-        self.train(X, members, any_weights, callbacks)
-        return self.histories
+        return StackFit(self, X, members, any_weights, callbacks, _Seating(y, X_val, y_val, sample_weight, classes))
 
     def prepare_batches(self, X, members: list[_Member]) -> bool:
         """Before a fit's epochs: the batch buffers, the labels every member shares (when they
@@ -452,23 +471,10 @@ class StackTrainer:
         return any_weights
 
     def train(self, X, members: list[_Member], any_weights: bool, callbacks) -> None:
-        """The epochs of a fit, its one loop for every M (Trainer.fit runs it as a stack of
-        one): until no member is training.  X (N, D) of the plan's dtype; ``members`` from
-        member_data, after prepare_batches."""
-        try:
-            with quiet_blas(self.configs[0].backend):
-                while any(m.running for m in members):
-                    self._epoch(X, members, any_weights, callbacks)
-            for member in members:  # (a binary classifier's decision threshold, from its final weights)
-                if member.status in ("done", "stopped early"):
-                    member.trainer.settle_threshold(member.X_val, member.y_val)
-        finally:
-            self._device = None
-            self._cancelled.clear()  # (a cancel is for the fit under way, or the next one)
-            self._stop_reason = None  # (so is a stop: one asked while the fit was set up is honoured, as Trainer's)
-            self.statuses = [(m.status, m.error) for m in members]
-            self.results = [self._result(m) for m in members]
-            self._set_learning_rates()
+        """The epochs of a fit (Trainer.fit runs them as a stack of one): StackFit.run, the
+        one loop for every M.  X (N, D) of the plan's dtype; ``members`` from member_data,
+        after prepare_batches."""
+        StackFit(self, X, members, any_weights, callbacks).run()
 
     def cancel_member(self, member: int) -> None:
         """Stop member ``member`` after the step in progress (safe from another thread): it
@@ -746,3 +752,223 @@ class StackTrainer:
                 for name in ("mse", "r2")} if trainer.regression else {}),
             "error": member.error,
         }
+
+
+class _Seating(NamedTuple):
+    """What a member seated during a fit gets its data from (member_data): the fit's labels
+    y (N,) or targets (N, K) float64, its validation rows (the same objects every member
+    holds, so that they are still scored together), its row weights (N,) or None, and the
+    stack's classes (None for regressors)."""
+
+    y: np.ndarray
+    X_val: np.ndarray | None
+    y_val: np.ndarray | None
+    sample_weight: np.ndarray | None
+    classes: np.ndarray | None
+
+
+# The statuses of a member that ended on its own and keeps the weights a Trainer's fit ends
+# with (early stopping's best, restored at its end of epoch): it gets its decision threshold.
+_FINISHED = ("done", "stopped early")
+
+
+class StackFit:
+    """A fit under way, an epoch at a time, whose slots can be refilled between epochs
+    (issue 28: a search's trials of one stack key share a running stack, and when one is
+    pruned or finishes, the next takes its slot)::
+
+        fit = stack.open_fit(X, y, X_val, y_val)
+        while fit.running():
+            fit.run_epoch()
+            for slot in fit.ended():                # done, stopped early, diverged, cancelled
+                left = fit.release(slot)            # its model, history, result, ...
+            for slot in fit.running():
+                if should_prune(fit.history(slot)):
+                    fit.release(slot, "pruned")     # stopped now, its weights as they are
+            for slot in fit.vacant():
+                if waiting:
+                    fit.seat(slot, waiting.pop())   # its epoch 0 is the next run_epoch
+        fit.close()
+
+    Each member trains exactly as ``Trainer(config).fit(X, y, X_val, y_val, sample_weight)``
+    alone for the epochs it trains, whichever epoch of the stack it was seated at (bit for
+    bit on cpu): it is built from its seed, with fresh optimizer state and shuffles, and runs
+    its own epoch count, learning-rate schedule and early stopping.  Slots are numbered as
+    the stack's members (``stack.trainers[slot]``: the slot's member, or the last one to
+    leave it); a callback's metrics carry the slot as ``"member"``.
+
+    ``fit`` runs its epochs through one of these (``run``).  One opened by ``open_fit``
+    holds the config's threads from there to ``close`` (Numba's setting is the calling
+    thread's: run the epochs in the thread that opened it); numpy's BLAS is kept quiet
+    during each epoch only, being the whole process's.  On cuda a seat copies the data up
+    to the device again (prepare_batches).
+    """
+
+    def __init__(self, stack: StackTrainer, X, members: list[_Member], any_weights: bool, callbacks,
+                 seating: _Seating | None = None):
+        self.stack, self.X, self.members = stack, X, members
+        self.any_weights, self.callbacks = any_weights, callbacks
+        self._seating = seating  # (None: a Trainer's fit, which seats no one)
+        self._vacant: set[int] = set()
+        # the config's threads while the fit is open (open_fit's; fit holds its own), put back
+        # at its end: put back after each epoch, they cost a one-model fit's 2 ms epochs 5%
+        # (the threads the steps had fitted to the load, kernels/pool.py, were sought anew)
+        self._threads = contextlib.ExitStack()
+
+    # ------------------------------------------------------------ where each slot is
+    def running(self) -> list[int]:
+        """The slots whose member is still training."""
+        return [slot for slot, member in enumerate(self.members) if member.running]
+
+    def ended(self) -> list[int]:
+        """The occupied slots whose member stopped on its own (done, stopped early, diverged,
+        cancelled) and was not released yet."""
+        return [slot for slot, member in enumerate(self.members) if not member.running and slot not in self._vacant]
+
+    def vacant(self) -> list[int]:
+        """The slots without a member (released ones): they cost no compute, and ``seat``
+        fills them."""
+        return sorted(self._vacant)
+
+    def history(self, slot: int) -> list[dict]:
+        """The slot's member's metrics of each epoch so far (a Trainer's history)."""
+        return list(self._occupied(slot).trainer.history)
+
+    def epochs_done(self, slot: int) -> int:
+        """The epochs the slot's member has completed."""
+        return self._occupied(slot).trainer.epoch
+
+    def _occupied(self, slot: int) -> _Member:
+        if isinstance(slot, bool) or not isinstance(slot, (int, np.integer)) or not 0 <= slot < len(self.members):
+            raise ValueError(f"slot must be a slot's index, 0..{len(self.members) - 1}, got {slot!r}")
+        if slot in self._vacant:
+            raise ValueError(f"slot {slot} is vacant")
+        return self.members[slot]
+
+    # ------------------------------------------------------------ epochs
+    def run_epoch(self) -> None:
+        """One epoch of every running member, each at its own epoch count (StackTrainer's
+        epoch: their steps side by side, then each one's end of epoch), numpy's BLAS quiet
+        meanwhile; nothing when none is running.  TrainingInterrupted after
+        ``stack.request_stop``, as from fit (then ``close``)."""
+        if not self.running():
+            return
+        with quiet_blas(self.stack.configs[0].backend):
+            self._epoch()
+
+    def run(self) -> None:
+        """Every epoch until no member is training, then ``close``: fit's loop (its caller
+        holds the config's threads for the whole fit).  A stop or an error ends the fit as
+        it stands (``_end``): no decision threshold is settled, a warm fit does that."""
+        try:
+            with quiet_blas(self.stack.configs[0].backend):
+                while self.running():
+                    self._epoch()
+        except BaseException:
+            self._end()
+            raise
+        self.close()
+
+    def _epoch(self) -> None:
+        self.stack._epoch(self.X, self.members, self.any_weights, self.callbacks)
+
+    # ------------------------------------------------------------ members out and in
+    def release(self, slot: int, status: str | None = None) -> dict:
+        """Take the slot's member out of the stack, which leaves the slot vacant.
+
+        ``status`` None: a member that ended on its own (``ended``) leaves with its status,
+        and ends as its Trainer's fit would: done or stopped early, it gets its decision
+        threshold (its best weights are back already, from its last end of epoch).  A status
+        (e.g. "pruned"): a running member stops now, frozen with its weights as they are, as
+        a Trainer's fit stopped between two epochs by ``request_stop`` leaves them (early
+        stopping's best weights are not put back, no threshold is settled).
+
+        Returns {"status", "error", "result" (a row of ``stack.results``), "model",
+        "history", "epochs", "trainer" (its numbamlp.member.Member)}.  The member's model
+        and optimizer state move out of the stack's rows into storage of their own (a plan
+        of one, Member.own_plan), so a member seated here later overwrites nothing of it."""
+        member = self._occupied(slot)
+        if status is None:
+            if member.running:
+                raise ValueError(f"slot {slot}'s member is still training: give the status it leaves with "
+                                 f"(e.g. 'pruned')")
+            if member.status in _FINISHED:
+                member.trainer.settle_threshold(member.X_val, member.y_val)
+        elif not member.running:
+            raise ValueError(f"slot {slot}'s member has ended already ({member.status}): release it with status None")
+        elif not isinstance(status, str) or status == "training":
+            raise ValueError(f"a member leaves with a status other than 'training', got {status!r}")
+        else:
+            member.status = status
+        member.trainer.own_plan()
+        self._vacant.add(slot)
+        self.stack.statuses[slot] = (member.status, member.error)
+        self.stack._cancelled.discard(slot)
+        return self._leaving(slot)
+
+    def seat(self, slot: int, config: TrainConfig | dict) -> None:
+        """A new member in the vacant ``slot``, from ``config`` (its stack key must be the
+        stack's: ValueError naming the setting that differs), which starts its epoch 0 at the
+        next ``run_epoch``: built from its seed, fresh optimizer state and shuffles, trained
+        on the fit's data (its own validation hold-out when it stops early without X_val)."""
+        if self._seating is None:
+            raise ValueError("only a fit opened with StackTrainer.open_fit seats members")
+        if slot not in self._vacant:
+            self._occupied(slot)  # (a slot's index)
+            raise ValueError(f"slot {slot} holds a member: release it first")
+        stack, data = self.stack, self._seating
+        config = config if isinstance(config, TrainConfig) else TrainConfig.model_validate(config)
+        check_stack_key([*stack.configs[:slot], config, *stack.configs[slot + 1:]])
+        trainer = Member(config)
+        trainer.classes_ = data.classes
+        trainer.build(stack.plan.layers[0], stack.plan.layers[-1])
+        trainer.model.classes = data.classes
+        member = member_data(trainer, self.X, data.y, data.X_val, data.y_val, data.sample_weight)
+        members = [*self.members[:slot], member, *self.members[slot + 1:]]
+        try:  # the batch buffers and shared labels (on cuda the data on the device) for the new members
+            any_weights = stack.prepare_batches(self.X, members)
+        except ValueError:  # (a cuda stack of regressors refuses one that standardises its targets otherwise)
+            stack.prepare_batches(self.X, self.members)
+            raise
+        # the slot changes hands only from here: a member refused above leaves the fit as it was
+        trainer.use_plan(stack.plan, slot)
+        stack.trainers[slot], stack.configs[slot] = trainer, config
+        stack.statuses[slot] = (member.status, member.error)
+        stack._cancelled.discard(slot)  # (a cancel was for the member that left)
+        self.members[slot] = member
+        self.any_weights = any_weights
+        self._vacant.discard(slot)
+
+    def close(self) -> list[dict]:
+        """The fit's end for the members still seated, as fit ends (those done or stopped
+        early get their decision thresholds; ``stack.statuses`` and ``stack.results`` hold
+        each slot's last member); returns their ``release`` dicts, in slot order.  They stay
+        the stack's members, as after fit: their models are rows of the stack's plan until
+        the stack trains again; one still running stays "training" (a warm fit goes on)."""
+        seated = [slot for slot in range(len(self.members)) if slot not in self._vacant]
+        try:
+            for slot in seated:
+                member = self.members[slot]
+                if member.status in _FINISHED:  # (its decision threshold, from its final weights)
+                    member.trainer.settle_threshold(member.X_val, member.y_val)
+        finally:
+            self._end()
+        return [self._leaving(slot) for slot in seated]
+
+    def _end(self) -> None:
+        """What ends every fit, however it ends: the statuses and results, the threads as
+        they were before open_fit, the stack ready for the next fit or step."""
+        stack = self.stack
+        stack._device = None
+        stack._cancelled.clear()  # (a cancel is for the fit under way, or the next one)
+        stack._stop_reason = None  # (so is a stop: one asked while the fit was set up is honoured, as Trainer's)
+        stack.statuses = [(m.status, m.error) for m in self.members]
+        stack.results = [stack._result(m) for m in self.members]
+        stack._set_learning_rates()
+        self._threads.close()
+
+    def _leaving(self, slot: int) -> dict:
+        member = self.members[slot]
+        trainer = member.trainer
+        return {"status": member.status, "error": member.error, "result": self.stack._result(member),
+                "model": trainer.model, "history": list(trainer.history), "epochs": trainer.epoch, "trainer": trainer}

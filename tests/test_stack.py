@@ -14,7 +14,7 @@ from naive import REPORTS_X as X
 from naive import REPORTS_Y as y
 
 from numbamlp import StackTrainer, Trainer
-from numbamlp.trainer import TrainingDiverged
+from numbamlp.trainer import TrainingDiverged, TrainingInterrupted
 
 # The host backends; the cuda stack is tested under the simulator (tests/cuda/test_cuda_stack.py).
 STACK_BACKENDS = ("cpu", "numpy")
@@ -471,3 +471,174 @@ def test_a_stack_whose_new_data_is_refused_keeps_what_it_learned():
     np.testing.assert_array_equal(stack.trainers[0].model.flat_params, before)
     stack.fit(X, y, warm_start=False)  # (and it still trains)
     assert stack.trainers[0].epoch == 3
+
+
+# ---------------------------------------------------------------- a stack whose slots are refilled (issue 28)
+# A search's trials of one stack key share a running stack: when one is pruned or ends, the
+# next takes its slot at the next epoch boundary (StackTrainer.open_fit, StackFit).  Every
+# member still trains exactly as Trainer(config).fit alone, for the epochs it trains, bit for
+# bit: its weights, optimizer state and history.
+def stopped_alone(config, epochs, X, y, X_val=None, y_val=None):
+    """Trainer(config).fit stopped by request_stop at the end of epoch ``epochs``: what a
+    member released as "pruned" then holds (its weights as they are; the learning rate of a
+    schedule over all its config's epochs, which a fit of ``epochs`` epochs would not have)."""
+    trainer = Trainer(config)
+
+    class StopThen:
+        def on_epoch_end(self, epoch, metrics):
+            if epoch == epochs:
+                trainer.request_stop("pruned")
+
+    with pytest.raises(TrainingInterrupted):
+        trainer.fit(X, y, X_val, y_val, callbacks=[StopThen()])
+    return trainer
+
+
+def assert_left_as_alone(left, trainer):
+    """A released member (StackFit.release's dict) holds the bits ``trainer`` holds: weights,
+    optimizer state and step count, history (but its seconds), epochs."""
+    np.testing.assert_array_equal(left["model"].flat_params, trainer.model.flat_params)
+    for name, state in trainer.optimizer.state.items():
+        np.testing.assert_array_equal(left["trainer"].optimizer.state[name], state)
+    assert left["trainer"].optimizer.step_count == trainer.optimizer.step_count
+    assert left["epochs"] == left["result"]["epochs_run"] == trainer.epoch
+
+    def without_seconds(history):
+        return [{key: value for key, value in metrics.items() if key != "seconds"} for metrics in history]
+
+    assert without_seconds(left["history"]) == without_seconds(trainer.history)
+
+
+@pytest.mark.parametrize(("dtype", "optimizer"), [("float64", "adam"), ("float64", "momentum"), ("float32", "sgd")])
+def test_members_seated_in_freed_slots_train_as_they_would_alone(dtype, optimizer):
+    X, y = data(n=150)
+    X_val, y_val = data(n=45, seed=1)  # (one object for all: scored together, newcomers included)
+    lr = 0.01 if optimizer == "adam" else 0.05
+    base = {"dtype": dtype, "batch_size": 16, "model": {"hidden": [7]}, "optimizer": {"name": optimizer, "lr": lr}}
+    configs = {  # slot 0: pruned after 3 of its 10 epochs, then joiner; slot 1: stopping, then late; slot 2: steady
+        "pruned": {**base, "seed": 0, "epochs": 10, "schedule": {"name": "cosine"}, "early_stopping": {"patience": 20}},
+        "joiner": {**base, "seed": 3, "epochs": 5,
+                   "optimizer": {"name": optimizer, "lr": 2 * lr, "weight_decay": 1e-3}},
+        "stopping": {**base, "seed": 1, "epochs": 40, "early_stopping": {"patience": 2}},
+        "late": {**base, "seed": 4, "epochs": 4, "early_stopping": {"patience": 1}},
+        "steady": {**base, "seed": 2, "epochs": 9},
+    }
+    holding = ["pruned", "stopping", "steady"]  # each slot's member, seated or the last to leave it
+    fit = StackTrainer([configs[name] for name in holding]).open_fit(X, y, X_val, y_val)
+    left, seated_at, epoch = {}, {}, 0
+    while fit.running():
+        fit.run_epoch()
+        epoch += 1
+        if epoch == 3:
+            left["pruned"] = fit.release(0, "pruned")
+            fit.seat(0, configs["joiner"])
+            holding[0] = "joiner"
+        for slot in fit.ended():
+            left[holding[slot]] = fit.release(slot)
+            if holding[slot] == "stopping":
+                fit.seat(slot, configs["late"])
+                holding[slot], seated_at["late"] = "late", epoch
+        assert fit.vacant() == [slot for slot, name in enumerate(holding) if name in left]
+    assert fit.close() == [] and fit.vacant() == [0, 1, 2] and set(left) == set(configs)
+    assert [r["status"] for r in fit.stack.results] == [left[name]["status"] for name in holding]
+    assert left["stopping"]["status"] == "stopped early" and seated_at["late"] > 3
+    assert left["pruned"]["status"] == left["pruned"]["result"]["status"] == "pruned"
+    assert_left_as_alone(left["pruned"], stopped_alone(configs["pruned"], 3, X, y, X_val, y_val))
+    for name in ("joiner", "stopping", "late", "steady"):
+        trainer, status = alone(configs[name], X, y, X_val, y_val)
+        assert left[name]["status"] == status, name
+        assert_left_as_alone(left[name], trainer)
+
+
+def test_a_released_member_keeps_its_weights_and_optimizer_state_while_its_slot_trains_on():
+    X, y = data()
+    base = {"batch_size": 16, "model": {"hidden": [7]}, "optimizer": {"name": "adam", "lr": 0.01}}
+    fit = StackTrainer([{**base, "seed": 0, "epochs": 6}, {**base, "seed": 1, "epochs": 6}]).open_fit(X, y)
+    fit.run_epoch()
+    fit.run_epoch()
+    left = fit.release(1, "pruned")
+    model, optimizer = left["model"], left["trainer"].optimizer
+    kept = model.flat_params.copy(), {name: state.copy() for name, state in optimizer.state.items()}
+    fit.seat(1, {**base, "seed": 2, "epochs": 3})
+    while fit.running():
+        fit.run_epoch()
+    fit.close()
+    host = fit.stack.plan.host
+    for array in (model.flat_params, *optimizer.state.values()):
+        assert not any(np.shares_memory(array, rows) for rows in (host.params, host.grads, host.state_a, host.state_b))
+    assert not np.array_equal(host.params[1], kept[0])  # (the newcomer trained in the slot's rows)
+    np.testing.assert_array_equal(model.flat_params, kept[0])
+    for name, state in optimizer.state.items():
+        np.testing.assert_array_equal(state, kept[1][name])
+    assert optimizer.step_count == 2 * 8  # (two epochs of 8 batches)
+    assert_left_as_alone(left, stopped_alone({**base, "seed": 1, "epochs": 6}, 2, X, y))
+
+
+def test_a_refilled_stack_refuses_what_does_not_fit_its_slots():
+    X, y = data()
+    base = {"batch_size": 16, "model": {"hidden": [7]}, "epochs": 3}
+    fit = StackTrainer([{**base, "seed": 0}, {**base, "seed": 1}]).open_fit(X, y)
+    with pytest.raises(ValueError, match="slot 0 holds a member: release it first"):
+        fit.seat(0, base)
+    with pytest.raises(ValueError, match="still training: give the status it leaves with"):
+        fit.release(0)
+    with pytest.raises(ValueError, match="a status other than 'training'"):
+        fit.release(0, "training")
+    fit.release(0, "pruned")
+    with pytest.raises(ValueError, match="slot 0 is vacant"):
+        fit.release(0, "pruned")
+    with pytest.raises(ValueError, match=r"model.hidden differs \(member 0: \[8\]; member 1: \[7\]\)"):
+        fit.seat(0, {**base, "model": {"hidden": [8]}})
+    with pytest.raises(ValueError, match="batch_size differs"):
+        fit.seat(0, {**base, "batch_size": 8})
+    with pytest.raises(ValueError, match="early_stopping.metric"):  # (val_f1 is for two classes: refused by its data)
+        fit.seat(0, {**base, "early_stopping": {"patience": 2, "metric": "val_f1"}})
+    with pytest.raises(ValueError, match=r"slot must be a slot's index, 0..1, got 2"):
+        fit.seat(2, base)
+    assert fit.vacant() == [0] and fit.running() == [1]  # (what was refused changed nothing)
+    fit.seat(0, {**base, "seed": 2})
+    while fit.running():
+        fit.run_epoch()
+    with pytest.raises(ValueError, match=r"has ended already \(done\): release it with status None"):
+        fit.release(0, "pruned")
+    assert [left["status"] for left in fit.close()] == ["done", "done"]
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_slots_vacant_from_the_start_are_filled_as_trials_come(slots):
+    """The search's way: a stack of copies of the first trial's config, every slot but the
+    first released before any epoch, the others seated as trials come.  A stack of one
+    (which steps as a Trainer's loop does) is refilled alike."""
+    X, y = data()
+    X_val, y_val = data(n=45, seed=1)
+    base = {"batch_size": 16, "model": {"hidden": [7]}, "optimizer": {"name": "momentum", "lr": 0.05}}
+    first = {**base, "seed": 0, "epochs": 3}
+    waiting = [{**base, "seed": seed, "epochs": 1 + seed} for seed in (1, 2, 3)]
+    fit = StackTrainer([first] * slots).open_fit(X, y, X_val, y_val)
+    for slot in range(1, slots):
+        assert fit.release(slot, "vacant")["epochs"] == 0
+    left = []
+    while fit.running():
+        fit.run_epoch()
+        for slot in fit.ended():
+            left.append(fit.release(slot))
+        for slot in fit.vacant():
+            if waiting:
+                fit.seat(slot, waiting.pop(0))
+    assert fit.close() == [] and not waiting and len(left) == 4
+    for member in left:
+        trainer, status = alone(member["trainer"].config, X, y, X_val, y_val)
+        assert member["status"] == status == "done"
+        assert_left_as_alone(member, trainer)
+
+
+def test_an_open_fit_holds_its_threads_until_it_closes():
+    import numba
+
+    before = numba.get_num_threads()
+    fit = StackTrainer([{**ONE_EPOCH, "epochs": 2, "threads": 1}]).open_fit(X, y)
+    fit.run_epoch()
+    assert numba.get_num_threads() == 1  # (between epochs too, as fit holds them while it runs)
+    fit.run_epoch()
+    fit.close()
+    assert numba.get_num_threads() == before
