@@ -13,7 +13,7 @@ $(BIN)/python:
 # Reinstall whenever the project's metadata changes.
 $(VENV)/.installed: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,plot,dask,serve,onnx,docs]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,plot,dask,serve,onnx,docs,search]"
 	touch $@
 
 train: $(VENV)/.installed

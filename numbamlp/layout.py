@@ -26,6 +26,8 @@ A sweep directory: what `numbamlp sweep` writes (sweeps/<UTC timestamp> unless -
     results.csv        RESULTS_CSV     the same rows as CSV
     members/<k>/       MEMBERS_DIR     member k's run directory (member_directory)
     summary.json       SUMMARY_FILE    at the end: the best row and its config, counts by status
+    study.journal      STUDY_FILE      a search's Optuna study, unless --storage names another
+                                       (numbamlp.sweeps.search; Optuna writes it, appending)
 
 Every file is written atomically (numbamlp.io): a reader sees the old file or the new one.
 """
@@ -53,7 +55,9 @@ SWEEP_FILE = "sweep.json"
 RESULTS_JSONL = "results.jsonl"
 RESULTS_CSV = "results.csv"
 MEMBERS_DIR = "members"
-SWEEP_FILES = (RESULTS_JSONL, RESULTS_CSV, SUMMARY_FILE, MEMBERS_DIR)  # what a sweep writes beside SWEEP_FILE
+STUDY_FILE = "study.journal"
+# what a sweep writes beside SWEEP_FILE
+SWEEP_FILES = (RESULTS_JSONL, RESULTS_CSV, SUMMARY_FILE, MEMBERS_DIR, STUDY_FILE)
 
 # summary.json's scores, per task: of the saved weights on the validation rows, and on the test
 # rows (null where not scored: an interrupted run, a member that did not finish; and for the F1

@@ -194,13 +194,16 @@ def test_the_users_of_the_numbers_take_their_defaults_from_the_constants():
     from numbamlp.service import DEFAULT_BATCH_WINDOW_S, serve
     from numbamlp.service.app import create_app
     from numbamlp.service.scheduler import Scheduler
-    from numbamlp.sweeps import DEFAULT_MAX_MEMBERS, DEFAULT_STACK_SIZE, sweep
+    from numbamlp.sweeps import DEFAULT_MAX_MEMBERS, DEFAULT_SEARCH_STACK, DEFAULT_STACK_SIZE, sweep
 
     def default(function, parameter):
         return inspect.signature(function).parameters[parameter].default
 
-    assert default(sweep, "stack_size") == default(Scheduler, "max_stack") == default(create_app, "max_stack") \
-        == click_option(["sweep"], "stack_size").default == DEFAULT_STACK_SIZE
+    assert default(Scheduler, "max_stack") == default(create_app, "max_stack") == DEFAULT_STACK_SIZE
+    # (a sweep's None: DEFAULT_STACK_SIZE, a search's DEFAULT_SEARCH_STACK, which its help names)
+    assert default(sweep, "stack_size") is None and click_option(["sweep"], "stack_size").default is None
+    assert f"{DEFAULT_STACK_SIZE}; a --search's" in click_option(["sweep"], "stack_size").help
+    assert f"in flight: {DEFAULT_SEARCH_STACK}" in click_option(["sweep"], "stack_size").help
     assert default(sweep, "max_members") == click_option(["sweep"], "max_members").default == DEFAULT_MAX_MEMBERS
     assert default(serve, "batch_window") == default(create_app, "batch_window") == default(Scheduler, "batch_window") \
         == click_option(["serve"], "batch_window").default == DEFAULT_BATCH_WINDOW_S

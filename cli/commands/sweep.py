@@ -12,7 +12,8 @@ import click
 from numbamlp.cli.common import CliError, say_cache_notice
 from numbamlp.cli.config_flags import FLAG_OF_PATH, read_config_file, train_flags, validated, with_flags
 from numbamlp.kernels import BackendUnavailable
-from numbamlp.sweeps.members import DEFAULT_MAX_MEMBERS, DEFAULT_STACK_SIZE
+from numbamlp.sweeps.members import DEFAULT_MAX_MEMBERS, DEFAULT_SEARCH_STACK, DEFAULT_STACK_SIZE
+from numbamlp.sweeps.search import DEFAULT_REDUCTION_FACTOR, PRUNERS, SEARCHES
 
 
 @click.command()
@@ -29,8 +30,24 @@ from numbamlp.sweeps.members import DEFAULT_MAX_MEMBERS, DEFAULT_STACK_SIZE
               help="Train on a Dask LocalCluster of N worker processes (needs numbamlp[dask]).")
 @click.option("--scheduler", metavar="ADDRESS",
               help="Train on the running Dask cluster at ADDRESS, e.g. tcp://10.0.0.5:8786 (needs numbamlp[dask]).")
-@click.option("--stack-size", type=int, default=DEFAULT_STACK_SIZE, show_default=True,
-              help="Most members trained together in one stack (one task).")
+@click.option("--search", type=click.Choice(SEARCHES),
+              help="Ask an Optuna study for --trials trials over the grid's lists and ranges instead: tpe, cmaes, "
+              "random, or grid (every combination); trials of one shape share a stack whose freed slots are "
+              "refilled (needs numbamlp[search]).")
+@click.option("--trials", type=int, metavar="N", help="Trials a --search asks for (a grid search: all its combinations).")
+@click.option("--prune", type=click.Choice(PRUNERS), default="none", show_default=True,
+              help="Stop a --search's poor trials early, by Optuna's MedianPruner, SuccessiveHalvingPruner (asha) "
+              "or HyperbandPruner, from the validation metric after each epoch.")
+@click.option("--min-epochs", type=int, default=1, show_default=True, metavar="R",
+              help="The first epoch a pruner may stop a trial at (its min_resource).")
+@click.option("--reduction-factor", type=int, default=DEFAULT_REDUCTION_FACTOR, show_default=True, metavar="ETA",
+              help="asha's and hyperband's reduction factor: about 1/ETA of the trials go on at each rung.")
+@click.option("--storage", metavar="URL|FILE",
+              help="The Optuna study's storage: an RDB URL (sqlite:///study.db) or a journal file "
+              "(default: study.journal in the sweep's directory).")
+@click.option("--stack-size", type=int, default=None,
+              help=f"Most members trained together in one stack (one task) [default: {DEFAULT_STACK_SIZE}; a "
+              f"--search's, also its trials in flight: {DEFAULT_SEARCH_STACK}].")
 @click.option("--max-members", type=int, default=DEFAULT_MAX_MEMBERS, show_default=True,
               help="Refuse grids larger than this.")
 @click.option("--out", type=click.Path(file_okay=False), help="Sweep directory to create (default: sweeps/<UTC timestamp>).")
@@ -38,8 +55,8 @@ from numbamlp.sweeps.members import DEFAULT_MAX_MEMBERS, DEFAULT_STACK_SIZE
               help="Go on with the sweep in this directory: train the members it has no results for.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the summary, as JSON (the last line of stdout).")
 @click.option("--quiet", is_flag=True, help="Print only the best member and where the results are.")
-def sweep(config_file, grid_options, random_members, workers, scheduler, stack_size, max_members, out, resume, as_json,
-          quiet, **flags):
+def sweep(config_file, grid_options, random_members, workers, scheduler, search, trials, prune, min_epochs,
+          reduction_factor, storage, stack_size, max_members, out, resume, as_json, quiet, **flags):
     """Train every combination of a grid of settings, as stacks, and pick the best on validation data
     (by --metric, which the members also early-stop by)."""
     from numbamlp.data import DataError
@@ -53,9 +70,12 @@ def sweep(config_file, grid_options, random_members, workers, scheduler, stack_s
         if resume is not None:
             given = [FLAG_OF_PATH[p] for p, v in flags.items() if v is not None]
             given += [name for name, v in (("--config", config_file), ("--grid", grid_options),
-                                            ("--random", random_members), ("--out", out)) if v]
+                                            ("--random", random_members), ("--out", out), ("--search", search),
+                                            ("--trials", trials), ("--storage", storage),
+                                            ("--stack-size", stack_size)) if v not in (None, ())]
             context = click.get_current_context()  # (these have defaults: given only when typed)
-            given += [f"--{name.replace('_', '-')}" for name in ("stack_size", "max_members")
+            given += [f"--{name.replace('_', '-')}" for name in ("max_members", "prune", "min_epochs",
+                                                                  "reduction_factor")
                       if context.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
             if given:
                 raise CliError(f"--resume goes on with the sweep's own settings; only --workers, --scheduler, "
@@ -76,10 +96,13 @@ def sweep(config_file, grid_options, random_members, workers, scheduler, stack_s
         if not (as_json or quiet):
             say_cache_notice((document or {}).get("backend", "cpu"))
         show = None if as_json or quiet else _sweep_progress
+        searching = {} if search is None and resume else dict(
+            search=search, trials=trials, prune=prune, min_epochs=min_epochs, reduction_factor=reduction_factor,
+            storage=storage)
         result = run_sweep(document, grid, random=random_members, workers=workers, scheduler=scheduler,
                            stack_size=stack_size, max_members=max_members,
                            out=out if out is not None else (None if resume else NEW_DIRECTORY),
-                           resume=resume, progress=show)
+                           resume=resume, progress=show, **searching)
     except SweepInterrupted as stop:
         click.echo(f"\n{stop}" + (f"\ncontinue with: numbamlp sweep --resume {stop.directory}"
                                   if stop.directory else ""), err=True)

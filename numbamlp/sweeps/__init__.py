@@ -25,6 +25,11 @@ With ``out``, the sweep writes its directory (numbamlp.layout says what it holds
 stack finishes: a row per finished member, and each member's run directory.  ``resume=DIR``
 trains only the members that ``DIR`` has no row for.
 
+``search="tpe"`` (or "cmaes", "random", "grid") with ``trials=N`` asks an Optuna study for
+the members instead, trains them in stacks whose freed slots are refilled at the next epoch
+boundary, and stops poor ones early with ``prune="asha"`` (or "median", "hyperband"):
+numbamlp.sweeps.search.
+
 The parts, each a module:
 
     errors     SweepError (refused before anything trains), SweepInterrupted
@@ -33,6 +38,7 @@ The parts, each a module:
     results    a member's row, ranking by the metric, the table as CSV, the summary, SweepResult
     splits     the data the members train on, and what a resume checks it by
     task       one stack trained (here or on a Dask worker); a member's run directory from it
+    search     a search's space, Optuna study, and trials trained in refilled stacks
     runners    where tasks run: InProcessRunner, DaskRunner
     directory  the sweep's directory: checked, claimed, written as stacks finish, read by resume
     driver     sweep() itself
@@ -48,10 +54,11 @@ _PARTS = {
     "numbamlp.sweeps.errors": "SweepError SweepInterrupted",
     "numbamlp.sweeps.grid": ("RANGE_KINDS Range grid_from_table member_settings normalise_grid "
                             "parse_grid_option parse_range parse_value resolve_key setting_paths"),
-    "numbamlp.sweeps.members": ("DEFAULT_MAX_MEMBERS DEFAULT_STACK_SIZE DEFAULT_VAL_FRACTION base_document "
-                               "member_configs stack_groups validate_base"),
-    "numbamlp.sweeps.results": ("FINISHED RESULT_COLUMNS RUN_COLUMNS TASK_COLUMNS SweepResult best_row grid_column "
-                               "grid_keys ranked table_csv"),
+    "numbamlp.sweeps.members": ("DEFAULT_MAX_MEMBERS DEFAULT_SEARCH_STACK DEFAULT_STACK_SIZE DEFAULT_VAL_FRACTION "
+                               "base_document member_configs stack_groups validate_base"),
+    "numbamlp.sweeps.results": ("FINISHED RESULT_COLUMNS RUN_COLUMNS SEARCH_COLUMNS TASK_COLUMNS SweepResult best_row "
+                               "grid_column grid_keys ranked table_csv"),
+    "numbamlp.sweeps.search": "PRUNERS SEARCHES search_space",
     "numbamlp.sweeps.runners": "SCHEDULER_TIMEOUT_S DaskRunner InProcessRunner",
     "numbamlp.sweeps.task": "StackStopped SweepData train_stack train_stack_on_worker worker_threads write_run_files",
 }

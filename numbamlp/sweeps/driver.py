@@ -17,21 +17,25 @@ from numbamlp.metrics import METRICS, check_metric_applies, check_threshold_appl
 from numbamlp.sweeps.directory import (NEW_DIRECTORY, SweepWriter, check_new_directory, claim_directory,
                                        read_finished_rows, read_sweep_plan)
 from numbamlp.sweeps.errors import SweepError, SweepInterrupted
-from numbamlp.sweeps.grid import member_settings, normalise_grid
-from numbamlp.sweeps.members import (DEFAULT_MAX_MEMBERS, DEFAULT_STACK_SIZE, absolute_data_settings, base_document,
-                                     member_configs, stack_groups, validate_base)
-from numbamlp.sweeps.results import (RUN_COLUMNS, TASK_COLUMNS, SweepResult, best_row, grid_column, metric_for,
-                                     sweep_summary)
+from numbamlp.sweeps.grid import Range, member_settings, normalise_grid
+from numbamlp.sweeps.members import (DEFAULT_MAX_MEMBERS, DEFAULT_SEARCH_STACK, DEFAULT_STACK_SIZE,
+                                     absolute_data_settings, base_document, member_configs, stack_groups,
+                                     validate_base)
+from numbamlp.sweeps.results import (FINISHED, RUN_COLUMNS, SEARCH_COLUMNS, TASK_COLUMNS, SweepResult, best_row,
+                                     grid_column, metric_for, sweep_summary)
 from numbamlp.sweeps.runners import DaskRunner, InProcessRunner
+from numbamlp.sweeps.search import DEFAULT_REDUCTION_FACTOR
 from numbamlp.sweeps.splits import (arrays_stamp, checked_arrays, data_file_stamps, data_key, data_sets, other_arrays,
                                     prepare_data)
 from numbamlp.sweeps.task import StackStopped, SweepData
 
 
 def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers: int | None = None,
-          scheduler: str | None = None, client=None, stack_size: int = DEFAULT_STACK_SIZE,
+          scheduler: str | None = None, client=None, stack_size: int | None = None,
           metric: str | None = None, out=None, resume=None, max_members: int = DEFAULT_MAX_MEMBERS,
-          progress=None) -> SweepResult:
+          progress=None, search: str | None = None, trials: int | None = None, prune: str = "none",
+          min_epochs: int = 1, reduction_factor: int = DEFAULT_REDUCTION_FACTOR, storage=None,
+          refill: bool = True) -> SweepResult:
     """Train every member of ``grid`` over ``base`` (a TrainConfig, a dict, or None for the
     defaults) and return a SweepResult; see numbamlp.sweeps.
 
@@ -40,8 +44,16 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
     metric: the validation metric that ranks the members (numbamlp.metrics.TASK_METRICS),
     which they also early-stop by (it becomes the base's early_stopping.metric); None: the
     base's early_stopping.metric, else the task's default (val_accuracy, val_r2).
-    progress(done, total, best_row) is called as stacks finish.  Everything is checked
-    before anything trains or is written: SweepError otherwise.
+    progress(done, total, best_row) is called as stacks finish (a search's trials, as each
+    ends).  search: None (every member of the grid, or ``random`` draws), or "tpe",
+    "cmaes", "random", "grid": ``trials`` trials asked of an Optuna study over the grid's
+    lists and ranges, in stacks whose freed slots are refilled, pruned by ``prune``
+    ("median", "asha", "hyperband") from epoch ``min_epochs`` with ``reduction_factor``,
+    the study in ``storage`` (numbamlp.sweeps.search); ``refill`` False leaves a search's freed
+    slots empty until their stack ends (to measure what refilling saves).  stack_size: most members to a stack
+    (DEFAULT_STACK_SIZE; a search's, DEFAULT_SEARCH_STACK, which is also the trials in
+    flight).  Everything is checked before anything trains or is written: SweepError
+    otherwise.
     """
     if progress is False:  # (as None: no progress calls)
         progress = None
@@ -49,6 +61,17 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
         raise SweepError(f"progress must be a function progress(done, total, best_row), or None; got {progress!r}")
     if metric is not None and metric not in METRICS:
         raise SweepError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    if search is not None or (resume is not None and "search" in read_sweep_plan(resume)):
+        if workers is not None or scheduler is not None or client is not None:
+            raise SweepError("--search runs its trials in this process for now: leave out --workers and --scheduler")
+        return _search_sweep(base, grid, data=data, random=random, stack_size=stack_size, metric=metric, out=out,
+                             resume=resume, progress=progress, search=search, trials=trials, prune=prune,
+                             min_epochs=min_epochs, reduction_factor=reduction_factor, storage=storage,
+                             refill=refill)
+    if trials is not None or prune != "none" or storage is not None or min_epochs != 1 \
+            or reduction_factor != DEFAULT_REDUCTION_FACTOR:
+        raise SweepError("--trials, --prune, --min-epochs, --reduction-factor and --storage go with --search")
+    stack_size = DEFAULT_STACK_SIZE if stack_size is None else stack_size
     if stack_size < 1:
         raise SweepError(f"stack size must be at least 1, got {stack_size}")
     if sum(x is not None for x in (workers, scheduler, client)) > 1:
@@ -64,19 +87,9 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
         if out is not None:
             raise SweepError("resume goes on in the sweep's own directory; give no out")
     else:
-        # data files by absolute path (as a run's config.json has them): a resume from
-        # another folder reads the same files
-        document = with_absolute_data_paths(base_document(base))
-        grid = normalise_grid(grid or {})
+        document, grid, base_config, metric = _new_sweep(base, grid, metric)
         keys = list(grid)
-        if "task" in grid:
-            raise SweepError("task cannot vary within a sweep: run one sweep per task")
-        base_config = validate_base(document)
         settings = [absolute_data_settings(member) for member in member_settings(grid, random, base_config.seed)]
-        ranking = metric_for(base_config, metric)
-        if metric is not None:  # (given here: the members early-stop by the metric that ranks them)
-            set_setting(document, "early_stopping.metric", metric)
-        metric = ranking
         if len(settings) > max_members:
             raise SweepError(f"the grid has {len(settings)} members, more than the limit of {max_members} "
                              f"(raise --max-members, or use --random N)")
@@ -115,6 +128,22 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
                     resumed=resume is not None)
     finally:
         runner.close()
+
+
+def _new_sweep(base, grid, metric: str | None):
+    """A new sweep's (base document, normalised grid, base TrainConfig, ranking metric): the
+    data files by absolute path (as a run's config.json has them: a resume from another
+    folder reads the same files); a ``metric`` given is the base's early_stopping.metric
+    too, so that the members early-stop by the metric that ranks them."""
+    document = with_absolute_data_paths(base_document(base))
+    grid = normalise_grid(grid or {})
+    if "task" in grid:
+        raise SweepError("task cannot vary within a sweep: run one sweep per task")
+    base_config = validate_base(document)
+    ranking = metric_for(base_config, metric)
+    if metric is not None:
+        set_setting(document, "early_stopping.metric", metric)
+    return document, grid, base_config, ranking
 
 
 def _run(runner, directory, configs, settings, keys, splits: dict, stack_size, metric, progress,
@@ -161,3 +190,149 @@ def _run(runner, directory, configs, settings, keys, splits: dict, stack_size, m
     summary = sweep_summary(table, metric, directory, configs)
     writer.summary(summary)
     return SweepResult(table, models, metric, summary)
+
+
+def _search_sweep(base, grid, *, data, random, stack_size, metric, out, resume, progress, search, trials, prune,
+                  min_epochs, reduction_factor, storage, refill) -> SweepResult:
+    """``sweep`` with ``search``: trials asked of an Optuna study (numbamlp.sweeps.search)."""
+    from numbamlp.member import TrainingInterrupted
+    from numbamlp.metrics import HIGHER_IS_BETTER
+    from numbamlp.sweeps.search import (SearchSettings, TrialRunner, check_search, grid_combinations, make_study,
+                                        optuna_module, search_space)
+
+    optuna_module()  # (without Optuna: said before anything is checked or written)
+    directory = None
+    if resume is not None:
+        directory = Path(resume)
+        plan = read_sweep_plan(directory)
+        if any(v is not None for v in (base, grid, random, stack_size, out, search, trials, storage, metric)) \
+                or (prune, min_epochs, reduction_factor) != ("none", 1, DEFAULT_REDUCTION_FACTOR):
+            raise SweepError("resume goes on with the search's own settings; give only the directory (and the same "
+                             "data arrays, when it was given arrays)")
+        document, keys, metric, stack_size = plan["base"], plan["keys"], plan["metric"], plan["stack_size"]
+        grid = normalise_grid(plan["grid"])
+        settings = SearchSettings(**plan["search"])
+        space = search_space(grid, settings.search)
+    else:
+        document, grid, _, metric = _new_sweep(base, grid, metric)
+        keys = list(grid)
+        space = search_space(grid, search)
+        size = len(grid_combinations(space)) if search == "grid" else None
+        settings = check_search(search, trials, prune, min_epochs, reduction_factor, storage, random, size)
+        stack_size = DEFAULT_SEARCH_STACK if stack_size is None else stack_size
+    if stack_size < 1:
+        raise SweepError(f"stack size must be at least 1, got {stack_size}")
+    frozen = json.loads(json.dumps(document))
+
+    def make_config(values: dict):
+        return member_configs(json.loads(json.dumps(frozen)), [absolute_data_settings(values)])[0]
+
+    base_config = make_config({})
+    # every value a trial may take, with the base (a range by its ends): refused now, not mid-search
+    trial_values = [make_config({d.path: json.loads(choice)}) for d in space for choice in d.choices]
+    trial_values += [make_config({d.path: end}) for d in space if d.kind != "choice"
+                     for end in ((int(d.low), int(d.high)) if d.kind == "int" else (d.low, d.high))]
+    stamps = data_file_stamps([base_config])
+    from numbamlp.data import changed_data_file
+
+    changed = None if resume is None else changed_data_file(plan.get("data_files") or {}, stamps)
+    if changed is not None and plan.get("data_files") is not None:
+        raise SweepError(f"the data of {directory} changed since the sweep started ({changed}: size or modification "
+                         "time); resuming would train its other trials on other rows")
+    arrays = None if data is None else checked_arrays(data, base_config.task)
+    data_arrays = None if arrays is None else arrays_stamp(*arrays)
+    if resume is not None and plan.get("data_arrays") != data_arrays:
+        raise SweepError(other_arrays(directory, plan.get("data_arrays"), data_arrays))
+    splits = prepare_data(base_config, arrays)
+    if base_config.task == "classification":
+        try:
+            check_metric_applies(metric, "classification", len(np.unique(splits.y_train)))
+            for config in (base_config, *trial_values):
+                check_threshold_applies(config.threshold, len(np.unique(splits.y_train)))
+        except ValueError as err:
+            raise SweepError(str(err)) from None
+    if out is not None and out is not NEW_DIRECTORY:
+        check_new_directory(out)
+    max_epochs = max([base_config.epochs] + [int(v.high if isinstance(v, Range) else v) for v in grid.get("epochs", ())])
+    direction = "maximize" if HIGHER_IS_BETTER[metric] else "minimize"
+    study = None
+    if settings.storage is not None:  # (a storage of the user's: opened before the directory is claimed)
+        study = make_study(settings, direction, base_config.seed, max_epochs, directory, resume=resume is not None)
+    if out is not None and resume is None:
+        written_grid = {path: [v.exact_text if isinstance(v, Range) else v for v in values]
+                        for path, values in grid.items()}
+        directory = claim_directory(out, {"base": document, "keys": keys, "members": [], "metric": metric,
+                                          "stack_size": stack_size, "data_files": stamps, "data_arrays": data_arrays,
+                                          "grid": written_grid, "search": settings.as_json()})
+    if study is None:
+        study = make_study(settings, direction, base_config.seed, max_epochs, directory, resume=resume is not None)
+    writer = SweepWriter(directory)
+    rows: dict[int, dict] = {}
+    models: dict[int, object] = {}
+    if resume is not None:
+        for row in read_finished_rows(directory):
+            if row.get("model_path") is not None:
+                row["model_path"] = str(writer.model_path(row["member"]))
+            rows[row["member"]] = row
+    again = _interrupted_trials(study, rows, metric)
+    if settings.search == "grid" and not study.trials:
+        for params in grid_combinations(space)[: settings.trials]:
+            study.enqueue_trial(params)
+
+    def finish(trial, outcome: dict) -> None:
+        from numbamlp.io import one_sync
+
+        member = trial.trial.number
+        with one_sync():
+            model_path = writer.member(member, trial.config, outcome, splits)
+        if outcome.get("model") is not None:
+            splits.attach_to(outcome["model"])
+            models[member] = outcome["model"]
+        row = {"member": member, **{grid_column(key): trial.settings.get(key) for key in keys}}
+        row.update({k: outcome.get(k) for k in (*TASK_COLUMNS[base_config.task], *RUN_COLUMNS, *SEARCH_COLUMNS)})
+        row["model_path"] = model_path
+        rows[member] = row
+        finished = [rows[k] for k in sorted(rows)]
+        writer.rows(finished)
+        if progress is not None:
+            progress(len(rows), settings.trials, best_row(finished, metric))
+
+    runner = TrialRunner(study, space, make_config, SweepData.of(splits), metric, stack_size, finish, refill)
+    told = sum(1 for t in study.trials if t.state.is_finished())
+    try:
+        runner.run(max(0, settings.trials - told - len(again)), again)
+    except (KeyboardInterrupt, TrainingInterrupted):
+        raise SweepInterrupted(directory, len(rows), settings.trials) from None
+    table = [rows[k] for k in sorted(rows)]
+    configs = [make_config({key: row.get(grid_column(key)) for key in keys}) for row in table]
+    summary = sweep_summary(table, metric, directory, configs)
+    summary["search"] = {**settings.as_json(), "trials_by_state": _trial_states(study)}
+    writer.summary(summary)
+    return SweepResult(table, [models.get(row["member"]) for row in table], metric, summary)
+
+
+def _interrupted_trials(study, rows: dict, metric: str) -> list:
+    """A resumed search's trials the storage holds as running: told from their row when it
+    was written (the sweep stopped between the two), else returned, to be trained again
+    from the start under their numbers (optuna Trials, whose settings the storage has)."""
+    import optuna
+
+    again = []
+    for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        row = rows.get(frozen.number)
+        if row is None:
+            again.append(optuna.trial.Trial(study, frozen._trial_id))
+        elif row["status"] == "pruned":
+            study.tell(frozen.number, state=optuna.trial.TrialState.PRUNED)
+        elif row["status"] in FINISHED and row.get(metric) is not None:
+            study.tell(frozen.number, row[metric])
+        else:
+            study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+    return again
+
+
+def _trial_states(study) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
+    return counts

@@ -41,6 +41,12 @@ class Range:
     def __str__(self) -> str:
         return f"{self.kind}:{self.low:g}:{self.high:g}"
 
+    @property
+    def exact_text(self) -> str:
+        """The range as written to a file (a search's sweep.json): its bounds in full, so
+        that reading it back gives this range, not a neighbour."""
+        return f"{self.kind}:{self.low!r}:{self.high!r}"
+
 
 def setting_paths() -> list[str]:
     """Every dotted path of a single setting in TrainConfig (``optimizer.lr``, ``seed``, ...)."""

@@ -26,7 +26,11 @@ TASK_COLUMNS = {
     "regression": ("val_r2", "val_mse", "val_loss", "test_r2", "test_mse", "test_mae", "test_loss"),
 }
 RUN_COLUMNS = ("epochs", "best_epoch", "status", "error", "seconds", "model_path")
-RESULT_COLUMNS = (*dict.fromkeys(c for columns in TASK_COLUMNS.values() for c in columns), *RUN_COLUMNS)
+# A search's rows: the epoch a pruned trial stopped at, and the earlier trial whose settings
+# (and so whose outcome) a trial repeats, when it does (else null).
+SEARCH_COLUMNS = ("pruned_epoch", "repeat_of")
+RESULT_COLUMNS = (*dict.fromkeys(c for columns in TASK_COLUMNS.values() for c in columns), *RUN_COLUMNS,
+                  *SEARCH_COLUMNS)
 FINISHED = ("done", "stopped early")  # the statuses whose members can be the best
 
 

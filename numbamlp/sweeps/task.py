@@ -71,23 +71,30 @@ def train_stack(configs: list[dict], data: SweepData, threads: int | None = None
         message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         return [{"status": "failed", "error": message, "seconds": time.perf_counter() - start}
                 for _ in configs]
-    outcomes = []
-    for trainer, result in zip(stack.trainers, stack.results):
-        saved = trainer.saved_epoch_metrics()
-        columns = TASK_COLUMNS[trainer.config.task]
-        outcome = {"status": result["status"], "error": result["error"], "epochs": trainer.epoch,
-                   "best_epoch": trainer.best_epoch,
-                   **{c: saved.get(c) for c in columns if c.startswith("val_")},
-                   **{c: None for c in columns if c.startswith("test_")},
-                   "seconds": trainer.training_seconds,
-                   # a diverged member has no model, as a diverged `numbamlp train` writes none: its
-                   # weights (finite, but blown up) would predict NaN
-                   "history": trainer.history, "model": None if result["status"] == "diverged" else trainer.model}
-        if result["status"] in FINISHED:
-            test = trainer.evaluate(data.X_test, data.y_test)
-            outcome.update({c: test.get(c.removeprefix("test_")) for c in columns if c.startswith("test_")})
-        outcomes.append(outcome)
-    return outcomes
+    return [member_outcome(trainer, result["status"], result["error"], data)
+            for trainer, result in zip(stack.trainers, stack.results)]
+
+
+def member_outcome(trainer, status: str, error, data: SweepData) -> dict:
+    """A member's outcome once it left its stack (a numbamlp.member.Member): its saved
+    weights' validation metrics (a pruned member's: its last epoch's, whose weights it
+    keeps), its test metrics (finished members only), status, epochs, history, model and
+    seconds."""
+    pruned = status == "pruned"
+    saved = trainer.epoch_metrics(trainer.epoch) if pruned else trainer.saved_epoch_metrics()
+    columns = TASK_COLUMNS[trainer.config.task]
+    outcome = {"status": status, "error": error, "epochs": trainer.epoch,
+               "best_epoch": None if pruned else trainer.best_epoch,
+               **{c: saved.get(c) for c in columns if c.startswith("val_")},
+               **{c: None for c in columns if c.startswith("test_")},
+               "seconds": trainer.training_seconds,
+               # a diverged member has no model, as a diverged `numbamlp train` writes none: its
+               # weights (finite, but blown up) would predict NaN
+               "history": trainer.history, "model": None if status == "diverged" else trainer.model}
+    if status in FINISHED:
+        test = trainer.evaluate(data.X_test, data.y_test)
+        outcome.update({c: test.get(c.removeprefix("test_")) for c in columns if c.startswith("test_")})
+    return outcome
 
 
 class StackStopped(Exception):

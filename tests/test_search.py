@@ -1,0 +1,215 @@
+"""Sweeps that learn (numbamlp.sweeps.search, `numbamlp sweep --search`): trials asked of a
+real Optuna study, trained in stacks whose freed slots are refilled, pruned by Optuna's
+pruners; each trial equal to `numbamlp train` with its config for the epochs it trained;
+the study in its storage; resume; bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from numbamlp.io import load_model
+from numbamlp.run import read_run_config, train_run
+from numbamlp.sweeps import SweepError, SweepInterrupted, sweep
+
+optuna = pytest.importorskip("optuna")
+
+NUMBAMLP = [sys.executable, "-m", "numbamlp.cli.main"]
+BASE = {"epochs": 6, "data": {"train": "builtin:iris"}, "model": {"hidden": [8]}}
+SPACE = {"optimizer.lr": ["loguniform:1e-3:0.5"], "seed": [0, 1, 2, 3]}
+
+
+def metrics_lines(run_directory):
+    return [json.loads(line) for line in (run_directory / "metrics.jsonl").read_text().splitlines()]
+
+
+def study_of(directory):
+    """The study a sweep directory's search kept (its default storage), as Optuna loads it."""
+    name = json.loads((directory / "sweep.json").read_text())["search"]["study"]
+    return optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(directory / "study.journal"))))
+
+
+@pytest.fixture
+def seats(monkeypatch):
+    """The epochs a stack had run when each StackFit.seat happened (0: before its first)."""
+    from numbamlp.stack import StackFit
+
+    seen, real_seat, real_run_epoch = [], StackFit.seat, StackFit.run_epoch
+
+    def run_epoch(fit):
+        fit.epochs_run = getattr(fit, "epochs_run", 0) + 1
+        return real_run_epoch(fit)
+
+    def seat(fit, slot, config):
+        seen.append(getattr(fit, "epochs_run", 0))
+        return real_seat(fit, slot, config)
+
+    monkeypatch.setattr(StackFit, "run_epoch", run_epoch)
+    monkeypatch.setattr(StackFit, "seat", seat)
+    return seen
+
+
+def test_each_trial_equals_numbamlp_train_for_the_epochs_it_trained(tmp_path, seats):
+    """TPE with ASHA over 10 trials, 3 slots: pruned trials leave, and later ones take their
+    slots mid-stack; every finished trial's weights and scores equal `numbamlp train` with
+    its config, bit for bit, and a pruned one's epochs equal the first epochs of it."""
+    result = sweep(BASE, SPACE, search="tpe", trials=10, prune="asha", min_epochs=1, reduction_factor=2,
+                   stack_size=3, out=tmp_path / "s")
+    assert any(epochs > 0 for epochs in seats)  # (trials seated in slots freed mid-stack)
+    table = result.table
+    assert [row["member"] for row in table] == list(range(10))
+    statuses = {row["status"] for row in table}
+    assert "pruned" in statuses and statuses & {"done", "stopped early"}
+    for row in table:
+        member_dir = tmp_path / "s" / "members" / str(row["member"])
+        config = read_run_config(member_dir)
+        assert config.optimizer.lr == row["optimizer.lr"] and config.seed == row["seed"]
+        alone = train_run(config, out=tmp_path / f"alone{row['member']}")
+        if row["status"] == "pruned":
+            assert 1 <= row["pruned_epoch"] == row["epochs"] < BASE["epochs"]
+            ours = metrics_lines(member_dir)
+            assert len(ours) == row["pruned_epoch"]
+            theirs = metrics_lines(tmp_path / f"alone{row['member']}")[: len(ours)]
+            for mine, its in zip(ours, theirs):
+                assert {k: v for k, v in mine.items() if k != "seconds"} == \
+                       {k: v for k, v in its.items() if k != "seconds"}
+            continue
+        assert row["pruned_epoch"] is None
+        np.testing.assert_array_equal(load_model(row["model_path"]).flat_params,
+                                      load_model(alone["model_path"]).flat_params)
+        for key in ("test_accuracy", "test_loss", "val_accuracy", "best_epoch"):
+            assert row[key] == alone[key], key
+    states = {t.number: t.state.name for t in study_of(tmp_path / "s").trials}
+    assert {n: ("PRUNED" if r["status"] == "pruned" else "COMPLETE") for n, r in enumerate(table)
+            if r["status"] in ("pruned", "done", "stopped early")} == {n: s for n, s in states.items()
+                                                                        if s in ("PRUNED", "COMPLETE")}
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["search"]["search"] == "tpe" and sum(summary["search"]["trials_by_state"].values()) == 10
+    assert result.best is not None and result.best["status"] in ("done", "stopped early")
+
+
+def test_a_grid_search_trains_every_combination_once_and_sweeps_share_a_storage(tmp_path):
+    """Two grid searches in one sqlite storage: each its own study, every combination once."""
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    grids = ({"optimizer.lr": [0.05, 0.2], "model.activation": ["relu", "tanh"]}, {"optimizer.lr": [0.1]})
+    for n, grid in enumerate(grids):
+        result = sweep(BASE, grid, search="grid", storage=storage, out=tmp_path / f"s{n}")
+        assert len(result.table) == (4, 1)[n]
+    combinations = {(row["optimizer.lr"], row["model.activation"]) for row in
+                    sweep(resume=tmp_path / "s0").table}  # (resumed: nothing left to train)
+    assert combinations == {(0.05, "relu"), (0.05, "tanh"), (0.2, "relu"), (0.2, "tanh")}
+    names = [json.loads((tmp_path / f"s{n}" / "sweep.json").read_text())["search"]["study"] for n in (0, 1)]
+    assert names[0] != names[1]
+    trials = [optuna.load_study(study_name=name, storage=storage).trials for name in names]
+    assert [len(t) for t in trials] == [4, 1] and all(t.state.name == "COMPLETE" for t in trials[0] + trials[1])
+
+
+def test_without_refilling_a_stacks_freed_slots_stay_empty(tmp_path, seats):
+    result = sweep(BASE, SPACE, search="random", trials=8, prune="asha", reduction_factor=2, stack_size=3,
+                   refill=False)
+    assert len(result.table) == 8 and seats and all(epochs == 0 for epochs in seats)
+
+
+def test_the_median_pruner_stops_no_trial_before_min_epochs(tmp_path):
+    result = sweep(BASE, SPACE, search="random", trials=10, prune="median", min_epochs=3, reduction_factor=2,
+                   stack_size=3)
+    pruned = [row["pruned_epoch"] for row in result.table if row["status"] == "pruned"]
+    assert pruned and min(pruned) >= 3
+
+
+def test_an_interrupted_search_resumes_with_its_study(tmp_path):
+    """Stopped (as Ctrl-C stops it) after 3 trials have rows; resume trains the rest — the
+    trials interrupted mid-stack again, under their numbers — to the budget, none twice."""
+    stop_after = 3
+
+    def stop(done, total, best):
+        if done >= stop_after:
+            raise KeyboardInterrupt
+
+    with pytest.raises(SweepInterrupted):
+        sweep(BASE, SPACE, search="random", trials=8, stack_size=2, out=tmp_path / "s", progress=stop)
+    before = [json.loads(line) for line in (tmp_path / "s" / "results.jsonl").read_text().splitlines()]
+    assert len(before) == stop_after
+    in_flight = {t.number for t in study_of(tmp_path / "s").trials if t.state.name == "RUNNING"}
+    assert in_flight - {row["member"] for row in before}  # (trials stopped mid-stack: trained again)
+    result = sweep(resume=tmp_path / "s")
+    assert [row["member"] for row in result.table] == list(range(8))
+    assert all(row["status"] in ("done", "stopped early") for row in result.table)
+    for row in before:  # (kept as they were)
+        again = result.table[row["member"]]
+        assert {k: v for k, v in row.items() if k != "model_path"} == \
+               {k: v for k, v in again.items() if k != "model_path"}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(search="tpe"), "needs --trials"),
+    (dict(search="tpe", trials=4, random=3), "not --random"),
+    (dict(search="bayes", trials=4), "search must be one of"),
+    (dict(search="tpe", trials=4, prune="sometimes"), "prune must be one of"),
+    (dict(search="tpe", trials=0), "at least 1"),
+    (dict(search="tpe", trials=4, reduction_factor=1), "reduction-factor"),
+    (dict(search="tpe", trials=4, workers=2), "in this process"),
+    (dict(prune="asha"), "go with --search"),
+    (dict(trials=5), "go with --search"),
+])
+def test_bad_search_settings_are_refused_before_anything_trains(tmp_path, kwargs, message):
+    with pytest.raises(SweepError, match=message):
+        sweep(BASE, SPACE, out=tmp_path / "s", **kwargs)
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_value_no_trial_could_train_with_is_refused_before_anything_trains(tmp_path):
+    with pytest.raises(SweepError, match="early_stopping.patience"):
+        sweep(BASE, {"early_stopping.patience": ["int:0:5"]}, search="tpe", trials=3, out=tmp_path / "a")
+    with pytest.raises(SweepError, match="activation"):
+        sweep(BASE, {"model.activation": ["relu", "bogus"]}, search="tpe", trials=3, out=tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_space_a_search_cannot_take_is_refused(tmp_path):
+    with pytest.raises(SweepError, match="grid search takes lists"):
+        sweep(BASE, SPACE, search="grid")
+    with pytest.raises(SweepError, match="only value"):
+        sweep(BASE, {"optimizer.lr": [0.1, "uniform:0.01:0.5"]}, search="tpe", trials=3)
+    with pytest.raises(SweepError, match="not the data"):
+        sweep(BASE, {"data.val_fraction": [0.1, 0.2]}, search="tpe", trials=3)
+    with pytest.raises(SweepError, match="or the machine"):
+        sweep(BASE, {"threads": [1, 2]}, search="tpe", trials=3)
+
+
+def test_without_optuna_the_search_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    with pytest.raises(SweepError, match=r"pip install 'numbamlp\[search\]'"):
+        sweep(BASE, SPACE, search="tpe", trials=3)
+
+
+def test_the_command_line_searches_and_reports(tmp_path):
+    done = subprocess.run(NUMBAMLP + ["sweep", "--data", "builtin:iris", "--epochs", "4", "--hidden", "8",
+                                      "--grid", "lr=loguniform:1e-3:0.5", "--grid", "model.activation=relu,tanh",
+                                      "--search", "tpe", "--trials", "6", "--prune", "median", "--stack-size", "2",
+                                      "--out", str(tmp_path / "s"), "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["members"] == 6 and summary["search"]["prune"] == "median"
+    refused = subprocess.run(NUMBAMLP + ["sweep", "--data", "builtin:iris", "--grid", "lr=0.1,0.2", "--prune", "asha"],
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "go with --search" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_trial_with_an_earlier_trials_settings_takes_its_outcome_without_training(tmp_path):
+    """Six random trials over two settings: four repeat one of the first two, whose outcome
+    (the same bits training would give) they take, with repeat_of, and are told as it was."""
+    result = sweep(BASE, {"seed": [0, 1]}, search="random", trials=6, stack_size=2, out=tmp_path / "s")
+    trained = {row["seed"]: row for row in result.table if row["repeat_of"] is None}
+    repeats = [row for row in result.table if row["repeat_of"] is not None]
+    assert sorted(trained) == [0, 1] and len(repeats) == 4
+    for row in repeats:
+        original = result.table[row["repeat_of"]]
+        assert original["repeat_of"] is None and original["seed"] == row["seed"] and row["seconds"] == 0.0
+        for key in ("val_accuracy", "val_loss", "test_accuracy", "epochs", "status"):
+            assert row[key] == original[key], key
+        np.testing.assert_array_equal(load_model(row["model_path"]).flat_params,
+                                      load_model(original["model_path"]).flat_params)
