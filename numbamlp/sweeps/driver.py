@@ -280,11 +280,9 @@ def _search_sweep(base, grid, *, data, random, stack_size, metric, out, resume, 
             study.enqueue_trial(params)
 
     def finish(trial, outcome: dict) -> None:
-        from numbamlp.io import one_sync
-
+        """A trial's run files (inside the runner's one_sync) and row."""
         member = trial.trial.number
-        with one_sync():
-            model_path = writer.member(member, trial.config, outcome, splits)
+        model_path = writer.member(member, trial.config, outcome, splits)
         if outcome.get("model") is not None:
             splits.attach_to(outcome["model"])
             models[member] = outcome["model"]
@@ -292,12 +290,18 @@ def _search_sweep(base, grid, *, data, random, stack_size, metric, out, resume, 
         row.update({k: outcome.get(k) for k in (*TASK_COLUMNS[base_config.task], *RUN_COLUMNS, *SEARCH_COLUMNS)})
         row["model_path"] = model_path
         rows[member] = row
+
+    def commit() -> None:
+        """The rows so far (results.jsonl and .csv: they commit the run files flushed before)."""
         finished = [rows[k] for k in sorted(rows)]
         writer.rows(finished)
         if progress is not None:
             progress(len(rows), settings.trials, best_row(finished, metric))
 
-    runner = TrialRunner(study, space, make_config, SweepData.of(splits), metric, stack_size, finish, refill)
+    from numbamlp.io import one_sync
+
+    runner = TrialRunner(study, space, make_config, SweepData.of(splits), metric, stack_size, finish, refill,
+                         writes=one_sync, commit=commit)
     told = sum(1 for t in study.trials if t.state.is_finished())
     try:
         runner.run(max(0, settings.trials - told - len(again)), again)

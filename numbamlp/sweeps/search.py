@@ -241,9 +241,12 @@ class TrialRunner:
     the study after it.  A trial whose settings an earlier one has is not trained again."""
 
     def __init__(self, study, space: list[Dimension], make_config, data, metric: str, stack_size: int, finish,
-                 refill: bool = True):
+                 refill: bool = True, writes=contextlib.nullcontext, commit=lambda: None):
         self.study, self.space, self.make_config, self.data = study, space, make_config, data
         self.metric, self.stack_size, self.finish, self.refill = metric, stack_size, finish, refill
+        # The trials that end at one epoch boundary: their files written inside one ``writes()``
+        # (one flush for them all), then ``commit()`` (their rows), then the study told.
+        self.writes, self.commit, self.to_tell = writes, commit, []
         self.stacks: dict[str, _OpenStack] = {}
         self.waiting: dict[str, deque] = {}  # key -> trials asked, waiting for a slot of their key
         # A trial whose settings an earlier one of this run has is not trained again (it
@@ -268,17 +271,21 @@ class TrialRunner:
         try:
             with threads_while(base.threads, base.backend), _on_signals(self._stop):
                 while True:
-                    while (again or asked < to_ask) and self._in_flight() < self.stack_size:
-                        if again:
-                            trial = again.popleft()
-                            self._place(self._trial(trial, reported.get(trial.number, frozenset())))
-                        else:
-                            self._place(self._trial(self.study.ask()))
-                            asked += 1
+                    with self.writes():  # (a repeat of a told trial is told at once)
+                        while (again or asked < to_ask) and self._in_flight() < self.stack_size:
+                            if again:
+                                trial = again.popleft()
+                                self._place(self._trial(trial, reported.get(trial.number, frozenset())))
+                            else:
+                                self._place(self._trial(self.study.ask()))
+                                asked += 1
+                    self._tell_ended()
                     if not self.stacks:
                         return
                     for key in list(self.stacks):
-                        self._epoch(key)
+                        with self.writes():
+                            self._epoch(key)
+                        self._tell_ended()
         finally:
             for open_stack in self.stacks.values():  # (an interrupted search: each fit's threads and state put back)
                 with contextlib.suppress(Exception):
@@ -418,15 +425,26 @@ class TrialRunner:
         self._tell(trial, {**outcome, "repeat_of": member, "seconds": 0.0})
 
     def _tell(self, trial: _Trial, outcome: dict) -> None:
-        """The trial's row and run files (``finish``), then the study told: its value, pruned, or failed."""
-        optuna = optuna_module()
+        """The trial's run files and row (``finish``); the study is told after ``commit``."""
         self.finish(trial, outcome)
-        if outcome["status"] == "pruned":
-            self.study.tell(trial.trial, state=optuna.trial.TrialState.PRUNED)
-        elif outcome.get(self.metric) is not None and outcome["status"] in ("done", "stopped early"):
-            self.study.tell(trial.trial, outcome[self.metric])
-        else:
-            self.study.tell(trial.trial, state=optuna.trial.TrialState.FAIL)
+        self.to_tell.append((trial, outcome))
+
+    def _tell_ended(self) -> None:
+        """The rows of the trials ended since the last call committed (``commit``), then
+        the study told of each: its value, pruned, or failed (a row before its tell: a
+        resumed sweep tells a trial from its row when the sweep stopped between the two)."""
+        if not self.to_tell:
+            return
+        optuna = optuna_module()
+        self.commit()
+        for trial, outcome in self.to_tell:
+            if outcome["status"] == "pruned":
+                self.study.tell(trial.trial, state=optuna.trial.TrialState.PRUNED)
+            elif outcome.get(self.metric) is not None and outcome["status"] in ("done", "stopped early"):
+                self.study.tell(trial.trial, outcome[self.metric])
+            else:
+                self.study.tell(trial.trial, state=optuna.trial.TrialState.FAIL)
+        self.to_tell.clear()
 
 
 def _settings_key(trial: _Trial) -> str:
