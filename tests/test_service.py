@@ -7,6 +7,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -85,7 +86,7 @@ def app_routes(tmp_path) -> list[tuple[str, str]]:
         routes = [(context.original_route, context.path) for context in iter_route_contexts(app.routes)]
     except ImportError:  # (older FastAPI copies the routers' routes into app.routes)
         routes = [(route, getattr(route, "path", None)) for route in app.routes]
-    return sorted((method, path.replace("{job_id}", "x")) for route, path in routes
+    return sorted((method, re.sub(r"\{\w+\}", "x", path)) for route, path in routes
                   if isinstance(route, APIRoute) for method in route.methods)
 
 
@@ -434,6 +435,153 @@ def test_a_sweep_makes_member_jobs_that_train_as_one_stack(server):
     with pytest.raises(ServiceError) as error:
         server.client.sweep({}, {"optimizer.lrr": [1]})
     assert error.value.status == 422 and "did you mean optimizer.lr" in str(error.value)
+
+
+def get_json(server, path: str, token: str | None = None) -> tuple[int, object]:
+    """(status, parsed body) of a GET with ``token`` (the admin's unless given)."""
+    status, _, body = raw(server, "GET", path, headers={"Authorization": f"Bearer {token or server.token}"})
+    return status, json.loads(body)
+
+
+def best_member(members: list[dict], metric: str, higher_is_better: bool) -> dict:
+    """The best succeeded member, written out as numbamlp sweep ranks them: by the metric,
+    ties to the lower val_loss, then the lower member."""
+    sign = -1 if higher_is_better else 1
+    finished = [m for m in members if m["status"] == "succeeded" and m["metric_value"] is not None]
+    return min(finished, key=lambda m: (sign * m["metric_value"], m["scores"]["val_loss"], m["member"]))
+
+
+def test_sweeps_are_listed_and_shown_with_counts_state_members_and_their_best(start_server):
+    """Issue 28: GET /v1/sweeps was a 404.  A sweep's record is derived from its jobs: counts
+    by status, state (queued → running → done), the best member by the sweep's metric; its
+    members carry their grid values, metric and epochs; every token may read every sweep, as
+    every job; an unknown id is a 404.  (A server of its own: its tokens and sweeps are the
+    only ones, and no other test's listing sees them.)"""
+    server = start_server("--batch-window", "0.3")
+    tokens = {}
+    for name, role in (("dora", "submit"), ("erin", "read")):
+        made = token_command(server.data_dir, "create", name, "--role", role)
+        assert made.returncode == 0, made.stderr
+        tokens[name] = made.stdout.strip()
+    dora = Client(server.url, tokens["dora"])
+    grid = {"optimizer.lr": [0.01, 0.3], "seed": [0, 1]}
+    first = dora.sweep({**IRIS, "epochs": 3, "batch_size": 13}, grid)
+    states, record = [], None
+    deadline = time.monotonic() + 180
+    while record is None or record["state"] != "done":
+        assert time.monotonic() < deadline, f"the sweep is still {record and record['state']}"
+        status, record = get_json(server, f"/v1/sweeps/{first['id']}")
+        assert status == 200, record
+        if not states or states[-1] != record["state"]:
+            states.append(record["state"])
+        assert sum(record["counts"].values()) == record["size"] == 4
+        time.sleep(0.05)
+    assert states in (["queued", "running", "done"], ["running", "done"], ["queued", "done"], ["done"]), states
+    assert record["counts"] == {"queued": 0, "running": 0, "succeeded": 4, "failed": 0, "cancelled": 0}
+    assert record["owner"] == "dora" and record["metric"] == "val_accuracy"
+    assert record["created_at"] == first["jobs"][0]["created_at"] <= record["finished_at"]
+    members = record["members"]
+    assert [m["id"] for m in members] == [j["id"] for j in first["jobs"]]
+    assert [m["member"] for m in members] == [0, 1, 2, 3]
+    assert [m["grid"] for m in members] == [{"optimizer.lr": lr, "seed": seed} for lr in (0.01, 0.3) for seed in (0, 1)]
+    for m in members:
+        job = server.client.job(m["id"])
+        assert {k: m[k] for k in job} == job  # (each member is its job's view, and more)
+        assert (m["config"]["optimizer"]["lr"], m["config"]["seed"]) == (m["grid"]["optimizer.lr"], m["grid"]["seed"])
+        assert m["status"] == "succeeded" and m["epochs"] == 3 and m["metric_value"] == m["scores"]["val_accuracy"]
+    best = best_member(members, "val_accuracy", higher_is_better=True)
+    assert record["best"] == {"job_id": best["id"], "member": best["member"], "metric": "val_accuracy",
+                              "value": best["scores"]["val_accuracy"]}
+
+    # the ranking metric is the members' early_stopping.metric: here one lower is better
+    second = dora.sweep({**IRIS, "epochs": 2, "batch_size": 13, "early_stopping": {"metric": "val_loss"}},
+                        {"optimizer.lr": [0.01, 0.3]})
+    for job in second["jobs"]:
+        server.client.wait(job["id"], timeout=120)
+    status, shown = get_json(server, f"/v1/sweeps/{second['id']}")
+    assert status == 200 and shown["state"] == "done" and shown["metric"] == "val_loss"
+    best = best_member(shown["members"], "val_loss", higher_is_better=False)
+    assert shown["best"]["job_id"] == best["id"] and shown["best"]["value"] == min(
+        m["scores"]["val_loss"] for m in shown["members"])
+
+    # the listing: newest first, page by page, each sweep's record as shown without its members
+    seen, token, pages = [], None, 0
+    while True:
+        status, page = get_json(server, "/v1/sweeps?limit=1" + (f"&page_token={token}" if token else ""))
+        assert status == 200 and len(page["sweeps"]) <= 1
+        seen += page["sweeps"]
+        pages += 1
+        token = page["next_page_token"]
+        if token is None:
+            break
+    third = server.client.sweep({**IRIS, "epochs": 1}, {"seed": [0]})  # (the admin's)
+    assert [s["id"] for s in seen] == [second["id"], first["id"]] and pages == 2
+    assert seen[0] == {k: v for k, v in shown.items() if k != "members"}
+    status, whole = get_json(server, "/v1/sweeps?limit=1000")
+    assert [s["id"] for s in whole["sweeps"]] == [third["id"], second["id"], first["id"]]
+    assert whole["next_page_token"] is None and whole["sweeps"][0]["owner"] == "admin"
+    assert raw(server, "HEAD", "/v1/sweeps", headers={"Authorization": f"Bearer {server.token}"})[:3:2] == (200, b"")
+    # every token may read every sweep (as every job); owner= lists one person's
+    for token in (tokens["erin"], server.token):
+        status, mine = get_json(server, "/v1/sweeps?owner=dora", token)
+        assert status == 200 and [s["id"] for s in mine["sweeps"]] == [second["id"], first["id"]]
+    assert get_json(server, f"/v1/sweeps/{first['id']}", tokens["erin"])[1]["best"] == record["best"]
+    assert get_json(server, "/v1/sweeps?owner=erin", tokens["erin"])[1] == {"sweeps": [], "next_page_token": None}
+    # unknown ids (a job's id is no sweep's) are the one-line 404; a page token not ours is 422
+    for unknown in ("nope", first["jobs"][0]["id"], "x" * 5000):
+        status, answer = get_json(server, f"/v1/sweeps/{unknown}")
+        assert status == 404 and answer["detail"].startswith("no sweep ") and len(answer["detail"]) < 100, answer
+    status, answer = get_json(server, "/v1/sweeps?page_token=garbage!")
+    assert status == 422 and answer == {"detail": "page_token is not one this server gave"}
+
+
+def test_a_sweeps_state_follows_its_members_statuses():
+    """The state rules (routers.sweeps.sweep_view), over the statuses a sweep's members can
+    be in at once: queued until a member starts, done when every member has ended."""
+    from numbamlp.service.routers.sweeps import sweep_view
+
+    def sweep(*members):  # (status, started): a member; a succeeded one's val_accuracy grows with its index
+        ended, succeeded = ("succeeded", "failed", "cancelled"), "succeeded"
+        return sweep_view([{"id": f"j{i}", "sweep_id": "s", "owner": "o", "status": status, "created_at": 1.0,
+                            "started_at": 2.0 if started else None, "finished_at": 3.0 + i if status in ended else None,
+                            "scores": {"val_accuracy": 0.5 + i / 10, "val_loss": 1.0} if status == succeeded else None}
+                           for i, (status, started) in enumerate(members)], "val_accuracy")
+
+    assert sweep(("queued", False), ("queued", False))["state"] == "queued"
+    assert sweep(("cancelled", False), ("queued", False))["state"] == "queued"  # (nothing has trained)
+    assert sweep(("running", True), ("queued", False))["state"] == "running"
+    assert sweep(("queued", True), ("queued", True))["state"] == "running"  # (a stack paused between time slices)
+    assert sweep(("succeeded", True), ("queued", False))["state"] == "running"
+    done = sweep(("succeeded", True), ("failed", True), ("succeeded", True), ("cancelled", False))
+    assert done["state"] == "done" and done["finished_at"] == 6.0
+    assert done["counts"] == {"queued": 0, "running": 0, "succeeded": 2, "failed": 1, "cancelled": 1}
+    assert done["best"] == {"job_id": "j2", "member": 2, "metric": "val_accuracy", "value": 0.7}
+    assert sweep(("failed", True), ("cancelled", True))["best"] is None
+
+
+def test_a_database_of_an_earlier_version_gains_the_members_grid_values(tmp_path):
+    """A database made before the store kept a sweep member's grid values: the column is
+    added at start, its sweeps list with no grid values, new ones with theirs."""
+    import sqlite3
+
+    from numbamlp.service.store import SCHEMA, Store
+
+    old = SCHEMA.replace("owner TEXT,", "owner TEXT").replace(
+        "    grid TEXT                                  -- a sweep member's grid values {setting: value}, JSON\n", "")
+    assert "grid" not in old
+    with sqlite3.connect(tmp_path / "old.sqlite") as db:
+        db.executescript(old)
+        db.execute("INSERT INTO jobs (id, status, config, sweep_id, created_at, owner) VALUES ('a', 'queued', '{}', "
+                   "'s1', 1.0, 'o')")
+    store = Store(tmp_path / "old.sqlite")
+    try:
+        store.add_jobs([{}, {}], sweep_id="s2", owner="o", grids=[{"seed": 0}, {"seed": 1}])
+        assert [job["sweep_id"] for job in store.sweeps()] == ["s2", "s1"]
+        assert [job["grid"] for job in store.sweep_jobs("s2")] == [{"seed": 0}, {"seed": 1}]
+        assert store.sweep_jobs("s1")[0]["grid"] is None and store.sweep_jobs("nope") == []
+        assert [job["sweep_id"] for job in store.sweeps(before_seq=store.sweeps()[0]["seq"])] == ["s1"]
+    finally:
+        store.close()
 
 
 def test_a_job_early_stops_by_the_metric_its_config_names(server):

@@ -11,6 +11,9 @@
     GET  /v1/jobs/{id}/model          the safetensors file (ETag = its sha256)
     POST /v1/jobs/{id}/predict        {X, proba} → {labels, proba}
     POST /v1/sweeps                   {config, grid, random} → the member jobs
+    GET  /v1/sweeps?owner=&limit=&page_token=   newest first → {sweeps, next_page_token}: each sweep's
+                                      counts by status, state (queued, running, done) and best member
+    GET  /v1/sweeps/{id}              the sweep, and its members (each its job, grid values, metric, epochs)
     GET  /v1/me                       whose token this is, and its role
     GET  /healthz, GET /              no token: liveness, and the dashboard page
 

@@ -5,14 +5,18 @@ what it uses in its signature:
 
     def cancel_job(job_id: str, caller: Submitter, store: StoreDep) -> dict: ...
 
-And two checks the routes call in their bodies, not as dependencies: ``existing_job`` (404)
-and ``room_for_work`` (507).  A dependency runs before the request is validated, and these
-must not: a malformed body is a 422 whether or not its job exists or the disk is full, and
-an upload's body is read (413 if too large) before the disk is asked about.
+And the checks the routes call in their bodies, not as dependencies: ``existing_job`` (404),
+``room_for_work`` (507) and ``page_position`` (a listing's page token, which
+``page_token_before`` makes: 422 for one this server did not give).  A dependency runs
+before the request is validated, and these must not: a malformed body is a 422 whether or
+not its job exists or the disk is full, and an upload's body is read (413 if too large)
+before the disk is asked about.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +26,7 @@ from numbamlp.service.auth import Caller
 from numbamlp.service.errors import cut
 from numbamlp.service.limits import Limits
 from numbamlp.service.scheduler import Scheduler
-from numbamlp.service.store import StorageFull, Store
+from numbamlp.service.store import StorageFull, Store, is_sqlite_integer
 
 
 # ---------------------------------------------------------------- who calls
@@ -80,3 +84,22 @@ def room_for_work(store: Store) -> None:
     """StorageFull (507) while the disk is full: new work would only fail later."""
     if store.full:
         raise StorageFull()
+
+
+# ---------------------------------------------------------------- a listing's pages (jobs, sweeps)
+def page_token_before(seq: int) -> str:
+    """The page token of a listing's next page: what was submitted before the job ``seq``
+    (the last job listed, or the first job of the last sweep listed)."""
+    return base64.urlsafe_b64encode(json.dumps({"before": seq}).encode()).decode().rstrip("=")
+
+
+def page_position(page_token: str) -> int:
+    """The job seq a page token names; 422 for one this server did not give."""
+    try:
+        padded = page_token + "=" * (-len(page_token) % 4)
+        before = json.loads(base64.urlsafe_b64decode(padded))["before"]
+    except (ValueError, KeyError, TypeError):
+        before = None
+    if not is_sqlite_integer(before):  # (a float, or one SQLite cannot hold: never a token of ours)
+        raise HTTPException(422, "page_token is not one this server gave")
+    return before

@@ -18,6 +18,7 @@ ERRORS = {
     "422": "invalid request: one line naming what is wrong",
     "507": "the server's disk is full: nothing was stored",
 }
+NO_SWEEP = "no such sweep"  # (a sweep's 404)
 
 
 def openapi_with_errors(app: FastAPI) -> dict:
@@ -43,7 +44,7 @@ def openapi_with_errors(app: FastAPI) -> dict:
                 operation["security"] = [{"bearer": []}]
             if method == "post" and not path.endswith("/predict"):
                 codes.add("403")
-            if "{job_id}" in path:
+            if "{job_id}" in path or "{sweep_id}" in path:
                 codes.add("404")
             if path.endswith(("/predict", "/cancel")):
                 codes.add("409")
@@ -52,7 +53,8 @@ def openapi_with_errors(app: FastAPI) -> dict:
             if method == "post" and not path.endswith("/predict"):
                 codes.add("507")
             for code in sorted(codes):
-                operation["responses"][code] = {"description": ERRORS[code], "content": {
+                said = NO_SWEEP if code == "404" and "{sweep_id}" in path else ERRORS[code]
+                operation["responses"][code] = {"description": said, "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     app.openapi_schema = schema
     return schema

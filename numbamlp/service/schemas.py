@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
-from numbamlp.job_status import JobStatus
+from numbamlp.job_status import STATUSES, JobStatus
 from numbamlp.service.auth import ROLES
 
 
@@ -139,6 +139,56 @@ class JobList(BaseModel):
 class SweepJobs(BaseModel):
     id: str
     jobs: list[Job]
+
+
+SWEEP_STATES = ("queued", "running", "done")  # a sweep's, from its members' statuses: Sweep.state says how
+SweepState = Literal[SWEEP_STATES]
+
+
+# a sweep's members by status: a count for each of job_status.STATUSES, 0 included
+SweepCounts = create_model("SweepCounts", __doc__="A sweep's members by status, 0 included.",
+                           **{status: (int, ...) for status in STATUSES})
+
+
+class SweepBest(BaseModel):
+    job_id: str
+    member: int = Field(description="The member's index: its place in the sweep's order (0 the first).")
+    metric: str
+    value: float
+
+
+class Sweep(BaseModel):
+    id: str
+    owner: str | None = Field(description="The name of the token that submitted the sweep.")
+    created_at: float = Field(description="When the sweep was submitted (its first job's created_at).")
+    finished_at: float | None = Field(description="When its last member ended; null until the sweep is done.")
+    size: int = Field(description="How many members (jobs) the sweep has.")
+    counts: SweepCounts
+    state: SweepState = Field(description="queued: no member has started; running: a member has started (is "
+                              "training, paused between time slices, or ended) and another has not ended; done: "
+                              "every member ended (succeeded, failed or cancelled).")
+    metric: str = Field(description="The validation metric that ranks the members: their early_stopping.metric, "
+                        "else the task's default (val_accuracy, val_r2), as numbamlp sweep ranks them.")
+    best: SweepBest | None = Field(description="The best succeeded member so far by the metric (ties to the lower "
+                                   "val_loss, then the lower member); null while none has succeeded with it.")
+
+
+class SweepList(BaseModel):
+    sweeps: list[Sweep]
+    next_page_token: str | None = Field(description="Pass as page_token for the next page; null on the last.")
+
+
+class SweepMember(Job):
+    member: int = Field(description="The member's index: its place in the sweep's order (0 the first).")
+    grid: dict[str, Any] | None = Field(description="The member's grid values {setting: value}; null for a sweep "
+                                        "submitted before the service kept them.")
+    metric_value: float | None = Field(description="The saved model's value of the sweep's metric; null until "
+                                       "the member has succeeded, or where undefined.")
+    epochs: int | None = Field(description="The last epoch trained so far (stored events); null before the first.")
+
+
+class SweepDetail(Sweep):
+    members: list[SweepMember] = Field(description="Every member, in the sweep's order.")
 
 
 class Dataset(BaseModel):

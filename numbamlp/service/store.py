@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     model_sha256 TEXT,
     scores TEXT,                               -- every val_*/test_* metric of the saved model, JSON
     error TEXT,
-    owner TEXT                                 -- the name of the token that submitted it
+    owner TEXT,                                -- the name of the token that submitted it
+    grid TEXT                                  -- a sweep member's grid values {setting: value}, JSON
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq);
 CREATE TABLE IF NOT EXISTS job_status_history (
@@ -119,9 +120,11 @@ class Store:
     def _add_missing_columns(self) -> None:
         """Columns newer than a database made by an earlier version."""
         have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-        if "owner" not in have:
-            self._db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+        for column in ("owner", "grid"):  # (in the order the table names them)
+            if column not in have:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
         self._db.execute("CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, seq)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS jobs_by_sweep ON jobs (sweep_id, seq)")
 
     def close(self) -> None:
         with self._lock:
@@ -167,10 +170,12 @@ class Store:
 
     # ------------------------------------------------------------ jobs
     def add_jobs(self, configs: list[dict], idempotency_key: str | None = None,
-                 sweep_id: str | None = None, owner: str | None = None) -> list[dict]:
+                 sweep_id: str | None = None, owner: str | None = None, grids: list[dict] | None = None) -> list[dict]:
         """Queue one job per config (one transaction), submitted by ``owner``; with an
         idempotency key this owner already used, the job it made instead (a retried
-        request).  Returns the jobs."""
+        request).  A sweep's members come with their ``grids``, each member's grid values
+        {setting: value}.  Returns the jobs, in the order given (their seq's: a sweep's
+        member order)."""
         if idempotency_key is not None:
             # keys are the owner's own: another person's same key is another job
             idempotency_key = json.dumps([owner, idempotency_key])
@@ -180,13 +185,13 @@ class Store:
         now = time.time()
         ids = [secrets.token_hex(8) for _ in configs]
         statements = []
-        for job_id, config in zip(ids, configs):
+        for job_id, config, grid in zip(ids, configs, grids or [None] * len(configs)):
             # as UTF-8, not \u-escaped: SQLite then refuses text UTF-8 cannot encode (a lone
             # surrogate), which, stored escaped, would make every listing fail to encode
-            statements.append(("INSERT INTO jobs (id, status, config, idempotency_key, sweep_id, created_at, owner) "
-                               "VALUES (?, 'queued', ?, ?, ?, ?, ?)",
+            statements.append(("INSERT INTO jobs (id, status, config, idempotency_key, sweep_id, created_at, owner, "
+                               "grid) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?)",
                                (job_id, json.dumps(config, ensure_ascii=False), idempotency_key, sweep_id, now,
-                                owner)))
+                                owner, None if grid is None else json_text(grid, ensure_ascii=False))))
             statements.append(("INSERT INTO job_status_history VALUES (?, 'queued', ?)", (job_id, now)))
         try:
             self._write(statements)
@@ -214,6 +219,48 @@ class Store:
             parameters.append(before_seq)
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
         return [_job(r) for r in self._rows(sql + " ORDER BY seq DESC LIMIT ?", (*parameters, limit))]
+
+    def sweeps(self, limit: int = 50, before_seq: int | None = None, owner: str | None = None) -> list[dict]:
+        """The first job of each sweep (of ``owner``'s, when given), newest sweep first: a
+        sweep is the jobs that share a sweep_id, and its place is its first job's seq;
+        ``before_seq`` continues a listing after the sweep whose first job that is."""
+        where, parameters = ["sweep_id IS NOT NULL"], []
+        if owner is not None:  # (a sweep's members are one person's: submitted by one request)
+            where.append("owner = ?")
+            parameters.append(owner)
+        having = ""
+        if before_seq is not None:
+            having = " HAVING MIN(seq) < ?"
+            parameters.append(before_seq)
+        firsts = (f"SELECT MIN(seq) FROM jobs WHERE {' AND '.join(where)} GROUP BY sweep_id{having} "
+                  "ORDER BY MIN(seq) DESC LIMIT ?")
+        return [_job(r) for r in self._rows(f"SELECT * FROM jobs WHERE seq IN ({firsts}) ORDER BY seq DESC",
+                                            (*parameters, limit))]
+
+    def sweep_jobs(self, sweep_id: str) -> list[dict]:
+        """Every job of the sweep ``sweep_id``, in submission order (seq: its member order);
+        [] for a sweep there is not."""
+        return [_job(r) for r in self._rows("SELECT * FROM jobs WHERE sweep_id = ? ORDER BY seq", (sweep_id,))]
+
+    def sweep_members(self, sweep_ids) -> list[dict]:
+        """What a summary of each of the sweeps ``sweep_ids`` needs of its jobs (no configs):
+        {id, sweep_id, status, created_at, started_at, finished_at, owner, scores}, in
+        submission order (seq: each sweep's member order)."""
+        sweep_ids = list(sweep_ids)
+        if not sweep_ids:
+            return []
+        marks = ",".join("?" * len(sweep_ids))
+        rows = self._rows("SELECT id, sweep_id, status, created_at, started_at, finished_at, owner, scores FROM jobs "
+                          f"WHERE sweep_id IN ({marks}) ORDER BY seq", sweep_ids)
+        return [row | {"scores": json.loads(row["scores"]) if row["scores"] else None} for row in rows]
+
+    def last_epochs(self, sweep_id: str) -> dict[str, int]:
+        """The last epoch stored of each job of a sweep that has one: {job id: epoch} (a
+        job's last epoch is always stored; a job that trains again from the start, after a
+        crash, has none until its first)."""
+        rows = self._rows("SELECT e.job_id AS id, MAX(e.epoch) AS epoch FROM job_events e JOIN jobs j ON j.id = "
+                          "e.job_id WHERE j.sweep_id = ? GROUP BY e.job_id", (sweep_id,))
+        return {r["id"]: r["epoch"] for r in rows}
 
     def stack_jobs(self, stack_id: str) -> list[dict]:
         """Every job a stack trained (or trains), in any status, in the stack's order (seq)."""
@@ -419,5 +466,6 @@ def _job(row: dict) -> dict:
     row = dict(row)
     row["config"] = json.loads(row["config"])
     row["scores"] = json.loads(row["scores"]) if row["scores"] else None
+    row["grid"] = json.loads(row["grid"]) if row["grid"] is not None else None
     row["cancel_requested"] = bool(row["cancel_requested"])
     return row

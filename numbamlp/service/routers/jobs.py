@@ -4,17 +4,13 @@ between them, where the API has always listed it.  A job's model is models.py's.
 
 from __future__ import annotations
 
-import base64
-import json
-
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from numbamlp.service.dependencies import (DataDirDep, LimitsDep, SchedulerDep, StoreDep, Submitter, existing_job,
-                                           may_read, room_for_work)
+                                           may_read, page_position, page_token_before, room_for_work)
 from numbamlp.service.events import event_position, event_stream
 from numbamlp.service.schemas import Job, JobList, JobRequest, JobStatus, job_view
-from numbamlp.service.store import is_sqlite_integer
 from numbamlp.service.validation import job_config
 
 collection = APIRouter(tags=["jobs"])
@@ -37,29 +33,12 @@ def submit_job(body: JobRequest, response: Response, caller: Submitter, store: S
 def list_jobs(store: StoreDep, status: JobStatus | None = None, limit: int = Query(50, ge=1, le=1000),
               page_token: str | None = None,
               owner: str | None = Query(None, description="Only the jobs this token name submitted.")) -> dict:
-    before = _page_position(page_token) if page_token else None
+    before = page_position(page_token) if page_token else None
     jobs = store.jobs(status=status, limit=limit + 1, before_seq=before, owner=owner)
     more = len(jobs) > limit
     jobs = jobs[:limit]
-    token_next = _page_token(jobs[-1]["seq"]) if more else None
+    token_next = page_token_before(jobs[-1]["seq"]) if more else None
     return {"jobs": [job_view(j) for j in jobs], "next_page_token": token_next}
-
-
-def _page_token(seq: int) -> str:
-    """The page token of the jobs submitted before the job ``seq``."""
-    return base64.urlsafe_b64encode(json.dumps({"before": seq}).encode()).decode().rstrip("=")
-
-
-def _page_position(page_token: str) -> int:
-    """The job seq a page token names; 422 for one this server did not give."""
-    try:
-        padded = page_token + "=" * (-len(page_token) % 4)
-        before = json.loads(base64.urlsafe_b64decode(padded))["before"]
-    except (ValueError, KeyError, TypeError):
-        before = None
-    if not is_sqlite_integer(before):  # (a float, or one SQLite cannot hold: never a token of ours)
-        raise HTTPException(422, "page_token is not one this server gave")
-    return before
 
 
 # ---------------------------------------------------------------- /v1/jobs/{job_id}
