@@ -814,6 +814,11 @@ class StackFit:
         # at its end: put back after each epoch, they cost a one-model fit's 2 ms epochs 5%
         # (the threads the steps had fitted to the load, kernels/pool.py, were sought anew)
         self._threads = contextlib.ExitStack()
+        self._closed = False  # (after close or a stop: the stack's state is a finished fit's)
+
+    def _open_or_refuse(self) -> None:
+        if self._closed:
+            raise ValueError("this fit has ended (close, or a stop): open another with StackTrainer.open_fit")
 
     # ------------------------------------------------------------ where each slot is
     def running(self) -> list[int]:
@@ -851,6 +856,7 @@ class StackFit:
         epoch: their steps side by side, then each one's end of epoch), numpy's BLAS quiet
         meanwhile; nothing when none is running.  TrainingInterrupted after
         ``stack.request_stop``, as from fit (then ``close``)."""
+        self._open_or_refuse()
         if not self.running():
             return
         with quiet_blas(self.stack.configs[0].backend):
@@ -887,6 +893,7 @@ class StackFit:
         "history", "epochs", "trainer" (its numbamlp.member.Member)}.  The member's model
         and optimizer state move out of the stack's rows into storage of their own (a plan
         of one, Member.own_plan), so a member seated here later overwrites nothing of it."""
+        self._open_or_refuse()
         member = self._occupied(slot)
         if status is None:
             if member.running:
@@ -911,6 +918,7 @@ class StackFit:
         stack's: ValueError naming the setting that differs), which starts its epoch 0 at the
         next ``run_epoch``: built from its seed, fresh optimizer state and shuffles, trained
         on the fit's data (its own validation hold-out when it stops early without X_val)."""
+        self._open_or_refuse()
         if self._seating is None:
             raise ValueError("only a fit opened with StackTrainer.open_fit seats members")
         if slot not in self._vacant:
@@ -945,6 +953,8 @@ class StackFit:
         each slot's last member); returns their ``release`` dicts, in slot order.  They stay
         the stack's members, as after fit: their models are rows of the stack's plan until
         the stack trains again; one still running stays "training" (a warm fit goes on)."""
+        if self._closed:
+            return []
         seated = [slot for slot in range(len(self.members)) if slot not in self._vacant]
         try:
             for slot in seated:
@@ -966,6 +976,7 @@ class StackFit:
         stack.results = [stack._result(m) for m in self.members]
         stack._set_learning_rates()
         self._threads.close()
+        self._closed = True
 
     def _leaving(self, slot: int) -> dict:
         member = self.members[slot]

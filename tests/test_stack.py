@@ -642,3 +642,15 @@ def test_an_open_fit_holds_its_threads_until_it_closes():
     fit.run_epoch()
     fit.close()
     assert numba.get_num_threads() == before
+
+
+def test_a_closed_fit_refuses_more_epochs_and_seats():
+    X, y = np.random.default_rng(0).normal(size=(40, 4)), np.arange(40) % 2
+    config = {"epochs": 2, "model": {"hidden": [4]}, "batch_size": 8}
+    fit = StackTrainer([config, config]).open_fit(X, y)
+    fit.release(1, "vacant")
+    fit.run_epoch()
+    assert fit.close() and fit.close() == []
+    for call in (fit.run_epoch, lambda: fit.seat(1, config), lambda: fit.release(0, "pruned")):
+        with pytest.raises(ValueError, match="this fit has ended"):
+            call()
