@@ -129,7 +129,13 @@ def stop_on_signals(trainer):
 @contextlib.contextmanager
 def on_signals(react):
     """While inside, the first SIGINT or SIGTERM calls ``react(signal_number)``; a second
-    one gets the handling there was before (the default: stop at once)."""
+    one gets the handling there was before (the default: stop at once).  Outside the main
+    thread (a caller's thread, a Dask worker's), nothing: signals are the main thread's."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = {}
 
     def handler(signal_number, frame):

@@ -4,8 +4,10 @@ pruners; each trial equal to `numbamlp train` with its config for the epochs it 
 the study in its storage; resume; bad input."""
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -214,3 +216,26 @@ def test_a_trial_with_an_earlier_trials_settings_takes_its_outcome_without_train
             assert row[key] == original[key], key
         np.testing.assert_array_equal(load_model(row["model_path"]).flat_params,
                                       load_model(original["model_path"]).flat_params)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_a_search_after_its_step_and_resume_completes_it(tmp_path, stop):
+    """A real SIGINT or SIGTERM to `numbamlp sweep --search` once a trial's row is written:
+    exit 130, the rows kept, the way on said; --resume trains the rest to the budget."""
+    args = ["--epochs", "30", "--hidden", "256", "--data", "builtin:digits", "--grid", "lr=0.001,0.01,0.1",
+            "--grid", "seed=0,1,2,3", "--search", "random", "--trials", "8", "--stack-size", "2"]
+    process = subprocess.Popen([*NUMBAMLP, "sweep", *args, "--out", str(tmp_path / "s")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = tmp_path / "s" / "results.jsonl"
+    deadline = time.monotonic() + 120
+    while not results.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(stop)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "continue with: numbamlp sweep --resume" in err and "Traceback" not in err
+    assert 1 <= len(results.read_text().splitlines()) < 8
+    resumed = subprocess.run([*NUMBAMLP, "sweep", "--resume", str(tmp_path / "s"), "--json"], capture_output=True,
+                             text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [json.loads(line)["member"] for line in results.read_text().splitlines()] == list(range(8))

@@ -115,11 +115,6 @@ def _interrupt_on_signals():
     SIGTERM interrupt the wait (KeyboardInterrupt, which the sweep reports as interrupted,
     its finished members kept), as in-process training stops on them.  Set here, not
     inherited: a process started in the background by a shell ignores SIGINT."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     from numbamlp.run import on_signals
 
     def interrupt(signal_number):

@@ -262,6 +262,7 @@ class TrialRunner:
         config's threads hold throughout (every stack of a search has the base's); SIGINT and
         SIGTERM (in the main thread) stop every stack after its current step:
         numbamlp.member.TrainingInterrupted."""
+        from numbamlp.run import on_signals
         from numbamlp.threads import threads_while
 
         reported = {t.number: frozenset(t.intermediate_values) for t in self.study.get_trials(deepcopy=False)}
@@ -269,7 +270,7 @@ class TrialRunner:
         asked = 0
         base = self.make_config({})
         try:
-            with threads_while(base.threads, base.backend), _on_signals(self._stop):
+            with threads_while(base.threads, base.backend), on_signals(self._stop):
                 while True:
                     with self.writes():  # (a repeat of a told trial is told at once)
                         while (again or asked < to_ask) and self._in_flight() < self.stack_size:
@@ -451,17 +452,3 @@ def _settings_key(trial: _Trial) -> str:
     """A trial's settings as text: equal for two trials that would train alike."""
     return json.dumps(trial.settings, sort_keys=True)
 
-
-@contextlib.contextmanager
-def _on_signals(react):
-    """numbamlp.run.on_signals in the main thread; elsewhere (a thread of the caller's)
-    signals are not ours to handle."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    from numbamlp.run import on_signals
-
-    with on_signals(react):
-        yield

@@ -127,10 +127,9 @@ def write_run_files(folder: Path, config: TrainConfig, outcome: dict, splits) ->
 @contextlib.contextmanager
 def _stop_on_signals(stack):
     """In the main thread of the sweep's own process: SIGINT and SIGTERM stop the stack after
-    its current step.  Elsewhere (a Dask worker's thread) signals are not ours to handle."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread() or not _SIGNALS_ARE_OURS[0]:
+    its current step.  Elsewhere (a Dask worker's thread, the service's) signals are not ours
+    to handle (signals_are_ours; on_signals does nothing outside the main thread)."""
+    if not _SIGNALS_ARE_OURS[0]:
         yield
         return
     from numbamlp.run import stop_on_signals
