@@ -81,6 +81,20 @@ def numbamlp(*args, cwd, timeout=300, env=None) -> subprocess.CompletedProcess:
                           timeout=timeout, env=env)
 
 
+def signalled_once_written(args, written, signal_number, wait_s: float = 120) -> tuple[int, str]:
+    """Start ``numbamlp ARGS``, send it ``signal_number`` once the file ``written`` exists
+    (a sweep's first rows), and return its exit code and stderr."""
+    import time
+
+    process = subprocess.Popen([*NUMBAMLP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + wait_s
+    while not written.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal_number)
+    _, err = process.communicate(timeout=wait_s)
+    return process.returncode, err
+
+
 def assert_one_line_error(run, exit_code, *phrases) -> None:
     """``run`` (a CompletedProcess) exited ``exit_code`` with one "Error..." line on stderr,
     no traceback, the line holding every phrase."""

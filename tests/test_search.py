@@ -7,10 +7,10 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
+from naive import signalled_once_written
 
 from numbamlp.io import load_model
 from numbamlp.run import read_run_config, train_run
@@ -224,15 +224,9 @@ def test_a_signal_stops_a_search_after_its_step_and_resume_completes_it(tmp_path
     exit 130, the rows kept, the way on said; --resume trains the rest to the budget."""
     args = ["--epochs", "30", "--hidden", "256", "--data", "builtin:digits", "--grid", "lr=0.001,0.01,0.1",
             "--grid", "seed=0,1,2,3", "--search", "random", "--trials", "8", "--stack-size", "2"]
-    process = subprocess.Popen([*NUMBAMLP, "sweep", *args, "--out", str(tmp_path / "s")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     results = tmp_path / "s" / "results.jsonl"
-    deadline = time.monotonic() + 120
-    while not results.exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    process.send_signal(stop)
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err
+    code, err = signalled_once_written(["sweep", *args, "--out", str(tmp_path / "s")], results, stop)
+    assert code == 130, err
     assert "continue with: numbamlp sweep --resume" in err and "Traceback" not in err
     assert 1 <= len(results.read_text().splitlines()) < 8
     resumed = subprocess.run([*NUMBAMLP, "sweep", "--resume", str(tmp_path / "s"), "--json"], capture_output=True,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from naive import FEW, ONE_EPOCH, labelled_in_the_middle
+from naive import FEW, ONE_EPOCH, labelled_in_the_middle, signalled_once_written
 from naive import REPORTS_X as X
 from naive import REPORTS_Y as y
 
@@ -268,15 +268,9 @@ def test_ctrl_c_keeps_the_finished_members_and_resume_completes_the_sweep(tmp_pa
     finished rows kept; --resume trains the rest and gives what an uninterrupted sweep gives."""
     args = ["--epochs", "40", "--hidden", "256", "--grid", "seed=0,1,2,3,4,5", "--stack-size", "1",
             "--data", "builtin:digits"]
-    process = subprocess.Popen([*NUMBAMLP, "sweep", *args, "--out", str(tmp_path / "s")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     results = tmp_path / "s" / "results.jsonl"
-    deadline = time.monotonic() + 120
-    while not results.exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err
+    code, err = signalled_once_written(["sweep", *args, "--out", str(tmp_path / "s")], results, signal.SIGINT)
+    assert code == 130, err
     assert "continue with: numbamlp sweep --resume" in err
     done = len(results.read_text().splitlines())
     assert 1 <= done < 6
