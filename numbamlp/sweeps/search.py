@@ -17,7 +17,8 @@ the sampler learns from the trials told before it is asked again.
 The study lives in an Optuna storage: ``storage`` (an RDB URL such as sqlite:///study.db,
 or a journal file's path), by default the journal file study.journal in the sweep's
 directory (in memory for a sweep without one), so that ``resume`` goes on with the study
-and optuna-dashboard can open it.
+and Optuna's own tools open it (optuna.load_study; optuna-dashboard, which was not tried
+here, reads the same storages).
 
 Symbols: R the first epoch a pruner may stop a trial at (``min_epochs``), η the pruners'
 reduction factor.
@@ -130,7 +131,7 @@ def check_search(search: str | None, trials: int | None, prune: str, min_epochs:
     """The search settings, checked: SweepError naming what is wrong.  ``space_size``: a
     grid search's number of combinations (its trials unless fewer are asked).  The study is
     named for this sweep (numbamlp-search-<UTC time>-<random>), so that sweeps can share a
-    storage (one database for optuna-dashboard) without reading each other's trials."""
+    storage (one database to look at them in) without reading each other's trials."""
     import datetime
     import secrets
 
