@@ -91,14 +91,20 @@ def stack_groups(configs: list[TrainConfig], stack_size: int, parallel: int = 1)
     """The tasks: lists of member indices that share a step (numbamlp.stack.STACK_KEY), at
     most ``stack_size`` each, and cut into at least ``parallel`` tasks where a group has the
     members for it, so that every worker has one."""
-    from numbamlp.stack import stack_key
-
     groups: dict[str, list[int]] = {}
     for index, config in enumerate(configs):
-        groups.setdefault(json.dumps(stack_key(config), sort_keys=True, default=str), []).append(index)
+        groups.setdefault(stack_key_text(config), []).append(index)
     tasks = []
     for members in groups.values():
         count = max(math.ceil(len(members) / stack_size), min(parallel, len(members)))
         size = math.ceil(len(members) / count)
         tasks.extend(members[lo : lo + size] for lo in range(0, len(members), size))
     return tasks
+
+
+def stack_key_text(config: TrainConfig) -> str:
+    """A config's stack key (numbamlp.stack.stack_key) as text: equal for configs whose
+    members can share a stack (a sweep's tasks, a search's running stacks)."""
+    from numbamlp.stack import stack_key
+
+    return json.dumps(stack_key(config), sort_keys=True, default=str)

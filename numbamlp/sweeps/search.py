@@ -299,11 +299,11 @@ class TrialRunner:
             open_stack.fit.stack.request_stop(self.stop_reason)
 
     def _trial(self, trial, reported: frozenset = frozenset()) -> _Trial:
-        from numbamlp.stack import stack_key
+        from numbamlp.sweeps.members import stack_key_text
 
         settings = trial_settings(trial, self.space)
         config = self.make_config(settings)
-        return _Trial(trial, settings, config, json.dumps(stack_key(config), sort_keys=True, default=str), reported)
+        return _Trial(trial, settings, config, stack_key_text(config), reported)
 
     def _in_flight(self) -> int:
         """Trials asked and not yet told: those in stacks (without refilling, a started
