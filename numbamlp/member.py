@@ -51,6 +51,9 @@ class TrainingInterrupted(Exception):
         super().__init__(f"training interrupted in epoch {epoch} after step {step}")
         self.epoch, self.step, self.reason = epoch, step, reason
 
+    def __reduce__(self):  # (pickled with its three arguments: a search's stack on Dask raises it)
+        return type(self), (self.epoch, self.step, self.reason)
+
 
 class GradientMismatch(ValueError):
     """validate=True found the backend's gradients too far from the reference path's."""

@@ -1,5 +1,6 @@
-"""Fixtures shared by the test modules: the command line in this process (``cli``) and a
-real server process (``start_server``).  Plain helpers live in tests/naive.py."""
+"""Fixtures shared by the test modules: the command line in this process (``cli``), a
+real server process (``start_server``) and a real Dask cluster (``cluster``).  Plain
+helpers live in tests/naive.py."""
 
 import pytest
 
@@ -50,3 +51,15 @@ def start_server(tmp_path):
     yield start
     for server in started:
         server.close()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A client of a real LocalCluster of two single-threaded worker processes (as
+    --workers 2 makes), one per test module; skipped without the dask extra."""
+    pytest.importorskip("distributed")
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      env={"NUMBA_NUM_THREADS": "1"}) as local, Client(local) as client:
+        yield client

@@ -15,6 +15,7 @@ from naive import signalled_once_written
 from numbamlp.io import load_model
 from numbamlp.run import read_run_config, train_run
 from numbamlp.sweeps import SweepError, SweepInterrupted, sweep
+from numbamlp.sweeps.search import TrialWatch
 
 optuna = pytest.importorskip("optuna")
 
@@ -65,8 +66,21 @@ def test_each_trial_equals_numbamlp_train_for_the_epochs_it_trained(tmp_path, se
     assert [row["member"] for row in table] == list(range(10))
     statuses = {row["status"] for row in table}
     assert "pruned" in statuses and statuses & {"done", "stopped early"}
+    assert_each_trial_trains_as_alone(table, tmp_path / "s", tmp_path)
+    states = {t.number: t.state.name for t in study_of(tmp_path / "s").trials}
+    assert {n: ("PRUNED" if r["status"] == "pruned" else "COMPLETE") for n, r in enumerate(table)
+            if r["status"] in ("pruned", "done", "stopped early")} == {n: s for n, s in states.items()
+                                                                        if s in ("PRUNED", "COMPLETE")}
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["search"]["search"] == "tpe" and sum(summary["search"]["trials_by_state"].values()) == 10
+    assert result.best is not None and result.best["status"] in ("done", "stopped early")
+
+
+def assert_each_trial_trains_as_alone(table, directory, tmp_path):
+    """Every finished trial's weights and scores equal `numbamlp train` with its config,
+    bit for bit, and a pruned one's epochs the first epochs of it."""
     for row in table:
-        member_dir = tmp_path / "s" / "members" / str(row["member"])
+        member_dir = directory / "members" / str(row["member"])
         config = read_run_config(member_dir)
         assert config.optimizer.lr == row["optimizer.lr"] and config.seed == row["seed"]
         alone = train_run(config, out=tmp_path / f"alone{row['member']}")
@@ -84,13 +98,6 @@ def test_each_trial_equals_numbamlp_train_for_the_epochs_it_trained(tmp_path, se
                                       load_model(alone["model_path"]).flat_params)
         for key in ("test_accuracy", "test_loss", "val_accuracy", "best_epoch"):
             assert row[key] == alone[key], key
-    states = {t.number: t.state.name for t in study_of(tmp_path / "s").trials}
-    assert {n: ("PRUNED" if r["status"] == "pruned" else "COMPLETE") for n, r in enumerate(table)
-            if r["status"] in ("pruned", "done", "stopped early")} == {n: s for n, s in states.items()
-                                                                        if s in ("PRUNED", "COMPLETE")}
-    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
-    assert summary["search"]["search"] == "tpe" and sum(summary["search"]["trials_by_state"].values()) == 10
-    assert result.best is not None and result.best["status"] in ("done", "stopped early")
 
 
 def test_a_grid_search_trains_every_combination_once_and_sweeps_share_a_storage(tmp_path):
@@ -154,7 +161,9 @@ def test_an_interrupted_search_resumes_with_its_study(tmp_path):
     (dict(search="tpe", trials=4, prune="sometimes"), "prune must be one of"),
     (dict(search="tpe", trials=0), "at least 1"),
     (dict(search="tpe", trials=4, reduction_factor=1), "reduction-factor"),
-    (dict(search="tpe", trials=4, workers=2), "in this process"),
+    (dict(search="tpe", trials=4, workers=0), "workers must be at least 1"),
+    (dict(search="tpe", trials=4, workers=2, scheduler="tcp://127.0.0.1:1"), "give one of"),
+    (dict(watch=TrialWatch()), "watch goes with search"),
     (dict(prune="asha"), "go with --search"),
     (dict(trials=5), "go with --search"),
 ])
@@ -218,18 +227,68 @@ def test_a_trial_with_an_earlier_trials_settings_takes_its_outcome_without_train
                                       load_model(original["model_path"]).flat_params)
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_stops_a_search_after_its_step_and_resume_completes_it(tmp_path, stop):
+@pytest.mark.parametrize("stop, where", [(signal.SIGINT, []), (signal.SIGTERM, []),
+                                         pytest.param(signal.SIGINT, ["--workers", "2"], id="on-dask")])
+def test_a_signal_stops_a_search_after_its_step_and_resume_completes_it(tmp_path, stop, where):
     """A real SIGINT or SIGTERM to `numbamlp sweep --search` once a trial's row is written:
-    exit 130, the rows kept, the way on said; --resume trains the rest to the budget."""
+    exit 130, the rows kept, the way on said; --resume trains the rest to the budget.  On
+    Dask (its own LocalCluster) too."""
+    if where:
+        pytest.importorskip("distributed")
     args = ["--epochs", "30", "--hidden", "256", "--data", "builtin:digits", "--grid", "lr=0.001,0.01,0.1",
-            "--grid", "seed=0,1,2,3", "--search", "random", "--trials", "8", "--stack-size", "2"]
+            "--grid", "seed=0,1,2,3", "--search", "random", "--trials", "8", "--stack-size", "2", *where]
     results = tmp_path / "s" / "results.jsonl"
     code, err = signalled_once_written(["sweep", *args, "--out", str(tmp_path / "s")], results, stop)
     assert code == 130, err
     assert "continue with: numbamlp sweep --resume" in err and "Traceback" not in err
     assert 1 <= len(results.read_text().splitlines()) < 8
-    resumed = subprocess.run([*NUMBAMLP, "sweep", "--resume", str(tmp_path / "s"), "--json"], capture_output=True,
-                             text=True)
+    resumed = subprocess.run([*NUMBAMLP, "sweep", "--resume", str(tmp_path / "s"), *where, "--json"],
+                             capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert [json.loads(line)["member"] for line in results.read_text().splitlines()] == list(range(8))
+
+
+# ---------------------------------------------------------------- on Dask
+def test_a_search_on_dask_trains_its_stacks_on_the_workers_as_here(cluster, tmp_path):
+    """TPE with ASHA, its stacks actors on two workers: every trial equals `numbamlp train`
+    alone, and a grid search's rows equal the same search in this process."""
+    result = sweep(BASE, SPACE, search="tpe", trials=10, prune="asha", reduction_factor=2, stack_size=3,
+                   client=cluster, out=tmp_path / "s")
+    assert [row["member"] for row in result.table] == list(range(10))
+    assert {row["status"] for row in result.table} & {"done", "stopped early"}
+    assert_each_trial_trains_as_alone(result.table, tmp_path / "s", tmp_path)
+    grid = {"epochs": [2, 6], "seed": [0, 1, 2]}
+    on_dask = sweep(BASE, grid, search="grid", stack_size=2, client=cluster)
+    here = sweep(BASE, grid, search="grid", stack_size=2)
+    assert without_timing(on_dask.table) == without_timing(here.table)
+
+
+def test_a_lost_workers_trials_train_again_elsewhere(cluster, tmp_path):
+    """One worker killed (SIGKILL) once both stacks (one a worker) have trained an epoch:
+    the trials of its stack train again from their start on the worker left, and every row
+    equals the search in this process."""
+    import os
+
+    grid = {"epochs": [4, 8], "seed": [0, 1, 2, 3]}
+    pids = cluster.run(os.getpid)
+
+    class KillAWorker(TrialWatch):
+        killed, epochs = None, []
+
+        def epoch(self, member, metrics):
+            self.epochs.append((member, metrics["epoch"]))
+            if self.killed is None and len(self.epochs) == 4:  # (the first epoch of both stacks' members)
+                self.killed = sorted(pids)[0]
+                os.kill(pids[self.killed], signal.SIGKILL)
+
+    watch = KillAWorker()
+    on_dask = sweep(BASE, grid, search="grid", stack_size=2, client=cluster, watch=watch)
+    assert pids[watch.killed] not in cluster.run(os.getpid).values()
+    assert len(set(watch.epochs)) < len(watch.epochs)  # (epochs trained again)
+    here = sweep(BASE, grid, search="grid", stack_size=2)
+    assert without_timing(on_dask.table) == without_timing(here.table)
+    assert all(row["status"] in ("done", "stopped early") for row in here.table)
+
+
+def without_timing(table):
+    return [{k: v for k, v in row.items() if k not in ("seconds", "model_path")} for row in table]

@@ -285,16 +285,6 @@ def test_ctrl_c_keeps_the_finished_members_and_resume_completes_the_sweep(tmp_pa
 dask_distributed = pytest.importorskip("distributed")
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """A real LocalCluster of two single-threaded worker processes (as --workers 2 makes)."""
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      env={"NUMBA_NUM_THREADS": "1"}) as local, Client(local) as client:
-        yield client
-
-
 def test_a_sweep_on_a_local_cluster_gives_the_in_process_results(cluster, tmp_path):
     grid = {"lr": [0.01, 0.1], "seed": [0, 1], "model.hidden": [[8], [4, 4]]}
     on_dask = sweep(IRIS, grid, client=cluster, out=tmp_path / "d")

@@ -35,7 +35,7 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
           metric: str | None = None, out=None, resume=None, max_members: int = DEFAULT_MAX_MEMBERS,
           progress=None, search: str | None = None, trials: int | None = None, prune: str = "none",
           min_epochs: int = 1, reduction_factor: int = DEFAULT_REDUCTION_FACTOR, storage=None,
-          refill: bool = True) -> SweepResult:
+          refill: bool = True, watch=None) -> SweepResult:
     """Train every member of ``grid`` over ``base`` (a TrainConfig, a dict, or None for the
     defaults) and return a SweepResult; see numbamlp.sweeps.
 
@@ -50,7 +50,10 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
     lists and ranges, in stacks whose freed slots are refilled, pruned by ``prune``
     ("median", "asha", "hyperband") from epoch ``min_epochs`` with ``reduction_factor``,
     the study in ``storage`` (numbamlp.sweeps.search); ``refill`` False leaves a search's freed
-    slots empty until their stack ends (to measure what refilling saves).  stack_size: most members to a stack
+    slots empty until their stack ends (to measure what refilling saves); ``watch`` (a
+    numbamlp.sweeps.search.TrialWatch) hears of each trial as it starts, trains an epoch and
+    ends, and may cancel trials or stop the search.  On Dask (workers, scheduler, client) a
+    search's sampler runs here and its stacks on the workers.  stack_size: most members to a stack
     (DEFAULT_STACK_SIZE; a search's, DEFAULT_SEARCH_STACK, which is also the trials in
     flight).  Everything is checked before anything trains or is written: SweepError
     otherwise.
@@ -62,22 +65,20 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
     if metric is not None and metric not in METRICS:
         raise SweepError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     if search is not None or (resume is not None and "search" in read_sweep_plan(resume)):
-        if workers is not None or scheduler is not None or client is not None:
-            raise SweepError("--search runs its trials in this process for now: leave out --workers and --scheduler")
+        _check_runner(workers, scheduler, client)
         return _search_sweep(base, grid, data=data, random=random, stack_size=stack_size, metric=metric, out=out,
                              resume=resume, progress=progress, search=search, trials=trials, prune=prune,
                              min_epochs=min_epochs, reduction_factor=reduction_factor, storage=storage,
-                             refill=refill)
+                             refill=refill, watch=watch, on=(workers, scheduler, client))
+    if watch is not None:
+        raise SweepError("watch goes with search: a grid sweep reports its stacks through progress")
     if trials is not None or prune != "none" or storage is not None or min_epochs != 1 \
             or reduction_factor != DEFAULT_REDUCTION_FACTOR:
         raise SweepError("--trials, --prune, --min-epochs, --reduction-factor and --storage go with --search")
     stack_size = DEFAULT_STACK_SIZE if stack_size is None else stack_size
     if stack_size < 1:
         raise SweepError(f"stack size must be at least 1, got {stack_size}")
-    if sum(x is not None for x in (workers, scheduler, client)) > 1:
-        raise SweepError("give one of workers (--workers), scheduler (--scheduler) and client")
-    if workers is not None and workers < 1:
-        raise SweepError(f"workers must be at least 1, got {workers}")
+    _check_runner(workers, scheduler, client)
     directory = None
     if resume is not None:
         directory = Path(resume)
@@ -117,8 +118,7 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
                 raise SweepError(str(err)) from None
     if out is not None and out is not NEW_DIRECTORY:
         check_new_directory(out)
-    on_dask = workers is not None or scheduler is not None or client is not None
-    runner = DaskRunner(workers, scheduler, client) if on_dask else InProcessRunner()
+    runner = _runner(workers, scheduler, client)
     try:
         if out is not None and resume is None:
             directory = claim_directory(out, {"base": document, "keys": keys, "members": settings, "metric": metric,
@@ -128,6 +128,19 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
                     resumed=resume is not None)
     finally:
         runner.close()
+
+
+def _check_runner(workers, scheduler, client) -> None:
+    if sum(x is not None for x in (workers, scheduler, client)) > 1:
+        raise SweepError("give one of workers (--workers), scheduler (--scheduler) and client")
+    if workers is not None and workers < 1:
+        raise SweepError(f"workers must be at least 1, got {workers}")
+
+
+def _runner(workers, scheduler, client):
+    """Where the stacks train: on Dask when any of the three is given, else here."""
+    on_dask = workers is not None or scheduler is not None or client is not None
+    return DaskRunner(workers, scheduler, client) if on_dask else InProcessRunner()
 
 
 def _new_sweep(base, grid, metric: str | None):
@@ -193,7 +206,7 @@ def _run(runner, directory, configs, settings, keys, splits: dict, stack_size, m
 
 
 def _search_sweep(base, grid, *, data, random, stack_size, metric, out, resume, progress, search, trials, prune,
-                  min_epochs, reduction_factor, storage, refill) -> SweepResult:
+                  min_epochs, reduction_factor, storage, refill, watch, on) -> SweepResult:
     """``sweep`` with ``search``: trials asked of an Optuna study (numbamlp.sweeps.search)."""
     from numbamlp.member import TrainingInterrupted
     from numbamlp.metrics import HIGHER_IS_BETTER
@@ -290,6 +303,7 @@ def _search_sweep(base, grid, *, data, random, stack_size, metric, out, resume, 
         row.update({k: outcome.get(k) for k in (*TASK_COLUMNS[base_config.task], *RUN_COLUMNS, *SEARCH_COLUMNS)})
         row["model_path"] = model_path
         rows[member] = row
+        return row
 
     def commit() -> None:
         """The rows so far (results.jsonl and .csv: they commit the run files flushed before)."""
@@ -300,13 +314,16 @@ def _search_sweep(base, grid, *, data, random, stack_size, metric, out, resume, 
 
     from numbamlp.io import one_sync
 
+    stacks_runner = _runner(*on)
     runner = TrialRunner(study, space, make_config, SweepData.of(splits), metric, stack_size, finish, refill,
-                         writes=one_sync, commit=commit)
+                         writes=one_sync, commit=commit, runner=stacks_runner, watch=watch)
     told = sum(1 for t in study.trials if t.state.is_finished())
     try:
         runner.run(max(0, settings.trials - told - len(again)), again)
     except (KeyboardInterrupt, TrainingInterrupted):
         raise SweepInterrupted(directory, len(rows), settings.trials) from None
+    finally:
+        stacks_runner.close()
     table = [rows[k] for k in sorted(rows)]
     configs = [make_config({key: row.get(grid_column(key)) for key in keys}) for row in table]
     summary = sweep_summary(table, metric, directory, configs)

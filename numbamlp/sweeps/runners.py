@@ -16,10 +16,27 @@ from numbamlp.sweeps.errors import SweepError
 from numbamlp.sweeps.task import SweepData, signals_are_ours, train_stack, train_stack_on_worker
 
 SCHEDULER_TIMEOUT_S = 3  # to reach a Dask scheduler by address before the sweep says it cannot
+EPOCH_POLL_S = 0.002  # how often a search on Dask looks for its stacks' ended epochs
 
 
 class InProcessRunner:
-    """Tasks one after another in this process."""
+    """Tasks one after another in this process; a search's stacks too, each epoch when the
+    search waits for it."""
+
+    parallel = 1
+
+    def share(self, data: SweepData) -> SweepData:
+        return data
+
+    def open_slot_stack(self, config, slots: int, data: SweepData):
+        """A search's stack (numbamlp.sweeps.slots), its first member from ``config``."""
+        from numbamlp.sweeps.slots import LocalSlots, SlotStack
+
+        return LocalSlots(SlotStack(config, slots, data))
+
+    def first_done(self, pending: list):
+        """Of the epochs started (oldest first), the one to take next: here, the oldest."""
+        return pending[0]
 
     def run(self, tasks: list[list[dict]], data: list[SweepData]):
         """Yields (index, outcomes) of each task (its configs, trained on data[index])."""
@@ -58,6 +75,7 @@ class DaskRunner:
             raise SweepError("running a sweep on Dask needs the dask extra: pip install 'numbamlp[dask]'") from None
         self.cluster = None
         self.own_client = client is None
+        self._stacks_on: dict[str | None, int] = {}  # a worker's address -> the search's stacks opened there
         if client is not None:
             self.client = client
         elif scheduler is not None:
@@ -102,6 +120,37 @@ class DaskRunner:
         finally:
             self.client.cancel(list(futures))
 
+    def share(self, data: SweepData):
+        """``data`` on every worker, once (a future the stacks are built with)."""
+        return self.client.scatter(data, broadcast=True, hash=False)
+
+    def open_slot_stack(self, config, slots: int, data):
+        """A search's stack as a Dask actor (numbamlp.sweeps.slots.WorkerSlotStack) on the
+        worker with the fewest of this runner's stacks."""
+        from numbamlp.sweeps.slots import WorkerSlotStack
+
+        workers = sorted(self.client.scheduler_info(n_workers=-1)["workers"])
+        alive = {address: count for address, count in self._stacks_on.items() if address in workers}
+        where = min(workers, key=lambda address: alive.get(address, 0)) if workers else None
+        config = config if isinstance(config, dict) else config.model_dump(mode="json", by_alias=True)
+        future = self.client.submit(WorkerSlotStack, config, slots, data, actor=True, pure=False,
+                                    workers=None if where is None else [where], allow_other_workers=True)
+        self._stacks_on[where] = self._stacks_on.get(where, 0) + 1
+        return _ActorSlots(self, future, where)
+
+    def first_done(self, pending: list):
+        """Of the epochs started (oldest first: actors' futures), the oldest that has ended,
+        once one has (looked at every EPOCH_POLL_S: an actor's future has no wait for the
+        first of several, and a thread blocked on one would hold the process at its exit)."""
+        import time
+
+        with _interrupt_on_signals():
+            while True:
+                for future in pending:
+                    if future.done():
+                        return future
+                time.sleep(EPOCH_POLL_S)
+
     def close(self) -> None:
         if self.own_client:
             self.client.close()
@@ -122,3 +171,41 @@ def _interrupt_on_signals():
 
     with on_signals(interrupt):
         yield
+
+
+class _ActorSlots:
+    """A search's stack on a Dask worker: a WorkerSlotStack actor, through the calls of
+    numbamlp.sweeps.slots.LocalSlots (an epoch's future is the actor's)."""
+
+    def __init__(self, runner: DaskRunner, future, worker: str | None):
+        self.runner, self.future, self.worker = runner, future, worker
+        self.actor = future.result()
+        self.calls = 0
+
+    def _next_call(self) -> int:
+        self.calls += 1
+        return self.calls - 1
+
+    def start_epoch(self, seats: dict):
+        calls_before = self._next_call()
+        seats = {slot: config.model_dump(mode="json", by_alias=True) for slot, config in seats.items()}
+        return self.actor.epoch(seats, calls_before)
+
+    def leave(self, statuses: dict) -> dict:
+        return self.actor.leave(statuses, self._next_call()).result()
+
+    def stop(self, reason: str) -> None:
+        """Asked of the worker's event loop, not its actor thread (busy with the epoch)."""
+        with contextlib.suppress(Exception):
+            self.actor.stop(reason, separate_thread=False)
+
+    def close(self) -> None:
+        """Stopped first (an interrupted search's epoch in flight ends after its step), then
+        closed, and the actor let go."""
+        try:
+            self.stop("the search closed this stack")
+            with contextlib.suppress(Exception):
+                self.actor.close().result(timeout=SCHEDULER_TIMEOUT_S)
+        finally:
+            self.runner._stacks_on[self.worker] = self.runner._stacks_on.get(self.worker, 1) - 1
+            self.runner.client.cancel(self.future)

@@ -213,110 +213,164 @@ def study_storage(storage: str | None, directory: Path | None):
 
 
 # ---------------------------------------------------------------- trials in refilled stacks
+LOSSES_ALLOWED = 3  # times a trial's stack may be lost (its Dask worker gone) before the trial fails
+
+
 @dataclass
 class _Trial:
     trial: object  # an optuna Trial (ask-and-tell)
     settings: dict
     config: object  # its TrainConfig
     key: str  # its stack key, as text
-    reported: frozenset = frozenset()  # epochs the storage has its values of (a trial trained again)
+    reported: set = field(default_factory=set)  # epochs the storage has its values of (a trial trained again)
+    losses: int = 0  # times its stack was lost
 
 
 @dataclass
 class _OpenStack:
-    """A running stack of one key, the trial in each of its slots, and whether it has run
-    an epoch (without refilling, a started stack's freed slots stay empty)."""
+    """A running stack of one key (a numbamlp.sweeps.slots.SlotStack, in this process or on
+    a Dask worker, through its runner's handle): the trial in each slot (seated, or to be
+    seated at its next epoch: ``seats``), its epoch in flight, and whether it has run an
+    epoch (without refilling, a started stack's freed slots stay empty)."""
 
-    fit: object  # numbamlp.stack.StackFit
+    handle: object
+    key: str
+    size: int
     slots: dict = field(default_factory=dict)  # slot -> _Trial
+    seats: dict = field(default_factory=dict)  # slot -> TrainConfig, seated by the next epoch
+    pending: object = None  # the epoch in flight (a future), None between epochs
+    started_at: int = 0  # when its epoch in flight was started (the oldest is waited for first here)
     started: bool = False
+
+    def vacant(self) -> list[int]:
+        return [slot for slot in range(self.size) if slot not in self.slots]
+
+
+class TrialWatch:
+    """What a search tells its caller as it goes, and asks of it (``sweep(..., watch=)``; the
+    service's searches keep their jobs with one).  Every method is called in the search's
+    own thread, between epochs; these do nothing."""
+
+    def attach(self, stop) -> None:
+        """Called once before training: ``stop(reason)``, from any thread, stops every stack
+        after its current step (the sweep raises SweepInterrupted; ``resume`` goes on)."""
+
+    def started(self, member: int, settings: dict) -> None:
+        """Trial ``member`` was asked, with ``settings`` {path: value}."""
+
+    def epoch(self, member: int, metrics: dict) -> None:
+        """Trial ``member`` trained an epoch: its metrics (an entry of a Trainer's history)."""
+
+    def ended(self, member: int, row: dict) -> None:
+        """Trial ``member`` ended: its row (results.jsonl's), committed."""
+
+    def cancelled(self) -> set[int]:
+        """Trials to stop now (each leaves with status "cancelled", its weights as they are)."""
+        return set()
 
 
 class TrialRunner:
-    """Trains the trials asked of ``study``, at most ``stack_size`` at once, in stacks of
-    ``stack_size`` slots refilled at epoch boundaries (``refill``; without, a stack's freed
-    slots stay empty until it ends: what refilling saves is measured against that); each
-    trial reported after every epoch it trains (``metric``) and pruned when the pruner says
-    so; ``finish(trial, outcome)`` hears of each trial that left its stack (status "done",
-    "stopped early", "pruned", "diverged", "cancelled", "failed"), and the trial is told to
-    the study after it.  A trial whose settings an earlier one has is not trained again."""
+    """Trains the trials asked of ``study`` in stacks of ``stack_size`` slots refilled at
+    epoch boundaries (``refill``; without, a stack's freed slots stay empty until it ends:
+    what refilling saves is measured against that), at most ``stack_size`` trials in flight
+    for each of the ``runner``'s parallel tasks (numbamlp.sweeps.runners: this process, or
+    Dask workers, where each stack is an actor); each trial reported after every epoch it
+    trains (``metric``) and pruned when the pruner says so; ``finish(trial, outcome)`` hears
+    of each trial that left its stack (status "done", "stopped early", "pruned", "diverged",
+    "cancelled", "failed") and returns its row, and the trial is told to the study after it.
+    A trial whose settings an earlier one has is not trained again.  A stack lost with its
+    Dask worker: its trials train again from their start, in another stack."""
 
     def __init__(self, study, space: list[Dimension], make_config, data, metric: str, stack_size: int, finish,
-                 refill: bool = True, writes=contextlib.nullcontext, commit=lambda: None):
+                 refill: bool = True, writes=contextlib.nullcontext, commit=lambda: None, runner=None,
+                 watch: TrialWatch | None = None):
+        from numbamlp.sweeps.runners import InProcessRunner
+
         self.study, self.space, self.make_config, self.data = study, space, make_config, data
         self.metric, self.stack_size, self.finish, self.refill = metric, stack_size, finish, refill
+        self.runner = runner if runner is not None else InProcessRunner()
+        self.watch = watch if watch is not None else TrialWatch()
+        self.parallel = self.runner.parallel
         # The trials that end at one epoch boundary: their files written inside one ``writes()``
         # (one flush for them all), then ``commit()`` (their rows), then the study told.
         self.writes, self.commit, self.to_tell = writes, commit, []
-        self.stacks: dict[str, _OpenStack] = {}
+        self.stacks: list[_OpenStack] = []
         self.waiting: dict[str, deque] = {}  # key -> trials asked, waiting for a slot of their key
         # A trial whose settings an earlier one of this run has is not trained again (it
         # would give the same bits): it takes that trial's outcome, once that trial has one.
         self.outcomes: dict[str, tuple[int, dict]] = {}  # settings -> (member, outcome)
         self.repeats: dict[str, list[_Trial]] = {}  # settings in training -> trials waiting for its outcome
         self.stop_reason = None
+        self.epochs_started = itertools.count()
 
     def run(self, to_ask: int, again: list | None = None) -> None:
         """Train the trials ``again`` (a resumed sweep's interrupted ones: optuna Trials still
         running in the storage, trained again from the start under their numbers) and
         ``to_ask`` more asked of the study (a grid's enqueued combinations first).  The
         config's threads hold throughout (every stack of a search has the base's); SIGINT and
-        SIGTERM (in the main thread) stop every stack after its current step:
-        numbamlp.member.TrainingInterrupted."""
+        SIGTERM (in the main thread), or the watch's ``stop``, stop every stack after its
+        current step: numbamlp.member.TrainingInterrupted."""
         from numbamlp.run import on_signals
         from numbamlp.threads import threads_while
 
-        reported = {t.number: frozenset(t.intermediate_values) for t in self.study.get_trials(deepcopy=False)}
+        reported = {t.number: set(t.intermediate_values) for t in self.study.get_trials(deepcopy=False)}
         again = deque(again or ())
         asked = 0
         base = self.make_config({})
+        self.shared_data = self.runner.share(self.data)
+        self.watch.attach(self._stop)
         try:
             with threads_while(base.threads, base.backend), on_signals(self._stop):
                 while True:
                     with self.writes():  # (a repeat of a told trial is told at once)
-                        while (again or asked < to_ask) and self._in_flight() < self.stack_size:
+                        while (again or asked < to_ask) and self._in_flight() < self.stack_size * self.parallel:
                             if again:
                                 trial = again.popleft()
-                                self._place(self._trial(trial, reported.get(trial.number, frozenset())))
+                                self._place(self._trial(trial, reported.get(trial.number, set())))
                             else:
                                 self._place(self._trial(self.study.ask()))
                                 asked += 1
+                        self._cancel_waiting()
                     self._tell_ended()
                     if not self.stacks:
                         return
-                    for key in list(self.stacks):
-                        with self.writes():
-                            self._epoch(key)
-                        self._tell_ended()
+                    for open_stack in self.stacks:
+                        if open_stack.pending is None:
+                            open_stack.pending = open_stack.handle.start_epoch(open_stack.seats)
+                            open_stack.started_at, open_stack.seats = next(self.epochs_started), {}
+                    by_age = sorted((s for s in self.stacks), key=lambda s: s.started_at)
+                    done = self.runner.first_done([s.pending for s in by_age])
+                    with self.writes():
+                        self._after_epoch(next(s for s in by_age if s.pending is done))
+                    self._tell_ended()
         finally:
-            for open_stack in self.stacks.values():  # (an interrupted search: each fit's threads and state put back)
+            for open_stack in self.stacks:  # (an interrupted search: each stack's threads and state put back)
                 with contextlib.suppress(Exception):
-                    open_stack.fit.close()
+                    open_stack.handle.close()
 
     def _stop(self, signal_number) -> None:
-        self.stop_reason = f"signal {signal_number}"
-        for open_stack in self.stacks.values():
-            open_stack.fit.stack.request_stop(self.stop_reason)
+        self.stop_reason = signal_number if isinstance(signal_number, str) else f"signal {signal_number}"
+        for open_stack in self.stacks:
+            open_stack.handle.stop(self.stop_reason)
 
-    def _trial(self, trial, reported: frozenset = frozenset()) -> _Trial:
+    def _trial(self, trial, reported: set | None = None) -> _Trial:
         from numbamlp.sweeps.members import stack_key_text
 
         settings = trial_settings(trial, self.space)
         config = self.make_config(settings)
-        return _Trial(trial, settings, config, stack_key_text(config), reported)
+        return _Trial(trial, settings, config, stack_key_text(config), set(reported or ()))
 
     def _in_flight(self) -> int:
         """Trials asked and not yet told: those in stacks (without refilling, a started
         stack's every slot, freed or not), waiting for a slot, or waiting for the outcome
         of the trial they repeat."""
-        in_stacks = sum(self.stack_size if (o.started and not self.refill) else len(o.slots)
-                        for o in self.stacks.values())
+        in_stacks = sum(o.size if (o.started and not self.refill) else len(o.slots) for o in self.stacks)
         return in_stacks + sum(len(q) for q in self.waiting.values()) + sum(len(r) for r in self.repeats.values())
 
     def _place(self, trial: _Trial) -> None:
         """A repeat of an earlier trial's settings: its outcome (now, or when it has one);
-        else into a vacant slot of its key's stack (without refilling, only before the
-        stack's first epoch), else a new stack of its key, else wait for a slot."""
+        else a slot (``_assign``)."""
+        self.watch.started(trial.trial.number, trial.settings)
         settings = _settings_key(trial)
         if settings in self.outcomes:
             self._repeat(trial, *self.outcomes[settings])
@@ -325,89 +379,117 @@ class TrialRunner:
             self.repeats[settings].append(trial)
             return
         self.repeats[settings] = []
-        open_stack = self.stacks.get(trial.key)
-        try:
-            if open_stack is None:
-                self._open(trial)
-            elif open_stack.fit.vacant() and (self.refill or not open_stack.started):
-                self._seat(open_stack, open_stack.fit.vacant()[0], trial)
-            else:
-                self.waiting.setdefault(trial.key, deque()).append(trial)
-        except Exception as err:  # noqa: BLE001 — a trial its stack cannot take is a failed row, not a failed search
-            self._fail(trial, err)
+        self._assign(trial)
 
-    def _open(self, trial: _Trial) -> None:
-        """A stack of ``stack_size`` slots for the trial's key, the trial in slot 0 and the
-        others vacant (filled as trials of the key are asked)."""
-        from numbamlp.stack import StackTrainer
+    def _assign(self, trial: _Trial) -> None:
+        """Into a vacant slot of a stack of its key (without refilling, only before the
+        stack's first epoch), else a new stack of its key (when its key has none, or there
+        is a parallel task free for it), else wait for a slot."""
+        same_key = [s for s in self.stacks if s.key == trial.key]
+        for open_stack in same_key:
+            if open_stack.vacant() and (self.refill or not open_stack.started):
+                slot = open_stack.vacant()[0]
+                open_stack.slots[slot], open_stack.seats[slot] = trial, trial.config
+                return
+        if not same_key or len(self.stacks) < self.parallel:
+            try:
+                handle = self.runner.open_slot_stack(trial.config, self.stack_size, self.shared_data)
+            except Exception as err:  # noqa: BLE001 — a trial no stack can take is a failed row
+                self._fail(trial, err)
+                return
+            if self.stop_reason is not None:
+                handle.stop(self.stop_reason)
+            self.stacks.append(_OpenStack(handle, trial.key, self.stack_size, {0: trial}))
+            return
+        self.waiting.setdefault(trial.key, deque()).append(trial)
 
-        stack = StackTrainer([trial.config] * self.stack_size)
-        data = self.data
-        fit = stack.open_fit(data.X_train, data.y_train, data.X_val, data.y_val)
-        for slot in range(1, self.stack_size):
-            fit.release(slot, "vacant")
-        if self.stop_reason is not None:
-            stack.request_stop(self.stop_reason)
-        self.stacks[trial.key] = _OpenStack(fit, {0: trial})
+    def _cancel_waiting(self) -> None:
+        """The trials waiting for a slot that the watch cancels: told as cancelled."""
+        cancelled = self.watch.cancelled()
+        for key, queue in self.waiting.items():
+            for trial in [t for t in queue if t.trial.number in cancelled]:
+                queue.remove(trial)
+                self._done(trial, {"status": "cancelled", "error": None, "seconds": 0.0, "history": [],
+                                   "model": None})
 
-    def _seat(self, open_stack: _OpenStack, slot: int, trial: _Trial) -> None:
-        open_stack.fit.seat(slot, trial.config)
-        open_stack.slots[slot] = trial
-
-    def _epoch(self, key: str) -> None:
-        """One epoch of the key's stack; then every trial that trained in it reported, the
+    def _after_epoch(self, open_stack: _OpenStack) -> None:
+        """An epoch of ``open_stack`` ended: every trial that trained in it reported, the
         pruner asked of those still running (in slot order: the same decisions each time the
-        same trials run), the trials that ended or were pruned finished, and their slots
-        refilled.  A stack whose epoch fails fails its trials."""
-        open_stack = self.stacks[key]
-        fit = open_stack.fit
-        trained = fit.running()
-        try:
-            fit.run_epoch()
-        except Exception as err:  # noqa: BLE001 — (TrainingInterrupted, a signal's stop, is not one of these)
-            from numbamlp.member import TrainingInterrupted
+        same trials run), the trials that ended, were pruned or cancelled let go and
+        finished, and their slots refilled.  A stack that fails fails its trials; one lost
+        with its Dask worker sends them to train again."""
+        from numbamlp.member import TrainingInterrupted
+        from numbamlp.sweeps.slots import StackLost
 
-            if isinstance(err, TrainingInterrupted):
-                raise
-            del self.stacks[key]
-            for trial in [*open_stack.slots.values(), *self.waiting.pop(key, ())]:
+        done, open_stack.pending = open_stack.pending, None
+        try:
+            report = done.result()
+            open_stack.started = True
+            for slot, err in report["refused"].items():
+                self._fail(open_stack.slots.pop(int(slot)), err)
+            for slot, (epochs, metrics) in report["trained"].items():
+                trial = open_stack.slots[int(slot)]
+                value = metrics.get(self.metric)
+                if value is not None and epochs not in trial.reported:  # (trained again: the same value)
+                    trial.trial.report(value, epochs)
+                    trial.reported.add(epochs)
+                self.watch.epoch(trial.trial.number, metrics)
+            ended = {int(slot) for slot in report["ended"]}
+            cancelled = self.watch.cancelled()
+            leaving: dict[int, str | None] = {}
+            for slot in sorted(open_stack.slots):
+                if slot in ended or slot in open_stack.seats:
+                    continue
+                if open_stack.slots[slot].trial.number in cancelled:
+                    leaving[slot] = "cancelled"
+                elif open_stack.slots[slot].trial.should_prune():
+                    leaving[slot] = "pruned"
+            leaving.update({slot: None for slot in sorted(ended)})
+            outcomes = open_stack.handle.leave(leaving) if leaving else {}
+        except TrainingInterrupted:
+            raise
+        except (StackLost, OSError) as err:  # (its Dask worker lost: OSError "Unable to contact Actor's worker")
+            self._lost(open_stack, err)
+            return
+        except Exception as err:  # noqa: BLE001 — a stack that fails fails its trials, not the search
+            self._close(open_stack)
+            for trial in [*open_stack.slots.values(), *self.waiting.pop(open_stack.key, ())]:
                 self._fail(trial, err)
             return
-        open_stack.started = True
-        for slot in trained:
-            history = fit.history(slot)
-            value = history[-1].get(self.metric) if history else None
-            trial = open_stack.slots[slot]
-            if value is not None and len(history) not in trial.reported:  # (trained again: the same value)
-                trial.trial.report(value, len(history))
-        for slot in fit.running():
-            if open_stack.slots[slot].trial.should_prune():
-                self._leave(open_stack, slot, "pruned")
-        for slot in fit.ended():
-            self._leave(open_stack, slot, None)
-        queue = self.waiting.get(key)
-        while self.refill and queue and fit.vacant():
-            self._seat(open_stack, fit.vacant()[0], queue.popleft())
-        if not fit.running():
-            fit.close()
-            del self.stacks[key]
-            for trial in self.waiting.pop(key, ()):  # (without refilling: into a stack of their own)
-                self.repeats.pop(_settings_key(trial), None)
-                self._place(trial)
+        for slot, outcome in outcomes.items():
+            self._done(open_stack.slots.pop(int(slot)), outcome)
+        queue = self.waiting.get(open_stack.key)
+        while self.refill and queue and open_stack.vacant():
+            trial = queue.popleft()
+            slot = open_stack.vacant()[0]
+            open_stack.slots[slot], open_stack.seats[slot] = trial, trial.config
+        if not open_stack.slots:
+            self._close(open_stack)
+            for trial in self.waiting.pop(open_stack.key, ()):  # (without refilling: into a stack of their own)
+                self._assign(trial)
 
-    def _leave(self, open_stack: _OpenStack, slot: int, status: str | None) -> None:
-        from numbamlp.sweeps.task import member_outcome
+    def _close(self, open_stack: _OpenStack) -> None:
+        self.stacks.remove(open_stack)
+        with contextlib.suppress(Exception):  # (a lost worker's stack has nothing to close)
+            open_stack.handle.close()
 
-        left = open_stack.fit.release(slot, status)
-        trial = open_stack.slots.pop(slot)
-        outcome = member_outcome(left["trainer"], left["status"], left["error"], self.data)
-        if left["status"] == "pruned":
-            outcome["pruned_epoch"] = left["epochs"]
-        self._done(trial, outcome)
+    def _lost(self, open_stack: _OpenStack, err: Exception) -> None:
+        """A stack lost with its Dask worker: its trials train again from their start (the
+        same bits: training is deterministic per member), each at most LOSSES_ALLOWED times."""
+        self._close(open_stack)
+        for trial in open_stack.slots.values():
+            trial.losses += 1
+            if trial.losses >= LOSSES_ALLOWED:
+                self._fail(trial, err)
+            else:
+                self._assign(trial)
 
-    def _fail(self, trial: _Trial, err: Exception) -> None:
+    def _fail(self, trial: _Trial, err) -> None:
         """A trial that could not train (its stack refused it, or failed): a "failed" row."""
-        message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        from numbamlp.sweeps.slots import StackFailed
+        from numbamlp.sweeps.task import error_text
+
+        message = str(err) if isinstance(err, (str, StackFailed)) else error_text(err)
         self._done(trial, {"status": "failed", "error": message, "seconds": 0.0, "history": [], "model": None})
 
     def _done(self, trial: _Trial, outcome: dict) -> None:
@@ -428,28 +510,30 @@ class TrialRunner:
 
     def _tell(self, trial: _Trial, outcome: dict) -> None:
         """The trial's run files and row (``finish``); the study is told after ``commit``."""
-        self.finish(trial, outcome)
-        self.to_tell.append((trial, outcome))
+        row = self.finish(trial, outcome)
+        self.to_tell.append((trial, outcome, row))
 
     def _tell_ended(self) -> None:
         """The rows of the trials ended since the last call committed (``commit``), then
         the study told of each: its value, pruned, or failed (a row before its tell: a
-        resumed sweep tells a trial from its row when the sweep stopped between the two)."""
+        resumed sweep tells a trial from its row when the sweep stopped between the two);
+        then the watch hears of them."""
         if not self.to_tell:
             return
         optuna = optuna_module()
         self.commit()
-        for trial, outcome in self.to_tell:
+        for trial, outcome, _ in self.to_tell:
             if outcome["status"] == "pruned":
                 self.study.tell(trial.trial, state=optuna.trial.TrialState.PRUNED)
             elif outcome.get(self.metric) is not None and outcome["status"] in ("done", "stopped early"):
                 self.study.tell(trial.trial, outcome[self.metric])
             else:
                 self.study.tell(trial.trial, state=optuna.trial.TrialState.FAIL)
-        self.to_tell.clear()
+        told, self.to_tell = self.to_tell, []
+        for trial, _, row in told:
+            self.watch.ended(trial.trial.number, row)
 
 
 def _settings_key(trial: _Trial) -> str:
     """A trial's settings as text: equal for two trials that would train alike."""
     return json.dumps(trial.settings, sort_keys=True)
-

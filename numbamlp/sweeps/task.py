@@ -68,11 +68,15 @@ def train_stack(configs: list[dict], data: SweepData, threads: int | None = None
     except TrainingInterrupted:
         raise StackStopped(stack) from None
     except Exception as err:  # noqa: BLE001 — a failed stack is a row per member, not a failed sweep
-        message = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        return [{"status": "failed", "error": message, "seconds": time.perf_counter() - start}
+        return [{"status": "failed", "error": error_text(err), "seconds": time.perf_counter() - start}
                 for _ in configs]
     return [member_outcome(trainer, result["status"], result["error"], data)
             for trainer, result in zip(stack.trainers, stack.results)]
+
+
+def error_text(err: BaseException) -> str:
+    """An error as a row's one line: its type and its message's first line."""
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
 
 
 def member_outcome(trainer, status: str, error, data: SweepData) -> dict:
