@@ -522,6 +522,10 @@ class StackTrainer:
                             any_weights: bool) -> None:
         """An epoch's steps of every running member, row lo of each one's order at a time."""
         batch = self.configs[0].batch_size
+        starts, lengths = at.next_row[at.running_at_start], at.lengths[at.running_at_start]
+        if starts.min() == starts.max() and lengths.min() == lengths.max():
+            self._steps_in_lockstep(X, members, running, at, any_weights)
+            return
         for lo in range(int(at.next_row[at.running_at_start].min()), int(at.lengths.max()), batch):
             # the members due a batch at row lo; those whose batch has the same number of rows step together
             due = np.array([member.running for member in members]) & (at.next_row <= lo) & (lo < at.lengths)
@@ -532,6 +536,27 @@ class StackTrainer:
             if self._stop_reason is not None and any(m.running and lo + batch < len(m.rows) for m in running):
                 at.write_back(members)
                 self._interrupt(running, lo // batch + 1)
+
+    def _steps_in_lockstep(self, X, members: list[_Member], running: list[_Member], at: _EpochPositions,
+                           any_weights: bool) -> None:
+        """_steps_side_by_side when every running member is at the same row of an epoch of
+        the same length (one data set, no epoch interrupted part way: the usual case): the
+        same steps, in the same order, with the same bits, without working out at each row
+        which members are due and with how many rows (~10 µs of Python a step).  The members
+        stepping change only when one diverges or is cancelled."""
+        batch = self.configs[0].batch_size
+        indices = np.array(at.running_at_start)
+        length = int(at.lengths[indices[0]])
+        for lo in range(int(at.next_row[indices[0]]), length, batch):
+            diverged = self._step_members(X, members, at, indices, lo, min(batch, length - lo), any_weights)
+            self._after_step(members)
+            if diverged or self._cancelled:
+                indices = np.array([index for index in indices if members[index].running], dtype=np.int64)
+            if self._stop_reason is not None and any(m.running and lo + batch < len(m.rows) for m in running):
+                at.write_back(members)
+                self._interrupt(running, lo // batch + 1)
+            if not len(indices):
+                return
 
     def _steps_alone(self, X, member: _Member, at: _EpochPositions, any_weights: bool, callbacks) -> None:
         """An epoch's steps of a stack of one (a Trainer's fit): _step_members's bookkeeping
@@ -611,10 +636,10 @@ class StackTrainer:
         raise TrainingInterrupted(max(m.trainer.epoch for m in running) + 1, step, self._stop_reason)
 
     def _step_members(self, X, members, at: _EpochPositions, indices: np.ndarray, lo: int, rows: int,
-                      any_weights: bool) -> None:
+                      any_weights: bool) -> bool:
         """One step of members ``indices`` (each due ``rows`` rows from row ``lo`` of its epoch's
         order); their positions and loss totals move on in ``at``, a member whose loss is
-        not finite is marked diverged."""
+        not finite is marked diverged (then True is returned)."""
         batch = self.configs[0].batch_size
         picks = at.orders[indices, lo : lo + rows]  # (k, rows): each member's rows of X
         if any_weights:  # a member whose rows here all weigh 0 has nothing to learn (and 0/0): it skips the step
@@ -623,12 +648,17 @@ class StackTrainer:
             at.next_row[indices[~weighs]] = lo + batch
             indices, picks = indices[weighs], picks[weighs]
             if not len(indices):
-                return
+                return False
         active = self.plan.settings.active
         active[:] = False
         active[indices] = True
         losses = self.plan.step(*self._batch(X, members, indices, picks, rows, any_weights))[indices]
         finite = np.isfinite(losses)
+        if not any_weights and finite.all():  # (the usual step: the lines below, without their masks)
+            at.total[indices] += losses * rows
+            at.weight_total[indices] += rows
+            at.next_row[indices] = lo + batch
+            return False
         for index, loss in zip(indices[~finite], losses[~finite]):
             trainer = members[index].trainer
             members[index].status = "diverged"
@@ -643,6 +673,7 @@ class StackTrainer:
         at.total[indices] += losses[finite] * weight  # (float64, as the trainer's Python floats)
         at.weight_total[indices] += weight
         at.next_row[indices] = lo + batch
+        return not finite.all()
 
     def _validation_metrics(self, members: list[_Member], ending: list[int]) -> dict[int, dict]:
         """{member index: its validation metrics} for the ``ending`` members that share their

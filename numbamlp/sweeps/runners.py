@@ -93,8 +93,10 @@ class DaskRunner:
                                         # warns on the terminal when another cluster holds it)
                                         dashboard_address=":0",
                                         # (a Ctrl-C cancels the running tasks: each worker would log a
-                                        # multi-line warning for it under the one-line report)
-                                        silence_logs=logging.ERROR,
+                                        # multi-line warning for it under the one-line report, and
+                                        # under load a worker's heartbeat to the closing scheduler an
+                                        # error with a traceback; the sweep reports failures itself)
+                                        silence_logs=logging.CRITICAL,
                                         env={"NUMBA_NUM_THREADS": str(max(1, cores // workers))})
             self.client = Client(self.cluster)
             self.client.register_plugin(_freeze_at_exit_plugin(), name="numbamlp-freeze-at-exit")
