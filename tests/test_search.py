@@ -248,6 +248,50 @@ def test_a_signal_stops_a_search_after_its_step_and_resume_completes_it(tmp_path
     assert [json.loads(line)["member"] for line in results.read_text().splitlines()] == list(range(8))
 
 
+class Recorder(TrialWatch):
+    """Hears of every trial; cancels trial ``cancel`` after its first epoch; stops the
+    search once ``stop_after`` trials have ended."""
+
+    def __init__(self, cancel=None, stop_after=None):
+        self.cancel, self.stop_after = cancel, stop_after
+        self.started_trials, self.epochs, self.rows, self.to_cancel = [], {}, {}, set()
+
+    def attach(self, stop):
+        self.stop = stop
+
+    def started(self, member, settings):
+        self.started_trials.append(member)
+
+    def epoch(self, member, metrics):
+        self.epochs.setdefault(member, []).append(metrics["epoch"])
+        if member == self.cancel:
+            self.to_cancel.add(member)
+
+    def ended(self, member, row):
+        self.rows[member] = row
+        if self.stop_after is not None and len(self.rows) == self.stop_after:
+            self.stop("enough")
+
+    def cancelled(self):
+        return self.to_cancel
+
+
+def test_a_watch_hears_of_every_trial_and_may_cancel_one_or_stop_the_search(tmp_path):
+    watch = Recorder(cancel=1)
+    result = sweep(BASE, SPACE, search="random", trials=5, stack_size=2, watch=watch, out=tmp_path / "s")
+    assert sorted(watch.started_trials) == list(range(5)) == sorted(watch.rows)
+    for row in result.table:
+        assert watch.rows[row["member"]] == row
+        assert watch.epochs[row["member"]] == list(range(1, row["epochs"] + 1))  # (every epoch, in order)
+    assert result.table[1]["status"] == "cancelled" and result.table[1]["epochs"] == 1
+    assert study_of(tmp_path / "s").trials[1].state.name == "FAIL"
+    stopper = Recorder(stop_after=2)
+    with pytest.raises(SweepInterrupted):
+        sweep(BASE, SPACE, search="random", trials=6, stack_size=2, watch=stopper, out=tmp_path / "t")
+    assert 2 <= len(stopper.rows) < 6
+    assert len(sweep(resume=tmp_path / "t").table) == 6
+
+
 # ---------------------------------------------------------------- on Dask
 def test_a_search_on_dask_trains_its_stacks_on_the_workers_as_here(cluster, tmp_path):
     """TPE with ASHA, its stacks actors on two workers: every trial equals `numbamlp train`

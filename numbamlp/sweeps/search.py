@@ -404,13 +404,20 @@ class TrialRunner:
         self.waiting.setdefault(trial.key, deque()).append(trial)
 
     def _cancel_waiting(self) -> None:
-        """The trials waiting for a slot that the watch cancels: told as cancelled."""
+        """The trials not yet training that the watch cancels (waiting for a slot, or given
+        one for a stack's next epoch): told as cancelled."""
         cancelled = self.watch.cancelled()
-        for key, queue in self.waiting.items():
+        if not cancelled:
+            return
+        untrained = {"status": "cancelled", "error": None, "seconds": 0.0, "history": [], "model": None}
+        for queue in self.waiting.values():
             for trial in [t for t in queue if t.trial.number in cancelled]:
                 queue.remove(trial)
-                self._done(trial, {"status": "cancelled", "error": None, "seconds": 0.0, "history": [],
-                                   "model": None})
+                self._done(trial, dict(untrained))
+        for open_stack in self.stacks:
+            for slot in [s for s in open_stack.seats if open_stack.slots[s].trial.number in cancelled]:
+                del open_stack.seats[slot]
+                self._done(open_stack.slots.pop(slot), dict(untrained))
 
     def _after_epoch(self, open_stack: _OpenStack) -> None:
         """An epoch of ``open_stack`` ended: every trial that trained in it reported, the
