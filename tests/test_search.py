@@ -211,6 +211,48 @@ def test_the_command_line_searches_and_reports(tmp_path):
     assert refused.returncode == 2 and "go with --search" in refused.stderr and "Traceback" not in refused.stderr
 
 
+def test_optuna_dashboard_opens_a_searchs_study_file(tmp_path):
+    """`optuna-dashboard sweeps/DIR/study.journal` (a real server on a free 127.0.0.1 port)
+    lists the sweep's study, its trials and every epoch's report."""
+    import shutil
+    import socket
+    import time
+    import urllib.request
+
+    from pathlib import Path
+
+    beside = Path(sys.executable).parent / "optuna-dashboard"  # (the environment's own, on PATH or not)
+    dashboard = str(beside) if beside.exists() else shutil.which("optuna-dashboard")
+    if dashboard is None:
+        pytest.skip("needs optuna-dashboard (the dev extra)")
+    result = sweep(BASE, SPACE, search="tpe", trials=4, prune="median", out=tmp_path / "s")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([dashboard, str(tmp_path / "s" / "study.journal"), "--port", str(port), "--quiet"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, studies = time.monotonic() + 60, None
+        while studies is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as answer:
+                    studies = json.load(answer)["study_summaries"]
+            except OSError:
+                time.sleep(0.2)
+        assert studies is not None, "optuna-dashboard did not answer"
+        name = json.loads((tmp_path / "s" / "sweep.json").read_text())["search"]["study"]
+        assert [s["study_name"] for s in studies] == [name]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{studies[0]['study_id']}?after=0",
+                                    timeout=10) as answer:
+            trials = json.load(answer)["trials"]
+        assert [t["number"] for t in trials] == [row["member"] for row in result.table]
+        for trial, row in zip(trials, result.table):
+            assert len(trial["intermediate_values"]) == row["epochs"]
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+
+
 def test_a_trial_with_an_earlier_trials_settings_takes_its_outcome_without_training(tmp_path):
     """Six random trials over two settings: four repeat one of the first two, whose outcome
     (the same bits training would give) they take, with repeat_of, and are told as it was."""

@@ -17,8 +17,8 @@ the sampler learns from the trials told before it is asked again.
 The study lives in an Optuna storage: ``storage`` (an RDB URL such as sqlite:///study.db,
 or a journal file's path), by default the journal file study.journal in the sweep's
 directory (in memory for a sweep without one), so that ``resume`` goes on with the study
-and Optuna's own tools open it (optuna.load_study; optuna-dashboard, which was not tried
-here, reads the same storages).
+and Optuna's own tools open it (optuna.load_study; `optuna-dashboard study.journal`, which a
+test starts and reads the study's trials from).
 
 Symbols: R the first epoch a pruner may stop a trial at (``min_epochs``), η the pruners'
 reduction factor.
