@@ -70,6 +70,12 @@ page cache), untimed:
            the last epoch: numbamlp asks only running trials).  Goal: numbamlp ≥ 5× faster
            to the target, each tool's target its own grid's: time to target, and whole
            walls, per seed.
+  order    once, after the rounds: per search seed S, TPE + ASHA as in `search`, through
+           numbamlp.sweep in a fresh child each (`--child order`), with its stacks' epochs
+           taken "furthest" first (the search's own order) and "in turns" (the order
+           before), counting the member-epochs trained (a TrialWatch) until the first
+           finished trial reaches the grid's target, and in all: a count that does not
+           depend on the machine's speed or load.
   refill   (Goal 3) the same search with --search random (seed 0) and asha, through the
            Python API (numbamlp.sweep(..., refill=True|False)) in a fresh child each:
            `python bench/search.py --child refill`, the two alternating, --rounds rounds;
@@ -104,7 +110,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve()
 NUMBAMLP = [sys.executable, "-m", "numbamlp.cli.main"]
-PARTS = ("grid", "search", "sklearn", "refill")
+PARTS = ("grid", "search", "sklearn", "refill", "order")
 SPACE = {  # the grid, and the search's space (a list of values: a choice)
     "optimizer.lr": [0.0003, 0.001, 0.003, 0.01],
     "model.hidden": [[32], [64], [128], [64, 64]],
@@ -274,7 +280,39 @@ def child_refill(spec: dict) -> None:
                       "settings": [list(settings_key(row)) for row in table]}))
 
 
-CHILDREN = {"sklearn-grid": child_sklearn_grid, "sklearn-search": child_sklearn_search, "refill": child_refill}
+def child_order(spec: dict) -> None:
+    """numbamlp.sweep(..., search="tpe", prune="asha") in this fresh process with the stacks'
+    epochs taken in ``spec["order"]``: "furthest" (TrialRunner's own: the stack whose
+    furthest trial has trained most first) or "turns" (the oldest epoch first, every stack
+    in turn: the order before).  Counts the member-epochs trained (a TrialWatch hears each)
+    until the first finished trial at or above the target, and in all."""
+    import numbamlp
+    from numbamlp.sweeps.search import TrialRunner, TrialWatch
+
+    if spec["order"] == "turns":
+        TrialRunner._order = staticmethod(lambda stacks: sorted(stacks, key=lambda s: s.started_at))
+
+    class Count(TrialWatch):
+        epochs, to_target, seconds_to_target, began = 0, None, None, time.perf_counter()
+
+        def epoch(self, member, metrics):
+            self.epochs += 1
+
+        def ended(self, member, row):
+            if self.to_target is None and row["status"] in ("done", "stopped early") \
+                    and (row["val_accuracy"] or 0) >= spec["target"]:
+                self.to_target, self.seconds_to_target = self.epochs, time.perf_counter() - self.began
+
+    count = Count()
+    result = numbamlp.sweep(spec["base"], {**SPACE, "seed": [0]}, search="tpe", trials=spec["trials"], prune="asha",
+                            min_epochs=spec["min_epochs"], reduction_factor=spec["reduction_factor"], watch=count)
+    best = max((row["val_accuracy"] or 0) for row in result.table if row["status"] in ("done", "stopped early"))
+    print(json.dumps({"member_epochs": count.epochs, "to_target": count.to_target,
+                      "seconds_to_target": count.seconds_to_target, "best": best}))
+
+
+CHILDREN = {"sklearn-grid": child_sklearn_grid, "sklearn-search": child_sklearn_search, "refill": child_refill,
+            "order": child_order}
 
 
 # ---------------------------------------------------------------- the bench
@@ -286,7 +324,7 @@ class Bench:
         self.data = out / "data.npz"
         self.split = out / "split.npz"
         self.raw: dict = {"grid": {"numbamlp": [], "sklearn": []}, "search": {}, "sklearn_search": {},
-                          "refill": {"on": [], "off": []}}
+                          "refill": {"on": [], "off": []}, "order": {}}
         self.scores: dict = {}  # tool -> the first grid's {settings: val_accuracy}
         self.same_scores: dict = {}  # tool -> whether every round's grid scored the same
         self.failures: list[str] = []
@@ -415,10 +453,31 @@ class Bench:
                 continue
             self.raw["refill"][name].append({"wall": child["wall"], **json.loads(last_line(child["stdout"]))})
 
+    # -- the order of a search's stack epochs
+    def order(self) -> None:
+        a = self.a
+        scores = self.scores.get("numbamlp")
+        if not scores:
+            return
+        base = {"seed": 0, "optimizer": {"name": "adam"}, "batch_size": a.batch_size, "epochs": a.epochs,
+                "data": {"train": str(self.data), "seed": 0, "val_fraction": 0.1}}
+        for seed in range(a.seeds):
+            for order in ("furthest", "turns") if seed % 2 == 0 else ("turns", "furthest"):
+                spec = {"base": {**base, "seed": seed}, "trials": a.trials, "min_epochs": a.min_epochs,
+                        "reduction_factor": a.reduction_factor, "order": order,
+                        "target": target_of(list(scores.values()))}
+                child = self.child("order", spec)
+                if child["rc"]:
+                    self.failed(f"order {order}, seed {seed}", child)
+                    continue
+                self.raw["order"].setdefault(order, {})[seed] = {"wall": child["wall"],
+                                                                 **json.loads(last_line(child["stdout"]))}
+
     # -- the schedule
     def run(self) -> None:
         a = self.a
-        numbamlp_grid = "grid" in a.parts or "search" in a.parts  # (the search's target is the grid's)
+        # (the search's target is the grid's)
+        numbamlp_grid = "grid" in a.parts or "search" in a.parts or "order" in a.parts
         for round_ in range(a.rounds):
             if numbamlp_grid:
                 self.numbamlp_grid(round_)
@@ -435,6 +494,8 @@ class Bench:
                 for side in sides if seed % 2 == 0 else sides[::-1]:
                     side(seed)
             print(f"# round {round_ + 1}/{a.rounds} done (load {os.getloadavg()[0]:.2f})", flush=True)
+        if "order" in a.parts:
+            self.order()
 
     # -- the report
     def report(self) -> None:
@@ -478,6 +539,7 @@ class Bench:
                       f"{median(searches) / grid_peak:.2f}")
         if raw["refill"]["on"] or raw["refill"]["off"]:
             self.report_refill()
+        self.report_order()
         for message in self.failures:
             print(message)
         print(json.dumps({"settings": {k: getattr(a, k) for k in ("rows", "epochs", "batch_size", "min_epochs",
@@ -550,6 +612,24 @@ class Bench:
         walls = [theirs[k]["wall"] / ours[k]["wall"] for k in set(ours) & set(theirs)]
         print(f"\nmedians: time-to-target ratio {cell(median(ratios))} (seeds where both reached), "
               f"wall ratio {cell(median(walls))}")
+
+    def report_order(self) -> None:
+        runs = self.raw["order"]
+        if not runs:
+            return
+        print(f"\n## the order of a search's stack epochs: TPE + ASHA, {self.a.trials} trials, in a fresh process "
+              "each; member-epochs trained until the first finished trial reached the grid's target (the count "
+              "does not depend on the machine's speed)\n")
+        print("| seed | furthest first: to target | in all | s to target | best | in turns: to target | in all | "
+              "s to target | best |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for seed in sorted(set(runs.get("furthest", {})) | set(runs.get("turns", {}))):
+            cells = []
+            for order in ("furthest", "turns"):
+                r = runs.get(order, {}).get(seed)
+                cells += ["-"] * 4 if r is None else [cell(r["to_target"], 0), str(r["member_epochs"]),
+                                                      cell(r["seconds_to_target"]), cell(r["best"], 4)]
+            print(f"| {seed} | " + " | ".join(cells) + " |")
 
     def report_refill(self) -> None:
         on, off = self.raw["refill"]["on"], self.raw["refill"]["off"]
