@@ -76,16 +76,16 @@ page cache), untimed:
            before), counting the member-epochs trained (a TrialWatch) until the first
            finished trial reaches the grid's target, and in all: a count that does not
            depend on the machine's speed or load.
-  refill   (Goal 3) the same search with --search random (seed 0) and asha, through the
-           Python API (numbamlp.sweep(..., refill=True|False)) in a fresh child each:
-           `python bench/search.py --child refill`, the two alternating, --rounds rounds;
-           the median wall with refilling ÷ without (goal ≤ 0.7).  Both ask the same
-           trials; which are pruned may differ (the pruner sees them in another order),
-           so their member-epochs are shown.  A vacant slot costs no compute, and on 2
-           cores a stack's epoch costs about its running members' sum (measured in-process:
-           [32] at batch 64, 20,250 rows, 10.3 ms an epoch for 1 member, 9.8 ms per member
-           for 8), so refilling can save only what the members do not already fill: on this
-           machine expect a ratio near 1.
+  refill   (Goal 3) --search random (seed 0) with asha over one shape, so that its trials
+           queue for one stack and refilling has slots to fill: model.hidden [64],
+           optimizer.lr loguniform:3e-4:1e-2 (no two trials alike) × optimizer.weight_decay
+           as above, --trials trials in a stack of 8, through the Python API
+           (numbamlp.sweep(..., refill=True|False)) in a fresh child each: `python
+           bench/search.py --child refill`, the two alternating, --rounds rounds; the median
+           wall with refilling ÷ without (goal ≤ 0.7).  Without, the trials go in waves of 8,
+           each wave's stack running on with its survivors until its last ends.  Both ask the
+           same trials; which are pruned may differ (the pruner sees them in another order),
+           so their member-epochs are shown.
 
 Every failed child is reported by the last line of its stderr and the rest goes on.  The
 tables are markdown; the last line is every raw number (per round, per seed) as JSON.
@@ -116,6 +116,8 @@ SPACE = {  # the grid, and the search's space (a list of values: a choice)
     "model.hidden": [[32], [64], [128], [64, 64]],
     "optimizer.weight_decay": [0, 0.0001, 0.001, 0.01],
 }
+# the refill part's space: one shape (model.hidden [64], in its base), every trial its own settings
+REFILL_SPACE = {"optimizer.lr": ["loguniform:0.0003:0.01"], "optimizer.weight_decay": SPACE["optimizer.weight_decay"]}
 TOP_SHARE = 0.1  # the target: the grid's top 10 % (the 6th best of 64)
 DATA = dict(n_features=40, n_informative=20, n_redundant=10, n_classes=5, n_clusters_per_class=3, class_sep=1.0,
             flip_y=0.02, random_state=0)
@@ -269,7 +271,7 @@ def child_refill(spec: dict) -> None:
 
     result = numbamlp.sweep(spec["base"], spec["grid"], search="random", trials=spec["trials"], prune="asha",
                             min_epochs=spec["min_epochs"], reduction_factor=spec["reduction_factor"],
-                            out=spec["out"], refill=spec["refill"])
+                            out=spec["out"], refill=spec["refill"], stack_size=8)
     table = result.table
     statuses: dict[str, int] = {}
     for row in table:
@@ -277,7 +279,7 @@ def child_refill(spec: dict) -> None:
     best = result.best
     print(json.dumps({"statuses": statuses, "member_epochs": sum(row.get("epochs") or 0 for row in table),
                       "best": None if best is None else best["val_accuracy"],
-                      "settings": [list(settings_key(row)) for row in table]}))
+                      "settings": [[row["optimizer.lr"], row["optimizer.weight_decay"]] for row in table]}))
 
 
 def child_order(spec: dict) -> None:
@@ -440,11 +442,11 @@ class Bench:
     def refill(self, round_: int) -> None:
         a = self.a
         base = {"seed": 0, "optimizer": {"name": "adam"}, "batch_size": a.batch_size, "epochs": a.epochs,
-                "data": {"train": str(self.data), "seed": 0, "val_fraction": 0.1}}
+                "data": {"train": str(self.data), "seed": 0, "val_fraction": 0.1}, "model": {"hidden": [64]}}
         order = (True, False) if round_ % 2 == 0 else (False, True)
         for refill in order:
             name = "on" if refill else "off"
-            spec = {"base": base, "grid": SPACE, "trials": a.trials, "min_epochs": a.min_epochs,
+            spec = {"base": base, "grid": REFILL_SPACE, "trials": a.trials, "min_epochs": a.min_epochs,
                     "reduction_factor": a.reduction_factor, "refill": refill,
                     "out": str(self.fresh(f"refill-{name}-{round_}"))}
             child = self.child("refill", spec)
@@ -633,7 +635,8 @@ class Bench:
 
     def report_refill(self) -> None:
         on, off = self.raw["refill"]["on"], self.raw["refill"]["off"]
-        print(f"\n## goal 3: refilled stacks against stacks left to run out: --search random (seed 0) --prune asha, "
+        print(f"\n## goal 3: refilled stacks against stacks left to run out: --search random (seed 0) --prune asha "
+              f"over one shape (model.hidden [64], lr × weight decay), a stack of 8, "
               f"{self.a.trials} trials, numbamlp.sweep(..., refill=...) in a fresh process each, "
               f"medians of {self.a.rounds} interleaved rounds\n")
         print("| refill | wall s | per round | member-epochs | statuses | best val_accuracy |")
