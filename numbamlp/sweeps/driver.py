@@ -210,8 +210,8 @@ def _search_sweep(base, grid, *, data, random, stack_size, metric, out, resume, 
     """``sweep`` with ``search``: trials asked of an Optuna study (numbamlp.sweeps.search)."""
     from numbamlp.member import TrainingInterrupted
     from numbamlp.metrics import HIGHER_IS_BETTER
-    from numbamlp.sweeps.search import (LEARNING_SEARCHES, SearchSettings, TrialRunner, check_search,
-                                        grid_combinations, make_study, optuna_module, search_space)
+    from numbamlp.sweeps.search import (SearchSettings, TrialRunner, check_search, grid_combinations, make_study,
+                                        optuna_module, search_space)
 
     optuna_module()  # (without Optuna: said before anything is checked or written)
     directory = None
@@ -316,8 +316,7 @@ def _search_sweep(base, grid, *, data, random, stack_size, metric, out, resume, 
 
     stacks_runner = _runner(*on)
     runner = TrialRunner(study, space, make_config, SweepData.of(splits), metric, stack_size, finish, refill,
-                         writes=one_sync, commit=commit, runner=stacks_runner, watch=watch,
-                         learns=settings.search in LEARNING_SEARCHES)
+                         writes=one_sync, commit=commit, runner=stacks_runner, watch=watch)
     told = sum(1 for t in study.trials if t.state.is_finished())
     try:
         runner.run(max(0, settings.trials - told - len(again)), again)

@@ -19,8 +19,8 @@ from numbamlp.sweeps.errors import SweepError
 
 DEFAULT_MAX_MEMBERS = 10_000  # most members a grid may make (sweep's max_members, the service's cap)
 DEFAULT_STACK_SIZE = 32  # most members to a stack unless told (sweep's stack_size, the service's max_stack)
-# A search's (numbamlp.sweeps.search) slots to each of its stacks, and a learning sampler's most
-# trials in flight, unless told: few enough that it learns from trials told before it is asked again.
+# A search's (numbamlp.sweeps.search) most trials in flight, and slots to each of its stacks,
+# unless told: few enough that the sampler learns from trials told before it is asked again.
 DEFAULT_SEARCH_STACK = 8
 
 

@@ -11,10 +11,8 @@ hidden sizes, activation, batch size, optimizer, ...) share a running stack of
 that key asked of the study takes its slot at the next epoch boundary (a new member, its
 own seed, shuffles and optimizer state), so the compiled step keeps running full.  Every
 member's weights equal ``numbamlp train`` with its config for the epochs it trained, bit
-for bit (numbamlp.stack.StackFit).  A sampler that learns (TPE, CMA-ES) has at most
-``stack_size`` trials in flight at once, so that it learns from the trials told before it
-is asked again; random and grid searches ask every trial at once, and each shape's stack is
-refilled from its own queue.
+for bit (numbamlp.stack.StackFit).  At most ``stack_size`` trials are in flight at once, so
+the sampler learns from the trials told before it is asked again.
 
 The study lives in an Optuna storage: ``storage`` (an RDB URL such as sqlite:///study.db,
 or a journal file's path), by default the journal file study.journal in the sweep's
@@ -31,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import math
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +37,6 @@ from numbamlp.sweeps.errors import SweepError
 from numbamlp.sweeps.grid import Range
 
 SEARCHES = ("grid", "random", "tpe", "cmaes")
-LEARNING_SEARCHES = ("tpe", "cmaes")  # samplers that learn from the trials told (the others ask blind)
 PRUNERS = ("none", "median", "asha", "hyperband")
 DEFAULT_REDUCTION_FACTOR = 3
 
@@ -278,9 +274,8 @@ class TrialRunner:
     """Trains the trials asked of ``study`` in stacks of ``stack_size`` slots refilled at
     epoch boundaries (``refill``; without, a stack's freed slots stay empty until it ends:
     what refilling saves is measured against that), at most ``stack_size`` trials in flight
-    for each of the ``runner``'s parallel tasks when the sampler ``learns`` (every trial at
-    once when it does not) (numbamlp.sweeps.runners: this process, or Dask workers, where
-    each stack is an actor); each trial reported after every epoch it
+    for each of the ``runner``'s parallel tasks (numbamlp.sweeps.runners: this process, or
+    Dask workers, where each stack is an actor); each trial reported after every epoch it
     trains (``metric``) and pruned when the pruner says so; ``finish(trial, outcome)`` hears
     of each trial that left its stack (status "done", "stopped early", "pruned", "diverged",
     "cancelled", "failed") and returns its row, and the trial is told to the study after it.
@@ -289,7 +284,7 @@ class TrialRunner:
 
     def __init__(self, study, space: list[Dimension], make_config, data, metric: str, stack_size: int, finish,
                  refill: bool = True, writes=contextlib.nullcontext, commit=lambda: None, runner=None,
-                 watch: TrialWatch | None = None, learns: bool = True):
+                 watch: TrialWatch | None = None):
         from numbamlp.sweeps.runners import InProcessRunner
 
         self.study, self.space, self.make_config, self.data = study, space, make_config, data
@@ -297,11 +292,6 @@ class TrialRunner:
         self.runner = runner if runner is not None else InProcessRunner()
         self.watch = watch if watch is not None else TrialWatch()
         self.parallel = self.runner.parallel
-        # A sampler that learns (TPE, CMA-ES) is asked again only when a stack's worth of
-        # trials (per parallel task) is in flight, so that it knows the trials told; one that
-        # does not (random, grid) has every trial asked at once: each shape's stack is then
-        # refilled from its own queue until the queue is empty.
-        self.most_in_flight = stack_size * self.parallel if learns else math.inf
         # The trials that end at one epoch boundary: their files written inside one ``writes()``
         # (one flush for them all), then ``commit()`` (their rows), then the study told.
         self.writes, self.commit, self.to_tell = writes, commit, []
@@ -334,7 +324,7 @@ class TrialRunner:
             with threads_while(base.threads, base.backend), on_signals(self._stop):
                 while True:
                     with self.writes():  # (a repeat of a told trial is told at once)
-                        while (again or asked < to_ask) and self._in_flight() < self.most_in_flight:
+                        while (again or asked < to_ask) and self._in_flight() < self.stack_size * self.parallel:
                             if again:
                                 trial = again.popleft()
                                 self._place(self._trial(trial, reported.get(trial.number, set())))
