@@ -543,7 +543,9 @@ class StackTrainer:
         the same length (one data set, no epoch interrupted part way: the usual case): the
         same steps, in the same order, with the same bits, without working out at each row
         which members are due and with how many rows (~10 µs of Python a step).  The members
-        stepping change only when one diverges or is cancelled."""
+        stepping change only when one diverges or is cancelled; once none is left the epoch
+        ends there (the general loop goes on calling the step hooks to the epoch's last row,
+        stepping no one)."""
         batch = self.configs[0].batch_size
         indices = np.array(at.running_at_start)
         length = int(at.lengths[indices[0]])

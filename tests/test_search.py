@@ -116,10 +116,41 @@ def test_a_grid_search_trains_every_combination_once_and_sweeps_share_a_storage(
     assert [len(t) for t in trials] == [4, 1] and all(t.state.name == "COMPLETE" for t in trials[0] + trials[1])
 
 
-def test_without_refilling_a_stacks_freed_slots_stay_empty(tmp_path, seats):
-    result = sweep(BASE, SPACE, search="random", trials=8, prune="asha", reduction_factor=2, stack_size=3,
+@pytest.mark.parametrize("search, space", [
+    ("random", SPACE),
+    ("tpe", {"optimizer.lr": ["loguniform:1e-3:0.5"], "model.hidden": [[8], [4]]}),  # (two shapes' stacks)
+])
+def test_without_refilling_a_stacks_freed_slots_stay_empty(tmp_path, seats, search, space):
+    result = sweep(BASE, space, search=search, trials=8, prune="asha", reduction_factor=2, stack_size=3,
                    refill=False)
     assert len(result.table) == 8 and seats and all(epochs == 0 for epochs in seats)
+
+
+def test_a_trial_that_diverges_is_a_row_of_its_own_and_its_stack_mates_go_on(tmp_path):
+    """A learning rate of 1e12 diverges in the first epoch, beside trials that train: the
+    watch hears only the epochs completed, and the others' rows are as alone."""
+    watch = Recorder()
+    result = sweep(BASE, {"optimizer.lr": [1e12, 0.05], "seed": [0, 1]}, search="grid", stack_size=4, watch=watch,
+                   out=tmp_path / "s")
+    statuses = [row["status"] for row in result.table]
+    assert statuses.count("diverged") == 2 and statuses.count("done") == 2, statuses
+    for row in result.table:
+        assert watch.epochs.get(row["member"], []) == list(range(1, row["epochs"] + 1))
+    assert_each_trial_trains_as_alone([row for row in result.table if row["status"] == "done"], tmp_path / "s",
+                                      tmp_path)
+
+
+def test_a_cancelled_trials_outcome_is_not_taken_by_a_trial_with_its_settings(tmp_path):
+    """Six random trials over two settings, trial 0 cancelled after its first epoch: the
+    next trial with its settings trains in its place, and the later ones take that one's
+    outcome."""
+    watch = Recorder(cancel=0)
+    result = sweep(BASE, {"seed": [0, 1]}, search="random", trials=6, stack_size=2, watch=watch)
+    assert result.table[0]["status"] == "cancelled"
+    assert [row["member"] for row in result.table if row["status"] == "cancelled"] == [0]
+    same = [row for row in result.table[1:] if row["seed"] == result.table[0]["seed"]]
+    assert same and same[0]["repeat_of"] is None and same[0]["status"] == "done"
+    assert all(row["repeat_of"] == same[0]["member"] for row in same[1:])
 
 
 def test_the_median_pruner_stops_no_trial_before_min_epochs(tmp_path):
@@ -170,6 +201,13 @@ def test_an_interrupted_search_resumes_with_its_study(tmp_path):
 def test_bad_search_settings_are_refused_before_anything_trains(tmp_path, kwargs, message):
     with pytest.raises(SweepError, match=message):
         sweep(BASE, SPACE, out=tmp_path / "s", **kwargs)
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_scheduler_that_cannot_be_reached_is_said_before_anything_is_written(tmp_path):
+    pytest.importorskip("distributed")
+    with pytest.raises(SweepError, match="cannot reach the Dask scheduler"):
+        sweep(BASE, SPACE, search="tpe", trials=4, scheduler="tcp://127.0.0.1:9", out=tmp_path / "s")
     assert not (tmp_path / "s").exists()
 
 
@@ -349,14 +387,28 @@ def test_a_search_on_dask_trains_its_stacks_on_the_workers_as_here(cluster, tmp_
     assert without_timing(on_dask.table) == without_timing(here.table)
 
 
-def test_a_lost_workers_trials_train_again_elsewhere(cluster, tmp_path):
-    """One worker killed (SIGKILL) once both stacks (one a worker) have trained an epoch:
-    the trials of its stack train again from their start on the worker left, and every row
-    equals the search in this process."""
+@pytest.mark.parametrize("victim", [0, 1])
+def test_a_lost_workers_trials_train_again_elsewhere(cluster, tmp_path, monkeypatch, victim):
+    """A worker killed (SIGKILL) once both stacks (one a worker: Dask places actors on the
+    worker with the fewest) have trained an epoch: the trials of the stack it held train
+    again from their start on the worker left — whether that stack's epoch was in flight or
+    had just been reported —, the watch hears each epoch once, and every row equals the
+    search in this process."""
     import os
+    import time
+
+    from numbamlp.sweeps.search import TrialRunner
 
     grid = {"epochs": [4, 8], "seed": [0, 1, 2, 3]}
+    cluster.wait_for_workers(2, timeout=60)  # (the nanny's new worker, after an earlier kill)
     pids = cluster.run(os.getpid)
+    lost, real_lost_trials = [], TrialRunner._lost_trials
+
+    def lost_trials(runner, trials, err, untrained=frozenset()):
+        lost.extend(trial.trial.number for trial in trials)
+        return real_lost_trials(runner, trials, err, untrained)
+
+    monkeypatch.setattr(TrialRunner, "_lost_trials", lost_trials)
 
     class KillAWorker(TrialWatch):
         killed, epochs = None, []
@@ -364,13 +416,15 @@ def test_a_lost_workers_trials_train_again_elsewhere(cluster, tmp_path):
         def epoch(self, member, metrics):
             self.epochs.append((member, metrics["epoch"]))
             if self.killed is None and len(self.epochs) == 4:  # (the first epoch of both stacks' members)
-                self.killed = sorted(pids)[0]
+                self.killed = sorted(pids)[victim]
                 os.kill(pids[self.killed], signal.SIGKILL)
+                time.sleep(0.05)  # (dead before the next call to its stack)
 
     watch = KillAWorker()
     on_dask = sweep(BASE, grid, search="grid", stack_size=2, client=cluster, watch=watch)
     assert pids[watch.killed] not in cluster.run(os.getpid).values()
-    assert len(set(watch.epochs)) < len(watch.epochs)  # (epochs trained again)
+    assert lost  # (a stack was lost: its trials trained again)
+    assert len(set(watch.epochs)) == len(watch.epochs) == sum(row["epochs"] for row in on_dask.table)
     here = sweep(BASE, grid, search="grid", stack_size=2)
     assert without_timing(on_dask.table) == without_timing(here.table)
     assert all(row["status"] in ("done", "stopped early") for row in here.table)

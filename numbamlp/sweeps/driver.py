@@ -7,6 +7,7 @@ directories and the results files) are written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -266,64 +267,66 @@ def _search_sweep(base, grid, *, data, random, stack_size, metric, out, resume, 
             raise SweepError(str(err)) from None
     if out is not None and out is not NEW_DIRECTORY:
         check_new_directory(out)
-    max_epochs = max([base_config.epochs] + [int(v.high if isinstance(v, Range) else v) for v in grid.get("epochs", ())])
-    direction = "maximize" if HIGHER_IS_BETTER[metric] else "minimize"
-    study = None
-    if settings.storage is not None:  # (a storage of the user's: opened before the directory is claimed)
-        study = make_study(settings, direction, base_config.seed, max_epochs, directory, resume=resume is not None)
-    if out is not None and resume is None:
-        written_grid = {path: [v.exact_text if isinstance(v, Range) else v for v in values]
-                        for path, values in grid.items()}
-        directory = claim_directory(out, {"base": document, "keys": keys, "members": [], "metric": metric,
-                                          "stack_size": stack_size, "data_files": stamps, "data_arrays": data_arrays,
-                                          "grid": written_grid, "search": settings.as_json()})
-    if study is None:
-        study = make_study(settings, direction, base_config.seed, max_epochs, directory, resume=resume is not None)
-    writer = SweepWriter(directory)
-    rows: dict[int, dict] = {}
-    models: dict[int, object] = {}
-    if resume is not None:
-        for row in read_finished_rows(directory):
-            if row.get("model_path") is not None:
-                row["model_path"] = str(writer.model_path(row["member"]))
-            rows[row["member"]] = row
-    again = _interrupted_trials(study, rows, metric)
-    if settings.search == "grid" and not study.trials:
-        for params in grid_combinations(space)[: settings.trials]:
-            study.enqueue_trial(params)
-
-    def finish(trial, outcome: dict) -> None:
-        """A trial's run files (inside the runner's one_sync) and row."""
-        member = trial.trial.number
-        model_path = writer.member(member, trial.config, outcome, splits)
-        if outcome.get("model") is not None:
-            splits.attach_to(outcome["model"])
-            models[member] = outcome["model"]
-        row = {"member": member, **{grid_column(key): trial.settings.get(key) for key in keys}}
-        row.update({k: outcome.get(k) for k in (*TASK_COLUMNS[base_config.task], *RUN_COLUMNS, *SEARCH_COLUMNS)})
-        row["model_path"] = model_path
-        rows[member] = row
-        return row
-
-    def commit() -> None:
-        """The rows so far (results.jsonl and .csv: they commit the run files flushed before)."""
-        finished = [rows[k] for k in sorted(rows)]
-        writer.rows(finished)
-        if progress is not None:
-            progress(len(rows), settings.trials, best_row(finished, metric))
-
-    from numbamlp.io import one_sync
-
+    # where the stacks train, reached (a Dask scheduler) before the directory is claimed
     stacks_runner = _runner(*on)
-    runner = TrialRunner(study, space, make_config, SweepData.of(splits), metric, stack_size, finish, refill,
-                         writes=one_sync, commit=commit, runner=stacks_runner, watch=watch)
-    told = sum(1 for t in study.trials if t.state.is_finished())
-    try:
-        runner.run(max(0, settings.trials - told - len(again)), again)
-    except (KeyboardInterrupt, TrainingInterrupted):
-        raise SweepInterrupted(directory, len(rows), settings.trials) from None
-    finally:
-        stacks_runner.close()
+    with contextlib.closing(stacks_runner):
+        max_epochs = max([base_config.epochs]
+                         + [int(v.high if isinstance(v, Range) else v) for v in grid.get("epochs", ())])
+        direction = "maximize" if HIGHER_IS_BETTER[metric] else "minimize"
+        study = None
+        if settings.storage is not None:  # (a storage of the user's: opened before the directory is claimed)
+            study = make_study(settings, direction, base_config.seed, max_epochs, directory, resume=resume is not None)
+        if out is not None and resume is None:
+            written_grid = {path: [v.exact_text if isinstance(v, Range) else v for v in values]
+                            for path, values in grid.items()}
+            directory = claim_directory(out, {"base": document, "keys": keys, "members": [], "metric": metric,
+                                              "stack_size": stack_size, "data_files": stamps,
+                                              "data_arrays": data_arrays,
+                                              "grid": written_grid, "search": settings.as_json()})
+        if study is None:
+            study = make_study(settings, direction, base_config.seed, max_epochs, directory, resume=resume is not None)
+        writer = SweepWriter(directory)
+        rows: dict[int, dict] = {}
+        models: dict[int, object] = {}
+        if resume is not None:
+            for row in read_finished_rows(directory):
+                if row.get("model_path") is not None:
+                    row["model_path"] = str(writer.model_path(row["member"]))
+                rows[row["member"]] = row
+        again = _interrupted_trials(study, rows, metric)
+        if settings.search == "grid" and not study.trials:
+            for params in grid_combinations(space)[: settings.trials]:
+                study.enqueue_trial(params)
+
+        def finish(trial, outcome: dict) -> None:
+            """A trial's run files (inside the runner's one_sync) and row."""
+            member = trial.trial.number
+            model_path = writer.member(member, trial.config, outcome, splits)
+            if outcome.get("model") is not None:
+                splits.attach_to(outcome["model"])
+                models[member] = outcome["model"]
+            row = {"member": member, **{grid_column(key): trial.settings.get(key) for key in keys}}
+            row.update({k: outcome.get(k) for k in (*TASK_COLUMNS[base_config.task], *RUN_COLUMNS, *SEARCH_COLUMNS)})
+            row["model_path"] = model_path
+            rows[member] = row
+            return row
+
+        def commit() -> None:
+            """The rows so far (results.jsonl and .csv: they commit the run files flushed before)."""
+            finished = [rows[k] for k in sorted(rows)]
+            writer.rows(finished)
+            if progress is not None:
+                progress(len(rows), settings.trials, best_row(finished, metric))
+
+        from numbamlp.io import one_sync
+
+        runner = TrialRunner(study, space, make_config, SweepData.of(splits), metric, stack_size, finish, refill,
+                             writes=one_sync, commit=commit, runner=stacks_runner, watch=watch)
+        told = sum(1 for t in study.trials if t.state.is_finished())
+        try:
+            runner.run(max(0, settings.trials - told - len(again)), again)
+        except (KeyboardInterrupt, TrainingInterrupted):
+            raise SweepInterrupted(directory, len(rows), settings.trials) from None
     table = [rows[k] for k in sorted(rows)]
     configs = [make_config({key: row.get(grid_column(key)) for key in keys}) for row in table]
     summary = sweep_summary(table, metric, directory, configs)

@@ -35,7 +35,8 @@ class InProcessRunner:
         return LocalSlots(SlotStack(config, slots, data))
 
     def first_done(self, pending: list):
-        """Of the epochs started (oldest first), the one to take next: here, the oldest."""
+        """Of the epochs started (in the order the search takes them), the one to take
+        next: here, the first (it runs when its result is asked for)."""
         return pending[0]
 
     def run(self, tasks: list[list[dict]], data: list[SweepData]):
@@ -75,7 +76,6 @@ class DaskRunner:
             raise SweepError("running a sweep on Dask needs the dask extra: pip install 'numbamlp[dask]'") from None
         self.cluster = None
         self.own_client = client is None
-        self._stacks_on: dict[str | None, int] = {}  # a worker's address -> the search's stacks opened there
         if client is not None:
             self.client = client
         elif scheduler is not None:
@@ -127,23 +127,18 @@ class DaskRunner:
         return self.client.scatter(data, broadcast=True, hash=False)
 
     def open_slot_stack(self, config, slots: int, data):
-        """A search's stack as a Dask actor (numbamlp.sweeps.slots.WorkerSlotStack) on the
-        worker with the fewest of this runner's stacks."""
+        """A search's stack as a Dask actor (numbamlp.sweeps.slots.WorkerSlotStack), where
+        Dask places it; StackLost when its worker is lost before it is built."""
         from numbamlp.sweeps.slots import WorkerSlotStack
 
-        workers = sorted(self.client.scheduler_info(n_workers=-1)["workers"])
-        alive = {address: count for address, count in self._stacks_on.items() if address in workers}
-        where = min(workers, key=lambda address: alive.get(address, 0)) if workers else None
-        config = config if isinstance(config, dict) else config.model_dump(mode="json", by_alias=True)
-        future = self.client.submit(WorkerSlotStack, config, slots, data, actor=True, pure=False,
-                                    workers=None if where is None else [where], allow_other_workers=True)
-        self._stacks_on[where] = self._stacks_on.get(where, 0) + 1
-        return _ActorSlots(self, future, where)
+        future = self.client.submit(WorkerSlotStack, _as_dict(config), slots, data, actor=True, pure=False)
+        return _ActorSlots(self.client, future)
 
     def first_done(self, pending: list):
-        """Of the epochs started (oldest first: actors' futures), the oldest that has ended,
-        once one has (looked at every EPOCH_POLL_S: an actor's future has no wait for the
-        first of several, and a thread blocked on one would hold the process at its exit)."""
+        """Of the epochs started (futures, in the order the search takes them), the first
+        that has ended, once one has (looked at every EPOCH_POLL_S: an actor's future has no
+        wait for the first of several, and a thread blocked on one would hold the process at
+        its exit)."""
         import time
 
         with _interrupt_on_signals():
@@ -176,25 +171,24 @@ def _interrupt_on_signals():
 
 
 class _ActorSlots:
-    """A search's stack on a Dask worker: a WorkerSlotStack actor, through the calls of
-    numbamlp.sweeps.slots.LocalSlots (an epoch's future is the actor's)."""
+    """A search's stack on a Dask worker: a WorkerSlotStack actor, with the calls of
+    numbamlp.sweeps.slots.LocalSlots; an error that says the actor's worker is gone comes
+    out as StackLost."""
 
-    def __init__(self, runner: DaskRunner, future, worker: str | None):
-        self.runner, self.future, self.worker = runner, future, worker
-        self.actor = future.result()
-        self.calls = 0
+    def __init__(self, client, future):
+        self.client, self.future = client, future
+        try:
+            self.actor = future.result()
+        except Exception as err:  # noqa: BLE001 — (sorted by _loss_or)
+            client.cancel(future)
+            raise _loss_or(err, future) from None
 
-    def _next_call(self) -> int:
-        self.calls += 1
-        return self.calls - 1
-
-    def start_epoch(self, seats: dict):
-        calls_before = self._next_call()
-        seats = {slot: config.model_dump(mode="json", by_alias=True) for slot, config in seats.items()}
-        return self.actor.epoch(seats, calls_before)
+    def start_epoch(self, seats: dict) -> "_ActorAnswer":
+        seats = {slot: _as_dict(config) for slot, config in seats.items()}
+        return _ActorAnswer(self.future, lambda: self.actor.epoch(seats))
 
     def leave(self, statuses: dict) -> dict:
-        return self.actor.leave(statuses, self._next_call()).result()
+        return _ActorAnswer(self.future, lambda: self.actor.leave(statuses)).result()
 
     def stop(self, reason: str) -> None:
         """Asked of the worker's event loop, not its actor thread (busy with the epoch)."""
@@ -202,12 +196,51 @@ class _ActorSlots:
             self.actor.stop(reason, separate_thread=False)
 
     def close(self) -> None:
-        """Stopped first (an interrupted search's epoch in flight ends after its step), then
-        closed, and the actor let go."""
+        """Closed (its fit's end), then the actor let go."""
         try:
-            self.stop("the search closed this stack")
             with contextlib.suppress(Exception):
                 self.actor.close().result(timeout=SCHEDULER_TIMEOUT_S)
         finally:
-            self.runner._stacks_on[self.worker] = self.runner._stacks_on.get(self.worker, 1) - 1
-            self.runner.client.cancel(self.future)
+            self.client.cancel(self.future)
+
+
+class _ActorAnswer:
+    """An actor call's future (``done``, ``result``), whose result raises StackLost when
+    the actor's worker is gone, however distributed says so: the call refused at once
+    (RuntimeError "Worker holding Actor was lost"), or failed (OSError "Unable to contact
+    Actor's worker", a closed comm, a cancelled future)."""
+
+    def __init__(self, actor_future, call):
+        self.actor_future, self.error, self.answer = actor_future, None, None
+        try:
+            self.answer = call()
+        except Exception as err:  # noqa: BLE001 — (raised by result)
+            self.error = err
+
+    def done(self) -> bool:
+        return self.answer is None or self.answer.done()
+
+    def result(self):
+        try:
+            if self.error is not None:
+                raise self.error
+            return self.answer.result()
+        except Exception as err:  # noqa: BLE001 — (a loss, or the stack's own error)
+            raise _loss_or(err, self.actor_future) from None
+
+
+def _loss_or(err: Exception, actor_future) -> Exception:
+    """StackLost for an error that says the actor's worker is gone, else ``err`` itself."""
+    import concurrent.futures
+
+    from numbamlp.sweeps.slots import StackLost
+    from numbamlp.sweeps.task import error_text
+
+    gone = isinstance(err, (OSError, concurrent.futures.CancelledError)) or \
+        (isinstance(err, RuntimeError) and actor_future.status != "finished")
+    return StackLost(error_text(err)) if gone else err
+
+
+def _as_dict(config) -> dict:
+    """A TrainConfig as the dict a Dask worker is sent."""
+    return config if isinstance(config, dict) else config.model_dump(mode="json", by_alias=True)

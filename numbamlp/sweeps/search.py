@@ -213,7 +213,7 @@ def study_storage(storage: str | None, directory: Path | None):
 
 
 # ---------------------------------------------------------------- trials in refilled stacks
-LOSSES_ALLOWED = 3  # times a trial's stack may be lost (its Dask worker gone) before the trial fails
+LOSSES_TO_FAIL = 3  # a trial whose stack is lost (its Dask worker gone) this many times fails
 
 
 @dataclass
@@ -223,8 +223,9 @@ class _Trial:
     config: object  # its TrainConfig
     key: str  # its stack key, as text
     reported: set = field(default_factory=set)  # epochs the storage has its values of (a trial trained again)
-    losses: int = 0  # times its stack was lost
-    epochs: int = 0  # epochs it has trained
+    losses: int = 0  # times its stack was lost while it trained there
+    epochs: int = 0  # epochs it has trained (in its current stack)
+    heard: int = 0  # the last epoch the watch heard of (a trial trained again is not heard again up to it)
 
 
 @dataclass
@@ -240,7 +241,7 @@ class _OpenStack:
     slots: dict = field(default_factory=dict)  # slot -> _Trial
     seats: dict = field(default_factory=dict)  # slot -> TrainConfig, seated by the next epoch
     pending: object = None  # the epoch in flight (a future), None between epochs
-    started_at: int = 0  # when its epoch in flight was started (the oldest is waited for first here)
+    started_at: int = 0  # when its epoch in flight was started (of stacks alike, the older goes first)
     started: bool = False
 
     def vacant(self) -> list[int]:
@@ -266,7 +267,8 @@ class TrialWatch:
         """Trial ``member`` ended: its row (results.jsonl's), committed."""
 
     def cancelled(self) -> set[int]:
-        """Trials to stop now (each leaves with status "cancelled", its weights as they are)."""
+        """Trials to stop: each leaves with status "cancelled", its weights as they are, at
+        its stack's next epoch boundary (one not training yet, at once)."""
         return set()
 
 
@@ -311,6 +313,7 @@ class TrialRunner:
         config's threads hold throughout (every stack of a search has the base's); SIGINT and
         SIGTERM (in the main thread), or the watch's ``stop``, stop every stack after its
         current step: numbamlp.member.TrainingInterrupted."""
+        from numbamlp.member import TrainingInterrupted
         from numbamlp.run import on_signals
         from numbamlp.threads import threads_while
 
@@ -324,7 +327,8 @@ class TrialRunner:
             with threads_while(base.threads, base.backend), on_signals(self._stop):
                 while True:
                     with self.writes():  # (a repeat of a told trial is told at once)
-                        while (again or asked < to_ask) and self._in_flight() < self.stack_size * self.parallel:
+                        while (again or asked < to_ask) and self._in_flight() < self.stack_size * self.parallel \
+                                and self.stop_reason is None:
                             if again:
                                 trial = again.popleft()
                                 self._place(self._trial(trial, reported.get(trial.number, set())))
@@ -334,18 +338,26 @@ class TrialRunner:
                         self._cancel_waiting()
                     self._tell_ended()
                     if not self.stacks:
+                        if self.stop_reason is not None and (again or asked < to_ask):
+                            raise TrainingInterrupted(0, 0, self.stop_reason)  # (stopped between stacks)
                         return
                     for open_stack in self.stacks:
                         if open_stack.pending is None:
                             open_stack.pending = open_stack.handle.start_epoch(open_stack.seats)
                             open_stack.started_at, open_stack.seats = next(self.epochs_started), {}
+                            open_stack.started = True
                     order = self._order(self.stacks)
                     done = self.runner.first_done([s.pending for s in order])
                     with self.writes():
                         self._after_epoch(next(s for s in order if s.pending is done))
                     self._tell_ended()
         finally:
-            for open_stack in self.stacks:  # (an interrupted search: each stack's threads and state put back)
+            # (an interrupted search: every stack stopped after its step, then each one's
+            # threads and state put back; on Dask, a close waits for the actor's thread)
+            for open_stack in self.stacks:
+                with contextlib.suppress(Exception):
+                    open_stack.handle.stop(self.stop_reason or "the search ended")
+            for open_stack in self.stacks:
                 with contextlib.suppress(Exception):
                     open_stack.handle.close()
 
@@ -397,23 +409,33 @@ class TrialRunner:
         """Into a vacant slot of a stack of its key (without refilling, only before the
         stack's first epoch), else a new stack of its key (when its key has none, or there
         is a parallel task free for it), else wait for a slot."""
+        from numbamlp.sweeps.slots import StackLost
+
         same_key = [s for s in self.stacks if s.key == trial.key]
         for open_stack in same_key:
             if open_stack.vacant() and (self.refill or not open_stack.started):
-                slot = open_stack.vacant()[0]
-                open_stack.slots[slot], open_stack.seats[slot] = trial, trial.config
+                self._seat(open_stack, trial)
                 return
-        if not same_key or len(self.stacks) < self.parallel:
-            try:
-                handle = self.runner.open_slot_stack(trial.config, self.stack_size, self.shared_data)
-            except Exception as err:  # noqa: BLE001 — a trial no stack can take is a failed row
-                self._fail(trial, err)
-                return
-            if self.stop_reason is not None:
-                handle.stop(self.stop_reason)
-            self.stacks.append(_OpenStack(handle, trial.key, self.stack_size, {0: trial}))
+        if same_key and len(self.stacks) >= self.parallel:
+            self.waiting.setdefault(trial.key, deque()).append(trial)
             return
-        self.waiting.setdefault(trial.key, deque()).append(trial)
+        try:
+            handle = self.runner.open_slot_stack(trial.config, self.stack_size, self.shared_data)
+        except StackLost as err:  # (the worker Dask chose was lost meanwhile)
+            self._lost_trials([trial], err)
+            return
+        except Exception as err:  # noqa: BLE001 — a trial no stack can take is a failed row
+            self._fail(trial, err)
+            return
+        if self.stop_reason is not None:
+            handle.stop(self.stop_reason)
+        self.stacks.append(_OpenStack(handle, trial.key, self.stack_size, {0: trial}))
+
+    @staticmethod
+    def _seat(open_stack: _OpenStack, trial: _Trial) -> None:
+        """The trial in the stack's first vacant slot, seated by its next epoch."""
+        slot = open_stack.vacant()[0]
+        open_stack.slots[slot], open_stack.seats[slot] = trial, trial.config
 
     def _cancel_waiting(self) -> None:
         """The trials not yet training that the watch cancels (waiting for a slot, or given
@@ -421,15 +443,14 @@ class TrialRunner:
         cancelled = self.watch.cancelled()
         if not cancelled:
             return
-        untrained = {"status": "cancelled", "error": None, "seconds": 0.0, "history": [], "model": None}
         for queue in self.waiting.values():
             for trial in [t for t in queue if t.trial.number in cancelled]:
                 queue.remove(trial)
-                self._done(trial, dict(untrained))
+                self._done(trial, _untrained("cancelled"))
         for open_stack in self.stacks:
             for slot in [s for s in open_stack.seats if open_stack.slots[s].trial.number in cancelled]:
                 del open_stack.seats[slot]
-                self._done(open_stack.slots.pop(slot), dict(untrained))
+                self._done(open_stack.slots.pop(slot), _untrained("cancelled"))
 
     def _after_epoch(self, open_stack: _OpenStack) -> None:
         """An epoch of ``open_stack`` ended: every trial that trained in it reported, the
@@ -443,46 +464,50 @@ class TrialRunner:
         done, open_stack.pending = open_stack.pending, None
         try:
             report = done.result()
-            open_stack.started = True
-            for slot, err in report["refused"].items():
-                self._fail(open_stack.slots.pop(int(slot)), err)
-            for slot, (epochs, metrics) in report["trained"].items():
-                trial = open_stack.slots[int(slot)]
-                trial.epochs = epochs
-                value = metrics.get(self.metric)
-                if value is not None and epochs not in trial.reported:  # (trained again: the same value)
-                    trial.trial.report(value, epochs)
-                    trial.reported.add(epochs)
-                self.watch.epoch(trial.trial.number, metrics)
-            ended = {int(slot) for slot in report["ended"]}
-            cancelled = self.watch.cancelled()
-            leaving: dict[int, str | None] = {}
-            for slot in sorted(open_stack.slots):
-                if slot in ended or slot in open_stack.seats:
-                    continue
-                if open_stack.slots[slot].trial.number in cancelled:
-                    leaving[slot] = "cancelled"
-                elif open_stack.slots[slot].trial.should_prune():
-                    leaving[slot] = "pruned"
-            leaving.update({slot: None for slot in sorted(ended)})
-            outcomes = open_stack.handle.leave(leaving) if leaving else {}
         except TrainingInterrupted:
             raise
-        except (StackLost, OSError) as err:  # (its Dask worker lost: OSError "Unable to contact Actor's worker")
+        except StackLost as err:
             self._lost(open_stack, err)
             return
         except Exception as err:  # noqa: BLE001 — a stack that fails fails its trials, not the search
-            self._close(open_stack)
-            for trial in [*open_stack.slots.values(), *self.waiting.pop(open_stack.key, ())]:
-                self._fail(trial, err)
+            self._stack_failed(open_stack, err)
+            return
+        for slot, err in report["refused"].items():
+            self._fail(open_stack.slots.pop(int(slot)), err)
+        for slot, (epochs, metrics) in report["trained"].items():
+            trial = open_stack.slots[int(slot)]
+            trial.epochs = epochs
+            value = metrics.get(self.metric)
+            if value is not None and epochs not in trial.reported:  # (trained again: the same value)
+                trial.trial.report(value, epochs)
+                trial.reported.add(epochs)
+            if epochs > trial.heard:
+                trial.heard = epochs
+                self.watch.epoch(trial.trial.number, metrics)
+        ended = {int(slot) for slot in report["ended"]}
+        cancelled = self.watch.cancelled()
+        leaving: dict[int, str | None] = {}
+        for slot in sorted(open_stack.slots):
+            if slot in ended or slot in open_stack.seats:
+                continue
+            if open_stack.slots[slot].trial.number in cancelled:
+                leaving[slot] = "cancelled"
+            elif open_stack.slots[slot].trial.should_prune():
+                leaving[slot] = "pruned"
+        leaving.update({slot: None for slot in sorted(ended)})
+        try:
+            outcomes = open_stack.handle.leave(leaving) if leaving else {}
+        except StackLost as err:
+            self._lost(open_stack, err)
+            return
+        except Exception as err:  # noqa: BLE001 — (as above)
+            self._stack_failed(open_stack, err)
             return
         for slot, outcome in outcomes.items():
             self._done(open_stack.slots.pop(int(slot)), outcome)
         queue = self.waiting.get(open_stack.key)
         while self.refill and queue and open_stack.vacant():
-            trial = queue.popleft()
-            slot = open_stack.vacant()[0]
-            open_stack.slots[slot], open_stack.seats[slot] = trial, trial.config
+            self._seat(open_stack, queue.popleft())
         if not open_stack.slots:
             self._close(open_stack)
             for trial in self.waiting.pop(open_stack.key, ()):  # (without refilling: into a stack of their own)
@@ -493,13 +518,30 @@ class TrialRunner:
         with contextlib.suppress(Exception):  # (a lost worker's stack has nothing to close)
             open_stack.handle.close()
 
-    def _lost(self, open_stack: _OpenStack, err: Exception) -> None:
-        """A stack lost with its Dask worker: its trials train again from their start (the
-        same bits: training is deterministic per member), each at most LOSSES_ALLOWED times."""
+    def _stack_failed(self, open_stack: _OpenStack, err: Exception) -> None:
+        """A stack that failed: its trials fail, and so do those waiting for its key when no
+        other stack of the key is left to take them (they would fail alike)."""
         self._close(open_stack)
-        for trial in open_stack.slots.values():
-            trial.losses += 1
-            if trial.losses >= LOSSES_ALLOWED:
+        waiting = () if any(s.key == open_stack.key for s in self.stacks) else self.waiting.pop(open_stack.key, ())
+        for trial in [*open_stack.slots.values(), *waiting]:
+            self._fail(trial, err)
+
+    def _lost(self, open_stack: _OpenStack, err: Exception) -> None:
+        """A stack lost with its Dask worker: its trials train again from their start."""
+        self._close(open_stack)
+        self._lost_trials([open_stack.slots[slot] for slot in sorted(open_stack.slots)], err,
+                          untrained={trial.trial.number for slot, trial in open_stack.slots.items()
+                                     if slot in open_stack.seats})
+
+    def _lost_trials(self, trials: list[_Trial], err: Exception, untrained: set = frozenset()) -> None:
+        """Trials whose stack was lost: each trains again from its start (the same bits:
+        training is deterministic per member) in another stack; one whose stack was lost
+        LOSSES_TO_FAIL times while it trained there fails."""
+        for trial in trials:
+            trial.epochs = 0
+            if trial.trial.number not in untrained:
+                trial.losses += 1
+            if trial.losses >= LOSSES_TO_FAIL:
                 self._fail(trial, err)
             else:
                 self._assign(trial)
@@ -510,14 +552,21 @@ class TrialRunner:
         from numbamlp.sweeps.task import error_text
 
         message = str(err) if isinstance(err, (str, StackFailed)) else error_text(err)
-        self._done(trial, {"status": "failed", "error": message, "seconds": 0.0, "history": [], "model": None})
+        self._done(trial, {**_untrained("failed"), "error": message})
 
     def _done(self, trial: _Trial, outcome: dict) -> None:
-        """The trial told, and the trials that repeat its settings with it."""
+        """The trial told, and the trials that repeat its settings with it when its outcome
+        is what training them would give (REUSED); else the first of those trains."""
         self._tell(trial, outcome)
         settings = _settings_key(trial)
+        repeats = self.repeats.pop(settings, [])
+        if outcome["status"] not in REUSED:  # (cancelled, or failed by its stack or a lost worker)
+            if repeats:
+                self.repeats[settings] = repeats[1:]
+                self._assign(repeats[0])
+            return
         self.outcomes[settings] = (trial.trial.number, outcome)
-        for repeat in self.repeats.pop(settings, ()):
+        for repeat in repeats:
             self._repeat(repeat, trial.trial.number, outcome)
 
     def _repeat(self, trial: _Trial, member: int, outcome: dict) -> None:
@@ -552,6 +601,16 @@ class TrialRunner:
         told, self.to_tell = self.to_tell, []
         for trial, _, row in told:
             self.watch.ended(trial.trial.number, row)
+
+
+# The outcomes a trial with the same settings takes instead of training: those training it
+# again would give (the same bits; a pruned one's, as the pruner stopped the first).
+REUSED = ("done", "stopped early", "diverged", "pruned")
+
+
+def _untrained(status: str) -> dict:
+    """The outcome of a trial that left without training."""
+    return {"status": status, "error": None, "seconds": 0.0, "history": [], "model": None}
 
 
 def _settings_key(trial: _Trial) -> str:

@@ -6,10 +6,8 @@ in which slot; the stack only trains, seats and lets go.
 
 A call is one round trip: ``epoch(seats)`` seats the new trials, trains one epoch and says
 what each trained member did; ``leave(statuses)`` takes members out and returns their
-outcomes (numbamlp.sweeps.task.member_outcome).  Each call carries the number of calls made
-before it: an actor that Dask built again on another worker after losing the first one
-(with none of its members' state) refuses the call with StackLost instead of training
-members that are not there.
+outcomes (numbamlp.sweeps.task.member_outcome).  A stack whose Dask worker is lost is not
+built again (Dask marks an actor's task erred): its runner's handle raises StackLost.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from numbamlp.sweeps.task import SweepData, error_text, member_outcome
 
 
 class StackLost(Exception):
-    """The stack's state is gone (its Dask worker was lost): its trials train again elsewhere."""
+    """The stack is gone with its Dask worker: its trials train again elsewhere."""
 
 
 class SlotStack:
@@ -33,13 +31,7 @@ class SlotStack:
     def __init__(self, config: dict, slots: int, data: SweepData, threads: int | None = None):
         self.config, self.slots, self.data, self.threads = config, slots, data, threads
         self.fit = None
-        self.calls = 0
         self.stop_reason = None
-
-    def _count(self, calls_before: int) -> None:
-        if calls_before != self.calls:
-            raise StackLost(f"this stack has had {self.calls} calls, its caller {calls_before}: it was built again")
-        self.calls += 1
 
     def _open(self) -> None:
         from numbamlp.stack import StackTrainer
@@ -56,14 +48,14 @@ class SlotStack:
         if self.stop_reason is not None:
             stack.request_stop(self.stop_reason)
 
-    def epoch(self, seats: dict[int, dict], calls_before: int) -> dict:
-        """Seat ``seats`` {slot: config dict} (a config the stack refuses leaves its slot
-        vacant: ``refused`` {slot: error}), then one epoch of every running member.
+    def epoch(self, seats: dict) -> dict:
+        """Seat ``seats`` {slot: config} (a config the stack refuses leaves its slot vacant:
+        ``refused`` {slot: error}), then one epoch of every running member.
 
-        Returns {"trained": {slot: [epochs, the last epoch's metrics]} of the members that
-        trained, "ended": slots whose member stopped on its own, "refused"}.  Raises
-        numbamlp.member.TrainingInterrupted after ``stop``."""
-        self._count(calls_before)
+        Returns {"trained": {slot: [epochs, the epoch's metrics]} of the members that
+        completed an epoch (not one that diverged in it), "ended": slots whose member
+        stopped on its own, "refused"}.  Raises numbamlp.member.TrainingInterrupted after
+        ``stop``."""
         if self.fit is None:
             self._open()
         fit = self.fit
@@ -73,17 +65,16 @@ class SlotStack:
                 fit.seat(slot, config)
             except Exception as err:  # noqa: BLE001 — a trial the stack refuses is a failed row
                 refused[slot] = error_text(err)
-        trained = fit.running()
+        before = {slot: fit.epochs_done(slot) for slot in fit.running()}
         fit.run_epoch()
-        histories = {slot: fit.history(slot) for slot in trained}
-        return {"trained": {slot: [len(h), h[-1] if h else {}] for slot, h in histories.items()},
+        trained = {slot: fit.history(slot) for slot, done in before.items() if fit.epochs_done(slot) > done}
+        return {"trained": {slot: [len(history), history[-1]] for slot, history in trained.items()},
                 "ended": fit.ended(), "refused": refused}
 
-    def leave(self, statuses: dict[int, str | None], calls_before: int) -> dict[int, dict]:
+    def leave(self, statuses: dict[int, str | None]) -> dict[int, dict]:
         """Each slot's member out ({slot: status}: None for one that ended on its own, else
         e.g. "pruned", "cancelled"), and its outcome (member_outcome; a pruned member's
         with ``pruned_epoch``)."""
-        self._count(calls_before)
         outcomes = {}
         for slot, status in statuses.items():
             left = self.fit.release(slot, status)
@@ -121,13 +112,13 @@ class WorkerSlotStack(SlotStack):
         self.threads = worker_threads()
         super()._open()
 
-    def epoch(self, seats: dict[int, dict], calls_before: int) -> dict:
+    def epoch(self, seats: dict) -> dict:
         with _failing_plainly():
-            return super().epoch(seats, calls_before)
+            return super().epoch(seats)
 
-    def leave(self, statuses: dict[int, str | None], calls_before: int) -> dict[int, dict]:
+    def leave(self, statuses: dict[int, str | None]) -> dict[int, dict]:
         with _failing_plainly():
-            return super().leave(statuses, calls_before)
+            return super().leave(statuses)
 
 
 @contextlib.contextmanager
@@ -136,7 +127,7 @@ def _failing_plainly():
 
     try:
         yield
-    except (TrainingInterrupted, StackLost):
+    except TrainingInterrupted:
         raise
     except Exception as err:  # noqa: BLE001 — (sent back as one line the caller can read)
         raise StackFailed(error_text(err)) from None
@@ -167,18 +158,13 @@ class LocalSlots:
     thread when waited for; ``leave``, ``stop`` and ``close`` as SlotStack's."""
 
     def __init__(self, stack: SlotStack):
-        self.stack, self.calls = stack, 0
-
-    def _next_call(self) -> int:
-        self.calls += 1
-        return self.calls - 1
+        self.stack = stack
 
     def start_epoch(self, seats: dict) -> _Later:
-        calls_before = self._next_call()
-        return _Later(lambda: self.stack.epoch(seats, calls_before))
+        return _Later(lambda: self.stack.epoch(seats))
 
     def leave(self, statuses: dict) -> dict:
-        return self.stack.leave(statuses, self._next_call())
+        return self.stack.leave(statuses)
 
     def stop(self, reason: str) -> None:
         self.stack.stop(reason)
