@@ -70,16 +70,37 @@ class Client:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return self._request("POST", "/v1/jobs", {"config": config or {}}, headers)
 
-    def sweep(self, config: dict | None, grid: dict, random: int | None = None) -> dict:
-        return self._request("POST", "/v1/sweeps", {"config": config or {}, "grid": grid, "random": random})
+    def sweep(self, config: dict | None, grid: dict, random: int | None = None, search: str | None = None,
+              trials: int | None = None, prune: str | None = None, min_epochs: int | None = None,
+              reduction_factor: int | None = None, stack_size: int | None = None) -> dict:
+        """A grid sweep: a job per member of ``grid`` over ``config`` (or ``random`` draws) →
+        {"id", "jobs"}.  With ``search`` ("tpe", "cmaes", "random", "grid"), a search, with
+        numbamlp.sweeps.sweep's settings (the server's defaults for those left None) →
+        {"id", "jobs": []}: its trials become jobs as it asks them (``show_sweep``)."""
+        settings = {name: value for name, value in (("search", search), ("trials", trials), ("prune", prune),
+                                                    ("min_epochs", min_epochs), ("reduction_factor", reduction_factor),
+                                                    ("stack_size", stack_size)) if value is not None}
+        return self._request("POST", "/v1/sweeps", {"config": config or {}, "grid": grid, "random": random, **settings})
+
+    def show_sweep(self, sweep_id: str) -> dict:
+        """The sweep: its state, counts, best member, a search's settings, and its members."""
+        return self._request("GET", self._path("sweeps", sweep_id))
+
+    def cancel_sweep(self, sweep_id: str) -> dict:
+        """Cancel a search (it stops after its current step), or a grid sweep's members not yet ended."""
+        return self._request("POST", self._path("sweeps", sweep_id, "/cancel"))
 
     @staticmethod
-    def _job_path(job_id: str, rest: str = "") -> str:
-        """/v1/jobs/<id><rest>, the id quoted (an empty one, as from an unset shell variable,
-        would name the list of jobs)."""
-        if not isinstance(job_id, str) or not job_id.strip():
-            raise ValueError(f"a job id is a non-empty string, got {job_id!r}")
-        return f"/v1/jobs/{urllib.parse.quote(job_id, safe='')}{rest}"
+    def _path(collection: str, item_id: str, rest: str = "") -> str:
+        """/v1/<collection>/<id><rest>, the id quoted (an empty one, as from an unset shell
+        variable, would name the whole collection)."""
+        if not isinstance(item_id, str) or not item_id.strip():
+            raise ValueError(f"a {collection[:-1]} id is a non-empty string, got {item_id!r}")
+        return f"/v1/{collection}/{urllib.parse.quote(item_id, safe='')}{rest}"
+
+    @classmethod
+    def _job_path(cls, job_id: str, rest: str = "") -> str:
+        return cls._path("jobs", job_id, rest)
 
     def job(self, job_id: str) -> dict:
         return self._request("GET", self._job_path(job_id))

@@ -542,10 +542,13 @@ def test_a_sweeps_state_follows_its_members_statuses():
 
     def sweep(*members):  # (status, started): a member; a succeeded one's val_accuracy grows with its index
         ended, succeeded = ("succeeded", "failed", "cancelled"), "succeeded"
-        return sweep_view([{"id": f"j{i}", "sweep_id": "s", "owner": "o", "status": status, "created_at": 1.0,
-                            "started_at": 2.0 if started else None, "finished_at": 3.0 + i if status in ended else None,
-                            "scores": {"val_accuracy": 0.5 + i / 10, "val_loss": 1.0} if status == succeeded else None}
-                           for i, (status, started) in enumerate(members)], "val_accuracy")
+        record = {"id": "s", "owner": "o", "created_at": 1.0, "search": None}  # (a grid sweep's)
+        return sweep_view(record, [{"id": f"j{i}", "sweep_id": "s", "owner": "o", "status": status, "created_at": 1.0,
+                                    "started_at": 2.0 if started else None,
+                                    "finished_at": 3.0 + i if status in ended else None, "trial": None,
+                                    "scores": {"val_accuracy": 0.5 + i / 10, "val_loss": 1.0}
+                                    if status == succeeded else None}
+                                   for i, (status, started) in enumerate(members)], "val_accuracy")
 
     assert sweep(("queued", False), ("queued", False))["state"] == "queued"
     assert sweep(("cancelled", False), ("queued", False))["state"] == "queued"  # (nothing has trained)
@@ -559,27 +562,32 @@ def test_a_sweeps_state_follows_its_members_statuses():
     assert sweep(("failed", True), ("cancelled", True))["best"] is None
 
 
-def test_a_database_of_an_earlier_version_gains_the_members_grid_values(tmp_path):
-    """A database made before the store kept a sweep member's grid values: the column is
-    added at start, its sweeps list with no grid values, new ones with theirs."""
+def test_a_database_of_an_earlier_version_gains_the_members_grid_values_and_sweep_records(tmp_path):
+    """A database made before the store kept a sweep member's grid values, a search's trial
+    and a record of each sweep: the columns and the table are added at start, its sweeps
+    list in their order with no grid values, new ones with theirs."""
     import sqlite3
 
     from numbamlp.service.store import SCHEMA, Store
 
-    old = SCHEMA.replace("owner TEXT,", "owner TEXT").replace(
-        "    grid TEXT                                  -- a sweep member's grid values {setting: value}, JSON\n", "")
-    assert "grid" not in old
+    old = SCHEMA.replace("owner TEXT,", "owner TEXT")
+    old = re.sub(r"\n    grid TEXT,.*\n    trial TEXT .*\n", "\n", old)
+    old = re.sub(r"CREATE TABLE IF NOT EXISTS sweeps \(.*?\n\);\n", "", old, flags=re.S)
+    assert "grid" not in old and "trial" not in old and "sweeps" not in old
     with sqlite3.connect(tmp_path / "old.sqlite") as db:
         db.executescript(old)
-        db.execute("INSERT INTO jobs (id, status, config, sweep_id, created_at, owner) VALUES ('a', 'queued', '{}', "
-                   "'s1', 1.0, 'o')")
+        for job_id, sweep_id in (("a", "s0"), ("b", "s1"), ("c", "s0"), ("d", None)):
+            db.execute("INSERT INTO jobs (id, status, config, sweep_id, created_at, owner) VALUES (?, 'queued', '{}', "
+                       "?, 1.0, 'o')", (job_id, sweep_id))
     store = Store(tmp_path / "old.sqlite")
     try:
         store.add_jobs([{}, {}], sweep_id="s2", owner="o", grids=[{"seed": 0}, {"seed": 1}])
-        assert [job["sweep_id"] for job in store.sweeps()] == ["s2", "s1"]
+        assert [record["id"] for record in store.sweeps()] == ["s2", "s1", "s0"]
         assert [job["grid"] for job in store.sweep_jobs("s2")] == [{"seed": 0}, {"seed": 1}]
         assert store.sweep_jobs("s1")[0]["grid"] is None and store.sweep_jobs("nope") == []
-        assert [job["sweep_id"] for job in store.sweeps(before_seq=store.sweeps()[0]["seq"])] == ["s1"]
+        assert [record["id"] for record in store.sweeps(before_seq=store.sweeps()[1]["seq"])] == ["s0"]
+        assert store.sweep("s0")["owner"] == "o" and store.sweep("s0")["search"] is None
+        assert store.job("a")["trial"] is None
     finally:
         store.close()
 
@@ -764,8 +772,12 @@ def test_the_dashboard_submits_a_job_draws_its_curve_and_cancels_one(server, tmp
         page.click("#save-token")
         page.reload()  # the token was kept in the browser's storage
         assert page.input_value("#token") == server.token
+        page.click("a[data-nav=submit]")  # (the Submit page's config as JSON, then back to the list)
+        page.check("#json-mode")
         page.fill("#config", json.dumps({**SLOW, "seed": 11}))
         page.click("#submit")
+        page.locator("#submitted a").wait_for(timeout=30_000)
+        page.click("a[data-nav=jobs]")
         row = page.locator("#jobs tr[data-status=running]").first
         row.wait_for(timeout=30_000)
         job_id = row.locator(".id").inner_text()
@@ -784,6 +796,7 @@ def test_the_dashboard_submits_a_job_draws_its_curve_and_cancels_one(server, tmp
         page.locator(f"#job-{job_id} button.cancel").click()
         wait_for(lambda: server.client.job(job_id)["status"] == "cancelled", timeout=5, what="the cancel")
         page.locator(f"#job-{job_id}[data-status=cancelled]").wait_for(timeout=10_000)
+        page.click("a[data-nav=submit]")  # (the JSON is still the chosen way)
         page.fill("#config", "{not json")
         page.click("#submit")
         assert "not JSON" in page.inner_text("#error")

@@ -10,10 +10,15 @@
                                       (an epoch number, else 422) resumes after it
     GET  /v1/jobs/{id}/model          the safetensors file (ETag = its sha256)
     POST /v1/jobs/{id}/predict        {X, proba} → {labels, proba}
-    POST /v1/sweeps                   {config, grid, random} → the member jobs
+    POST /v1/sweeps                   {config, grid, random} → the member jobs; with search (and trials,
+                                      prune, min_epochs, reduction_factor, stack_size): a search, queued,
+                                      whose trials become jobs as it asks them
     GET  /v1/sweeps?owner=&limit=&page_token=   newest first → {sweeps, next_page_token}: each sweep's
-                                      counts by status, state (queued, running, done) and best member
-    GET  /v1/sweeps/{id}              the sweep, and its members (each its job, grid values, metric, epochs)
+                                      counts by status, state (queued, running, done; a search's also
+                                      cancelled, failed), best member, and a search's settings and trials
+    GET  /v1/sweeps/{id}              the sweep, and its members (each its job, grid values, metric, epochs;
+                                      a search's trials by number, each with its trial status)
+    POST /v1/sweeps/{id}/cancel       a search stops after its step; a grid sweep's unfinished jobs cancelled
     GET  /v1/me                       whose token this is, and its role
     GET  /healthz, GET /              no token: liveness, and the dashboard page
 
@@ -43,6 +48,7 @@ from numbamlp.job_status import STATUSES
 from numbamlp.service import DEFAULT_BATCH_WINDOW_S
 from numbamlp.service.auth import FILE_TOKEN_NAME, Authenticate
 from numbamlp.service.errors import add_error_handlers
+from numbamlp.service.files import model_file
 from numbamlp.service.limits import Limits
 from numbamlp.service.middleware import BodyLimit, HeadAsGet
 from numbamlp.service.openapi import openapi_with_errors
@@ -103,7 +109,7 @@ def _report_lost_models(store: Store, data_dir: Path) -> None:
     lost, before = [], None
     while True:
         page = store.jobs(status="succeeded", limit=1000, before_seq=before)
-        lost += [job["id"] for job in page if not models.model_file(data_dir, job["id"]).is_file()]
+        lost += [job["id"] for job in page if not model_file(data_dir, job).is_file()]
         if len(page) < 1000:
             break
         before = page[-1]["seq"]

@@ -1,8 +1,8 @@
 """Who may use the service: bearer tokens, one per person, each with a role.
 
-    read     list and show jobs, follow their events, download models, predict
-    submit   read, and submit jobs, sweeps and data sets; cancel its own jobs
-    admin    submit, and cancel anyone's jobs
+    read     list and show jobs and sweeps, follow their events, download models, predict
+    submit   read, and submit jobs, sweeps and data sets; cancel its own jobs and sweeps
+    admin    submit, and cancel anyone's jobs and sweeps
 
 The first start writes an admin token to ``DATA_DIR/token`` (mode 0600, written
 atomically); it is the token named ``admin``.  More come from ``numbamlp serve token create

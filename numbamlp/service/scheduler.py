@@ -17,6 +17,11 @@ and its jobs wait in the queue (status queued, their stack kept) until its next 
 After a kill -9, the jobs that were running go on from their stack's last checkpoint if it
 has one (a pause's), else train again from the start: to the same results either way
 (training is deterministic per member), listed once, as before.
+
+A search (numbamlp.service.searches) takes a slot for as long as it runs, as its turn
+comes (by when it was submitted, beside the stacks waiting): its stacks train in that
+slot's thread (on Dask, on the workers), and it is never paused for others.  Shutdown stops
+it after its current step, and the next start goes on with it.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import logging
-import re
 import secrets
 import shutil
 import threading
@@ -33,12 +37,14 @@ from pathlib import Path
 
 from numbamlp.config import TrainConfig
 from numbamlp.service import DEFAULT_BATCH_WINDOW_S
+from numbamlp.service.events import EpochEvents
+from numbamlp.service.files import dataset_path, file_sha256, hide_dataset_paths, job_directory
 from numbamlp.service.limits import Limits
+from numbamlp.service.searches import CANCELLED, SHUTDOWN, TrialJobs, run_search
 from numbamlp.service.store import DiskReserve, StorageFull, Store
 from numbamlp.sweeps import DEFAULT_STACK_SIZE
 
 log = logging.getLogger("numbamlp.service")
-DATASET_PREFIX = "dataset:"
 DISK_CHECK_S = 2.0  # while the disk is full: how often to look for room again
 SERVICE_STATE = "service.json"  # in a stack's checkpoint: what the service keeps of it (seconds trained)
 NEW_CHECKPOINT = ".new"  # a checkpoint being written beside the last one
@@ -68,6 +74,7 @@ class Scheduler:
             self.slots = self.dask.parallel
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="stack")
         self._running: dict[str, dict] = {}  # stack id → {"jobs": [...], "stack": StackTrainer | None}
+        self._searches: dict[str, TrialJobs] = {}  # sweep id → the running search's watch
         self._data: dict[str, object] = {}  # the last DATA_CACHE_SIZE data sets' splits, oldest first
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -85,12 +92,16 @@ class Scheduler:
 
     def stop(self, timeout: float = 60.0) -> None:
         """Stop scheduling; stop running in-process stacks after their current step and
-        checkpoint them (their jobs stay "running" and continue at the next start)."""
+        checkpoint them (their jobs stay "running" and continue at the next start), and
+        running searches after their current step (they go on at the next start)."""
         self._stopping.set()
         with self._lock:
             for entry in self._running.values():
                 if entry.get("stack") is not None:
                     entry["stack"].request_stop("server shutdown")
+            searches = list(self._searches.values())
+        for watch in searches:
+            watch.stop(SHUTDOWN)
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self._thread is not None:
             self._thread.join(timeout)
@@ -107,6 +118,8 @@ class Scheduler:
         with self._lock:
             continuing = [j["id"] for entry in self._running.values() for j in entry["jobs"]]
         self.store.requeue_running(keep=continuing)
+        for sweep_id in self.store.running_searches():  # (their trials go on with them)
+            self._launch_search(sweep_id)
 
     def _checkpoint(self, stack_id: str) -> tuple[Path | None, list[dict]]:
         """A stopped stack's checkpoint (None: it has none that fits its jobs, and it is
@@ -168,17 +181,24 @@ class Scheduler:
                 return
 
     def _schedule(self) -> None:
-        """Fill a free slot: with the stack that has waited longest, whether paused (to let
-        others train) or new (its oldest job past the batch window)."""
+        """Fill a free slot: with what has waited longest — a stack, paused (to let others
+        train) or new (its oldest job past the batch window), or a queued search."""
         if self.store.full:  # (a stack started now could not write its files)
             return
         with self._lock:
-            free = self.slots - len(self._running)
+            free = self.slots - len(self._running) - len(self._searches)
         if free <= 0:
             return
         oldest = self.store.oldest_queued_at()
         new_ready = oldest is not None and time.time() - oldest >= self.batch_window
         paused = sorted((self._paused_at.get(stack_id, 0.0), stack_id) for stack_id in self.store.paused_stacks())
+        search = self.store.oldest_queued_search()
+        stacks_since = [since for since in (paused[0][0] if paused else None, oldest if new_ready else None)
+                        if since is not None]
+        if search is not None and all(search["created_at"] <= since for since in stacks_since):
+            if self.store.start_search(search["id"]):  # (unless cancelled meanwhile)
+                self._launch_search(search["id"])
+            return
         if paused and (not new_ready or paused[0][0] <= oldest):
             self._resume(paused[0][1])  # (one a tick: the next fills the next slot)
             return
@@ -234,13 +254,38 @@ class Scheduler:
         future = self._pool.submit(self._train, stack_id, jobs, resume)
         future.add_done_callback(lambda f: self._finished(stack_id, f))
 
+    def _launch_search(self, sweep_id: str) -> None:
+        """Run a search (running in the store) in a slot, until it ends or the server stops."""
+        watch = TrialJobs(self.store, self.store.sweep(sweep_id), self.data_dir, self._stopping)
+        with self._lock:
+            self._searches[sweep_id] = watch
+        client = None if self.dask is None else self.dask.client
+        future = self._pool.submit(run_search, self.store, self.data_dir, watch, client)
+        future.add_done_callback(lambda f: self._search_finished(sweep_id, f))
+
+    def _search_finished(self, sweep_id: str, future) -> None:
+        with self._lock:
+            self._searches.pop(sweep_id, None)
+        error = future.exception() if not future.cancelled() else None
+        if error is not None:  # (run_search records every failure of the search: here, of the store itself)
+            log.error("the search %s failed: %s: %s", sweep_id, type(error).__name__, error)
+
+    def cancel_search(self, sweep_id: str) -> None:
+        """Stop a running search after its current step (its store record asks for the
+        cancel already: run_search then records it cancelled)."""
+        with self._lock:
+            watch = self._searches.get(sweep_id)
+        if watch is not None:
+            watch.stop(CANCELLED)
+
     def _finished(self, stack_id: str, future) -> None:
         with self._lock:
             entry = self._running.pop(stack_id, None)
         error = future.exception() if not future.cancelled() else None
         if error is not None and entry is not None:  # a bug in the service itself: the jobs fail, the server goes on
-            message = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-            message = hide_dataset_paths(message, self.data_dir)
+            from numbamlp.sweeps.task import error_text
+
+            message = hide_dataset_paths(error_text(error), self.data_dir)
             log.error("a stack failed: %s", message)
             self._record([j["id"] for j in entry["jobs"]], "failed", error=message)
 
@@ -254,7 +299,7 @@ class Scheduler:
         data = SweepData.of(splits)
         dumps = [c.model_dump(mode="json", by_alias=True) for c in configs]
         ids = [job["id"] for job in jobs]
-        events = _Events(self.store, ids)
+        events = EpochEvents(self.store, ids)
         trained_s = json.loads((resume / SERVICE_STATE).read_text())["trained_s"] \
             if resume is not None and (resume / SERVICE_STATE).is_file() else 0.0
         watch = _CancelWatch(self.store, ids, events, self.limits, trained_s, self._stopping, self._others_ready)
@@ -288,7 +333,7 @@ class Scheduler:
             for job_id, config in zip(ids, configs):
                 if job_id in finished:
                     try:
-                        model_paths[job_id] = write_run_files(self.data_dir / "jobs" / job_id, config,
+                        model_paths[job_id] = write_run_files(job_directory(self.data_dir, job_id), config,
                                                               finished[job_id], splits)
                     except OSError as err:  # (a full disk: this job fails, and says why)
                         unwritten[job_id] = f"cannot write the job's files: {err.strerror or err}"
@@ -298,7 +343,7 @@ class Scheduler:
                 scores = {k: v for k, v in outcome.items() if k.startswith(("val_", "test_"))}
                 self._record([job_id], "succeeded",
                              **{k: scores.get(k) for k in ("test_accuracy", "test_loss", "val_accuracy", "val_loss")},
-                             scores=json_text(scores), model_sha256=_sha256(model_paths[job_id]))
+                             scores=json_text(scores), model_sha256=file_sha256(model_paths[job_id]))
             elif job_id in unwritten:
                 self._record([job_id], "failed", error=unwritten[job_id])
             elif watch.over_time and outcome["status"] == "cancelled" and job_id not in cancelled:
@@ -325,10 +370,12 @@ class Scheduler:
         written.rename(checkpoint)
 
     def _others_ready(self) -> bool:
-        """Whether a stack other than the running ones could start now: a paused one, or new
-        jobs past their batch window (a pause for jobs still in theirs would only resume)."""
+        """Whether something other than the running stacks could start now: a paused stack,
+        new jobs past their batch window (a pause for jobs still in theirs would only
+        resume), or a queued search."""
         oldest = self.store.oldest_queued_at()
-        return bool(self.store.paused_stacks()) or (oldest is not None and time.time() - oldest >= self.batch_window)
+        return bool(self.store.paused_stacks()) or (oldest is not None and time.time() - oldest >= self.batch_window) \
+            or self.store.oldest_queued_search() is not None
 
     def _train_on_dask(self, stack_id: str, ids: list[str], dumps: list[dict], data, watch) -> list[dict]:
         """The stack as one Dask task.  Its epochs come back through a Dask queue as they end
@@ -387,47 +434,6 @@ class Scheduler:
         stack.add_step_hook(watch)
 
 
-class _Events:
-    """StackTrainer callback: each member's epoch metrics become its job's events.
-
-    Each job may store a burst of BURST events, then PER_SECOND a second: a job whose epochs
-    take microseconds (epochs 1e9) stores events as time passes, not as epochs do.  An
-    epoch not stored is remembered, and the latest one is stored as soon as the job may
-    store again, and at the end (``flush``): a job's last epoch is always there.  A full
-    disk drops events (the job goes on)."""
-
-    BURST, PER_SECOND = 100, 10.0
-
-    def __init__(self, store: Store, ids: list[str]):
-        self.store, self.ids = store, ids
-        self.allowance = [float(self.BURST)] * len(ids)
-        self.refilled = [time.monotonic()] * len(ids)
-        self.unsaved: dict[int, tuple[int, dict]] = {}
-
-    def on_epoch_end(self, epoch: int, metrics: dict) -> None:
-        member = metrics["member"]
-        now = time.monotonic()
-        self.allowance[member] = min(self.BURST, self.allowance[member] + (now - self.refilled[member]) * self.PER_SECOND)
-        self.refilled[member] = now
-        self.unsaved[member] = (epoch, {k: v for k, v in metrics.items() if k != "member"})
-        if self.allowance[member] >= 1:
-            self.allowance[member] -= 1
-            self._save(member)
-
-    def flush(self) -> None:
-        for member in list(self.unsaved):
-            self._save(member)
-
-    def _save(self, member: int) -> None:
-        epoch, metrics = self.unsaved.pop(member)
-        if self.store.full:
-            return
-        try:
-            self.store.add_event(self.ids[member], epoch, metrics)
-        except StorageFull:
-            log.error("the disk is full: epoch events are not stored until there is room")
-
-
 class _CancelWatch:
     """Called after every step of the stack (reading the store at most every 0.2 s):
 
@@ -446,7 +452,7 @@ class _CancelWatch:
 
     INTERVAL_S = 0.2
 
-    def __init__(self, store: Store, ids: list[str], events: "_Events", limits: Limits, trained_s: float,
+    def __init__(self, store: Store, ids: list[str], events: "EpochEvents", limits: Limits, trained_s: float,
                  stopping: threading.Event, others_ready):
         self.store, self.ids, self.events, self.limits = store, ids, events, limits
         self.trained_s, self.stopping, self.others_ready = trained_s, stopping, others_ready
@@ -513,38 +519,6 @@ def _service_stack_on_worker(configs: list[dict], data, stack_id: str) -> list[d
         stack.add_step_hook(hook)
 
     return train_stack(configs, data, threads=worker_threads(), callbacks=[Epochs()], on_start=watch)
-
-
-def _sha256(path) -> str | None:
-    if path is None:
-        return None
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def dataset_path(data_dir: Path, source: str) -> str:
-    """The file behind ``dataset:<id>`` (other sources as they are)."""
-    if not source.startswith(DATASET_PREFIX):
-        return source
-    dataset_id = source[len(DATASET_PREFIX):]
-    matches = sorted((Path(data_dir) / "datasets").glob(f"{dataset_id}.*"))
-    if not matches:
-        raise ValueError(f"unknown data set {source!r}")
-    return str(matches[0])
-
-
-def hide_dataset_paths(text: str, data_dir) -> str:
-    """``text`` with each uploaded dataset's file path (also while it is checked, in a folder
-    of its own) as "the uploaded dataset <id>": what a client reads never shows the server's
-    files."""
-    datasets = re.escape(str(Path(data_dir) / "datasets"))
-    return re.sub(datasets + r"/(?:incoming-[^/]+/)?([0-9a-f]{64})\.(?:npz|parquet|csv(?:\.gz|\.zst|\.bz2)?)", r"the uploaded dataset \1",
-                  text)
 
 
 def prepare_job_data(config: TrainConfig, data_dir: Path):

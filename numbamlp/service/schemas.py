@@ -10,8 +10,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
-from numbamlp.job_status import STATUSES, JobStatus
+from numbamlp.job_status import STATUSES, TRIAL_STATUSES, JobStatus, TrialStatus, trial_status
 from numbamlp.service.auth import ROLES
+from numbamlp.service.store import SEARCH_STATES
+from numbamlp.sweeps import DEFAULT_MAX_MEMBERS, DEFAULT_SEARCH_STACK, DEFAULT_STACK_SIZE, PRUNERS, SEARCHES
+from numbamlp.sweeps.search import DEFAULT_REDUCTION_FACTOR
 
 
 # ---------------------------------------------------------------- requests
@@ -64,9 +67,26 @@ class JobRequest(_Body):
 
 
 class SweepRequest(_Body):
+    """A grid sweep (``config``, ``grid``, ``random``), or, with ``search``, a search: the
+    settings of numbamlp.sweeps.sweep, under its names, with its defaults and checks."""
+
     config: dict[str, Any] = Field(default_factory=dict, description="The base TrainConfig.")
-    grid: dict[str, list[Any] | str] = Field(description="Setting → values (lists; range strings with random).")
+    grid: dict[str, list[Any] | str] = Field(description="Setting → values (lists; range strings with random, or "
+                                             "a search: a range, uniform:A:B, loguniform:A:B or int:A:B, as a "
+                                             "key's only value).")
     random: int | None = Field(None, ge=1, description="Draw this many members instead of every combination.")
+    search: Literal[SEARCHES] | None = Field(None, description="Ask an Optuna study for trials instead: tpe, cmaes, "
+                                             "random, or grid (every combination of the lists, once).")
+    trials: int | None = Field(None, le=DEFAULT_MAX_MEMBERS, description="How many trials a search asks for (a "
+                               "grid search: at most its combinations, all of them by default).")
+    prune: Literal[PRUNERS] = Field("none", description="Stop a search's poor trials early, from the validation "
+                                    "metric after every epoch: median, asha or hyperband.")
+    min_epochs: int = Field(1, description="The first epoch the pruner may stop a trial at.")
+    reduction_factor: int = Field(DEFAULT_REDUCTION_FACTOR, description="The pruner's reduction factor (about one "
+                                  "trial in this many goes on at each rung).")
+    stack_size: int | None = Field(None, ge=1, le=DEFAULT_STACK_SIZE, description="A search's slots in each running "
+                                   "stack, which is also how many trials are in flight "
+                                   f"({DEFAULT_SEARCH_STACK} unless given).")
 
 
 def _cell(value):
@@ -108,6 +128,17 @@ class Stack(BaseModel):
     size: int
 
 
+class Trial(BaseModel):
+    number: int = Field(description="The trial's number in its search's study (its member in the sweep).")
+    status: TrialStatus = Field(description="queued (asked, waiting for a slot of its search's stacks, or for the "
+                                "outcome of the trial it repeats); running; "
+                                "finished (it succeeded), or pruned (its search's pruner stopped it early: it "
+                                "succeeded with the model of pruned_epoch); failed; cancelled.")
+    pruned_epoch: int | None = Field(description="The epoch a pruned trial stopped at; null otherwise.")
+    repeat_of: int | None = Field(description="The earlier trial whose settings, and so whose outcome, this one "
+                                  "repeats (it was not trained again); null otherwise.")
+
+
 class Job(BaseModel):
     id: str
     owner: str | None = Field(description="The name of the token that submitted the job.")
@@ -129,6 +160,7 @@ class Job(BaseModel):
         "balanced_accuracy, f1 (two classes) or macro_f1, roc_auc, average_precision (null where undefined: one "
         "class present) and the test rows' log_loss; for a regressor r2, mse, mae and loss.")
     error: str | None
+    trial: Trial | None = Field(description="What a search's trial's job is as a trial; null for other jobs.")
 
 
 class JobList(BaseModel):
@@ -141,13 +173,32 @@ class SweepJobs(BaseModel):
     jobs: list[Job]
 
 
-SWEEP_STATES = ("queued", "running", "done")  # a sweep's, from its members' statuses: Sweep.state says how
+SWEEP_STATES = SEARCH_STATES  # a grid sweep's (queued, running, done), from its members; a search's: Sweep.state
 SweepState = Literal[SWEEP_STATES]
 
 
 # a sweep's members by status: a count for each of job_status.STATUSES, 0 included
 SweepCounts = create_model("SweepCounts", __doc__="A sweep's members by status, 0 included.",
                            **{status: (int, ...) for status in STATUSES})
+
+
+TrialCounts = create_model("TrialCounts", __doc__="A search's trials by status, 0 included.",
+                           **{status: (int, ...) for status in TRIAL_STATUSES})
+
+
+class Search(BaseModel):
+    """A search's settings (as POST /v1/sweeps took them, the defaults filled in), its
+    trials by status, and whether it is asked to stop or why it failed."""
+
+    search: Literal[SEARCHES]
+    trials: int = Field(description="The trials it asks for in all.")
+    prune: Literal[PRUNERS]
+    min_epochs: int
+    reduction_factor: int
+    stack_size: int
+    trials_by_status: TrialCounts
+    cancel_requested: bool
+    error: str | None = Field(description="Why a failed search failed; null otherwise.")
 
 
 class SweepBest(BaseModel):
@@ -160,17 +211,22 @@ class SweepBest(BaseModel):
 class Sweep(BaseModel):
     id: str
     owner: str | None = Field(description="The name of the token that submitted the sweep.")
-    created_at: float = Field(description="When the sweep was submitted (its first job's created_at).")
-    finished_at: float | None = Field(description="When its last member ended; null until the sweep is done.")
-    size: int = Field(description="How many members (jobs) the sweep has.")
+    created_at: float = Field(description="When the sweep was submitted.")
+    finished_at: float | None = Field(description="When its last member ended (a search: when it ended); null until "
+                                      "then.")
+    size: int = Field(description="How many members (jobs) the sweep has: a search's, its trials asked so far.")
     counts: SweepCounts
-    state: SweepState = Field(description="queued: no member has started; running: a member has started (is "
-                              "training, paused between time slices, or ended) and another has not ended; done: "
-                              "every member ended (succeeded, failed or cancelled).")
+    state: SweepState = Field(description="A grid sweep's: queued: no member has started; running: a member has "
+                              "started (is training, paused between time slices, or ended) and another has not ended; "
+                              "done: every member ended (succeeded, failed or cancelled).  A search's: queued (for a "
+                              "slot), running, done (every trial asked and ended), cancelled, failed (search.error "
+                              "says why).")
     metric: str = Field(description="The validation metric that ranks the members: their early_stopping.metric, "
                         "else the task's default (val_accuracy, val_r2), as numbamlp sweep ranks them.")
     best: SweepBest | None = Field(description="The best succeeded member so far by the metric (ties to the lower "
-                                   "val_loss, then the lower member); null while none has succeeded with it.")
+                                   "val_loss, then the lower member; a search's pruned trials are never the best); "
+                                   "null while none has succeeded with it.")
+    search: Search | None = Field(description="A search's settings and trials; null for a grid sweep.")
 
 
 class SweepList(BaseModel):
@@ -179,7 +235,8 @@ class SweepList(BaseModel):
 
 
 class SweepMember(Job):
-    member: int = Field(description="The member's index: its place in the sweep's order (0 the first).")
+    member: int = Field(description="The member's index: its place in the sweep's order (0 the first); a search's "
+                        "trial's number.")
     grid: dict[str, Any] | None = Field(description="The member's grid values {setting: value}; null for a sweep "
                                         "submitted before the service kept them.")
     metric_value: float | None = Field(description="The saved model's value of the sweep's metric; null until "
@@ -201,6 +258,25 @@ class Dataset(BaseModel):
                           "change.")
 
 
+class DatasetColumn(BaseModel):
+    name: str = Field(description="The column's name; a file without names (.npz, a CSV without a header): its "
+                      "position among the features, from 0.")
+    type: str | None = Field(description="What the server read it as: text (a table's categories) or the dtype of "
+                             "its numbers (int64, float64, ...); null for an identifier, which is not read.")
+    role: Literal["feature", "identifier"] = Field(
+        description="feature: a job that names no column roles trains on it; identifier: left out, its values all "
+        "different like an identifier's (data.features may keep it).")
+
+
+class UploadedDataset(Dataset):
+    """An upload's answer: the Dataset, with what the server read of each column (the
+    dashboard shows them back)."""
+
+    columns: list[DatasetColumn] = Field(description="The file's columns but the label, in its order, as a job "
+                                         "that names no column roles (data.features, data.drop, data.categorical) "
+                                         "reads them.")
+
+
 class Prediction(BaseModel):
     labels: list[Any] | None = Field(description="A classifier's predicted labels (its class values).")
     proba: list[list[float]] | None = Field(description="A classifier's class probabilities, when asked for.")
@@ -216,4 +292,13 @@ class Me(BaseModel):
 def job_view(job: dict) -> dict:
     """A stored job as the API shows it."""
     stack = {"id": job["stack_id"], "size": job["stack_size"]} if job["stack_id"] else None
-    return {k: job[k] for k in Job.model_fields if k != "stack"} | {"stack": stack}
+    return {k: job[k] for k in Job.model_fields if k not in ("stack", "trial")} | {"stack": stack,
+                                                                                     "trial": trial_view(job)}
+
+
+def trial_view(job: dict) -> dict | None:
+    """A search's trial's job as a trial (schemas.Trial); None for another job."""
+    trial = job.get("trial")
+    if trial is None:
+        return None
+    return {**trial, "status": trial_status(job["status"], trial["pruned_epoch"])}

@@ -1,12 +1,15 @@
 """The service's state in SQLite (WAL): jobs, their status history, per-epoch metrics,
-uploaded data sets.
+sweeps, uploaded data sets.
 
 One connection, shared by the server's threads behind a lock (SQLite serialises writers
 anyway, and the service's statements are small), and one more for token look-ups, so that
 authenticating a request never waits for a writer.  Every change is one transaction, so a
 kill -9 at any moment leaves either the state before it or after it.
 
-A job's status is one of numbamlp.job_status.STATUSES.
+A job's status is one of numbamlp.job_status.STATUSES.  A sweep has a record (the sweeps
+table): a grid sweep's is its id, owner and submission (its jobs, made at once, say the
+rest); a search's also holds its settings, base config, grid and state (SEARCH_STATES),
+since its trials become jobs only as they are asked.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ from pathlib import Path
 
 from numbamlp.io import json_text
 from numbamlp.job_status import FINAL, STATUSES  # noqa: F401 (STATUSES: what a job row's status holds)
+
+# A search's state: queued (waiting for a slot of the scheduler), running (in one, or to go on
+# at the next start), and how it ended: done (every trial asked and ended), cancelled, failed.
+SEARCH_STATES = ("queued", "running", "done", "cancelled", "failed")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -45,7 +52,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     scores TEXT,                               -- every val_*/test_* metric of the saved model, JSON
     error TEXT,
     owner TEXT,                                -- the name of the token that submitted it
-    grid TEXT                                  -- a sweep member's grid values {setting: value}, JSON
+    grid TEXT,                                 -- a sweep member's grid values {setting: value}, JSON
+    trial TEXT                                 -- a search's trial: {number, pruned_epoch, repeat_of}, JSON
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq);
 CREATE TABLE IF NOT EXISTS job_status_history (
@@ -57,6 +65,20 @@ CREATE TABLE IF NOT EXISTS job_events (
 );
 CREATE TABLE IF NOT EXISTS tokens (
     name TEXT PRIMARY KEY, role TEXT NOT NULL, sha256 TEXT UNIQUE NOT NULL, created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sweeps (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,     -- submission order (pagination)
+    id TEXT UNIQUE NOT NULL,
+    owner TEXT,
+    created_at REAL NOT NULL,
+    search TEXT,                               -- a search's settings, JSON; NULL: a grid sweep
+    config TEXT,                               -- a search's base TrainConfig, JSON
+    grid TEXT,                                 -- a search's grid {setting: [values] or [a range's text]}, JSON
+    state TEXT,                                -- a search's: one of SEARCH_STATES
+    started_at REAL,
+    finished_at REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    error TEXT                                 -- why a failed search failed
 );
 CREATE TABLE IF NOT EXISTS datasets (
     id TEXT PRIMARY KEY, format TEXT NOT NULL, size INTEGER NOT NULL, rows INTEGER NOT NULL,
@@ -98,8 +120,11 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
             with self._lock:
+                had_sweeps = self._has_table("sweeps")
                 self._db.executescript(SCHEMA)
                 self._add_missing_columns()
+                if not had_sweeps:
+                    self._add_sweep_records()
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{self.path} cannot be used ({err}): restore it from a backup, or move it away to "
                              "start with no jobs (the files under jobs/ stay)") from None
@@ -117,14 +142,27 @@ class Store:
         if problems != ["ok"]:
             raise sqlite3.DatabaseError(f"damaged: {problems[0][:200]}")
 
+    def _has_table(self, name: str) -> bool:
+        return self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() \
+            is not None
+
     def _add_missing_columns(self) -> None:
         """Columns newer than a database made by an earlier version."""
         have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-        for column in ("owner", "grid"):  # (in the order the table names them)
+        for column in ("owner", "grid", "trial"):  # (in the order the table names them)
             if column not in have:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
         self._db.execute("CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, seq)")
         self._db.execute("CREATE INDEX IF NOT EXISTS jobs_by_sweep ON jobs (sweep_id, seq)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS sweeps_by_owner ON sweeps (owner, seq)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS sweeps_by_state ON sweeps (state, seq)")
+
+    def _add_sweep_records(self) -> None:
+        """The records of the sweeps a database of an earlier version holds (it kept none:
+        a sweep was its jobs), in the order they were submitted (their first jobs')."""
+        self._db.execute("INSERT INTO sweeps (id, owner, created_at) SELECT sweep_id, owner, created_at FROM jobs "
+                         "WHERE seq IN (SELECT MIN(seq) FROM jobs WHERE sweep_id IS NOT NULL GROUP BY sweep_id) "
+                         "ORDER BY seq")
 
     def close(self) -> None:
         with self._lock:
@@ -169,13 +207,16 @@ class Store:
             return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     # ------------------------------------------------------------ jobs
-    def add_jobs(self, configs: list[dict], idempotency_key: str | None = None,
-                 sweep_id: str | None = None, owner: str | None = None, grids: list[dict] | None = None) -> list[dict]:
+    def add_jobs(self, configs: list[dict], idempotency_key: str | None = None, sweep_id: str | None = None,
+                 owner: str | None = None, grids: list[dict] | None = None,
+                 trials: list[dict] | None = None) -> list[dict]:
         """Queue one job per config (one transaction), submitted by ``owner``; with an
         idempotency key this owner already used, the job it made instead (a retried
         request).  A sweep's members come with their ``grids``, each member's grid values
-        {setting: value}.  Returns the jobs, in the order given (their seq's: a sweep's
-        member order)."""
+        {setting: value}, and the sweep's record (a grid sweep's); a search's trials with
+        their ``trials``, {number, pruned_epoch, repeat_of} each (queued until they train,
+        but not in the queue the scheduler stacks: their search trains them).  Returns the
+        jobs, in the order given (their seq's: a sweep's member order)."""
         if idempotency_key is not None:
             # keys are the owner's own: another person's same key is another job
             idempotency_key = json.dumps([owner, idempotency_key])
@@ -185,13 +226,18 @@ class Store:
         now = time.time()
         ids = [secrets.token_hex(8) for _ in configs]
         statements = []
-        for job_id, config, grid in zip(ids, configs, grids or [None] * len(configs)):
+        if sweep_id is not None:  # (a grid sweep's record, with its jobs; a search has its own)
+            statements.append(("INSERT OR IGNORE INTO sweeps (id, owner, created_at) VALUES (?, ?, ?)",
+                               (sweep_id, owner, now)))
+        for job_id, config, grid, trial in zip(ids, configs, grids or [None] * len(configs),
+                                               trials or [None] * len(configs)):
             # as UTF-8, not \u-escaped: SQLite then refuses text UTF-8 cannot encode (a lone
             # surrogate), which, stored escaped, would make every listing fail to encode
             statements.append(("INSERT INTO jobs (id, status, config, idempotency_key, sweep_id, created_at, owner, "
-                               "grid) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?)",
+                               "grid, trial) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
                                (job_id, json.dumps(config, ensure_ascii=False), idempotency_key, sweep_id, now,
-                                owner, None if grid is None else json_text(grid, ensure_ascii=False))))
+                                owner, None if grid is None else json_text(grid, ensure_ascii=False),
+                                None if trial is None else json_text(trial))))
             statements.append(("INSERT INTO job_status_history VALUES (?, 'queued', ?)", (job_id, now)))
         try:
             self._write(statements)
@@ -221,21 +267,88 @@ class Store:
         return [_job(r) for r in self._rows(sql + " ORDER BY seq DESC LIMIT ?", (*parameters, limit))]
 
     def sweeps(self, limit: int = 50, before_seq: int | None = None, owner: str | None = None) -> list[dict]:
-        """The first job of each sweep (of ``owner``'s, when given), newest sweep first: a
-        sweep is the jobs that share a sweep_id, and its place is its first job's seq;
-        ``before_seq`` continues a listing after the sweep whose first job that is."""
-        where, parameters = ["sweep_id IS NOT NULL"], []
-        if owner is not None:  # (a sweep's members are one person's: submitted by one request)
-            where.append("owner = ?")
-            parameters.append(owner)
-        having = ""
-        if before_seq is not None:
-            having = " HAVING MIN(seq) < ?"
-            parameters.append(before_seq)
-        firsts = (f"SELECT MIN(seq) FROM jobs WHERE {' AND '.join(where)} GROUP BY sweep_id{having} "
-                  "ORDER BY MIN(seq) DESC LIMIT ?")
-        return [_job(r) for r in self._rows(f"SELECT * FROM jobs WHERE seq IN ({firsts}) ORDER BY seq DESC",
-                                            (*parameters, limit))]
+        """Sweep records (``sweep``'s), newest first (``owner``'s, when given); ``before_seq``
+        continues a listing after the sweep of that seq."""
+        where, parameters = [], []
+        for condition, value in (("owner = ?", owner), ("seq < ?", before_seq)):
+            if value is not None:
+                where.append(condition)
+                parameters.append(value)
+        sql = _SWEEP_RECORD + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq DESC LIMIT ?"
+        return [_sweep(r) for r in self._rows(sql, (*parameters, limit))]
+
+    def sweep(self, sweep_id: str) -> dict | None:
+        """A sweep's record: seq, id, owner, created_at, and ``config``: a search's base, a
+        grid sweep's first member's (what the sweep's metric is read from); a search's
+        ``search`` settings, ``grid``, ``state``, started_at, finished_at, cancel_requested
+        and error (a grid sweep's are None: its jobs say them).  None for a sweep there is not."""
+        rows = self._rows(_SWEEP_RECORD + " WHERE id = ?", (sweep_id,))
+        return _sweep(rows[0]) if rows else None
+
+    # ------------------------------------------------------------ searches
+    def add_search(self, sweep_id: str, owner: str | None, config: dict, grid: dict, settings: dict) -> dict:
+        """Queue a search: its base ``config``, ``grid`` (a range as its text) and search
+        ``settings`` (numbamlp.sweeps.sweep's names); returns its record."""
+        self._write([("INSERT INTO sweeps (id, owner, created_at, search, config, grid, state) "
+                      "VALUES (?, ?, ?, ?, ?, ?, 'queued')",
+                      (sweep_id, owner, time.time(), json_text(settings), json.dumps(config, ensure_ascii=False),
+                       json_text(grid, ensure_ascii=False)))])
+        return self.sweep(sweep_id)
+
+    def oldest_queued_search(self) -> dict | None:
+        """The search that has waited longest for a slot: {id, created_at}, or None."""
+        rows = self._rows("SELECT id, created_at FROM sweeps WHERE state = 'queued' ORDER BY seq LIMIT 1")
+        return rows[0] if rows else None
+
+    def running_searches(self) -> list[str]:
+        """The searches a stopped server was running (to go on), in submission order."""
+        return [r["id"] for r in self._rows("SELECT id FROM sweeps WHERE state = 'running' ORDER BY seq")]
+
+    def start_search(self, sweep_id: str) -> bool:
+        """A queued search to running; False if it is not queued (cancelled meanwhile)."""
+        with self._lock:
+            return self._transaction(lambda: self._db.execute(
+                "UPDATE sweeps SET state = 'running', started_at = COALESCE(started_at, ?) WHERE id = ? AND "
+                "state = 'queued'", (time.time(), sweep_id)).rowcount) > 0
+
+    def end_search(self, sweep_id: str, state: str, error: str | None = None) -> None:
+        """A running search ended (``state``: done, cancelled or failed, with its ``error``),
+        and with it, in one transaction, its trials not ended (queued or running):
+        cancelled with a cancelled search, else failed (saying why)."""
+        now = time.time()
+        trials_status = "cancelled" if state == "cancelled" else "failed"
+        trials_error = None if state == "cancelled" else error or "the search ended before this trial did"
+
+        def end():
+            left = [r[0] for r in self._db.execute("SELECT id FROM jobs WHERE sweep_id = ? AND status IN ('queued', "
+                                                   "'running')", (sweep_id,))]
+            self._move(left, trials_status, ("queued", "running"), "status = ?, finished_at = ?, error = ?",
+                       {"finished_at": now, "error": trials_error}, now)
+            self._db.execute("UPDATE sweeps SET state = ?, finished_at = ?, error = ? WHERE id = ? AND state = "
+                             "'running'", (state, now, error, sweep_id))
+
+        with self._lock:
+            self._transaction(end)
+
+    def request_search_cancel(self, sweep_id: str) -> dict | None:
+        """Cancel a search: a queued one at once, a running one after its current step (its
+        scheduler stops it; its watch also reads the flag).  Returns the record as it is now."""
+        now = time.time()
+
+        def cancel():
+            self._db.execute("UPDATE sweeps SET cancel_requested = 1 WHERE id = ? AND state IN ('queued', 'running')",
+                             (sweep_id,))
+            self._db.execute("UPDATE sweeps SET state = 'cancelled', finished_at = ? WHERE id = ? AND state = "
+                             "'queued'", (now, sweep_id))
+
+        with self._lock:
+            self._transaction(cancel)
+        return self.sweep(sweep_id)
+
+    def copy_events(self, from_job: str, to_job: str) -> None:
+        """Another job's epochs as ``to_job``'s (a trial that repeats an earlier one's settings)."""
+        self._write([("INSERT OR REPLACE INTO job_events SELECT ?, epoch, metrics FROM job_events WHERE job_id = ?",
+                      (to_job, from_job))])
 
     def sweep_jobs(self, sweep_id: str) -> list[dict]:
         """Every job of the sweep ``sweep_id``, in submission order (seq: its member order);
@@ -244,15 +357,16 @@ class Store:
 
     def sweep_members(self, sweep_ids) -> list[dict]:
         """What a summary of each of the sweeps ``sweep_ids`` needs of its jobs (no configs):
-        {id, sweep_id, status, created_at, started_at, finished_at, owner, scores}, in
+        {id, sweep_id, status, created_at, started_at, finished_at, owner, scores, trial}, in
         submission order (seq: each sweep's member order)."""
         sweep_ids = list(sweep_ids)
         if not sweep_ids:
             return []
         marks = ",".join("?" * len(sweep_ids))
-        rows = self._rows("SELECT id, sweep_id, status, created_at, started_at, finished_at, owner, scores FROM jobs "
-                          f"WHERE sweep_id IN ({marks}) ORDER BY seq", sweep_ids)
-        return [row | {"scores": json.loads(row["scores"]) if row["scores"] else None} for row in rows]
+        rows = self._rows("SELECT id, sweep_id, status, created_at, started_at, finished_at, owner, scores, trial "
+                          f"FROM jobs WHERE sweep_id IN ({marks}) ORDER BY seq", sweep_ids)
+        return [row | {"scores": json.loads(row["scores"]) if row["scores"] else None,
+                       "trial": json.loads(row["trial"]) if row["trial"] else None} for row in rows]
 
     def last_epochs(self, sweep_id: str) -> dict[str, int]:
         """The last epoch stored of each job of a sweep that has one: {job id: epoch} (a
@@ -267,14 +381,15 @@ class Store:
         return [_job(r) for r in self._rows("SELECT * FROM jobs WHERE stack_id = ? ORDER BY seq", (stack_id,))]
 
     def queued(self, limit: int = -1) -> list[dict]:
-        """Queued jobs that have not started, oldest first (at most ``limit``; -1: all)."""
-        return [_job(r) for r in self._rows("SELECT * FROM jobs WHERE status = 'queued' AND stack_id IS NULL "
-                                            "ORDER BY seq LIMIT ?", (limit,))]
+        """Queued jobs that have not started, oldest first (at most ``limit``; -1: all); not
+        a search's trials, which their search trains."""
+        return [_job(r) for r in self._rows("SELECT * FROM jobs WHERE status = 'queued' AND stack_id IS NULL AND "
+                                            "trial IS NULL ORDER BY seq LIMIT ?", (limit,))]
 
     def oldest_queued_at(self) -> float | None:
-        """When the oldest queued job that has not started was submitted (None: there is
-        none): the scheduler's cheap look at every tick, whatever the queue's length."""
-        rows = self._rows("SELECT created_at FROM jobs WHERE status = 'queued' AND stack_id IS NULL "
+        """When the oldest queued job that has not started (not a trial) was submitted (None:
+        there is none): the scheduler's cheap look at every tick, whatever the queue's length."""
+        rows = self._rows("SELECT created_at FROM jobs WHERE status = 'queued' AND stack_id IS NULL AND trial IS NULL "
                           "ORDER BY seq LIMIT 1")
         return rows[0]["created_at"] if rows else None
 
@@ -339,12 +454,12 @@ class Store:
         return {r["id"] for r in rows}
 
     def requeue_running(self, keep=()) -> list[str]:
-        """After a restart: jobs that were running (but those in ``keep``) go back to the
-        queue; their epochs so far are forgotten, and they train again from the start, to
-        the same results."""
+        """After a restart: jobs that were running (but those in ``keep``, and a search's
+        trials, which their search trains again) go back to the queue; their epochs so far
+        are forgotten, and they train again from the start, to the same results."""
         keep = set(keep)
-        return self.requeue([r["id"] for r in self._rows("SELECT id FROM jobs WHERE status = 'running'")
-                             if r["id"] not in keep], "running")
+        return self.requeue([r["id"] for r in self._rows("SELECT id FROM jobs WHERE status = 'running' AND trial IS "
+                                                         "NULL") if r["id"] not in keep], "running")
 
     def requeue(self, job_ids, status: str = "queued") -> list[str]:
         """Jobs in ``status`` (running after a crash; queued in a paused stack whose
@@ -466,6 +581,21 @@ def _job(row: dict) -> dict:
     row = dict(row)
     row["config"] = json.loads(row["config"])
     row["scores"] = json.loads(row["scores"]) if row["scores"] else None
-    row["grid"] = json.loads(row["grid"]) if row["grid"] is not None else None
+    for column in ("grid", "trial"):
+        row[column] = json.loads(row[column]) if row[column] is not None else None
+    row["cancel_requested"] = bool(row["cancel_requested"])
+    return row
+
+
+# A sweep's record, its config a search's base or a grid sweep's first member's
+_SWEEP_RECORD = ("SELECT seq, id, owner, created_at, search, grid, state, started_at, finished_at, cancel_requested, "
+                 "error, COALESCE(config, (SELECT j.config FROM jobs j WHERE j.sweep_id = sweeps.id ORDER BY j.seq "
+                 "LIMIT 1)) AS config FROM sweeps")
+
+
+def _sweep(row: dict) -> dict:
+    row = dict(row)
+    for column in ("search", "grid", "config"):
+        row[column] = json.loads(row[column]) if row[column] is not None else None
     row["cancel_requested"] = bool(row["cancel_requested"])
     return row

@@ -15,7 +15,7 @@ from fastapi import HTTPException
 
 from numbamlp.service.errors import cut
 from numbamlp.service.limits import Limits, job_problem
-from numbamlp.service.scheduler import DATASET_PREFIX, dataset_path, hide_dataset_paths
+from numbamlp.service.files import DATASET_PREFIX, dataset_path, hide_dataset_paths
 from numbamlp.service.store import Store
 
 

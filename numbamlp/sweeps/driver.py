@@ -212,7 +212,7 @@ def _search_sweep(base, grid, *, data, random, stack_size, metric, out, resume, 
     from numbamlp.member import TrainingInterrupted
     from numbamlp.metrics import HIGHER_IS_BETTER
     from numbamlp.sweeps.search import (SearchSettings, TrialRunner, check_search, grid_combinations, make_study,
-                                        optuna_module, search_space)
+                                        optuna_module, search_space, trial_values, written_grid)
 
     optuna_module()  # (without Optuna: said before anything is checked or written)
     directory = None
@@ -243,9 +243,7 @@ def _search_sweep(base, grid, *, data, random, stack_size, metric, out, resume, 
 
     base_config = make_config({})
     # every value a trial may take, with the base (a range by its ends): refused now, not mid-search
-    trial_values = [make_config({d.path: json.loads(choice)}) for d in space for choice in d.choices]
-    trial_values += [make_config({d.path: end}) for d in space if d.kind != "choice"
-                     for end in ((int(d.low), int(d.high)) if d.kind == "int" else (d.low, d.high))]
+    trial_configs = [make_config(values) for values in trial_values(space)]
     stamps = data_file_stamps([base_config])
     from numbamlp.data import changed_data_file
 
@@ -261,7 +259,7 @@ def _search_sweep(base, grid, *, data, random, stack_size, metric, out, resume, 
     if base_config.task == "classification":
         try:
             check_metric_applies(metric, "classification", len(np.unique(splits.y_train)))
-            for config in (base_config, *trial_values):
+            for config in (base_config, *trial_configs):
                 check_threshold_applies(config.threshold, len(np.unique(splits.y_train)))
         except ValueError as err:
             raise SweepError(str(err)) from None
@@ -277,12 +275,10 @@ def _search_sweep(base, grid, *, data, random, stack_size, metric, out, resume, 
         if settings.storage is not None:  # (a storage of the user's: opened before the directory is claimed)
             study = make_study(settings, direction, base_config.seed, max_epochs, directory, resume=resume is not None)
         if out is not None and resume is None:
-            written_grid = {path: [v.exact_text if isinstance(v, Range) else v for v in values]
-                            for path, values in grid.items()}
             directory = claim_directory(out, {"base": document, "keys": keys, "members": [], "metric": metric,
                                               "stack_size": stack_size, "data_files": stamps,
                                               "data_arrays": data_arrays,
-                                              "grid": written_grid, "search": settings.as_json()})
+                                              "grid": written_grid(grid), "search": settings.as_json()})
         if study is None:
             study = make_study(settings, direction, base_config.seed, max_epochs, directory, resume=resume is not None)
         writer = SweepWriter(directory)

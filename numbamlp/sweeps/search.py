@@ -39,6 +39,10 @@ from numbamlp.sweeps.grid import Range
 SEARCHES = ("grid", "random", "tpe", "cmaes")
 PRUNERS = ("none", "median", "asha", "hyperband")
 DEFAULT_REDUCTION_FACTOR = 3
+# A journal file's lock left by a process killed while it wrote is broken after this many
+# seconds (Optuna's default, 30, held a search resumed after a kill -9 that long; the lock is
+# held only while a few lines are appended).
+JOURNAL_LOCK_GRACE_S = 5
 
 
 def optuna_module():
@@ -93,6 +97,21 @@ def search_space(grid: dict[str, list], search: str) -> list[Dimension]:
         else:
             dimensions.append(Dimension(path, "choice", choices=tuple(dict.fromkeys(json.dumps(v) for v in values))))
     return dimensions
+
+
+def trial_values(space: list[Dimension]) -> list[dict]:
+    """Every value a trial may take, a setting at a time ({path: value}: each choice, each
+    range's two ends), to be checked with the base before a search starts."""
+    values = [{d.path: json.loads(choice)} for d in space for choice in d.choices]
+    return values + [{d.path: end} for d in space if d.kind != "choice"
+                     for end in ((int(d.low), int(d.high)) if d.kind == "int" else (d.low, d.high))]
+
+
+def written_grid(grid: dict[str, list]) -> dict[str, list]:
+    """A normalised grid as sweep.json (and the service's record) keeps it: a range as its
+    exact text (Range.exact_text), to be read back by normalise_grid."""
+    return {path: [value.exact_text if isinstance(value, Range) else value for value in values]
+            for path, values in grid.items()}
 
 
 def trial_settings(trial, space: list[Dimension]) -> dict:
@@ -207,9 +226,10 @@ def study_storage(storage: str | None, directory: Path | None):
     if storage is not None and "://" in storage:
         return storage
     path = Path(storage) if storage is not None else directory / STUDY_FILE
-    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    lock = JournalFileSymlinkLock(str(path), grace_period=JOURNAL_LOCK_GRACE_S)
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
 
 
 # ---------------------------------------------------------------- trials in refilled stacks

@@ -1,5 +1,6 @@
 """POST /v1/datasets: upload a data set (the body is the file), which jobs then name as
-dataset:<id>; the checks and the keeping are uploads.py's."""
+dataset:<id>; the checks and the keeping are uploads.py's.  The answer says what the server
+read, each column a job would train on with its type (the dashboard shows them back)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import asyncio
 from fastapi import APIRouter, Depends, Query, Request
 
 from numbamlp.service.dependencies import DataDirDep, LimitsDep, StoreDep, may_submit, room_for_work
-from numbamlp.service.schemas import Dataset
+from numbamlp.service.schemas import UploadedDataset
 from numbamlp.service.uploads import store_dataset
 
 router = APIRouter(tags=["data"])
 
 
-@router.post("/v1/datasets", response_model=Dataset, status_code=201, dependencies=[Depends(may_submit)],
+@router.post("/v1/datasets", response_model=UploadedDataset, status_code=201, dependencies=[Depends(may_submit)],
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
                  "text/csv": {"schema": {"type": "string"}}}}})

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 
 from numbamlp.service.dependencies import DataDirDep, StoreDep, existing_job, may_read
+from numbamlp.service.files import model_file
 from numbamlp.service.schemas import Prediction, PredictRequest
 
 PREDICT_MODELS_KEPT = 16  # loaded models kept for predict, the most recently used
@@ -19,19 +20,12 @@ PREDICT_MODELS_KEPT = 16  # loaded models kept for predict, the most recently us
 router = APIRouter(tags=["jobs"])
 
 
-def model_file(data_dir: Path, job_id: str) -> Path:
-    """Where a job's model file is, once it has succeeded."""
-    from numbamlp.layout import MODEL_FILE
-
-    return data_dir / "jobs" / job_id / MODEL_FILE
-
-
 def existing_model_file(data_dir: Path, job: dict, unfinished: int) -> Path:
     """A succeeded job's model file; 404 if it is gone, ``unfinished`` (the status code)
     for a job that is not succeeded."""
     if job["status"] != "succeeded":
         raise HTTPException(unfinished, f"job {job['id']} has no model ({job['status']})")
-    path = model_file(data_dir, job["id"])
+    path = model_file(data_dir, job)
     if not path.is_file():
         raise HTTPException(404, f"job {job['id']}'s model file is gone from the server (deleted?)")
     return path
