@@ -360,6 +360,35 @@ def test_a_grid_sweep_from_the_form_its_page_plots_and_sorts_its_trials(server, 
 
 
 @needs_chromium
+def test_a_searchs_page_marks_its_pruned_trials_and_cancels_a_search(server, open_page, tmp_path):
+    """A TPE + ASHA search's page: a pruned trial's row and line drawn as pruned, with the
+    epoch it stopped at; then a long search cancelled from its page's button."""
+    searched = server.client.sweep({**IRIS, "epochs": 6}, {"optimizer.lr": "loguniform:0.001:0.5"}, search="tpe",
+                                   trials=8, prune="asha", reduction_factor=2, stack_size=4)
+    wait_for(lambda: server.client.show_sweep(searched["id"])["state"] == "done", timeout=120, what="the search")
+    sweep = server.client.show_sweep(searched["id"])
+    pruned = [m for m in sweep["members"] if m["trial"]["pruned_epoch"] is not None]
+    assert pruned and len(sweep["members"]) == 8
+    page = open_page(server, path=f"/#/sweeps/{searched['id']}")
+    page.locator(".meta .status-done").wait_for(timeout=30_000)
+    assert page.locator("#trials tbody tr.pruned").count() == len(pruned)
+    assert page.locator("#parallel svg path.line.pruned").count() == len(pruned)
+    header = [th.get_attribute("data-key") for th in page.locator("#trials thead th").all()]
+    epochs_at = [row.locator("td").nth(header.index("pruned_epoch")).inner_text()
+                 for row in page.locator("#trials tbody tr.pruned").all()]
+    assert sorted(epochs_at) == sorted(str(m["trial"]["pruned_epoch"]) for m in pruned)
+    assert page.locator("#cancel-sweep").count() == 0  # (a search that ended has nothing to cancel)
+    page.screenshot(path=str(tmp_path / "search.png"), full_page=True)
+    long = server.client.sweep({"data": {"train": "builtin:digits"}, "model": {"hidden": [256, 256]}, "epochs": 10000},
+                               {"optimizer.lr": [0.01, 0.1]}, search="grid")  # (~40 ms an epoch: minutes)
+    page = open_page(server, path=f"/#/sweeps/{long['id']}")
+    page.locator("#cancel-sweep").click()
+    wait_for(lambda: server.client.show_sweep(long["id"])["state"] == "cancelled", timeout=60, what="the cancel")
+    page.locator(".meta .status-cancelled").wait_for(timeout=30_000)
+    assert page.locator("#cancel-sweep").count() == 0
+
+
+@needs_chromium
 def test_a_refused_token_brings_back_the_prompt(server, open_page, cli, tmp_path):
     """A wrong token kept in the browser, and a token revoked while the page is open, each
     bring the token prompt back; the right one then shows the jobs."""

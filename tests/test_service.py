@@ -310,6 +310,8 @@ def test_jobs_submitted_together_train_as_one_stack_and_list_page_by_page(server
     assert all(j["status"] == "succeeded" for j in jobs)
     stacks = {j["stack"]["id"] for j in jobs}
     assert len(stacks) == 1 and jobs[0]["stack"]["size"] == 5  # within the batch window: one stack
+    status, mates = get_json(server, f"/v1/jobs?stack={jobs[0]['stack']['id']}&limit=3")  # (a stack's jobs)
+    assert status == 200 and [j["id"] for j in mates["jobs"]] == ids[::-1][:3] and mates["next_page_token"]
     seen, token, pages = [], None, 0
     while True:
         page = server.client.jobs(limit=2, page_token=token)

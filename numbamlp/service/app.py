@@ -2,7 +2,7 @@
 
     POST /v1/datasets?label_column=   an .npz, .parquet or .csv body → {id, ...}; jobs name it dataset:<id>
     POST /v1/jobs                     {config} (+ Idempotency-Key) → 201 the job
-    GET  /v1/jobs?status=&limit=&page_token=   newest first → {jobs, next_page_token}
+    GET  /v1/jobs?status=&owner=&stack=&limit=&page_token=   newest first → {jobs, next_page_token}
     GET  /v1/jobs/{id}                the job
     POST /v1/jobs/{id}/cancel         queued: never starts; running: stops within a step batch
     GET  /v1/jobs/{id}/events         Server-Sent Events, one per stored epoch (id: = epoch; a burst of

@@ -252,11 +252,11 @@ class Store:
         return _job(rows[0]) if rows else None
 
     def jobs(self, status: str | None = None, limit: int = 50, before_seq: int | None = None,
-             owner: str | None = None) -> list[dict]:
-        """Newest first (of ``owner``'s, when given); ``before_seq`` continues a listing
-        after its last job."""
+             owner: str | None = None, stack_id: str | None = None) -> list[dict]:
+        """Newest first (of ``owner``'s, of the stack ``stack_id``'s, when given);
+        ``before_seq`` continues a listing after its last job."""
         where, parameters = [], []
-        for column, value in (("status", status), ("owner", owner)):
+        for column, value in (("status", status), ("owner", owner), ("stack_id", stack_id)):
             if value is not None:
                 where.append(f"{column} = ?")
                 parameters.append(value)

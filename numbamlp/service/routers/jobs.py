@@ -32,9 +32,11 @@ def submit_job(body: JobRequest, response: Response, caller: Submitter, store: S
 @collection.get("/v1/jobs", response_model=JobList, dependencies=[Depends(may_read)])
 def list_jobs(store: StoreDep, status: JobStatus | None = None, limit: int = Query(50, ge=1, le=1000),
               page_token: str | None = None,
-              owner: str | None = Query(None, description="Only the jobs this token name submitted.")) -> dict:
+              owner: str | None = Query(None, description="Only the jobs this token name submitted."),
+              stack: str | None = Query(None, description="Only the jobs of this stack (a job's stack.id): its "
+                                        "stack-mates.")) -> dict:
     before = page_position(page_token) if page_token else None
-    jobs = store.jobs(status=status, limit=limit + 1, before_seq=before, owner=owner)
+    jobs = store.jobs(status=status, limit=limit + 1, before_seq=before, owner=owner, stack_id=stack)
     more = len(jobs) > limit
     jobs = jobs[:limit]
     token_next = page_token_before(jobs[-1]["seq"]) if more else None

@@ -229,3 +229,7 @@ async function downloadModel(jobId) {
 async function cancelJob(jobId) {
   return apiJson(`/v1/jobs/${encodeURIComponent(jobId)}/cancel`, {method: "POST"});
 }
+
+async function cancelSweep(sweepId) {
+  return apiJson(`/v1/sweeps/${encodeURIComponent(sweepId)}/cancel`, {method: "POST"});
+}

@@ -11,7 +11,6 @@ const JobPage = (() => {
   const SCORE_CURVES = [["val_accuracy", "validation accuracy"], ["val_balanced_accuracy", "validation balanced accuracy"],
                         ["val_f1", "validation F1"], ["val_macro_f1", "validation macro F1"], ["val_r2", "validation R²"]];
   const PREDICT_ROWS = 5000;  // rows sent from the page at most (the command line sends any file)
-  const MATES_SCAN = 4;  // pages of 500 jobs looked through for stack-mates outside the job's sweep
 
   function show(view, page, jobId) {
     let job = null, redrawing = false, following = false, reloading = false;
@@ -139,9 +138,7 @@ const JobPage = (() => {
               h("td", {}, s.optimizer), h("td", {class: "num"}, fmtNumber(s.lr)), h("td", {class: "num"}, mate.config.seed),
               h("td", {class: "num"}, scoreText(mate)));
           })));
-        const missing = job.stack.size - found.length;
-        mates.replaceChildren(h("p", {}, `Stack ${job.stack.id}: ${job.stack.size} models trained as one.` +
-          (missing > 0 ? ` ${missing} of them not found among the newest ${MATES_SCAN * 500} jobs.` : "")),
+        mates.replaceChildren(h("p", {}, `Stack ${job.stack.id}: ${job.stack.size} models trained as one.`),
           h("div", {class: "table-wrap"}, table));
       } catch (err) { report(err); }
     }
@@ -151,20 +148,16 @@ const JobPage = (() => {
     page.onResize(drawCurves);
   }
 
-  // The jobs of a job's stack (itself included): its sweep's members first, then the newest
-  // jobs, a page at a time, until the stack's size is found (the API lists no stack's jobs)
+  // The jobs of a job's stack (itself included), oldest first: GET /v1/jobs?stack=
   async function findMates(job, signal) {
-    const found = new Map();
-    const take = (jobs) => { for (const j of jobs) if (j.stack && j.stack.id === job.stack.id) found.set(j.id, j); };
-    if (job.sweep_id) take((await apiJson(`/v1/sweeps/${encodeURIComponent(job.sweep_id)}`, {signal})).members);
+    const found = new Map([[job.id, job]]);
     let token = null;
-    for (let k = 0; k < MATES_SCAN && found.size < job.stack.size; k++) {
-      const listing = await apiJson("/v1/jobs?limit=500" + (token ? "&page_token=" + encodeURIComponent(token) : ""), {signal});
-      take(listing.jobs);
+    do {
+      const listing = await apiJson(`/v1/jobs?limit=1000&stack=${encodeURIComponent(job.stack.id)}` +
+        (token ? "&page_token=" + encodeURIComponent(token) : ""), {signal});
+      for (const mate of listing.jobs) found.set(mate.id, mate);
       token = listing.next_page_token;
-      if (!token) break;
-    }
-    found.set(job.id, job);
+    } while (token);
     return [...found.values()].sort((a, b) => a.created_at - b.created_at);
   }
 

@@ -56,11 +56,12 @@ const SweepPage = (() => {
   function show(view, page, sweepId) {
     let sweep = null, shown = "", sort = {key: null, descending: false}, topShown = "";
     const summary = h("dl", {class: "meta"});
+    const actions = h("div", {class: "actions", id: "sweep-actions"});
     const table = h("table", {id: "trials", class: "trials"});
     const parallel = h("div", {id: "parallel", class: "chart-box wide-chart"});
     const scatters = h("div", {id: "scatters", class: "scatters"});
     const curves = h("div", {id: "top-curves", class: "chart-box wide-chart"});
-    view.replaceChildren(h("h1", {}, "Sweep ", h("span", {class: "mono"}, sweepId)), summary,
+    view.replaceChildren(h("h1", {}, "Sweep ", h("span", {class: "mono"}, sweepId)), actions, summary,
       h("section", {}, h("h2", {}, "Trials"), h("p", {class: "hint"}, "Click a column's title to sort by it."),
         h("div", {class: "table-wrap"}, table)),
       h("section", {}, h("h2", {}, "Parallel coordinates"),
@@ -126,6 +127,16 @@ const SweepPage = (() => {
         ...item("submitted", fmtTime(sweep.created_at)),
         ...item("duration", fmtDuration((sweep.finished_at || Date.now() / 1000) - sweep.created_at)),
         ...(sweep.search ? searchItems(sweep.search, item) : []));
+      // Cancel: a search stops after its step and asks no more trials; a grid sweep's
+      // unfinished members are cancelled (the owner's or an admin's to do)
+      const me = session.me;
+      const mine = !me || me.role === "admin" || (me.role === "submit" && sweep.owner === me.name);
+      const asked = sweep.search && sweep.search.cancel_requested;
+      actions.replaceChildren(...(mine && !ENDED.has(sweep.state) && !asked ? [h("button", {
+        class: "cancel", id: "cancel-sweep", type: "button", onclick: async (event) => {
+          event.target.disabled = true;
+          try { await cancelSweep(sweepId); load(); } catch (err) { report(err); }
+        }}, "Cancel sweep")] : asked && !ENDED.has(sweep.state) ? [h("span", {class: "hint"}, "cancel asked")] : []));
       renderTable();
       drawPlots();
       showTopCurves();
