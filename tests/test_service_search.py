@@ -217,6 +217,18 @@ def test_a_trial_and_a_whole_search_are_cancelled_by_their_owner_or_an_admin(ser
     assert unknown.value.status == 404
 
 
+def test_a_job_submitted_while_a_search_runs_trains_meanwhile(server):
+    """A search runs beside the jobs' slot: a job submitted while a long search trains is
+    not held in the queue until the search ends."""
+    search = server.client.sweep({**LONG, "epochs": 10_000}, {"optimizer.lr": [0.01, 0.1]}, search="grid")
+    wait_for(lambda: server.client.show_sweep(search["id"])["state"] == "running", what="the search running")
+    try:
+        job = server.client.wait(server.client.submit({**BASE, "epochs": 3})["id"], timeout=120)
+        assert job["status"] == "succeeded" and server.client.show_sweep(search["id"])["state"] == "running"
+    finally:
+        server.client.cancel_sweep(search["id"])
+
+
 def test_a_trial_that_repeats_another_waits_queued_then_takes_its_outcome_events_and_model(server, tmp_path):
     """Trials asked with the settings of one in training are not trained again: each waits,
     queued, for that trial's outcome, and then takes it (repeat_of), its events and its model."""

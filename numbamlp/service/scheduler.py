@@ -18,10 +18,11 @@ After a kill -9, the jobs that were running go on from their stack's last checkp
 has one (a pause's), else train again from the start: to the same results either way
 (training is deterministic per member), listed once, as before.
 
-A search (numbamlp.service.searches) takes a slot for as long as it runs, as its turn
-comes (by when it was submitted, beside the stacks waiting): its stacks train in that
-slot's thread (on Dask, on the workers), and it is never paused for others.  Shutdown stops
-it after its current step, and the next start goes on with it.
+A search (numbamlp.service.searches) runs beside the slots, SEARCH_SLOTS at a time, oldest
+first: its stacks train in a thread of its own (on Dask, on the workers), sharing the cores
+with the jobs' stacks (each training thread takes its share, kernels/pool.py), so a long
+search never holds the jobs' queue.  Shutdown stops it after its current step, and the next
+start goes on with it.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ SERVICE_STATE = "service.json"  # in a stack's checkpoint: what the service keep
 NEW_CHECKPOINT = ".new"  # a checkpoint being written beside the last one
 DATA_CACHE_SIZE = 4
 QUEUE_LOOKAHEAD = 8  # queued jobs grouped per free slot, in full stacks: bounds a tick's work
+SEARCH_SLOTS = 1  # searches running at once, beside the jobs' slots (the others wait, oldest first)
 
 
 class Scheduler:
@@ -73,6 +75,7 @@ class Scheduler:
             self.dask = DaskRunner(workers, scheduler_address, None)
             self.slots = self.dask.parallel
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="stack")
+        self._search_pool = concurrent.futures.ThreadPoolExecutor(max_workers=SEARCH_SLOTS, thread_name_prefix="search")
         self._running: dict[str, dict] = {}  # stack id → {"jobs": [...], "stack": StackTrainer | None}
         self._searches: dict[str, TrialJobs] = {}  # sweep id → the running search's watch
         self._data: dict[str, object] = {}  # the last DATA_CACHE_SIZE data sets' splits, oldest first
@@ -103,6 +106,7 @@ class Scheduler:
         for watch in searches:
             watch.stop(SHUTDOWN)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._search_pool.shutdown(wait=True, cancel_futures=True)
         if self._thread is not None:
             self._thread.join(timeout)
         if self.dask is not None:
@@ -181,24 +185,22 @@ class Scheduler:
                 return
 
     def _schedule(self) -> None:
-        """Fill a free slot: with what has waited longest — a stack, paused (to let others
-        train) or new (its oldest job past the batch window), or a queued search."""
-        if self.store.full:  # (a stack started now could not write its files)
+        """Start the oldest queued search when fewer than SEARCH_SLOTS run; fill a free slot
+        with the stack that has waited longest, whether paused (to let others train) or new
+        (its oldest job past the batch window)."""
+        if self.store.full:  # (a stack or a search started now could not write its files)
             return
         with self._lock:
-            free = self.slots - len(self._running) - len(self._searches)
+            free = self.slots - len(self._running)
+            search_free = len(self._searches) < SEARCH_SLOTS
+        search = self.store.oldest_queued_search() if search_free else None
+        if search is not None and self.store.start_search(search["id"]):  # (unless cancelled meanwhile)
+            self._launch_search(search["id"])
         if free <= 0:
             return
         oldest = self.store.oldest_queued_at()
         new_ready = oldest is not None and time.time() - oldest >= self.batch_window
         paused = sorted((self._paused_at.get(stack_id, 0.0), stack_id) for stack_id in self.store.paused_stacks())
-        search = self.store.oldest_queued_search()
-        stacks_since = [since for since in (paused[0][0] if paused else None, oldest if new_ready else None)
-                        if since is not None]
-        if search is not None and all(search["created_at"] <= since for since in stacks_since):
-            if self.store.start_search(search["id"]):  # (unless cancelled meanwhile)
-                self._launch_search(search["id"])
-            return
         if paused and (not new_ready or paused[0][0] <= oldest):
             self._resume(paused[0][1])  # (one a tick: the next fills the next slot)
             return
@@ -260,7 +262,7 @@ class Scheduler:
         with self._lock:
             self._searches[sweep_id] = watch
         client = None if self.dask is None else self.dask.client
-        future = self._pool.submit(run_search, self.store, self.data_dir, watch, client)
+        future = self._search_pool.submit(run_search, self.store, self.data_dir, watch, client)
         future.add_done_callback(lambda f: self._search_finished(sweep_id, f))
 
     def _search_finished(self, sweep_id: str, future) -> None:
@@ -370,12 +372,11 @@ class Scheduler:
         written.rename(checkpoint)
 
     def _others_ready(self) -> bool:
-        """Whether something other than the running stacks could start now: a paused stack,
-        new jobs past their batch window (a pause for jobs still in theirs would only
-        resume), or a queued search."""
+        """Whether a stack other than the running ones could start now: a paused one, or new
+        jobs past their batch window (a pause for jobs still in theirs would only resume).
+        (A search waits for a search, not for a slot.)"""
         oldest = self.store.oldest_queued_at()
-        return bool(self.store.paused_stacks()) or (oldest is not None and time.time() - oldest >= self.batch_window) \
-            or self.store.oldest_queued_search() is not None
+        return bool(self.store.paused_stacks()) or (oldest is not None and time.time() - oldest >= self.batch_window)
 
     def _train_on_dask(self, stack_id: str, ids: list[str], dumps: list[dict], data, watch) -> list[dict]:
         """The stack as one Dask task.  Its epochs come back through a Dask queue as they end

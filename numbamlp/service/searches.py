@@ -1,5 +1,5 @@
-"""A search in the service (POST /v1/sweeps with ``search``): numbamlp.sweeps.sweep run in one
-of the scheduler's slots, its directory DATA_DIR/sweeps/<sweep id>/ (files.search_directory),
+"""A search in the service (POST /v1/sweeps with ``search``): numbamlp.sweeps.sweep run in a
+thread of the scheduler's beside its slots (scheduler.SEARCH_SLOTS), its directory DATA_DIR/sweeps/<sweep id>/ (files.search_directory),
 and each of its trials kept as a job in the store (``TrialJobs``, the search's TrialWatch).
 
 A trial's job is made when the search asks the trial (queued, but not in the scheduler's
