@@ -1,5 +1,5 @@
 """The dashboard (numbamlp/service/static) in a real headless Chromium, driven by Playwright,
-against a real `numbamlp serve`: upload a CSV from the page and see its columns, submit a job
+and in a real headless Firefox (its pages, through Marionette), against a real `numbamlp serve`: upload a CSV from the page and see its columns, submit a job
 and a sweep from the forms, watch a curve grow, read a job page's axes and legend, sort a
 sweep's trials, cancel, download, predict, a refused token, the first load's weight, and a
 store of 10,000 jobs.  Each page's screenshot is kept in the test's tmp_path.
@@ -412,6 +412,130 @@ def test_a_refused_token_brings_back_the_prompt(server, open_page, cli, tmp_path
     assert code == 0, output
     page.locator("#login").wait_for(state="visible", timeout=10_000)  # (the list's next refresh: 401)
     assert page.locator("#jobs").count() == 0
+
+
+# ---------------------------------------------------------------- in Firefox
+FIREFOX = shutil.which("firefox-esr") or shutil.which("firefox")
+
+
+class Marionette:
+    """The least of a client of Firefox's Marionette protocol (its remote control, on by
+    --marionette; Playwright drives only its own build of Firefox, which cannot be
+    downloaded here): length-prefixed JSON messages [0, id, command, parameters] over TCP,
+    answered [1, id, error, result]."""
+
+    def __init__(self, port: int, timeout: float = 30):
+        import socket
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.socket = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        self.pending, self.sent = b"", 0
+        self._message()  # (its greeting)
+
+    def _message(self):
+        while b":" not in self.pending:
+            self.pending += self.socket.recv(65536)
+        size, rest = self.pending.split(b":", 1)
+        while len(rest) < int(size):
+            rest += self.socket.recv(65536)
+        self.pending = rest[int(size):]
+        return json.loads(rest[: int(size)])
+
+    def __call__(self, command: str, **parameters):
+        self.sent += 1
+        text = json.dumps([0, self.sent, command, parameters]).encode()
+        self.socket.sendall(str(len(text)).encode() + b":" + text)
+        while True:
+            kind, number, error, result = self._message()
+            if kind == 1 and number == self.sent:
+                if error:
+                    raise AssertionError(f"{command}: {error.get('message', error)}")
+                return result
+
+    def run(self, script: str, *args):
+        """A script's return value, run in the page (WebDriver's executeScript)."""
+        return self("WebDriver:ExecuteScript", script=script, args=list(args))["value"]
+
+    def until(self, script: str, what: str, timeout: float = 60):
+        return wait_for(lambda: self.run(script), timeout=timeout, what=what)
+
+    def screenshot(self, path) -> None:
+        import base64
+
+        path.write_bytes(base64.b64decode(self("WebDriver:TakeScreenshot", full=True)["value"]))
+
+
+@pytest.fixture
+def firefox(tmp_path):
+    """A Marionette session of a headless Firefox (Debian's firefox-esr) on a fresh profile,
+    closed after the test."""
+    import socket
+    import subprocess
+
+    if FIREFOX is None:
+        pytest.skip("needs Firefox (.ci/run installs Debian's firefox-esr)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    profile = tmp_path / "firefox-profile"
+    profile.mkdir()
+    (profile / "user.js").write_text(f'user_pref("marionette.port", {port});\n')
+    process = subprocess.Popen([FIREFOX, "--headless", "--marionette", "--no-remote", "--profile", str(profile)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        session = Marionette(port)
+        session("WebDriver:NewSession", capabilities={})
+        yield session
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_the_pages_work_in_firefox(server, firefox, tmp_path):
+    """Firefox (headless, through Marionette) shows the jobs, a job's curves with axes and
+    legend, a sweep's trials sorted by a click and its plots, and the submit forms."""
+    job = server.client.wait(server.client.submit({**IRIS, "epochs": 4})["id"], timeout=120)
+    sweep = server.client.sweep({**IRIS, "epochs": 3}, {"optimizer.lr": [0.3, 0.01, 0.1]})
+    for member in sweep["jobs"]:
+        server.client.wait(member["id"], timeout=120)
+    firefox("WebDriver:Navigate", url=server.url + "/")
+    firefox.run("localStorage.setItem('numbamlp-token', arguments[0]); location.hash = '#/jobs'; location.reload();",
+                server.token)
+    firefox.until(f"return document.querySelector('#job-{job['id']}') !== null", "the jobs page's rows")
+    assert firefox.run("return document.getElementById('who').textContent") == "signed in as admin (admin)"
+    firefox.screenshot(tmp_path / "firefox-jobs.png")
+    firefox.run(f"location.hash = '#/jobs/{job['id']}'")
+    firefox.until("const t = [...document.querySelectorAll('.axis-title')].map((e) => e.textContent);"
+                  "return ['epoch', 'loss', 'validation score'].every((title) => t.includes(title)) && "
+                  "document.querySelectorAll('.legend-item').length >= 3", "the job's curves' axes and legends")
+    ticks = firefox.run("return [...document.querySelectorAll('.x-axis .tick text')].map((e) => e.textContent)")
+    assert len(ticks) >= 4 and all(float(tick) >= 1 for tick in ticks), ticks
+    firefox.screenshot(tmp_path / "firefox-job.png")
+    firefox.run(f"location.hash = '#/sweeps/{sweep['id']}'")
+    firefox.until("return document.querySelectorAll('#trials tbody tr').length === 3 && "
+                  "document.querySelectorAll('#parallel svg path.line').length === 3", "the sweep's trials and plot")
+    firefox.run("document.querySelector(\"#trials th[data-key='grid:optimizer.lr'] button\").click()")
+    shown = firefox.until("const h = [...document.querySelectorAll('#trials thead th')].map((e) => e.dataset.key);"
+                          "const k = h.indexOf('grid:optimizer.lr');"
+                          "return [...document.querySelectorAll('#trials tbody tr')].map((r) => r.cells[k].textContent)",
+                          "the sorted table")
+    assert shown == ["0.01", "0.1", "0.3"]
+    firefox.screenshot(tmp_path / "firefox-sweep.png")
+    firefox.run("location.hash = '#/submit'")
+    firefox.until("return document.getElementById('submit-sweep') !== null && "
+                  "document.getElementById('hidden') !== null", "the submit forms")
+    assert firefox.run("return document.getElementById('error').textContent") == ""
+    firefox.screenshot(tmp_path / "firefox-submit.png")
 
 
 @needs_chromium
