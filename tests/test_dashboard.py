@@ -138,6 +138,18 @@ def test_the_page_is_one_document_with_its_styles_and_scripts_in_place(server, t
         assert (public.STATIC / name).read_text() in page, name
     # nothing loaded from elsewhere: no address in it but SVG's namespace, which names no file
     assert set(re.findall(r"https?://[^\s\"'`]*", page)) == {"http://www.w3.org/2000/svg"}
+    # its policy allows exactly its own scripts and styles, by hash, and no framing
+    import base64
+    import hashlib
+
+    policy = dict(part.strip().split(" ", 1) for part in headers["content-security-policy"].split(";"))
+    for kind in ("script", "style"):
+        texts_in_page = re.findall(rf"<{kind}>(.*?)</{kind}>", page, flags=re.S)
+        allowed = {f"'sha256-{base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()}'"
+                   for text in texts_in_page}
+        assert texts_in_page and set(policy[f"{kind}-src"].split()) == allowed, kind
+    assert policy["default-src"] == "'none'" and policy["frame-ancestors"] == "'none'"
+    assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff"
     (tmp_path / "index.html").write_text('<p>\n<script src="bad.js"></script>\n')
     (tmp_path / "bad.js").write_text('const s = "</script>";\n')
     monkeypatch.setattr(public, "STATIC", tmp_path)
@@ -203,7 +215,7 @@ def test_upload_a_csv_from_the_page_see_its_columns_and_train_on_it(server, open
         transfer.items.add(new File(["width,height,kind\\n1.5,2,0\\n2.5,3,1\\n0.5,1,0\\n"], "shapes.csv", {type: "text/csv"}));
         document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
     }""")
-    page.wait_for_function("document.getElementById('uploaded-id') && document.getElementById('uploaded-id')"
+    page.wait_for_function("() => document.getElementById('uploaded-id') && document.getElementById('uploaded-id')"
                            ".textContent !== 'dataset:" + dataset_id + "'")
     assert cells(page, "#upload-columns tbody tr") == [
         ["width", "float64", "feature"], ["height", "int64", "feature"]]
@@ -379,6 +391,10 @@ def test_a_searchs_page_marks_its_pruned_trials_and_cancels_a_search(server, ope
     assert sorted(epochs_at) == sorted(str(m["trial"]["pruned_epoch"]) for m in pruned)
     assert page.locator("#cancel-sweep").count() == 0  # (a search that ended has nothing to cancel)
     page.screenshot(path=str(tmp_path / "search.png"), full_page=True)
+    page.goto(server.url + f"/#/jobs/{pruned[0]['id']}")  # (a trial's page says it is one, and where it stopped)
+    trial = page.locator("#trial").inner_text(timeout=30_000)
+    assert f"Trial {pruned[0]['trial']['number']} of search {searched['id']}" in trial
+    assert f"pruned at epoch {pruned[0]['trial']['pruned_epoch']}" in trial
     long = server.client.sweep({"data": {"train": "builtin:digits"}, "model": {"hidden": [256, 256]}, "epochs": 10000},
                                {"optimizer.lr": [0.01, 0.1]}, search="grid")  # (~40 ms an epoch: minutes)
     page = open_page(server, path=f"/#/sweeps/{long['id']}")
@@ -405,7 +421,7 @@ def test_a_refused_token_brings_back_the_prompt(server, open_page, cli, tmp_path
     assert code == 0, output
     reader = output.strip().splitlines()[-1]
     page = open_page(server, token=reader)
-    page.wait_for_function("document.getElementById('who').textContent === 'signed in as reader (read)'")
+    page.wait_for_function("() => document.getElementById('who').textContent === 'signed in as reader (read)'")
     page.locator("#jobs tr").first.wait_for(timeout=10_000)
     assert page.locator("button.cancel").count() == 0  # (a read token cancels nothing: no button)
     code, output = cli("serve", "token", "revoke", "reader", "--data-dir", server.data_dir)
@@ -592,19 +608,19 @@ def test_ten_thousand_jobs_a_light_first_load_a_page_at_a_time_and_quick_filters
 
     started = time.perf_counter()
     page.select_option("#status-filter", "failed")
-    page.wait_for_function("[...document.querySelectorAll('#jobs tr')].length === 50 && "
+    page.wait_for_function("() => [...document.querySelectorAll('#jobs tr')].length === 50 && "
                            "[...document.querySelectorAll('#jobs tr')].every((tr) => tr.dataset.status === 'failed')",
                            timeout=20_000)
     filtered = time.perf_counter() - started
     started = time.perf_counter()
     page.fill("#owner-filter", "carol")
     page.press("#owner-filter", "Enter")
-    page.wait_for_function("[...document.querySelectorAll('#jobs tr .owner')].every((td) => td.textContent === 'carol')",
+    page.wait_for_function("() => [...document.querySelectorAll('#jobs tr .owner')].every((td) => td.textContent === 'carol')",
                            timeout=20_000)
     owner_filtered = time.perf_counter() - started
     newest = page.locator("#jobs tr").first.get_attribute("id")
     page.click("#older")
-    page.wait_for_function(f"document.querySelector('#jobs tr').id !== '{newest}'", timeout=20_000)
+    page.wait_for_function(f"() => document.querySelector('#jobs tr').id !== '{newest}'", timeout=20_000)
     assert page.inner_text("#page-info") == "jobs 51–100"
     page.mouse.wheel(0, 5000)
     frame = page.evaluate("new Promise((done) => { const t = performance.now(); "

@@ -140,6 +140,22 @@ def test_a_trial_that_diverges_is_a_row_of_its_own_and_its_stack_mates_go_on(tmp
                                       tmp_path)
 
 
+def test_a_repeat_cancelled_while_it_waits_for_its_originals_outcome_ends_cancelled(tmp_path):
+    """Three random trials of one setting: 1 and 2 wait for trial 0's outcome; 1 is
+    cancelled meanwhile: its row and the study say cancelled, 2 takes 0's outcome."""
+
+    class CancelTheFirstRepeat(Recorder):
+        def epoch(self, member, metrics):
+            super().epoch(member, metrics)
+            self.to_cancel.add(1)
+
+    result = sweep(BASE, {"seed": [0]}, search="random", trials=3, stack_size=3, watch=CancelTheFirstRepeat(),
+                   out=tmp_path / "s")
+    assert [(row["status"], row["repeat_of"]) for row in result.table] == \
+        [("done", None), ("cancelled", None), ("done", 0)]
+    assert [t.state.name for t in study_of(tmp_path / "s").trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+
+
 def test_a_cancelled_trials_outcome_is_not_taken_by_a_trial_with_its_settings(tmp_path):
     """Six random trials over two settings, trial 0 cancelled after its first epoch: the
     next trial with its settings trains in its place, and the later ones take that one's
@@ -194,7 +210,7 @@ def test_an_interrupted_search_resumes_with_its_study(tmp_path):
     (dict(search="tpe", trials=4, reduction_factor=1), "reduction-factor"),
     (dict(search="tpe", trials=4, workers=0), "workers must be at least 1"),
     (dict(search="tpe", trials=4, workers=2, scheduler="tcp://127.0.0.1:1"), "give one of"),
-    (dict(watch=TrialWatch()), "watch goes with search"),
+    (dict(watch=TrialWatch()), "watch and written go with search"),
     (dict(prune="asha"), "go with --search"),
     (dict(trials=5), "go with --search"),
 ])

@@ -592,6 +592,17 @@ def test_a_database_of_an_earlier_version_gains_the_members_grid_values_and_swee
         assert store.job("a")["trial"] is None
     finally:
         store.close()
+    # a start cut off after it made the sweeps table, before it wrote the records: the next adds them
+    sweeps_table = re.search(r"CREATE TABLE IF NOT EXISTS sweeps \(.*?\n\);\n", SCHEMA, flags=re.S).group(0)
+    with sqlite3.connect(tmp_path / "cut.sqlite") as db:
+        db.executescript(old + sweeps_table)
+        db.execute("INSERT INTO jobs (id, status, config, sweep_id, created_at, owner) VALUES ('a', 'queued', '{}', "
+                   "'s0', 1.0, 'o')")
+    store = Store(tmp_path / "cut.sqlite")
+    try:
+        assert [record["id"] for record in store.sweeps()] == ["s0"]
+    finally:
+        store.close()
 
 
 def test_a_job_early_stops_by_the_metric_its_config_names(server):
@@ -784,7 +795,7 @@ def test_the_dashboard_submits_a_job_draws_its_curve_and_cancels_one(server, tmp
         row.wait_for(timeout=30_000)
         job_id = row.locator(".id").inner_text()
         assert row.locator(".owner").inner_text() == "admin"  # (the token file's token)
-        page.wait_for_function("document.getElementById('who').textContent === 'signed in as admin (admin)'")
+        page.wait_for_function("() => document.getElementById('who').textContent === 'signed in as admin (admin)'")
         assert server.client.job(job_id)["config"]["seed"] == 11
 
         def points():
@@ -804,7 +815,7 @@ def test_the_dashboard_submits_a_job_draws_its_curve_and_cancels_one(server, tmp
         assert "not JSON" in page.inner_text("#error")
         page.fill("#config", json.dumps({"optimizer": {"lr": -1}}))
         page.click("#submit")
-        page.wait_for_function("document.getElementById('error').textContent.includes('optimizer.lr')")
+        page.wait_for_function("() => document.getElementById('error').textContent.includes('optimizer.lr')")
         browser.close()
 
 

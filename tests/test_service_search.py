@@ -161,6 +161,11 @@ def test_a_search_keeps_each_trial_as_a_job_with_its_status_scores_and_model(ser
     ({"search": "tpe", "trials": 3}, {"task": ["classification", "regression"]}, "task cannot vary"),
     ({"search": "tpe", "trials": 3}, {"epochs": "int:1:100000"}, "epochs=100000: epochs: 100000 is more than"),
     ({"search": "tpe", "trials": 3}, {"model.activation": ["relu", "bogus"]}, "model.activation='bogus'"),
+    # a million combinations, counted and refused, never made (made, they took 235 MB and the API thread)
+    ({"search": "grid"}, {"seed": list(range(100)), "batch_size": list(range(1, 101)),
+                          "epochs": list(range(1, 101))}, "1000000 combinations, more than the limit of 10000"),
+    ({}, {"seed": list(range(100)), "batch_size": list(range(1, 101)), "epochs": list(range(1, 101))},
+     "the grid has 1000000 members, more than 10000"),
 ])
 def test_bad_search_settings_are_a_one_line_422_and_nothing_is_stored(server, settings, grid, says):
     before = server.client._request("GET", "/v1/sweeps?limit=1000")["sweeps"]
@@ -215,6 +220,28 @@ def test_a_trial_and_a_whole_search_are_cancelled_by_their_owner_or_an_admin(ser
     with pytest.raises(ServiceError) as unknown:
         dora.cancel_sweep("no-such-sweep")
     assert unknown.value.status == 404
+
+
+def test_a_search_on_an_upload_keeps_its_id_in_the_trials_files_not_the_servers_path(server, tmp_path):
+    """A trial's model (which any reader may download) and config.json name the upload as
+    a job's do, dataset:<id>, never by the file the server keeps it in."""
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    table = tmp_path / "flowers.csv"
+    table.write_text("a,b,c,d,kind\n" + "".join(",".join(map(str, [*row, label])) + "\n" for row, label in zip(X, y)))
+    dataset = server.client.upload_dataset(table, label_column="kind")
+    base = {"epochs": 2, "data": {"train": f"dataset:{dataset['id']}", "label_column": "kind"},
+            "model": {"hidden": [4]}}
+    search = server.client.sweep(base, {"optimizer.lr": [0.01, 0.1]}, search="grid")
+    shown = ended(server.client, search["id"])
+    assert shown["state"] == "done" and trials(shown) == ["finished", "finished"]
+    downloaded = server.client.download(shown["members"][0]["id"], tmp_path / "trial.safetensors")
+    config = json.loads((member_directory(server, search["id"], 0) / "config.json").read_text())
+    assert config["data"]["train"] == f"dataset:{dataset['id']}"
+    for kept in (downloaded.read_bytes(), json.dumps(config).encode()):
+        assert str(server.data_dir).encode() not in kept and str(server.data_dir.resolve()).encode() not in kept
+    assert f"dataset:{dataset['id']}".encode() in downloaded.read_bytes()
 
 
 def test_a_job_submitted_while_a_search_runs_trains_meanwhile(server):

@@ -70,10 +70,25 @@ def with_dataset_paths(config: dict, data_dir: Path) -> dict:
     return {**config, "data": data}
 
 
+def with_dataset_ids(config: dict, data_dir: Path) -> dict:
+    """with_dataset_paths undone: a config document whose sources are uploads' files named
+    ``dataset:<id>`` again (a search's trials' files keep what a job's keep)."""
+    data, upload = dict(config.get("data") or {}), _uploads(data_dir)
+    for key in ("train", "test", "val"):
+        found = upload.fullmatch(str(data[key])) if data.get(key) is not None else None
+        if found is not None:
+            data[key] = DATASET_PREFIX + found.group(1)
+    return {**config, "data": data}
+
+
+def _uploads(data_dir) -> re.Pattern:
+    """An uploaded data set's file path (also while it is checked, in a folder of its own)."""
+    datasets = re.escape(str(Path(data_dir) / "datasets"))
+    return re.compile(datasets + r"/(?:incoming-[^/]+/)?([0-9a-f]{64})\.(?:npz|parquet|csv(?:\.gz|\.zst|\.bz2)?)")
+
+
 def hide_dataset_paths(text: str, data_dir) -> str:
     """``text`` with each uploaded dataset's file path (also while it is checked, in a folder
     of its own) as "the uploaded dataset <id>": what a client reads never shows the server's
     files."""
-    datasets = re.escape(str(Path(data_dir) / "datasets"))
-    return re.sub(datasets + r"/(?:incoming-[^/]+/)?([0-9a-f]{64})\.(?:npz|parquet|csv(?:\.gz|\.zst|\.bz2)?)", r"the uploaded dataset \1",
-                  text)
+    return _uploads(data_dir).sub(r"the uploaded dataset \1", text)

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from numbamlp.io import json_text
 from numbamlp.service.events import EpochEvents
-from numbamlp.service.files import file_sha256, hide_dataset_paths, model_file, search_directory, with_dataset_paths
+from numbamlp.service.files import (file_sha256, hide_dataset_paths, model_file, search_directory, with_dataset_ids,
+                                    with_dataset_paths)
 from numbamlp.service.store import Store
 from numbamlp.sweeps.search import TrialWatch
 from numbamlp.sweeps.task import error_text
@@ -52,13 +53,16 @@ def run_search(store: Store, data_dir: Path, watch: "TrialJobs", client=None) ->
     search = watch.search
     directory = search_directory(data_dir, search["id"])
     settings = search["search"]
+    resumed = (directory / SWEEP_FILE).is_file()
+    if resumed:  # (trials whose rows were written before the server stopped end as their rows say)
+        watch.settle(read_finished_rows(directory))
     if search["cancel_requested"]:  # (asked while the server was stopped)
         store.end_search(search["id"], "cancelled")
         return
     try:
-        if (directory / SWEEP_FILE).is_file():
-            watch.settle(read_finished_rows(directory))
-            sweep(resume=directory, watch=watch, client=client)
+        if resumed:
+            sweep(resume=directory, watch=watch, client=client,
+                  written=lambda config: with_dataset_ids(config, data_dir))
         else:
             shutil.rmtree(directory, ignore_errors=True)  # (a start cut off before it claimed the directory)
             directory.parent.mkdir(parents=True, exist_ok=True)
@@ -66,16 +70,16 @@ def run_search(store: Store, data_dir: Path, watch: "TrialJobs", client=None) ->
             sweep(base, normalise_grid(search["grid"]), search=settings["search"], trials=settings["trials"],
                   prune=settings["prune"], min_epochs=settings["min_epochs"],
                   reduction_factor=settings["reduction_factor"], stack_size=settings["stack_size"], out=directory,
-                  watch=watch, client=client)
+                  watch=watch, client=client, written=lambda config: with_dataset_ids(config, data_dir))
     except SweepInterrupted:
         if watch.stop_reason == CANCELLED:
             store.end_search(search["id"], "cancelled")
         return  # (else the server stopped it: it goes on at the next start)
     except SweepError as err:
-        store.end_search(search["id"], "failed", hide_dataset_paths(str(err), data_dir))
+        store.end_search(search["id"], "failed", _shown(str(err), data_dir))
         return
     except Exception as err:  # noqa: BLE001 — a bug, a full disk: the search fails, the server goes on
-        message = hide_dataset_paths(error_text(err), data_dir)
+        message = _shown(error_text(err), data_dir)
         log.error("the search %s failed: %s", search["id"], message)
         store.end_search(search["id"], "failed", message)
         return
@@ -189,6 +193,13 @@ class TrialJobs(TrialWatch):
         for row in rows:
             if self.jobs.get(row["member"]) in not_ended:
                 self.ended(row["member"], row)
+
+
+def _shown(message: str, data_dir: Path) -> str:
+    """An error as a client may read it: no upload's path (hide_dataset_paths), and the data
+    directory (a search's own directory, say) as DATA_DIR."""
+    return hide_dataset_paths(message, data_dir).replace(str(Path(data_dir).resolve()), "DATA_DIR") \
+        .replace(str(data_dir), "DATA_DIR")
 
 
 def _copy(document: dict) -> dict:

@@ -120,11 +120,9 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
             with self._lock:
-                had_sweeps = self._has_table("sweeps")
                 self._db.executescript(SCHEMA)
                 self._add_missing_columns()
-                if not had_sweeps:
-                    self._add_sweep_records()
+                self._add_sweep_records()
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{self.path} cannot be used ({err}): restore it from a backup, or move it away to "
                              "start with no jobs (the files under jobs/ stay)") from None
@@ -142,10 +140,6 @@ class Store:
         if problems != ["ok"]:
             raise sqlite3.DatabaseError(f"damaged: {problems[0][:200]}")
 
-    def _has_table(self, name: str) -> bool:
-        return self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() \
-            is not None
-
     def _add_missing_columns(self) -> None:
         """Columns newer than a database made by an earlier version."""
         have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
@@ -158,11 +152,13 @@ class Store:
         self._db.execute("CREATE INDEX IF NOT EXISTS sweeps_by_state ON sweeps (state, seq)")
 
     def _add_sweep_records(self) -> None:
-        """The records of the sweeps a database of an earlier version holds (it kept none:
-        a sweep was its jobs), in the order they were submitted (their first jobs')."""
+        """The records of the sweeps whose jobs have none, in the order they were submitted
+        (their first jobs'): a database of an earlier version kept none (a sweep was its
+        jobs).  At every start, so that a start cut off between the table and its records
+        leaves none without (the next start adds them)."""
         self._db.execute("INSERT INTO sweeps (id, owner, created_at) SELECT sweep_id, owner, created_at FROM jobs "
-                         "WHERE seq IN (SELECT MIN(seq) FROM jobs WHERE sweep_id IS NOT NULL GROUP BY sweep_id) "
-                         "ORDER BY seq")
+                         "WHERE seq IN (SELECT MIN(seq) FROM jobs WHERE sweep_id IS NOT NULL AND sweep_id NOT IN "
+                         "(SELECT id FROM sweeps) GROUP BY sweep_id) ORDER BY seq")
 
     def close(self) -> None:
         with self._lock:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from numbamlp.config import set_setting, with_absolute_data_paths
+from numbamlp.config import TrainConfig, set_setting, with_absolute_data_paths
 from numbamlp.metrics import METRICS, check_metric_applies, check_threshold_applies
 from numbamlp.sweeps.directory import (NEW_DIRECTORY, SweepWriter, check_new_directory, claim_directory,
                                        read_finished_rows, read_sweep_plan)
 from numbamlp.sweeps.errors import SweepError, SweepInterrupted
-from numbamlp.sweeps.grid import Range, member_settings, normalise_grid
+from numbamlp.sweeps.grid import Range, grid_size, member_settings, normalise_grid
 from numbamlp.sweeps.members import (DEFAULT_MAX_MEMBERS, DEFAULT_SEARCH_STACK, DEFAULT_STACK_SIZE,
                                      absolute_data_settings, base_document, member_configs, stack_groups,
                                      validate_base)
@@ -36,7 +36,7 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
           metric: str | None = None, out=None, resume=None, max_members: int = DEFAULT_MAX_MEMBERS,
           progress=None, search: str | None = None, trials: int | None = None, prune: str = "none",
           min_epochs: int = 1, reduction_factor: int = DEFAULT_REDUCTION_FACTOR, storage=None,
-          refill: bool = True, watch=None) -> SweepResult:
+          refill: bool = True, watch=None, written=None) -> SweepResult:
     """Train every member of ``grid`` over ``base`` (a TrainConfig, a dict, or None for the
     defaults) and return a SweepResult; see numbamlp.sweeps.
 
@@ -53,7 +53,9 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
     the study in ``storage`` (numbamlp.sweeps.search); ``refill`` False leaves a search's freed
     slots empty until their stack ends (to measure what refilling saves); ``watch`` (a
     numbamlp.sweeps.search.TrialWatch) hears of each trial as it starts, trains an epoch and
-    ends, and may cancel trials or stop the search.  On Dask (workers, scheduler, client) a
+    ends, and may cancel trials or stop the search; ``written(config document) → config
+    document`` changes the config a search's trials' files keep (config.json, the model's
+    metadata: the service's keeps its uploads' ids there, not its paths).  On Dask (workers, scheduler, client) a
     search's sampler runs here and its stacks on the workers.  stack_size: most members to a stack
     (DEFAULT_STACK_SIZE; a search's, DEFAULT_SEARCH_STACK, which is also the trials in
     flight).  Everything is checked before anything trains or is written: SweepError
@@ -70,9 +72,9 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
         return _search_sweep(base, grid, data=data, random=random, stack_size=stack_size, metric=metric, out=out,
                              resume=resume, progress=progress, search=search, trials=trials, prune=prune,
                              min_epochs=min_epochs, reduction_factor=reduction_factor, storage=storage,
-                             refill=refill, watch=watch, on=(workers, scheduler, client))
-    if watch is not None:
-        raise SweepError("watch goes with search: a grid sweep reports its stacks through progress")
+                             refill=refill, watch=watch, written=written, on=(workers, scheduler, client))
+    if watch is not None or written is not None:
+        raise SweepError("watch and written go with search: a grid sweep reports its stacks through progress")
     if trials is not None or prune != "none" or storage is not None or min_epochs != 1 \
             or reduction_factor != DEFAULT_REDUCTION_FACTOR:
         raise SweepError("--trials, --prune, --min-epochs, --reduction-factor and --storage go with --search")
@@ -91,10 +93,10 @@ def sweep(base=None, grid=None, *, data=None, random: int | None = None, workers
     else:
         document, grid, base_config, metric = _new_sweep(base, grid, metric)
         keys = list(grid)
-        settings = [absolute_data_settings(member) for member in member_settings(grid, random, base_config.seed)]
-        if len(settings) > max_members:
-            raise SweepError(f"the grid has {len(settings)} members, more than the limit of {max_members} "
+        if grid_size(grid, random) > max_members:  # (counted before the members are made)
+            raise SweepError(f"the grid has {grid_size(grid, random)} members, more than the limit of {max_members} "
                              f"(raise --max-members, or use --random N)")
+        settings = [absolute_data_settings(member) for member in member_settings(grid, random, base_config.seed)]
     configs = member_configs(json.loads(json.dumps(document)), settings)
     from numbamlp.data import changed_data_file
 
@@ -207,7 +209,7 @@ def _run(runner, directory, configs, settings, keys, splits: dict, stack_size, m
 
 
 def _search_sweep(base, grid, *, data, random, stack_size, metric, out, resume, progress, search, trials, prune,
-                  min_epochs, reduction_factor, storage, refill, watch, on) -> SweepResult:
+                  min_epochs, reduction_factor, storage, refill, watch, written, on) -> SweepResult:
     """``sweep`` with ``search``: trials asked of an Optuna study (numbamlp.sweeps.search)."""
     from numbamlp.member import TrainingInterrupted
     from numbamlp.metrics import HIGHER_IS_BETTER
@@ -231,7 +233,7 @@ def _search_sweep(base, grid, *, data, random, stack_size, metric, out, resume, 
         document, grid, _, metric = _new_sweep(base, grid, metric)
         keys = list(grid)
         space = search_space(grid, search)
-        size = len(grid_combinations(space)) if search == "grid" else None
+        size = grid_size({d.path: d.choices for d in space}) if search == "grid" else None
         settings = check_search(search, trials, prune, min_epochs, reduction_factor, storage, random, size)
         stack_size = DEFAULT_SEARCH_STACK if stack_size is None else stack_size
     if stack_size < 1:
@@ -297,7 +299,9 @@ def _search_sweep(base, grid, *, data, random, stack_size, metric, out, resume, 
         def finish(trial, outcome: dict) -> None:
             """A trial's run files (inside the runner's one_sync) and row."""
             member = trial.trial.number
-            model_path = writer.member(member, trial.config, outcome, splits)
+            kept = trial.config if written is None else TrainConfig.model_validate(
+                written(trial.config.model_dump(mode="json", by_alias=True)))
+            model_path = writer.member(member, kept, outcome, splits)
             if outcome.get("model") is not None:
                 splits.attach_to(outcome["model"])
                 models[member] = outcome["model"]

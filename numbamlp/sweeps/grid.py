@@ -206,6 +206,12 @@ def _range_in_text(value):
     return value
 
 
+def grid_size(grid: dict[str, list], random: int | None = None) -> int:
+    """How many members ``grid`` makes (``random`` draws, else every combination), counted,
+    not made: a limit is checked before a list that long is built."""
+    return random if random is not None else math.prod(len(values) for values in grid.values())
+
+
 def member_settings(grid: dict[str, list], random: int | None, seed: int) -> list[dict]:
     """Each member's grid values {path: value}: the cartesian product, or ``random`` draws
     with ``seed``: of different combinations when every value is listed (_distinct_draws),

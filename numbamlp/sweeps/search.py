@@ -165,6 +165,11 @@ def check_search(search: str | None, trials: int | None, prune: str, min_epochs:
     if trials is not None and trials < 1:
         raise SweepError(f"--trials must be at least 1, got {trials}")
     if search == "grid":
+        from numbamlp.sweeps.members import DEFAULT_MAX_MEMBERS
+
+        if space_size > DEFAULT_MAX_MEMBERS:  # (counted, before its combinations are made)
+            raise SweepError(f"the grid search has {space_size} combinations, more than the limit of "
+                             f"{DEFAULT_MAX_MEMBERS}: give fewer values, or --search tpe/random --trials N")
         trials = space_size if trials is None else min(trials, space_size)
     if min_epochs < 1:
         raise SweepError(f"--min-epochs must be at least 1, got {min_epochs}")
@@ -363,6 +368,8 @@ class TrialRunner:
                         return
                     for open_stack in self.stacks:
                         if open_stack.pending is None:
+                            if self.stop_reason is not None:  # (a stop from another thread may miss a stack)
+                                open_stack.handle.stop(self.stop_reason)
                             open_stack.pending = open_stack.handle.start_epoch(open_stack.seats)
                             open_stack.started_at, open_stack.seats = next(self.epochs_started), {}
                             open_stack.started = True
@@ -393,8 +400,10 @@ class TrialRunner:
         return sorted(stacks, key=lambda s: (-max((t.epochs for t in s.slots.values()), default=0), s.started_at))
 
     def _stop(self, signal_number) -> None:
+        """Every stack stopped after its step (from a signal handler, or any thread: a stack
+        the search opens or starts an epoch of after this is stopped then)."""
         self.stop_reason = signal_number if isinstance(signal_number, str) else f"signal {signal_number}"
-        for open_stack in self.stacks:
+        for open_stack in list(self.stacks):
             open_stack.handle.stop(self.stop_reason)
 
     def _trial(self, trial, reported: set | None = None) -> _Trial:
@@ -471,6 +480,10 @@ class TrialRunner:
             for slot in [s for s in open_stack.seats if open_stack.slots[s].trial.number in cancelled]:
                 del open_stack.seats[slot]
                 self._done(open_stack.slots.pop(slot), _untrained("cancelled"))
+        for waiting in self.repeats.values():  # (a repeat waiting for its original's outcome: told alone)
+            for trial in [t for t in waiting if t.trial.number in cancelled]:
+                waiting.remove(trial)
+                self._tell(trial, _untrained("cancelled"))
 
     def _after_epoch(self, open_stack: _OpenStack) -> None:
         """An epoch of ``open_stack`` ended: every trial that trained in it reported, the

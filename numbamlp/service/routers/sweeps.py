@@ -36,6 +36,7 @@ def submit_sweep(body: SweepRequest, caller: Submitter, store: StoreDep, data_di
 
     from numbamlp.sweeps import (DEFAULT_MAX_MEMBERS, SweepError, base_document, member_configs, member_settings,
                                  normalise_grid, parse_value, validate_base)
+    from numbamlp.sweeps.grid import grid_size
 
     room_for_work(store)
 
@@ -48,9 +49,9 @@ def submit_sweep(body: SweepRequest, caller: Submitter, store: StoreDep, data_di
             return _submit_search(body, grid, document, caller.name, store, data_dir, limits)
         if _search_settings_given(body):
             raise SweepError("trials, prune, min_epochs, reduction_factor and stack_size go with search")
+        if grid_size(grid, body.random) > DEFAULT_MAX_MEMBERS:  # (counted before the members are made)
+            raise SweepError(f"the grid has {grid_size(grid, body.random)} members, more than {DEFAULT_MAX_MEMBERS}")
         settings = member_settings(grid, body.random, validate_base(document).seed)
-        if len(settings) > DEFAULT_MAX_MEMBERS:
-            raise SweepError(f"the grid has {len(settings)} members, more than {DEFAULT_MAX_MEMBERS}")
         members = member_configs(document, settings)
     except SweepError as err:
         raise HTTPException(422, str(err)) from None
@@ -81,13 +82,14 @@ def _submit_search(body: SweepRequest, grid: dict, document: dict, owner: str, s
     import secrets
 
     from numbamlp.sweeps import DEFAULT_SEARCH_STACK, SweepError, member_configs, search_space
-    from numbamlp.sweeps.search import check_search, grid_combinations, optuna_module, trial_values, written_grid
+    from numbamlp.sweeps.grid import grid_size
+    from numbamlp.sweeps.search import check_search, optuna_module, trial_values, written_grid
 
     optuna_module()  # (without Optuna: said first)
     if "task" in grid:  # (as sweep refuses it: a search's trials share one task, and its data)
         raise SweepError("task cannot vary within a search: submit one search per task")
     space = search_space(grid, body.search)
-    size = len(grid_combinations(space)) if body.search == "grid" else None
+    size = grid_size({d.path: d.choices for d in space}) if body.search == "grid" else None
     settings = check_search(body.search, body.trials, body.prune, body.min_epochs, body.reduction_factor, None,
                             body.random, size)
     values = trial_values(space)

@@ -94,7 +94,7 @@ const JobPage = (() => {
       changed(settings, job.config, () => settings.replaceChildren(settingsTable(job.config),
         h("details", {}, h("summary", {}, "The whole configuration (JSON)"),
           h("pre", {id: "config-json"}, JSON.stringify(job.config, null, 2)))));
-      if (mates.dataset.stack !== (job.stack ? job.stack.id : "")) showMates();
+      if (mates.dataset.stack !== (job.stack ? job.stack.id : "") || job.trial) showMates();
       redraw();
     }
 
@@ -123,6 +123,14 @@ const JobPage = (() => {
 
     async function showMates() {
       mates.dataset.stack = job.stack ? job.stack.id : "";
+      if (job.trial) {  // (a search's trial trains in the search's own stacks, not the scheduler's)
+        const t = job.trial;
+        mates.replaceChildren(h("p", {id: "trial"}, `Trial ${t.number} of search `, sweepLink(job.sweep_id),
+          `: ${t.status || job.status}`, t.pruned_epoch != null ? `, pruned at epoch ${t.pruned_epoch}` : "",
+          t.repeat_of != null ? `, the outcome of trial ${t.repeat_of}, whose settings it repeats` : "",
+          ". It trains in the search's stacks: see the search for the others."));
+        return;
+      }
       if (!job.stack) { mates.replaceChildren("Not trained yet: a queued job joins a stack when it starts."); return; }
       if (job.stack.size === 1) { mates.replaceChildren(`Stack ${job.stack.id}: a stack of one, this job alone.`); return; }
       mates.replaceChildren(`Stack ${job.stack.id} of ${job.stack.size}: looking for its other members…`);
