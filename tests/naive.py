@@ -132,3 +132,17 @@ ONE_EPOCH = {"epochs": 1, "model": {"hidden": [6]}}
 def blowing_up():
     """X (60, 4) of standard deviation 100: unscaled, so that learning rates blow weights up."""
     return np.random.default_rng(0).normal(size=(60, 4)) * 100
+
+
+def wait_for(predicate, timeout: float = 120, what: str = "condition"):
+    """``predicate()``'s first true value, asked every 50 ms; AssertionError naming ``what``
+    after ``timeout`` seconds (a server's job, a page's element, a cluster's worker)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

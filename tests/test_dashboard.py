@@ -14,6 +14,7 @@ import shutil
 import time
 
 import pytest
+from naive import wait_for
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -66,16 +67,6 @@ def open_page(browser):
     for context in contexts:
         context.close()
     assert not errors, errors
-
-
-def wait_for(predicate, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def texts(page, selector: str) -> list[str]:

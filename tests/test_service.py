@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from naive import wait_for
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -44,16 +45,6 @@ def server(tmp_path_factory):
 def iris_job(server):
     """A succeeded iris job, to predict with, download, and follow."""
     return server.client.wait(server.client.submit({**IRIS, "epochs": 1})["id"], timeout=120)
-
-
-def wait_for(predicate, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def raw(server, method, path, body=None, headers=None):
