@@ -218,8 +218,8 @@ class Sweep(BaseModel):
     counts: SweepCounts
     state: SweepState = Field(description="A grid sweep's: queued: no member has started; running: a member has "
                               "started (is training, paused between time slices, or ended) and another has not ended; "
-                              "done: every member ended (succeeded, failed or cancelled).  A search's: queued (for a "
-                              "slot), running, done (every trial asked and ended), cancelled, failed (search.error "
+                              "done: every member ended (succeeded, failed or cancelled).  A search's: queued (for its "
+                              "turn: one search runs at a time), running, done (every trial asked and ended), cancelled, failed (search.error "
                               "says why).")
     metric: str = Field(description="The validation metric that ranks the members: their early_stopping.metric, "
                         "else the task's default (val_accuracy, val_r2), as numbamlp sweep ranks them.")

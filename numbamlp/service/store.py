@@ -26,7 +26,7 @@ from pathlib import Path
 from numbamlp.io import json_text
 from numbamlp.job_status import FINAL, STATUSES  # noqa: F401 (STATUSES: what a job row's status holds)
 
-# A search's state: queued (waiting for a slot of the scheduler), running (in one, or to go on
+# A search's state: queued (waiting for its turn: one search runs at a time), running (or to go on
 # at the next start), and how it ended: done (every trial asked and ended), cancelled, failed.
 SEARCH_STATES = ("queued", "running", "done", "cancelled", "failed")
 
@@ -292,7 +292,7 @@ class Store:
         return self.sweep(sweep_id)
 
     def oldest_queued_search(self) -> dict | None:
-        """The search that has waited longest for a slot: {id, created_at}, or None."""
+        """The search that has waited longest for its turn: {id, created_at}, or None."""
         rows = self._rows("SELECT id, created_at FROM sweeps WHERE state = 'queued' ORDER BY seq LIMIT 1")
         return rows[0] if rows else None
 
