@@ -274,7 +274,7 @@ def watch_and_cancel(server, page, link, job_id: str, tmp_path) -> None:
 
     page.click("button.cancel")
     wait_for(lambda: server.client.job(job_id)["status"] == "cancelled", timeout=10, what="the cancel")
-    page.locator("h1 .status-cancelled").wait_for(timeout=10_000)
+    page.locator("h1 .status-cancelled").wait_for(timeout=30_000)  # (the page reads the job every 2 s)
 
 
 @needs_chromium
@@ -400,12 +400,12 @@ def test_a_refused_token_brings_back_the_prompt(server, open_page, cli, tmp_path
     """A wrong token kept in the browser, and a token revoked while the page is open, each
     bring the token prompt back; the right one then shows the jobs."""
     page = open_page(server, token="not-a-token-the-server-gave-anyone-at-all")
-    page.locator("#login").wait_for(state="visible", timeout=10_000)
+    page.locator("#login").wait_for(state="visible", timeout=30_000)
     assert "refused" in page.inner_text("#login-why") and page.inner_text("#view") == ""
     page.screenshot(path=str(tmp_path / "token-prompt.png"))
     page.fill("#token", server.token)
     page.click("#save-token")
-    page.locator("#jobs").wait_for(state="attached", timeout=10_000)
+    page.locator("#jobs").wait_for(state="attached", timeout=30_000)
     assert page.is_hidden("#login")
 
     code, output = cli("serve", "token", "create", "reader", "--role", "read", "--data-dir", server.data_dir)
@@ -413,11 +413,11 @@ def test_a_refused_token_brings_back_the_prompt(server, open_page, cli, tmp_path
     reader = output.strip().splitlines()[-1]
     page = open_page(server, token=reader)
     page.wait_for_function("() => document.getElementById('who').textContent === 'signed in as reader (read)'")
-    page.locator("#jobs tr").first.wait_for(timeout=10_000)
+    page.locator("#jobs tr").first.wait_for(timeout=30_000)
     assert page.locator("button.cancel").count() == 0  # (a read token cancels nothing: no button)
     code, output = cli("serve", "token", "revoke", "reader", "--data-dir", server.data_dir)
     assert code == 0, output
-    page.locator("#login").wait_for(state="visible", timeout=10_000)  # (the list's next refresh: 401)
+    page.locator("#login").wait_for(state="visible", timeout=30_000)  # (the list's next refresh: 401)
     assert page.locator("#jobs").count() == 0
 
 

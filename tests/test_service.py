@@ -799,7 +799,7 @@ def test_the_dashboard_submits_a_job_draws_its_curve_and_cancels_one(server, tmp
         page.screenshot(path=str(tmp_path / "dashboard.png"))
         page.locator(f"#job-{job_id} button.cancel").click()
         wait_for(lambda: server.client.job(job_id)["status"] == "cancelled", timeout=5, what="the cancel")
-        page.locator(f"#job-{job_id}[data-status=cancelled]").wait_for(timeout=10_000)
+        page.locator(f"#job-{job_id}[data-status=cancelled]").wait_for(timeout=30_000)
         page.click("a[data-nav=submit]")  # (the JSON is still the chosen way)
         page.fill("#config", "{not json")
         page.click("#submit")
@@ -833,7 +833,7 @@ def test_the_dashboard_stays_live_with_many_running_jobs_and_says_why_one_failed
             page.wait_for_timeout(3000)  # (the streams of the running jobs open)
             page.locator(f"#job-{ids[-1]} button.cancel").click()
             wait_for(lambda: server.client.job(ids[-1])["status"] == "cancelled", timeout=10, what="the cancel")
-            page.locator(f"#job-{ids[-1]}[data-status=cancelled]").wait_for(timeout=10_000)  # the list refreshed
+            page.locator(f"#job-{ids[-1]}[data-status=cancelled]").wait_for(timeout=30_000)  # the list refreshed
             browser.close()
     finally:
         for job_id in ids:
