@@ -49,6 +49,17 @@ def file_sha256(path) -> str | None:
     return digest.hexdigest()
 
 
+def succeeded_columns(scored: dict, model_path) -> dict:
+    """What a succeeded job's row keeps (Store.set_status's fields): its four headline
+    scores, every val_/test_ score of ``scored`` (a stack member's outcome, a trial's row)
+    as JSON, and its model file's SHA-256."""
+    from numbamlp.io import json_text
+
+    scores = {k: v for k, v in scored.items() if k.startswith(("val_", "test_"))}
+    return {**{k: scores.get(k) for k in ("test_accuracy", "test_loss", "val_accuracy", "val_loss")},
+            "scores": json_text(scores), "model_sha256": file_sha256(model_path)}
+
+
 def dataset_path(data_dir: Path, source: str) -> str:
     """The file behind ``dataset:<id>`` (other sources as they are)."""
     if not source.startswith(DATASET_PREFIX):

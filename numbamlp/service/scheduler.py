@@ -39,7 +39,7 @@ from pathlib import Path
 from numbamlp.config import TrainConfig
 from numbamlp.service import DEFAULT_BATCH_WINDOW_S
 from numbamlp.service.events import EpochEvents
-from numbamlp.service.files import dataset_path, file_sha256, hide_dataset_paths, job_directory
+from numbamlp.service.files import dataset_path, hide_dataset_paths, job_directory, succeeded_columns
 from numbamlp.service.limits import Limits
 from numbamlp.service.searches import CANCELLED, SHUTDOWN, TrialJobs, run_search
 from numbamlp.service.store import DiskReserve, StorageFull, Store
@@ -293,7 +293,7 @@ class Scheduler:
 
     # ------------------------------------------------------------ one stack
     def _train(self, stack_id: str, jobs: list[dict], resume: Path | None) -> None:
-        from numbamlp.io import json_text, one_sync
+        from numbamlp.io import one_sync
         from numbamlp.sweeps import StackStopped, SweepData, train_stack, write_run_files
 
         configs = [TrainConfig.model_validate(job["config"]) for job in jobs]
@@ -342,10 +342,7 @@ class Scheduler:
                         self.store.noted_full(err)
         for job_id, outcome in zip(ids, outcomes):
             if job_id in model_paths:
-                scores = {k: v for k, v in outcome.items() if k.startswith(("val_", "test_"))}
-                self._record([job_id], "succeeded",
-                             **{k: scores.get(k) for k in ("test_accuracy", "test_loss", "val_accuracy", "val_loss")},
-                             scores=json_text(scores), model_sha256=file_sha256(model_paths[job_id]))
+                self._record([job_id], "succeeded", **succeeded_columns(outcome, model_paths[job_id]))
             elif job_id in unwritten:
                 self._record([job_id], "failed", error=unwritten[job_id])
             elif watch.over_time and outcome["status"] == "cancelled" and job_id not in cancelled:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from numbamlp.io import json_text
 from numbamlp.service.events import EpochEvents
-from numbamlp.service.files import (file_sha256, hide_dataset_paths, model_file, search_directory, with_dataset_ids,
-                                    with_dataset_paths)
+from numbamlp.service.files import (hide_dataset_paths, model_file, search_directory, succeeded_columns,
+                                    with_dataset_ids, with_dataset_paths)
 from numbamlp.service.store import Store
 from numbamlp.sweeps.search import TrialWatch
 from numbamlp.sweeps.task import error_text
@@ -158,12 +158,9 @@ class TrialJobs(TrialWatch):
         self.events.flush(member)
         trial = {"number": member, "pruned_epoch": row.get("pruned_epoch"), "repeat_of": row.get("repeat_of")}
         if row["status"] in (*FINISHED, "pruned") and row.get("model_path"):
-            scores = {k: v for k, v in row.items() if k.startswith(("val_", "test_"))}
             path = model_file(self.data_dir, {"sweep_id": self.search["id"], "trial": trial})
-            self.store.set_status([job_id], "succeeded", expected=NOT_ENDED,
-                                  **{k: scores.get(k) for k in ("test_accuracy", "test_loss", "val_accuracy",
-                                                                "val_loss")},
-                                  scores=json_text(scores), model_sha256=file_sha256(path), trial=json_text(trial))
+            self.store.set_status([job_id], "succeeded", expected=NOT_ENDED, trial=json_text(trial),
+                                  **succeeded_columns(row, path))
         elif row["status"] == "cancelled":
             self.store.set_status([job_id], "cancelled", expected=NOT_ENDED, trial=json_text(trial))
         else:  # failed, diverged (no model), or a finished trial without one
