@@ -61,9 +61,14 @@ async function loadMe() {
 
 // Whether the token in use may cancel this job: a submit token only its own (the server
 // says 403 otherwise: no button it could not use)
-function mayCancel(job) {
+// Whether this token may cancel what ``owner`` submitted (an admin anything, a submitter its own)
+function mayCancelOf(owner) {
   const me = session.me;
-  return !FINAL.has(job.status) && (!me || me.role === "admin" || (me.role === "submit" && job.owner === me.name));
+  return !me || me.role === "admin" || (me.role === "submit" && owner === me.name);
+}
+
+function mayCancel(job) {
+  return !FINAL.has(job.status) && mayCancelOf(job.owner);
 }
 
 // ---------------------------------------------------------------- errors on the page
@@ -232,4 +237,14 @@ async function cancelJob(jobId) {
 
 async function cancelSweep(sweepId) {
   return apiJson(`/v1/sweeps/${encodeURIComponent(sweepId)}/cancel`, {method: "POST"});
+}
+
+// A Cancel button: disabled once clicked (one request), ``cancel()`` asked, a refusal said
+// on the page, then ``after()`` (the page reads what it shows again)
+function cancelButton(cancel, after, label = "Cancel", attributes = {}) {
+  return h("button", {class: "cancel", type: "button", ...attributes, onclick: async (event) => {
+    event.target.disabled = true;
+    try { await cancel(); } catch (err) { report(err); }
+    after();
+  }}, label);
 }

@@ -68,11 +68,7 @@ const JobPage = (() => {
       changed(actions, [job.status, job.cancel_requested, session.me], () => {
         actions.replaceChildren();
         if (mayCancel(job) && !job.cancel_requested) {
-          actions.append(h("button", {class: "cancel", type: "button", onclick: async (event) => {
-            event.target.disabled = true;
-            try { await cancelJob(job.id); } catch (err) { report(err); }
-            load();
-          }}, "Cancel"));
+          actions.append(cancelButton(() => cancelJob(job.id), load));
         }
         if (job.status === "succeeded") {
           actions.append(h("button", {id: "download", type: "button", onclick: () => downloadModel(job.id).catch(report)},

@@ -117,11 +117,7 @@ const JobsPage = (() => {
       }
       const actions = h("td", {class: "actions"});
       if (mayCancel(job)) {
-        actions.append(h("button", {class: "cancel", type: "button", onclick: async (event) => {
-          event.target.disabled = true;
-          try { await cancelJob(job.id); } catch (err) { report(err); }
-          refresh();
-        }}, "Cancel"));
+        actions.append(cancelButton(() => cancelJob(job.id), refresh));
       }
       if (job.status === "succeeded") {
         actions.append(h("a", {href: "#", class: "download", onclick: (event) => {

@@ -129,14 +129,10 @@ const SweepPage = (() => {
         ...(sweep.search ? searchItems(sweep.search, item) : []));
       // Cancel: a search stops after its step and asks no more trials; a grid sweep's
       // unfinished members are cancelled (the owner's or an admin's to do)
-      const me = session.me;
-      const mine = !me || me.role === "admin" || (me.role === "submit" && sweep.owner === me.name);
       const asked = sweep.search && sweep.search.cancel_requested;
-      actions.replaceChildren(...(mine && !ENDED.has(sweep.state) && !asked ? [h("button", {
-        class: "cancel", id: "cancel-sweep", type: "button", onclick: async (event) => {
-          event.target.disabled = true;
-          try { await cancelSweep(sweepId); load(); } catch (err) { report(err); }
-        }}, "Cancel sweep")] : asked && !ENDED.has(sweep.state) ? [h("span", {class: "hint"}, "cancel asked")] : []));
+      actions.replaceChildren(...(mayCancelOf(sweep.owner) && !ENDED.has(sweep.state) && !asked
+        ? [cancelButton(() => cancelSweep(sweepId), load, "Cancel sweep", {id: "cancel-sweep"})]
+        : asked && !ENDED.has(sweep.state) ? [h("span", {class: "hint"}, "cancel asked")] : []));
       renderTable();
       drawPlots();
       showTopCurves();
