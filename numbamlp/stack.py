@@ -395,13 +395,16 @@ class StackTrainer:
             self._open(X, y, X_val, y_val, sample_weight, callbacks, warm_start).run()
         return self.histories
 
-    def open_fit(self, X, y, X_val=None, y_val=None, sample_weight=None, callbacks=()) -> StackFit:
+    def open_fit(self, X, y, X_val=None, y_val=None, sample_weight=None, callbacks=(),
+                 warm_start: bool = False) -> StackFit:
         """fit's set-up (every member built from its seed, the classes, each member's data)
         without any epoch: the StackFit returned runs the epochs one at a time, and between
         two of them takes members out of their slots and seats new ones (a stack whose slots
-        are refilled: StackFit's docstring).  The arguments are fit's.  The config's threads
-        hold in the calling thread until ``close``, as fit holds them while it runs."""
-        fit = self._open(X, y, X_val, y_val, sample_weight, callbacks, warm_start=False)
+        are refilled: StackFit's docstring).  The arguments are fit's (``warm_start``: go on
+        from a stop or a checkpoint; a slot whose member had ended is ``ended`` again).  The
+        config's threads hold in the calling thread until ``close``, as fit holds them while
+        it runs."""
+        fit = self._open(X, y, X_val, y_val, sample_weight, callbacks, warm_start)
         shared = self.configs[0]
         fit._threads.enter_context(threads_while(shared.threads, shared.backend))
         return fit

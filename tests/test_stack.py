@@ -550,6 +550,48 @@ def test_members_seated_in_freed_slots_train_as_they_would_alone(dtype, optimize
         assert_left_as_alone(left[name], trainer)
 
 
+def test_a_refilled_stack_stopped_and_restored_from_its_checkpoint_goes_on_bit_for_bit(tmp_path):
+    """The service's stacks take queued jobs into freed slots and are paused mid-epoch:
+    open_fit(warm_start=True) on a restored checkpoint goes on with the seated newcomer, a
+    member that had ended and left is ``ended`` again (its slot was vacant), and each trains
+    as it would alone."""
+    X, y = data(n=150)
+    X_val, y_val = data(n=45, seed=1)
+    base = {"batch_size": 16, "model": {"hidden": [7]}, "optimizer": {"name": "adam", "lr": 0.01}}
+    short, long, joiner = ({**base, "seed": 0, "epochs": 2}, {**base, "seed": 1, "epochs": 7},
+                           {**base, "seed": 2, "epochs": 5, "early_stopping": {"patience": 2}})
+    stack = StackTrainer([short, long, {**short, "seed": 3}])
+    fit = stack.open_fit(X, y, X_val, y_val)
+    fit.run_epoch()
+    fit.run_epoch()
+    assert fit.ended() == [0, 2]
+    fit.release(0)
+    fit.release(2)  # (left vacant)
+    fit.seat(0, joiner)
+    fit.run_epoch()
+    steps = []
+    stack.add_step_hook(lambda: steps.append(1) if len(steps) < 4 else stack.request_stop("paused"))
+    with pytest.raises(TrainingInterrupted):
+        fit.run_epoch()  # (stopped mid-epoch)
+    fit.close()
+    stack.save_checkpoint(tmp_path / "stack")
+
+    restored = StackTrainer.from_checkpoint(tmp_path / "stack")
+    fit = restored.open_fit(X, y, X_val, y_val, warm_start=True)
+    assert fit.running() == [0, 1] and fit.ended() == [2] and fit.vacant() == []
+    assert fit.release(2)["status"] == "done"
+    left = {}
+    while fit.running():
+        fit.run_epoch()
+        for slot in fit.ended():
+            left[slot] = fit.release(slot)
+    fit.close()
+    for slot, config in ((0, joiner), (1, long)):
+        trainer, status = alone(config, X, y, X_val, y_val)
+        assert left[slot]["status"] == status
+        assert_left_as_alone(left[slot], trainer)
+
+
 def test_a_released_member_keeps_its_weights_and_optimizer_state_while_its_slot_trains_on():
     X, y = data()
     base = {"batch_size": 16, "model": {"hidden": [7]}, "optimizer": {"name": "adam", "lr": 0.01}}
