@@ -1432,6 +1432,35 @@ def test_no_job_is_ever_succeeded_before_its_model_is_on_disk(tmp_path):
     assert sorted(transitions) == sorted((i, True) for i in ids)
 
 
+def test_jobs_on_a_table_that_hold_rows_out_differently_train_each_on_its_own_split(tmp_path):
+    """Jobs of one stack key shared the first job's splits: on a table, one with early
+    stopping (whose validation rows are held out before the encoding is learned) trained on
+    another split than its `numbamlp train` alone.  Each now trains as alone."""
+    from numbamlp.config import TrainConfig
+    from numbamlp.io import load_model
+    from numbamlp.run import train_run
+    from numbamlp.service.scheduler import Scheduler
+    from numbamlp.service.store import Store
+
+    data = {"train": str(table_csv(tmp_path / "t.csv")), "label_column": "y", "seed": 0}
+    configs = [TrainConfig.model_validate({"epochs": 6, "model": {"hidden": [8]}, "data": data, **extra})
+               for extra in ({}, {"early_stopping": {"patience": 2}}, {"seed": 1})]
+    store = Store(tmp_path / "numbamlp.sqlite")
+    ids = [job["id"] for job in store.add_jobs([c.model_dump(mode="json", by_alias=True) for c in configs])]
+    scheduler = Scheduler(store, tmp_path, batch_window=0)
+    scheduler.start()
+    try:
+        wait_for(lambda: all(store.job(i)["status"] == "succeeded" for i in ids), timeout=120, what="the jobs")
+    finally:
+        scheduler.stop()
+    jobs = [store.job(i) for i in ids]
+    assert jobs[0]["stack_id"] == jobs[2]["stack_id"] != jobs[1]["stack_id"]  # (seeds alone share a split)
+    for job, config in zip(jobs, configs):
+        alone = train_run(config, out=tmp_path / "alone" / job["id"])
+        np.testing.assert_array_equal(load_model(tmp_path / "jobs" / job["id"] / "model.safetensors").flat_params,
+                                      load_model(alone["model_path"]).flat_params)
+
+
 def test_a_long_stack_is_paused_for_other_jobs_and_goes_on_bit_for_bit(tmp_path, start_server):
     """A job of epochs 1e9 held the only training slot: a job of another shape stayed queued
     until the long one was cancelled."""

@@ -70,7 +70,8 @@ from numbamlp.data.numpy_files import NPY_FOLDER_FILES
 from numbamlp.data.prediction import (evaluation_label, header_for_model, read_columns, read_features,
                                       read_table_for_model)
 from numbamlp.data.tables import ColumnRoles, RawTable, read_table
-from numbamlp.data.preparation import changed_data_file, data_files, data_seed, prepare, prepare_for, reads_as_table
+from numbamlp.data.preparation import (changed_data_file, data_files, data_seed, prepare, prepare_for, reads_as_table,
+                                       split_key)
 from numbamlp.data.splits import Splits, holdout_split, shuffle_split, split_arrays, stratified_split
 from numbamlp.transforms import Standardizer
 
@@ -83,5 +84,5 @@ __all__ = [
     "check_header_applies", "check_label_column_applies", "check_like_training", "column_dtypes", "csv_dialect",
     "data_files", "data_seed", "dtype_kind", "evaluation_label", "feature_columns", "feature_names", "file_kind",
     "header_for_model", "holdout_split", "load_dataset", "prepare", "prepare_for", "read_columns", "read_features",
-    "shuffle_split", "spiral", "split_arrays", "stratified_split",
+    "shuffle_split", "spiral", "split_arrays", "split_key", "stratified_split",
 ]

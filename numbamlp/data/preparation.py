@@ -177,13 +177,33 @@ def prepare_for(config, data_config=None, raw_test: bool = False) -> Splits:
     table whose training holds rows out (early stopping, a threshold chosen on validation
     rows) without validation data of its own holds them out here, before anything is
     learned from the training rows (what a Member would hold out, DEFAULT_VAL_FRACTION)."""
-    from numbamlp.config import DEFAULT_VAL_FRACTION
-
     data_config = config.data if data_config is None else data_config
-    holds_out = bool(config.early_stopping.patience) or isinstance(config.threshold, str)
     return prepare(data_config, config.seed, dtype=config.dtype, task=config.task,
                    task_given="task" in config.model_fields_set, raw_test=raw_test,
-                   table_val_fraction=DEFAULT_VAL_FRACTION if holds_out else 0.0)
+                   table_val_fraction=_table_val_fraction(config))
+
+
+def _table_val_fraction(config) -> float:
+    """prepare's ``table_val_fraction`` for a TrainConfig: the rows its training holds out
+    (early stopping, a threshold chosen on validation rows)."""
+    from numbamlp.config import DEFAULT_VAL_FRACTION
+
+    holds_out = bool(config.early_stopping.patience) or isinstance(config.threshold, str)
+    return DEFAULT_VAL_FRACTION if holds_out else 0.0
+
+
+def split_key(config) -> str:
+    """What prepare_for's splits of a TrainConfig depend on, as text: configs with equal
+    keys train on the same splits (so a stack of them can share one copy, as each one's
+    ``numbamlp train`` alone would read it).  The rows its training holds out count where
+    the data may be a table (a built-in set never is) without validation rows of its own."""
+    import json
+
+    data = config.data
+    if not data.train.startswith("builtin:"):
+        data = _with_val_fraction(data, _table_val_fraction(config))
+    return json.dumps([data.model_dump(mode="json"), data_seed(config.data, config.seed), config.dtype,
+                       config.task, "task" in config.model_fields_set])
 
 
 def data_seed(data_config, seed: int) -> int:

@@ -244,7 +244,8 @@ class Scheduler:
                 shutil.rmtree(checkpoint, ignore_errors=True)
 
     def _stacks(self, queued: list[dict]) -> list[list[dict]]:
-        """Queued jobs grouped by stack key, oldest first, at most max_stack each."""
+        """Queued jobs grouped by stack key and data split (stack_key_text), oldest first, at
+        most max_stack each."""
         from numbamlp.sweeps import stack_groups
 
         configs = [TrainConfig.model_validate(job["config"]) for job in queued]
@@ -409,7 +410,9 @@ class Scheduler:
     def _splits(self, config: TrainConfig):
         """The data splits of a stack's jobs, kept for the next stacks on the same data (the
         sources a job can name, builtin:NAME and content-addressed dataset:<id>, never change)."""
-        key = json.dumps([config.data.model_dump(mode="json"), config.seed])
+        from numbamlp.data import split_key
+
+        key = split_key(config)
         with self._lock:
             if key in self._data:
                 return self._data[key]

@@ -55,7 +55,7 @@ _PARTS = {
     "numbamlp.sweeps.grid": ("RANGE_KINDS Range grid_from_table member_settings normalise_grid "
                             "parse_grid_option parse_range parse_value resolve_key setting_paths"),
     "numbamlp.sweeps.members": ("DEFAULT_MAX_MEMBERS DEFAULT_SEARCH_STACK DEFAULT_STACK_SIZE DEFAULT_VAL_FRACTION "
-                               "base_document member_configs stack_groups validate_base"),
+                               "base_document member_configs stack_groups stack_key_text validate_base"),
     "numbamlp.sweeps.results": ("FINISHED RESULT_COLUMNS RUN_COLUMNS SEARCH_COLUMNS TASK_COLUMNS SweepResult best_row "
                                "grid_column grid_keys ranked table_csv"),
     "numbamlp.sweeps.search": "PRUNERS SEARCHES search_space",

@@ -26,7 +26,7 @@ from numbamlp.sweeps.results import (FINISHED, RUN_COLUMNS, SEARCH_COLUMNS, TASK
                                      grid_column, metric_for, sweep_summary)
 from numbamlp.sweeps.runners import DaskRunner, InProcessRunner
 from numbamlp.sweeps.search import DEFAULT_REDUCTION_FACTOR
-from numbamlp.sweeps.splits import (arrays_stamp, checked_arrays, data_file_stamps, data_key, data_sets, other_arrays,
+from numbamlp.sweeps.splits import (arrays_stamp, checked_arrays, data_file_stamps, data_sets, other_arrays,
                                     prepare_data)
 from numbamlp.sweeps.task import StackStopped, SweepData
 
@@ -178,8 +178,10 @@ def _run(runner, directory, configs, settings, keys, splits: dict, stack_size, m
     todo = [k for k in range(len(configs)) if table[k] is None]
     tasks = [[todo[i] for i in group]
              for group in stack_groups([configs[k] for k in todo], stack_size, getattr(runner, "parallel", 1))]
+    from numbamlp.data import split_key
+
     data = {key: SweepData.of(one) for key, one in splits.items()}
-    task_keys = [data_key(configs[task[0]]) for task in tasks]  # (a stack shares its data settings)
+    task_keys = [split_key(configs[task[0]]) for task in tasks]  # (a stack shares its splits: stack_key_text)
     task_configs = [[configs[k].model_dump(mode="json", by_alias=True) for k in task] for task in tasks]
     done = sum(row is not None for row in table)
     try:

@@ -103,8 +103,12 @@ def stack_groups(configs: list[TrainConfig], stack_size: int, parallel: int = 1)
 
 
 def stack_key_text(config: TrainConfig) -> str:
-    """A config's stack key (numbamlp.stack.stack_key) as text: equal for configs whose
-    members can share a stack (a sweep's tasks, a search's running stacks)."""
+    """What configs must share to train in one stack, as text: the stack key (the step
+    they share, numbamlp.stack.stack_key) and the data split (numbamlp.data.split_key, the
+    splits each would train on alone; on a table, early stopping holds its validation rows
+    out before the encoding is learned).  Equal for a sweep's tasks, a search's running
+    stacks, the service's stacks."""
+    from numbamlp.data import split_key
     from numbamlp.stack import stack_key
 
-    return json.dumps(stack_key(config), sort_keys=True, default=str)
+    return json.dumps(stack_key(config), sort_keys=True, default=str) + split_key(config)

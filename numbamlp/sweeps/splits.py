@@ -24,18 +24,14 @@ def data_file_stamps(configs: list[TrainConfig]) -> dict[str, list[int]]:
     return stamps
 
 
-def data_key(config: TrainConfig) -> str:
-    """What a member's splits depend on: its data settings (the split's seed fixed by the
-    sweep), dtype and task.  Members with the same key train on the same splits."""
-    return json.dumps([config.data.model_dump(mode="json"), config.dtype, config.task], sort_keys=True)
-
-
 def data_sets(configs: list[TrainConfig]) -> dict[str, TrainConfig]:
-    """{data key: its first member's config}: the splits a sweep prepares (a grid over a
-    data.* setting has several)."""
+    """{split key (numbamlp.data.split_key): its first member's config}: the splits a sweep
+    prepares (a grid over a data.* setting, or over early stopping on a table, has several)."""
+    from numbamlp.data import split_key
+
     first: dict[str, TrainConfig] = {}
     for config in configs:
-        first.setdefault(data_key(config), config)
+        first.setdefault(split_key(config), config)
     return first
 
 
