@@ -60,8 +60,8 @@ def event_position(last_event_id: str) -> int:
 
 class EpochEvents:
     """StackTrainer callback: each member's epoch metrics become its job's events; ``ids``
-    says whose, member → job id (a stack's list, or a search's dict of trials, which grows
-    as trials start).
+    says whose, member → job id (a stack's list, whose slots change hands as jobs leave and
+    join, or a search's dict of trials, which grows as trials start).
 
     Each job may store a burst of BURST events, then PER_SECOND a second: a job whose epochs
     take microseconds (epochs 1e9) stores events as time passes, not as epochs do.  An
@@ -93,6 +93,13 @@ class EpochEvents:
         members = list(self.unsaved) if member is None else [m for m in (member,) if m in self.unsaved]
         for one in members:
             self._save(one)
+
+    def forget(self, member: int) -> None:
+        """A new job in ``member``'s slot (a stack's free slot taken): its allowance starts
+        anew (flush the job that left first)."""
+        self.allowance.pop(member, None)
+        self.refilled.pop(member, None)
+        self.unsaved.pop(member, None)
 
     def _save(self, member: int) -> None:
         epoch, metrics = self.unsaved.pop(member)

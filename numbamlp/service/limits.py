@@ -21,7 +21,7 @@ class Limits:
     max_params: int = 50_000_000         # parameters of one model
     max_epochs: int = 10_000             # epochs of one job
     max_batch_size: int = 65_536         # rows of one minibatch (a step's workspace grows with it)
-    max_job_minutes: float = 24 * 60     # wall time of one job (its stack), then it fails
+    max_job_minutes: float = 24 * 60     # wall time of one job in its stack, then it fails
     time_slice_s: float = 60             # a stack's turn while other jobs wait, then it is paused
     max_connections: int = 512           # open HTTP connections (also kept under the open-file limit)
     header_timeout_s: float = 10         # to send a request's headers
@@ -34,7 +34,7 @@ HELP = {
     "max_params": "Most parameters of one job's model.",
     "max_epochs": "Most epochs of one job.",
     "max_batch_size": "Largest batch_size of a job.",
-    "max_job_minutes": "Wall time after which a job (its whole stack) is stopped and fails.",
+    "max_job_minutes": "Wall time in its stack after which a job is stopped and fails (its stack-mates go on).",
     "time_slice_s": "Seconds a stack trains while other jobs wait; then it is checkpointed and paused, and goes "
                     "on after them (bit for bit).",
     "max_connections": "Most open HTTP connections; more get 503 and are closed.",

@@ -9,6 +9,12 @@ stack is one task — a thread of this process (``slots`` at a time), or a Dask 
 the epochs come back through a Dask queue, and cancels reach the task through a Dask
 variable it reads after its steps.
 
+An in-process stack trains an epoch at a time (numbamlp.stack.StackFit): a job ends as soon
+as its member does (done, stopped early, diverged, cancelled, past its wall time), and at
+the next epoch boundary a queued job that fits the stack (the same stack key and data
+split, numbamlp.sweeps.stack_key_text) takes the slot it left: a new member, trained as
+``numbamlp train`` alone; its record keeps the stack's epoch count then (joined_at_epoch).
+
 Shutdown (SIGTERM) stops in-process stacks after their current step and checkpoints them
 under ``stacks/<stack id>/``; the next start continues them from there (a stack on Dask is
 dropped instead, and its jobs train again at the next start).  While other jobs wait, an
@@ -120,26 +126,29 @@ class Scheduler:
                 self._launch(stack_id, jobs, resume=checkpoint)
         # every other running job was cut off by a crash: from the start again
         with self._lock:
-            continuing = [j["id"] for entry in self._running.values() for j in entry["jobs"]]
+            continuing = [j["id"] for entry in self._running.values() for j in entry["jobs"] if j is not None]
         self.store.requeue_running(keep=continuing)
         for sweep_id in self.store.running_searches():  # (their trials go on with them)
             self._launch_search(sweep_id)
 
-    def _checkpoint(self, stack_id: str) -> tuple[Path | None, list[dict]]:
+    def _checkpoint(self, stack_id: str) -> tuple[Path | None, list[dict | None]]:
         """A stopped stack's checkpoint (None: it has none that fits its jobs, and it is
-        removed) and its jobs: every member, a cancelled one too, which the checkpoint
-        keeps frozen as the stack left it."""
+        removed) and its jobs slot by slot: every member's, a cancelled one's too, which the
+        checkpoint keeps frozen as the stack left it (None: a slot whose job had left; without
+        a checkpoint, the stack's jobs that have not ended)."""
         checkpoint = self.data_dir / "stacks" / stack_id
-        jobs = self.store.stack_jobs(stack_id)
         written = checkpoint.with_name(stack_id + NEW_CHECKPOINT)
         if not checkpoint.exists() and (written / "stack.json").is_file():
             written.rename(checkpoint)  # (a kill -9 between the two steps of _save_checkpoint)
-        if not (checkpoint / "stack.json").is_file():
-            return None, jobs
-        if len(jobs) != json.loads((checkpoint / "stack.json").read_text())["members"]:
+        if (checkpoint / "stack.json").is_file():
+            slots = _slots_of(checkpoint)
+            jobs = [None if job_id is None else self.store.job(job_id) for job_id in slots] if slots is not None \
+                else self.store.stack_jobs(stack_id)  # (a checkpoint of a version before stacks took joiners)
+            members = json.loads((checkpoint / "stack.json").read_text())["members"]
+            if len(jobs) == members and all(job is None or job["stack_id"] == stack_id for job in jobs):
+                return checkpoint, jobs
             shutil.rmtree(checkpoint, ignore_errors=True)  # (its jobs train again instead)
-            return None, jobs
-        return checkpoint, jobs
+        return None, [job for job in self.store.stack_jobs(stack_id) if job["status"] in ("queued", "running")]
 
     # ------------------------------------------------------------ scheduling
     def _loop(self) -> None:
@@ -222,7 +231,7 @@ class Scheduler:
         """Go on with a paused stack from its checkpoint (without one, its jobs start again)."""
         self._paused_at.pop(stack_id, None)
         checkpoint, jobs = self._checkpoint(stack_id)
-        waiting = [j["id"] for j in jobs if j["status"] == "queued"]
+        waiting = [j["id"] for j in jobs if j is not None and j["status"] == "queued"]
         if checkpoint is None:
             self.store.requeue(waiting)
             return
@@ -290,51 +299,131 @@ class Scheduler:
 
             message = hide_dataset_paths(error_text(error), self.data_dir)
             log.error("a stack failed: %s", message)
-            self._record([j["id"] for j in entry["jobs"]], "failed", error=message)
+            self._record([j["id"] for j in entry["jobs"] if j is not None], "failed", error=message)
 
     # ------------------------------------------------------------ one stack
-    def _train(self, stack_id: str, jobs: list[dict], resume: Path | None) -> None:
-        from numbamlp.io import one_sync
-        from numbamlp.sweeps import StackStopped, SweepData, train_stack, write_run_files
-
-        configs = [TrainConfig.model_validate(job["config"]) for job in jobs]
-        splits = self._splits(configs[0])
-        data = SweepData.of(splits)
-        dumps = [c.model_dump(mode="json", by_alias=True) for c in configs]
-        ids = [job["id"] for job in jobs]
-        events = EpochEvents(self.store, ids)
-        trained_s = json.loads((resume / SERVICE_STATE).read_text())["trained_s"] \
-            if resume is not None and (resume / SERVICE_STATE).is_file() else 0.0
-        watch = _CancelWatch(self.store, ids, events, self.limits, trained_s, self._stopping, self._others_ready)
+    def _train(self, stack_id: str, jobs: list[dict | None], resume: Path | None) -> None:
+        """Train a stack: its ``jobs`` slot by slot (None: a slot a job had left before the
+        stack was paused), from ``resume``'s checkpoint when given; in this process, or as
+        one Dask task."""
         if self.dask is not None:
-            outcomes = self._train_on_dask(stack_id, ids, dumps, data, watch)
-            if outcomes is None:
-                return
+            self._train_on_dask(stack_id, jobs)
         else:
-            stack = None
-            if resume is not None:
-                from numbamlp.stack import StackTrainer
+            self._train_here(stack_id, jobs, resume)
 
-                stack = StackTrainer.from_checkpoint(resume)
+    def _train_here(self, stack_id: str, jobs: list[dict | None], resume: Path | None) -> None:
+        """An in-process stack, an epoch at a time (numbamlp.stack.StackFit): a job ends as
+        soon as its member does, and at the next epoch boundary a queued job that fits the
+        stack (stack_key_text) takes the slot it left (_seat_joiners).  A stop (shutdown, or a
+        pause for others) checkpoints the stack with its slots' jobs (_StackRun.state)."""
+        from numbamlp.member import TrainingInterrupted
+        from numbamlp.stack import StackTrainer
+        from numbamlp.sweeps import SweepData
+        from numbamlp.sweeps.task import error_text
+        from numbamlp.threads import quiet_blas
+
+        run = _StackRun.of(stack_id, jobs, resume)
+        splits = self._splits(run.config)
+        data = SweepData.of(splits)
+        run.events = EpochEvents(self.store, run.ids)
+        run.watch = _CancelWatch(self.store, run.ids, run.events, self.limits, run.trained_s, self._stopping,
+                                 self._others_ready, run.seated_s)
+        fit = None
+        try:
             try:
-                outcomes = train_stack(dumps, data, callbacks=[events],
-                                       on_start=lambda s: self._started(stack_id, ids, s, watch), stack=stack)
-            except StackStopped as stop:  # shutdown, or paused for others: checkpoint, go on later
-                events.flush()
-                self._save_checkpoint(stack_id, stop.stack, watch.trained())
-                if not self._stopping.is_set():  # (paused: its jobs wait in the queue, keeping their stack)
-                    self._paused_at[stack_id] = time.time()
-                    if not self.store.set_status(ids, "queued", expected=("running",)):
-                        self.forget_checkpoints()  # (none was running still: nobody goes on from it)
-                return
-        events.flush()
+                stack = StackTrainer.from_checkpoint(resume) if resume is not None else \
+                    StackTrainer([job["config"] for job in jobs])
+                self._started(stack_id, run.ids, stack, run.watch)
+                fit = stack.open_fit(data.X_train, data.y_train, data.X_val, data.y_val, callbacks=[run.events],
+                                     warm_start=resume is not None)
+                with quiet_blas(run.config.backend):  # (held across the epochs, as fit holds it: each epoch's
+                    while True:                        # own costs microseconds an epoch)
+                        ended = fit.ended()
+                        self._members_left(run, ended, [fit.release(slot) for slot in ended], data, splits)
+                        self._seat_joiners(run, fit)
+                        if not fit.running():
+                            break
+                        fit.run_epoch()
+                        run.epochs += 1
+            finally:
+                if fit is not None:
+                    fit.close()
+        except TrainingInterrupted:  # shutdown, or paused for others: checkpoint, go on later
+            run.events.flush()
+            self._save_checkpoint(stack_id, stack, run.state())
+            if not self._stopping.is_set():  # (paused: its jobs wait in the queue, keeping their stack)
+                self._paused_at[stack_id] = time.time()
+                if not self.store.set_status(run.seated(), "queued", expected=("running",)):
+                    self.forget_checkpoints()  # (none was running still: nobody goes on from it)
+            return
+        except Exception as err:  # noqa: BLE001 — a stack that fails as a whole fails its jobs, the server goes on
+            run.events.flush()
+            self._record(run.seated(), "failed", error=hide_dataset_paths(error_text(err), self.data_dir))
+        shutil.rmtree(self.data_dir / "stacks" / stack_id, ignore_errors=True)  # (its last pause's checkpoint)
+
+    def _members_left(self, run: "_StackRun", slots: list[int], left: list[dict], data, splits) -> None:
+        """The jobs in ``slots`` end as their members left the stack (StackFit.release's
+        dicts), together: their files, then one flush."""
+        from numbamlp.sweeps.task import member_outcome
+
+        # (a slot without a job: its member had left before the stack was paused)
+        ending = [(slot, one) for slot, one in zip(slots, left) if run.ids[slot] is not None]
+        for slot, _ in ending:
+            run.events.flush(slot)
+        self._jobs_ended([run.ids[slot] for slot, _ in ending], [one["trainer"].config for _, one in ending],
+                         [member_outcome(one["trainer"], one["status"], one["error"], data) for _, one in ending],
+                         splits, run.watch)
+        for slot in slots:
+            run.ids[slot] = None
+
+    def _seat_joiners(self, run: "_StackRun", fit) -> None:
+        """Queued jobs that fit the stack (stack_key_text; not yet in a stack, oldest first) into
+        its vacant slots, to start at the next epoch; the queue is read at most every
+        _CancelWatch.INTERVAL_S.  A joiner's record says at which of the stack's epochs it
+        joined.  (Stacks are opened with their jobs' slots only, none kept empty for
+        joiners: a job alone trains as a stack of one.)"""
+        from numbamlp.sweeps import stack_key_text
+
+        vacant = fit.vacant()
+        now = time.monotonic()
+        if not vacant or self._stopping.is_set() or self.store.full or now - run.looked < _CancelWatch.INTERVAL_S:
+            return
+        run.looked = now
+        waiting = [job for job in self.store.queued(limit=len(vacant) * self.max_stack * QUEUE_LOOKAHEAD)
+                   if stack_key_text(TrainConfig.model_validate(job["config"])) == run.key]
+        for slot, job in zip(vacant, waiting):
+            if not self.store.set_status([job["id"]], "running", expected=("queued",), stack_id=run.stack_id,
+                                         stack_size=len(fit.members), joined_at_epoch=run.epochs):
+                continue  # (cancelled meanwhile, or started in a stack of its own)
+            with self._lock:
+                self._running[run.stack_id]["jobs"].append(job)
+            try:
+                fit.seat(slot, job["config"])
+            except ValueError as err:  # (a stack key checked above: a config the stack still refuses fails alone)
+                self._record([job["id"]], "failed", error=hide_dataset_paths(str(err), self.data_dir))
+                continue
+            run.ids[slot] = job["id"]
+            run.seated_s[slot] = run.watch.trained()
+            run.events.forget(slot)
+            log.info("job %s took slot %d of the running stack %s at its epoch %d", job["id"], slot, run.stack_id,
+                     run.epochs)
+
+    def _jobs_ended(self, ids: list[str], configs: list[TrainConfig], outcomes: list[dict], splits,
+                    watch: "_CancelWatch") -> None:
+        """Each job to its final status from its member's ``outcome`` (train_stack's, or
+        member_outcome's), its run files written first (a full disk fails it, saying why)."""
+        from numbamlp.io import one_sync
+        from numbamlp.sweeps import write_run_files
+
         cancelled = self.store.cancel_requested(ids)
         finished = {job_id: outcome for job_id, outcome in zip(ids, outcomes)
                     if job_id not in cancelled and outcome["status"] in ("done", "stopped early")}
         model_paths, unwritten = {}, {}
-        with one_sync():  # the run files of the whole stack, then one flush (a job's status commits it)
+        with one_sync():  # the run files of the jobs, then one flush (a job's status commits it)
             for job_id, config in zip(ids, configs):
-                if job_id in finished:
+                if job_id in finished and self.store.full:  # (what room the reserve frees is the store's)
+                    unwritten[job_id] = "cannot write the job's files: the server's disk is full"
+                elif job_id in finished:
                     try:
                         model_paths[job_id] = write_run_files(job_directory(self.data_dir, job_id), config,
                                                               finished[job_id], splits)
@@ -346,26 +435,26 @@ class Scheduler:
                 self._record([job_id], "succeeded", **succeeded_columns(outcome, model_paths[job_id]))
             elif job_id in unwritten:
                 self._record([job_id], "failed", error=unwritten[job_id])
-            elif watch.over_time and outcome["status"] == "cancelled" and job_id not in cancelled:
+            elif job_id in watch.over_time and outcome["status"] == "cancelled" and job_id not in cancelled:
                 self._record([job_id], "failed", error=watch.over_time_reason())
             elif job_id in cancelled or outcome["status"] == "cancelled":
                 self._record([job_id], "cancelled")
             else:
                 error = outcome["error"] and hide_dataset_paths(outcome["error"], self.data_dir)
                 self._record([job_id], "failed", error=error)
-        shutil.rmtree(self.data_dir / "stacks" / stack_id, ignore_errors=True)
 
-    def _save_checkpoint(self, stack_id: str, stack, trained_s: float) -> None:
-        """The stack's checkpoint, with the seconds it has trained (the wall-time limit's),
-        written beside the last one and then put in its place: a kill -9 meanwhile leaves one
-        whole checkpoint (_checkpoint takes the new one if the old one is already gone)."""
+    def _save_checkpoint(self, stack_id: str, stack, state: dict) -> None:
+        """The stack's checkpoint, with what the service keeps of it (_StackRun.state: the
+        seconds it has trained, for the wall-time limit, and its slots' jobs), written beside
+        the last one and then put in its place: a kill -9 meanwhile leaves one whole
+        checkpoint (_checkpoint takes the new one if the old one is already gone)."""
         from numbamlp.io import atomic_write_json
 
         checkpoint = self.data_dir / "stacks" / stack_id
         written = checkpoint.with_name(stack_id + NEW_CHECKPOINT)
         shutil.rmtree(written, ignore_errors=True)
         stack.save_checkpoint(written)
-        atomic_write_json(written / SERVICE_STATE, {"trained_s": trained_s})
+        atomic_write_json(written / SERVICE_STATE, state)
         shutil.rmtree(checkpoint, ignore_errors=True)
         written.rename(checkpoint)
 
@@ -376,23 +465,32 @@ class Scheduler:
         oldest = self.store.oldest_queued_at()
         return bool(self.store.paused_stacks()) or (oldest is not None and time.time() - oldest >= self.batch_window)
 
-    def _train_on_dask(self, stack_id: str, ids: list[str], dumps: list[dict], data, watch) -> list[dict]:
+    def _train_on_dask(self, stack_id: str, jobs: list[dict]) -> None:
         """The stack as one Dask task.  Its epochs come back through a Dask queue as they end
         (the jobs' events), and cancels go out through a Dask variable that the task reads
         after its steps, as an in-process stack's cancel watch does.  (Stacks on Dask are
-        not paused for others: the cluster runs several at once.)"""
+        not paused for others: the cluster runs several at once; nor do queued jobs join
+        them: their jobs end together, with the task.)"""
         from distributed import Queue, Variable
 
+        from numbamlp.sweeps import SweepData
+
+        configs = [TrainConfig.model_validate(job["config"]) for job in jobs]
+        splits = self._splits(configs[0])
+        dumps = [c.model_dump(mode="json", by_alias=True) for c in configs]
+        ids = [job["id"] for job in jobs]
+        events = EpochEvents(self.store, ids)
+        watch = _CancelWatch(self.store, ids, events, self.limits, 0.0, self._stopping, self._others_ready)
         client = self.dask.client
         epochs = Queue(f"numbamlp-epochs-{stack_id}", client=client)
         cancels = Variable(f"numbamlp-cancels-{stack_id}", client=client)
         cancels.set([])
-        future = client.submit(_service_stack_on_worker, dumps, data, stack_id, pure=False)
+        future = client.submit(_service_stack_on_worker, dumps, SweepData.of(splits), stack_id, pure=False)
         sent: set[str] = set()
         while True:
             finished = future.done()  # (before draining: every epoch of a finished task is queued)
             for member, epoch, metrics in epochs.get(batch=True):
-                watch.events.on_epoch_end(epoch, {**metrics, "member": member})
+                events.on_epoch_end(epoch, {**metrics, "member": member})
             stopped = watch.members_to_stop() - sent
             if stopped:
                 sent |= stopped
@@ -402,10 +500,12 @@ class Scheduler:
             if self._stopping.is_set():  # shutdown: the task is dropped, its jobs train again at the next start
                 future.cancel()
                 cancels.delete()
-                return None
+                return
             time.sleep(_CancelWatch.INTERVAL_S)
         cancels.delete()
-        return future.result()
+        outcomes = future.result()
+        events.flush()
+        self._jobs_ended(ids, configs, outcomes, splits, watch)
 
     def _splits(self, config: TrainConfig):
         """The data splits of a stack's jobs, kept for the next stacks on the same data (the
@@ -429,7 +529,7 @@ class Scheduler:
         with self._lock:
             self._running[stack_id]["stack"] = stack
         for member, job_id in enumerate(ids):
-            if self.store.job(job_id)["status"] != "running":
+            if job_id is not None and self.store.job(job_id)["status"] != "running":
                 stack.cancel_member(member)
         watch.stack = stack
         stack.add_step_hook(watch)
@@ -440,27 +540,30 @@ class _CancelWatch:
 
     - stops the members whose jobs were cancelled, and marks those jobs cancelled at once
       (their last epochs stored first);
-    - past the server's wall time a job (max_job_minutes of training, ``trained_s`` of it
-      before this run, kept with the stack's checkpoints), stops every member (``over_time``:
-      those still training fail, saying why; those done are saved as usual);
+    - past the server's wall time a job (max_job_minutes of training: the stack's seconds,
+      ``trained_s`` of them before this run, kept with its checkpoints, less ``seated_s``,
+      the stack's seconds when the job took its slot), stops its member (``over_time``: it
+      fails, saying why, unless it had ended);
     - after ``time_slice_s`` of this run, while ``others_ready()``, stops the stack (it is
       checkpointed, paused, and goes on after them);
     - once the server is ``stopping``, stops the stack (as Scheduler.stop does, which misses
       a stack still being built, and fit forgets a stop asked for before it starts).
 
-    ``stack`` is set once the stack is built; on Dask there is none, and members_to_stop
-    says which members to stop."""
+    ``ids`` is the stack's slot → job id list (None: a vacant slot), which changes as jobs
+    leave and join.  ``stack`` is set once the stack is built; on Dask there is none, and
+    members_to_stop says which members to stop."""
 
     INTERVAL_S = 0.2
 
-    def __init__(self, store: Store, ids: list[str], events: "EpochEvents", limits: Limits, trained_s: float,
-                 stopping: threading.Event, others_ready):
+    def __init__(self, store: Store, ids: list[str | None], events: "EpochEvents", limits: Limits, trained_s: float,
+                 stopping: threading.Event, others_ready, seated_s: list[float] | None = None):
         self.store, self.ids, self.events, self.limits = store, ids, events, limits
         self.trained_s, self.stopping, self.others_ready = trained_s, stopping, others_ready
+        self.seated_s = [0.0] * len(ids) if seated_s is None else seated_s
         self.stack = None
         self.checked = 0.0
         self.started = time.monotonic()
-        self.over_time = False
+        self.over_time: set[str] = set()  # jobs past the wall time
 
     def trained(self) -> float:
         """Seconds the stack has trained, this run and before."""
@@ -483,16 +586,58 @@ class _CancelWatch:
             self.stack.request_stop("paused: other jobs wait")
 
     def members_to_stop(self) -> set[str]:
-        """The jobs cancelled since (marked so), or every job once past the wall time."""
-        if not self.over_time and self.trained() > 60 * self.limits.max_job_minutes:
-            self.over_time = True
-        if self.over_time:
-            return set(self.ids)
-        cancelled = self.store.cancel_requested(self.ids)
+        """The stack's jobs cancelled since (marked so), and those past the wall time."""
+        trained, limit = self.trained(), 60 * self.limits.max_job_minutes
+        seated = {job_id: trained - since for job_id, since in zip(self.ids, self.seated_s) if job_id is not None}
+        self.over_time |= {job_id for job_id, seconds in seated.items() if seconds > limit}
+        cancelled = self.store.cancel_requested(seated) - self.over_time
         if cancelled:
             self.events.flush()  # (their last epochs before their end: a stream ends with them)
             self.store.set_status(sorted(cancelled), "cancelled", expected=("running",))
-        return cancelled
+        return cancelled | (self.over_time & seated.keys())
+
+
+class _StackRun:
+    """An in-process stack's books while it trains (Scheduler._train_here): its slots' jobs
+    ``ids`` (slot → job id; None: vacant), each slot's ``seated_s`` (the stack's trained
+    seconds when its job took the slot; 0 for those it started with), the stack's
+    ``epochs`` run (a joiner's joined_at_epoch), and ``key``, what a queued job must share
+    with it to join (numbamlp.sweeps.stack_key_text).  ``state()`` is what its checkpoint keeps of them
+    (SERVICE_STATE), which ``of`` reads back."""
+
+    def __init__(self, stack_id: str, ids: list[str | None], config: TrainConfig, trained_s: float,
+                 seated_s: list[float], epochs: int):
+        self.stack_id, self.ids, self.config = stack_id, ids, config
+        self.trained_s, self.seated_s, self.epochs = trained_s, seated_s, epochs
+        from numbamlp.sweeps import stack_key_text
+
+        self.key = stack_key_text(config)
+        self.looked = 0.0  # (when the queue was last read for joiners)
+        self.events: EpochEvents | None = None
+        self.watch: _CancelWatch | None = None
+
+    @classmethod
+    def of(cls, stack_id: str, jobs: list[dict | None], resume: Path | None) -> "_StackRun":
+        state = json.loads((resume / SERVICE_STATE).read_text()) \
+            if resume is not None and (resume / SERVICE_STATE).is_file() else {}
+        ids = [None if job is None else job["id"] for job in jobs]
+        config = TrainConfig.model_validate(next(job for job in jobs if job is not None)["config"])
+        return cls(stack_id, ids, config, state.get("trained_s", 0.0), state.get("seated_s", [0.0] * len(ids)),
+                   state.get("epochs", 0))
+
+    def seated(self) -> list[str]:
+        """The jobs in the stack's slots now."""
+        return [job_id for job_id in self.ids if job_id is not None]
+
+    def state(self) -> dict:
+        return {"trained_s": self.watch.trained(), "slots": self.ids, "seated_s": self.seated_s, "epochs": self.epochs}
+
+
+def _slots_of(checkpoint: Path) -> list[str | None] | None:
+    """The job in each slot of a checkpointed stack (None: the checkpoint is of a version
+    that did not keep them, whose stacks' jobs were its members in order)."""
+    path = checkpoint / SERVICE_STATE
+    return json.loads(path.read_text()).get("slots") if path.is_file() else None
 
 
 def _service_stack_on_worker(configs: list[dict], data, stack_id: str) -> list[dict]:

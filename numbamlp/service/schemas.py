@@ -125,7 +125,10 @@ class PredictRequest(_Body):
 # ---------------------------------------------------------------- answers
 class Stack(BaseModel):
     id: str
-    size: int
+    size: int = Field(description="The stack's slots.")
+    joined_at_epoch: int | None = Field(description="The epochs the stack had run when this job took a slot "
+                                        "that another job had left (it was queued alone and fitted the running "
+                                        "stack); null: it started with the stack.")
 
 
 class Trial(BaseModel):
@@ -291,7 +294,8 @@ class Me(BaseModel):
 
 def job_view(job: dict) -> dict:
     """A stored job as the API shows it."""
-    stack = {"id": job["stack_id"], "size": job["stack_size"]} if job["stack_id"] else None
+    stack = {"id": job["stack_id"], "size": job["stack_size"], "joined_at_epoch": job["joined_at_epoch"]} \
+        if job["stack_id"] else None
     return {k: job[k] for k in Job.model_fields if k not in ("stack", "trial")} | {"stack": stack,
                                                                                      "trial": trial_view(job)}
 

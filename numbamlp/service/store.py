@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     owner TEXT,                                -- the name of the token that submitted it
     grid TEXT,                                 -- a sweep member's grid values {setting: value}, JSON
-    trial TEXT                                 -- a search's trial: {number, pruned_epoch, repeat_of}, JSON
+    trial TEXT,                                -- a search's trial: {number, pruned_epoch, repeat_of}, JSON
+    joined_at_epoch INTEGER                    -- the stack's epochs run when the job took a free slot in it
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq);
 CREATE TABLE IF NOT EXISTS job_status_history (
@@ -143,9 +144,10 @@ class Store:
     def _add_missing_columns(self) -> None:
         """Columns newer than a database made by an earlier version."""
         have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-        for column in ("owner", "grid", "trial"):  # (in the order the table names them)
+        for column, kind in (("owner", "TEXT"), ("grid", "TEXT"), ("trial", "TEXT"),
+                             ("joined_at_epoch", "INTEGER")):  # (in the order the table names them)
             if column not in have:
-                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT")
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
         self._db.execute("CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, seq)")
         self._db.execute("CREATE INDEX IF NOT EXISTS jobs_by_sweep ON jobs (sweep_id, seq)")
         self._db.execute("CREATE INDEX IF NOT EXISTS sweeps_by_owner ON sweeps (owner, seq)")
@@ -462,7 +464,7 @@ class Store:
         checkpoint is gone) start again as new jobs: no stack, no epochs; one transaction."""
         job_ids = list(job_ids)
         now = time.time()
-        fields = {"stack_id": None, "stack_size": None, "started_at": None}
+        fields = {"stack_id": None, "stack_size": None, "started_at": None, "joined_at_epoch": None}
         assignments = ", ".join(f"{name} = ?" for name in ("status", *fields))
 
         def again():

@@ -78,7 +78,8 @@ const JobPage = (() => {
       const item = (name, value, id) => [h("dt", {}, name), h("dd", {id}, value)];
       meta.replaceChildren(
         ...item("owner", job.owner || "–"), ...item("sweep", sweepLink(job.sweep_id)),
-        ...item("stack", job.stack ? `${job.stack.id} (${job.stack.size} ${job.stack.size === 1 ? "model" : "models"})` : "–"),
+        ...item("stack", job.stack ? `${job.stack.id} (${job.stack.size} ${job.stack.size === 1 ? "model" : "models"}` +
+          (job.stack.joined_at_epoch == null ? ")" : `; joined at its epoch ${job.stack.joined_at_epoch}, in a slot another job left)`) : "–"),
         ...item("submitted", fmtTime(job.created_at)), ...item("started", fmtTime(job.started_at)),
         ...item("finished", fmtTime(job.finished_at)), ...item("queue time", fmtDuration(queueTime(job))),
         ...item("duration", fmtDuration(runTime(job))),
