@@ -845,6 +845,7 @@ class StackFit:
         self.stack, self.X, self.members = stack, X, members
         self.any_weights, self.callbacks = any_weights, callbacks
         self._seating = seating  # (None: a Trainer's fit, which seats no one)
+        self._key: dict | None = None  # (the stack key, once a member is seated)
         self._vacant: set[int] = set()
         # the config's threads while the fit is open (open_fit's; fit holds its own), put back
         # at its end: put back after each epoch, they cost a one-model fit's 2 ms epochs 5%
@@ -962,7 +963,10 @@ class StackFit:
             raise ValueError(f"slot {slot} holds a member: release it first")
         stack, data = self.stack, self._seating
         config = config if isinstance(config, TrainConfig) else TrainConfig.model_validate(config)
-        check_stack_key([*stack.configs[:slot], config, *stack.configs[slot + 1:]])
+        if self._key is None:
+            self._key = stack_key(stack.configs[0])  # (every member's: the stack was checked when made)
+        if stack_key(config) != self._key:  # (one key a seat, not every member's: a refill of M slots is O(M))
+            check_stack_key([*stack.configs[:slot], config, *stack.configs[slot + 1:]])
         trainer = Member(config)
         trainer.classes_ = data.classes
         trainer.build(stack.plan.layers[0], stack.plan.layers[-1])

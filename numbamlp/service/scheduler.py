@@ -57,6 +57,7 @@ SERVICE_STATE = "service.json"  # in a stack's checkpoint: what the service keep
 NEW_CHECKPOINT = ".new"  # a checkpoint being written beside the last one
 DATA_CACHE_SIZE = 4
 QUEUE_LOOKAHEAD = 8  # queued jobs grouped per free slot, in full stacks: bounds a tick's work
+JOINER_KEYS = 10_000  # queued jobs' stack keys a running stack remembers (then it forgets them all)
 SEARCH_SLOTS = 1  # searches running at once, beside the jobs' slots (the others wait, oldest first)
 
 
@@ -87,6 +88,7 @@ class Scheduler:
         self._data: dict[str, object] = {}  # the last DATA_CACHE_SIZE data sets' splits, oldest first
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._recovered = threading.Event()  # (set after _recover: no stack takes joiners before)
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------ life cycle
@@ -128,6 +130,7 @@ class Scheduler:
         with self._lock:
             continuing = [j["id"] for entry in self._running.values() for j in entry["jobs"] if j is not None]
         self.store.requeue_running(keep=continuing)
+        self._recovered.set()  # (a joiner moved to running before this would have been requeued)
         for sweep_id in self.store.running_searches():  # (their trials go on with them)
             self._launch_search(sweep_id)
 
@@ -138,7 +141,7 @@ class Scheduler:
         a checkpoint, the stack's jobs that have not ended)."""
         checkpoint = self.data_dir / "stacks" / stack_id
         written = checkpoint.with_name(stack_id + NEW_CHECKPOINT)
-        if not checkpoint.exists() and (written / "stack.json").is_file():
+        if not checkpoint.exists() and (written / SERVICE_STATE).is_file():
             written.rename(checkpoint)  # (a kill -9 between the two steps of _save_checkpoint)
         if (checkpoint / "stack.json").is_file():
             slots = _slots_of(checkpoint)
@@ -306,8 +309,11 @@ class Scheduler:
         """Train a stack: its ``jobs`` slot by slot (None: a slot a job had left before the
         stack was paused), from ``resume``'s checkpoint when given; in this process, or as
         one Dask task."""
-        if self.dask is not None:
-            self._train_on_dask(stack_id, jobs)
+        if self.dask is not None:  # (from a checkpoint of a stack trained in this process: its jobs start again)
+            shutil.rmtree(self.data_dir / "stacks" / stack_id, ignore_errors=True)
+            jobs = [job for job in jobs if job is not None and job["status"] in ("queued", "running")]
+            if jobs:
+                self._train_on_dask(stack_id, jobs)
         else:
             self._train_here(stack_id, jobs, resume)
 
@@ -315,7 +321,8 @@ class Scheduler:
         """An in-process stack, an epoch at a time (numbamlp.stack.StackFit): a job ends as
         soon as its member does, and at the next epoch boundary a queued job that fits the
         stack (stack_key_text) takes the slot it left (_seat_joiners).  A stop (shutdown, or a
-        pause for others) checkpoints the stack with its slots' jobs (_StackRun.state)."""
+        pause for others) ends the jobs whose members ended in the epoch it cut, then
+        checkpoints the stack with its slots' jobs (_StackRun.state)."""
         from numbamlp.member import TrainingInterrupted
         from numbamlp.stack import StackTrainer
         from numbamlp.sweeps import SweepData
@@ -327,23 +334,28 @@ class Scheduler:
         data = SweepData.of(splits)
         run.events = EpochEvents(self.store, run.ids)
         run.watch = _CancelWatch(self.store, run.ids, run.events, self.limits, run.trained_s, self._stopping,
-                                 self._others_ready, run.seated_s)
+                                 self._others_ready, run.seated_s, run.over_time)
         fit = None
         try:
             try:
                 stack = StackTrainer.from_checkpoint(resume) if resume is not None else \
                     StackTrainer([job["config"] for job in jobs])
                 self._started(stack_id, run.ids, stack, run.watch)
+                for slot in run.stale:  # (jobs that ended after the checkpoint: their members stop at once)
+                    stack.cancel_member(slot)
                 fit = stack.open_fit(data.X_train, data.y_train, data.X_val, data.y_val, callbacks=[run.events],
                                      warm_start=resume is not None)
                 with quiet_blas(run.config.backend):  # (held across the epochs, as fit holds it: each epoch's
                     while True:                        # own costs microseconds an epoch)
-                        ended = fit.ended()
-                        self._members_left(run, ended, [fit.release(slot) for slot in ended], data, splits)
+                        self._members_left(run, fit, data, splits)
                         self._seat_joiners(run, fit)
                         if not fit.running():
                             break
-                        fit.run_epoch()
+                        try:
+                            fit.run_epoch()
+                        except TrainingInterrupted:
+                            self._members_left(run, fit, data, splits)  # (not left waiting in the checkpoint)
+                            raise
                         run.epochs += 1
             finally:
                 if fit is not None:
@@ -361,46 +373,65 @@ class Scheduler:
             self._record(run.seated(), "failed", error=hide_dataset_paths(error_text(err), self.data_dir))
         shutil.rmtree(self.data_dir / "stacks" / stack_id, ignore_errors=True)  # (its last pause's checkpoint)
 
-    def _members_left(self, run: "_StackRun", slots: list[int], left: list[dict], data, splits) -> None:
-        """The jobs in ``slots`` end as their members left the stack (StackFit.release's
-        dicts), together: their files, then one flush."""
+    def _members_left(self, run: "_StackRun", fit, data, splits) -> None:
+        """The members that ended leave the stack (StackFit.release), and their jobs end
+        together: their files, then one flush."""
         from numbamlp.sweeps.task import member_outcome
 
-        # (a slot without a job: its member had left before the stack was paused)
+        slots = fit.ended()
+        left = [fit.release(slot) for slot in slots]
+        # (a slot without a job: its member had left, or its job had ended, before the stack was paused)
         ending = [(slot, one) for slot, one in zip(slots, left) if run.ids[slot] is not None]
         for slot, _ in ending:
             run.events.flush(slot)
-        self._jobs_ended([run.ids[slot] for slot, _ in ending], [one["trainer"].config for _, one in ending],
+        ended = [run.ids[slot] for slot, _ in ending]
+        self._jobs_ended(ended, [one["trainer"].config for _, one in ending],
                          [member_outcome(one["trainer"], one["status"], one["error"], data) for _, one in ending],
                          splits, run.watch)
+        run.watch.over_time.difference_update(ended)
         for slot in slots:
             run.ids[slot] = None
+        if ended:
+            with self._lock:
+                entry = self._running[run.stack_id]
+                entry["jobs"] = [job for job in entry["jobs"] if job is not None and job["id"] in run.ids]
 
     def _seat_joiners(self, run: "_StackRun", fit) -> None:
-        """Queued jobs that fit the stack (stack_key_text; not yet in a stack, oldest first) into
-        its vacant slots, to start at the next epoch; the queue is read at most every
-        _CancelWatch.INTERVAL_S.  A joiner's record says at which of the stack's epochs it
-        joined.  (Stacks are opened with their jobs' slots only, none kept empty for
-        joiners: a job alone trains as a stack of one.)"""
+        """Queued jobs that fit the stack (stack_key_text; not yet in a stack, oldest first,
+        past the batch window as a new stack's jobs are: jobs arriving together join
+        together) into its vacant slots, to start at the next epoch; the queue is read at
+        most every _CancelWatch.INTERVAL_S.  A joiner's record says at which of the stack's
+        epochs it joined.  (Stacks are opened with their jobs' slots only, none kept empty
+        for joiners: a job alone trains as a stack of one.)"""
         from numbamlp.sweeps import stack_key_text
+        from numbamlp.sweeps.task import error_text
 
         vacant = fit.vacant()
         now = time.monotonic()
-        if not vacant or self._stopping.is_set() or self.store.full or now - run.looked < _CancelWatch.INTERVAL_S:
+        if not vacant or not self._recovered.is_set() or self._stopping.is_set() or self.store.full \
+                or now - run.looked < _CancelWatch.INTERVAL_S:
             return
         run.looked = now
-        waiting = [job for job in self.store.queued(limit=len(vacant) * self.max_stack * QUEUE_LOOKAHEAD)
-                   if stack_key_text(TrainConfig.model_validate(job["config"])) == run.key]
-        for slot, job in zip(vacant, waiting):
-            if not self.store.set_status([job["id"]], "running", expected=("queued",), stack_id=run.stack_id,
-                                         stack_size=len(fit.members), joined_at_epoch=run.epochs):
-                continue  # (cancelled meanwhile, or started in a stack of its own)
-            with self._lock:
-                self._running[run.stack_id]["jobs"].append(job)
+        ready_before = time.time() - self.batch_window
+        queued = self.store.queued(limit=len(vacant) * QUEUE_LOOKAHEAD)
+        if len(run.keys) > JOINER_KEYS:
+            run.keys.clear()
+        for job in queued:  # (each queued job's key worked out once: a look every 0.2 s reads the same jobs)
+            if job["id"] not in run.keys:
+                run.keys[job["id"]] = stack_key_text(TrainConfig.model_validate(job["config"]))
+        waiting = [job for job in queued
+                   if job["created_at"] <= ready_before and run.keys[job["id"]] == run.key][:len(vacant)]
+        moved = set(self.store.set_status([job["id"] for job in waiting], "running", expected=("queued",),
+                                          stack_id=run.stack_id, stack_size=len(fit.members),
+                                          joined_at_epoch=run.epochs))
+        joining = [job for job in waiting if job["id"] in moved]  # (not one cancelled meanwhile, or started alone)
+        with self._lock:
+            self._running[run.stack_id]["jobs"].extend(joining)
+        for slot, job in zip(vacant, joining):
             try:
                 fit.seat(slot, job["config"])
-            except ValueError as err:  # (a stack key checked above: a config the stack still refuses fails alone)
-                self._record([job["id"]], "failed", error=hide_dataset_paths(str(err), self.data_dir))
+            except Exception as err:  # noqa: BLE001 — (a config the stack still refuses, no memory: it fails alone)
+                self._record([job["id"]], "failed", error=hide_dataset_paths(error_text(err), self.data_dir))
                 continue
             run.ids[slot] = job["id"]
             run.seated_s[slot] = run.watch.trained()
@@ -421,9 +452,7 @@ class Scheduler:
         model_paths, unwritten = {}, {}
         with one_sync():  # the run files of the jobs, then one flush (a job's status commits it)
             for job_id, config in zip(ids, configs):
-                if job_id in finished and self.store.full:  # (what room the reserve frees is the store's)
-                    unwritten[job_id] = "cannot write the job's files: the server's disk is full"
-                elif job_id in finished:
+                if job_id in finished:
                     try:
                         model_paths[job_id] = write_run_files(job_directory(self.data_dir, job_id), config,
                                                               finished[job_id], splits)
@@ -556,14 +585,15 @@ class _CancelWatch:
     INTERVAL_S = 0.2
 
     def __init__(self, store: Store, ids: list[str | None], events: "EpochEvents", limits: Limits, trained_s: float,
-                 stopping: threading.Event, others_ready, seated_s: list[float] | None = None):
+                 stopping: threading.Event, others_ready, seated_s: list[float] | None = None,
+                 over_time: set[str] | None = None):
         self.store, self.ids, self.events, self.limits = store, ids, events, limits
         self.trained_s, self.stopping, self.others_ready = trained_s, stopping, others_ready
         self.seated_s = [0.0] * len(ids) if seated_s is None else seated_s
         self.stack = None
         self.checked = 0.0
         self.started = time.monotonic()
-        self.over_time: set[str] = set()  # jobs past the wall time
+        self.over_time: set[str] = set() if over_time is None else over_time  # seated jobs past the wall time
 
     def trained(self) -> float:
         """Seconds the stack has trained, this run and before."""
@@ -582,7 +612,8 @@ class _CancelWatch:
         self.checked = now
         for job_id in self.members_to_stop():
             self.stack.cancel_member(self.ids.index(job_id))  # stops after this step
-        if now - self.started > self.limits.time_slice_s and not self.over_time and self.others_ready():
+        if now - self.started > self.limits.time_slice_s and not self.over_time and self.others_ready():  # (while
+            # a job is being stopped for its time, not: it is to fail, not to wait in a checkpoint)
             self.stack.request_stop("paused: other jobs wait")
 
     def members_to_stop(self) -> set[str]:
@@ -601,17 +632,23 @@ class _StackRun:
     """An in-process stack's books while it trains (Scheduler._train_here): its slots' jobs
     ``ids`` (slot → job id; None: vacant), each slot's ``seated_s`` (the stack's trained
     seconds when its job took the slot; 0 for those it started with), the stack's
-    ``epochs`` run (a joiner's joined_at_epoch), and ``key``, what a queued job must share
-    with it to join (numbamlp.sweeps.stack_key_text).  ``state()`` is what its checkpoint keeps of them
-    (SERVICE_STATE), which ``of`` reads back."""
+    ``epochs`` run (a joiner's joined_at_epoch), its jobs ``over_time`` (the wall time's),
+    and ``key``, what a queued job must share with it to join
+    (numbamlp.sweeps.stack_key_text), with ``keys``, the queued jobs' keys worked out so
+    far.  ``state()`` is what its checkpoint keeps of them (SERVICE_STATE), which ``of``
+    reads back; ``stale``: the slots whose job had ended after the checkpoint was written
+    (a kill -9 since): their members stop, and nothing of them is recorded again."""
 
-    def __init__(self, stack_id: str, ids: list[str | None], config: TrainConfig, trained_s: float,
-                 seated_s: list[float], epochs: int):
-        self.stack_id, self.ids, self.config = stack_id, ids, config
-        self.trained_s, self.seated_s, self.epochs = trained_s, seated_s, epochs
+    def __init__(self, stack_id: str, ids: list[str | None], config: TrainConfig, state: dict, stale: list[int]):
         from numbamlp.sweeps import stack_key_text
 
+        self.stack_id, self.ids, self.config, self.stale = stack_id, ids, config, stale
+        self.trained_s: float = state.get("trained_s", 0.0)
+        self.seated_s: list[float] = state.get("seated_s", [0.0] * len(ids))
+        self.epochs: int = state.get("epochs", 0)
+        self.over_time: set[str] = set(state.get("over_time", ()))
         self.key = stack_key_text(config)
+        self.keys: dict[str, str] = {}
         self.looked = 0.0  # (when the queue was last read for joiners)
         self.events: EpochEvents | None = None
         self.watch: _CancelWatch | None = None
@@ -620,17 +657,19 @@ class _StackRun:
     def of(cls, stack_id: str, jobs: list[dict | None], resume: Path | None) -> "_StackRun":
         state = json.loads((resume / SERVICE_STATE).read_text()) \
             if resume is not None and (resume / SERVICE_STATE).is_file() else {}
-        ids = [None if job is None else job["id"] for job in jobs]
+        live = [job is not None and job["status"] in ("queued", "running") for job in jobs]
+        ids = [job["id"] if alive else None for job, alive in zip(jobs, live)]
+        stale = [slot for slot, (job, alive) in enumerate(zip(jobs, live)) if job is not None and not alive]
         config = TrainConfig.model_validate(next(job for job in jobs if job is not None)["config"])
-        return cls(stack_id, ids, config, state.get("trained_s", 0.0), state.get("seated_s", [0.0] * len(ids)),
-                   state.get("epochs", 0))
+        return cls(stack_id, ids, config, state, stale)
 
     def seated(self) -> list[str]:
         """The jobs in the stack's slots now."""
         return [job_id for job_id in self.ids if job_id is not None]
 
     def state(self) -> dict:
-        return {"trained_s": self.watch.trained(), "slots": self.ids, "seated_s": self.seated_s, "epochs": self.epochs}
+        return {"trained_s": self.watch.trained(), "slots": self.ids, "seated_s": self.seated_s, "epochs": self.epochs,
+                "over_time": sorted(self.watch.over_time)}
 
 
 def _slots_of(checkpoint: Path) -> list[str | None] | None:
