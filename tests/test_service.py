@@ -1554,6 +1554,48 @@ def test_a_job_that_ended_after_its_stacks_checkpoint_is_not_trained_or_written_
                                   load_model(alone["model_path"]).flat_params)
 
 
+def test_a_joiner_the_running_stack_cannot_seat_trains_in_a_stack_of_its_own(tmp_path, monkeypatch):
+    """A seat can be refused where the job alone is fine (a cuda stack of regressors that
+    standardise their targets otherwise, no memory for one more member): the job goes back
+    to the queue, is not asked again by that stack, and trains later as it would alone."""
+    from numbamlp.config import TrainConfig
+    from numbamlp.io import load_model
+    from numbamlp.run import train_run
+    from numbamlp.service.scheduler import Scheduler
+    from numbamlp.service.store import Store
+    from numbamlp.stack import StackFit
+
+    refused = []
+
+    def seat(self, slot, config):
+        refused.append(config["seed"])
+        raise MemoryError("no room for one more member")
+
+    monkeypatch.setattr(StackFit, "seat", seat)
+    configs = [TrainConfig.model_validate({**SLOW, "epochs": epochs, "seed": seed,
+                                           "data": {"train": "builtin:digits", "seed": 0}})
+               for seed, epochs in ((0, 2), (1, 30), (2, 3))]
+    store = Store(tmp_path / "numbamlp.sqlite")
+    short, long = [job["id"] for job in store.add_jobs([c.model_dump(mode="json", by_alias=True)
+                                                         for c in configs[:2]])]
+    scheduler = Scheduler(store, tmp_path, batch_window=0)
+    scheduler.start()
+    try:
+        wait_for(lambda: store.job(short)["status"] == "succeeded", timeout=60, what="the short job")
+        joiner = store.add_jobs([configs[2].model_dump(mode="json", by_alias=True)])[0]["id"]
+        wait_for(lambda: store.job(joiner)["status"] == "succeeded", timeout=120, what="the joiner")
+    finally:
+        scheduler.stop()
+    assert refused[:1] == [2] and len(refused) == 1  # (asked once, by the stack of the long job)
+    job = store.job(joiner)
+    assert job["stack_id"] != store.job(long)["stack_id"] and job["joined_at_epoch"] is None
+    assert [h["status"] for h in store.status_history(joiner)] == ["queued", "running", "queued", "running",
+                                                                    "succeeded"]
+    alone = train_run(configs[2], out=tmp_path / "alone")
+    np.testing.assert_array_equal(load_model(tmp_path / "jobs" / joiner / "model.safetensors").flat_params,
+                                  load_model(alone["model_path"]).flat_params)
+
+
 def test_a_long_stack_is_paused_for_other_jobs_and_goes_on_bit_for_bit(tmp_path, start_server):
     """A job of epochs 1e9 held the only training slot: a job of another shape stayed queued
     until the long one was cancelled."""

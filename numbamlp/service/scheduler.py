@@ -57,6 +57,7 @@ SERVICE_STATE = "service.json"  # in a stack's checkpoint: what the service keep
 NEW_CHECKPOINT = ".new"  # a checkpoint being written beside the last one
 DATA_CACHE_SIZE = 4
 QUEUE_LOOKAHEAD = 8  # queued jobs grouped per free slot, in full stacks: bounds a tick's work
+REFUSED = "refused"  # a queued job's key, to a stack that could not seat it
 JOINER_KEYS = 10_000  # queued jobs' stack keys a running stack remembers (then it forgets them all)
 SEARCH_SLOTS = 1  # searches running at once, beside the jobs' slots (the others wait, oldest first)
 
@@ -430,8 +431,11 @@ class Scheduler:
         for slot, job in zip(vacant, joining):
             try:
                 fit.seat(slot, job["config"])
-            except Exception as err:  # noqa: BLE001 — (a config the stack still refuses, no memory: it fails alone)
-                self._record([job["id"]], "failed", error=hide_dataset_paths(error_text(err), self.data_dir))
+            except Exception as err:  # noqa: BLE001 — (one this stack refuses: it trains in a stack of its own)
+                log.info("the running stack %s refused job %s (%s): it waits for a stack of its own", run.stack_id,
+                         job["id"], hide_dataset_paths(error_text(err), self.data_dir))
+                run.keys[job["id"]] = REFUSED  # (not asked again by this stack)
+                self.store.requeue([job["id"]], "running")
                 continue
             run.ids[slot] = job["id"]
             run.seated_s[slot] = run.watch.trained()
