@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 
 from numbamlp.config import TrainConfig
+from numbamlp.job_status import FINAL
 from numbamlp.service import DEFAULT_BATCH_WINDOW_S
 from numbamlp.service.events import EpochEvents
 from numbamlp.service.files import dataset_path, hide_dataset_paths, job_directory, succeeded_columns
@@ -145,14 +146,14 @@ class Scheduler:
         if not checkpoint.exists() and (written / SERVICE_STATE).is_file():
             written.rename(checkpoint)  # (a kill -9 between the two steps of _save_checkpoint)
         if (checkpoint / "stack.json").is_file():
-            slots = _slots_of(checkpoint)
+            slots = _service_state(checkpoint).get("slots")
             jobs = [None if job_id is None else self.store.job(job_id) for job_id in slots] if slots is not None \
                 else self.store.stack_jobs(stack_id)  # (a checkpoint of a version before stacks took joiners)
             members = json.loads((checkpoint / "stack.json").read_text())["members"]
             if len(jobs) == members and all(job is None or job["stack_id"] == stack_id for job in jobs):
                 return checkpoint, jobs
             shutil.rmtree(checkpoint, ignore_errors=True)  # (its jobs train again instead)
-        return None, [job for job in self.store.stack_jobs(stack_id) if job["status"] in ("queued", "running")]
+        return None, [job for job in self.store.stack_jobs(stack_id) if job["status"] not in FINAL]
 
     # ------------------------------------------------------------ scheduling
     def _loop(self) -> None:
@@ -253,7 +254,7 @@ class Scheduler:
             with self._lock:
                 if stack_id in self._running:
                     continue
-            if not any(job["status"] in ("queued", "running") for job in self.store.stack_jobs(stack_id)):
+            if all(job["status"] in FINAL for job in self.store.stack_jobs(stack_id)):
                 shutil.rmtree(checkpoint, ignore_errors=True)
 
     def _stacks(self, queued: list[dict]) -> list[list[dict]]:
@@ -312,7 +313,7 @@ class Scheduler:
         one Dask task."""
         if self.dask is not None:  # (from a checkpoint of a stack trained in this process: its jobs start again)
             shutil.rmtree(self.data_dir / "stacks" / stack_id, ignore_errors=True)
-            jobs = [job for job in jobs if job is not None and job["status"] in ("queued", "running")]
+            jobs = [job for job in jobs if job is not None and job["status"] not in FINAL]
             if jobs:
                 self._train_on_dask(stack_id, jobs)
         else:
@@ -659,9 +660,8 @@ class _StackRun:
 
     @classmethod
     def of(cls, stack_id: str, jobs: list[dict | None], resume: Path | None) -> "_StackRun":
-        state = json.loads((resume / SERVICE_STATE).read_text()) \
-            if resume is not None and (resume / SERVICE_STATE).is_file() else {}
-        live = [job is not None and job["status"] in ("queued", "running") for job in jobs]
+        state = {} if resume is None else _service_state(resume)
+        live = [job is not None and job["status"] not in FINAL for job in jobs]
         ids = [job["id"] if alive else None for job, alive in zip(jobs, live)]
         stale = [slot for slot, (job, alive) in enumerate(zip(jobs, live)) if job is not None and not alive]
         config = TrainConfig.model_validate(next(job for job in jobs if job is not None)["config"])
@@ -676,11 +676,11 @@ class _StackRun:
                 "over_time": sorted(self.watch.over_time)}
 
 
-def _slots_of(checkpoint: Path) -> list[str | None] | None:
-    """The job in each slot of a checkpointed stack (None: the checkpoint is of a version
-    that did not keep them, whose stacks' jobs were its members in order)."""
+def _service_state(checkpoint: Path) -> dict:
+    """What a stack's checkpoint keeps for the service (_StackRun.state; {} for one without:
+    a checkpoint of a version before stacks took joiners keeps only trained_s, or none)."""
     path = checkpoint / SERVICE_STATE
-    return json.loads(path.read_text()).get("slots") if path.is_file() else None
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _service_stack_on_worker(configs: list[dict], data, stack_id: str) -> list[dict]:

@@ -42,14 +42,13 @@ class SweepData:
 
 
 def train_stack(configs: list[dict], data: SweepData, threads: int | None = None, callbacks=(),
-                on_start=None, stack=None) -> list[dict]:
+                on_start=None) -> list[dict]:
     """Train one stack (configs as dicts) and return each member's outcome: its metrics,
     status, history, model (MLP) and seconds.  A stack that fails as a whole gives every
     member the status "failed" and the error.  ``threads``: Numba's threads for this task
     (on a Dask worker, its share of the machine's cores).  ``callbacks``: StackTrainer
     callbacks; ``on_start(stack)`` is called before training (to cancel members or stop it
-    from another thread); ``stack``: a StackTrainer restored from a checkpoint, to go on
-    with.  A stack stopped by ``request_stop`` raises StackStopped."""
+    from another thread).  A stack stopped by ``request_stop`` raises StackStopped."""
     from numbamlp.stack import StackTrainer
     from numbamlp.trainer import TrainingInterrupted
 
@@ -59,12 +58,11 @@ def train_stack(configs: list[dict], data: SweepData, threads: int | None = None
         set_threads(threads, "cpu")
     start = time.perf_counter()
     try:
-        warm_start = stack is not None
-        stack = stack if warm_start else StackTrainer(configs)
+        stack = StackTrainer(configs)
         if on_start is not None:
             on_start(stack)
         with _stop_on_signals(stack):
-            stack.fit(data.X_train, data.y_train, data.X_val, data.y_val, callbacks=callbacks, warm_start=warm_start)
+            stack.fit(data.X_train, data.y_train, data.X_val, data.y_val, callbacks=callbacks)
     except TrainingInterrupted:
         raise StackStopped(stack) from None
     except Exception as err:  # noqa: BLE001 — a failed stack is a row per member, not a failed sweep
