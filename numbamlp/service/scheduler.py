@@ -85,7 +85,8 @@ class Scheduler:
             self.slots = self.dask.parallel
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="stack")
         self._search_pool = concurrent.futures.ThreadPoolExecutor(max_workers=SEARCH_SLOTS, thread_name_prefix="search")
-        self._running: dict[str, dict] = {}  # stack id → {"jobs": [...], "stack": StackTrainer | None}
+        # stack id → {"ids": its slots' job ids (None: vacant; an in-process stack's _StackRun.ids), "stack"}
+        self._running: dict[str, dict] = {}
         self._searches: dict[str, TrialJobs] = {}  # sweep id → the running search's watch
         self._data: dict[str, object] = {}  # the last DATA_CACHE_SIZE data sets' splits, oldest first
         self._lock = threading.Lock()
@@ -130,7 +131,7 @@ class Scheduler:
                 self._launch(stack_id, jobs, resume=checkpoint)
         # every other running job was cut off by a crash: from the start again
         with self._lock:
-            continuing = [j["id"] for entry in self._running.values() for j in entry["jobs"] if j is not None]
+            continuing = [job_id for entry in self._running.values() for job_id in entry["ids"] if job_id is not None]
         self.store.requeue_running(keep=continuing)
         self._recovered.set()  # (a joiner moved to running before this would have been requeued)
         for sweep_id in self.store.running_searches():  # (their trials go on with them)
@@ -267,7 +268,7 @@ class Scheduler:
 
     def _launch(self, stack_id: str, jobs: list[dict], resume: Path | None = None) -> None:
         with self._lock:
-            self._running[stack_id] = {"jobs": jobs, "stack": None}
+            self._running[stack_id] = {"ids": [None if job is None else job["id"] for job in jobs], "stack": None}
         future = self._pool.submit(self._train, stack_id, jobs, resume)
         future.add_done_callback(lambda f: self._finished(stack_id, f))
 
@@ -304,7 +305,7 @@ class Scheduler:
 
             message = hide_dataset_paths(error_text(error), self.data_dir)
             log.error("a stack failed: %s", message)
-            self._record([j["id"] for j in entry["jobs"] if j is not None], "failed", error=message)
+            self._record([job_id for job_id in entry["ids"] if job_id is not None], "failed", error=message)
 
     # ------------------------------------------------------------ one stack
     def _train(self, stack_id: str, jobs: list[dict | None], resume: Path | None) -> None:
@@ -332,6 +333,8 @@ class Scheduler:
         from numbamlp.threads import quiet_blas
 
         run = _StackRun.of(stack_id, jobs, resume)
+        with self._lock:  # (the slots' jobs as they change: a failed stack fails those in it, _finished)
+            self._running[stack_id]["ids"] = run.ids
         splits = self._splits(run.config)
         data = SweepData.of(splits)
         run.events = EpochEvents(self.store, run.ids)
@@ -393,10 +396,6 @@ class Scheduler:
         run.watch.over_time.difference_update(ended)
         for slot in slots:
             run.ids[slot] = None
-        if ended:
-            with self._lock:
-                entry = self._running[run.stack_id]
-                entry["jobs"] = [job for job in entry["jobs"] if job is not None and job["id"] in run.ids]
 
     def _seat_joiners(self, run: "_StackRun", fit) -> None:
         """Queued jobs that fit the stack (stack_key_text; not yet in a stack, oldest first,
@@ -427,8 +426,6 @@ class Scheduler:
                                           stack_id=run.stack_id, stack_size=len(fit.members),
                                           joined_at_epoch=run.epochs))
         joining = [job for job in waiting if job["id"] in moved]  # (not one cancelled meanwhile, or started alone)
-        with self._lock:
-            self._running[run.stack_id]["jobs"].extend(joining)
         for slot, job in zip(vacant, joining):
             try:
                 fit.seat(slot, job["config"])
